@@ -1,0 +1,1318 @@
+//! The kinds: the [`KINDS`] table that names them, the typed envelope [`Object`], the spec
+//! and status of each kind, and [`AnyObject`] for code that handles every kind.
+//!
+//! Field names here are the manifest contract documented in `DESIGN.md`: renaming one is a
+//! breaking change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::meta::ObjectMeta;
+use crate::quantity::{Cpu, Memory};
+use crate::selector::MatchExpression;
+use crate::validate::FieldErrors;
+
+// ---------------------------------------------------------------------------------------
+// The kind table
+
+/// Whether objects of a kind live in a project (namespace) or globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    Project,
+}
+
+/// Names and scope of a kind, as discovery publishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KindInfo {
+    /// `Workload`
+    pub kind: &'static str,
+    /// `workloads`
+    pub plural: &'static str,
+    /// `workload`
+    pub singular: &'static str,
+    /// `wl`
+    pub short_names: &'static [&'static str],
+    pub scope: Scope,
+    /// Whether the kind has a `/status` subresource.
+    pub has_status: bool,
+}
+
+impl KindInfo {
+    /// Whether objects carry `metadata.namespace` (the project).
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Project
+    }
+
+    /// `WorkloadList`
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// Whether a manifest may leave `spec` out (it then means an empty spec).
+    pub fn spec_optional(&self) -> bool {
+        self.kind == "Project"
+    }
+}
+
+/// Every kind Meridian serves, in the order `get all` and discovery list them.
+pub static KINDS: &[KindInfo] = &[
+    KindInfo {
+        kind: "Site",
+        plural: "sites",
+        singular: "site",
+        short_names: &["st"],
+        scope: Scope::Global,
+        has_status: true,
+    },
+    KindInfo {
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        short_names: &["no"],
+        scope: Scope::Global,
+        has_status: true,
+    },
+    KindInfo {
+        kind: "Workload",
+        plural: "workloads",
+        singular: "workload",
+        short_names: &["wl"],
+        scope: Scope::Project,
+        has_status: true,
+    },
+    KindInfo {
+        kind: "Allocation",
+        plural: "allocations",
+        singular: "allocation",
+        short_names: &["alloc"],
+        scope: Scope::Project,
+        has_status: true,
+    },
+    KindInfo {
+        kind: "Policy",
+        plural: "policies",
+        singular: "policy",
+        short_names: &["pol"],
+        scope: Scope::Global,
+        has_status: true,
+    },
+    KindInfo {
+        kind: "Project",
+        plural: "projects",
+        singular: "project",
+        short_names: &["proj"],
+        scope: Scope::Global,
+        has_status: true,
+    },
+];
+
+/// Finds a kind by kind, singular, plural or short name, ignoring case
+/// (`Workload`, `workload`, `workloads`, `wl`).
+pub fn lookup_kind(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| {
+        k.kind.eq_ignore_ascii_case(name)
+            || k.singular.eq_ignore_ascii_case(name)
+            || k.plural.eq_ignore_ascii_case(name)
+            || k.short_names.iter().any(|s| s.eq_ignore_ascii_case(name))
+    })
+}
+
+/// A spec type knows its kind, so typed objects can be built without spelling it.
+pub trait Spec {
+    const KIND: &'static str;
+
+    /// The kind's entry in [`KINDS`].
+    fn kind_info() -> &'static KindInfo {
+        lookup_kind(Self::KIND).expect("every Spec is in KINDS")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The envelope
+
+/// A typed object: `{apiVersion, kind, metadata, spec, status}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Object<S, T> {
+    /// Always `meridian.dev/v1`.
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// Desired state, written by users.
+    pub spec: S,
+    /// Observed state, written by Meridian through the `/status` subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<T>,
+}
+
+impl<S: Spec, T> Object<S, T> {
+    /// An object of `S`'s kind without status.
+    pub fn new(metadata: ObjectMeta, spec: S) -> Self {
+        Object {
+            api_version: crate::API_VERSION.to_string(),
+            kind: S::KIND.to_string(),
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+pub type Site = Object<SiteSpec, SiteStatus>;
+pub type Node = Object<NodeSpec, NodeStatus>;
+pub type Workload = Object<WorkloadSpec, WorkloadStatus>;
+pub type Allocation = Object<AllocationSpec, AllocationStatus>;
+pub type Policy = Object<PolicySpec, PolicyStatus>;
+pub type Project = Object<ProjectSpec, ProjectStatus>;
+
+/// Any object of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AnyObject {
+    Site(Site),
+    Node(Node),
+    Workload(Workload),
+    Allocation(Allocation),
+    Policy(Policy),
+    Project(Project),
+}
+
+macro_rules! each_kind {
+    ($self:expr, $o:ident => $body:expr) => {
+        match $self {
+            AnyObject::Site($o) => $body,
+            AnyObject::Node($o) => $body,
+            AnyObject::Workload($o) => $body,
+            AnyObject::Allocation($o) => $body,
+            AnyObject::Policy($o) => $body,
+            AnyObject::Project($o) => $body,
+        }
+    };
+}
+
+impl AnyObject {
+    /// Decodes an object from JSON by its `kind`, refusing unknown fields, without the
+    /// semantic checks of [`crate::validate::object_from_value`] (use this for what the
+    /// store or the server hands back).
+    pub fn from_value(value: serde_json::Value) -> Result<AnyObject, FieldErrors> {
+        crate::validate::decode(value)
+    }
+
+    /// The kind's names and scope.
+    pub fn kind_info(&self) -> &'static KindInfo {
+        let kind = match self {
+            AnyObject::Site(_) => "Site",
+            AnyObject::Node(_) => "Node",
+            AnyObject::Workload(_) => "Workload",
+            AnyObject::Allocation(_) => "Allocation",
+            AnyObject::Policy(_) => "Policy",
+            AnyObject::Project(_) => "Project",
+        };
+        lookup_kind(kind).expect("every variant is in KINDS")
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        each_kind!(self, o => &o.metadata)
+    }
+
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        each_kind!(self, o => &mut o.metadata)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.meta().name
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.meta().namespace.as_deref()
+    }
+
+    /// `apiVersion` as written.
+    pub fn api_version(&self) -> &str {
+        each_kind!(self, o => &o.api_version)
+    }
+
+    /// Whether a status is present.
+    pub fn has_status(&self) -> bool {
+        each_kind!(self, o => o.status.is_some())
+    }
+
+    /// Drops the status (what the server does on create and on a spec update).
+    pub fn clear_status(&mut self) {
+        each_kind!(self, o => o.status = None);
+    }
+
+    /// Copies the status of `other` (of the same kind) into `self`, as a `/status`
+    /// update does. Returns `false`, changing nothing, if the kinds differ.
+    pub fn take_status_from(&mut self, other: AnyObject) -> bool {
+        match (self, other) {
+            (AnyObject::Site(a), AnyObject::Site(b)) => a.status = b.status,
+            (AnyObject::Node(a), AnyObject::Node(b)) => a.status = b.status,
+            (AnyObject::Workload(a), AnyObject::Workload(b)) => a.status = b.status,
+            (AnyObject::Allocation(a), AnyObject::Allocation(b)) => a.status = b.status,
+            (AnyObject::Policy(a), AnyObject::Policy(b)) => a.status = b.status,
+            (AnyObject::Project(a), AnyObject::Project(b)) => a.status = b.status,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The spec as JSON (for comparing specs to decide whether `generation` moves).
+    pub fn spec_value(&self) -> serde_json::Value {
+        each_kind!(self, o => serde_json::to_value(&o.spec).expect("specs serialize"))
+    }
+
+    /// The object as JSON.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("objects serialize")
+    }
+}
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        crate::validate::decode(value).map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! any_from {
+    ($($variant:ident),*) => {
+        $(impl From<$variant> for AnyObject {
+            fn from(o: $variant) -> Self {
+                AnyObject::$variant(o)
+            }
+        })*
+    };
+}
+any_from!(Site, Node, Workload, Allocation, Policy, Project);
+
+// ---------------------------------------------------------------------------------------
+// Shared vocabulary
+
+macro_rules! string_enum {
+    (
+        $(#[$m:meta])*
+        $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal),+ $(,)? }
+    ) => {
+        $(#[$m])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            JsonSchema,
+        )]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The manifest spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $s),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Operating system family.
+    OsFamily { Linux = "linux", Windows = "windows" }
+}
+
+string_enum! {
+    /// CPU architecture, with Go/Kubernetes names.
+    Arch { Amd64 = "amd64", Arm64 = "arm64" }
+}
+
+string_enum! {
+    /// How an agent runs a task.
+    Driver {
+        /// A process on the host (a Windows service process or a Linux process).
+        Exec = "exec",
+        /// A virtual machine from a disk image.
+        Qemu = "qemu",
+        /// An OCI container image.
+        Container = "container",
+    }
+}
+
+string_enum! {
+    /// Effect of a node taint.
+    TaintEffect {
+        NoSchedule = "NoSchedule",
+        PreferNoSchedule = "PreferNoSchedule",
+        NoExecute = "NoExecute",
+    }
+}
+
+string_enum! {
+    /// `Equal` (key and value match) or `Exists` (key matches, any value).
+    TolerationOperator { Equal = "Equal", Exists = "Exists" }
+}
+
+string_enum! {
+    /// Status of a condition.
+    ConditionStatus { True = "True", False = "False", Unknown = "Unknown" }
+}
+
+/// A Kubernetes-style condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    /// e.g. `Ready`, `Placed`, `DiskPressure`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// Totals of cpu, memory and GPUs (site capacity, node allocations, project usage).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceTotals {
+    #[serde(default)]
+    pub cpu: Cpu,
+    #[serde(default)]
+    pub memory: Memory,
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_max_skew() -> i32 {
+    1
+}
+
+/// An optional string that YAML authors may write as a number (`version: 2022`).
+fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Scalar>::deserialize(d)?.map(|s| match s {
+        Scalar::S(s) => s,
+        Scalar::I(i) => i.to_string(),
+        Scalar::F(f) => f.to_string(),
+    }))
+}
+
+/// A string map whose values YAML authors may write as numbers or booleans (`PORT: 8080`).
+fn lenient_string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(BTreeMap::<String, Scalar>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::I(i) => i.to_string(),
+                Scalar::U(u) => u.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::B(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------
+// Site
+
+/// A place capacity lives: a cloud region, a data centre, an edge location.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteSpec {
+    /// `azure`, `aws`, `gcp`, `onprem`, `edge`, a sovereign provider...
+    pub provider: String,
+    /// The provider's region name (`westeurope`, `us-east-1`, `frankfurt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Availability zones or rooms; nodes name theirs in `spec.zone`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// ISO 3166-1 alpha-2 code of the country where the hardware is.
+    pub jurisdiction: String,
+    /// The legal entity that operates the site and its home jurisdiction (what
+    /// `sovereignty: strict` checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<SiteOperator>,
+    /// `ISO27001`, `SOC2`, `C5`, `SecNumCloud`, `HDS`...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certifications: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carbon: Option<Carbon>,
+}
+
+impl Spec for SiteSpec {
+    const KIND: &'static str = "Site";
+}
+
+/// The operator of a site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteOperator {
+    /// Legal name, e.g. `Example Bank AG`.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 code of the operator's (or its parent's) home jurisdiction.
+    pub jurisdiction: String,
+}
+
+/// Prices per resource-hour, in the estate's accounting currency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(
+        rename = "cpuCoreHour",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_core_hour: Option<f64>,
+    #[serde(
+        rename = "memoryGiBHour",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_gib_hour: Option<f64>,
+    /// GPU model (`H100`, `A100`, `L4`) to price per GPU-hour.
+    #[serde(
+        rename = "gpuHour",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub gpu_hour: BTreeMap<String, f64>,
+}
+
+/// Carbon intensity of the site's electricity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Carbon {
+    #[serde(rename = "gramsPerKWh")]
+    pub grams_per_kwh: f64,
+}
+
+/// What Meridian observes of a site (aggregated from its nodes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SiteStatus {
+    #[serde(default)]
+    pub nodes: u32,
+    #[serde(default)]
+    pub ready_nodes: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<ResourceTotals>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<ResourceTotals>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Node
+
+/// A host registered by an agent (or pre-registered by an administrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Name of the Site the node is in.
+    pub site: String,
+    /// One of the site's zones, if it has zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub os: NodeOs,
+    pub arch: Arch,
+    pub capacity: NodeResources,
+    /// What is left for Meridian after the OS and system reservations; defaults to
+    /// `capacity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocatable: Option<NodeResources>,
+    /// Drivers the agent offers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<Driver>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    /// Cordoned: nothing new is placed here (drain).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unschedulable: bool,
+}
+
+impl Spec for NodeSpec {
+    const KIND: &'static str = "Node";
+}
+
+impl NodeSpec {
+    /// `allocatable`, or `capacity` when not set.
+    pub fn allocatable(&self) -> &NodeResources {
+        self.allocatable.as_ref().unwrap_or(&self.capacity)
+    }
+}
+
+/// The operating system of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeOs {
+    pub family: OsFamily,
+    /// `rhel`, `ubuntu`, `debian`, `windows-server`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distro: Option<String>,
+    /// `9.4`, `22.04`, `2022`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_opt_string"
+    )]
+    pub version: Option<String>,
+    /// Windows build, `major.minor.build`: `10.0.20348` is Windows Server 2022.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+/// Capacity of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeResources {
+    pub cpu: Cpu,
+    pub memory: Memory,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuDevice>,
+}
+
+impl NodeResources {
+    /// Number of GPUs of every model.
+    pub fn gpu_count(&self) -> u32 {
+        self.gpus.iter().map(|g| g.count).sum()
+    }
+}
+
+/// A group of identical GPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuDevice {
+    /// `H100`, `A100`, `L4`...
+    pub model: String,
+    /// Memory of one GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    pub count: u32,
+}
+
+/// Keeps work off a node unless the work tolerates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+/// Lets work onto a tainted node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Toleration {
+    /// Empty with `Exists` tolerates every taint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default = "default_toleration_operator")]
+    pub operator: TolerationOperator,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Empty tolerates every effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TaintEffect>,
+}
+
+fn default_toleration_operator() -> TolerationOperator {
+    TolerationOperator::Equal
+}
+
+impl Toleration {
+    /// Whether this toleration tolerates `taint`, with Kubernetes semantics.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        match (&self.key, self.operator) {
+            (None, TolerationOperator::Exists) => true,
+            (None, TolerationOperator::Equal) => false,
+            (Some(k), _) if *k != taint.key => false,
+            (Some(_), TolerationOperator::Exists) => true,
+            (Some(_), TolerationOperator::Equal) => {
+                self.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            }
+        }
+    }
+}
+
+string_enum! {
+    /// Phase of a node, from heartbeats.
+    NodePhase { Ready = "Ready", NotReady = "NotReady", Lost = "Lost" }
+}
+
+string_enum! {
+    /// Mode of a Linux security module.
+    LsmMode { Enforcing = "enforcing", Permissive = "permissive", Disabled = "disabled" }
+}
+
+/// Security facts an agent discovers on its host; policies and compliance checks read
+/// them. `None` means the agent could not tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_encryption: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_boot: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<LsmMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor: Option<LsmMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fips: Option<bool>,
+    /// Days since the last OS security update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_age_days: Option<u32>,
+}
+
+/// What Meridian observes of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<NodePhase>,
+    /// RFC 3339 time of the last heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<SecurityFacts>,
+    /// Sum of the resources of the allocations placed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<ResourceTotals>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Workload
+
+string_enum! {
+    /// What kind of work.
+    WorkloadType {
+        /// Runs until stopped; restarted when it exits.
+        Service = "service",
+        /// Runs to completion.
+        Job = "job",
+        /// A virtual machine (driver `qemu`).
+        Vm = "vm",
+    }
+}
+
+string_enum! {
+    /// Disk image format for the `qemu` driver.
+    DiskFormat { Qcow2 = "qcow2", Raw = "raw" }
+}
+
+string_enum! {
+    /// Windows isolation mode.
+    Isolation { Process = "process", Hyperv = "hyperv" }
+}
+
+string_enum! {
+    /// Sensitivity of the data a workload handles.
+    Classification {
+        Public = "public",
+        Internal = "internal",
+        Confidential = "confidential",
+        /// Personal data (GDPR).
+        Personal = "personal",
+        /// Sector-regulated data (health, finance, public sector).
+        Regulated = "regulated",
+    }
+}
+
+impl Default for Classification {
+    fn default() -> Self {
+        Classification::Internal
+    }
+}
+
+string_enum! {
+    /// How residency is enforced.
+    Sovereignty {
+        /// The site's location must be within the residency list.
+        Standard = "standard",
+        /// The site's operator must also be under an allowed jurisdiction.
+        Strict = "strict",
+    }
+}
+
+impl Default for Sovereignty {
+    fn default() -> Self {
+        Sovereignty::Standard
+    }
+}
+
+string_enum! {
+    /// How replicas are packed.
+    Strategy {
+        /// Fill the fullest nodes that fit (fewer, busier nodes).
+        Binpack = "binpack",
+        /// Prefer the emptiest nodes.
+        Spread = "spread",
+    }
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy::Binpack
+    }
+}
+
+string_enum! {
+    /// When an exited task is restarted.
+    RestartPolicy { Always = "always", OnFailure = "on-failure", Never = "never" }
+}
+
+/// What to run, where it may run and how it is handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadSpec {
+    #[serde(rename = "type")]
+    pub type_: WorkloadType,
+    /// Instances to run (default 1).
+    #[serde(default = "default_replicas")]
+    pub replicas: i32,
+    pub task: Task,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataPolicy>,
+    /// Certifications every site running this must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compliance: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Higher runs first and may preempt lower (default 0).
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub priority: i32,
+    /// Jobs only: this many replicas are placed all together or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<u32>,
+    /// Name of the queue a job waits in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
+}
+
+impl Spec for WorkloadSpec {
+    const KIND: &'static str = "Workload";
+}
+
+/// The unit an agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Task {
+    pub driver: Driver,
+    /// Program and arguments (`exec`), or the container entrypoint override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "lenient_string_map"
+    )]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Container image (`container` driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Disk image (`qemu` driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Disk>,
+    pub resources: Resources,
+    /// OS requirement; without it any OS will do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<OsRequirement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<Arch>,
+}
+
+/// A VM disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Disk {
+    /// Path or URL of the image, as the agent sees it.
+    pub image: String,
+    #[serde(default = "default_disk_format")]
+    pub format: DiskFormat,
+}
+
+fn default_disk_format() -> DiskFormat {
+    DiskFormat::Qcow2
+}
+
+/// Resources one replica needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    pub cpu: Cpu,
+    pub memory: Memory,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuRequest>,
+}
+
+/// GPUs one replica needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuRequest {
+    pub count: u32,
+    /// A model (`H100`); any model when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Minimum memory per GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// The OS a task needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OsRequirement {
+    pub family: OsFamily,
+    /// Windows build the task was built for (`10.0.20348`). With `process` isolation the
+    /// node's build must match; with `hyperv` the node's build must be the same or newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+    /// Windows only; `process` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+}
+
+/// What data a workload handles and where it may be processed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataPolicy {
+    #[serde(default)]
+    pub classification: Classification,
+    /// Jurisdictions (ISO 3166-1 alpha-2) or blocs (`EU`, `EEA`...) the work may run in;
+    /// empty means anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residency: Vec<String>,
+    #[serde(default)]
+    pub sovereignty: Sovereignty,
+    /// Name of the Site where the data lives, to keep work close to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// Placement constraints and preferences.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Required: every expression must match the node (keys such as `site.provider`,
+    /// `site.jurisdiction`, `node.os.distro` or a node label).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<MatchExpression>,
+    /// Preferred: the weights of the matching preferences add to a node's score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<Preference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
+    /// At most one replica per node.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub anti_affinity: bool,
+}
+
+/// A weighted preference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preference {
+    /// -100 (avoid) to 100 (prefer).
+    pub weight: i32,
+    pub match_expressions: Vec<MatchExpression>,
+}
+
+/// Spread replicas evenly over the values of a key (`site.zone`, `site.name`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spread {
+    pub key: String,
+    /// Largest allowed difference in replica count between two values (default 1).
+    #[serde(default = "default_max_skew")]
+    pub max_skew: i32,
+}
+
+/// Restart handling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Restart {
+    pub policy: RestartPolicy,
+    /// Give up after this many restarts (`on-failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Delay before a restart, e.g. `10s`, `1m30s`; doubled on each retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+}
+
+/// What Meridian observes of a workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub desired_replicas: u32,
+    #[serde(default)]
+    pub placed_replicas: u32,
+    #[serde(default)]
+    pub running_replicas: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub succeeded_replicas: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_replicas: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Why replicas are not placed, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Allocation
+
+string_enum! {
+    /// What the agent should do with an allocation.
+    DesiredState { Run = "run", Stop = "stop" }
+}
+
+impl Default for DesiredState {
+    fn default() -> Self {
+        DesiredState::Run
+    }
+}
+
+string_enum! {
+    /// What the agent reports of an allocation.
+    AllocationPhase {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        /// The node was lost; the scheduler replaces the allocation.
+        Lost = "lost",
+    }
+}
+
+impl Default for AllocationPhase {
+    fn default() -> Self {
+        AllocationPhase::Pending
+    }
+}
+
+/// One placed instance of a workload on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllocationSpec {
+    /// Name of the Workload, in the same project.
+    pub workload: String,
+    /// Replica index, 0-based.
+    #[serde(default)]
+    pub replica: u32,
+    /// Name of the Node.
+    pub node: String,
+    /// Name of the node's Site (copied for listing and audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default)]
+    pub desired_state: DesiredState,
+    /// Resources reserved on the node (a copy of the task's).
+    pub resources: Resources,
+    /// The task to run, copied from the workload when placed, so the agent needs nothing
+    /// else and later workload edits do not change a running instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// The workload's `metadata.generation` this allocation was placed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_generation: Option<i64>,
+    /// Why this node: the scheduler's structured explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<serde_json::Value>,
+}
+
+impl Spec for AllocationSpec {
+    const KIND: &'static str = "Allocation";
+}
+
+/// What the agent reports of an allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllocationStatus {
+    #[serde(default)]
+    pub phase: AllocationPhase,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Policy
+
+string_enum! {
+    /// What a violation does.
+    Enforcement {
+        /// Admission refuses the object.
+        Deny = "deny",
+        /// Admission accepts it and returns a warning.
+        Warn = "warn",
+        /// Only the continuous audit reports it.
+        Audit = "audit",
+    }
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Enforcement::Deny
+    }
+}
+
+/// A Rego policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// A Rego module; violations are the `deny` (or `violation`) set it produces.
+    pub rego: String,
+    /// Kinds the policy looks at (`Workload`, `Node`...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// Restricts the policy to some projects; all when absent.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub match_: Option<PolicyMatch>,
+    /// Handed to the module as `data.parameters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Controls of compliance frameworks the policy provides evidence for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<Control>,
+}
+
+impl Spec for PolicySpec {
+    const KIND: &'static str = "Policy";
+}
+
+/// Which objects a policy applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyMatch {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
+}
+
+/// A control of a compliance framework, e.g. `{framework: ISO27001, id: A.5.23}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Control {
+    pub framework: String,
+    pub id: String,
+}
+
+/// What the audit found for a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyStatus {
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_audit_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Project
+
+/// A tenant, exposed as a Kubernetes namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// People or groups accountable for the project.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Jurisdictions or blocs the project's work may run in; anywhere when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_locations: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+impl Spec for ProjectSpec {
+    const KIND: &'static str = "Project";
+}
+
+/// Upper bounds on what a project's allocations may reserve in total.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quota {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+}
+
+/// What Meridian observes of a project.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProjectStatus {
+    /// `Active` or `Terminating`, as for a namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// What the project's allocations reserve now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<ResourceTotals>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lookup_by_every_name() {
+        for name in ["Workload", "workload", "WORKLOADS", "wl", "WL"] {
+            assert_eq!(lookup_kind(name).unwrap().kind, "Workload", "{name}");
+        }
+        assert_eq!(lookup_kind("pol").unwrap().kind, "Policy");
+        assert_eq!(lookup_kind("policies").unwrap().kind, "Policy");
+        assert_eq!(lookup_kind("no").unwrap().kind, "Node");
+        assert_eq!(lookup_kind("st").unwrap().kind, "Site");
+        assert_eq!(lookup_kind("alloc").unwrap().kind, "Allocation");
+        assert_eq!(lookup_kind("proj").unwrap().kind, "Project");
+        assert!(lookup_kind("pods").is_none());
+        assert!(lookup_kind("Workload").unwrap().namespaced());
+        assert!(!lookup_kind("Site").unwrap().namespaced());
+        assert_eq!(lookup_kind("nodes").unwrap().list_kind(), "NodeList");
+    }
+
+    #[test]
+    fn typed_roundtrip_and_any() {
+        let p = Project::new(ObjectMeta::named("finance"), ProjectSpec::default());
+        let any = AnyObject::from(p.clone());
+        assert_eq!(any.kind_info().kind, "Project");
+        assert_eq!(any.name(), "finance");
+        assert_eq!(
+            any.to_value(),
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+                   "metadata": {"name": "finance"}, "spec": {}})
+        );
+        let back: AnyObject = serde_json::from_value(any.to_value()).unwrap();
+        assert_eq!(back, any);
+    }
+
+    #[test]
+    fn tolerations() {
+        let taint = Taint {
+            key: "gpu".into(),
+            value: Some("h100".into()),
+            effect: TaintEffect::NoSchedule,
+        };
+        let t = |key: Option<&str>, op, value: Option<&str>, effect| Toleration {
+            key: key.map(Into::into),
+            operator: op,
+            value: value.map(Into::into),
+            effect,
+        };
+        use TolerationOperator::*;
+        assert!(t(Some("gpu"), Equal, Some("h100"), None).tolerates(&taint));
+        assert!(!t(Some("gpu"), Equal, Some("a100"), None).tolerates(&taint));
+        assert!(t(Some("gpu"), Exists, None, Some(TaintEffect::NoSchedule)).tolerates(&taint));
+        assert!(!t(Some("gpu"), Exists, None, Some(TaintEffect::NoExecute)).tolerates(&taint));
+        assert!(t(None, Exists, None, None).tolerates(&taint));
+        assert!(!t(Some("other"), Exists, None, None).tolerates(&taint));
+    }
+}

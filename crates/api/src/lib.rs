@@ -1,0 +1,37 @@
+//! Meridian's resource model: the wire and manifest types every process shares.
+//!
+//! This crate does no I/O and knows nothing of HTTP, SQL or async runtimes. It owns:
+//! - the Kubernetes-style envelope ([`ObjectMeta`], [`List`], [`Status`], [`WatchEvent`]);
+//! - the kinds (`Site`, `Node`, `Workload`, `Allocation`, `Policy`, `Project`) and the
+//!   [`KindInfo`] table that names them (singular, plural, short names, scope);
+//! - parsing of manifests (YAML, multi-document YAML, JSON) with errors that name the
+//!   source, the document, the field path and, for syntax errors, line and column;
+//! - quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
+//! - strict validation: unknown fields are refused, names are RFC 1123 labels.
+
+pub mod examples;
+pub mod jurisdiction;
+pub mod kinds;
+pub mod manifest;
+pub mod meta;
+pub mod quantity;
+pub mod schema;
+pub mod selector;
+pub mod table;
+pub mod validate;
+
+pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
+pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
+pub use manifest::{Manifest, ManifestError, parse_manifests};
+pub use meta::{List, ListMeta, ObjectMeta, Status, StatusCause, StatusDetails, WatchEvent};
+pub use quantity::{Cpu, Memory, QuantityError};
+pub use schema::openapi_schemas;
+pub use selector::{FieldSelector, LabelSelector, MatchExpression, Operator, SelectorError};
+pub use validate::{FieldError, FieldErrors, object_from_value, object_from_value_as};
+
+/// API group of every Meridian kind.
+pub const GROUP: &str = "meridian.dev";
+/// The one served version.
+pub const VERSION: &str = "v1";
+/// `apiVersion` of every Meridian object.
+pub const API_VERSION: &str = "meridian.dev/v1";

@@ -1,0 +1,297 @@
+//! Columns of `meridian get` tables, per kind, as kubectl prints them. The caller adds
+//! `NAMESPACE` in front when listing across projects and `AGE` at the end.
+
+use crate::kinds::*;
+
+const NONE: &str = "<none>";
+
+/// Column headers for a kind (`wide` is `-o wide`), without `AGE`.
+pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
+    let (base, extra): (&[&str], &[&str]) = match info.kind {
+        "Site" => (
+            &[
+                "NAME",
+                "PROVIDER",
+                "REGION",
+                "JURISDICTION",
+                "OPERATOR",
+                "CERTIFICATIONS",
+            ],
+            &["ZONES", "NODES", "CARBON"],
+        ),
+        "Node" => (
+            &["NAME", "SITE", "OS", "ARCH", "CPU", "MEMORY", "STATUS"],
+            &["ZONE", "GPUS", "DRIVERS"],
+        ),
+        "Workload" => (
+            &[
+                "NAME",
+                "TYPE",
+                "REPLICAS",
+                "DRIVER",
+                "RESIDENCY",
+                "PRIORITY",
+            ],
+            &["OS", "CPU", "MEMORY", "GPU", "COMPLIANCE"],
+        ),
+        "Allocation" => (
+            &["NAME", "WORKLOAD", "NODE", "DESIRED", "PHASE"],
+            &["SITE", "RESTARTS", "CPU", "MEMORY"],
+        ),
+        "Policy" => (
+            &["NAME", "ENFORCEMENT", "TARGETS"],
+            &["PROJECTS", "CONTROLS"],
+        ),
+        "Project" => (
+            &["NAME", "OWNERS", "ALLOWED-LOCATIONS"],
+            &["QUOTA", "DESCRIPTION"],
+        ),
+        _ => (&["NAME"], &[]),
+    };
+    let mut out = base.to_vec();
+    if wide {
+        out.extend_from_slice(extra);
+    }
+    out
+}
+
+fn join(values: &[String]) -> String {
+    if values.is_empty() {
+        NONE.to_string()
+    } else {
+        values.join(",")
+    }
+}
+
+fn or_none(value: Option<&str>) -> String {
+    match value {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => NONE.to_string(),
+    }
+}
+
+/// `linux rhel 9.4`, `windows 10.0.20348`.
+fn node_os(os: &NodeOs) -> String {
+    let mut parts = vec![os.family.to_string()];
+    if os.family == OsFamily::Windows {
+        if let Some(b) = os.build.as_ref().or(os.version.as_ref()) {
+            parts.push(b.clone());
+        }
+    } else {
+        parts.extend(os.distro.iter().cloned());
+        parts.extend(os.version.iter().cloned());
+    }
+    parts.join(" ")
+}
+
+fn gpus(devices: &[GpuDevice]) -> String {
+    let v: Vec<String> = devices
+        .iter()
+        .map(|g| format!("{}x{}", g.count, g.model))
+        .collect();
+    join(&v)
+}
+
+/// One row, in the order of [`columns`], without `AGE`.
+pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
+    let name = obj.name().to_string();
+    let (base, extra): (Vec<String>, Vec<String>) = match obj {
+        AnyObject::Site(o) => {
+            let s = &o.spec;
+            let operator = s
+                .operator
+                .as_ref()
+                .map(|op| format!("{} ({})", op.name, op.jurisdiction));
+            let nodes = o
+                .status
+                .as_ref()
+                .map(|st| format!("{}/{}", st.ready_nodes, st.nodes));
+            let carbon = s
+                .carbon
+                .as_ref()
+                .map(|c| format!("{}g/kWh", c.grams_per_kwh));
+            (
+                vec![
+                    name,
+                    s.provider.clone(),
+                    or_none(s.region.as_deref()),
+                    s.jurisdiction.clone(),
+                    or_none(operator.as_deref()),
+                    join(&s.certifications),
+                ],
+                vec![
+                    join(&s.zones),
+                    or_none(nodes.as_deref()),
+                    or_none(carbon.as_deref()),
+                ],
+            )
+        }
+        AnyObject::Node(o) => {
+            let s = &o.spec;
+            let a = s.allocatable();
+            let mut status = o
+                .status
+                .as_ref()
+                .and_then(|st| st.phase)
+                .map_or("Unknown".to_string(), |p| p.to_string());
+            if s.unschedulable {
+                status.push_str(",SchedulingDisabled");
+            }
+            (
+                vec![
+                    name,
+                    s.site.clone(),
+                    node_os(&s.os),
+                    s.arch.to_string(),
+                    a.cpu.to_string(),
+                    a.memory.to_string(),
+                    status,
+                ],
+                vec![
+                    or_none(s.zone.as_deref()),
+                    gpus(&a.gpus),
+                    join(
+                        &s.drivers
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>(),
+                    ),
+                ],
+            )
+        }
+        AnyObject::Workload(o) => {
+            let s = &o.spec;
+            let placed = o.status.as_ref().map_or(0, |st| st.placed_replicas);
+            let residency = s
+                .data
+                .as_ref()
+                .map(|d| d.residency.clone())
+                .unwrap_or_default();
+            let os = s.task.os.as_ref().map(|os| match &os.build {
+                Some(b) => format!("{} {b}", os.family),
+                None => os.family.to_string(),
+            });
+            let r = &s.task.resources;
+            let gpu = r.gpu.as_ref().map(|g| match &g.model {
+                Some(m) => format!("{}x{m}", g.count),
+                None => g.count.to_string(),
+            });
+            (
+                vec![
+                    name,
+                    s.type_.to_string(),
+                    format!("{placed}/{}", s.replicas),
+                    s.task.driver.to_string(),
+                    join(&residency),
+                    s.priority.to_string(),
+                ],
+                vec![
+                    or_none(os.as_deref()),
+                    r.cpu.to_string(),
+                    r.memory.to_string(),
+                    or_none(gpu.as_deref()),
+                    join(&s.compliance),
+                ],
+            )
+        }
+        AnyObject::Allocation(o) => {
+            let s = &o.spec;
+            let st = o.status.clone().unwrap_or_default();
+            (
+                vec![
+                    name,
+                    s.workload.clone(),
+                    s.node.clone(),
+                    s.desired_state.to_string(),
+                    st.phase.to_string(),
+                ],
+                vec![
+                    or_none(s.site.as_deref()),
+                    st.restarts.to_string(),
+                    s.resources.cpu.to_string(),
+                    s.resources.memory.to_string(),
+                ],
+            )
+        }
+        AnyObject::Policy(o) => {
+            let s = &o.spec;
+            let projects = s
+                .match_
+                .as_ref()
+                .map(|m| m.projects.clone())
+                .unwrap_or_default();
+            let controls: Vec<String> = s
+                .controls
+                .iter()
+                .map(|c| format!("{}:{}", c.framework, c.id))
+                .collect();
+            (
+                vec![name, s.enforcement.to_string(), join(&s.targets)],
+                vec![
+                    if projects.is_empty() {
+                        "*".to_string()
+                    } else {
+                        projects.join(",")
+                    },
+                    join(&controls),
+                ],
+            )
+        }
+        AnyObject::Project(o) => {
+            let s = &o.spec;
+            let quota = s.quota.as_ref().map(|q| {
+                let mut parts = Vec::new();
+                if let Some(c) = q.cpu {
+                    parts.push(format!("cpu={c}"));
+                }
+                if let Some(m) = q.memory {
+                    parts.push(format!("memory={m}"));
+                }
+                if let Some(g) = q.gpus {
+                    parts.push(format!("gpus={g}"));
+                }
+                parts.join(",")
+            });
+            (
+                vec![name, join(&s.owners), join(&s.allowed_locations)],
+                vec![or_none(quota.as_deref()), or_none(s.description.as_deref())],
+            )
+        }
+    };
+    let mut out = base;
+    if wide {
+        out.extend(extra);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse_manifests;
+
+    #[test]
+    fn rows_match_columns_for_every_example() {
+        for (file, text) in crate::examples::FILES {
+            for m in parse_manifests(file, text).unwrap() {
+                for wide in [false, true] {
+                    let cols = columns(m.object.kind_info(), wide);
+                    let row = row(&m.object, wide);
+                    assert_eq!(cols.len(), row.len(), "{file} {}", m.object.name());
+                    assert!(row.iter().all(|c| !c.is_empty()), "{row:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn workload_row() {
+        let text = "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: w, namespace: p}\nspec:\n  type: job\n  replicas: 3\n  priority: 10\n  task: {driver: exec, command: [x], resources: {cpu: 1, memory: 1Gi}}\n  data: {residency: [EU, CH]}\n";
+        let m = parse_manifests("w.yaml", text).unwrap();
+        assert_eq!(
+            row(&m[0].object, false),
+            ["w", "job", "0/3", "exec", "EU,CH", "10"]
+        );
+        assert_eq!(columns(m[0].object.kind_info(), false)[2], "REPLICAS");
+    }
+}

@@ -1,0 +1,1287 @@
+//! From JSON to typed objects, and the checks that make an object acceptable.
+//!
+//! Two steps. [`decode`] turns a JSON value into an [`AnyObject`] by its `kind`, refusing
+//! unknown fields and naming the field path of the first structural error (serde stops
+//! there). [`validate`] then checks meaning (names, labels, jurisdictions, coherence of
+//! type and driver...) and reports every problem at once. [`object_from_value`] does both.
+//! Server-set fields (`uid`, `resourceVersion`, `status`...) are not checked.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::jurisdiction;
+use crate::kinds::*;
+use crate::meta::ObjectMeta;
+use crate::selector::MatchExpression;
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path, e.g. `spec.task.resources.memory` or `spec.task.command[0]`; empty
+    /// when the problem is the document as a whole.
+    pub field: String,
+    /// What is wrong and, where possible, what to write instead.
+    pub message: String,
+    /// 1-based line in the source file, when known.
+    pub line: Option<usize>,
+    /// 1-based column in the source file, when known.
+    pub column: Option<usize>,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Every problem found in one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, FieldError> {
+        self.0.iter()
+    }
+    fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldErrors(vec![FieldError::new(field, message)])
+    }
+    /// Prefixes every field path (`items[2]` for an item of a list).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        for e in &mut self.0 {
+            e.field = if e.field.is_empty() {
+                prefix.to_string()
+            } else if e.field.starts_with('[') {
+                format!("{prefix}{}", e.field)
+            } else {
+                format!("{prefix}.{}", e.field)
+            };
+        }
+        self
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FieldErrors {}
+
+impl IntoIterator for FieldErrors {
+    type Item = FieldError;
+    type IntoIter = std::vec::IntoIter<FieldError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+
+fn known_kinds() -> String {
+    KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+}
+
+/// Decodes by `kind` and checks meaning: what the server does on create and update, and
+/// what `meridian apply` does before sending.
+pub fn object_from_value(value: serde_json::Value) -> Result<AnyObject, FieldErrors> {
+    let object = decode(value)?;
+    validate(&object)?;
+    Ok(object)
+}
+
+/// Like [`object_from_value`] for a kind already known (from the URL); a `kind` in the
+/// body must agree with it.
+pub fn object_from_value_as(
+    info: &KindInfo,
+    value: serde_json::Value,
+) -> Result<AnyObject, FieldErrors> {
+    let object = decode_as(info, value)?;
+    validate(&object)?;
+    Ok(object)
+}
+
+/// Decodes by `kind` without the semantic checks.
+pub fn decode(value: serde_json::Value) -> Result<AnyObject, FieldErrors> {
+    let Some(map) = value.as_object() else {
+        return Err(FieldErrors::single(
+            "",
+            format!(
+                "expected an object with apiVersion, kind, metadata and spec, got {}",
+                json_type(&value)
+            ),
+        ));
+    };
+    let mut errors = Vec::new();
+    let info = match map.get("kind") {
+        None => {
+            errors.push(FieldError::new(
+                "kind",
+                format!("required field is missing (one of: {})", known_kinds()),
+            ));
+            None
+        }
+        Some(serde_json::Value::String(kind)) => match KINDS.iter().find(|k| k.kind == kind) {
+            Some(info) => Some(info),
+            None => {
+                let message = match lookup_kind(kind) {
+                    Some(info) => format!("{kind:?} is not a kind; did you mean {:?}?", info.kind),
+                    None => format!(
+                        "{kind:?} is not a Meridian kind (known kinds: {})",
+                        known_kinds()
+                    ),
+                };
+                errors.push(FieldError::new("kind", message));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new(
+                "kind",
+                format!("expected a string, got {}", json_type(other)),
+            ));
+            None
+        }
+    };
+    if let Err(e) = check_api_version(map.get("apiVersion")) {
+        errors.push(e);
+    }
+    match info {
+        Some(info) if errors.is_empty() => decode_as(info, value),
+        _ => Err(FieldErrors(errors)),
+    }
+}
+
+fn check_api_version(v: Option<&serde_json::Value>) -> Result<(), FieldError> {
+    match v {
+        Some(serde_json::Value::String(s)) if s == crate::API_VERSION => Ok(()),
+        None => Err(FieldError::new(
+            "apiVersion",
+            format!("required field is missing (use {})", crate::API_VERSION),
+        )),
+        Some(other) => Err(FieldError::new(
+            "apiVersion",
+            format!("{other} is not served here (use {})", crate::API_VERSION),
+        )),
+    }
+}
+
+/// Decodes as the kind `info` without the semantic checks.
+pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObject, FieldErrors> {
+    let Some(map) = value.as_object_mut() else {
+        return Err(FieldErrors::single(
+            "",
+            format!("expected an object, got {}", json_type(&value)),
+        ));
+    };
+    let mut errors = Vec::new();
+    match map.get("kind") {
+        Some(serde_json::Value::String(k)) if k == info.kind => {}
+        None => errors.push(FieldError::new(
+            "kind",
+            format!("required field is missing (use {})", info.kind),
+        )),
+        Some(other) => errors.push(FieldError::new(
+            "kind",
+            format!(
+                "{other} does not match the resource (expected {})",
+                info.kind
+            ),
+        )),
+    }
+    if let Err(e) = check_api_version(map.get("apiVersion")) {
+        errors.push(e);
+    }
+    if !errors.is_empty() {
+        return Err(FieldErrors(errors));
+    }
+    if info.spec_optional() && !map.contains_key("spec") {
+        map.insert("spec".into(), serde_json::Value::Object(Default::default()));
+    }
+    Ok(match info.kind {
+        "Site" => AnyObject::Site(typed(value)?),
+        "Node" => AnyObject::Node(typed(value)?),
+        "Workload" => AnyObject::Workload(typed(value)?),
+        "Allocation" => AnyObject::Allocation(typed(value)?),
+        "Policy" => AnyObject::Policy(typed(value)?),
+        "Project" => AnyObject::Project(typed(value)?),
+        other => unreachable!("kind {other} in KINDS without a type"),
+    })
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Deserializes with the path of the failing field.
+fn typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldErrors> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        FieldErrors(vec![translate_serde_error(
+            &path,
+            &e.into_inner().to_string(),
+        )])
+    })
+}
+
+/// Backquoted words of a serde message: "unknown field `a`, expected one of `b`, `c`".
+fn backquoted(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+/// Rewrites serde's wording into messages that say what to write.
+pub(crate) fn translate_serde_error(path: &str, message: &str) -> FieldError {
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let words = backquoted(rest);
+        let (unknown, expected) = words.split_first().map_or(("", &[][..]), |(u, e)| (*u, e));
+        let message = if expected.is_empty() {
+            "unknown field (nothing may be set here)".to_string()
+        } else if let Some(s) = suggest(unknown, expected) {
+            format!("unknown field (did you mean {s:?}?)")
+        } else {
+            format!("unknown field (expected one of: {})", expected.join(", "))
+        };
+        return FieldError::new(path, message);
+    }
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let field = backquoted(rest)
+            .first()
+            .copied()
+            .unwrap_or(rest)
+            .to_string();
+        return FieldError::new(join(&field), "required field is missing");
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let words = backquoted(rest);
+        let (unknown, expected) = words.split_first().map_or(("", &[][..]), |(u, e)| (*u, e));
+        let mut m = format!("{unknown:?} is not one of: {}", expected.join(", "));
+        if let Some(s) = suggest(unknown, expected) {
+            m.push_str(&format!(" (did you mean {s:?}?)"));
+        }
+        return FieldError::new(path, m);
+    }
+    if let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        && let Some((got, expected)) = rest.rsplit_once(", expected ")
+    {
+        let expected = match expected {
+            "i8" | "i16" | "i32" | "i64" => "an integer",
+            "u8" | "u16" | "u32" | "u64" => "a non-negative integer",
+            "f32" | "f64" => "a number",
+            "a map" => "a mapping",
+            "a sequence" => "a list",
+            e if e.starts_with("struct ") => "a mapping",
+            e => e,
+        };
+        let got = got.replace('`', "");
+        return FieldError::new(path, format!("expected {expected}, got {got}"));
+    }
+    if message.starts_with("data did not match any variant of untagged enum") {
+        return FieldError::new(path, "expected a string, a number or a boolean");
+    }
+    FieldError::new(path, message)
+}
+
+/// The closest candidate to a misspelt word, if it is close enough to be a good guess.
+pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    if let Some(c) = candidates.iter().find(|c| c.to_ascii_lowercase() == lower) {
+        return Some(c);
+    }
+    let (best, distance) = candidates
+        .iter()
+        .map(|c| (*c, levenshtein(&lower, &c.to_ascii_lowercase())))
+        .min_by_key(|(_, d)| *d)?;
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    (distance <= limit).then_some(best)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+// ---------------------------------------------------------------------------------------
+// Rules shared with selectors
+
+const LABEL_RULE: &str = "at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (an RFC 1123 label)";
+const SUBDOMAIN_RULE: &str = "at most 253 lowercase letters, digits, '-' and '.', each '.'-separated part starting and ending with a letter or digit (an RFC 1123 subdomain)";
+
+/// An RFC 1123 label: `payroll-api`.
+pub fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(LABEL_RULE.to_string())
+    }
+}
+
+/// An RFC 1123 subdomain: `gpu-01.fra.example.com`.
+pub fn check_dns_subdomain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(SUBDOMAIN_RULE.to_string())
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A Kubernetes label (or annotation) key: `[prefix/]name`.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && check_dns_subdomain(p).is_err()
+    {
+        return Err(format!(
+            "the prefix {p:?} must be a DNS subdomain such as example.com"
+        ));
+    }
+    if !is_label_name(name) {
+        return Err("the name part must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".to_string());
+    }
+    Ok(())
+}
+
+/// A Kubernetes label value: empty, or like the name part of a key.
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || is_label_name(value) {
+        Ok(())
+    } else {
+        Err("must be empty or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".to_string())
+    }
+}
+
+/// A Windows build `major.minor.build[.revision]`, e.g. `10.0.20348`. Returns the parts.
+pub fn parse_windows_build(s: &str) -> Option<Vec<u32>> {
+    let parts: Option<Vec<u32>> = s
+        .split('.')
+        .map(|p| {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                None
+            } else {
+                p.parse().ok()
+            }
+        })
+        .collect();
+    parts.filter(|p| p.len() == 3 || p.len() == 4)
+}
+
+/// A duration such as `10s`, `500ms`, `1m30s`, `2h`.
+pub fn is_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// Semantic checks
+
+/// Collects errors.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    fn label_name(&mut self, field: &str, value: &str, what: &str) {
+        if value.is_empty() {
+            self.err(field, format!("required: the {what}'s name"));
+        } else if let Err(rule) = check_dns_label(value) {
+            self.err(
+                field,
+                format!("{value:?} is not a valid {what} name: use {rule}"),
+            );
+        }
+    }
+
+    fn non_empty(&mut self, field: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.err(field, "must not be empty");
+        }
+    }
+
+    fn strings(&mut self, field: &str, values: &[String]) {
+        for (i, v) in values.iter().enumerate() {
+            self.non_empty(&format!("{field}[{i}]"), v);
+        }
+        for (i, v) in values.iter().enumerate() {
+            if values[..i].contains(v) {
+                self.err(format!("{field}[{i}]"), format!("{v:?} is listed twice"));
+            }
+        }
+    }
+
+    fn country(&mut self, field: &str, code: &str) {
+        if !jurisdiction::is_country(code) {
+            self.err(field, jurisdiction::explain_invalid(code, false));
+        }
+    }
+
+    fn jurisdictions(&mut self, field: &str, codes: &[String]) {
+        for (i, code) in codes.iter().enumerate() {
+            if !jurisdiction::is_valid(code) {
+                self.err(
+                    format!("{field}[{i}]"),
+                    jurisdiction::explain_invalid(code, true),
+                );
+            }
+        }
+    }
+
+    fn meta(&mut self, info: &KindInfo, meta: &ObjectMeta) {
+        let subdomain = info.kind == "Node";
+        if meta.name.is_empty() {
+            match &meta.generate_name {
+                Some(prefix) => {
+                    let probe = format!("{prefix}x");
+                    if prefix.len() > 58 || check_dns_label(&probe).is_err() {
+                        self.err(
+                            "metadata.generateName",
+                            format!("{prefix:?} is not a valid name prefix: use at most 58 lowercase letters, digits and '-', starting with a letter or digit"),
+                        );
+                    }
+                }
+                None => self.err(
+                    "metadata.name",
+                    format!("required: every {} needs a name", info.kind),
+                ),
+            }
+        } else if subdomain {
+            if let Err(rule) = check_dns_subdomain(&meta.name) {
+                self.err(
+                    "metadata.name",
+                    format!("{:?} is not a valid name: use {rule}", meta.name),
+                );
+            }
+        } else if let Err(rule) = check_dns_label(&meta.name) {
+            self.err(
+                "metadata.name",
+                format!("{:?} is not a valid name: use {rule}", meta.name),
+            );
+        }
+        match (&meta.namespace, info.namespaced()) {
+            (Some(ns), true) => {
+                if let Err(rule) = check_dns_label(ns) {
+                    self.err(
+                        "metadata.namespace",
+                        format!("{ns:?} is not a valid project name: use {rule}"),
+                    );
+                }
+            }
+            (Some(_), false) => self.err(
+                "metadata.namespace",
+                format!(
+                    "a {} is global and belongs to no project; remove metadata.namespace",
+                    info.kind
+                ),
+            ),
+            (None, _) => {}
+        }
+        for (k, v) in &meta.labels {
+            if let Err(m) = check_label_key(k) {
+                self.err(
+                    format!("metadata.labels.{k}"),
+                    format!("invalid label key: {m}"),
+                );
+            }
+            if let Err(m) = check_label_value(v) {
+                self.err(
+                    format!("metadata.labels.{k}"),
+                    format!("invalid label value {v:?}: {m}"),
+                );
+            }
+        }
+        for k in meta.annotations.keys() {
+            if let Err(m) = check_label_key(k) {
+                self.err(
+                    format!("metadata.annotations.{k}"),
+                    format!("invalid annotation key: {m}"),
+                );
+            }
+        }
+        let size: usize = meta
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if size > 256 * 1024 {
+            self.err(
+                "metadata.annotations",
+                format!("total size {size} bytes is over the limit of 262144"),
+            );
+        }
+    }
+
+    fn match_expressions(&mut self, field: &str, exprs: &[MatchExpression]) {
+        for (i, e) in exprs.iter().enumerate() {
+            if let Err(m) = e.check() {
+                self.err(format!("{field}[{i}]"), m);
+            }
+        }
+    }
+
+    fn windows_build(&mut self, field: &str, build: &str) {
+        if parse_windows_build(build).is_none() {
+            self.err(
+                field,
+                format!("{build:?} is not a Windows build: write major.minor.build, e.g. \"10.0.20348\" (Windows Server 2022) or \"10.0.17763\" (2019)"),
+            );
+        }
+    }
+
+    fn site(&mut self, s: &SiteSpec) {
+        if s.provider.is_empty() {
+            self.err(
+                "spec.provider",
+                "required: azure, aws, gcp, onprem, edge or another provider name",
+            );
+        } else if check_dns_label(&s.provider).is_err() {
+            self.err(
+                "spec.provider",
+                format!(
+                    "{:?} must be lowercase letters, digits and '-' (e.g. azure, onprem)",
+                    s.provider
+                ),
+            );
+        }
+        if let Some(r) = &s.region {
+            self.non_empty("spec.region", r);
+        }
+        self.strings("spec.zones", &s.zones);
+        self.country("spec.jurisdiction", &s.jurisdiction);
+        if let Some(op) = &s.operator {
+            self.non_empty("spec.operator.name", &op.name);
+            self.country("spec.operator.jurisdiction", &op.jurisdiction);
+        }
+        self.strings("spec.certifications", &s.certifications);
+        if let Some(p) = &s.pricing {
+            let mut price = |field: &str, v: f64| {
+                if !v.is_finite() || v < 0.0 {
+                    self.err(field, format!("{v} must be a price of 0 or more"));
+                }
+            };
+            if let Some(v) = p.cpu_core_hour {
+                price("spec.pricing.cpuCoreHour", v);
+            }
+            if let Some(v) = p.memory_gib_hour {
+                price("spec.pricing.memoryGiBHour", v);
+            }
+            for (model, v) in &p.gpu_hour {
+                price(&format!("spec.pricing.gpuHour.{model}"), *v);
+            }
+        }
+        if let Some(c) = &s.carbon
+            && (!c.grams_per_kwh.is_finite() || c.grams_per_kwh < 0.0)
+        {
+            self.err("spec.carbon.gramsPerKWh", "must be 0 or more");
+        }
+    }
+
+    fn node_resources(&mut self, field: &str, r: &NodeResources) {
+        for (i, g) in r.gpus.iter().enumerate() {
+            self.non_empty(&format!("{field}.gpus[{i}].model"), &g.model);
+            if g.count == 0 {
+                self.err(format!("{field}.gpus[{i}].count"), "must be 1 or more");
+            }
+        }
+    }
+
+    fn node(&mut self, n: &NodeSpec) {
+        self.label_name("spec.site", &n.site, "Site");
+        if let Some(z) = &n.zone {
+            self.non_empty("spec.zone", z);
+        }
+        match (n.os.family, &n.os.build) {
+            (OsFamily::Windows, Some(b)) => self.windows_build("spec.os.build", b),
+            (OsFamily::Windows, None) => {}
+            (OsFamily::Linux, Some(_)) => self.err(
+                "spec.os.build",
+                "only Windows nodes have a build; use spec.os.version and spec.os.kernel",
+            ),
+            (OsFamily::Linux, None) => {}
+        }
+        self.node_resources("spec.capacity", &n.capacity);
+        if let Some(a) = &n.allocatable {
+            self.node_resources("spec.allocatable", a);
+            if a.cpu > n.capacity.cpu {
+                self.err(
+                    "spec.allocatable.cpu",
+                    format!("{} is more than capacity ({})", a.cpu, n.capacity.cpu),
+                );
+            }
+            if a.memory > n.capacity.memory {
+                self.err(
+                    "spec.allocatable.memory",
+                    format!("{} is more than capacity ({})", a.memory, n.capacity.memory),
+                );
+            }
+            if a.gpu_count() > n.capacity.gpu_count() {
+                self.err("spec.allocatable.gpus", "more GPUs than capacity");
+            }
+        }
+        for (i, d) in n.drivers.iter().enumerate() {
+            if n.drivers[..i].contains(d) {
+                self.err(format!("spec.drivers[{i}]"), format!("{d} is listed twice"));
+            }
+        }
+        for (i, t) in n.taints.iter().enumerate() {
+            if let Err(m) = check_label_key(&t.key) {
+                self.err(format!("spec.taints[{i}].key"), format!("{:?}: {m}", t.key));
+            }
+            if let Some(v) = &t.value
+                && let Err(m) = check_label_value(v)
+            {
+                self.err(format!("spec.taints[{i}].value"), format!("{v:?}: {m}"));
+            }
+        }
+    }
+
+    fn task(&mut self, w: &WorkloadSpec) {
+        let t = &w.task;
+        match t.driver {
+            Driver::Exec => {
+                if t.command.is_empty() {
+                    self.err(
+                        "spec.task.command",
+                        "the exec driver needs a command, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
+                    );
+                }
+            }
+            Driver::Container => {
+                if t.image.as_deref().is_none_or(str::is_empty) {
+                    self.err(
+                        "spec.task.image",
+                        "the container driver needs an image, e.g. registry.example.com/app:1.2",
+                    );
+                }
+            }
+            Driver::Qemu => {
+                if t.disk.is_none() {
+                    self.err(
+                        "spec.task.disk",
+                        "the qemu driver needs a disk, e.g. {image: /var/lib/meridian/images/app.qcow2, format: qcow2}",
+                    );
+                }
+            }
+        }
+        if w.type_ == WorkloadType::Vm && t.driver != Driver::Qemu {
+            self.err(
+                "spec.task.driver",
+                format!("a vm workload runs with the qemu driver, not {}", t.driver),
+            );
+        }
+        if t.driver == Driver::Qemu && w.type_ != WorkloadType::Vm {
+            self.err(
+                "spec.type",
+                format!(
+                    "the qemu driver runs virtual machines: use type: vm (not {})",
+                    w.type_
+                ),
+            );
+        }
+        if t.image.is_some() && t.driver != Driver::Container {
+            self.err(
+                "spec.task.image",
+                format!(
+                    "only the container driver takes an image (the driver is {})",
+                    t.driver
+                ),
+            );
+        }
+        if let Some(d) = &t.disk {
+            if t.driver != Driver::Qemu {
+                self.err(
+                    "spec.task.disk",
+                    format!(
+                        "only the qemu driver takes a disk (the driver is {})",
+                        t.driver
+                    ),
+                );
+            }
+            self.non_empty("spec.task.disk.image", &d.image);
+        }
+        self.program("spec.task.command", &t.command);
+        for k in t.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                self.err(
+                    format!("spec.task.env.{k}"),
+                    "an environment variable name must be non-empty and contain no '='",
+                );
+            }
+        }
+        if let Some(dir) = &t.working_dir {
+            self.non_empty("spec.task.workingDir", dir);
+        }
+        let r = &t.resources;
+        if r.cpu.millis() == 0 {
+            self.err(
+                "spec.task.resources.cpu",
+                "must be more than 0 (e.g. 250m or 2)",
+            );
+        }
+        if r.memory.bytes() == 0 {
+            self.err(
+                "spec.task.resources.memory",
+                "must be more than 0 (e.g. 512Mi or 4Gi)",
+            );
+        }
+        if let Some(g) = &r.gpu {
+            if g.count == 0 {
+                self.err(
+                    "spec.task.resources.gpu.count",
+                    "must be 1 or more (or remove gpu)",
+                );
+            }
+            if let Some(m) = &g.model {
+                self.non_empty("spec.task.resources.gpu.model", m);
+            }
+        }
+        if let Some(os) = &t.os {
+            if let Some(b) = &os.build {
+                if os.family == OsFamily::Windows {
+                    self.windows_build("spec.task.os.build", b);
+                } else {
+                    self.err(
+                        "spec.task.os.build",
+                        "a build is for Windows only; remove it or use family: windows",
+                    );
+                }
+            }
+            if os.isolation.is_some() && os.family != OsFamily::Windows {
+                self.err(
+                    "spec.task.os.isolation",
+                    "isolation is for Windows only; remove it or use family: windows",
+                );
+            }
+        }
+    }
+
+    fn program(&mut self, field: &str, values: &[String]) {
+        if values.first().is_some_and(|v| v.trim().is_empty()) {
+            self.err(format!("{field}[0]"), "the program must not be empty");
+        }
+    }
+
+    fn workload(&mut self, w: &WorkloadSpec) {
+        if w.replicas < 0 {
+            self.err("spec.replicas", format!("{} must be 0 or more", w.replicas));
+        }
+        self.task(w);
+        if let Some(d) = &w.data {
+            self.jurisdictions("spec.data.residency", &d.residency);
+            if d.sovereignty == Sovereignty::Strict && d.residency.is_empty() {
+                self.err(
+                    "spec.data.sovereignty",
+                    "strict sovereignty checks the site operator against spec.data.residency, which is empty; list the allowed jurisdictions (e.g. [EU])",
+                );
+            }
+            if let Some(l) = &d.location {
+                self.label_name("spec.data.location", l, "Site");
+            }
+        }
+        self.strings("spec.compliance", &w.compliance);
+        if let Some(p) = &w.placement {
+            self.match_expressions("spec.placement.matchExpressions", &p.match_expressions);
+            for (i, pref) in p.preferences.iter().enumerate() {
+                let field = format!("spec.placement.preferences[{i}]");
+                if !(-100..=100).contains(&pref.weight) {
+                    self.err(
+                        format!("{field}.weight"),
+                        format!("{} is outside -100..100", pref.weight),
+                    );
+                }
+                if pref.match_expressions.is_empty() {
+                    self.err(
+                        format!("{field}.matchExpressions"),
+                        "a preference needs at least one expression",
+                    );
+                }
+                self.match_expressions(
+                    &format!("{field}.matchExpressions"),
+                    &pref.match_expressions,
+                );
+            }
+            if let Some(s) = &p.spread {
+                self.non_empty("spec.placement.spread.key", &s.key);
+                if s.max_skew < 1 {
+                    self.err(
+                        "spec.placement.spread.maxSkew",
+                        format!("{} must be 1 or more", s.max_skew),
+                    );
+                }
+            }
+        }
+        for (i, t) in w.tolerations.iter().enumerate() {
+            let field = format!("spec.tolerations[{i}]");
+            match (&t.key, t.operator) {
+                (None, TolerationOperator::Equal) => self.err(
+                    format!("{field}.key"),
+                    "required with operator Equal (use operator: Exists without a key to tolerate every taint)",
+                ),
+                (_, TolerationOperator::Exists) if t.value.is_some() => self.err(
+                    format!("{field}.value"),
+                    "operator Exists takes no value",
+                ),
+                _ => {}
+            }
+        }
+        const PRIORITY_LIMIT: i32 = 1_000_000_000;
+        if !(-PRIORITY_LIMIT..=PRIORITY_LIMIT).contains(&w.priority) {
+            self.err(
+                "spec.priority",
+                format!("{} is outside -1000000000..1000000000", w.priority),
+            );
+        }
+        if let Some(g) = w.gang {
+            if w.type_ != WorkloadType::Job {
+                self.err(
+                    "spec.gang",
+                    format!(
+                        "only jobs are gang-scheduled (this is a {}); remove gang",
+                        w.type_
+                    ),
+                );
+            } else if g < 1 {
+                self.err("spec.gang", "must be 1 or more");
+            } else if i64::from(g) > i64::from(w.replicas) {
+                self.err(
+                    "spec.gang",
+                    format!(
+                        "{g} is more than spec.replicas ({}); a gang is a group of replicas placed together, so set replicas: {g} or more",
+                        w.replicas
+                    ),
+                );
+            }
+        }
+        if let Some(q) = &w.queue {
+            self.label_name("spec.queue", q, "queue");
+        }
+        if let Some(r) = &w.restart {
+            if r.max_retries.is_some() && r.policy != RestartPolicy::OnFailure {
+                self.err(
+                    "spec.restart.maxRetries",
+                    format!(
+                        "applies to policy on-failure only (the policy is {})",
+                        r.policy
+                    ),
+                );
+            }
+            if let Some(b) = &r.backoff
+                && !is_duration(b)
+            {
+                self.err(
+                    "spec.restart.backoff",
+                    format!("{b:?} is not a duration such as 10s, 500ms or 1m30s"),
+                );
+            }
+        }
+    }
+
+    fn allocation(&mut self, a: &AllocationSpec) {
+        self.label_name("spec.workload", &a.workload, "Workload");
+        if let Err(rule) = check_dns_subdomain(&a.node) {
+            self.err(
+                "spec.node",
+                format!("{:?} is not a valid Node name: use {rule}", a.node),
+            );
+        }
+        if let Some(s) = &a.site {
+            self.label_name("spec.site", s, "Site");
+        }
+    }
+
+    fn policy(&mut self, p: &PolicySpec) {
+        if p.rego.trim().is_empty() {
+            self.err(
+                "spec.rego",
+                "required: a Rego module starting with `package ...`",
+            );
+        } else if !p
+            .rego
+            .lines()
+            .any(|l| l.trim_start().starts_with("package "))
+        {
+            self.err(
+                "spec.rego",
+                "a Rego module must declare a package, e.g. `package meridian.residency`",
+            );
+        }
+        for (i, t) in p.targets.iter().enumerate() {
+            if t != "*" && !KINDS.iter().any(|k| k.kind == t) {
+                let hint = match lookup_kind(t) {
+                    Some(k) => format!("did you mean {:?}?", k.kind),
+                    None => format!("known kinds: {}", known_kinds()),
+                };
+                self.err(
+                    format!("spec.targets[{i}]"),
+                    format!("{t:?} is not a kind ({hint})"),
+                );
+            }
+        }
+        if let Some(m) = &p.match_ {
+            for (i, proj) in m.projects.iter().enumerate() {
+                self.label_name(&format!("spec.match.projects[{i}]"), proj, "Project");
+            }
+        }
+        for (i, c) in p.controls.iter().enumerate() {
+            self.non_empty(&format!("spec.controls[{i}].framework"), &c.framework);
+            self.non_empty(&format!("spec.controls[{i}].id"), &c.id);
+        }
+    }
+
+    fn project(&mut self, p: &ProjectSpec) {
+        self.strings("spec.owners", &p.owners);
+        self.jurisdictions("spec.allowedLocations", &p.allowed_locations);
+    }
+}
+
+/// Checks meaning and reports every problem.
+pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
+    let mut c = Checker::default();
+    c.meta(object.kind_info(), object.meta());
+    match object {
+        AnyObject::Site(o) => c.site(&o.spec),
+        AnyObject::Node(o) => c.node(&o.spec),
+        AnyObject::Workload(o) => c.workload(&o.spec),
+        AnyObject::Allocation(o) => c.allocation(&o.spec),
+        AnyObject::Policy(o) => c.policy(&o.spec),
+        AnyObject::Project(o) => c.project(&o.spec),
+    }
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(FieldErrors(c.errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn workload(spec: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Workload",
+            "metadata": {"name": "payroll-api", "namespace": "finance"},
+            "spec": spec,
+        })
+    }
+
+    fn base_spec() -> serde_json::Value {
+        json!({
+            "type": "service",
+            "task": {"driver": "exec", "command": ["/bin/app"],
+                     "resources": {"cpu": "500m", "memory": "256Mi"}},
+        })
+    }
+
+    fn errors(v: serde_json::Value) -> Vec<String> {
+        match object_from_value(v) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_workload() {
+        let o = object_from_value(workload(base_spec())).unwrap();
+        let AnyObject::Workload(w) = o else { panic!() };
+        assert_eq!(w.spec.replicas, 1);
+        assert_eq!(w.spec.task.resources.cpu.millis(), 500);
+    }
+
+    #[test]
+    fn bad_quantity_names_the_path() {
+        let mut s = base_spec();
+        s["task"]["resources"]["memory"] = json!("12Zi");
+        assert_eq!(
+            errors(workload(s)),
+            vec![r#"spec.task.resources.memory: "12Zi" is not a quantity (use e.g. 512Mi, 4Gi)"#]
+        );
+    }
+
+    #[test]
+    fn unknown_field_suggests() {
+        let mut s = base_spec();
+        s["task"]["comand"] = json!(["x"]);
+        assert_eq!(
+            errors(workload(s)),
+            vec![r#"spec.task.comand: unknown field (did you mean "command"?)"#]
+        );
+        let mut s = base_spec();
+        s["task"]["zzzzzz"] = json!(1);
+        let e = errors(workload(s));
+        assert!(
+            e[0].starts_with("spec.task.zzzzzz: unknown field (expected one of: driver, command"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn missing_and_variant_errors() {
+        let mut s = base_spec();
+        s["task"].as_object_mut().unwrap().remove("driver");
+        assert_eq!(
+            errors(workload(s)),
+            vec!["spec.task.driver: required field is missing"]
+        );
+        let mut s = base_spec();
+        s["type"] = json!("servce");
+        assert_eq!(
+            errors(workload(s)),
+            vec![
+                r#"spec.type: "servce" is not one of: service, job, vm (did you mean "service"?)"#
+            ]
+        );
+        let mut s = base_spec();
+        s["task"]["command"] = json!([1, {"a": 1}]);
+        let e = errors(workload(s));
+        assert_eq!(
+            e,
+            vec!["spec.task.command[0]: expected a string, got integer 1"]
+        );
+        let mut s = base_spec();
+        s["replicas"] = json!("two");
+        assert_eq!(
+            errors(workload(s)),
+            vec![r#"spec.replicas: expected an integer, got string "two""#]
+        );
+        let v =
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Workload", "metadata": {"name": "x"}});
+        assert_eq!(errors(v), vec!["spec: required field is missing"]);
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let e = errors(json!({"apiVersion": "v1", "kind": "Pod"}));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with(r#"kind: "Pod" is not a Meridian kind (known kinds: Site, Node"#));
+        assert!(e[1].starts_with(r#"apiVersion: "v1" is not served here (use meridian.dev/v1)"#));
+        let e = errors(json!({"apiVersion": "meridian.dev/v1", "kind": "workload"}));
+        assert_eq!(
+            e,
+            vec![r#"kind: "workload" is not a kind; did you mean "Workload"?"#]
+        );
+        let e = errors(json!([1]));
+        assert!(e[0].starts_with("expected an object"));
+        let p =
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Project", "metadata": {"name": "p"}});
+        assert!(
+            object_from_value(p.clone()).is_ok(),
+            "spec optional for projects"
+        );
+        let info = lookup_kind("Site").unwrap();
+        let e = object_from_value_as(info, p).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("kind: \"Project\" does not match"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let v = json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Workload",
+            "metadata": {"name": "Payroll_API", "labels": {"bad key!": "ok", "k": "bad value!"}},
+            "spec": {
+                "type": "service", "replicas": -1, "gang": 2, "priority": 2_000_000_000,
+                "task": {"driver": "qemu", "resources": {"cpu": 0, "memory": "1Gi"},
+                         "os": {"family": "windows", "build": "20348"}},
+                "data": {"residency": ["EU", "UK", "de"], "sovereignty": "strict"},
+                "placement": {
+                    "matchExpressions": [{"key": "site.provider", "operator": "In"}],
+                    "preferences": [{"weight": 150, "matchExpressions": [{"key": "a", "operator": "Exists"}]}],
+                    "spread": {"key": "site.zone", "maxSkew": 0}
+                },
+                "restart": {"policy": "always", "maxRetries": 3, "backoff": "soon"}
+            }
+        });
+        let e = errors(v);
+        let fields: Vec<&str> = e.iter().map(|m| m.split(':').next().unwrap()).collect();
+        for f in [
+            "metadata.name",
+            "metadata.labels.bad key!",
+            "metadata.labels.k",
+            "spec.replicas",
+            "spec.task.disk",
+            "spec.type",
+            "spec.task.resources.cpu",
+            "spec.task.os.build",
+            "spec.data.residency[1]",
+            "spec.data.residency[2]",
+            "spec.placement.matchExpressions[0]",
+            "spec.placement.preferences[0].weight",
+            "spec.placement.spread.maxSkew",
+            "spec.priority",
+            "spec.gang",
+            "spec.restart.maxRetries",
+            "spec.restart.backoff",
+        ] {
+            assert!(fields.contains(&f), "missing {f} in {e:#?}");
+        }
+        assert!(e.iter().any(|m| m.contains("RFC 1123 label")));
+        assert!(e.iter().any(|m| m.contains("the United Kingdom is GB")));
+    }
+
+    #[test]
+    fn vm_and_exec_coherence() {
+        let mut s = base_spec();
+        s["type"] = json!("vm");
+        let e = errors(workload(s));
+        assert!(e.iter().any(|m| m.starts_with("spec.task.driver: a vm workload runs with the qemu driver")), "{e:?}");
+        let mut s = base_spec();
+        s["task"]["command"] = json!([]);
+        let e = errors(workload(s));
+        assert!(
+            e[0].starts_with("spec.task.command: the exec driver needs a command"),
+            "{e:?}"
+        );
+        let mut s = base_spec();
+        s["type"] = json!("job");
+        s["gang"] = json!(0);
+        assert_eq!(errors(workload(s)), vec!["spec.gang: must be 1 or more"]);
+    }
+
+    #[test]
+    fn global_kinds_refuse_namespaces() {
+        let v = json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+                       "metadata": {"name": "p", "namespace": "x"}});
+        let e = errors(v);
+        assert!(
+            e[0].starts_with("metadata.namespace: a Project is global"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(check_dns_label("a-1").is_ok());
+        assert!(check_dns_label("-a").is_err());
+        assert!(check_dns_label(&"a".repeat(64)).is_err());
+        assert!(check_dns_subdomain("gpu-01.fra").is_ok());
+        assert!(check_dns_subdomain("a..b").is_err());
+        assert!(check_label_key("meridian.dev/tier").is_ok());
+        assert!(check_label_key("Tier_1").is_ok());
+        assert!(check_label_key("/x").is_err());
+        assert!(check_label_value("").is_ok());
+        assert!(check_label_value("a b").is_err());
+        assert_eq!(parse_windows_build("10.0.20348"), Some(vec![10, 0, 20348]));
+        assert!(parse_windows_build("10.0.20348.2340").is_some());
+        assert!(parse_windows_build("10.0").is_none());
+        assert!(parse_windows_build("10.0.x").is_none());
+        assert!(is_duration("1m30s") && is_duration("500ms") && is_duration("2h"));
+        assert!(!is_duration("10") && !is_duration("s") && !is_duration(""));
+        assert_eq!(suggest("comand", &["driver", "command"]), Some("command"));
+        assert_eq!(
+            suggest("gramsPerKwh", &["gramsPerKWh"]),
+            Some("gramsPerKWh")
+        );
+        assert_eq!(suggest("zzzzzz", &["driver", "command"]), None);
+    }
+}

@@ -1,0 +1,264 @@
+//! Command-line definitions (clap derive). Parsing does no I/O.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Meridian: one control plane for Windows and Linux hosts, on premises and in any cloud,
+/// with placement that respects data residency and compliance.
+#[derive(Debug, Parser)]
+#[command(name = "meridian", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection flags shared by every client command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server URL (default: $MERIDIAN_SERVER, else the current context)
+    #[arg(long, global = true, env = "MERIDIAN_SERVER", hide_env_values = true)]
+    pub server: Option<String>,
+    /// Bearer token (default: $MERIDIAN_TOKEN, else the current context)
+    #[arg(long, global = true, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an https server
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Context of the config file to use (see `meridian login`)
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Project to work in (a Kubernetes namespace)
+    #[arg(short = 'n', long = "namespace", visible_alias = "project", global = true)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server
+    #[command(after_help = "Example:\n  meridian server --listen 127.0.0.1:7420 --data-dir /var/lib/meridian")]
+    Server(ServerArgs),
+    /// Start a server with an example estate and show what to try
+    #[command(after_help = "Example:\n  cargo run --release -- demo")]
+    Demo(DemoArgs),
+    /// Create or update objects from manifests (all are validated before any is written)
+    #[command(after_help = "Examples:\n  meridian apply -f examples/\n  meridian apply -f workload.yaml -n finance\n  cat site.yaml | meridian apply -f -")]
+    Apply(ApplyArgs),
+    /// List objects or show one
+    #[command(after_help = "Examples:\n  meridian get sites\n  meridian get wl -n finance -l app=payroll\n  meridian get workloads -A -o wide\n  meridian get node gpu-01 -o yaml")]
+    Get(GetArgs),
+    /// Show one object in detail
+    #[command(after_help = "Example:\n  meridian describe workload payroll-api -n finance")]
+    Describe(DescribeArgs),
+    /// Delete objects by name, by selector, or from manifests
+    #[command(after_help = "Examples:\n  meridian delete workload payroll-api -n finance\n  meridian delete -f examples/workloads.yaml\n  meridian delete wl -l tier=batch -n research")]
+    Delete(DeleteArgs),
+    /// Stream changes to objects of a kind
+    #[command(after_help = "Example:\n  meridian watch workloads -A")]
+    Watch(WatchArgs),
+    /// Issue, list and revoke API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Read and verify the tamper-evident audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Save a server and token as a named context in the config file
+    #[command(after_help = "Example:\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-file ca.crt --context prod")]
+    Login(LoginArgs),
+    /// Show or switch contexts of the config file
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Load generators and measurements (see BENCHMARKS.md)
+    #[command(subcommand, hide = true)]
+    Bench(crate::bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on; beyond loopback TLS is required
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Directory of the store, tokens and certificates
+    #[arg(long, default_value = "./meridian-data")]
+    pub data_dir: PathBuf,
+    /// Serve TLS with this certificate (PEM) instead of a generated one
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS even on loopback (generated CA unless --tls-cert)
+    #[arg(long)]
+    pub tls: bool,
+    /// Do not fsync commits (fast, loses recent writes on power loss; for throwaway stores)
+    #[arg(long, hide = true)]
+    pub no_fsync: bool,
+    /// Largest request body in bytes
+    #[arg(long, default_value_t = 3 * 1024 * 1024, hide = true)]
+    pub max_body_bytes: usize,
+    /// Time limit of a request (not of watches), in seconds
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub request_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's data here instead of a temporary directory
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (a free port is chosen when this one is taken)
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Load the estate, print the summary and exit instead of serving
+    #[arg(long, hide = true)]
+    pub exit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// File, directory or - for stdin (repeatable)
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Recurse into subdirectories
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Validate on the server and show what would change, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+    Name,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Kind: singular, plural or short name (e.g. workload, workloads, wl)
+    pub kind: String,
+    /// Names of objects (all when omitted)
+    pub names: Vec<String>,
+    /// Label selector (e.g. app=payroll,tier!=web)
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Field selector (e.g. metadata.name=payroll-api)
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+    /// List across all projects
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// After listing, watch for changes
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Omit the header row
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Kind (omit with -f)
+    pub kind: Option<String>,
+    pub names: Vec<String>,
+    /// Delete the objects of these manifests
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<String>,
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Delete every object of the kind in the project
+    #[arg(long)]
+    pub all: bool,
+    /// Succeed when an object does not exist
+    #[arg(long)]
+    pub ignore_not_found: bool,
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    pub kind: String,
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Start after this resourceVersion instead of with the current objects
+    #[arg(long)]
+    pub resource_version: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; prints only the token on stdout
+    #[command(after_help = "Examples:\n  meridian token create --role viewer\n  meridian token create --role operator --project finance")]
+    Create {
+        #[arg(long, value_parser = ["admin", "operator", "viewer"])]
+        role: String,
+        /// Limit the token to one project
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List tokens (never their secrets)
+    List,
+    /// Revoke a token by id
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show audit entries
+    #[command(after_help = "Examples:\n  meridian audit log --since 1h\n  meridian audit log --since 2026-11-22T10:00:00Z -o json")]
+    Log {
+        /// Entries since a duration ago (30m, 2h, 1d) or an RFC 3339 time
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Recompute the hash chain; exit 1 and name the first bad entry if it was tampered with
+    #[command(after_help = "Examples:\n  meridian audit verify\n  meridian audit verify --data-dir /var/lib/meridian   # offline, server stopped")]
+    Verify {
+        /// Verify the store in this data directory directly (offline)
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Check the server and token before saving
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List contexts
+    GetContexts,
+    /// Make a context the current one
+    UseContext { name: String },
+    /// Where the config file is
+    Path,
+}

@@ -1,0 +1,294 @@
+//! `token`, `audit`, `login` and `config`.
+
+use anyhow::{Context as _, Result};
+use serde_json::{Value, json};
+
+use client::Client;
+
+use crate::args::{AuditCommand, ConfigCommand, Global, LoginArgs, Output, TokenCommand};
+use crate::config::{self, ConfigFile, Resolved};
+use crate::exit::UserError;
+use crate::output;
+
+pub async fn token(client: &Client, cmd: &TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            role,
+            project,
+            description,
+        } => {
+            let body = json!({"role": role, "project": project, "description": description});
+            let resp = client
+                .request_json(client::Method::POST, "/meridian/v1/tokens", Some(&body))
+                .await?;
+            let token = resp
+                .get("token")
+                .and_then(Value::as_str)
+                .context("the server did not return a token")?;
+            println!("{token}");
+            eprintln!(
+                "token {} created (role {role}{}); it is shown only once",
+                resp.get("id").and_then(Value::as_str).unwrap_or("?"),
+                project
+                    .as_ref()
+                    .map(|p| format!(", project {p}"))
+                    .unwrap_or_default()
+            );
+        }
+        TokenCommand::List => {
+            let resp = client.get_path("/meridian/v1/tokens").await?;
+            let rows: Vec<Vec<String>> = resp
+                .get("items")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    vec![
+                        s("id"),
+                        s("role"),
+                        t.get("project")
+                            .and_then(Value::as_str)
+                            .unwrap_or("<all>")
+                            .to_owned(),
+                        s("created"),
+                        s("description"),
+                    ]
+                })
+                .collect();
+            let headers: Vec<String> = ["ID", "ROLE", "PROJECT", "CREATED", "DESCRIPTION"]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            print!("{}", output::table(&headers, &rows, false));
+        }
+        TokenCommand::Revoke { id } => {
+            client
+                .request_json(
+                    client::Method::DELETE,
+                    &format!("/meridian/v1/tokens/{id}"),
+                    None,
+                )
+                .await?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
+/// `30s`, `15m`, `2h`, `7d`, or an RFC 3339 time.
+pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let bad = || {
+        UserError::new(format!(
+            "--since {s:?} is not a duration (30s, 15m, 2h, 7d) or an RFC 3339 time (2026-11-22T10:00:00Z)"
+        ))
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    now.checked_sub(jiff::SignedDuration::from_secs(secs))
+        .map_err(|_| bad())
+}
+
+pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Log {
+            since,
+            limit,
+            output: out,
+        } => {
+            let conn = config::resolve(global)?;
+            let client = config::client(&conn)?;
+            let mut path = String::from("/meridian/v1/audit?");
+            if let Some(s) = since {
+                let t = parse_since(s, jiff::Timestamp::now())?;
+                path.push_str(&format!("since={}&", t.round(jiff::Unit::Second)?));
+            }
+            if let Some(l) = limit {
+                path.push_str(&format!("limit={l}"));
+            }
+            let resp = client.get_path(path.trim_end_matches(['?', '&'])).await?;
+            let items: Vec<Value> = resp
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            match out {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&items)?),
+                Output::Yaml => print!("{}", serde_yaml_ng::to_string(&items)?),
+                _ => {
+                    let rows: Vec<Vec<String>> = items
+                        .iter()
+                        .map(|e| {
+                            let s = |k: &str| {
+                                e.get(k)
+                                    .map(|v| match v {
+                                        Value::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    })
+                                    .unwrap_or_default()
+                            };
+                            let object = match e.get("namespace").and_then(Value::as_str) {
+                                Some(ns) => format!("{}/{ns}/{}", s("kind"), s("name")),
+                                None => format!("{}/{}", s("kind"), s("name")),
+                            };
+                            vec![s("seq"), s("time"), s("actor"), s("verb"), object, s("revision")]
+                        })
+                        .collect();
+                    let headers: Vec<String> = ["SEQ", "TIME", "ACTOR", "VERB", "OBJECT", "REVISION"]
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    print!("{}", output::table(&headers, &rows, false));
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { data_dir } => {
+            let result = match data_dir {
+                Some(dir) => {
+                    let db = dir.join(server::DB_FILE);
+                    if !db.exists() {
+                        return Err(UserError::new(format!(
+                            "--data-dir {}: no Meridian store there ({} is missing)",
+                            dir.display(),
+                            server::DB_FILE
+                        )));
+                    }
+                    let store = store::sqlite::SqliteStore::open(
+                        &db,
+                        store::sqlite::SqliteOptions::default(),
+                    )
+                    .await
+                    .with_context(|| format!("cannot open {}", db.display()))?;
+                    let kvs = server::admin::read_log(store.as_ref()).await?;
+                    server::admin::verify_json(&kvs)
+                }
+                None => {
+                    let conn = config::resolve(global)?;
+                    let client = config::client(&conn)?;
+                    client.get_path("/meridian/v1/audit/verify").await?
+                }
+            };
+            if result.get("ok").and_then(Value::as_bool) == Some(true) {
+                println!(
+                    "audit log intact: {} entries, head {}",
+                    result.get("entries").cloned().unwrap_or_default(),
+                    result.get("head").and_then(Value::as_str).unwrap_or("-")
+                );
+                Ok(())
+            } else {
+                Err(UserError::new(format!(
+                    "audit log verification FAILED: {}",
+                    result
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error")
+                )))
+            }
+        }
+    }
+}
+
+pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
+    let (Some(server), Some(token)) = (&global.server, &global.token) else {
+        return Err(UserError::new(
+            "meridian login needs --server URL and --token TOKEN (or MERIDIAN_SERVER and MERIDIAN_TOKEN)",
+        ));
+    };
+    let name = global.context.clone().unwrap_or_else(|| "default".into());
+    let ca_file = match &global.ca_file {
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .with_context(|| format!("--ca-file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let resolved = Resolved {
+        server: server.clone(),
+        token: token.clone(),
+        ca_file: ca_file.clone(),
+        namespace: global.namespace.clone(),
+    };
+    if args.verify {
+        let client = config::client(&resolved)?;
+        client.get_path("/apis/meridian.dev/v1").await?;
+    }
+    let path = config::config_path();
+    let mut file = ConfigFile::load(&path)?;
+    file.upsert(config::Context {
+        name: name.clone(),
+        server: server.clone(),
+        token: token.clone(),
+        ca_file,
+        namespace: global.namespace.clone(),
+    });
+    file.current_context = Some(name.clone());
+    file.save(&path)?;
+    eprintln!("context {name:?} saved to {} and made current", path.display());
+    Ok(())
+}
+
+pub fn config_cmd(cmd: &ConfigCommand) -> Result<()> {
+    let path = config::config_path();
+    match cmd {
+        ConfigCommand::Path => println!("{}", path.display()),
+        ConfigCommand::UseContext { name } => {
+            config::use_context(name)?;
+            eprintln!("switched to context {name:?}");
+        }
+        ConfigCommand::GetContexts => {
+            let file = ConfigFile::load(&path)?;
+            let rows: Vec<Vec<String>> = file
+                .contexts
+                .iter()
+                .map(|c| {
+                    vec![
+                        if file.current_context.as_deref() == Some(&c.name) {
+                            "*".into()
+                        } else {
+                            String::new()
+                        },
+                        c.name.clone(),
+                        c.server.clone(),
+                        c.namespace.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let headers: Vec<String> = ["CURRENT", "NAME", "SERVER", "NAMESPACE"]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            print!("{}", output::table(&headers, &rows, false));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        let now: jiff::Timestamp = "2026-11-22T12:00:00Z".parse().expect("time");
+        assert_eq!(parse_since("2h", now).expect("2h").to_string(), "2026-11-22T10:00:00Z");
+        assert_eq!(parse_since("1d", now).expect("1d").to_string(), "2026-11-21T12:00:00Z");
+        assert_eq!(
+            parse_since("2026-11-01T00:00:00Z", now).expect("time").to_string(),
+            "2026-11-01T00:00:00Z"
+        );
+        assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("5y", now).is_err());
+    }
+}

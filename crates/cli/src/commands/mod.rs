@@ -1,0 +1,5 @@
+//! One module per group of verbs; each function parses nothing and prints its result.
+
+pub mod admin;
+pub mod resources;
+pub mod serve;

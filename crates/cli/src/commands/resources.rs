@@ -1,0 +1,344 @@
+//! `apply`, `get`, `describe`, `delete`, `watch`.
+
+use anyhow::Result;
+use futures::StreamExt;
+use serde_json::Value;
+
+use api::KindInfo;
+use client::{Client, ListOptions};
+
+use crate::args::{ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, Output, WatchArgs};
+use crate::config::Resolved;
+use crate::exit::UserError;
+use crate::manifests;
+use crate::output::{self, name_of, namespace_of};
+
+/// Resolve a kind name the way kubectl does (singular, plural, short, Kind).
+pub fn kind(name: &str) -> Result<&'static KindInfo> {
+    api::lookup_kind(name).ok_or_else(|| {
+        let known: Vec<String> = api::KINDS
+            .iter()
+            .map(|k| format!("{} ({})", k.plural, k.short_names.join(", ")))
+            .collect();
+        UserError::new(format!(
+            "the server doesn't have a resource type {name:?}: use one of {}",
+            known.join(", ")
+        ))
+    })
+}
+
+fn project(conn: &Resolved) -> String {
+    conn.namespace.clone().unwrap_or_else(|| "default".into())
+}
+
+pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result<()> {
+    let mut manifests = manifests::load(&args.files, args.recursive)?;
+    // Resolve each object's project before writing anything.
+    let mut planned = Vec::new();
+    for m in &manifests {
+        let info = m.object.kind_info();
+        let ns = if info.namespaced() {
+            let from_manifest = m.object.namespace().map(str::to_owned);
+            match (&from_manifest, &conn.namespace) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(UserError::new(format!(
+                        "{} doc {}: the namespace of the object ({a:?}) does not match --namespace {b:?}: \
+                         drop -n or change metadata.namespace",
+                        m.source, m.doc
+                    )));
+                }
+                (Some(a), _) => Some(a.clone()),
+                (None, _) => Some(project(conn)),
+            }
+        } else {
+            None
+        };
+        planned.push(ns);
+    }
+    let mut order: Vec<usize> = (0..manifests.len()).collect();
+    order.sort_by_key(|i| manifests::apply_rank(manifests[*i].object.kind_info().kind));
+    let mut failures = 0;
+    for i in order {
+        let m = &mut manifests[i];
+        let info = m.object.kind_info();
+        let ns = planned[i].clone();
+        let mut value = m.object.to_value();
+        if let (Some(ns), Some(meta)) = (&ns, value.get_mut("metadata")) {
+            meta["namespace"] = Value::String(ns.clone());
+        }
+        let suffix = if args.dry_run { " (server dry run)" } else { "" };
+        match client.apply(info, ns.as_deref(), &value, args.dry_run).await {
+            Ok((_, outcome)) => println!(
+                "{}.{}/{} {}{suffix}",
+                info.singular,
+                api::GROUP,
+                m.object.name(),
+                outcome.as_str()
+            ),
+            Err(e) if e.is_user_error() => {
+                failures += 1;
+                eprintln!("error: {} doc {}: {e}", m.source, m.doc);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failures > 0 {
+        return Err(UserError::new(format!(
+            "{failures} object{} could not be applied",
+            if failures == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
+}
+
+pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()> {
+    let info = kind(&args.kind)?;
+    let ns = if info.namespaced() && !args.all_namespaces {
+        Some(project(conn))
+    } else {
+        None
+    };
+    let with_namespace = info.namespaced() && args.all_namespaces;
+    let opts = ListOptions {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+        ..ListOptions::default()
+    };
+    let objects = if args.names.is_empty() {
+        client.list_all(info, ns.as_deref(), &opts).await?
+    } else {
+        let mut objects = Vec::new();
+        for name in &args.names {
+            objects.push(client.get(info, ns.as_deref(), name).await?);
+        }
+        objects
+    };
+    if objects.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
+        match &ns {
+            Some(ns) => eprintln!("No resources found in {ns} namespace."),
+            None => eprintln!("No resources found"),
+        }
+    } else {
+        output::print_objects(
+            info,
+            &objects,
+            args.output,
+            with_namespace,
+            args.no_headers,
+            args.names.len() == 1,
+        )?;
+    }
+    if args.watch {
+        let rv = client
+            .list(info, ns.as_deref(), &ListOptions { limit: Some(1), ..opts.clone() })
+            .await?
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        stream(client, info, ns.as_deref(), ListOptions { resource_version: rv, ..opts }, args.output, with_namespace)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn watch(client: &Client, conn: &Resolved, args: &WatchArgs) -> Result<()> {
+    let info = kind(&args.kind)?;
+    let ns = if info.namespaced() && !args.all_namespaces {
+        Some(project(conn))
+    } else {
+        None
+    };
+    let opts = ListOptions {
+        label_selector: args.selector.clone(),
+        resource_version: args.resource_version.clone(),
+        allow_bookmarks: true,
+        ..ListOptions::default()
+    };
+    let with_namespace = info.namespaced() && args.all_namespaces;
+    stream(client, info, ns.as_deref(), opts, args.output, with_namespace).await
+}
+
+/// Follow a watch, re-watching from the last revision seen when the server closes it.
+async fn stream(
+    client: &Client,
+    info: &'static KindInfo,
+    ns: Option<&str>,
+    mut opts: ListOptions,
+    out: Output,
+    with_namespace: bool,
+) -> Result<()> {
+    let mut header_printed = false;
+    loop {
+        let mut events = client.watch(info, ns, &opts).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if let Some(rv) = event
+                .object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+            {
+                opts.resource_version = Some(rv.to_owned());
+            }
+            match event.type_.as_str() {
+                "BOOKMARK" => continue,
+                "ERROR" => {
+                    let message = event
+                        .object
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("watch error");
+                    return Err(UserError::new(message.to_owned()));
+                }
+                _ => {}
+            }
+            match out {
+                Output::Table | Output::Wide => {
+                    let (mut headers, rows) = output::object_rows(
+                        info,
+                        std::slice::from_ref(&event.object),
+                        out == Output::Wide,
+                        with_namespace,
+                    );
+                    headers.insert(0, "EVENT".into());
+                    let mut row = rows.into_iter().next().unwrap_or_default();
+                    row.insert(0, event.type_.clone());
+                    print!(
+                        "{}",
+                        output::table(&headers, &[row], header_printed)
+                    );
+                    header_printed = true;
+                }
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"type": event.type_, "object": event.object})
+                ),
+                Output::Yaml => print!(
+                    "---\n{}",
+                    serde_yaml_ng::to_string(
+                        &serde_json::json!({"type": event.type_, "object": event.object})
+                    )?
+                ),
+                Output::Name => println!(
+                    "{} {}.{}/{}",
+                    event.type_,
+                    info.singular,
+                    api::GROUP,
+                    name_of(&event.object)
+                ),
+            }
+        }
+        // The server ended the stream (timeout or restart): resume where we were.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn describe(client: &Client, conn: &Resolved, args: &DescribeArgs) -> Result<()> {
+    let info = kind(&args.kind)?;
+    let ns = info.namespaced().then(|| project(conn));
+    let object = client.get(info, ns.as_deref(), &args.name).await?;
+    print!("{}", describe_text(info, &object));
+    Ok(())
+}
+
+/// kubectl-describe-like text: identity first, then spec and status as indented YAML.
+pub fn describe_text(info: &KindInfo, object: &Value) -> String {
+    let mut out = String::new();
+    let meta = object.get("metadata").cloned().unwrap_or_default();
+    let field = |k: &str| meta.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let map = |k: &str| -> String {
+        match meta.get(k).and_then(Value::as_object) {
+            Some(m) if !m.is_empty() => m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n              "),
+            _ => "<none>".into(),
+        }
+    };
+    out.push_str(&format!("Name:         {}\n", field("name")));
+    if info.namespaced() {
+        out.push_str(&format!("Namespace:    {}\n", field("namespace")));
+    }
+    out.push_str(&format!("Kind:         {}\n", info.kind));
+    out.push_str(&format!("Labels:       {}\n", map("labels")));
+    out.push_str(&format!("Annotations:  {}\n", map("annotations")));
+    out.push_str(&format!("Created:      {}\n", field("creationTimestamp")));
+    out.push_str(&format!("UID:          {}\n", field("uid")));
+    out.push_str(&format!(
+        "Generation:   {}   ResourceVersion: {}\n",
+        meta.get("generation").and_then(Value::as_i64).unwrap_or(0),
+        field("resourceVersion")
+    ));
+    for section in ["spec", "status"] {
+        if let Some(v) = object.get(section) {
+            let title = if section == "spec" { "Spec:" } else { "Status:" };
+            out.push_str(title);
+            out.push('\n');
+            let yaml = serde_yaml_ng::to_string(v).unwrap_or_default();
+            for line in yaml.lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Result<()> {
+    let mut targets: Vec<(&'static KindInfo, Option<String>, String)> = Vec::new();
+    if !args.files.is_empty() {
+        for m in manifests::load(&args.files, args.recursive)? {
+            let info = m.object.kind_info();
+            let ns = info
+                .namespaced()
+                .then(|| m.object.namespace().map(str::to_owned).unwrap_or_else(|| project(conn)));
+            targets.push((info, ns, m.object.name().to_owned()));
+        }
+        // Delete dependents first.
+        targets.sort_by_key(|(k, _, _)| std::cmp::Reverse(manifests::apply_rank(k.kind)));
+    } else {
+        let Some(kind_name) = &args.kind else {
+            return Err(UserError::new(
+                "say what to delete: meridian delete KIND NAME, -l SELECTOR, --all, or -f FILE",
+            ));
+        };
+        let info = kind(kind_name)?;
+        let ns = info.namespaced().then(|| project(conn));
+        if args.names.is_empty() {
+            if args.selector.is_none() && !args.all {
+                return Err(UserError::new(format!(
+                    "name the {} to delete, or pass -l SELECTOR or --all",
+                    info.plural
+                )));
+            }
+            let opts = ListOptions {
+                label_selector: args.selector.clone(),
+                ..ListOptions::default()
+            };
+            for o in client.list_all(info, ns.as_deref(), &opts).await? {
+                targets.push((info, namespace_of(&o).map(str::to_owned), name_of(&o).to_owned()));
+            }
+        } else {
+            for n in &args.names {
+                targets.push((info, ns.clone(), n.clone()));
+            }
+        }
+    }
+    let mut failures = 0;
+    for (info, ns, name) in targets {
+        match client.delete(info, ns.as_deref(), &name).await {
+            Ok(_) => println!("{}.{}/{name} deleted", info.singular, api::GROUP),
+            Err(e) if e.is_not_found() && args.ignore_not_found => {}
+            Err(e) if e.is_user_error() => {
+                failures += 1;
+                eprintln!("error: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failures > 0 {
+        return Err(UserError::new(format!("{failures} deletion(s) failed")));
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! `server` and `demo`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use server::{Limits, Server, ServerConfig, TlsMode};
+
+use crate::args::{DemoArgs, ServerArgs};
+
+pub async fn server(args: &ServerArgs) -> Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key, args.tls) {
+        (Some(cert), Some(key), _) => TlsMode::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (_, _, true) => TlsMode::Generated,
+        _ => TlsMode::Auto,
+    };
+    let config = ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        tls,
+        fsync: !args.no_fsync,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            request_timeout: Duration::from_secs(args.request_timeout),
+            ..Limits::default()
+        },
+    };
+    let server = Server::bind(config).await?;
+    let info = server.info().clone();
+    if let Some(token) = &info.new_admin_token {
+        eprintln!(
+            "Created the first admin token (shown once; also in {}, mode 0600):\n\n  {token}\n",
+            info.admin_token_file.display()
+        );
+    }
+    eprintln!("meridian server listening on {}", info.url);
+    if let Some(ca) = &info.ca_file {
+        eprintln!("TLS with a generated CA: clients pass --ca-file {}", ca.display());
+    }
+    server.run(server::shutdown_signal()).await
+}
+
+/// The example estate, compiled in so that the demo works from any directory.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("examples/projects.yaml", include_str!("../../../../examples/projects.yaml")),
+    ("examples/sites.yaml", include_str!("../../../../examples/sites.yaml")),
+    ("examples/nodes.yaml", include_str!("../../../../examples/nodes.yaml")),
+    ("examples/workloads.yaml", include_str!("../../../../examples/workloads.yaml")),
+];
+
+pub async fn demo(args: &DemoArgs) -> Result<()> {
+    let (data_dir, _tmp) = match &args.data_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("meridian-demo-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    };
+    let mut config = ServerConfig {
+        listen: args.listen,
+        data_dir: data_dir.clone(),
+        ..ServerConfig::default()
+    };
+    let server = match Server::bind(config.clone()).await {
+        Ok(s) => s,
+        Err(e) if format!("{e:#}").contains("cannot listen") => {
+            eprintln!("{} is taken; using a free port instead", args.listen);
+            config.listen.set_port(0);
+            Server::bind(config).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let info = server.info().clone();
+    let token = match &info.new_admin_token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(&info.admin_token_file)
+            .with_context(|| format!("cannot read {}", info.admin_token_file.display()))?
+            .trim()
+            .to_owned(),
+    };
+    let shutdown = tokio_util_shutdown();
+    let trigger = shutdown.clone();
+    let exit_early = args.exit;
+    let handle = tokio::spawn(server.run(async move { trigger.cancelled().await }));
+
+    let client = client::Client::new(&info.url, &token, None)?;
+    let loaded = load_examples(&client).await?;
+    print_welcome(&info.url, &token, &data_dir, &loaded, args.data_dir.is_none());
+    if !exit_early {
+        server::shutdown_signal().await;
+        eprintln!("\nstopping the demo server");
+    }
+    shutdown.cancel();
+    handle.await??;
+    Ok(())
+}
+
+fn tokio_util_shutdown() -> tokio_util::sync::CancellationToken {
+    tokio_util::sync::CancellationToken::new()
+}
+
+/// Apply the compiled-in examples; returns counts per kind.
+async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> {
+    let mut manifests = Vec::new();
+    for (source, text) in EXAMPLES {
+        manifests.extend(api::parse_manifests(source, text).map_err(|errors| {
+            anyhow::anyhow!(
+                "the built-in examples are invalid:\n{}",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            )
+        })?);
+    }
+    manifests.sort_by_key(|m| crate::manifests::apply_rank(m.object.kind_info().kind));
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for m in &manifests {
+        let info = m.object.kind_info();
+        let ns = info
+            .namespaced()
+            .then(|| m.object.namespace().unwrap_or("default").to_owned());
+        client
+            .apply(info, ns.as_deref(), &m.object.to_value(), false)
+            .await
+            .with_context(|| format!("{} doc {}", m.source, m.doc))?;
+        match counts.iter_mut().find(|(k, _)| k == info.plural) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((info.plural.to_owned(), 1)),
+        }
+    }
+    Ok(counts)
+}
+
+fn print_welcome(url: &str, token: &str, data_dir: &Path, loaded: &[(String, usize)], temporary: bool) {
+    let summary: Vec<String> = loaded.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let data_note = if temporary {
+        format!("{} (temporary; removed on exit)", data_dir.display())
+    } else {
+        data_dir.display().to_string()
+    };
+    eprintln!(
+        r#"
+Meridian demo is running.
+
+  API server   {url}
+  Admin token  {token}
+  Data         {data_note}
+  Loaded       {summary}
+
+Try these in another terminal:
+
+  export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token}
+  cargo run --release -- get sites                      # the estate: jurisdictions, operators, certifications
+  cargo run --release -- get workloads -A -o wide       # Windows and Linux work across projects
+  cargo run --release -- audit verify                   # the tamper-evident audit log
+
+Press Ctrl-C to stop.
+"#,
+        summary = summary.join(", "),
+    );
+}
+

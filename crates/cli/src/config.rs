@@ -1,0 +1,169 @@
+//! Where the CLI finds its server and token: flags, then `MERIDIAN_SERVER` and
+//! `MERIDIAN_TOKEN`, then the current context of the config file written by
+//! `meridian login` (`$MERIDIAN_CONFIG`, else `$XDG_CONFIG_HOME/meridian/config.yaml`, else
+//! `~/.config/meridian/config.yaml`), like kubeconfig contexts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::args::Global;
+use crate::exit::UserError;
+
+/// The config file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_context: Option<String>,
+    #[serde(default)]
+    pub contexts: Vec<Context>,
+}
+
+/// One named server and credential.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Context {
+    pub name: String,
+    pub server: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Default project of this context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Path of the config file.
+pub fn config_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MERIDIAN_CONFIG") {
+        return PathBuf::from(p);
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("meridian").join("config.yaml")
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_yaml_ng::from_str(&text)
+                .with_context(|| format!("the config file {} is not valid", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Write atomically, readable only by the owner (it holds tokens).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let text = serde_yaml_ng::to_string(self)?;
+        let tmp = path.with_extension("yaml.tmp");
+        server::tls::write_private(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Context> {
+        self.contexts.iter().find(|c| c.name == name)
+    }
+
+    pub fn upsert(&mut self, context: Context) {
+        match self.contexts.iter_mut().find(|c| c.name == context.name) {
+            Some(c) => *c = context,
+            None => self.contexts.push(context),
+        }
+    }
+}
+
+/// Everything a client command needs to connect.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub server: String,
+    pub token: String,
+    pub ca_file: Option<PathBuf>,
+    pub namespace: Option<String>,
+}
+
+/// Resolve flags, environment and config file into a connection.
+pub fn resolve(global: &Global) -> Result<Resolved> {
+    let path = config_path();
+    let file = ConfigFile::load(&path)?;
+    let context_name = global
+        .context
+        .clone()
+        .or_else(|| file.current_context.clone());
+    let context = match &context_name {
+        Some(name) => match file.find(name) {
+            Some(c) => Some(c.clone()),
+            None if global.context.is_some() => {
+                return Err(UserError::new(format!(
+                    "context {name:?} is not in {}: see `meridian config get-contexts`",
+                    path.display()
+                )));
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let server = global
+        .server
+        .clone()
+        .or_else(|| context.as_ref().map(|c| c.server.clone()));
+    let token = global
+        .token
+        .clone()
+        .or_else(|| context.as_ref().map(|c| c.token.clone()));
+    let (Some(server), Some(token)) = (server, token) else {
+        return Err(UserError::new(
+            "no server or token: set MERIDIAN_SERVER and MERIDIAN_TOKEN, pass --server and --token, \
+             or run `meridian login --server URL --token TOKEN` (the demo prints them)",
+        ));
+    };
+    let ca_file = global
+        .ca_file
+        .clone()
+        .or_else(|| context.as_ref().and_then(|c| c.ca_file.clone()));
+    Ok(Resolved {
+        server,
+        token,
+        ca_file,
+        namespace: global
+            .namespace
+            .clone()
+            .or_else(|| context.and_then(|c| c.namespace)),
+    })
+}
+
+/// A client for the resolved connection.
+pub fn client(resolved: &Resolved) -> Result<client::Client> {
+    let ca = match &resolved.ca_file {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    client::Client::new(&resolved.server, &resolved.token, ca.as_deref())
+        .map_err(|e| UserError::new(e.to_string()))
+}
+
+/// Fail unless the file's context exists.
+pub fn use_context(name: &str) -> Result<()> {
+    let path = config_path();
+    let mut file = ConfigFile::load(&path)?;
+    if file.find(name).is_none() {
+        bail!(UserError::msg(format!(
+            "context {name:?} is not in {}",
+            path.display()
+        )));
+    }
+    file.current_context = Some(name.to_owned());
+    file.save(&path)
+}

@@ -1,0 +1,71 @@
+//! The `meridian` binary: parses arguments and dispatches to the server, the agent-facing
+//! commands and the kubectl-like client verbs. It holds no logic of its own beyond
+//! presentation; exit codes are 0 (success), 1 (an error the user can fix: bad input, not
+//! found, denied) and 2 (anything else).
+
+mod args;
+mod bench;
+mod commands;
+mod config;
+mod exit;
+mod manifests;
+mod output;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(&cli.command);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(exit::code(&err));
+    }
+}
+
+fn init_tracing(command: &Command) {
+    let default = match command {
+        Command::Server(_) | Command::Demo(_) => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    use commands::{admin, resources, serve};
+    match &cli.command {
+        Command::Server(a) => return serve::server(a).await,
+        Command::Demo(a) => return serve::demo(a).await,
+        Command::Audit(a) => return admin::audit(&cli.global, a).await,
+        Command::Login(a) => return admin::login(&cli.global, a).await,
+        Command::Config(c) => return admin::config_cmd(c),
+        Command::Bench(b) => return bench::run(&cli.global, b).await,
+        _ => {}
+    }
+    let conn = config::resolve(&cli.global)?;
+    let client = config::client(&conn)?;
+    match &cli.command {
+        Command::Apply(a) => resources::apply(&client, &conn, a).await,
+        Command::Get(a) => resources::get(&client, &conn, a).await,
+        Command::Describe(a) => resources::describe(&client, &conn, a).await,
+        Command::Delete(a) => resources::delete(&client, &conn, a).await,
+        Command::Watch(a) => resources::watch(&client, &conn, a).await,
+        Command::Token(t) => admin::token(&client, t).await,
+        _ => unreachable!("handled above"),
+    }
+}

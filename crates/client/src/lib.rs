@@ -1,0 +1,571 @@
+//! Typed HTTP client for Meridian's API, shared by the CLI, the agent and the tests.
+//!
+//! It speaks the Kubernetes dialect the server serves: objects travel as JSON, errors come
+//! back as `Status` objects and surface as [`ClientError::Api`], watches are streams of
+//! [`api::WatchEvent`]s. The client does no file I/O: callers pass the CA certificate's PEM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use api::{KindInfo, Status, WatchEvent};
+
+/// HTTP methods, for [`Client::request_json`].
+pub use reqwest::Method;
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with a `Status` (4xx or 5xx).
+    #[error("{}", .0.message)]
+    Api(Status),
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the Meridian server at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+    /// The client configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// HTTP status code of an API error.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            ClientError::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a 404.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    /// Whether the user can fix the cause (bad input, not found, denied): a 4xx.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self.code(), Some(c) if (400..500).contains(&c))
+            || matches!(self, ClientError::Config(_))
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Options of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_bookmarks: bool,
+}
+
+/// How a PATCH body is to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    /// RFC 7386 JSON merge patch.
+    Merge,
+    /// RFC 6902 JSON patch.
+    Json,
+    /// Create-or-update of a whole manifest.
+    Apply,
+}
+
+impl PatchType {
+    fn content_type(self) -> &'static str {
+        match self {
+            PatchType::Merge => "application/merge-patch+json",
+            PatchType::Json => "application/json-patch+json",
+            PatchType::Apply => "application/apply-patch+yaml",
+        }
+    }
+}
+
+/// What `apply` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl ApplyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'/')
+    .add(b'?')
+    .add(b'#')
+    .add(b'%')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>');
+const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'=').add(b'+').add(b',').add(b'!');
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// The path of a collection or an object.
+pub fn resource_path(kind: &KindInfo, namespace: Option<&str>, name: Option<&str>) -> String {
+    let mut path = String::from("/apis/meridian.dev/v1");
+    if let (true, Some(ns)) = (kind.namespaced(), namespace) {
+        path.push_str("/namespaces/");
+        path.push_str(&enc(ns));
+    }
+    path.push('/');
+    path.push_str(kind.plural);
+    if let Some(name) = name {
+        path.push('/');
+        path.push_str(&enc(name));
+    }
+    path
+}
+
+/// A Meridian API client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client for `server` (e.g. `http://127.0.0.1:7420`) with a bearer token and, for
+    /// TLS with a private CA, that CA's PEM certificate.
+    pub fn new(server: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "server URL {server:?} must start with http:// or https://"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+            ClientError::Config("the token contains characters not allowed in a header".into())
+        })?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_pem {
+            Some(pem) => {
+                for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                    let cert = cert.map_err(|e| {
+                        ClientError::Config(format!("the CA certificate is not valid PEM: {e}"))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        ClientError::Config(format!("the CA certificate is not usable: {e}"))
+                    })?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { http, base })
+    }
+
+    /// Base URL of the server.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    fn transport(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base));
+        if let Some((ct, bytes)) = body {
+            req = req.header(CONTENT_TYPE, ct).body(bytes);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let code = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        Err(status_error(code, &bytes))
+    }
+
+    /// Send a request and decode a JSON answer.
+    pub async fn request_json(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let body = body.map(|b| {
+            (
+                "application/json",
+                serde_json::to_vec(b).expect("a JSON value always serializes"),
+            )
+        });
+        let resp = self.send(method, path_and_query, body).await?;
+        resp.json::<Value>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// GET a path and decode JSON (discovery, audit, tokens).
+    pub async fn get_path(&self, path_and_query: &str) -> Result<Value> {
+        self.request_json(Method::GET, path_and_query, None).await
+    }
+
+    /// GET a path as text (metrics).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let resp = self.send(Method::GET, path, None).await?;
+        resp.text().await.map_err(|e| self.transport(e))
+    }
+
+    pub async fn get(&self, kind: &KindInfo, namespace: Option<&str>, name: &str) -> Result<Value> {
+        self.get_path(&resource_path(kind, namespace, Some(name)))
+            .await
+    }
+
+    /// One page of a list (`namespace: None` lists every project for project kinds).
+    pub async fn list(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}{}",
+            resource_path(kind, namespace, None),
+            query(opts, false)
+        );
+        self.get_path(&path).await
+    }
+
+    /// Every item of a list, following `continue` tokens.
+    pub async fn list_all(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Vec<Value>> {
+        let mut opts = opts.clone();
+        let mut items = Vec::new();
+        loop {
+            let mut page = self.list(kind, namespace, &opts).await?;
+            if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
+                items.extend(a);
+            }
+            match page
+                .get("metadata")
+                .and_then(|m| m.get("continue"))
+                .and_then(Value::as_str)
+            {
+                Some(c) if !c.is_empty() => opts.continue_token = Some(c.to_owned()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}{}",
+            resource_path(kind, namespace, None),
+            if dry_run { "?dryRun=All" } else { "" }
+        );
+        self.request_json(Method::POST, &path, Some(object)).await
+    }
+
+    /// PUT the whole object (its `metadata.resourceVersion` guards the write).
+    pub async fn replace(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value> {
+        self.request_json(
+            Method::PUT,
+            &resource_path(kind, namespace, Some(name)),
+            Some(object),
+        )
+        .await
+    }
+
+    /// PUT the status subresource.
+    pub async fn replace_status(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        name: &str,
+        object: &Value,
+    ) -> Result<Value> {
+        let path = format!("{}/status", resource_path(kind, namespace, Some(name)));
+        self.request_json(Method::PUT, &path, Some(object)).await
+    }
+
+    pub async fn patch(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &Value,
+        dry_run: bool,
+    ) -> Result<Value> {
+        let path = format!(
+            "{}{}",
+            resource_path(kind, namespace, Some(name)),
+            if dry_run { "?dryRun=All" } else { "" }
+        );
+        let body = serde_json::to_vec(patch).expect("a JSON value always serializes");
+        let resp = self
+            .send(Method::PATCH, &path, Some((patch_type.content_type(), body)))
+            .await?;
+        resp.json::<Value>()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Create or update a whole manifest; says whether it was created, changed or unchanged.
+    pub async fn apply(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<(Value, ApplyOutcome)> {
+        let name = object
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::Config("the manifest has no metadata.name".into()))?;
+        let before = match self.get(kind, namespace, name).await {
+            Ok(v) => Some(v),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
+        let after = self
+            .patch(kind, namespace, name, PatchType::Apply, object, dry_run)
+            .await?;
+        let rv = |v: &Value| {
+            v.get("metadata")
+                .and_then(|m| m.get("resourceVersion"))
+                .cloned()
+        };
+        let outcome = match &before {
+            None => ApplyOutcome::Created,
+            Some(b) if rv(b) == rv(&after) => ApplyOutcome::Unchanged,
+            Some(_) => ApplyOutcome::Configured,
+        };
+        Ok((after, outcome))
+    }
+
+    pub async fn delete(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value> {
+        self.request_json(
+            Method::DELETE,
+            &resource_path(kind, namespace, Some(name)),
+            None,
+        )
+        .await
+    }
+
+    /// Watch a collection. Without `resource_version` the stream starts with the current
+    /// objects as `ADDED` events.
+    pub async fn watch(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<impl Stream<Item = Result<WatchEvent<Value>>> + Send + use<>> {
+        let path = format!(
+            "{}{}",
+            resource_path(kind, namespace, None),
+            query(opts, true)
+        );
+        let resp = self.send(Method::GET, &path, None).await?;
+        Ok(watch_lines(resp.bytes_stream()))
+    }
+}
+
+fn status_error(code: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<Status>(body) {
+        Ok(status) if status.kind == "Status" => ClientError::Api(status),
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            ClientError::Api(Status::failure(
+                code.as_u16(),
+                code.canonical_reason().unwrap_or("Unknown"),
+                if text.trim().is_empty() {
+                    format!("the server answered {code}")
+                } else {
+                    format!("the server answered {code}: {}", text.trim())
+                },
+            ))
+        }
+    }
+}
+
+fn query(opts: &ListOptions, watch: bool) -> String {
+    let mut parts = Vec::new();
+    let mut push = |k: &str, v: &str| parts.push(format!("{k}={}", utf8_percent_encode(v, QUERY)));
+    if watch {
+        push("watch", "true");
+    }
+    if let Some(s) = &opts.label_selector {
+        push("labelSelector", s);
+    }
+    if let Some(s) = &opts.field_selector {
+        push("fieldSelector", s);
+    }
+    if let Some(l) = opts.limit {
+        push("limit", &l.to_string());
+    }
+    if let Some(c) = &opts.continue_token {
+        push("continue", c);
+    }
+    if let Some(rv) = &opts.resource_version {
+        push("resourceVersion", rv);
+    }
+    if let Some(t) = opts.timeout_seconds {
+        push("timeoutSeconds", &t.to_string());
+    }
+    if opts.allow_bookmarks {
+        push("allowWatchBookmarks", "true");
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Split a byte stream into newline-delimited JSON watch events.
+fn watch_lines<S, B>(bytes: S) -> impl Stream<Item = Result<WatchEvent<Value>>> + Send
+where
+    S: Stream<Item = reqwest::Result<B>> + Send + Unpin + 'static,
+    B: AsRef<[u8]> + Send,
+{
+    futures::stream::unfold(
+        (bytes, Vec::<u8>::new(), false),
+        |(mut bytes, mut buf, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    let event = serde_json::from_slice::<WatchEvent<Value>>(&line)
+                        .map_err(|e| ClientError::Decode(format!("bad watch event: {e}")));
+                    return Some((event, (bytes, buf, false)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(chunk.as_ref()),
+                    Some(Err(e)) => {
+                        return Some((
+                            Err(ClientError::Decode(format!("watch stream broke: {e}"))),
+                            (bytes, buf, true),
+                        ));
+                    }
+                    None => return None,
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_kubernetes_layout() {
+        let wl = api::lookup_kind("wl").expect("workload kind");
+        assert_eq!(
+            resource_path(wl, Some("finance"), Some("payroll-api")),
+            "/apis/meridian.dev/v1/namespaces/finance/workloads/payroll-api"
+        );
+        assert_eq!(
+            resource_path(wl, None, None),
+            "/apis/meridian.dev/v1/workloads"
+        );
+        let site = api::lookup_kind("site").expect("site kind");
+        assert_eq!(
+            resource_path(site, Some("ignored"), Some("a")),
+            "/apis/meridian.dev/v1/sites/a"
+        );
+    }
+
+    #[test]
+    fn selectors_are_escaped_in_queries() {
+        let q = query(
+            &ListOptions {
+                label_selector: Some("app in (a,b),tier!=web".into()),
+                ..Default::default()
+            },
+            true,
+        );
+        assert_eq!(
+            q,
+            "?watch=true&labelSelector=app%20in%20(a%2Cb)%2Ctier%21%3Dweb"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Meridian-specific endpoints under `/meridian/v1`: tokens and the audit log.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use store::{Compare, Op, OpResult, RangeRequest};
+
+use crate::app::AppState;
+use crate::auth::{
+    Principal, Role, TOKEN_PREFIX, TokenRecord, generate_token, generate_token_id, hash_token,
+    require_global_admin,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{AUDIT_LOG, AuditRecord, Mutation, Registry, now_rfc3339, object_key};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/meridian/v1/tokens", get(list_tokens).post(create_token))
+        .route("/meridian/v1/tokens/{id}", delete(revoke_token))
+        .route("/meridian/v1/audit", get(audit_log))
+        .route("/meridian/v1/audit/verify", get(audit_verify))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    pub role: Role,
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    require_global_admin(&who, "create tokens")?;
+    let req: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "token request is not valid: {e} (expected {{\"role\": \"admin|operator|viewer\", \"project\": \"…\"}})"
+        ))
+    })?;
+    let (token, record) = issue_token(&state, &who, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "id": record.id,
+            "role": record.role,
+            "project": record.project,
+            "created": record.created,
+        })),
+    )
+        .into_response())
+}
+
+/// Create and store a token; returns the clear token (shown once) and its record.
+pub async fn issue_token(
+    state: &AppState,
+    who: &Principal,
+    req: TokenRequest,
+) -> ApiResult<(String, TokenRecord)> {
+    let token = generate_token();
+    let digest = hash_token(&token);
+    let record = TokenRecord {
+        id: generate_token_id(),
+        role: req.role,
+        project: req.project.clone(),
+        description: req.description,
+        created: now_rfc3339(),
+        created_by: who.actor(),
+    };
+    let key = format!("{TOKEN_PREFIX}{digest}");
+    let mut compares = vec![Compare::Absent(key.clone())];
+    if let Some(p) = &req.project {
+        let project = api::lookup_kind("Project").expect("known kind");
+        compares.push(Compare::Exists(object_key(project, None, p)));
+    }
+    let audit = AuditRecord {
+        time: now_rfc3339(),
+        actor: who.actor(),
+        verb: "create".into(),
+        kind: "Token".into(),
+        namespace: None,
+        name: record.id.clone(),
+        digest: None,
+    };
+    let value = serde_json::to_vec(&record).expect("token record serializes");
+    let resp = state
+        .registry
+        .commit(Mutation {
+            compares,
+            ops: vec![Op::put(key, value)],
+            audit,
+        })
+        .await?;
+    if !resp.succeeded {
+        return Err(match resp.results.get(1) {
+            Some(OpResult::Get(None)) => ApiError::not_found(
+                "projects",
+                req.project.as_deref().unwrap_or_default(),
+            ),
+            _ => ApiError::internal("token digest collision"),
+        });
+    }
+    state.tokens.insert(digest, record.clone());
+    Ok((token, record))
+}
+
+async fn all_tokens(state: &AppState) -> ApiResult<Vec<(String, TokenRecord)>> {
+    let page = state
+        .store()
+        .range(RangeRequest {
+            prefix: TOKEN_PREFIX.into(),
+            ..RangeRequest::default()
+        })
+        .await?;
+    page.kvs
+        .iter()
+        .map(|kv| {
+            let record: TokenRecord = serde_json::from_slice(&kv.value)
+                .map_err(|e| ApiError::internal(format!("token record {}: {e}", kv.key)))?;
+            Ok((kv.key.clone(), record))
+        })
+        .collect()
+}
+
+async fn list_tokens(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    require_global_admin(&who, "list tokens")?;
+    let items: Vec<TokenRecord> = all_tokens(&state).await?.into_iter().map(|(_, r)| r).collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_global_admin(&who, "revoke tokens")?;
+    let tokens = all_tokens(&state).await?;
+    let (key, record) = tokens
+        .into_iter()
+        .find(|(_, r)| r.id == id)
+        .ok_or_else(|| ApiError::not_found("tokens", &id))?;
+    let audit = AuditRecord {
+        time: now_rfc3339(),
+        actor: who.actor(),
+        verb: "delete".into(),
+        kind: "Token".into(),
+        namespace: None,
+        name: id.clone(),
+        digest: None,
+    };
+    state
+        .registry
+        .commit(Mutation {
+            compares: vec![Compare::Exists(key.clone())],
+            ops: vec![Op::Delete(key.clone())],
+            audit,
+        })
+        .await?;
+    if let Some(digest) = key.strip_prefix(TOKEN_PREFIX) {
+        state.tokens.remove(digest);
+    }
+    Ok(Json(json!({ "revoked": record.id })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditQuery {
+    /// RFC 3339 time: only entries at or after it.
+    since: Option<String>,
+    /// Only entries with a sequence number greater than this.
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// One audit entry as the API shows it.
+pub fn entry_json(entry: &store::chain::ChainEntry) -> Value {
+    let record: Value = serde_json::from_slice::<AuditRecord>(&entry.payload)
+        .ok()
+        .and_then(|r| serde_json::to_value(r).ok())
+        .unwrap_or_else(|| json!({"undecodable": true}));
+    let mut out = json!({
+        "seq": entry.seq,
+        "revision": entry.revision,
+        "hash": hex::encode(entry.hash),
+    });
+    if let (Some(o), Some(r)) = (out.as_object_mut(), record.as_object()) {
+        o.extend(r.clone());
+    }
+    out
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    if who.project.is_some() {
+        return Err(ApiError::forbidden(format!(
+            "token {} is scoped to a project and cannot read the estate's audit log",
+            who.id
+        )));
+    }
+    let since = match q.since.as_deref() {
+        Some(s) => Some(s.parse::<jiff::Timestamp>().map_err(|e| {
+            ApiError::bad_request(format!(
+                "since {s:?} is not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z): {e}"
+            ))
+        })?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(state.limits.max_page).min(state.limits.max_page);
+    let mut items = Vec::new();
+    let mut start_after = q.after.map(|seq| format!("{AUDIT_LOG}{seq:020}"));
+    'pages: loop {
+        let page = state
+            .store()
+            .range(RangeRequest {
+                prefix: AUDIT_LOG.into(),
+                start_after: start_after.clone(),
+                limit: 1_000,
+                count_only: false,
+            })
+            .await?;
+        for kv in &page.kvs {
+            start_after = Some(kv.key.clone());
+            let Ok(entry) = store::chain::ChainEntry::decode(&kv.value) else {
+                continue;
+            };
+            let value = entry_json(&entry);
+            if let Some(since) = since {
+                let at = value
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+                if at.is_some_and(|t| t < since) {
+                    continue;
+                }
+            }
+            items.push(value);
+            if items.len() >= limit {
+                break 'pages;
+            }
+        }
+        if !page.more {
+            break;
+        }
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    if who.project.is_some() {
+        return Err(ApiError::forbidden(format!(
+            "token {} is scoped to a project and cannot verify the estate's audit log",
+            who.id
+        )));
+    }
+    let kvs = read_log(state.store().as_ref()).await?;
+    Ok(Json(verify_json(&kvs)))
+}
+
+/// Read the whole audit log (entries and head).
+pub async fn read_log(store: &dyn store::Store) -> Result<Vec<store::KeyValue>, store::StoreError> {
+    let mut kvs = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .range(RangeRequest {
+                prefix: AUDIT_LOG.into(),
+                start_after: start_after.clone(),
+                limit: 5_000,
+                count_only: false,
+            })
+            .await?;
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        kvs.extend(page.kvs);
+        if !page.more {
+            return Ok(kvs);
+        }
+    }
+}
+
+/// The verification result as JSON: `{"ok": true, "entries": N}` or the first bad entry.
+pub fn verify_json(kvs: &[store::KeyValue]) -> Value {
+    match store::chain::verify(AUDIT_LOG, kvs) {
+        Ok(summary) => json!({"ok": true, "entries": summary.entries, "head": hex::encode(summary.head.hash)}),
+        Err(brk) => json!({"ok": false, "error": brk.to_string(), "firstBadSeq": brk.seq}),
+    }
+}
+
+/// Used by the server's start-up: a token record that exists or not.
+pub async fn any_token(state: &AppState) -> ApiResult<bool> {
+    let page = state
+        .store()
+        .range(RangeRequest {
+            prefix: TOKEN_PREFIX.into(),
+            limit: 1,
+            count_only: true,
+            ..RangeRequest::default()
+        })
+        .await?;
+    Ok(page.count > 0)
+}
+
+/// Write a token record directly (bootstrap of the first admin token).
+pub async fn bootstrap_admin(state: &AppState) -> ApiResult<String> {
+    let (token, _) = issue_token(
+        state,
+        &Principal::system(),
+        TokenRequest {
+            role: Role::Admin,
+            project: None,
+            description: "bootstrap admin token".into(),
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Ensure the `default` project exists (as Kubernetes has a `default` namespace).
+pub async fn ensure_default_project(state: &AppState) -> ApiResult<()> {
+    let kind = api::lookup_kind("Project").expect("known kind");
+    let key = object_key(kind, None, "default");
+    if state.store().get(&key).await?.0.is_some() {
+        return Ok(());
+    }
+    let object = json!({
+        "apiVersion": api::API_VERSION,
+        "kind": "Project",
+        "metadata": {
+            "name": "default",
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now_rfc3339(),
+            "generation": 1,
+        },
+        "spec": {"description": "the default project"},
+    });
+    let bytes = crate::registry::encode(&object);
+    let audit = Registry::audit_record(&Principal::system(), "create", kind, None, "default", Some(&bytes));
+    state
+        .registry
+        .commit(Mutation {
+            compares: vec![Compare::Absent(key.clone())],
+            ops: vec![Op::put(key, bytes)],
+            audit,
+        })
+        .await?;
+    Ok(())
+}
+

@@ -1,0 +1,199 @@
+//! Shared state, the router, and the middleware every request passes (authentication,
+//! metrics, per-request timeout).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Principal, TokenCache};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::{admin, discovery, objects};
+
+/// Limits on what one request may ask.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest accepted request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest page a list returns, whatever `limit` asks.
+    pub max_page: usize,
+    /// Time limit of every request but watches (504 beyond).
+    pub request_timeout: Duration,
+    /// Longest watch before the server closes it (clients re-watch).
+    pub max_watch: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 3 * 1024 * 1024,
+            max_page: 5_000,
+            request_timeout: Duration::from_secs(60),
+            max_watch: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub tokens: TokenCache,
+    pub metrics: Metrics,
+    pub limits: Arc<Limits>,
+    /// Cancelled when the server shuts down; watches end on it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn store(&self) -> &Arc<dyn store::Store> {
+        &self.registry.store
+    }
+}
+
+/// Build the router with all routes and middleware.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(discovery::routes())
+        .merge(objects::routes())
+        .merge(admin::routes())
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(ready))
+        .merge(api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store().current_revision().await {
+        Ok(_) if !state.shutdown.is_cancelled() => "ok".into_response(),
+        Ok(_) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "shutting down",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found_path(req.uri().path())
+}
+
+/// Bearer-token authentication. Puts the [`Principal`] into the request extensions.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let principal = match token {
+        None => {
+            return ApiError::unauthorized(
+                "no bearer token: pass one with MERIDIAN_TOKEN, `meridian login`, or kubectl --token",
+            )
+            .into_response();
+        }
+        Some(token) => state.tokens.authenticate(token),
+    };
+    match principal {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => ApiError::unauthorized("the bearer token is not valid (unknown or revoked)")
+            .into_response(),
+    }
+}
+
+/// Metrics by route template, and the per-request timeout (watches excepted).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let is_watch = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
+    });
+    let response = if is_watch {
+        next.run(req).await
+    } else {
+        match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::timeout(format!(
+                "the request did not complete within {}s",
+                state.limits.request_timeout.as_secs()
+            ))
+            .into_response(),
+        }
+    };
+    let response = if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && response.headers().get(axum::http::header::CONTENT_TYPE)
+            != Some(&axum::http::HeaderValue::from_static("application/json"))
+    {
+        ApiError::too_large(format!(
+            "the request body is larger than the limit of {} bytes",
+            state.limits.max_body_bytes
+        ))
+        .into_response()
+    } else {
+        response
+    };
+    state.metrics.observe_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Extract the authenticated principal (set by [`authenticate`]).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("not authenticated"))
+    }
+}

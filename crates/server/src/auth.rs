@@ -1,0 +1,366 @@
+//! Authentication (bearer tokens, stored hashed) and authorization (roles and project scope).
+//!
+//! A token is `mrd_` followed by 43 characters of base64url randomness (256 bits). Only its
+//! SHA-256 digest is stored, under `/meridian/tokens/{digest}`; the clear token is shown once
+//! to whoever created it. Because tokens are high-entropy, a fast hash is the right one (as
+//! for API keys generally); a slow password hash would only cost latency.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// Key prefix of token records.
+pub const TOKEN_PREFIX: &str = "/meridian/tokens/";
+
+/// What a principal may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including tokens, sites, nodes, projects and policies.
+    Admin,
+    /// Read everything in scope; write workloads and allocations.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(format!(
+                "unknown role {other:?}: use admin, operator or viewer"
+            )),
+        }
+    }
+}
+
+/// A stored token: everything but the secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRecord {
+    /// Public identifier, used as the actor name in the audit log.
+    pub id: String,
+    pub role: Role,
+    /// When set, the token only sees this project (and global kinds, read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub created: String,
+    /// Actor that created the token.
+    pub created_by: String,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    pub role: Role,
+    pub project: Option<String>,
+}
+
+impl Principal {
+    /// Audit-log name of the principal.
+    pub fn actor(&self) -> String {
+        match &self.project {
+            Some(p) => format!("token:{} ({}, project {p})", self.id, self.role.as_str()),
+            None => format!("token:{} ({})", self.id, self.role.as_str()),
+        }
+    }
+
+    /// The server itself (bootstrap, controllers).
+    pub fn system() -> Self {
+        Principal {
+            id: "system".to_owned(),
+            role: Role::Admin,
+            project: None,
+        }
+    }
+
+    /// Whether the principal may see objects in `namespace` (`None`: a global object).
+    pub fn sees_namespace(&self, namespace: Option<&str>) -> bool {
+        match (&self.project, namespace) {
+            (None, _) | (Some(_), None) => true,
+            (Some(p), Some(ns)) => p == ns,
+        }
+    }
+}
+
+/// Kinds of access checked by [`authorize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+
+    pub fn writes(self) -> bool {
+        !matches!(self, Verb::Get | Verb::List | Verb::Watch)
+    }
+}
+
+/// Decide whether `who` may do `verb` on `kind` in `namespace`.
+///
+/// Objects outside a project-scoped principal's project answer 404, so that their
+/// existence does not leak; a missing permission on a visible object answers 403 and
+/// names the role and the verb.
+pub fn authorize(
+    who: &Principal,
+    verb: Verb,
+    kind: &api::KindInfo,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<(), ApiError> {
+    let project_object = kind.kind == "Project";
+    // Project scope: a project-scoped principal sees its own namespace and, read-only,
+    // global kinds; its own Project object is visible by name.
+    if let Some(project) = &who.project {
+        let visible = match namespace {
+            Some(ns) => ns == project,
+            None if project_object => name.is_none_or(|n| n == project),
+            None => true,
+        };
+        if !visible {
+            return Err(match (namespace, name) {
+                (Some(ns), _) if ns != project => ApiError::not_found("projects", ns),
+                (_, Some(n)) => ApiError::not_found(kind.plural, n),
+                _ => ApiError::not_found_path(kind.plural),
+            });
+        }
+    }
+    if !verb.writes() {
+        return Ok(());
+    }
+    let allowed = match who.role {
+        Role::Viewer => false,
+        Role::Operator => kind.namespaced(),
+        Role::Admin => who.project.is_none() || kind.namespaced(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let scope = match &who.project {
+            Some(p) => format!(" scoped to project {p:?}"),
+            None => String::new(),
+        };
+        Err(ApiError::forbidden(format!(
+            "{plural} is forbidden: token {id} (role {role}{scope}) cannot {verb} {plural}{what}; \
+             ask an admin for a token with {needed}",
+            plural = kind.plural,
+            id = who.id,
+            role = who.role.as_str(),
+            verb = verb.as_str(),
+            what = match namespace {
+                Some(ns) => format!(" in project {ns:?}"),
+                None => String::new(),
+            },
+            needed = if kind.namespaced() {
+                "role operator or admin"
+            } else {
+                "role admin and no project scope"
+            },
+        )))
+    }
+}
+
+/// Admin-only endpoints (tokens): a global admin.
+pub fn require_global_admin(who: &Principal, what: &str) -> Result<(), ApiError> {
+    if who.role == Role::Admin && who.project.is_none() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token {} (role {}) cannot {what}: it needs role admin without project scope",
+            who.id,
+            who.role.as_str()
+        )))
+    }
+}
+
+/// Generate a new clear-text token.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!(
+        "mrd_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// A short public id for a new token.
+pub fn generate_token_id() -> String {
+    let mut bytes = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Hex SHA-256 digest of a token: what is stored.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// In-memory view of the token records, kept current by a watch on [`TOKEN_PREFIX`].
+#[derive(Clone, Default)]
+pub struct TokenCache {
+    inner: Arc<RwLock<HashMap<String, TokenRecord>>>,
+}
+
+impl TokenCache {
+    /// Look up a clear token.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let digest = hash_token(token);
+        let map = self.inner.read().expect("token cache poisoned");
+        map.get(&digest).map(|r| Principal {
+            id: r.id.clone(),
+            role: r.role,
+            project: r.project.clone(),
+        })
+    }
+
+    pub fn insert(&self, digest: String, record: TokenRecord) {
+        self.inner
+            .write()
+            .expect("token cache poisoned")
+            .insert(digest, record);
+    }
+
+    pub fn remove(&self, digest: &str) {
+        self.inner
+            .write()
+            .expect("token cache poisoned")
+            .remove(digest);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().expect("token cache poisoned").is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(name: &str) -> &'static api::KindInfo {
+        api::lookup_kind(name).expect("known kind")
+    }
+
+    fn who(role: Role, project: Option<&str>) -> Principal {
+        Principal {
+            id: "t1".into(),
+            role,
+            project: project.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_hash_is_stable() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with("mrd_") && a.len() == 47);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_ne!(hash_token(&a), hash_token(&b));
+        assert!(!hash_token(&a).contains(&a[4..]));
+    }
+
+    #[test]
+    fn viewer_reads_but_never_writes() {
+        let v = who(Role::Viewer, None);
+        assert!(authorize(&v, Verb::Get, kind("workload"), Some("finance"), Some("x")).is_ok());
+        assert!(authorize(&v, Verb::List, kind("site"), None, None).is_ok());
+        let err = authorize(&v, Verb::Create, kind("workload"), Some("finance"), None)
+            .expect_err("viewer cannot create");
+        assert_eq!(err.code.as_u16(), 403);
+        assert!(err.message.contains("role viewer"), "{}", err.message);
+        assert!(err.message.contains("cannot create workloads"), "{}", err.message);
+    }
+
+    #[test]
+    fn operator_writes_project_kinds_only() {
+        let o = who(Role::Operator, None);
+        assert!(authorize(&o, Verb::Create, kind("workload"), Some("finance"), None).is_ok());
+        assert!(authorize(&o, Verb::Delete, kind("site"), None, Some("s")).is_err());
+    }
+
+    #[test]
+    fn project_scope_hides_other_projects_with_404() {
+        let p = who(Role::Admin, Some("finance"));
+        assert!(authorize(&p, Verb::Get, kind("workload"), Some("finance"), Some("a")).is_ok());
+        let err = authorize(&p, Verb::Get, kind("workload"), Some("research"), Some("a"))
+            .expect_err("other project");
+        assert_eq!(err.code.as_u16(), 404);
+        // Global kinds are readable, not writable.
+        assert!(authorize(&p, Verb::Get, kind("site"), None, Some("s")).is_ok());
+        assert_eq!(
+            authorize(&p, Verb::Update, kind("site"), None, Some("s"))
+                .expect_err("no global writes")
+                .code
+                .as_u16(),
+            403
+        );
+        // Its own project is visible, others are not.
+        assert!(authorize(&p, Verb::Get, kind("project"), None, Some("finance")).is_ok());
+        assert_eq!(
+            authorize(&p, Verb::Get, kind("project"), None, Some("research"))
+                .expect_err("other project object")
+                .code
+                .as_u16(),
+            404
+        );
+    }
+
+    #[test]
+    fn cache_authenticates_by_digest() {
+        let cache = TokenCache::default();
+        let token = generate_token();
+        cache.insert(
+            hash_token(&token),
+            TokenRecord {
+                id: "abc".into(),
+                role: Role::Viewer,
+                project: None,
+                description: String::new(),
+                created: "2026-01-01T00:00:00Z".into(),
+                created_by: "system".into(),
+            },
+        );
+        assert_eq!(cache.authenticate(&token).map(|p| p.role), Some(Role::Viewer));
+        assert!(cache.authenticate("mrd_wrong").is_none());
+    }
+}

@@ -1,0 +1,371 @@
+//! Meridian's API server: the Kubernetes-dialect HTTP API over the revisioned store.
+//!
+//! Start-up runs in a testable order: [`ServerConfig`] (no side effects) →
+//! [`Server::bind`] (opens the store, bootstraps the first admin token and the `default`
+//! project, prepares TLS, binds the socket) → [`Server::run`] (serves until the shutdown
+//! future resolves, then drains connections and closes watches).
+//!
+//! Modules: `app` (state, router, middleware), `objects` (resource CRUD), `watch`,
+//! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth`, `registry`
+//! (key layout and the audited write path), `metrics`, `tls`, `error`.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod metrics;
+pub mod objects;
+pub mod registry;
+pub mod tls;
+pub mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use store::{EventKind, RangeRequest, Store};
+
+pub use app::{AppState, Limits};
+
+use crate::auth::{TOKEN_PREFIX, TokenCache, TokenRecord};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// File (in the data directory) holding the first admin token, mode 0600.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// SQLite database file inside the data directory.
+pub const DB_FILE: &str = "meridian.db";
+
+/// How to serve TLS.
+#[derive(Clone, Debug, Default)]
+pub enum TlsMode {
+    /// TLS when listening beyond loopback (generated CA), plain HTTP on loopback.
+    #[default]
+    Auto,
+    /// Always TLS with a generated CA, even on loopback.
+    Generated,
+    /// Always TLS with these PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// Server configuration. Building it has no side effects.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub tls: TlsMode,
+    /// fsync every commit (group-committed). Off only for throwaway demos and benchmarks.
+    pub fsync: bool,
+    pub limits: Limits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
+            data_dir: PathBuf::from("./meridian-data"),
+            tls: TlsMode::Auto,
+            fsync: true,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What a started server tells its caller.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// Base URL clients use (`http://…` or `https://…`).
+    pub url: String,
+    pub local_addr: SocketAddr,
+    /// CA certificate clients must trust, when TLS uses a generated CA.
+    pub ca_file: Option<PathBuf>,
+    /// The admin token, only when this start created it (print it once).
+    pub new_admin_token: Option<String>,
+    pub admin_token_file: PathBuf,
+}
+
+/// A bound, ready server.
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    info: ServerInfo,
+    token_sync: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Open the store in `config.data_dir`, bootstrap, prepare TLS and bind.
+    pub async fn bind(config: ServerConfig) -> Result<Server> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create --data-dir {}", config.data_dir.display())
+        })?;
+        let store = store::sqlite::SqliteStore::open(
+            &config.data_dir.join(DB_FILE),
+            store::sqlite::SqliteOptions {
+                fsync: config.fsync,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        Self::bind_with_store(config, store).await
+    }
+
+    /// Like [`Server::bind`] with a store the caller opened (another backend, tests).
+    pub async fn bind_with_store(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server> {
+        let metrics = Metrics::new();
+        let state = AppState {
+            registry: Registry::new(store, metrics.clone()),
+            tokens: TokenCache::default(),
+            metrics,
+            limits: Arc::new(config.limits.clone()),
+            shutdown: CancellationToken::new(),
+        };
+        let token_sync = start_token_sync(&state).await?;
+
+        let admin_token_file = config.data_dir.join(ADMIN_TOKEN_FILE);
+        let new_admin_token = if admin::any_token(&state).await.map_err(api_error)? {
+            None
+        } else {
+            let token = admin::bootstrap_admin(&state).await.map_err(api_error)?;
+            tls::write_private(&admin_token_file, format!("{token}\n").as_bytes())?;
+            Some(token)
+        };
+        admin::ensure_default_project(&state)
+            .await
+            .map_err(api_error)?;
+
+        let ip = config.listen.ip();
+        let tls_material = match (&config.tls, ip.is_loopback()) {
+            (TlsMode::Auto, true) => None,
+            (TlsMode::Auto | TlsMode::Generated, _) => {
+                Some(tls::ensure_generated(&config.data_dir, ip)?)
+            }
+            (TlsMode::Files { cert, key }, _) => Some(tls::TlsMaterial {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: None,
+            }),
+        };
+        let tls = match &tls_material {
+            Some(m) => Some(TlsAcceptor::from(tls::server_config(m)?)),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let host = if local_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            match local_addr.ip() {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let info = ServerInfo {
+            url: format!("{scheme}://{host}:{}", local_addr.port()),
+            local_addr,
+            ca_file: tls_material.and_then(|m| m.ca),
+            new_admin_token,
+            admin_token_file,
+        };
+        Ok(Server {
+            state,
+            listener,
+            tls,
+            info,
+            token_sync,
+        })
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// Shared state (for in-process controllers and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `shutdown` resolves, then stop accepting, end watches and drain
+    /// in-flight requests (at most 10 s).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let Server {
+            state,
+            listener,
+            tls,
+            info,
+            token_sync,
+        } = self;
+        let router = app::router(state.clone());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tracing::info!(url = %info.url, "serving");
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            match &tls {
+                None => {
+                    let conn = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let stream = match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let conn = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+        tracing::info!("shutting down: closing watches and draining requests");
+        state.shutdown.cancel();
+        drop(listener);
+        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within 10 s");
+        }
+        token_sync.abort();
+        Ok(())
+    }
+}
+
+fn api_error(e: error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Load every token record and keep the cache current with a watch, so that tokens
+/// created or revoked through any server replica take effect everywhere.
+async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()>> {
+    let revision = load_tokens(state).await?;
+    let state = state.clone();
+    Ok(tokio::spawn(async move {
+        let mut from = revision + 1;
+        loop {
+            match state.store().watch(TOKEN_PREFIX, from).await {
+                Ok(mut events) => {
+                    while let Some(event) = events.next().await {
+                        let Ok(event) = event else { break };
+                        from = event.kv.mod_revision + 1;
+                        let Some(digest) = event.kv.key.strip_prefix(TOKEN_PREFIX) else {
+                            continue;
+                        };
+                        match event.kind {
+                            EventKind::Put => {
+                                if let Ok(r) = serde_json::from_slice::<TokenRecord>(&event.kv.value)
+                                {
+                                    state.tokens.insert(digest.to_owned(), r);
+                                }
+                            }
+                            EventKind::Delete => state.tokens.remove(digest),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token watch failed; reloading tokens");
+                    match load_tokens(&state).await {
+                        Ok(rev) => from = rev + 1,
+                        Err(e) => tracing::error!(error = %e, "cannot reload tokens"),
+                    }
+                }
+            }
+            if state.shutdown.is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }))
+}
+
+async fn load_tokens(state: &AppState) -> Result<i64> {
+    let page = state
+        .store()
+        .range(RangeRequest {
+            prefix: TOKEN_PREFIX.into(),
+            ..RangeRequest::default()
+        })
+        .await?;
+    for kv in &page.kvs {
+        let Some(digest) = kv.key.strip_prefix(TOKEN_PREFIX) else {
+            continue;
+        };
+        match serde_json::from_slice::<TokenRecord>(&kv.value) {
+            Ok(r) => state.tokens.insert(digest.to_owned(), r),
+            Err(e) => bail!("token record {} is corrupt: {e}", kv.key),
+        }
+    }
+    Ok(page.revision)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

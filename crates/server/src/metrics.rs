@@ -1,0 +1,136 @@
+//! Prometheus metrics: request counts and latency by route and status, store commit
+//! latency, open watches. Rendered in the text exposition format at `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~13 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// All server metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    commit: Histogram,
+    watches: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("meridian");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let commit = latency_histogram();
+        let watches = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template, method and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template and method (watches: until headers)",
+            latency.clone(),
+        );
+        registry.register(
+            "store_commit_duration_seconds",
+            "Latency of durable store transactions issued by the API",
+            commit.clone(),
+        );
+        registry.register("watches", "Open watch streams", watches.clone());
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                latency,
+                commit,
+                watches,
+            }),
+        }
+    }
+
+    pub fn observe_request(&self, route: &str, method: &str, code: u16, elapsed: Duration) {
+        self.inner
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.inner
+            .latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_commit(&self, elapsed: Duration) {
+        self.inner.commit.observe(elapsed.as_secs_f64());
+    }
+
+    /// Count an open watch until the guard drops.
+    pub fn watch_guard(&self) -> WatchGuard {
+        self.inner.watches.inc();
+        WatchGuard {
+            metrics: self.clone(),
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Decrements the watch gauge when dropped.
+pub struct WatchGuard {
+    metrics: Metrics,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.metrics.inner.watches.dec();
+    }
+}

@@ -1,0 +1,1103 @@
+//! The resource endpoints: create, get, list, update, patch, apply, delete and the `/status`
+//! subresource of every kind, in the Kubernetes dialect. Watches are in [`crate::watch`].
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use api::{KindInfo, LabelSelector};
+use store::{Compare, KeyValue, Op, OpResult, RangeRequest};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Verb, authorize};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{self, Mutation, Registry, decode, encode, kind_prefix, object_key};
+
+const BASE: &str = "/apis/meridian.dev/v1";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("{BASE}/{{plural}}"),
+            get(list_global).post(create_global),
+        )
+        .route(
+            &format!("{BASE}/{{plural}}/{{name}}"),
+            get(get_global)
+                .put(put_global)
+                .patch(patch_global)
+                .delete(delete_global),
+        )
+        .route(
+            &format!("{BASE}/{{plural}}/{{name}}/status"),
+            get(get_global).put(put_status_global).patch(patch_status_global),
+        )
+        .route(
+            &format!("{BASE}/namespaces/{{ns}}/{{plural}}"),
+            get(list_ns).post(create_ns),
+        )
+        .route(
+            &format!("{BASE}/namespaces/{{ns}}/{{plural}}/{{name}}"),
+            get(get_ns).put(put_ns).patch(patch_ns).delete(delete_ns),
+        )
+        .route(
+            &format!("{BASE}/namespaces/{{ns}}/{{plural}}/{{name}}/status"),
+            get(get_ns).put(put_status_ns).patch(patch_status_ns),
+        )
+}
+
+/// Query parameters of every resource endpoint (unknown ones are ignored, as Kubernetes does).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Params {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<usize>,
+    #[serde(rename = "continue")]
+    pub continue_: Option<String>,
+    pub watch: Option<String>,
+    pub resource_version: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_watch_bookmarks: Option<bool>,
+    pub dry_run: Option<String>,
+    pub field_manager: Option<String>,
+    pub force: Option<bool>,
+}
+
+impl Params {
+    pub fn dry_run(&self) -> ApiResult<bool> {
+        match self.dry_run.as_deref() {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "dryRun={other:?} is not supported: use dryRun=All"
+            ))),
+        }
+    }
+
+    pub fn is_watch(&self) -> bool {
+        matches!(self.watch.as_deref(), Some("true" | "1" | ""))
+    }
+}
+
+/// The object an endpoint addresses.
+pub struct Target {
+    pub kind: &'static KindInfo,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Target {
+    fn resolve(plural: &str, namespace: Option<String>, name: Option<String>) -> ApiResult<Self> {
+        let kind = api::KINDS
+            .iter()
+            .find(|k| k.plural == plural)
+            .ok_or_else(|| ApiError::not_found_path(&format!("{BASE}/{plural}")))?;
+        match (kind.namespaced(), &namespace) {
+            (false, Some(_)) => {
+                return Err(ApiError::not_found_path(&format!(
+                    "{BASE}/namespaces/…/{plural} ({} is not project-scoped)",
+                    kind.kind
+                )));
+            }
+            (true, None) if name.is_some() => {
+                return Err(ApiError::not_found_path(&format!(
+                    "{BASE}/{plural}/… ({} is project-scoped: use {BASE}/namespaces/PROJECT/{plural}/NAME)",
+                    kind.kind
+                )));
+            }
+            _ => {}
+        }
+        Ok(Self {
+            kind,
+            namespace,
+            name,
+        })
+    }
+
+    fn ns(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    fn key(&self) -> String {
+        object_key(self.kind, self.ns(), self.name())
+    }
+}
+
+// ---- route adapters: global and namespaced paths share one implementation ----
+
+async fn list_global(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(plural): Path<String>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    list(s, who, Target::resolve(&plural, None, None)?, q).await
+}
+
+async fn list_ns(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((ns, plural)): Path<(String, String)>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    list(s, who, Target::resolve(&plural, Some(ns), None)?, q).await
+}
+
+async fn create_global(
+    State(s): State<AppState>,
+    who: Principal,
+    Path(plural): Path<String>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    create(s, who, Target::resolve(&plural, None, None)?, q, &headers, &body).await
+}
+
+async fn create_ns(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((ns, plural)): Path<(String, String)>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    create(s, who, Target::resolve(&plural, Some(ns), None)?, q, &headers, &body).await
+}
+
+async fn get_global(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((plural, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    get_one(s, who, Target::resolve(&plural, None, Some(name))?).await
+}
+
+async fn get_ns(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    get_one(s, who, Target::resolve(&plural, Some(ns), Some(name))?).await
+}
+
+macro_rules! write_adapters {
+    ($global:ident, $ns:ident, $imp:ident, $status:expr) => {
+        async fn $global(
+            State(s): State<AppState>,
+            who: Principal,
+            Path((plural, name)): Path<(String, String)>,
+            Query(q): Query<Params>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            let t = Target::resolve(&plural, None, Some(name))?;
+            $imp(s, who, t, q, &headers, &body, $status).await
+        }
+
+        async fn $ns(
+            State(s): State<AppState>,
+            who: Principal,
+            Path((ns, plural, name)): Path<(String, String, String)>,
+            Query(q): Query<Params>,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> ApiResult<Response> {
+            let t = Target::resolve(&plural, Some(ns), Some(name))?;
+            $imp(s, who, t, q, &headers, &body, $status).await
+        }
+    };
+}
+
+write_adapters!(put_global, put_ns, put, false);
+write_adapters!(put_status_global, put_status_ns, put, true);
+write_adapters!(patch_global, patch_ns, patch, false);
+write_adapters!(patch_status_global, patch_status_ns, patch, true);
+
+async fn delete_global(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((plural, name)): Path<(String, String)>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    delete(s, who, Target::resolve(&plural, None, Some(name))?, q, &body).await
+}
+
+async fn delete_ns(
+    State(s): State<AppState>,
+    who: Principal,
+    Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<Params>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    delete(s, who, Target::resolve(&plural, Some(ns), Some(name))?, q, &body).await
+}
+
+// ---- bodies ----
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map_or("application/json", |v| {
+            v.split(';').next().unwrap_or(v).trim()
+        })
+}
+
+/// Parse a JSON or YAML body into a JSON value.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    let ct = content_type(headers);
+    if ct.ends_with("yaml") {
+        serde_yaml_ng::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+        })
+    } else if ct.ends_with("json") || ct.is_empty() {
+        serde_json::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })
+    } else {
+        Err(ApiError::unsupported_media_type(format!(
+            "content type {ct:?} is not supported: send application/json or application/yaml"
+        )))
+    }
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response {
+    (code, axum::Json(value)).into_response()
+}
+
+fn meta_str<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
+    value.get("metadata")?.get(field)?.as_str()
+}
+
+fn meta_mut(value: &mut Value) -> ApiResult<&mut serde_json::Map<String, Value>> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    let obj = value.as_object_mut().expect("checked above");
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    meta.as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+/// Fill `apiVersion` and `kind` when absent and check them when present.
+fn check_type(target: &Target, value: &mut Value) -> ApiResult<()> {
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    match obj.get("kind").and_then(Value::as_str) {
+        None => {
+            obj.insert("kind".into(), Value::String(target.kind.kind.into()));
+        }
+        Some(k) if k == target.kind.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the body is a {k} but the URL addresses {}: send it to the {} endpoint",
+                target.kind.plural,
+                api::lookup_kind(k).map_or("right", |i| i.plural)
+            )));
+        }
+    }
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        None => {
+            obj.insert("apiVersion".into(), Value::String(api::API_VERSION.into()));
+        }
+        Some(v) if v == api::API_VERSION => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "apiVersion {v:?} is not served: use {}",
+                api::API_VERSION
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Make the body's namespace agree with the URL's.
+fn check_namespace(target: &Target, value: &mut Value) -> ApiResult<()> {
+    let meta = meta_mut(value)?;
+    let body_ns = meta.get("namespace").and_then(Value::as_str);
+    match (target.kind.namespaced(), target.ns(), body_ns) {
+        (true, Some(url), Some(body)) if url != body => Err(ApiError::bad_request(format!(
+            "the namespace of the object ({body:?}) does not match the namespace of the request ({url:?})"
+        ))),
+        (true, Some(url), _) => {
+            meta.insert("namespace".into(), Value::String(url.to_owned()));
+            Ok(())
+        }
+        (true, None, _) => Err(ApiError::bad_request(format!(
+            "{} is project-scoped: send it to {BASE}/namespaces/PROJECT/{}",
+            target.kind.kind, target.kind.plural
+        ))),
+        (false, _, Some(ns)) if !ns.is_empty() => Err(ApiError::bad_request(format!(
+            "{} is not project-scoped: remove metadata.namespace ({ns:?})",
+            target.kind.kind
+        ))),
+        (false, _, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+/// Validate with the `api` crate and return the normalized object.
+fn validate(target: &Target, value: Value) -> ApiResult<Value> {
+    let name = meta_str(&value, "name").unwrap_or_default().to_owned();
+    match api::validate::object_from_value_as(target.kind, value) {
+        Ok(obj) => Ok(obj.to_value()),
+        Err(errors) => Err(ApiError::invalid(target.kind.kind, &name, &errors)),
+    }
+}
+
+fn generate_name(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+// ---- create ----
+
+async fn create(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let value = parse_body(headers, body)?;
+    create_value(&state, &who, target, q.dry_run()?, value, "create").await
+}
+
+/// Create `value` (already parsed) at `target` (a collection). Shared by POST and apply.
+async fn create_value(
+    state: &AppState,
+    who: &Principal,
+    mut target: Target,
+    dry_run: bool,
+    mut value: Value,
+    verb: &str,
+) -> ApiResult<Response> {
+    check_type(&target, &mut value)?;
+    check_namespace(&target, &mut value)?;
+    {
+        let meta = meta_mut(&mut value)?;
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+        if name.is_empty() {
+            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+                let generated = generate_name(prefix);
+                meta.insert("name".into(), Value::String(generated));
+            }
+        }
+        if let Some(url_name) = &target.name {
+            let body_name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+            if body_name != url_name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name:?}) does not match the name in the URL ({url_name:?})"
+                )));
+            }
+        }
+        for server_field in ["uid", "resourceVersion", "creationTimestamp", "generation"] {
+            meta.remove(server_field);
+        }
+        meta.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+        meta.insert(
+            "creationTimestamp".into(),
+            Value::String(registry::now_rfc3339()),
+        );
+        meta.insert("generation".into(), json!(1));
+    }
+    // Status belongs to controllers and agents: it is written through /status only.
+    if target.kind.has_status {
+        if let Some(obj) = value.as_object_mut() {
+            obj.remove("status");
+        }
+    }
+    let value = validate(&target, value)?;
+    let name = meta_str(&value, "name").unwrap_or_default().to_owned();
+    target.name = Some(name.clone());
+    authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
+    let key = target.key();
+    let bytes = encode(&value);
+    if dry_run {
+        let (existing, _) = state.store().get(&key).await?;
+        if existing.is_some() {
+            return Err(ApiError::already_exists(target.kind.plural, &name));
+        }
+        return Ok(json_response(StatusCode::CREATED, &value));
+    }
+    let mut compares = vec![Compare::Absent(key.clone())];
+    let project_key = target
+        .ns()
+        .map(|ns| object_key(project_kind(), None, ns));
+    if let Some(pk) = &project_key {
+        compares.push(Compare::Exists(pk.clone()));
+    }
+    let audit = Registry::audit_record(who, verb, target.kind, target.ns(), &name, Some(&bytes));
+    let resp = state
+        .registry
+        .commit(Mutation {
+            compares,
+            ops: vec![Op::put(key, bytes)],
+            audit,
+        })
+        .await?;
+    if !resp.succeeded {
+        let exists = matches!(resp.results.first(), Some(OpResult::Get(Some(_))));
+        if exists {
+            return Err(ApiError::already_exists(target.kind.plural, &name));
+        }
+        return Err(ApiError::not_found(
+            "projects",
+            target.ns().unwrap_or_default(),
+        ));
+    }
+    let mut stored = value;
+    if let Some(OpResult::Put { kv, .. }) = resp.results.first() {
+        registry::set_resource_version(&mut stored, kv.mod_revision);
+    }
+    Ok(json_response(StatusCode::CREATED, &stored))
+}
+
+fn project_kind() -> &'static KindInfo {
+    api::lookup_kind("Project").expect("Project is a known kind")
+}
+
+// ---- get ----
+
+async fn get_one(state: AppState, who: Principal, target: Target) -> ApiResult<Response> {
+    authorize(&who, Verb::Get, target.kind, target.ns(), target.name.as_deref())?;
+    let (kv, _) = state.store().get(&target.key()).await?;
+    let kv = kv.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
+    Ok(json_response(StatusCode::OK, &decode(&kv)?))
+}
+
+// ---- list ----
+
+/// Opaque continue token: the last key returned and the revision of the first page.
+#[derive(serde::Serialize, Deserialize)]
+struct ContinueToken {
+    k: String,
+    rv: i64,
+}
+
+fn encode_continue(key: &str, rv: i64) -> String {
+    let raw = serde_json::to_vec(&ContinueToken { k: key.to_owned(), rv }).expect("serializes");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<ContinueToken> {
+    let bad = || {
+        ApiError::bad_request(
+            "the continue token is not valid: it must be copied unchanged from a previous list",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if !t.k.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok(t)
+}
+
+/// Selectors of a list or watch, parsed once.
+pub struct Filter {
+    labels: Option<LabelSelector>,
+    fields: Option<api::selector::FieldSelector>,
+    /// Only objects in this project (a project-scoped principal listing every project).
+    project: Option<String>,
+    project_kind: bool,
+}
+
+impl Filter {
+    pub fn new(q: &Params, who: &Principal, target: &Target) -> ApiResult<Self> {
+        let labels = match q.label_selector.as_deref() {
+            Some(s) if !s.trim().is_empty() => Some(LabelSelector::parse(s).map_err(|e| {
+                ApiError::bad_request(format!("labelSelector {s:?} is not valid: {e}"))
+            })?),
+            _ => None,
+        };
+        let fields = match q.field_selector.as_deref() {
+            Some(s) if !s.trim().is_empty() => {
+                Some(api::selector::FieldSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("fieldSelector {s:?} is not valid: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            labels,
+            fields,
+            project: who.project.clone(),
+            project_kind: target.kind.kind == "Project",
+        })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        if let Some(project) = &self.project {
+            let visible = if self.project_kind {
+                meta_str(object, "name") == Some(project)
+            } else {
+                meta_str(object, "namespace").is_none_or(|ns| ns == project)
+            };
+            if !visible {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.labels {
+            let empty = serde_json::Map::new();
+            let labels = object
+                .get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            let map: std::collections::BTreeMap<String, String> = labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            if !sel.matches(&map) {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.fields {
+            if !sel.matches(object) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The key prefix a list or watch reads, narrowed to the principal's project when scoped.
+pub fn list_prefix(who: &Principal, target: &Target) -> String {
+    match (target.ns(), &who.project) {
+        (Some(ns), _) => kind_prefix(target.kind, Some(ns)),
+        (None, Some(project)) if target.kind.namespaced() => {
+            kind_prefix(target.kind, Some(project))
+        }
+        _ => kind_prefix(target.kind, None),
+    }
+}
+
+async fn list(state: AppState, who: Principal, target: Target, q: Params) -> ApiResult<Response> {
+    let verb = if q.is_watch() { Verb::Watch } else { Verb::List };
+    authorize(&who, verb, target.kind, target.ns(), None)?;
+    let filter = Filter::new(&q, &who, &target)?;
+    if q.is_watch() {
+        return crate::watch::watch(state, who, target, q, filter).await;
+    }
+    let prefix = list_prefix(&who, &target);
+    let max = state.limits.max_page;
+    let limit = q.limit.filter(|l| *l > 0).map_or(max, |l| l.min(max));
+    let (mut start_after, first_rv) = match q.continue_.as_deref() {
+        Some(t) if !t.is_empty() => {
+            let t = decode_continue(t, &prefix)?;
+            (Some(t.k), Some(t.rv))
+        }
+        _ => (None, None),
+    };
+    let mut items = Vec::new();
+    let mut revision = first_rv;
+    let more: bool;
+    let mut last_key: Option<String> = None;
+    'pages: loop {
+        // With a selector most keys may not match: read in chunks, stop at `limit` matches.
+        let chunk = (limit - items.len()).clamp(256.min(limit), max);
+        let page = state
+            .store()
+            .range(RangeRequest {
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                limit: chunk,
+                count_only: false,
+            })
+            .await?;
+        revision.get_or_insert(page.revision);
+        let scanned = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            last_key = Some(kv.key.clone());
+            let object = decode(kv)?;
+            if filter.matches(&object) {
+                items.push(object);
+            }
+            if items.len() >= limit {
+                more = page.more || i + 1 < scanned;
+                break 'pages;
+            }
+        }
+        if !page.more {
+            more = false;
+            break;
+        }
+        start_after.clone_from(&last_key);
+    }
+    let revision = revision.unwrap_or_default();
+    let mut metadata = json!({ "resourceVersion": revision.to_string() });
+    if more {
+        if let Some(k) = &last_key {
+            metadata["continue"] = Value::String(encode_continue(k, revision));
+        }
+    }
+    let list = json!({
+        "apiVersion": api::API_VERSION,
+        "kind": target.kind.list_kind(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+// ---- update ----
+
+async fn put(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    headers: &HeaderMap,
+    body: &[u8],
+    status: bool,
+) -> ApiResult<Response> {
+    authorize(&who, Verb::Update, target.kind, target.ns(), target.name.as_deref())?;
+    let mut value = parse_body(headers, body)?;
+    check_type(&target, &mut value)?;
+    check_namespace(&target, &mut value)?;
+    let body_name = meta_str(&value, "name").unwrap_or_default();
+    if body_name != target.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name:?}) does not match the name in the URL ({:?})",
+            target.name()
+        )));
+    }
+    let expected = match meta_str(&value, "resourceVersion") {
+        Some(rv) => Some(parse_rv(rv)?),
+        None => None,
+    };
+    let (current, _) = state.store().get(&target.key()).await?;
+    let Some(current) = current else {
+        return Err(ApiError::not_found(target.kind.plural, target.name()));
+    };
+    let Some(expected) = expected else {
+        let name = target.name().to_owned();
+        return Err(ApiError::invalid(
+            target.kind.kind,
+            &name,
+            &api::FieldErrors(vec![api::FieldError {
+                field: "metadata.resourceVersion".into(),
+                message: "must be specified for an update: read the object, change it, and send it back with its resourceVersion".into(),
+                line: None,
+                column: None,
+            }]),
+        ));
+    };
+    let stored = update_value(
+        &state,
+        &who,
+        &target,
+        &current,
+        value,
+        status,
+        expected,
+        q.dry_run()?,
+        "update",
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &stored))
+}
+
+fn parse_rv(rv: &str) -> ApiResult<i64> {
+    rv.parse::<i64>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "metadata.resourceVersion {rv:?} is not valid: copy it unchanged from the object you read"
+        ))
+    })
+}
+
+/// Replace the object at `current` with `candidate` (main resource) or take only its
+/// status (`status == true`), guarded by `expected` (the `resourceVersion` the caller read).
+#[allow(clippy::too_many_arguments)]
+async fn update_value(
+    state: &AppState,
+    who: &Principal,
+    target: &Target,
+    current: &KeyValue,
+    candidate: Value,
+    status: bool,
+    expected: i64,
+    dry_run: bool,
+    verb: &str,
+) -> ApiResult<Value> {
+    let old = decode(current)?;
+    let mut next = if status {
+        let mut next = old.clone();
+        match candidate.get("status") {
+            Some(s) => next["status"] = s.clone(),
+            None => {
+                if let Some(o) = next.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        next
+    } else {
+        let mut next = candidate;
+        match old.get("status") {
+            Some(s) if target.kind.has_status => next["status"] = s.clone(),
+            _ if target.kind.has_status => {
+                if let Some(o) = next.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+            _ => {}
+        }
+        next
+    };
+    {
+        // Server-owned metadata comes from the stored object.
+        let old_meta = old.get("metadata").cloned().unwrap_or_default();
+        let meta = meta_mut(&mut next)?;
+        for field in ["uid", "creationTimestamp", "generation"] {
+            match old_meta.get(field) {
+                Some(v) => meta.insert(field.into(), v.clone()),
+                None => meta.remove(field),
+            };
+        }
+        meta.remove("resourceVersion");
+    }
+    let mut next = validate(target, next)?;
+    if next.get("spec") != old.get("spec") {
+        let generation = old
+            .get("metadata")
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        next["metadata"]["generation"] = json!(generation + 1);
+    }
+    // Nothing changed: answer the stored object without a write (and without an audit entry).
+    let mut unchanged = old.clone();
+    if let Some(m) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    if dry_run || unchanged == next {
+        if unchanged == next && expected != current.mod_revision {
+            return Err(ApiError::conflict(target.kind.plural, target.name()));
+        }
+        registry::set_resource_version(&mut next, current.mod_revision);
+        return Ok(next);
+    }
+    let key = target.key();
+    let bytes = encode(&next);
+    let verb = if status {
+        format!("{verb}-status")
+    } else {
+        verb.to_owned()
+    };
+    let audit = Registry::audit_record(who, &verb, target.kind, target.ns(), target.name(), Some(&bytes));
+    let resp = state
+        .registry
+        .commit(Mutation {
+            compares: vec![Compare::ModRevision(key.clone(), expected)],
+            ops: vec![Op::put(key, bytes)],
+            audit,
+        })
+        .await?;
+    if !resp.succeeded {
+        return Err(match resp.results.first() {
+            Some(OpResult::Get(None)) => ApiError::not_found(target.kind.plural, target.name()),
+            _ => ApiError::conflict(target.kind.plural, target.name()),
+        });
+    }
+    if let Some(OpResult::Put { kv, .. }) = resp.results.first() {
+        registry::set_resource_version(&mut next, kv.mod_revision);
+    }
+    Ok(next)
+}
+
+// ---- patch and apply ----
+
+enum PatchKind {
+    Merge,
+    Json,
+    Apply,
+}
+
+fn patch_kind(headers: &HeaderMap) -> ApiResult<PatchKind> {
+    match content_type(headers) {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            Ok(PatchKind::Merge)
+        }
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "patch content type {other:?} is not supported: use application/merge-patch+json, \
+             application/json-patch+json or application/apply-patch+yaml"
+        ))),
+    }
+}
+
+async fn patch(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    headers: &HeaderMap,
+    body: &[u8],
+    status: bool,
+) -> ApiResult<Response> {
+    let kind = patch_kind(headers)?;
+    let dry_run = q.dry_run()?;
+    let patch_value = match kind {
+        PatchKind::Apply => {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, "application/yaml".parse().expect("valid header"));
+            parse_body(&h, body)?
+        }
+        _ => parse_body(&HeaderMap::new(), body)?,
+    };
+    // Optimistic retries: a patch without a resourceVersion applies to the latest object.
+    for _ in 0..8 {
+        let (current, _) = state.store().get(&target.key()).await?;
+        let Some(current) = current else {
+            if matches!(kind, PatchKind::Apply) && !status {
+                let collection = Target {
+                    kind: target.kind,
+                    namespace: target.namespace.clone(),
+                    name: target.name.clone(),
+                };
+                return create_value(&state, &who, collection, dry_run, patch_value, "apply").await;
+            }
+            authorize(&who, Verb::Patch, target.kind, target.ns(), target.name.as_deref())?;
+            return Err(ApiError::not_found(target.kind.plural, target.name()));
+        };
+        authorize(&who, Verb::Patch, target.kind, target.ns(), target.name.as_deref())?;
+        let old = decode(&current)?;
+        let mut next = old.clone();
+        match kind {
+            PatchKind::Merge => json_patch::merge(&mut next, &patch_value),
+            PatchKind::Json => {
+                let ops: json_patch::Patch = serde_json::from_value(patch_value.clone())
+                    .map_err(|e| ApiError::bad_request(format!("the JSON patch is not valid: {e}")))?;
+                json_patch::patch(&mut next, &ops).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!("the JSON patch cannot be applied: {e}"),
+                    )
+                })?;
+            }
+            PatchKind::Apply => {
+                let mut manifest = patch_value.clone();
+                check_type(&target, &mut manifest)?;
+                check_namespace(&target, &mut manifest)?;
+                apply_manifest(&mut next, &manifest, status);
+            }
+        }
+        check_namespace(&target, &mut next)?;
+        let pinned = meta_str(&next, "resourceVersion")
+            .filter(|rv| Some(*rv) != meta_str(&old, "resourceVersion"))
+            .map(parse_rv)
+            .transpose()?;
+        let expected = pinned.unwrap_or(current.mod_revision);
+        let verb = if matches!(kind, PatchKind::Apply) {
+            "apply"
+        } else {
+            "patch"
+        };
+        match update_value(&state, &who, &target, &current, next, status, expected, dry_run, verb)
+            .await
+        {
+            Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
+            Err(e) => return Err(e),
+            Ok(stored) => return Ok(json_response(StatusCode::OK, &stored)),
+        }
+    }
+    Err(ApiError::conflict(target.kind.plural, target.name()))
+}
+
+/// Apply a whole manifest onto the stored object: the manifest's spec, labels and
+/// annotations replace the stored ones; status and server-owned metadata stay.
+fn apply_manifest(object: &mut Value, manifest: &Value, status: bool) {
+    if status {
+        if let Some(s) = manifest.get("status") {
+            object["status"] = s.clone();
+        }
+        return;
+    }
+    match manifest.get("spec") {
+        Some(spec) => object["spec"] = spec.clone(),
+        None => {
+            if let Some(o) = object.as_object_mut() {
+                o.remove("spec");
+            }
+        }
+    }
+    for field in ["labels", "annotations"] {
+        match manifest.get("metadata").and_then(|m| m.get(field)) {
+            Some(v) => object["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+}
+
+// ---- delete ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteOptions {
+    #[serde(default)]
+    preconditions: Option<Preconditions>,
+    #[serde(default)]
+    dry_run: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Preconditions {
+    resource_version: Option<String>,
+    uid: Option<String>,
+}
+
+async fn delete(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    body: &[u8],
+) -> ApiResult<Response> {
+    authorize(&who, Verb::Delete, target.kind, target.ns(), target.name.as_deref())?;
+    let options: DeleteOptions = if body.is_empty() {
+        DeleteOptions::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions are not valid: {e}")))?
+    };
+    let dry_run = q.dry_run()?
+        || options
+            .dry_run
+            .as_ref()
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
+    let key = target.key();
+    let (current, _) = state.store().get(&key).await?;
+    let current = current.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
+    let object = decode(&current)?;
+    let mut expected = current.mod_revision;
+    if let Some(p) = &options.preconditions {
+        if let Some(uid) = &p.uid {
+            if meta_str(&object, "uid") != Some(uid) {
+                return Err(ApiError::conflict(target.kind.plural, target.name()));
+            }
+        }
+        if let Some(rv) = &p.resource_version {
+            expected = parse_rv(rv)?;
+        }
+    }
+    if target.kind.kind == "Project" {
+        ensure_project_empty(&state, target.name()).await?;
+    }
+    if dry_run {
+        return Ok(json_response(StatusCode::OK, &object));
+    }
+    let audit = Registry::audit_record(&who, "delete", target.kind, target.ns(), target.name(), None);
+    let resp = state
+        .registry
+        .commit(Mutation {
+            compares: vec![Compare::ModRevision(key.clone(), expected)],
+            ops: vec![Op::Delete(key)],
+            audit,
+        })
+        .await?;
+    if !resp.succeeded {
+        return Err(match resp.results.first() {
+            Some(OpResult::Get(None)) => ApiError::not_found(target.kind.plural, target.name()),
+            _ => ApiError::conflict(target.kind.plural, target.name()),
+        });
+    }
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+/// A project is deleted only when nothing lives in it any more.
+async fn ensure_project_empty(state: &AppState, project: &str) -> ApiResult<()> {
+    for kind in api::KINDS.iter().filter(|k| k.namespaced()) {
+        let page = state
+            .store()
+            .range(RangeRequest {
+                prefix: kind_prefix(kind, Some(project)),
+                limit: 1,
+                count_only: true,
+                ..RangeRequest::default()
+            })
+            .await?;
+        if page.count > 0 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "project {project:?} still holds {} {}: delete them first \
+                     (meridian delete {} --all -n {project})",
+                    page.count, kind.plural, kind.singular
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_roundtrip_and_reject_other_prefixes() {
+        let t = encode_continue("/registry/workloads/finance/a", 42);
+        let back = decode_continue(&t, "/registry/workloads/").expect("valid");
+        assert_eq!(back.k, "/registry/workloads/finance/a");
+        assert_eq!(back.rv, 42);
+        assert!(decode_continue(&t, "/registry/sites/").is_err());
+        assert!(decode_continue("garbage!", "/registry/").is_err());
+    }
+
+    #[test]
+    fn apply_replaces_spec_and_labels_but_keeps_status() {
+        let mut stored = json!({
+            "metadata": {"name": "a", "labels": {"x": "1"}, "uid": "u"},
+            "spec": {"replicas": 1, "old": true},
+            "status": {"phase": "Running"}
+        });
+        let manifest = json!({"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"replicas": 2}});
+        apply_manifest(&mut stored, &manifest, false);
+        assert_eq!(stored["spec"], json!({"replicas": 2}));
+        assert_eq!(stored["metadata"]["labels"], json!({"y": "2"}));
+        assert_eq!(stored["metadata"]["uid"], json!("u"));
+        assert_eq!(stored["status"]["phase"], json!("Running"));
+    }
+}

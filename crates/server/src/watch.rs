@@ -1,0 +1,192 @@
+//! Watch streams in the Kubernetes dialect: newline-delimited JSON events
+//! (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`), resumable from a `resourceVersion`.
+//!
+//! Without a `resourceVersion` (or with `"0"`) the stream starts with an `ADDED` event per
+//! existing object, then follows changes; with `resourceVersion=N` it delivers every change
+//! after N, or answers 410 Expired when N was compacted. Selectors apply to the object
+//! before and after each change, so an object that starts or stops matching appears as
+//! `ADDED` or `DELETED`, as in Kubernetes.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use store::{EventKind, RangeRequest, StoreError};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{Filter, Params, Target, list_prefix};
+use crate::registry::{decode, set_resource_version};
+
+/// Interval of `BOOKMARK` events when the client asked for them.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut out = serde_json::to_vec(&json!({ "type": kind, "object": object }))
+        .expect("a JSON value always serializes");
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+pub async fn watch(
+    state: AppState,
+    _who: Principal,
+    target: Target,
+    q: Params,
+    filter: Filter,
+) -> ApiResult<Response> {
+    let prefix = list_prefix(&_who, &target);
+    let store = state.store().clone();
+    let mut initial = Vec::new();
+    let start = match q.resource_version.as_deref() {
+        None | Some("" | "0") => {
+            // Synthetic ADDED events for the current state, then changes after it.
+            let mut start_after = None;
+            let mut revision = 0;
+            loop {
+                let page = store
+                    .range(RangeRequest {
+                        prefix: prefix.clone(),
+                        start_after: start_after.clone(),
+                        limit: 1_000,
+                        count_only: false,
+                    })
+                    .await?;
+                if revision == 0 {
+                    revision = page.revision;
+                }
+                for kv in &page.kvs {
+                    let object = decode(kv)?;
+                    if filter.matches(&object) {
+                        initial.push(line("ADDED", &object));
+                    }
+                }
+                if !page.more {
+                    break;
+                }
+                start_after = page.kvs.last().map(|kv| kv.key.clone());
+            }
+            revision + 1
+        }
+        Some(rv) => {
+            let rv: i64 = rv.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion {rv:?} is not valid: copy it from a list or an event"
+                ))
+            })?;
+            rv + 1
+        }
+    };
+    let mut events = match store.watch(&prefix, start).await {
+        Ok(w) => w,
+        Err(StoreError::Compacted { requested, compacted }) => {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {} ({}); list again and watch from the list's resourceVersion",
+                requested - 1,
+                compacted
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let timeout = q
+        .timeout_seconds
+        .map_or(state.limits.max_watch, Duration::from_secs)
+        .min(state.limits.max_watch);
+    let bookmarks = q.allow_watch_bookmarks.unwrap_or(false);
+    let kind = target.kind;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+    let guard = state.metrics.watch_guard();
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        for l in initial {
+            if tx.send(Ok(l)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmark = tokio::time::interval(BOOKMARK_EVERY);
+        bookmark.tick().await;
+        let mut last_rv = start - 1;
+        loop {
+            tokio::select! {
+                () = &mut deadline => return,
+                () = shutdown.cancelled() => return,
+                () = tx.closed() => return,
+                _ = bookmark.tick(), if bookmarks => {
+                    let object = json!({
+                        "apiVersion": api::API_VERSION,
+                        "kind": kind.kind,
+                        "metadata": {"resourceVersion": last_rv.to_string()},
+                    });
+                    if tx.send(Ok(line("BOOKMARK", &object))).await.is_err() {
+                        return;
+                    }
+                }
+                event = events.next() => {
+                    let event = match event {
+                        Some(Ok(e)) => e,
+                        Some(Err(e)) => {
+                            let status = ApiError::from(e).to_status();
+                            let value = serde_json::to_value(status).unwrap_or_default();
+                            let _ = tx.send(Ok(line("ERROR", &value))).await;
+                            return;
+                        }
+                        None => return,
+                    };
+                    last_rv = event.kv.mod_revision;
+                    let Some(out) = translate(&event, &filter) else { continue };
+                    if tx.send(Ok(out)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(ReceiverStream::new(rx)).into_response();
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().expect("valid header"));
+    Ok(response)
+}
+
+/// Turn a store event into a watch line, honouring selector transitions.
+fn translate(event: &store::Event, filter: &Filter) -> Option<Bytes> {
+    let decode_or_log = |kv: &store::KeyValue| match decode(kv) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(key = %kv.key, error = %e, "undecodable object in watch");
+            None
+        }
+    };
+    match event.kind {
+        EventKind::Put => {
+            let object = decode_or_log(&event.kv)?;
+            let now = filter.matches(&object);
+            let before = event
+                .prev
+                .as_ref()
+                .and_then(decode_or_log)
+                .map(|p| filter.matches(&p));
+            match (before, now) {
+                (None | Some(false), true) => Some(line("ADDED", &object)),
+                (Some(true), true) => Some(line("MODIFIED", &object)),
+                (Some(true), false) => Some(line("DELETED", &object)),
+                (_, false) => None,
+            }
+        }
+        EventKind::Delete => {
+            let mut object = decode_or_log(&event.kv)?;
+            set_resource_version(&mut object, event.kv.mod_revision);
+            filter.matches(&object).then(|| line("DELETED", &object))
+        }
+    }
+}

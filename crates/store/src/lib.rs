@@ -1,0 +1,304 @@
+//! A revisioned key-value store shaped after etcd, behind one trait.
+//!
+//! Every committed write gets the next value of one global, monotonic revision. Keys are
+//! UTF-8 strings, values opaque bytes. The store offers get, list by prefix with pagination,
+//! multi-key transactions with compare-and-swap guards, watches from a revision (answering
+//! [`StoreError::Compacted`] when that revision is gone), leases with a TTL that delete their
+//! keys on expiry, compaction of history, and hash-chained append-only logs ([`chain`]).
+//!
+//! This crate knows no resource kinds: it stores bytes under keys. Backends:
+//! [`sqlite::SqliteStore`] (embedded default, WAL, group commit) and, later, etcd. Every
+//! backend must pass [`conformance`], which is written against the [`Store`] trait only.
+
+pub mod chain;
+pub mod conformance;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// The store's global, monotonic revision. The first write has revision 1; 0 means "none".
+pub type Revision = i64;
+/// Identifier of a lease.
+pub type LeaseId = i64;
+
+/// One key with its value and bookkeeping, as etcd reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key (since its last deletion).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key (for a delete event: the revision of the delete).
+    pub mod_revision: Revision,
+    /// Number of writes since creation, starting at 1.
+    pub version: i64,
+    /// Lease the key is attached to, if any.
+    pub lease: Option<LeaseId>,
+}
+
+/// A guard of a transaction. All guards must hold for the success branch to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's `mod_revision` equals the given revision (0: the key does not exist).
+    ModRevision(String, Revision),
+    /// The key exists.
+    Exists(String),
+    /// The key does not exist.
+    Absent(String),
+    /// The key exists and its value equals the given bytes.
+    Value(String, Vec<u8>),
+}
+
+/// One operation of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Read a key as of the transaction.
+    Get(String),
+    /// Write a key, optionally attached to a lease (which must exist).
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    },
+    /// Delete a key if it exists.
+    Delete(String),
+    /// Append an entry to the hash-chained log named `log` (a key prefix). See [`chain`].
+    Append { log: String, payload: Vec<u8> },
+}
+
+impl Op {
+    /// A put without a lease.
+    pub fn put(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+            lease: None,
+        }
+    }
+}
+
+/// The result of one [`Op`], in the same position as the op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    Get(Option<KeyValue>),
+    /// The new key-value and the previous one, if the key existed.
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
+    /// The deleted key-value, if the key existed.
+    Delete {
+        prev: Option<KeyValue>,
+    },
+    /// The key and sequence number the entry was stored under.
+    Append {
+        key: String,
+        seq: u64,
+    },
+}
+
+/// A multi-key transaction: if every compare holds, run `success`, else `failure`.
+/// A transaction that writes nothing does not advance the revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub success: Vec<Op>,
+    pub failure: Vec<Op>,
+}
+
+/// Outcome of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnResponse {
+    /// Whether every compare held (and so `success` ran).
+    pub succeeded: bool,
+    /// Store revision after the transaction (its own revision if it wrote).
+    pub revision: Revision,
+    pub results: Vec<OpResult>,
+}
+
+/// A range read over the keys starting with `prefix`, in key order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeRequest {
+    pub prefix: String,
+    /// Return only keys strictly greater than this one (for pagination).
+    pub start_after: Option<String>,
+    /// At most this many keys; 0 means no limit.
+    pub limit: usize,
+    /// Only count matching keys, return none.
+    pub count_only: bool,
+}
+
+/// Answer to a [`RangeRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeResponse {
+    pub kvs: Vec<KeyValue>,
+    /// More keys match after the last one returned.
+    pub more: bool,
+    /// Number of keys matching the prefix (ignoring `start_after` and `limit`).
+    pub count: u64,
+    /// Store revision the read saw.
+    pub revision: Revision,
+}
+
+/// What happened to a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change seen by a watch. For a delete, `kv.value` holds the last value before the
+/// delete and `kv.mod_revision` the revision of the delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    /// The key's previous value, when it had one.
+    pub prev: Option<KeyValue>,
+}
+
+/// Errors of every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The requested revision is older than the oldest kept.
+    #[error(
+        "revision {requested} has been compacted (oldest available is {compacted}); re-list and watch from the current revision"
+    )]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
+    /// The revision asked for is in the future.
+    #[error("revision {requested} is newer than the store's current revision {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
+    #[error("lease {0} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    /// The store is shutting down or its writer has stopped.
+    #[error("store is closed")]
+    Closed,
+    /// The watcher fell too far behind and was dropped. Carries the last revision it fully
+    /// received; re-watch from the next one.
+    #[error(
+        "watch fell behind and was cancelled after revision {0}; re-watch from the next revision"
+    )]
+    WatchLagged(Revision),
+    #[error("storage backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A stream of watch events in revision order. Ends with `Err` when cancelled.
+pub struct WatchStream {
+    rx: tokio::sync::mpsc::Receiver<Result<Event, StoreError>>,
+}
+
+impl WatchStream {
+    /// Wraps a channel a backend feeds.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Event, StoreError>>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event; `None` when the store closed the watch.
+    pub async fn next(&mut self) -> Option<Result<Event, StoreError>> {
+        self.rx.recv().await
+    }
+}
+
+/// The store interface every backend implements and [`conformance`] checks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Read one key, with the revision the read saw.
+    async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError>;
+
+    /// List keys under a prefix, in key order.
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError>;
+
+    /// Run a transaction atomically. Its writes are durable when this returns `Ok`.
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError>;
+
+    /// Watch keys under `prefix`, starting with events at revision `start` (inclusive).
+    /// `start == 0` means "changes after the current revision". Events of one
+    /// transaction arrive in op order. Fails with [`StoreError::Compacted`] when `start` is
+    /// at or below the compacted revision.
+    async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError>;
+
+    /// The current revision.
+    async fn current_revision(&self) -> Result<Revision, StoreError>;
+
+    /// Grant a lease that expires `ttl` after its last keep-alive.
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError>;
+
+    /// Renew a lease; returns its TTL.
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError>;
+
+    /// Revoke a lease now, deleting its keys.
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError>;
+
+    /// Drop history at and below `revision`; watches cannot start there any more.
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// The highest compacted revision (0 when nothing was compacted).
+    async fn compacted_revision(&self) -> Result<Revision, StoreError>;
+}
+
+/// Convenience operations built on [`Store::txn`].
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Write `key` if its `mod_revision` equals `expected` (0: only if absent).
+    /// Returns the new key-value, or `Err(current)` when the guard failed.
+    async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+    ) -> Result<Result<KeyValue, Option<KeyValue>>, StoreError> {
+        let resp = self
+            .txn(Txn {
+                compares: vec![Compare::ModRevision(key.to_owned(), expected)],
+                success: vec![Op::put(key, value)],
+                failure: vec![Op::Get(key.to_owned())],
+            })
+            .await?;
+        Ok(match resp.results.into_iter().next() {
+            Some(OpResult::Put { kv, .. }) if resp.succeeded => Ok(kv),
+            Some(OpResult::Get(current)) => Err(current),
+            _ => Err(None),
+        })
+    }
+
+    /// Write `key` unconditionally.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<KeyValue, StoreError> {
+        let resp = self
+            .txn(Txn {
+                success: vec![Op::put(key, value)],
+                ..Txn::default()
+            })
+            .await?;
+        match resp.results.into_iter().next() {
+            Some(OpResult::Put { kv, .. }) => Ok(kv),
+            _ => Err(StoreError::Backend("put returned no result".into())),
+        }
+    }
+
+    /// Delete `key` unconditionally; returns the deleted value, if any.
+    async fn delete(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let resp = self
+            .txn(Txn {
+                success: vec![Op::Delete(key.to_owned())],
+                ..Txn::default()
+            })
+            .await?;
+        match resp.results.into_iter().next() {
+            Some(OpResult::Delete { prev }) => Ok(prev),
+            _ => Err(StoreError::Backend("delete returned no result".into())),
+        }
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
