@@ -777,8 +777,10 @@ string_enum! {
 
 string_enum! {
     /// Sensitivity of the data a workload handles.
+    #[derive(Default)]
     Classification {
         Public = "public",
+        #[default]
         Internal = "internal",
         Confidential = "confidential",
         /// Personal data (GDPR).
@@ -788,41 +790,27 @@ string_enum! {
     }
 }
 
-impl Default for Classification {
-    fn default() -> Self {
-        Classification::Internal
-    }
-}
-
 string_enum! {
     /// How residency is enforced.
+    #[derive(Default)]
     Sovereignty {
         /// The site's location must be within the residency list.
+        #[default]
         Standard = "standard",
         /// The site's operator must also be under an allowed jurisdiction.
         Strict = "strict",
     }
 }
 
-impl Default for Sovereignty {
-    fn default() -> Self {
-        Sovereignty::Standard
-    }
-}
-
 string_enum! {
     /// How replicas are packed.
+    #[derive(Default)]
     Strategy {
         /// Fill the fullest nodes that fit (fewer, busier nodes).
+        #[default]
         Binpack = "binpack",
         /// Prefer the emptiest nodes.
         Spread = "spread",
-    }
-}
-
-impl Default for Strategy {
-    fn default() -> Self {
-        Strategy::Binpack
     }
 }
 
@@ -1049,30 +1037,25 @@ pub struct WorkloadStatus {
 
 string_enum! {
     /// What the agent should do with an allocation.
-    DesiredState { Run = "run", Stop = "stop" }
-}
-
-impl Default for DesiredState {
-    fn default() -> Self {
-        DesiredState::Run
+    #[derive(Default)]
+    DesiredState {
+        #[default]
+        Run = "run",
+        Stop = "stop",
     }
 }
 
 string_enum! {
     /// What the agent reports of an allocation.
+    #[derive(Default)]
     AllocationPhase {
+        #[default]
         Pending = "pending",
         Running = "running",
         Succeeded = "succeeded",
         Failed = "failed",
         /// The node was lost; the scheduler replaces the allocation.
         Lost = "lost",
-    }
-}
-
-impl Default for AllocationPhase {
-    fn default() -> Self {
-        AllocationPhase::Pending
     }
 }
 
@@ -1135,19 +1118,15 @@ pub struct AllocationStatus {
 
 string_enum! {
     /// What a violation does.
+    #[derive(Default)]
     Enforcement {
         /// Admission refuses the object.
+        #[default]
         Deny = "deny",
         /// Admission accepts it and returns a warning.
         Warn = "warn",
         /// Only the continuous audit reports it.
         Audit = "audit",
-    }
-}
-
-impl Default for Enforcement {
-    fn default() -> Self {
-        Enforcement::Deny
     }
 }
 
@@ -1282,7 +1261,7 @@ mod tests {
     #[test]
     fn typed_roundtrip_and_any() {
         let p = Project::new(ObjectMeta::named("finance"), ProjectSpec::default());
-        let any = AnyObject::from(p.clone());
+        let any = AnyObject::from(p);
         assert_eq!(any.kind_info().kind, "Project");
         assert_eq!(any.name(), "finance");
         assert_eq!(

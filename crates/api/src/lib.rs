@@ -7,7 +7,10 @@
 //! - parsing of manifests (YAML, multi-document YAML, JSON) with errors that name the
 //!   source, the document, the field path and, for syntax errors, line and column;
 //! - quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
-//! - strict validation: unknown fields are refused, names are RFC 1123 labels.
+//! - strict validation: unknown fields are refused (with a suggestion), names are RFC 1123
+//!   labels, jurisdictions are ISO 3166-1 codes or blocs, and every problem is reported;
+//! - `get` table columns per kind ([`table`]) and OpenAPI schemas ([`openapi_schemas`]);
+//! - the example manifests of `examples/`, compiled in ([`examples::FILES`]).
 
 pub mod examples;
 pub mod jurisdiction;

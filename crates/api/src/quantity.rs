@@ -218,7 +218,7 @@ impl FromStr for Memory {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -239,7 +239,7 @@ impl fmt::Display for Memory {
                 .iter()
                 .enumerate()
                 .rev()
-                .find(|(_, (_, m))| (v as u128) % m == 0)
+                .find(|(_, (_, m))| (v as u128).is_multiple_of(*m))
                 .map(|(i, &(name, m))| (i, name, m))
         };
         let binary = best(&MEMORY_SUFFIXES[..6]);

@@ -1064,6 +1064,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[allow(clippy::needless_pass_by_value)]
     fn workload(spec: serde_json::Value) -> serde_json::Value {
         json!({
             "apiVersion": "meridian.dev/v1", "kind": "Workload",

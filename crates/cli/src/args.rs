@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Meridian: one control plane for Windows and Linux hosts, on premises and in any cloud,
 /// with placement that respects data residency and compliance.
 #[derive(Debug, Parser)]
-#[command(name = "meridian", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "meridian",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -32,29 +37,42 @@ pub struct Global {
     #[arg(long, global = true)]
     pub context: Option<String>,
     /// Project to work in (a Kubernetes namespace)
-    #[arg(short = 'n', long = "namespace", visible_alias = "project", global = true)]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        visible_alias = "project",
+        global = true
+    )]
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server
-    #[command(after_help = "Example:\n  meridian server --listen 127.0.0.1:7420 --data-dir /var/lib/meridian")]
+    #[command(
+        after_help = "Example:\n  meridian server --listen 127.0.0.1:7420 --data-dir /var/lib/meridian"
+    )]
     Server(ServerArgs),
     /// Start a server with an example estate and show what to try
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(DemoArgs),
     /// Create or update objects from manifests (all are validated before any is written)
-    #[command(after_help = "Examples:\n  meridian apply -f examples/\n  meridian apply -f workload.yaml -n finance\n  cat site.yaml | meridian apply -f -")]
+    #[command(
+        after_help = "Examples:\n  meridian apply -f examples/\n  meridian apply -f workload.yaml -n finance\n  cat site.yaml | meridian apply -f -"
+    )]
     Apply(ApplyArgs),
     /// List objects or show one
-    #[command(after_help = "Examples:\n  meridian get sites\n  meridian get wl -n finance -l app=payroll\n  meridian get workloads -A -o wide\n  meridian get node gpu-01 -o yaml")]
+    #[command(
+        after_help = "Examples:\n  meridian get sites\n  meridian get wl -n finance -l app=payroll\n  meridian get workloads -A -o wide\n  meridian get node gpu-01 -o yaml"
+    )]
     Get(GetArgs),
     /// Show one object in detail
     #[command(after_help = "Example:\n  meridian describe workload payroll-api -n finance")]
     Describe(DescribeArgs),
     /// Delete objects by name, by selector, or from manifests
-    #[command(after_help = "Examples:\n  meridian delete workload payroll-api -n finance\n  meridian delete -f examples/workloads.yaml\n  meridian delete wl -l tier=batch -n research")]
+    #[command(
+        after_help = "Examples:\n  meridian delete workload payroll-api -n finance\n  meridian delete -f examples/workloads.yaml\n  meridian delete wl -l tier=batch -n research"
+    )]
     Delete(DeleteArgs),
     /// Stream changes to objects of a kind
     #[command(after_help = "Example:\n  meridian watch workloads -A")]
@@ -66,7 +84,9 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Save a server and token as a named context in the config file
-    #[command(after_help = "Example:\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-file ca.crt --context prod")]
+    #[command(
+        after_help = "Example:\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-file ca.crt --context prod"
+    )]
     Login(LoginArgs),
     /// Show or switch contexts of the config file
     #[command(subcommand)]
@@ -208,7 +228,9 @@ pub struct WatchArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a token; prints only the token on stdout
-    #[command(after_help = "Examples:\n  meridian token create --role viewer\n  meridian token create --role operator --project finance")]
+    #[command(
+        after_help = "Examples:\n  meridian token create --role viewer\n  meridian token create --role operator --project finance"
+    )]
     Create {
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: String,
@@ -227,7 +249,9 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Show audit entries
-    #[command(after_help = "Examples:\n  meridian audit log --since 1h\n  meridian audit log --since 2026-11-22T10:00:00Z -o json")]
+    #[command(
+        after_help = "Examples:\n  meridian audit log --since 1h\n  meridian audit log --since 2026-11-22T10:00:00Z -o json"
+    )]
     Log {
         /// Entries since a duration ago (30m, 2h, 1d) or an RFC 3339 time
         #[arg(long)]
@@ -238,7 +262,9 @@ pub enum AuditCommand {
         output: Output,
     },
     /// Recompute the hash chain; exit 1 and name the first bad entry if it was tampered with
-    #[command(after_help = "Examples:\n  meridian audit verify\n  meridian audit verify --data-dir /var/lib/meridian   # offline, server stopped")]
+    #[command(
+        after_help = "Examples:\n  meridian audit verify\n  meridian audit verify --data-dir /var/lib/meridian   # offline, server stopped"
+    )]
     Verify {
         /// Verify the store in this data directory directly (offline)
         #[arg(long)]

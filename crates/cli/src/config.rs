@@ -66,8 +66,7 @@ impl ConfigFile {
         let text = serde_yaml_ng::to_string(self)?;
         let tmp = path.with_extension("yaml.tmp");
         server::tls::write_private(&tmp, text.as_bytes())?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
 

@@ -23,8 +23,8 @@ pub fn load(sources: &[String], recursive: bool) -> Result<Vec<Manifest>> {
             continue;
         }
         let path = Path::new(source);
-        let meta = std::fs::metadata(path)
-            .map_err(|e| UserError::new(format!("-f {source}: {e}")))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| UserError::new(format!("-f {source}: {e}")))?;
         if meta.is_dir() {
             collect_dir(path, recursive, &mut texts)?;
         } else {
@@ -87,8 +87,15 @@ fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<(String, String)>) -> 
 
 /// Order in which kinds are applied so that what others refer to exists first.
 pub fn apply_rank(kind: &str) -> usize {
-    ["Project", "Site", "Node", "Policy", "Workload", "Allocation"]
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(usize::MAX)
+    [
+        "Project",
+        "Site",
+        "Node",
+        "Policy",
+        "Workload",
+        "Allocation",
+    ]
+    .iter()
+    .position(|k| *k == kind)
+    .unwrap_or(usize::MAX)
 }

@@ -84,7 +84,11 @@ pub fn object_rows(
     if with_namespace {
         headers.push("NAMESPACE".into());
     }
-    headers.extend(api::table::columns(kind, wide).iter().map(|c| c.to_string()));
+    headers.extend(
+        api::table::columns(kind, wide)
+            .iter()
+            .map(|c| c.to_string()),
+    );
     headers.push("AGE".into());
     let rows = objects
         .iter()

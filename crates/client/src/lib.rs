@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use api::{KindInfo, Status, WatchEvent};
@@ -61,6 +61,9 @@ impl ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// The events of a watch, in order. The stream ends when the server closes it.
+pub type WatchEvents = std::pin::Pin<Box<dyn Stream<Item = Result<WatchEvent<Value>>> + Send>>;
 
 /// Options of a list or watch.
 #[derive(Clone, Debug, Default)]
@@ -162,9 +165,10 @@ impl Client {
             )));
         }
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
-            ClientError::Config("the token contains characters not allowed in a header".into())
-        })?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+                ClientError::Config("the token contains characters not allowed in a header".into())
+            })?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -370,7 +374,11 @@ impl Client {
         );
         let body = serde_json::to_vec(patch).expect("a JSON value always serializes");
         let resp = self
-            .send(Method::PATCH, &path, Some((patch_type.content_type(), body)))
+            .send(
+                Method::PATCH,
+                &path,
+                Some((patch_type.content_type(), body)),
+            )
             .await?;
         resp.json::<Value>()
             .await
@@ -432,14 +440,14 @@ impl Client {
         kind: &KindInfo,
         namespace: Option<&str>,
         opts: &ListOptions,
-    ) -> Result<impl Stream<Item = Result<WatchEvent<Value>>> + Send + use<>> {
+    ) -> Result<WatchEvents> {
         let path = format!(
             "{}{}",
             resource_path(kind, namespace, None),
             query(opts, true)
         );
         let resp = self.send(Method::GET, &path, None).await?;
-        Ok(watch_lines(resp.bytes_stream()))
+        Ok(Box::pin(watch_lines(resp.bytes_stream())))
     }
 }
 

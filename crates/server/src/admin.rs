@@ -103,10 +103,9 @@ pub async fn issue_token(
         .await?;
     if !resp.succeeded {
         return Err(match resp.results.get(1) {
-            Some(OpResult::Get(None)) => ApiError::not_found(
-                "projects",
-                req.project.as_deref().unwrap_or_default(),
-            ),
+            Some(OpResult::Get(None)) => {
+                ApiError::not_found("projects", req.project.as_deref().unwrap_or_default())
+            }
             _ => ApiError::internal("token digest collision"),
         });
     }
@@ -134,7 +133,11 @@ async fn all_tokens(state: &AppState) -> ApiResult<Vec<(String, TokenRecord)>> {
 
 async fn list_tokens(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     require_global_admin(&who, "list tokens")?;
-    let items: Vec<TokenRecord> = all_tokens(&state).await?.into_iter().map(|(_, r)| r).collect();
+    let items: Vec<TokenRecord> = all_tokens(&state)
+        .await?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     Ok(Json(json!({ "items": items })))
 }
 
@@ -218,7 +221,10 @@ async fn audit_log(
         })?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(state.limits.max_page).min(state.limits.max_page);
+    let limit = q
+        .limit
+        .unwrap_or(state.limits.max_page)
+        .min(state.limits.max_page);
     let mut items = Vec::new();
     let mut start_after = q.after.map(|seq| format!("{AUDIT_LOG}{seq:020}"));
     'pages: loop {
@@ -293,7 +299,9 @@ pub async fn read_log(store: &dyn store::Store) -> Result<Vec<store::KeyValue>, 
 /// The verification result as JSON: `{"ok": true, "entries": N}` or the first bad entry.
 pub fn verify_json(kvs: &[store::KeyValue]) -> Value {
     match store::chain::verify(AUDIT_LOG, kvs) {
-        Ok(summary) => json!({"ok": true, "entries": summary.entries, "head": hex::encode(summary.head.hash)}),
+        Ok(summary) => {
+            json!({"ok": true, "entries": summary.entries, "head": hex::encode(summary.head.hash)})
+        }
         Err(brk) => json!({"ok": false, "error": brk.to_string(), "firstBadSeq": brk.seq}),
     }
 }
@@ -346,7 +354,14 @@ pub async fn ensure_default_project(state: &AppState) -> ApiResult<()> {
         "spec": {"description": "the default project"},
     });
     let bytes = crate::registry::encode(&object);
-    let audit = Registry::audit_record(&Principal::system(), "create", kind, None, "default", Some(&bytes));
+    let audit = Registry::audit_record(
+        &Principal::system(),
+        "create",
+        kind,
+        None,
+        "default",
+        Some(&bytes),
+    );
     state
         .registry
         .commit(Mutation {
@@ -357,4 +372,3 @@ pub async fn ensure_default_project(state: &AppState) -> ApiResult<()> {
         .await?;
     Ok(())
 }
-

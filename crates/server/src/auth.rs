@@ -308,7 +308,11 @@ mod tests {
             .expect_err("viewer cannot create");
         assert_eq!(err.code.as_u16(), 403);
         assert!(err.message.contains("role viewer"), "{}", err.message);
-        assert!(err.message.contains("cannot create workloads"), "{}", err.message);
+        assert!(
+            err.message.contains("cannot create workloads"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -360,7 +364,10 @@ mod tests {
                 created_by: "system".into(),
             },
         );
-        assert_eq!(cache.authenticate(&token).map(|p| p.role), Some(Role::Viewer));
+        assert_eq!(
+            cache.authenticate(&token).map(|p| p.role),
+            Some(Role::Viewer)
+        );
         assert!(cache.authenticate("mrd_wrong").is_none());
     }
 }

@@ -141,7 +141,8 @@ pub fn openapi_document() -> Value {
         let list_schema = json!({"type": "object", "properties": {
             "apiVersion": {"type": "string"}, "kind": {"type": "string"},
             "metadata": {"type": "object"}, "items": {"type": "array", "items": one}}});
-        let errors = json!({"default": ok("error", &json!({"$ref": "#/components/schemas/Status"}))});
+        let errors =
+            json!({"default": ok("error", &json!({"$ref": "#/components/schemas/Status"}))});
         let body = json!({"required": true, "content": {
             "application/json": {"schema": one}, "application/yaml": {"schema": one}}});
         let patch_body = json!({"required": true, "content": {
@@ -149,7 +150,10 @@ pub fn openapi_document() -> Value {
             "application/json-patch+json": {"schema": {"type": "array"}},
             "application/apply-patch+yaml": {"schema": one}}});
         let base = if k.namespaced() {
-            format!("/apis/meridian.dev/v1/namespaces/{{namespace}}/{}", k.plural)
+            format!(
+                "/apis/meridian.dev/v1/namespaces/{{namespace}}/{}",
+                k.plural
+            )
         } else {
             format!("/apis/meridian.dev/v1/{}", k.plural)
         };
@@ -167,29 +171,35 @@ pub fn openapi_document() -> Value {
                      "requestBody": body,
                      "responses": merge(json!({"201": ok("created", &one)}))},
         }));
-        paths.insert(format!("{base}/{{name}}"), json!({
-            "get": {"operationId": format!("read{}", k.kind), "tags": [k.kind],
-                    "responses": merge(json!({"200": ok("the object", &one)}))},
-            "put": {"operationId": format!("replace{}", k.kind), "tags": [k.kind],
-                    "requestBody": body,
-                    "responses": merge(json!({"200": ok("replaced", &one)}))},
-            "patch": {"operationId": format!("patch{}", k.kind), "tags": [k.kind],
-                      "requestBody": patch_body,
-                      "responses": merge(json!({"200": ok("patched", &one)}))},
-            "delete": {"operationId": format!("delete{}", k.kind), "tags": [k.kind],
-                       "responses": merge(json!({"200": ok("deleted", &one)}))},
-        }));
-        if k.has_status {
-            paths.insert(format!("{base}/{{name}}/status"), json!({
-                "get": {"operationId": format!("read{}Status", k.kind), "tags": [k.kind],
+        paths.insert(
+            format!("{base}/{{name}}"),
+            json!({
+                "get": {"operationId": format!("read{}", k.kind), "tags": [k.kind],
                         "responses": merge(json!({"200": ok("the object", &one)}))},
-                "put": {"operationId": format!("replace{}Status", k.kind), "tags": [k.kind],
+                "put": {"operationId": format!("replace{}", k.kind), "tags": [k.kind],
                         "requestBody": body,
                         "responses": merge(json!({"200": ok("replaced", &one)}))},
-                "patch": {"operationId": format!("patch{}Status", k.kind), "tags": [k.kind],
+                "patch": {"operationId": format!("patch{}", k.kind), "tags": [k.kind],
                           "requestBody": patch_body,
                           "responses": merge(json!({"200": ok("patched", &one)}))},
-            }));
+                "delete": {"operationId": format!("delete{}", k.kind), "tags": [k.kind],
+                           "responses": merge(json!({"200": ok("deleted", &one)}))},
+            }),
+        );
+        if k.has_status {
+            paths.insert(
+                format!("{base}/{{name}}/status"),
+                json!({
+                    "get": {"operationId": format!("read{}Status", k.kind), "tags": [k.kind],
+                            "responses": merge(json!({"200": ok("the object", &one)}))},
+                    "put": {"operationId": format!("replace{}Status", k.kind), "tags": [k.kind],
+                            "requestBody": body,
+                            "responses": merge(json!({"200": ok("replaced", &one)}))},
+                    "patch": {"operationId": format!("patch{}Status", k.kind), "tags": [k.kind],
+                              "requestBody": patch_body,
+                              "responses": merge(json!({"200": ok("patched", &one)}))},
+                }),
+            );
         }
     }
     json!({

@@ -107,9 +107,8 @@ pub struct Server {
 impl Server {
     /// Open the store in `config.data_dir`, bootstrap, prepare TLS and bind.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create --data-dir {}", config.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create --data-dir {}", config.data_dir.display()))?;
         let store = store::sqlite::SqliteStore::open(
             &config.data_dir.join(DB_FILE),
             store::sqlite::SqliteOptions {
@@ -303,7 +302,8 @@ async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()
                         };
                         match event.kind {
                             EventKind::Put => {
-                                if let Ok(r) = serde_json::from_slice::<TokenRecord>(&event.kv.value)
+                                if let Ok(r) =
+                                    serde_json::from_slice::<TokenRecord>(&event.kv.value)
                                 {
                                     state.tokens.insert(digest.to_owned(), r);
                                 }

@@ -36,7 +36,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             &format!("{BASE}/{{plural}}/{{name}}/status"),
-            get(get_global).put(put_status_global).patch(patch_status_global),
+            get(get_global)
+                .put(put_status_global)
+                .patch(patch_status_global),
         )
         .route(
             &format!("{BASE}/namespaces/{{ns}}/{{plural}}"),
@@ -162,7 +164,15 @@ async fn create_global(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    create(s, who, Target::resolve(&plural, None, None)?, q, &headers, &body).await
+    create(
+        s,
+        who,
+        Target::resolve(&plural, None, None)?,
+        q,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 async fn create_ns(
@@ -173,7 +183,15 @@ async fn create_ns(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    create(s, who, Target::resolve(&plural, Some(ns), None)?, q, &headers, &body).await
+    create(
+        s,
+        who,
+        Target::resolve(&plural, Some(ns), None)?,
+        q,
+        &headers,
+        &body,
+    )
+    .await
 }
 
 async fn get_global(
@@ -232,7 +250,14 @@ async fn delete_global(
     Query(q): Query<Params>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    delete(s, who, Target::resolve(&plural, None, Some(name))?, q, &body).await
+    delete(
+        s,
+        who,
+        Target::resolve(&plural, None, Some(name))?,
+        q,
+        &body,
+    )
+    .await
 }
 
 async fn delete_ns(
@@ -242,7 +267,14 @@ async fn delete_ns(
     Query(q): Query<Params>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    delete(s, who, Target::resolve(&plural, Some(ns), Some(name))?, q, &body).await
+    delete(
+        s,
+        who,
+        Target::resolve(&plural, Some(ns), Some(name))?,
+        q,
+        &body,
+    )
+    .await
 }
 
 // ---- bodies ----
@@ -263,13 +295,11 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     }
     let ct = content_type(headers);
     if ct.ends_with("yaml") {
-        serde_yaml_ng::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-        })
+        serde_yaml_ng::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
     } else if ct.ends_with("json") || ct.is_empty() {
-        serde_json::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
-        })
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
     } else {
         Err(ApiError::unsupported_media_type(format!(
             "content type {ct:?} is not supported: send application/json or application/yaml"
@@ -287,7 +317,9 @@ fn meta_str<'a>(value: &'a Value, field: &str) -> Option<&'a str> {
 
 fn meta_mut(value: &mut Value) -> ApiResult<&mut serde_json::Map<String, Value>> {
     if !value.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     let obj = value.as_object_mut().expect("checked above");
     let meta = obj
@@ -451,9 +483,7 @@ async fn create_value(
         return Ok(json_response(StatusCode::CREATED, &value));
     }
     let mut compares = vec![Compare::Absent(key.clone())];
-    let project_key = target
-        .ns()
-        .map(|ns| object_key(project_kind(), None, ns));
+    let project_key = target.ns().map(|ns| object_key(project_kind(), None, ns));
     if let Some(pk) = &project_key {
         compares.push(Compare::Exists(pk.clone()));
     }
@@ -490,7 +520,13 @@ fn project_kind() -> &'static KindInfo {
 // ---- get ----
 
 async fn get_one(state: AppState, who: Principal, target: Target) -> ApiResult<Response> {
-    authorize(&who, Verb::Get, target.kind, target.ns(), target.name.as_deref())?;
+    authorize(
+        &who,
+        Verb::Get,
+        target.kind,
+        target.ns(),
+        target.name.as_deref(),
+    )?;
     let (kv, _) = state.store().get(&target.key()).await?;
     let kv = kv.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
     Ok(json_response(StatusCode::OK, &decode(&kv)?))
@@ -506,7 +542,11 @@ struct ContinueToken {
 }
 
 fn encode_continue(key: &str, rv: i64) -> String {
-    let raw = serde_json::to_vec(&ContinueToken { k: key.to_owned(), rv }).expect("serializes");
+    let raw = serde_json::to_vec(&ContinueToken {
+        k: key.to_owned(),
+        rv,
+    })
+    .expect("serializes");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
@@ -606,7 +646,11 @@ pub fn list_prefix(who: &Principal, target: &Target) -> String {
 }
 
 async fn list(state: AppState, who: Principal, target: Target, q: Params) -> ApiResult<Response> {
-    let verb = if q.is_watch() { Verb::Watch } else { Verb::List };
+    let verb = if q.is_watch() {
+        Verb::Watch
+    } else {
+        Verb::List
+    };
     authorize(&who, verb, target.kind, target.ns(), None)?;
     let filter = Filter::new(&q, &who, &target)?;
     if q.is_watch() {
@@ -684,7 +728,13 @@ async fn put(
     body: &[u8],
     status: bool,
 ) -> ApiResult<Response> {
-    authorize(&who, Verb::Update, target.kind, target.ns(), target.name.as_deref())?;
+    authorize(
+        &who,
+        Verb::Update,
+        target.kind,
+        target.ns(),
+        target.name.as_deref(),
+    )?;
     let mut value = parse_body(headers, body)?;
     check_type(&target, &mut value)?;
     check_namespace(&target, &mut value)?;
@@ -818,7 +868,14 @@ async fn update_value(
     } else {
         verb.to_owned()
     };
-    let audit = Registry::audit_record(who, &verb, target.kind, target.ns(), target.name(), Some(&bytes));
+    let audit = Registry::audit_record(
+        who,
+        &verb,
+        target.kind,
+        target.ns(),
+        target.name(),
+        Some(&bytes),
+    );
     let resp = state
         .registry
         .commit(Mutation {
@@ -875,7 +932,10 @@ async fn patch(
     let patch_value = match kind {
         PatchKind::Apply => {
             let mut h = HeaderMap::new();
-            h.insert(CONTENT_TYPE, "application/yaml".parse().expect("valid header"));
+            h.insert(
+                CONTENT_TYPE,
+                "application/yaml".parse().expect("valid header"),
+            );
             parse_body(&h, body)?
         }
         _ => parse_body(&HeaderMap::new(), body)?,
@@ -892,17 +952,31 @@ async fn patch(
                 };
                 return create_value(&state, &who, collection, dry_run, patch_value, "apply").await;
             }
-            authorize(&who, Verb::Patch, target.kind, target.ns(), target.name.as_deref())?;
+            authorize(
+                &who,
+                Verb::Patch,
+                target.kind,
+                target.ns(),
+                target.name.as_deref(),
+            )?;
             return Err(ApiError::not_found(target.kind.plural, target.name()));
         };
-        authorize(&who, Verb::Patch, target.kind, target.ns(), target.name.as_deref())?;
+        authorize(
+            &who,
+            Verb::Patch,
+            target.kind,
+            target.ns(),
+            target.name.as_deref(),
+        )?;
         let old = decode(&current)?;
         let mut next = old.clone();
         match kind {
             PatchKind::Merge => json_patch::merge(&mut next, &patch_value),
             PatchKind::Json => {
-                let ops: json_patch::Patch = serde_json::from_value(patch_value.clone())
-                    .map_err(|e| ApiError::bad_request(format!("the JSON patch is not valid: {e}")))?;
+                let ops: json_patch::Patch =
+                    serde_json::from_value(patch_value.clone()).map_err(|e| {
+                        ApiError::bad_request(format!("the JSON patch is not valid: {e}"))
+                    })?;
                 json_patch::patch(&mut next, &ops).map_err(|e| {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -929,8 +1003,10 @@ async fn patch(
         } else {
             "patch"
         };
-        match update_value(&state, &who, &target, &current, next, status, expected, dry_run, verb)
-            .await
+        match update_value(
+            &state, &who, &target, &current, next, status, expected, dry_run, verb,
+        )
+        .await
         {
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
@@ -994,7 +1070,13 @@ async fn delete(
     q: Params,
     body: &[u8],
 ) -> ApiResult<Response> {
-    authorize(&who, Verb::Delete, target.kind, target.ns(), target.name.as_deref())?;
+    authorize(
+        &who,
+        Verb::Delete,
+        target.kind,
+        target.ns(),
+        target.name.as_deref(),
+    )?;
     let options: DeleteOptions = if body.is_empty() {
         DeleteOptions::default()
     } else {
@@ -1027,7 +1109,14 @@ async fn delete(
     if dry_run {
         return Ok(json_response(StatusCode::OK, &object));
     }
-    let audit = Registry::audit_record(&who, "delete", target.kind, target.ns(), target.name(), None);
+    let audit = Registry::audit_record(
+        &who,
+        "delete",
+        target.kind,
+        target.ns(),
+        target.name(),
+        None,
+    );
     let resp = state
         .registry
         .commit(Mutation {
@@ -1093,7 +1182,8 @@ mod tests {
             "spec": {"replicas": 1, "old": true},
             "status": {"phase": "Running"}
         });
-        let manifest = json!({"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"replicas": 2}});
+        let manifest =
+            json!({"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"replicas": 2}});
         apply_manifest(&mut stored, &manifest, false);
         assert_eq!(stored["spec"], json!({"replicas": 2}));
         assert_eq!(stored["metadata"]["labels"], json!({"y": "2"}));

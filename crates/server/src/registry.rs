@@ -88,10 +88,9 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// Now, as an RFC 3339 timestamp with second precision (as Kubernetes writes them).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).map_or_else(
-        |_| jiff::Timestamp::now().to_string(),
-        |t| t.to_string(),
-    )
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
 /// A change to commit: guards, writes, and what the audit log says about it.

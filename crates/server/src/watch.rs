@@ -85,7 +85,10 @@ pub async fn watch(
     };
     let mut events = match store.watch(&prefix, start).await {
         Ok(w) => w,
-        Err(StoreError::Compacted { requested, compacted }) => {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
             return Err(ApiError::expired(format!(
                 "too old resource version: {} ({}); list again and watch from the list's resourceVersion",
                 requested - 1,
@@ -152,9 +155,10 @@ pub async fn watch(
     });
     let mut response = Body::from_stream(ReceiverStream::new(rx)).into_response();
     *response.status_mut() = StatusCode::OK;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, "application/json".parse().expect("valid header"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("valid header"),
+    );
     Ok(response)
 }
 

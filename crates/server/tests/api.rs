@@ -27,7 +27,10 @@ impl TestServer {
         .await
         .expect("server binds");
         let info = server.info().clone();
-        let admin = info.new_admin_token.clone().expect("first start makes a token");
+        let admin = info
+            .new_admin_token
+            .clone()
+            .expect("first start makes a token");
         let stop = tokio_util::sync::CancellationToken::new();
         let s = stop.clone();
         tokio::spawn(server.run(async move { s.cancelled().await }));
@@ -115,7 +118,8 @@ fn site(name: &str, jurisdiction: &str) -> Value {
 }
 
 fn api_code(e: &ClientError) -> u16 {
-    e.code().unwrap_or_else(|| panic!("expected an API error, got {e}"))
+    e.code()
+        .unwrap_or_else(|| panic!("expected an API error, got {e}"))
 }
 
 async fn setup_finance(ts: &TestServer) -> Client {
@@ -146,7 +150,10 @@ async fn auth_is_required_and_health_is_public() {
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "Unauthorized");
     let bad = ts.client("mrd_not-a-token");
-    let err = bad.list(kind("site"), None, &ListOptions::default()).await.expect_err("401");
+    let err = bad
+        .list(kind("site"), None, &ListOptions::default())
+        .await
+        .expect_err("401");
     assert_eq!(api_code(&err), 401);
 }
 
@@ -156,16 +163,29 @@ async fn create_get_update_conflict_delete() {
     let c = setup_finance(&ts).await;
     let wl = kind("workload");
     let created = c
-        .create(wl, Some("finance"), &workload("payroll-api", json!({"app": "payroll"})), false)
+        .create(
+            wl,
+            Some("finance"),
+            &workload("payroll-api", json!({"app": "payroll"})),
+            false,
+        )
         .await
         .expect("created");
     assert_eq!(created["metadata"]["namespace"], "finance");
     assert_eq!(created["metadata"]["generation"], 1);
     assert!(created["metadata"]["uid"].as_str().is_some());
-    let rv1 = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let rv1 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
 
     let again = c
-        .create(wl, Some("finance"), &workload("payroll-api", json!({})), false)
+        .create(
+            wl,
+            Some("finance"),
+            &workload("payroll-api", json!({})),
+            false,
+        )
         .await
         .expect_err("exists");
     assert_eq!(api_code(&again), 409);
@@ -177,7 +197,10 @@ async fn create_get_update_conflict_delete() {
         .await
         .expect("update");
     assert_eq!(updated["metadata"]["generation"], 2);
-    assert_ne!(updated["metadata"]["resourceVersion"].as_str(), Some(rv1.as_str()));
+    assert_ne!(
+        updated["metadata"]["resourceVersion"].as_str(),
+        Some(rv1.as_str())
+    );
 
     // Writing with the stale resourceVersion is a conflict.
     let stale = c
@@ -185,17 +208,31 @@ async fn create_get_update_conflict_delete() {
         .await
         .expect_err("stale");
     assert_eq!(api_code(&stale), 409);
-    let ClientError::Api(status) = &stale else { panic!("api error") };
+    let ClientError::Api(status) = &stale else {
+        panic!("api error")
+    };
     assert_eq!(status.reason, "Conflict");
-    assert!(status.message.contains("latest version"), "{}", status.message);
+    assert!(
+        status.message.contains("latest version"),
+        "{}",
+        status.message
+    );
 
-    let got = c.get(wl, Some("finance"), "payroll-api").await.expect("get");
+    let got = c
+        .get(wl, Some("finance"), "payroll-api")
+        .await
+        .expect("get");
     assert_eq!(got["spec"]["replicas"], 3);
     // Canonical quantities come back as Kubernetes writes them.
     assert_eq!(got["spec"]["task"]["resources"]["memory"], "256Mi");
 
-    c.delete(wl, Some("finance"), "payroll-api").await.expect("delete");
-    let gone = c.get(wl, Some("finance"), "payroll-api").await.expect_err("gone");
+    c.delete(wl, Some("finance"), "payroll-api")
+        .await
+        .expect("delete");
+    let gone = c
+        .get(wl, Some("finance"), "payroll-api")
+        .await
+        .expect_err("gone");
     assert_eq!(api_code(&gone), 404);
 }
 
@@ -210,15 +247,24 @@ async fn validation_errors_name_the_field() {
         .await
         .expect_err("invalid");
     assert_eq!(api_code(&err), 422);
-    let ClientError::Api(status) = err else { panic!() };
+    let ClientError::Api(status) = err else {
+        panic!()
+    };
     let causes = &status.details.expect("details").causes;
     assert!(
-        causes.iter().any(|c| c.field == "spec.task.resources.memory"),
+        causes
+            .iter()
+            .any(|c| c.field == "spec.task.resources.memory"),
         "{causes:?}"
     );
     // A workload in a project that does not exist.
     let err = c
-        .create(kind("wl"), Some("nowhere"), &workload("a", json!({})), false)
+        .create(
+            kind("wl"),
+            Some("nowhere"),
+            &workload("a", json!({})),
+            false,
+        )
         .await
         .expect_err("no project");
     assert_eq!(api_code(&err), 404);
@@ -231,34 +277,67 @@ async fn merge_patch_apply_dry_run_and_status() {
     let wl = kind("wl");
     // Apply creates, then updates, then is a no-op.
     let manifest = workload("api", json!({"tier": "web"}));
-    let (_, first) = c.apply(wl, Some("finance"), &manifest, false).await.expect("apply");
+    let (_, first) = c
+        .apply(wl, Some("finance"), &manifest, false)
+        .await
+        .expect("apply");
     assert_eq!(first, client::ApplyOutcome::Created);
-    let (_, same) = c.apply(wl, Some("finance"), &manifest, false).await.expect("apply");
+    let (_, same) = c
+        .apply(wl, Some("finance"), &manifest, false)
+        .await
+        .expect("apply");
     assert_eq!(same, client::ApplyOutcome::Unchanged);
     let mut m2 = manifest.clone();
     m2["spec"]["replicas"] = json!(5);
-    let (after, changed) = c.apply(wl, Some("finance"), &m2, false).await.expect("apply");
+    let (after, changed) = c
+        .apply(wl, Some("finance"), &m2, false)
+        .await
+        .expect("apply");
     assert_eq!(changed, client::ApplyOutcome::Configured);
     assert_eq!(after["spec"]["replicas"], 5);
 
     // Merge patch changes one field and keeps the rest.
     let patched = c
-        .patch(wl, Some("finance"), "api", PatchType::Merge, &json!({"metadata": {"labels": {"team": "pay"}}}), false)
+        .patch(
+            wl,
+            Some("finance"),
+            "api",
+            PatchType::Merge,
+            &json!({"metadata": {"labels": {"team": "pay"}}}),
+            false,
+        )
         .await
         .expect("patch");
-    assert_eq!(patched["metadata"]["labels"], json!({"tier": "web", "team": "pay"}));
+    assert_eq!(
+        patched["metadata"]["labels"],
+        json!({"tier": "web", "team": "pay"})
+    );
     assert_eq!(patched["spec"]["replicas"], 5);
 
     // JSON patch.
     let patched = c
-        .patch(wl, Some("finance"), "api", PatchType::Json, &json!([{"op": "replace", "path": "/spec/replicas", "value": 1}]), false)
+        .patch(
+            wl,
+            Some("finance"),
+            "api",
+            PatchType::Json,
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": 1}]),
+            false,
+        )
         .await
         .expect("json patch");
     assert_eq!(patched["spec"]["replicas"], 1);
 
     // Dry run writes nothing.
     let dry = c
-        .patch(wl, Some("finance"), "api", PatchType::Merge, &json!({"spec": {"replicas": 9}}), true)
+        .patch(
+            wl,
+            Some("finance"),
+            "api",
+            PatchType::Merge,
+            &json!({"spec": {"replicas": 9}}),
+            true,
+        )
         .await
         .expect("dry run");
     assert_eq!(dry["spec"]["replicas"], 9);
@@ -279,12 +358,21 @@ async fn merge_patch_apply_dry_run_and_status() {
         .await
         .expect("status");
     assert_eq!(s["status"]["placedReplicas"], 1);
-    assert_eq!(s["metadata"]["generation"], now["metadata"]["generation"], "status does not bump generation");
+    assert_eq!(
+        s["metadata"]["generation"], now["metadata"]["generation"],
+        "status does not bump generation"
+    );
     let mut spec_write = s.clone();
     spec_write["status"] = json!({"placedReplicas": 0});
     spec_write["spec"]["replicas"] = json!(2);
-    let w = c.replace(wl, Some("finance"), "api", &spec_write).await.expect("update");
-    assert_eq!(w["status"]["placedReplicas"], 1, "a spec update cannot change status");
+    let w = c
+        .replace(wl, Some("finance"), "api", &spec_write)
+        .await
+        .expect("update");
+    assert_eq!(
+        w["status"]["placedReplicas"], 1,
+        "a spec update cannot change status"
+    );
 }
 
 #[tokio::test]
@@ -294,39 +382,83 @@ async fn lists_paginate_and_select_by_label() {
     let wl = kind("wl");
     for i in 0..25 {
         let tier = if i % 5 == 0 { "batch" } else { "web" };
-        c.create(wl, Some("finance"), &workload(&format!("w{i:02}"), json!({"tier": tier})), false)
-            .await
-            .expect("create");
+        c.create(
+            wl,
+            Some("finance"),
+            &workload(&format!("w{i:02}"), json!({"tier": tier})),
+            false,
+        )
+        .await
+        .expect("create");
     }
     let page = c
-        .list(wl, Some("finance"), &ListOptions { limit: Some(10), ..Default::default() })
+        .list(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                limit: Some(10),
+                ..Default::default()
+            },
+        )
         .await
         .expect("page");
     assert_eq!(page["kind"], "WorkloadList");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(10));
     assert!(page["metadata"]["continue"].as_str().is_some());
     let all = c
-        .list_all(wl, Some("finance"), &ListOptions { limit: Some(7), ..Default::default() })
+        .list_all(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                limit: Some(7),
+                ..Default::default()
+            },
+        )
         .await
         .expect("all");
     assert_eq!(all.len(), 25);
-    let names: Vec<&str> = all.iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> = all
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
     let mut sorted = names.clone();
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), 25, "no duplicates across pages");
     let batch = c
-        .list_all(wl, Some("finance"), &ListOptions { label_selector: Some("tier=batch".into()), limit: Some(2), ..Default::default() })
+        .list_all(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                label_selector: Some("tier=batch".into()),
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
         .await
         .expect("selected");
     assert_eq!(batch.len(), 5);
     let not_batch = c
-        .list_all(wl, None, &ListOptions { label_selector: Some("tier!=batch".into()), ..Default::default() })
+        .list_all(
+            wl,
+            None,
+            &ListOptions {
+                label_selector: Some("tier!=batch".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("selected");
     assert_eq!(not_batch.len(), 20);
     let by_name = c
-        .list_all(wl, Some("finance"), &ListOptions { field_selector: Some("metadata.name=w03".into()), ..Default::default() })
+        .list_all(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                field_selector: Some("metadata.name=w03".into()),
+                ..Default::default()
+            },
+        )
         .await
         .expect("field selector");
     assert_eq!(by_name.len(), 1);
@@ -341,7 +473,10 @@ async fn watch_streams_changes_and_resumes() {
         .create(wl, Some("finance"), &workload("a", json!({})), false)
         .await
         .expect("create");
-    let rv = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     // Without a resourceVersion: the current state first.
     let mut w = c
         .watch(wl, Some("finance"), &ListOptions::default())
@@ -352,40 +487,88 @@ async fn watch_streams_changes_and_resumes() {
     let c2 = c.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        c2.patch(wl, Some("finance"), "a", PatchType::Merge, &json!({"spec": {"replicas": 4}}), false)
-            .await
-            .expect("patch");
+        c2.patch(
+            wl,
+            Some("finance"),
+            "a",
+            PatchType::Merge,
+            &json!({"spec": {"replicas": 4}}),
+            false,
+        )
+        .await
+        .expect("patch");
         c2.delete(wl, Some("finance"), "a").await.expect("delete");
     });
-    let modified = tokio::time::timeout(Duration::from_secs(10), w.next()).await.expect("in time").expect("event").expect("ok");
+    let modified = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("ok");
     assert_eq!(modified.type_, "MODIFIED");
     assert_eq!(modified.object["spec"]["replicas"], 4);
-    let deleted = tokio::time::timeout(Duration::from_secs(10), w.next()).await.expect("in time").expect("event").expect("ok");
+    let deleted = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("ok");
     assert_eq!(deleted.type_, "DELETED");
 
     // Resume from the creation's resourceVersion: the same two changes replay.
     let mut resumed = c
-        .watch(wl, Some("finance"), &ListOptions { resource_version: Some(rv), ..Default::default() })
+        .watch(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                resource_version: Some(rv),
+                ..Default::default()
+            },
+        )
         .await
         .expect("resume");
     let a = resumed.next().await.expect("event").expect("ok");
     let b = resumed.next().await.expect("event").expect("ok");
-    assert_eq!((a.type_.as_str(), b.type_.as_str()), ("MODIFIED", "DELETED"));
+    assert_eq!(
+        (a.type_.as_str(), b.type_.as_str()),
+        ("MODIFIED", "DELETED")
+    );
 }
 
 #[tokio::test]
 async fn rbac_viewer_and_project_scope() {
     let ts = TestServer::start().await;
     let c = setup_finance(&ts).await;
-    c.create(kind("project"), None, &project("research"), false).await.expect("project");
-    c.create(kind("wl"), Some("finance"), &workload("pay", json!({})), false).await.expect("wl");
-    c.create(kind("wl"), Some("research"), &workload("train", json!({})), false).await.expect("wl");
-    c.create(kind("site"), None, &site("fra", "DE"), false).await.expect("site");
+    c.create(kind("project"), None, &project("research"), false)
+        .await
+        .expect("project");
+    c.create(
+        kind("wl"),
+        Some("finance"),
+        &workload("pay", json!({})),
+        false,
+    )
+    .await
+    .expect("wl");
+    c.create(
+        kind("wl"),
+        Some("research"),
+        &workload("train", json!({})),
+        false,
+    )
+    .await
+    .expect("wl");
+    c.create(kind("site"), None, &site("fra", "DE"), false)
+        .await
+        .expect("site");
 
     let viewer = ts.client(&ts.token("viewer", None).await);
     assert!(viewer.get(kind("wl"), Some("finance"), "pay").await.is_ok());
     let err = viewer
-        .create(kind("wl"), Some("finance"), &workload("x", json!({})), false)
+        .create(
+            kind("wl"),
+            Some("finance"),
+            &workload("x", json!({})),
+            false,
+        )
         .await
         .expect_err("viewer cannot write");
     assert_eq!(api_code(&err), 403);
@@ -393,15 +576,31 @@ async fn rbac_viewer_and_project_scope() {
 
     let scoped = ts.client(&ts.token("operator", Some("finance")).await);
     assert!(scoped.get(kind("wl"), Some("finance"), "pay").await.is_ok());
-    let hidden = scoped.get(kind("wl"), Some("research"), "train").await.expect_err("hidden");
+    let hidden = scoped
+        .get(kind("wl"), Some("research"), "train")
+        .await
+        .expect_err("hidden");
     assert_eq!(api_code(&hidden), 404, "other projects do not leak");
-    let all = scoped.list_all(kind("wl"), None, &ListOptions::default()).await.expect("list -A");
+    let all = scoped
+        .list_all(kind("wl"), None, &ListOptions::default())
+        .await
+        .expect("list -A");
     assert_eq!(all.len(), 1, "only its own project: {all:?}");
-    assert!(scoped.get(kind("site"), None, "fra").await.is_ok(), "sites are readable");
-    let err = scoped.delete(kind("site"), None, "fra").await.expect_err("no global writes");
+    assert!(
+        scoped.get(kind("site"), None, "fra").await.is_ok(),
+        "sites are readable"
+    );
+    let err = scoped
+        .delete(kind("site"), None, "fra")
+        .await
+        .expect_err("no global writes");
     assert_eq!(api_code(&err), 403);
     let err = scoped
-        .request_json(client::Method::POST, "/meridian/v1/tokens", Some(&json!({"role": "admin"})))
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/tokens",
+            Some(&json!({"role": "admin"})),
+        )
         .await
         .expect_err("no token minting");
     assert_eq!(api_code(&err), 403);
@@ -411,17 +610,35 @@ async fn rbac_viewer_and_project_scope() {
 async fn audit_log_records_every_mutation_and_verifies() {
     let ts = TestServer::start().await;
     let c = setup_finance(&ts).await;
-    c.create(kind("site"), None, &site("fra", "DE"), false).await.expect("site");
+    c.create(kind("site"), None, &site("fra", "DE"), false)
+        .await
+        .expect("site");
     c.delete(kind("site"), None, "fra").await.expect("delete");
     let log = c.get_path("/meridian/v1/audit").await.expect("log");
     let items = log["items"].as_array().expect("items");
     let verbs: Vec<(&str, &str)> = items
         .iter()
-        .map(|e| (e["verb"].as_str().unwrap_or(""), e["kind"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["verb"].as_str().unwrap_or(""),
+                e["kind"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert!(verbs.contains(&("create", "Site")) && verbs.contains(&("delete", "Site")), "{verbs:?}");
-    assert!(items.iter().all(|e| e["actor"].as_str().is_some_and(|a| !a.contains("mrd_"))), "no secrets in the log");
-    let verify = c.get_path("/meridian/v1/audit/verify").await.expect("verify");
+    assert!(
+        verbs.contains(&("create", "Site")) && verbs.contains(&("delete", "Site")),
+        "{verbs:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|e| e["actor"].as_str().is_some_and(|a| !a.contains("mrd_"))),
+        "no secrets in the log"
+    );
+    let verify = c
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("verify");
     assert_eq!(verify["ok"], true, "{verify}");
 }
 
@@ -429,21 +646,65 @@ async fn audit_log_records_every_mutation_and_verifies() {
 async fn discovery_openapi_metrics_and_limits() {
     let ts = TestServer::start().await;
     let c = ts.admin();
-    let list = c.get_path("/apis/meridian.dev/v1").await.expect("discovery");
-    let names: Vec<&str> = list["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
-    for plural in ["sites", "nodes", "workloads", "allocations", "policies", "projects", "workloads/status"] {
+    let list = c
+        .get_path("/apis/meridian.dev/v1")
+        .await
+        .expect("discovery");
+    let names: Vec<&str> = list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for plural in [
+        "sites",
+        "nodes",
+        "workloads",
+        "allocations",
+        "policies",
+        "projects",
+        "workloads/status",
+    ] {
         assert!(names.contains(&plural), "{plural} missing from {names:?}");
     }
-    let wl = list["resources"].as_array().expect("resources").iter().find(|r| r["name"] == "workloads").expect("workloads");
+    let wl = list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "workloads")
+        .expect("workloads");
     assert_eq!(wl["namespaced"], true);
-    assert!(wl["shortNames"].as_array().expect("short").contains(&json!("wl")));
-    let openapi = c.get_path("/openapi/v3/apis/meridian.dev/v1").await.expect("openapi");
-    for k in ["Site", "Node", "Workload", "Allocation", "Policy", "Project"] {
-        assert!(openapi["components"]["schemas"][k].is_object(), "schema of {k}");
+    assert!(
+        wl["shortNames"]
+            .as_array()
+            .expect("short")
+            .contains(&json!("wl"))
+    );
+    let openapi = c
+        .get_path("/openapi/v3/apis/meridian.dev/v1")
+        .await
+        .expect("openapi");
+    for k in [
+        "Site",
+        "Node",
+        "Workload",
+        "Allocation",
+        "Policy",
+        "Project",
+    ] {
+        assert!(
+            openapi["components"]["schemas"][k].is_object(),
+            "schema of {k}"
+        );
     }
-    c.get_path("/apis/meridian.dev/v1/sites").await.expect("a request to count");
+    c.get_path("/apis/meridian.dev/v1/sites")
+        .await
+        .expect("a request to count");
     let metrics = c.get_text("/metrics").await.expect("metrics");
-    assert!(metrics.contains("meridian_http_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("meridian_http_requests_total"),
+        "{metrics}"
+    );
     assert!(metrics.contains("meridian_store_commit_duration_seconds"));
     assert!(metrics.contains("meridian_watches"));
 

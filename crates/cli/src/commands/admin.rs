@@ -142,13 +142,21 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
                                 Some(ns) => format!("{}/{ns}/{}", s("kind"), s("name")),
                                 None => format!("{}/{}", s("kind"), s("name")),
                             };
-                            vec![s("seq"), s("time"), s("actor"), s("verb"), object, s("revision")]
+                            vec![
+                                s("seq"),
+                                s("time"),
+                                s("actor"),
+                                s("verb"),
+                                object,
+                                s("revision"),
+                            ]
                         })
                         .collect();
-                    let headers: Vec<String> = ["SEQ", "TIME", "ACTOR", "VERB", "OBJECT", "REVISION"]
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect();
+                    let headers: Vec<String> =
+                        ["SEQ", "TIME", "ACTOR", "VERB", "OBJECT", "REVISION"]
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
                     print!("{}", output::table(&headers, &rows, false));
                 }
             }
@@ -208,10 +216,9 @@ pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
     };
     let name = global.context.clone().unwrap_or_else(|| "default".into());
     let ca_file = match &global.ca_file {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .with_context(|| format!("--ca-file {}", p.display()))?,
-        ),
+        Some(p) => {
+            Some(std::fs::canonicalize(p).with_context(|| format!("--ca-file {}", p.display()))?)
+        }
         None => None,
     };
     let resolved = Resolved {
@@ -235,7 +242,10 @@ pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
     });
     file.current_context = Some(name.clone());
     file.save(&path)?;
-    eprintln!("context {name:?} saved to {} and made current", path.display());
+    eprintln!(
+        "context {name:?} saved to {} and made current",
+        path.display()
+    );
     Ok(())
 }
 
@@ -282,10 +292,18 @@ mod tests {
     #[test]
     fn since_accepts_durations_and_times() {
         let now: jiff::Timestamp = "2026-11-22T12:00:00Z".parse().expect("time");
-        assert_eq!(parse_since("2h", now).expect("2h").to_string(), "2026-11-22T10:00:00Z");
-        assert_eq!(parse_since("1d", now).expect("1d").to_string(), "2026-11-21T12:00:00Z");
         assert_eq!(
-            parse_since("2026-11-01T00:00:00Z", now).expect("time").to_string(),
+            parse_since("2h", now).expect("2h").to_string(),
+            "2026-11-22T10:00:00Z"
+        );
+        assert_eq!(
+            parse_since("1d", now).expect("1d").to_string(),
+            "2026-11-21T12:00:00Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-01T00:00:00Z", now)
+                .expect("time")
+                .to_string(),
             "2026-11-01T00:00:00Z"
         );
         assert!(parse_since("soon", now).is_err());

@@ -66,8 +66,15 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
         if let (Some(ns), Some(meta)) = (&ns, value.get_mut("metadata")) {
             meta["namespace"] = Value::String(ns.clone());
         }
-        let suffix = if args.dry_run { " (server dry run)" } else { "" };
-        match client.apply(info, ns.as_deref(), &value, args.dry_run).await {
+        let suffix = if args.dry_run {
+            " (server dry run)"
+        } else {
+            ""
+        };
+        match client
+            .apply(info, ns.as_deref(), &value, args.dry_run)
+            .await
+        {
             Ok((_, outcome)) => println!(
                 "{}.{}/{} {}{suffix}",
                 info.singular,
@@ -130,13 +137,30 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
     }
     if args.watch {
         let rv = client
-            .list(info, ns.as_deref(), &ListOptions { limit: Some(1), ..opts.clone() })
+            .list(
+                info,
+                ns.as_deref(),
+                &ListOptions {
+                    limit: Some(1),
+                    ..opts.clone()
+                },
+            )
             .await?
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        stream(client, info, ns.as_deref(), ListOptions { resource_version: rv, ..opts }, args.output, with_namespace)
-            .await?;
+        stream(
+            client,
+            info,
+            ns.as_deref(),
+            ListOptions {
+                resource_version: rv,
+                ..opts
+            },
+            args.output,
+            with_namespace,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -155,7 +179,15 @@ pub async fn watch(client: &Client, conn: &Resolved, args: &WatchArgs) -> Result
         ..ListOptions::default()
     };
     let with_namespace = info.namespaced() && args.all_namespaces;
-    stream(client, info, ns.as_deref(), opts, args.output, with_namespace).await
+    stream(
+        client,
+        info,
+        ns.as_deref(),
+        opts,
+        args.output,
+        with_namespace,
+    )
+    .await
 }
 
 /// Follow a watch, re-watching from the last revision seen when the server closes it.
@@ -202,10 +234,7 @@ async fn stream(
                     headers.insert(0, "EVENT".into());
                     let mut row = rows.into_iter().next().unwrap_or_default();
                     row.insert(0, event.type_.clone());
-                    print!(
-                        "{}",
-                        output::table(&headers, &[row], header_printed)
-                    );
+                    print!("{}", output::table(&headers, &[row], header_printed));
                     header_printed = true;
                 }
                 Output::Json => println!(
@@ -271,7 +300,11 @@ pub fn describe_text(info: &KindInfo, object: &Value) -> String {
     ));
     for section in ["spec", "status"] {
         if let Some(v) = object.get(section) {
-            let title = if section == "spec" { "Spec:" } else { "Status:" };
+            let title = if section == "spec" {
+                "Spec:"
+            } else {
+                "Status:"
+            };
             out.push_str(title);
             out.push('\n');
             let yaml = serde_yaml_ng::to_string(v).unwrap_or_default();
@@ -290,9 +323,12 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
     if !args.files.is_empty() {
         for m in manifests::load(&args.files, args.recursive)? {
             let info = m.object.kind_info();
-            let ns = info
-                .namespaced()
-                .then(|| m.object.namespace().map(str::to_owned).unwrap_or_else(|| project(conn)));
+            let ns = info.namespaced().then(|| {
+                m.object
+                    .namespace()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| project(conn))
+            });
             targets.push((info, ns, m.object.name().to_owned()));
         }
         // Delete dependents first.
@@ -317,7 +353,11 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
                 ..ListOptions::default()
             };
             for o in client.list_all(info, ns.as_deref(), &opts).await? {
-                targets.push((info, namespace_of(&o).map(str::to_owned), name_of(&o).to_owned()));
+                targets.push((
+                    info,
+                    namespace_of(&o).map(str::to_owned),
+                    name_of(&o).to_owned(),
+                ));
             }
         } else {
             for n in &args.names {

@@ -39,17 +39,32 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
     }
     eprintln!("meridian server listening on {}", info.url);
     if let Some(ca) = &info.ca_file {
-        eprintln!("TLS with a generated CA: clients pass --ca-file {}", ca.display());
+        eprintln!(
+            "TLS with a generated CA: clients pass --ca-file {}",
+            ca.display()
+        );
     }
     server.run(server::shutdown_signal()).await
 }
 
 /// The example estate, compiled in so that the demo works from any directory.
 const EXAMPLES: &[(&str, &str)] = &[
-    ("examples/projects.yaml", include_str!("../../../../examples/projects.yaml")),
-    ("examples/sites.yaml", include_str!("../../../../examples/sites.yaml")),
-    ("examples/nodes.yaml", include_str!("../../../../examples/nodes.yaml")),
-    ("examples/workloads.yaml", include_str!("../../../../examples/workloads.yaml")),
+    (
+        "examples/projects.yaml",
+        include_str!("../../../../examples/projects.yaml"),
+    ),
+    (
+        "examples/sites.yaml",
+        include_str!("../../../../examples/sites.yaml"),
+    ),
+    (
+        "examples/nodes.yaml",
+        include_str!("../../../../examples/nodes.yaml"),
+    ),
+    (
+        "examples/workloads.yaml",
+        include_str!("../../../../examples/workloads.yaml"),
+    ),
 ];
 
 pub async fn demo(args: &DemoArgs) -> Result<()> {
@@ -92,7 +107,13 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
 
     let client = client::Client::new(&info.url, &token, None)?;
     let loaded = load_examples(&client).await?;
-    print_welcome(&info.url, &token, &data_dir, &loaded, args.data_dir.is_none());
+    print_welcome(
+        &info.url,
+        &token,
+        &data_dir,
+        &loaded,
+        args.data_dir.is_none(),
+    );
     if !exit_early {
         server::shutdown_signal().await;
         eprintln!("\nstopping the demo server");
@@ -113,7 +134,11 @@ async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> 
         manifests.extend(api::parse_manifests(source, text).map_err(|errors| {
             anyhow::anyhow!(
                 "the built-in examples are invalid:\n{}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         })?);
     }
@@ -136,7 +161,13 @@ async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> 
     Ok(counts)
 }
 
-fn print_welcome(url: &str, token: &str, data_dir: &Path, loaded: &[(String, usize)], temporary: bool) {
+fn print_welcome(
+    url: &str,
+    token: &str,
+    data_dir: &Path,
+    loaded: &[(String, usize)],
+    temporary: bool,
+) {
     let summary: Vec<String> = loaded.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let data_note = if temporary {
         format!("{} (temporary; removed on exit)", data_dir.display())
@@ -164,4 +195,3 @@ Press Ctrl-C to stop.
         summary = summary.join(", "),
     );
 }
-
