@@ -227,16 +227,13 @@ pub struct WatchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token; prints only the token on stdout
+    /// Issue a token (project-scoped with --project); prints only the token on stdout
     #[command(
         after_help = "Examples:\n  meridian token create --role viewer\n  meridian token create --role operator --project finance"
     )]
     Create {
         #[arg(long, value_parser = ["admin", "operator", "viewer"])]
         role: String,
-        /// Limit the token to one project
-        #[arg(long)]
-        project: Option<String>,
         #[arg(long, default_value = "")]
         description: String,
     },

@@ -126,6 +126,11 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
              or run `meridian login --server URL --token TOKEN` (the demo prints them)",
         ));
     };
+    if token.trim().is_empty() {
+        return Err(UserError::new(
+            "the token is empty: set MERIDIAN_TOKEN or --token to a token from `meridian token create`",
+        ));
+    }
     let ca_file = global
         .ca_file
         .clone()

@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(a) => resources::describe(&client, &conn, a).await,
         Command::Delete(a) => resources::delete(&client, &conn, a).await,
         Command::Watch(a) => resources::watch(&client, &conn, a).await,
-        Command::Token(t) => admin::token(&client, t).await,
+        Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
         _ => unreachable!("handled above"),
     }
 }

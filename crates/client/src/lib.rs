@@ -25,7 +25,7 @@ pub enum ClientError {
     #[error("{}", .0.message)]
     Api(Status),
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach the Meridian server at {url}: {source}")]
+    #[error("cannot reach the Meridian server at {url}")]
     Transport {
         url: String,
         #[source]

@@ -10,13 +10,11 @@ use crate::config::{self, ConfigFile, Resolved};
 use crate::exit::UserError;
 use crate::output;
 
-pub async fn token(client: &Client, cmd: &TokenCommand) -> Result<()> {
+/// `project` is the explicit `--project`/`-n` flag only (never a context's default
+/// namespace), so that a token is project-scoped only when asked for.
+pub async fn token(client: &Client, project: Option<&String>, cmd: &TokenCommand) -> Result<()> {
     match cmd {
-        TokenCommand::Create {
-            role,
-            project,
-            description,
-        } => {
+        TokenCommand::Create { role, description } => {
             let body = json!({"role": role, "project": project, "description": description});
             let resp = client
                 .request_json(client::Method::POST, "/meridian/v1/tokens", Some(&body))

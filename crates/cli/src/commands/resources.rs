@@ -82,6 +82,8 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
                 m.object.name(),
                 outcome.as_str()
             ),
+            // A bad token fails every object alike: say it once.
+            Err(e) if e.code() == Some(401) => return Err(e.into()),
             Err(e) if e.is_user_error() => {
                 failures += 1;
                 eprintln!("error: {} doc {}: {e}", m.source, m.doc);
