@@ -1,0 +1,517 @@
+//! The `meridian` binary end to end: a real server process on loopback, real CLI
+//! invocations, real files. Checks output, exit codes and the safety properties a user
+//! relies on (all-or-nothing apply, tamper-evident audit log, TLS beyond loopback,
+//! graceful shutdown).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+
+/// A `meridian server` child process, killed on drop.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    token: String,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl ServerProcess {
+    fn start(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Self::start_in(&dir, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("server starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut url = None;
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(u) = line.split("listening on ").nth(1) {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+            seen.push(line);
+        }
+        let url = url.unwrap_or_else(|| panic!("server did not start: {seen:?}"));
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let token = std::fs::read_to_string(dir.join("admin.token"))
+            .expect("admin token file")
+            .trim()
+            .to_owned();
+        Self {
+            child,
+            url,
+            token,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
+    }
+
+    /// Run the CLI against this server.
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.token, args)
+    }
+
+    fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        self.cli_with(token, args, None)
+    }
+
+    fn cli_with(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let config = self.dir.join("cli-config.yaml");
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("MERIDIAN_SERVER", &self.url)
+            .env("MERIDIAN_TOKEN", token)
+            .env("MERIDIAN_CONFIG", config)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("cli runs");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("cli output")
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({:?}):\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn apply_get_describe_delete_round_trip() {
+    let s = ServerProcess::start(&[]);
+    let ex = examples();
+    let out = ok(&s.cli(&["apply", "-f", ex.to_str().expect("path")]));
+    assert!(
+        out.contains("site.meridian.dev/onprem-frankfurt created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("workload.meridian.dev/payroll-api created"),
+        "{out}"
+    );
+    // Applying again changes nothing.
+    let again = ok(&s.cli(&["apply", "-f", ex.to_str().expect("path")]));
+    assert!(
+        again.contains("site.meridian.dev/onprem-frankfurt unchanged"),
+        "{again}"
+    );
+
+    let sites = ok(&s.cli(&["get", "sites"]));
+    let header = sites.lines().next().expect("header");
+    assert!(header.starts_with("NAME"), "{sites}");
+    assert!(
+        header.contains("JURISDICTION") && header.ends_with("AGE"),
+        "{header}"
+    );
+    assert!(
+        sites.contains("onprem-frankfurt") && sites.contains("DE"),
+        "{sites}"
+    );
+
+    let all = ok(&s.cli(&["get", "wl", "-A"]));
+    assert!(
+        all.lines().next().expect("header").starts_with("NAMESPACE"),
+        "{all}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&s.cli(&[
+        "get",
+        "workload",
+        "payroll-api",
+        "-n",
+        "finance",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(json["kind"], "Workload");
+    assert_eq!(json["metadata"]["namespace"], "finance");
+    let yaml = ok(&s.cli(&["get", "workloads", "-n", "finance", "-o", "yaml"]));
+    assert!(
+        yaml.contains("kind: List") && yaml.contains("payroll-api"),
+        "{yaml}"
+    );
+    let names = ok(&s.cli(&["get", "wl", "-n", "finance", "-o", "name"]));
+    assert!(
+        names
+            .lines()
+            .any(|l| l == "workload.meridian.dev/payroll-api"),
+        "{names}"
+    );
+
+    let described = ok(&s.cli(&["describe", "wl", "payroll-api", "-n", "finance"]));
+    assert!(
+        described.starts_with("Name:         payroll-api"),
+        "{described}"
+    );
+    assert!(described.contains("Spec:"), "{described}");
+
+    ok(&s.cli(&["delete", "wl", "payroll-api", "-n", "finance"]));
+    let missing = s.cli(&["get", "wl", "payroll-api", "-n", "finance"]);
+    assert_eq!(missing.status.code(), Some(1), "not found exits 1");
+    assert!(
+        stderr(&missing).contains("workloads \"payroll-api\" not found"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn apply_is_all_or_nothing_and_errors_name_file_doc_and_field() {
+    let s = ServerProcess::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("workloads.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: meridian.dev/v1\nkind: Site\nmetadata: {name: good}\nspec: {provider: onprem, region: r, jurisdiction: DE, operator: {name: A, jurisdiction: DE}}\n---\napiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: bad, namespace: default}\nspec:\n  type: service\n  task:\n    driver: exec\n    command: [x]\n    resources: {cpu: 1, memory: 12Zi}\n",
+    )
+    .expect("write");
+    let out = s.cli(&["apply", "-f", file.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1), "bad input exits 1");
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "workloads.yaml doc 2: spec.task.resources.memory: \"12Zi\" is not a quantity"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing was applied"), "{err}");
+    // The valid first document was not written either.
+    let get = s.cli(&["get", "site", "good"]);
+    assert_eq!(get.status.code(), Some(1));
+
+    // A YAML syntax error names line and column.
+    std::fs::write(
+        &file,
+        "apiVersion: meridian.dev/v1\nkind: Site\nmetadata: {name: [\n",
+    )
+    .expect("write");
+    let out = s.cli(&["apply", "-f", file.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line "), "{}", stderr(&out));
+
+    // stdin works.
+    let out = s.cli_with(
+        &s.token,
+        &["apply", "-f", "-"],
+        Some("apiVersion: meridian.dev/v1\nkind: Project\nmetadata: {name: piped}\n"),
+    );
+    assert!(ok(&out).contains("project.meridian.dev/piped created"));
+}
+
+#[test]
+fn exit_codes_and_rbac_messages() {
+    let s = ServerProcess::start(&[]);
+    let bad_kind = s.cli(&["get", "frobs"]);
+    assert_eq!(bad_kind.status.code(), Some(1));
+    assert!(
+        stderr(&bad_kind).contains("wl"),
+        "lists the kinds: {}",
+        stderr(&bad_kind)
+    );
+
+    let viewer = ok(&s.cli(&["token", "create", "--role", "viewer"]));
+    let viewer = viewer.trim();
+    assert!(
+        viewer.starts_with("mrd_") && !viewer.contains('\n'),
+        "only the token on stdout"
+    );
+    assert!(s.cli_as(viewer, &["get", "projects"]).status.success());
+    let denied = s.cli_as(
+        viewer,
+        &[
+            "apply",
+            "-f",
+            examples().join("sites.yaml").to_str().expect("path"),
+        ],
+    );
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        stderr(&denied).contains("role viewer"),
+        "{}",
+        stderr(&denied)
+    );
+
+    let wrong = s.cli_as("mrd_wrong", &["get", "sites"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("not valid"), "{}", stderr(&wrong));
+
+    // An unreachable server is not the user's input: exit 2.
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            "sites",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ])
+        .env("MERIDIAN_CONFIG", s.dir.join("none.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+
+    // Tokens are stored hashed: the token file is the only clear copy, mode 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.dir.join("admin.token"))
+        .expect("token file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let db = std::fs::read(s.dir.join("meridian.db")).expect("db");
+    let wal = std::fs::read(s.dir.join("meridian.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes
+                .windows(s.token.len())
+                .any(|w| w == s.token.as_bytes()),
+            "the clear admin token must not be stored"
+        );
+    }
+}
+
+#[test]
+fn audit_verify_detects_tampering_offline() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let s = ServerProcess::start_in(tmp.path(), &[]);
+    ok(&s.cli(&[
+        "apply",
+        "-f",
+        examples().join("sites.yaml").to_str().expect("path"),
+    ]));
+    let verified = ok(&s.cli(&["audit", "verify"]));
+    assert!(verified.contains("audit log intact"), "{verified}");
+    let log = ok(&s.cli(&["audit", "log"]));
+    assert!(log.contains("Site/onprem-frankfurt"), "{log}");
+    let dir = s.dir.clone();
+    let status = s.stop();
+    assert!(status.success(), "graceful stop on SIGTERM: {status:?}");
+
+    let offline = Command::new(BIN)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(offline.status.success(), "{}", stderr(&offline));
+
+    // Alter the third audit entry's payload in the database, as an intruder with file access would.
+    {
+        let conn = rusqlite::Connection::open(dir.join("meridian.db")).expect("open db");
+        let key = b"/meridian/audit/00000000000000000003".to_vec();
+        let value: Vec<u8> = conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |r| r.get(0))
+            .expect("entry 3 exists");
+        let mut forged = value.clone();
+        let at = forged
+            .windows(6)
+            .position(|w| w == b"token:")
+            .expect("the entry names its actor");
+        forged[at] = b'T';
+        conn.execute(
+            "UPDATE kv SET value = ?1 WHERE key = ?2",
+            rusqlite::params![forged, key],
+        )
+        .expect("tamper");
+    }
+    let offline = Command::new(BIN)
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert_eq!(offline.status.code(), Some(1), "tampering exits 1");
+    let err = stderr(&offline);
+    assert!(err.contains("entry 3"), "names the first bad entry: {err}");
+}
+
+#[test]
+fn tls_beyond_loopback_and_contexts() {
+    // 0.0.0.0 is beyond loopback: TLS with a generated CA is forced.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["server", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tmp.path());
+    let s = {
+        // start_in binds 127.0.0.1; this test needs 0.0.0.0, so start by hand.
+        let mut child = cmd
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.expect("line");
+            if let Some(u) = line.split("listening on ").nth(1) {
+                url = Some(u.trim().to_owned());
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            url: url.expect("url"),
+            token: std::fs::read_to_string(tmp.path().join("admin.token"))
+                .expect("token")
+                .trim()
+                .to_owned(),
+            dir: tmp.path().to_path_buf(),
+            _tmp: None,
+        }
+    };
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    let ca = s.dir.join("ca.crt");
+    assert!(ca.exists());
+    let ca_arg = ca.to_str().expect("path");
+    let without_ca = s.cli(&["get", "sites"]);
+    assert_ne!(
+        without_ca.status.code(),
+        Some(0),
+        "an untrusted certificate is refused"
+    );
+    let with_ca = ok(&s.cli(&["get", "projects", "--ca-file", ca_arg]));
+    assert!(with_ca.contains("default"), "{with_ca}");
+
+    // login saves a context; later commands need no flags.
+    let config = s.dir.join("ctx.yaml");
+    let login = Command::new(BIN)
+        .args([
+            "login",
+            "--server",
+            &s.url,
+            "--token",
+            &s.token,
+            "--ca-file",
+            ca_arg,
+            "--context",
+            "prod",
+        ])
+        .env("MERIDIAN_CONFIG", &config)
+        .env_remove("MERIDIAN_SERVER")
+        .env_remove("MERIDIAN_TOKEN")
+        .output()
+        .expect("login");
+    assert!(login.status.success(), "{}", stderr(&login));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config)
+            .expect("config")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let get = Command::new(BIN)
+        .args(["get", "projects", "-o", "name"])
+        .env("MERIDIAN_CONFIG", &config)
+        .env_remove("MERIDIAN_SERVER")
+        .env_remove("MERIDIAN_TOKEN")
+        .output()
+        .expect("get");
+    assert!(
+        stdout(&get).contains("project.meridian.dev/default"),
+        "{}",
+        stderr(&get)
+    );
+    drop(tmp);
+}
+
+#[test]
+fn help_has_examples_for_every_verb() {
+    for verb in [
+        "apply", "get", "describe", "delete", "watch", "server", "demo", "login",
+    ] {
+        let out = Command::new(BIN)
+            .args([verb, "--help"])
+            .output()
+            .expect("help");
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains("meridian"),
+            "{verb} --help shows an example"
+        );
+    }
+    for sub in [["token", "create"], ["audit", "verify"], ["audit", "log"]] {
+        let out = Command::new(BIN)
+            .args([sub[0], sub[1], "--help"])
+            .output()
+            .expect("help");
+        assert!(
+            stdout(&out).contains("Example"),
+            "{sub:?} --help shows an example"
+        );
+    }
+}
