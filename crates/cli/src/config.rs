@@ -103,7 +103,7 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
         Some(name) => match file.find(name) {
             Some(c) => Some(c.clone()),
             None if global.context.is_some() => {
-                return Err(UserError::new(format!(
+                return Err(UserError::fail(format!(
                     "context {name:?} is not in {}: see `meridian config get-contexts`",
                     path.display()
                 )));
@@ -121,13 +121,13 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
         .clone()
         .or_else(|| context.as_ref().map(|c| c.token.clone()));
     let (Some(server), Some(token)) = (server, token) else {
-        return Err(UserError::new(
+        return Err(UserError::fail(
             "no server or token: set MERIDIAN_SERVER and MERIDIAN_TOKEN, pass --server and --token, \
              or run `meridian login --server URL --token TOKEN` (the demo prints them)",
         ));
     };
     if token.trim().is_empty() {
-        return Err(UserError::new(
+        return Err(UserError::fail(
             "the token is empty: set MERIDIAN_TOKEN or --token to a token from `meridian token create`",
         ));
     }
@@ -155,7 +155,7 @@ pub fn client(resolved: &Resolved) -> Result<client::Client> {
         None => None,
     };
     client::Client::new(&resolved.server, &resolved.token, ca.as_deref())
-        .map_err(|e| UserError::new(e.to_string()))
+        .map_err(|e| UserError::fail(e.to_string()))
 }
 
 /// Fail unless the file's context exists.

@@ -9,7 +9,7 @@ pub struct UserError(pub String);
 
 impl UserError {
     /// As an `anyhow::Error`.
-    pub fn new(message: impl Into<String>) -> anyhow::Error {
+    pub fn fail(message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(UserError(message.into()))
     }
 

@@ -24,17 +24,17 @@ pub fn load(sources: &[String], recursive: bool) -> Result<Vec<Manifest>> {
         }
         let path = Path::new(source);
         let meta =
-            std::fs::metadata(path).map_err(|e| UserError::new(format!("-f {source}: {e}")))?;
+            std::fs::metadata(path).map_err(|e| UserError::fail(format!("-f {source}: {e}")))?;
         if meta.is_dir() {
             collect_dir(path, recursive, &mut texts)?;
         } else {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| UserError::new(format!("-f {source}: {e}")))?;
+                .map_err(|e| UserError::fail(format!("-f {source}: {e}")))?;
             texts.push((source.clone(), text));
         }
     }
     if texts.is_empty() {
-        return Err(UserError::new(format!(
+        return Err(UserError::fail(format!(
             "no manifests found in {} (looked for *.yaml, *.yml and *.json files)",
             sources.join(", ")
         )));
@@ -50,7 +50,7 @@ pub fn load(sources: &[String], recursive: bool) -> Result<Vec<Manifest>> {
     if !errors.is_empty() {
         let count = errors.len();
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(UserError::new(format!(
+        return Err(UserError::fail(format!(
             "{}\n{count} error{} found; nothing was applied",
             lines.join("\n"),
             if count == 1 { "" } else { "s" }

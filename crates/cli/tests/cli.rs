@@ -374,7 +374,7 @@ fn audit_verify_detects_tampering_offline() {
         let value: Vec<u8> = conn
             .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |r| r.get(0))
             .expect("entry 3 exists");
-        let mut forged = value.clone();
+        let mut forged = value;
         let at = forged
             .windows(6)
             .position(|w| w == b"token:")

@@ -23,7 +23,7 @@ pub use reqwest::Method;
 pub enum ClientError {
     /// The server answered with a `Status` (4xx or 5xx).
     #[error("{}", .0.message)]
-    Api(Status),
+    Api(Box<Status>),
     /// The server could not be reached or the connection broke.
     #[error("cannot reach the Meridian server at {url}")]
     Transport {
@@ -453,10 +453,10 @@ impl Client {
 
 fn status_error(code: StatusCode, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<Status>(body) {
-        Ok(status) if status.kind == "Status" => ClientError::Api(status),
+        Ok(status) if status.kind == "Status" => ClientError::Api(Box::new(status)),
         _ => {
             let text = String::from_utf8_lossy(body);
-            ClientError::Api(Status::failure(
+            ClientError::Api(Box::new(Status::failure(
                 code.as_u16(),
                 code.canonical_reason().unwrap_or("Unknown"),
                 if text.trim().is_empty() {
@@ -464,7 +464,7 @@ fn status_error(code: StatusCode, body: &[u8]) -> ClientError {
                 } else {
                     format!("the server answered {code}: {}", text.trim())
                 },
-            ))
+            )))
         }
     }
 }

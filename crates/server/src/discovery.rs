@@ -46,7 +46,7 @@ fn group_doc() -> Value {
     let gv = json!({"groupVersion": api::API_VERSION, "version": api::VERSION});
     json!({
         "name": api::GROUP,
-        "versions": [gv.clone()],
+        "versions": [gv],
         "preferredVersion": gv,
     })
 }

@@ -436,11 +436,11 @@ async fn create_value(
     {
         let meta = meta_mut(&mut value)?;
         let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-        if name.is_empty() {
-            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-                let generated = generate_name(prefix);
-                meta.insert("name".into(), Value::String(generated));
-            }
+        if name.is_empty()
+            && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+        {
+            let generated = generate_name(prefix);
+            meta.insert("name".into(), Value::String(generated));
         }
         if let Some(url_name) = &target.name {
             let body_name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
@@ -464,10 +464,10 @@ async fn create_value(
         meta.insert("generation".into(), json!(1));
     }
     // Status belongs to controllers and agents: it is written through /status only.
-    if target.kind.has_status {
-        if let Some(obj) = value.as_object_mut() {
-            obj.remove("status");
-        }
+    if target.kind.has_status
+        && let Some(obj) = value.as_object_mut()
+    {
+        obj.remove("status");
     }
     let value = validate(&target, value)?;
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
@@ -625,10 +625,10 @@ impl Filter {
                 return false;
             }
         }
-        if let Some(sel) = &self.fields {
-            if !sel.matches(object) {
-                return false;
-            }
+        if let Some(sel) = &self.fields
+            && !sel.matches(object)
+        {
+            return false;
         }
         true
     }
@@ -703,10 +703,8 @@ async fn list(state: AppState, who: Principal, target: Target, q: Params) -> Api
     }
     let revision = revision.unwrap_or_default();
     let mut metadata = json!({ "resourceVersion": revision.to_string() });
-    if more {
-        if let Some(k) = &last_key {
-            metadata["continue"] = Value::String(encode_continue(k, revision));
-        }
+    if more && let Some(k) = &last_key {
+        metadata["continue"] = Value::String(encode_continue(k, revision));
     }
     let list = json!({
         "apiVersion": api::API_VERSION,
@@ -1094,10 +1092,10 @@ async fn delete(
     let object = decode(&current)?;
     let mut expected = current.mod_revision;
     if let Some(p) = &options.preconditions {
-        if let Some(uid) = &p.uid {
-            if meta_str(&object, "uid") != Some(uid) {
-                return Err(ApiError::conflict(target.kind.plural, target.name()));
-            }
+        if let Some(uid) = &p.uid
+            && meta_str(&object, "uid") != Some(uid)
+        {
+            return Err(ApiError::conflict(target.kind.plural, target.name()));
         }
         if let Some(rv) = &p.resource_version {
             expected = parse_rv(rv)?;

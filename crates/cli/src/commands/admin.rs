@@ -80,7 +80,7 @@ pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
         return Ok(t);
     }
     let bad = || {
-        UserError::new(format!(
+        UserError::fail(format!(
             "--since {s:?} is not a duration (30s, 15m, 2h, 7d) or an RFC 3339 time (2026-11-22T10:00:00Z)"
         ))
     };
@@ -165,7 +165,7 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
                 Some(dir) => {
                     let db = dir.join(server::DB_FILE);
                     if !db.exists() {
-                        return Err(UserError::new(format!(
+                        return Err(UserError::fail(format!(
                             "--data-dir {}: no Meridian store there ({} is missing)",
                             dir.display(),
                             server::DB_FILE
@@ -194,7 +194,7 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
                 );
                 Ok(())
             } else {
-                Err(UserError::new(format!(
+                Err(UserError::fail(format!(
                     "audit log verification FAILED: {}",
                     result
                         .get("error")
@@ -208,7 +208,7 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
 
 pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
     let (Some(server), Some(token)) = (&global.server, &global.token) else {
-        return Err(UserError::new(
+        return Err(UserError::fail(
             "meridian login needs --server URL and --token TOKEN (or MERIDIAN_SERVER and MERIDIAN_TOKEN)",
         ));
     };

@@ -20,7 +20,7 @@ pub fn kind(name: &str) -> Result<&'static KindInfo> {
             .iter()
             .map(|k| format!("{} ({})", k.plural, k.short_names.join(", ")))
             .collect();
-        UserError::new(format!(
+        UserError::fail(format!(
             "the server doesn't have a resource type {name:?}: use one of {}",
             known.join(", ")
         ))
@@ -41,7 +41,7 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
             let from_manifest = m.object.namespace().map(str::to_owned);
             match (&from_manifest, &conn.namespace) {
                 (Some(a), Some(b)) if a != b => {
-                    return Err(UserError::new(format!(
+                    return Err(UserError::fail(format!(
                         "{} doc {}: the namespace of the object ({a:?}) does not match --namespace {b:?}: \
                          drop -n or change metadata.namespace",
                         m.source, m.doc
@@ -92,7 +92,7 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
         }
     }
     if failures > 0 {
-        return Err(UserError::new(format!(
+        return Err(UserError::fail(format!(
             "{failures} object{} could not be applied",
             if failures == 1 { "" } else { "s" }
         )));
@@ -221,7 +221,7 @@ async fn stream(
                         .get("message")
                         .and_then(Value::as_str)
                         .unwrap_or("watch error");
-                    return Err(UserError::new(message.to_owned()));
+                    return Err(UserError::fail(message.to_owned()));
                 }
                 _ => {}
             }
@@ -337,7 +337,7 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
         targets.sort_by_key(|(k, _, _)| std::cmp::Reverse(manifests::apply_rank(k.kind)));
     } else {
         let Some(kind_name) = &args.kind else {
-            return Err(UserError::new(
+            return Err(UserError::fail(
                 "say what to delete: meridian delete KIND NAME, -l SELECTOR, --all, or -f FILE",
             ));
         };
@@ -345,7 +345,7 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
         let ns = info.namespaced().then(|| project(conn));
         if args.names.is_empty() {
             if args.selector.is_none() && !args.all {
-                return Err(UserError::new(format!(
+                return Err(UserError::fail(format!(
                     "name the {} to delete, or pass -l SELECTOR or --all",
                     info.plural
                 )));
@@ -380,7 +380,7 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
         }
     }
     if failures > 0 {
-        return Err(UserError::new(format!("{failures} deletion(s) failed")));
+        return Err(UserError::fail(format!("{failures} deletion(s) failed")));
     }
     Ok(())
 }
