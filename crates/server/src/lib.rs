@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod metrics;
@@ -68,6 +69,8 @@ pub struct ServerConfig {
     /// fsync every commit (group-committed). Off only for throwaway demos and benchmarks.
     pub fsync: bool,
     pub limits: Limits,
+    /// History older than this is compacted; watches cannot resume from before it.
+    pub compaction_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +81,7 @@ impl Default for ServerConfig {
             tls: TlsMode::Auto,
             fsync: true,
             limits: Limits::default(),
+            compaction_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     info: ServerInfo,
     token_sync: tokio::task::JoinHandle<()>,
+    compaction_interval: Duration,
 }
 
 impl Server {
@@ -187,6 +192,7 @@ impl Server {
             tls,
             info,
             token_sync,
+            compaction_interval: config.compaction_interval,
         })
     }
 
@@ -208,7 +214,9 @@ impl Server {
             tls,
             info,
             token_sync,
+            compaction_interval,
         } = self;
+        let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
         let router = app::router(state.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tracing::info!(url = %info.url, "serving");
@@ -276,6 +284,7 @@ impl Server {
             tracing::warn!("some connections did not finish within 10 s");
         }
         token_sync.abort();
+        compactor.abort();
         Ok(())
     }
 }

@@ -18,11 +18,15 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> Self {
+        Self::start_with(ServerConfig::default()).await
+    }
+
+    async fn start_with(config: ServerConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let server = Server::bind(ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
-            ..ServerConfig::default()
+            ..config
         })
         .await
         .expect("server binds");
@@ -722,4 +726,79 @@ async fn discovery_openapi_metrics_and_limits() {
     assert_eq!(r.status(), 413);
     let body: Value = r.json().await.expect("status");
     assert_eq!(body["reason"], "RequestEntityTooLarge");
+}
+
+#[tokio::test]
+async fn compacted_history_answers_410_expired() {
+    let ts = TestServer::start_with(ServerConfig {
+        compaction_interval: Duration::from_millis(100),
+        ..ServerConfig::default()
+    })
+    .await;
+    let c = setup_finance(&ts).await;
+    let wl = kind("wl");
+    let first = c
+        .create(wl, Some("finance"), &workload("a", json!({})), false)
+        .await
+        .expect("create");
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    c.patch(
+        wl,
+        Some("finance"),
+        "a",
+        PatchType::Merge,
+        &json!({"spec": {"replicas": 3}}),
+        false,
+    )
+    .await
+    .expect("patch");
+    // Compaction runs every 100 ms and lags one interval: poll until the old revision is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let opts = ListOptions {
+            resource_version: Some(rv.clone()),
+            ..Default::default()
+        };
+        match c.watch(wl, Some("finance"), &opts).await {
+            Err(e) => {
+                assert_eq!(api_code(&e), 410, "{e}");
+                let ClientError::Api(status) = e else {
+                    panic!()
+                };
+                assert_eq!(status.reason, "Expired");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "history was never compacted"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // A fresh list and a watch from its resourceVersion work.
+    let list = c
+        .list(wl, Some("finance"), &ListOptions::default())
+        .await
+        .expect("list");
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
+    assert!(
+        c.watch(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                resource_version: Some(rv),
+                ..Default::default()
+            }
+        )
+        .await
+        .is_ok()
+    );
 }
