@@ -515,3 +515,63 @@ fn help_has_examples_for_every_verb() {
         );
     }
 }
+
+#[test]
+fn get_watch_shows_changes_made_by_another_client() {
+    let s = ServerProcess::start(&[]);
+    ok(&s.cli(&[
+        "apply",
+        "-f",
+        examples().join("projects.yaml").to_str().expect("path"),
+    ]));
+    ok(&s.cli(&[
+        "apply",
+        "-f",
+        examples().join("workloads.yaml").to_str().expect("path"),
+    ]));
+    let mut watcher = Command::new(BIN)
+        .args(["get", "wl", "-n", "finance", "-w", "-o", "name"])
+        .env("MERIDIAN_SERVER", &s.url)
+        .env("MERIDIAN_TOKEN", &s.token)
+        .env("MERIDIAN_CONFIG", s.dir.join("none.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = watcher.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The listing comes first.
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("listing");
+    assert!(first.starts_with("workload.meridian.dev/"), "{first}");
+    // Give the watch a moment to be established, then change an object from another client.
+    std::thread::sleep(Duration::from_millis(500));
+    let patch = s.cli_with(
+        &s.token,
+        &["apply", "-f", "-"],
+        Some("apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: watched, namespace: finance}\nspec:\n  type: job\n  task: {driver: exec, command: [/bin/true], resources: {cpu: 100m, memory: 64Mi}}\n"),
+    );
+    ok(&patch);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line == "ADDED workload.meridian.dev/watched" {
+                break;
+            }
+            seen.push(line);
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        Instant::now() < deadline,
+        "the change never showed: {seen:?}"
+    );
+}

@@ -297,10 +297,27 @@ impl Client {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<Vec<Value>> {
+        Ok(self.list_all_at(kind, namespace, opts).await?.0)
+    }
+
+    /// Every item of a list and the `resourceVersion` of the list (to watch from).
+    pub async fn list_all_at(
+        &self,
+        kind: &KindInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(Vec<Value>, Option<String>)> {
         let mut opts = opts.clone();
         let mut items = Vec::new();
+        let mut revision = None;
         loop {
             let mut page = self.list(kind, namespace, &opts).await?;
+            if revision.is_none() {
+                revision = page
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
             if let Some(Value::Array(a)) = page.get_mut("items").map(Value::take) {
                 items.extend(a);
             }
@@ -310,7 +327,7 @@ impl Client {
                 .and_then(Value::as_str)
             {
                 Some(c) if !c.is_empty() => opts.continue_token = Some(c.to_owned()),
-                _ => return Ok(items),
+                _ => return Ok((items, revision)),
             }
         }
     }

@@ -113,14 +113,24 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
         field_selector: args.field_selector.clone(),
         ..ListOptions::default()
     };
-    let objects = if args.names.is_empty() {
-        client.list_all(info, ns.as_deref(), &opts).await?
+    let (objects, revision) = if args.names.is_empty() {
+        client.list_all_at(info, ns.as_deref(), &opts).await?
     } else {
         let mut objects = Vec::new();
         for name in &args.names {
             objects.push(client.get(info, ns.as_deref(), name).await?);
         }
-        objects
+        let revision = objects
+            .iter()
+            .filter_map(|o| {
+                o.pointer("/metadata/resourceVersion")?
+                    .as_str()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max()
+            .map(|r| r.to_string());
+        (objects, revision)
     };
     if objects.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
         match &ns {
@@ -138,27 +148,18 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
         )?;
     }
     if args.watch {
-        let rv = client
-            .list(
-                info,
-                ns.as_deref(),
-                &ListOptions {
-                    limit: Some(1),
-                    ..opts.clone()
-                },
-            )
-            .await?
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let mut opts = ListOptions {
+            resource_version: revision,
+            ..opts
+        };
+        if let [name] = args.names.as_slice() {
+            opts.field_selector = Some(format!("metadata.name={name}"));
+        }
         stream(
             client,
             info,
             ns.as_deref(),
-            ListOptions {
-                resource_version: rv,
-                ..opts
-            },
+            opts,
             args.output,
             with_namespace,
         )
