@@ -16,7 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, objects};
+use crate::{admin, discovery, namespaces, objects};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -65,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(discovery::routes())
         .merge(objects::routes())
         .merge(admin::routes())
+        .merge(namespaces::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -16,6 +16,7 @@ pub mod compaction;
 pub mod discovery;
 pub mod error;
 pub mod metrics;
+pub mod namespaces;
 pub mod objects;
 pub mod registry;
 pub mod tls;

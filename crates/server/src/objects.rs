@@ -96,7 +96,11 @@ pub struct Target {
 }
 
 impl Target {
-    fn resolve(plural: &str, namespace: Option<String>, name: Option<String>) -> ApiResult<Self> {
+    pub(crate) fn resolve(
+        plural: &str,
+        namespace: Option<String>,
+        name: Option<String>,
+    ) -> ApiResult<Self> {
         let kind = api::KINDS
             .iter()
             .find(|k| k.plural == plural)
@@ -423,7 +427,7 @@ async fn create(
 }
 
 /// Create `value` (already parsed) at `target` (a collection). Shared by POST and apply.
-async fn create_value(
+pub(crate) async fn create_value(
     state: &AppState,
     who: &Principal,
     mut target: Target,
@@ -519,7 +523,11 @@ fn project_kind() -> &'static KindInfo {
 
 // ---- get ----
 
-async fn get_one(state: AppState, who: Principal, target: Target) -> ApiResult<Response> {
+pub(crate) async fn get_one(
+    state: AppState,
+    who: Principal,
+    target: Target,
+) -> ApiResult<Response> {
     authorize(
         &who,
         Verb::Get,
@@ -645,7 +653,12 @@ pub fn list_prefix(who: &Principal, target: &Target) -> String {
     }
 }
 
-async fn list(state: AppState, who: Principal, target: Target, q: Params) -> ApiResult<Response> {
+pub(crate) async fn list(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+) -> ApiResult<Response> {
     let verb = if q.is_watch() {
         Verb::Watch
     } else {
@@ -1061,7 +1074,7 @@ struct Preconditions {
     uid: Option<String>,
 }
 
-async fn delete(
+pub(crate) async fn delete(
     state: AppState,
     who: Principal,
     target: Target,

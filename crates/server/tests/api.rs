@@ -802,3 +802,40 @@ async fn compacted_history_answers_410_expired() {
         .is_ok()
     );
 }
+
+#[tokio::test]
+async fn projects_answer_as_core_namespaces() {
+    let ts = TestServer::start().await;
+    let c = setup_finance(&ts).await;
+    let list = c.get_path("/api/v1/namespaces").await.expect("namespaces");
+    assert_eq!(list["kind"], "NamespaceList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["default", "finance"]);
+    assert_eq!(list["items"][0]["kind"], "Namespace");
+    let created = c
+        .request_json(
+            client::Method::POST,
+            "/api/v1/namespaces",
+            Some(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ops"}})),
+        )
+        .await
+        .expect("create namespace");
+    assert_eq!(created["kind"], "Namespace");
+    // It is a project like any other.
+    let project = c.get(kind("project"), None, "ops").await.expect("project");
+    assert_eq!(project["kind"], "Project");
+    // A project-scoped token sees only its own namespace.
+    let scoped = ts.client(&ts.token("viewer", Some("finance")).await);
+    let mine = scoped.get_path("/api/v1/namespaces").await.expect("list");
+    assert_eq!(mine["items"].as_array().map(Vec::len), Some(1));
+    let err = scoped
+        .get_path("/api/v1/namespaces/ops")
+        .await
+        .expect_err("hidden");
+    assert_eq!(api_code(&err), 404);
+}
