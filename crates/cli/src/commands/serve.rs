@@ -48,26 +48,6 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
     server.run(server::shutdown_signal()).await
 }
 
-/// The example estate, compiled in so that the demo works from any directory.
-const EXAMPLES: &[(&str, &str)] = &[
-    (
-        "examples/projects.yaml",
-        include_str!("../../../../examples/projects.yaml"),
-    ),
-    (
-        "examples/sites.yaml",
-        include_str!("../../../../examples/sites.yaml"),
-    ),
-    (
-        "examples/nodes.yaml",
-        include_str!("../../../../examples/nodes.yaml"),
-    ),
-    (
-        "examples/workloads.yaml",
-        include_str!("../../../../examples/workloads.yaml"),
-    ),
-];
-
 pub async fn demo(args: &DemoArgs) -> Result<()> {
     let (data_dir, _tmp) = match &args.data_dir {
         Some(d) => (d.clone(), None),
@@ -131,8 +111,10 @@ fn tokio_util_shutdown() -> tokio_util::sync::CancellationToken {
 /// Apply the compiled-in examples; returns counts per kind.
 async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> {
     let mut manifests = Vec::new();
-    for (source, text) in EXAMPLES {
-        manifests.extend(api::parse_manifests(source, text).map_err(|errors| {
+    // The example estate is compiled in (api::examples), so the demo works from any directory.
+    for (file, text) in api::examples::FILES {
+        let source = format!("examples/{file}");
+        manifests.extend(api::parse_manifests(&source, text).map_err(|errors| {
             anyhow::anyhow!(
                 "the built-in examples are invalid:\n{}",
                 errors
