@@ -473,10 +473,11 @@ pub(crate) async fn create_value(
     {
         obj.remove("status");
     }
-    let value = validate(&target, value)?;
+    // Permission first, so that a caller who may not write learns nothing from validation.
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
-    target.name = Some(name.clone());
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
+    let value = validate(&target, value)?;
+    target.name = Some(name.clone());
     let key = target.key();
     let bytes = encode(&value);
     if dry_run {
