@@ -69,6 +69,9 @@ pub struct CreateArgs {
     /// Target objects/s, paced open loop; 0 = as fast as possible (closed loop)
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
+    /// PID of the server process (on this machine), to report its CPU time per object
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +88,10 @@ pub struct WatchArgs {
     /// Size of each created object's request body in bytes
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+    /// Decode every event fully with the API client (as a real client would) instead of
+    /// the light reader that only finds each event's sequence number (always for https)
+    #[arg(long)]
+    pub parse: bool,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +166,8 @@ fn workload_kind() -> &'static api::KindInfo {
 
 /// Annotation holding the sequence number of a benchmark object.
 const SEQ_ANNOTATION: &str = "bench.meridian.dev/seq";
+/// [`SEQ_ANNOTATION`] as a key in compact JSON, then the opening quote of its value.
+const SEQ_KEY: &[u8] = b"\"bench.meridian.dev/seq\":\"";
 /// Annotation holding the wall-clock send time, in unix nanoseconds.
 const SENT_ANNOTATION: &str = "bench.meridian.dev/sent-unix-nanos";
 const PAD_ANNOTATION: &str = "bench.meridian.dev/pad";
@@ -446,9 +455,19 @@ async fn create(global: &Global, args: &CreateArgs) -> Result<()> {
         run: run_id(),
     };
     let probe = clients[0].clone();
+    let cpu_before = args.server_pid.and_then(process_cpu);
+    let own_before = process_cpu(std::process::id());
     let result = run_creates(clients, &spec).await;
+    let server_cpu = args
+        .server_pid
+        .and_then(process_cpu)
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let own_cpu = process_cpu(std::process::id())
+        .zip(own_before)
+        .map(|(after, before)| after.saturating_sub(before));
     let stored = stored_size(&probe, &spec.project, &format!("b-{}-0", spec.run)).await;
-    print_create(&spec, &conn.server, &result, stored);
+    print_create(&spec, &conn.server, &result, stored, server_cpu, own_cpu);
     if result.errors > 0 {
         report_errors(&result.error_messages);
         bail!("{} of the creates failed", result.errors);
@@ -456,7 +475,14 @@ async fn create(global: &Global, args: &CreateArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_create(spec: &LoadSpec, server: &str, r: &LoadResult, stored: Option<usize>) {
+fn print_create(
+    spec: &LoadSpec,
+    server: &str,
+    r: &LoadResult,
+    stored: Option<usize>,
+    server_cpu: Option<Duration>,
+    own_cpu: Option<Duration>,
+) {
     let secs = r.elapsed.as_secs_f64();
     let mut rows: Vec<(String, String)> = vec![
         ("server".into(), server.to_owned()),
@@ -475,7 +501,7 @@ fn print_create(spec: &LoadSpec, server: &str, r: &LoadResult, stored: Option<us
         (
             "object".into(),
             format!(
-                "Workload, request body {} B, stored {} ",
+                "Workload, request body {} B, stored {}",
                 spec.size,
                 stored.map_or_else(|| "?".into(), |s| format!("{s} B"))
             ),
@@ -489,8 +515,34 @@ fn print_create(spec: &LoadSpec, server: &str, r: &LoadResult, stored: Option<us
         ),
     ];
     rows.extend(latency_rows("latency", r.latencies.clone()));
+    let per_object = |cpu: Duration| {
+        format!(
+            "{:.2} s, {:.0} µs/object, {:.2} cores",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / (r.created.max(1) as f64),
+            cpu.as_secs_f64() / secs.max(1e-9)
+        )
+    };
+    if let Some(cpu) = server_cpu {
+        rows.push(("server CPU".into(), per_object(cpu)));
+    }
+    if let Some(cpu) = own_cpu {
+        rows.push(("load generator CPU".into(), per_object(cpu)));
+    }
     let rows: Vec<(&str, String)> = rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     print_table("bench create", &rows);
+}
+
+/// CPU time (user + system, all threads) of a process so far, from /proc/PID/stat.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture's user ABI.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 // ---- watch ----
@@ -557,14 +609,30 @@ async fn watch(global: &Global, args: &WatchArgs) -> Result<()> {
     let watch_client = config::client(&conn)?;
     let opts = ListOptions {
         label_selector: Some(format!("{RUN_LABEL}={run}")),
-        resource_version: Some(from),
+        resource_version: Some(from.clone()),
         ..Default::default()
     };
-    let streams: Vec<_> = futures::stream::iter(0..args.watchers)
+    let raw = !args.parse && conn.server.starts_with("http://");
+    let path = format!(
+        "{}?watch=true&labelSelector={RUN_LABEL}%3D{run}&resourceVersion={from}",
+        client::resource_path(workload_kind(), Some(&project), None)
+    );
+    let streams: Vec<Result<Watcher>> = futures::stream::iter(0..args.watchers)
         .map(|_| {
             let (c, o) = (watch_client.clone(), opts.clone());
-            let project = project.clone();
-            async move { c.watch(workload_kind(), Some(&project), &o).await }
+            let (project, path, conn) = (project.clone(), path.clone(), &conn);
+            async move {
+                if raw {
+                    RawWatch::open(&conn.server, &conn.token, &path)
+                        .await
+                        .map(Watcher::Raw)
+                } else {
+                    c.watch(workload_kind(), Some(&project), &o)
+                        .await
+                        .map(Watcher::Typed)
+                        .map_err(|e| anyhow::anyhow!(describe(&e)))
+                }
+            }
         })
         .buffer_unordered(64)
         .collect()
@@ -574,10 +642,9 @@ async fn watch(global: &Global, args: &WatchArgs) -> Result<()> {
         match s {
             Ok(s) => events_streams.push(s),
             Err(e) => bail!(
-                "cannot open watch {} of {}: {} (is the server's `ulimit -n` high enough?)",
+                "cannot open watch {} of {}: {e:#} (is the server's `ulimit -n` high enough?)",
                 events_streams.len() + 1,
                 args.watchers,
-                describe(&e)
             ),
         }
     }
@@ -595,39 +662,17 @@ async fn watch(global: &Global, args: &WatchArgs) -> Result<()> {
                     error: None,
                 };
                 while out.received.len() < expected {
-                    let event = match tokio::time::timeout_at(deadline, events.next()).await {
-                        Err(_) => {
-                            out.error = Some("timed out waiting for events".into());
-                            break;
-                        }
-                        Ok(None) => {
-                            out.error = Some("the server ended the stream".into());
-                            break;
-                        }
-                        Ok(Some(Err(e))) => {
-                            out.error = Some(describe(&e));
-                            break;
-                        }
-                        Ok(Some(Ok(ev))) => ev,
+                    let delivery = match tokio::time::timeout_at(deadline, events.next()).await {
+                        Err(_) => Delivery::Failed("timed out waiting for events".into()),
+                        Ok(d) => d,
                     };
-                    let now = Instant::now();
-                    match event.type_.as_str() {
-                        "ADDED" => {
-                            if let Some(seq) = event
-                                .object
-                                .pointer("/metadata/annotations")
-                                .and_then(|a| a.get(SEQ_ANNOTATION))
-                                .and_then(Value::as_str)
-                                .and_then(|s| s.parse().ok())
-                            {
-                                out.received.push((seq, now));
-                            }
-                        }
-                        "ERROR" => {
-                            out.error = Some(format!("ERROR event: {}", event.object));
+                    match delivery {
+                        Delivery::Seq(seq) => out.received.push((seq, Instant::now())),
+                        Delivery::Other => {}
+                        Delivery::Failed(e) => {
+                            out.error = Some(e);
                             break;
                         }
-                        _ => {}
                     }
                 }
                 out
@@ -706,7 +751,18 @@ async fn watch(global: &Global, args: &WatchArgs) -> Result<()> {
     let p = |v: &[f64], q| ms_f(percentile(v, q));
     let rows: Vec<(&str, String)> = vec![
         ("server", conn.server.clone()),
-        ("watchers", args.watchers.to_string()),
+        (
+            "watchers",
+            format!(
+                "{} ({})",
+                args.watchers,
+                if raw {
+                    "light reader: finds the sequence number in each line"
+                } else {
+                    "API client: decodes every event"
+                }
+            ),
+        ),
         (
             "watches opened in",
             format!("{:.2} s", open_time.as_secs_f64()),
@@ -749,6 +805,193 @@ async fn watch(global: &Global, args: &WatchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a watcher saw next.
+enum Delivery {
+    /// An `ADDED` event of the benchmark object with this sequence number.
+    Seq(u64),
+    /// Any other event.
+    Other,
+    /// The stream failed or ended.
+    Failed(String),
+}
+
+/// A watch stream, read by the API client or by the light reader.
+enum Watcher {
+    Typed(client::WatchEvents),
+    Raw(RawWatch),
+}
+
+impl Watcher {
+    async fn next(&mut self) -> Delivery {
+        match self {
+            Watcher::Typed(events) => match events.next().await {
+                None => Delivery::Failed("the server ended the stream".into()),
+                Some(Err(e)) => Delivery::Failed(describe(&e)),
+                Some(Ok(ev)) => match ev.type_.as_str() {
+                    "ADDED" => ev
+                        .object
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.get(SEQ_ANNOTATION))
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                        .map_or(Delivery::Other, Delivery::Seq),
+                    "ERROR" => Delivery::Failed(format!("ERROR event: {}", ev.object)),
+                    _ => Delivery::Other,
+                },
+            },
+            Watcher::Raw(raw) => raw.next().await,
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A watch over plain HTTP/1.1 that reads the chunked body itself and only looks for the
+/// event type and the sequence annotation in each line, so that the load generator spends
+/// little CPU per event (it shares the machine with the server).
+struct RawWatch {
+    stream: tokio::net::TcpStream,
+    /// Bytes read, not yet de-chunked.
+    wire: Vec<u8>,
+    /// De-chunked body, not yet split into lines.
+    body: Vec<u8>,
+    /// Bytes left of the current chunk.
+    chunk_left: usize,
+    /// The CRLF after a chunk's data is due.
+    chunk_crlf: bool,
+    ended: bool,
+}
+
+impl RawWatch {
+    async fn open(server: &str, token: &str, path: &str) -> Result<RawWatch> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = server
+            .strip_prefix("http://")
+            .context("the light watch reader speaks plain http only (use --parse)")?
+            .trim_end_matches('/');
+        let mut stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("cannot connect to {authority}"))?;
+        stream.set_nodelay(true)?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\nAccept: application/json\r\n\r\n",
+            token.trim()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut wire = Vec::with_capacity(8192);
+        let head_end = loop {
+            if let Some(end) = find(&wire, b"\r\n\r\n") {
+                break end;
+            }
+            if wire.len() > 64 * 1024 || stream.read_buf(&mut wire).await? == 0 {
+                bail!("the server closed the watch before answering");
+            }
+        };
+        let head = String::from_utf8_lossy(&wire[..head_end]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 200") {
+            bail!(
+                "the watch was refused: {}",
+                String::from_utf8_lossy(&wire).trim()
+            );
+        }
+        if !head.contains("transfer-encoding: chunked") {
+            bail!("the watch answer is not chunked: {head}");
+        }
+        wire.drain(..head_end + 4);
+        let mut raw = RawWatch {
+            stream,
+            wire,
+            body: Vec::with_capacity(8192),
+            chunk_left: 0,
+            chunk_crlf: false,
+            ended: false,
+        };
+        raw.dechunk()?;
+        Ok(raw)
+    }
+
+    /// Move complete chunk data from `wire` to `body`.
+    fn dechunk(&mut self) -> Result<()> {
+        loop {
+            if self.chunk_left > 0 {
+                let n = self.chunk_left.min(self.wire.len());
+                if n == 0 {
+                    return Ok(());
+                }
+                self.body.extend(self.wire.drain(..n));
+                self.chunk_left -= n;
+                self.chunk_crlf = self.chunk_left == 0;
+                continue;
+            }
+            if self.chunk_crlf {
+                if self.wire.len() < 2 {
+                    return Ok(());
+                }
+                self.wire.drain(..2);
+                self.chunk_crlf = false;
+                continue;
+            }
+            let Some(eol) = find(&self.wire, b"\r\n") else {
+                return Ok(());
+            };
+            let line = String::from_utf8_lossy(&self.wire[..eol]).into_owned();
+            let hex = line.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(hex, 16)
+                .with_context(|| format!("bad chunk size {line:?}"))?;
+            self.wire.drain(..eol + 2);
+            if size == 0 {
+                self.ended = true;
+                return Ok(());
+            }
+            self.chunk_left = size;
+        }
+    }
+
+    async fn next(&mut self) -> Delivery {
+        use tokio::io::AsyncReadExt;
+        const ADDED: &[u8] = b"{\"type\":\"ADDED\"";
+        const ERROR: &[u8] = b"{\"type\":\"ERROR\"";
+        loop {
+            if let Some(eol) = self.body.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=eol).collect();
+                if line.starts_with(ERROR) {
+                    return Delivery::Failed(String::from_utf8_lossy(&line).trim().to_owned());
+                }
+                if !line.starts_with(ADDED) {
+                    return Delivery::Other;
+                }
+                let Some(at) = find(&line, SEQ_KEY) else {
+                    return Delivery::Other;
+                };
+                let digits = &line[at + SEQ_KEY.len()..];
+                let end = digits
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(digits.len());
+                return std::str::from_utf8(&digits[..end])
+                    .ok()
+                    .and_then(|d| d.parse().ok())
+                    .map_or(Delivery::Other, Delivery::Seq);
+            }
+            if self.ended {
+                return Delivery::Failed("the server ended the stream".into());
+            }
+            self.wire.reserve(16 * 1024);
+            match self.stream.read_buf(&mut self.wire).await {
+                Ok(0) => return Delivery::Failed("the server closed the connection".into()),
+                Ok(_) => {
+                    if let Err(e) = self.dechunk() {
+                        return Delivery::Failed(format!("{e:#}"));
+                    }
+                }
+                Err(e) => return Delivery::Failed(format!("watch read failed: {e}")),
+            }
+        }
+    }
 }
 
 // ---- spawned servers (rss, crash) ----
@@ -1163,7 +1406,13 @@ fn verify_audit(data_dir: &Path) -> Result<std::result::Result<String, String>> 
         .context("cannot run `meridian audit verify`")?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
     Ok(if out.status.success() {
-        Ok(text(&out.stdout))
+        // "audit log intact: N entries, head H" → "ok, N entries"
+        let stdout = text(&out.stdout);
+        let entries = stdout
+            .strip_prefix("audit log intact: ")
+            .and_then(|r| r.split(',').next())
+            .unwrap_or(&stdout);
+        Ok(format!("ok, {entries}"))
     } else {
         Err(format!("{}: {}", out.status, text(&out.stderr)))
     })
@@ -1191,6 +1440,14 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), Some(100));
         assert_eq!(percentile(&[7u32], 0.5), Some(7));
         assert_eq!(percentile::<u32>(&[], 0.5), None);
+    }
+
+    #[test]
+    fn the_light_reader_finds_the_sequence_annotation() {
+        let o = workload("b-abc-1", "bench", "abc", 42, 300);
+        let line = serde_json::to_vec(&json!({"type": "ADDED", "object": o})).unwrap();
+        let at = find(&line, SEQ_KEY).expect("key present");
+        assert!(line[at + SEQ_KEY.len()..].starts_with(b"42\""));
     }
 
     #[test]
