@@ -51,6 +51,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Cancelled when the server shuts down; watches end on it.
     pub shutdown: CancellationToken,
+    /// Decoded watch events shared by every watcher.
+    pub watch_cache: Arc<crate::watch_cache::EventCache>,
 }
 
 impl AppState {

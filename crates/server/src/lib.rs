@@ -21,6 +21,7 @@ pub mod objects;
 pub mod registry;
 pub mod tls;
 pub mod watch;
+pub mod watch_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -136,6 +137,7 @@ impl Server {
             metrics,
             limits: Arc::new(config.limits.clone()),
             shutdown: CancellationToken::new(),
+            watch_cache: Arc::new(watch_cache::EventCache::default()),
         };
         let token_sync = start_token_sync(&state).await?;
 

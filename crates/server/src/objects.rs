@@ -608,6 +608,11 @@ impl Filter {
         })
     }
 
+    /// Whether every object passes (no selector, no project scope).
+    pub fn is_trivial(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none() && self.project.is_none()
+    }
+
     pub fn matches(&self, object: &Value) -> bool {
         if let Some(project) = &self.project {
             let visible = if self.project_kind {

@@ -7,6 +7,7 @@
 //! before and after each change, so an object that starts or stops matching appears as
 //! `ADDED` or `DELETED`, as in Kubernetes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -22,7 +23,8 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{Filter, Params, Target, list_prefix};
-use crate::registry::{decode, set_resource_version};
+use crate::registry::decode;
+use crate::watch_cache::EventCache;
 
 /// Interval of `BOOKMARK` events when the client asked for them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
@@ -106,6 +108,7 @@ pub async fn watch(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let guard = state.metrics.watch_guard();
     let shutdown = state.shutdown.clone();
+    let cache = Arc::clone(&state.watch_cache);
     tokio::spawn(async move {
         let _guard = guard;
         for l in initial {
@@ -145,7 +148,7 @@ pub async fn watch(
                         None => return,
                     };
                     last_rv = event.kv.mod_revision;
-                    let Some(out) = translate(&event, &filter) else { continue };
+                    let Some(out) = translate(&event, &filter, &cache) else { continue };
                     if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
@@ -162,9 +165,11 @@ pub async fn watch(
     Ok(response)
 }
 
-/// Turn a store event into a watch line, honouring selector transitions.
-fn translate(event: &store::Event, filter: &Filter) -> Option<Bytes> {
-    let decode_or_log = |kv: &store::KeyValue| match decode(kv) {
+/// Turn a store event into a watch line, honouring selector transitions. Decoding is
+/// shared through the server's [`EventCache`]; without selectors no decode is needed
+/// beyond the cached one.
+fn translate(event: &store::Event, filter: &Filter, cache: &EventCache) -> Option<Bytes> {
+    let decoded = |kv: &store::KeyValue| match cache.get(kv) {
         Ok(v) => Some(v),
         Err(e) => {
             tracing::error!(key = %kv.key, error = %e, "undecodable object in watch");
@@ -173,24 +178,25 @@ fn translate(event: &store::Event, filter: &Filter) -> Option<Bytes> {
     };
     match event.kind {
         EventKind::Put => {
-            let object = decode_or_log(&event.kv)?;
-            let now = filter.matches(&object);
-            let before = event
-                .prev
-                .as_ref()
-                .and_then(decode_or_log)
-                .map(|p| filter.matches(&p));
+            let object = decoded(&event.kv)?;
+            let now = filter.matches(&object.object);
+            let before = match &event.prev {
+                None => None,
+                Some(_) if filter.is_trivial() => Some(true),
+                Some(prev) => decoded(prev).map(|p| filter.matches(&p.object)),
+            };
             match (before, now) {
-                (None | Some(false), true) => Some(line("ADDED", &object)),
-                (Some(true), true) => Some(line("MODIFIED", &object)),
-                (Some(true), false) => Some(line("DELETED", &object)),
+                (None | Some(false), true) => Some(object.added.clone()),
+                (Some(true), true) => Some(object.modified.clone()),
+                (Some(true), false) => Some(object.deleted.clone()),
                 (_, false) => None,
             }
         }
         EventKind::Delete => {
-            let mut object = decode_or_log(&event.kv)?;
-            set_resource_version(&mut object, event.kv.mod_revision);
-            filter.matches(&object).then(|| line("DELETED", &object))
+            let object = decoded(&event.kv)?;
+            filter
+                .matches(&object.object)
+                .then(|| object.deleted.clone())
         }
     }
 }

@@ -130,6 +130,15 @@ impl Hub {
     }
 
     /// Publishes a committed batch whose last revision is `revision`.
+    /// Makes `revision` the one new watches start after, before its events are published:
+    /// the writer answers its callers in between, so that an acknowledged write never waits
+    /// behind the fan-out of its own event. A watch registered in that gap skips the batch
+    /// when it arrives (its `last` is already `revision`).
+    pub(crate) fn advance(&self, revision: Revision) {
+        let _inner = self.inner.lock().unwrap();
+        self.revision.store(revision, Ordering::SeqCst);
+    }
+
     pub(crate) fn publish(&self, revision: Revision, batch: Batch) {
         let batch = Arc::new(batch);
         let mut inner = self.inner.lock().unwrap();

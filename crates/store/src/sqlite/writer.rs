@@ -4,8 +4,8 @@
 //! oneshot for the answer. The thread takes every queued request (up to `max_batch`),
 //! applies each in order inside its own SAVEPOINT (so a transaction that fails, say on an
 //! unknown lease, leaves no trace and does not disturb the others), commits ONE SQLite
-//! transaction for the whole batch (one WAL fsync), and only then publishes the batch's
-//! events to watchers and answers the callers. A transaction that writes nothing does not
+//! transaction for the whole batch (one WAL fsync), and only then answers the callers and
+//! publishes the batch's events to watchers. A transaction that writes nothing does not
 //! advance the revision.
 //!
 //! If the batch's commit fails, every request of the batch fails and the writer reloads its
@@ -285,13 +285,16 @@ impl Writer {
                 Effect::Revoke(id) => self.shared.leases.remove(id),
             }
         }
+        // Answer first, then fan out: callers are not delayed behind a thousand watchers.
+        // `advance` first, so a reader of the revision after the answer sees its own write.
+        self.shared.hub.advance(self.state.revision);
+        for outcome in outcomes {
+            outcome.send();
+        }
         if !committed.is_empty() {
             self.shared
                 .hub
                 .publish(self.state.revision, Batch { txns: committed });
-        }
-        for outcome in outcomes {
-            outcome.send();
         }
     }
 }

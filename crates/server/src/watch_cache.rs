@@ -1,0 +1,156 @@
+//! Decode each watched change once, however many watchers see it.
+//!
+//! A watch stream turns store events into JSON lines. With a thousand watchers on one
+//! kind, decoding and re-encoding the same object a thousand times dominated the server's
+//! CPU. [`EventCache`] memoizes, per (revision, key), the decoded object (for selectors)
+//! and its serialized form with `resourceVersion` filled in, so each watcher only runs
+//! its selector and copies bytes. The cache is a bounded FIFO: entries outlive the burst
+//! of deliveries of one change and are then dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use serde_json::Value;
+
+use store::KeyValue;
+
+use crate::error::ApiError;
+use crate::registry::decode;
+
+/// One stored object as watchers need it.
+pub struct Decoded {
+    /// The object with `metadata.resourceVersion` set, for selectors.
+    pub object: Value,
+    /// `{"type":"ADDED","object":…}\n` and friends, ready to send.
+    pub added: Bytes,
+    pub modified: Bytes,
+    pub deleted: Bytes,
+}
+
+impl Decoded {
+    fn new(object: Value) -> Self {
+        let body = serde_json::to_vec(&object).expect("a JSON value always serializes");
+        let line = |kind: &str| {
+            let mut out = Vec::with_capacity(body.len() + 32);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(kind.as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"}\n");
+            Bytes::from(out)
+        };
+        Self {
+            added: line("ADDED"),
+            modified: line("MODIFIED"),
+            deleted: line("DELETED"),
+            object,
+        }
+    }
+}
+
+/// Bounded memo of decoded watch events, shared by every watch of the server.
+pub struct EventCache {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<(i64, String), Arc<Decoded>>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Default for EventCache {
+    fn default() -> Self {
+        Self::new(4_096)
+    }
+}
+
+impl EventCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The decoded form of `kv` (for a delete: its last value, stamped with the delete's
+    /// revision, which is `kv.mod_revision`).
+    pub fn get(&self, kv: &KeyValue) -> Result<Arc<Decoded>, ApiError> {
+        let id = (kv.mod_revision, kv.key.clone());
+        if let Some(hit) = self
+            .inner
+            .lock()
+            .expect("watch cache poisoned")
+            .map
+            .get(&id)
+        {
+            return Ok(Arc::clone(hit));
+        }
+        // Decode outside the lock; two watchers racing on a miss both decode, one wins.
+        let decoded = Arc::new(Decoded::new(decode(kv)?));
+        let mut inner = self.inner.lock().expect("watch cache poisoned");
+        if let Some(existing) = inner.map.get(&id) {
+            return Ok(Arc::clone(existing));
+        }
+        inner.map.insert(id.clone(), Arc::clone(&decoded));
+        inner.order.push_back(id);
+        while inner.order.len() > self.capacity {
+            if let Some(old) = inner.order.pop_front() {
+                inner.map.remove(&old);
+            }
+        }
+        Ok(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, rev: i64, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn decodes_once_and_stamps_the_revision() {
+        let cache = EventCache::new(2);
+        let a = cache
+            .get(&kv("/registry/sites/a", 7, r#"{"metadata":{"name":"a"}}"#))
+            .expect("decodes");
+        let again = cache
+            .get(&kv("/registry/sites/a", 7, r#"{"metadata":{"name":"a"}}"#))
+            .expect("decodes");
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "the second watcher reuses the first decode"
+        );
+        assert_eq!(a.object["metadata"]["resourceVersion"], "7");
+        assert_eq!(
+            &a.added[..],
+            br#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"7"}}}
+"#
+        );
+    }
+
+    #[test]
+    fn stays_bounded() {
+        let cache = EventCache::new(2);
+        for rev in 1..=5 {
+            cache
+                .get(&kv("/k", rev, r#"{"metadata":{}}"#))
+                .expect("decodes");
+        }
+        let inner = cache.inner.lock().expect("lock");
+        assert_eq!(inner.map.len(), 2);
+        assert_eq!(inner.order.len(), 2);
+    }
+}
