@@ -109,15 +109,17 @@ impl SqliteStore {
         })?;
         let owned = path.to_owned();
         let o = opts.clone();
-        let (lock, conn, revision, compacted, leases) = tokio::task::spawn_blocking(move || {
-            let lock = schema::lock(&owned, o.busy_timeout)?;
-            let conn = schema::open_writer(&owned, o.fsync, o.busy_timeout)?;
-            let (revision, compacted) = schema::revisions(&conn)?;
-            let leases = load_leases(&conn)?;
-            Ok::<_, StoreError>((lock, conn, revision, compacted, leases))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("open task failed: {e}").into()))??;
+        let (lock, conn, checkpoint, revision, compacted, leases) =
+            tokio::task::spawn_blocking(move || {
+                let lock = schema::lock(&owned, o.busy_timeout)?;
+                let conn = schema::open_writer(&owned, o.fsync, o.busy_timeout)?;
+                let checkpoint = schema::open_checkpointer(&owned, o.busy_timeout)?;
+                let (revision, compacted) = schema::revisions(&conn)?;
+                let leases = load_leases(&conn)?;
+                Ok::<_, StoreError>((lock, conn, checkpoint, revision, compacted, leases))
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("open task failed: {e}").into()))??;
 
         let hub = Arc::new(Hub::new(revision, opts.watch_buffer));
         let lease_table = Arc::new(LeaseTable::default());
@@ -126,6 +128,7 @@ impl SqliteStore {
             lease_table.insert(id, ttl);
         }
         let compacted = Arc::new(AtomicI64::new(compacted));
+        let checkpoint_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (writer, writer_done) = writer::spawn(
             conn,
             lock,
@@ -136,7 +139,9 @@ impl SqliteStore {
             },
             opts.max_batch,
             runtime,
+            Arc::clone(&checkpoint_stop),
         )?;
+        writer::spawn_checkpointer(checkpoint, Duration::from_millis(500), checkpoint_stop)?;
         let (shutdown, shutdown_rx) = signal::channel(false);
         tokio::spawn(lease::run_expiry(
             Arc::clone(&lease_table),

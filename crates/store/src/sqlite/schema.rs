@@ -131,8 +131,24 @@ pub(crate) fn open_writer(
         .map_err(sql_err)?;
     conn.pragma_update(None, "foreign_keys", false)
         .map_err(sql_err)?;
+    // Checkpoints run on a background thread (`writer::spawn_checkpointer`), not inside the
+    // writer's COMMIT, where they would stall the group commit every few hundred writes.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(sql_err)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(sql_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens the connection of the checkpoint thread.
+pub(crate) fn open_checkpointer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(sql_err)?;
+    conn.busy_timeout(busy_timeout).map_err(sql_err)?;
     Ok(conn)
 }
 

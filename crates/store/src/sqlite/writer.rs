@@ -126,6 +126,7 @@ pub(crate) fn spawn(
     shared: WriterShared,
     max_batch: usize,
     runtime: tokio::runtime::Handle,
+    checkpoint_stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(WriterHandle, watch::Receiver<bool>), StoreError> {
     let state = State::load(&conn)?;
     let (tx, rx) = mpsc::channel();
@@ -141,6 +142,7 @@ pub(crate) fn spawn(
         hub: Arc::clone(&writer.shared.hub),
         lock: Some(lock),
         done: done_tx,
+        checkpoint_stop,
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -156,12 +158,35 @@ pub(crate) fn spawn(
     Ok((WriterHandle { tx }, done_rx))
 }
 
+/// Copies the WAL into the database in the background (PASSIVE: never blocks the writer
+/// or readers), every `every`, until `stop` is set. The writer's own automatic checkpoint
+/// is off, so commits never pay for it.
+pub(crate) fn spawn_checkpointer(
+    conn: Connection,
+    every: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(every);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
 /// Runs when the writer thread ends, normally or by panic: ends every watch, releases the
 /// database lock and signals `done`.
 struct ExitGuard {
     hub: Arc<Hub>,
     lock: Option<std::fs::File>,
     done: watch::Sender<bool>,
+    checkpoint_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for ExitGuard {
@@ -170,6 +195,7 @@ impl Drop for ExitGuard {
             tracing::error!("store writer panicked; the store is closed");
         }
         self.hub.close();
+        self.checkpoint_stop.store(true, Ordering::Relaxed);
         drop(self.lock.take());
         let _ = self.done.send(true);
     }
