@@ -1,0 +1,338 @@
+//! The hard filters, in their fixed order.
+//!
+//! A node is rejected for the first filter it fails, in this order (the order of
+//! [`Reason`]'s variants), so that rejection counts add up to the number of nodes:
+//!
+//! 1. node state: excluded (lost or draining), not ready, cordoned;
+//! 2. site: unknown site, residency, the project's allowed locations, strict sovereignty
+//!    (the operator's jurisdiction), certifications;
+//! 3. platform: OS family, architecture, driver, Windows build;
+//! 4. taints (`NoSchedule` and `NoExecute`), GPU model and memory;
+//! 5. `matchExpressions` (site and class attributes, then per-node ones such as
+//!    `node.name`), in the order written; `node.security.*` keys are security facts;
+//! 6. capacity: cpu, memory, ephemeral storage, GPU count;
+//! 7. anti-affinity, topology spread.
+//!
+//! Groups 1 to 5 are *static*: they do not depend on what is allocated, so they are
+//! evaluated once per class of identical nodes and cached per workload for the batch.
+
+use api::kinds::{Arch, Driver, Isolation, NodePhase, OsFamily, TaintEffect};
+
+use crate::fleet::{Class, Fleet, GpuGroup, NodeId, offers};
+use crate::windows::{self, WindowsBuild};
+use crate::workload::{Compiled, GpuReq};
+
+/// Why a node was rejected; the variant order is the filter order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Reason {
+    Excluded,
+    NotReady(NodePhase),
+    Unschedulable,
+    UnknownSite(String),
+    Residency {
+        jurisdiction: String,
+    },
+    ProjectFence {
+        jurisdiction: String,
+    },
+    Sovereignty {
+        site: String,
+    },
+    Certifications {
+        missing: Vec<String>,
+    },
+    Os {
+        have: OsFamily,
+        want: OsFamily,
+    },
+    Arch {
+        have: Arch,
+        want: Arch,
+    },
+    Driver(Driver),
+    WindowsBuild {
+        host: Option<WindowsBuild>,
+        image: WindowsBuild,
+        isolation: Isolation,
+    },
+    Taint {
+        key: String,
+        value: Option<String>,
+        effect: TaintEffect,
+    },
+    GpuModel,
+    /// Index into the workload's `matchExpressions`.
+    Expression(usize),
+    Cpu,
+    Memory,
+    Ephemeral,
+    Gpu,
+    AntiAffinity,
+    SpreadKeyMissing,
+    Spread {
+        domain: String,
+        count: u32,
+        min: u32,
+    },
+}
+
+impl Reason {
+    pub(crate) fn is_capacity(&self) -> bool {
+        matches!(
+            self,
+            Reason::Cpu | Reason::Memory | Reason::Ephemeral | Reason::Gpu
+        )
+    }
+}
+
+/// Whether a GPU group satisfies the request's model and memory.
+pub(crate) fn gpu_group_matches(g: &GpuGroup, req: &GpuReq) -> bool {
+    req.model.as_ref().is_none_or(|m| *m == g.model)
+        && req
+            .memory
+            .is_none_or(|need| g.memory.is_some_and(|have| have >= need))
+}
+
+/// The class's GPU groups that satisfy the request's model and memory.
+pub(crate) fn gpu_groups(class: &Class, req: &GpuReq) -> Vec<u8> {
+    class
+        .key
+        .capacity
+        .gpus
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| gpu_group_matches(g, req))
+        .map(|(i, _)| i as u8)
+        .collect()
+}
+
+/// The static filters that `class` fails for `wl`, in filter order: only the first
+/// unless `all`. Per-node expressions (`node.name`) are not evaluated here.
+pub(crate) fn class_failures(
+    fleet: &Fleet,
+    class: &Class,
+    wl: &Compiled,
+    all: bool,
+    out: &mut Vec<Reason>,
+) {
+    macro_rules! fail {
+        ($r:expr) => {{
+            out.push($r);
+            if !all {
+                return;
+            }
+        }};
+    }
+    let k = &class.key;
+    if let Some(p @ (NodePhase::NotReady | NodePhase::Lost)) = k.phase {
+        fail!(Reason::NotReady(p));
+    }
+    if k.unschedulable {
+        fail!(Reason::Unschedulable);
+    }
+    match fleet.site_of_class(class) {
+        None => fail!(Reason::UnknownSite(
+            fleet.site_name_of_class(class).to_string()
+        )),
+        Some(site) => {
+            if let Some(r) = &wl.residency
+                && !r.set.contains(site.jurisdiction_idx)
+            {
+                fail!(Reason::Residency {
+                    jurisdiction: site.jurisdiction.clone()
+                });
+            }
+            if let Some((_, f)) = &wl.project
+                && !f.set.contains(site.jurisdiction_idx)
+            {
+                fail!(Reason::ProjectFence {
+                    jurisdiction: site.jurisdiction.clone()
+                });
+            }
+            if wl.strict
+                && (wl.residency.is_some() || wl.project.is_some())
+                && !wl.allows_country(site.operator_idx)
+            {
+                fail!(Reason::Sovereignty {
+                    site: site.name.clone()
+                });
+            }
+            if !wl.compliance.is_empty() {
+                let missing: Vec<String> = wl
+                    .compliance
+                    .iter()
+                    .filter(|c| site.certifications.binary_search(c).is_err())
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    fail!(Reason::Certifications { missing });
+                }
+            }
+        }
+    }
+    let os_ok = wl.os.is_none_or(|want| want == k.os);
+    if let Some(want) = wl.os
+        && !os_ok
+    {
+        fail!(Reason::Os { have: k.os, want });
+    }
+    if let Some(want) = wl.arch
+        && want != k.arch
+    {
+        fail!(Reason::Arch { have: k.arch, want });
+    }
+    if !offers(k.drivers, wl.driver) {
+        fail!(Reason::Driver(wl.driver));
+    }
+    if let Some((image, isolation)) = wl.windows
+        && os_ok
+    {
+        let ok = k
+            .windows
+            .is_some_and(|h| windows::compatible(h, image, isolation));
+        if !ok {
+            fail!(Reason::WindowsBuild {
+                host: k.windows.map(|h| h.build),
+                image,
+                isolation,
+            });
+        }
+    }
+    for t in &class.taints {
+        if matches!(t.effect, TaintEffect::NoSchedule | TaintEffect::NoExecute)
+            && !wl.tolerations.iter().any(|tol| tol.tolerates(t))
+        {
+            fail!(Reason::Taint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect,
+            });
+        }
+    }
+    if let Some(g) = &wl.gpu
+        && !class
+            .key
+            .capacity
+            .gpus
+            .iter()
+            .any(|x| gpu_group_matches(x, g))
+    {
+        fail!(Reason::GpuModel);
+    }
+    for (i, e) in wl.exprs.iter().enumerate() {
+        if !e.attr.is_node_level() && !e.matches(fleet, class, None) {
+            fail!(Reason::Expression(i));
+        }
+    }
+}
+
+/// The per-node expressions `node` fails (the first only unless `all`).
+pub(crate) fn node_failures(
+    fleet: &Fleet,
+    node: NodeId,
+    wl: &Compiled,
+    all: bool,
+    out: &mut Vec<Reason>,
+) {
+    let n = &fleet.nodes[node as usize];
+    let class = &fleet.classes[n.class as usize];
+    for (i, e) in wl.exprs.iter().enumerate() {
+        if e.attr.is_node_level() && !e.matches(fleet, class, Some(n)) {
+            out.push(Reason::Expression(i));
+            if !all {
+                return;
+            }
+        }
+    }
+}
+
+/// Free resources of a node: cpu, memory, ephemeral (`None` when not reported).
+pub(crate) fn free_of(fleet: &Fleet, node: NodeId) -> (u64, u64, Option<u64>) {
+    let n = &fleet.nodes[node as usize];
+    let cap = &fleet.classes[n.class as usize].key.capacity;
+    (
+        cap.cpu.saturating_sub(n.used[0]),
+        cap.memory.saturating_sub(n.used[1]),
+        cap.ephemeral.map(|e| e.saturating_sub(n.used[2])),
+    )
+}
+
+/// Largest free count among `groups` of a node.
+pub(crate) fn gpu_free(fleet: &Fleet, node: NodeId, groups: &[u8]) -> u32 {
+    let n = &fleet.nodes[node as usize];
+    let cap = &fleet.classes[n.class as usize].key.capacity;
+    groups
+        .iter()
+        .map(|&g| {
+            cap.gpus[g as usize]
+                .count
+                .saturating_sub(n.gpu_used[g as usize])
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `res` (and `gpu` GPUs from one of `groups`) fits on `node` now: the GPU
+/// group to use (the fullest that fits), or the first capacity filter that fails.
+pub(crate) fn fit(
+    fleet: &Fleet,
+    node: NodeId,
+    res: &[u64; 3],
+    gpu: Option<u32>,
+    groups: &[u8],
+) -> Result<Option<(u8, u32)>, Reason> {
+    let (cpu, memory, eph) = free_of(fleet, node);
+    if res[0] > cpu {
+        return Err(Reason::Cpu);
+    }
+    if res[1] > memory {
+        return Err(Reason::Memory);
+    }
+    if res[2] > 0 && eph.is_none_or(|e| res[2] > e) {
+        return Err(Reason::Ephemeral);
+    }
+    match gpu {
+        None => Ok(None),
+        Some(count) => {
+            let n = &fleet.nodes[node as usize];
+            let cap = &fleet.classes[n.class as usize].key.capacity;
+            groups
+                .iter()
+                .map(|&g| {
+                    (
+                        cap.gpus[g as usize]
+                            .count
+                            .saturating_sub(n.gpu_used[g as usize]),
+                        g,
+                    )
+                })
+                .filter(|(free, _)| *free >= count)
+                .min()
+                .map(|(_, g)| Some((g, count)))
+                .ok_or(Reason::Gpu)
+        }
+    }
+}
+
+/// What `node` lacks for the request: cpu, memory, ephemeral, GPUs (0 where enough).
+pub(crate) fn shortfall(
+    fleet: &Fleet,
+    node: NodeId,
+    res: &[u64; 3],
+    gpu: Option<u32>,
+    groups: &[u8],
+) -> [u64; 4] {
+    let (cpu, memory, eph) = free_of(fleet, node);
+    [
+        res[0].saturating_sub(cpu),
+        res[1].saturating_sub(memory),
+        if res[2] > 0 {
+            res[2].saturating_sub(eph.unwrap_or(0))
+        } else {
+            0
+        },
+        gpu.map_or(0, |c| {
+            c.saturating_sub(gpu_free(fleet, node, groups)) as u64
+        }),
+    ]
+}

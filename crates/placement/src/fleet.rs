@@ -1,0 +1,807 @@
+//! The fleet snapshot: sites, nodes grouped into equivalence classes, and what is
+//! allocated where.
+//!
+//! API objects are converted here, once, into compact internal structs: quantities are
+//! integers, jurisdictions are indexes into [`api::jurisdiction::COUNTRIES`], nodes are
+//! numbered in name order (so a node's id is also its tie-break rank), and nodes that no
+//! filter can tell apart share a [`Class`]. Filters that do not depend on free capacity
+//! run once per class instead of once per node; within a class, nodes are indexed by
+//! utilisation so that the best-fitting node is found without a scan.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use api::kinds::{AllocationPhase, Arch, Driver, LsmMode, NodePhase, OsFamily, Taint, TaintEffect};
+use api::{Allocation, Node, Site, Workload};
+
+use crate::decision::{AllocationRef, Decision, Outcome};
+use crate::windows::{WindowsBuild, WindowsHost};
+
+pub(crate) type SiteId = u32;
+pub(crate) type NodeId = u32;
+pub(crate) type ClassId = u32;
+pub(crate) type AllocId = u32;
+pub(crate) type WorkloadId = u32;
+
+/// Fixed-point scale of utilisation keys (1.0 = fully used).
+pub(crate) const UTIL_SCALE: u128 = 1_000_000_000;
+
+/// Why a snapshot could not be built or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    #[error("site {0:?} appears twice in the snapshot")]
+    DuplicateSite(String),
+    #[error("node {0:?} appears twice in the snapshot")]
+    DuplicateNode(String),
+    #[error("node {0:?} is not in the snapshot")]
+    UnknownNode(String),
+    #[error("allocation {allocation:?} has no namespace (project)")]
+    MissingNamespace { allocation: String },
+    #[error("decision for {workload} replica {replica} is not a placement")]
+    NotPlaced { workload: String, replica: u32 },
+    #[error("node {node:?} has no room for {workload} replica {replica}: {reason}")]
+    NoRoom {
+        node: String,
+        workload: String,
+        replica: u32,
+        reason: String,
+    },
+}
+
+/// A set of countries, as bits over the index of [`api::jurisdiction::COUNTRIES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct CountrySet([u64; 4]);
+
+impl CountrySet {
+    /// The countries of every code (countries or blocs); unknown codes add nothing.
+    pub(crate) fn expand<S: AsRef<str>>(codes: &[S]) -> CountrySet {
+        let mut set = CountrySet::default();
+        for code in codes {
+            for country in api::jurisdiction::expand(code.as_ref()) {
+                if let Some(i) = country_index(country) {
+                    set.0[i / 64] |= 1 << (i % 64);
+                }
+            }
+        }
+        set
+    }
+
+    pub(crate) fn contains(&self, index: Option<u16>) -> bool {
+        index.is_some_and(|i| self.0[i as usize / 64] & (1 << (i % 64)) != 0)
+    }
+}
+
+/// Index of an ISO 3166-1 alpha-2 code in [`api::jurisdiction::COUNTRIES`].
+pub(crate) fn country_index(code: &str) -> Option<usize> {
+    api::jurisdiction::COUNTRIES
+        .binary_search_by(|(c, _)| (*c).cmp(code))
+        .ok()
+}
+
+/// A site, pre-digested.
+#[derive(Debug, Clone)]
+pub(crate) struct SiteInfo {
+    pub name: String,
+    pub provider: String,
+    pub region: Option<String>,
+    pub jurisdiction: String,
+    pub jurisdiction_idx: Option<u16>,
+    pub operator_name: Option<String>,
+    pub operator_jurisdiction: Option<String>,
+    pub operator_idx: Option<u16>,
+    /// Sorted.
+    pub certifications: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_core_hour: Option<f64>,
+    pub memory_gib_hour: Option<f64>,
+    pub gpu_hour: BTreeMap<String, f64>,
+    pub carbon: Option<f64>,
+}
+
+/// A group of identical GPUs on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct GpuGroup {
+    pub model: String,
+    pub memory: Option<u64>,
+    pub count: u32,
+}
+
+/// What a node offers to Meridian (its allocatable resources).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Capacity {
+    pub cpu: u64,
+    pub memory: u64,
+    /// `None`: the node does not report ephemeral storage, so none can be promised.
+    pub ephemeral: Option<u64>,
+    pub gpus: Vec<GpuGroup>,
+}
+
+impl Capacity {
+    pub(crate) fn gpu_total(&self) -> u32 {
+        self.gpus.iter().map(|g| g.count).sum()
+    }
+}
+
+/// Security facts of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Security {
+    pub disk_encryption: Option<bool>,
+    pub secure_boot: Option<bool>,
+    pub tpm: Option<bool>,
+    pub selinux: Option<LsmMode>,
+    pub apparmor: Option<LsmMode>,
+    pub fips: Option<bool>,
+    pub patch_age_days: Option<u32>,
+}
+
+/// Everything a filter or a static score can read of a node except its name, kernel,
+/// labels and security facts (which often differ from node to node, `rack` or patch
+/// age, and are read per node): nodes with equal keys are interchangeable for every
+/// decision that does not look at those.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ClassKey {
+    /// `Err(name)` when the node names a site that is not in the snapshot.
+    pub site: Result<SiteId, String>,
+    pub zone: Option<String>,
+    pub os: OsFamily,
+    pub distro: Option<String>,
+    pub os_version: Option<String>,
+    pub os_build: Option<String>,
+    pub windows: Option<WindowsHost>,
+    pub arch: Arch,
+    /// Bit `1 << driver index` per offered driver.
+    pub drivers: u8,
+    pub taints: Vec<(String, Option<String>, TaintEffect)>,
+    pub unschedulable: bool,
+    pub phase: Option<NodePhase>,
+    pub capacity: Capacity,
+}
+
+/// Nodes that no filter can tell apart.
+#[derive(Debug, Clone)]
+pub(crate) struct Class {
+    pub key: ClassKey,
+    pub taints: Vec<Taint>,
+    /// Members, in id (name) order.
+    pub nodes: Vec<NodeId>,
+    /// Members by `(utilisation key, id)`.
+    pub index: BTreeSet<(u64, NodeId)>,
+}
+
+/// A node's mutable state.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeInfo {
+    pub name: String,
+    pub class: ClassId,
+    /// Position in the class's `nodes`.
+    pub pos: u32,
+    pub kernel: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub security: Security,
+    /// cpu millicores, memory bytes, ephemeral bytes.
+    pub used: [u64; 3],
+    /// Per GPU group of the class.
+    pub gpu_used: Vec<u32>,
+    pub allocs: Vec<AllocId>,
+    pub util: u64,
+    pub excluded: bool,
+}
+
+/// One allocation the snapshot accounts for.
+#[derive(Debug, Clone)]
+pub(crate) struct Alloc {
+    pub workload: WorkloadId,
+    pub replica: u32,
+    pub node: NodeId,
+    pub priority: i32,
+    pub res: [u64; 3],
+    /// GPU group index on the node and count.
+    pub gpu: Option<(u8, u32)>,
+    /// `metadata.name` of the Allocation object, when it came from one.
+    pub name: Option<String>,
+}
+
+/// A fleet snapshot: the input of placement. Build it with [`Fleet::new`] (or
+/// [`Fleet::from_objects`]), add existing allocations, then place batches; a batch
+/// accounts for its own placements, and [`Fleet::apply`] accounts for decisions made
+/// elsewhere.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub(crate) sites: Vec<SiteInfo>,
+    pub(crate) site_by_name: HashMap<String, SiteId>,
+    pub(crate) classes: Vec<Class>,
+    pub(crate) nodes: Vec<NodeInfo>,
+    pub(crate) node_by_name: HashMap<String, NodeId>,
+    pub(crate) allocs: Vec<Option<Alloc>>,
+    pub(crate) workload_ids: HashMap<(String, String), WorkloadId>,
+    pub(crate) workload_names: Vec<(String, String)>,
+    /// Replicas per node, per workload.
+    pub(crate) replicas_on: HashMap<WorkloadId, BTreeMap<NodeId, u32>>,
+}
+
+fn driver_bit(d: Driver) -> u8 {
+    1 << Driver::ALL.iter().position(|x| *x == d).unwrap_or(0)
+}
+
+pub(crate) fn offers(drivers: u8, d: Driver) -> bool {
+    drivers & driver_bit(d) != 0
+}
+
+fn site_info(site: &Site) -> SiteInfo {
+    let s = &site.spec;
+    let mut certifications = s.certifications.clone();
+    certifications.sort();
+    certifications.dedup();
+    let pricing = s.pricing.clone().unwrap_or_default();
+    SiteInfo {
+        name: site.metadata.name.clone(),
+        provider: s.provider.clone(),
+        region: s.region.clone(),
+        jurisdiction: s.jurisdiction.clone(),
+        jurisdiction_idx: country_index(&s.jurisdiction).map(|i| i as u16),
+        operator_name: s.operator.as_ref().map(|o| o.name.clone()),
+        operator_jurisdiction: s.operator.as_ref().map(|o| o.jurisdiction.clone()),
+        operator_idx: s
+            .operator
+            .as_ref()
+            .and_then(|o| country_index(&o.jurisdiction))
+            .map(|i| i as u16),
+        certifications,
+        labels: site.metadata.labels.clone(),
+        cpu_core_hour: pricing.cpu_core_hour,
+        memory_gib_hour: pricing.memory_gib_hour,
+        gpu_hour: pricing.gpu_hour,
+        carbon: s.carbon.as_ref().map(|c| c.grams_per_kwh),
+    }
+}
+
+fn class_key(node: &Node, site: Result<SiteId, String>) -> ClassKey {
+    let spec = &node.spec;
+    let alloc = spec.allocatable();
+    let mut gpus: Vec<GpuGroup> = Vec::new();
+    for g in &alloc.gpus {
+        let memory = g.memory.map(|m| m.bytes());
+        match gpus
+            .iter_mut()
+            .find(|x| x.model == g.model && x.memory == memory)
+        {
+            Some(x) => x.count += g.count,
+            None => gpus.push(GpuGroup {
+                model: g.model.clone(),
+                memory,
+                count: g.count,
+            }),
+        }
+    }
+    let windows = match (spec.os.family, spec.os.build.as_deref()) {
+        (OsFamily::Windows, Some(b)) => WindowsBuild::parse(b)
+            .map(|build| WindowsHost::from_facts(spec.os.distro.as_deref(), build)),
+        _ => None,
+    };
+    let status = node.status.as_ref();
+    ClassKey {
+        site,
+        zone: spec.zone.clone(),
+        os: spec.os.family,
+        distro: spec.os.distro.clone(),
+        os_version: spec.os.version.clone(),
+        os_build: spec.os.build.clone(),
+        windows,
+        arch: spec.arch,
+        drivers: spec.drivers.iter().fold(0, |acc, d| acc | driver_bit(*d)),
+        taints: spec
+            .taints
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone(), t.effect))
+            .collect(),
+        unschedulable: spec.unschedulable,
+        phase: status.and_then(|s| s.phase),
+        capacity: Capacity {
+            cpu: alloc.cpu.millis(),
+            memory: alloc.memory.bytes(),
+            ephemeral: alloc.ephemeral_storage.map(|m| m.bytes()),
+            gpus,
+        },
+    }
+}
+
+/// Sum of per-dimension utilisation (cpu, memory, GPUs) in [`UTIL_SCALE`] units.
+pub(crate) fn util_key(cap: &Capacity, used: &[u64; 3], gpu_used: &[u32]) -> u64 {
+    let mut k: u128 = 0;
+    if cap.cpu > 0 {
+        k += used[0] as u128 * UTIL_SCALE / cap.cpu as u128;
+    }
+    if cap.memory > 0 {
+        k += used[1] as u128 * UTIL_SCALE / cap.memory as u128;
+    }
+    let total = cap.gpu_total();
+    if total > 0 {
+        let g: u32 = gpu_used.iter().sum();
+        k += g as u128 * UTIL_SCALE / total as u128;
+    }
+    u64::try_from(k).unwrap_or(u64::MAX)
+}
+
+impl Fleet {
+    /// A snapshot of `sites` and `nodes`, with nothing allocated yet. Nodes naming a site
+    /// that is not in `sites` stay in the snapshot (and are refused, with that reason).
+    pub fn new(sites: &[Site], nodes: &[Node]) -> Result<Fleet, FleetError> {
+        let mut site_list: Vec<&Site> = sites.iter().collect();
+        site_list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut site_by_name = HashMap::new();
+        let mut infos = Vec::with_capacity(site_list.len());
+        for s in site_list {
+            if site_by_name
+                .insert(s.metadata.name.clone(), infos.len() as SiteId)
+                .is_some()
+            {
+                return Err(FleetError::DuplicateSite(s.metadata.name.clone()));
+            }
+            infos.push(site_info(s));
+        }
+
+        let mut node_list: Vec<&Node> = nodes.iter().collect();
+        node_list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut fleet = Fleet {
+            sites: infos,
+            site_by_name,
+            classes: Vec::new(),
+            nodes: Vec::with_capacity(node_list.len()),
+            node_by_name: HashMap::with_capacity(node_list.len()),
+            allocs: Vec::new(),
+            workload_ids: HashMap::new(),
+            workload_names: Vec::new(),
+            replicas_on: HashMap::new(),
+        };
+        let mut class_ids: HashMap<ClassKey, ClassId> = HashMap::new();
+        for n in node_list {
+            let id = fleet.nodes.len() as NodeId;
+            if fleet
+                .node_by_name
+                .insert(n.metadata.name.clone(), id)
+                .is_some()
+            {
+                return Err(FleetError::DuplicateNode(n.metadata.name.clone()));
+            }
+            let site = fleet
+                .site_by_name
+                .get(&n.spec.site)
+                .copied()
+                .ok_or_else(|| n.spec.site.clone());
+            let key = class_key(n, site);
+            let class = match class_ids.get(&key) {
+                Some(c) => *c,
+                None => {
+                    let c = fleet.classes.len() as ClassId;
+                    fleet.classes.push(Class {
+                        key: key.clone(),
+                        taints: n.spec.taints.clone(),
+                        nodes: Vec::new(),
+                        index: BTreeSet::new(),
+                    });
+                    class_ids.insert(key, c);
+                    c
+                }
+            };
+            let groups = fleet.classes[class as usize].key.capacity.gpus.len();
+            let pos = fleet.classes[class as usize].nodes.len() as u32;
+            fleet.classes[class as usize].nodes.push(id);
+            fleet.classes[class as usize].index.insert((0, id));
+            let sec = n
+                .status
+                .as_ref()
+                .and_then(|s| s.security.clone())
+                .unwrap_or_default();
+            fleet.nodes.push(NodeInfo {
+                name: n.metadata.name.clone(),
+                class,
+                pos,
+                kernel: n.spec.os.kernel.clone(),
+                labels: n.metadata.labels.clone(),
+                security: Security {
+                    disk_encryption: sec.disk_encryption,
+                    secure_boot: sec.secure_boot,
+                    tpm: sec.tpm,
+                    selinux: sec.selinux,
+                    apparmor: sec.apparmor,
+                    fips: sec.fips,
+                    patch_age_days: sec.patch_age_days,
+                },
+                used: [0; 3],
+                gpu_used: vec![0; groups],
+                allocs: Vec::new(),
+                util: 0,
+                excluded: false,
+            });
+        }
+        Ok(fleet)
+    }
+
+    /// A snapshot with the existing allocations accounted for; each allocation's
+    /// priority is its workload's (0 when the workload is gone).
+    pub fn from_objects(
+        sites: &[Site],
+        nodes: &[Node],
+        allocations: &[Allocation],
+        workloads: &[Workload],
+    ) -> Result<Fleet, FleetError> {
+        let mut fleet = Fleet::new(sites, nodes)?;
+        let priorities: HashMap<(&str, &str), i32> = workloads
+            .iter()
+            .map(|w| {
+                (
+                    (
+                        w.metadata.namespace.as_deref().unwrap_or(""),
+                        w.metadata.name.as_str(),
+                    ),
+                    w.spec.priority,
+                )
+            })
+            .collect();
+        for a in allocations {
+            let ns = a.metadata.namespace.as_deref().unwrap_or("");
+            let priority = priorities
+                .get(&(ns, a.spec.workload.as_str()))
+                .copied()
+                .unwrap_or(0);
+            fleet.add_allocation(a, priority)?;
+        }
+        Ok(fleet)
+    }
+
+    /// Accounts for an existing allocation with its workload's `priority` (what
+    /// preemption compares). Allocations that no longer hold resources (phase
+    /// `succeeded`, `failed` or `lost`) are skipped: returns `Ok(false)`. An allocation
+    /// that no longer fits (the node shrank) is still accounted for: the node is then
+    /// full, never over-committed further.
+    pub fn add_allocation(&mut self, a: &Allocation, priority: i32) -> Result<bool, FleetError> {
+        let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        if matches!(
+            phase,
+            AllocationPhase::Succeeded | AllocationPhase::Failed | AllocationPhase::Lost
+        ) {
+            return Ok(false);
+        }
+        let ns = a
+            .metadata
+            .namespace
+            .clone()
+            .ok_or_else(|| FleetError::MissingNamespace {
+                allocation: a.metadata.name.clone(),
+            })?;
+        let node = *self
+            .node_by_name
+            .get(&a.spec.node)
+            .ok_or_else(|| FleetError::UnknownNode(a.spec.node.clone()))?;
+        let r = &a.spec.resources;
+        let res = [
+            r.cpu.millis(),
+            r.memory.bytes(),
+            r.ephemeral_storage.map_or(0, |m| m.bytes()),
+        ];
+        let gpu = r.gpu.as_ref().and_then(|g| {
+            let groups = &self.class_of(node).key.capacity.gpus;
+            let used = &self.nodes[node as usize].gpu_used;
+            let fits = |i: usize| groups[i].count.saturating_sub(used[i]) >= g.count;
+            let matching: Vec<usize> = (0..groups.len())
+                .filter(|&i| g.model.as_ref().is_none_or(|m| *m == groups[i].model))
+                .collect();
+            let group = matching
+                .iter()
+                .copied()
+                .find(|&i| fits(i))
+                .or_else(|| matching.first().copied())
+                .or(if groups.is_empty() { None } else { Some(0) })?;
+            Some((group as u8, g.count))
+        });
+        let wid = self.intern_workload(&ns, &a.spec.workload);
+        self.insert_alloc(Alloc {
+            workload: wid,
+            replica: a.spec.replica,
+            node,
+            priority,
+            res,
+            gpu,
+            name: Some(a.metadata.name.clone()).filter(|n| !n.is_empty()),
+        });
+        Ok(true)
+    }
+
+    /// Accounts for a placement decided elsewhere (or in an earlier batch): the node's
+    /// free resources shrink and the preempted allocations are released. Refuses a
+    /// decision that does not fit, so a snapshot never over-commits a node.
+    pub fn apply(&mut self, decision: &Decision) -> Result<(), FleetError> {
+        let Outcome::Placed(p) = &decision.outcome else {
+            return Err(FleetError::NotPlaced {
+                workload: decision.workload.to_string(),
+                replica: decision.replica,
+            });
+        };
+        let node = *self
+            .node_by_name
+            .get(&p.node)
+            .ok_or_else(|| FleetError::UnknownNode(p.node.clone()))?;
+        let mut released = Vec::new();
+        for v in &p.preempted {
+            if let Some(id) = self.find_alloc(&v.allocation) {
+                released.push(self.release(id));
+            }
+        }
+        let r = &p.resources;
+        let res = [
+            r.cpu.millis(),
+            r.memory.bytes(),
+            r.ephemeral_storage.map_or(0, |m| m.bytes()),
+        ];
+        let gpu_req = r.gpu.as_ref().map(|g| crate::workload::GpuReq {
+            count: g.count,
+            model: g.model.clone(),
+            memory: g.memory.map(|m| m.bytes()),
+        });
+        let class = self.class_of(node);
+        let groups: Vec<u8> = (0..class.key.capacity.gpus.len() as u8)
+            .filter(|&i| {
+                gpu_req.as_ref().is_some_and(|g| {
+                    crate::filter::gpu_group_matches(&class.key.capacity.gpus[i as usize], g)
+                })
+            })
+            .collect();
+        match crate::filter::fit(self, node, &res, gpu_req.as_ref().map(|g| g.count), &groups) {
+            Ok(gpu) => {
+                let wid =
+                    self.intern_workload(&decision.workload.namespace, &decision.workload.name);
+                self.insert_alloc(Alloc {
+                    workload: wid,
+                    replica: decision.replica,
+                    node,
+                    priority: p.priority,
+                    res,
+                    gpu,
+                    name: None,
+                });
+                Ok(())
+            }
+            Err(reason) => {
+                for a in released {
+                    self.insert_alloc(a);
+                }
+                Err(FleetError::NoRoom {
+                    node: p.node.clone(),
+                    workload: decision.workload.to_string(),
+                    replica: decision.replica,
+                    reason: match reason {
+                        crate::filter::Reason::Cpu => "insufficient cpu",
+                        crate::filter::Reason::Memory => "insufficient memory",
+                        crate::filter::Reason::Ephemeral => "insufficient ephemeral storage",
+                        _ => "insufficient GPUs",
+                    }
+                    .to_string(),
+                })
+            }
+        }
+    }
+
+    /// Keeps new work off `node` (a lost or draining node) in every later batch.
+    pub fn exclude(&mut self, node: &str) -> Result<(), FleetError> {
+        let id = *self
+            .node_by_name
+            .get(node)
+            .ok_or_else(|| FleetError::UnknownNode(node.to_string()))?;
+        self.nodes[id as usize].excluded = true;
+        Ok(())
+    }
+
+    /// Excludes `node` and releases every allocation on it; returns what was released
+    /// (in workload, replica order) so the caller can place it again
+    /// ([`crate::reschedule`] does both).
+    pub fn drain(&mut self, node: &str) -> Result<Vec<AllocationRef>, FleetError> {
+        self.exclude(node)?;
+        let id = self.node_by_name[node];
+        let ids = self.nodes[id as usize].allocs.clone();
+        let mut out: Vec<AllocationRef> = ids
+            .into_iter()
+            .map(|a| {
+                let alloc = self.release(a);
+                self.alloc_ref(&alloc)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stops accounting for an allocation (it finished, was stopped or was preempted
+    /// elsewhere); returns whether the snapshot had it.
+    pub fn remove_allocation(&mut self, allocation: &AllocationRef) -> bool {
+        match self.find_alloc(allocation) {
+            Some(id) => {
+                self.release(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The allocations the snapshot accounts for on `node`, sorted.
+    pub fn allocations_on(&self, node: &str) -> Vec<AllocationRef> {
+        let Some(&id) = self.node_by_name.get(node) else {
+            return Vec::new();
+        };
+        let mut out: Vec<AllocationRef> = self.nodes[id as usize]
+            .allocs
+            .iter()
+            .filter_map(|&a| self.allocs[a as usize].as_ref())
+            .map(|a| self.alloc_ref(a))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Free resources of `node`: cpu millicores, memory bytes, ephemeral bytes (`None`
+    /// when the node reports none) and free GPUs per model.
+    pub fn free(&self, node: &str) -> Option<FreeResources> {
+        let id = *self.node_by_name.get(node)?;
+        let n = &self.nodes[id as usize];
+        let cap = &self.class_of(id).key.capacity;
+        Some(FreeResources {
+            cpu_millis: cap.cpu.saturating_sub(n.used[0]),
+            memory_bytes: cap.memory.saturating_sub(n.used[1]),
+            ephemeral_bytes: cap.ephemeral.map(|e| e.saturating_sub(n.used[2])),
+            gpus: cap
+                .gpus
+                .iter()
+                .zip(&n.gpu_used)
+                .map(|(g, u)| (g.model.clone(), g.count.saturating_sub(*u)))
+                .collect(),
+        })
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Number of sites.
+    pub fn site_count(&self) -> usize {
+        self.sites.len()
+    }
+
+    /// Number of equivalence classes the nodes fall into (a measure of how much work
+    /// the static filters do per workload).
+    pub fn class_count(&self) -> usize {
+        self.classes.len()
+    }
+
+    // -- internals ------------------------------------------------------------------
+
+    pub(crate) fn class_of(&self, node: NodeId) -> &Class {
+        &self.classes[self.nodes[node as usize].class as usize]
+    }
+
+    pub(crate) fn site_of_class(&self, class: &Class) -> Option<&SiteInfo> {
+        class
+            .key
+            .site
+            .as_ref()
+            .ok()
+            .map(|&s| &self.sites[s as usize])
+    }
+
+    pub(crate) fn site_name_of_class<'a>(&'a self, class: &'a Class) -> &'a str {
+        match &class.key.site {
+            Ok(s) => &self.sites[*s as usize].name,
+            Err(name) => name,
+        }
+    }
+
+    pub(crate) fn intern_workload(&mut self, namespace: &str, name: &str) -> WorkloadId {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(id) = self.workload_ids.get(&key) {
+            return *id;
+        }
+        let id = self.workload_names.len() as WorkloadId;
+        self.workload_names.push(key.clone());
+        self.workload_ids.insert(key, id);
+        id
+    }
+
+    pub(crate) fn workload_id(&self, namespace: &str, name: &str) -> Option<WorkloadId> {
+        self.workload_ids
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+
+    pub(crate) fn alloc_ref(&self, a: &Alloc) -> AllocationRef {
+        let (ns, wl) = &self.workload_names[a.workload as usize];
+        AllocationRef {
+            namespace: ns.clone(),
+            workload: wl.clone(),
+            replica: a.replica,
+            name: a.name.clone(),
+            node: self.nodes[a.node as usize].name.clone(),
+            priority: a.priority,
+        }
+    }
+
+    fn find_alloc(&self, r: &AllocationRef) -> Option<AllocId> {
+        let node = *self.node_by_name.get(&r.node)?;
+        let wid = self.workload_id(&r.namespace, &r.workload)?;
+        self.nodes[node as usize].allocs.iter().copied().find(|&a| {
+            self.allocs[a as usize]
+                .as_ref()
+                .is_some_and(|x| x.workload == wid && x.replica == r.replica)
+        })
+    }
+
+    fn reindex(&mut self, node: NodeId, before: u64) {
+        let n = &self.nodes[node as usize];
+        let class = &mut self.classes[n.class as usize];
+        let after = util_key(&class.key.capacity, &n.used, &n.gpu_used);
+        if after != before {
+            class.index.remove(&(before, node));
+            class.index.insert((after, node));
+            self.nodes[node as usize].util = after;
+        }
+    }
+
+    pub(crate) fn insert_alloc(&mut self, a: Alloc) -> AllocId {
+        let id = self.allocs.len() as AllocId;
+        let node = a.node;
+        let before = self.nodes[node as usize].util;
+        {
+            let n = &mut self.nodes[node as usize];
+            for (u, r) in n.used.iter_mut().zip(a.res) {
+                *u = u.saturating_add(r);
+            }
+            if let Some((g, c)) = a.gpu {
+                n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_add(c);
+            }
+            n.allocs.push(id);
+        }
+        *self
+            .replicas_on
+            .entry(a.workload)
+            .or_default()
+            .entry(node)
+            .or_insert(0) += 1;
+        self.allocs.push(Some(a));
+        self.reindex(node, before);
+        id
+    }
+
+    pub(crate) fn release(&mut self, id: AllocId) -> Alloc {
+        let a = self.allocs[id as usize]
+            .take()
+            .expect("an allocation is released once");
+        let node = a.node;
+        let before = self.nodes[node as usize].util;
+        {
+            let n = &mut self.nodes[node as usize];
+            for (u, r) in n.used.iter_mut().zip(a.res) {
+                *u = u.saturating_sub(r);
+            }
+            if let Some((g, c)) = a.gpu {
+                n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_sub(c);
+            }
+            n.allocs.retain(|x| *x != id);
+        }
+        if let Some(m) = self.replicas_on.get_mut(&a.workload)
+            && let Some(c) = m.get_mut(&node)
+        {
+            *c -= 1;
+            if *c == 0 {
+                m.remove(&node);
+            }
+        }
+        self.reindex(node, before);
+        a
+    }
+}
+
+/// Free resources of one node, as [`Fleet::free`] reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreeResources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub ephemeral_bytes: Option<u64>,
+    /// `(model, free count)` per GPU group.
+    pub gpus: Vec<(String, u32)>,
+}

@@ -1,0 +1,170 @@
+//! The scheduler core of Meridian: a pure, deterministic function from a fleet snapshot
+//! and a batch of pending instances to placement decisions that explain themselves.
+//!
+//! This crate does no I/O, has no async, reads no clock and draws no random numbers: the
+//! same [`Fleet`] and [`Batch`] always give the same [`Decision`]s (ties go to the node
+//! whose name sorts first). The server's scheduler controller builds the snapshot from
+//! the store, calls [`place_batch`], and commits the decisions; `meridian plan` calls it
+//! on a copy and writes nothing.
+//!
+//! - [`Fleet`]: sites and nodes converted once into compact structs (integer quantities,
+//!   country bitsets), nodes grouped into classes of identical nodes, allocations
+//!   accounted per node; [`Fleet::apply`] accounts for decisions made elsewhere.
+//! - Hard filters, in this fixed order (a node is counted under the first it fails):
+//!   node state (excluded, not ready, cordoned); site (known, residency, the project's
+//!   allowed locations, strict sovereignty, certifications); platform (OS, arch,
+//!   driver, Windows build per [`windows::RULES`]); taints (`NoSchedule`, `NoExecute`)
+//!   and GPU model; `matchExpressions` (site and node attributes, labels, security
+//!   facts); capacity (cpu, memory, ephemeral storage, GPUs); anti-affinity; topology
+//!   spread (`maxSkew` is hard, like Kubernetes' `DoNotSchedule`). No decision breaks
+//!   them.
+//! - [`Score`]: binpack or spread, weighted preferences, spread, colocation, cost,
+//!   carbon, data locality, `PreferNoSchedule` taints, GPU avoidance.
+//! - Preemption of strictly lower-priority work, gangs placed all-or-nothing (one site
+//!   preferred), rescheduling away from lost or drained nodes ([`reschedule`]).
+//! - [`Explanation`]: rejection counts per reason that add up to the node count, top
+//!   candidates with score breakdowns, and the smallest changes that would make an
+//!   unplaceable instance fit.
+
+mod decision;
+mod explain;
+mod filter;
+mod fleet;
+mod schedule;
+mod score;
+pub mod windows;
+mod workload;
+
+pub use decision::{AllocationRef, Decision, Outcome, Placement, Preemption, WorkloadRef};
+pub use explain::{Candidate, Evaluated, Explanation, ReasonCode, Rejection, Suggestion};
+pub use fleet::{Fleet, FleetError, FreeResources};
+pub use schedule::Options;
+pub use score::{Score, Weights};
+pub use workload::{Batch, PlacementError};
+
+use api::{Project, Workload};
+
+use schedule::Session;
+
+/// Places a batch: one [`Decision`] per instance, in the batch's order. Instances are
+/// considered by priority (highest first, then in batch order), so higher-priority work
+/// gets capacity first; a gang's instances are considered together, at the first of
+/// them. The fleet accounts for every placement and preemption, so the next batch sees
+/// them.
+pub fn place_batch(fleet: &mut Fleet, batch: &Batch, options: &Options) -> Vec<Decision> {
+    let n = batch.instances.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(batch.workloads[batch.instances[i].workload].priority),
+            i,
+        )
+    });
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); batch.workloads.len()];
+    for (i, inst) in batch.instances.iter().enumerate() {
+        members[inst.workload].push(i);
+    }
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    let mut session = Session::new(fleet, batch, options);
+    for i in order {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let inst = batch.instances[i];
+        if batch.workloads[inst.workload].gang.is_some() {
+            let idx = &members[inst.workload];
+            let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
+            for (j, o) in idx.iter().zip(session.place_gang(inst.workload, &replicas)) {
+                outcomes[*j] = Some(o);
+            }
+        } else {
+            outcomes[i] = Some(session.place_one(inst.workload, inst.replica));
+        }
+    }
+    batch
+        .instances
+        .iter()
+        .zip(outcomes)
+        .map(|(inst, o)| Decision {
+            workload: batch.workloads[inst.workload].workload.clone(),
+            replica: inst.replica,
+            outcome: o.expect("every instance is decided"),
+        })
+        .collect()
+}
+
+/// Why rescheduling failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RescheduleError {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
+/// What [`reschedule`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rescheduled {
+    /// Allocations released from the node.
+    pub released: Vec<AllocationRef>,
+    /// New decisions for the released allocations whose workload was given.
+    pub decisions: Vec<Decision>,
+    /// Released allocations whose workload was not given (not placed again).
+    pub orphaned: Vec<AllocationRef>,
+}
+
+/// Re-places the allocations of a lost or drained node under the same rules: the node
+/// is excluded (for this and every later batch on this fleet), its allocations are
+/// released, and the instances whose workload is in `workloads` are placed again
+/// (within their project's allowed locations, when the project is in `projects`). The
+/// caller passes the workloads it wants re-placed (services and VMs; jobs follow their
+/// restart policy).
+pub fn reschedule(
+    fleet: &mut Fleet,
+    node: &str,
+    workloads: &[Workload],
+    projects: &[Project],
+    options: &Options,
+) -> Result<Rescheduled, RescheduleError> {
+    let released = fleet.drain(node)?;
+    let mut batch = Batch::new();
+    let mut orphaned = Vec::new();
+    for r in &released {
+        let w = workloads.iter().find(|w| {
+            w.metadata.name == r.workload
+                && w.metadata.namespace.as_deref().unwrap_or("") == r.namespace
+        });
+        match w {
+            Some(w) => match projects.iter().find(|p| p.metadata.name == r.namespace) {
+                Some(p) => batch.add_in_project(w, p, [r.replica])?,
+                None => batch.add(w, [r.replica])?,
+            },
+            None => orphaned.push(r.clone()),
+        }
+    }
+    let decisions = place_batch(fleet, &batch, options);
+    Ok(Rescheduled {
+        released,
+        decisions,
+        orphaned,
+    })
+}
+
+/// Explains where one more instance of `workload` would go, without placing it: every
+/// node under the first filter it fails (capacity included), the top candidates, and
+/// suggestions when nothing fits (`meridian explain`).
+pub fn explain(
+    fleet: &Fleet,
+    workload: &Workload,
+    project: Option<&Project>,
+    options: &Options,
+) -> Result<Explanation, PlacementError> {
+    let mut batch = Batch::new();
+    match project {
+        Some(p) => batch.add_in_project(workload, p, [0])?,
+        None => batch.add(workload, [0])?,
+    }
+    let mut copy = fleet.clone();
+    let mut session = Session::new(&mut copy, &batch, options);
+    Ok(session.explain_only(0))
+}

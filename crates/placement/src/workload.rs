@@ -1,0 +1,476 @@
+//! Workloads compiled for placement, and the batch of instances to place.
+//!
+//! A workload is compiled once per batch, whatever its replica count: quantities become
+//! integers, residency becomes a country set, selector keys become [`Attr`]s.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use api::kinds::{
+    Arch, Driver, Isolation, OsFamily, Sovereignty, Strategy, Toleration, WorkloadType,
+};
+use api::{MatchExpression, Project, Workload};
+
+use crate::decision::WorkloadRef;
+use crate::fleet::{Class, CountrySet, Fleet, NodeInfo, SiteInfo};
+use crate::windows::WindowsBuild;
+
+/// A workload that cannot be placed as written (the API's validation normally catches
+/// these first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("workload {workload}: {message}")]
+    InvalidWorkload { workload: String, message: String },
+    #[error("workload {0} was added to the batch twice with different specs")]
+    DuplicateWorkload(String),
+}
+
+/// A node or site attribute a selector can name.
+///
+/// Keys: `site.name`, `site.provider`, `site.region`, `site.jurisdiction`,
+/// `site.operator.jurisdiction`, `site.operator.name`, `site.labels.KEY`, `site.zone` (or
+/// `node.zone`), `node.name`, `node.os.family`, `node.os.distro`, `node.os.version`,
+/// `node.os.build`, `node.os.kernel`, `node.arch`, `node.gpu.model`, `node.gpu.count`,
+/// `node.security.{diskEncryption,secureBoot,tpm,selinux,apparmor,fips,patchAgeDays}`,
+/// `node.labels.KEY`; any other key is a node label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Attr {
+    SiteName,
+    SiteProvider,
+    SiteRegion,
+    SiteJurisdiction,
+    SiteOperatorJurisdiction,
+    SiteOperatorName,
+    SiteLabel(String),
+    Zone,
+    NodeName,
+    NodeKernel,
+    OsFamily,
+    OsDistro,
+    OsVersion,
+    OsBuild,
+    Arch,
+    GpuModel,
+    GpuCount,
+    Security(SecurityKey),
+    NodeLabel(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum SecurityKey {
+    DiskEncryption,
+    SecureBoot,
+    Tpm,
+    Selinux,
+    Apparmor,
+    Fips,
+    PatchAgeDays,
+}
+
+impl Attr {
+    pub(crate) fn parse(key: &str) -> Attr {
+        match key {
+            "site.name" => Attr::SiteName,
+            "site.provider" => Attr::SiteProvider,
+            "site.region" => Attr::SiteRegion,
+            "site.jurisdiction" => Attr::SiteJurisdiction,
+            "site.operator.jurisdiction" => Attr::SiteOperatorJurisdiction,
+            "site.operator.name" => Attr::SiteOperatorName,
+            "site.zone" | "node.zone" => Attr::Zone,
+            "node.name" => Attr::NodeName,
+            "node.os.kernel" => Attr::NodeKernel,
+            "node.os.family" => Attr::OsFamily,
+            "node.os.distro" => Attr::OsDistro,
+            "node.os.version" => Attr::OsVersion,
+            "node.os.build" => Attr::OsBuild,
+            "node.arch" => Attr::Arch,
+            "node.gpu.model" => Attr::GpuModel,
+            "node.gpu.count" => Attr::GpuCount,
+            "node.security.diskEncryption" => Attr::Security(SecurityKey::DiskEncryption),
+            "node.security.secureBoot" => Attr::Security(SecurityKey::SecureBoot),
+            "node.security.tpm" => Attr::Security(SecurityKey::Tpm),
+            "node.security.selinux" => Attr::Security(SecurityKey::Selinux),
+            "node.security.apparmor" => Attr::Security(SecurityKey::Apparmor),
+            "node.security.fips" => Attr::Security(SecurityKey::Fips),
+            "node.security.patchAgeDays" => Attr::Security(SecurityKey::PatchAgeDays),
+            _ => {
+                if let Some(k) = key.strip_prefix("site.labels.") {
+                    Attr::SiteLabel(k.to_string())
+                } else if let Some(k) = key.strip_prefix("node.labels.") {
+                    Attr::NodeLabel(k.to_string())
+                } else {
+                    Attr::NodeLabel(key.to_string())
+                }
+            }
+        }
+    }
+
+    /// Whether the value may differ between nodes of one class (so it is read per
+    /// node).
+    pub(crate) fn is_node_level(&self) -> bool {
+        matches!(
+            self,
+            Attr::NodeName | Attr::NodeKernel | Attr::NodeLabel(_) | Attr::Security(_)
+        )
+    }
+
+    pub(crate) fn is_security(&self) -> bool {
+        matches!(self, Attr::Security(_))
+    }
+
+    /// The attribute's value on a node of `class` (`node` is needed only for node-level
+    /// attributes).
+    pub(crate) fn value<'a>(
+        &self,
+        fleet: &'a Fleet,
+        class: &'a Class,
+        node: Option<&'a NodeInfo>,
+    ) -> Option<Cow<'a, str>> {
+        let site: Option<&'a SiteInfo> = fleet.site_of_class(class);
+        let k = &class.key;
+        let b = |v: Option<bool>| v.map(|v| Cow::Borrowed(if v { "true" } else { "false" }));
+        match self {
+            Attr::SiteName => Some(Cow::Borrowed(fleet.site_name_of_class(class))),
+            Attr::SiteProvider => site.map(|s| Cow::Borrowed(s.provider.as_str())),
+            Attr::SiteRegion => site.and_then(|s| s.region.as_deref()).map(Cow::Borrowed),
+            Attr::SiteJurisdiction => site.map(|s| Cow::Borrowed(s.jurisdiction.as_str())),
+            Attr::SiteOperatorJurisdiction => site
+                .and_then(|s| s.operator_jurisdiction.as_deref())
+                .map(Cow::Borrowed),
+            Attr::SiteOperatorName => site
+                .and_then(|s| s.operator_name.as_deref())
+                .map(Cow::Borrowed),
+            Attr::SiteLabel(l) => site
+                .and_then(|s| s.labels.get(l))
+                .map(|v| Cow::Borrowed(v.as_str())),
+            Attr::Zone => k.zone.as_deref().map(Cow::Borrowed),
+            Attr::NodeName => node.map(|n| Cow::Borrowed(n.name.as_str())),
+            Attr::NodeKernel => node.and_then(|n| n.kernel.as_deref()).map(Cow::Borrowed),
+            Attr::OsFamily => Some(Cow::Borrowed(k.os.as_str())),
+            Attr::OsDistro => k.distro.as_deref().map(Cow::Borrowed),
+            Attr::OsVersion => k.os_version.as_deref().map(Cow::Borrowed),
+            Attr::OsBuild => k.os_build.as_deref().map(Cow::Borrowed),
+            Attr::Arch => Some(Cow::Borrowed(k.arch.as_str())),
+            Attr::GpuModel => k
+                .capacity
+                .gpus
+                .first()
+                .map(|g| Cow::Borrowed(g.model.as_str())),
+            Attr::GpuCount => Some(Cow::Owned(k.capacity.gpu_total().to_string())),
+            Attr::Security(s) => {
+                let sec = &node?.security;
+                match s {
+                    SecurityKey::DiskEncryption => b(sec.disk_encryption),
+                    SecurityKey::SecureBoot => b(sec.secure_boot),
+                    SecurityKey::Tpm => b(sec.tpm),
+                    SecurityKey::Fips => b(sec.fips),
+                    SecurityKey::Selinux => sec.selinux.map(|m| Cow::Borrowed(m.as_str())),
+                    SecurityKey::Apparmor => sec.apparmor.map(|m| Cow::Borrowed(m.as_str())),
+                    SecurityKey::PatchAgeDays => {
+                        sec.patch_age_days.map(|d| Cow::Owned(d.to_string()))
+                    }
+                }
+            }
+            Attr::NodeLabel(l) => node?.labels.get(l).map(|v| Cow::Borrowed(v.as_str())),
+        }
+    }
+}
+
+/// A match expression with its key resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Expr {
+    pub expr: MatchExpression,
+    pub attr: Attr,
+}
+
+impl Expr {
+    pub(crate) fn matches(&self, fleet: &Fleet, class: &Class, node: Option<&NodeInfo>) -> bool {
+        self.expr
+            .matches(self.attr.value(fleet, class, node).as_deref())
+    }
+}
+
+/// GPUs one replica needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GpuReq {
+    pub count: u32,
+    pub model: Option<String>,
+    pub memory: Option<u64>,
+}
+
+/// An allowed set of jurisdictions, as written and expanded.
+#[derive(Debug, Clone)]
+pub(crate) struct Fence {
+    pub codes: Vec<String>,
+    pub set: CountrySet,
+}
+
+impl Fence {
+    fn new(codes: &[String]) -> Fence {
+        Fence {
+            codes: codes.to_vec(),
+            set: CountrySet::expand(codes),
+        }
+    }
+
+    pub(crate) fn list(&self) -> String {
+        format!("[{}]", self.codes.join(", "))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct SpreadReq {
+    pub key: String,
+    pub attr: Attr,
+    pub max_skew: u32,
+}
+
+/// A workload, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    pub workload: WorkloadRef,
+    pub type_: WorkloadType,
+    pub priority: i32,
+    pub gang: Option<u32>,
+    /// cpu millicores, memory bytes, ephemeral bytes.
+    pub res: [u64; 3],
+    pub gpu: Option<GpuReq>,
+    pub resources: api::kinds::Resources,
+    pub driver: Driver,
+    pub os: Option<OsFamily>,
+    pub windows: Option<(WindowsBuild, Isolation)>,
+    pub arch: Option<Arch>,
+    pub residency: Option<Fence>,
+    /// The project's `allowedLocations` fence and the project's name.
+    pub project: Option<(String, Fence)>,
+    pub strict: bool,
+    pub compliance: Vec<String>,
+    pub exprs: Vec<Expr>,
+    pub prefs: Vec<(i32, Vec<Expr>)>,
+    pub spread: Option<SpreadReq>,
+    pub anti_affinity: bool,
+    pub strategy: Strategy,
+    pub tolerations: Vec<Toleration>,
+    pub location: Option<String>,
+    /// The spec, to tell a re-added workload from a different one.
+    spec: api::kinds::WorkloadSpec,
+}
+
+impl Compiled {
+    pub(crate) fn new(w: &Workload, project: Option<&Project>) -> Result<Compiled, PlacementError> {
+        let workload = WorkloadRef {
+            namespace: w.metadata.namespace.clone().unwrap_or_default(),
+            name: w.metadata.name.clone(),
+        };
+        let invalid = |message: String| PlacementError::InvalidWorkload {
+            workload: workload.to_string(),
+            message,
+        };
+        let spec = &w.spec;
+        let task = &spec.task;
+        let windows = match &task.os {
+            Some(os) if os.family == OsFamily::Windows => match &os.build {
+                Some(b) => Some((
+                    WindowsBuild::parse(b).ok_or_else(|| {
+                        invalid(format!(
+                            "task.os.build {b:?} is not a Windows build such as 10.0.20348"
+                        ))
+                    })?,
+                    os.isolation.unwrap_or(Isolation::Process),
+                )),
+                None => None,
+            },
+            _ => None,
+        };
+        let data = spec.data.clone().unwrap_or_default();
+        for code in &data.residency {
+            if !api::jurisdiction::is_valid(code) {
+                return Err(invalid(format!(
+                    "data.residency: {code:?} is not a jurisdiction or bloc"
+                )));
+            }
+        }
+        let compile = |list: &[MatchExpression]| -> Result<Vec<Expr>, PlacementError> {
+            list.iter()
+                .map(|e| {
+                    e.check()
+                        .map_err(|m| invalid(format!("match expression {e}: {m}")))?;
+                    Ok(Expr {
+                        expr: e.clone(),
+                        attr: Attr::parse(&e.key),
+                    })
+                })
+                .collect()
+        };
+        let placement = spec.placement.clone().unwrap_or_default();
+        let exprs = compile(&placement.match_expressions)?;
+        let prefs = placement
+            .preferences
+            .iter()
+            .map(|p| Ok((p.weight.clamp(-100, 100), compile(&p.match_expressions)?)))
+            .collect::<Result<Vec<_>, PlacementError>>()?;
+        let spread = match &placement.spread {
+            Some(s) if s.max_skew < 1 => {
+                return Err(invalid(format!(
+                    "placement.spread.maxSkew must be at least 1, not {}",
+                    s.max_skew
+                )));
+            }
+            Some(s) => Some(SpreadReq {
+                key: s.key.clone(),
+                attr: Attr::parse(&s.key),
+                max_skew: s.max_skew as u32,
+            }),
+            None => None,
+        };
+        let r = &task.resources;
+        let gang = match spec.gang {
+            Some(0) | None => None,
+            Some(n) => Some(n),
+        };
+        let mut compliance = spec.compliance.clone();
+        compliance.sort();
+        compliance.dedup();
+        let project = project
+            .filter(|p| !p.spec.allowed_locations.is_empty())
+            .map(|p| {
+                (
+                    p.metadata.name.clone(),
+                    Fence::new(&p.spec.allowed_locations),
+                )
+            });
+        Ok(Compiled {
+            workload,
+            type_: spec.type_,
+            priority: spec.priority,
+            gang,
+            res: [
+                r.cpu.millis(),
+                r.memory.bytes(),
+                r.ephemeral_storage.map_or(0, |m| m.bytes()),
+            ],
+            gpu: r.gpu.as_ref().filter(|g| g.count > 0).map(|g| GpuReq {
+                count: g.count,
+                model: g.model.clone(),
+                memory: g.memory.map(|m| m.bytes()),
+            }),
+            resources: r.clone(),
+            driver: task.driver,
+            os: task.os.as_ref().map(|o| o.family),
+            windows,
+            arch: task.arch,
+            residency: (!data.residency.is_empty()).then(|| Fence::new(&data.residency)),
+            project,
+            strict: data.sovereignty == Sovereignty::Strict,
+            compliance,
+            exprs,
+            prefs,
+            spread,
+            anti_affinity: placement.anti_affinity,
+            strategy: placement.strategy,
+            tolerations: spec.tolerations.clone(),
+            location: data.location,
+            spec: spec.clone(),
+        })
+    }
+
+    /// Whether the site's country is allowed by the residency and the project fence.
+    pub(crate) fn allows_country(&self, idx: Option<u16>) -> bool {
+        self.residency.as_ref().is_none_or(|f| f.set.contains(idx))
+            && self
+                .project
+                .as_ref()
+                .is_none_or(|(_, f)| f.set.contains(idx))
+    }
+
+    /// The allowed set, for messages: `[EU]`, or `[EU] within project finance's [EU]`.
+    pub(crate) fn residency_text(&self) -> String {
+        match (&self.residency, &self.project) {
+            (Some(r), _) => r.list(),
+            (None, Some((_, p))) => p.list(),
+            (None, None) => "anywhere".to_string(),
+        }
+    }
+}
+
+/// One instance to place: a replica of a workload of the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Instance {
+    pub workload: usize,
+    pub replica: u32,
+}
+
+/// The pending instances to place together. Each workload is compiled once, however
+/// many of its replicas are pending.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub(crate) workloads: Vec<Compiled>,
+    pub(crate) instances: Vec<Instance>,
+    seen: HashSet<(usize, u32)>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds replicas of a workload (its `metadata.namespace` is the project).
+    pub fn add(
+        &mut self,
+        workload: &Workload,
+        replicas: impl IntoIterator<Item = u32>,
+    ) -> Result<(), PlacementError> {
+        self.push(Compiled::new(workload, None)?, replicas)
+    }
+
+    /// Adds replicas of a workload whose project fences where its work may run
+    /// (`allowedLocations`): both the workload's residency and the fence must allow a
+    /// site.
+    pub fn add_in_project(
+        &mut self,
+        workload: &Workload,
+        project: &Project,
+        replicas: impl IntoIterator<Item = u32>,
+    ) -> Result<(), PlacementError> {
+        self.push(Compiled::new(workload, Some(project))?, replicas)
+    }
+
+    /// Adds every replica (`0..spec.replicas`) of a workload.
+    pub fn add_all(&mut self, workload: &Workload) -> Result<(), PlacementError> {
+        let n = workload.spec.replicas.max(0) as u32;
+        self.add(workload, 0..n)
+    }
+
+    fn push(
+        &mut self,
+        c: Compiled,
+        replicas: impl IntoIterator<Item = u32>,
+    ) -> Result<(), PlacementError> {
+        let index = match self.workloads.iter().position(|w| w.workload == c.workload) {
+            Some(i) if self.workloads[i].spec == c.spec => i,
+            Some(_) => return Err(PlacementError::DuplicateWorkload(c.workload.to_string())),
+            None => {
+                self.workloads.push(c);
+                self.workloads.len() - 1
+            }
+        };
+        for replica in replicas {
+            if self.seen.insert((index, replica)) {
+                self.instances.push(Instance {
+                    workload: index,
+                    replica,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of instances.
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+}
