@@ -77,6 +77,12 @@ pub enum Command {
     /// Stream changes to objects of a kind
     #[command(after_help = "Example:\n  meridian watch workloads -A")]
     Watch(WatchArgs),
+    /// Why a workload's instances are placed where they are, or why not
+    #[command(after_help = "Example:\n  meridian explain workload llm-finetune -n research")]
+    Explain(ExplainArgs),
+    /// What-if placement of workload manifests against the live fleet (writes nothing)
+    #[command(after_help = "Example:\n  meridian plan -f new-workload.yaml -n finance")]
+    Plan(PlanArgs),
     /// Issue, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
@@ -183,6 +189,24 @@ pub struct GetArgs {
     /// Omit the header row
     #[arg(long)]
     pub no_headers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Kind (only workload for now)
+    pub kind: String,
+    pub name: String,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// File, directory or - with Workload manifests
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(a) => resources::describe(&client, &conn, a).await,
         Command::Delete(a) => resources::delete(&client, &conn, a).await,
         Command::Watch(a) => resources::watch(&client, &conn, a).await,
+        Command::Explain(a) => commands::placement::explain(&client, &conn, a).await,
+        Command::Plan(a) => commands::placement::plan(&client, &conn, a).await,
         Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
         _ => unreachable!("handled above"),
     }

@@ -95,11 +95,7 @@ pub async fn issue_token(
     let value = serde_json::to_vec(&record).expect("token record serializes");
     let resp = state
         .registry
-        .commit(Mutation {
-            compares,
-            ops: vec![Op::put(key, value)],
-            audit,
-        })
+        .commit(Mutation::new(compares, vec![Op::put(key, value)], audit))
         .await?;
     if !resp.succeeded {
         return Err(match resp.results.get(1) {
@@ -163,11 +159,11 @@ async fn revoke_token(
     };
     state
         .registry
-        .commit(Mutation {
-            compares: vec![Compare::Exists(key.clone())],
-            ops: vec![Op::Delete(key.clone())],
+        .commit(Mutation::new(
+            vec![Compare::Exists(key.clone())],
+            vec![Op::Delete(key.clone())],
             audit,
-        })
+        ))
         .await?;
     if let Some(digest) = key.strip_prefix(TOKEN_PREFIX) {
         state.tokens.remove(digest);
@@ -364,11 +360,11 @@ pub async fn ensure_default_project(state: &AppState) -> ApiResult<()> {
     );
     state
         .registry
-        .commit(Mutation {
-            compares: vec![Compare::Absent(key.clone())],
-            ops: vec![Op::put(key, bytes)],
+        .commit(Mutation::new(
+            vec![Compare::Absent(key.clone())],
+            vec![Op::put(key, bytes)],
             audit,
-        })
+        ))
         .await?;
     Ok(())
 }

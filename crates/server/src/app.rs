@@ -16,7 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, namespaces, objects};
+use crate::{admin, discovery, namespaces, objects, placement_api};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(objects::routes())
         .merge(admin::routes())
         .merge(namespaces::routes())
+        .merge(placement_api::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -18,7 +18,9 @@ pub mod error;
 pub mod metrics;
 pub mod namespaces;
 pub mod objects;
+pub mod placement_api;
 pub mod registry;
+pub mod scheduler;
 pub mod tls;
 pub mod watch;
 pub mod watch_cache;
@@ -73,6 +75,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// History older than this is compacted; watches cannot resume from before it.
     pub compaction_interval: Duration,
+    /// Run the scheduler controller in this server (`None`: do not place anything).
+    pub scheduler: Option<scheduler::SchedulerOptions>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             fsync: true,
             limits: Limits::default(),
             compaction_interval: Duration::from_secs(5 * 60),
+            scheduler: Some(scheduler::SchedulerOptions::default()),
         }
     }
 }
@@ -109,6 +114,7 @@ pub struct Server {
     info: ServerInfo,
     token_sync: tokio::task::JoinHandle<()>,
     compaction_interval: Duration,
+    scheduler: Option<scheduler::SchedulerOptions>,
 }
 
 impl Server {
@@ -196,6 +202,7 @@ impl Server {
             info,
             token_sync,
             compaction_interval: config.compaction_interval,
+            scheduler: config.scheduler.clone(),
         })
     }
 
@@ -218,8 +225,11 @@ impl Server {
             info,
             token_sync,
             compaction_interval,
+            scheduler,
         } = self;
         let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
+        let scheduler =
+            scheduler.map(|options| tokio::spawn(scheduler::run(state.clone(), options)));
         let router = app::router(state.clone());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tracing::info!(url = %info.url, "serving");
@@ -288,6 +298,9 @@ impl Server {
         }
         token_sync.abort();
         compactor.abort();
+        if let Some(s) = scheduler {
+            s.abort();
+        }
         Ok(())
     }
 }

@@ -495,11 +495,7 @@ pub(crate) async fn create_value(
     let audit = Registry::audit_record(who, verb, target.kind, target.ns(), &name, Some(&bytes));
     let resp = state
         .registry
-        .commit(Mutation {
-            compares,
-            ops: vec![Op::put(key, bytes)],
-            audit,
-        })
+        .commit(Mutation::new(compares, vec![Op::put(key, bytes)], audit))
         .await?;
     if !resp.succeeded {
         let exists = matches!(resp.results.first(), Some(OpResult::Get(Some(_))));
@@ -895,11 +891,11 @@ async fn update_value(
     );
     let resp = state
         .registry
-        .commit(Mutation {
-            compares: vec![Compare::ModRevision(key.clone(), expected)],
-            ops: vec![Op::put(key, bytes)],
+        .commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), expected)],
+            vec![Op::put(key, bytes)],
             audit,
-        })
+        ))
         .await?;
     if !resp.succeeded {
         return Err(match resp.results.first() {
@@ -1136,11 +1132,11 @@ pub(crate) async fn delete(
     );
     let resp = state
         .registry
-        .commit(Mutation {
-            compares: vec![Compare::ModRevision(key.clone(), expected)],
-            ops: vec![Op::Delete(key)],
+        .commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), expected)],
+            vec![Op::Delete(key)],
             audit,
-        })
+        ))
         .await?;
     if !resp.succeeded {
         return Err(match resp.results.first() {

@@ -98,6 +98,20 @@ pub struct Mutation {
     pub compares: Vec<Compare>,
     pub ops: Vec<Op>,
     pub audit: AuditRecord,
+    /// More entries when one transaction changes several objects (the scheduler's).
+    pub more_audit: Vec<AuditRecord>,
+}
+
+impl Mutation {
+    /// A mutation recorded by one audit entry.
+    pub fn new(compares: Vec<Compare>, ops: Vec<Op>, audit: AuditRecord) -> Self {
+        Self {
+            compares,
+            ops,
+            audit,
+            more_audit: Vec::new(),
+        }
+    }
 }
 
 /// The audited write path to the store.
@@ -119,6 +133,7 @@ impl Registry {
             compares,
             mut ops,
             audit,
+            more_audit,
         } = mutation;
         let failure = compares
             .iter()
@@ -131,10 +146,12 @@ impl Registry {
                 })
             })
             .collect();
-        ops.push(Op::Append {
-            log: AUDIT_LOG.to_owned(),
-            payload: serde_json::to_vec(&audit).expect("audit record serializes"),
-        });
+        for record in std::iter::once(&audit).chain(&more_audit) {
+            ops.push(Op::Append {
+                log: AUDIT_LOG.to_owned(),
+                payload: serde_json::to_vec(record).expect("audit record serializes"),
+            });
+        }
         let started = std::time::Instant::now();
         let response = self
             .store

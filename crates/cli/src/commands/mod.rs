@@ -1,5 +1,6 @@
 //! One module per group of verbs; each function parses nothing and prints its result.
 
 pub mod admin;
+pub mod placement;
 pub mod resources;
 pub mod serve;

@@ -88,11 +88,13 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
 
     let client = client::Client::new(&info.url, &token, None)?;
     let loaded = load_examples(&client).await?;
+    let placements = wait_for_placements(&client).await;
     print_welcome(
         &info.url,
         &token,
         &data_dir,
         &loaded,
+        &placements,
         args.data_dir.is_none(),
     );
     if !exit_early {
@@ -144,11 +146,59 @@ async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> 
     Ok(counts)
 }
 
+/// Wait (briefly) for the scheduler to place the example workloads, then describe where
+/// they landed and why any wait.
+async fn wait_for_placements(client: &client::Client) -> String {
+    let wl = api::lookup_kind("Workload").expect("built-in kind");
+    let mut workloads = Vec::new();
+    for _ in 0..50 {
+        workloads = client
+            .list_all(wl, None, &client::ListOptions::default())
+            .await
+            .unwrap_or_default();
+        let settled = workloads.iter().all(|w| {
+            w.pointer("/status/desiredReplicas").is_some()
+                && w["status"]["observedGeneration"] == w["metadata"]["generation"]
+        });
+        if settled && !workloads.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut out = String::from(
+        "Placement of the example workloads (the scheduler explains every decision):\n",
+    );
+    for w in &workloads {
+        let placed = w
+            .pointer("/status/placedReplicas")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let desired = w
+            .pointer("/status/desiredReplicas")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "  {:<10} {:<18} {placed}/{desired} placed",
+            w["metadata"]["namespace"].as_str().unwrap_or(""),
+            w["metadata"]["name"].as_str().unwrap_or(""),
+        ));
+        if let Some(m) = w
+            .pointer("/status/message")
+            .and_then(serde_json::Value::as_str)
+        {
+            out.push_str(&format!("  waiting: {m}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn print_welcome(
     url: &str,
     token: &str,
     data_dir: &Path,
     loaded: &[(String, usize)],
+    placements: &str,
     temporary: bool,
 ) {
     let summary: Vec<String> = loaded.iter().map(|(k, n)| format!("{n} {k}")).collect();
@@ -166,11 +216,13 @@ Meridian demo is running.
   Data         {data_note}
   Loaded       {summary}
 
+{placements}
 Try these in another terminal:
 
   export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token}
   cargo run --release -- get sites                      # the estate: jurisdictions, operators, certifications
-  cargo run --release -- get workloads -A -o wide       # Windows and Linux work across projects
+  cargo run --release -- get allocations -A -o wide     # where each instance landed
+  cargo run --release -- explain workload llm-finetune -n research   # why there, and what would change it
   cargo run --release -- audit verify                   # the tamper-evident audit log
 
 Press Ctrl-C to stop.

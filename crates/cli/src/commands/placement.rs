@@ -1,0 +1,171 @@
+//! `explain` and `plan`: the scheduler's reasoning, for people.
+
+use anyhow::Result;
+use serde_json::Value;
+
+use client::Client;
+
+use crate::args::{ExplainArgs, Output, PlanArgs};
+use crate::config::Resolved;
+use crate::exit::UserError;
+use crate::manifests;
+
+fn print_json_or_yaml(value: &Value, output: Output) -> Result<bool> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Human text of one explanation: summary, reason counts, candidates, suggestions.
+pub fn explanation_text(e: &Value, indent: &str) -> String {
+    let mut out = String::new();
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    if let Some(summary) = e.get("summary").and_then(Value::as_str) {
+        out.push_str(&format!("{indent}{summary}\n"));
+    }
+    let rejections = e
+        .get("rejections")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !rejections.is_empty() {
+        out.push_str(&format!(
+            "{indent}Nodes considered: {}, passed: {}\n",
+            e.get("nodes").cloned().unwrap_or_default(),
+            e.get("passed").cloned().unwrap_or_default()
+        ));
+        for r in &rejections {
+            let n = r.get("nodes").and_then(Value::as_u64).unwrap_or(0);
+            out.push_str(&format!(
+                "{indent}  {n} node{}: {}\n",
+                if n == 1 { "" } else { "s" },
+                s(&r["message"])
+            ));
+        }
+    }
+    let candidates = e
+        .get("candidates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !candidates.is_empty() {
+        out.push_str(&format!("{indent}Top candidates:\n"));
+        for c in &candidates {
+            let total = c.pointer("/score/total").cloned().unwrap_or_default();
+            out.push_str(&format!(
+                "{indent}  {} ({}) score {total}\n",
+                s(&c["node"]),
+                s(&c["site"])
+            ));
+        }
+    }
+    for sug in e
+        .get("suggestions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("{indent}Suggestion: {}\n", s(&sug["message"])));
+    }
+    for note in e
+        .get("notes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!("{indent}Note: {}\n", s(note)));
+    }
+    out
+}
+
+pub async fn explain(client: &Client, conn: &Resolved, args: &ExplainArgs) -> Result<()> {
+    let info = crate::commands::resources::kind(&args.kind)?;
+    if info.kind != "Workload" {
+        return Err(UserError::fail(format!(
+            "explain works on workloads, not {}: meridian explain workload NAME",
+            info.plural
+        )));
+    }
+    let ns = conn.namespace.clone().unwrap_or_else(|| "default".into());
+    let path = format!(
+        "{}/explain",
+        client::resource_path(info, Some(&ns), Some(&args.name))
+    );
+    let resp = client.get_path(&path).await?;
+    if print_json_or_yaml(&resp, args.output)? {
+        return Ok(());
+    }
+    let status = &resp["status"];
+    println!("Workload:   {ns}/{}", args.name);
+    if status.is_object() {
+        println!(
+            "Replicas:   {}/{} placed",
+            status.get("placedReplicas").cloned().unwrap_or_default(),
+            status.get("desiredReplicas").cloned().unwrap_or_default()
+        );
+        if let Some(m) = status.get("message").and_then(Value::as_str) {
+            println!("Waiting:    {m}");
+        }
+    }
+    println!("One more instance now:");
+    print!("{}", explanation_text(&resp["explanation"], "  "));
+    Ok(())
+}
+
+pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<()> {
+    let loaded = manifests::load(&args.files, false)?;
+    let mut items = Vec::new();
+    for m in loaded {
+        if m.object.kind_info().kind != "Workload" {
+            return Err(UserError::fail(format!(
+                "{} doc {}: plan takes Workloads, not a {}",
+                m.source,
+                m.doc,
+                m.object.kind_info().kind
+            )));
+        }
+        let mut v = m.object.to_value();
+        if m.object.namespace().is_none() {
+            v["metadata"]["namespace"] =
+                Value::String(conn.namespace.clone().unwrap_or_else(|| "default".into()));
+        }
+        items.push(v);
+    }
+    let resp = client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/plan",
+            Some(&Value::Array(items)),
+        )
+        .await?;
+    if print_json_or_yaml(&resp, args.output)? {
+        return Ok(());
+    }
+    for d in resp["decisions"].as_array().into_iter().flatten() {
+        let w = format!(
+            "{}/{}-{}",
+            d.pointer("/workload/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            d.pointer("/workload/name")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            d.get("replica").cloned().unwrap_or_default()
+        );
+        let outcome = &d["outcome"];
+        if outcome["result"] == "placed" {
+            println!(
+                "{w}  ->  {} ({})",
+                outcome["node"].as_str().unwrap_or(""),
+                outcome["site"].as_str().unwrap_or("")
+            );
+        } else {
+            println!("{w}  ->  cannot be placed");
+            print!("{}", explanation_text(outcome, "    "));
+        }
+    }
+    Ok(())
+}

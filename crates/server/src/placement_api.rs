@@ -1,0 +1,111 @@
+//! Meridian-specific placement endpoints: `explain` (why a workload's instances go where
+//! they go, or why not) and `plan` (what-if placement of manifests against the live fleet,
+//! writing nothing).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use api::{AnyObject, Workload};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Verb, authorize};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::object_key;
+use crate::scheduler;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/apis/meridian.dev/v1/namespaces/{ns}/workloads/{name}/explain",
+            get(explain),
+        )
+        .route("/meridian/v1/plan", post(plan))
+}
+
+fn workload_kind() -> &'static api::KindInfo {
+    api::lookup_kind("Workload").expect("built-in kind")
+}
+
+async fn explain(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let kind = workload_kind();
+    authorize(&who, Verb::Get, kind, Some(&ns), Some(&name))?;
+    let (kv, _) = state
+        .store()
+        .get(&object_key(kind, Some(&ns), &name))
+        .await?;
+    let kv = kv.ok_or_else(|| ApiError::not_found(kind.plural, &name))?;
+    let workload: Workload =
+        serde_json::from_value(crate::registry::decode(&kv)?).map_err(ApiError::internal)?;
+    let (fleet, projects) = scheduler::live_fleet(&state).await?;
+    let explanation = placement::explain(
+        &fleet,
+        &workload,
+        projects.get(&ns),
+        &placement::Options::default(),
+    )
+    .map_err(|e| ApiError::bad_request(format!("workload {ns}/{name} cannot be scheduled: {e}")))?;
+    Ok(Json(json!({
+        "workload": {"namespace": ns, "name": name},
+        "status": workload.status,
+        "explanation": explanation,
+    })))
+}
+
+/// Body of a plan: manifests (Workloads) as JSON objects, or a List of them.
+async fn plan(
+    State(state): State<AppState>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the plan body is not JSON: {e}")))?;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(ref o) if o.contains_key("items") => {
+            o["items"].as_array().cloned().unwrap_or_default()
+        }
+        other => vec![other],
+    };
+    let mut workloads = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match api::validate::object_from_value(item) {
+            Ok(AnyObject::Workload(mut w)) => {
+                let ns = w
+                    .metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".to_owned())
+                    .clone();
+                authorize(&who, Verb::Get, workload_kind(), Some(&ns), None)?;
+                workloads.push(w);
+            }
+            Ok(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "item {i}: plan takes Workloads, not a {}",
+                    other.kind_info().kind
+                )));
+            }
+            Err(errors) => {
+                return Err(ApiError::bad_request(format!("item {i}: {errors}")));
+            }
+        }
+    }
+    let (mut fleet, projects) = scheduler::live_fleet(&state).await?;
+    let mut batch = placement::Batch::new();
+    for w in &workloads {
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let n = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
+        let added = match projects.get(&ns) {
+            Some(p) => batch.add_in_project(w, p, 0..n),
+            None => batch.add(w, 0..n),
+        };
+        added.map_err(|e| ApiError::bad_request(format!("{ns}/{}: {e}", w.metadata.name)))?;
+    }
+    let decisions = placement::place_batch(&mut fleet, &batch, &placement::Options::default());
+    Ok(Json(json!({ "decisions": decisions })))
+}

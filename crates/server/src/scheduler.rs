@@ -1,0 +1,569 @@
+//! The scheduler controller: places pending workload instances and commits Allocations.
+//!
+//! Level-triggered: each pass reads the whole desired state (sites, nodes, projects,
+//! workloads, allocations), asks the pure `placement` crate where the missing instances
+//! go, and commits the answers. It wakes on any change under `/registry/` (debounced) and
+//! at least every `resync` interval, and does not care why it woke.
+//!
+//! Safety against racing schedulers and crashes:
+//! - An instance's Allocation has a deterministic name, `{workload}-{replica}`, and is
+//!   created with `Compare::Absent`: an instance is never placed twice.
+//! - Every node has a ledger key (`/meridian/scheduler/nodes/{node}`) that each placement
+//!   on the node rewrites in the same transaction, guarded by the ledger revision the pass
+//!   read *before* it read the allocations. A pass that planned against a stale view of a
+//!   node fails its compare-and-swap and plans again, so two schedulers never double-book
+//!   a node. All placements on one node commit in one transaction.
+//! - A pass killed midway leaves whole transactions or nothing; the next pass (on this or
+//!   another server) places what is still missing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use api::{Allocation, Node, Project, Site, Workload};
+use placement::{Batch, Decision, Fleet, Options, Outcome};
+use store::{Compare, Op, RangeRequest, Revision};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
+
+/// Prefix of the per-node ledger keys.
+pub const LEDGER_PREFIX: &str = "/meridian/scheduler/nodes/";
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// A pass runs at least this often, changes or not.
+    pub resync: Duration,
+    /// Changes arriving within this window are handled by one pass.
+    pub debounce: Duration,
+    /// Node transactions in flight at once.
+    pub concurrency: usize,
+    pub placement: Options,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(10),
+            debounce: Duration::from_millis(50),
+            concurrency: 64,
+            placement: Options::default(),
+        }
+    }
+}
+
+/// The scheduler's identity in the audit log.
+pub fn principal() -> Principal {
+    Principal {
+        id: "system:scheduler".into(),
+        role: Role::Admin,
+        project: None,
+    }
+}
+
+fn kind(name: &str) -> &'static api::KindInfo {
+    api::lookup_kind(name).expect("a built-in kind")
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    pub pending: usize,
+    pub placed: usize,
+    pub unplaceable: usize,
+    /// Node transactions that lost a race and will be planned again.
+    pub conflicts: usize,
+    pub preempted: usize,
+    pub removed: usize,
+}
+
+/// Run passes until shutdown.
+pub async fn run(state: AppState, options: SchedulerOptions) {
+    let mut wake = match state.store().watch("/registry/", 0).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "scheduler cannot watch the registry; resyncing only");
+            None
+        }
+    };
+    loop {
+        match pass(&state, &options).await {
+            Ok(report) if report != PassReport::default() => {
+                tracing::info!(?report, "scheduler pass");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "scheduler pass failed; retrying"),
+        }
+        // Wait for a change (then let a burst settle) or the resync interval.
+        let woke = async {
+            match wake.as_mut() {
+                Some(w) => w.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tokio::time::sleep(options.resync) => {}
+            alive = woke => {
+                if !alive {
+                    wake = state.store().watch("/registry/", 0).await.ok();
+                }
+                tokio::time::sleep(options.debounce).await;
+                // Drain what arrived meanwhile: one pass handles all of it.
+                if let Some(w) = wake.as_mut() {
+                    while let Ok(Some(_)) =
+                        tokio::time::timeout(Duration::from_millis(1), w.next()).await
+                    {}
+                }
+            }
+        }
+    }
+}
+
+/// Everything a pass reads, in an order that makes the ledger guard sound.
+struct Snapshot {
+    ledgers: HashMap<String, Revision>,
+    sites: Vec<Site>,
+    nodes: Vec<Node>,
+    projects: BTreeMap<String, Project>,
+    workloads: Vec<(Workload, Revision)>,
+    /// By (project, name), with their revision.
+    allocations: BTreeMap<(String, String), (Allocation, Revision)>,
+}
+
+async fn read_all(state: &AppState, prefix: &str) -> Result<Vec<store::KeyValue>, ApiError> {
+    let mut out = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = state
+            .store()
+            .range(RangeRequest {
+                prefix: prefix.to_owned(),
+                start_after: start_after.clone(),
+                limit: 5_000,
+                count_only: false,
+            })
+            .await?;
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        out.extend(page.kvs);
+        if !page.more {
+            return Ok(out);
+        }
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiError> {
+    serde_json::from_value(decode(kv)?)
+        .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))
+}
+
+async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
+    // Ledgers first: any placement committed after this read bumps a ledger we compare.
+    let ledgers = read_all(state, LEDGER_PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|kv| {
+            let node = kv.key.strip_prefix(LEDGER_PREFIX)?.to_owned();
+            Some((node, kv.mod_revision))
+        })
+        .collect();
+    let mut snap = Snapshot {
+        ledgers,
+        sites: Vec::new(),
+        nodes: Vec::new(),
+        projects: BTreeMap::new(),
+        workloads: Vec::new(),
+        allocations: BTreeMap::new(),
+    };
+    for kv in read_all(state, &registry::kind_prefix(kind("Site"), None)).await? {
+        snap.sites.push(typed(&kv)?);
+    }
+    for kv in read_all(state, &registry::kind_prefix(kind("Node"), None)).await? {
+        snap.nodes.push(typed(&kv)?);
+    }
+    for kv in read_all(state, &registry::kind_prefix(kind("Project"), None)).await? {
+        let p: Project = typed(&kv)?;
+        snap.projects.insert(p.metadata.name.clone(), p);
+    }
+    for kv in read_all(state, &registry::kind_prefix(kind("Workload"), None)).await? {
+        snap.workloads.push((typed(&kv)?, kv.mod_revision));
+    }
+    for kv in read_all(state, &registry::kind_prefix(kind("Allocation"), None)).await? {
+        let a: Allocation = typed(&kv)?;
+        let ns = a.metadata.namespace.clone().unwrap_or_default();
+        snap.allocations
+            .insert((ns, a.metadata.name.clone()), (a, kv.mod_revision));
+    }
+    Ok(snap)
+}
+
+/// Name of the Allocation of one instance.
+pub fn allocation_name(workload: &str, replica: u32) -> String {
+    format!("{workload}-{replica}")
+}
+
+/// One scheduling pass.
+pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassReport, ApiError> {
+    let snap = snapshot(state).await?;
+    let mut report = PassReport::default();
+    let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
+    let allocations: Vec<Allocation> = snap.allocations.values().map(|(a, _)| a.clone()).collect();
+    let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
+        .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
+
+    // Allocations whose workload is gone or whose replica is beyond the count are removed.
+    let by_workload: HashMap<(String, String), &Workload> = snap
+        .workloads
+        .iter()
+        .map(|(w, _)| {
+            (
+                (
+                    w.metadata.namespace.clone().unwrap_or_default(),
+                    w.metadata.name.clone(),
+                ),
+                w,
+            )
+        })
+        .collect();
+    for ((ns, name), (a, rev)) in &snap.allocations {
+        let keep = by_workload
+            .get(&(ns.clone(), a.spec.workload.clone()))
+            .is_some_and(|w| i64::from(a.spec.replica) < i64::from(w.spec.replicas));
+        if !keep && remove_allocation(state, ns, name, *rev).await? {
+            report.removed += 1;
+        }
+    }
+
+    // Pending instances: replicas without an Allocation.
+    let mut batch = Batch::new();
+    let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (w, _) in &snap.workloads {
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let missing: Vec<u32> = (0..w.spec.replicas.max(0) as u32)
+            .filter(|r| {
+                !snap
+                    .allocations
+                    .contains_key(&(ns.clone(), allocation_name(&w.metadata.name, *r)))
+            })
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        report.pending += missing.len();
+        pending_of.insert((ns.clone(), w.metadata.name.clone()), missing.len());
+        let added = match snap.projects.get(&ns) {
+            Some(p) => batch.add_in_project(w, p, missing),
+            None => batch.add(w, missing),
+        };
+        if let Err(e) = added {
+            tracing::warn!(workload = %w.metadata.name, project = %ns, error = %e, "cannot schedule workload");
+        }
+    }
+    let decisions = if report.pending == 0 {
+        Vec::new()
+    } else {
+        placement::place_batch(&mut fleet, &batch, &options.placement)
+    };
+
+    // Group placements by node; one guarded transaction per node.
+    let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
+    let mut unplaceable: BTreeMap<(String, String), &Decision> = BTreeMap::new();
+    for d in &decisions {
+        match &d.outcome {
+            Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(d),
+            Outcome::Unplaceable(_) => {
+                report.unplaceable += 1;
+                unplaceable
+                    .entry((d.workload.namespace.clone(), d.workload.name.clone()))
+                    .or_insert(d);
+            }
+        }
+    }
+    let workload_of = |d: &Decision| {
+        by_workload
+            .get(&(d.workload.namespace.clone(), d.workload.name.clone()))
+            .copied()
+    };
+    let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
+    for (node, ds) in per_node {
+        let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
+        let mut items = Vec::new();
+        for d in ds {
+            let Some(w) = workload_of(d) else { continue };
+            let mut victims = Vec::new();
+            for v in d
+                .placement()
+                .map(|p| p.preempted.as_slice())
+                .unwrap_or_default()
+            {
+                let name = v.allocation.name.clone().unwrap_or_else(|| {
+                    allocation_name(&v.allocation.workload, v.allocation.replica)
+                });
+                if let Some((_, rev)) = snap
+                    .allocations
+                    .get(&(v.allocation.namespace.clone(), name.clone()))
+                {
+                    victims.push((v.allocation.namespace.clone(), name, *rev));
+                }
+            }
+            items.push((allocation_object(w, d), victims));
+        }
+        jobs.push((node, ledger_rev, items));
+    }
+    let commits = futures::stream::iter(
+        jobs.into_iter()
+            .map(|(node, rev, items)| commit_node(state, node, rev, items)),
+    )
+    .buffer_unordered(options.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut committed: HashMap<(String, String), u32> = HashMap::new();
+    for outcome in commits {
+        match outcome? {
+            NodeCommit::Committed { placed, preempted } => {
+                report.placed += placed.len();
+                report.preempted += preempted;
+                for key in placed {
+                    *committed.entry(key).or_default() += 1;
+                }
+            }
+            NodeCommit::Conflict => report.conflicts += 1,
+        }
+    }
+
+    // Workload status: desired, placed, and why the rest waits.
+    for (w, rev) in &snap.workloads {
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let key = (ns.clone(), w.metadata.name.clone());
+        let desired = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
+        let missing = u32::try_from(pending_of.get(&key).copied().unwrap_or(0)).unwrap_or(0);
+        let placed = (desired - missing.min(desired)) + committed.get(&key).copied().unwrap_or(0);
+        let message = unplaceable
+            .get(&key)
+            .map(|d| d.explanation().summary.clone());
+        update_workload_status(state, w, *rev, desired, placed.min(desired), message).await?;
+    }
+    Ok(report)
+}
+
+/// The Allocation for a placed decision.
+fn allocation_object(w: &Workload, d: &Decision) -> Value {
+    let p = d
+        .placement()
+        .expect("only placed decisions become allocations");
+    let ns = d.workload.namespace.clone();
+    json!({
+        "apiVersion": api::API_VERSION,
+        "kind": "Allocation",
+        "metadata": {
+            "name": allocation_name(&w.metadata.name, d.replica),
+            "namespace": ns,
+            "labels": {"meridian.dev/workload": w.metadata.name},
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": registry::now_rfc3339(),
+            "generation": 1,
+        },
+        "spec": {
+            "workload": w.metadata.name,
+            "replica": d.replica,
+            "node": p.node,
+            "site": p.site,
+            "desiredState": "run",
+            "resources": serde_json::to_value(&p.resources).unwrap_or_default(),
+            "task": serde_json::to_value(&w.spec.task).unwrap_or_default(),
+            "workloadGeneration": w.metadata.generation,
+            "explanation": d.explanation_value(),
+        },
+        "status": {"phase": "pending"},
+    })
+}
+
+/// An Allocation to create, and the allocations (project, name, revision) it evicts.
+type NewAllocation = (Value, Vec<(String, String, Revision)>);
+
+enum NodeCommit {
+    /// The (project, workload) of every committed placement.
+    Committed {
+        placed: Vec<(String, String)>,
+        preempted: usize,
+    },
+    Conflict,
+}
+
+/// Commit every placement on one node (and evict its victims) in one transaction guarded
+/// by the node's ledger revision.
+async fn commit_node(
+    state: &AppState,
+    node: String,
+    ledger_rev: Revision,
+    items: Vec<NewAllocation>,
+) -> Result<NodeCommit, ApiError> {
+    if items.is_empty() {
+        return Ok(NodeCommit::Committed {
+            placed: Vec::new(),
+            preempted: 0,
+        });
+    }
+    let who = principal();
+    let alloc_kind = kind("Allocation");
+    let ledger = format!("{LEDGER_PREFIX}{node}");
+    let mut compares = vec![Compare::ModRevision(ledger.clone(), ledger_rev)];
+    let mut ops = Vec::new();
+    let mut audit = Vec::new();
+    let mut preempted = 0;
+    let mut placed = Vec::new();
+    for (object, victims) in &items {
+        // Validate what we write, exactly as the API would.
+        let object = api::validate::object_from_value_as(alloc_kind, object.clone())
+            .map(|o| o.to_value())
+            .map_err(|e| {
+                ApiError::internal(format!("the scheduler built an invalid Allocation: {e}"))
+            })?;
+        let ns = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let key = object_key(alloc_kind, Some(&ns), &name);
+        let bytes = encode(&object);
+        let workload = object["spec"]["workload"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        placed.push((ns.clone(), workload));
+        audit.push(Registry::audit_record(
+            &who,
+            "create",
+            alloc_kind,
+            Some(&ns),
+            &name,
+            Some(&bytes),
+        ));
+        compares.push(Compare::Absent(key.clone()));
+        ops.push(Op::put(key, bytes));
+        for (vns, vname, vrev) in victims {
+            let vkey = object_key(alloc_kind, Some(vns), vname);
+            if compares
+                .iter()
+                .any(|c| matches!(c, Compare::ModRevision(k, _) if *k == vkey))
+            {
+                continue;
+            }
+            compares.push(Compare::ModRevision(vkey.clone(), *vrev));
+            ops.push(Op::Delete(vkey));
+            audit.push(Registry::audit_record(
+                &who,
+                "preempt",
+                alloc_kind,
+                Some(vns),
+                vname,
+                None,
+            ));
+            preempted += 1;
+        }
+    }
+    ops.push(Op::put(ledger, node.as_bytes().to_vec()));
+    let mut audit = audit.into_iter();
+    let first = audit.next().expect("at least one placement");
+    let resp = state
+        .registry
+        .commit(Mutation {
+            compares,
+            ops,
+            audit: first,
+            more_audit: audit.collect(),
+        })
+        .await?;
+    if resp.succeeded {
+        Ok(NodeCommit::Committed { placed, preempted })
+    } else {
+        Ok(NodeCommit::Conflict)
+    }
+}
+
+/// Remove an allocation that no workload wants any more.
+async fn remove_allocation(
+    state: &AppState,
+    ns: &str,
+    name: &str,
+    rev: Revision,
+) -> Result<bool, ApiError> {
+    let alloc_kind = kind("Allocation");
+    let key = object_key(alloc_kind, Some(ns), name);
+    let audit = Registry::audit_record(&principal(), "delete", alloc_kind, Some(ns), name, None);
+    let resp = state
+        .registry
+        .commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), rev)],
+            vec![Op::Delete(key)],
+            audit,
+        ))
+        .await?;
+    Ok(resp.succeeded)
+}
+
+/// Write `status` of a workload when it changed (guarded by its revision; a lost race is
+/// fine, the next pass writes it again).
+async fn update_workload_status(
+    state: &AppState,
+    w: &Workload,
+    rev: Revision,
+    desired: u32,
+    placed: u32,
+    message: Option<String>,
+) -> Result<(), ApiError> {
+    let mut status = w.status.clone().unwrap_or_default();
+    let before = status.clone();
+    status.desired_replicas = desired;
+    status.placed_replicas = placed;
+    status.observed_generation = w.metadata.generation;
+    status.message = message;
+    if status == before && w.status.is_some() {
+        return Ok(());
+    }
+    let wl_kind = kind("Workload");
+    let ns = w.metadata.namespace.clone().unwrap_or_default();
+    let key = object_key(wl_kind, Some(&ns), &w.metadata.name);
+    let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;
+    object["status"] = serde_json::to_value(&status).map_err(ApiError::internal)?;
+    let bytes = encode(&object);
+    let audit = Registry::audit_record(
+        &principal(),
+        "update-status",
+        wl_kind,
+        Some(&ns),
+        &w.metadata.name,
+        Some(&bytes),
+    );
+    // A lost race is fine: the next pass writes the status again.
+    state
+        .registry
+        .commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), rev)],
+            vec![Op::put(key, bytes)],
+            audit,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// A read-only view for `explain` and `plan`: the live fleet.
+pub async fn live_fleet(
+    state: &AppState,
+) -> Result<(Fleet, Arc<BTreeMap<String, Project>>), ApiError> {
+    let snap = snapshot(state).await?;
+    let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
+    let allocations: Vec<Allocation> = snap.allocations.values().map(|(a, _)| a.clone()).collect();
+    let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
+        .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
+    Ok((fleet, Arc::new(snap.projects)))
+}
