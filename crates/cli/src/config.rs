@@ -1,7 +1,8 @@
 //! Where the CLI finds its server and token: flags, then `MERIDIAN_SERVER` and
 //! `MERIDIAN_TOKEN`, then the current context of the config file written by
 //! `meridian login` (`$MERIDIAN_CONFIG`, else `$XDG_CONFIG_HOME/meridian/config.yaml`, else
-//! `~/.config/meridian/config.yaml`), like kubeconfig contexts.
+//! `~/.config/meridian/config.yaml`), like kubeconfig contexts, then a kubeconfig context
+//! with a bearer token (see [`crate::kubeconfig`]).
 
 use std::path::{Path, PathBuf};
 
@@ -88,6 +89,8 @@ pub struct Resolved {
     pub server: String,
     pub token: String,
     pub ca_file: Option<PathBuf>,
+    /// A CA given inline (a kubeconfig's `certificate-authority-data`).
+    pub ca_pem: Option<Vec<u8>>,
     pub namespace: Option<String>,
 }
 
@@ -102,7 +105,11 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
     let context = match &context_name {
         Some(name) => match file.find(name) {
             Some(c) => Some(c.clone()),
-            None if global.context.is_some() => {
+            None if global.context.is_some()
+                && crate::kubeconfig::path()
+                    .and_then(|p| crate::kubeconfig::load(&p, Some(name)).ok().flatten())
+                    .is_none() =>
+            {
                 return Err(UserError::fail(format!(
                     "context {name:?} is not in {}: see `meridian config get-contexts`",
                     path.display()
@@ -112,6 +119,21 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
         },
         None => None,
     };
+    // Without a Meridian context, an existing kubeconfig context that points at Meridian
+    // with a bearer token works too (kubectl's own precedence: $KUBECONFIG, ~/.kube/config).
+    let kube = match (&context, crate::kubeconfig::path()) {
+        (None, Some(p)) => crate::kubeconfig::load(&p, global.context.as_deref())?,
+        _ => None,
+    };
+    let context = context.or_else(|| {
+        kube.as_ref().map(|k| Context {
+            name: "kubeconfig".into(),
+            server: k.server.clone(),
+            token: k.token.clone(),
+            ca_file: None,
+            namespace: k.namespace.clone(),
+        })
+    });
     let server = global
         .server
         .clone()
@@ -139,6 +161,7 @@ pub fn resolve(global: &Global) -> Result<Resolved> {
         server,
         token,
         ca_file,
+        ca_pem: kube.and_then(|k| k.ca_pem),
         namespace: global
             .namespace
             .clone()
@@ -152,7 +175,7 @@ pub fn client(resolved: &Resolved) -> Result<client::Client> {
         Some(p) => Some(
             std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
         ),
-        None => None,
+        None => resolved.ca_pem.clone(),
     };
     client::Client::new(&resolved.server, &resolved.token, ca.as_deref())
         .map_err(|e| UserError::fail(e.to_string()))

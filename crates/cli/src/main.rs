@@ -8,6 +8,7 @@ mod bench;
 mod commands;
 mod config;
 mod exit;
+mod kubeconfig;
 mod manifests;
 mod output;
 

@@ -575,3 +575,30 @@ fn get_watch_shows_changes_made_by_another_client() {
         "the change never showed: {seen:?}"
     );
 }
+
+#[test]
+fn an_existing_kubeconfig_context_is_used_when_nothing_else_is_set() {
+    let s = ServerProcess::start(&[]);
+    let kubeconfig = s.dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: meridian\nclusters:\n- name: m\n  cluster: {{server: \"{}\"}}\ncontexts:\n- name: meridian\n  context: {{cluster: m, user: admin}}\nusers:\n- name: admin\n  user: {{token: \"{}\"}}\n",
+            s.url, s.token
+        ),
+    )
+    .expect("write kubeconfig");
+    let out = Command::new(BIN)
+        .args(["get", "projects", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("MERIDIAN_CONFIG", s.dir.join("no-meridian-config.yaml"))
+        .env_remove("MERIDIAN_SERVER")
+        .env_remove("MERIDIAN_TOKEN")
+        .output()
+        .expect("run");
+    assert!(
+        stdout(&out).contains("project.meridian.dev/default"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -223,6 +223,7 @@ pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
         server: server.clone(),
         token: token.clone(),
         ca_file: ca_file.clone(),
+        ca_pem: None,
         namespace: global.namespace.clone(),
     };
     if args.verify {
