@@ -1,0 +1,457 @@
+//! [`CompiledPolicy`]: a `Policy` object parsed, checked and prepared once, evaluated
+//! with clones of its prepared engine.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::kinds::{Control, Enforcement};
+use regorus::utils::limits::ExecutionTimerConfig;
+use regorus::{Engine, LimitError, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CompileError, CompileErrorKind, EvalError};
+use crate::input::{key, to_json, to_rego};
+use crate::prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data, prelude_source};
+
+/// Annotation that selects the Rego syntax of a policy: `v1` (the default, OPA 1.x) or
+/// `v0` (pre-1.0 syntax, for Gatekeeper templates that have not been migrated).
+pub const REGO_VERSION_ANNOTATION: &str = "policy.meridian.dev/rego-version";
+
+/// The rules a policy module may define; their values are its violations.
+pub const VIOLATION_RULES: [&str; 2] = ["deny", "violation"];
+
+/// Default time limit of one evaluation of one policy.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How policies are compiled and bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Wall-clock limit of one evaluation of one policy on one input.
+    pub timeout: Duration,
+    /// Interpreter steps between two reads of the clock (the cost of the limit).
+    pub check_interval: NonZeroU32,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            timeout: DEFAULT_TIMEOUT,
+            check_interval: NonZeroU32::new(32).expect("non-zero"),
+        }
+    }
+}
+
+/// A violation as a policy produced it, before it is attributed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawViolation {
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// A compiled policy: cheap to clone (an `Arc`), `Send + Sync`, evaluated any number of
+/// times concurrently.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: api::Policy,
+    name: Arc<str>,
+    enforcement: Enforcement,
+    /// Kinds targeted; `None` for every kind.
+    kinds: Option<Vec<&'static str>>,
+    /// Projects matched; empty for every project.
+    projects: Vec<String>,
+    controls: Arc<[Control]>,
+    package: String,
+    /// Full paths of the violation rules the module defines (`data.pkg.deny`...).
+    rules: Vec<String>,
+    /// `spec.parameters`, also given as `input.parameters`.
+    parameters: Option<Value>,
+    /// Prepared engine: modules parsed and analysed, data loaded, timer set.
+    engine: Engine,
+    timeout: Duration,
+    digest: String,
+}
+
+impl fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("name", &self.inner.name)
+            .field("enforcement", &self.inner.enforcement)
+            .field("kinds", &self.inner.kinds)
+            .field("projects", &self.inner.projects)
+            .field("package", &self.inner.package)
+            .field("rules", &self.inner.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles a policy: parses its Rego (syntax errors carry line and column), checks
+    /// the contract (a `deny` or `violation` rule), loads its parameters, prepares the
+    /// engine and evaluates it once on an empty input so that compile-time problems are
+    /// found now rather than on the first request.
+    pub fn compile(policy: &api::Policy, options: CompileOptions) -> Result<Self, CompileError> {
+        let name = policy.metadata.name.as_str();
+        let spec = &policy.spec;
+        let err = |kind, field: &str, msg: String| CompileError::new(name, kind, field, msg);
+
+        // Targets.
+        let mut kinds = Some(Vec::new());
+        for (i, t) in spec.targets.iter().enumerate() {
+            if t == "*" {
+                kinds = None;
+                break;
+            }
+            match api::lookup_kind(t) {
+                Some(k) => {
+                    if let Some(ks) = kinds.as_mut().filter(|ks| !ks.contains(&k.kind)) {
+                        ks.push(k.kind);
+                    }
+                }
+                None => {
+                    let known: Vec<&str> = api::KINDS.iter().map(|k| k.kind).collect();
+                    return Err(err(
+                        CompileErrorKind::Spec,
+                        &format!("spec.targets[{i}]"),
+                        format!("{t:?} is not a kind (known kinds: {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        if kinds.as_ref().is_some_and(Vec::is_empty) {
+            kinds = None;
+        }
+
+        // Parameters.
+        let parameters = match &spec.parameters {
+            None | Some(serde_json::Value::Null) => None,
+            Some(p @ serde_json::Value::Object(_)) => Some(to_rego(p)),
+            Some(_) => {
+                return Err(err(
+                    CompileErrorKind::Spec,
+                    "spec.parameters",
+                    "must be an object (`{name: value, ...}`), given to the module as data.parameters and input.parameters".into(),
+                ));
+            }
+        };
+
+        // Rego version.
+        let v0 = match policy
+            .metadata
+            .annotations
+            .get(REGO_VERSION_ANNOTATION)
+            .map(String::as_str)
+        {
+            None | Some("v1") => false,
+            Some("v0") => true,
+            Some(other) => {
+                return Err(err(
+                    CompileErrorKind::Spec,
+                    &format!("metadata.annotations[{REGO_VERSION_ANNOTATION}]"),
+                    format!("{other:?} is not a Rego version: use v1 (default) or v0"),
+                ));
+            }
+        };
+
+        let mut engine = Engine::new();
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: options.timeout,
+            check_interval: options.check_interval,
+        });
+        engine
+            .add_policy(PRELUDE_PATH.into(), prelude_source().into())
+            .and_then(|_| engine.add_data(prelude_data()))
+            .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
+        engine.set_rego_v0(v0);
+        let path = format!("{name}.rego");
+        let package = engine
+            .add_policy(path.clone(), spec.rego.clone())
+            .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Syntax, &e))?;
+        if package == PRELUDE_PACKAGE || package.starts_with(&format!("{PRELUDE_PACKAGE}.")) {
+            return Err(err(
+                CompileErrorKind::Contract,
+                "spec.rego",
+                format!(
+                    "package {} is reserved for Meridian's prelude: choose another package",
+                    package.trim_start_matches("data.")
+                ),
+            ));
+        }
+        if !package
+            .split('.')
+            .all(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        {
+            return Err(err(
+                CompileErrorKind::Contract,
+                "spec.rego",
+                format!(
+                    "package {} must be a dotted path of identifiers (e.g. `package meridian.residency`)",
+                    package.trim_start_matches("data.")
+                ),
+            ));
+        }
+        let mut rules = Vec::new();
+        for rule in VIOLATION_RULES {
+            let declared = engine
+                .has_declared_rule_rooted_at(&path, rule)
+                .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
+            if declared {
+                rules.push(format!("{package}.{rule}"));
+            }
+        }
+        if rules.is_empty() {
+            return Err(err(
+                CompileErrorKind::Contract,
+                "spec.rego",
+                format!(
+                    "package {} defines neither `deny` nor `violation`: a policy reports what it finds as \
+                     `deny contains msg if {{ ... }}` (strings) or \
+                     `violation contains {{\"msg\": msg, \"field\": \"spec.x\"}} if {{ ... }}`",
+                    package.trim_start_matches("data.")
+                ),
+            ));
+        }
+        if let Some(p) = &parameters {
+            let data = crate::input::object([("parameters", p.clone())]);
+            engine
+                .add_data(data)
+                .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Spec, &e))?;
+        }
+
+        // Analyse now (unknown functions, unsafe variables, recursion...).
+        engine
+            .eval_query("true".into(), false)
+            .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
+
+        let compiled = CompiledPolicy {
+            inner: Arc::new(Inner {
+                policy: policy.clone(),
+                name: Arc::from(name),
+                enforcement: spec.enforcement,
+                kinds,
+                projects: spec
+                    .match_
+                    .as_ref()
+                    .map(|m| m.projects.clone())
+                    .unwrap_or_default(),
+                controls: Arc::from(spec.controls.clone()),
+                package,
+                rules,
+                parameters,
+                engine,
+                timeout: options.timeout,
+                digest: hex::encode(Sha256::digest(spec.rego.as_bytes())),
+            }),
+        };
+
+        // Warm up on an empty input: a policy that fails before it sees any object (a
+        // constant division by zero, a type error) is refused here, not at admission.
+        let empty = crate::input::object([("object", Value::new_object())]);
+        if let Err(e) = compiled.evaluate(&empty) {
+            let mut ce = match &e {
+                EvalError::Runtime {
+                    message,
+                    line,
+                    column,
+                } => {
+                    let mut ce = err(
+                        CompileErrorKind::Semantic,
+                        "spec.rego",
+                        format!("fails on an empty input: {message}"),
+                    );
+                    ce.line = *line;
+                    ce.column = *column;
+                    ce
+                }
+                EvalError::TimedOut { .. } => err(
+                    CompileErrorKind::Semantic,
+                    "spec.rego",
+                    format!("on an empty input, {e}"),
+                ),
+            };
+            ce.snippet = None;
+            return Err(ce);
+        }
+        Ok(compiled)
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `metadata.name`, shared.
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.inner.name
+    }
+
+    pub fn enforcement(&self) -> Enforcement {
+        self.inner.enforcement
+    }
+
+    /// The kinds targeted, `None` for every kind.
+    pub fn kinds(&self) -> Option<&[&'static str]> {
+        self.inner.kinds.as_deref()
+    }
+
+    /// The projects matched, empty for every project.
+    pub fn projects(&self) -> &[String] {
+        &self.inner.projects
+    }
+
+    pub fn controls(&self) -> &Arc<[Control]> {
+        &self.inner.controls
+    }
+
+    /// The Policy object this was compiled from.
+    pub fn policy(&self) -> &api::Policy {
+        &self.inner.policy
+    }
+
+    /// `data.<package>` of the module.
+    pub fn package(&self) -> &str {
+        &self.inner.package
+    }
+
+    /// SHA-256 of `spec.rego`, hex (to tell evaluated versions apart in evidence).
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Time limit of one evaluation.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Whether the policy applies to an object of `kind` in `project` (`None` for global
+    /// objects). With `match.projects`, only objects of those projects (and the Project
+    /// objects themselves) match.
+    pub fn matches(&self, kind: &str, project: Option<&str>) -> bool {
+        let kind_ok = self
+            .inner
+            .kinds
+            .as_ref()
+            .is_none_or(|ks| ks.contains(&kind));
+        kind_ok && self.matches_project(project)
+    }
+
+    /// Whether `match.projects` lets an object of `project` through.
+    pub(crate) fn matches_project(&self, project: Option<&str>) -> bool {
+        self.inner.projects.is_empty()
+            || project.is_some_and(|p| self.inner.projects.iter().any(|q| q == p))
+    }
+
+    /// A fresh evaluation engine (a clone of the prepared one).
+    pub(crate) fn engine(&self) -> Engine {
+        self.inner.engine.clone()
+    }
+
+    /// Evaluates the policy on a complete `input` document (a clone of the prepared
+    /// engine per call).
+    pub fn evaluate(&self, input: &Value) -> Result<Vec<RawViolation>, EvalError> {
+        let mut engine = self.engine();
+        self.evaluate_with(&mut engine, input)
+    }
+
+    /// Evaluates the policy on a JSON `input` document (converts it first; for tools and
+    /// tests, the hot paths convert once per object).
+    pub fn evaluate_json(&self, input: &serde_json::Value) -> Result<Vec<RawViolation>, EvalError> {
+        self.evaluate(&to_rego(input))
+    }
+
+    /// Evaluates with an engine obtained from [`Self::engine`], reused across inputs.
+    pub(crate) fn evaluate_with(
+        &self,
+        engine: &mut Engine,
+        input: &Value,
+    ) -> Result<Vec<RawViolation>, EvalError> {
+        engine.set_input(self.input_for(input));
+        let mut out = Vec::new();
+        for rule in &self.inner.rules {
+            let value = engine.eval_rule(rule.clone()).map_err(|e| {
+                let timed_out = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<LimitError>(),
+                        Some(LimitError::TimeLimitExceeded { .. })
+                    )
+                });
+                if timed_out {
+                    EvalError::TimedOut {
+                        limit: self.inner.timeout,
+                    }
+                } else {
+                    EvalError::runtime(&format!("{e:#}"))
+                }
+            })?;
+            collect(&self.inner.name, &value, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The input with `parameters` added when the policy has some (Gatekeeper's
+    /// `input.parameters`); otherwise the shared input itself.
+    fn input_for(&self, input: &Value) -> Value {
+        match &self.inner.parameters {
+            None => input.clone(),
+            Some(p) => {
+                let mut v = input.clone();
+                if let Ok(map) = v.as_object_mut() {
+                    map.insert(key("parameters"), p.clone());
+                }
+                v
+            }
+        }
+    }
+}
+
+/// Turns the value of a violation rule into violations.
+fn collect(policy: &str, value: &Value, out: &mut Vec<RawViolation>) {
+    match value {
+        Value::Undefined | Value::Null | Value::Bool(false) => {}
+        Value::Bool(true) => out.push(RawViolation {
+            message: format!("denied by policy {policy:?}"),
+            field: None,
+        }),
+        Value::Set(items) => out.extend(items.iter().map(one)),
+        Value::Array(items) => out.extend(items.iter().map(one)),
+        Value::Object(map)
+            if !map.contains_key(&key("msg")) && !map.contains_key(&key("message")) =>
+        {
+            // A partial object rule (`deny[id] := msg`): each value is a violation.
+            out.extend(map.values().map(one));
+        }
+        other => out.push(one(other)),
+    }
+}
+
+fn one(value: &Value) -> RawViolation {
+    match value {
+        Value::String(s) => RawViolation {
+            message: s.to_string(),
+            field: None,
+        },
+        Value::Object(map) => {
+            let text = |k: &str| match map.get(&key(k)) {
+                Some(Value::String(s)) => Some(s.to_string()),
+                Some(Value::Undefined) | None => None,
+                Some(other) => Some(to_json(other).to_string()),
+            };
+            let message = text("msg")
+                .or_else(|| text("message"))
+                .unwrap_or_else(|| to_json(value).to_string());
+            RawViolation {
+                message,
+                field: text("field"),
+            }
+        }
+        other => RawViolation {
+            message: to_json(other).to_string(),
+            field: None,
+        },
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the policy crate: one binary, shared helpers in `support`.
+
+mod admission;
+mod audit;
+mod compile;
+mod oscal;
+mod packs;
+mod runner;
+mod store;
+mod support;
