@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// Serve TLS even on loopback (generated CA unless --tls-cert)
     #[arg(long)]
     pub tls: bool,
+    /// Do not run the scheduler in this server (API and store benchmarks, or another
+    /// server places work)
+    #[arg(long, hide = true)]
+    pub no_scheduler: bool,
     /// Do not fsync commits (fast, loses recent writes on power loss; for throwaway stores)
     #[arg(long, hide = true)]
     pub no_fsync: bool,

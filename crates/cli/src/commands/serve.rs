@@ -28,6 +28,7 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout),
             ..Limits::default()
         },
+        scheduler: (!args.no_scheduler).then(server::scheduler::SchedulerOptions::default),
         ..ServerConfig::default()
     };
     let server = Server::bind(config).await?;
