@@ -223,7 +223,7 @@ Try these in another terminal:
   export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token}
   cargo run --release -- get sites                      # the estate: jurisdictions, operators, certifications
   cargo run --release -- get allocations -A -o wide     # where each instance landed
-  cargo run --release -- explain workload llm-finetune -n research   # why there, and what would change it
+  cargo run --release -- explain workload fraud-model-train -n finance   # why it waits, what would make it fit
   cargo run --release -- audit verify                   # the tamper-evident audit log
 
 Press Ctrl-C to stop.
