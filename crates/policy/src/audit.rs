@@ -86,6 +86,17 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The order reports list findings in: policy, then object, then message.
+    pub fn report_order(&self) -> (&str, &str, Option<&str>, &str, &str) {
+        (
+            &self.policy,
+            self.object.kind,
+            self.object.namespace.as_deref(),
+            &self.object.name,
+            &self.message,
+        )
+    }
+
     /// JSON for `-o json`.
     pub fn to_json(&self) -> serde_json::Value {
         json!({
@@ -742,22 +753,7 @@ impl FindingStore {
                 });
             }
         }
-        out.sort_by(|a, b| {
-            (
-                &a.policy,
-                a.object.kind,
-                &a.object.namespace,
-                &a.object.name,
-                &a.message,
-            )
-                .cmp(&(
-                    &b.policy,
-                    b.object.kind,
-                    &b.object.namespace,
-                    &b.object.name,
-                    &b.message,
-                ))
-        });
+        out.sort_by(|a, b| a.report_order().cmp(&b.report_order()));
         out
     }
 

@@ -175,22 +175,7 @@ pub fn assessment_results<'a>(
     let mut policies: Vec<&api::Policy> = policies.into_iter().collect();
     policies.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut findings: Vec<&Finding> = findings.iter().collect();
-    findings.sort_by(|a, b| {
-        (
-            &a.policy,
-            a.object.kind,
-            &a.object.namespace,
-            &a.object.name,
-            &a.message,
-        )
-            .cmp(&(
-                &b.policy,
-                b.object.kind,
-                &b.object.namespace,
-                &b.object.name,
-                &b.message,
-            ))
-    });
+    findings.sort_by(|a, b| a.report_order().cmp(&b.report_order()));
 
     // Subjects: one inventory item per object with findings.
     let mut items: BTreeMap<(&str, Option<&str>, &str), (String, &ObjectRef)> = BTreeMap::new();

@@ -31,6 +31,11 @@ fn project(conn: &Resolved) -> String {
     conn.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
+/// The project a list or watch reads: none for global kinds and with `-A`.
+fn list_scope(info: &KindInfo, all_namespaces: bool, conn: &Resolved) -> Option<String> {
+    (info.namespaced() && !all_namespaces).then(|| project(conn))
+}
+
 pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result<()> {
     let mut manifests = manifests::load(&args.files, args.recursive)?;
     // Resolve each object's project before writing anything.
@@ -102,11 +107,7 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
 
 pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()> {
     let info = kind(&args.kind)?;
-    let ns = if info.namespaced() && !args.all_namespaces {
-        Some(project(conn))
-    } else {
-        None
-    };
+    let ns = list_scope(info, args.all_namespaces, conn);
     let with_namespace = info.namespaced() && args.all_namespaces;
     let opts = ListOptions {
         label_selector: args.selector.clone(),
@@ -170,11 +171,7 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
 
 pub async fn watch(client: &Client, conn: &Resolved, args: &WatchArgs) -> Result<()> {
     let info = kind(&args.kind)?;
-    let ns = if info.namespaced() && !args.all_namespaces {
-        Some(project(conn))
-    } else {
-        None
-    };
+    let ns = list_scope(info, args.all_namespaces, conn);
     let opts = ListOptions {
         label_selector: args.selector.clone(),
         resource_version: args.resource_version.clone(),
