@@ -83,6 +83,12 @@ pub enum Command {
     /// What-if placement of workload manifests against the live fleet (writes nothing)
     #[command(after_help = "Example:\n  meridian plan -f new-workload.yaml -n finance")]
     Plan(PlanArgs),
+    /// Install built-in policy packs, run Rego tests, see which policies fire on manifests
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Compliance status and evidence (NIST OSCAL) from the continuous audit
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
     /// Issue, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
@@ -312,4 +318,108 @@ pub enum ConfigCommand {
     UseContext { name: String },
     /// Where the config file is
     Path,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Install built-in packs as Policy objects (editable afterwards like any object)
+    #[command(
+        after_help = "Examples:\n  meridian policy install sovereignty\n  meridian policy install baseline ai --enforcement audit\n  meridian policy packs"
+    )]
+    Install(PolicyInstallArgs),
+    /// List the built-in packs and their policies
+    Packs,
+    /// Run Rego unit tests (rules named test_*) like `opa test`; exits 1 on a failure
+    #[command(
+        after_help = "Examples:\n  meridian policy test policies/\n  meridian policy test --pack sovereignty\n  meridian policy test --pack all"
+    )]
+    Test(PolicyTestArgs),
+    /// Show which installed policies fire on manifests, writing nothing; exits 1 when a
+    /// deny policy would refuse one
+    #[command(after_help = "Example:\n  meridian policy eval -f workload.yaml -n finance")]
+    Eval(PolicyEvalArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnforcementArg {
+    Deny,
+    Warn,
+    Audit,
+}
+
+impl EnforcementArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementArg::Deny => "deny",
+            EnforcementArg::Warn => "warn",
+            EnforcementArg::Audit => "audit",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyInstallArgs {
+    /// Pack names (see `meridian policy packs`)
+    #[arg(required = true)]
+    pub packs: Vec<String>,
+    /// Override the pack's default enforcement
+    #[arg(long, value_enum)]
+    pub enforcement: Option<EnforcementArg>,
+    /// Validate and compile on the server, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Files or directories of .rego modules (policies and their tests)
+    pub paths: Vec<String>,
+    /// Run the tests of a built-in pack (`all` for every pack)
+    #[arg(long)]
+    pub pack: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// File, directory or - with manifests of any kind
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Findings by policy and by framework, and the last full audit
+    #[command(
+        after_help = "Examples:\n  meridian compliance status\n  meridian compliance status -o json"
+    )]
+    Status(ComplianceStatusArgs),
+    /// Evidence of the continuous audit: NIST OSCAL assessment-results, JSON or a table
+    #[command(
+        after_help = "Examples:\n  meridian compliance report -o oscal > assessment-results.json\n  meridian compliance report -o table"
+    )]
+    Report(ComplianceReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ComplianceStatusArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Oscal,
+    Json,
+    Table,
+}
+
+#[derive(Debug, Args)]
+pub struct ComplianceReportArgs {
+    #[arg(short = 'o', long, value_enum, default_value = "oscal")]
+    pub output: ReportFormat,
+    /// Only the findings of this policy (json and table)
+    #[arg(long)]
+    pub policy: Option<String>,
 }

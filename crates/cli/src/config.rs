@@ -177,8 +177,14 @@ pub fn client(resolved: &Resolved) -> Result<client::Client> {
         ),
         None => resolved.ca_pem.clone(),
     };
-    client::Client::new(&resolved.server, &resolved.token, ca.as_deref())
-        .map_err(|e| UserError::fail(e.to_string()))
+    let client = client::Client::new(&resolved.server, &resolved.token, ca.as_deref())
+        .map_err(|e| UserError::fail(e.to_string()))?;
+    // Admission warnings go to stderr, as kubectl prints them.
+    Ok(
+        client.with_warning_handler(std::sync::Arc::new(|text: &str| {
+            eprintln!("Warning: {text}");
+        })),
+    )
 }
 
 /// Fail unless the file's context exists.

@@ -59,6 +59,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(a) => return admin::login(&cli.global, a).await,
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return bench::run(&cli.global, b).await,
+        Command::Policy(p) => {
+            if let Some(done) = commands::policy::offline(p) {
+                return done;
+            }
+        }
         _ => {}
     }
     let conn = config::resolve(&cli.global)?;
@@ -71,6 +76,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(a) => resources::watch(&client, &conn, a).await,
         Command::Explain(a) => commands::placement::explain(&client, &conn, a).await,
         Command::Plan(a) => commands::placement::plan(&client, &conn, a).await,
+        Command::Policy(p) => commands::policy::policy(&client, &conn, p).await,
+        Command::Compliance(c) => commands::policy::compliance(&client, c).await,
         Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
         _ => unreachable!("handled above"),
     }

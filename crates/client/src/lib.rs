@@ -131,6 +131,20 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
+/// The text of a `Warning` header value: `299 - "text"` gives `text`.
+pub fn warning_text(value: &str) -> &str {
+    let rest = value.trim();
+    let rest = rest
+        .strip_prefix("299")
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('-'))
+        .map(str::trim_start)
+        .unwrap_or(rest);
+    rest.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(rest)
+}
+
 /// The path of a collection or an object.
 pub fn resource_path(kind: &KindInfo, namespace: Option<&str>, name: Option<&str>) -> String {
     let mut path = String::from("/apis/meridian.dev/v1");
@@ -147,11 +161,16 @@ pub fn resource_path(kind: &KindInfo, namespace: Option<&str>, name: Option<&str
     path
 }
 
+/// Called with the text of every `Warning` header the server sends (admission warnings
+/// of `warn` policies), as kubectl's warning handler.
+pub type WarningHandler = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A Meridian API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    warnings: Option<WarningHandler>,
 }
 
 impl Client {
@@ -204,7 +223,17 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            warnings: None,
+        })
+    }
+
+    /// Calls `handler` with each warning the server returns (`Warning: 299 - "text"`).
+    pub fn with_warning_handler(mut self, handler: WarningHandler) -> Self {
+        self.warnings = Some(handler);
+        self
     }
 
     /// Base URL of the server.
@@ -232,6 +261,13 @@ impl Client {
             req = req.header(CONTENT_TYPE, ct).body(bytes);
         }
         let resp = req.send().await.map_err(|e| self.transport(e))?;
+        if let Some(handler) = &self.warnings {
+            for w in resp.headers().get_all(reqwest::header::WARNING) {
+                if let Ok(text) = w.to_str() {
+                    handler(warning_text(text));
+                }
+            }
+        }
         if resp.status().is_success() {
             return Ok(resp);
         }

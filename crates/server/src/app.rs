@@ -16,7 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, namespaces, objects, placement_api};
+use crate::{admin, discovery, namespaces, objects, placement_api, policy_api};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Decoded watch events shared by every watcher.
     pub watch_cache: Arc<crate::watch_cache::EventCache>,
+    /// Compiled policies, fleet context and audit findings.
+    pub policies: Arc<crate::policies::PolicyEngine>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(namespaces::routes())
         .merge(placement_api::routes())
+        .merge(policy_api::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

@@ -19,6 +19,8 @@ pub mod metrics;
 pub mod namespaces;
 pub mod objects;
 pub mod placement_api;
+pub mod policies;
+pub mod policy_api;
 pub mod registry;
 pub mod scheduler;
 pub mod tls;
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     pub compaction_interval: Duration,
     /// Run the scheduler controller in this server (`None`: do not place anything).
     pub scheduler: Option<scheduler::SchedulerOptions>,
+    /// Admission and the continuous audit.
+    pub policy: policies::PolicyOptions,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             compaction_interval: Duration::from_secs(5 * 60),
             scheduler: Some(scheduler::SchedulerOptions::default()),
+            policy: policies::PolicyOptions::default(),
         }
     }
 }
@@ -137,7 +142,11 @@ impl Server {
     /// Like [`Server::bind`] with a store the caller opened (another backend, tests).
     pub async fn bind_with_store(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server> {
         let metrics = Metrics::new();
+        let policies = policies::PolicyEngine::load(&*store, config.policy.clone())
+            .await
+            .map_err(api_error)?;
         let state = AppState {
+            policies,
             registry: Registry::new(store, metrics.clone()),
             tokens: TokenCache::default(),
             metrics,
@@ -228,6 +237,7 @@ impl Server {
             scheduler,
         } = self;
         let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
+        let policy_controller = tokio::spawn(policies::run(state.clone()));
         let scheduler =
             scheduler.map(|options| tokio::spawn(scheduler::run(state.clone(), options)));
         let router = app::router(state.clone());
@@ -298,6 +308,7 @@ impl Server {
         }
         token_sync.abort();
         compactor.abort();
+        policy_controller.abort();
         if let Some(s) = scheduler {
             s.abort();
         }

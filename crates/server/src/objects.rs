@@ -4,7 +4,8 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::http::header::{CONTENT_TYPE, WARNING};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -12,11 +13,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use api::{KindInfo, LabelSelector};
+use policy::{AdmissionResult, Operation};
 use store::{Compare, KeyValue, Op, OpResult, RangeRequest};
 
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize};
 use crate::error::{ApiError, ApiResult};
+use crate::policies::{self, PolicyEngine};
 use crate::registry::{self, Mutation, Registry, decode, encode, kind_prefix, object_key};
 
 const BASE: &str = "/apis/meridian.dev/v1";
@@ -477,6 +480,16 @@ pub(crate) async fn create_value(
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
     let value = validate(&target, value)?;
+    state.policies.check(target.kind, &value)?;
+    let admission = admit(
+        state,
+        who,
+        target.kind,
+        Operation::Create,
+        Some(&value),
+        None,
+    )
+    .await?;
     target.name = Some(name.clone());
     let key = target.key();
     let bytes = encode(&value);
@@ -485,7 +498,7 @@ pub(crate) async fn create_value(
         if existing.is_some() {
             return Err(ApiError::already_exists(target.kind.plural, &name));
         }
-        return Ok(json_response(StatusCode::CREATED, &value));
+        return Ok(written_response(StatusCode::CREATED, &value, &admission));
     }
     let mut compares = vec![Compare::Absent(key.clone())];
     let project_key = target.ns().map(|ns| object_key(project_kind(), None, ns));
@@ -510,8 +523,56 @@ pub(crate) async fn create_value(
     let mut stored = value;
     if let Some(OpResult::Put { kv, .. }) = resp.results.first() {
         registry::set_resource_version(&mut stored, kv.mod_revision);
+        sync_admission(state, target.kind, kv.mod_revision).await;
     }
-    Ok(json_response(StatusCode::CREATED, &stored))
+    Ok(written_response(StatusCode::CREATED, &stored, &admission))
+}
+
+/// Admission by the installed policies: 403 listing the policies when a `deny` policy
+/// fires (or is broken); otherwise the result, whose warnings go back to the client.
+async fn admit(
+    state: &AppState,
+    who: &Principal,
+    kind: &KindInfo,
+    operation: Operation,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+) -> ApiResult<AdmissionResult> {
+    if state.policies.view().set.is_empty() {
+        return Ok(AdmissionResult::default());
+    }
+    let workload = match object.or(old_object) {
+        Some(o) => policies::allocation_workload(state, o).await,
+        None => None,
+    };
+    let result = state
+        .policies
+        .admit(operation, object, old_object, who, workload.as_ref());
+    if result.allowed() {
+        Ok(result)
+    } else {
+        let subject = object.or(old_object);
+        let name = subject
+            .and_then(|o| meta_str(o, "name"))
+            .unwrap_or_default();
+        Err(policies::denied(&result, kind.plural, name))
+    }
+}
+
+/// After a write of a kind admission depends on, wait until admission has seen it.
+async fn sync_admission(state: &AppState, kind: &KindInfo, revision: i64) {
+    if PolicyEngine::affects_admission(kind.kind) {
+        state.policies.wait_for(revision).await;
+    }
+}
+
+/// A JSON response with the admission warnings as `Warning` headers.
+fn written_response(code: StatusCode, value: &Value, admission: &AdmissionResult) -> Response {
+    let mut response = json_response(code, value);
+    for w in policies::warning_headers(admission) {
+        response.headers_mut().append(WARNING, w);
+    }
+    response
 }
 
 fn project_kind() -> &'static KindInfo {
@@ -779,7 +840,7 @@ async fn put(
             }]),
         ));
     };
-    let stored = update_value(
+    let (stored, admission) = update_value(
         &state,
         &who,
         &target,
@@ -791,7 +852,7 @@ async fn put(
         "update",
     )
     .await?;
-    Ok(json_response(StatusCode::OK, &stored))
+    Ok(written_response(StatusCode::OK, &stored, &admission))
 }
 
 fn parse_rv(rv: &str) -> ApiResult<i64> {
@@ -815,7 +876,7 @@ async fn update_value(
     expected: i64,
     dry_run: bool,
     verb: &str,
-) -> ApiResult<Value> {
+) -> ApiResult<(Value, AdmissionResult)> {
     let old = decode(current)?;
     let mut next = if status {
         let mut next = old.clone();
@@ -854,6 +915,21 @@ async fn update_value(
         meta.remove("resourceVersion");
     }
     let mut next = validate(target, next)?;
+    let admission = if status {
+        // Status is written by controllers and agents; policies judge what users declare.
+        AdmissionResult::default()
+    } else {
+        state.policies.check(target.kind, &next)?;
+        admit(
+            state,
+            who,
+            target.kind,
+            Operation::Update,
+            Some(&next),
+            Some(&old),
+        )
+        .await?
+    };
     if next.get("spec") != old.get("spec") {
         let generation = old
             .get("metadata")
@@ -872,7 +948,7 @@ async fn update_value(
             return Err(ApiError::conflict(target.kind.plural, target.name()));
         }
         registry::set_resource_version(&mut next, current.mod_revision);
-        return Ok(next);
+        return Ok((next, admission));
     }
     let key = target.key();
     let bytes = encode(&next);
@@ -905,8 +981,11 @@ async fn update_value(
     }
     if let Some(OpResult::Put { kv, .. }) = resp.results.first() {
         registry::set_resource_version(&mut next, kv.mod_revision);
+        if !status {
+            sync_admission(state, target.kind, kv.mod_revision).await;
+        }
     }
-    Ok(next)
+    Ok((next, admission))
 }
 
 // ---- patch and apply ----
@@ -1023,7 +1102,9 @@ async fn patch(
         {
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
-            Ok(stored) => return Ok(json_response(StatusCode::OK, &stored)),
+            Ok((stored, admission)) => {
+                return Ok(written_response(StatusCode::OK, &stored, &admission));
+            }
         }
     }
     Err(ApiError::conflict(target.kind.plural, target.name()))
@@ -1119,8 +1200,17 @@ pub(crate) async fn delete(
     if target.kind.kind == "Project" {
         ensure_project_empty(&state, target.name()).await?;
     }
+    let admission = admit(
+        &state,
+        &who,
+        target.kind,
+        Operation::Delete,
+        None,
+        Some(&object),
+    )
+    .await?;
     if dry_run {
-        return Ok(json_response(StatusCode::OK, &object));
+        return Ok(written_response(StatusCode::OK, &object, &admission));
     }
     let audit = Registry::audit_record(
         &who,
@@ -1144,7 +1234,8 @@ pub(crate) async fn delete(
             _ => ApiError::conflict(target.kind.plural, target.name()),
         });
     }
-    Ok(json_response(StatusCode::OK, &object))
+    sync_admission(&state, target.kind, resp.revision).await;
+    Ok(written_response(StatusCode::OK, &object, &admission))
 }
 
 /// A project is deleted only when nothing lives in it any more.

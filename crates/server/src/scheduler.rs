@@ -81,6 +81,8 @@ pub struct PassReport {
     pub conflicts: usize,
     pub preempted: usize,
     pub removed: usize,
+    /// Placements refused by admission policies.
+    pub denied: usize,
 }
 
 /// Run passes until shutdown.
@@ -312,7 +314,13 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
                     victims.push((v.allocation.namespace.clone(), name, *rev));
                 }
             }
-            items.push((allocation_object(w, d), victims));
+            // Allocations pass admission like any write (a policy can forbid a placement).
+            let for_admission = if state.policies.view().set.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_value(w).map_err(ApiError::internal)?)
+            };
+            items.push((allocation_object(w, d), victims, for_admission));
         }
         jobs.push((node, ledger_rev, items));
     }
@@ -324,13 +332,22 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
     .collect::<Vec<_>>()
     .await;
     let mut committed: HashMap<(String, String), u32> = HashMap::new();
+    let mut refused: BTreeMap<(String, String), String> = BTreeMap::new();
     for outcome in commits {
         match outcome? {
-            NodeCommit::Committed { placed, preempted } => {
+            NodeCommit::Committed {
+                placed,
+                preempted,
+                denied,
+            } => {
                 report.placed += placed.len();
                 report.preempted += preempted;
+                report.denied += denied.len();
                 for key in placed {
                     *committed.entry(key).or_default() += 1;
+                }
+                for (key, message) in denied {
+                    refused.entry(key).or_insert(message);
                 }
             }
             NodeCommit::Conflict => report.conflicts += 1,
@@ -344,9 +361,11 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
         let desired = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
         let missing = u32::try_from(pending_of.get(&key).copied().unwrap_or(0)).unwrap_or(0);
         let placed = (desired - missing.min(desired)) + committed.get(&key).copied().unwrap_or(0);
-        let message = unplaceable
-            .get(&key)
-            .map(|d| d.explanation().summary.clone());
+        let message = refused.get(&key).cloned().or_else(|| {
+            unplaceable
+                .get(&key)
+                .map(|d| d.explanation().summary.clone())
+        });
         update_workload_status(state, w, *rev, desired, placed.min(desired), message).await?;
     }
     Ok(report)
@@ -384,14 +403,17 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
     })
 }
 
-/// An Allocation to create, and the allocations (project, name, revision) it evicts.
-type NewAllocation = (Value, Vec<(String, String, Revision)>);
+/// An Allocation to create, the allocations (project, name, revision) it evicts, and its
+/// Workload when admission policies are installed.
+type NewAllocation = (Value, Vec<(String, String, Revision)>, Option<Value>);
 
 enum NodeCommit {
-    /// The (project, workload) of every committed placement.
     Committed {
+        /// The (project, workload) of every committed placement.
         placed: Vec<(String, String)>,
         preempted: usize,
+        /// Placements refused by admission: (project, workload) and the refusal.
+        denied: Vec<((String, String), String)>,
     },
     Conflict,
 }
@@ -404,13 +426,50 @@ async fn commit_node(
     ledger_rev: Revision,
     items: Vec<NewAllocation>,
 ) -> Result<NodeCommit, ApiError> {
+    let who = principal();
+    let mut denied = Vec::new();
+    let mut admitted = Vec::with_capacity(items.len());
+    for (object, victims, workload) in items {
+        let Some(workload) = workload else {
+            admitted.push((object, victims));
+            continue;
+        };
+        let result = state.policies.admit(
+            policy::Operation::Create,
+            Some(&object),
+            None,
+            &who,
+            Some(&workload),
+        );
+        if result.allowed() {
+            admitted.push((object, victims));
+        } else {
+            let ns = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let name = object["spec"]["workload"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let message = result
+                .denial_message()
+                .unwrap_or_else(|| "admission denied".to_owned());
+            tracing::info!(workload = %name, project = %ns, node = %node, %message, "placement refused by policy");
+            denied.push((
+                (ns, name),
+                format!("placement on node {node} refused: {message}"),
+            ));
+        }
+    }
+    let items = admitted;
     if items.is_empty() {
         return Ok(NodeCommit::Committed {
             placed: Vec::new(),
             preempted: 0,
+            denied,
         });
     }
-    let who = principal();
     let alloc_kind = kind("Allocation");
     let ledger = format!("{LEDGER_PREFIX}{node}");
     let mut compares = vec![Compare::ModRevision(ledger.clone(), ledger_rev)];
@@ -484,7 +543,11 @@ async fn commit_node(
         })
         .await?;
     if resp.succeeded {
-        Ok(NodeCommit::Committed { placed, preempted })
+        Ok(NodeCommit::Committed {
+            placed,
+            preempted,
+            denied,
+        })
     } else {
         Ok(NodeCommit::Conflict)
     }

@@ -6,77 +6,11 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use client::{Client, ListOptions};
+use server::AppState;
 use server::scheduler::{self, SchedulerOptions};
-use server::{AppState, Server, ServerConfig};
 
-struct Running {
-    state: AppState,
-    client: Client,
-    stop: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// A server without its own scheduler, so tests drive passes themselves.
-async fn start() -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
-        scheduler: None,
-        ..ServerConfig::default()
-    })
-    .await
-    .expect("bind");
-    let info = server.info().clone();
-    let state = server.state().clone();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(server.run(async move { s.cancelled().await }));
-    let client = Client::new(
-        &info.url,
-        info.new_admin_token.as_deref().expect("token"),
-        None,
-    )
-    .expect("client");
-    Running {
-        state,
-        client,
-        stop,
-        _dir: dir,
-    }
-}
-
-async fn load_examples(c: &Client) {
-    let mut manifests = Vec::new();
-    for (file, text) in api::examples::FILES {
-        manifests.extend(api::parse_manifests(file, text).expect("examples parse"));
-    }
-    let rank = |k: &str| {
-        ["Project", "Site", "Node", "Workload"]
-            .iter()
-            .position(|x| *x == k)
-    };
-    manifests.sort_by_key(|m| rank(m.object.kind_info().kind));
-    for m in manifests {
-        let info = m.object.kind_info();
-        let ns = info
-            .namespaced()
-            .then(|| m.object.namespace().unwrap_or("default").to_owned());
-        c.apply(info, ns.as_deref(), &m.object.to_value(), false)
-            .await
-            .expect("apply");
-    }
-}
-
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("kind")
-}
+mod support;
+use support::{kind, load_examples, start};
 
 async fn allocations(c: &Client) -> Vec<Value> {
     c.list_all(kind("alloc"), None, &ListOptions::default())

@@ -208,6 +208,11 @@ impl WatchStream {
     pub async fn next(&mut self) -> Option<Result<Event, StoreError>> {
         self.rx.recv().await
     }
+
+    /// Whether no event is waiting right now (the end of a burst).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
 }
 
 /// The store interface every backend implements and [`conformance`] checks.

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod placement;
+pub mod policy;
 pub mod resources;
 pub mod serve;

@@ -1,0 +1,654 @@
+//! Policy admission and the continuous audit: the server side of the `policy` crate.
+//!
+//! [`PolicyEngine`] holds the compiled policies and the read-only fleet context (sites,
+//! projects, node sites) that admission needs, and the audit's findings. One controller
+//! task ([`run`]) keeps it current from a watch on `/registry/`, so that every server
+//! replica sees policies stored through any other:
+//!
+//! - a Policy is compiled once when stored (a module that does not compile is refused at
+//!   the API with 422 and the Rego line and column, [`check_policy`]) and again by the
+//!   controller when the watch delivers it; requests evaluate clones of the prepared
+//!   engines, never a rebuilt one;
+//! - a write of a Policy, Site, Project or Node waits (at most [`SYNC_TIMEOUT`]) until the
+//!   controller has seen its revision before it answers, so the next request is judged
+//!   by what the previous one stored (read-your-writes for admission);
+//! - the audit is incremental (each changed object against every policy that applies to
+//!   it; each changed policy against every object) and runs in full at start-up and every
+//!   [`PolicyOptions::audit_interval`]. Findings live in memory, bounded by
+//!   [`StoreLimits`], and are rebuilt by the full run after a restart, so `first seen`
+//!   restarts with the server.
+//!
+//! Admission runs on create, update (not on `/status` writes, which only controllers and
+//! agents make) and delete of every kind, for every caller including the scheduler's own
+//! Allocations. A `deny` policy that cannot be evaluated fails closed; see the `policy`
+//! crate for the contract.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use policy::{
+    Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, Auditor, CompileOptions,
+    CompiledPolicy, FindingStore, FleetContext, Operation, PolicySet, StoreLimits,
+};
+use store::{EventKind, RangeRequest, Revision, Store};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{self, object_key};
+
+/// How long a write of a Policy, Site, Project or Node waits for admission to see it.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Kinds whose changes admission depends on.
+const CONTEXT_KINDS: [&str; 4] = ["Policy", "Site", "Project", "Node"];
+
+/// Tuning of admission and the audit.
+#[derive(Clone, Debug)]
+pub struct PolicyOptions {
+    pub compile: CompileOptions,
+    /// A full audit runs this often (and at start-up).
+    pub audit_interval: Duration,
+    /// Threads of a full audit.
+    pub audit_threads: usize,
+    pub limits: StoreLimits,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions {
+            compile: CompileOptions::default(),
+            audit_interval: Duration::from_secs(10 * 60),
+            audit_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            limits: StoreLimits::default(),
+        }
+    }
+}
+
+/// What admission evaluates against: replaced as a whole on every change.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub set: PolicySet,
+    pub fleet: FleetContext,
+    /// Every stored Policy by name, compiled or not.
+    pub policies: BTreeMap<String, api::Policy>,
+    /// Stored policies that do not compile (stored before a change of the engine, or
+    /// written around the API): name → error. They are not evaluated; a `deny` one is
+    /// reported in the compliance status.
+    pub broken: BTreeMap<String, String>,
+}
+
+/// The last full audit.
+#[derive(Clone, Debug, Default)]
+pub struct AuditReport {
+    pub finished: Option<Timestamp>,
+    pub started: Option<Timestamp>,
+    pub revision: Revision,
+    pub objects: usize,
+    pub evaluations: u64,
+    pub duration: Duration,
+    pub errors: Vec<AuditError>,
+}
+
+/// Policies, fleet context and findings of one server.
+pub struct PolicyEngine {
+    view: RwLock<Arc<View>>,
+    seen: watch::Sender<Revision>,
+    findings: Mutex<FindingStore>,
+    report: Mutex<AuditReport>,
+    options: PolicyOptions,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("revision", &*self.seen.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind(name: &str) -> &'static api::KindInfo {
+    api::lookup_kind(name).expect("a built-in kind")
+}
+
+async fn read_prefix(store: &dyn Store, prefix: &str) -> Result<Vec<store::KeyValue>, ApiError> {
+    let mut out = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .range(RangeRequest {
+                prefix: prefix.to_owned(),
+                start_after: start_after.clone(),
+                limit: 5_000,
+                count_only: false,
+            })
+            .await?;
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        out.extend(page.kvs);
+        if !page.more {
+            return Ok(out);
+        }
+    }
+}
+
+impl PolicyEngine {
+    /// Loads the policies and fleet context from the store. The engine is current as of
+    /// the returned revision; [`run`] watches from the next one.
+    pub async fn load(store: &dyn Store, options: PolicyOptions) -> ApiResult<Arc<Self>> {
+        let revision = store.current_revision().await?;
+        let mut view = View::default();
+        let mut compiled = Vec::new();
+        for k in CONTEXT_KINDS {
+            for kv in read_prefix(store, &registry::kind_prefix(kind(k), None)).await? {
+                let value = registry::decode(&kv)?;
+                if k == "Policy" {
+                    if let Some(c) = compile_stored(&mut view, &value, options.compile) {
+                        compiled.push(c);
+                    }
+                } else {
+                    view.fleet.observe(&value);
+                }
+            }
+        }
+        view.set = PolicySet::new(compiled);
+        let (seen, _) = watch::channel(revision);
+        Ok(Arc::new(PolicyEngine {
+            view: RwLock::new(Arc::new(view)),
+            seen,
+            findings: Mutex::new(FindingStore::new(options.limits)),
+            report: Mutex::new(AuditReport::default()),
+            options,
+        }))
+    }
+
+    /// The current view (cheap: an `Arc`).
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().expect("policy view lock").clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut View)) {
+        let mut guard = self.view.write().expect("policy view lock");
+        let mut next = (**guard).clone();
+        f(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    /// The last revision the engine has taken into account.
+    pub fn revision(&self) -> Revision {
+        *self.seen.borrow()
+    }
+
+    /// Waits until the engine has seen `revision` (a write this server just made).
+    pub async fn wait_for(&self, revision: Revision) {
+        let mut rx = self.seen.subscribe();
+        let seen = tokio::time::timeout(SYNC_TIMEOUT, rx.wait_for(|r| *r >= revision)).await;
+        if seen.is_err() {
+            tracing::warn!(
+                revision,
+                "policy engine did not catch up within {SYNC_TIMEOUT:?}; admission may judge the next request by older policies"
+            );
+        }
+    }
+
+    /// Refuses a Policy that does not compile (422 with the Rego line and column).
+    pub fn check(&self, kind: &api::KindInfo, value: &Value) -> ApiResult<()> {
+        if kind.kind == "Policy" {
+            check_policy(value, self.options.compile)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a write of `kind` changes what admission decides.
+    pub fn affects_admission(kind: &str) -> bool {
+        CONTEXT_KINDS.contains(&kind)
+    }
+
+    /// Admission of one request. `workload` is the Workload of an Allocation.
+    pub fn admit(
+        &self,
+        operation: Operation,
+        object: Option<&Value>,
+        old_object: Option<&Value>,
+        who: &Principal,
+        workload: Option<&Value>,
+    ) -> AdmissionResult {
+        let view = self.view();
+        if view.set.is_empty() {
+            return AdmissionResult::default();
+        }
+        let actor = actor(who);
+        view.set.admit(&AdmissionRequest {
+            operation,
+            object,
+            old_object,
+            actor: Some(&actor),
+            fleet: &view.fleet,
+            workload,
+        })
+    }
+
+    /// Findings, summary inputs and audit report, for the compliance endpoints.
+    pub fn findings(&self) -> (Vec<policy::Finding>, u64) {
+        let store = self.findings.lock().expect("findings lock");
+        (store.findings(), store.dropped())
+    }
+
+    /// Approximate heap held by the findings, and their number.
+    pub fn findings_footprint(&self) -> (usize, usize) {
+        let store = self.findings.lock().expect("findings lock");
+        (store.approx_heap_bytes(), store.len())
+    }
+
+    pub fn audit_report(&self) -> AuditReport {
+        self.report.lock().expect("audit report lock").clone()
+    }
+
+    // ---- the controller's side ----
+
+    /// Takes one watch event into account; returns the name of a policy that changed.
+    fn observe(&self, event: &store::Event) -> Option<String> {
+        let value = match serde_json::from_slice::<Value>(&event.kv.value) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(key = %event.kv.key, error = %e, "undecodable object in the registry");
+                return None;
+            }
+        };
+        let head_kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let mut changed = None;
+        match (head_kind, event.kind) {
+            ("Policy", EventKind::Put) => {
+                let options = self.options.compile;
+                self.update(|v| {
+                    let compiled = compile_stored(v, &value, options);
+                    v.set = match compiled {
+                        Some(c) => v.set.with_policy(c),
+                        None => v.set.without_policy(&name),
+                    };
+                });
+                changed = Some(name);
+            }
+            ("Policy", EventKind::Delete) => {
+                self.update(|v| {
+                    v.policies.remove(&name);
+                    v.broken.remove(&name);
+                    v.set = v.set.without_policy(&name);
+                });
+                self.findings
+                    .lock()
+                    .expect("findings lock")
+                    .remove_policy(&name);
+            }
+            ("Site" | "Project" | "Node", EventKind::Put) => {
+                self.update(|v| v.fleet.observe(&value));
+            }
+            ("Site" | "Project" | "Node", EventKind::Delete) => {
+                self.update(|v| v.fleet.forget(head_kind, &name));
+            }
+            _ => {}
+        }
+        changed
+    }
+
+    fn mark_seen(&self, revision: Revision) {
+        self.seen.send_if_modified(|r| {
+            if revision > *r {
+                *r = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Audits one changed object against every policy that applies to it.
+    fn audit_object(&self, object: &Value, workload: Option<&Value>) {
+        let view = self.view();
+        if view.set.is_empty() {
+            return;
+        }
+        let mut auditor = Auditor::new(&view.set, &view.fleet, AuditOptions::default());
+        if let Some(result) = auditor.evaluate(object, workload) {
+            self.findings
+                .lock()
+                .expect("findings lock")
+                .record(&result, Timestamp::now());
+        }
+    }
+
+    fn forget_object(&self, object: &Value) {
+        let head_kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ns = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str);
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        self.findings
+            .lock()
+            .expect("findings lock")
+            .remove_object(head_kind, ns, name);
+    }
+}
+
+/// Compiles a stored Policy into the view's bookkeeping; `None` when it does not compile.
+fn compile_stored(
+    view: &mut View,
+    value: &Value,
+    options: CompileOptions,
+) -> Option<CompiledPolicy> {
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let parsed: api::Policy = match serde_json::from_value(value.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(policy = %name, error = %e, "stored policy does not decode");
+            view.broken.insert(name, e.to_string());
+            return None;
+        }
+    };
+    view.policies.insert(name.clone(), parsed.clone());
+    match CompiledPolicy::compile(&parsed, options) {
+        Ok(c) => {
+            view.broken.remove(&name);
+            Some(c)
+        }
+        Err(e) => {
+            tracing::error!(policy = %name, error = %e, "stored policy does not compile; it is not evaluated");
+            view.broken.insert(name, e.to_string());
+            None
+        }
+    }
+}
+
+/// The policy crate's view of a caller.
+pub fn actor(who: &Principal) -> Actor {
+    Actor {
+        id: who.id.clone(),
+        role: who.role.as_str().to_owned(),
+        project: who.project.clone(),
+    }
+}
+
+/// Refuses a Policy whose Rego does not compile: 422 naming `spec.rego` with the line and
+/// column, and the offending line.
+pub fn check_policy(value: &Value, options: CompileOptions) -> ApiResult<()> {
+    let policy: api::Policy = serde_json::from_value(value.clone()).map_err(ApiError::internal)?;
+    match CompiledPolicy::compile(&policy, options) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut message = match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("line {l}, column {c}: {}", e.message),
+                (Some(l), None) => format!("line {l}: {}", e.message),
+                _ => e.message.clone(),
+            };
+            if let Some(snippet) = &e.snippet {
+                message.push('\n');
+                message.push_str(snippet);
+            }
+            let errors = api::FieldErrors(vec![api::FieldError::new(e.field.clone(), message)]);
+            Err(ApiError::invalid("Policy", &policy.metadata.name, &errors))
+        }
+    }
+}
+
+/// A 403 that lists every policy that refused the request, its message and field.
+pub fn denied(result: &AdmissionResult, plural: &str, name: &str) -> ApiError {
+    let message = result
+        .denial_message()
+        .unwrap_or_else(|| "admission denied".to_owned());
+    let mut e = ApiError::forbidden(message);
+    e.kind = Some(plural.to_owned());
+    e.name = Some(name.to_owned());
+    e.causes = result
+        .denied
+        .iter()
+        .map(|v| api::StatusCause {
+            reason: format!("PolicyViolation:{}", v.policy),
+            message: v.display(),
+            field: v.field.clone().unwrap_or_default(),
+        })
+        .collect();
+    e
+}
+
+/// `Warning` header values (RFC 7234 form `299 - "text"`, as kube-apiserver sends them).
+pub fn warning_headers(result: &AdmissionResult) -> Vec<axum::http::HeaderValue> {
+    result
+        .warning_texts()
+        .iter()
+        .filter_map(|t| {
+            let clean: String = t
+                .chars()
+                .map(|c| if c == '"' || c.is_control() { '\'' } else { c })
+                .collect();
+            axum::http::HeaderValue::from_str(&format!("299 - \"{clean}\"")).ok()
+        })
+        .collect()
+}
+
+// ---- the controller ----
+
+/// Keeps the engine current and runs the audit until shutdown.
+pub async fn run(state: AppState) {
+    let engine = state.policies.clone();
+    let interval = engine.options.audit_interval;
+    full_audit(&state).await;
+    let mut next_full = tokio::time::Instant::now() + interval;
+    let mut from = engine.revision() + 1;
+    loop {
+        let mut events = match state.store().watch("/registry/", from).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "policy controller cannot watch; reloading in 1 s");
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                // A compacted revision: a full reload of the context and a full audit.
+                if let Ok(fresh) =
+                    PolicyEngine::load(&**state.store(), engine.options.clone()).await
+                {
+                    engine.update(|v| *v = (*fresh.view()).clone());
+                    engine.mark_seen(fresh.revision());
+                    from = fresh.revision() + 1;
+                }
+                full_audit(&state).await;
+                continue;
+            }
+        };
+        let mut changed_policies: Vec<String> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(next_full) => {
+                    full_audit(&state).await;
+                    next_full = tokio::time::Instant::now() + interval;
+                    continue;
+                }
+                e = events.next() => e,
+            };
+            let Some(Ok(event)) = next else { break };
+            from = event.kv.mod_revision + 1;
+            if let Some(p) = engine.observe(&event) {
+                changed_policies.push(p);
+            }
+            engine.mark_seen(event.kv.mod_revision);
+            audit_event(&state, &event).await;
+            // When the burst is over, audit every object against the policies that changed.
+            if !changed_policies.is_empty() && events.is_empty() {
+                let names = std::mem::take(&mut changed_policies);
+                policy_audit(&state, &names).await;
+            }
+        }
+    }
+}
+
+async fn audit_event(state: &AppState, event: &store::Event) {
+    let engine = &state.policies;
+    let Ok(value) = serde_json::from_slice::<Value>(&event.kv.value) else {
+        return;
+    };
+    match event.kind {
+        EventKind::Delete => engine.forget_object(&value),
+        EventKind::Put => {
+            let workload = allocation_workload(state, &value).await;
+            engine.audit_object(&value, workload.as_ref());
+        }
+    }
+}
+
+/// The Workload of an Allocation (for `input.context.workload`).
+pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Value> {
+    if object.get("kind").and_then(Value::as_str) != Some("Allocation") {
+        return None;
+    }
+    let ns = object.pointer("/metadata/namespace")?.as_str()?;
+    let w = object.pointer("/spec/workload")?.as_str()?;
+    let (kv, _) = state
+        .store()
+        .get(&object_key(kind("Workload"), Some(ns), w))
+        .await
+        .ok()?;
+    registry::decode(&kv?).ok()
+}
+
+/// Every object of the registry, decoded.
+async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ApiError> {
+    let revision = state.store().current_revision().await?;
+    let kvs = read_prefix(&**state.store(), "/registry/").await?;
+    let objects = kvs
+        .iter()
+        .filter_map(|kv| registry::decode(kv).ok())
+        .collect();
+    Ok((objects, revision))
+}
+
+/// Evaluates every object against the policies `names` (after they changed).
+async fn policy_audit(state: &AppState, names: &[String]) {
+    let engine = state.policies.clone();
+    let view = engine.view();
+    let subset = view.set.subset(names);
+    let (objects, _) = match all_objects(state).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read objects for the policy audit");
+            return;
+        }
+    };
+    let threads = engine.options.audit_threads;
+    let names = names.to_vec();
+    let task = tokio::task::spawn_blocking(move || {
+        let run = policy::audit(
+            &objects,
+            &subset,
+            &view.fleet,
+            AuditOptions {
+                threads: std::num::NonZeroUsize::new(threads)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                ..AuditOptions::default()
+            },
+        );
+        let now = Timestamp::now();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut store = engine.findings.lock().expect("findings lock");
+        for r in &run.results {
+            store.record_for_policies(r, &refs, now);
+        }
+    });
+    if let Err(e) = task.await {
+        tracing::error!(error = %e, "policy audit failed");
+    }
+}
+
+/// Evaluates every object against every policy and replaces the findings.
+pub async fn full_audit(state: &AppState) {
+    let engine = state.policies.clone();
+    let started = Timestamp::now();
+    let (objects, revision) = match all_objects(state).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read objects for the audit");
+            return;
+        }
+    };
+    let view = engine.view();
+    let threads = engine.options.audit_threads;
+    let task = tokio::task::spawn_blocking(move || {
+        let clock = Instant::now();
+        let run = policy::audit(
+            &objects,
+            &view.set,
+            &view.fleet,
+            AuditOptions {
+                threads: std::num::NonZeroUsize::new(threads)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                ..AuditOptions::default()
+            },
+        );
+        let duration = clock.elapsed();
+        engine.findings.lock().expect("findings lock").apply_full(
+            &run,
+            &view.set,
+            Timestamp::now(),
+        );
+        let report = AuditReport {
+            started: Some(started),
+            finished: Some(Timestamp::now()),
+            revision,
+            objects: objects.len(),
+            evaluations: run.evaluations,
+            duration,
+            errors: run.errors,
+        };
+        tracing::info!(
+            objects = report.objects,
+            evaluations = report.evaluations,
+            ms = duration.as_millis() as u64,
+            "full audit"
+        );
+        *engine.report.lock().expect("audit report lock") = report;
+    });
+    if let Err(e) = task.await {
+        tracing::error!(error = %e, "full audit failed");
+    }
+}
+
+/// JSON of the last audit run, for `compliance status`.
+pub fn report_json(report: &AuditReport) -> Value {
+    json!({
+        "started": report.started.map(|t| t.to_string()),
+        "finished": report.finished.map(|t| t.to_string()),
+        "revision": report.revision,
+        "objects": report.objects,
+        "evaluations": report.evaluations,
+        "durationMs": report.duration.as_millis() as u64,
+        "errors": report.errors.iter().map(|e| json!({
+            "policy": &*e.policy,
+            "message": e.to_string(),
+        })).collect::<Vec<_>>(),
+    })
+}

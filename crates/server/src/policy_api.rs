@@ -1,0 +1,212 @@
+//! Compliance and policy endpoints (Meridian-specific, under `/meridian/v1`):
+//!
+//! - `GET /meridian/v1/compliance/status`: the summary by policy and by framework, the
+//!   last full audit and the policies that are broken;
+//! - `GET /meridian/v1/compliance/findings[?policy=P]`: the findings;
+//! - `GET /meridian/v1/compliance/report?format=oscal|json`: evidence, OSCAL
+//!   `assessment-results` or plain JSON;
+//! - `POST /meridian/v1/policy/eval`: which policies fire on objects (one, an array or a
+//!   List), whatever their enforcement, without writing anything.
+//!
+//! Every caller who can read may use them; a project-scoped token sees the findings of
+//! its project and of global objects only.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use policy::{AuditOptions, Auditor, ComplianceSummary, Finding, oscal};
+
+use crate::app::AppState;
+use crate::auth::{Principal, Verb, authorize};
+use crate::error::{ApiError, ApiResult};
+use crate::policies;
+
+/// Objects one eval request may carry.
+pub const MAX_EVAL_OBJECTS: usize = 1_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/meridian/v1/compliance/status", get(status))
+        .route("/meridian/v1/compliance/findings", get(findings))
+        .route("/meridian/v1/compliance/report", get(report))
+        .route("/meridian/v1/policy/eval", post(eval))
+}
+
+fn policy_kind() -> &'static api::KindInfo {
+    api::lookup_kind("Policy").expect("built-in kind")
+}
+
+/// Findings the caller may see.
+fn visible(state: &AppState, who: &Principal) -> (Vec<Finding>, u64) {
+    let (mut findings, dropped) = state.policies.findings();
+    if let Some(project) = &who.project {
+        findings.retain(|f| f.object.namespace.as_deref().is_none_or(|ns| ns == project));
+    }
+    (findings, dropped)
+}
+
+async fn status(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    let (findings, dropped) = visible(&state, &who);
+    let view = state.policies.view();
+    let summary = ComplianceSummary::new(&findings, view.policies.values(), dropped);
+    Ok(Json(json!({
+        "summary": summary.to_json(),
+        "audit": policies::report_json(&state.policies.audit_report()),
+        "broken": view.broken.iter().map(|(p, e)| json!({"policy": p, "error": e})).collect::<Vec<_>>(),
+        "revision": state.policies.revision(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct FindingsQuery {
+    policy: Option<String>,
+    format: Option<String>,
+}
+
+async fn findings(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<FindingsQuery>,
+) -> ApiResult<Json<Value>> {
+    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    let (mut findings, dropped) = visible(&state, &who);
+    if let Some(p) = &q.policy {
+        findings.retain(|f| &*f.policy == p.as_str());
+    }
+    findings.sort_by(|a, b| a.report_order().cmp(&b.report_order()));
+    Ok(Json(json!({
+        "findings": policy::findings_to_json(&findings),
+        "dropped": dropped,
+    })))
+}
+
+async fn report(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<FindingsQuery>,
+) -> ApiResult<Json<Value>> {
+    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    let (mut findings, dropped) = visible(&state, &who);
+    findings.sort_by(|a, b| a.report_order().cmp(&b.report_order()));
+    let view = state.policies.view();
+    let audit = state.policies.audit_report();
+    match q.format.as_deref().unwrap_or("oscal") {
+        "oscal" => {
+            let end = audit.finished.unwrap_or_else(Timestamp::now);
+            let start = findings
+                .iter()
+                .map(|f| f.first_seen)
+                .min()
+                .or(audit.started)
+                .unwrap_or(end)
+                .min(end);
+            let meta = oscal::ReportMetadata {
+                title: "Meridian continuous compliance audit".to_owned(),
+                version: format!("revision {}", state.policies.revision()),
+                start,
+                end: end.max(Timestamp::now()),
+            };
+            let doc = oscal::assessment_results(
+                &findings,
+                view.policies.values(),
+                &meta,
+                &mut oscal::UuidGen::random(),
+            );
+            Ok(Json(doc))
+        }
+        "json" => {
+            let summary = ComplianceSummary::new(&findings, view.policies.values(), dropped);
+            Ok(Json(json!({
+                "summary": summary.to_json(),
+                "audit": policies::report_json(&audit),
+                "findings": policy::findings_to_json(&findings),
+            })))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "format {other:?} is not known: use format=oscal or format=json"
+        ))),
+    }
+}
+
+/// Evaluates objects against every installed policy that applies to them.
+async fn eval(
+    State(state): State<AppState>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the eval body is not JSON: {e}")))?;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(ref o) if o.get("kind").and_then(Value::as_str) == Some("List") => o
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        other => vec![other],
+    };
+    if items.len() > MAX_EVAL_OBJECTS {
+        return Err(ApiError::too_large(format!(
+            "{} objects in one eval request; send at most {MAX_EVAL_OBJECTS}",
+            items.len()
+        )));
+    }
+    let mut objects = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let mut obj = api::validate::object_from_value(item)
+            .map_err(|errors| ApiError::bad_request(format!("item {i}: {errors}")))?
+            .to_value();
+        let kind = api::lookup_kind(obj["kind"].as_str().unwrap_or_default())
+            .ok_or_else(|| ApiError::bad_request(format!("item {i}: unknown kind")))?;
+        if kind.namespaced() && obj.pointer("/metadata/namespace").is_none() {
+            obj["metadata"]["namespace"] =
+                Value::String(who.project.clone().unwrap_or_else(|| "default".to_owned()));
+        }
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+        authorize(&who, Verb::Get, kind, ns, None)?;
+        objects.push(obj);
+    }
+    let view = state.policies.view();
+    let mut results = Vec::with_capacity(objects.len());
+    for obj in &objects {
+        let workload = policies::allocation_workload(&state, obj).await;
+        let mut auditor = Auditor::new(&view.set, &view.fleet, AuditOptions::default());
+        let found = auditor.evaluate(obj, workload.as_ref());
+        let (_, errors) = auditor.finish();
+        let violations: Vec<Value> = found
+            .as_ref()
+            .map(|r| {
+                r.violations
+                    .iter()
+                    .map(policy::Violation::to_json)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let refused = found.as_ref().is_some_and(|r| {
+            r.violations
+                .iter()
+                .any(|v| v.enforcement == api::kinds::Enforcement::Deny)
+        }) || errors
+            .iter()
+            .any(|e| e.enforcement == api::kinds::Enforcement::Deny);
+        results.push(json!({
+            "object": {
+                "kind": obj["kind"],
+                "namespace": obj.pointer("/metadata/namespace"),
+                "name": obj.pointer("/metadata/name"),
+            },
+            "evaluated": found.as_ref().map(|r| r.evaluated).unwrap_or(0),
+            "admission": if refused { "denied" } else { "allowed" },
+            "violations": violations,
+            "errors": errors.iter().map(|e| json!({"policy": &*e.policy, "message": e.to_string()})).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({ "results": results })))
+}

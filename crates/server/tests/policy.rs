@@ -1,0 +1,574 @@
+//! Policy admission and the continuous audit through the real API: packs installed as
+//! Policy objects, refusals with the policies and fields, warnings as `Warning` headers,
+//! Rego syntax errors refused at apply time with line and column, broken deny policies
+//! failing closed, the scheduler's Allocations passing admission, findings, compliance
+//! status and OSCAL evidence validated against NIST's schema.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use client::{Client, ClientError, ListOptions};
+use server::scheduler::{self, SchedulerOptions};
+
+mod support;
+use support::{Running, kind, load_examples, start};
+
+async fn install(c: &Client, packs: &[&str]) {
+    for name in packs {
+        for p in policy::pack(name).expect("pack").policies {
+            c.apply(
+                kind("Policy"),
+                None,
+                &serde_json::to_value(&p).expect("json"),
+                false,
+            )
+            .await
+            .expect("policy installed");
+        }
+    }
+}
+
+fn workload(name: &str, residency: &[&str], classification: &str) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": name, "namespace": "finance"},
+        "spec": {
+            "type": "job", "replicas": 1,
+            "task": {"driver": "exec", "command": ["/bin/true"],
+                     "resources": {"cpu": "500m", "memory": "256Mi"},
+                     "os": {"family": "linux"}},
+            "data": {"classification": classification, "residency": residency}
+        }
+    })
+}
+
+fn policy_object(name: &str, enforcement: &str, targets: &[&str], rego: &str) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Policy",
+        "metadata": {"name": name},
+        "spec": {"enforcement": enforcement, "targets": targets, "rego": rego,
+                 "controls": [{"framework": "NIST SP 800-53", "id": "CM-6"}]}
+    })
+}
+
+fn api_status(e: ClientError) -> api::Status {
+    match e {
+        ClientError::Api(s) => *s,
+        other => panic!("expected a Status, got {other:?}"),
+    }
+}
+
+/// POST with a plain HTTP client, to see headers the Meridian client hides.
+async fn raw_post(r: &Running, path: &str, body: &Value) -> reqwest::Response {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+        .post(format!("{}{path}", r.url))
+        .bearer_auth(&r.token)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn residency_breaking_workload_is_refused_with_policies_and_fields() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    install(&r.client, &["sovereignty"]).await;
+    let wl = kind("Workload");
+
+    let bad = workload("customer-export", &["JP"], "personal");
+    let err = r
+        .client
+        .create(wl, Some("finance"), &bad, false)
+        .await
+        .expect_err("a residency no site satisfies is refused");
+    let status = api_status(err);
+    assert_eq!(status.code, 403, "{status:?}");
+    assert_eq!(status.reason, "Forbidden");
+    assert!(
+        status.message.starts_with("admission denied by 2 policies"),
+        "{}",
+        status.message
+    );
+    assert!(status.message.contains("no site satisfies residency [JP]"));
+    let details = status.details.expect("details");
+    let policies: Vec<&str> = details
+        .causes
+        .iter()
+        .map(|c| c.reason.trim_start_matches("PolicyViolation:"))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            "sovereignty-allowed-locations",
+            "sovereignty-residency-satisfiable"
+        ]
+    );
+    assert!(
+        details
+            .causes
+            .iter()
+            .all(|c| c.field.starts_with("spec.data.residency")),
+        "{:?}",
+        details.causes
+    );
+    // Nothing was written.
+    let list = r
+        .client
+        .list(wl, Some("finance"), &ListOptions::default())
+        .await
+        .expect("list");
+    assert!(
+        !list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|w| w["metadata"]["name"] == "customer-export")
+    );
+
+    // Personal data without a residency is refused too; a compliant one is created.
+    let mut undeclared = workload("no-residency", &[], "personal");
+    undeclared["spec"]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("residency");
+    let status = api_status(
+        r.client
+            .create(wl, Some("finance"), &undeclared, false)
+            .await
+            .expect_err("undeclared residency is refused"),
+    );
+    assert!(
+        status.message.contains("sovereignty-residency-declared"),
+        "{}",
+        status.message
+    );
+    r.client
+        .create(
+            wl,
+            Some("finance"),
+            &workload("customer-export", &["EU"], "personal"),
+            false,
+        )
+        .await
+        .expect("an EU residency is allowed");
+
+    // Updates pass admission too: widening residency to JP is refused.
+    let mut widened = r
+        .client
+        .get(wl, Some("finance"), "customer-export")
+        .await
+        .expect("get");
+    widened["spec"]["data"]["residency"] = json!(["JP"]);
+    let status = api_status(
+        r.client
+            .replace(wl, Some("finance"), "customer-export", &widened)
+            .await
+            .expect_err("update refused"),
+    );
+    assert_eq!(status.code, 403);
+}
+
+#[tokio::test]
+async fn rego_syntax_error_is_refused_at_apply_with_line_and_column() {
+    let r = start().await;
+    let bad = policy_object(
+        "typo",
+        "deny",
+        &["Workload"],
+        "package typo\n\ndeny contains msg if {\n  msg := \"unterminated\n}\n",
+    );
+    let status = api_status(
+        r.client
+            .create(kind("Policy"), None, &bad, false)
+            .await
+            .expect_err("syntax error refused"),
+    );
+    assert_eq!(status.code, 422, "{status:?}");
+    let cause = &status.details.expect("details").causes[0];
+    assert_eq!(cause.field, "spec.rego");
+    assert!(
+        cause.message.starts_with("line 4, column ")
+            && cause.message.contains("invalid character in string"),
+        "{}",
+        cause.message
+    );
+    // Nothing stored, and admission is unaffected.
+    let err = r
+        .client
+        .get(kind("Policy"), None, "typo")
+        .await
+        .expect_err("not stored");
+    assert!(err.is_not_found());
+}
+
+#[tokio::test]
+async fn warn_policy_returns_warning_headers_and_lets_the_request_through() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    let rego = r#"package warn_replicas
+violation contains {"msg": "one replica is not highly available", "field": "spec.replicas"} if {
+  input.object.spec.replicas == 1
+}
+"#;
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("single-replica", "warn", &["Workload"], rego),
+            false,
+        )
+        .await
+        .expect("policy stored");
+    let resp = raw_post(
+        &r,
+        "/apis/meridian.dev/v1/namespaces/finance/workloads",
+        &workload("solo", &["EU"], "internal"),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect();
+    assert_eq!(
+        warnings,
+        ["299 - \"[single-replica] one replica is not highly available\""]
+    );
+
+    // The client hands them to its warning handler, as kubectl prints them.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let c = r
+        .client
+        .clone()
+        .with_warning_handler(std::sync::Arc::new(move |t: &str| {
+            sink.lock().expect("lock").push(t.to_owned());
+        }));
+    c.create(
+        kind("Workload"),
+        Some("finance"),
+        &workload("solo-2", &["EU"], "internal"),
+        false,
+    )
+    .await
+    .expect("created");
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        ["[single-replica] one replica is not highly available"]
+    );
+}
+
+#[tokio::test]
+async fn broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    // Divides by zero on every Workload: compiles, and fails at evaluation.
+    let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
+    let mut p = policy_object("broken", "deny", &["Workload"], rego);
+    r.client
+        .create(kind("Policy"), None, &p, false)
+        .await
+        .expect("stored");
+    let status = api_status(
+        r.client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("w1", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("fails closed"),
+    );
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.contains("policy \"broken\" is broken"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("fails closed"),
+        "{}",
+        status.message
+    );
+    // Other kinds are not affected: the API stays up.
+    r.client
+        .list(kind("Site"), None, &ListOptions::default())
+        .await
+        .expect("reads work");
+
+    p["spec"]["enforcement"] = json!("warn");
+    r.client
+        .apply(kind("Policy"), None, &p, false)
+        .await
+        .expect("relaxed");
+    let resp = raw_post(
+        &r,
+        "/apis/meridian.dev/v1/namespaces/finance/workloads",
+        &workload("w1", &["EU"], "internal"),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+    let warning = resp
+        .headers()
+        .get("warning")
+        .expect("a warning")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(warning.contains("is broken"), "{warning}");
+}
+
+#[tokio::test]
+async fn scheduler_allocations_pass_admission() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    // Internal data only on SecNumCloud sites (ovh-sbg, which has no Windows node for
+    // intranet-iis): the scheduler's placements of internal workloads are refused.
+    let rego = r#"package secnum_only
+violation contains {"msg": msg, "field": "spec.site"} if {
+  input.object.kind == "Allocation"
+  input.context.workload.spec.data.classification == "internal"
+  not "SecNumCloud" in object.get(input.context.targetSite, "certifications", [])
+  msg := sprintf("internal data may not run on site %s, which lacks SecNumCloud", [input.object.spec.site])
+}
+"#;
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("secnum-only", "deny", &["Allocation"], rego),
+            false,
+        )
+        .await
+        .expect("stored");
+    let report = scheduler::pass(&r.state, &SchedulerOptions::default())
+        .await
+        .expect("pass");
+    assert!(report.denied > 0, "{report:?}");
+    let allocations = r
+        .client
+        .list_all(kind("alloc"), None, &ListOptions::default())
+        .await
+        .expect("allocations");
+    let sites: std::collections::HashMap<String, Value> = r
+        .client
+        .list_all(kind("site"), None, &ListOptions::default())
+        .await
+        .expect("sites")
+        .into_iter()
+        .map(|s| (s["metadata"]["name"].as_str().expect("name").to_owned(), s))
+        .collect();
+    let workloads = r
+        .client
+        .list_all(kind("wl"), None, &ListOptions::default())
+        .await
+        .expect("workloads");
+    let mut refused = 0;
+    for w in &workloads {
+        if w["spec"]["data"]["classification"] != "internal" {
+            continue;
+        }
+        let name = w["metadata"]["name"].as_str().expect("name");
+        for a in allocations.iter().filter(|a| a["spec"]["workload"] == name) {
+            let site = &sites[a["spec"]["site"].as_str().expect("site")];
+            assert!(
+                site["spec"]["certifications"]
+                    .as_array()
+                    .expect("certs")
+                    .contains(&json!("SecNumCloud")),
+                "{name} placed on {site}"
+            );
+        }
+        let message = w["status"]["message"].as_str().unwrap_or_default();
+        if message.contains("refused") {
+            assert!(message.contains("[secnum-only]"), "{message}");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "a refused workload says so in its status: {workloads:#?}"
+    );
+}
+
+fn oscal_schema() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/oscal/oscal_assessment-results_schema_v1.1.3.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("NIST OSCAL schema {} is required: {e}", path.display()));
+    serde_json::from_str(&text).expect("schema is JSON")
+}
+
+async fn wait_for_findings(c: &Client, policy: &str, at_least: usize) -> Value {
+    for _ in 0..100 {
+        let status = c
+            .get_path("/meridian/v1/compliance/status")
+            .await
+            .expect("status");
+        let found = status["summary"]["policies"]
+            .as_array()
+            .expect("policies")
+            .iter()
+            .find(|p| p["policy"] == policy)
+            .and_then(|p| p["findings"].as_u64())
+            .unwrap_or(0);
+        if found as usize >= at_least {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {at_least} findings of {policy} in time");
+}
+
+#[tokio::test]
+async fn audit_finds_violations_incrementally_and_reports_oscal() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    install(&r.client, &["baseline"]).await;
+    let nodes = r
+        .client
+        .list_all(kind("node"), None, &ListOptions::default())
+        .await
+        .expect("nodes");
+    // Installing the policy audits every existing object against it.
+    let status = wait_for_findings(&r.client, "baseline-owner-label", nodes.len()).await;
+    let row = status["summary"]["policies"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|p| p["policy"] == "baseline-owner-label")
+        .expect("row")
+        .clone();
+    assert_eq!(row["state"], "NonCompliant");
+    assert_eq!(row["objects"], nodes.len());
+    assert!(
+        status["summary"]["frameworks"]
+            .as_array()
+            .expect("frameworks")
+            .iter()
+            .any(|f| f["framework"] == "NIST SP 800-53")
+    );
+
+    // Fixing one node resolves its finding (incremental audit on change).
+    let mut node = nodes[0].clone();
+    let name = node["metadata"]["name"].as_str().expect("name").to_owned();
+    node["metadata"]["labels"]["owner"] = json!("platform-team");
+    r.client
+        .replace(kind("node"), None, &name, &node)
+        .await
+        .expect("labelled");
+    let mut resolved = false;
+    for _ in 0..100 {
+        let f = r
+            .client
+            .get_path("/meridian/v1/compliance/findings?policy=baseline-owner-label")
+            .await
+            .expect("findings");
+        let objects: Vec<&str> = f["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["object"]["name"].as_str().unwrap_or_default())
+            .collect();
+        if objects.len() == nodes.len() - 1 && !objects.contains(&name.as_str()) {
+            resolved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(resolved, "the finding of {name} was resolved");
+
+    // OSCAL evidence validates against NIST's schema; each finding targets its control.
+    let doc = r
+        .client
+        .get_path("/meridian/v1/compliance/report?format=oscal")
+        .await
+        .expect("report");
+    let schema = oscal_schema();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "OSCAL errors: {errors:#?}");
+    let findings = doc["assessment-results"]["results"][0]["findings"]
+        .as_array()
+        .expect("findings");
+    assert!(!findings.is_empty());
+    assert!(findings.iter().all(|f| f["target"]["type"] == "objective-id"
+        || f["target"]["type"] == "statement-id"));
+
+    // Deleting the policy drops its findings.
+    r.client
+        .delete(kind("Policy"), None, "baseline-owner-label")
+        .await
+        .expect("deleted");
+    let f = r
+        .client
+        .get_path("/meridian/v1/compliance/findings?policy=baseline-owner-label")
+        .await
+        .expect("findings");
+    assert_eq!(f["findings"].as_array().expect("findings").len(), 0);
+}
+
+#[tokio::test]
+async fn eval_shows_what_fires_without_writing_and_viewers_may_read_compliance() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    install(&r.client, &["sovereignty", "ai"]).await;
+    let resp = r
+        .client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/policy/eval",
+            Some(&json!([workload("what-if", &["JP"], "personal")])),
+        )
+        .await
+        .expect("eval");
+    let result = &resp["results"][0];
+    assert_eq!(result["admission"], "denied");
+    assert!(result["violations"].as_array().expect("v").len() >= 2);
+    let err = r
+        .client
+        .get(kind("wl"), Some("finance"), "what-if")
+        .await
+        .expect_err("eval writes nothing");
+    assert!(err.is_not_found());
+
+    let viewer = r
+        .client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/tokens",
+            Some(&json!({"role": "viewer"})),
+        )
+        .await
+        .expect("token")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let v = Client::new(&r.url, &viewer, None).expect("client");
+    v.get_path("/meridian/v1/compliance/status")
+        .await
+        .expect("viewers read compliance");
+    let status = api_status(
+        v.create(
+            kind("Policy"),
+            None,
+            &policy_object(
+                "x",
+                "deny",
+                &["Workload"],
+                "package x\ndeny contains \"x\" if false\n",
+            ),
+            false,
+        )
+        .await
+        .expect_err("viewers cannot write policies"),
+    );
+    assert_eq!(status.code, 403);
+}
