@@ -504,7 +504,16 @@ fn help_has_examples_for_every_verb() {
             "{verb} --help shows an example"
         );
     }
-    for sub in [["token", "create"], ["audit", "verify"], ["audit", "log"]] {
+    for sub in [
+        ["token", "create"],
+        ["audit", "verify"],
+        ["audit", "log"],
+        ["policy", "install"],
+        ["policy", "test"],
+        ["policy", "eval"],
+        ["compliance", "status"],
+        ["compliance", "report"],
+    ] {
         let out = Command::new(BIN)
             .args([sub[0], sub[1], "--help"])
             .output()
@@ -600,5 +609,171 @@ fn an_existing_kubeconfig_context_is_used_when_nothing_else_is_set() {
         stdout(&out).contains("project.meridian.dev/default"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("replicas.rego"),
+        "package replicas\n\ndeny contains \"one replica\" if input.object.spec.replicas == 1\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("replicas_test.rego"),
+        "package replicas_test\n\nimport data.replicas\n\n\
+         test_denies_one if count(replicas.deny) == 1 with input as {\"object\": {\"spec\": {\"replicas\": 1}}}\n\n\
+         test_allows_two if count(replicas.deny) == 0 with input as {\"object\": {\"spec\": {\"replicas\": 2}}}\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    let text = ok(&out);
+    assert!(
+        text.contains("data.replicas_test.test_denies_one: PASS"),
+        "{text}"
+    );
+    assert!(text.contains("PASS: 2/2"), "{text}");
+
+    // A failing test: exit 1, FAIL line and counts.
+    std::fs::write(
+        dir.path().join("wrong_test.rego"),
+        "package wrong_test\n\nimport data.replicas\n\n\
+         test_wrong if count(replicas.deny) == 1 with input as {\"object\": {\"spec\": {\"replicas\": 3}}}\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("data.wrong_test.test_wrong: FAIL"));
+    assert!(stdout(&out).contains("FAIL: 1/3"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("1 of 3 tests failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every built-in pack ships with tests, and they pass.
+    let out = Command::new(BIN)
+        .args(["policy", "test", "--pack", "all"])
+        .output()
+        .expect("runs");
+    let text = ok(&out);
+    assert!(
+        text.contains("sovereignty/residency_declared_test.rego"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+
+    let out = Command::new(BIN)
+        .args(["policy", "test", "--pack", "nope"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the packs are sovereignty, baseline, ai"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_install_eval_and_compliance_report() {
+    let s = ServerProcess::start(&["--no-scheduler"]);
+    ok(&s.cli(&["apply", "-f", examples().to_str().expect("utf-8")]));
+    let out = ok(&s.cli(&["policy", "install", "sovereignty", "ai", "baseline"]));
+    assert!(
+        out.contains("policy.meridian.dev/sovereignty-residency-declared created"),
+        "{out}"
+    );
+    // Installing again changes nothing.
+    let out = ok(&s.cli(&["policy", "install", "sovereignty"]));
+    assert!(out.contains("unchanged"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: export, namespace: finance}\n\
+         spec:\n  type: job\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/export]\n\
+         \x20   resources: {cpu: 1, memory: 1Gi}\n    os: {family: linux}\n\
+         \x20 data: {classification: personal, residency: [US]}\n",
+    )
+    .expect("write");
+    // eval: what fires, nothing written, exit 1 because a deny policy would refuse it.
+    let out = s.cli(&["policy", "eval", "-f", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Workload finance/export: DENIED"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("deny  sovereignty-allowed-locations"),
+        "{}",
+        stdout(&out)
+    );
+    // apply is refused with the policy's message and field, and exits 1.
+    let out = s.cli(&["apply", "-f", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("admission denied by 1 policy (sovereignty-allowed-locations)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A warn policy's message is printed as a warning, and the object is created.
+    let warned = dir.path().join("gpu.yaml");
+    std::fs::write(
+        &warned,
+        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: gpu-noqueue, namespace: research}\n\
+         spec:\n  type: job\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/train]\n\
+         \x20   resources: {cpu: 1, memory: 1Gi, gpu: {count: 1}}\n    os: {family: linux}\n\
+         \x20 data: {classification: internal, residency: [EU]}\n\
+         \x20 tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]\n",
+    )
+    .expect("write");
+    let out = s.cli(&["apply", "-f", warned.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Warning: [ai-gpu-queue]"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The audit reports the estate: a table by policy and by framework, and OSCAL.
+    let mut table = String::new();
+    for _ in 0..100 {
+        table = ok(&s.cli(&["compliance", "status"]));
+        if table.contains("baseline-owner-label") && table.contains("NonCompliant") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(table.contains("FRAMEWORK"), "{table}");
+    assert!(table.contains("NIST SP 800-53"), "{table}");
+    let oscal = ok(&s.cli(&["compliance", "report", "-o", "oscal"]));
+    let doc: serde_json::Value = serde_json::from_str(&oscal).expect("OSCAL is JSON");
+    assert!(doc["assessment-results"]["results"][0]["findings"].is_array());
+    let rows = ok(&s.cli(&[
+        "compliance",
+        "report",
+        "-o",
+        "table",
+        "--policy",
+        "baseline-owner-label",
+    ]));
+    assert!(
+        rows.lines()
+            .skip(1)
+            .all(|l| l.starts_with("baseline-owner-label")),
+        "{rows}"
     );
 }
