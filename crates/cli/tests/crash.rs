@@ -4,6 +4,9 @@
 //! resourceVersion); the audit chain must verify offline afterwards.
 //!
 //! `meridian bench crash --runs 20` runs the same experiment at length (BENCHMARKS.md).
+//!
+//! The same for the scheduler: killed in the middle of committing a batch of placements,
+//! restarted, it must end with every instance placed exactly once and no node over-committed.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -31,9 +34,14 @@ struct ServerProcess {
 impl ServerProcess {
     /// Start on a free loopback port; the URL comes from stderr, the token from the data dir.
     fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(BIN)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("MERIDIAN_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -215,4 +223,160 @@ async fn acknowledged_writes_survive_kill_9() {
         total += one_run(run, kill_after).await;
     }
     eprintln!("{RUNS} kill -9 runs: {total} acknowledged writes, 0 lost");
+}
+
+const NODES: usize = 120;
+const SCHED_WORKLOADS: usize = 120;
+const REPLICAS: usize = 5;
+
+fn node(i: usize) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Node",
+        "metadata": {"name": format!("node-{i:03}")},
+        "spec": {"site": "dc1", "os": {"family": "linux"}, "arch": "amd64",
+                 "capacity": {"cpu": "4", "memory": "8Gi"}, "drivers": ["exec"]},
+    })
+}
+
+fn service(i: usize) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": format!("svc-{i:03}"), "namespace": "default"},
+        "spec": {
+            "type": "service", "replicas": REPLICAS,
+            "task": {"driver": "exec", "command": ["/bin/true"],
+                     "resources": {"cpu": "500m", "memory": "512Mi"}, "os": {"family": "linux"}},
+        },
+    })
+}
+
+fn kind(name: &str) -> &'static api::KindInfo {
+    api::lookup_kind(name).expect("kind")
+}
+
+async fn allocations(c: &client::Client) -> Vec<Value> {
+    c.list_all(kind("Allocation"), None, &client::ListOptions::default())
+        .await
+        .expect("list allocations")
+}
+
+/// Every instance has exactly one allocation and no node holds more cpu than it has.
+fn check_placements(allocs: &[Value], run: usize) {
+    let mut per_instance: HashMap<(String, u64), usize> = HashMap::new();
+    let mut cpu: HashMap<String, u64> = HashMap::new();
+    for a in allocs {
+        let w = a["spec"]["workload"].as_str().expect("workload").to_owned();
+        let r = a["spec"]["replica"].as_u64().expect("replica");
+        *per_instance.entry((w, r)).or_default() += 1;
+        let millis = a["spec"]["resources"]["cpu"]
+            .as_str()
+            .expect("cpu")
+            .parse::<api::Cpu>()
+            .expect("a cpu quantity")
+            .millis();
+        *cpu.entry(a["spec"]["node"].as_str().expect("node").to_owned())
+            .or_default() += millis;
+    }
+    let duplicated: Vec<_> = per_instance.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "run {run}: duplicated instances {duplicated:?}"
+    );
+    assert_eq!(
+        per_instance.len(),
+        SCHED_WORKLOADS * REPLICAS,
+        "run {run}: every instance is placed"
+    );
+    for (node, used) in cpu {
+        assert!(
+            used <= 4_000,
+            "run {run}: node {node} over-committed: {used}m of 4000m"
+        );
+    }
+}
+
+/// One run: pending work created without a scheduler, then a server with the scheduler is
+/// killed with SIGKILL `kill_after` after its first allocation is visible; returns the
+/// allocations that survived the kill.
+async fn scheduler_run(run: usize, kill_after: Duration) -> usize {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let setup = ServerProcess::start_with(dir.path(), &["--no-scheduler"]);
+    let c = setup.client();
+    let site = json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Site",
+        "metadata": {"name": "dc1"},
+        "spec": {"provider": "onprem", "region": "dc1", "jurisdiction": "DE",
+                 "operator": {"name": "Example", "jurisdiction": "DE"}},
+    });
+    c.create(kind("Site"), None, &site, false)
+        .await
+        .expect("site");
+    for i in 0..NODES {
+        c.create(kind("Node"), None, &node(i), false)
+            .await
+            .expect("node");
+    }
+    for i in 0..SCHED_WORKLOADS {
+        c.create(kind("Workload"), Some("default"), &service(i), false)
+            .await
+            .expect("workload");
+    }
+    drop(setup);
+
+    // The scheduler starts placing at once; kill it in the middle of its commits.
+    let mut scheduling = ServerProcess::start(dir.path());
+    let c = scheduling.client();
+    let first = client::ListOptions {
+        limit: Some(1),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = c
+            .list(kind("Allocation"), None, &first)
+            .await
+            .expect("list allocations");
+        if page["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run}: nothing was ever placed"
+        );
+    }
+    tokio::time::sleep(kill_after).await;
+    scheduling.kill9();
+
+    let inspect = ServerProcess::start_with(dir.path(), &["--no-scheduler"]);
+    let survived = allocations(&inspect.client()).await.len();
+    drop(inspect);
+
+    let finishing = ServerProcess::start(dir.path());
+    let c = finishing.client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut allocs = allocations(&c).await;
+    while allocs.len() < SCHED_WORKLOADS * REPLICAS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        allocs = allocations(&c).await;
+    }
+    // Let any further pass run: nothing may change any more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    check_placements(&allocations(&c).await, run);
+    survived
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_killed_mid_batch_loses_and_duplicates_nothing() {
+    let mut survived = Vec::new();
+    for (run, ms) in [(1, 0), (2, 5), (3, 20)] {
+        survived.push(scheduler_run(run, Duration::from_millis(ms)).await);
+    }
+    eprintln!(
+        "allocations committed before kill -9 (of {}): {survived:?}; all runs ended with every instance placed once",
+        SCHED_WORKLOADS * REPLICAS
+    );
+    assert!(
+        survived.iter().any(|n| *n < SCHED_WORKLOADS * REPLICAS),
+        "no run was killed in the middle of a batch: {survived:?}"
+    );
 }
