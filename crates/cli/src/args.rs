@@ -80,6 +80,17 @@ pub enum Command {
     /// Why a workload's instances are placed where they are, or why not
     #[command(after_help = "Example:\n  meridian explain workload llm-finetune -n research")]
     Explain(ExplainArgs),
+    /// Mark a node unschedulable: nothing new is placed on it
+    #[command(after_help = "Example:\n  meridian cordon fra-rhel-01")]
+    Cordon(NodeArgs),
+    /// Mark a node schedulable again
+    #[command(after_help = "Example:\n  meridian uncordon fra-rhel-01")]
+    Uncordon(NodeArgs),
+    /// Cordon a node and evict its services and VMs, which the scheduler places elsewhere
+    #[command(
+        after_help = "Examples:\n  meridian drain fra-rhel-01\n  meridian drain fra-rhel-01 --dry-run"
+    )]
+    Drain(DrainArgs),
     /// What-if placement of workload manifests against the live fleet (writes nothing)
     #[command(after_help = "Example:\n  meridian plan -f new-workload.yaml -n finance")]
     Plan(PlanArgs),
@@ -422,4 +433,19 @@ pub struct ComplianceReportArgs {
     /// Only the findings of this policy (json and table)
     #[arg(long)]
     pub policy: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node name
+    pub node: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Node name
+    pub node: String,
+    /// Show what would be evicted, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -83,6 +83,96 @@ pub struct PassReport {
     pub removed: usize,
     /// Placements refused by admission policies.
     pub denied: usize,
+    /// Allocations released from lost or deleted nodes, to be placed again.
+    pub rescheduled: usize,
+}
+
+/// Whether an instance of `w` that was on a lost node is placed again: services and VMs
+/// always; jobs unless their restart policy is `never` (like Nomad's reschedule policy).
+fn replaced_when_lost(w: &Workload) -> bool {
+    match w.spec.type_ {
+        api::kinds::WorkloadType::Job => w
+            .spec
+            .restart
+            .as_ref()
+            .is_none_or(|r| r.policy != api::kinds::RestartPolicy::Never),
+        _ => true,
+    }
+}
+
+/// Releases the allocations whose node is gone or `Lost` (or that the agent reported
+/// `lost`) when their workload is replaced when lost: they are deleted, so the instance
+/// is pending again and placed in this pass, elsewhere. The others stay as they are (a
+/// job that must not run twice). Returns how many were released.
+async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, ApiError> {
+    use api::kinds::{AllocationPhase, NodePhase};
+    let phases: HashMap<&str, Option<NodePhase>> = snap
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.as_str(),
+                n.status.as_ref().and_then(|s| s.phase),
+            )
+        })
+        .collect();
+    let workloads: HashMap<(&str, &str), &Workload> = snap
+        .workloads
+        .iter()
+        .map(|(w, _)| {
+            (
+                (
+                    w.metadata.namespace.as_deref().unwrap_or_default(),
+                    w.metadata.name.as_str(),
+                ),
+                w,
+            )
+        })
+        .collect();
+    let mut release = Vec::new();
+    for ((ns, name), (a, rev)) in &snap.allocations {
+        let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        if matches!(phase, AllocationPhase::Succeeded | AllocationPhase::Failed) {
+            continue;
+        }
+        let node_lost = match phases.get(a.spec.node.as_str()) {
+            None => true,
+            Some(p) => *p == Some(NodePhase::Lost),
+        };
+        if !node_lost && phase != AllocationPhase::Lost {
+            continue;
+        }
+        let replaced = workloads
+            .get(&(ns.as_str(), a.spec.workload.as_str()))
+            .is_some_and(|w| replaced_when_lost(w));
+        if replaced {
+            release.push((ns.clone(), name.clone(), *rev, a.spec.node.clone()));
+        }
+    }
+    let mut released = 0;
+    for (ns, name, rev, node) in release {
+        if remove_allocation(state, &ns, &name, rev).await? {
+            tracing::info!(allocation = %name, project = %ns, %node, "released from a lost node; placing it again");
+            released += 1;
+        }
+        snap.allocations.remove(&(ns, name));
+    }
+    Ok(released)
+}
+
+/// The allocations that hold resources on a node of the snapshot (an allocation left on a
+/// deleted node holds nothing anywhere).
+fn held(snap: &Snapshot) -> Vec<Allocation> {
+    let nodes: std::collections::HashSet<&str> = snap
+        .nodes
+        .iter()
+        .map(|n| n.metadata.name.as_str())
+        .collect();
+    snap.allocations
+        .values()
+        .filter(|(a, _)| nodes.contains(a.spec.node.as_str()))
+        .map(|(a, _)| a.clone())
+        .collect()
 }
 
 /// Run passes until shutdown.
@@ -212,10 +302,11 @@ pub fn allocation_name(workload: &str, replica: u32) -> String {
 
 /// One scheduling pass.
 pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassReport, ApiError> {
-    let snap = snapshot(state).await?;
+    let mut snap = snapshot(state).await?;
     let mut report = PassReport::default();
+    report.rescheduled = release_lost(state, &mut snap).await?;
     let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
-    let allocations: Vec<Allocation> = snap.allocations.values().map(|(a, _)| a.clone()).collect();
+    let allocations = held(&snap);
     let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
         .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
 
@@ -625,7 +716,7 @@ pub async fn live_fleet(
 ) -> Result<(Fleet, Arc<BTreeMap<String, Project>>), ApiError> {
     let snap = snapshot(state).await?;
     let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
-    let allocations: Vec<Allocation> = snap.allocations.values().map(|(a, _)| a.clone()).collect();
+    let allocations = held(&snap);
     let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
         .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
     Ok((fleet, Arc::new(snap.projects)))

@@ -245,3 +245,62 @@ async fn racing_schedulers_never_double_book() {
         .expect("verify");
     assert_eq!(verify["ok"], true, "{verify}");
 }
+
+/// Where each instance of `workload` runs: replica → node.
+async fn placements_of(c: &Client, workload: &str) -> HashMap<u64, String> {
+    allocations(c)
+        .await
+        .iter()
+        .filter(|a| a["spec"]["workload"] == workload)
+        .map(|a| {
+            (
+                a["spec"]["replica"].as_u64().expect("replica"),
+                a["spec"]["node"].as_str().expect("node").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn service_instances_on_a_lost_or_deleted_node_are_placed_again_elsewhere() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    scheduler::pass(&r.state, &options).await.expect("pass");
+    let before = placements_of(&r.client, "payroll-api").await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let lost = before[&0].clone();
+
+    // The node-lifecycle controller (or an operator) marks the node Lost.
+    let mut node = r.client.get(kind("node"), None, &lost).await.expect("node");
+    node["status"] = json!({"phase": "Lost"});
+    r.client
+        .replace_status(kind("node"), None, &lost, &node)
+        .await
+        .expect("status");
+    let report = scheduler::pass(&r.state, &options).await.expect("pass");
+    assert!(report.rescheduled >= 1, "{report:?}");
+    let after = placements_of(&r.client, "payroll-api").await;
+    assert_eq!(after.len(), 2, "both replicas placed again: {after:?}");
+    assert!(after.values().all(|n| *n != lost), "{after:?}");
+    assert_no_overcommit(&r.client).await;
+    // A second pass changes nothing: the state is stable.
+    let again = scheduler::pass(&r.state, &options).await.expect("pass");
+    assert_eq!(
+        (again.placed, again.rescheduled, again.conflicts),
+        (0, 0, 0),
+        "{again:?}"
+    );
+
+    // A deleted node: its instances are placed again too, and passes keep working.
+    let gone = after[&0].clone();
+    r.client
+        .delete(kind("node"), None, &gone)
+        .await
+        .expect("deleted");
+    let report = scheduler::pass(&r.state, &options).await.expect("pass");
+    assert!(report.rescheduled >= 1, "{report:?}");
+    let last = placements_of(&r.client, "payroll-api").await;
+    assert_eq!(last.len(), 2, "{last:?}");
+    assert!(last.values().all(|n| *n != gone && *n != lost), "{last:?}");
+}

@@ -1,11 +1,12 @@
-//! `explain` and `plan`: the scheduler's reasoning, for people.
+//! `explain` and `plan` (the scheduler's reasoning, for people) and `cordon`, `uncordon`,
+//! `drain` (taking a node out of service, as kubectl does).
 
 use anyhow::Result;
 use serde_json::Value;
 
 use client::Client;
 
-use crate::args::{ExplainArgs, Output, PlanArgs};
+use crate::args::{DrainArgs, ExplainArgs, Output, PlanArgs};
 use crate::config::Resolved;
 use crate::exit::UserError;
 use crate::manifests;
@@ -166,6 +167,90 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
             println!("{w}  ->  cannot be placed");
             print!("{}", explanation_text(outcome, "    "));
         }
+    }
+    Ok(())
+}
+
+fn node_kind() -> &'static api::KindInfo {
+    api::lookup_kind("Node").expect("built-in kind")
+}
+
+/// Sets `spec.unschedulable` (kubectl cordon/uncordon).
+pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
+    client
+        .patch(
+            node_kind(),
+            None,
+            node,
+            client::PatchType::Merge,
+            &serde_json::json!({"spec": {"unschedulable": on}}),
+            false,
+        )
+        .await?;
+    println!("node/{node} {}", if on { "cordoned" } else { "uncordoned" });
+    Ok(())
+}
+
+/// Cordons the node, then evicts (deletes) the allocations of services and VMs on it;
+/// the scheduler places those instances again elsewhere under the same rules. Jobs are
+/// left to finish, as `kubectl drain` leaves what it cannot move.
+pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
+    let node = &args.node;
+    client.get(node_kind(), None, node).await?;
+    if !args.dry_run {
+        cordon(client, node, true).await?;
+    }
+    let alloc = api::lookup_kind("Allocation").expect("built-in kind");
+    let wl = api::lookup_kind("Workload").expect("built-in kind");
+    let on_node = client
+        .list_all(
+            alloc,
+            None,
+            &client::ListOptions {
+                field_selector: Some(format!("spec.node={node}")),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut evicted = 0;
+    let mut kept = Vec::new();
+    for a in &on_node {
+        let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = a["metadata"]["name"].as_str().unwrap_or_default();
+        let workload = a["spec"]["workload"].as_str().unwrap_or_default();
+        let kind = match client.get(wl, Some(ns), workload).await {
+            Ok(w) => w["spec"]["type"].as_str().unwrap_or_default().to_owned(),
+            Err(e) if e.is_not_found() => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if kind == "job" {
+            kept.push(format!("{ns}/{name}"));
+            continue;
+        }
+        if args.dry_run {
+            println!("allocation/{name} -n {ns} would be evicted");
+        } else {
+            match client.delete(alloc, Some(ns), name).await {
+                Ok(_) => println!("allocation/{name} -n {ns} evicted"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        evicted += 1;
+    }
+    for k in &kept {
+        eprintln!("allocation {k} is a job: left to finish (delete it to stop it now)");
+    }
+    if args.dry_run {
+        println!(
+            "node/{node} would be drained ({evicted} evicted, {} left)",
+            kept.len()
+        );
+    } else {
+        println!(
+            "node/{node} drained ({evicted} evicted, {} left)",
+            kept.len()
+        );
     }
     Ok(())
 }
