@@ -672,6 +672,19 @@ impl Fleet {
 
     // -- internals ------------------------------------------------------------------
 
+    /// Capacity of every node together: cpu millicores, memory bytes, GPUs.
+    pub(crate) fn capacity_totals(&self) -> [u128; 3] {
+        let mut t = [0u128; 3];
+        for class in &self.classes {
+            let cap = &class.key.capacity;
+            let n = class.nodes.len() as u128;
+            t[0] += u128::from(cap.cpu) * n;
+            t[1] += u128::from(cap.memory) * n;
+            t[2] += u128::from(cap.gpu_total()) * n;
+        }
+        t
+    }
+
     pub(crate) fn class_of(&self, node: NodeId) -> &Class {
         &self.classes[self.nodes[node as usize].class as usize]
     }

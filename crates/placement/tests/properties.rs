@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use api::kinds::{Isolation, NodePhase, OsFamily, Sovereignty, TaintEffect};
 use api::{Node, Site, Workload};
 use common::{node, site, workload};
-use placement::{Batch, Decision, Fleet, Options, Outcome, place_batch};
+use placement::{Batch, Decision, Fleet, Options, Outcome, place_batch, placement_order};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -264,8 +264,9 @@ fn arb_input() -> impl Strategy<Value = Input> {
         })
 }
 
-/// Places the batches in turn; returns the decisions in the order they were made (a
-/// batch is placed highest priority first).
+/// Places the batches in turn; returns the decisions in the order they were made
+/// ([`placement::placement_order`]: priority, then size, then batch order), which is the
+/// order the checker replays them in.
 fn run(input: &Input) -> Vec<Decision> {
     let mut fleet = Fleet::new(&input.sites, &input.nodes).unwrap();
     let mut out = Vec::new();
@@ -274,7 +275,8 @@ fn run(input: &Input) -> Vec<Decision> {
         for w in ws {
             batch.add_all(w).unwrap();
         }
-        let mut decisions = place_batch(&mut fleet, &batch, &Options::default());
+        let order = placement_order(&fleet, &batch);
+        let decisions = place_batch(&mut fleet, &batch, &Options::default());
         let priority = |d: &Decision| match &d.outcome {
             Outcome::Placed(p) => p.priority,
             Outcome::Unplaceable(_) => 0,
@@ -288,8 +290,8 @@ fn run(input: &Input) -> Vec<Decision> {
                 .iter()
                 .all(|d| !d.is_placed() || priority(d) == by_name[d.workload.name.as_str()])
         );
-        decisions.sort_by_key(|d| std::cmp::Reverse(by_name[d.workload.name.as_str()]));
-        out.extend(decisions);
+        let mut decisions: Vec<Option<Decision>> = decisions.into_iter().map(Some).collect();
+        out.extend(order.into_iter().map(|i| decisions[i].take().unwrap()));
     }
     out
 }

@@ -915,6 +915,30 @@ fn higher_priority_is_placed_first_in_a_batch() {
     assert_eq!(chosen(&d), vec!["-", "n1"]);
 }
 
+#[test]
+fn larger_requests_are_placed_first_within_a_priority() {
+    // Two 4-core nodes; the batch lists two 1-core replicas before two 3-core ones. In
+    // batch order, binpack would put both small replicas on n1 and leave room for one
+    // large one only; largest first, every replica fits.
+    let nodes = vec![
+        node("n1", "fra", json!({"spec": {"capacity": {"cpu": 4}}})),
+        node("n2", "fra", json!({"spec": {"capacity": {"cpu": 4}}})),
+    ];
+    let mut fleet = Fleet::new(&eu_and_us(), &nodes).unwrap();
+    let mut b = Batch::new();
+    b.add(&filler("small", 0, 1), [0, 1]).unwrap();
+    b.add(&filler("large", 0, 3), [0, 1]).unwrap();
+    assert_eq!(placement::placement_order(&fleet, &b), vec![2, 3, 0, 1]);
+    let d = place_batch(&mut fleet, &b, &Options::default());
+    let names: Vec<&str> = d.iter().map(|d| d.workload.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["small", "small", "large", "large"],
+        "decisions come back in batch order"
+    );
+    assert_eq!(chosen(&d), vec!["n1", "n2", "n1", "n2"]);
+}
+
 // -- gangs ---------------------------------------------------------------------------------
 
 fn gpu_site_nodes() -> (Vec<Site>, Vec<api::Node>) {
