@@ -303,8 +303,10 @@ pub fn allocation_name(workload: &str, replica: u32) -> String {
 /// One scheduling pass.
 pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassReport, ApiError> {
     let mut snap = snapshot(state).await?;
-    let mut report = PassReport::default();
-    report.rescheduled = release_lost(state, &mut snap).await?;
+    let mut report = PassReport {
+        rescheduled: release_lost(state, &mut snap).await?,
+        ..PassReport::default()
+    };
     let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
     let allocations = held(&snap);
     let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
