@@ -777,3 +777,47 @@ fn policy_install_eval_and_compliance_report() {
         "{rows}"
     );
 }
+
+#[test]
+fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
+    let s = ServerProcess::start(&[]);
+    ok(&s.cli(&["apply", "-f", examples().to_str().expect("utf-8")]));
+    let nodes_of = |workload: &str| -> Vec<String> {
+        let out = ok(&s.cli(&["get", "allocations", "-A", "-o", "json"]));
+        let list: serde_json::Value = serde_json::from_str(&out).expect("json");
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|a| a["spec"]["workload"] == workload)
+            .map(|a| a["spec"]["node"].as_str().expect("node").to_owned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut before = nodes_of("payroll-api");
+    while before.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        before = nodes_of("payroll-api");
+    }
+    assert_eq!(before.len(), 2, "{before:?}");
+    let node = before[0].clone();
+
+    let out = ok(&s.cli(&["drain", &node, "--dry-run"]));
+    assert!(out.contains("would be evicted"), "{out}");
+    assert_eq!(nodes_of("payroll-api"), before, "a dry run changes nothing");
+
+    let out = ok(&s.cli(&["drain", &node]));
+    assert!(out.contains(&format!("node/{node} cordoned")), "{out}");
+    assert!(out.contains(&format!("node/{node} drained")), "{out}");
+    let mut after = nodes_of("payroll-api");
+    while (after.len() < 2 || after.contains(&node)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = nodes_of("payroll-api");
+    }
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(!after.contains(&node), "placed again elsewhere: {after:?}");
+    let out = ok(&s.cli(&["get", "node", &node, "-o", "json"]));
+    assert!(out.contains("\"unschedulable\": true"), "{out}");
+    let out = ok(&s.cli(&["uncordon", &node]));
+    assert!(out.contains("uncordoned"), "{out}");
+}
