@@ -34,6 +34,9 @@ pub struct TokenRequest {
     pub project: Option<String>,
     #[serde(default)]
     pub description: String,
+    /// Set by the join exchange only (role `node`).
+    #[serde(skip)]
+    pub node: Option<String>,
 }
 
 async fn create_token(
@@ -47,6 +50,11 @@ async fn create_token(
             "token request is not valid: {e} (expected {{\"role\": \"admin|operator|viewer\", \"project\": \"…\"}})"
         ))
     })?;
+    if req.role == Role::Node {
+        return Err(ApiError::bad_request(
+            "node credentials are issued to agents through join tokens: run `meridian node join-token create` and start `meridian agent --join-token`",
+        ));
+    }
     let (token, record) = issue_token(&state, &who, req).await?;
     Ok((
         StatusCode::CREATED,
@@ -61,28 +69,25 @@ async fn create_token(
         .into_response())
 }
 
-/// Create and store a token; returns the clear token (shown once) and its record.
-pub async fn issue_token(
-    state: &AppState,
+/// A new token for `req`: `((clear token, digest, record), ops that store it, audit)`.
+/// The caller commits the ops (with its own compares) and then adds the record to the
+/// token cache.
+pub fn issue_token_ops(
     who: &Principal,
     req: TokenRequest,
-) -> ApiResult<(String, TokenRecord)> {
+) -> ((String, String, TokenRecord), Vec<Op>, AuditRecord) {
     let token = generate_token();
     let digest = hash_token(&token);
     let record = TokenRecord {
         id: generate_token_id(),
         role: req.role,
         project: req.project.clone(),
+        node: req.node.clone(),
         description: req.description,
         created: now_rfc3339(),
         created_by: who.actor(),
     };
     let key = format!("{TOKEN_PREFIX}{digest}");
-    let mut compares = vec![Compare::Absent(key.clone())];
-    if let Some(p) = &req.project {
-        let project = api::lookup_kind("Project").expect("known kind");
-        compares.push(Compare::Exists(object_key(project, None, p)));
-    }
     let audit = AuditRecord {
         time: now_rfc3339(),
         actor: who.actor(),
@@ -93,14 +98,31 @@ pub async fn issue_token(
         digest: None,
     };
     let value = serde_json::to_vec(&record).expect("token record serializes");
+    ((token, digest, record), vec![Op::put(key, value)], audit)
+}
+
+/// Create and store a token; returns the clear token (shown once) and its record.
+pub async fn issue_token(
+    state: &AppState,
+    who: &Principal,
+    req: TokenRequest,
+) -> ApiResult<(String, TokenRecord)> {
+    let project = req.project.clone();
+    let ((token, digest, record), ops, audit) = issue_token_ops(who, req);
+    let key = format!("{TOKEN_PREFIX}{digest}");
+    let mut compares = vec![Compare::Absent(key)];
+    if let Some(p) = &project {
+        let project = api::lookup_kind("Project").expect("known kind");
+        compares.push(Compare::Exists(object_key(project, None, p)));
+    }
     let resp = state
         .registry
-        .commit(Mutation::new(compares, vec![Op::put(key, value)], audit))
+        .commit(Mutation::new(compares, ops, audit))
         .await?;
     if !resp.succeeded {
         return Err(match resp.results.get(1) {
             Some(OpResult::Get(None)) => {
-                ApiError::not_found("projects", req.project.as_deref().unwrap_or_default())
+                ApiError::not_found("projects", project.as_deref().unwrap_or_default())
             }
             _ => ApiError::internal("token digest collision"),
         });
@@ -325,6 +347,7 @@ pub async fn bootstrap_admin(state: &AppState) -> ApiResult<String> {
             role: Role::Admin,
             project: None,
             description: "bootstrap admin token".into(),
+            node: None,
         },
     )
     .await?;

@@ -16,7 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, namespaces, objects, placement_api, policy_api};
+use crate::{admin, discovery, namespaces, nodes, objects, placement_api, policy_api};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -55,6 +55,8 @@ pub struct AppState {
     pub watch_cache: Arc<crate::watch_cache::EventCache>,
     /// Compiled policies, fleet context and audit findings.
     pub policies: Arc<crate::policies::PolicyEngine>,
+    /// Node leases renewed by agents' heartbeats.
+    pub nodes: Arc<crate::nodes::NodeLeases>,
 }
 
 impl AppState {
@@ -72,12 +74,14 @@ pub fn router(state: AppState) -> Router {
         .merge(namespaces::routes())
         .merge(placement_api::routes())
         .merge(policy_api::routes())
+        .merge(nodes::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(ready))
+        .merge(nodes::public_routes())
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

@@ -28,6 +28,9 @@ pub enum Role {
     Operator,
     /// Read only.
     Viewer,
+    /// A node agent: reads its own allocations, writes its own Node and the status of
+    /// its allocations, nothing else.
+    Node,
 }
 
 impl Role {
@@ -36,6 +39,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Operator => "operator",
             Role::Viewer => "viewer",
+            Role::Node => "node",
         }
     }
 }
@@ -47,6 +51,9 @@ impl std::str::FromStr for Role {
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
+            "node" => Err(
+                "node credentials are issued to agents through join tokens: meridian node join-token create".into(),
+            ),
             other => Err(format!(
                 "unknown role {other:?}: use admin, operator or viewer"
             )),
@@ -64,6 +71,9 @@ pub struct TokenRecord {
     /// When set, the token only sees this project (and global kinds, read-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,
+    /// For role `node`: the node the credential is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub created: String,
@@ -77,6 +87,8 @@ pub struct Principal {
     pub id: String,
     pub role: Role,
     pub project: Option<String>,
+    /// For a node agent: its node.
+    pub node: Option<String>,
 }
 
 impl Principal {
@@ -94,6 +106,7 @@ impl Principal {
             id: "system".to_owned(),
             role: Role::Admin,
             project: None,
+            node: None,
         }
     }
 
@@ -148,6 +161,9 @@ pub fn authorize(
     namespace: Option<&str>,
     name: Option<&str>,
 ) -> Result<(), ApiError> {
+    if who.role == Role::Node {
+        return authorize_node(who, verb, kind, name);
+    }
     let project_object = kind.kind == "Project";
     // Project scope: a project-scoped principal sees its own namespace and, read-only,
     // global kinds; its own Project object is visible by name.
@@ -169,7 +185,7 @@ pub fn authorize(
         return Ok(());
     }
     let allowed = match who.role {
-        Role::Viewer => false,
+        Role::Viewer | Role::Node => false,
         Role::Operator => kind.namespaced(),
         Role::Admin => who.project.is_none() || kind.namespaced(),
     };
@@ -198,6 +214,82 @@ pub fn authorize(
             },
         )))
     }
+}
+
+fn node_forbidden(who: &Principal, verb: Verb, plural: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "{plural} is forbidden: node credential {id} of node {node:?} cannot {verb} {plural}; \
+         a node credential only reads its own allocations and writes its own Node and \
+         the status of its allocations",
+        id = who.id,
+        node = who.node.as_deref().unwrap_or_default(),
+        verb = verb.as_str(),
+    ))
+}
+
+/// What a node credential may do, before the object is read: its own Node (read,
+/// update), allocations (read, list, watch, update: which ones is checked on the object
+/// by [`node_may_access`] and the list filter).
+fn authorize_node(
+    who: &Principal,
+    verb: Verb,
+    kind: &api::KindInfo,
+    name: Option<&str>,
+) -> Result<(), ApiError> {
+    let own = who.node.as_deref();
+    let allowed = match kind.kind {
+        "Node" => {
+            matches!(verb, Verb::Get | Verb::Create | Verb::Update | Verb::Patch)
+                && name.is_some()
+                && name == own
+        }
+        "Allocation" => matches!(
+            verb,
+            Verb::Get | Verb::List | Verb::Watch | Verb::Update | Verb::Patch
+        ),
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(node_forbidden(who, verb, kind.plural))
+    }
+}
+
+/// Whether a node credential may see `object` (an Allocation on its node, or its own
+/// Node); always true for other principals.
+pub fn node_may_access(who: &Principal, object: &serde_json::Value) -> bool {
+    let Some(node) = who.node.as_deref() else {
+        return who.role != Role::Node;
+    };
+    match object.get("kind").and_then(serde_json::Value::as_str) {
+        Some("Allocation") => {
+            object
+                .pointer("/spec/node")
+                .and_then(serde_json::Value::as_str)
+                == Some(node)
+        }
+        Some("Node") => {
+            object
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                == Some(node)
+        }
+        _ => false,
+    }
+}
+
+/// A node credential writes only the status of its allocations.
+pub fn node_write_check(
+    who: &Principal,
+    kind: &api::KindInfo,
+    status: bool,
+    verb: Verb,
+) -> Result<(), ApiError> {
+    if who.role == Role::Node && kind.kind == "Allocation" && !status {
+        return Err(node_forbidden(who, verb, kind.plural));
+    }
+    Ok(())
 }
 
 /// Admin-only endpoints (tokens): a global admin.
@@ -250,6 +342,7 @@ impl TokenCache {
             id: r.id.clone(),
             role: r.role,
             project: r.project.clone(),
+            node: r.node.clone(),
         })
     }
 
@@ -285,6 +378,7 @@ mod tests {
             id: "t1".into(),
             role,
             project: project.map(str::to_owned),
+            node: None,
         }
     }
 
@@ -359,6 +453,7 @@ mod tests {
                 id: "abc".into(),
                 role: Role::Viewer,
                 project: None,
+                node: None,
                 description: String::new(),
                 created: "2026-01-01T00:00:00Z".into(),
                 created_by: "system".into(),

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod metrics;
 pub mod namespaces;
+pub mod nodes;
 pub mod objects;
 pub mod placement_api;
 pub mod policies;
@@ -81,6 +82,8 @@ pub struct ServerConfig {
     pub scheduler: Option<scheduler::SchedulerOptions>,
     /// Admission and the continuous audit.
     pub policy: policies::PolicyOptions,
+    /// Node liveness (lease TTL).
+    pub nodes: nodes::NodeOptions,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             compaction_interval: Duration::from_secs(5 * 60),
             scheduler: Some(scheduler::SchedulerOptions::default()),
             policy: policies::PolicyOptions::default(),
+            nodes: nodes::NodeOptions::default(),
         }
     }
 }
@@ -147,6 +151,7 @@ impl Server {
             .map_err(api_error)?;
         let state = AppState {
             policies,
+            nodes: nodes::leases(config.nodes.clone()),
             registry: Registry::new(store, metrics.clone()),
             tokens: TokenCache::default(),
             metrics,
@@ -238,6 +243,7 @@ impl Server {
         } = self;
         let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
         let policy_controller = tokio::spawn(policies::run(state.clone()));
+        let lifecycle = tokio::spawn(nodes::run_lifecycle(state.clone()));
         let scheduler =
             scheduler.map(|options| tokio::spawn(scheduler::run(state.clone(), options)));
         let router = app::router(state.clone());
@@ -309,6 +315,7 @@ impl Server {
         token_sync.abort();
         compactor.abort();
         policy_controller.abort();
+        lifecycle.abort();
         if let Some(s) = scheduler {
             s.abort();
         }

@@ -17,7 +17,7 @@ use policy::{AdmissionResult, Operation};
 use store::{Compare, KeyValue, Op, OpResult, RangeRequest};
 
 use crate::app::AppState;
-use crate::auth::{Principal, Verb, authorize};
+use crate::auth::{Principal, Verb, authorize, node_may_access, node_write_check};
 use crate::error::{ApiError, ApiResult};
 use crate::policies::{self, PolicyEngine};
 use crate::registry::{self, Mutation, Registry, decode, encode, kind_prefix, object_key};
@@ -595,7 +595,11 @@ pub(crate) async fn get_one(
     )?;
     let (kv, _) = state.store().get(&target.key()).await?;
     let kv = kv.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
-    Ok(json_response(StatusCode::OK, &decode(&kv)?))
+    let value = decode(&kv)?;
+    if !node_may_access(&who, &value) {
+        return Err(ApiError::not_found(target.kind.plural, target.name()));
+    }
+    Ok(json_response(StatusCode::OK, &value))
 }
 
 // ---- list ----
@@ -639,6 +643,8 @@ pub struct Filter {
     /// Only objects in this project (a project-scoped principal listing every project).
     project: Option<String>,
     project_kind: bool,
+    /// A node agent's credential: only the objects of its node.
+    node: Option<String>,
 }
 
 impl Filter {
@@ -662,15 +668,32 @@ impl Filter {
             fields,
             project: who.project.clone(),
             project_kind: target.kind.kind == "Project",
+            node: (who.role == crate::auth::Role::Node)
+                .then(|| who.node.clone().unwrap_or_default()),
         })
     }
 
     /// Whether every object passes (no selector, no project scope).
     pub fn is_trivial(&self) -> bool {
-        self.labels.is_none() && self.fields.is_none() && self.project.is_none()
+        self.labels.is_none()
+            && self.fields.is_none()
+            && self.project.is_none()
+            && self.node.is_none()
     }
 
     pub fn matches(&self, object: &Value) -> bool {
+        if let Some(node) = &self.node {
+            let mine = match object.get("kind").and_then(Value::as_str) {
+                Some("Allocation") => {
+                    object.pointer("/spec/node").and_then(Value::as_str) == Some(node)
+                }
+                Some("Node") => meta_str(object, "name") == Some(node),
+                _ => false,
+            };
+            if !mine {
+                return false;
+            }
+        }
         if let Some(project) = &self.project {
             let visible = if self.project_kind {
                 meta_str(object, "name") == Some(project)
@@ -878,6 +901,10 @@ async fn update_value(
     verb: &str,
 ) -> ApiResult<(Value, AdmissionResult)> {
     let old = decode(current)?;
+    if !node_may_access(who, &old) {
+        return Err(ApiError::not_found(target.kind.plural, target.name()));
+    }
+    node_write_check(who, target.kind, status, Verb::Update)?;
     let mut next = if status {
         let mut next = old.clone();
         match candidate.get("status") {

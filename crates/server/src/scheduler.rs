@@ -64,6 +64,7 @@ pub fn principal() -> Principal {
         id: "system:scheduler".into(),
         role: Role::Admin,
         project: None,
+        node: None,
     }
 }
 
@@ -229,7 +230,10 @@ struct Snapshot {
     allocations: BTreeMap<(String, String), (Allocation, Revision)>,
 }
 
-async fn read_all(state: &AppState, prefix: &str) -> Result<Vec<store::KeyValue>, ApiError> {
+pub(crate) async fn read_all(
+    state: &AppState,
+    prefix: &str,
+) -> Result<Vec<store::KeyValue>, ApiError> {
     let mut out = Vec::new();
     let mut start_after = None;
     loop {

@@ -22,12 +22,20 @@ impl Drop for Running {
 
 /// A server without its own scheduler, so tests drive passes themselves.
 pub async fn start() -> Running {
+    start_with(ServerConfig {
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await
+}
+
+/// A server with `config` (its listen address and data directory are the test's).
+pub async fn start_with(config: ServerConfig) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
-        scheduler: None,
-        ..ServerConfig::default()
+        ..config
     })
     .await
     .expect("bind");
