@@ -100,6 +100,12 @@ pub enum Command {
     /// Compliance status and evidence (NIST OSCAL) from the continuous audit
     #[command(subcommand)]
     Compliance(ComplianceCommand),
+    /// Node enrolment: join tokens for agents
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Simulated nodes that heartbeat and run nothing (scale tests, like KWOK)
+    #[command(subcommand)]
+    Sim(SimCommand),
     /// Issue, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
@@ -448,4 +454,66 @@ pub struct DrainArgs {
     /// Show what would be evicted, change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Join tokens: exchanged once by `meridian agent --join-token` for a node credential
+    #[command(subcommand)]
+    JoinToken(JoinTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JoinTokenCommand {
+    /// Issue a single-use join token; prints only the token on stdout
+    #[command(
+        after_help = "Examples:\n  meridian node join-token create --site onprem-frankfurt --ttl 1h\n  meridian agent --server https://meridian:7420 --join-token \"$(meridian node join-token create --site onprem-frankfurt)\" --site onprem-frankfurt --data-dir /var/lib/meridian-agent"
+    )]
+    Create {
+        /// Bind the token to a site: the node joins that site only
+        #[arg(long)]
+        site: Option<String>,
+        /// Lifetime (e.g. 30m, 1h, 24h; at most 7 days)
+        #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Register simulated nodes that heartbeat and report their allocations as running
+    #[command(
+        after_help = "Examples:\n  meridian sim nodes --count 1000 --site sim\n  meridian sim nodes --count 100 --duration 60s --cpu 16 --memory 64Gi"
+    )]
+    Nodes(SimNodesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimNodesArgs {
+    /// Number of nodes
+    #[arg(long, default_value_t = 100)]
+    pub count: usize,
+    /// Site of the nodes (created, in --jurisdiction, when it does not exist)
+    #[arg(long, default_value = "sim")]
+    pub site: String,
+    /// Jurisdiction of the site when it is created
+    #[arg(long, default_value = "DE")]
+    pub jurisdiction: String,
+    /// Node names are PREFIX-00000…
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    /// Capacity of each node
+    #[arg(long, default_value = "16")]
+    pub cpu: String,
+    #[arg(long, default_value = "64Gi")]
+    pub memory: String,
+    /// Heartbeat interval of each node
+    #[arg(long, default_value = "2s", value_parser = crate::bench::parse_duration)]
+    pub heartbeat: std::time::Duration,
+    /// Stop after this long (default: until Ctrl-C)
+    #[arg(long, value_parser = crate::bench::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Concurrent requests
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
 }

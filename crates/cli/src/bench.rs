@@ -138,7 +138,7 @@ pub async fn run(global: &Global, cmd: &BenchCommand) -> Result<()> {
 // ---- shared pieces ----
 
 /// `20s`, `2m`, `500ms`, `1h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -80,6 +80,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(a) => commands::placement::cordon(&client, &a.node, false).await,
         Command::Drain(a) => commands::placement::drain(&client, a).await,
         Command::Policy(p) => commands::policy::policy(&client, &conn, p).await,
+        Command::Node(n) => commands::nodes::node(&client, n).await,
+        Command::Sim(crate::args::SimCommand::Nodes(a)) => commands::sim::nodes(&client, a).await,
         Command::Compliance(c) => commands::policy::compliance(&client, c).await,
         Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
         _ => unreachable!("handled above"),

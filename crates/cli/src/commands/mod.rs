@@ -1,7 +1,9 @@
 //! One module per group of verbs; each function parses nothing and prints its result.
 
 pub mod admin;
+pub mod nodes;
 pub mod placement;
 pub mod policy;
 pub mod resources;
 pub mod serve;
+pub mod sim;
