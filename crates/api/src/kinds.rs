@@ -1084,6 +1084,12 @@ pub struct AllocationSpec {
     /// The workload's `metadata.generation` this allocation was placed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_generation: Option<i64>,
+    /// The workload's type, copied so the agent knows how to treat an exit.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<WorkloadType>,
+    /// The workload's restart policy, copied for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<Restart>,
     /// Why this node: the scheduler's structured explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<serde_json::Value>,

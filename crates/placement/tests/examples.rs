@@ -269,6 +269,8 @@ fn a_second_finetune_explains_that_ch_would_fit() {
         resources: Default::default(),
         task: None,
         workload_generation: None,
+        type_: None,
+        restart: None,
         explanation: Some(d.explanation_value()),
     };
     let a = Allocation::new(ObjectMeta::namespaced("research", "x"), stored);

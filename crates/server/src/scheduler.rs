@@ -494,6 +494,8 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
             "resources": serde_json::to_value(&p.resources).unwrap_or_default(),
             "task": serde_json::to_value(&w.spec.task).unwrap_or_default(),
             "workloadGeneration": w.metadata.generation,
+            "type": w.spec.type_,
+            "restart": w.spec.restart,
             "explanation": d.explanation_value(),
         },
         "status": {"phase": "pending"},
