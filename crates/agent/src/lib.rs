@@ -3,6 +3,8 @@
 //! Everything is read through a [`Probe`] (file reads and commands with a timeout), so
 //! every parser can be tested on output recorded on real hosts ([`RecordedProbe`]).
 
+pub mod linux;
 pub mod probe;
 
+pub use linux::Disk;
 pub use probe::{HostProbe, Probe, RecordedProbe};
