@@ -3,6 +3,7 @@
 //! Everything is read through a [`Probe`] (file reads and commands with a timeout), so
 //! every parser can be tested on output recorded on real hosts ([`RecordedProbe`]).
 
+pub mod gpu;
 pub mod linux;
 pub mod probe;
 
