@@ -6,6 +6,7 @@
 pub mod gpu;
 pub mod linux;
 pub mod probe;
+pub mod windows;
 
 pub use linux::Disk;
 pub use probe::{HostProbe, Probe, RecordedProbe};
