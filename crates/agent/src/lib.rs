@@ -1,0 +1,24 @@
+//! The node agent's host facts: what a node is and how it is secured.
+//!
+//! [`discover`] reads the host through a [`Probe`] (file reads and commands with a
+//! timeout) and returns [`HostFacts`]: OS, architecture, capacity (cpu, memory, ephemeral
+//! storage, GPUs), drivers, disks and [`api::kinds::SecurityFacts`]. [`node_spec`] and
+//! [`security_status`] turn them into what the agent registers and reports.
+//!
+//! Parsing is separate from reading: [`linux`], [`gpu`] and [`windows`] are pure parsers
+//! tested on output recorded on real hosts, and [`RecordedProbe`] replays whole recorded
+//! hosts through [`discover`]. The Windows parsers compile and are tested everywhere;
+//! Windows is only chosen at run time ([`Options::for_this_host`]).
+//!
+//! [`discover`] reads no clock (the time comes in [`Options`]); nothing here is async or
+//! touches the network. The agent runtime, its drivers and heartbeats come next.
+
+pub mod facts;
+pub mod gpu;
+pub mod linux;
+pub mod probe;
+pub mod windows;
+
+pub use facts::{FactsError, HostFacts, Options, arch_of, discover, node_spec, security_status};
+pub use linux::Disk;
+pub use probe::{HostProbe, Probe, RecordedProbe};
