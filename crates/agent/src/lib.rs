@@ -11,12 +11,19 @@
 //! Windows is only chosen at run time ([`Options::for_this_host`]).
 //!
 //! [`discover`] reads no clock (the time comes in [`Options`]); nothing here is async or
-//! touches the network. The agent runtime, its drivers and heartbeats come next.
+//! touches the network.
+//!
+//! [`runtime`] is the agent itself: it joins once (a join token exchanged for a node
+//! credential), registers the facts on its Node, heartbeats, and runs the node's
+//! allocations with the [`exec`] driver (process groups, cgroup v1 limits, captured
+//! logs), restarting them per policy and adopting them across agent restarts.
 
+pub mod exec;
 pub mod facts;
 pub mod gpu;
 pub mod linux;
 pub mod probe;
+pub mod runtime;
 pub mod windows;
 
 pub use facts::{FactsError, HostFacts, Options, arch_of, discover, node_spec, security_status};

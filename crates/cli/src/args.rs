@@ -100,6 +100,11 @@ pub enum Command {
     /// Compliance status and evidence (NIST OSCAL) from the continuous audit
     #[command(subcommand)]
     Compliance(ComplianceCommand),
+    /// Run the node agent: join, report facts, heartbeat, run the node's allocations
+    #[command(
+        after_help = "Examples:\n  meridian agent --server https://meridian:7420 --join-token \"$T\" --site onprem-frankfurt --data-dir /var/lib/meridian-agent\n  meridian agent --server https://meridian:7420 --data-dir /var/lib/meridian-agent   # later starts reuse the stored credential"
+    )]
+    Agent(AgentArgs),
     /// Node enrolment: join tokens for agents
     #[command(subcommand)]
     Node(NodeCommand),
@@ -146,6 +151,9 @@ pub struct ServerArgs {
     /// server places work)
     #[arg(long, hide = true)]
     pub no_scheduler: bool,
+    /// A node whose agent has not heartbeated for this long is Lost and its services move
+    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    pub node_lease: std::time::Duration,
     /// Do not fsync commits (fast, loses recent writes on power loss; for throwaway stores)
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -516,4 +524,38 @@ pub struct SimNodesArgs {
     /// Concurrent requests
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// URL of the Meridian server
+    #[arg(long, env = "MERIDIAN_SERVER")]
+    pub server: String,
+    /// Join token (first start only; `meridian node join-token create`)
+    #[arg(long, env = "MERIDIAN_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Site the node is in (when the join token does not name one)
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Directory for the credential, state and task logs
+    #[arg(long, default_value = "/var/lib/meridian-agent")]
+    pub data_dir: std::path::PathBuf,
+    /// Node name (default: the hostname)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// CA certificate of the server (PEM), for TLS with a private CA
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Node label KEY=VALUE (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Node taint KEY[=VALUE]:EFFECT, e.g. nvidia.com/gpu=present:NoSchedule (repeatable)
+    #[arg(long = "taint", value_name = "KEY[=VALUE]:EFFECT")]
+    pub taints: Vec<String>,
+    /// Heartbeat interval
+    #[arg(long, default_value = "2s", value_parser = crate::bench::parse_duration)]
+    pub heartbeat: std::time::Duration,
+    /// Grace period between SIGTERM and SIGKILL when stopping a task
+    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    pub grace: std::time::Duration,
 }

@@ -59,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(a) => return admin::login(&cli.global, a).await,
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return bench::run(&cli.global, b).await,
+        Command::Agent(a) => return commands::agent::agent(a).await,
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
                 return done;

@@ -1,6 +1,7 @@
 //! One module per group of verbs; each function parses nothing and prints its result.
 
 pub mod admin;
+pub mod agent;
 pub mod nodes;
 pub mod placement;
 pub mod policy;

@@ -29,6 +29,10 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             ..Limits::default()
         },
         scheduler: (!args.no_scheduler).then(server::scheduler::SchedulerOptions::default),
+        nodes: server::nodes::NodeOptions {
+            lease_ttl: args.node_lease,
+            ..server::nodes::NodeOptions::default()
+        },
         ..ServerConfig::default()
     };
     let server = Server::bind(config).await?;

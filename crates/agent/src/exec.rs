@@ -1,0 +1,261 @@
+//! The `exec` driver: a real process in its own process group, with arguments,
+//! environment and working directory; cpu and memory limits through cgroup v1 when the
+//! host lets the agent create cgroups; stdout and stderr captured to size-capped files
+//! that rotate once (`stdout.log`, `stdout.log.1`).
+//!
+//! Stopping sends SIGTERM to the whole process group, waits for the grace period, then
+//! sends SIGKILL, so nothing the task started is left behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use api::kinds::Task;
+
+/// Where the limits of a task live (cgroup v1), if the host allowed creating them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cgroups {
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    /// Removes the task's cgroup directories (they must be empty: the task is gone).
+    pub fn remove(&self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A started task.
+#[derive(Debug)]
+pub struct Started {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub cgroups: Cgroups,
+    /// What was enforced, for the allocation's status (`cpu 500m, memory 256Mi (cgroup v1)`
+    /// or why not).
+    pub limits: String,
+}
+
+/// Why a task could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the task has no command")]
+    NoCommand,
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Root of the cgroup v1 hierarchies.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Starts `task` with logs in `dir` (created), its cgroups named `meridian/{id}`.
+pub fn start(task: &Task, dir: &Path, id: &str, log_limit: u64) -> Result<Started, ExecError> {
+    let mut argv = task.command.iter().chain(task.args.iter());
+    let program = argv.next().ok_or(ExecError::NoCommand)?.clone();
+    std::fs::create_dir_all(dir).map_err(|source| ExecError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(argv)
+        .envs(&task.env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some(wd) = &task.working_dir {
+        cmd.current_dir(wd);
+    }
+    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or_default();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(capture(out, dir.join("stdout.log"), log_limit));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(capture(err, dir.join("stderr.log"), log_limit));
+    }
+    let (cgroups, limits) = limit(pid, id, task);
+    Ok(Started {
+        child,
+        pid,
+        cgroups,
+        limits,
+    })
+}
+
+/// Applies cpu and memory limits in cgroup v1 (`cpu.cfs_quota_us` over a 100 ms period,
+/// `memory.limit_in_bytes`) and moves the process in. Best effort: says what it did.
+fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
+    let r = &task.resources;
+    let mut dirs = Vec::new();
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    let cpu_quota = r.cpu.millis() * 100; // 100_000 µs period: millicores × 100
+    let memory = r.memory.bytes();
+    let plans: [(&str, &str, String, bool); 2] = [
+        (
+            "cpu",
+            "cpu.cfs_quota_us",
+            cpu_quota.to_string(),
+            cpu_quota > 0,
+        ),
+        (
+            "memory",
+            "memory.limit_in_bytes",
+            memory.to_string(),
+            memory > 0,
+        ),
+    ];
+    for (controller, file, value, wanted) in plans {
+        if !wanted {
+            continue;
+        }
+        let dir = Path::new(CGROUP_ROOT)
+            .join(controller)
+            .join("meridian")
+            .join(id);
+        let applied = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                if controller == "cpu" {
+                    std::fs::write(dir.join("cpu.cfs_period_us"), "100000")?;
+                }
+                std::fs::write(dir.join(file), &value)
+            })
+            .and_then(|()| std::fs::write(dir.join("cgroup.procs"), pid.to_string()));
+        match applied {
+            Ok(()) => {
+                dirs.push(dir);
+                done.push(controller);
+            }
+            Err(e) => failed.push(format!("{controller}: {e}")),
+        }
+    }
+    let mut text = if done.is_empty() {
+        "no limits enforced".to_owned()
+    } else {
+        format!(
+            "limits enforced with cgroup v1: {}",
+            done.iter()
+                .map(|c| match *c {
+                    "cpu" => format!("cpu {}m", r.cpu.millis()),
+                    _ => format!("memory {} bytes", memory),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if !failed.is_empty() {
+        text.push_str(&format!(" (not enforced: {})", failed.join("; ")));
+    }
+    (Cgroups { dirs }, text)
+}
+
+/// Copies a pipe into `path`, rotating once to `path.1` when it reaches `limit` bytes.
+async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, limit: u64) {
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map(tokio::fs::File::from_std)
+    };
+    let Ok(mut file) = open(&path) else { return };
+    let mut written = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if written + n as u64 > limit && written > 0 {
+            let _ = file.flush().await;
+            let mut rotated = path.clone().into_os_string();
+            rotated.push(".1");
+            let _ = std::fs::rename(&path, PathBuf::from(rotated));
+            match open(&path) {
+                Ok(f) => file = f,
+                Err(_) => return,
+            }
+            written = 0;
+        }
+        if file.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        written += n as u64;
+    }
+    let _ = file.flush().await;
+}
+
+/// Sends `signal` to the process group `pgid` (the task and everything it started).
+pub fn signal_group(pgid: u32, signal: Signal) -> bool {
+    i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), signal).is_ok())
+}
+
+/// Whether any process of group `pgid` is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), None).is_ok())
+}
+
+/// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL.
+pub async fn stop_group(pgid: u32, grace: Duration) {
+    if !signal_group(pgid, Signal::SIGTERM) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if !group_alive(pgid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), to tell a process from a later one that reused its pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_skips_a_command_name_with_spaces() {
+        let stat = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_has_a_start_time() {
+        assert!(start_time(std::process::id()).is_some());
+    }
+}
