@@ -821,3 +821,192 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     let out = ok(&s.cli(&["uncordon", &node]));
     assert!(out.contains("uncordoned"), "{out}");
 }
+
+/// A `meridian agent` child process, killed (SIGKILL) on drop.
+struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    fn start(server: &ServerProcess, dir: &Path, name: &str, join_token: Option<&str>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--server", &server.url, "--data-dir"])
+            .arg(dir)
+            .args(["--name", name, "--heartbeat", "300ms", "--grace", "2s"])
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = join_token {
+            cmd.args(["--join-token", t]);
+        }
+        AgentProcess {
+            child: cmd.spawn().expect("agent starts"),
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Pids of live processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // Zombies have an empty command line; the test binary's own args never hold it.
+        if text.contains(marker) && !text.contains("cargo") && !text.contains(BIN) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn kill_all(marker: &str) {
+    for pid in processes_with(marker) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+}
+
+/// Waits until `f` returns `Some`, at most `secs` seconds.
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn agents_run_work_fail_over_and_never_run_a_duplicate() {
+    let s = ServerProcess::start(&["--node-lease", "2s"]);
+    ok(&s.cli(&[
+        "apply",
+        "-f",
+        examples().join("sites.yaml").to_str().expect("utf-8"),
+    ]));
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let marker = format!("{}", 700_000 + rand_suffix());
+    let mut agents: Vec<(String, PathBuf, AgentProcess)> = Vec::new();
+    for name in ["agent-a", "agent-b"] {
+        let token = ok(&s.cli(&[
+            "node",
+            "join-token",
+            "create",
+            "--site",
+            "onprem-frankfurt",
+            "--ttl",
+            "5m",
+        ]));
+        let dir = dirs.path().join(name);
+        let agent = AgentProcess::start(&s, &dir, name, Some(token.trim()));
+        agents.push((name.to_owned(), dir, agent));
+    }
+    let ready = wait_for(30, || {
+        let out = stdout(&s.cli(&["get", "nodes"]));
+        (out.matches("Ready").count() == 2).then_some(out)
+    });
+    assert!(ready.is_some(), "both agents registered and heartbeat");
+    // The credential is kept, 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(agents[0].1.join("credential.json"))
+        .expect("credential")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let manifest = dirs.path().join("svc.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: hello, namespace: default}}\n\
+             spec:\n  type: service\n  replicas: 1\n  task:\n    driver: exec\n\
+             \x20   command: [/bin/sh, -c, \"echo started $MERIDIAN_ALLOCATION on $MERIDIAN_NODE; exec sleep {marker}\"]\n\
+             \x20   resources: {{cpu: 250m, memory: 64Mi}}\n"
+        ),
+    )
+    .expect("write");
+    ok(&s.cli(&["apply", "-f", manifest.to_str().expect("utf-8")]));
+    let running_on = |s: &ServerProcess| -> Option<String> {
+        let out = stdout(&s.cli(&["get", "allocation", "hello-0", "-o", "json"]));
+        let a: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (a["status"]["phase"] == "running")
+            .then(|| a["spec"]["node"].as_str().unwrap_or("").to_owned())
+    };
+    let first = wait_for(30, || running_on(&s)).expect("the service runs");
+    assert_eq!(processes_with(&marker).len(), 1, "one copy runs");
+    let (i, other) = if first == "agent-a" { (0, 1) } else { (1, 0) };
+    let log = agents[i].1.join("allocations/default_hello-0/stdout.log");
+    let text = wait_for(10, || {
+        std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty())
+    })
+    .expect("stdout captured");
+    assert!(
+        text.contains(&format!("started default/hello-0 on {first}")),
+        "{text}"
+    );
+
+    // The host is lost: agent and task die together. The service moves to the other node.
+    agents[i].2.kill9();
+    kill_all(&marker);
+    let second = wait_for(30, || running_on(&s).filter(|n| *n != first)).expect("failed over");
+    assert_eq!(second, agents[other].0);
+    assert_eq!(processes_with(&marker).len(), 1);
+
+    // The lost agent comes back (stored credential, no join token): nothing is assigned
+    // to it any more, so it starts nothing.
+    let (name, dir, _) = &agents[i];
+    let back = AgentProcess::start(&s, dir, name, None);
+    agents[i].2 = back;
+    assert!(
+        wait_for(15, || {
+            let out = stdout(&s.cli(&["get", "nodes"]));
+            (out.matches("Ready").count() == 2).then_some(())
+        })
+        .is_some(),
+        "the returning agent is Ready again"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        processes_with(&marker).len(),
+        1,
+        "no duplicate after it returns"
+    );
+
+    // The running agent restarts: it adopts its task instead of starting a second copy.
+    agents[other].2.kill9();
+    let again = AgentProcess::start(&s, &agents[other].1, &agents[other].0, None);
+    agents[other].2 = again;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(processes_with(&marker).len(), 1, "adopted, not duplicated");
+    assert!(wait_for(30, || running_on(&s)).is_some());
+
+    // The workload is deleted: its task is stopped, nothing is left behind.
+    ok(&s.cli(&["delete", "workload", "hello"]));
+    let gone = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
+    kill_all(&marker);
+    assert!(
+        gone.is_some(),
+        "the task was stopped when its allocation went away"
+    );
+}
+
+fn rand_suffix() -> u32 {
+    std::process::id() % 100_000
+}
