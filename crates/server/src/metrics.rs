@@ -42,6 +42,11 @@ struct Inner {
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     commit: Histogram,
     watches: Gauge<i64, AtomicI64>,
+    sched_pass: Histogram,
+    sched_placed: Counter,
+    sched_unplaceable: Gauge<i64, AtomicI64>,
+    sched_pending: Gauge<i64, AtomicI64>,
+    sched_conflicts: Counter,
 }
 
 impl Default for Metrics {
@@ -74,6 +79,36 @@ impl Metrics {
             commit.clone(),
         );
         registry.register("watches", "Open watch streams", watches.clone());
+        let sched_pass = latency_histogram();
+        let sched_placed = Counter::default();
+        let sched_unplaceable = Gauge::<i64, AtomicI64>::default();
+        let sched_pending = Gauge::<i64, AtomicI64>::default();
+        let sched_conflicts = Counter::default();
+        registry.register(
+            "scheduler_pass_duration_seconds",
+            "Duration of scheduler passes (read, place, commit)",
+            sched_pass.clone(),
+        );
+        registry.register(
+            "scheduler_placements",
+            "Allocations committed by the scheduler",
+            sched_placed.clone(),
+        );
+        registry.register(
+            "scheduler_unplaceable_instances",
+            "Instances the last pass could not place",
+            sched_unplaceable.clone(),
+        );
+        registry.register(
+            "scheduler_pending_instances",
+            "Instances without an allocation at the start of the last pass",
+            sched_pending.clone(),
+        );
+        registry.register(
+            "scheduler_conflicts",
+            "Node transactions that lost a race and were planned again",
+            sched_conflicts.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -81,6 +116,11 @@ impl Metrics {
                 latency,
                 commit,
                 watches,
+                sched_pass,
+                sched_placed,
+                sched_unplaceable,
+                sched_pending,
+                sched_conflicts,
             }),
         }
     }
@@ -105,6 +145,23 @@ impl Metrics {
 
     pub fn observe_commit(&self, elapsed: Duration) {
         self.inner.commit.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one scheduler pass.
+    pub fn observe_pass(
+        &self,
+        elapsed: Duration,
+        pending: usize,
+        placed: usize,
+        unplaceable: usize,
+        conflicts: usize,
+    ) {
+        let i = &self.inner;
+        i.sched_pass.observe(elapsed.as_secs_f64());
+        i.sched_placed.inc_by(placed as u64);
+        i.sched_conflicts.inc_by(conflicts as u64);
+        i.sched_pending.set(pending as i64);
+        i.sched_unplaceable.set(unplaceable as i64);
     }
 
     /// Count an open watch until the guard drops.

@@ -509,6 +509,9 @@ pub async fn run(state: AppState) {
 
 async fn audit_event(state: &AppState, event: &store::Event) {
     let engine = &state.policies;
+    if engine.view().set.is_empty() && engine.findings_footprint().1 == 0 {
+        return;
+    }
     let Ok(value) = serde_json::from_slice::<Value>(&event.kv.value) else {
         return;
     };

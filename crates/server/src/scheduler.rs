@@ -186,7 +186,18 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
         }
     };
     loop {
-        match pass(&state, &options).await {
+        let started = std::time::Instant::now();
+        let result = pass(&state, &options).await;
+        if let Ok(r) = &result {
+            state.metrics.observe_pass(
+                started.elapsed(),
+                r.pending,
+                r.placed,
+                r.unplaceable,
+                r.conflicts,
+            );
+        }
+        match result {
             Ok(report) if report != PassReport::default() => {
                 tracing::info!(?report, "scheduler pass");
             }
@@ -451,10 +462,12 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
         }
     }
 
-    // Workload status: desired, placed, and why the rest waits.
+    // Workload status: desired, placed, and why the rest waits. Written concurrently, so
+    // the store group-commits them instead of one fsync each.
+    let mut updates = Vec::with_capacity(snap.workloads.len());
     for (w, rev) in &snap.workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();
-        let key = (ns.clone(), w.metadata.name.clone());
+        let key = (ns, w.metadata.name.clone());
         let desired = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
         let missing = u32::try_from(pending_of.get(&key).copied().unwrap_or(0)).unwrap_or(0);
         let placed = (desired - missing.min(desired)) + committed.get(&key).copied().unwrap_or(0);
@@ -463,7 +476,21 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
                 .get(&key)
                 .map(|d| d.explanation().summary.clone())
         });
-        update_workload_status(state, w, *rev, desired, placed.min(desired), message).await?;
+        updates.push(update_workload_status(
+            state,
+            w,
+            *rev,
+            desired,
+            placed.min(desired),
+            message,
+        ));
+    }
+    let written = futures::stream::iter(updates)
+        .buffer_unordered(options.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    for r in written {
+        r?;
     }
     Ok(report)
 }
