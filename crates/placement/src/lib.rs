@@ -69,6 +69,8 @@ pub struct Placer<'a> {
     order: Vec<usize>,
     next: usize,
     members: Vec<Vec<usize>>,
+    /// Undecided instances per workload.
+    pending: Vec<usize>,
     outcomes: Vec<Option<Outcome>>,
     last: Vec<usize>,
 }
@@ -92,6 +94,7 @@ impl<'a> Placer<'a> {
             batch,
             order,
             next: 0,
+            pending: members.iter().map(Vec::len).collect(),
             members,
             outcomes: vec![None; n],
             last: Vec::new(),
@@ -124,6 +127,12 @@ impl<'a> Placer<'a> {
         } else {
             self.outcomes[i] = Some(self.session.place_one(inst.workload, inst.replica));
             self.last.push(i);
+        }
+        let pending = &mut self.pending[inst.workload];
+        *pending = pending.saturating_sub(self.last.len());
+        if *pending == 0 {
+            // Its static evaluation is not needed any more (and is rebuilt if it were).
+            self.session.forget(inst.workload);
         }
         Some(&self.last)
     }
