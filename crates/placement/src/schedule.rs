@@ -278,11 +278,16 @@ fn class_matches(fleet: &Fleet, e: &crate::workload::Expr) -> Memo {
         } else {
             ClassMatch::No
         });
-        let v = v.map_or_else(|| "absent".to_string(), |v| v.into_owned());
-        value.push(*ids.entry(v).or_insert_with_key(|v| {
-            values.push(v.clone());
-            values.len() as u32 - 1
-        }));
+        let v = v.as_deref().unwrap_or("absent");
+        value.push(match ids.get(v) {
+            Some(&id) => id,
+            None => {
+                let id = values.len() as u32;
+                values.push(v.to_string());
+                ids.insert(v.to_string(), id);
+                id
+            }
+        });
     }
     Arc::new(ExprMemo {
         matches,
