@@ -125,8 +125,8 @@ pub enum Command {
     /// Show or switch contexts of the config file
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Load generators and measurements (see BENCHMARKS.md)
-    #[command(subcommand, hide = true)]
+    /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
+    #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
 }
 

@@ -11,6 +11,8 @@
 //!   and after a restart over those N objects.
 //! - `crash`: the kill -9 durability experiment: acknowledged writes must survive, and the
 //!   audit chain must verify afterwards.
+//! - `placement`: the scheduler core alone, in this process, on one thread: a generated
+//!   fleet and workload mix (`sim`), decisions per second and time per decision.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -49,6 +51,29 @@ pub enum BenchCommand {
     /// kill -9 durability experiment: no acknowledged write may be lost
     #[command(after_help = "Example:\n  meridian bench crash --runs 20 --clients 8")]
     Crash(CrashArgs),
+    /// Placement engine alone, on one thread: decisions/s and time per decision on a
+    /// generated fleet and workload mix (no server needed)
+    #[command(
+        after_help = "Examples:\n  meridian bench placement --nodes 10000 --instances 100000\n  meridian bench placement --nodes 1000,10000,100000 --instances 100000   # growth table\n  meridian bench placement --nodes 300 --instances 1000 --json\n\nWith --json: one JSON object, or for a list of --nodes a JSON array of objects (one per\nsize, in order). Keys: nodes, sites, classes, workloads, instances, placed, unplaceable,\npreemptions, gangs, seed, generate_ms, build_fleet_ms, build_batch_ms, total_ms,\nplacements_per_sec (instances decided per second of decision time), p50_us, p90_us,\np99_us, max_us (per instance; a gang's time is split over its members), max_unit_us."
+    )]
+    Placement(PlacementArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// Nodes in the generated fleet; a comma-separated list (1000,10000,100000) runs each
+    /// size in turn and prints the growth table
+    #[arg(long, default_value = "10000", value_name = "N[,N...]")]
+    pub nodes: String,
+    /// Instances to place (replicas over the generated workloads)
+    #[arg(long, default_value_t = 100_000, value_name = "M")]
+    pub instances: usize,
+    /// Seed of the generators (same seed, same fleet and workloads)
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON instead of a table: one object, or an array for a list of sizes
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The project of `create` and `watch` is the global `--project`/`-n` (default `bench`).
@@ -132,6 +157,7 @@ pub async fn run(global: &Global, cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Watch(a) => watch(global, a).await,
         BenchCommand::Rss(a) => rss(a).await,
         BenchCommand::Crash(a) => crash(a).await,
+        BenchCommand::Placement(a) => placement(a),
     }
 }
 
@@ -1416,6 +1442,196 @@ fn verify_audit(data_dir: &Path) -> Result<std::result::Result<String, String>> 
     } else {
         Err(format!("{}: {}", out.status, text(&out.stderr)))
     })
+}
+
+// ---- placement ----
+
+/// Largest fleet and mix the command accepts (memory, not time, is the limit).
+const MAX_NODES: usize = 1_000_000;
+const MAX_INSTANCES: usize = 10_000_000;
+
+/// `--nodes`: one count or a comma-separated list.
+fn parse_node_counts(s: &str) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let n: usize = part.replace('_', "").parse().map_err(|_| {
+            crate::exit::UserError::fail(format!(
+                "--nodes: {part:?} is not a node count (write e.g. --nodes 10000 or --nodes 1000,10000,100000)"
+            ))
+        })?;
+        if n == 0 || n > MAX_NODES {
+            bail!(crate::exit::UserError::msg(format!(
+                "--nodes: {n} is outside 1..={MAX_NODES}"
+            )));
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+fn placement_json(r: &sim::PlacementReport) -> Value {
+    json!({
+        "nodes": r.nodes,
+        "sites": r.sites,
+        "classes": r.classes,
+        "workloads": r.workloads,
+        "instances": r.instances,
+        "placed": r.placed,
+        "unplaceable": r.unplaceable,
+        "preemptions": r.preemptions,
+        "gangs": r.gangs,
+        "seed": r.seed,
+        "generate_ms": r.generate_ms,
+        "build_fleet_ms": r.build_fleet_ms,
+        "build_batch_ms": r.build_batch_ms,
+        "total_ms": r.total_ms,
+        "placements_per_sec": r.placements_per_sec,
+        "p50_us": r.p50_us,
+        "p90_us": r.p90_us,
+        "p99_us": r.p99_us,
+        "max_us": r.max_us,
+        "max_unit_us": r.max_unit_us,
+    })
+}
+
+/// 12345 → "12,345".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn us(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.1} µs")
+    }
+}
+
+fn print_placement(r: &sim::PlacementReport) {
+    let title = format!(
+        "placement: {} nodes ({} sites, {} classes), {} instances ({} workloads), seed {}, one thread",
+        thousands(r.nodes as u64),
+        r.sites,
+        thousands(r.classes as u64),
+        thousands(r.instances as u64),
+        thousands(r.workloads as u64),
+        r.seed
+    );
+    let rows = [
+        ("placed", thousands(r.placed as u64)),
+        ("unplaceable", thousands(r.unplaceable as u64)),
+        ("preemptions", thousands(r.preemptions as u64)),
+        ("gangs", thousands(r.gangs as u64)),
+        ("generate objects", format!("{:.1} ms", r.generate_ms)),
+        ("build snapshot", format!("{:.1} ms", r.build_fleet_ms)),
+        ("build batch", format!("{:.1} ms", r.build_batch_ms)),
+        ("decisions", format!("{:.1} ms", r.total_ms)),
+        (
+            "decisions/s",
+            thousands(r.placements_per_sec.round() as u64),
+        ),
+        ("p50", us(r.p50_us)),
+        ("p90", us(r.p90_us)),
+        ("p99", us(r.p99_us)),
+        ("max", us(r.max_us)),
+        ("max unit (gang whole)", us(r.max_unit_us)),
+    ];
+    print_table(&title, &rows);
+}
+
+/// The growth table: one row per size.
+fn print_growth(reports: &[sim::PlacementReport]) {
+    let header = [
+        "NODES",
+        "SITES",
+        "CLASSES",
+        "INSTANCES",
+        "PLACED",
+        "UNPLACEABLE",
+        "SNAPSHOT",
+        "DECISIONS",
+        "DECISIONS/S",
+        "P50",
+        "P99",
+        "MAX",
+    ];
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                thousands(r.nodes as u64),
+                r.sites.to_string(),
+                thousands(r.classes as u64),
+                thousands(r.instances as u64),
+                thousands(r.placed as u64),
+                thousands(r.unplaceable as u64),
+                format!("{:.0} ms", r.build_fleet_ms),
+                format!("{:.0} ms", r.total_ms),
+                thousands(r.placements_per_sec.round() as u64),
+                us(r.p50_us),
+                us(r.p99_us),
+                us(r.max_us),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("   ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn placement(args: &PlacementArgs) -> Result<()> {
+    let sizes = parse_node_counts(&args.nodes)?;
+    if args.instances > MAX_INSTANCES {
+        bail!(crate::exit::UserError::msg(format!(
+            "--instances: {} is more than {MAX_INSTANCES}",
+            args.instances
+        )));
+    }
+    let mut reports = Vec::new();
+    for &nodes in &sizes {
+        if sizes.len() > 1 {
+            eprintln!("placing {} instances on {} nodes...", args.instances, nodes);
+        }
+        let r = sim::bench::placement(nodes, args.instances, args.seed)
+            .context("generated objects were refused (a generator bug)")?;
+        reports.push(r);
+    }
+    if args.json {
+        let value = match reports.as_slice() {
+            [one] => placement_json(one),
+            many => Value::Array(many.iter().map(placement_json).collect()),
+        };
+        println!("{value}");
+    } else if let [one] = reports.as_slice() {
+        print_placement(one);
+    } else {
+        print_growth(&reports);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

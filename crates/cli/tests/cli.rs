@@ -1010,3 +1010,85 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
 fn rand_suffix() -> u32 {
     std::process::id() % 100_000
 }
+fn bench_placement_prints_one_json_object() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "placement",
+            "--nodes",
+            "300",
+            "--instances",
+            "1000",
+            "--json",
+        ])
+        .output()
+        .expect("bench runs");
+    let text = ok(&out);
+    let report: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {text}"));
+    for key in [
+        "nodes",
+        "sites",
+        "instances",
+        "placed",
+        "unplaceable",
+        "placements_per_sec",
+        "p50_us",
+        "p99_us",
+        "max_us",
+        "build_fleet_ms",
+        "total_ms",
+    ] {
+        assert!(report.get(key).is_some(), "{key} in {report}");
+    }
+    assert_eq!(report["nodes"], 300);
+    assert_eq!(report["instances"], 1000);
+    let placed = report["placed"].as_u64().unwrap();
+    let unplaceable = report["unplaceable"].as_u64().unwrap();
+    assert_eq!(placed + unplaceable, 1000);
+    assert!(report["placements_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_placement_lists_sizes_and_names_a_bad_flag() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "placement",
+            "--nodes",
+            "100,200",
+            "--instances",
+            "200",
+            "--json",
+        ])
+        .output()
+        .expect("bench runs");
+    let reports: serde_json::Value = serde_json::from_str(ok(&out).trim()).expect("JSON");
+    let sizes: Vec<u64> = reports
+        .as_array()
+        .expect("an array for a list of sizes")
+        .iter()
+        .map(|r| r["nodes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [100, 200]);
+
+    let table = Command::new(BIN)
+        .args(["bench", "placement", "--nodes", "100", "--instances", "100"])
+        .output()
+        .expect("bench runs");
+    assert!(ok(&table).contains("decisions/s"));
+
+    for bad in ["ten", "100,,200", "0"] {
+        let out = Command::new(BIN)
+            .args(["bench", "placement", "--nodes", bad])
+            .output()
+            .expect("bench runs");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "--nodes {bad}: bad input exits 1"
+        );
+        assert!(stderr(&out).contains("--nodes"), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+}

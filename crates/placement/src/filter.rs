@@ -18,7 +18,7 @@
 
 use api::kinds::{Arch, Driver, Isolation, NodePhase, OsFamily, TaintEffect};
 
-use crate::fleet::{Class, Fleet, GpuGroup, NodeId, offers};
+use crate::fleet::{Class, Fleet, GpuGroup, NodeId, SiteInfo, offers};
 use crate::windows::{self, WindowsBuild};
 use crate::workload::{Compiled, GpuReq};
 
@@ -115,6 +115,29 @@ pub(crate) fn class_failures(
     all: bool,
     out: &mut Vec<Reason>,
 ) {
+    class_failures_but_expressions(fleet, class, wl, all, out);
+    if !all && !out.is_empty() {
+        return;
+    }
+    for (i, e) in wl.exprs.iter().enumerate() {
+        if !e.attr.is_node_level() && !e.matches(fleet, class, None) {
+            out.push(Reason::Expression(i));
+            if !all {
+                return;
+            }
+        }
+    }
+}
+
+/// [`class_failures`] up to the `matchExpressions` (which the scheduler looks up in
+/// its per-session memo instead).
+pub(crate) fn class_failures_but_expressions(
+    fleet: &Fleet,
+    class: &Class,
+    wl: &Compiled,
+    all: bool,
+    out: &mut Vec<Reason>,
+) {
     macro_rules! fail {
         ($r:expr) => {{
             out.push($r);
@@ -135,41 +158,28 @@ pub(crate) fn class_failures(
             fleet.site_name_of_class(class).to_string()
         )),
         Some(site) => {
-            if let Some(r) = &wl.residency
-                && !r.set.contains(site.jurisdiction_idx)
-            {
-                fail!(Reason::Residency {
-                    jurisdiction: site.jurisdiction.clone()
-                });
-            }
-            if let Some((_, f)) = &wl.project
-                && !f.set.contains(site.jurisdiction_idx)
-            {
-                fail!(Reason::ProjectFence {
-                    jurisdiction: site.jurisdiction.clone()
-                });
-            }
-            if wl.strict
-                && (wl.residency.is_some() || wl.project.is_some())
-                && !wl.allows_country(site.operator_idx)
-            {
-                fail!(Reason::Sovereignty {
-                    site: site.name.clone()
-                });
-            }
-            if !wl.compliance.is_empty() {
-                let missing: Vec<String> = wl
-                    .compliance
-                    .iter()
-                    .filter(|c| site.certifications.binary_search(c).is_err())
-                    .cloned()
-                    .collect();
-                if !missing.is_empty() {
-                    fail!(Reason::Certifications { missing });
-                }
+            let before = out.len();
+            site_failures(site, wl, all, out);
+            if !all && out.len() > before {
+                return;
             }
         }
     }
+    platform_failures(class, wl, all, out);
+}
+
+/// The platform filters (OS, architecture, driver, Windows build, taints, GPU model)
+/// that `class` fails for `wl`, in filter order: only the first unless `all`.
+pub(crate) fn platform_failures(class: &Class, wl: &Compiled, all: bool, out: &mut Vec<Reason>) {
+    macro_rules! fail {
+        ($r:expr) => {{
+            out.push($r);
+            if !all {
+                return;
+            }
+        }};
+    }
+    let k = &class.key;
     let os_ok = wl.os.is_none_or(|want| want == k.os);
     if let Some(want) = wl.os
         && !os_ok
@@ -219,9 +229,62 @@ pub(crate) fn class_failures(
     {
         fail!(Reason::GpuModel);
     }
-    for (i, e) in wl.exprs.iter().enumerate() {
-        if !e.attr.is_node_level() && !e.matches(fleet, class, None) {
-            fail!(Reason::Expression(i));
+}
+
+/// Why no node of a class takes new work whatever the workload: not ready, lost,
+/// cordoned (from [`crate::fleet::ClassHot::state`]).
+pub(crate) fn state_failure(state: u8) -> Option<Reason> {
+    match state {
+        1 => Some(Reason::NotReady(NodePhase::NotReady)),
+        2 => Some(Reason::NotReady(NodePhase::Lost)),
+        3 => Some(Reason::Unschedulable),
+        _ => None,
+    }
+}
+
+/// The site filters (residency, the project's fence, strict sovereignty,
+/// certifications) that `site` fails for `wl`, in filter order: only the first unless
+/// `all`. The same for every class of the site.
+pub(crate) fn site_failures(site: &SiteInfo, wl: &Compiled, all: bool, out: &mut Vec<Reason>) {
+    macro_rules! fail {
+        ($r:expr) => {{
+            out.push($r);
+            if !all {
+                return;
+            }
+        }};
+    }
+    if let Some(r) = &wl.residency
+        && !r.set.contains(site.jurisdiction_idx)
+    {
+        fail!(Reason::Residency {
+            jurisdiction: site.jurisdiction.clone()
+        });
+    }
+    if let Some((_, f)) = &wl.project
+        && !f.set.contains(site.jurisdiction_idx)
+    {
+        fail!(Reason::ProjectFence {
+            jurisdiction: site.jurisdiction.clone()
+        });
+    }
+    if wl.strict
+        && (wl.residency.is_some() || wl.project.is_some())
+        && !wl.allows_country(site.operator_idx)
+    {
+        fail!(Reason::Sovereignty {
+            site: site.name.clone()
+        });
+    }
+    if !wl.compliance.is_empty() {
+        let missing: Vec<String> = wl
+            .compliance
+            .iter()
+            .filter(|c| site.certifications.binary_search(c).is_err())
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            fail!(Reason::Certifications { missing });
         }
     }
 }

@@ -165,6 +165,112 @@ pub(crate) struct Class {
     pub nodes: Vec<NodeId>,
     /// Members by `(utilisation key, id)`.
     pub index: BTreeSet<(u64, NodeId)>,
+    /// Which per-node attributes every member has alike.
+    pub uniform: Uniform,
+}
+
+/// What the per-workload passes over every class read of a class, packed (a class is
+/// large; these passes touch thousands of classes per workload).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClassHot {
+    /// The site, or `u32::MAX` for a site not in the snapshot.
+    pub site: u32,
+    pub nodes: u32,
+    /// Members excluded from new work ([`Fleet::exclude`]).
+    pub excluded: u32,
+    /// 0 ready and schedulable, 1 not ready, 2 lost, 3 cordoned.
+    pub state: u8,
+    /// Whether the class has `PreferNoSchedule` taints.
+    pub prefer_no_schedule: bool,
+    pub gpu_total: u32,
+    pub cpu: u64,
+    pub memory: u64,
+    /// The largest and smallest utilisation key of a member (bounds for the search).
+    pub max_key: u64,
+    pub min_key: u64,
+    /// The class's taints, as an index into [`Fleet::taint_sets`] (classes with the same
+    /// taints share one).
+    pub taint_set: u32,
+}
+
+impl ClassHot {
+    fn of(class: &Class) -> ClassHot {
+        let k = &class.key;
+        ClassHot {
+            site: k.site.as_ref().map_or(u32::MAX, |s| *s),
+            nodes: class.nodes.len() as u32,
+            excluded: 0,
+            state: match k.phase {
+                Some(NodePhase::NotReady) => 1,
+                Some(NodePhase::Lost) => 2,
+                _ if k.unschedulable => 3,
+                _ => 0,
+            },
+            prefer_no_schedule: class
+                .taints
+                .iter()
+                .any(|t| t.effect == TaintEffect::PreferNoSchedule),
+            gpu_total: k.capacity.gpu_total(),
+            cpu: k.capacity.cpu,
+            memory: k.capacity.memory,
+            max_key: 0,
+            min_key: 0,
+            taint_set: 0,
+        }
+    }
+}
+
+/// The per-node attributes (labels, kernel, security facts) that every node of a class
+/// has alike: pools of identical hosts usually share their labels, so expressions and
+/// preferences on those labels can be evaluated once per class instead of once per
+/// node, with the same result.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Uniform {
+    /// Label keys whose value (or absence) differs between members.
+    pub mixed_labels: BTreeSet<String>,
+    pub kernel: bool,
+    /// Per security fact, in [`crate::workload::SecurityKey`] order.
+    pub security: [bool; 7],
+}
+
+impl Uniform {
+    fn of(nodes: &[&NodeInfo]) -> Uniform {
+        let Some((first, rest)) = nodes.split_first() else {
+            return Uniform::default();
+        };
+        let mut u = Uniform {
+            mixed_labels: BTreeSet::new(),
+            kernel: true,
+            security: [true; 7],
+        };
+        for n in rest {
+            for (k, v) in &n.labels {
+                if first.labels.get(k) != Some(v) {
+                    u.mixed_labels.insert(k.clone());
+                }
+            }
+            for k in first.labels.keys() {
+                if !n.labels.contains_key(k) {
+                    u.mixed_labels.insert(k.clone());
+                }
+            }
+            u.kernel &= n.kernel == first.kernel;
+            let (a, b) = (&first.security, &n.security);
+            let same = [
+                a.disk_encryption == b.disk_encryption,
+                a.secure_boot == b.secure_boot,
+                a.tpm == b.tpm,
+                a.selinux == b.selinux,
+                a.apparmor == b.apparmor,
+                a.fips == b.fips,
+                a.patch_age_days == b.patch_age_days,
+            ];
+            for (u, s) in u.security.iter_mut().zip(same) {
+                *u &= s;
+            }
+        }
+        u
+    }
 }
 
 /// A node's mutable state.
@@ -209,6 +315,14 @@ pub struct Fleet {
     pub(crate) sites: Vec<SiteInfo>,
     pub(crate) site_by_name: HashMap<String, SiteId>,
     pub(crate) classes: Vec<Class>,
+    /// Per class, in class order.
+    pub(crate) hot: Vec<ClassHot>,
+    /// The distinct taint lists of the classes.
+    pub(crate) taint_sets: Vec<Vec<Taint>>,
+    /// Classes per site, in id order.
+    pub(crate) site_classes: Vec<Vec<ClassId>>,
+    /// Classes of nodes naming a site that is not in the snapshot.
+    pub(crate) unknown_site_classes: Vec<ClassId>,
     pub(crate) nodes: Vec<NodeInfo>,
     pub(crate) node_by_name: HashMap<String, NodeId>,
     pub(crate) allocs: Vec<Option<Alloc>>,
@@ -345,6 +459,10 @@ impl Fleet {
             sites: infos,
             site_by_name,
             classes: Vec::new(),
+            hot: Vec::new(),
+            taint_sets: Vec::new(),
+            site_classes: Vec::new(),
+            unknown_site_classes: Vec::new(),
             nodes: Vec::with_capacity(node_list.len()),
             node_by_name: HashMap::with_capacity(node_list.len()),
             allocs: Vec::new(),
@@ -377,6 +495,7 @@ impl Fleet {
                         taints: n.spec.taints.clone(),
                         nodes: Vec::new(),
                         index: BTreeSet::new(),
+                        uniform: Uniform::default(),
                     });
                     class_ids.insert(key, c);
                     c
@@ -412,6 +531,31 @@ impl Fleet {
                 util: 0,
                 excluded: false,
             });
+        }
+        fleet.hot = fleet.classes.iter().map(ClassHot::of).collect();
+        type TaintKey = (String, Option<String>, TaintEffect);
+        let mut sets: HashMap<&[TaintKey], u32> = HashMap::new();
+        for (hot, class) in fleet.hot.iter_mut().zip(&fleet.classes) {
+            let n = sets.len() as u32;
+            hot.taint_set = *sets.entry(class.key.taints.as_slice()).or_insert_with(|| {
+                fleet.taint_sets.push(class.taints.clone());
+                n
+            });
+        }
+        fleet.site_classes = vec![Vec::new(); fleet.sites.len()];
+        for (ci, class) in fleet.classes.iter().enumerate() {
+            match class.key.site {
+                Ok(s) => fleet.site_classes[s as usize].push(ci as ClassId),
+                Err(_) => fleet.unknown_site_classes.push(ci as ClassId),
+            }
+        }
+        for class in &mut fleet.classes {
+            let members: Vec<&NodeInfo> = class
+                .nodes
+                .iter()
+                .map(|&n| &fleet.nodes[n as usize])
+                .collect();
+            class.uniform = Uniform::of(&members);
         }
         Ok(fleet)
     }
@@ -586,7 +730,11 @@ impl Fleet {
             .node_by_name
             .get(node)
             .ok_or_else(|| FleetError::UnknownNode(node.to_string()))?;
-        self.nodes[id as usize].excluded = true;
+        let node = &mut self.nodes[id as usize];
+        if !node.excluded {
+            node.excluded = true;
+            self.hot[node.class as usize].excluded += 1;
+        }
         Ok(())
     }
 
@@ -751,6 +899,9 @@ impl Fleet {
         if after != before {
             class.index.remove(&(before, node));
             class.index.insert((after, node));
+            let hot = &mut self.hot[n.class as usize];
+            hot.max_key = class.index.last().map_or(0, |x| x.0);
+            hot.min_key = class.index.first().map_or(0, |x| x.0);
             self.nodes[node as usize].util = after;
         }
     }

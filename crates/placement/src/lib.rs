@@ -10,6 +10,8 @@
 //! - [`Fleet`]: sites and nodes converted once into compact structs (integer quantities,
 //!   country bitsets), nodes grouped into classes of identical nodes, allocations
 //!   accounted per node; [`Fleet::apply`] accounts for decisions made elsewhere.
+//! - [`place_batch`] decides a whole batch; [`Placer`] is the same, one instance (or one
+//!   gang) at a time, for callers that observe or time each decision.
 //! - Hard filters, in this fixed order (a node is counted under the first it fails):
 //!   node state (excluded, not ready, cordoned); site (known, residency, the project's
 //!   allowed locations, strict sovereignty, certifications); platform (OS, arch,
@@ -55,39 +57,103 @@ use schedule::Session;
 /// instances are considered together, at the first of them. The fleet accounts for
 /// every placement and preemption, so the next batch sees them.
 pub fn place_batch(fleet: &mut Fleet, batch: &Batch, options: &Options) -> Vec<Decision> {
-    let n = batch.instances.len();
-    let order = placement_order(fleet, batch);
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); batch.workloads.len()];
-    for (i, inst) in batch.instances.iter().enumerate() {
-        members[inst.workload].push(i);
-    }
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-    let mut session = Session::new(fleet, batch, options);
-    for i in order {
-        if outcomes[i].is_some() {
-            continue;
+    let mut placer = Placer::new(fleet, batch, options);
+    while placer.step().is_some() {}
+    placer.finish()
+}
+
+/// [`place_batch`] one unit at a time: each [`Placer::step`] decides the next instance
+/// in [`placement_order`], or every member of a gang at once, exactly as `place_batch` does
+/// (which is this loop). For callers that want to observe or time each decision (the
+/// placement benchmark); the decisions are the same.
+pub struct Placer<'a> {
+    session: Session<'a>,
+    batch: &'a Batch,
+    order: Vec<usize>,
+    next: usize,
+    members: Vec<Vec<usize>>,
+    /// Undecided instances per workload.
+    pending: Vec<usize>,
+    outcomes: Vec<Option<Outcome>>,
+    last: Vec<usize>,
+}
+
+impl<'a> Placer<'a> {
+    pub fn new(fleet: &'a mut Fleet, batch: &'a Batch, options: &'a Options) -> Placer<'a> {
+        let n = batch.instances.len();
+        let order = placement_order(fleet, batch);
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); batch.workloads.len()];
+        for (i, inst) in batch.instances.iter().enumerate() {
+            members[inst.workload].push(i);
         }
+        Placer {
+            session: Session::new(fleet, batch, options),
+            batch,
+            order,
+            next: 0,
+            pending: members.iter().map(Vec::len).collect(),
+            members,
+            outcomes: vec![None; n],
+            last: Vec::new(),
+        }
+    }
+
+    /// Decides the next unit: returns the batch indexes of the instances just decided
+    /// (one, or all members of a gang), or `None` when every instance is decided.
+    pub fn step(&mut self) -> Option<&[usize]> {
+        let batch = self.batch;
+        let i = loop {
+            let i = *self.order.get(self.next)?;
+            self.next += 1;
+            if self.outcomes[i].is_none() {
+                break i;
+            }
+        };
+        self.last.clear();
         let inst = batch.instances[i];
         if batch.workloads[inst.workload].gang.is_some() {
-            let idx = &members[inst.workload];
+            let idx = &self.members[inst.workload];
             let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
-            for (j, o) in idx.iter().zip(session.place_gang(inst.workload, &replicas)) {
-                outcomes[*j] = Some(o);
+            for (j, o) in idx
+                .iter()
+                .zip(self.session.place_gang(inst.workload, &replicas))
+            {
+                self.outcomes[*j] = Some(o);
+                self.last.push(*j);
             }
         } else {
-            outcomes[i] = Some(session.place_one(inst.workload, inst.replica));
+            self.outcomes[i] = Some(self.session.place_one(inst.workload, inst.replica));
+            self.last.push(i);
         }
+        let pending = &mut self.pending[inst.workload];
+        *pending = pending.saturating_sub(self.last.len());
+        if *pending == 0 {
+            // Its static evaluation is not needed any more (and is rebuilt if it were).
+            self.session.forget(inst.workload);
+        }
+        Some(&self.last)
     }
-    batch
-        .instances
-        .iter()
-        .zip(outcomes)
-        .map(|(inst, o)| Decision {
-            workload: batch.workloads[inst.workload].workload.clone(),
-            replica: inst.replica,
-            outcome: o.expect("every instance is decided"),
-        })
-        .collect()
+
+    /// The outcome of instance `i` of the batch, once decided.
+    pub fn outcome(&self, i: usize) -> Option<&Outcome> {
+        self.outcomes.get(i).and_then(Option::as_ref)
+    }
+
+    /// Decides what is left and returns one [`Decision`] per instance, in batch order.
+    pub fn finish(mut self) -> Vec<Decision> {
+        while self.step().is_some() {}
+        let batch = self.batch;
+        batch
+            .instances
+            .iter()
+            .zip(self.outcomes)
+            .map(|(inst, o)| Decision {
+                workload: batch.workloads[inst.workload].workload.clone(),
+                replica: inst.replica,
+                outcome: o.expect("every instance is decided"),
+            })
+            .collect()
+    }
 }
 
 /// The order in which [`place_batch`] considers the batch's instances (indices into the

@@ -1,27 +1,47 @@
 //! The scheduler: a session places one batch on a fleet snapshot.
 //!
-//! Per workload (once per batch, however many replicas): the static filters run once
-//! per class of identical nodes, the classes that pass are scored statically (cost,
-//! carbon, locality, preferences, `PreferNoSchedule` taints) and sorted best first.
+//! Per session (once per batch, shared by its workloads): the verdict of each
+//! `matchExpression` per class of identical nodes ([`ExprMemo`]; per-node attributes
+//! such as labels are evaluated once per class when every node of the class has the same
+//! value), the site filters per site and the platform filters (OS, architecture, driver,
+//! Windows build, taints, GPU model) per class, and the whole static verdict per
+//! [`FilterKey`] (workloads with the same constraints pass the same classes for the same
+//! reasons). Nodes are counted under the first filter they fail, exactly as
+//! [`filter::class_failures`] and [`filter::node_failures`] would find it.
 //!
-//! Per instance: classes are visited best first and abandoned as soon as even a perfect
-//! utilisation score could not beat the candidates already found (branch and bound, so
-//! the answer is the same as scoring every node). Within a class, nodes are indexed by
-//! utilisation: binpack walks down from the fullest node that could still fit, spread
-//! walks up from the emptiest, and the first nodes that fit are the class's best. Nodes
-//! that already run a replica of the workload (anti-affinity, colocation, per-node
-//! spread) are scored one by one.
+//! Per workload (once per batch, however many replicas): the classes that pass are
+//! scored statically (cost, carbon, locality, preferences, `PreferNoSchedule` taints).
+//!
+//! Per search: classes are bounded by the best score any of their nodes could have now
+//! (the strategy score of their fullest node for binpack, their emptiest for spread),
+//! visited best bound first, and abandoned as soon as that bound cannot beat the
+//! candidates already found (branch and bound, so the answer is the same as scoring every
+//! node). Within a class, nodes are indexed by utilisation: binpack walks down from the
+//! fullest node that could still fit, spread walks up from the emptiest, and the first
+//! nodes that fit are the class's best. Nodes that already run a replica of the workload
+//! (anti-affinity, colocation, per-node spread) are scored one by one.
+//!
+//! Per instance: a workload's replicas are placed one after another, and between two of
+//! them only the nodes that changed can have changed rank, so the best candidates of the
+//! last search are kept ([`Cache`]) and only the changed nodes are scored again; a search
+//! runs when the kept list runs short.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use api::Memory;
-use api::kinds::{Strategy, TaintEffect, WorkloadType};
+use api::kinds::{
+    Arch, Driver, Isolation, OsFamily, Strategy, TaintEffect, TolerationOperator, WorkloadType,
+};
 
 use crate::decision::{Outcome, Placement, Preemption};
 use crate::explain::{Candidate, Change, Evaluated, Explanation, Rejection, Tally};
 use crate::filter::{self, Reason};
-use crate::fleet::{Alloc, AllocId, Class, ClassId, Fleet, NodeId, SiteId, UTIL_SCALE, WorkloadId};
+use crate::fleet::{
+    Alloc, AllocId, Class, ClassId, CountrySet, Fleet, NodeId, SiteId, UTIL_SCALE, WorkloadId,
+};
 use crate::score::{Score, StaticScore, Weights};
+use crate::windows::WindowsBuild;
 use crate::workload::{Attr, Batch, Compiled};
 
 /// Tuning of a placement run. The defaults are what the server uses.
@@ -59,6 +79,11 @@ struct Feasible {
     bonus: Vec<f32>,
     /// The largest bonus in `bonus` (0 when empty).
     bonus_max: f32,
+    /// Whether per-node `matchExpressions` must be checked node by node (their
+    /// attributes differ between the class's nodes).
+    node_check: bool,
+    /// Bounds of the strategy score on the class's nodes.
+    shares: StrategyBound,
 }
 
 /// Replica counts per spread domain.
@@ -69,9 +94,10 @@ enum SpreadState {
         /// Whether `domain` is indexed by node id (per-node attributes such as labels)
         /// rather than by class id.
         per_node: bool,
-        /// Domain id per class or node, or `NONE` without the attribute.
-        domain: Vec<u32>,
-        names: Vec<String>,
+        /// Domain id per class or node, or `NONE` without the attribute (shared by the
+        /// workloads of a session that spread over the same key).
+        domain: Arc<Vec<u32>>,
+        names: Arc<Vec<String>>,
         counts: Vec<u32>,
         /// Whether a domain has a node that passes the static filters.
         eligible: Vec<bool>,
@@ -97,16 +123,12 @@ impl SpreadState {
 struct Plan {
     wl: usize,
     wid: WorkloadId,
-    /// Best static score first.
+    /// In class order.
     feasible: Vec<Feasible>,
     /// Class id → index into `feasible`, or `NONE`.
     by_class: Vec<u32>,
     /// Whether some `matchExpressions` read per-node attributes.
     node_level: bool,
-    /// Preferences that read per-node attributes (scored per node).
-    node_prefs: Vec<usize>,
-    /// Sum of their positive weights (the most they can add).
-    node_pref_max: f64,
     spread: Option<SpreadState>,
     static_rejections: Vec<Rejection>,
     eligible: u32,
@@ -164,6 +186,33 @@ fn push_top(top: &mut Vec<Cand>, c: Cand, k: usize) {
     }
 }
 
+/// Candidates kept between searches for one workload.
+const CACHE_K: usize = 16;
+/// Beyond this many node changes since the last search, search again from scratch.
+const CACHE_CHANGES: usize = 256;
+
+/// The best candidates of a workload's last search, kept current between its instances
+/// (its replicas are placed one after another). Invariant: every node not in `top`
+/// either fits nowhere or ranks below `floor` for this workload. Between two of its
+/// instances, a node's score for the workload can only rise, or a node start to fit,
+/// if the node itself changed (it is in `Session::touched`), a placement was undone
+/// (`release_gen`) or the least-loaded spread domain changed (`min`): scores are static
+/// per class except utilisation, colocation and spread, and spread only counts up.
+/// So re-scoring the listed and the changed nodes keeps the invariant, and the list
+/// answers for as long as it holds `k` candidates.
+#[derive(Debug, Clone)]
+struct Cache {
+    wi: usize,
+    top: Vec<Cand>,
+    /// Rank (score, node) of the last candidate when the search filled the list; `None`
+    /// when it found fewer (no other node fits).
+    floor: Option<(f64, NodeId)>,
+    /// Length of `Session::touched` when the list was last brought up to date.
+    seen: usize,
+    release_gen: u64,
+    min: u32,
+}
+
 /// One batch on one fleet.
 pub(crate) struct Session<'a> {
     fleet: &'a mut Fleet,
@@ -172,7 +221,90 @@ pub(crate) struct Session<'a> {
     plans: Vec<Option<Plan>>,
     plan_of_wid: HashMap<WorkloadId, usize>,
     release_gen: u64,
+    /// Nodes whose allocations changed, in order (for [`Cache`]).
+    touched: Vec<NodeId>,
+    cache: Option<Cache>,
+    /// Spread domains per spread key, computed once per session.
+    domains: DomainMaps,
+    memo: HashMap<api::MatchExpression, Memo>,
+    verdicts: HashMap<FilterKey, Arc<Verdict>>,
+    platforms: HashMap<PlatformKey, Arc<PlatformMemo>>,
+    sites: HashMap<SiteKey, Arc<Vec<Option<Reason>>>>,
 }
+
+/// Per class: whether a `matchExpression` holds on every node of the class, on none, or
+/// on some (its attribute differs between them, so it is checked node by node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClassMatch {
+    No,
+    Yes,
+    Mixed,
+}
+
+/// An expression's [`ClassMatch`] per class, and the attribute's value where every
+/// node of the class has the same, computed once per session (workloads repeat the same
+/// expressions; the classes do not change within a batch).
+#[derive(Debug)]
+struct ExprMemo {
+    matches: Vec<ClassMatch>,
+    /// Index into `values` (`"absent"` for no value), `NONE` where nodes differ.
+    value: Vec<u32>,
+    values: Vec<String>,
+}
+
+impl std::ops::Index<usize> for ExprMemo {
+    type Output = ClassMatch;
+    fn index(&self, class: usize) -> &ClassMatch {
+        &self.matches[class]
+    }
+}
+
+type Memo = Arc<ExprMemo>;
+
+fn class_matches(fleet: &Fleet, e: &crate::workload::Expr) -> Memo {
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut values = Vec::new();
+    let mut matches = Vec::with_capacity(fleet.classes.len());
+    let mut value = Vec::with_capacity(fleet.classes.len());
+    for c in &fleet.classes {
+        if !e.attr.is_uniform(c) {
+            matches.push(ClassMatch::Mixed);
+            value.push(NONE);
+            continue;
+        }
+        let v = e.attr.uniform_value(fleet, c);
+        matches.push(if e.expr.matches(v.as_deref()) {
+            ClassMatch::Yes
+        } else {
+            ClassMatch::No
+        });
+        let v = v.as_deref().unwrap_or("absent");
+        value.push(match ids.get(v) {
+            Some(&id) => id,
+            None => {
+                let id = values.len() as u32;
+                values.push(v.to_string());
+                ids.insert(v.to_string(), id);
+                id
+            }
+        });
+    }
+    Arc::new(ExprMemo {
+        matches,
+        value,
+        values,
+    })
+}
+
+/// The memos of a workload's expressions and preferences.
+struct Memos {
+    exprs: Vec<Memo>,
+    prefs: Vec<Vec<Memo>>,
+}
+
+/// Per spread key: whether domains are per node, the domain of each class (or node),
+/// the domain names.
+type DomainMaps = HashMap<String, (bool, Arc<Vec<u32>>, Arc<Vec<String>>)>;
 
 impl<'a> Session<'a> {
     pub(crate) fn new(fleet: &'a mut Fleet, batch: &'a Batch, opts: &'a Options) -> Self {
@@ -183,6 +315,24 @@ impl<'a> Session<'a> {
             plans: vec![None; batch.workloads.len()],
             plan_of_wid: HashMap::new(),
             release_gen: 0,
+            touched: Vec::new(),
+            cache: None,
+            domains: HashMap::new(),
+            memo: HashMap::new(),
+            verdicts: HashMap::new(),
+            platforms: HashMap::new(),
+            sites: HashMap::new(),
+        }
+    }
+
+    /// Drops the static evaluation of a workload whose instances are all decided; a
+    /// later instance would build it again from the fleet (spread counts included).
+    pub(crate) fn forget(&mut self, wi: usize) {
+        if let Some(p) = self.plans.get_mut(wi) {
+            *p = None;
+        }
+        if self.cache.as_ref().is_some_and(|c| c.wi == wi) {
+            self.cache = None;
         }
     }
 
@@ -202,7 +352,48 @@ impl<'a> Session<'a> {
             let wid = self
                 .fleet
                 .intern_workload(&wl.workload.namespace, &wl.workload.name);
-            let plan = build_plan(self.fleet, wl, wi, wid, &self.opts.weights);
+            let fleet = &*self.fleet;
+            let mut memo = |e: &crate::workload::Expr| match self.memo.get(&e.expr) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = class_matches(fleet, e);
+                    self.memo.insert(e.expr.clone(), m.clone());
+                    m
+                }
+            };
+            let memos = Memos {
+                exprs: wl.exprs.iter().map(&mut memo).collect(),
+                prefs: wl
+                    .prefs
+                    .iter()
+                    .map(|(_, exprs)| exprs.iter().map(&mut memo).collect())
+                    .collect(),
+            };
+            let platforms = &mut self.platforms;
+            let site_memos = &mut self.sites;
+            let verdict = self
+                .verdicts
+                .entry(FilterKey::of(wl))
+                .or_insert_with(|| {
+                    let platform = platforms
+                        .entry(PlatformKey::of(wl))
+                        .or_insert_with(|| Arc::new(platform_memo(fleet, wl)));
+                    let sites = site_memos
+                        .entry(SiteKey::of(wl))
+                        .or_insert_with(|| Arc::new(site_memo(fleet, wl)));
+                    Arc::new(static_verdict(fleet, wl, &memos, platform, sites))
+                })
+                .clone();
+            let plan = build_plan(
+                fleet,
+                wl,
+                wi,
+                wid,
+                &self.opts.weights,
+                &mut self.domains,
+                &memos,
+                &verdict,
+            );
             self.plan_of_wid.insert(wid, wi);
             self.plans[wi] = Some(plan);
         }
@@ -245,13 +436,8 @@ impl<'a> Session<'a> {
     /// Whether a node passes every static filter (node-level ones included).
     fn node_eligible(&self, plan: &Plan, wl: &Compiled, n: NodeId) -> bool {
         let node = &self.fleet.nodes[n as usize];
-        plan.by_class[node.class as usize] != NONE
-            && !node.excluded
-            && (!plan.node_level || {
-                let mut v = Vec::new();
-                filter::node_failures(self.fleet, n, wl, false, &mut v);
-                v.is_empty()
-            })
+        let fi = plan.by_class[node.class as usize];
+        fi != NONE && !node.excluded && self.node_passes(&plan.feasible[fi as usize], wl, n)
     }
 
     /// The verdict for domain `d`: the spread score, or why it is refused.
@@ -373,8 +559,8 @@ impl<'a> Session<'a> {
 
     /// Whether a node passes the per-node static filters (`node.name`, labels, security
     /// facts).
-    fn node_passes(&self, plan: &Plan, wl: &Compiled, n: NodeId) -> bool {
-        !plan.node_level || {
+    fn node_passes(&self, f: &Feasible, wl: &Compiled, n: NodeId) -> bool {
+        !f.node_check || {
             let mut v = Vec::new();
             filter::node_failures(self.fleet, n, wl, false, &mut v);
             v.is_empty()
@@ -388,29 +574,59 @@ impl<'a> Session<'a> {
         let fleet = &*self.fleet;
         let specials = fleet.replicas_on.get(&plan.wid).filter(|m| !m.is_empty());
         let min = self.spread_min(plan);
-        let w_strategy = self.opts.weights.strategy;
         let gpu_count = wl.gpu.as_ref().map(|g| g.count);
-        // Whether nodes of one class can differ in more than utilisation.
-        let per_node = plan.node_level
-            || !plan.node_prefs.is_empty()
-            || matches!(
-                plan.spread,
-                Some(SpreadState::Domains { per_node: true, .. })
-            );
+        // Whether nodes of one class can differ in more than utilisation (per class,
+        // also per-node expressions and preferences).
+        let per_node = matches!(
+            plan.spread,
+            Some(SpreadState::Domains { per_node: true, .. })
+        );
         let mut top: Vec<Cand> = Vec::with_capacity(k + 1);
         let kth = |top: &Vec<Cand>| (top.len() >= k).then(|| top[k - 1].score.total);
 
-        for f in &plan.feasible {
-            if kth(&top).is_some_and(|t| f.total + plan.node_pref_max + w_strategy < t) {
-                break;
-            }
-            if kth(&top).is_some_and(|t| f.total + f.bonus_max as f64 + w_strategy < t) {
+        // Classes by the best score any of their nodes could have now (static score,
+        // the best per-node extras, the class's spread score, and the strategy score of
+        // its fullest node for binpack or its emptiest for spread; node spread and
+        // colocation are never positive), best first: the k-th candidate found in the
+        // first classes prunes the rest.
+        let mut classes: Vec<(f64, u32)> = Vec::with_capacity(plan.feasible.len());
+        for (fi, f) in plan.feasible.iter().enumerate() {
+            let hot = &fleet.hot[f.class as usize];
+            if restrict.and_then(|r| r.site).is_some_and(|s| hot.site != s)
+                || wl.res[0] > hot.cpu
+                || wl.res[1] > hot.memory
+            {
                 continue;
             }
+            let Ok(spread) = self.class_spread(plan, f.class, min) else {
+                continue;
+            };
+            let strategy_max = match wl.strategy {
+                Strategy::Binpack => f.shares.binpack_max(hot.max_key),
+                Strategy::Spread => f.shares.spread_max(hot.min_key),
+            };
+            classes.push((
+                f.total + f.bonus_max as f64 + spread + strategy_max,
+                fi as u32,
+            ));
+        }
+        let by_bound = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let sorted = FIRST_CLASSES.min(classes.len());
+        if classes.len() > sorted {
+            classes.select_nth_unstable_by(sorted - 1, by_bound);
+        }
+        classes[..sorted].sort_by(by_bound);
+        for (i, &(bound, fi)) in classes.iter().enumerate() {
+            if kth(&top).is_some_and(|t| bound < t) {
+                // In the sorted part, every later class is bounded by this one's bound;
+                // after it, classes come in no order.
+                if i < sorted {
+                    break;
+                }
+                continue;
+            }
+            let f = &plan.feasible[fi as usize];
             let class = &fleet.classes[f.class as usize];
-            if !self.class_allowed(class, restrict) {
-                continue;
-            }
             let cap = &class.key.capacity;
             if wl.res[0] > cap.cpu
                 || wl.res[1] > cap.memory
@@ -427,13 +643,16 @@ impl<'a> Session<'a> {
             let Ok(spread) = self.class_spread(plan, f.class, min) else {
                 continue;
             };
-            let shares = StrategyBound::new(class, wl, w_strategy);
+            let shares = f.shares;
             let base = f.total + spread;
-            let per_node = per_node || !f.bonus.is_empty();
+            let per_node = per_node || f.node_check || !f.bonus.is_empty();
             let extra_max = f.bonus_max as f64;
             // Evaluates one node whose strategy score is at most `strategy_max`; returns
             // its per-node extras (preference bonus and spread) when it fits.
             let visit = |top: &mut Vec<Cand>, n: NodeId, strategy_max: f64| -> Option<f64> {
+                // Whether it fits first: the cheapest test, and the one that most
+                // often fails on the fullest nodes.
+                let gpu = filter::fit(fleet, n, &wl.res, gpu_count, &groups).ok()?;
                 let node = &fleet.nodes[n as usize];
                 if node.excluded || specials.is_some_and(|m| m.contains_key(&n)) {
                     return None;
@@ -441,12 +660,11 @@ impl<'a> Session<'a> {
                 let bonus = self.bonus(f, n);
                 if per_node
                     && (kth(top).is_some_and(|t| base + bonus + strategy_max < t)
-                        || !self.node_passes(plan, wl, n))
+                        || !self.node_passes(f, wl, n))
                 {
                     return None;
                 }
                 let node_spread = self.node_spread(plan, n, 0, min).ok()?;
-                let gpu = filter::fit(fleet, n, &wl.res, gpu_count, &groups).ok()?;
                 let strategy = self.strategy_score(wl, class, n);
                 let score = f.score.with(strategy, bonus, spread + node_spread, 0.0);
                 push_top(
@@ -471,24 +689,28 @@ impl<'a> Session<'a> {
             };
             match wl.strategy {
                 Strategy::Binpack => {
-                    // Fullest first; within one utilisation, names in order.
-                    let mut upper = binpack_bound(class, wl);
-                    'keys: while let Some(&(key, _)) =
-                        class.index.range(..=(upper, NodeId::MAX)).next_back()
-                    {
+                    // Fullest first; within one utilisation, names in order (one walk
+                    // down the index, a utilisation group at a time).
+                    let upper = binpack_bound(class, wl);
+                    let mut nodes = class.index.range(..=(upper, NodeId::MAX)).rev().peekable();
+                    let mut group: Vec<NodeId> = Vec::new();
+                    'keys: while let Some(&&(key, _)) = nodes.peek() {
                         let strategy_max = shares.binpack_max(key);
                         if kth(&top).is_some_and(|t| base + extra_max + strategy_max < t) {
                             break;
                         }
-                        for &(_, n) in class.index.range((key, 0)..=(key, NodeId::MAX)) {
+                        group.clear();
+                        while let Some(&&(k, n)) = nodes.peek()
+                            && k == key
+                        {
+                            group.push(n);
+                            nodes.next();
+                        }
+                        for &n in group.iter().rev() {
                             if counts(visit(&mut top, n, strategy_max)) {
                                 break 'keys;
                             }
                         }
-                        if key == 0 {
-                            break;
-                        }
-                        upper = key - 1;
                     }
                 }
                 Strategy::Spread => {
@@ -515,7 +737,7 @@ impl<'a> Session<'a> {
                 }
                 let f = &plan.feasible[fi as usize];
                 let class = &fleet.classes[f.class as usize];
-                if !self.class_allowed(class, restrict) || !self.node_passes(plan, wl, n) {
+                if !self.class_allowed(class, restrict) || !self.node_passes(f, wl, n) {
                     continue;
                 }
                 let (Ok(s1), Ok(s2)) = (
@@ -550,6 +772,132 @@ impl<'a> Session<'a> {
         top
     }
 
+    /// The candidate `n` is for one more instance of the plan's workload now, scored
+    /// exactly as [`Session::search`] scores it (`None` when it does not fit).
+    fn rescore(&self, plan: &Plan, wl: &Compiled, n: NodeId, min: u32) -> Option<Cand> {
+        let fleet = &*self.fleet;
+        let node = &fleet.nodes[n as usize];
+        let fi = plan.by_class[node.class as usize];
+        if fi == NONE || node.excluded {
+            return None;
+        }
+        let count = fleet
+            .replicas_on
+            .get(&plan.wid)
+            .and_then(|m| m.get(&n))
+            .copied()
+            .unwrap_or(0);
+        if count > 0 && wl.anti_affinity {
+            return None;
+        }
+        let f = &plan.feasible[fi as usize];
+        let class = &fleet.classes[f.class as usize];
+        if !self.node_passes(f, wl, n) {
+            return None;
+        }
+        let s1 = self.class_spread(plan, f.class, min).ok()?;
+        let s2 = self.node_spread(plan, n, count, min).ok()?;
+        let gpu = filter::fit(
+            fleet,
+            n,
+            &wl.res,
+            wl.gpu.as_ref().map(|g| g.count),
+            &f.groups,
+        )
+        .ok()?;
+        let strategy = self.strategy_score(wl, class, n);
+        let colocation = if count > 0 && wl.type_ == WorkloadType::Service {
+            -self.opts.weights.colocation * count as f64
+        } else {
+            0.0
+        };
+        Some(Cand {
+            node: n,
+            gpu,
+            score: f
+                .score
+                .with(strategy, self.bonus(f, n), s1 + s2, colocation),
+        })
+    }
+
+    /// The best `k` nodes for one more instance of the workload (as [`Session::search`]
+    /// without a restriction), from the [`Cache`] when it still answers.
+    fn best(&mut self, wi: usize, k: usize) -> Vec<Cand> {
+        let cache = self.cache.take();
+        let plan = self.plan(wi);
+        let min = self.spread_min(plan);
+        if let Some(mut c) = cache
+            && c.wi == wi
+            && c.release_gen == self.release_gen
+            && c.min == min
+            && self.touched.len() - c.seen <= CACHE_CHANGES
+        {
+            let wl = &self.batch.workloads[wi];
+            let mut changed: Vec<NodeId> = self.touched[c.seen..].to_vec();
+            changed.sort_unstable();
+            changed.dedup();
+            let above = |x: &Cand| {
+                c.floor.is_none_or(|(score, node)| {
+                    x.score.total > score || (x.score.total == score && x.node <= node)
+                })
+            };
+            // Without spread, only the changed nodes' scores moved; with it, a listed
+            // node's domain may have gained a replica.
+            let (mut top, rest): (Vec<Cand>, Vec<Cand>) = std::mem::take(&mut c.top)
+                .into_iter()
+                .partition(|x| plan.spread.is_none() && changed.binary_search(&x.node).is_err());
+            changed.extend(rest.iter().map(|x| x.node));
+            changed.sort_unstable();
+            changed.dedup();
+            top.extend(
+                changed
+                    .into_iter()
+                    .filter_map(|n| self.rescore(plan, wl, n, min))
+                    .filter(above),
+            );
+            top.sort_by(|a, b| {
+                b.score
+                    .total
+                    .total_cmp(&a.score.total)
+                    .then(a.node.cmp(&b.node))
+            });
+            if top.len() >= k || c.floor.is_none() {
+                let answer: Vec<Cand> = top.iter().take(k).cloned().collect();
+                #[cfg(debug_assertions)]
+                {
+                    // A search from scratch finds candidates as good, rank by rank (it may
+                    // miss a node better by a rounding error, which the list keeps).
+                    let searched = self.search(wi, None, k);
+                    assert_eq!(answer.len(), searched.len(), "as many candidates");
+                    for (a, b) in answer.iter().zip(&searched) {
+                        assert!(
+                            (a.score.total - b.score.total).abs() < 1e-9,
+                            "the cached candidates score as the searched ones: {a:?} {b:?}"
+                        );
+                    }
+                }
+                c.top = top;
+                c.seen = self.touched.len();
+                self.cache = Some(c);
+                return answer;
+            }
+        }
+        let top = self.search(wi, None, CACHE_K.max(k));
+        let floor = (top.len() >= CACHE_K.max(k))
+            .then(|| top.last().map(|x| (x.score.total, x.node)))
+            .flatten();
+        let answer = top.iter().take(k).cloned().collect();
+        self.cache = Some(Cache {
+            wi,
+            top,
+            floor,
+            seen: self.touched.len(),
+            release_gen: self.release_gen,
+            min,
+        });
+        answer
+    }
+
     // -- committing ----------------------------------------------------------------
 
     fn commit(&mut self, wi: usize, replica: u32, c: &Cand) -> AllocId {
@@ -565,12 +913,14 @@ impl<'a> Session<'a> {
             name: None,
         });
         self.count_replica(wi, c.node, true);
+        self.touched.push(c.node);
         id
     }
 
     fn uncommit(&mut self, id: AllocId) -> Alloc {
         let a = self.fleet.release(id);
         self.release_gen += 1;
+        self.touched.push(a.node);
         if let Some(&wi) = self.plan_of_wid.get(&a.workload) {
             self.count_replica(wi, a.node, false);
         }
@@ -658,7 +1008,7 @@ impl<'a> Session<'a> {
         {
             return Outcome::Unplaceable(e.clone());
         }
-        let cands = self.search(wi, None, self.k());
+        let cands = self.best(wi, self.k());
         if let Some(best) = cands.first() {
             let best = best.clone();
             self.commit(wi, replica, &best);
@@ -742,6 +1092,25 @@ impl<'a> Session<'a> {
         for (ci, class) in fleet.classes.iter().enumerate() {
             class_all.clear();
             filter::class_failures(fleet, class, wl, true, &mut class_all);
+            if class_all.len() >= 2 {
+                // Every node fails the class's first filter and more: counted under
+                // that one, and no single change would make any of them fit.
+                let hot = &fleet.hot[ci];
+                if hot.excluded > 0 {
+                    tally.reject(&Reason::Excluded, hot.excluded);
+                }
+                let rest = hot.nodes - hot.excluded;
+                if rest > 0 {
+                    let r = &class_all[0];
+                    let agg = tally.reject(r, rest);
+                    if let Reason::Expression(i) = r {
+                        let v = wl.exprs[*i].attr.value(fleet, class, None);
+                        agg.values
+                            .insert(v.map_or_else(|| "absent".to_string(), |v| v.into_owned()));
+                    }
+                }
+                continue;
+            }
             let groups = wl
                 .gpu
                 .as_ref()
@@ -923,12 +1292,8 @@ impl<'a> Session<'a> {
                 {
                     continue;
                 }
-                if plan.node_level {
-                    let mut v = Vec::new();
-                    filter::node_failures(fleet, n, wl, false, &mut v);
-                    if !v.is_empty() {
-                        continue;
-                    }
+                if !self.node_passes(f, wl, n) {
+                    continue;
                 }
                 let victims: Vec<(AllocId, &Alloc)> = node
                     .allocs
@@ -996,7 +1361,12 @@ impl<'a> Session<'a> {
         let by_model = wl.gpu.as_ref().is_some_and(|g| g.model.is_none());
         let mut groups: Vec<Restrict> = Vec::new();
         let mut models: Vec<String> = Vec::new();
-        for f in &plan.feasible {
+        // Best static score first.
+        let mut order: Vec<u32> = (0..plan.feasible.len() as u32).collect();
+        order
+            .sort_by(|a, b| static_order(&plan.feasible[*a as usize], &plan.feasible[*b as usize]));
+        for &fi in &order {
+            let f = &plan.feasible[fi as usize];
             let class = &fleet.classes[f.class as usize];
             let Ok(site) = class.key.site else { continue };
             let class_models: Vec<Option<String>> = if by_model {
@@ -1111,6 +1481,7 @@ fn is_capacity_code(c: crate::explain::ReasonCode) -> bool {
 /// Upper bounds of the strategy score of the nodes of one class from their
 /// utilisation key (the key is rounded down, so the bounds allow one unit per
 /// dimension).
+#[derive(Debug, Clone, Copy)]
 struct StrategyBound {
     weight: f64,
     dims: f64,
@@ -1119,8 +1490,7 @@ struct StrategyBound {
 }
 
 impl StrategyBound {
-    fn new(class: &Class, wl: &Compiled, weight: f64) -> Self {
-        let cap = &class.key.capacity;
+    fn new(cap: &crate::fleet::ClassHot, wl: &Compiled, weight: f64) -> Self {
         let mut dims = 0.0;
         let mut request = 0.0;
         if cap.cpu > 0 {
@@ -1131,7 +1501,7 @@ impl StrategyBound {
             dims += 1.0;
             request += wl.res[1] as f64 / cap.memory as f64;
         }
-        let total = cap.gpu_total();
+        let total = cap.gpu_total;
         if total > 0 {
             dims += 1.0;
             request += wl.gpu.as_ref().map_or(0, |g| g.count) as f64 / total as f64;
@@ -1321,92 +1691,359 @@ fn select_victims(
     Some((max_prio, ids, share))
 }
 
-/// The static evaluation of one workload against every class.
-fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weights) -> Plan {
-    let mut tally = Tally::default();
-    let mut feasible: Vec<Feasible> = Vec::new();
-    let mut buf = Vec::new();
-    let node_level = wl.exprs.iter().any(|e| e.attr.is_node_level());
-    let (node_prefs, class_prefs): (Vec<usize>, Vec<usize>) =
-        (0..wl.prefs.len()).partition(|&i| wl.prefs[i].1.iter().any(|e| e.attr.is_node_level()));
-    let node_pref_max: f64 = node_prefs
-        .iter()
-        .map(|&i| wl.prefs[i].0.max(0) as f64)
-        .sum();
-    for (ci, class) in fleet.classes.iter().enumerate() {
-        let excluded = class
-            .nodes
-            .iter()
-            .filter(|&&n| fleet.nodes[n as usize].excluded)
-            .count() as u32;
-        if excluded > 0 {
-            tally.reject(&Reason::Excluded, excluded);
+/// How many classes a search orders first by their bound (the rest only if needed).
+const FIRST_CLASSES: usize = 32;
+
+/// Best static score first, then class order.
+fn static_order(a: &Feasible, b: &Feasible) -> std::cmp::Ordering {
+    b.total.total_cmp(&a.total).then(a.class.cmp(&b.class))
+}
+
+/// A toleration, as a key (`api::kinds::Toleration` is not `Hash`).
+type TolerationKey = (
+    Option<String>,
+    TolerationOperator,
+    Option<String>,
+    Option<TaintEffect>,
+);
+
+/// What the static filters of a workload depend on: workloads with equal keys pass and
+/// fail the same nodes for the same reasons, so their [`Verdict`] is computed once per
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FilterKey {
+    residency: Option<CountrySet>,
+    project: Option<CountrySet>,
+    strict: bool,
+    compliance: Vec<String>,
+    os: Option<OsFamily>,
+    arch: Option<Arch>,
+    driver: Driver,
+    windows: Option<(WindowsBuild, Isolation)>,
+    tolerations: Vec<TolerationKey>,
+    gpu: Option<(Option<String>, Option<u64>)>,
+    exprs: Vec<api::MatchExpression>,
+}
+
+impl FilterKey {
+    fn of(wl: &Compiled) -> FilterKey {
+        FilterKey {
+            residency: wl.residency.as_ref().map(|f| f.set),
+            project: wl.project.as_ref().map(|(_, f)| f.set),
+            strict: wl.strict,
+            compliance: wl.compliance.clone(),
+            os: wl.os,
+            arch: wl.arch,
+            driver: wl.driver,
+            windows: wl.windows,
+            tolerations: wl
+                .tolerations
+                .iter()
+                .map(|t| (t.key.clone(), t.operator, t.value.clone(), t.effect))
+                .collect(),
+            gpu: wl.gpu.as_ref().map(|g| (g.model.clone(), g.memory)),
+            exprs: wl.exprs.iter().map(|e| e.expr.clone()).collect(),
         }
-        let rest = class.nodes.len() as u32 - excluded;
-        buf.clear();
-        filter::class_failures(fleet, class, wl, false, &mut buf);
-        if let Some(r) = buf.first() {
-            if rest > 0 {
-                let agg = tally.reject(r, rest);
-                if let Reason::Expression(i) = r {
-                    let v = wl.exprs[*i].attr.value(fleet, class, None);
-                    agg.values
-                        .insert(v.map_or_else(|| "absent".to_string(), |v| v.into_owned()));
-                }
+    }
+}
+
+/// Which classes pass the static filters for a [`FilterKey`], and why the others'
+/// nodes do not.
+#[derive(Debug)]
+struct Verdict {
+    /// Classes that passed: id, nodes that passed, and whether per-node expressions
+    /// must be checked node by node (their attributes differ within the class).
+    passed: Vec<(ClassId, u32, bool)>,
+    tally: Tally,
+}
+
+/// What the site filters depend on (a part of [`FilterKey`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SiteKey {
+    residency: Option<CountrySet>,
+    project: Option<CountrySet>,
+    strict: bool,
+    compliance: Vec<String>,
+}
+
+impl SiteKey {
+    fn of(wl: &Compiled) -> SiteKey {
+        SiteKey {
+            residency: wl.residency.as_ref().map(|f| f.set),
+            project: wl.project.as_ref().map(|(_, f)| f.set),
+            strict: wl.strict,
+            compliance: wl.compliance.clone(),
+        }
+    }
+}
+
+/// The first site filter each site fails for a [`SiteKey`], computed once per session.
+fn site_memo(fleet: &Fleet, wl: &Compiled) -> Vec<Option<Reason>> {
+    let mut buf = Vec::new();
+    fleet
+        .sites
+        .iter()
+        .map(|site| {
+            buf.clear();
+            filter::site_failures(site, wl, false, &mut buf);
+            buf.pop()
+        })
+        .collect()
+}
+
+/// What the platform filters depend on (a part of [`FilterKey`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PlatformKey {
+    os: Option<OsFamily>,
+    arch: Option<Arch>,
+    driver: Driver,
+    windows: Option<(WindowsBuild, Isolation)>,
+    tolerations: Vec<TolerationKey>,
+    gpu: Option<(Option<String>, Option<u64>)>,
+}
+
+impl PlatformKey {
+    fn of(wl: &Compiled) -> PlatformKey {
+        let f = FilterKey::of(wl);
+        PlatformKey {
+            os: f.os,
+            arch: f.arch,
+            driver: f.driver,
+            windows: f.windows,
+            tolerations: f.tolerations,
+            gpu: f.gpu,
+        }
+    }
+}
+
+/// The first platform filter each class fails for a [`PlatformKey`], computed once per
+/// session: an index into `reasons`, or `NONE`.
+#[derive(Debug)]
+struct PlatformMemo {
+    first: Vec<u32>,
+    reasons: Vec<Reason>,
+}
+
+fn platform_memo(fleet: &Fleet, wl: &Compiled) -> PlatformMemo {
+    let mut ids: HashMap<Reason, u32> = HashMap::new();
+    let mut reasons = Vec::new();
+    let mut buf = Vec::new();
+    let first = fleet
+        .classes
+        .iter()
+        .map(|class| {
+            buf.clear();
+            filter::platform_failures(class, wl, false, &mut buf);
+            match buf.pop() {
+                None => NONE,
+                Some(r) => *ids.entry(r).or_insert_with_key(|r| {
+                    reasons.push(r.clone());
+                    reasons.len() as u32 - 1
+                }),
             }
-            continue;
+        })
+        .collect();
+    PlatformMemo { first, reasons }
+}
+
+/// The static filters for one workload, over every class. Each class's nodes are
+/// counted under the first filter the class fails, as [`filter::class_failures`] and
+/// [`filter::node_failures`] would find it, but with the site filters evaluated once
+/// per site and the platform filters and expressions looked up in the session's memos.
+fn static_verdict(
+    fleet: &Fleet,
+    wl: &Compiled,
+    memos: &Memos,
+    platform: &PlatformMemo,
+    sites: &[Option<Reason>],
+) -> Verdict {
+    let mut tally = Tally::default();
+    let mut passed = Vec::new();
+    let node_level = wl.exprs.iter().any(|e| e.attr.is_node_level());
+    let mut excluded = 0u32;
+    let mut platform_counts = vec![0u32; platform.reasons.len()];
+    let mut expr_counts = vec![0u32; wl.exprs.len()];
+    let mut expr_values: Vec<std::collections::BTreeSet<String>> =
+        vec![Default::default(); wl.exprs.len()];
+    // Values seen on failing classes, by id in the expression's memo.
+    let mut seen: Vec<Vec<bool>> = memos
+        .exprs
+        .iter()
+        .map(|m| vec![false; m.values.len()])
+        .collect();
+    let mut visit = |ci: ClassId, site_failed: bool, site_count: &mut u32, tally: &mut Tally| {
+        let hot = &fleet.hot[ci as usize];
+        excluded += hot.excluded;
+        let rest = hot.nodes - hot.excluded;
+        if rest == 0 {
+            return;
+        }
+        if let Some(s) = filter::state_failure(hot.state) {
+            tally.reject(&s, rest);
+            return;
+        }
+        if hot.site == u32::MAX {
+            let class = &fleet.classes[ci as usize];
+            tally.reject(
+                &Reason::UnknownSite(fleet.site_name_of_class(class).to_string()),
+                rest,
+            );
+            return;
+        }
+        if site_failed {
+            *site_count += rest;
+            return;
+        }
+        let pf = platform.first[ci as usize];
+        if pf != NONE {
+            platform_counts[pf as usize] += rest;
+            return;
+        }
+        let class = &fleet.classes[ci as usize];
+        let m = |i: usize| memos.exprs[i][ci as usize];
+        let class_level = (0..wl.exprs.len())
+            .find(|&i| !wl.exprs[i].attr.is_node_level() && m(i) == ClassMatch::No);
+        if let Some(i) = class_level {
+            expr_counts[i] += rest;
+            seen[i][memos.exprs[i].value[ci as usize] as usize] = true;
+            return;
+        }
+        // Per-node expressions: once for the class when its nodes agree on their
+        // attributes (pools share their labels), else node by node.
+        let node_check = node_level && (0..wl.exprs.len()).any(|i| m(i) == ClassMatch::Mixed);
+        if node_level && !node_check {
+            let failed = (0..wl.exprs.len())
+                .find(|&i| wl.exprs[i].attr.is_node_level() && m(i) == ClassMatch::No);
+            if let Some(i) = failed {
+                expr_counts[i] += rest;
+                seen[i][memos.exprs[i].value[ci as usize] as usize] = true;
+                return;
+            }
         }
         let mut eligible = rest;
-        if node_level {
+        if node_check {
+            let mut out = Vec::new();
             for &n in &class.nodes {
                 let node = &fleet.nodes[n as usize];
                 if node.excluded {
                     continue;
                 }
-                buf.clear();
-                filter::node_failures(fleet, n, wl, false, &mut buf);
-                if let Some(r @ Reason::Expression(i)) = buf.first() {
+                out.clear();
+                filter::node_failures(fleet, n, wl, false, &mut out);
+                if let Some(Reason::Expression(i)) = out.first() {
+                    expr_counts[*i] += 1;
                     let v = wl.exprs[*i].attr.value(fleet, class, Some(node));
-                    tally
-                        .reject(r, 1)
-                        .values
+                    expr_values[*i]
                         .insert(v.map_or_else(|| "absent".to_string(), |v| v.into_owned()));
                     eligible -= 1;
                 }
             }
         }
         tally.pass(eligible);
-        if eligible == 0 {
-            continue;
+        if eligible > 0 {
+            passed.push((ci, eligible, node_check));
         }
+    };
+    for (failure, classes) in sites.iter().zip(&fleet.site_classes) {
+        let mut count = 0;
+        for &ci in classes {
+            visit(ci, failure.is_some(), &mut count, &mut tally);
+        }
+        if let Some(r) = failure
+            && count > 0
+        {
+            tally.reject(r, count);
+        }
+    }
+    for &ci in &fleet.unknown_site_classes {
+        visit(ci, false, &mut 0, &mut tally);
+    }
+    if excluded > 0 {
+        tally.reject(&Reason::Excluded, excluded);
+    }
+    for (r, &n) in platform.reasons.iter().zip(&platform_counts) {
+        if n > 0 {
+            tally.reject(r, n);
+        }
+    }
+    for (i, mut values) in expr_values.into_iter().enumerate() {
+        if expr_counts[i] > 0 {
+            for (v, s) in memos.exprs[i].values.iter().zip(&seen[i]) {
+                if *s {
+                    values.insert(v.clone());
+                }
+            }
+            tally.reject(&Reason::Expression(i), expr_counts[i]).values = values;
+        }
+    }
+    Verdict { passed, tally }
+}
+
+/// The static evaluation of one workload against every class: the filters'
+/// [`Verdict`] (shared by workloads with the same [`FilterKey`]), then the static score
+/// of every class that passed.
+#[allow(clippy::too_many_arguments)]
+fn build_plan(
+    fleet: &Fleet,
+    wl: &Compiled,
+    wi: usize,
+    wid: WorkloadId,
+    w: &Weights,
+    domains: &mut DomainMaps,
+    memos: &Memos,
+    verdict: &Verdict,
+) -> Plan {
+    let node_level = wl.exprs.iter().any(|e| e.attr.is_node_level());
+    let (node_prefs, class_prefs): (Vec<usize>, Vec<usize>) =
+        (0..wl.prefs.len()).partition(|&i| wl.prefs[i].1.iter().any(|e| e.attr.is_node_level()));
+    let location: Option<u32> = wl
+        .location
+        .as_deref()
+        .and_then(|l| fleet.site_by_name.get(l))
+        .copied();
+    let mut feasible: Vec<Feasible> = Vec::with_capacity(verdict.passed.len());
+    // Untolerated `PreferNoSchedule` taints per taint set, as found.
+    let mut untolerated: Vec<Option<usize>> = vec![None; fleet.taint_sets.len()];
+    for &(ci, _, node_check) in &verdict.passed {
+        let hot = &fleet.hot[ci as usize];
         let groups = wl
             .gpu
             .as_ref()
-            .map(|g| filter::gpu_groups(class, g))
+            .map(|g| filter::gpu_groups(&fleet.classes[ci as usize], g))
             .unwrap_or_default();
-        let site = fleet.site_of_class(class);
+        let site = fleet.sites.get(hot.site as usize);
+        let class_pref = |i: usize| {
+            memos.prefs[i]
+                .iter()
+                .all(|m| m[ci as usize] == ClassMatch::Yes)
+        };
         let mut score = StaticScore {
             preferences: class_prefs
                 .iter()
-                .map(|&i| &wl.prefs[i])
-                .filter(|(_, exprs)| exprs.iter().all(|e| e.matches(fleet, class, None)))
-                .map(|(weight, _)| *weight as f64)
+                .filter(|&&i| class_pref(i))
+                .map(|&i| wl.prefs[i].0 as f64)
                 .sum(),
-            locality: if wl.location.as_deref() == Some(fleet.site_name_of_class(class)) {
+            locality: if location == Some(hot.site) {
                 w.locality
             } else {
                 0.0
             },
-            taints: -w.prefer_no_schedule
-                * class
-                    .taints
-                    .iter()
-                    .filter(|t| {
-                        t.effect == TaintEffect::PreferNoSchedule
-                            && !wl.tolerations.iter().any(|tol| tol.tolerates(t))
-                    })
-                    .count() as f64,
-            gpu_avoidance: if wl.gpu.is_none() && class.key.capacity.gpu_total() > 0 {
+            taints: if hot.prefer_no_schedule {
+                let set = hot.taint_set as usize;
+                let n = *untolerated[set].get_or_insert_with(|| {
+                    fleet.taint_sets[set]
+                        .iter()
+                        .filter(|t| {
+                            t.effect == TaintEffect::PreferNoSchedule
+                                && !wl.tolerations.iter().any(|tol| tol.tolerates(t))
+                        })
+                        .count()
+                });
+                -w.prefer_no_schedule * n as f64
+            } else {
+                -w.prefer_no_schedule * 0.0
+            },
+            gpu_avoidance: if wl.gpu.is_none() && hot.gpu_total > 0 {
                 -w.gpu_avoidance
             } else {
                 0.0
@@ -1415,15 +2052,32 @@ fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weig
             ..StaticScore::default()
         };
         score.cost_per_hour = site.and_then(|s| {
-            let model = groups
-                .first()
-                .map(|g| class.key.capacity.gpus[*g as usize].model.as_str());
+            let model = groups.first().map(|g| {
+                fleet.classes[ci as usize].key.capacity.gpus[*g as usize]
+                    .model
+                    .as_str()
+            });
             cost_per_hour(s, wl, model)
         });
-        let mut bonus: Vec<f32> = if node_prefs.is_empty() {
-            Vec::new()
+        let uniform_prefs = node_prefs.iter().all(|&i| {
+            memos.prefs[i]
+                .iter()
+                .all(|m| m[ci as usize] != ClassMatch::Mixed)
+        });
+        let (bonus, bonus_max) = if node_prefs.is_empty() {
+            (Vec::new(), 0.0)
+        } else if uniform_prefs {
+            // Every node gets the same bonus: a class score.
+            let b: f32 = node_prefs
+                .iter()
+                .filter(|&&i| class_pref(i))
+                .map(|&i| wl.prefs[i].0 as f32)
+                .sum();
+            score.preferences += b as f64;
+            (Vec::new(), 0.0)
         } else {
-            class
+            let class = &fleet.classes[ci as usize];
+            let bonus: Vec<f32> = class
                 .nodes
                 .iter()
                 .map(|&n| {
@@ -1435,22 +2089,25 @@ fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weig
                         .map(|(weight, _)| *weight as f32)
                         .sum()
                 })
-                .collect()
+                .collect();
+            let bonus_max = bonus.iter().copied().fold(f32::MIN, f32::max);
+            if bonus.iter().all(|b| *b == bonus_max) {
+                // The same for every node: a class score.
+                score.preferences += bonus_max as f64;
+                (Vec::new(), 0.0)
+            } else {
+                (bonus, bonus_max)
+            }
         };
-        let mut bonus_max = bonus.iter().copied().fold(f32::MIN, f32::max);
-        if bonus.iter().all(|b| *b == bonus_max) {
-            // The same for every node: a class score.
-            score.preferences += bonus.first().copied().unwrap_or(0.0) as f64;
-            bonus.clear();
-            bonus_max = 0.0;
-        }
         feasible.push(Feasible {
-            class: ci as ClassId,
+            class: ci,
             groups,
             score,
             total: 0.0,
             bonus,
             bonus_max,
+            node_check,
+            shares: StrategyBound::new(hot, wl, w.strategy),
         });
     }
     // Cost and carbon relative to the most expensive and dirtiest eligible site;
@@ -1476,7 +2133,6 @@ fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weig
         };
         f.total = f.score.sum();
     }
-    feasible.sort_by(|a, b| b.total.total_cmp(&a.total).then(a.class.cmp(&b.class)));
     let mut by_class = vec![NONE; fleet.classes.len()];
     for (i, f) in feasible.iter().enumerate() {
         by_class[f.class as usize] = i as u32;
@@ -1485,34 +2141,10 @@ fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weig
         if s.attr == Attr::NodeName {
             return SpreadState::Node;
         }
-        let per_node = s.attr.is_node_level();
-        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
-        let mut names = Vec::new();
-        let mut intern = |v: Option<std::borrow::Cow<'_, str>>| match v {
-            None => NONE,
-            Some(v) => *ids.entry(v.into_owned()).or_insert_with_key(|k| {
-                names.push(k.clone());
-                names.len() as u32 - 1
-            }),
-        };
-        let domain: Vec<u32> = if per_node {
-            fleet
-                .nodes
-                .iter()
-                .map(|n| {
-                    intern(
-                        s.attr
-                            .value(fleet, &fleet.classes[n.class as usize], Some(n)),
-                    )
-                })
-                .collect()
-        } else {
-            fleet
-                .classes
-                .iter()
-                .map(|c| intern(s.attr.value(fleet, c, None)))
-                .collect()
-        };
+        let (per_node, domain, names) = domains
+            .entry(s.key.clone())
+            .or_insert_with(|| domain_map(fleet, &s.attr))
+            .clone();
         let index = |n: NodeId| {
             if per_node {
                 domain[n as usize]
@@ -1561,13 +2193,40 @@ fn build_plan(fleet: &Fleet, wl: &Compiled, wi: usize, wid: WorkloadId, w: &Weig
         feasible,
         by_class,
         node_level,
-        node_prefs,
-        node_pref_max,
         spread,
-        static_rejections: tally.rejections(fleet, wl),
-        eligible: tally.passed,
+        static_rejections: verdict.tally.rejections(fleet, wl),
+        eligible: verdict.tally.passed,
         failed: None,
     }
+}
+
+/// The spread domains of an attribute: per class (or per node, for per-node
+/// attributes), an id of its value, and the values.
+fn domain_map(fleet: &Fleet, attr: &Attr) -> (bool, Arc<Vec<u32>>, Arc<Vec<String>>) {
+    let per_node = attr.is_node_level();
+    let mut ids: BTreeMap<String, u32> = BTreeMap::new();
+    let mut names = Vec::new();
+    let mut intern = |v: Option<std::borrow::Cow<'_, str>>| match v {
+        None => NONE,
+        Some(v) => *ids.entry(v.into_owned()).or_insert_with_key(|k| {
+            names.push(k.clone());
+            names.len() as u32 - 1
+        }),
+    };
+    let domain: Vec<u32> = if per_node {
+        fleet
+            .nodes
+            .iter()
+            .map(|n| intern(attr.value(fleet, &fleet.classes[n.class as usize], Some(n))))
+            .collect()
+    } else {
+        fleet
+            .classes
+            .iter()
+            .map(|c| intern(attr.value(fleet, c, None)))
+            .collect()
+    };
+    (per_node, Arc::new(domain), Arc::new(names))
 }
 
 /// What one instance costs per hour at a site, when the site prices what it uses.

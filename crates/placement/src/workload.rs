@@ -4,7 +4,7 @@
 //! integers, residency becomes a country set, selector keys become [`Attr`]s.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use api::kinds::{
     Arch, Driver, Isolation, OsFamily, Sovereignty, Strategy, Toleration, WorkloadType,
@@ -112,6 +112,30 @@ impl Attr {
             self,
             Attr::NodeName | Attr::NodeKernel | Attr::NodeLabel(_) | Attr::Security(_)
         )
+    }
+
+    /// Whether every node of `class` has the same value of this attribute (always for
+    /// class attributes; for per-node ones, when the class says so).
+    pub(crate) fn is_uniform(&self, class: &Class) -> bool {
+        let u = &class.uniform;
+        match self {
+            _ if class.nodes.len() <= 1 => true,
+            Attr::NodeName => false,
+            Attr::NodeKernel => u.kernel,
+            Attr::NodeLabel(k) => !u.mixed_labels.contains(k),
+            Attr::Security(s) => u.security[*s as usize],
+            _ => true,
+        }
+    }
+
+    /// The value every node of `class` has, when [`Attr::is_uniform`].
+    pub(crate) fn uniform_value<'a>(
+        &self,
+        fleet: &'a Fleet,
+        class: &'a Class,
+    ) -> Option<Cow<'a, str>> {
+        let first = class.nodes.first().map(|&n| &fleet.nodes[n as usize]);
+        self.value(fleet, class, first)
     }
 
     pub(crate) fn is_security(&self) -> bool {
@@ -407,6 +431,7 @@ pub struct Batch {
     pub(crate) workloads: Vec<Compiled>,
     pub(crate) instances: Vec<Instance>,
     seen: HashSet<(usize, u32)>,
+    index: HashMap<WorkloadRef, usize>,
 }
 
 impl Batch {
@@ -446,10 +471,11 @@ impl Batch {
         c: Compiled,
         replicas: impl IntoIterator<Item = u32>,
     ) -> Result<(), PlacementError> {
-        let index = match self.workloads.iter().position(|w| w.workload == c.workload) {
-            Some(i) if self.workloads[i].spec == c.spec => i,
+        let index = match self.index.get(&c.workload) {
+            Some(&i) if self.workloads[i].spec == c.spec => i,
             Some(_) => return Err(PlacementError::DuplicateWorkload(c.workload.to_string())),
             None => {
+                self.index.insert(c.workload.clone(), self.workloads.len());
                 self.workloads.push(c);
                 self.workloads.len() - 1
             }

@@ -277,3 +277,33 @@ fn a_second_finetune_explains_that_ch_would_fit() {
     let back: placement::Explanation = serde_json::from_value(a.spec.explanation.unwrap()).unwrap();
     assert_eq!(&back, x);
 }
+
+#[test]
+fn placer_steps_decide_as_place_batch_does() {
+    let e = estate();
+    let names: Vec<&str> = e
+        .workloads
+        .iter()
+        .map(|w| w.metadata.name.as_str())
+        .collect();
+    let batch = e.batch_of(&names);
+    let options = Options::default();
+    let mut fleet = Fleet::new(&e.sites, &e.nodes).unwrap();
+    let expected = place_batch(&mut fleet, &batch, &options);
+
+    let mut fleet = Fleet::new(&e.sites, &e.nodes).unwrap();
+    let mut placer = placement::Placer::new(&mut fleet, &batch, &options);
+    let mut units = Vec::new();
+    while let Some(decided) = placer.step() {
+        units.push(decided.to_vec());
+    }
+    // Every instance once; a gang in one step.
+    let mut all: Vec<usize> = units.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..batch.len()).collect::<Vec<_>>());
+    assert!(
+        units.iter().any(|u| u.len() == 4),
+        "llm-finetune's gang of 4: {units:?}"
+    );
+    assert_eq!(placer.finish(), expected);
+}

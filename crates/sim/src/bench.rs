@@ -1,0 +1,168 @@
+//! The placement benchmark behind `meridian bench placement`: generate a fleet and a
+//! workload mix, build the placement snapshot, then decide every instance on one thread
+//! and time each decision.
+//!
+//! This module (and only this module of the crate) reads the clock.
+//!
+//! How decisions are timed: the whole mix is one [`Batch`], decided by a
+//! [`placement::Placer`], which is [`placement::place_batch`] taken one unit at a time
+//! (the same code, the same order and the same decisions): each call to
+//! [`placement::Placer::step`] is timed on its own. A unit is one instance, or a whole
+//! gang, which is placed all-or-nothing in one step; a gang's time is split evenly over
+//! its members for the percentiles (and reported whole as `max_unit_us`). So the cost of
+//! compiling each workload and evaluating its static filters once, which `place_batch`
+//! pays at the workload's first instance, is in the figures, as it is in the server.
+//! Building the snapshot ([`Fleet::new`]) and the batch are timed separately and not
+//! counted as decision time.
+
+use std::time::{Duration, Instant};
+
+use placement::{Batch, Fleet, FleetError, Options, Outcome, PlacementError, Placer};
+
+use crate::{FleetSpec, WorkloadSpec};
+
+/// What went wrong building the benchmark's input (generated objects are valid, so this
+/// means a generator bug).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("building the fleet snapshot")]
+    Fleet(#[from] FleetError),
+    #[error("adding a workload to the batch")]
+    Placement(#[from] PlacementError),
+    #[error("workload {workload} names project {project}, which the fleet does not have")]
+    UnknownProject { workload: String, project: String },
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub sites: usize,
+    /// Classes of identical nodes in the snapshot (what the static filters iterate).
+    pub classes: usize,
+    pub workloads: usize,
+    pub instances: usize,
+    pub placed: usize,
+    pub unplaceable: usize,
+    /// Allocations evicted by higher-priority instances.
+    pub preemptions: usize,
+    /// Gangs decided (each one unit).
+    pub gangs: usize,
+    /// Generating the API objects.
+    pub generate_ms: f64,
+    /// Building the placement snapshot from the objects ([`Fleet::new`]).
+    pub build_fleet_ms: f64,
+    /// Compiling the workloads into the batch.
+    pub build_batch_ms: f64,
+    /// Sum of the decision times.
+    pub total_ms: f64,
+    /// Instances decided (placed or found unplaceable) per second of decision time.
+    pub placements_per_sec: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    /// Slowest decision per instance.
+    pub max_us: f64,
+    /// Slowest unit, a gang counted whole.
+    pub max_unit_us: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Nearest-rank percentile of sorted nanoseconds, in microseconds.
+fn percentile_us(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e3
+}
+
+/// Runs the benchmark: `nodes` nodes, `instances` instances, both generated from `seed`.
+pub fn placement(nodes: usize, instances: usize, seed: u64) -> Result<PlacementReport, BenchError> {
+    let t = Instant::now();
+    let fleet = FleetSpec::new(nodes, seed).generate();
+    let workloads = WorkloadSpec::new(instances, seed).generate(&fleet);
+    let generate = t.elapsed();
+
+    let t = Instant::now();
+    let mut snapshot = Fleet::new(&fleet.sites, &fleet.nodes)?;
+    let build_fleet = t.elapsed();
+    let classes = snapshot.class_count();
+
+    let t = Instant::now();
+    let mut batch = Batch::new();
+    for w in &workloads {
+        let ns = w.metadata.namespace.as_deref().unwrap_or("default");
+        let project = fleet
+            .project(ns)
+            .ok_or_else(|| BenchError::UnknownProject {
+                workload: w.metadata.name.clone(),
+                project: ns.to_string(),
+            })?;
+        batch.add_in_project(w, project, 0..w.spec.replicas.max(0) as u32)?;
+    }
+    let build_batch = t.elapsed();
+
+    let options = Options::default();
+    let mut samples: Vec<u64> = Vec::with_capacity(batch.len());
+    let mut total = Duration::ZERO;
+    let mut max_unit = Duration::ZERO;
+    let mut gangs = 0;
+    let mut placer = Placer::new(&mut snapshot, &batch, &options);
+    loop {
+        let t = Instant::now();
+        let Some(decided) = placer.step() else { break };
+        let dt = t.elapsed();
+        let members = decided.len().max(1);
+        total += dt;
+        max_unit = max_unit.max(dt);
+        if members > 1 {
+            gangs += 1;
+        }
+        let each = dt.as_nanos() as u64 / members as u64;
+        samples.extend(std::iter::repeat_n(each, members));
+    }
+    let (mut placed, mut unplaceable, mut preemptions) = (0, 0, 0);
+    for i in 0..batch.len() {
+        match placer.outcome(i) {
+            Some(Outcome::Placed(p)) => {
+                placed += 1;
+                preemptions += p.preempted.len();
+            }
+            Some(Outcome::Unplaceable(_)) | None => unplaceable += 1,
+        }
+    }
+    drop(placer);
+    samples.sort_unstable();
+    let decided = samples.len();
+    Ok(PlacementReport {
+        seed,
+        nodes: fleet.nodes.len(),
+        sites: fleet.sites.len(),
+        classes,
+        workloads: workloads.len(),
+        instances: batch.len(),
+        placed,
+        unplaceable,
+        preemptions,
+        gangs,
+        generate_ms: ms(generate),
+        build_fleet_ms: ms(build_fleet),
+        build_batch_ms: ms(build_batch),
+        total_ms: ms(total),
+        placements_per_sec: if total.is_zero() {
+            0.0
+        } else {
+            decided as f64 / total.as_secs_f64()
+        },
+        p50_us: percentile_us(&samples, 0.50),
+        p90_us: percentile_us(&samples, 0.90),
+        p99_us: percentile_us(&samples, 0.99),
+        max_us: samples.last().map_or(0.0, |n| *n as f64 / 1e3),
+        max_unit_us: max_unit.as_secs_f64() * 1e6,
+    })
+}
