@@ -216,16 +216,34 @@ pub fn group_alive(pgid: u32) -> bool {
 }
 
 /// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL.
-pub async fn stop_group(pgid: u32, grace: Duration) {
+///
+/// `leader` is the group's leader when it is this process's child: it is reaped while
+/// waiting. Until then it is a zombie, and a zombie still counts as a member of the group
+/// (`kill(-pgid, 0)` succeeds), so without reaping every stop would last the whole grace
+/// period even when the task exits at once on SIGTERM.
+pub async fn stop_group(
+    pgid: u32,
+    grace: Duration,
+    mut leader: Option<&mut tokio::process::Child>,
+) {
     if !signal_group(pgid, Signal::SIGTERM) {
         return;
     }
+    let poll = Duration::from_millis(50);
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline {
+        match leader.as_deref_mut() {
+            // Wakes as soon as the leader exits (and reaps it).
+            Some(child) => {
+                if let Ok(Ok(_)) = tokio::time::timeout(poll, child.wait()).await {
+                    leader = None;
+                }
+            }
+            None => tokio::time::sleep(poll).await,
+        }
         if !group_alive(pgid) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     signal_group(pgid, Signal::SIGKILL);
 }
@@ -252,6 +270,25 @@ mod tests {
         let stat = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
         assert_eq!(parse_start_time(stat), Some(987654));
         assert_eq!(parse_start_time("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn stopping_a_child_does_not_wait_out_the_grace_period() {
+        // A task that exits on SIGTERM: its zombie must not keep the group "alive".
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id().expect("pid");
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(60),
+            stop_group(pid, Duration::from_secs(600), Some(&mut child)),
+        )
+        .await;
+        assert!(stopped.is_ok(), "stop_group waited for the grace period");
+        assert!(!group_alive(pid));
+        assert!(child.try_wait().expect("status").is_some());
     }
 
     #[test]

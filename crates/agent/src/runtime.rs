@@ -502,7 +502,7 @@ impl Runner {
             if let Some(mut l) = self.local.remove(&k) {
                 if !l.done && l.restart_at.is_none() {
                     tracing::info!(allocation = %k, pid = l.record.pid, "stopping a task no longer assigned here");
-                    exec::stop_group(l.record.pid, self.grace).await;
+                    exec::stop_group(l.record.pid, self.grace, l.child.as_mut()).await;
                     if let Some(c) = l.child.as_mut() {
                         let _ = c.wait().await;
                     }
@@ -530,7 +530,7 @@ impl Runner {
             };
             let Some(code) = exited else { continue };
             // The group may hold stragglers the main process left: end them too.
-            exec::stop_group(l.record.pid, Duration::from_millis(200)).await;
+            exec::stop_group(l.record.pid, Duration::from_millis(200), None).await;
             l.cgroups.remove();
             l.child = None;
             changed = true;
