@@ -1010,6 +1010,8 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
 fn rand_suffix() -> u32 {
     std::process::id() % 100_000
 }
+
+#[test]
 fn bench_placement_prints_one_json_object() {
     let out = Command::new(BIN)
         .args([
