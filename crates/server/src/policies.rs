@@ -118,7 +118,11 @@ fn kind(name: &str) -> &'static api::KindInfo {
     api::lookup_kind(name).expect("a built-in kind")
 }
 
-async fn read_prefix(store: &dyn Store, prefix: &str) -> Result<Vec<store::KeyValue>, ApiError> {
+/// Every key under `prefix`, read in pages of 5,000.
+pub(crate) async fn read_prefix(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<store::KeyValue>, ApiError> {
     let mut out = Vec::new();
     let mut start_after = None;
     loop {

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use api::{Allocation, Node, Project, Site, Workload};
 use placement::{Batch, Decision, Fleet, Options, Outcome};
-use store::{Compare, Op, RangeRequest, Revision};
+use store::{Compare, Op, Revision};
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
@@ -241,28 +241,12 @@ struct Snapshot {
     allocations: BTreeMap<(String, String), (Allocation, Revision)>,
 }
 
+/// Every key under `prefix` (pages of 5,000).
 pub(crate) async fn read_all(
     state: &AppState,
     prefix: &str,
 ) -> Result<Vec<store::KeyValue>, ApiError> {
-    let mut out = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = state
-            .store()
-            .range(RangeRequest {
-                prefix: prefix.to_owned(),
-                start_after: start_after.clone(),
-                limit: 5_000,
-                count_only: false,
-            })
-            .await?;
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-        out.extend(page.kvs);
-        if !page.more {
-            return Ok(out);
-        }
-    }
+    crate::policies::read_prefix(&**state.store(), prefix).await
 }
 
 fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiError> {
