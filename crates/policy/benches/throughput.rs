@@ -1,6 +1,11 @@
 //! Audit throughput, admission latency and finding-store memory, printed as a table:
-//! `cargo bench -p policy --bench throughput [-- OBJECTS]` (default 100,000 objects
-//! against 20 policies: the 12 pack policies and 8 renamed copies).
+//! `cargo bench -p policy --bench throughput [-- OBJECTS] [--corpus FILE]` (default
+//! 100,000 objects against 20 policies: the 12 pack policies and 8 renamed copies).
+//!
+//! `--corpus FILE` also audits the first 10,000 objects on one thread and writes them,
+//! the policies, the prelude, the fleet context and the figures to FILE, for
+//! `scripts/policy-compare.py` to evaluate the same work with another Rego
+//! implementation (scripts/bench-policy runs both).
 
 use std::num::NonZeroUsize;
 use std::time::Instant;
@@ -64,10 +69,13 @@ fn twenty_policies() -> PolicySet {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    let corpus_path = args
+        .iter()
+        .position(|a| a == "--corpus")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let base = estate();
     let fleet = FleetContext::from_objects(&base);
     let set = twenty_policies();
@@ -97,6 +105,15 @@ fn main() {
         last = Some(run);
     }
     let run = last.unwrap();
+    if let Some(path) = corpus_path {
+        write_corpus(
+            &path,
+            &set,
+            &fleet,
+            &base,
+            &objects[..objects.len().min(10_000)],
+        );
+    }
     let mut store = FindingStore::default();
     store.apply_full(&run, &set, Timestamp::UNIX_EPOCH);
     println!(
@@ -172,4 +189,77 @@ fn per_policy(set: &PolicySet, fleet: &FleetContext, base: &[Value]) {
             start.elapsed().as_secs_f64() * 1e6 / rounds as f64
         );
     }
+}
+
+/// Audits `objects` on one thread and writes what another Rego engine needs to do the
+/// same work, with the figures, as JSON.
+fn write_corpus(
+    path: &str,
+    set: &PolicySet,
+    fleet: &FleetContext,
+    base: &[Value],
+    objects: &[Value],
+) {
+    let options = AuditOptions::default();
+    let start = Instant::now();
+    let run = audit(objects, set, fleet, options);
+    let secs = start.elapsed().as_secs_f64();
+    let violations: usize = run.results.iter().map(|r| r.violations.len()).sum();
+    let vm = set.iter().filter(|p| p.compiled_to_vm()).count();
+    let mut sites = serde_json::Map::new();
+    let mut projects = serde_json::Map::new();
+    let mut node_sites = serde_json::Map::new();
+    for o in base {
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match o["kind"].as_str() {
+            Some("Site") => {
+                sites.insert(name, o["spec"].clone());
+            }
+            Some("Project") => {
+                projects.insert(name, o["spec"].clone());
+            }
+            Some("Node") => {
+                node_sites.insert(name, o["spec"]["site"].clone());
+            }
+            _ => {}
+        }
+    }
+    let policies: Vec<Value> = set
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name(),
+                "module": p.policy().spec.rego,
+                "rules": p.rules(),
+                "kinds": p.kinds(),
+                "projects": p.projects(),
+                "parameters": p.policy().spec.parameters,
+            })
+        })
+        .collect();
+    let corpus = json!({
+        "prelude": {"path": policy::PRELUDE_PATH, "source": policy::prelude_source()},
+        "data": policy::prelude_data_json(),
+        "policies": policies,
+        "fleet": {"sites": sites, "projects": projects, "nodeSites": node_sites},
+        "objects": objects,
+        "rust": {
+            "engine": policy::REGO_ENGINE,
+            "policiesOnVm": vm,
+            "threads": 1,
+            "evaluations": run.evaluations,
+            "violations": violations,
+            "seconds": secs,
+            "evaluationsPerSecond": (run.evaluations as f64 / secs).round(),
+        },
+    });
+    std::fs::write(path, serde_json::to_vec(&corpus).expect("json")).expect("write corpus");
+    println!(
+        "corpus: {} objects, {} evaluations ({violations} violations) in {secs:.3} s on 1 thread -> {path}",
+        objects.len(),
+        run.evaluations
+    );
 }

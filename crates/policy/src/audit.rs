@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use api::kinds::{Control, Enforcement};
 use jiff::Timestamp;
-use regorus::{Engine, Value};
+use regorus::Value;
 use serde_json::json;
 
+use crate::compile::Evaluator;
 use crate::error::EvalError;
 use crate::input::{self, AUDIT_OPERATION, FleetContext, Head, to_rego};
 use crate::set::{PolicySet, Violation, controls_json};
@@ -189,7 +190,7 @@ impl Default for AuditOptions {
 pub struct Auditor<'a> {
     set: &'a PolicySet,
     fleet: &'a FleetContext,
-    engines: Vec<Option<Engine>>,
+    engines: Vec<Option<Evaluator>>,
     timeouts: Vec<u32>,
     errors: Vec<Option<AuditError>>,
     max_timeouts: u32,
@@ -267,7 +268,7 @@ impl<'a> Auditor<'a> {
                     context,
                 )
             });
-            let engine = self.engines[i].get_or_insert_with(|| policy.engine());
+            let engine = self.engines[i].get_or_insert_with(|| policy.evaluator());
             self.evaluations += 1;
             result.evaluated += 1;
             match policy.evaluate_with(engine, input) {

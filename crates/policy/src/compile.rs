@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::kinds::{Control, Enforcement};
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::RegoVM;
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::VmError;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, LimitError, Value};
 use sha2::{Digest, Sha256};
@@ -73,6 +77,11 @@ struct Inner {
     parameters: Option<Value>,
     /// Prepared engine: modules parsed and analysed, data loaded, timer set.
     engine: Engine,
+    /// The violation rules compiled to regorus's bytecode VM, with the data document it
+    /// runs against; `None` when the VM compiler does not support the module (the
+    /// interpreter then evaluates it).
+    program: Option<(Arc<Program>, Value)>,
+    check_interval: NonZeroU32,
     timeout: Duration,
     digest: String,
 }
@@ -228,6 +237,7 @@ impl CompiledPolicy {
             .eval_query("true".into(), false)
             .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
 
+        let program = vm_program(&engine, &rules, parameters.as_ref());
         let compiled = CompiledPolicy {
             inner: Arc::new(Inner {
                 policy: policy.clone(),
@@ -244,6 +254,8 @@ impl CompiledPolicy {
                 rules,
                 parameters,
                 engine,
+                program,
+                check_interval: options.check_interval,
                 timeout: options.timeout,
                 digest: hex::encode(Sha256::digest(spec.rego.as_bytes())),
             }),
@@ -346,16 +358,44 @@ impl CompiledPolicy {
             || project.is_some_and(|p| self.inner.projects.iter().any(|q| q == p))
     }
 
-    /// A fresh evaluation engine (a clone of the prepared one).
-    pub(crate) fn engine(&self) -> Engine {
-        self.inner.engine.clone()
+    /// A fresh evaluator for the audit: a VM loaded with the policy's program, or a clone
+    /// of the prepared interpreter engine when the module needs the interpreter.
+    pub(crate) fn evaluator(&self) -> Evaluator {
+        match &self.inner.program {
+            Some((program, data)) => {
+                let mut vm = RegoVM::new();
+                vm.load_program(program.clone());
+                // Data was accepted once at compile time; the same value is accepted again.
+                if vm.set_data(data.clone()).is_ok() {
+                    vm.set_execution_timer_config(Some(ExecutionTimerConfig {
+                        limit: self.inner.timeout,
+                        check_interval: self.inner.check_interval,
+                    }));
+                    vm.set_max_instructions(VM_MAX_INSTRUCTIONS);
+                    return Evaluator::Vm(Box::new(vm));
+                }
+                Evaluator::Interpreter(Box::new(self.inner.engine.clone()))
+            }
+            None => Evaluator::Interpreter(Box::new(self.inner.engine.clone())),
+        }
     }
 
-    /// Evaluates the policy on a complete `input` document (a clone of the prepared
-    /// engine per call).
+    /// Full paths of the violation rules the module defines (`data.pkg.deny`...).
+    pub fn rules(&self) -> &[String] {
+        &self.inner.rules
+    }
+
+    /// Whether evaluations run on regorus's bytecode VM (else on its interpreter).
+    pub fn compiled_to_vm(&self) -> bool {
+        self.inner.program.is_some()
+    }
+
+    /// Evaluates the policy on a complete `input` document with the interpreter and
+    /// strict errors (a runtime error is an error, reported with its Rego line): what
+    /// admission does, so that a broken `deny` policy fails closed.
     pub fn evaluate(&self, input: &Value) -> Result<Vec<RawViolation>, EvalError> {
-        let mut engine = self.engine();
-        self.evaluate_with(&mut engine, input)
+        let mut evaluator = Evaluator::Interpreter(Box::new(self.inner.engine.clone()));
+        self.evaluate_with(&mut evaluator, input)
     }
 
     /// Evaluates the policy on a JSON `input` document (converts it first; for tools and
@@ -364,33 +404,75 @@ impl CompiledPolicy {
         self.evaluate(&to_rego(input))
     }
 
-    /// Evaluates with an engine obtained from [`Self::engine`], reused across inputs.
+    /// Evaluates the policy as the audit does: on the bytecode VM when the module
+    /// compiled to it, where (as in OPA without `--strict-builtin-errors`) a runtime
+    /// error inside a rule body makes that body undefined rather than failing.
+    pub fn evaluate_audit(&self, input: &Value) -> Result<Vec<RawViolation>, EvalError> {
+        let mut evaluator = self.evaluator();
+        self.evaluate_with(&mut evaluator, input)
+    }
+
+    /// Evaluates with an evaluator obtained from [`Self::evaluator`], reused across
+    /// inputs. After a timeout, throw the evaluator away: it may be mid-state.
     pub(crate) fn evaluate_with(
         &self,
-        engine: &mut Engine,
+        evaluator: &mut Evaluator,
         input: &Value,
     ) -> Result<Vec<RawViolation>, EvalError> {
-        engine.set_input(self.input_for(input));
+        let input = self.input_for(input);
         let mut out = Vec::new();
-        for rule in &self.inner.rules {
-            let value = engine.eval_rule(rule.clone()).map_err(|e| {
-                let timed_out = e.chain().any(|c| {
-                    matches!(
-                        c.downcast_ref::<LimitError>(),
-                        Some(LimitError::TimeLimitExceeded { .. })
-                    )
-                });
-                if timed_out {
-                    EvalError::TimedOut {
-                        limit: self.inner.timeout,
+        match evaluator {
+            Evaluator::Vm(vm) => {
+                vm.set_input(input.clone());
+                for rule in &self.inner.rules {
+                    match vm.execute_entry_point_by_name(rule) {
+                        Ok(value) => collect(&self.inner.name, &value, &mut out),
+                        Err(
+                            VmError::TimeLimitExceeded { .. }
+                            | VmError::InstructionLimitExceeded { .. },
+                        ) => {
+                            return Err(EvalError::TimedOut {
+                                limit: self.inner.timeout,
+                            });
+                        }
+                        // The VM's errors name a program counter, not a line: evaluate
+                        // again on the interpreter, whose error names the Rego line
+                        // and column (errors are rare; their diagnosis is worth it).
+                        Err(_) => {
+                            let mut engine =
+                                Evaluator::Interpreter(Box::new(self.inner.engine.clone()));
+                            return self.evaluate_with(&mut engine, &input);
+                        }
                     }
-                } else {
-                    EvalError::runtime(&format!("{e:#}"))
                 }
-            })?;
-            collect(&self.inner.name, &value, &mut out);
+            }
+            Evaluator::Interpreter(engine) => {
+                engine.set_input(input);
+                for rule in &self.inner.rules {
+                    let value = engine
+                        .eval_rule(rule.clone())
+                        .map_err(|e| self.interpreter_error(&e))?;
+                    collect(&self.inner.name, &value, &mut out);
+                }
+            }
         }
         Ok(out)
+    }
+
+    fn interpreter_error(&self, e: &anyhow::Error) -> EvalError {
+        let timed_out = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<LimitError>(),
+                Some(LimitError::TimeLimitExceeded { .. })
+            )
+        });
+        if timed_out {
+            EvalError::TimedOut {
+                limit: self.inner.timeout,
+            }
+        } else {
+            EvalError::runtime(&format!("{e:#}"))
+        }
     }
 
     /// The input with `parameters` added when the policy has some (Gatekeeper's
@@ -407,6 +489,38 @@ impl CompiledPolicy {
             }
         }
     }
+}
+
+/// Instructions one evaluation may run on the VM before it is stopped like a timeout
+/// (regorus's default, 25,000, is too low for policies that walk a fleet).
+const VM_MAX_INSTRUCTIONS: usize = 50_000_000;
+
+/// What evaluates a policy: regorus's bytecode VM, or its tree-walking interpreter.
+pub(crate) enum Evaluator {
+    Vm(Box<RegoVM>),
+    Interpreter(Box<Engine>),
+}
+
+/// Compiles the violation rules to VM bytecode; `None` when regorus's VM compiler does not
+/// support something the module uses (the interpreter then evaluates it).
+fn vm_program(
+    engine: &Engine,
+    rules: &[String],
+    parameters: Option<&Value>,
+) -> Option<(Arc<Program>, Value)> {
+    let mut engine = engine.clone();
+    let first: regorus::Rc<str> = rules.first()?.as_str().into();
+    let compiled = engine.compile_with_entrypoint(&first).ok()?;
+    let entry_points: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let program = Compiler::compile_from_policy(&compiled, &entry_points).ok()?;
+    let mut data = prelude_data();
+    if let (Some(p), Ok(map)) = (parameters, data.as_object_mut()) {
+        map.insert(key("parameters"), p.clone());
+    }
+    let mut vm = RegoVM::new();
+    vm.load_program(program.clone());
+    vm.set_data(data.clone()).ok()?;
+    Some((program, data))
 }
 
 /// Turns the value of a violation rule into violations.

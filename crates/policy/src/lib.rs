@@ -107,7 +107,7 @@ pub use compile::{
 pub use error::{CompileError, CompileErrorKind, EvalError, PolicyError};
 pub use input::{AUDIT_OPERATION, Actor, FleetContext, Operation, to_rego};
 pub use packs::{Pack, pack, packs};
-pub use prelude::{PRELUDE_PACKAGE, prelude_source};
+pub use prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data_json, prelude_source};
 pub use set::{AdmissionRequest, AdmissionResult, PolicySet, Violation};
 pub use summary::{ComplianceSummary, FrameworkSummary, PolicySummary};
 pub use testing::{TestOutcome, TestReport, TestResult, run_tests};

@@ -20,11 +20,16 @@ pub fn prelude_source() -> &'static str {
 /// The base document loaded with the prelude: `data.meridian.blocs`, bloc name → member
 /// countries. Data rather than a Rego rule, so it is built once, not on every evaluation.
 pub(crate) fn prelude_data() -> regorus::Value {
+    crate::input::to_rego(&prelude_data_json())
+}
+
+/// [`prelude_data`] as JSON, for tools that load the prelude into another Rego engine.
+pub fn prelude_data_json() -> serde_json::Value {
     let mut blocs = serde_json::Map::new();
     for (name, _, members) in api::jurisdiction::BLOCS {
         blocs.insert(name.to_string(), serde_json::json!(members));
     }
-    crate::input::to_rego(&serde_json::json!({"meridian": {"blocs": blocs}}))
+    serde_json::json!({"meridian": {"blocs": blocs}})
 }
 
 fn build() -> String {

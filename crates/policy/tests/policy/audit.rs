@@ -106,7 +106,8 @@ fn failures_are_aggregated_and_runaway_policies_are_skipped() {
             "broken",
             Enforcement::Warn,
             &["Workload"],
-            "package demo\n\ndeny contains msg if {\n\tmsg := sprintf(\"%d\", [100 / (input.object.spec.replicas - input.object.spec.replicas)])\n}\n",
+            // `with` keeps this module on the interpreter, whose errors are strict.
+            "package demo\n\ndeny contains msg if {\n\tr := input.object.spec.replicas with input.x as 1\n\tmsg := sprintf(\"%d\", [100 / (r - r)])\n}\n",
         )),
     ]);
     let mut objects = Vec::new();
@@ -198,4 +199,32 @@ fn compliance_summary_by_policy_and_framework() {
     let json = s.to_json();
     assert_eq!(json["findings"], findings.len());
     assert_eq!(json["policies"][0]["state"], "Compliant");
+}
+
+#[test]
+fn on_the_vm_a_runtime_error_in_a_rule_body_is_undefined_as_in_opa() {
+    // Division by zero inside the body: the VM (like OPA without
+    // --strict-builtin-errors) makes the body undefined; admission, on the strict
+    // interpreter, fails closed on the same object.
+    let broken = compile(&policy(
+        "broken",
+        Enforcement::Deny,
+        &["Workload"],
+        "package demo\n\ndeny contains msg if {\n\tmsg := sprintf(\"%d\", [100 / (input.object.spec.replicas - input.object.spec.replicas)])\n}\n",
+    ));
+    assert!(broken.compiled_to_vm());
+    let set = PolicySet::new([broken]);
+    let fleet = fleet();
+    let w = example("Workload", "payroll-api");
+    let run = audit(
+        std::slice::from_ref(&w),
+        &set,
+        &fleet,
+        AuditOptions::default(),
+    );
+    assert_eq!(run.evaluations, 1);
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    assert!(run.results[0].violations.is_empty());
+    let admitted = create(&set, &fleet, &w);
+    assert!(!admitted.allowed(), "admission must fail closed");
 }

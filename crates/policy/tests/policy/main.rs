@@ -8,3 +8,4 @@ mod packs;
 mod runner;
 mod store;
 mod support;
+mod vm;
