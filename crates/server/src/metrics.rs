@@ -47,6 +47,8 @@ struct Inner {
     sched_unplaceable: Gauge<i64, AtomicI64>,
     sched_pending: Gauge<i64, AtomicI64>,
     sched_conflicts: Counter,
+    admission: Histogram,
+    admission_denied: Counter,
 }
 
 impl Default for Metrics {
@@ -109,6 +111,19 @@ impl Metrics {
             "Node transactions that lost a race and were planned again",
             sched_conflicts.clone(),
         );
+        // 10 µs .. ~0.3 s: admission is CPU work measured in microseconds.
+        let admission = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
+        let admission_denied = Counter::default();
+        registry.register(
+            "admission_duration_seconds",
+            "Time policy admission adds to a write (requests checked against at least one policy)",
+            admission.clone(),
+        );
+        registry.register(
+            "admission_denied",
+            "Writes refused by a deny policy (or a broken one)",
+            admission_denied.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -121,6 +136,8 @@ impl Metrics {
                 sched_unplaceable,
                 sched_pending,
                 sched_conflicts,
+                admission,
+                admission_denied,
             }),
         }
     }
@@ -145,6 +162,14 @@ impl Metrics {
 
     pub fn observe_commit(&self, elapsed: Duration) {
         self.inner.commit.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one admission decision.
+    pub fn observe_admission(&self, elapsed: Duration, allowed: bool) {
+        self.inner.admission.observe(elapsed.as_secs_f64());
+        if !allowed {
+            self.inner.admission_denied.inc();
+        }
     }
 
     /// Records one scheduler pass.

@@ -541,6 +541,7 @@ async fn admit(
     if state.policies.view().set.is_empty() {
         return Ok(AdmissionResult::default());
     }
+    let started = std::time::Instant::now();
     let workload = match object.or(old_object) {
         Some(o) => policies::allocation_workload(state, o).await,
         None => None,
@@ -548,6 +549,9 @@ async fn admit(
     let result = state
         .policies
         .admit(operation, object, old_object, who, workload.as_ref());
+    state
+        .metrics
+        .observe_admission(started.elapsed(), result.allowed());
     if result.allowed() {
         Ok(result)
     } else {
