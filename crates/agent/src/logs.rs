@@ -435,6 +435,7 @@ async fn serve_session(ctx: Arc<Ctx>, s: LogSession, shutdown: CancellationToken
     // The server answered: the session is over, whatever the producer was doing.
     stop.cancel();
     let _ = producer.await;
+    tracing::debug!(allocation = %s.allocation, follow = s.follow, "log session served");
 }
 
 /// Serves this node's log sessions until `shutdown`.

@@ -1,9 +1,10 @@
 //! `logs`: an allocation's output, streamed through the server as it arrives.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
 use api::logs::LogStream;
 use client::{Client, ListOptions, LogOptions};
@@ -83,7 +84,8 @@ pub async fn logs(client: &Client, conn: &Resolved, args: &LogsArgs) -> Result<(
         stream,
     };
     let mut bytes = client.logs(&ns, &allocation, &opts).await?;
-    let mut out = tokio::io::stdout();
+    // Plain blocking writes: the CLI's runtime has threads to spare, and stdout is ours.
+    let mut out = std::io::stdout().lock();
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
@@ -95,18 +97,18 @@ pub async fn logs(client: &Client, conn: &Resolved, args: &LogsArgs) -> Result<(
             None => break,
             Some(Ok(b)) => {
                 // A reader that went away (`| head`) is no error.
-                if out.write_all(&b).await.is_err() || out.flush().await.is_err() {
+                if out.write_all(&b).is_err() || out.flush().is_err() {
                     return Ok(());
                 }
             }
             Some(Err(e)) => {
-                let _ = out.flush().await;
+                let _ = out.flush();
                 return Err(e).context(format!(
                     "the log stream of allocation {allocation} broke before its end"
                 ));
             }
         }
     }
-    let _ = out.flush().await;
+    let _ = out.flush();
     Ok(())
 }
