@@ -246,20 +246,20 @@ async fn send_stored(path: PathBuf, tail: Option<u64>, sink: &mut Sink) -> Optio
             .ok()?
         }
     };
-    if part == 0 && lengths[0] > 0 {
-        if let Ok(mut f) = tokio::fs::File::open(&old).await {
-            if f.seek(SeekFrom::Start(offset)).await.is_ok() {
-                let mut limited = f.take(lengths[0] - offset);
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    let n = limited.read(&mut buf).await.ok()?;
-                    if n == 0 {
-                        break;
-                    }
-                    if !sink.send(&buf[..n]).await {
-                        return None;
-                    }
-                }
+    if part == 0
+        && lengths[0] > 0
+        && let Ok(mut f) = tokio::fs::File::open(&old).await
+        && f.seek(SeekFrom::Start(offset)).await.is_ok()
+    {
+        let mut limited = f.take(lengths[0] - offset);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = limited.read(&mut buf).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            if !sink.send(&buf[..n]).await {
+                return None;
             }
         }
     }

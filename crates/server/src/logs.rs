@@ -88,7 +88,7 @@ enum Answer {
     /// The bytes, as they arrive (an error aborts the reader's response).
     Stream(mpsc::Receiver<Result<Bytes, std::io::Error>>),
     /// It cannot serve it.
-    Refused(api::Status),
+    Refused(Box<api::Status>),
 }
 
 #[derive(Default)]
@@ -627,7 +627,7 @@ async fn refuse(
     let (answer, _) = sessions
         .claim(&node, &id)
         .ok_or_else(|| ApiError::not_found("log-sessions", &id))?;
-    let _ = answer.send(Answer::Refused(status));
+    let _ = answer.send(Answer::Refused(Box::new(status)));
     Ok(Json(json!({"ended": "refused"})))
 }
 

@@ -38,8 +38,7 @@ async fn join_node(r: &Running, node: &str) -> Client {
         .json()
         .await
         .expect("json");
-    let c = Client::new(&r.url, resp["token"].as_str().expect("credential"), None)
-        .expect("client");
+    let c = Client::new(&r.url, resp["token"].as_str().expect("credential"), None).expect("client");
     c.create(
         kind("node"),
         None,
@@ -211,9 +210,11 @@ async fn a_node_serves_only_its_own_log_sessions() {
     n2.request_json(
         Method::POST,
         &format!("/meridian/v1/nodes/n2/log-sessions/{id}/error"),
-        Some(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        Some(
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                      "code": 404, "reason": "NotFound",
-                     "message": "allocation default/a-0 is not on node n2"})),
+                     "message": "allocation default/a-0 is not on node n2"}),
+        ),
     )
     .await
     .expect("refuse");
