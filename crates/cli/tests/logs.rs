@@ -251,13 +251,31 @@ fn logs_prints_tails_and_follows_what_a_task_writes() {
     let status = follow.wait().expect("logs -f exits");
     assert_eq!(status.code(), Some(0), "Ctrl-C is a clean end");
 
-    // Deleting the workload stops the task.
+    // Deleting the workload stops the task, and a follow ends by itself with it.
+    let mut follow = s
+        .command(&s.token, &["logs", "printer-0", "-f", "--tail", "1"])
+        .spawn()
+        .expect("logs -f runs");
+    let mut first = String::new();
+    BufReader::new(follow.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    assert_eq!(first, "late line\n");
     ok(&s.cli(&["delete", "workload", "printer"]));
     let stopped = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
     for pid in processes_with(&marker) {
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
     assert!(stopped.is_some(), "the task stopped with its workload");
+    let ended = wait_for(30, || follow.try_wait().expect("wait"));
+    if ended.is_none() {
+        let _ = follow.kill();
+    }
+    assert_eq!(
+        ended.and_then(|s| s.code()),
+        Some(0),
+        "logs -f ends when its allocation goes away"
+    );
 }
 
 #[test]
