@@ -16,12 +16,15 @@
 //! [`runtime`] is the agent itself: it joins once (a join token exchanged for a node
 //! credential), registers the facts on its Node, heartbeats, and runs the node's
 //! allocations with the [`exec`] driver (process groups, cgroup v1 limits, captured
-//! logs), restarting them per policy and adopting them across agent restarts.
+//! logs), restarting them per policy and adopting them across agent restarts; [`logs`]
+//! serves `meridian logs` by long-polling the server for log sessions (agents only dial
+//! out).
 
 pub mod exec;
 pub mod facts;
 pub mod gpu;
 pub mod linux;
+pub mod logs;
 pub mod probe;
 pub mod runtime;
 pub mod windows;

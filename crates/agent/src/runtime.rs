@@ -256,11 +256,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             }
         })
     };
+    let logs = tokio::spawn(crate::logs::serve(
+        client.clone(),
+        config.name.clone(),
+        config.data_dir.clone(),
+        shutdown.clone(),
+    ));
     let mut runner = Runner::new(client, &config);
     runner.adopt();
     runner.run(shutdown).await;
     heartbeat.abort();
     facts.abort();
+    logs.abort();
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 pub mod examples;
 pub mod jurisdiction;
 pub mod kinds;
+pub mod logs;
 pub mod manifest;
 pub mod meta;
 pub mod quantity;

@@ -77,6 +77,11 @@ pub enum Command {
     /// Stream changes to objects of a kind
     #[command(after_help = "Example:\n  meridian watch workloads -A")]
     Watch(WatchArgs),
+    /// Print an allocation's output (stdout by default), read from its node's agent
+    #[command(
+        after_help = "Examples:\n  meridian logs hello-0\n  meridian logs hello-0 -n finance --tail 20 -f\n  meridian logs workload/hello --stderr\n  meridian logs hello-0 --stream all"
+    )]
+    Logs(LogsArgs),
     /// Why a workload's instances are placed where they are, or why not
     #[command(after_help = "Example:\n  meridian explain workload llm-finetune -n research")]
     Explain(ExplainArgs),
@@ -282,6 +287,37 @@ pub struct WatchArgs {
     pub resource_version: Option<String>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+}
+
+/// Which captured stream `meridian logs` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogStreamArg {
+    Stdout,
+    Stderr,
+    /// Both: what is stored, stdout then stderr; while following, as it is written
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// An allocation's name, or workload/NAME for the workload's first running allocation
+    #[arg(value_name = "ALLOCATION")]
+    pub target: String,
+    /// Keep printing what the task writes until it stops (Ctrl-C ends)
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines of what is stored (-1: all)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tail: Option<i64>,
+    /// Read standard error instead of standard output (--stream stderr)
+    #[arg(long, conflicts_with = "stream")]
+    pub stderr: bool,
+    /// Which stream to read
+    #[arg(long, value_enum, value_name = "STREAM")]
+    pub stream: Option<LogStreamArg>,
+    /// Stop after this many bytes
+    #[arg(long, value_name = "BYTES")]
+    pub limit_bytes: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

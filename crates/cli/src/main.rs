@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(a) => resources::describe(&client, &conn, a).await,
         Command::Delete(a) => resources::delete(&client, &conn, a).await,
         Command::Watch(a) => resources::watch(&client, &conn, a).await,
+        Command::Logs(a) => commands::logs::logs(&client, &conn, a).await,
         Command::Explain(a) => commands::placement::explain(&client, &conn, a).await,
         Command::Plan(a) => commands::placement::plan(&client, &conn, a).await,
         Command::Cordon(a) => commands::placement::cordon(&client, &a.node, true).await,

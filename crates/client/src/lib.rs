@@ -15,6 +15,9 @@ use serde_json::Value;
 
 use api::{KindInfo, Status, WatchEvent};
 
+mod logs;
+pub use logs::{ByteStream, LogOptions, log_path};
+
 /// HTTP methods, for [`Client::request_json`].
 pub use reqwest::Method;
 

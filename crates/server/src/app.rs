@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(placement_api::routes())
         .merge(policy_api::routes())
         .merge(nodes::routes())
+        .merge(crate::logs::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -159,7 +160,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let is_watch = req.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-    });
+    }) || crate::logs::is_upload(req.uri().path());
     let response = if is_watch {
         next.run(req).await
     } else {

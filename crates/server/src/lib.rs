@@ -15,6 +15,7 @@ pub mod auth;
 pub mod compaction;
 pub mod discovery;
 pub mod error;
+pub mod logs;
 pub mod metrics;
 pub mod namespaces;
 pub mod nodes;

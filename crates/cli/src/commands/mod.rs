@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod logs;
 pub mod nodes;
 pub mod placement;
 pub mod policy;
