@@ -943,7 +943,7 @@ impl Checker {
                     format!("{v:?} is not a duration such as 10s, 500ms or 1m30s"),
                 ),
                 Some(d) if d.is_zero() && !zero_ok => {
-                    self.err(format!("{field}.{name}"), "must be more than 0 (e.g. 10s)")
+                    self.err(format!("{field}.{name}"), "must be more than 0 (e.g. 10s)");
                 }
                 Some(_) => {}
             }

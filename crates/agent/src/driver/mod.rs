@@ -228,7 +228,7 @@ impl Drivers {
             match kind {
                 DriverKind::Exec => drivers.push(Box::new(exec::ExecDriver)),
                 DriverKind::Qemu => {
-                    drivers.push(Box::new(qemu::QemuDriver::detect(probe, arch, accel)))
+                    drivers.push(Box::new(qemu::QemuDriver::detect(probe, arch, accel)));
                 }
                 DriverKind::Container => {
                     if let Some(engine) = container_engine(probe) {
