@@ -58,8 +58,14 @@ impl Driver for ExecDriver {
         }
         let child = spawn_captured(cmd, &program, &slot.dir, slot.log_limit)?;
         let mut handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
-        let (cgroups, limits) = limit(handle.record.pid, &slot.id, task);
-        handle.cgroups = cgroups;
+        #[cfg(not(windows))]
+        let limits = {
+            let (cgroups, limits) = limit(handle.record.pid, &slot.id, task);
+            handle.cgroups = cgroups;
+            limits
+        };
+        #[cfg(windows)]
+        let limits = super::job::limit(handle.child.as_ref(), task);
         Ok(Started {
             handle,
             message: limits,
@@ -130,6 +136,7 @@ pub(crate) fn spawn_captured(
 /// Root of the cgroup v1 hierarchies.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+#[cfg_attr(windows, allow(dead_code))]
 /// Applies cpu and memory limits in cgroup v1 (`cpu.cfs_quota_us` over a 100 ms period,
 /// `memory.limit_in_bytes`) and moves the process in. Best effort: says what it did.
 fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {

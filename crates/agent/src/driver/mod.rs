@@ -18,6 +18,8 @@
 
 pub mod container;
 pub mod exec;
+#[cfg(windows)]
+pub mod job;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};
