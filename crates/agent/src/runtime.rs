@@ -577,6 +577,17 @@ impl Runner {
                     (code, format!("exited with {how}"))
                 }
                 None => {
+                    // A task adopted after an agent restart: its checks start again.
+                    if l.health.is_none()
+                        && let Some(a) = self.desired.get(&k)
+                        && let Ok(task) = serde_json::from_value::<Task>(a["spec"]["task"].clone())
+                        && let Some(check) = task.health
+                    {
+                        let mut env = task.env;
+                        env.insert("MERIDIAN_ALLOCATION".into(), k.clone());
+                        env.insert("MERIDIAN_NODE".into(), self.node.clone());
+                        l.health = Some(health::Tracker::new(check, env, now));
+                    }
                     let verdict = match l.health.as_mut() {
                         Some(t) => t.poll(now).await,
                         None => None,
@@ -698,7 +709,8 @@ impl Runner {
                     "failed"
                 };
                 let restarts = l.record.restarts;
-                let message = (code != Some(0) || why.starts_with("unhealthy")).then_some(why);
+                // An exit speaks for itself (phase and exit code); a health failure does not.
+                let message = why.starts_with("unhealthy").then_some(why);
                 self.report(&a, phase, code, restarts, message).await;
             }
         }

@@ -1054,8 +1054,7 @@ fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     // The node offers what works here: exec and qemu; not container (this machine has a
     // docker CLI but no engine).
     let node: serde_json::Value =
-        serde_json::from_str(&ok(&s.cli(&["get", "node", "vm-host", "-o", "json"])))
-            .expect("JSON");
+        serde_json::from_str(&ok(&s.cli(&["get", "node", "vm-host", "-o", "json"]))).expect("JSON");
     assert_eq!(node["spec"]["drivers"], serde_json::json!(["exec", "qemu"]));
 
     let initrd = guest::initramfs(tmp.path(), &modules, true);
@@ -1108,7 +1107,10 @@ fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     ok(&s.cli(&["delete", "workload", "tiny-vm"]));
     let gone = wait_for(60, || processes_with(&marker).is_empty().then_some(()));
     kill_all(&marker);
-    assert!(gone.is_some(), "QEMU was stopped when its allocation went away");
+    assert!(
+        gone.is_some(),
+        "QEMU was stopped when its allocation went away"
+    );
 }
 
 #[test]

@@ -225,19 +225,13 @@ impl std::fmt::Debug for Drivers {
 impl Drivers {
     /// The drivers that work on this host (see [`available`]).
     pub fn detect(probe: &dyn Probe, arch: Arch, accel: qemu::AccelSetting) -> Self {
-        let mut drivers: Vec<Box<dyn Driver>> = Vec::new();
-        for kind in available(probe, arch) {
-            match kind {
-                DriverKind::Exec => drivers.push(Box::new(exec::ExecDriver)),
-                DriverKind::Qemu => {
-                    drivers.push(Box::new(qemu::QemuDriver::detect(probe, arch, accel)));
-                }
-                DriverKind::Container => {
-                    if let Some(engine) = container_engine(probe) {
-                        drivers.push(Box::new(container::ContainerDriver::new(engine)));
-                    }
-                }
-            }
+        // The same tests as `available`, in the same order.
+        let mut drivers: Vec<Box<dyn Driver>> = vec![Box::new(exec::ExecDriver)];
+        if probe.on_path(qemu_binary(arch)) {
+            drivers.push(Box::new(qemu::QemuDriver::detect(probe, arch, accel)));
+        }
+        if let Some(engine) = container_engine(probe) {
+            drivers.push(Box::new(container::ContainerDriver::new(engine)));
         }
         Drivers { drivers }
     }
@@ -353,6 +347,17 @@ mod tests {
             .command("podman", &["info"], "host:\n  arch: amd64\n")
             .command("docker", &["info"], "Server:\n");
         assert_eq!(container_engine(&p), Some(container::Engine::Podman));
+    }
+
+    #[test]
+    fn the_runtime_gets_the_drivers_the_node_offers() {
+        let p = RecordedProbe::new()
+            .program("qemu-system-x86_64")
+            .program("docker");
+        let d = Drivers::detect(&p, Arch::Amd64, qemu::AccelSetting::Tcg);
+        assert_eq!(d.kinds(), available(&p, Arch::Amd64));
+        assert_eq!(d.kinds(), [DriverKind::Exec, DriverKind::Qemu]);
+        assert!(d.get(DriverKind::Container).is_err());
     }
 
     #[test]
