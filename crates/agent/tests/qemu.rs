@@ -53,6 +53,18 @@ async fn wait_for_marker(handle: &mut Handle, dir: &Path) {
     }
 }
 
+/// Kills QEMU's process group if the test panics, so a failed test leaves no VM behind
+/// (the driver itself never kills on drop: tasks outlive agent restarts).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            agent::driver::exec::signal_group(self.0, agent::driver::exec::Signal::SIGKILL);
+        }
+    }
+}
+
 /// Boots a guest and stops it with `grace`; returns how it stopped.
 async fn boot_and_stop(acpi: bool, grace: Duration) -> Stopped {
     guest::check_tools();
@@ -80,6 +92,7 @@ async fn boot_and_stop(acpi: bool, grace: Duration) -> Stopped {
     let mut handle = started.handle;
     let pid = handle.record.pid;
     assert!(pid > 0);
+    let _guard = KillOnPanic(pid);
     // QEMU wrote its pid file; the QMP socket is in the allocation's directory.
     wait_for_marker(&mut handle, &slot.dir).await;
     let pidfile = std::fs::read_to_string(slot.dir.join("qemu.pid")).unwrap_or_default();
