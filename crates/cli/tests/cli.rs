@@ -1045,6 +1045,16 @@ fn allocation(s: &ServerProcess, name: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&out).ok()
 }
 
+/// Kills every process whose command line holds the marker, however the test ends
+/// (a VM outlives its agent by design).
+struct KillAllOnDrop(String);
+
+impl Drop for KillAllOnDrop {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
 #[test]
 fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     guest::check_tools();
@@ -1060,6 +1070,7 @@ fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     let initrd = guest::initramfs(tmp.path(), &modules, true);
     // A marker in the disk's name finds the QEMU process.
     let marker = format!("vmdisk{}", 800_000 + rand_suffix());
+    let _cleanup = KillAllOnDrop(marker.clone());
     let disk = tmp.path().join(format!("{marker}.raw"));
     std::fs::write(&disk, vec![0u8; 1024 * 1024]).expect("disk");
     let manifest = tmp.path().join("vm.yaml");
