@@ -18,7 +18,7 @@
 //! | AppArmor | `/sys/module/apparmor/parameters/enabled` and the loaded profiles' modes; disabled when the LSM list does not name it |
 //! | FIPS | `/proc/sys/crypto/fips_enabled`; off when the kernel has no FIPS support |
 //! | patch age | dpkg hosts: the last `upgrade` in `/var/log/dpkg.log` or `.1`; rpm hosts: the newest package install time |
-//! | drivers | `exec` always; `qemu` when `qemu-system-<arch>` is on `PATH`; `container` when `podman info` or `docker info` succeeds |
+//! | drivers | `exec` always; `qemu` when `qemu-system-<arch>` is on `PATH`; `container` when `podman info` or `docker info` succeeds from an engine ([`crate::driver::available`]) |
 //!
 //! On Windows the OS comes from `reg query` of the `CurrentVersion` key
 //! ([`crate::windows`]), memory from PowerShell's `Win32_ComputerSystem`; GPUs and drivers
@@ -254,18 +254,7 @@ fn gpus(probe: &dyn Probe) -> Vec<GpuDevice> {
 }
 
 fn drivers(probe: &dyn Probe, arch: Arch) -> Vec<Driver> {
-    let mut drivers = vec![Driver::Exec];
-    let qemu = match arch {
-        Arch::Amd64 => "qemu-system-x86_64",
-        Arch::Arm64 => "qemu-system-aarch64",
-    };
-    if probe.on_path(qemu) {
-        drivers.push(Driver::Qemu);
-    }
-    if probe.run("podman", &["info"]).is_some() || probe.run("docker", &["info"]).is_some() {
-        drivers.push(Driver::Container);
-    }
-    drivers
+    crate::driver::available(probe, arch)
 }
 
 const SECURE_BOOT_EFIVAR: &str =

@@ -15,14 +15,16 @@
 //!
 //! [`runtime`] is the agent itself: it joins once (a join token exchanged for a node
 //! credential), registers the facts on its Node, heartbeats, and runs the node's
-//! allocations with the [`exec`] driver (process groups, cgroup v1 limits, captured
-//! logs), restarting them per policy and adopting them across agent restarts; [`logs`]
-//! serves `meridian logs` by long-polling the server for log sessions (agents only dial
-//! out).
+//! allocations with its [`driver`]s (`exec`: process groups, cgroup v1 limits, captured
+//! logs; `qemu`: virtual machines stopped through QMP; `container`: podman or docker),
+//! checks their [`health`], restarts them per policy and adopts them across agent
+//! restarts; [`logs`] serves `meridian logs` by long-polling the server for log sessions
+//! (agents only dial out).
 
-pub mod exec;
+pub mod driver;
 pub mod facts;
 pub mod gpu;
+pub mod health;
 pub mod linux;
 pub mod logs;
 pub mod probe;

@@ -10,10 +10,18 @@
 //!   (SIGTERM to the process group, grace period, SIGKILL), restarts per policy
 //!   (`always`, `on-failure` with exponential backoff and a limit, `never`) and reports
 //!   each allocation's status.
-//! - **Restarts of the agent**: what runs is recorded in `DATA_DIR/state.json` (pid and the
-//!   process's start time, so a reused pid is never mistaken for a task). A restarted
-//!   agent adopts the processes of allocations still assigned to it and stops the others,
-//!   so it never leaves an orphan and never starts a second copy.
+//! - **Drivers**: each task runs with the driver its `task.driver` names ([`crate::driver`]:
+//!   `exec`, `qemu`, `container`), if the node offers it; otherwise the allocation fails
+//!   with a message saying what the node offers.
+//! - **Health**: a task with `task.health` is checked while it runs ([`crate::health`]);
+//!   the outcome is in the allocation's status (`health`, condition `Healthy`), and
+//!   `failureThreshold` failures in a row stop the task and restart it per its policy, as
+//!   a failed exit.
+//! - **Restarts of the agent**: what runs is recorded in `DATA_DIR/state.json` (the
+//!   driver, pid and the process's start time, so a reused pid is never mistaken for a
+//!   task; a container's name). A restarted agent adopts the tasks of allocations still
+//!   assigned to it and stops the others, so it never leaves an orphan and never starts a
+//!   second copy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use api::kinds::{Restart, RestartPolicy, Task, WorkloadType};
 use client::{Client, ListOptions, Method};
 
-use crate::exec;
+use crate::driver::{self, Drivers, Handle, Slot};
+use crate::health;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -50,6 +59,8 @@ pub struct AgentConfig {
     pub grace: Duration,
     /// Bytes per log file before it rotates.
     pub log_limit: u64,
+    /// QEMU acceleration; `None`: `MERIDIAN_QEMU_ACCEL` (`kvm`, `tcg`, `auto`), else auto.
+    pub qemu_accel: Option<driver::qemu::AccelSetting>,
 }
 
 impl AgentConfig {
@@ -67,6 +78,16 @@ impl AgentConfig {
             facts_interval: Duration::from_secs(300),
             grace: Duration::from_secs(10),
             log_limit: 10 * 1024 * 1024,
+            qemu_accel: None,
+        }
+    }
+
+    /// The QEMU acceleration setting: the configuration's, else `MERIDIAN_QEMU_ACCEL`.
+    fn qemu_accel(&self) -> Result<driver::qemu::AccelSetting> {
+        match (self.qemu_accel, std::env::var("MERIDIAN_QEMU_ACCEL")) {
+            (Some(a), _) => Ok(a),
+            (None, Ok(v)) => v.parse().map_err(anyhow::Error::msg),
+            (None, Err(_)) => Ok(driver::qemu::AccelSetting::Auto),
         }
     }
 }
@@ -92,9 +113,10 @@ struct State {
 #[serde(rename_all = "camelCase")]
 struct TaskRecord {
     uid: String,
-    pid: u32,
-    start_time: u64,
     restarts: u32,
+    /// What the driver needs to find the task again (driver, pid, start time...).
+    #[serde(flatten)]
+    task: driver::Record,
 }
 
 const CREDENTIAL_FILE: &str = "credential.json";
@@ -262,8 +284,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         config.data_dir.clone(),
         shutdown.clone(),
     ));
-    let mut runner = Runner::new(client, &config);
-    runner.adopt();
+    let accel = config.qemu_accel()?;
+    let arch = crate::facts::arch_of(std::env::consts::ARCH)
+        .context("this agent was built for an architecture Meridian does not know")?;
+    // Probing runs commands (`docker info`): off the async threads.
+    let drivers = tokio::task::spawn_blocking(move || {
+        Drivers::detect(&crate::probe::HostProbe::default(), arch, accel)
+    })
+    .await?;
+    tracing::info!(drivers = ?drivers, "drivers available");
+    let mut runner = Runner::new(client, &config, drivers);
+    runner.adopt().await;
     runner.run(shutdown).await;
     heartbeat.abort();
     facts.abort();
@@ -294,17 +325,31 @@ async fn heartbeat_loop(
 /// One task this agent runs (or ran).
 struct Local {
     record: TaskRecord,
-    /// `None` for a process adopted after an agent restart (not our child).
-    child: Option<tokio::process::Child>,
-    cgroups: exec::Cgroups,
+    /// The running task; `None` once it exited (waiting for a restart, or done).
+    handle: Option<Handle>,
     /// When to start again after an exit (restart backoff); `None` while running.
     restart_at: Option<tokio::time::Instant>,
     /// Finished for good (succeeded, or failed past its restart policy).
     done: bool,
+    /// Health checks, while it runs, if the task has them.
+    health: Option<health::Tracker>,
+}
+
+impl Local {
+    fn finished(record: TaskRecord) -> Self {
+        Local {
+            record,
+            handle: None,
+            restart_at: None,
+            done: true,
+            health: None,
+        }
+    }
 }
 
 struct Runner {
     client: Client,
+    drivers: Drivers,
     node: String,
     data_dir: PathBuf,
     grace: Duration,
@@ -360,21 +405,14 @@ fn should_restart(a: &Value, code: Option<i32>, restarts: u32) -> Option<Duratio
 }
 
 fn parse_backoff(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        _ => None,
-    }
+    api::validate::parse_duration(s.trim())
 }
 
 impl Runner {
-    fn new(client: Client, config: &AgentConfig) -> Self {
+    fn new(client: Client, config: &AgentConfig, drivers: Drivers) -> Self {
         Runner {
             client,
+            drivers,
             node: config.name.clone(),
             data_dir: config.data_dir.clone(),
             grace: config.grace,
@@ -407,8 +445,14 @@ impl Runner {
         }
     }
 
-    /// Takes over the processes a previous agent started that are still alive.
-    fn adopt(&mut self) {
+    fn alloc_dir(&self, key: &str) -> PathBuf {
+        self.data_dir
+            .join("allocations")
+            .join(key.replace('/', "_"))
+    }
+
+    /// Takes over the tasks a previous agent started that are still alive.
+    async fn adopt(&mut self) {
         let Ok(text) = std::fs::read_to_string(self.state_path()) else {
             return;
         };
@@ -417,17 +461,20 @@ impl Runner {
             return;
         };
         for (key, record) in state.tasks {
-            let alive = exec::start_time(record.pid) == Some(record.start_time);
-            if alive {
-                tracing::info!(allocation = %key, pid = record.pid, "adopted a running task");
+            let Ok(d) = self.drivers.get(record.task.driver) else {
+                tracing::warn!(allocation = %key, driver = %record.task.driver, "cannot adopt a task of a driver this node no longer offers");
+                continue;
+            };
+            if let Some(handle) = d.adopt(&record.task, &self.alloc_dir(&key)).await {
+                tracing::info!(allocation = %key, pid = record.task.pid, driver = %record.task.driver, "adopted a running task");
                 self.local.insert(
                     key,
                     Local {
                         record,
-                        child: None,
-                        cgroups: exec::Cgroups::default(),
+                        handle: Some(handle),
                         restart_at: None,
                         done: false,
+                        health: None,
                     },
                 );
             }
@@ -507,71 +554,86 @@ impl Runner {
             .collect();
         for k in stale {
             if let Some(mut l) = self.local.remove(&k) {
-                if !l.done && l.restart_at.is_none() {
-                    tracing::info!(allocation = %k, pid = l.record.pid, "stopping a task no longer assigned here");
-                    exec::stop_group(l.record.pid, self.grace, l.child.as_mut()).await;
-                    if let Some(c) = l.child.as_mut() {
-                        let _ = c.wait().await;
-                    }
+                if let Some(mut h) = l.handle.take()
+                    && let Ok(d) = self.drivers.get(h.record.driver)
+                {
+                    tracing::info!(allocation = %k, pid = h.record.pid, driver = %h.record.driver, "stopping a task no longer assigned here");
+                    let how = d.stop(&mut h, self.grace).await;
+                    tracing::info!(allocation = %k, "task stopped: {how}");
+                    d.cleanup(&mut h).await;
                 }
-                l.cgroups.remove();
                 changed = true;
             }
         }
-        // Exits.
+        // Exits, and health checks of what still runs.
         let keys: Vec<String> = self.local.keys().cloned().collect();
+        let now = tokio::time::Instant::now();
         for k in keys {
             let Some(l) = self.local.get_mut(&k) else {
                 continue;
             };
-            if l.done || l.restart_at.is_some() {
-                continue;
-            }
-            let exited = match l.child.as_mut() {
-                Some(c) => match c.try_wait() {
-                    Ok(Some(status)) => Some(status.code()),
-                    Ok(None) => None,
-                    Err(_) => Some(None),
-                },
-                None => (!exec::group_alive(l.record.pid)).then_some(None),
-            };
-            let Some(code) = exited else { continue };
-            // The group may hold stragglers the main process left: end them too.
-            exec::stop_group(l.record.pid, Duration::from_millis(200), None).await;
-            l.cgroups.remove();
-            l.child = None;
-            changed = true;
-            let Some(a) = self.desired.get(&k).cloned() else {
+            let Some(h) = l.handle.as_mut() else {
                 continue;
             };
-            match should_restart(&a, code, l.record.restarts) {
-                Some(delay) => {
-                    l.record.restarts += 1;
-                    l.restart_at = Some(tokio::time::Instant::now() + delay);
-                    let message = format!(
-                        "exited with {}; restarting in {} ms (restart {})",
-                        code.map_or("a signal".to_owned(), |c| format!("code {c}")),
-                        delay.as_millis(),
-                        l.record.restarts
-                    );
-                    let restarts = l.record.restarts;
-                    self.report(&a, "running", code, restarts, Some(message))
-                        .await;
+            let Ok(d) = self.drivers.get(h.record.driver) else {
+                continue;
+            };
+            let (code, why) = match d.exited(h).await {
+                Some(code) => {
+                    let how = code.map_or("a signal".to_owned(), |c| format!("code {c}"));
+                    (code, format!("exited with {how}"))
                 }
                 None => {
-                    l.done = true;
-                    let phase = if code == Some(0) {
-                        "succeeded"
-                    } else {
-                        "failed"
+                    // A task adopted after an agent restart: its checks start again.
+                    if l.health.is_none()
+                        && let Some(a) = self.desired.get(&k)
+                        && let Ok(task) = serde_json::from_value::<Task>(a["spec"]["task"].clone())
+                        && let Some(check) = task.health
+                    {
+                        let mut env = task.env;
+                        env.insert("MERIDIAN_ALLOCATION".into(), k.clone());
+                        env.insert("MERIDIAN_NODE".into(), self.node.clone());
+                        l.health = Some(health::Tracker::new(check, env, now));
+                    }
+                    let verdict = match l.health.as_mut() {
+                        Some(t) => t.poll(now).await,
+                        None => None,
                     };
-                    let restarts = l.record.restarts;
-                    self.report(&a, phase, code, restarts, None).await;
+                    match verdict {
+                        None | Some(health::Verdict::Unchanged) => continue,
+                        Some(health::Verdict::Changed) => {
+                            self.report_health(&k).await;
+                            continue;
+                        }
+                        Some(health::Verdict::Unhealthy) => {
+                            let message = l
+                                .health
+                                .as_ref()
+                                .and_then(|t| t.status.message.clone())
+                                .unwrap_or_default();
+                            let failures = l
+                                .health
+                                .as_ref()
+                                .map_or(0, |t| t.status.consecutive_failures);
+                            tracing::warn!(allocation = %k, failures, %message, "unhealthy; stopping the task");
+                            let how = d.stop(h, self.grace).await;
+                            tracing::info!(allocation = %k, "unhealthy task stopped: {how}");
+                            (
+                                None,
+                                format!(
+                                    "unhealthy ({failures} failed health checks in a row, last: {message})"
+                                ),
+                            )
+                        }
+                    }
                 }
-            }
+            };
+            d.cleanup(h).await;
+            l.handle = None;
+            changed = true;
+            self.exited(&k, code, why).await;
         }
         // Starts: new assignments, and restarts whose backoff is over.
-        let now = tokio::time::Instant::now();
         let wanted: Vec<(String, Value)> = self
             .desired
             .iter()
@@ -590,31 +652,31 @@ impl Runner {
         for (k, a) in wanted {
             let restarts = self.local.get(&k).map_or(0, |l| l.record.restarts);
             changed = true;
-            match self.start(&k, &a, restarts) {
-                Ok((local, limits)) => {
+            match self.start(&k, &a, restarts).await {
+                Ok((local, message)) => {
                     self.local.insert(k, local);
-                    self.report(&a, "running", None, restarts, Some(limits))
+                    self.report(&a, "running", None, restarts, Some(message))
                         .await;
                 }
                 Err(e) => {
+                    let e = format!("{e:#}");
                     tracing::warn!(allocation = %k, error = %e, "task did not start");
+                    let driver = serde_json::from_value(a["spec"]["task"]["driver"].clone())
+                        .unwrap_or(api::kinds::Driver::Exec);
                     self.local.insert(
                         k.clone(),
-                        Local {
-                            record: TaskRecord {
-                                uid: uid_of(&a),
+                        Local::finished(TaskRecord {
+                            uid: uid_of(&a),
+                            restarts,
+                            task: driver::Record {
+                                driver,
                                 pid: 0,
                                 start_time: 0,
-                                restarts,
+                                container: None,
                             },
-                            child: None,
-                            cgroups: exec::Cgroups::default(),
-                            restart_at: None,
-                            done: true,
-                        },
+                        }),
                     );
-                    self.report(&a, "failed", None, restarts, Some(e.to_string()))
-                        .await;
+                    self.report(&a, "failed", None, restarts, Some(e)).await;
                 }
             }
         }
@@ -623,45 +685,146 @@ impl Runner {
         }
     }
 
-    fn start(&self, key: &str, a: &Value, restarts: u32) -> Result<(Local, String)> {
+    /// After a task ended (`why`: how, for the status): restart it per its policy, or
+    /// report it succeeded or failed.
+    async fn exited(&mut self, k: &str, code: Option<i32>, why: String) {
+        let Some(a) = self.desired.get(k).cloned() else {
+            return;
+        };
+        let Some(l) = self.local.get_mut(k) else {
+            return;
+        };
+        l.health = None;
+        match should_restart(&a, code, l.record.restarts) {
+            Some(delay) => {
+                l.record.restarts += 1;
+                l.restart_at = Some(tokio::time::Instant::now() + delay);
+                let message = format!(
+                    "{why}; restarting in {} ms (restart {})",
+                    delay.as_millis(),
+                    l.record.restarts
+                );
+                let restarts = l.record.restarts;
+                self.report(&a, "running", code, restarts, Some(message))
+                    .await;
+            }
+            None => {
+                l.done = true;
+                let phase = if code == Some(0) {
+                    "succeeded"
+                } else {
+                    "failed"
+                };
+                let restarts = l.record.restarts;
+                // An exit speaks for itself (phase and exit code); a health failure does not.
+                let message = why.starts_with("unhealthy").then_some(why);
+                self.report(&a, phase, code, restarts, message).await;
+            }
+        }
+    }
+
+    async fn start(&self, key: &str, a: &Value, restarts: u32) -> Result<(Local, String)> {
         let mut task: Task = serde_json::from_value(a["spec"]["task"].clone())
             .context("the allocation carries no valid task")?;
         task.env
             .insert("MERIDIAN_ALLOCATION".into(), key.to_owned());
         task.env.insert("MERIDIAN_NODE".into(), self.node.clone());
-        if task.driver != api::kinds::Driver::Exec {
-            bail!(
-                "driver {} is not available on this agent (it offers exec)",
-                serde_json::to_value(task.driver)?.as_str().unwrap_or("?")
-            );
-        }
-        let dir = self
-            .data_dir
-            .join("allocations")
-            .join(key.replace('/', "_"));
-        let id = format!(
-            "{}-{}",
-            key.replace('/', "_"),
-            &uid_of(a)[..8.min(uid_of(a).len())]
-        );
-        let started = exec::start(&task, &dir, &id, self.log_limit)?;
-        let start_time = exec::start_time(started.pid).unwrap_or_default();
-        tracing::info!(allocation = %key, pid = started.pid, "task started");
+        let d = self.drivers.get(task.driver)?;
+        let uid = uid_of(a);
+        let slot = Slot {
+            dir: self.alloc_dir(key),
+            id: format!("{}-{}", key.replace('/', "_"), &uid[..8.min(uid.len())]),
+            uid: uid.clone(),
+            log_limit: self.log_limit,
+        };
+        let started = d.start(&task, &slot).await?;
+        let h = &started.handle;
+        tracing::info!(allocation = %key, pid = h.record.pid, driver = %task.driver, "task started");
+        let health = task.health.clone().map(|check| {
+            health::Tracker::new(check, task.env.clone(), tokio::time::Instant::now())
+        });
         Ok((
             Local {
                 record: TaskRecord {
-                    uid: uid_of(a),
-                    pid: started.pid,
-                    start_time,
+                    uid,
                     restarts,
+                    task: h.record.clone(),
                 },
-                child: Some(started.child),
-                cgroups: started.cgroups,
+                handle: Some(started.handle),
                 restart_at: None,
                 done: false,
+                health,
             },
-            started.limits,
+            started.message,
         ))
+    }
+
+    /// The `health` and `conditions` of an allocation's status, from its tracker.
+    fn health_status(&self, key: &str) -> Option<(Value, Value)> {
+        let t = self.local.get(key)?.health.as_ref()?;
+        let (status, reason) = match t.status.state {
+            api::kinds::HealthState::Healthy => ("True", "HealthCheckPassed"),
+            api::kinds::HealthState::Unhealthy => ("False", "HealthCheckFailed"),
+            api::kinds::HealthState::Unknown => ("Unknown", "NotCheckedYet"),
+        };
+        let mut condition = json!({
+            "type": "Healthy", "status": status, "reason": reason,
+            "lastTransitionTime": t.transition_time,
+        });
+        if let Some(m) = &t.status.message {
+            condition["message"] = json!(m);
+        }
+        Some((
+            serde_json::to_value(&t.status).unwrap_or_default(),
+            json!([condition]),
+        ))
+    }
+
+    /// Writes the health of a running allocation into its current status.
+    async fn report_health(&mut self, key: &str) {
+        let Some((health, conditions)) = self.health_status(key) else {
+            return;
+        };
+        let Some(a) = self.desired.get(key) else {
+            return;
+        };
+        let alloc = kind("Allocation");
+        let ns = a["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = a["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut object = a.clone();
+        for attempt in 0..2 {
+            if !object["status"].is_object() {
+                object["status"] = json!({"phase": "running"});
+            }
+            object["status"]["health"] = health.clone();
+            object["status"]["conditions"] = conditions.clone();
+            match self
+                .client
+                .replace_status(alloc, Some(&ns), &name, &object)
+                .await
+            {
+                Ok(stored) => {
+                    self.desired.insert(key_of(&stored), stored);
+                    return;
+                }
+                Err(e) if attempt == 0 && !e.is_not_found() => {
+                    match self.client.get(alloc, Some(&ns), &name).await {
+                        Ok(fresh) => object = fresh,
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(allocation = %name, error = %e, "cannot report health");
+                    return;
+                }
+            }
+        }
     }
 
     /// Writes the allocation's status (retrying once on a conflict with a fresh read).
@@ -694,6 +857,10 @@ impl Runner {
         }
         if phase == "running" {
             status["startedAt"] = json!(jiff::Timestamp::now().to_string());
+            if let Some((health, conditions)) = self.health_status(&key_of(a)) {
+                status["health"] = health;
+                status["conditions"] = conditions;
+            }
         }
         let mut object = a.clone();
         for attempt in 0..2 {

@@ -1,9 +1,11 @@
 //! Windows facts: builds, product names and the registry's
-//! `HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion` values.
+//! `HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion` values; and the arithmetic of
+//! task limits as Job Object limits ([`job_limits`]).
 //!
 //! Everything here is pure and compiles on every platform, so it is tested on Linux. The
 //! registry is read with `reg query` through the [`crate::Probe`], like any other command;
-//! nothing here calls a Windows API.
+//! nothing here calls a Windows API (the Job Object itself is `crate::driver::job`,
+//! compiled on Windows only).
 //!
 //! `ProductName` is not trusted for the version: Windows 11 still says `Windows 10 Pro`
 //! there. The build number decides, with `InstallationType` telling server from client
@@ -260,6 +262,46 @@ pub const MEMORY_COMMAND: &[&str] = &[
     "(Get-CimInstance Win32_ComputerSystem).TotalPhysicalMemory",
 ];
 
+/// A task's resources as Job Object limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// Maximum working set of the job's processes, in bytes (`JOB_OBJECT_LIMIT_WORKINGSET`).
+    pub working_set: Option<u64>,
+    /// The CPU rate cap as hundredths of a percent of the whole machine, 1 to 10000
+    /// (`JOBOBJECT_CPU_RATE_CONTROL_INFORMATION.CpuRate` with `HARD_CAP`): 1500m on an
+    /// 8-core machine is 1875 (18.75%).
+    pub cpu_rate: Option<u32>,
+    /// The first `ceil(cpu)` logical processors (`JOB_OBJECT_LIMIT_AFFINITY`): what the
+    /// safe Job Object API can enforce of the cpu request.
+    pub affinity: Option<u64>,
+}
+
+/// Translates a task's cpu (millicores) and memory (bytes) for a machine of
+/// `machine_cpus` logical processors. Zero means no limit; a request of the whole
+/// machine or more is no cpu limit either.
+pub fn job_limits(cpu_millis: u64, memory_bytes: u64, machine_cpus: u32) -> JobLimits {
+    let machine_millis = u64::from(machine_cpus) * 1000;
+    let cpu_limited = cpu_millis > 0 && machine_millis > 0 && cpu_millis < machine_millis;
+    let cpu_rate = cpu_limited.then(|| {
+        // Round up: a limit never gives less than was requested.
+        let rate = (cpu_millis * 10_000).div_ceil(machine_millis);
+        u32::try_from(rate.clamp(1, 10_000)).unwrap_or(10_000)
+    });
+    let affinity = cpu_limited.then(|| {
+        let cores = cpu_millis.div_ceil(1000).min(64);
+        if cores >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << cores) - 1
+        }
+    });
+    JobLimits {
+        working_set: (memory_bytes > 0).then_some(memory_bytes),
+        cpu_rate,
+        affinity,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,5 +475,30 @@ mod tests {
             Some(api::Memory::from_bytes(68_718_940_160))
         );
         assert_eq!(parse_total_physical_memory(""), None);
+    }
+
+    #[test]
+    fn job_limits_from_resources() {
+        // 1.5 cores of 8: 18.75% of the machine, two processors.
+        let l = job_limits(1500, 256 * 1024 * 1024, 8);
+        assert_eq!(l.cpu_rate, Some(1875));
+        assert_eq!(l.affinity, Some(0b11));
+        assert_eq!(l.working_set, Some(268_435_456));
+        // Rates round up and never reach 0.
+        assert_eq!(job_limits(1, 0, 64).cpu_rate, Some(1));
+        assert_eq!(job_limits(333, 0, 3).cpu_rate, Some(1110));
+        // The whole machine, or nothing asked: no cpu limit.
+        assert_eq!(
+            job_limits(8000, 0, 8),
+            JobLimits {
+                working_set: None,
+                cpu_rate: None,
+                affinity: None
+            }
+        );
+        assert_eq!(job_limits(0, 0, 8).cpu_rate, None);
+        assert_eq!(job_limits(500, 0, 0).cpu_rate, None);
+        // Large machines: the mask saturates.
+        assert_eq!(job_limits(100_000, 0, 128).affinity, Some(u64::MAX));
     }
 }

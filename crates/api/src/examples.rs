@@ -39,4 +39,24 @@ mod tests {
             "every kind but Allocation and Policy: {kinds:?}"
         );
     }
+
+    #[test]
+    fn the_vm_example_parses_and_validates() {
+        // Kept out of FILES (and of `apply -f examples/`): its images exist only on
+        // prepared nodes.
+        let text = include_str!("../../../examples/vm/kernel-boot.yaml");
+        let manifests = parse_manifests("vm/kernel-boot.yaml", text).unwrap_or_else(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            panic!("{}", lines.join("\n"))
+        });
+        let [m] = manifests.as_slice() else {
+            panic!("one workload")
+        };
+        let crate::AnyObject::Workload(w) = &m.object else {
+            panic!("a Workload")
+        };
+        let disk = w.spec.task.disk.as_ref().expect("a disk");
+        assert!(disk.kernel.is_some() && disk.initrd.is_some());
+        assert!(w.spec.task.health.is_some());
+    }
 }

@@ -885,9 +885,13 @@ pub struct Task {
     pub os: Option<OsRequirement>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arch: Option<Arch>,
+    /// How the agent checks that the running task works; a task failing it
+    /// `failureThreshold` times in a row is restarted per its restart policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
 }
 
-/// A VM disk.
+/// A VM disk, and optionally a kernel to boot directly (without a boot loader on the disk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Disk {
@@ -895,6 +899,110 @@ pub struct Disk {
     pub image: String,
     #[serde(default = "default_disk_format")]
     pub format: DiskFormat,
+    /// Path of a kernel image on the node to boot directly (QEMU `-kernel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+    /// Path of an initial ramdisk on the node (QEMU `-initrd`); needs `kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<String>,
+    /// Kernel command line (QEMU `-append`); needs `kernel`. Default `console=ttyS0`, so
+    /// the kernel's console reaches the allocation's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+}
+
+/// A health check: exactly one of `http`, `tcp` or `command`, and its timing. Durations
+/// are strings such as `10s`, `500ms` or `1m30s`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    /// An HTTP GET on the node's loopback: a 2xx or 3xx answer is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    /// A TCP connection to the node's loopback: accepted is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheck>,
+    /// A program run on the node: exit code 0 is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandCheck>,
+    /// Time between checks (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time one check may take before it counts as failed (default `2s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Failures in a row that make the task unhealthy and restart it (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    /// Time after the start before the first check (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<String>,
+}
+
+impl HealthCheck {
+    /// Default time between checks.
+    pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Default time limit of one check.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Default failures in a row before the task is restarted.
+    pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+
+    /// `interval`, or its default (an invalid value, refused by validation, also gives
+    /// the default).
+    pub fn interval(&self) -> std::time::Duration {
+        duration_or(self.interval.as_deref(), Self::DEFAULT_INTERVAL)
+    }
+
+    /// `timeout`, or its default.
+    pub fn timeout(&self) -> std::time::Duration {
+        duration_or(self.timeout.as_deref(), Self::DEFAULT_TIMEOUT)
+    }
+
+    /// `initialDelay`, or none.
+    pub fn initial_delay(&self) -> std::time::Duration {
+        duration_or(self.initial_delay.as_deref(), std::time::Duration::ZERO)
+    }
+
+    /// `failureThreshold`, or its default.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+            .unwrap_or(Self::DEFAULT_FAILURE_THRESHOLD)
+            .max(1)
+    }
+}
+
+fn duration_or(s: Option<&str>, default: std::time::Duration) -> std::time::Duration {
+    s.and_then(crate::validate::parse_duration)
+        .unwrap_or(default)
+}
+
+/// An HTTP health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCheck {
+    pub port: u16,
+    /// Default `/`.
+    #[serde(default = "default_http_path")]
+    pub path: String,
+}
+
+fn default_http_path() -> String {
+    "/".to_owned()
+}
+
+/// A TCP health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpCheck {
+    pub port: u16,
+}
+
+/// A command health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommandCheck {
+    /// Program and arguments, e.g. `["/usr/bin/pg_isready", "-q"]`.
+    pub command: Vec<String>,
 }
 
 fn default_disk_format() -> DiskFormat {
@@ -1117,6 +1225,42 @@ pub struct AllocationStatus {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The task's health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// `Healthy` (from the health check), when the task has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+string_enum! {
+    /// What the last health checks said.
+    #[derive(Default)]
+    HealthState {
+        /// Not checked yet since the (re)start.
+        #[default]
+        Unknown = "unknown",
+        Healthy = "healthy",
+        /// Failed `failureThreshold` times in a row.
+        Unhealthy = "unhealthy",
+    }
+}
+
+/// The outcome of an allocation's health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthStatus {
+    #[serde(default)]
+    pub state: HealthState,
+    /// Failures in a row, up to now.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+    /// What the last check saw (`HTTP 200`, `connection refused`, `exit code 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339 time of the last check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_time: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -451,27 +451,30 @@ pub fn parse_windows_build(s: &str) -> Option<Vec<u32>> {
 
 /// A duration such as `10s`, `500ms`, `1m30s`, `2h`.
 pub fn is_duration(s: &str) -> bool {
+    parse_duration(s).is_some()
+}
+
+/// Parses a duration such as `10s`, `500ms`, `1.5s`, `1m30s`, `2h` (a sum of parts, each
+/// a number and one of the units `ms`, `s`, `m`, `h`).
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let mut rest = s;
     if rest.is_empty() {
-        return false;
+        return None;
     }
+    let mut total = 0f64;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
-            return false;
-        }
+        let n: f64 = rest[..digits].parse().ok().filter(|_| digits > 0)?;
         rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h"]
+        let (unit, seconds) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
             .into_iter()
-            .find(|u| rest.starts_with(u));
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
+            .find(|(u, _)| rest.starts_with(u))?;
+        rest = &rest[unit.len()..];
+        total += n * seconds;
     }
-    true
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -804,6 +807,23 @@ impl Checker {
                 );
             }
             self.non_empty("spec.task.disk.image", &d.image);
+            if let Some(k) = &d.kernel {
+                self.non_empty("spec.task.disk.kernel", k);
+            }
+            for (field, value) in [("initrd", &d.initrd), ("cmdline", &d.cmdline)] {
+                let Some(v) = value else { continue };
+                if d.kernel.is_none() {
+                    self.err(
+                        format!("spec.task.disk.{field}"),
+                        format!("{field} is for booting a kernel directly: set spec.task.disk.kernel too (e.g. /var/lib/meridian/images/vmlinuz), or remove {field}"),
+                    );
+                } else if field == "initrd" {
+                    self.non_empty("spec.task.disk.initrd", v);
+                }
+            }
+        }
+        if let Some(h) = &t.health {
+            self.health("spec.task.health", h);
         }
         self.program("spec.task.command", &t.command);
         for k in t.env.keys() {
@@ -858,6 +878,91 @@ impl Checker {
                     "isolation is for Windows only; remove it or use family: windows",
                 );
             }
+        }
+    }
+
+    fn health(&mut self, field: &str, h: &HealthCheck) {
+        let kinds = [
+            h.http.is_some().then_some("http"),
+            h.tcp.is_some().then_some("tcp"),
+            h.command.is_some().then_some("command"),
+        ];
+        let set: Vec<&str> = kinds.into_iter().flatten().collect();
+        match set.as_slice() {
+            [] => self.err(
+                field,
+                "a health check needs one of http {port, path}, tcp {port} or command {command: [...]}",
+            ),
+            [_] => {}
+            many => self.err(
+                field,
+                format!(
+                    "a health check has exactly one of http, tcp or command; remove all but one of {}",
+                    many.join(", ")
+                ),
+            ),
+        }
+        if let Some(c) = &h.http {
+            if c.port == 0 {
+                self.err(format!("{field}.http.port"), "must be 1 to 65535");
+            }
+            if !c.path.starts_with('/') || c.path.chars().any(char::is_whitespace) {
+                self.err(
+                    format!("{field}.http.path"),
+                    format!(
+                        "{:?} is not a URL path: start it with / and use no spaces (e.g. /healthz)",
+                        c.path
+                    ),
+                );
+            }
+        }
+        if let Some(c) = &h.tcp
+            && c.port == 0
+        {
+            self.err(format!("{field}.tcp.port"), "must be 1 to 65535");
+        }
+        if let Some(c) = &h.command {
+            if c.command.is_empty() {
+                self.err(
+                    format!("{field}.command.command"),
+                    "needs a program, e.g. [\"/usr/bin/pg_isready\", \"-q\"]",
+                );
+            }
+            self.program(&format!("{field}.command.command"), &c.command);
+        }
+        let durations = [
+            ("interval", &h.interval, false),
+            ("timeout", &h.timeout, false),
+            ("initialDelay", &h.initial_delay, true),
+        ];
+        for (name, value, zero_ok) in durations {
+            let Some(v) = value else { continue };
+            match parse_duration(v) {
+                None => self.err(
+                    format!("{field}.{name}"),
+                    format!("{v:?} is not a duration such as 10s, 500ms or 1m30s"),
+                ),
+                Some(d) if d.is_zero() && !zero_ok => {
+                    self.err(format!("{field}.{name}"), "must be more than 0 (e.g. 10s)");
+                }
+                Some(_) => {}
+            }
+        }
+        if h.failure_threshold == Some(0) {
+            self.err(
+                format!("{field}.failureThreshold"),
+                "must be 1 or more (the failures in a row that restart the task)",
+            );
+        }
+        if let (Some(i), Some(t)) = (
+            h.interval.as_deref().and_then(parse_duration),
+            h.timeout.as_deref().and_then(parse_duration),
+        ) && t > i
+        {
+            self.err(
+                format!("{field}.timeout"),
+                format!("{} is longer than the interval ({}): a check must end before the next one starts", h.timeout.as_deref().unwrap_or_default(), h.interval.as_deref().unwrap_or_default()),
+            );
         }
     }
 
@@ -1284,5 +1389,125 @@ mod tests {
             Some("gramsPerKWh")
         );
         assert_eq!(suggest("zzzzzz", &["driver", "command"]), None);
+    }
+
+    #[test]
+    fn durations_parse_as_sums_of_parts() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in ["", "10", "s", "10x", "1m30", "-1s", "1..2s"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    fn with_health(health: serde_json::Value) -> Vec<String> {
+        let mut s = base_spec();
+        s["task"]["health"] = health;
+        errors(workload(s))
+    }
+
+    #[test]
+    fn health_checks_parse_with_defaults() {
+        let mut s = base_spec();
+        s["task"]["health"] =
+            json!({"http": {"port": 8080}, "failureThreshold": 5, "initialDelay": "1m30s"});
+        let AnyObject::Workload(w) = object_from_value(workload(s)).unwrap() else {
+            panic!()
+        };
+        let h = w.spec.task.health.unwrap();
+        assert_eq!(h.http.as_ref().unwrap().path, "/");
+        assert_eq!(h.interval(), std::time::Duration::from_secs(10));
+        assert_eq!(h.timeout(), std::time::Duration::from_secs(2));
+        assert_eq!(h.failure_threshold(), 5);
+        assert_eq!(h.initial_delay(), std::time::Duration::from_secs(90));
+        assert!(
+            with_health(json!({"tcp": {"port": 5432}, "interval": "5s", "timeout": "1s"}))
+                .is_empty()
+        );
+        assert!(with_health(json!({"command": {"command": ["/bin/true"]}})).is_empty());
+    }
+
+    #[test]
+    fn health_check_errors_name_the_field() {
+        assert_eq!(
+            with_health(json!({"interval": "5s"})),
+            vec![
+                "spec.task.health: a health check needs one of http {port, path}, tcp {port} or command {command: [...]}"
+            ]
+        );
+        assert_eq!(
+            with_health(json!({"tcp": {"port": 1}, "command": {"command": ["/bin/true"]}})),
+            vec![
+                "spec.task.health: a health check has exactly one of http, tcp or command; remove all but one of tcp, command"
+            ]
+        );
+        assert_eq!(
+            with_health(json!({"http": {"port": 0, "path": "healthz"}})),
+            vec![
+                "spec.task.health.http.port: must be 1 to 65535",
+                r#"spec.task.health.http.path: "healthz" is not a URL path: start it with / and use no spaces (e.g. /healthz)"#,
+            ]
+        );
+        assert_eq!(
+            with_health(
+                json!({"tcp": {"port": 80}, "interval": "ten", "timeout": "0s", "failureThreshold": 0})
+            ),
+            vec![
+                r#"spec.task.health.interval: "ten" is not a duration such as 10s, 500ms or 1m30s"#,
+                "spec.task.health.timeout: must be more than 0 (e.g. 10s)",
+                "spec.task.health.failureThreshold: must be 1 or more (the failures in a row that restart the task)",
+            ]
+        );
+        assert_eq!(
+            with_health(json!({"tcp": {"port": 80}, "interval": "1s", "timeout": "5s"})),
+            vec![
+                "spec.task.health.timeout: 5s is longer than the interval (1s): a check must end before the next one starts"
+            ]
+        );
+        assert_eq!(
+            with_health(json!({"command": {"command": []}})),
+            vec![
+                r#"spec.task.health.command.command: needs a program, e.g. ["/usr/bin/pg_isready", "-q"]"#
+            ]
+        );
+        let e = with_health(json!({"tcp": {"port": 80}, "intervall": "5s"}));
+        assert_eq!(
+            e,
+            vec![r#"spec.task.health.intervall: unknown field (did you mean "interval"?)"#]
+        );
+    }
+
+    #[test]
+    fn a_kernel_booted_vm() {
+        let vm = |disk: serde_json::Value| {
+            errors(workload(json!({
+                "type": "vm",
+                "task": {"driver": "qemu", "disk": disk,
+                         "resources": {"cpu": "1", "memory": "128Mi"}},
+            })))
+        };
+        assert!(
+            vm(
+                json!({"image": "/img/root.raw", "format": "raw", "kernel": "/img/vmlinuz",
+                          "initrd": "/img/initrd.gz", "cmdline": "console=ttyS0 quiet"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            vm(json!({"image": "/img/root.raw", "initrd": "/img/initrd.gz", "cmdline": "quiet"})),
+            vec![
+                "spec.task.disk.initrd: initrd is for booting a kernel directly: set spec.task.disk.kernel too (e.g. /var/lib/meridian/images/vmlinuz), or remove initrd",
+                "spec.task.disk.cmdline: cmdline is for booting a kernel directly: set spec.task.disk.kernel too (e.g. /var/lib/meridian/images/vmlinuz), or remove cmdline",
+            ]
+        );
+        assert_eq!(
+            vm(json!({"image": "/img/root.raw", "kernel": " "})),
+            vec!["spec.task.disk.kernel: must not be empty"]
+        );
     }
 }

@@ -1011,6 +1011,191 @@ fn rand_suffix() -> u32 {
     std::process::id() % 100_000
 }
 
+#[path = "../../agent/tests/support/guest.rs"]
+mod guest;
+
+/// Starts a server with the example sites and one joined agent; waits until it is Ready.
+fn server_with_agent(dir: &Path, name: &str) -> (ServerProcess, AgentProcess) {
+    let s = ServerProcess::start(&["--node-lease", "5s"]);
+    ok(&s.cli(&[
+        "apply",
+        "-f",
+        examples().join("sites.yaml").to_str().expect("utf-8"),
+    ]));
+    let token = ok(&s.cli(&[
+        "node",
+        "join-token",
+        "create",
+        "--site",
+        "onprem-frankfurt",
+        "--ttl",
+        "5m",
+    ]));
+    let agent = AgentProcess::start(&s, &dir.join(name), name, Some(token.trim()));
+    let ready = wait_for(30, || {
+        let out = stdout(&s.cli(&["get", "nodes"]));
+        out.contains("Ready").then_some(out)
+    });
+    assert!(ready.is_some(), "the agent registered and heartbeats");
+    (s, agent)
+}
+
+fn allocation(s: &ServerProcess, name: &str) -> Option<serde_json::Value> {
+    let out = stdout(&s.cli(&["get", "allocation", name, "-o", "json"]));
+    serde_json::from_str(&out).ok()
+}
+
+/// Kills every process whose command line holds the marker, however the test ends
+/// (a VM outlives its agent by design).
+struct KillAllOnDrop(String);
+
+impl Drop for KillAllOnDrop {
+    fn drop(&mut self) {
+        kill_all(&self.0);
+    }
+}
+
+#[test]
+fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
+    guest::check_tools();
+    let (kernel, modules) = guest::cloud_kernel();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (s, _agent) = server_with_agent(tmp.path(), "vm-host");
+    // The node offers what works here: exec and qemu; not container (this machine has a
+    // docker CLI but no engine).
+    let node: serde_json::Value =
+        serde_json::from_str(&ok(&s.cli(&["get", "node", "vm-host", "-o", "json"]))).expect("JSON");
+    assert_eq!(node["spec"]["drivers"], serde_json::json!(["exec", "qemu"]));
+
+    let initrd = guest::initramfs(tmp.path(), &modules, true);
+    // A marker in the disk's name finds the QEMU process.
+    let marker = format!("vmdisk{}", 800_000 + rand_suffix());
+    let _cleanup = KillAllOnDrop(marker.clone());
+    let disk = tmp.path().join(format!("{marker}.raw"));
+    std::fs::write(&disk, vec![0u8; 1024 * 1024]).expect("disk");
+    let manifest = tmp.path().join("vm.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: tiny-vm, namespace: default}}\n\
+             spec:\n  type: vm\n  task:\n    driver: qemu\n\
+             \x20   disk: {{image: {}, format: raw, kernel: {}, initrd: {}, cmdline: console=ttyS0 quiet}}\n\
+             \x20   resources: {{cpu: 1, memory: 128Mi}}\n",
+            disk.display(),
+            kernel.display(),
+            initrd.display()
+        ),
+    )
+    .expect("write");
+    ok(&s.cli(&["apply", "-f", manifest.to_str().expect("utf-8")]));
+    let running = wait_for(60, || {
+        allocation(&s, "tiny-vm-0").filter(|a| a["status"]["phase"] == "running")
+    })
+    .expect("the VM runs");
+    let message = running["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1 vCPU, 128 MiB, acceleration tcg"),
+        "{message}"
+    );
+    // The serial console is the allocation's stdout log.
+    let log = tmp
+        .path()
+        .join("vm-host/allocations/default_tiny-vm-0/stdout.log");
+    let console = wait_for(60, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("GUEST-READY"))
+    });
+    assert!(
+        console.is_some(),
+        "no GUEST-READY in {}: {:?}",
+        log.display(),
+        std::fs::read_to_string(&log)
+    );
+    assert_eq!(processes_with(&marker).len(), 1, "one QEMU runs");
+
+    // Deleting the workload stops the VM (power button, then quit) and leaves nothing.
+    ok(&s.cli(&["delete", "workload", "tiny-vm"]));
+    let gone = wait_for(60, || processes_with(&marker).is_empty().then_some(()));
+    kill_all(&marker);
+    assert!(
+        gone.is_some(),
+        "QEMU was stopped when its allocation went away"
+    );
+}
+
+#[test]
+fn health_checks_report_healthy_and_restart_what_fails_them() {
+    guest::need(
+        "a static /bin/busybox",
+        std::path::Path::new("/bin/busybox").is_file(),
+        "busybox-static",
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (s, _agent) = server_with_agent(tmp.path(), "health-host");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let (web_port, dead_port) = (free_port(), free_port());
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("index.html"), "ok\n").expect("index");
+    let marker = format!("{}", 900_000 + rand_suffix());
+    let manifest = tmp.path().join("health.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: web, namespace: default}}\n\
+             spec:\n  type: service\n  task:\n    driver: exec\n\
+             \x20   command: [/bin/busybox, httpd, -f, -p, \"127.0.0.1:{web_port}\", -h, {www}]\n\
+             \x20   resources: {{cpu: 100m, memory: 32Mi}}\n\
+             \x20   health: {{http: {{port: {web_port}, path: /index.html}}, interval: 500ms, timeout: 400ms}}\n\
+             ---\n\
+             apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: deaf, namespace: default}}\n\
+             spec:\n  type: service\n  restart: {{policy: always, backoff: 100ms}}\n  task:\n    driver: exec\n\
+             \x20   command: [/bin/sleep, \"{marker}\"]\n\
+             \x20   resources: {{cpu: 100m, memory: 32Mi}}\n\
+             \x20   health: {{tcp: {{port: {dead_port}}}, interval: 300ms, timeout: 200ms, failureThreshold: 2}}\n",
+            www = www.display()
+        ),
+    )
+    .expect("write");
+    ok(&s.cli(&["apply", "-f", manifest.to_str().expect("utf-8")]));
+
+    // The server answers: healthy, with a condition saying so.
+    let web = wait_for(60, || {
+        allocation(&s, "web-0").filter(|a| a["status"]["health"]["state"] == "healthy")
+    })
+    .unwrap_or_else(|| panic!("web-0 never healthy: {:?}", allocation(&s, "web-0")));
+    assert_eq!(web["status"]["health"]["message"], "HTTP 200");
+    let conditions = web["status"]["conditions"].as_array().expect("conditions");
+    assert_eq!(conditions[0]["type"], "Healthy");
+    assert_eq!(conditions[0]["status"], "True");
+
+    // Nothing listens on the other port: two failures in a row restart the task, as a
+    // failed exit, per its restart policy (the backoff doubles, so the message stays up
+    // longer each time).
+    let deaf = wait_for(60, || {
+        allocation(&s, "deaf-0").filter(|a| {
+            a["status"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unhealthy (2 failed health checks in a row"))
+        })
+    })
+    .unwrap_or_else(|| panic!("deaf-0 never restarted: {:?}", allocation(&s, "deaf-0")));
+    assert!(deaf["status"]["restarts"].as_u64() >= Some(1), "{deaf}");
+    assert_eq!(deaf["status"]["phase"], "running", "restarting: {deaf}");
+    // Restarted, not duplicated: one copy runs at a time.
+    assert!(processes_with(&marker).len() <= 1);
+    ok(&s.cli(&["delete", "workload", "web", "deaf"]));
+    let gone = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
+    kill_all(&marker);
+    assert!(gone.is_some());
+}
+
 #[test]
 fn bench_placement_prints_one_json_object() {
     let out = Command::new(BIN)

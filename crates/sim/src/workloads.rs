@@ -323,6 +323,7 @@ fn container(image: String, resources: Resources) -> Task {
         resources,
         os: linux(),
         arch: None,
+        health: None,
     }
 }
 
@@ -338,6 +339,7 @@ fn exec(command: &[&str], resources: Resources) -> Task {
         resources,
         os: linux(),
         arch: None,
+        health: None,
     }
 }
 
@@ -841,10 +843,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 disk: Some(Disk {
                     image: format!("/var/lib/meridian/images/{name}.qcow2"),
                     format: DiskFormat::Qcow2,
+                    kernel: None,
+                    initrd: None,
+                    cmdline: None,
                 }),
                 resources: res,
                 os: None,
                 arch: Some(Arch::Amd64),
+                health: None,
             };
             let mut s = base(WorkloadType::Vm, replicas, task);
             let r = residency(ctx, project, need);

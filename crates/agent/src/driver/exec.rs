@@ -1,19 +1,27 @@
 //! The `exec` driver: a real process in its own process group, with arguments,
 //! environment and working directory; cpu and memory limits through cgroup v1 when the
-//! host lets the agent create cgroups; stdout and stderr captured to size-capped files
-//! that rotate once (`stdout.log`, `stdout.log.1`).
+//! host lets the agent create cgroups (on Windows, a Job Object: [`crate::windows`] has
+//! the arithmetic, `super::job` the thin cfg(windows) layer); stdout and stderr captured
+//! to size-capped files that rotate once (`stdout.log`, `stdout.log.1`).
 //!
 //! Stopping sends SIGTERM to the whole process group, waits for the grace period, then
 //! sends SIGKILL, so nothing the task started is left behind.
+//!
+//! The helpers for process groups ([`signal_group`], [`group_alive`], [`stop_group`]),
+//! start times ([`start_time`]) and log capture ([`capture`]) serve the `qemu` driver too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+use async_trait::async_trait;
+pub use nix::sys::signal::Signal;
+use nix::sys::signal::killpg;
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use api::kinds::Task;
+use api::kinds::{Driver as DriverKind, Task};
+
+use super::{Driver, DriverError, Handle, Record, Slot, Started, Stopped};
 
 /// Where the limits of a task live (cgroup v1), if the host allowed creating them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,78 +38,106 @@ impl Cgroups {
     }
 }
 
-/// A started task.
-#[derive(Debug)]
-pub struct Started {
-    pub child: tokio::process::Child,
-    pub pid: u32,
-    pub cgroups: Cgroups,
-    /// What was enforced, for the allocation's status (`cpu 500m, memory 256Mi (cgroup v1)`
-    /// or why not).
-    pub limits: String,
+/// The `exec` driver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExecDriver;
+
+#[async_trait]
+impl Driver for ExecDriver {
+    fn kind(&self) -> DriverKind {
+        DriverKind::Exec
+    }
+
+    async fn start(&self, task: &Task, slot: &Slot) -> Result<Started, DriverError> {
+        let mut argv = task.command.iter().chain(task.args.iter());
+        let program = argv.next().ok_or(DriverError::NoCommand)?.clone();
+        create_dir(&slot.dir)?;
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(argv).envs(&task.env);
+        if let Some(wd) = &task.working_dir {
+            cmd.current_dir(wd);
+        }
+        let child = spawn_captured(cmd, &program, &slot.dir, slot.log_limit)?;
+        let mut handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
+        #[cfg(not(windows))]
+        let limits = {
+            let (cgroups, limits) = limit(handle.record.pid, &slot.id, task);
+            handle.cgroups = cgroups;
+            limits
+        };
+        #[cfg(windows)]
+        let limits = super::job::limit(handle.child.as_ref(), task);
+        Ok(Started {
+            handle,
+            message: limits,
+        })
+    }
+
+    async fn adopt(&self, record: &Record, dir: &Path) -> Option<Handle> {
+        Handle::adopted_process(record, dir)
+    }
+
+    async fn exited(&self, handle: &mut Handle) -> Option<Option<i32>> {
+        let code = handle.process_exit()?;
+        // The group may hold stragglers the main process left: end them too.
+        stop_group(handle.record.pid, Duration::from_millis(200), None).await;
+        handle.child = None;
+        Some(code)
+    }
+
+    async fn stop(&self, handle: &mut Handle, grace: Duration) -> Stopped {
+        let how = stop_group(handle.record.pid, grace, handle.child.as_mut()).await;
+        if let Some(c) = handle.child.as_mut() {
+            let _ = c.wait().await;
+        }
+        how
+    }
+
+    async fn cleanup(&self, handle: &mut Handle) {
+        handle.cgroups.remove();
+        handle.cgroups = Cgroups::default();
+    }
 }
 
-/// Why a task could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("the task has no command")]
-    NoCommand,
-    #[error("cannot prepare {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start {program:?}: {source}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Root of the cgroup v1 hierarchies.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-
-/// Starts `task` with logs in `dir` (created), its cgroups named `meridian/{id}`.
-pub fn start(task: &Task, dir: &Path, id: &str, log_limit: u64) -> Result<Started, ExecError> {
-    let mut argv = task.command.iter().chain(task.args.iter());
-    let program = argv.next().ok_or(ExecError::NoCommand)?.clone();
-    std::fs::create_dir_all(dir).map_err(|source| ExecError::Io {
+/// Creates the allocation directory.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), DriverError> {
+    std::fs::create_dir_all(dir).map_err(|source| DriverError::Io {
         path: dir.to_path_buf(),
         source,
-    })?;
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(argv)
-        .envs(&task.env)
-        .stdin(std::process::Stdio::null())
+    })
+}
+
+/// Spawns `cmd` in a new process group with stdin closed and stdout/stderr captured to
+/// `dir/stdout.log` and `dir/stderr.log` (rotated at `log_limit` bytes).
+pub(crate) fn spawn_captured(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    dir: &Path,
+    log_limit: u64,
+) -> Result<tokio::process::Child, DriverError> {
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
         .kill_on_drop(false);
-    if let Some(wd) = &task.working_dir {
-        cmd.current_dir(wd);
-    }
-    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
-        program: program.clone(),
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn().map_err(|source| DriverError::Spawn {
+        program: program.to_owned(),
         source,
     })?;
-    let pid = child.id().unwrap_or_default();
     if let Some(out) = child.stdout.take() {
         tokio::spawn(capture(out, dir.join("stdout.log"), log_limit));
     }
     if let Some(err) = child.stderr.take() {
         tokio::spawn(capture(err, dir.join("stderr.log"), log_limit));
     }
-    let (cgroups, limits) = limit(pid, id, task);
-    Ok(Started {
-        child,
-        pid,
-        cgroups,
-        limits,
-    })
+    Ok(child)
 }
 
+/// Root of the cgroup v1 hierarchies.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+#[cfg_attr(windows, allow(dead_code))]
 /// Applies cpu and memory limits in cgroup v1 (`cpu.cfs_quota_us` over a 100 ms period,
 /// `memory.limit_in_bytes`) and moves the process in. Best effort: says what it did.
 fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
@@ -170,7 +206,7 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
 }
 
 /// Copies a pipe into `path`, rotating once to `path.1` when it reaches `limit` bytes.
-async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, limit: u64) {
+pub(crate) async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, limit: u64) {
     let open = |p: &Path| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -215,7 +251,7 @@ pub fn group_alive(pgid: u32) -> bool {
     i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), None).is_ok())
 }
 
-/// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL.
+/// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL; says which ended it.
 ///
 /// `leader` is the group's leader when it is this process's child: it is reaped while
 /// waiting. Until then it is a zombie, and a zombie still counts as a member of the group
@@ -224,14 +260,34 @@ pub fn group_alive(pgid: u32) -> bool {
 pub async fn stop_group(
     pgid: u32,
     grace: Duration,
-    mut leader: Option<&mut tokio::process::Child>,
-) {
+    leader: Option<&mut tokio::process::Child>,
+) -> Stopped {
     if !signal_group(pgid, Signal::SIGTERM) {
-        return;
+        return Stopped::AlreadyExited;
     }
+    if wait_group_exit(pgid, grace, leader).await {
+        return Stopped::Terminated;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    Stopped::Killed
+}
+
+/// Waits up to `limit` for every process of group `pgid` to be gone; reaps `leader` (see
+/// [`stop_group`]). Whether the group is gone.
+pub async fn wait_group_exit(
+    pgid: u32,
+    limit: Duration,
+    mut leader: Option<&mut tokio::process::Child>,
+) -> bool {
     let poll = Duration::from_millis(50);
-    let deadline = tokio::time::Instant::now() + grace;
-    while tokio::time::Instant::now() < deadline {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         match leader.as_deref_mut() {
             // Wakes as soon as the leader exits (and reaps it).
             Some(child) => {
@@ -241,11 +297,7 @@ pub async fn stop_group(
             }
             None => tokio::time::sleep(poll).await,
         }
-        if !group_alive(pgid) {
-            return;
-        }
     }
-    signal_group(pgid, Signal::SIGKILL);
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of
@@ -286,7 +338,11 @@ mod tests {
             stop_group(pid, Duration::from_secs(600), Some(&mut child)),
         )
         .await;
-        assert!(stopped.is_ok(), "stop_group waited for the grace period");
+        assert_eq!(
+            stopped.ok(),
+            Some(Stopped::Terminated),
+            "stop_group waited for the grace period"
+        );
         assert!(!group_alive(pid));
         assert!(child.try_wait().expect("status").is_some());
     }

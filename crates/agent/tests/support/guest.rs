@@ -1,0 +1,148 @@
+//! A tiny Linux guest for QEMU tests, built at test time: the Debian cloud kernel and a
+//! busybox initramfs whose `/init` prints `GUEST-READY` on the console. Shared by the
+//! agent's driver test and the CLI's end-to-end test (`#[path]`-included: std only).
+//!
+//! Needs `qemu-system-x86_64` (package `qemu-system-x86`), `/boot/vmlinuz-*-cloud-amd64`
+//! (`linux-image-cloud-amd64`), a static `/bin/busybox` (`busybox-static`) and `cpio`;
+//! `scripts/test` installs them. A missing tool fails the test, it does not skip it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether `program` is a file in a directory of `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+pub fn need(what: &str, ok: bool, package: &str) {
+    assert!(
+        ok,
+        "{what} is missing: install it (apt-get install -y {package}) or run scripts/test, which does"
+    );
+}
+
+/// The Debian cloud kernel and its modules directory.
+pub fn cloud_kernel() -> (PathBuf, PathBuf) {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    kernels.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64"))
+    });
+    kernels.sort();
+    let kernel = kernels.pop();
+    need(
+        "/boot/vmlinuz-*-cloud-amd64",
+        kernel.is_some(),
+        "linux-image-cloud-amd64",
+    );
+    let kernel = kernel.expect("checked");
+    let version = kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .expect("vmlinuz-VERSION")
+        .to_owned();
+    (kernel, Path::new("/lib/modules").join(version))
+}
+
+pub fn check_tools() {
+    need(
+        "qemu-system-x86_64",
+        on_path("qemu-system-x86_64"),
+        "qemu-system-x86",
+    );
+    let static_busybox = Command::new("/bin/busybox")
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::fs::read("/bin/busybox").is_ok_and(|b| is_static_elf64(&b));
+    need("a static /bin/busybox", static_busybox, "busybox-static");
+    need("cpio", on_path("cpio"), "cpio");
+}
+
+/// Whether a 64-bit little-endian ELF file has no program interpreter (`PT_INTERP`), so
+/// runs without the host's libraries.
+pub fn is_static_elf64(b: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|s| u16::from_le_bytes([s[0], s[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")) as usize)
+    };
+    if !b.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return false;
+    };
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        b.get(at..at + 4) != Some(&3u32.to_le_bytes()[..])
+    })
+}
+
+/// Builds `initrd.gz` in `dir`: busybox, an `/init` that mounts proc, sys and devtmpfs and
+/// prints `GUEST-READY` on the console. With `acpi`, it also loads the power button
+/// drivers and runs `acpid`, whose handler powers the guest off.
+pub fn initramfs(dir: &Path, modules: &Path, acpi: bool) -> PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "proc", "sys", "dev", "lib", "etc/acpi/PWRF"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let mut init = String::from(
+        "#!/bin/busybox sh\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sys /sys\n\
+         mount -t devtmpfs dev /dev\n",
+    );
+    if acpi {
+        for (module, from) in [
+            ("evdev.ko", "kernel/drivers/input/evdev.ko"),
+            ("button.ko", "kernel/drivers/acpi/button.ko"),
+        ] {
+            let src = modules.join(from);
+            need(
+                &src.display().to_string(),
+                src.is_file(),
+                "linux-image-cloud-amd64",
+            );
+            std::fs::copy(&src, root.join("lib").join(module)).unwrap();
+        }
+        let handler = root.join("etc/acpi/PWRF/00000080");
+        std::fs::write(&handler, "#!/bin/sh\npoweroff -f\n").unwrap();
+        set_executable(&handler);
+        // Ready only once acpid listens on the input devices: a press before is lost.
+        init.push_str(
+            "insmod /lib/evdev.ko\n\
+             insmod /lib/button.ko\n\
+             acpid -d -c /etc/acpi &\n\
+             until ls -l /proc/$!/fd 2>/dev/null | grep -q /dev/input/event; do sleep 0.1; done\n",
+        );
+    }
+    init.push_str("echo GUEST-READY > /dev/console\nwhile true; do sleep 3600; done\n");
+    std::fs::write(root.join("init"), init).unwrap();
+    set_executable(&root.join("init"));
+    let image = dir.join("initrd.gz");
+    let packed = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"")
+        .args(["sh", &root.to_string_lossy(), &image.to_string_lossy()])
+        .status()
+        .expect("sh runs");
+    assert!(packed.success(), "cpio | gzip failed");
+    image
+}
+
+pub fn set_executable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
