@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod nodes;
 pub mod objects;
+pub mod openapi_v2;
 pub mod placement_api;
 pub mod policies;
 pub mod policy_api;
