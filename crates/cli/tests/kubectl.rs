@@ -482,10 +482,11 @@ fn kubectl_errors_name_the_field_the_conflict_and_the_role() {
     let viewer_config = s.kubeconfig_for(viewer.trim(), "viewer");
     let got = ok(&s.kubectl_with(&viewer_config, &["get", "wl", "-n", "finance"], None, &[]));
     assert!(got.contains("payroll-api"), "{got}");
+    let new_workload = "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: by-viewer, namespace: finance}\nspec:\n  type: job\n  task: {driver: exec, command: [x], resources: {cpu: 100m, memory: 64Mi}}\n";
     let e = failed(&s.kubectl_with(
         &viewer_config,
-        &["apply", "-f", &example("workloads.yaml")],
-        None,
+        &["apply", "-f", "-"],
+        Some(new_workload),
         &[],
     ));
     assert!(e.contains("Forbidden") || e.contains("forbidden"), "{e}");
