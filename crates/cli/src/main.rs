@@ -67,10 +67,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let conn = config::resolve(&cli.global)?;
     if let Command::Kubeconfig = &cli.command {
-        return kubeconfig::print(&cli.global, &conn);
+        return kubeconfig::print(&cli.global);
     }
+    let conn = config::resolve(&cli.global)?;
     let client = config::client(&conn)?;
     match &cli.command {
         Command::Apply(a) => resources::apply(&client, &conn, a).await,

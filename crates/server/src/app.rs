@@ -16,9 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{
-    admin, discovery, namespaces, nodes, objects, openapi_v2, placement_api, policy_api,
-};
+use crate::{admin, discovery, namespaces, nodes, objects, openapi_v2, placement_api, policy_api};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]

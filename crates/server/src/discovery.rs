@@ -173,12 +173,21 @@ pub fn openapi_document() -> Value {
         };
         let write_params = json!([
             query("dryRun", "All: validate and admit, write nothing."),
-            query("fieldManager", "Name of the writer (accepted, not recorded)."),
-            query("fieldValidation", "Strict (default), Warn or Ignore: what to do with fields the kind does not declare."),
+            query(
+                "fieldManager",
+                "Name of the writer (accepted, not recorded)."
+            ),
+            query(
+                "fieldValidation",
+                "Strict (default), Warn or Ignore: what to do with fields the kind does not declare."
+            ),
         ]);
         let read_params = json!([
             query("labelSelector", "Label selector (kubectl -l)."),
-            query("fieldSelector", "Field selector: metadata.name, metadata.namespace."),
+            query(
+                "fieldSelector",
+                "Field selector: metadata.name, metadata.namespace."
+            ),
             query("resourceVersion", "Watch from this revision."),
             query("limit", "Page size."),
             query("continue", "Token of the next page."),

@@ -69,10 +69,7 @@ async fn serve(headers: HeaderMap) -> Response {
 pub fn document() -> Value {
     let v3 = crate::discovery::openapi_document();
     let mut definitions = Map::new();
-    if let Some(schemas) = v3
-        .pointer("/components/schemas")
-        .and_then(Value::as_object)
-    {
+    if let Some(schemas) = v3.pointer("/components/schemas").and_then(Value::as_object) {
         for (name, schema) in schemas {
             definitions.insert(name.clone(), schema_to_v2(schema));
         }
@@ -188,7 +185,9 @@ pub fn schema_to_v2(schema: &Value) -> Value {
                 match constants {
                     Some(c) => {
                         values.extend(c);
-                        kind = kind.or_else(|| a.get("type").cloned());
+                        if kind.is_none() {
+                            kind = a.get("type").cloned();
+                        }
                         true
                     }
                     None => false,
@@ -368,10 +367,20 @@ mod protobuf {
         m.string(2, text("format"));
         m.string(3, text("title"));
         m.string(4, text("description"));
-        for r in obj.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for r in obj
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             m.string(19, r.as_str().unwrap_or_default());
         }
-        for e in obj.get("enum").and_then(Value::as_array).into_iter().flatten() {
+        for e in obj
+            .get("enum")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             m.message(20, any(e));
         }
         match obj.get("additionalProperties") {
@@ -400,7 +409,12 @@ mod protobuf {
             }
             m.message(23, item);
         }
-        for a in obj.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+        for a in obj
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             m.message(24, schema(a));
         }
         if let Some(props) = obj.get("properties").and_then(Value::as_object) {
@@ -477,7 +491,8 @@ mod tests {
         }
         assert!(!text.contains("\"nullable\""));
         assert!(!text.contains("\"oneOf\"") && !text.contains("\"anyOf\""));
-        let patch = &doc["paths"]["/apis/meridian.dev/v1/namespaces/{namespace}/workloads/{name}"]["patch"];
+        let patch =
+            &doc["paths"]["/apis/meridian.dev/v1/namespaces/{namespace}/workloads/{name}"]["patch"];
         assert!(
             patch["parameters"]
                 .as_array()
