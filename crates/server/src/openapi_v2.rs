@@ -54,7 +54,8 @@ async fn serve(headers: HeaderMap) -> Response {
         .is_some_and(|m| m.starts_with("application/com.github.proto-openapi.spec.v2"));
     let (json, pb) = encoded();
     let (body, content_type) = if wants_protobuf {
-        (pb.clone(), PROTOBUF)
+        // Go's mime parser (client-go) refuses the `@` of the requested media type.
+        (pb.clone(), "application/octet-stream")
     } else {
         (json.clone(), "application/json")
     };
