@@ -455,6 +455,24 @@ fn kubectl_apply_get_edit_and_delete() {
     ]));
     assert_eq!(priority.trim(), "250");
 
+    ok(&s.kubectl(&["label", "wl", "payroll-api", "-n", "finance", "env=prod"]));
+    ok(&s.kubectl(&[
+        "patch",
+        "wl",
+        "payroll-api",
+        "-n",
+        "finance",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":1}}"#,
+    ]));
+    let described = ok(&s.kubectl(&["describe", "wl", "payroll-api", "-n", "finance"]));
+    assert!(
+        described.contains("env=prod") && described.contains("Desired Replicas:"),
+        "{described}"
+    );
+
     let deleted = ok(&s.kubectl(&["delete", "wl", "payroll-api", "-n", "finance"]));
     assert!(
         deleted.contains("payroll-api\" deleted") || deleted.contains("payroll-api deleted"),
