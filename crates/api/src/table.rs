@@ -2,6 +2,7 @@
 //! `NAMESPACE` in front when listing across projects and `AGE` at the end.
 
 use crate::kinds::*;
+use crate::quantity::{Cpu, Memory};
 
 const NONE: &str = "<none>";
 
@@ -20,7 +21,15 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["ZONES", "NODES", "CARBON"],
         ),
         "Node" => (
-            &["NAME", "SITE", "OS", "ARCH", "CPU", "MEMORY", "STATUS"],
+            &[
+                "NAME",
+                "SITE",
+                "OS",
+                "ARCH",
+                "CPU-FREE",
+                "MEMORY-FREE",
+                "STATUS",
+            ],
             &["ZONE", "GPUS", "DRIVERS"],
         ),
         "Workload" => (
@@ -137,14 +146,19 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
             if s.unschedulable {
                 status.push_str(",SchedulingDisabled");
             }
+            let used = o.status.as_ref().and_then(|st| st.allocated.clone());
+            let (cpu_used, memory_used) =
+                used.map_or((Cpu::default(), Memory::default()), |u| (u.cpu, u.memory));
+            let cpu_free = a.cpu.checked_sub(cpu_used).unwrap_or_default();
+            let memory_free = a.memory.checked_sub(memory_used).unwrap_or_default();
             (
                 vec![
                     name,
                     s.site.clone(),
                     node_os(&s.os),
                     s.arch.to_string(),
-                    a.cpu.to_string(),
-                    a.memory.to_string(),
+                    format!("{cpu_free}/{}", a.cpu),
+                    format!("{memory_free}/{}", a.memory),
                     status,
                 ],
                 vec![
@@ -263,6 +277,17 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
         out.extend(extra);
     }
     out
+}
+
+/// kubectl's short age of something `seconds` old: `45s`, `12m`, `5h`, `3d`, `2y`.
+pub fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 * 2 => format!("{}m", s / 60),
+        s if s < 86400 * 2 => format!("{}h", s / 3600),
+        s if s < 86400 * 365 * 2 => format!("{}d", s / 86400),
+        s => format!("{}y", s / (86400 * 365)),
+    }
 }
 
 #[cfg(test)]

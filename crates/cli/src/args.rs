@@ -130,6 +130,12 @@ pub enum Command {
     /// Show or switch contexts of the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a kubeconfig for the current server and token, for kubectl and other
+    /// Kubernetes clients (the context is named after --context, else the current one)
+    #[command(
+        after_help = "Example:\n  meridian kubeconfig > ~/.kube/meridian\n  export KUBECONFIG=~/.kube/meridian\n  kubectl get wl -A"
+    )]
+    Kubeconfig,
     /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),

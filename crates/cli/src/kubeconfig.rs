@@ -1,7 +1,9 @@
-//! Reading a context of an existing kubeconfig (`$KUBECONFIG`, else `~/.kube/config`), so
-//! that a platform engineer whose kubectl already points at Meridian needs no second
-//! configuration. Only bearer-token users are supported; other kubeconfig fields are
-//! ignored.
+//! Kubeconfig files both ways. Reading a context of an existing kubeconfig
+//! (`$KUBECONFIG`, else `~/.kube/config`), so that a platform engineer whose kubectl
+//! already points at Meridian needs no second configuration (only bearer-token users are
+//! supported; other kubeconfig fields are ignored). Writing one (`meridian kubeconfig`)
+//! from the current Meridian connection, so that kubectl and every Kubernetes client
+//! library talk to Meridian with the same server, CA and token.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +137,90 @@ pub fn load(path: &Path, name: Option<&str>) -> Result<Option<KubeContextResolve
     }))
 }
 
+/// A kubeconfig with one cluster, user and context named `name`, made current: the
+/// server URL, the CA inline when there is one, the bearer token, the default project.
+pub fn render(
+    name: &str,
+    server: &str,
+    token: &str,
+    ca_pem: Option<&[u8]>,
+    namespace: Option<&str>,
+) -> String {
+    let mut cluster = serde_json::json!({ "server": server });
+    if let Some(ca) = ca_pem {
+        cluster["certificate-authority-data"] =
+            base64::engine::general_purpose::STANDARD.encode(ca).into();
+    }
+    let mut context = serde_json::json!({ "cluster": name, "user": name });
+    if let Some(ns) = namespace {
+        context["namespace"] = ns.into();
+    }
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": name,
+        "clusters": [{ "name": name, "cluster": cluster }],
+        "users": [{ "name": name, "user": { "token": token } }],
+        "contexts": [{ "name": name, "context": context }],
+        "preferences": {},
+    });
+    serde_yaml_ng::to_string(&config).expect("a JSON value always serializes")
+}
+
+/// `meridian kubeconfig`: print a kubeconfig for the current connection. `--context NAME`
+/// names the kubeconfig's context; when the Meridian config file has a context of that
+/// name, its server and token are the ones used, else flags, environment and the current
+/// context are, as for every command.
+pub fn print(global: &crate::args::Global) -> Result<()> {
+    let file = crate::config::ConfigFile::load(&crate::config::config_path())?;
+    let known = global
+        .context
+        .as_deref()
+        .is_some_and(|n| file.find(n).is_some());
+    let conn = if global.context.is_none() || known {
+        crate::config::resolve(global)?
+    } else {
+        crate::config::resolve(&crate::args::Global {
+            server: global.server.clone(),
+            token: global.token.clone(),
+            ca_file: global.ca_file.clone(),
+            context: None,
+            namespace: global.namespace.clone(),
+        })?
+    };
+    let name = global
+        .context
+        .clone()
+        .or(file.current_context)
+        .unwrap_or_else(|| "meridian".to_owned());
+    let ca = match (&conn.ca_file, &conn.ca_pem) {
+        (Some(file), _) => Some(
+            std::fs::read(file)
+                .with_context(|| format!("cannot read the CA {}", file.display()))?,
+        ),
+        (None, Some(pem)) => Some(pem.clone()),
+        (None, None) => None,
+    };
+    let conn = &conn;
+    if conn.server.starts_with("http://") {
+        eprintln!(
+            "warning: kubectl sends no bearer token over plain http (kubernetes/kubectl#744): \
+             serve https (meridian server --tls) to use kubectl"
+        );
+    }
+    print!(
+        "{}",
+        render(
+            &name,
+            &conn.server,
+            &conn.token,
+            ca.as_deref(),
+            conn.namespace.as_deref()
+        )
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +248,26 @@ mod tests {
             load(&dir.path().join("missing"), None).expect("no file"),
             None
         );
+    }
+
+    #[test]
+    fn a_rendered_kubeconfig_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        let text = render(
+            "prod",
+            "https://m:7420",
+            "mrd_x",
+            Some(b"PEM"),
+            Some("finance"),
+        );
+        std::fs::write(&path, text).expect("write");
+        let ctx = load(&path, None).expect("valid").expect("current context");
+        assert_eq!(ctx.server, "https://m:7420");
+        assert_eq!(ctx.token, "mrd_x");
+        assert_eq!(ctx.ca_pem.as_deref(), Some(&b"PEM"[..]));
+        assert_eq!(ctx.namespace.as_deref(), Some("finance"));
+        let plain = render("m", "http://127.0.0.1:7420", "t", None, None);
+        assert!(!plain.contains("certificate-authority"), "{plain}");
     }
 }

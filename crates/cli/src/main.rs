@@ -67,6 +67,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    if let Command::Kubeconfig = &cli.command {
+        return kubeconfig::print(&cli.global);
+    }
     let conn = config::resolve(&cli.global)?;
     let client = config::client(&conn)?;
     match &cli.command {

@@ -46,14 +46,7 @@ pub fn age(created: Option<&str>, now: jiff::Timestamp) -> String {
     let Some(created) = created.and_then(|c| c.parse::<jiff::Timestamp>().ok()) else {
         return "<unknown>".into();
     };
-    let secs = (now.as_second() - created.as_second()).max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 3600 * 2 => format!("{}m", s / 60),
-        s if s < 86400 * 2 => format!("{}h", s / 3600),
-        s if s < 86400 * 365 * 2 => format!("{}d", s / 86400),
-        s => format!("{}y", s / (86400 * 365)),
-    }
+    api::table::age(now.as_second() - created.as_second())
 }
 
 fn created(object: &Value) -> Option<&str> {

@@ -16,7 +16,7 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, namespaces, nodes, objects, placement_api, policy_api};
+use crate::{admin, discovery, namespaces, nodes, objects, openapi_v2, placement_api, policy_api};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -69,6 +69,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(discovery::routes())
+        .merge(openapi_v2::routes())
         .merge(objects::routes())
         .merge(admin::routes())
         .merge(namespaces::routes())

@@ -163,41 +163,95 @@ pub fn openapi_document() -> Value {
             }
             responses
         };
+        // As kube-apiserver publishes them: kubectl looks for `fieldValidation` among the
+        // parameters of the PATCH operation carrying the kind's GVK before it relies on
+        // server-side validation.
+        let op_gvk = json!({"group": api::GROUP, "version": api::VERSION, "kind": k.kind});
+        let query = |name: &str, description: &str| {
+            json!({"name": name, "in": "query", "description": description,
+                   "schema": {"type": "string"}, "uniqueItems": true})
+        };
+        let write_params = json!([
+            query("dryRun", "All: validate and admit, write nothing."),
+            query(
+                "fieldManager",
+                "Name of the writer (accepted, not recorded)."
+            ),
+            query(
+                "fieldValidation",
+                "Strict (default), Warn or Ignore: what to do with fields the kind does not declare."
+            ),
+        ]);
+        let read_params = json!([
+            query("labelSelector", "Label selector (kubectl -l)."),
+            query(
+                "fieldSelector",
+                "Field selector: metadata.name, metadata.namespace."
+            ),
+            query("resourceVersion", "Watch from this revision."),
+            query("limit", "Page size."),
+            query("continue", "Token of the next page."),
+            query("watch", "Stream changes."),
+        ]);
+        let op = |mut operation: Value, action: &str, params: &Value| {
+            if let Some(o) = operation.as_object_mut() {
+                o.insert("x-kubernetes-group-version-kind".into(), op_gvk.clone());
+                o.insert("x-kubernetes-action".into(), json!(action));
+                o.insert("parameters".into(), params.clone());
+            }
+            operation
+        };
+        let path_params = |named: bool| {
+            let mut p = Vec::new();
+            if named {
+                p.push(json!({"name": "name", "in": "path", "required": true,
+                              "description": "name of the object", "schema": {"type": "string"}}));
+            }
+            if k.namespaced() {
+                p.push(json!({"name": "namespace", "in": "path", "required": true,
+                              "description": "the project", "schema": {"type": "string"}}));
+            }
+            Value::Array(p)
+        };
+        let none = json!([]);
         paths.insert(base.clone(), json!({
-            "get": {"operationId": format!("list{}", k.kind), "tags": [k.kind],
+            "get": op(json!({"operationId": format!("list{}", k.kind), "tags": [k.kind],
                     "description": format!("List or watch {} (labelSelector, fieldSelector, limit, continue, watch, resourceVersion)", k.plural),
-                    "responses": merge(json!({"200": ok("list", &list_schema)}))},
-            "post": {"operationId": format!("create{}", k.kind), "tags": [k.kind],
+                    "responses": merge(json!({"200": ok("list", &list_schema)}))}), "list", &read_params),
+            "post": op(json!({"operationId": format!("create{}", k.kind), "tags": [k.kind],
                      "requestBody": body,
-                     "responses": merge(json!({"201": ok("created", &one)}))},
+                     "responses": merge(json!({"201": ok("created", &one)}))}), "post", &write_params),
+            "parameters": path_params(false),
         }));
         paths.insert(
             format!("{base}/{{name}}"),
             json!({
-                "get": {"operationId": format!("read{}", k.kind), "tags": [k.kind],
-                        "responses": merge(json!({"200": ok("the object", &one)}))},
-                "put": {"operationId": format!("replace{}", k.kind), "tags": [k.kind],
+                "get": op(json!({"operationId": format!("read{}", k.kind), "tags": [k.kind],
+                        "responses": merge(json!({"200": ok("the object", &one)}))}), "get", &none),
+                "put": op(json!({"operationId": format!("replace{}", k.kind), "tags": [k.kind],
                         "requestBody": body,
-                        "responses": merge(json!({"200": ok("replaced", &one)}))},
-                "patch": {"operationId": format!("patch{}", k.kind), "tags": [k.kind],
+                        "responses": merge(json!({"200": ok("replaced", &one)}))}), "put", &write_params),
+                "patch": op(json!({"operationId": format!("patch{}", k.kind), "tags": [k.kind],
                           "requestBody": patch_body,
-                          "responses": merge(json!({"200": ok("patched", &one)}))},
-                "delete": {"operationId": format!("delete{}", k.kind), "tags": [k.kind],
-                           "responses": merge(json!({"200": ok("deleted", &one)}))},
+                          "responses": merge(json!({"200": ok("patched", &one)}))}), "patch", &write_params),
+                "delete": op(json!({"operationId": format!("delete{}", k.kind), "tags": [k.kind],
+                           "responses": merge(json!({"200": ok("deleted", &one)}))}), "delete", &none),
+                "parameters": path_params(true),
             }),
         );
         if k.has_status {
             paths.insert(
                 format!("{base}/{{name}}/status"),
                 json!({
-                    "get": {"operationId": format!("read{}Status", k.kind), "tags": [k.kind],
-                            "responses": merge(json!({"200": ok("the object", &one)}))},
-                    "put": {"operationId": format!("replace{}Status", k.kind), "tags": [k.kind],
+                    "get": op(json!({"operationId": format!("read{}Status", k.kind), "tags": [k.kind],
+                            "responses": merge(json!({"200": ok("the object", &one)}))}), "get", &none),
+                    "put": op(json!({"operationId": format!("replace{}Status", k.kind), "tags": [k.kind],
                             "requestBody": body,
-                            "responses": merge(json!({"200": ok("replaced", &one)}))},
-                    "patch": {"operationId": format!("patch{}Status", k.kind), "tags": [k.kind],
+                            "responses": merge(json!({"200": ok("replaced", &one)}))}), "put", &write_params),
+                    "patch": op(json!({"operationId": format!("patch{}Status", k.kind), "tags": [k.kind],
                               "requestBody": patch_body,
-                              "responses": merge(json!({"200": ok("patched", &one)}))},
+                              "responses": merge(json!({"200": ok("patched", &one)}))}), "patch", &write_params),
+                    "parameters": path_params(true),
                 }),
             );
         }

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, Params, Target};
+use crate::tables::{self, TableRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,8 +57,9 @@ fn to_namespace(project: &Value) -> Value {
     })
 }
 
-/// Translate a successful Project response (object, list or watch lines) into namespaces.
-async fn translate(response: Response) -> Response {
+/// Translate a successful Project response (object or list) into namespaces, or into a
+/// `Table` of them (name, status, age) when the client asked for one.
+async fn translate(response: Response, table: Option<TableRequest>) -> Response {
     if !response.status().is_success() {
         return response;
     }
@@ -78,6 +80,24 @@ async fn translate(response: Response) -> Response {
     } else {
         to_namespace(&value)
     };
+    let out = match table {
+        None => out,
+        Some(req) => {
+            let (items, metadata) = match out.get("items").and_then(Value::as_array) {
+                Some(items) => (items.clone(), out["metadata"].clone()),
+                None => (vec![out.clone()], tables::single_metadata(&out)),
+            };
+            let rows = items
+                .iter()
+                .map(|ns| {
+                    let cells = tables::name_and_age_cells(ns, &["Active"]);
+                    tables::row_with_cells(cells, ns, req)
+                })
+                .collect();
+            let columns = tables::name_and_age(&[("Status", "The phase of the namespace.")]);
+            tables::generic(columns, rows, metadata, req)
+        }
+    };
     (status, axum::Json(out)).into_response()
 }
 
@@ -85,21 +105,34 @@ async fn list(
     State(state): State<AppState>,
     who: Principal,
     Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let table = q.table(&headers)?;
     if q.is_watch() {
         return Err(ApiError::method_not_allowed(
             "watching namespaces is served at /apis/meridian.dev/v1/projects?watch=true",
         ));
     }
-    Ok(translate(objects::list(state, who, projects(None)?, q).await?).await)
+    Ok(translate(
+        objects::list(state, who, projects(None)?, q, None).await?,
+        table,
+    )
+    .await)
 }
 
 async fn get_one(
     State(state): State<AppState>,
     who: Principal,
     Path(name): Path<String>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    Ok(translate(objects::get_one(state, who, projects(Some(name))?).await?).await)
+    let table = q.table(&headers)?;
+    Ok(translate(
+        objects::get_one(state, who, projects(Some(name))?, None).await?,
+        table,
+    )
+    .await)
 }
 
 async fn create(
@@ -138,7 +171,7 @@ async fn create(
         "create",
     )
     .await?;
-    Ok(translate(response).await)
+    Ok(translate(response, None).await)
 }
 
 async fn delete(
@@ -149,5 +182,5 @@ async fn delete(
     body: Bytes,
 ) -> ApiResult<Response> {
     let response = objects::delete(state, who, projects(Some(name))?, q, &body).await?;
-    Ok(translate(response).await.into_response())
+    Ok(translate(response, None).await.into_response())
 }

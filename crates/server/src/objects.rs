@@ -19,8 +19,10 @@ use store::{Compare, KeyValue, Op, OpResult, RangeRequest};
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize, node_may_access, node_write_check};
 use crate::error::{ApiError, ApiResult};
+use crate::field_validation::{FieldValidation, with_warnings};
 use crate::policies::{self, PolicyEngine};
 use crate::registry::{self, Mutation, Registry, decode, encode, kind_prefix, object_key};
+use crate::tables::{self, TableRequest};
 
 const BASE: &str = "/apis/meridian.dev/v1";
 
@@ -73,6 +75,10 @@ pub struct Params {
     pub dry_run: Option<String>,
     pub field_manager: Option<String>,
     pub force: Option<bool>,
+    /// `Strict` (the default), `Warn` or `Ignore`: what to do with unknown fields.
+    pub field_validation: Option<String>,
+    /// What the rows of a `Table` carry: `None`, `Metadata` (default) or `Object`.
+    pub include_object: Option<String>,
 }
 
 impl Params {
@@ -84,6 +90,16 @@ impl Params {
                 "dryRun={other:?} is not supported: use dryRun=All"
             ))),
         }
+    }
+
+    /// What to do with unknown fields in a write.
+    pub fn field_validation(&self) -> ApiResult<FieldValidation> {
+        FieldValidation::parse(self.field_validation.as_deref())
+    }
+
+    /// A `Table` instead of objects, when the `Accept` header asks for one.
+    pub fn table(&self, headers: &HeaderMap) -> ApiResult<Option<TableRequest>> {
+        TableRequest::from_request(headers, self.include_object.as_deref())
     }
 
     pub fn is_watch(&self) -> bool {
@@ -150,8 +166,10 @@ async fn list_global(
     who: Principal,
     Path(plural): Path<String>,
     Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    list(s, who, Target::resolve(&plural, None, None)?, q).await
+    let table = q.table(&headers)?;
+    list(s, who, Target::resolve(&plural, None, None)?, q, table).await
 }
 
 async fn list_ns(
@@ -159,8 +177,10 @@ async fn list_ns(
     who: Principal,
     Path((ns, plural)): Path<(String, String)>,
     Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    list(s, who, Target::resolve(&plural, Some(ns), None)?, q).await
+    let table = q.table(&headers)?;
+    list(s, who, Target::resolve(&plural, Some(ns), None)?, q, table).await
 }
 
 async fn create_global(
@@ -205,16 +225,28 @@ async fn get_global(
     State(s): State<AppState>,
     who: Principal,
     Path((plural, name)): Path<(String, String)>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    get_one(s, who, Target::resolve(&plural, None, Some(name))?).await
+    let table = q.table(&headers)?;
+    get_one(s, who, Target::resolve(&plural, None, Some(name))?, table).await
 }
 
 async fn get_ns(
     State(s): State<AppState>,
     who: Principal,
     Path((ns, plural, name)): Path<(String, String, String)>,
+    Query(q): Query<Params>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
-    get_one(s, who, Target::resolve(&plural, Some(ns), Some(name))?).await
+    let table = q.table(&headers)?;
+    get_one(
+        s,
+        who,
+        Target::resolve(&plural, Some(ns), Some(name))?,
+        table,
+    )
+    .await
 }
 
 macro_rules! write_adapters {
@@ -425,8 +457,10 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Response> {
-    let value = parse_body(headers, body)?;
-    create_value(&state, &who, target, q.dry_run()?, value, "create").await
+    let mut value = parse_body(headers, body)?;
+    let warnings = q.field_validation()?.apply(target.kind, &mut value);
+    let response = create_value(&state, &who, target, q.dry_run()?, value, "create").await?;
+    Ok(with_warnings(response, &warnings))
 }
 
 /// Create `value` (already parsed) at `target` (a collection). Shared by POST and apply.
@@ -589,6 +623,7 @@ pub(crate) async fn get_one(
     state: AppState,
     who: Principal,
     target: Target,
+    table: Option<TableRequest>,
 ) -> ApiResult<Response> {
     authorize(
         &who,
@@ -602,6 +637,17 @@ pub(crate) async fn get_one(
     let value = decode(&kv)?;
     if !node_may_access(&who, &value) {
         return Err(ApiError::not_found(target.kind.plural, target.name()));
+    }
+    if let Some(req) = table {
+        let metadata = tables::single_metadata(&value);
+        let t = tables::table(
+            target.kind,
+            std::slice::from_ref(&value),
+            metadata,
+            req,
+            true,
+        );
+        return Ok(json_response(StatusCode::OK, &t));
     }
     Ok(json_response(StatusCode::OK, &value))
 }
@@ -748,6 +794,7 @@ pub(crate) async fn list(
     who: Principal,
     target: Target,
     q: Params,
+    table: Option<TableRequest>,
 ) -> ApiResult<Response> {
     let verb = if q.is_watch() {
         Verb::Watch
@@ -757,7 +804,7 @@ pub(crate) async fn list(
     authorize(&who, verb, target.kind, target.ns(), None)?;
     let filter = Filter::new(&q, &who, &target)?;
     if q.is_watch() {
-        return crate::watch::watch(state, who, target, q, filter).await;
+        return crate::watch::watch(state, who, target, q, filter, table).await;
     }
     let prefix = list_prefix(&who, &target);
     let max = state.limits.max_page;
@@ -809,6 +856,10 @@ pub(crate) async fn list(
     if more && let Some(k) = &last_key {
         metadata["continue"] = Value::String(encode_continue(k, revision));
     }
+    if let Some(req) = table {
+        let t = tables::table(target.kind, &items, metadata, req, true);
+        return Ok(json_response(StatusCode::OK, &t));
+    }
     let list = json!({
         "apiVersion": api::API_VERSION,
         "kind": target.kind.list_kind(),
@@ -837,6 +888,7 @@ async fn put(
         target.name.as_deref(),
     )?;
     let mut value = parse_body(headers, body)?;
+    let warnings = q.field_validation()?.apply(target.kind, &mut value);
     check_type(&target, &mut value)?;
     check_namespace(&target, &mut value)?;
     let body_name = meta_str(&value, "name").unwrap_or_default();
@@ -879,7 +931,10 @@ async fn put(
         "update",
     )
     .await?;
-    Ok(written_response(StatusCode::OK, &stored, &admission))
+    Ok(with_warnings(
+        written_response(StatusCode::OK, &stored, &admission),
+        &warnings,
+    ))
 }
 
 fn parse_rv(rv: &str) -> ApiResult<i64> {
@@ -1052,6 +1107,7 @@ async fn patch(
 ) -> ApiResult<Response> {
     let kind = patch_kind(headers)?;
     let dry_run = q.dry_run()?;
+    let validation = q.field_validation()?;
     let patch_value = match kind {
         PatchKind::Apply => {
             let mut h = HeaderMap::new();
@@ -1073,7 +1129,11 @@ async fn patch(
                     namespace: target.namespace.clone(),
                     name: target.name.clone(),
                 };
-                return create_value(&state, &who, collection, dry_run, patch_value, "apply").await;
+                let mut value = patch_value;
+                let warnings = validation.apply(target.kind, &mut value);
+                let response =
+                    create_value(&state, &who, collection, dry_run, value, "apply").await?;
+                return Ok(with_warnings(response, &warnings));
             }
             authorize(
                 &who,
@@ -1116,6 +1176,7 @@ async fn patch(
             }
         }
         check_namespace(&target, &mut next)?;
+        let warnings = validation.apply(target.kind, &mut next);
         let pinned = meta_str(&next, "resourceVersion")
             .filter(|rv| Some(*rv) != meta_str(&old, "resourceVersion"))
             .map(parse_rv)
@@ -1134,7 +1195,10 @@ async fn patch(
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
             Ok((stored, admission)) => {
-                return Ok(written_response(StatusCode::OK, &stored, &admission));
+                return Ok(with_warnings(
+                    written_response(StatusCode::OK, &stored, &admission),
+                    &warnings,
+                ));
             }
         }
     }

@@ -24,7 +24,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{Filter, Params, Target, list_prefix};
 use crate::registry::decode;
-use crate::watch_cache::EventCache;
+use crate::tables::{self, TableRequest};
+use crate::watch_cache::{Decoded, EventCache};
 
 /// Interval of `BOOKMARK` events when the client asked for them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
@@ -36,13 +37,41 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// Watch lines as `Table`s (see [`crate::tables`]): only the first carries the column
+/// definitions.
+struct TableLines {
+    kind: &'static api::KindInfo,
+    req: TableRequest,
+    headers_sent: bool,
+}
+
+impl TableLines {
+    fn line(&mut self, event: &str, object: &Value) -> Bytes {
+        let table = tables::table(
+            self.kind,
+            std::slice::from_ref(object),
+            tables::single_metadata(object),
+            self.req,
+            !self.headers_sent,
+        );
+        self.headers_sent = true;
+        line(event, &table)
+    }
+}
+
 pub async fn watch(
     state: AppState,
     _who: Principal,
     target: Target,
     q: Params,
     filter: Filter,
+    table: Option<TableRequest>,
 ) -> ApiResult<Response> {
+    let mut tables = table.map(|req| TableLines {
+        kind: target.kind,
+        req,
+        headers_sent: false,
+    });
     let prefix = list_prefix(&_who, &target);
     let store = state.store().clone();
     let mut initial = Vec::new();
@@ -66,7 +95,10 @@ pub async fn watch(
                 for kv in &page.kvs {
                     let object = decode(kv)?;
                     if filter.matches(&object) {
-                        initial.push(line("ADDED", &object));
+                        initial.push(match &mut tables {
+                            Some(t) => t.line("ADDED", &object),
+                            None => line("ADDED", &object),
+                        });
                     }
                 }
                 if !page.more {
@@ -148,7 +180,15 @@ pub async fn watch(
                         None => return,
                     };
                     last_rv = event.kv.mod_revision;
-                    let Some(out) = translate(&event, &filter, &cache) else { continue };
+                    let Some((kind, decoded)) = translate(&event, &filter, &cache) else { continue };
+                    let out = match &mut tables {
+                        Some(t) => t.line(kind, &decoded.object),
+                        None => match kind {
+                            "ADDED" => decoded.added.clone(),
+                            "MODIFIED" => decoded.modified.clone(),
+                            _ => decoded.deleted.clone(),
+                        },
+                    };
                     if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
@@ -165,10 +205,14 @@ pub async fn watch(
     Ok(response)
 }
 
-/// Turn a store event into a watch line, honouring selector transitions. Decoding is
-/// shared through the server's [`EventCache`]; without selectors no decode is needed
-/// beyond the cached one.
-fn translate(event: &store::Event, filter: &Filter, cache: &EventCache) -> Option<Bytes> {
+/// Turn a store event into the type of its watch event and the decoded object, honouring
+/// selector transitions. Decoding is shared through the server's [`EventCache`]; without
+/// selectors no decode is needed beyond the cached one.
+fn translate(
+    event: &store::Event,
+    filter: &Filter,
+    cache: &EventCache,
+) -> Option<(&'static str, Arc<Decoded>)> {
     let decoded = |kv: &store::KeyValue| match cache.get(kv) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -186,9 +230,9 @@ fn translate(event: &store::Event, filter: &Filter, cache: &EventCache) -> Optio
                 Some(prev) => decoded(prev).map(|p| filter.matches(&p.object)),
             };
             match (before, now) {
-                (None | Some(false), true) => Some(object.added.clone()),
-                (Some(true), true) => Some(object.modified.clone()),
-                (Some(true), false) => Some(object.deleted.clone()),
+                (None | Some(false), true) => Some(("ADDED", object)),
+                (Some(true), true) => Some(("MODIFIED", object)),
+                (Some(true), false) => Some(("DELETED", object)),
                 (_, false) => None,
             }
         }
@@ -196,7 +240,7 @@ fn translate(event: &store::Event, filter: &Filter, cache: &EventCache) -> Optio
             let object = decoded(&event.kv)?;
             filter
                 .matches(&object.object)
-                .then(|| object.deleted.clone())
+                .then_some(("DELETED", object))
         }
     }
 }
