@@ -169,7 +169,10 @@ fn per_policy(set: &PolicySet, fleet: &FleetContext, base: &[Value]) {
         .iter()
         .find(|o| o["metadata"]["name"] == "payroll-api")
         .unwrap();
-    println!("{:<44} {:>10}", "policy", "µs/eval");
+    println!(
+        "{:<44} {:>18} {:>12}",
+        "policy", "interpreter µs/eval", "VM µs/eval"
+    );
     for p in set.iter().filter(|p| !p.name().ends_with("-copy")) {
         let object = if p.matches("Node", None) {
             node
@@ -179,15 +182,20 @@ fn per_policy(set: &PolicySet, fleet: &FleetContext, base: &[Value]) {
         let input = policy::to_rego(&json!({"operation": "AUDIT", "object": object}));
         let _ = fleet;
         let rounds = 2_000;
-        let start = Instant::now();
-        for _ in 0..rounds {
-            let _ = p.evaluate(&input).unwrap();
-        }
-        println!(
-            "{:<44} {:>10.1}",
-            p.name(),
+        let time = |f: &dyn Fn()| {
+            let start = Instant::now();
+            for _ in 0..rounds {
+                f();
+            }
             start.elapsed().as_secs_f64() * 1e6 / rounds as f64
-        );
+        };
+        let interpreted = time(&|| {
+            p.evaluate(&input).unwrap();
+        });
+        let vm = time(&|| {
+            p.evaluate_audit(&input).unwrap();
+        });
+        println!("{:<44} {:>18.1} {:>12.1}", p.name(), interpreted, vm);
     }
 }
 

@@ -44,7 +44,9 @@ strict_note(false) := ""
 
 site_list := "none registered" if count(sites) == 0
 
-site_list := concat(", ", sort([d |
+site_list := concat(", ", sort(site_descriptions)) if count(sites) > 0
+
+site_descriptions contains d if {
 	some name, site in sites
 	d := sprintf("%s (%s, operator %s)", [name, site.jurisdiction, object.get(object.get(site, "operator", {}), "jurisdiction", "unknown")])
-])) if count(sites) > 0
+}
