@@ -785,46 +785,17 @@ impl Runner {
         let Some((health, conditions)) = self.health_status(key) else {
             return;
         };
-        let Some(a) = self.desired.get(key) else {
+        let Some(a) = self.desired.get(key).cloned() else {
             return;
         };
-        let alloc = kind("Allocation");
-        let ns = a["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let name = a["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let mut object = a.clone();
-        for attempt in 0..2 {
+        self.write_status(&a, "health", |object| {
             if !object["status"].is_object() {
                 object["status"] = json!({"phase": "running"});
             }
             object["status"]["health"] = health.clone();
             object["status"]["conditions"] = conditions.clone();
-            match self
-                .client
-                .replace_status(alloc, Some(&ns), &name, &object)
-                .await
-            {
-                Ok(stored) => {
-                    self.desired.insert(key_of(&stored), stored);
-                    return;
-                }
-                Err(e) if attempt == 0 && !e.is_not_found() => {
-                    match self.client.get(alloc, Some(&ns), &name).await {
-                        Ok(fresh) => object = fresh,
-                        Err(_) => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(allocation = %name, error = %e, "cannot report health");
-                    return;
-                }
-            }
-        }
+        })
+        .await;
     }
 
     /// Writes the allocation's status (retrying once on a conflict with a fresh read).
@@ -836,15 +807,6 @@ impl Runner {
         restarts: u32,
         message: Option<String>,
     ) {
-        let alloc = kind("Allocation");
-        let ns = a["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let name = a["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
         let mut status = json!({"phase": phase});
         if restarts > 0 {
             status["restarts"] = json!(restarts);
@@ -862,12 +824,22 @@ impl Runner {
                 status["conditions"] = conditions;
             }
         }
+        self.write_status(a, "status", |object| object["status"] = status.clone())
+            .await;
+    }
+
+    /// Writes the allocation's status as `edit` makes it, retrying once on a conflict
+    /// with a fresh read; `what` names the write in the warning when it fails.
+    async fn write_status(&mut self, a: &Value, what: &str, edit: impl Fn(&mut Value)) {
+        let alloc = kind("Allocation");
+        let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = a["metadata"]["name"].as_str().unwrap_or_default();
         let mut object = a.clone();
         for attempt in 0..2 {
-            object["status"] = status.clone();
+            edit(&mut object);
             match self
                 .client
-                .replace_status(alloc, Some(&ns), &name, &object)
+                .replace_status(alloc, Some(ns), name, &object)
                 .await
             {
                 Ok(stored) => {
@@ -875,13 +847,13 @@ impl Runner {
                     return;
                 }
                 Err(e) if attempt == 0 && !e.is_not_found() => {
-                    match self.client.get(alloc, Some(&ns), &name).await {
+                    match self.client.get(alloc, Some(ns), name).await {
                         Ok(fresh) => object = fresh,
                         Err(_) => return,
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(allocation = %name, error = %e, "cannot report status");
+                    tracing::warn!(allocation = %name, error = %e, "cannot report {what}");
                     return;
                 }
             }
