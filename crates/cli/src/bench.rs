@@ -97,6 +97,10 @@ pub struct CreateArgs {
     /// PID of the server process (on this machine), to report its CPU time per object
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Declare each workload's data as personal, to stay in the EU on ISO 27001 sites, so
+    /// that admission policies (the sovereignty pack) have real work to do
+    #[arg(long)]
+    pub personal_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +238,12 @@ fn workload(name: &str, project: &str, run: &str, seq: u64, size: usize) -> Valu
     object
 }
 
+/// Personal data kept in the EU on ISO 27001 sites (as examples/workloads.yaml's payroll-api).
+fn declare_personal_data(object: &mut Value) {
+    object["spec"]["data"] = json!({"classification": "personal", "residency": ["EU"]});
+    object["spec"]["compliance"] = json!(["ISO27001"]);
+}
+
 /// A short random id: runs never collide on names.
 fn run_id() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -338,6 +348,8 @@ struct LoadSpec {
     /// Objects per second; 0 for closed loop.
     rate: f64,
     size: usize,
+    /// Declare personal data kept in the EU (see [`declare_personal_data`]).
+    personal_data: bool,
     project: String,
     run: String,
 }
@@ -372,8 +384,13 @@ async fn run_creates(clients: Vec<Client>, spec: &LoadSpec) -> LoadResult {
     let mut tasks = Vec::new();
     for client in clients {
         let next = Arc::clone(&next);
-        let (project, run, size, rate) =
-            (spec.project.clone(), spec.run.clone(), spec.size, spec.rate);
+        let (project, run, size, rate, personal_data) = (
+            spec.project.clone(),
+            spec.run.clone(),
+            spec.size,
+            spec.rate,
+            spec.personal_data,
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -395,7 +412,10 @@ async fn run_creates(clients: Vec<Client>, spec: &LoadSpec) -> LoadResult {
                     now
                 };
                 let name = format!("b-{run}-{i}");
-                let object = workload(&name, &project, &run, i, size);
+                let mut object = workload(&name, &project, &run, i, size);
+                if personal_data {
+                    declare_personal_data(&mut object);
+                }
                 match client
                     .create(workload_kind(), Some(&project), &object, false)
                     .await
@@ -477,6 +497,7 @@ async fn create(global: &Global, args: &CreateArgs) -> Result<()> {
         duration: args.duration,
         rate: args.rate,
         size: args.size,
+        personal_data: args.personal_data,
         project,
         run: run_id(),
     };
@@ -1177,6 +1198,7 @@ async fn rss(args: &RssArgs) -> Result<()> {
         duration: None,
         rate: 0.0,
         size: args.size,
+        personal_data: false,
         project,
         run: run_id(),
     };

@@ -47,6 +47,14 @@ fn build() -> String {
          countries(code) := {code} if not data.meridian.blocs[code]\n\n\
          # The countries a list of codes (countries or blocs) covers, as a set.\n\
          expand(codes) := {c | some code in codes; some c in countries(code)}\n\n\
+         # Whether a country (or a code) is one of `codes` or a member of a bloc among them.\n\
+         # The same as `country in expand(codes)` without building the set: prefer it in\n\
+         # rules that run on every object.\n\
+         within(country, codes) if country in codes\n\n\
+         within(country, codes) if {\n\
+         \tsome code in codes\n\
+         \tcountry in data.meridian.blocs[code]\n\
+         }\n\n\
          # `project/name` for project-scoped objects, `name` for global ones.\n\
          display(obj) := concat(\"/\", [obj.metadata.namespace, obj.metadata.name]) if obj.metadata.namespace\n\n\
          display(obj) := obj.metadata.name if not obj.metadata.namespace\n",

@@ -25,8 +25,10 @@ fence := default_locations if {
 
 violation contains {"msg": msg, "field": sprintf("spec.data.residency[%d]", [i])} if {
 	input.object.kind == "Workload"
+	f := fence
 	some i, code in input.object.spec.data.residency
-	outside := lib.countries(code) - lib.expand(fence)
+	not lib.within(code, f) # a country inside the fence, or a code the fence names
+	outside := lib.countries(code) - lib.expand(f)
 	count(outside) > 0
 	msg := sprintf(
 		"workload %s: residency %s reaches beyond the locations project %s allows [%s] (%s outside); narrow spec.data.residency or widen the project's allowedLocations",
@@ -36,8 +38,9 @@ violation contains {"msg": msg, "field": sprintf("spec.data.residency[%d]", [i])
 
 violation contains {"msg": msg, "field": "spec.site"} if {
 	input.object.kind == "Allocation"
+	f := fence
 	site := input.context.targetSite
-	not site.jurisdiction in lib.expand(fence)
+	not lib.within(site.jurisdiction, f)
 	msg := sprintf(
 		"allocation %s is on site %s in %s, outside the locations project %s allows [%s]",
 		[lib.display(input.object), object.get(input.object.spec, "site", "(unknown)"), site.jurisdiction, input.object.metadata.namespace, concat(", ", fence)],

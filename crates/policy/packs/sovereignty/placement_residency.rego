@@ -15,7 +15,7 @@ violation contains {"msg": msg, "field": "spec.site"} if {
 	input.object.kind == "Allocation"
 	count(residency) > 0
 	site := input.context.targetSite
-	not site.jurisdiction in lib.expand(residency)
+	not lib.within(site.jurisdiction, residency)
 	msg := sprintf(
 		"allocation %s puts workload %s on site %s in %s, outside its residency [%s]",
 		[lib.display(input.object), input.object.spec.workload, site_name, site.jurisdiction, concat(", ", residency)],

@@ -15,8 +15,7 @@ violation contains {"msg": msg, "field": "spec.data.residency"} if {
 	residency := input.object.spec.data.residency
 	count(residency) > 0
 	strict := object.get(input.object.spec.data, "sovereignty", "standard") == "strict"
-	allowed := lib.expand(residency)
-	not satisfiable(allowed, strict)
+	not satisfiable(residency, strict)
 	msg := sprintf(
 		"workload %s: no site satisfies residency [%s]%s; sites: %s. Register a site there or widen spec.data.residency",
 		[lib.display(input.object), concat(", ", residency), strict_note(strict), site_list],
@@ -25,17 +24,17 @@ violation contains {"msg": msg, "field": "spec.data.residency"} if {
 
 sites := object.get(object.get(input, "context", {}), "sites", {})
 
-satisfiable(allowed, strict) if {
+satisfiable(residency, strict) if {
 	some site in sites
-	site.jurisdiction in allowed
-	operator_ok(site, allowed, strict)
+	lib.within(site.jurisdiction, residency)
+	operator_ok(site, residency, strict)
 }
 
 operator_ok(_, _, strict) if not strict
 
-operator_ok(site, allowed, strict) if {
+operator_ok(site, residency, strict) if {
 	strict
-	site.operator.jurisdiction in allowed
+	lib.within(site.operator.jurisdiction, residency)
 }
 
 strict_note(true) := " with an operator under those jurisdictions (sovereignty: strict)"

@@ -19,7 +19,7 @@ violation contains {"msg": msg, "field": "spec.site"} if {
 	residency := workload.spec.data.residency
 	count(residency) > 0
 	operator := input.context.targetSite.operator
-	not operator.jurisdiction in lib.expand(residency)
+	not lib.within(operator.jurisdiction, residency)
 	msg := sprintf(
 		"allocation %s puts strict-sovereignty workload %s on site %s, operated by %s under %s jurisdiction, outside [%s]",
 		[lib.display(input.object), input.object.spec.workload, object.get(input.object.spec, "site", "(unknown)"), operator.name, operator.jurisdiction, concat(", ", residency)],
