@@ -212,3 +212,55 @@ deny contains msg if {
     let w = example("Workload", "payroll-api"); // [EU]
     assert!(c.evaluate_json(&json!({"object": w})).unwrap().is_empty());
 }
+
+#[test]
+fn lib_within_agrees_with_membership_of_the_expanded_set() {
+    // `within` is the packs' fast path for `country in expand(codes)`: for every country
+    // and every list of one or two codes (blocs and countries), both must agree, on the
+    // interpreter (admission) and on the VM (audit).
+    let p = policy(
+        "within",
+        Enforcement::Audit,
+        &["Workload"],
+        r#"package acme.within
+
+import data.meridian.lib
+
+violation contains sprintf("%s within but not in the set", [country]) if {
+	some country in input.object.countries
+	lib.within(country, input.object.codes)
+	not country in lib.expand(input.object.codes)
+}
+
+violation contains sprintf("%s in the set but not within", [country]) if {
+	some country in input.object.countries
+	not lib.within(country, input.object.codes)
+	country in lib.expand(input.object.codes)
+}
+
+violation contains "DE is not within the EU" if not lib.within("DE", ["EU"])
+
+violation contains "US is within the EU" if lib.within("US", ["EU"])
+"#,
+    );
+    let c = compile(&p);
+    let mut countries: Vec<&str> = Vec::new();
+    let mut codes: Vec<&str> = Vec::new();
+    for (bloc, _, members) in api::jurisdiction::BLOCS {
+        codes.push(bloc);
+        countries.extend(members.iter().copied());
+    }
+    countries.sort_unstable();
+    countries.dedup();
+    codes.extend(["DE", "CH", "US", "JP"]);
+    let mut lists: Vec<Vec<&str>> = codes.iter().map(|c| vec![*c]).collect();
+    lists.push(vec!["CH", "EU"]);
+    lists.push(vec!["EEA", "US"]);
+    for list in lists {
+        let input = policy::to_rego(&json!({"object": {"countries": countries, "codes": list}}));
+        let interpreted = c.evaluate(&input).unwrap();
+        assert!(interpreted.is_empty(), "{list:?}: {interpreted:?}");
+        let vm = c.evaluate_audit(&input).unwrap();
+        assert!(vm.is_empty(), "{list:?}: {vm:?}");
+    }
+}
