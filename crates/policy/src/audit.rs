@@ -301,6 +301,12 @@ impl<'a> Auditor<'a> {
         Some(result)
     }
 
+    /// Whether an evaluation failed or ran over its time limit since the auditor was
+    /// made (a policy that ran over its limit often enough is skipped from then on).
+    pub fn has_failures(&self) -> bool {
+        self.errors.iter().any(Option::is_some)
+    }
+
     /// Policy evaluations done so far.
     pub fn evaluations(&self) -> u64 {
         self.evaluations

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod app;
+mod audit_thread;
 pub mod auth;
 pub mod compaction;
 pub mod discovery;

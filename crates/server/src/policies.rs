@@ -14,7 +14,10 @@
 //!   by what the previous one stored (read-your-writes for admission);
 //! - the audit is incremental (each changed object against every policy that applies to
 //!   it; each changed policy against every object) and runs in full at start-up and every
-//!   [`PolicyOptions::audit_interval`]. Findings live in memory, bounded by
+//!   [`PolicyOptions::audit_interval`]. Every audit evaluation runs on one thread of
+//!   the lowest CPU priority, in watch order (`audit_thread`), never on a request
+//!   thread: under load the audit falls behind, admission does not slow down. Findings
+//!   live in memory, bounded by
 //!   [`StoreLimits`], and are rebuilt by the full run after a restart, so `first seen`
 //!   restarts with the server.
 //!
@@ -32,12 +35,13 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use policy::{
-    Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, Auditor, CompileOptions,
+    Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, CompileOptions,
     CompiledPolicy, FindingStore, FleetContext, Operation, PolicySet, StoreLimits,
 };
 use store::{EventKind, RangeRequest, Revision, Store};
 
 use crate::app::AppState;
+use crate::audit_thread::AuditThread;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, object_key};
@@ -321,22 +325,15 @@ impl PolicyEngine {
         });
     }
 
-    /// Audits one changed object against every policy that applies to it.
-    fn audit_object(&self, object: &Value, workload: Option<&Value>) {
-        let view = self.view();
-        if view.set.is_empty() {
-            return;
-        }
-        let mut auditor = Auditor::new(&view.set, &view.fleet, AuditOptions::default());
-        if let Some(result) = auditor.evaluate(object, workload) {
-            self.findings
-                .lock()
-                .expect("findings lock")
-                .record(&result, Timestamp::now());
-        }
+    /// Records the audit of one changed object.
+    pub(crate) fn record(&self, result: &policy::ObjectResult) {
+        self.findings
+            .lock()
+            .expect("findings lock")
+            .record(result, Timestamp::now());
     }
 
-    fn forget_object(&self, object: &Value) {
+    pub(crate) fn forget_object(&self, object: &Value) {
         let head_kind = object
             .get("kind")
             .and_then(Value::as_str)
@@ -459,8 +456,15 @@ pub fn warning_headers(result: &AdmissionResult) -> Vec<axum::http::HeaderValue>
 /// Keeps the engine current and runs the audit until shutdown.
 pub async fn run(state: AppState) {
     let engine = state.policies.clone();
+    let mut audit = match AuditThread::start(engine.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the audit thread; no audit will run");
+            return;
+        }
+    };
     let interval = engine.options.audit_interval;
-    full_audit(&state).await;
+    full_audit(&state, &audit).await;
     let mut next_full = tokio::time::Instant::now() + interval;
     let mut from = engine.revision() + 1;
     loop {
@@ -480,7 +484,7 @@ pub async fn run(state: AppState) {
                     engine.mark_seen(fresh.revision());
                     from = fresh.revision() + 1;
                 }
-                full_audit(&state).await;
+                full_audit(&state, &audit).await;
                 continue;
             }
         };
@@ -489,7 +493,7 @@ pub async fn run(state: AppState) {
             let next = tokio::select! {
                 () = state.shutdown.cancelled() => return,
                 () = tokio::time::sleep_until(next_full) => {
-                    full_audit(&state).await;
+                    full_audit(&state, &audit).await;
                     next_full = tokio::time::Instant::now() + interval;
                     continue;
                 }
@@ -501,17 +505,25 @@ pub async fn run(state: AppState) {
                 changed_policies.push(p);
             }
             engine.mark_seen(event.kv.mod_revision);
-            audit_event(&state, &event).await;
-            // When the burst is over, audit every object against the policies that changed.
-            if !changed_policies.is_empty() && events.is_empty() {
-                let names = std::mem::take(&mut changed_policies);
-                policy_audit(&state, &names).await;
+            audit_event(&state, &mut audit, &event).await;
+            // When the burst is over, audit every object against the policies that
+            // changed, or against every policy if the audit thread could not keep up.
+            if events.is_empty() {
+                if audit.take_overflow() {
+                    tracing::warn!("the audit fell behind a burst of changes; running it in full");
+                    changed_policies.clear();
+                    full_audit(&state, &audit).await;
+                } else if !changed_policies.is_empty() {
+                    let names = std::mem::take(&mut changed_policies);
+                    policy_audit(&state, &audit, &names).await;
+                }
             }
         }
     }
 }
 
-async fn audit_event(state: &AppState, event: &store::Event) {
+/// Queues the audit of one changed object on the audit thread.
+async fn audit_event(state: &AppState, audit: &mut AuditThread, event: &store::Event) {
     let engine = &state.policies;
     if engine.view().set.is_empty() && engine.findings_footprint().1 == 0 {
         return;
@@ -520,10 +532,13 @@ async fn audit_event(state: &AppState, event: &store::Event) {
         return;
     };
     match event.kind {
-        EventKind::Delete => engine.forget_object(&value),
+        EventKind::Delete => audit.delete(value),
         EventKind::Put => {
+            if engine.view().set.is_empty() {
+                return;
+            }
             let workload = allocation_workload(state, &value).await;
-            engine.audit_object(&value, workload.as_ref());
+            audit.put(value, workload);
         }
     }
 }
@@ -555,7 +570,7 @@ async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ApiErro
 }
 
 /// Evaluates every object against the policies `names` (after they changed).
-async fn policy_audit(state: &AppState, names: &[String]) {
+async fn policy_audit(state: &AppState, audit: &AuditThread, names: &[String]) {
     let engine = state.policies.clone();
     let view = engine.view();
     let subset = view.set.subset(names);
@@ -568,31 +583,30 @@ async fn policy_audit(state: &AppState, names: &[String]) {
     };
     let threads = engine.options.audit_threads;
     let names = names.to_vec();
-    let task = tokio::task::spawn_blocking(move || {
-        let run = policy::audit(
-            &objects,
-            &subset,
-            &view.fleet,
-            AuditOptions {
-                threads: std::num::NonZeroUsize::new(threads)
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
-                ..AuditOptions::default()
-            },
-        );
-        let now = Timestamp::now();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut store = engine.findings.lock().expect("findings lock");
-        for r in &run.results {
-            store.record_for_policies(r, &refs, now);
-        }
-    });
-    if let Err(e) = task.await {
-        tracing::error!(error = %e, "policy audit failed");
-    }
+    audit
+        .run(move || {
+            let run = policy::audit(
+                &objects,
+                &subset,
+                &view.fleet,
+                AuditOptions {
+                    threads: std::num::NonZeroUsize::new(threads)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                    ..AuditOptions::default()
+                },
+            );
+            let now = Timestamp::now();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut store = engine.findings.lock().expect("findings lock");
+            for r in &run.results {
+                store.record_for_policies(r, &refs, now);
+            }
+        })
+        .await;
 }
 
 /// Evaluates every object against every policy and replaces the findings.
-pub async fn full_audit(state: &AppState) {
+async fn full_audit(state: &AppState, audit: &AuditThread) {
     let engine = state.policies.clone();
     let started = Timestamp::now();
     let (objects, revision) = match all_objects(state).await {
@@ -604,44 +618,43 @@ pub async fn full_audit(state: &AppState) {
     };
     let view = engine.view();
     let threads = engine.options.audit_threads;
-    let task = tokio::task::spawn_blocking(move || {
-        let clock = Instant::now();
-        let run = policy::audit(
-            &objects,
-            &view.set,
-            &view.fleet,
-            AuditOptions {
-                threads: std::num::NonZeroUsize::new(threads)
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
-                ..AuditOptions::default()
-            },
-        );
-        let duration = clock.elapsed();
-        engine.findings.lock().expect("findings lock").apply_full(
-            &run,
-            &view.set,
-            Timestamp::now(),
-        );
-        let report = AuditReport {
-            started: Some(started),
-            finished: Some(Timestamp::now()),
-            revision,
-            objects: objects.len(),
-            evaluations: run.evaluations,
-            duration,
-            errors: run.errors,
-        };
-        tracing::info!(
-            objects = report.objects,
-            evaluations = report.evaluations,
-            ms = duration.as_millis() as u64,
-            "full audit"
-        );
-        *engine.report.lock().expect("audit report lock") = report;
-    });
-    if let Err(e) = task.await {
-        tracing::error!(error = %e, "full audit failed");
-    }
+    audit
+        .run(move || {
+            let clock = Instant::now();
+            let run = policy::audit(
+                &objects,
+                &view.set,
+                &view.fleet,
+                AuditOptions {
+                    threads: std::num::NonZeroUsize::new(threads)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                    ..AuditOptions::default()
+                },
+            );
+            let duration = clock.elapsed();
+            engine.findings.lock().expect("findings lock").apply_full(
+                &run,
+                &view.set,
+                Timestamp::now(),
+            );
+            let report = AuditReport {
+                started: Some(started),
+                finished: Some(Timestamp::now()),
+                revision,
+                objects: objects.len(),
+                evaluations: run.evaluations,
+                duration,
+                errors: run.errors,
+            };
+            tracing::info!(
+                objects = report.objects,
+                evaluations = report.evaluations,
+                ms = duration.as_millis() as u64,
+                "full audit"
+            );
+            *engine.report.lock().expect("audit report lock") = report;
+        })
+        .await;
 }
 
 /// JSON of the last audit run, for `compliance status`.
