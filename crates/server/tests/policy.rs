@@ -572,3 +572,39 @@ async fn eval_shows_what_fires_without_writing_and_viewers_may_read_compliance()
     );
     assert_eq!(status.code, 403);
 }
+
+/// The scheduling policy of this process's thread named `name` (from
+/// /proc/self/task/*/sched), when there is one.
+#[cfg(target_os = "linux")]
+fn thread_sched_policy(name: &str) -> Option<u32> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+        return sched
+            .lines()
+            .find(|l| l.starts_with("policy "))
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|v| v.trim().parse().ok());
+    }
+    None
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_audit_runs_on_its_own_thread_at_idle_priority() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    install(&r.client, &["baseline"]).await;
+    // The audit thread found the examples' nodes without an owner label...
+    let nodes = r
+        .client
+        .list_all(kind("node"), None, &ListOptions::default())
+        .await
+        .expect("nodes");
+    wait_for_findings(&r.client, "baseline-owner-label", nodes.len()).await;
+    // ...at SCHED_IDLE (5), so it never takes a core from requests.
+    assert_eq!(thread_sched_policy("policy-audit"), Some(5));
+}
