@@ -41,7 +41,11 @@ pub(crate) struct AuditThread {
 
 impl AuditThread {
     pub fn start(engine: Arc<PolicyEngine>) -> std::io::Result<Self> {
-        let (jobs, rx) = mpsc::channel(QUEUE);
+        Self::with_queue(engine, QUEUE)
+    }
+
+    fn with_queue(engine: Arc<PolicyEngine>, queue: usize) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel(queue);
         std::thread::Builder::new()
             .name("policy-audit".into())
             .spawn(move || work(&engine, rx))?;
@@ -143,5 +147,63 @@ fn lower_priority() {
     let result = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
     if let Err(e) = result {
         tracing::warn!(error = ?e, "the audit thread runs at normal priority");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use serde_json::json;
+    use store::sqlite::{SqliteOptions, SqliteStore};
+
+    use super::*;
+    use crate::policies::PolicyOptions;
+
+    #[tokio::test]
+    async fn a_change_that_finds_the_queue_full_asks_for_a_full_audit_and_the_rest_still_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let engine = PolicyEngine::load(store.as_ref(), PolicyOptions::default())
+            .await
+            .unwrap();
+        let mut audit = AuditThread::with_queue(engine, 2).unwrap();
+
+        // Hold the thread inside a job so that nothing leaves the queue.
+        let (release, held) = std_mpsc::channel::<()>();
+        let (started_tx, started) = std_mpsc::channel::<()>();
+        let (done, mut finished) = oneshot::channel();
+        audit
+            .jobs
+            .try_send(Job::Run(
+                Box::new(move || {
+                    started_tx.send(()).unwrap();
+                    held.recv().unwrap();
+                }),
+                done,
+            ))
+            .unwrap();
+        started.recv().unwrap();
+
+        let object = json!({"kind": "Workload", "metadata": {"name": "w", "project": "p"}});
+        audit.put(object.clone(), None);
+        audit.delete(object.clone());
+        assert!(!audit.take_overflow(), "two changes fit a queue of two");
+        audit.put(object.clone(), None);
+        assert!(
+            audit.take_overflow(),
+            "the third change found the queue full"
+        );
+        assert!(!audit.take_overflow(), "the flag is taken once");
+
+        release.send(()).unwrap();
+        (&mut finished).await.unwrap();
+        // The queued changes were handled in order, and the thread takes new work.
+        let (tx, rx) = std_mpsc::channel();
+        audit.run(move || tx.send(()).unwrap()).await;
+        rx.try_recv().expect("the job ran before run() returned");
+        assert!(!audit.take_overflow());
     }
 }
