@@ -249,6 +249,15 @@ pub(crate) async fn read_all(
     crate::policies::read_prefix(&**state.store(), prefix).await
 }
 
+/// Runs CPU-bound work of a pass without holding up the runtime's other tasks: on the
+/// multi-threaded runtime the worker hands its queue to another thread first.
+fn compute<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiError> {
     serde_json::from_value(decode(kv)?)
         .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))
@@ -282,16 +291,20 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
         let p: Project = typed(&kv)?;
         snap.projects.insert(p.metadata.name.clone(), p);
     }
-    for kv in read_all(state, &registry::kind_prefix(kind("Workload"), None)).await? {
-        snap.workloads.push((typed(&kv)?, kv.mod_revision));
-    }
-    for kv in read_all(state, &registry::kind_prefix(kind("Allocation"), None)).await? {
-        let a: Allocation = typed(&kv)?;
-        let ns = a.metadata.namespace.clone().unwrap_or_default();
-        snap.allocations
-            .insert((ns, a.metadata.name.clone()), (a, kv.mod_revision));
-    }
-    Ok(snap)
+    let workloads = read_all(state, &registry::kind_prefix(kind("Workload"), None)).await?;
+    let allocations = read_all(state, &registry::kind_prefix(kind("Allocation"), None)).await?;
+    compute(|| {
+        for kv in workloads {
+            snap.workloads.push((typed(&kv)?, kv.mod_revision));
+        }
+        for kv in allocations {
+            let a: Allocation = typed(&kv)?;
+            let ns = a.metadata.namespace.clone().unwrap_or_default();
+            snap.allocations
+                .insert((ns, a.metadata.name.clone()), (a, kv.mod_revision));
+        }
+        Ok(snap)
+    })
 }
 
 /// Name of the Allocation of one instance.
@@ -306,11 +319,6 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
         rescheduled: release_lost(state, &mut snap).await?,
         ..PassReport::default()
     };
-    let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
-    let allocations = held(&snap);
-    let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
-        .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
-
     // Allocations whose workload is gone or whose replica is beyond the count are removed.
     let by_workload: HashMap<(String, String), &Workload> = snap
         .workloads
@@ -334,36 +342,43 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
         }
     }
 
-    // Pending instances: replicas without an Allocation.
-    let mut batch = Batch::new();
-    let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (w, _) in &snap.workloads {
-        let ns = w.metadata.namespace.clone().unwrap_or_default();
-        let missing: Vec<u32> = (0..w.spec.replicas.max(0) as u32)
-            .filter(|r| {
-                !snap
-                    .allocations
-                    .contains_key(&(ns.clone(), allocation_name(&w.metadata.name, *r)))
-            })
-            .collect();
-        if missing.is_empty() {
-            continue;
+    // Pending instances: replicas without an Allocation, and where they go.
+    let (decisions, pending_of) = compute(|| {
+        let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
+        let allocations = held(&snap);
+        let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
+            .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
+        let mut batch = Batch::new();
+        let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for (w, _) in &snap.workloads {
+            let ns = w.metadata.namespace.clone().unwrap_or_default();
+            let missing: Vec<u32> = (0..w.spec.replicas.max(0) as u32)
+                .filter(|r| {
+                    !snap
+                        .allocations
+                        .contains_key(&(ns.clone(), allocation_name(&w.metadata.name, *r)))
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            pending_of.insert((ns.clone(), w.metadata.name.clone()), missing.len());
+            let added = match snap.projects.get(&ns) {
+                Some(p) => batch.add_in_project(w, p, missing),
+                None => batch.add(w, missing),
+            };
+            if let Err(e) = added {
+                tracing::warn!(workload = %w.metadata.name, project = %ns, error = %e, "cannot schedule workload");
+            }
         }
-        report.pending += missing.len();
-        pending_of.insert((ns.clone(), w.metadata.name.clone()), missing.len());
-        let added = match snap.projects.get(&ns) {
-            Some(p) => batch.add_in_project(w, p, missing),
-            None => batch.add(w, missing),
+        let decisions = if pending_of.is_empty() {
+            Vec::new()
+        } else {
+            placement::place_batch(&mut fleet, &batch, &options.placement)
         };
-        if let Err(e) = added {
-            tracing::warn!(workload = %w.metadata.name, project = %ns, error = %e, "cannot schedule workload");
-        }
-    }
-    let decisions = if report.pending == 0 {
-        Vec::new()
-    } else {
-        placement::place_batch(&mut fleet, &batch, &options.placement)
-    };
+        Ok::<_, ApiError>((decisions, pending_of))
+    })?;
+    report.pending = pending_of.values().sum();
 
     // Group placements by node; one guarded transaction per node.
     let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
