@@ -562,15 +562,15 @@ impl Fleet {
 
     /// A snapshot with the existing allocations accounted for; each allocation's
     /// priority is its workload's (0 when the workload is gone).
-    pub fn from_objects(
+    pub fn from_objects<'w>(
         sites: &[Site],
         nodes: &[Node],
         allocations: &[Allocation],
-        workloads: &[Workload],
+        workloads: impl IntoIterator<Item = &'w Workload>,
     ) -> Result<Fleet, FleetError> {
         let mut fleet = Fleet::new(sites, nodes)?;
         let priorities: HashMap<(&str, &str), i32> = workloads
-            .iter()
+            .into_iter()
             .map(|w| {
                 (
                     (

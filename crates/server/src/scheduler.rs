@@ -3,7 +3,14 @@
 //! Level-triggered: each pass reads the whole desired state (sites, nodes, projects,
 //! workloads, allocations), asks the pure `placement` crate where the missing instances
 //! go, and commits the answers. It wakes on any change under `/registry/` (debounced) and
-//! at least every `resync` interval, and does not care why it woke.
+//! at least every `resync` interval, and does not care why it woke. The one thing it
+//! remembers between passes ([`Memory`]) is an optimization, never a source of truth:
+//! the decoded workloads and allocations by revision (a pass decodes only what changed),
+//! and which workloads did not fit. While neither such a workload nor any site, node,
+//! project or allocation changed, planning it again would give the same answer, so it is
+//! skipped (and planned again after 5 minutes regardless), like kube-scheduler's
+//! unschedulable queue. A backlog that cannot be placed then costs a pass its read, not a
+//! re-plan.
 //!
 //! Safety against racing schedulers and crashes:
 //! - An instance's Allocation has a deterministic name, `{workload}-{replica}`, and is
@@ -16,7 +23,7 @@
 //! - A pass killed midway leaves whole transactions or nothing; the next pass (on this or
 //!   another server) places what is still missing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +85,9 @@ pub struct PassReport {
     pub pending: usize,
     pub placed: usize,
     pub unplaceable: usize,
+    /// Of the unplaceable, instances not planned again: neither their workload nor the
+    /// fleet changed since they last did not fit.
+    pub waiting: usize,
     /// Node transactions that lost a race and will be planned again.
     pub conflicts: usize,
     pub preempted: usize,
@@ -126,7 +136,7 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
                     w.metadata.namespace.as_deref().unwrap_or_default(),
                     w.metadata.name.as_str(),
                 ),
-                w,
+                &**w,
             )
         })
         .collect();
@@ -164,7 +174,7 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
 /// The allocations that hold resources on a node of the snapshot (an allocation left on a
 /// deleted node holds nothing anywhere).
 fn held(snap: &Snapshot) -> Vec<Allocation> {
-    let nodes: std::collections::HashSet<&str> = snap
+    let nodes: HashSet<&str> = snap
         .nodes
         .iter()
         .map(|n| n.metadata.name.as_str())
@@ -172,7 +182,7 @@ fn held(snap: &Snapshot) -> Vec<Allocation> {
     snap.allocations
         .values()
         .filter(|(a, _)| nodes.contains(a.spec.node.as_str()))
-        .map(|(a, _)| a.clone())
+        .map(|(a, _)| Allocation::clone(a))
         .collect()
 }
 
@@ -185,9 +195,11 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
             None
         }
     };
+    let mut memory = Memory::default();
+    let mut last = PassReport::default();
     loop {
         let started = std::time::Instant::now();
-        let result = pass(&state, &options).await;
+        let result = pass_with(&state, &options, &mut memory).await;
         if let Ok(r) = &result {
             state.metrics.observe_pass(
                 started.elapsed(),
@@ -198,10 +210,16 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
             );
         }
         match result {
-            Ok(report) if report != PassReport::default() => {
+            // A pass that did what the last one did (a resync that found the same
+            // backlog) is not news.
+            Ok(report) if report != PassReport::default() && report != last => {
                 tracing::info!(?report, "scheduler pass");
+                last = report;
             }
-            Ok(_) => {}
+            Ok(report) => {
+                tracing::debug!(?report, "scheduler pass");
+                last = report;
+            }
             Err(e) => tracing::warn!(error = %e, "scheduler pass failed; retrying"),
         }
         // Wait for a change (then let a burst settle) or the resync interval.
@@ -236,9 +254,85 @@ struct Snapshot {
     sites: Vec<Site>,
     nodes: Vec<Node>,
     projects: BTreeMap<String, Project>,
-    workloads: Vec<(Workload, Revision)>,
+    workloads: Vec<(Arc<Workload>, Revision)>,
     /// By (project, name), with their revision.
-    allocations: BTreeMap<(String, String), (Allocation, Revision)>,
+    allocations: BTreeMap<(String, String), (Arc<Allocation>, Revision)>,
+    /// Changes whenever a site, node, project or allocation is created, changed or
+    /// deleted: what can make an unplaceable instance placeable.
+    fleet_key: FleetKey,
+}
+
+/// Per kind (sites, nodes, projects, allocations): how many keys and their newest
+/// revision. Revisions only grow, so any create, update or delete changes one of them.
+type FleetKey = [(usize, Revision); 4];
+
+fn fingerprint(kvs: &[store::KeyValue]) -> (usize, Revision) {
+    let newest = kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
+    (kvs.len(), newest)
+}
+
+/// How long an unplaceable workload is left alone while nothing in the fleet changes,
+/// before it is planned again anyway (kube-scheduler's unschedulable pods wait 5 min).
+const UNPLACEABLE_RETRY: Duration = Duration::from_secs(300);
+
+/// What the scheduler keeps from one pass to the next (see the module documentation).
+#[derive(Default)]
+pub struct Memory {
+    /// Workloads none of whose pending instances fitted, and the fleet they were planned
+    /// against.
+    waiting: HashMap<(String, String), Waiting>,
+    workloads: Decoded<Workload>,
+    allocations: Decoded<Allocation>,
+}
+
+/// Stored objects decoded once per revision, by key (shared, not copied, with the pass).
+struct Decoded<T>(HashMap<String, (Revision, Arc<T>)>);
+
+impl<T> Default for Decoded<T> {
+    fn default() -> Self {
+        Decoded(HashMap::new())
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> Decoded<T> {
+    /// The objects of `kvs`, decoding only those new since the last call; forgets the
+    /// keys `kvs` no longer holds.
+    fn decode(&mut self, kvs: Vec<store::KeyValue>) -> Result<Vec<(Arc<T>, Revision)>, ApiError> {
+        let mut next = HashMap::with_capacity(kvs.len());
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let object = match self.0.remove(&kv.key) {
+                Some((revision, object)) if revision == kv.mod_revision => object,
+                _ => Arc::new(typed(&kv)?),
+            };
+            out.push((object.clone(), kv.mod_revision));
+            next.insert(kv.key, (kv.mod_revision, object));
+        }
+        self.0 = next;
+        Ok(out)
+    }
+}
+
+struct Waiting {
+    revision: Revision,
+    fleet: FleetKey,
+    since: std::time::Instant,
+    /// Its pending instances.
+    instances: usize,
+}
+
+impl Memory {
+    /// The waiting entry of a workload if planning it again would change nothing.
+    fn unchanged(
+        &self,
+        key: &(String, String),
+        revision: Revision,
+        fleet: &FleetKey,
+    ) -> Option<&Waiting> {
+        self.waiting.get(key).filter(|w| {
+            w.revision == revision && w.fleet == *fleet && w.since.elapsed() < UNPLACEABLE_RETRY
+        })
+    }
 }
 
 /// Every key under `prefix` (pages of 5,000).
@@ -263,7 +357,7 @@ fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiE
         .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))
 }
 
-async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
+async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, ApiError> {
     // Ledgers first: any placement committed after this read bumps a ledger we compare.
     let ledgers = read_all(state, LEDGER_PREFIX)
         .await?
@@ -280,28 +374,35 @@ async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {
         projects: BTreeMap::new(),
         workloads: Vec::new(),
         allocations: BTreeMap::new(),
+        fleet_key: FleetKey::default(),
     };
-    for kv in read_all(state, &registry::kind_prefix(kind("Site"), None)).await? {
-        snap.sites.push(typed(&kv)?);
-    }
-    for kv in read_all(state, &registry::kind_prefix(kind("Node"), None)).await? {
-        snap.nodes.push(typed(&kv)?);
-    }
-    for kv in read_all(state, &registry::kind_prefix(kind("Project"), None)).await? {
-        let p: Project = typed(&kv)?;
-        snap.projects.insert(p.metadata.name.clone(), p);
-    }
+    let sites = read_all(state, &registry::kind_prefix(kind("Site"), None)).await?;
+    let nodes = read_all(state, &registry::kind_prefix(kind("Node"), None)).await?;
+    let projects = read_all(state, &registry::kind_prefix(kind("Project"), None)).await?;
     let workloads = read_all(state, &registry::kind_prefix(kind("Workload"), None)).await?;
     let allocations = read_all(state, &registry::kind_prefix(kind("Allocation"), None)).await?;
+    snap.fleet_key = [
+        fingerprint(&sites),
+        fingerprint(&nodes),
+        fingerprint(&projects),
+        fingerprint(&allocations),
+    ];
     compute(|| {
-        for kv in workloads {
-            snap.workloads.push((typed(&kv)?, kv.mod_revision));
+        for kv in sites {
+            snap.sites.push(typed(&kv)?);
         }
-        for kv in allocations {
-            let a: Allocation = typed(&kv)?;
+        for kv in nodes {
+            snap.nodes.push(typed(&kv)?);
+        }
+        for kv in projects {
+            let p: Project = typed(&kv)?;
+            snap.projects.insert(p.metadata.name.clone(), p);
+        }
+        snap.workloads = memory.workloads.decode(workloads)?;
+        for (a, revision) in memory.allocations.decode(allocations)? {
             let ns = a.metadata.namespace.clone().unwrap_or_default();
             snap.allocations
-                .insert((ns, a.metadata.name.clone()), (a, kv.mod_revision));
+                .insert((ns, a.metadata.name.clone()), (a, revision));
         }
         Ok(snap)
     })
@@ -314,7 +415,16 @@ pub fn allocation_name(workload: &str, replica: u32) -> String {
 
 /// One scheduling pass.
 pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassReport, ApiError> {
-    let mut snap = snapshot(state).await?;
+    pass_with(state, options, &mut Memory::default()).await
+}
+
+/// One pass that uses and updates what earlier passes left in `memory`.
+pub async fn pass_with(
+    state: &AppState,
+    options: &SchedulerOptions,
+    memory: &mut Memory,
+) -> Result<PassReport, ApiError> {
+    let mut snap = snapshot(state, memory).await?;
     let mut report = PassReport {
         rescheduled: release_lost(state, &mut snap).await?,
         ..PassReport::default()
@@ -329,7 +439,7 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
                     w.metadata.namespace.clone().unwrap_or_default(),
                     w.metadata.name.clone(),
                 ),
-                w,
+                &**w,
             )
         })
         .collect();
@@ -342,15 +452,16 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
         }
     }
 
-    // Pending instances: replicas without an Allocation, and where they go.
-    let (decisions, pending_of) = compute(|| {
-        let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
-        let allocations = held(&snap);
-        let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
-            .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
+    // Pending instances: replicas without an Allocation, and where they go. A workload
+    // that did not fit last time is skipped while neither it nor the fleet changed (this
+    // pass released or removed nothing, which would change the fleet too).
+    let fleet_settled = report.rescheduled == 0 && report.removed == 0;
+    let (decisions, pending_of, skipped) = compute(|| {
         let mut batch = Batch::new();
+        let mut planned = 0;
         let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for (w, _) in &snap.workloads {
+        let mut skipped: HashSet<(String, String)> = HashSet::new();
+        for (w, rev) in &snap.workloads {
             let ns = w.metadata.namespace.clone().unwrap_or_default();
             let missing: Vec<u32> = (0..w.spec.replicas.max(0) as u32)
                 .filter(|r| {
@@ -362,7 +473,16 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
             if missing.is_empty() {
                 continue;
             }
-            pending_of.insert((ns.clone(), w.metadata.name.clone()), missing.len());
+            let key = (ns.clone(), w.metadata.name.clone());
+            pending_of.insert(key.clone(), missing.len());
+            if fleet_settled
+                && let Some(still) = memory.unchanged(&key, *rev, &snap.fleet_key)
+                && still.instances == missing.len()
+            {
+                skipped.insert(key);
+                continue;
+            }
+            planned += 1;
             let added = match snap.projects.get(&ns) {
                 Some(p) => batch.add_in_project(w, p, missing),
                 None => batch.add(w, missing),
@@ -371,23 +491,33 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
                 tracing::warn!(workload = %w.metadata.name, project = %ns, error = %e, "cannot schedule workload");
             }
         }
-        let decisions = if pending_of.is_empty() {
+        let decisions = if planned == 0 {
             Vec::new()
         } else {
+            let allocations = held(&snap);
+            let workloads = snap.workloads.iter().map(|(w, _)| &**w);
+            let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
+                .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
             placement::place_batch(&mut fleet, &batch, &options.placement)
         };
-        Ok::<_, ApiError>((decisions, pending_of))
+        Ok::<_, ApiError>((decisions, pending_of, skipped))
     })?;
     report.pending = pending_of.values().sum();
+    report.waiting = skipped.iter().map(|k| pending_of[k]).sum();
+    report.unplaceable = report.waiting;
 
     // Group placements by node; one guarded transaction per node.
     let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
     let mut unplaceable: BTreeMap<(String, String), &Decision> = BTreeMap::new();
+    let mut unplaceable_of: HashMap<(String, String), usize> = HashMap::new();
     for d in &decisions {
         match &d.outcome {
             Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(d),
             Outcome::Unplaceable(_) => {
                 report.unplaceable += 1;
+                *unplaceable_of
+                    .entry((d.workload.namespace.clone(), d.workload.name.clone()))
+                    .or_default() += 1;
                 unplaceable
                     .entry((d.workload.namespace.clone(), d.workload.name.clone()))
                     .or_insert(d);
@@ -463,35 +593,68 @@ pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassRe
 
     // Workload status: desired, placed, and why the rest waits. Written concurrently, so
     // the store group-commits them instead of one fsync each.
+    // The workloads none of whose pending instances fitted wait for a change.
     let mut updates = Vec::with_capacity(snap.workloads.len());
+    let mut still_waiting = HashMap::new();
     for (w, rev) in &snap.workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();
         let key = (ns, w.metadata.name.clone());
+        if skipped.contains(&key) {
+            // Its status already says why it waits: it was written, or found right, by
+            // the pass that planned it at this very revision.
+            if let Some(entry) = memory.waiting.remove(&key) {
+                still_waiting.insert(key, entry);
+            }
+            continue;
+        }
         let desired = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
-        let missing = u32::try_from(pending_of.get(&key).copied().unwrap_or(0)).unwrap_or(0);
+        let pending = pending_of.get(&key).copied().unwrap_or(0);
+        let missing = u32::try_from(pending).unwrap_or(0);
         let placed = (desired - missing.min(desired)) + committed.get(&key).copied().unwrap_or(0);
         let message = refused.get(&key).cloned().or_else(|| {
             unplaceable
                 .get(&key)
                 .map(|d| d.explanation().summary.clone())
         });
-        updates.push(update_workload_status(
-            state,
-            w,
-            *rev,
-            desired,
-            placed.min(desired),
-            message,
-        ));
+        if pending > 0 && unplaceable_of.get(&key) == Some(&pending) && !refused.contains_key(&key)
+        {
+            let entry = Waiting {
+                revision: *rev,
+                fleet: snap.fleet_key,
+                since: std::time::Instant::now(),
+                instances: pending,
+            };
+            still_waiting.insert(key.clone(), entry);
+        }
+        updates.push(async move {
+            let written =
+                update_workload_status(state, w, *rev, desired, placed.min(desired), message).await;
+            (key, written)
+        });
     }
     let written = futures::stream::iter(updates)
         .buffer_unordered(options.concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    for r in written {
-        r?;
+    let mut failed = None;
+    for (key, outcome) in written {
+        match outcome {
+            // The status write is the waiting workload's newest revision: not a change
+            // that calls for planning it again.
+            Ok(Some(revision)) => {
+                if let Some(entry) = still_waiting.get_mut(&key) {
+                    entry.revision = revision;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
     }
-    Ok(report)
+    memory.waiting = still_waiting;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
 /// The Allocation for a placed decision.
@@ -700,7 +863,7 @@ async fn remove_allocation(
 }
 
 /// Write `status` of a workload when it changed (guarded by its revision; a lost race is
-/// fine, the next pass writes it again).
+/// fine, the next pass writes it again). Returns the workload's new revision if it wrote.
 async fn update_workload_status(
     state: &AppState,
     w: &Workload,
@@ -708,7 +871,7 @@ async fn update_workload_status(
     desired: u32,
     placed: u32,
     message: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<Option<Revision>, ApiError> {
     let mut status = w.status.clone().unwrap_or_default();
     let before = status.clone();
     status.desired_replicas = desired;
@@ -716,7 +879,7 @@ async fn update_workload_status(
     status.observed_generation = w.metadata.generation;
     status.message = message;
     if status == before && w.status.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let wl_kind = kind("Workload");
     let ns = w.metadata.namespace.clone().unwrap_or_default();
@@ -733,7 +896,7 @@ async fn update_workload_status(
         Some(&bytes),
     );
     // A lost race is fine: the next pass writes the status again.
-    state
+    let written = state
         .registry
         .commit(Mutation::new(
             vec![Compare::ModRevision(key.clone(), rev)],
@@ -741,17 +904,17 @@ async fn update_workload_status(
             audit,
         ))
         .await?;
-    Ok(())
+    Ok(written.succeeded.then_some(written.revision))
 }
 
 /// A read-only view for `explain` and `plan`: the live fleet.
 pub async fn live_fleet(
     state: &AppState,
 ) -> Result<(Fleet, Arc<BTreeMap<String, Project>>), ApiError> {
-    let snap = snapshot(state).await?;
-    let workloads: Vec<Workload> = snap.workloads.iter().map(|(w, _)| w.clone()).collect();
+    let snap = snapshot(state, &mut Memory::default()).await?;
     let allocations = held(&snap);
-    let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, &workloads)
+    let workloads = snap.workloads.iter().map(|(w, _)| &**w);
+    let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
         .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
     Ok((fleet, Arc::new(snap.projects)))
 }

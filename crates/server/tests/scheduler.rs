@@ -304,3 +304,112 @@ async fn service_instances_on_a_lost_or_deleted_node_are_placed_again_elsewhere(
     assert_eq!(last.len(), 2, "{last:?}");
     assert!(last.values().all(|n| *n != gone && *n != lost), "{last:?}");
 }
+
+#[tokio::test]
+async fn a_workload_that_does_not_fit_waits_for_a_change_before_it_is_planned_again() {
+    let r = start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let mut memory = scheduler::Memory::default();
+    let mut pass = async || {
+        scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass")
+    };
+    let first = pass().await;
+    assert!(first.placed > 0, "{first:?}");
+    assert_eq!((first.unplaceable, first.waiting), (1, 0), "{first:?}");
+
+    // The first pass placed the rest (a fleet change), so the second plans it again; the
+    // status it wrote is not a change. Then it waits, and its status keeps saying why.
+    let second = pass().await;
+    assert_eq!((second.unplaceable, second.waiting), (1, 0), "{second:?}");
+    let report = pass().await;
+    assert_eq!(
+        (
+            report.pending,
+            report.unplaceable,
+            report.waiting,
+            report.placed
+        ),
+        (1, 1, 1, 0),
+        "{report:?}"
+    );
+    let status = |w: Value| {
+        w["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = status(
+        r.client
+            .get(kind("wl"), Some("finance"), "fraud-model-train")
+            .await
+            .expect("workload"),
+    );
+    assert!(!before.is_empty(), "fraud-model-train says why it waits");
+    let report = pass().await;
+    assert_eq!(report.waiting, 1, "{report:?}");
+    let after = status(
+        r.client
+            .get(kind("wl"), Some("finance"), "fraud-model-train")
+            .await
+            .expect("workload"),
+    );
+    assert_eq!(before, after, "a waiting workload keeps its explanation");
+
+    // Any change to the fleet plans it again (here a site's label)...
+    r.client
+        .patch(
+            kind("site"),
+            None,
+            "onprem-frankfurt",
+            client::PatchType::Merge,
+            &json!({"metadata": {"labels": {"rack": "b7"}}}),
+            false,
+        )
+        .await
+        .expect("label the site");
+    let report = pass().await;
+    assert_eq!((report.unplaceable, report.waiting), (1, 0), "{report:?}");
+    assert_eq!(pass().await.waiting, 1);
+
+    // ...and so does a change to the workload, which the pass sees as it is now.
+    for replicas in [2, 1] {
+        r.client
+            .patch(
+                kind("wl"),
+                Some("finance"),
+                "fraud-model-train",
+                client::PatchType::Merge,
+                &json!({"spec": {"replicas": replicas}}),
+                false,
+            )
+            .await
+            .expect("scale");
+        let report = pass().await;
+        assert_eq!(
+            (report.pending, report.waiting),
+            (replicas, 0),
+            "{report:?}"
+        );
+    }
+    let report = pass().await;
+    assert_eq!(report.waiting, 1, "{report:?}");
+
+    // ...and freeing the H100s it needs places it.
+    r.client
+        .delete(kind("wl"), Some("research"), "llm-finetune")
+        .await
+        .expect("delete llm-finetune");
+    let freed = pass().await;
+    assert_eq!(freed.removed, 4, "{freed:?}");
+    let placed = pass().await;
+    assert_eq!((placed.placed, placed.waiting), (1, 0), "{placed:?}");
+    assert!(
+        allocations(&r.client)
+            .await
+            .iter()
+            .any(|a| a["spec"]["workload"] == "fraud-model-train")
+    );
+}
