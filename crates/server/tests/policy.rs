@@ -427,8 +427,9 @@ async fn wait_for_findings(c: &Client, policy: &str, at_least: usize) -> Value {
     panic!("no {at_least} findings of {policy} in time");
 }
 
-#[tokio::test]
-async fn audit_finds_violations_incrementally_and_reports_oscal() {
+/// A server with the examples and the baseline pack, once the audit has found every
+/// example node without an owner label: the server, the nodes and the compliance status.
+async fn examples_audited_by_baseline() -> (Running, Vec<Value>, Value) {
     let r = start().await;
     load_examples(&r.client).await;
     install(&r.client, &["baseline"]).await;
@@ -437,8 +438,14 @@ async fn audit_finds_violations_incrementally_and_reports_oscal() {
         .list_all(kind("node"), None, &ListOptions::default())
         .await
         .expect("nodes");
-    // Installing the policy audits every existing object against it.
     let status = wait_for_findings(&r.client, "baseline-owner-label", nodes.len()).await;
+    (r, nodes, status)
+}
+
+#[tokio::test]
+async fn audit_finds_violations_incrementally_and_reports_oscal() {
+    // Installing the policy audits every existing object against it.
+    let (r, nodes, status) = examples_audited_by_baseline().await;
     let row = status["summary"]["policies"]
         .as_array()
         .expect("rows")
@@ -595,16 +602,8 @@ fn thread_sched_policy(name: &str) -> Option<u32> {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_audit_runs_on_its_own_thread_at_idle_priority() {
-    let r = start().await;
-    load_examples(&r.client).await;
-    install(&r.client, &["baseline"]).await;
     // The audit thread found the examples' nodes without an owner label...
-    let nodes = r
-        .client
-        .list_all(kind("node"), None, &ListOptions::default())
-        .await
-        .expect("nodes");
-    wait_for_findings(&r.client, "baseline-owner-label", nodes.len()).await;
+    let _running = examples_audited_by_baseline().await;
     // ...at SCHED_IDLE (5), so it never takes a core from requests.
     assert_eq!(thread_sched_policy("policy-audit"), Some(5));
 }
