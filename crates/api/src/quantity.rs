@@ -74,6 +74,22 @@ impl Memory {
     pub const fn from_bytes(bytes: u64) -> Self {
         Memory(bytes)
     }
+
+    /// For a table: the exact form when it is short (`64Gi`), else one decimal of the
+    /// largest binary unit the value reaches (`16331788Ki` is `15.6Gi`).
+    pub fn approx(self) -> String {
+        let exact = self.to_string();
+        if exact.len() <= 6 {
+            return exact;
+        }
+        MEMORY_SUFFIXES[..6]
+            .iter()
+            .rev()
+            .find(|(_, m)| u128::from(self.0) >= *m)
+            .map_or(exact, |(name, m)| {
+                format!("{:.1}{name}", self.0 as f64 / *m as f64)
+            })
+    }
     /// From mebibytes.
     pub const fn from_mib(mib: u64) -> Self {
         Memory(mib * Self::MI)
@@ -399,6 +415,10 @@ mod tests {
         assert_eq!(Memory(256 << 20).to_string(), "256Mi");
         assert_eq!(Memory(1_000_000_000).to_string(), "1G");
         assert_eq!(Memory(1024).to_string(), "1Ki");
+        assert_eq!(Memory(16_331_788 * 1024).approx(), "15.6Gi");
+        assert_eq!(Memory::from_gib(64).approx(), "64Gi");
+        assert_eq!(Memory(1_000_000_007).approx(), "953.7Mi");
+        assert_eq!(Memory(1000).approx(), "1k");
         assert_eq!(Memory(1000).to_string(), "1k");
         assert_eq!(Memory(1536 << 20).to_string(), "1536Mi");
         assert_eq!(Memory(7).to_string(), "7");

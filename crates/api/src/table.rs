@@ -158,7 +158,7 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                     node_os(&s.os),
                     s.arch.to_string(),
                     format!("{cpu_free}/{}", a.cpu),
-                    format!("{memory_free}/{}", a.memory),
+                    format!("{}/{}", memory_free.approx(), a.memory.approx()),
                     status,
                 ],
                 vec![
