@@ -88,6 +88,16 @@ pub fn resource_list() -> Value {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if k.kind == "Allocation" {
+            // The task's output (`crate::logs`), like pods/log.
+            resources.push(json!({
+                "name": format!("{}/log", k.plural),
+                "singularName": "",
+                "namespaced": true,
+                "kind": k.kind,
+                "verbs": ["get"],
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList",

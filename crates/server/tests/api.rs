@@ -674,6 +674,7 @@ async fn discovery_openapi_metrics_and_limits() {
         "policies",
         "projects",
         "workloads/status",
+        "allocations/log",
     ] {
         assert!(names.contains(&plural), "{plural} missing from {names:?}");
     }
