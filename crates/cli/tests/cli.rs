@@ -5,149 +5,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_meridian");
-
-/// A `meridian server` child process, killed on drop.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    token: String,
-    dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-impl ServerProcess {
-    fn start(extra: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let mut s = Self::start_in(&dir, extra);
-        s._tmp = Some(tmp);
-        s
-    }
-
-    fn start_in(dir: &Path, extra: &[&str]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("server starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut url = None;
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            if let Some(u) = line.split("listening on ").nth(1) {
-                url = Some(u.trim().to_owned());
-                break;
-            }
-            seen.push(line);
-        }
-        let url = url.unwrap_or_else(|| panic!("server did not start: {seen:?}"));
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(dir.join("admin.token"))
-            .expect("admin token file")
-            .trim()
-            .to_owned();
-        Self {
-            child,
-            url,
-            token,
-            dir: dir.to_path_buf(),
-            _tmp: None,
-        }
-    }
-
-    /// Run the CLI against this server.
-    fn cli(&self, args: &[&str]) -> Output {
-        self.cli_as(&self.token, args)
-    }
-
-    fn cli_as(&self, token: &str, args: &[&str]) -> Output {
-        self.cli_with(token, args, None)
-    }
-
-    fn cli_with(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let config = self.dir.join("cli-config.yaml");
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("MERIDIAN_SERVER", &self.url)
-            .env("MERIDIAN_TOKEN", token)
-            .env("MERIDIAN_CONFIG", config)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("cli runs");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("cli output")
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "command failed ({:?}):\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
+mod support;
+use support::{BIN, ServerProcess, examples, ok, stderr, stdout};
 
 #[test]
 fn apply_get_describe_delete_round_trip() {
@@ -399,39 +261,7 @@ fn audit_verify_detects_tampering_offline() {
 #[test]
 fn tls_beyond_loopback_and_contexts() {
     // 0.0.0.0 is beyond loopback: TLS with a generated CA is forced.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["server", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(tmp.path());
-    let s = {
-        // start_in binds 127.0.0.1; this test needs 0.0.0.0, so start by hand.
-        let mut child = cmd
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut url = None;
-        for line in lines.by_ref() {
-            let line = line.expect("line");
-            if let Some(u) = line.split("listening on ").nth(1) {
-                url = Some(u.trim().to_owned());
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        ServerProcess {
-            child,
-            url: url.expect("url"),
-            token: std::fs::read_to_string(tmp.path().join("admin.token"))
-                .expect("token")
-                .trim()
-                .to_owned(),
-            dir: tmp.path().to_path_buf(),
-            _tmp: None,
-        }
-    };
+    let s = ServerProcess::start_listening("0.0.0.0:0", &[]);
     assert!(s.url.starts_with("https://"), "{}", s.url);
     let ca = s.dir.join("ca.crt");
     assert!(ca.exists());
@@ -486,7 +316,6 @@ fn tls_beyond_loopback_and_contexts() {
         "{}",
         stderr(&get)
     );
-    drop(tmp);
 }
 
 #[test]

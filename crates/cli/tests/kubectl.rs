@@ -10,57 +10,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+mod support;
+use support::{BIN, ServerProcess, examples, failed, ok, stderr};
 
-/// A `meridian server` child process with a kubeconfig for its admin token, killed on drop.
+/// A `meridian server` over TLS with a kubeconfig for its admin token.
 struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    dir: PathBuf,
+    server: ServerProcess,
     kubeconfig: PathBuf,
-    _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.server
+    }
 }
 
 impl Server {
     fn start() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let mut child = Command::new(BIN)
-            // kubectl sends no bearer token over plain http (kubernetes/kubectl#744).
-            .args(["server", "--tls", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&dir)
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("server starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            if let Some(u) = line.split("listening on ").nth(1) {
-                url = Some(u.trim().to_owned());
-                break;
-            }
-            seen.push(line);
-        }
-        let url = url.unwrap_or_else(|| panic!("server did not start: {seen:?}"));
-        std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(dir.join("admin.token"))
-            .expect("admin token file")
-            .trim()
-            .to_owned();
+        // kubectl sends no bearer token over plain http (kubernetes/kubectl#744).
+        let server = ServerProcess::start(&["--tls"]);
         let mut s = Self {
-            child,
-            url,
-            token,
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-            _tmp: tmp,
+            kubeconfig: server.dir.join("kubeconfig"),
+            server,
         };
         let token = s.token.clone();
         s.kubeconfig = s.kubeconfig_for(&token, "admin");
@@ -132,13 +104,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The kubectl under test: `$MERIDIAN_KUBECTL`, else `kubectl` on `PATH`. Missing is a
 /// failure: the suite exists to show kubectl works.
 fn kubectl_binary() -> String {
@@ -162,39 +127,6 @@ fn kubectl_command(kubeconfig: &Path, dir: &Path) -> Command {
         .env("KUBECACHEDIR", dir.join("kube-cache"))
         .env("HOME", dir);
     cmd
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "command failed ({:?}):\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-fn failed(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "command should have failed:\nstdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-    stderr(o)
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 fn example(name: &str) -> String {

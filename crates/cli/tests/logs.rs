@@ -4,94 +4,12 @@
 //! workload not placed yet).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_meridian");
-
-/// A `meridian server` child process, killed on drop.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    token: String,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    fn start(extra: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&dir)
-            .args(extra)
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("server starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut url = None;
-        let mut seen = Vec::new();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if let Some(u) = line.split("listening on ").nth(1) {
-                url = Some(u.trim().to_owned());
-                break;
-            }
-            seen.push(line);
-        }
-        let url = url.unwrap_or_else(|| panic!("server did not start: {seen:?}"));
-        std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(dir.join("admin.token"))
-            .expect("admin token file")
-            .trim()
-            .to_owned();
-        Self {
-            child,
-            url,
-            token,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn command(&self, token: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("MERIDIAN_SERVER", &self.url)
-            .env("MERIDIAN_TOKEN", token)
-            .env("MERIDIAN_CONFIG", self.dir.join("cli-config.yaml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn cli_as(&self, token: &str, args: &[&str]) -> Output {
-        self.command(token, args).output().expect("cli runs")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.cli_as(&self.token, args)
-    }
-
-    fn apply(&self, dir: &Path, name: &str, yaml: &str) {
-        let file = dir.join(name);
-        std::fs::write(&file, yaml).expect("write manifest");
-        ok(&self.cli(&["apply", "-f", file.to_str().expect("utf-8")]));
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::{BIN, ServerProcess, examples, ok, stderr, stdout};
 
 /// A `meridian agent` child process, killed on drop.
 struct AgentProcess(Child);
@@ -101,29 +19,6 @@ impl Drop for AgentProcess {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "command failed ({:?}):\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
 /// Waits until `f` returns `Some`, at most `secs` seconds.
