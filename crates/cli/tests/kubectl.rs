@@ -82,25 +82,8 @@ impl Server {
         env: &[(&str, &str)],
     ) -> Output {
         let mut cmd = kubectl_command(kubeconfig, &self.dir);
-        cmd.args(args)
-            .envs(env.iter().copied())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("kubectl output")
+        cmd.args(args).envs(env.iter().copied());
+        support::run(cmd, stdin)
     }
 }
 

@@ -100,20 +100,7 @@ impl ServerProcess {
 
     /// Runs the CLI as `token`, writing `stdin` to it if given.
     pub fn cli_with(&self, token: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = self.command(token, args);
-        if stdin.is_some() {
-            cmd.stdin(Stdio::piped());
-        }
-        let mut child = cmd.spawn().expect("cli runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("cli output")
+        run(self.command(token, args), stdin)
     }
 
     /// Writes `yaml` to `dir/name` and applies it.
@@ -146,6 +133,27 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `cmd` with stdout and stderr captured and `stdin` (if given) as its input.
+pub fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("command runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("command output")
 }
 
 pub fn stdout(o: &Output) -> String {
