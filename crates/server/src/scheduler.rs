@@ -3,8 +3,8 @@
 //! Level-triggered: each pass reads the whole desired state (sites, nodes, projects,
 //! workloads, allocations), asks the pure `placement` crate where the missing instances
 //! go, and commits the answers. It wakes on any change under `/registry/` (debounced) and
-//! at least every `resync` interval, and does not care why it woke. The one thing it
-//! remembers between passes ([`Memory`]) is an optimization, never a source of truth:
+//! at least every `resync` interval, and does not care why it woke. What it remembers
+//! between passes ([`Memory`]) is an optimization, never a source of truth:
 //! the decoded workloads and allocations by revision (a pass decodes only what changed),
 //! and which workloads did not fit. While neither such a workload nor any site, node,
 //! project or allocation changed, planning it again would give the same answer, so it is
@@ -508,19 +508,18 @@ pub async fn pass_with(
 
     // Group placements by node; one guarded transaction per node.
     let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
-    let mut unplaceable: BTreeMap<(String, String), &Decision> = BTreeMap::new();
-    let mut unplaceable_of: HashMap<(String, String), usize> = HashMap::new();
+    // By workload: its first unplaceable decision (the one its status explains) and how
+    // many of its instances did not fit.
+    let mut unplaceable: BTreeMap<(String, String), (&Decision, usize)> = BTreeMap::new();
     for d in &decisions {
         match &d.outcome {
             Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(d),
             Outcome::Unplaceable(_) => {
                 report.unplaceable += 1;
-                *unplaceable_of
-                    .entry((d.workload.namespace.clone(), d.workload.name.clone()))
-                    .or_default() += 1;
                 unplaceable
                     .entry((d.workload.namespace.clone(), d.workload.name.clone()))
-                    .or_insert(d);
+                    .or_insert((d, 0))
+                    .1 += 1;
             }
         }
     }
@@ -614,10 +613,10 @@ pub async fn pass_with(
         let message = refused.get(&key).cloned().or_else(|| {
             unplaceable
                 .get(&key)
-                .map(|d| d.explanation().summary.clone())
+                .map(|(d, _)| d.explanation().summary.clone())
         });
-        if pending > 0 && unplaceable_of.get(&key) == Some(&pending) && !refused.contains_key(&key)
-        {
+        let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
+        if pending > 0 && none_fitted && !refused.contains_key(&key) {
             let entry = Waiting {
                 revision: *rev,
                 fleet: snap.fleet_key,
