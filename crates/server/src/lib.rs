@@ -20,6 +20,7 @@ pub mod field_validation;
 pub mod logs;
 pub mod metrics;
 pub mod namespaces;
+pub mod node_restriction;
 pub mod nodes;
 pub mod objects;
 pub mod openapi_v2;

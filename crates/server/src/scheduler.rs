@@ -72,6 +72,7 @@ pub fn principal() -> Principal {
         role: Role::Admin,
         project: None,
         node: None,
+        site: None,
     }
 }
 
