@@ -520,9 +520,10 @@ pub enum JoinTokenCommand {
         after_help = "Examples:\n  meridian node join-token create --site onprem-frankfurt --ttl 1h\n  meridian agent --server https://meridian:7420 --join-token \"$(meridian node join-token create --site onprem-frankfurt)\" --site onprem-frankfurt --data-dir /var/lib/meridian-agent"
     )]
     Create {
-        /// Bind the token to a site: the node joins that site only
+        /// The site the node joins (required): the node is in that site and only an admin
+        /// can move it
         #[arg(long)]
-        site: Option<String>,
+        site: String,
         /// Lifetime (e.g. 30m, 1h, 24h; at most 7 days)
         #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration)]
         ttl: std::time::Duration,

@@ -248,11 +248,12 @@ fn authorize_node(
 ) -> Result<(), ApiError> {
     let own = who.node.as_deref();
     let allowed = match kind.kind {
-        "Node" => {
-            matches!(verb, Verb::Get | Verb::Create | Verb::Update | Verb::Patch)
-                && name.is_some()
-                && name == own
-        }
+        "Node" => match verb {
+            Verb::Get | Verb::Update | Verb::Patch => name.is_some() && name == own,
+            // Before the body is read the name is unknown; it is checked again after.
+            Verb::Create => name.is_none_or(|n| Some(n) == own),
+            _ => false,
+        },
         "Allocation" => matches!(
             verb,
             Verb::Get | Verb::List | Verb::Watch | Verb::Update | Verb::Patch
