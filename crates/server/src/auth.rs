@@ -170,9 +170,6 @@ pub fn authorize(
     if who.role == Role::Node {
         return authorize_node(who, verb, kind, name);
     }
-    if kind.kind == "Allocation" && verb == Verb::Create {
-        return Err(allocation_spec_forbidden(who, verb));
-    }
     let project_object = kind.kind == "Project";
     // Project scope: a project-scoped principal sees its own namespace and, read-only,
     // global kinds; its own Project object is visible by name.
@@ -192,6 +189,9 @@ pub fn authorize(
     }
     if !verb.writes() {
         return Ok(());
+    }
+    if kind.kind == "Allocation" && verb == Verb::Create {
+        return Err(allocation_spec_forbidden(who, verb));
     }
     let allowed = match who.role {
         Role::Viewer | Role::Node => false,

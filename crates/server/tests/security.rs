@@ -507,3 +507,331 @@ async fn malformed_parameters_and_paths_answer_a_status() {
     assert!(fields.contains(&"spec.task.command[0]"), "{body}");
     assert!(fields.contains(&"spec.task.env.A"), "{body}");
 }
+
+/// One request of the matrix: what it does to which object.
+#[derive(Clone, Copy, Debug)]
+enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    Status,
+}
+
+const VERBS: [Verb; 8] = [
+    Verb::Get,
+    Verb::List,
+    Verb::Watch,
+    Verb::Create,
+    Verb::Update,
+    Verb::Patch,
+    Verb::Delete,
+    Verb::Status,
+];
+
+/// The outcome of a request as the matrix writes it: `A` allowed (whatever the answer
+/// after authorization: 2xx, 409, 422), `F` forbidden (403), `H` hidden (404: outside the
+/// caller's scope), `U` unauthenticated (401).
+fn outcome(status: u16) -> char {
+    match status {
+        401 => 'U',
+        403 => 'F',
+        404 => 'H',
+        _ => 'A',
+    }
+}
+
+/// A target object: its kind, project and name.
+struct Target {
+    kind: &'static str,
+    ns: Option<&'static str>,
+    name: &'static str,
+}
+
+impl Target {
+    fn collection(&self) -> String {
+        let info = kind(self.kind);
+        match self.ns {
+            Some(ns) => format!("/apis/meridian.dev/v1/namespaces/{ns}/{}", info.plural),
+            None => format!("/apis/meridian.dev/v1/{}", info.plural),
+        }
+    }
+}
+
+/// Every principal × kind × verb (and the `/status` subresource) against a real server,
+/// each write a dry run so the estate stays as it is. The expected matrix is
+/// `docs/security.md`'s, written out here independently of `auth.rs`.
+#[tokio::test]
+async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    for project in ["finance", "research"] {
+        r.client
+            .apply(
+                kind("project"),
+                None,
+                &json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+                        "metadata": {"name": project}, "spec": {}}),
+                false,
+            )
+            .await
+            .expect("project");
+    }
+    for (ns, name, on) in [
+        ("finance", "w-0", "fra-rhel-01"),
+        ("finance", "e-0", "edge-01"),
+        ("research", "r-0", "fra-rhel-01"),
+    ] {
+        seed_allocation(
+            &r.state,
+            &json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"workload": "w", "node": on,
+                         "resources": {"cpu": "100m", "memory": "32Mi"}},
+            }),
+        )
+        .await;
+    }
+    for ns in ["finance", "research"] {
+        r.client
+            .apply(
+                kind("workload"),
+                Some(ns),
+                &json!({"apiVersion": "meridian.dev/v1", "kind": "Workload",
+                        "metadata": {"name": "w", "namespace": ns},
+                        "spec": {"type": "service", "replicas": 1,
+                                 "task": {"driver": "exec", "command": ["/bin/true"],
+                                          "resources": {"cpu": "100m", "memory": "32Mi"}}}}),
+                false,
+            )
+            .await
+            .expect("workload");
+    }
+    r.client
+        .apply(
+            kind("policy"),
+            None,
+            &json!({"apiVersion": "meridian.dev/v1", "kind": "Policy",
+                    "metadata": {"name": "p"},
+                    "spec": {"enforcement": "audit", "targets": ["Workload"],
+                             "rego": "package p\nviolation contains {\"msg\": \"x\"} if false\n"}}),
+            false,
+        )
+        .await
+        .expect("policy");
+    let t = join_token(&r, "onprem-frankfurt").await;
+    let (status, body) = join(&r, &t, "edge-01", None).await;
+    assert_eq!(status, 201, "{body}");
+    let node_token = body["token"].as_str().expect("credential").to_owned();
+    Client::new(&r.url, &node_token, None)
+        .expect("client")
+        .create(
+            kind("node"),
+            None,
+            &node_object("edge-01", "onprem-frankfurt"),
+            false,
+        )
+        .await
+        .expect("registers");
+
+    let targets = [
+        Target {
+            kind: "Site",
+            ns: None,
+            name: "onprem-frankfurt",
+        },
+        Target {
+            kind: "Node",
+            ns: None,
+            name: "fra-rhel-01",
+        },
+        Target {
+            kind: "Node",
+            ns: None,
+            name: "edge-01",
+        },
+        Target {
+            kind: "Policy",
+            ns: None,
+            name: "p",
+        },
+        Target {
+            kind: "Project",
+            ns: None,
+            name: "finance",
+        },
+        Target {
+            kind: "Workload",
+            ns: Some("finance"),
+            name: "w",
+        },
+        Target {
+            kind: "Allocation",
+            ns: Some("finance"),
+            name: "w-0",
+        },
+        Target {
+            kind: "Allocation",
+            ns: Some("finance"),
+            name: "e-0",
+        },
+        Target {
+            kind: "Workload",
+            ns: Some("research"),
+            name: "w",
+        },
+        Target {
+            kind: "Allocation",
+            ns: Some("research"),
+            name: "r-0",
+        },
+    ];
+    // Rows follow `targets`; columns are get list watch create update patch delete status.
+    let matrix: [(&str, String, [&str; 10]); 7] = [
+        (
+            "admin",
+            r.token.clone(),
+            [
+                "AAAAAAAA", "AAAAAAAA", "AAAAAAAA", "AAAAAAAA", "AAAAAAAA", "AAAAAAAA", "AAAFFFAA",
+                "AAAFFFAA", "AAAAAAAA", "AAAFFFAA",
+            ],
+        ),
+        (
+            "admin of finance",
+            token(&r, "admin", Some("finance")).await,
+            [
+                "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
+                "AAAFFFAF", "HHHHHHHH", "HHHHHHHH",
+            ],
+        ),
+        (
+            "operator",
+            token(&r, "operator", None).await,
+            [
+                "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
+                "AAAFFFAF", "AAAAAAAA", "AAAFFFAF",
+            ],
+        ),
+        (
+            "operator of finance",
+            token(&r, "operator", Some("finance")).await,
+            [
+                "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
+                "AAAFFFAF", "HHHHHHHH", "HHHHHHHH",
+            ],
+        ),
+        (
+            "viewer",
+            token(&r, "viewer", None).await,
+            [
+                "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF",
+                "AAAFFFFF", "AAAFFFFF", "AAAFFFFF",
+            ],
+        ),
+        (
+            "node edge-01",
+            node_token,
+            [
+                "FFFFFFFF", "FFFAFFFF", "AFFAAAFA", "FFFFFFFF", "FFFFFFFF", "FFFFFFFF", "HAAFFFFH",
+                "AAAFFFFA", "FFFFFFFF", "HAAFFFFH",
+            ],
+        ),
+        (
+            "anonymous",
+            String::new(),
+            [
+                "UUUUUUUU", "UUUUUUUU", "UUUUUUUU", "UUUUUUUU", "UUUUUUUU", "UUUUUUUU", "UUUUUUUU",
+                "UUUUUUUU", "UUUUUUUU", "UUUUUUUU",
+            ],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (who, token, rows) in &matrix {
+        for (target, expected) in targets.iter().zip(rows) {
+            let stored = r
+                .client
+                .get(kind(target.kind), target.ns, target.name)
+                .await
+                .expect("target exists");
+            let mut got = String::new();
+            for verb in VERBS {
+                got.push(outcome(request(&r, token, target, verb, &stored).await));
+            }
+            if got != *expected {
+                wrong.push(format!(
+                    "{who} on {} {}/{}: expected {expected}, got {got}",
+                    target.kind,
+                    target.ns.unwrap_or("-"),
+                    target.name
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "columns: get list watch create update patch delete status\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// One request of the matrix (writes as dry runs); its HTTP status.
+async fn request(r: &Running, token: &str, target: &Target, verb: Verb, stored: &Value) -> u16 {
+    let item = format!("{}/{}", target.collection(), target.name);
+    let mut object = stored.clone();
+    let (method, path, body) = match verb {
+        Verb::Get => (reqwest::Method::GET, item, None),
+        Verb::List => (reqwest::Method::GET, target.collection(), None),
+        Verb::Watch => (
+            reqwest::Method::GET,
+            format!("{}?watch=true&timeoutSeconds=1", target.collection()),
+            None,
+        ),
+        Verb::Create => {
+            object["metadata"] = json!({"name": "matrix-new", "namespace": target.ns});
+            if target.kind == "Node" {
+                object["metadata"]["name"] = json!("edge-01");
+            }
+            (
+                reqwest::Method::POST,
+                format!("{}?dryRun=All", target.collection()),
+                Some(object),
+            )
+        }
+        Verb::Update => (
+            reqwest::Method::PUT,
+            format!("{item}?dryRun=All"),
+            Some(object),
+        ),
+        Verb::Patch => (
+            reqwest::Method::PATCH,
+            format!("{item}?dryRun=All"),
+            Some(json!({})),
+        ),
+        Verb::Delete => (reqwest::Method::DELETE, format!("{item}?dryRun=All"), None),
+        Verb::Status => (
+            reqwest::Method::PUT,
+            format!("{item}/status?dryRun=All"),
+            Some(object),
+        ),
+    };
+    let mut req = http().request(method, format!("{}{path}", r.url));
+    if !token.is_empty() {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        let content_type = if matches!(verb, Verb::Patch) {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        req = req
+            .header("Content-Type", content_type)
+            .body(serde_json::to_vec(&body).expect("json"));
+    }
+    // Headers are enough: a watch's status is known before its events.
+    req.send().await.expect("request").status().as_u16()
+}
