@@ -1138,7 +1138,24 @@ async fn patch(
                 CONTENT_TYPE,
                 "application/yaml".parse().expect("valid header"),
             );
-            parse_body(&h, body)?
+            let manifest = parse_body(&h, body)?;
+            // Server-side apply sends whole manifests: as kube-apiserver, refuse one that
+            // does not say what it is rather than guess.
+            for field in ["apiVersion", "kind"] {
+                if manifest
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "{field} must be set in an apply patch (application/apply-patch+yaml): \
+                         send the whole manifest, with apiVersion: {} and kind: {}",
+                        api::API_VERSION,
+                        target.kind.kind
+                    )));
+                }
+            }
+            manifest
         }
         _ => parse_body(&HeaderMap::new(), body)?,
     };

@@ -470,6 +470,25 @@ async fn malformed_parameters_and_paths_answer_a_status() {
     assert!(ct.starts_with("application/json"), "{ct}");
     assert_eq!(body["kind"], "Status", "{body}");
 
+    // Server-side apply of a manifest that does not say what it is.
+    let (status, _, body) = raw(
+        &r,
+        reqwest::Method::PATCH,
+        &format!("{ns}/applied"),
+        &r.token,
+        "application/apply-patch+yaml",
+        b"metadata: {name: applied}\nspec: {type: service}\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("apiVersion must be set"),
+        "{body}"
+    );
+
     // The bearer scheme is case-insensitive, as in Kubernetes.
     let resp = http()
         .get(format!("{}/apis/meridian.dev/v1/sites", r.url))
