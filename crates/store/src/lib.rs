@@ -21,6 +21,8 @@
 pub mod chain;
 pub mod conformance;
 pub mod sqlite;
+#[cfg(unix)]
+pub mod tmpfs;
 
 use std::time::Duration;
 
