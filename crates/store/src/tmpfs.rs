@@ -34,7 +34,9 @@ impl Tmpfs {
 
     /// The mount point.
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 
     /// Writes `filler` in the mount until the filesystem is full; returns its path.

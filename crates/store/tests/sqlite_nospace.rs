@@ -160,7 +160,10 @@ async fn full_disk_refuses_writes_allows_deletes_and_recovers() {
         fs.path().join("store.db.reserve").exists(),
         "the reserve is written again"
     );
-    store.put("/k/after", vec![3; 100]).await.expect("writes resume");
+    store
+        .put("/k/after", vec![3; 100])
+        .await
+        .expect("writes resume");
     acked.insert("/k/after".into());
     assert_eq!(keys(&*store).await, acked);
 

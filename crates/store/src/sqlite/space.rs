@@ -184,11 +184,14 @@ impl SpaceState {
         let reserve_missing = self.opts.reserve_bytes > 0
             && std::fs::metadata(self.reserve_path())
                 .map_or(true, |m| m.len() < self.opts.reserve_bytes);
-        let needed = self.opts.resume_free_bytes.saturating_add(if reserve_missing {
-            self.opts.reserve_bytes
-        } else {
-            0
-        });
+        let needed = self
+            .opts
+            .resume_free_bytes
+            .saturating_add(if reserve_missing {
+                self.opts.reserve_bytes
+            } else {
+                0
+            });
         let free = free_bytes(self.dir());
         if free.is_some_and(|free| free < needed) {
             return true;
@@ -211,7 +214,10 @@ impl SpaceState {
 fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     #[allow(clippy::useless_conversion)] // the field types differ between platforms
-    let (blocks, size) = (u64::from(stat.blocks_available()), u64::from(stat.fragment_size()));
+    let (blocks, size) = (
+        u64::from(stat.blocks_available()),
+        u64::from(stat.fragment_size()),
+    );
     Some(blocks.saturating_mul(size))
 }
 

@@ -415,9 +415,7 @@ impl Work {
             Request::Txn { txn, reply } => (Work::Txn(txn), Reply::Txn(reply)),
             Request::Grant { ttl, reply } => (Work::Grant(ttl), Reply::Lease(reply)),
             Request::Revoke { id, reply } => (Work::Revoke(id), Reply::Unit(reply)),
-            Request::Compact { revision, reply } => {
-                (Work::Compact(revision), Reply::Unit(reply))
-            }
+            Request::Compact { revision, reply } => (Work::Compact(revision), Reply::Unit(reply)),
             Request::Shutdown => return None,
         })
     }
@@ -617,7 +615,11 @@ fn apply_txn(
             break;
         }
     }
-    let ops = if succeeded { &txn.success } else { &txn.failure };
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
     if rules.no_space && !frees_or_reads(ops) {
         return Err(rules.space.refuse());
     }
