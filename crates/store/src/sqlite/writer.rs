@@ -361,6 +361,14 @@ impl Writer {
                 &mut effects,
                 &mut committed,
             )?);
+            if tx.is_autocommit() {
+                // SQLite rolled the batch back behind an error a request reported as its
+                // own: carrying on would commit the next requests one by one.
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("SQLite rolled back the batch's transaction".into()),
+                ));
+            }
         }
         finish_batch(tx, &self.state, start_revision, start_lease_id)?;
         Ok(Attempt {
