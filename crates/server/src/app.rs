@@ -94,7 +94,18 @@ async fn health() -> &'static str {
     "ok"
 }
 
+/// Not ready while shutting down, when the store is unreachable, or when it refuses writes
+/// for lack of disk space (503 with the store's message; `/healthz` and `/livez` stay ok:
+/// the process is fine and serves reads and deletes).
 async fn ready(State(state): State<AppState>) -> Response {
+    if let Some(no_space) = state.store().space().no_space {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "InsufficientStorage",
+            no_space.to_string(),
+        )
+        .into_response();
+    }
     match state.store().current_revision().await {
         Ok(_) if !state.shutdown.is_cancelled() => "ok".into_response(),
         Ok(_) => ApiError::new(
@@ -108,6 +119,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.observe_store_space(&state.store().space());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -9,6 +9,10 @@
 //! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth`, `registry`
 //! (key layout and the audited write path), `metrics`, `tls`, `error`.
 
+// stderr may be a file on a full disk, where `eprintln!` panics: log through `tracing`,
+// whose writer drops what it cannot write.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 pub mod admin;
 pub mod app;
 mod audit_thread;

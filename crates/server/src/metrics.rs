@@ -1,8 +1,10 @@
 //! Prometheus metrics: request counts and latency by route and status, store commit
-//! latency, open watches. Rendered in the text exposition format at `/metrics`.
+//! latency, open watches, the store's disk-space state (`meridian_store_no_space`, 0 or 1,
+//! and `meridian_store_writes_refused_no_space_total`, read from the store when scraped).
+//! Rendered in the text exposition format at `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -49,6 +51,8 @@ struct Inner {
     sched_conflicts: Counter,
     admission: Histogram,
     admission_denied: Counter,
+    store_no_space: Gauge<i64, AtomicI64>,
+    store_refused: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -125,6 +129,18 @@ impl Metrics {
             "Writes refused by a deny policy (or a broken one)",
             admission_denied.clone(),
         );
+        let store_no_space = Gauge::<i64, AtomicI64>::default();
+        let store_refused = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "store_no_space",
+            "1 while the store refuses writes because its disk is full (NOSPACE), else 0",
+            store_no_space.clone(),
+        );
+        registry.register(
+            "store_writes_refused_no_space",
+            "Store requests refused because its disk is full",
+            store_refused.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -139,6 +155,8 @@ impl Metrics {
                 sched_conflicts,
                 admission,
                 admission_denied,
+                store_no_space,
+                store_refused,
             }),
         }
     }
@@ -188,6 +206,15 @@ impl Metrics {
         i.sched_conflicts.inc_by(conflicts as u64);
         i.sched_pending.set(pending as i64);
         i.sched_unplaceable.set(unplaceable as i64);
+    }
+
+    /// Copies the store's disk-space state (the store counts refusals itself).
+    pub fn observe_store_space(&self, space: &store::SpaceStatus) {
+        let i = &self.inner;
+        i.store_no_space.set(i64::from(space.no_space.is_some()));
+        i.store_refused
+            .inner()
+            .fetch_max(space.refused_writes, Ordering::Relaxed);
     }
 
     /// Count an open watch until the guard drops.

@@ -221,6 +221,11 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
                 tracing::debug!(?report, "scheduler pass");
                 last = report;
             }
+            // The store logs a full disk once, entering and leaving; every pass failing on
+            // it meanwhile is not news.
+            Err(e) if state.store().space().no_space.is_some() => {
+                tracing::debug!(error = %e, "scheduler pass failed: the store is out of disk space");
+            }
             Err(e) => tracing::warn!(error = %e, "scheduler pass failed; retrying"),
         }
         // Wait for a change (then let a burst settle) or the resync interval.

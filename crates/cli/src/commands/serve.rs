@@ -1,4 +1,5 @@
-//! `server` and `demo`.
+//! `server` and `demo`. Messages go to stderr through `note!`, which drops a line it cannot
+//! write (stderr on a full disk) instead of panicking like `eprintln!`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,14 +39,14 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
     let server = Server::bind(config).await?;
     let info = server.info().clone();
     if let Some(token) = &info.new_admin_token {
-        eprintln!(
+        note!(
             "Created the first admin token (shown once; also in {}, mode 0600):\n\n  {token}\n",
             info.admin_token_file.display()
         );
     }
-    eprintln!("meridian server listening on {}", info.url);
+    note!("meridian server listening on {}", info.url);
     if let Some(ca) = &info.ca_file {
-        eprintln!(
+        note!(
             "TLS with a generated CA: clients pass --ca-file {}",
             ca.display()
         );
@@ -72,7 +73,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     let server = match Server::bind(config.clone()).await {
         Ok(s) => s,
         Err(e) if format!("{e:#}").contains("cannot listen") => {
-            eprintln!("{} is taken; using a free port instead", args.listen);
+            note!("{} is taken; using a free port instead", args.listen);
             config.listen.set_port(0);
             Server::bind(config).await?
         }
@@ -105,7 +106,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     );
     if !exit_early {
         server::shutdown_signal().await;
-        eprintln!("\nstopping the demo server");
+        note!("\nstopping the demo server");
     }
     shutdown.cancel();
     handle.await??;
@@ -289,7 +290,7 @@ fn print_welcome(
     } else {
         data_dir.display().to_string()
     };
-    eprintln!(
+    note!(
         r#"
 Meridian demo is running.
 
