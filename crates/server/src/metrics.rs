@@ -1,5 +1,5 @@
 //! Prometheus metrics: request counts and latency by route and status, store commit
-//! latency, open watches. Rendered in the text exposition format at `/metrics`.
+//! latency, open watches, open connections and why connections closed. Rendered in the text exposition format at `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
@@ -17,6 +17,11 @@ struct RequestLabels {
     route: String,
     method: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +54,9 @@ struct Inner {
     sched_conflicts: Counter,
     admission: Histogram,
     admission_denied: Counter,
+    connections: Gauge<i64, AtomicI64>,
+    connections_max: Gauge<i64, AtomicI64>,
+    connections_closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,6 +133,25 @@ impl Metrics {
             "Writes refused by a deny policy (or a broken one)",
             admission_denied.clone(),
         );
+        let connections = Gauge::<i64, AtomicI64>::default();
+        let connections_max = Gauge::<i64, AtomicI64>::default();
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "Most client connections open at once (--max-connections)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed, by reason (client, error, header_timeout, idle_timeout, \
+             evicted, rejected, tls_handshake, shutdown)",
+            connections_closed.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -139,6 +166,9 @@ impl Metrics {
                 sched_conflicts,
                 admission,
                 admission_denied,
+                connections,
+                connections_max,
+                connections_closed,
             }),
         }
     }
@@ -188,6 +218,29 @@ impl Metrics {
         i.sched_conflicts.inc_by(conflicts as u64);
         i.sched_pending.set(pending as i64);
         i.sched_unplaceable.set(unplaceable as i64);
+    }
+
+    pub(crate) fn set_max_connections(&self, max: usize) {
+        self.inner
+            .connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.inner.connections.inc();
+    }
+
+    /// An admitted connection is gone.
+    pub(crate) fn connection_closed(&self) {
+        self.inner.connections.dec();
+    }
+
+    /// Counts a connection that ended (or was refused), by reason.
+    pub(crate) fn connection_ended(&self, reason: &'static str) {
+        self.inner
+            .connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     /// Count an open watch until the guard drops.
