@@ -96,9 +96,17 @@ pub fn default_max_connections(nofile: u64) -> usize {
         .max(16)
 }
 
-/// Raise this process's soft open-file limit to its hard limit. Returns the limit in force
-/// afterwards, or `None` where there is no such limit.
-pub fn raise_nofile_limit() -> Option<u64> {
+/// The open-file limit: what the soft limit was, and what it is after raising it to the
+/// hard limit (equal when it could not be raised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLimit {
+    pub was: u64,
+    pub now: u64,
+}
+
+/// Raise this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit. `None`
+/// where there is no such limit or it cannot be read.
+pub fn raise_nofile_limit() -> Option<FileLimit> {
     #[cfg(unix)]
     {
         use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -110,17 +118,23 @@ pub fn raise_nofile_limit() -> Option<u64> {
             }
         };
         if soft >= hard {
-            return Some(soft);
+            return Some(FileLimit {
+                was: soft,
+                now: soft,
+            });
         }
         match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => {
-                tracing::debug!(from = soft, to = hard, "raised the open-file limit");
-                Some(hard)
-            }
+            Ok(()) => Some(FileLimit {
+                was: soft,
+                now: hard,
+            }),
             Err(e) => {
                 // macOS refuses a hard limit above OPEN_MAX ("unlimited"); keep the soft one.
                 tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit; keeping the soft limit");
-                Some(soft)
+                Some(FileLimit {
+                    was: soft,
+                    now: soft,
+                })
             }
         }
     }
@@ -542,5 +556,35 @@ impl Connections {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_a_reserve_below_the_file_limit() {
+        assert_eq!(default_max_connections(1024), 768);
+        assert_eq!(default_max_connections(4096), 3072);
+        assert_eq!(default_max_connections(524_288), 393_216);
+        // Tiny limits still admit a few connections.
+        assert_eq!(default_max_connections(256), 16);
+    }
+
+    #[test]
+    fn raising_the_file_limit_reaches_the_hard_limit() {
+        let limit = raise_nofile_limit();
+        #[cfg(unix)]
+        {
+            let limit = limit.expect("a limit on unix");
+            let (soft, _hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .expect("getrlimit");
+            assert_eq!(limit.now, soft);
+            assert!(limit.now >= limit.was);
+        }
+        #[cfg(not(unix))]
+        assert!(limit.is_none());
     }
 }

@@ -157,7 +157,8 @@ impl Server {
     /// Like [`Server::bind`] with a store the caller opened (another backend, tests).
     pub async fn bind_with_store(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server> {
         let metrics = Metrics::new();
-        let nofile = conn::raise_nofile_limit();
+        let file_limit = conn::raise_nofile_limit();
+        let nofile = file_limit.map(|l| l.now);
         let max_connections = match (config.connections.max_connections, nofile) {
             (Some(0), _) => bail!("--max-connections must be at least 1"),
             (Some(max), _) => max,
@@ -176,6 +177,7 @@ impl Server {
         }
         tracing::info!(
             open_file_limit = nofile,
+            raised_from = file_limit.filter(|l| l.was != l.now).map(|l| l.was),
             max_connections,
             header_read_timeout = ?config.connections.header_read_timeout,
             idle_timeout = ?config.connections.idle_timeout,
