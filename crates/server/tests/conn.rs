@@ -20,34 +20,33 @@ use server::{Server, ServerConfig};
 /// Generous bound for "the server closes it": several times every configured timeout.
 const CLOSED_WITHIN: Duration = Duration::from_secs(15);
 
+mod support;
+
+/// A server (see `support`) reached over raw TCP.
 struct TestServer {
+    _running: support::Running,
     addr: std::net::SocketAddr,
     admin: String,
-    _dir: tempfile::TempDir,
-    stop: tokio_util::sync::CancellationToken,
 }
 
 impl TestServer {
     async fn start(connections: ConnOptions) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
+        let running = support::start_with(ServerConfig {
             scheduler: None,
             connections,
             ..ServerConfig::default()
         })
-        .await
-        .expect("server binds");
-        let info = server.info().clone();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(server.run(async move { s.cancelled().await }));
+        .await;
+        let addr = running
+            .url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .expect("a plain HTTP loopback server");
+        let admin = running.token.clone();
         Self {
-            addr: info.local_addr,
-            admin: info.new_admin_token.expect("first start makes a token"),
-            _dir: dir,
-            stop,
+            _running: running,
+            addr,
+            admin,
         }
     }
 
@@ -81,12 +80,6 @@ impl TestServer {
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .map_or(0.0, |v| v.trim().parse().expect("a number"))
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
