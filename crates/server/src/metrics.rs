@@ -1,6 +1,7 @@
 //! Prometheus metrics: request counts and latency by route and status, store commit
-//! latency, open watches, the store's disk-space state (`meridian_store_no_space`, 0 or 1,
-//! and `meridian_store_writes_refused_no_space_total`, read from the store when scraped).
+//! latency, open watches, open connections and why connections closed, the store's
+//! disk-space state (`meridian_store_no_space`, 0 or 1, and
+//! `meridian_store_writes_refused_no_space_total`, read from the store when scraped).
 //! Rendered in the text exposition format at `/metrics`.
 
 use std::sync::Arc;
@@ -19,6 +20,11 @@ struct RequestLabels {
     route: String,
     method: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +59,9 @@ struct Inner {
     admission_denied: Counter,
     store_no_space: Gauge<i64, AtomicI64>,
     store_refused: Counter<u64, AtomicU64>,
+    connections: Gauge<i64, AtomicI64>,
+    connections_max: Gauge<i64, AtomicI64>,
+    connections_closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -141,6 +150,25 @@ impl Metrics {
             "Store requests refused because its disk is full",
             store_refused.clone(),
         );
+        let connections = Gauge::<i64, AtomicI64>::default();
+        let connections_max = Gauge::<i64, AtomicI64>::default();
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "Most client connections open at once (--max-connections)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed, by reason (client, error, header_timeout, idle_timeout, \
+             evicted, rejected, tls_handshake, shutdown)",
+            connections_closed.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -157,6 +185,9 @@ impl Metrics {
                 admission_denied,
                 store_no_space,
                 store_refused,
+                connections,
+                connections_max,
+                connections_closed,
             }),
         }
     }
@@ -215,6 +246,29 @@ impl Metrics {
         i.store_refused
             .inner()
             .fetch_max(space.refused_writes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_max_connections(&self, max: usize) {
+        self.inner
+            .connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.inner.connections.inc();
+    }
+
+    /// An admitted connection is gone.
+    pub(crate) fn connection_closed(&self) {
+        self.inner.connections.dec();
+    }
+
+    /// Counts a connection that ended (or was refused), by reason.
+    pub(crate) fn connection_ended(&self, reason: &'static str) {
+        self.inner
+            .connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     /// Count an open watch until the guard drops.

@@ -34,6 +34,14 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             lease_ttl: args.node_lease,
             ..server::nodes::NodeOptions::default()
         },
+        connections: server::conn::ConnOptions {
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        },
+        tls_san: args.tls_san.clone(),
         ..ServerConfig::default()
     };
     let server = Server::bind(config).await?;
