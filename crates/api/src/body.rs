@@ -84,7 +84,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("the request body is not valid YAML: YAML aliases expand beyond the limit"),
+            e.starts_with(
+                "the request body is not valid YAML: YAML aliases expand beyond the limit"
+            ),
             "{e}"
         );
     }

@@ -12,8 +12,8 @@
 use std::fmt;
 
 use crate::kinds::AnyObject;
-use crate::yaml;
 use crate::validate::{FieldError, FieldErrors, object_from_value};
+use crate::yaml;
 
 /// One object read from a file.
 #[derive(Debug, Clone, PartialEq)]

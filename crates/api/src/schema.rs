@@ -114,7 +114,12 @@ fn tighten(schema: &mut Value) {
             let required: Vec<String> = map
                 .get("required")
                 .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).map(String::from).collect())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default();
             if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
                 for name in &required {
@@ -170,7 +175,9 @@ mod tests {
         let all = serde_json::to_string(&s).unwrap();
         assert!(!all.contains("\"nullable\""), "{all}");
         assert_eq!(s["ObjectMeta"]["properties"]["name"]["minLength"], 1);
-        let pattern = s["ObjectMeta"]["properties"]["name"]["pattern"].as_str().unwrap();
+        let pattern = s["ObjectMeta"]["properties"]["name"]["pattern"]
+            .as_str()
+            .unwrap();
         assert!(pattern.starts_with("^[a-z0-9]"), "{pattern}");
         // No reference dangles.
         let all = serde_json::to_string(&s).unwrap();

@@ -675,7 +675,10 @@ mod tests {
     #[test]
     fn field_selector_splits_at_the_first_operator_and_displays_back() {
         let f = FieldSelector::parse("a=x!=y").unwrap();
-        assert_eq!((f.requirements[0].negated, &*f.requirements[0].value), (false, "x!=y"));
+        assert_eq!(
+            (f.requirements[0].negated, &*f.requirements[0].value),
+            (false, "x!=y")
+        );
         // Found by crates/api/tests/fuzz.rs: `a= =b` is `a` equal to `=b`, shown as `a===b`.
         let f = FieldSelector::parse("a= =b").unwrap();
         assert_eq!(f.requirements[0].value, "=b");

@@ -381,7 +381,11 @@ pub(crate) mod tests {
         let e = from_str(&text).unwrap_err();
         assert!(matches!(e, YamlError::AliasExpansion { .. }), "{e:?}");
         assert_eq!(e.location().map(|(line, _)| line), Some(1), "{e:?}");
-        assert!(e.to_string().contains("reached expanding the node at line 1 column "), "{e}");
+        assert!(
+            e.to_string()
+                .contains("reached expanding the node at line 1 column "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -108,7 +108,12 @@ fn mutate(input: &str, edits: &[Edit]) -> Vec<u8> {
 }
 
 fn example() -> impl Strategy<Value = &'static str> {
-    proptest::sample::select(api::examples::FILES.iter().map(|(_, text)| *text).collect::<Vec<_>>())
+    proptest::sample::select(
+        api::examples::FILES
+            .iter()
+            .map(|(_, text)| *text)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The examples as JSON: one object, an array, a stream and a `List`.

@@ -331,7 +331,9 @@ fn content_type(headers: &HeaderMap) -> &str {
 /// expansion bounded by the body's size, nesting capped: 400 naming the limit).
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     if body.is_empty() {
-        return Err(ApiError::bad_request(api::body::BodyError::Empty.to_string()));
+        return Err(ApiError::bad_request(
+            api::body::BodyError::Empty.to_string(),
+        ));
     }
     let ct = content_type(headers);
     let Some(format) = api::body::BodyFormat::from_media_type(ct) else {

@@ -19,7 +19,8 @@ fn billion_laughs(document_head: &str) -> String {
     text
 }
 
-const WORKLOAD_HEAD: &str = "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata:\n  name: bomb\n  namespace: default\n";
+const WORKLOAD_HEAD: &str =
+    "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata:\n  name: bomb\n  namespace: default\n";
 
 async fn send(
     r: &Running,
