@@ -352,7 +352,7 @@ pub(crate) mod tests {
         let mut text = String::from("a0: &a0 [lol]\n");
         for level in 1..=9 {
             let prev = format!("*a{}", level - 1);
-            let items = vec![prev.as_str(); 9].join(", ");
+            let items = [prev.as_str(); 9].join(", ");
             text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
         }
         text
