@@ -216,8 +216,14 @@ async fn register(client: &Client, config: &AgentConfig, site: &str) -> Result<(
         }
         Err(e) => return Err(e.into()),
         Ok(_) => {
-            // A merge: fields an administrator owns (unschedulable, other labels) stay.
-            let patch = json!({"metadata": {"labels": config.labels}, "spec": spec});
+            // A merge of the facts only: labels, taints, cordoning and the site are an
+            // administrator's once the Node exists (the server refuses a node credential
+            // that changes them, as Kubernetes' NodeRestriction does); `--labels` and
+            // `--taints` apply when the agent registers the Node.
+            if let Some(spec) = spec.as_object_mut() {
+                spec.remove("taints");
+            }
+            let patch = json!({"spec": spec});
             client
                 .patch(
                     node_kind,

@@ -113,9 +113,58 @@ fn known_kinds() -> String {
     KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
 }
 
+/// Refuses NUL characters in any key or string: no command line, environment variable,
+/// path or name can hold one (the operating system would cut the string there or refuse
+/// it), so a NUL is either a mistake or an attempt to make two readers see two values.
+pub fn no_nul_bytes(value: &serde_json::Value) -> Result<(), FieldErrors> {
+    fn walk(value: &serde_json::Value, path: &mut String, errors: &mut Vec<FieldError>) {
+        const MAX_REPORTED: usize = 20;
+        if errors.len() >= MAX_REPORTED {
+            return;
+        }
+        let nul = "contains a NUL character (\\u0000): remove it";
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => {
+                errors.push(FieldError::new(path.as_str(), nul));
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, path, errors);
+                    path.truncate(len);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (key, item) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    if key.contains('\0') {
+                        errors.push(FieldError::new(path.as_str(), nul));
+                    }
+                    walk(item, path, errors);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut errors = Vec::new();
+    walk(value, &mut String::new(), &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(FieldErrors(errors))
+    }
+}
+
 /// Decodes by `kind` and checks meaning: what the server does on create and update, and
 /// what `meridian apply` does before sending.
 pub fn object_from_value(value: serde_json::Value) -> Result<AnyObject, FieldErrors> {
+    no_nul_bytes(&value)?;
     let object = decode(value)?;
     validate(&object)?;
     Ok(object)
@@ -127,6 +176,7 @@ pub fn object_from_value_as(
     info: &KindInfo,
     value: serde_json::Value,
 ) -> Result<AnyObject, FieldErrors> {
+    no_nul_bytes(&value)?;
     let object = decode_as(info, value)?;
     validate(&object)?;
     Ok(object)

@@ -158,6 +158,25 @@ pub struct ServerArgs {
     /// Serve TLS even on loopback (generated CA unless --tls-cert)
     #[arg(long)]
     pub tls: bool,
+    /// Another name clients reach this server by, added to the generated certificate: a DNS
+    /// name or an IP address (repeatable). The certificate always names localhost, the
+    /// loopback addresses, the host name and the listen address (for 0.0.0.0 or ::, the
+    /// host's addresses); it is reissued at start when a name is missing
+    #[arg(long = "tls-san", value_name = "NAME|IP", value_parser = parse_tls_san)]
+    pub tls_san: Vec<server::tls::SubjectName>,
+    /// Time a client has to send a request's headers, and to finish the TLS handshake;
+    /// silent and slow connections are closed after it
+    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    pub header_read_timeout: std::time::Duration,
+    /// Close a keep-alive connection after this long without a request in flight (watches
+    /// and log streams in flight are never cut)
+    #[arg(long, default_value = "90s", value_parser = crate::bench::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Most client connections open at once [default: the open-file limit less a quarter
+    /// (at least 256) kept for the store]. At the cap, the connection idle the longest is
+    /// closed to admit a new one, so health checks are answered
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
     /// Do not run the scheduler in this server (API and store benchmarks, or another
     /// server places work)
     #[arg(long, hide = true)]
@@ -174,6 +193,10 @@ pub struct ServerArgs {
     /// Time limit of a request (not of watches), in seconds
     #[arg(long, default_value_t = 60, hide = true)]
     pub request_timeout: u64,
+}
+
+fn parse_tls_san(value: &str) -> Result<server::tls::SubjectName, String> {
+    server::tls::SubjectName::parse(value).map_err(|e| format!("{e:#}"))
 }
 
 #[derive(Debug, Args)]
@@ -520,9 +543,10 @@ pub enum JoinTokenCommand {
         after_help = "Examples:\n  meridian node join-token create --site onprem-frankfurt --ttl 1h\n  meridian agent --server https://meridian:7420 --join-token \"$(meridian node join-token create --site onprem-frankfurt)\" --site onprem-frankfurt --data-dir /var/lib/meridian-agent"
     )]
     Create {
-        /// Bind the token to a site: the node joins that site only
+        /// The site the node joins (required): the node is in that site and only an admin
+        /// can move it
         #[arg(long)]
-        site: Option<String>,
+        site: String,
         /// Lifetime (e.g. 30m, 1h, 24h; at most 7 days)
         #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration)]
         ttl: std::time::Duration,

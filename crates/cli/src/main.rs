@@ -3,6 +3,14 @@
 //! presentation; exit codes are 0 (success), 1 (an error the user can fix: bad input, not
 //! found, denied) and 2 (anything else).
 
+/// `eprintln!` that drops the line instead of panicking when stderr cannot be written
+/// (see [`note`]). Defined before the modules so they can use it.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::note(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod bench;
 mod commands;
@@ -25,15 +33,22 @@ fn main() {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            note!("error: cannot start the async runtime: {e}");
             std::process::exit(2);
         }
     };
     let result = runtime.block_on(run(cli));
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        note!("error: {err:#}");
         std::process::exit(exit::code(&err));
     }
+}
+
+/// Writes a line to stderr, dropping it when stderr cannot be written (a full disk, a
+/// closed pipe): `eprintln!` would panic. Used on the server's paths.
+pub(crate) fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn init_tracing(command: &Command) {
@@ -43,10 +58,13 @@ fn init_tracing(command: &Command) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Lossy: with stderr on a full disk a log line is dropped. (By default the subscriber
+    // reports a failed write with `eprintln!`, which panics when stderr cannot be written.)
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .log_internal_errors(false)
         .init();
 }
 

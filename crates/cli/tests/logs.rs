@@ -175,8 +175,9 @@ fn logs_prints_tails_and_follows_what_a_task_writes() {
 
 #[test]
 fn logs_refusals_say_what_to_do() {
-    // No scheduler: allocations are written by hand and nothing removes them.
-    let s = ServerProcess::start(&["--no-scheduler"]);
+    // Only the scheduler writes allocations: jobs pinned to a node, that never restart,
+    // so they stay where they were placed even when their node goes away.
+    let s = ServerProcess::start(&[]);
     for file in ["projects.yaml", "sites.yaml", "nodes.yaml"] {
         ok(&s.cli(&[
             "apply",
@@ -185,22 +186,30 @@ fn logs_refusals_say_what_to_do() {
         ]));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let allocation = |name: &str, node: &str| {
+    let pinned_job = |name: &str, node: &str| {
         format!(
-            "apiVersion: meridian.dev/v1\nkind: Allocation\nmetadata: {{name: {name}, namespace: default}}\n\
-             spec: {{workload: w, node: {node}, resources: {{cpu: 100m, memory: 32Mi}}}}\n"
+            "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec:\n  type: job\n  replicas: 1\n  restart: {{policy: never}}\n  task:\n    driver: exec\n\
+             \x20   command: [/bin/true]\n    resources: {{cpu: 100m, memory: 32Mi}}\n  placement:\n\
+             \x20   matchExpressions: [{{key: node.name, operator: In, values: [{node}]}}]\n"
         )
     };
     s.apply(
         tmp.path(),
         "ghost.yaml",
-        &allocation("ghost-0", "ghost-node"),
+        &pinned_job("ghost", "fra-rhel-02"),
     );
     s.apply(
         tmp.path(),
         "quiet.yaml",
-        &allocation("quiet-0", "fra-rhel-01"),
+        &pinned_job("quiet", "fra-rhel-01"),
     );
+    let placed = wait_for(30, || {
+        let out = stdout(&s.cli(&["get", "allocations"]));
+        (out.contains("ghost-0") && out.contains("quiet-0")).then_some(())
+    });
+    assert!(placed.is_some(), "the scheduler placed both jobs");
+    ok(&s.cli(&["delete", "node", "fra-rhel-02"]));
 
     let missing = s.cli(&["logs", "nothing-0"]);
     assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));
@@ -226,7 +235,7 @@ fn logs_refusals_say_what_to_do() {
     let ghost = s.cli(&["logs", "ghost-0"]);
     assert!(!ghost.status.success());
     assert!(
-        stderr(&ghost).contains("node \"ghost-node\", which is not registered"),
+        stderr(&ghost).contains("node \"fra-rhel-02\", which is not registered"),
         "{}",
         stderr(&ghost)
     );
@@ -235,9 +244,7 @@ fn logs_refusals_say_what_to_do() {
     s.apply(
         tmp.path(),
         "waiting.yaml",
-        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: waiting, namespace: default}\n\
-         spec:\n  type: service\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/true]\n\
-         \x20   resources: {cpu: 100m, memory: 32Mi}\n",
+        &pinned_job("waiting", "no-such-node"),
     );
     let waiting = s.cli(&["logs", "workload/waiting"]);
     assert_eq!(waiting.status.code(), Some(1), "{}", stderr(&waiting));

@@ -37,6 +37,9 @@ pub struct TokenRequest {
     /// Set by the join exchange only (role `node`).
     #[serde(skip)]
     pub node: Option<String>,
+    /// Set by the join exchange only: the join token's site.
+    #[serde(skip)]
+    pub site: Option<String>,
 }
 
 async fn create_token(
@@ -83,6 +86,7 @@ pub fn issue_token_ops(
         role: req.role,
         project: req.project.clone(),
         node: req.node.clone(),
+        site: req.site.clone(),
         description: req.description,
         created: now_rfc3339(),
         created_by: who.actor(),
@@ -179,11 +183,21 @@ async fn revoke_token(
         name: id.clone(),
         digest: None,
     };
+    let mut ops = vec![Op::Delete(key.clone())];
+    if let Some(node) = &record.node {
+        // The node's name is free to join again (only if this credential still holds it).
+        let name_key = format!("{}{node}", crate::nodes::NODE_NAME_PREFIX);
+        if let (Some(kv), _) = state.store().get(&name_key).await?
+            && kv.value == record.id.as_bytes()
+        {
+            ops.push(Op::Delete(name_key));
+        }
+    }
     state
         .registry
         .commit(Mutation::new(
             vec![Compare::Exists(key.clone())],
-            vec![Op::Delete(key.clone())],
+            ops,
             audit,
         ))
         .await?;
@@ -225,12 +239,7 @@ async fn audit_log(
     who: Principal,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
-    if who.project.is_some() {
-        return Err(ApiError::forbidden(format!(
-            "token {} is scoped to a project and cannot read the estate's audit log",
-            who.id
-        )));
-    }
+    require_estate_reader(&who, "read")?;
     let since = match q.since.as_deref() {
         Some(s) => Some(s.parse::<jiff::Timestamp>().map_err(|e| {
             ApiError::bad_request(format!(
@@ -282,13 +291,25 @@ async fn audit_log(
     Ok(Json(json!({ "items": items })))
 }
 
+/// The audit log names every project's objects and actors: it is for unscoped users
+/// (admin, operator, viewer), never a project-scoped token or a node credential.
+fn require_estate_reader(who: &Principal, verb: &str) -> ApiResult<()> {
+    let why = if who.role == Role::Node {
+        "is a node credential"
+    } else if who.project.is_some() {
+        "is scoped to a project"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::forbidden(format!(
+        "token {} {why} and cannot {verb} the estate's audit log: it needs a token without \
+         project scope (meridian token create --role viewer)",
+        who.id
+    )))
+}
+
 async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
-    if who.project.is_some() {
-        return Err(ApiError::forbidden(format!(
-            "token {} is scoped to a project and cannot verify the estate's audit log",
-            who.id
-        )));
-    }
+    require_estate_reader(&who, "verify")?;
     let kvs = read_log(state.store().as_ref()).await?;
     Ok(Json(verify_json(&kvs)))
 }
@@ -348,6 +369,7 @@ pub async fn bootstrap_admin(state: &AppState) -> ApiResult<String> {
             project: None,
             description: "bootstrap admin token".into(),
             node: None,
+            site: None,
         },
     )
     .await?;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -95,7 +94,18 @@ async fn health() -> &'static str {
     "ok"
 }
 
+/// Not ready while shutting down, when the store is unreachable, or when it refuses writes
+/// for lack of disk space (503 with the store's message; `/healthz` and `/livez` stay ok:
+/// the process is fine and serves reads and deletes).
 async fn ready(State(state): State<AppState>) -> Response {
+    if let Some(no_space) = state.store().space().no_space {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "InsufficientStorage",
+            no_space.to_string(),
+        )
+        .into_response();
+    }
     match state.store().current_revision().await {
         Ok(_) if !state.shutdown.is_cancelled() => "ok".into_response(),
         Ok(_) => ApiError::new(
@@ -109,6 +119,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.observe_store_space(&state.store().space());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -125,13 +136,7 @@ async fn not_found(req: Request) -> ApiError {
 
 /// Bearer-token authentication. Puts the [`Principal`] into the request extensions.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let principal = match token {
+    let principal = match crate::auth::bearer_token(req.headers()) {
         None => {
             return ApiError::unauthorized(
                 "no bearer token: pass one with MERIDIAN_TOKEN, `meridian login`, or kubectl --token",
@@ -174,18 +179,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
             .into_response(),
         }
     };
-    let response = if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
-        && response.headers().get(axum::http::header::CONTENT_TYPE)
-            != Some(&axum::http::HeaderValue::from_static("application/json"))
-    {
-        ApiError::too_large(format!(
-            "the request body is larger than the limit of {} bytes",
-            state.limits.max_body_bytes
-        ))
-        .into_response()
-    } else {
-        response
-    };
+    let response = as_status(response, &state.limits).await;
     state.metrics.observe_request(
         &route,
         &method,
@@ -193,6 +187,51 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         started.elapsed(),
     );
     response
+}
+
+/// Every error answers a Kubernetes `Status`: errors raised by axum's extractors and
+/// layers (a query parameter that does not parse, a path that is not UTF-8, a body over
+/// the limit) come as text; they are rewrapped here, keeping their code and message.
+async fn as_status(response: Response, limits: &Limits) -> Response {
+    use axum::http::{StatusCode, header::CONTENT_TYPE};
+    let code = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(code.is_client_error() || code.is_server_error()) || is_json {
+        return response;
+    }
+    if code == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::too_large(format!(
+            "the request body is larger than the limit of {} bytes",
+            limits.max_body_bytes
+        ))
+        .into_response();
+    }
+    // Extractor rejections are a line of text; anything longer is cut.
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let reason = match code {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::UNPROCESSABLE_ENTITY => "Invalid",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        c if c.is_server_error() => "InternalError",
+        _ => "BadRequest",
+    };
+    let message = if text.is_empty() {
+        code.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    ApiError::new(code, reason, message).into_response()
 }
 
 /// Extract the authenticated principal (set by [`authenticate`]).

@@ -74,6 +74,9 @@ pub struct TokenRecord {
     /// For role `node`: the node the credential is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// For role `node`: the site of its join token, the only site its Node may be in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub created: String,
@@ -89,6 +92,8 @@ pub struct Principal {
     pub project: Option<String>,
     /// For a node agent: its node.
     pub node: Option<String>,
+    /// For a node agent: the site its join token bound it to.
+    pub site: Option<String>,
 }
 
 impl Principal {
@@ -107,6 +112,7 @@ impl Principal {
             role: Role::Admin,
             project: None,
             node: None,
+            site: None,
         }
     }
 
@@ -184,6 +190,9 @@ pub fn authorize(
     if !verb.writes() {
         return Ok(());
     }
+    if kind.kind == "Allocation" && verb == Verb::Create {
+        return Err(allocation_spec_forbidden(who, verb));
+    }
     let allowed = match who.role {
         Role::Viewer | Role::Node => false,
         Role::Operator => kind.namespaced(),
@@ -228,8 +237,9 @@ fn node_forbidden(who: &Principal, verb: Verb, plural: &str) -> ApiError {
 }
 
 /// What a node credential may do, before the object is read: its own Node (read,
-/// update), allocations (read, list, watch, update: which ones is checked on the object
-/// by [`node_may_access`] and the list filter).
+/// create once, update: which fields is [`crate::node_restriction`]'s job), allocations
+/// (read, list, watch, update their status: which ones is checked on the object by
+/// [`node_may_access`] and the list filter).
 fn authorize_node(
     who: &Principal,
     verb: Verb,
@@ -238,11 +248,12 @@ fn authorize_node(
 ) -> Result<(), ApiError> {
     let own = who.node.as_deref();
     let allowed = match kind.kind {
-        "Node" => {
-            matches!(verb, Verb::Get | Verb::Create | Verb::Update | Verb::Patch)
-                && name.is_some()
-                && name == own
-        }
+        "Node" => match verb {
+            Verb::Get | Verb::Update | Verb::Patch => name.is_some() && name == own,
+            // Before the body is read the name is unknown; it is checked again after.
+            Verb::Create => name.is_none_or(|n| Some(n) == own),
+            _ => false,
+        },
         "Allocation" => matches!(
             verb,
             Verb::Get | Verb::List | Verb::Watch | Verb::Update | Verb::Patch
@@ -279,17 +290,71 @@ pub fn node_may_access(who: &Principal, object: &serde_json::Value) -> bool {
     }
 }
 
-/// A node credential writes only the status of its allocations.
-pub fn node_write_check(
+/// Rules that depend on the subresource, checked before the body is read:
+///
+/// - An Allocation's spec is the scheduler's alone: nobody creates, updates or patches one
+///   through the API (the scheduler derives site, resources and task from the node and the
+///   workload, and applies the hard rules; an allocation written by hand would be believed).
+///   Users delete allocations to have them placed again, and change the Workload to change
+///   what runs.
+/// - An Allocation's status is reported by the agent of its node (checked on the object by
+///   [`node_may_access`]), or by a global admin (simulated nodes, repairs).
+/// - A node credential writes only the status of its allocations and its own Node (whose
+///   fields [`crate::node_restriction`] restricts).
+pub fn check_subresource(
     who: &Principal,
     kind: &api::KindInfo,
     status: bool,
     verb: Verb,
 ) -> Result<(), ApiError> {
-    if who.role == Role::Node && kind.kind == "Allocation" && !status {
-        return Err(node_forbidden(who, verb, kind.plural));
+    if kind.kind != "Allocation" || !verb.writes() || verb == Verb::Delete {
+        return Ok(());
     }
-    Ok(())
+    if !status {
+        return Err(allocation_spec_forbidden(who, verb));
+    }
+    let allowed = match who.role {
+        Role::Node => true,
+        Role::Admin => who.project.is_none(),
+        Role::Operator | Role::Viewer => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "allocations/status is forbidden: token {id} (role {role}) cannot {verb} the status \
+             of an allocation; it is reported by the agent of the allocation's node",
+            id = who.id,
+            role = who.role.as_str(),
+            verb = verb.as_str(),
+        )))
+    }
+}
+
+fn allocation_spec_forbidden(who: &Principal, verb: Verb) -> ApiError {
+    ApiError::forbidden(format!(
+        "allocations is forbidden: token {id} (role {role}) cannot {verb} allocations: only the \
+         scheduler places work, deriving the site, resources and task from the node and the \
+         workload; apply or change the Workload instead, or delete an allocation to have it \
+         placed again",
+        id = who.id,
+        role = who.role.as_str(),
+        verb = verb.as_str(),
+    ))
+}
+
+/// The token of an `Authorization: Bearer …` header. The scheme is case-insensitive
+/// (RFC 9110 §11.1; Kubernetes accepts `bearer` too).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Admin-only endpoints (tokens): a global admin.
@@ -343,6 +408,7 @@ impl TokenCache {
             role: r.role,
             project: r.project.clone(),
             node: r.node.clone(),
+            site: r.site.clone(),
         })
     }
 
@@ -379,6 +445,7 @@ mod tests {
             role,
             project: project.map(str::to_owned),
             node: None,
+            site: None,
         }
     }
 
@@ -454,6 +521,7 @@ mod tests {
                 role: Role::Viewer,
                 project: None,
                 node: None,
+                site: None,
                 description: String::new(),
                 created: "2026-01-01T00:00:00Z".into(),
                 created_by: "system".into(),

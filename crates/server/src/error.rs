@@ -111,6 +111,15 @@ impl ApiError {
         )
     }
 
+    /// 507: the store's disk is full (etcd's NOSPACE). The message says what to do.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            message,
+        )
+    }
+
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message)
     }
@@ -180,6 +189,10 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::Compacted { .. } => ApiError::expired(err.to_string()),
             store::StoreError::FutureRevision { .. } => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", err.to_string())
+            }
+            // Not logged here: the store logs entering and leaving the state once.
+            store::StoreError::NoSpace(no_space) => {
+                ApiError::insufficient_storage(no_space.to_string())
             }
             store::StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

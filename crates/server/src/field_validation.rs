@@ -22,6 +22,9 @@ use api::KindInfo;
 
 use crate::error::{ApiError, ApiResult};
 
+/// At most this many `Warning` headers name unknown fields; one more counts the rest.
+const MAX_WARNINGS: usize = 50;
+
 /// What to do with unknown fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldValidation {
@@ -53,22 +56,40 @@ impl FieldValidation {
         if self == Self::Ignore {
             return Vec::new();
         }
-        removed
+        let total = removed.len();
+        let mut warnings: Vec<String> = removed
             .into_iter()
+            .take(MAX_WARNINGS)
             .map(|path| format!("unknown field {path:?}"))
-            .collect()
+            .collect();
+        if total > MAX_WARNINGS {
+            warnings.push(format!(
+                "{} more unknown fields were dropped",
+                total - MAX_WARNINGS
+            ));
+        }
+        warnings
     }
 }
 
 /// Remove every field of `value` that `kind`'s types do not declare; returns their
-/// dotted paths (`spec.task.comand`). Decoding reports the first unknown field only, so
-/// this decodes, removes, and decodes again until no unknown field is left (or another
-/// kind of error comes first: validation will report that one).
+/// dotted paths (`spec.task.comand`).
+///
+/// One walk of the value beside the kind's OpenAPI schema (the one `/openapi/v3`
+/// publishes, generated from the `api` types) finds them all, in time linear in the size
+/// of the body: a caller who sends a large object with many unknown fields costs one
+/// pass, not one decode per field. Where the schema cannot say (a value that is one of
+/// several shapes), decoding reports what is left, a few times at most.
 pub fn prune_unknown(kind: &KindInfo, value: &mut Value) -> Vec<String> {
     let mut removed = Vec::new();
-    // An object has finitely many fields; the bound only guards against a path that
-    // cannot be removed being reported again.
-    for _ in 0..256 {
+    let schemas = schemas();
+    if let Some(schema) = schemas.get(kind.kind) {
+        let mut path = String::new();
+        prune_by_schema(schemas, schema, value, &mut path, &mut removed, 0);
+    }
+    // What the walk could not decide (untagged shapes). Each round decodes the whole
+    // object, so the rounds are few.
+    for _ in 0..MAX_DECODE_ROUNDS {
         let Err(errors) = api::validate::decode_as(kind, value.clone()) else {
             break;
         };
@@ -84,6 +105,111 @@ pub fn prune_unknown(kind: &KindInfo, value: &mut Value) -> Vec<String> {
         removed.push(unknown.field.clone());
     }
     removed
+}
+
+/// Decodes after the schema walk: enough for the shapes the schema leaves open.
+const MAX_DECODE_ROUNDS: usize = 8;
+/// The schema walk stops below this depth (validation refuses such objects anyway).
+const MAX_DEPTH: usize = 64;
+
+/// The component schemas, generated once.
+fn schemas() -> &'static serde_json::Map<String, Value> {
+    static SCHEMAS: std::sync::OnceLock<serde_json::Map<String, Value>> =
+        std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(api::schema::openapi_schemas)
+}
+
+/// Follow `$ref` and single-element `allOf` (how schemars wraps a documented or optional
+/// reference) to the schema that describes the value.
+fn resolve<'a>(schemas: &'a serde_json::Map<String, Value>, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        if let Some(name) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix(api::schema::REF_PREFIX))
+        {
+            match schemas.get(name) {
+                Some(s) => schema = s,
+                None => return schema,
+            }
+        } else if let Some([only]) = schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
+            schema = only;
+        } else {
+            return schema;
+        }
+    }
+    schema
+}
+
+fn prune_by_schema(
+    schemas: &serde_json::Map<String, Value>,
+    schema: &Value,
+    value: &mut Value,
+    path: &mut String,
+    removed: &mut Vec<String>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let schema = resolve(schemas, schema);
+    match value {
+        Value::Object(map) => {
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                // A map (`labels`): every key is allowed; its values have one schema.
+                if let Some(values) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                    for (key, item) in map.iter_mut() {
+                        let len = push_key(path, key);
+                        prune_by_schema(schemas, values, item, path, removed, depth + 1);
+                        path.truncate(len);
+                    }
+                }
+                return;
+            };
+            let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+            map.retain(|key, _| {
+                let keep = !closed || properties.contains_key(key);
+                if !keep {
+                    let len = push_key(path, key);
+                    removed.push(path.clone());
+                    path.truncate(len);
+                }
+                keep
+            });
+            for (key, item) in map.iter_mut() {
+                if let Some(property) = properties.get(key) {
+                    let len = push_key(path, key);
+                    prune_by_schema(schemas, property, item, path, removed, depth + 1);
+                    path.truncate(len);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    prune_by_schema(schemas, item_schema, item, path, removed, depth + 1);
+                    path.truncate(len);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Append `.key` (or `key` at the root) to a dotted path; returns the length to cut back to.
+fn push_key(path: &mut String, key: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    len
 }
 
 /// Remove the field at a dotted path with `[i]` indices (`spec.a[0].b`).

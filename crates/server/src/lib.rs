@@ -7,19 +7,26 @@
 //!
 //! Modules: `app` (state, router, middleware), `objects` (resource CRUD), `watch`,
 //! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth`, `registry`
-//! (key layout and the audited write path), `metrics`, `tls`, `error`.
+//! (key layout and the audited write path), `conn` (connection timeouts and cap),
+//! `metrics`, `tls`, `error`.
+
+// stderr may be a file on a full disk, where `eprintln!` panics: log through `tracing`,
+// whose writer drops what it cannot write.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod admin;
 pub mod app;
 mod audit_thread;
 pub mod auth;
 pub mod compaction;
+pub mod conn;
 pub mod discovery;
 pub mod error;
 pub mod field_validation;
 pub mod logs;
 pub mod metrics;
 pub mod namespaces;
+pub mod node_restriction;
 pub mod nodes;
 pub mod objects;
 pub mod openapi_v2;
@@ -40,12 +47,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use store::{EventKind, RangeRequest, Store};
 
@@ -89,6 +94,10 @@ pub struct ServerConfig {
     pub policy: policies::PolicyOptions,
     /// Node liveness (lease TTL).
     pub nodes: nodes::NodeOptions,
+    /// Header read and idle timeouts, connection cap.
+    pub connections: conn::ConnOptions,
+    /// Extra names (DNS or IP) for the generated server certificate (`--tls-san`).
+    pub tls_san: Vec<tls::SubjectName>,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +112,8 @@ impl Default for ServerConfig {
             scheduler: Some(scheduler::SchedulerOptions::default()),
             policy: policies::PolicyOptions::default(),
             nodes: nodes::NodeOptions::default(),
+            connections: conn::ConnOptions::default(),
+            tls_san: Vec::new(),
         }
     }
 }
@@ -129,13 +140,13 @@ pub struct Server {
     token_sync: tokio::task::JoinHandle<()>,
     compaction_interval: Duration,
     scheduler: Option<scheduler::SchedulerOptions>,
+    connections: Arc<conn::Connections>,
 }
 
 impl Server {
     /// Open the store in `config.data_dir`, bootstrap, prepare TLS and bind.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create --data-dir {}", config.data_dir.display()))?;
+        prepare_data_dir(&config.data_dir)?;
         let store = store::sqlite::SqliteStore::open(
             &config.data_dir.join(DB_FILE),
             store::sqlite::SqliteOptions {
@@ -151,6 +162,34 @@ impl Server {
     /// Like [`Server::bind`] with a store the caller opened (another backend, tests).
     pub async fn bind_with_store(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server> {
         let metrics = Metrics::new();
+        let file_limit = conn::raise_nofile_limit();
+        let nofile = file_limit.map(|l| l.now);
+        let max_connections = match (config.connections.max_connections, nofile) {
+            (Some(0), _) => bail!("--max-connections must be at least 1"),
+            (Some(max), _) => max,
+            (None, Some(nofile)) => conn::default_max_connections(nofile),
+            (None, None) => 8192,
+        };
+        if let Some(nofile) = nofile
+            && max_connections as u64 >= nofile
+        {
+            tracing::warn!(
+                max_connections,
+                nofile,
+                "--max-connections is not below the open-file limit: at the cap, accepting \
+                 fails with \"Too many open files\"; lower it or raise the limit (ulimit -n)"
+            );
+        }
+        tracing::info!(
+            open_file_limit = nofile,
+            raised_from = file_limit.filter(|l| l.was != l.now).map(|l| l.was),
+            max_connections,
+            header_read_timeout = ?config.connections.header_read_timeout,
+            idle_timeout = ?config.connections.idle_timeout,
+            "connection limits"
+        );
+        let connections =
+            conn::Connections::new(config.connections.clone(), max_connections, metrics.clone());
         let policies = policies::PolicyEngine::load(&*store, config.policy.clone())
             .await
             .map_err(api_error)?;
@@ -182,7 +221,14 @@ impl Server {
         let tls_material = match (&config.tls, ip.is_loopback()) {
             (TlsMode::Auto, true) => None,
             (TlsMode::Auto | TlsMode::Generated, _) => {
-                Some(tls::ensure_generated(&config.data_dir, ip)?)
+                let host = tls::hostname();
+                let addresses = if ip.is_unspecified() {
+                    tls::host_addresses(ip, host.as_deref())
+                } else {
+                    Vec::new()
+                };
+                let names = tls::subject_names(ip, &config.tls_san, host.as_deref(), &addresses);
+                Some(tls::ensure_generated(&config.data_dir, &names)?)
             }
             (TlsMode::Files { cert, key }, _) => Some(tls::TlsMaterial {
                 cert: cert.clone(),
@@ -190,6 +236,12 @@ impl Server {
                 ca: None,
             }),
         };
+        if !config.tls_san.is_empty() && !matches!(&tls_material, Some(m) if m.ca.is_some()) {
+            tracing::warn!(
+                "--tls-san applies only to the generated certificate (TLS beyond loopback or \
+                 --tls, without --tls-cert); it is ignored"
+            );
+        }
         let tls = match &tls_material {
             Some(m) => Some(TlsAcceptor::from(tls::server_config(m)?)),
             None => None,
@@ -222,6 +274,7 @@ impl Server {
             token_sync,
             compaction_interval: config.compaction_interval,
             scheduler: config.scheduler.clone(),
+            connections,
         })
     }
 
@@ -245,6 +298,7 @@ impl Server {
             token_sync,
             compaction_interval,
             scheduler,
+            connections,
         } = self;
         let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
         let policy_controller = tokio::spawn(policies::run(state.clone()));
@@ -252,7 +306,7 @@ impl Server {
         let scheduler =
             scheduler.map(|options| tokio::spawn(scheduler::run(state.clone(), options)));
         let router = app::router(state.clone());
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let tasks = TaskTracker::new();
         tracing::info!(url = %info.url, "serving");
         tokio::pin!(shutdown);
         loop {
@@ -268,50 +322,19 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
-            match &tls {
-                None => {
-                    let conn = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Some(acceptor) => {
-                    let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let stream = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let conn = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-            }
+            tasks.spawn(connections.clone().serve(
+                stream,
+                peer,
+                tls.clone(),
+                router.clone(),
+                state.shutdown.clone(),
+            ));
         }
         tracing::info!("shutting down: closing watches and draining requests");
         state.shutdown.cancel();
         drop(listener);
-        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), tasks.wait())
             .await
             .is_err()
         {
@@ -326,6 +349,65 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Create the data directory owner-only (0700), tighten an existing wider one, and make
+/// the database files owner-only (0600) before SQLite opens them: SQLite gives `-wal` and
+/// `-shm` the mode of the database file, and an empty file is a new database.
+fn prepare_data_dir(dir: &std::path::Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create --data-dir {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        restrict(dir, 0o700, "--data-dir")?;
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let path = dir.join(format!("{DB_FILE}{suffix}"));
+            if path.exists() {
+                restrict(&path, 0o600, "the database file")?;
+            } else if matches!(suffix, "" | ".lock") {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove the permissions `path` has beyond `mode`, with a warning when it had any.
+#[cfg(unix)]
+fn restrict(path: &std::path::Path, mode: u32, what: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if current & !mode != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "{what} was open to other users (mode {current:o}); setting {:o}",
+            current & mode
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+            .with_context(|| {
+                format!(
+                    "cannot restrict {} to mode {:o}; chmod it",
+                    path.display(),
+                    mode
+                )
+            })?;
+    }
+    Ok(())
 }
 
 fn api_error(e: error::ApiError) -> anyhow::Error {

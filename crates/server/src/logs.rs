@@ -726,6 +726,7 @@ mod tests {
             role: Role::Viewer,
             project: Some("finance".into()),
             node: None,
+            site: None,
         };
         assert!(authorize_log(&viewer, "finance").is_ok());
         let e = authorize_log(&viewer, "research").expect_err("other project");

@@ -1,8 +1,11 @@
 //! Prometheus metrics: request counts and latency by route and status, store commit
-//! latency, open watches. Rendered in the text exposition format at `/metrics`.
+//! latency, open watches, open connections and why connections closed, the store's
+//! disk-space state (`meridian_store_no_space`, 0 or 1, and
+//! `meridian_store_writes_refused_no_space_total`, read from the store when scraped).
+//! Rendered in the text exposition format at `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,6 +20,11 @@ struct RequestLabels {
     route: String,
     method: String,
     code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +57,11 @@ struct Inner {
     sched_conflicts: Counter,
     admission: Histogram,
     admission_denied: Counter,
+    store_no_space: Gauge<i64, AtomicI64>,
+    store_refused: Counter<u64, AtomicU64>,
+    connections: Gauge<i64, AtomicI64>,
+    connections_max: Gauge<i64, AtomicI64>,
+    connections_closed: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -125,6 +138,37 @@ impl Metrics {
             "Writes refused by a deny policy (or a broken one)",
             admission_denied.clone(),
         );
+        let store_no_space = Gauge::<i64, AtomicI64>::default();
+        let store_refused = Counter::<u64, AtomicU64>::default();
+        registry.register(
+            "store_no_space",
+            "1 while the store refuses writes because its disk is full (NOSPACE), else 0",
+            store_no_space.clone(),
+        );
+        registry.register(
+            "store_writes_refused_no_space",
+            "Store requests refused because its disk is full",
+            store_refused.clone(),
+        );
+        let connections = Gauge::<i64, AtomicI64>::default();
+        let connections_max = Gauge::<i64, AtomicI64>::default();
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "Most client connections open at once (--max-connections)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed, by reason (client, error, header_timeout, idle_timeout, \
+             evicted, rejected, tls_handshake, shutdown)",
+            connections_closed.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -139,6 +183,11 @@ impl Metrics {
                 sched_conflicts,
                 admission,
                 admission_denied,
+                store_no_space,
+                store_refused,
+                connections,
+                connections_max,
+                connections_closed,
             }),
         }
     }
@@ -188,6 +237,38 @@ impl Metrics {
         i.sched_conflicts.inc_by(conflicts as u64);
         i.sched_pending.set(pending as i64);
         i.sched_unplaceable.set(unplaceable as i64);
+    }
+
+    /// Copies the store's disk-space state (the store counts refusals itself).
+    pub fn observe_store_space(&self, space: &store::SpaceStatus) {
+        let i = &self.inner;
+        i.store_no_space.set(i64::from(space.no_space.is_some()));
+        i.store_refused
+            .inner()
+            .fetch_max(space.refused_writes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_max_connections(&self, max: usize) {
+        self.inner
+            .connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.inner.connections.inc();
+    }
+
+    /// An admitted connection is gone.
+    pub(crate) fn connection_closed(&self) {
+        self.inner.connections.dec();
+    }
+
+    /// Counts a connection that ended (or was refused), by reason.
+    pub(crate) fn connection_ended(&self, reason: &'static str) {
+        self.inner
+            .connections_closed
+            .get_or_create(&CloseLabels { reason })
+            .inc();
     }
 
     /// Count an open watch until the guard drops.

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -42,6 +42,9 @@ use crate::registry::{self, AuditRecord, Mutation, Registry, now_rfc3339, object
 
 /// Key prefix of join tokens.
 pub const JOIN_PREFIX: &str = "/meridian/join-tokens/";
+/// Key prefix of the node names held by node credentials (`{prefix}{node}` → token id):
+/// one credential per node name, so two hosts cannot join as one node.
+pub const NODE_NAME_PREFIX: &str = "/meridian/node-names/";
 /// Key prefix of node leases.
 pub const LEASE_PREFIX: &str = "/meridian/leases/nodes/";
 /// Longest join token lifetime.
@@ -152,10 +155,16 @@ async fn create_join_token(
             MAX_JOIN_TTL.as_secs()
         )));
     }
-    let mut compares = Vec::new();
-    if let Some(site) = &req.site {
-        compares.push(Compare::Exists(object_key(kind("Site"), None, site)));
-    }
+    // A join token binds its node to one site: whoever holds the token can add a host to
+    // that site and nowhere else (an unbound token would let its holder pick any site,
+    // residency included).
+    let Some(site) = req.site.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "site is required: a join token binds the node that uses it to one site \
+             (meridian node join-token create --site SITE)",
+        ));
+    };
+    let compares = vec![Compare::Exists(object_key(kind("Site"), None, site))];
     let token = generate("mjt_");
     let expires = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(ttl.as_secs() as i64))
@@ -188,10 +197,7 @@ async fn create_join_token(
         ))
         .await?;
     if !resp.succeeded {
-        return Err(ApiError::not_found(
-            "sites",
-            req.site.as_deref().unwrap_or_default(),
-        ));
+        return Err(ApiError::not_found("sites", site));
     }
     Ok((
         StatusCode::CREATED,
@@ -214,11 +220,7 @@ async fn join(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    let token = crate::auth::bearer_token(&headers)
         .filter(|t| t.starts_with("mjt_"))
         .ok_or_else(|| {
             ApiError::unauthorized(
@@ -246,20 +248,17 @@ async fn join(
     if expires < jiff::Timestamp::now() {
         return Err(invalid());
     }
-    let site = match (&record.site, &req.site) {
-        (Some(bound), Some(asked)) if bound != asked => {
-            return Err(ApiError::forbidden(format!(
-                "this join token is for site {bound:?}, not {asked:?}"
-            )));
-        }
-        (Some(bound), _) => bound.clone(),
-        (None, Some(asked)) => asked.clone(),
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "say which site the node is in: meridian agent --site SITE",
-            ));
-        }
+    let Some(site) = record.site.clone() else {
+        return Err(ApiError::forbidden(
+            "this join token is bound to no site (it predates site-bound tokens): \
+             create a new one with meridian node join-token create --site SITE",
+        ));
     };
+    if let Some(asked) = req.site.as_deref().filter(|asked| *asked != site) {
+        return Err(ApiError::forbidden(format!(
+            "this join token is for site {site:?}, not {asked:?}"
+        )));
+    }
     let (exists, _) = state
         .store()
         .get(&object_key(kind("Site"), None, &site))
@@ -272,28 +271,59 @@ async fn join(
         role: Role::Admin,
         project: None,
         node: None,
+        site: None,
     };
-    let (credential, ops, audit) = issue_token_ops(
+    let (credential, mut ops, audit) = issue_token_ops(
         &who,
         TokenRequest {
             role: Role::Node,
             project: None,
             description: format!("node {} (join token {})", req.node, record.id),
             node: Some(req.node.clone()),
+            site: Some(site.clone()),
         },
     );
-    let mut ops = ops;
+    // A join creates a new node: the name must be free of both a Node and a credential
+    // (a credential whose agent has not registered its Node yet holds the name too).
+    let node_key = object_key(kind("Node"), None, &req.node);
+    let name_key = format!("{NODE_NAME_PREFIX}{}", req.node);
+    ops.push(Op::put(
+        name_key.clone(),
+        credential.2.id.clone().into_bytes(),
+    ));
     ops.push(Op::Delete(key.clone()));
     let resp = state
         .registry
         .commit(Mutation::new(
-            vec![Compare::ModRevision(key, kv.mod_revision)],
+            vec![
+                Compare::ModRevision(key, kv.mod_revision),
+                Compare::Absent(node_key.clone()),
+                Compare::Absent(name_key.clone()),
+            ],
             ops,
             audit,
         ))
         .await?;
     if !resp.succeeded {
-        return Err(invalid());
+        let (holder, _) = state.store().get(&name_key).await?;
+        let (node, _) = state.store().get(&node_key).await?;
+        if holder.is_none() && node.is_none() {
+            return Err(invalid());
+        }
+        let held_by = holder
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .map_or_else(String::new, |id| format!(" by node credential {id}"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!(
+                "node {name:?} is already registered{held_by}: a join creates a new node. \
+                 Start the agent with another --name; or, if this host replaces that node, an \
+                 admin removes the old one first (meridian delete node {name}; meridian token \
+                 revoke ID). The join token was not used.",
+                name = req.node
+            ),
+        ));
     }
     state
         .tokens

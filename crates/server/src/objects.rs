@@ -17,7 +17,7 @@ use policy::{AdmissionResult, Operation};
 use store::{Compare, KeyValue, Op, OpResult, RangeRequest};
 
 use crate::app::AppState;
-use crate::auth::{Principal, Verb, authorize, node_may_access, node_write_check};
+use crate::auth::{Principal, Verb, authorize, check_subresource, node_may_access};
 use crate::error::{ApiError, ApiResult};
 use crate::field_validation::{FieldValidation, with_warnings};
 use crate::policies::{self, PolicyEngine};
@@ -455,6 +455,8 @@ async fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<Response> {
+    // Permission before reading the body: parsing and field validation cost work.
+    authorize(&who, Verb::Create, target.kind, target.ns(), None)?;
     let mut value = parse_body(headers, body)?;
     let warnings = q.field_validation()?.apply(target.kind, &mut value);
     let response = create_value(&state, &who, target, q.dry_run()?, value, "create").await?;
@@ -512,6 +514,7 @@ pub(crate) async fn create_value(
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
     let value = validate(&target, value)?;
+    crate::node_restriction::check(who, None, &value)?;
     state.policies.check(target.kind, &value)?;
     let admission = admit(
         state,
@@ -830,7 +833,17 @@ pub(crate) async fn list(
                 count_only: false,
             })
             .await?;
-        revision.get_or_insert(page.revision);
+        match revision {
+            // A continue token's revision is the first page's: never one from the future
+            // (a forged token), so that what the list answers is what the store holds.
+            Some(rv) if rv < 1 || rv > page.revision => {
+                return Err(ApiError::bad_request(
+                    "the continue token is not valid: it must be copied unchanged from a previous list",
+                ));
+            }
+            Some(_) => {}
+            None => revision = Some(page.revision),
+        }
         let scanned = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
             last_key = Some(kv.key.clone());
@@ -885,6 +898,7 @@ async fn put(
         target.ns(),
         target.name.as_deref(),
     )?;
+    check_subresource(&who, target.kind, status, Verb::Update)?;
     let mut value = parse_body(headers, body)?;
     let warnings = q.field_validation()?.apply(target.kind, &mut value);
     check_type(&target, &mut value)?;
@@ -961,7 +975,6 @@ async fn update_value(
     if !node_may_access(who, &old) {
         return Err(ApiError::not_found(target.kind.plural, target.name()));
     }
-    node_write_check(who, target.kind, status, Verb::Update)?;
     let mut next = if status {
         let mut next = old.clone();
         match candidate.get("status") {
@@ -999,6 +1012,7 @@ async fn update_value(
         meta.remove("resourceVersion");
     }
     let mut next = validate(target, next)?;
+    crate::node_restriction::check(who, Some(&old), &next)?;
     let admission = if status {
         // Status is written by controllers and agents; policies judge what users declare.
         AdmissionResult::default()
@@ -1103,6 +1117,15 @@ async fn patch(
     body: &[u8],
     status: bool,
 ) -> ApiResult<Response> {
+    // Permission before reading the body: parsing and field validation cost work.
+    authorize(
+        &who,
+        Verb::Patch,
+        target.kind,
+        target.ns(),
+        target.name.as_deref(),
+    )?;
+    check_subresource(&who, target.kind, status, Verb::Patch)?;
     let kind = patch_kind(headers)?;
     let dry_run = q.dry_run()?;
     let validation = q.field_validation()?;
@@ -1113,7 +1136,24 @@ async fn patch(
                 CONTENT_TYPE,
                 "application/yaml".parse().expect("valid header"),
             );
-            parse_body(&h, body)?
+            let manifest = parse_body(&h, body)?;
+            // Server-side apply sends whole manifests: as kube-apiserver, refuse one that
+            // does not say what it is rather than guess.
+            for field in ["apiVersion", "kind"] {
+                if manifest
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "{field} must be set in an apply patch (application/apply-patch+yaml): \
+                         send the whole manifest, with apiVersion: {} and kind: {}",
+                        api::API_VERSION,
+                        target.kind.kind
+                    )));
+                }
+            }
+            manifest
         }
         _ => parse_body(&HeaderMap::new(), body)?,
     };
@@ -1133,22 +1173,8 @@ async fn patch(
                     create_value(&state, &who, collection, dry_run, value, "apply").await?;
                 return Ok(with_warnings(response, &warnings));
             }
-            authorize(
-                &who,
-                Verb::Patch,
-                target.kind,
-                target.ns(),
-                target.name.as_deref(),
-            )?;
             return Err(ApiError::not_found(target.kind.plural, target.name()));
         };
-        authorize(
-            &who,
-            Verb::Patch,
-            target.kind,
-            target.ns(),
-            target.name.as_deref(),
-        )?;
         let old = decode(&current)?;
         let mut next = old.clone();
         match kind {

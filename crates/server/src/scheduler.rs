@@ -72,6 +72,7 @@ pub fn principal() -> Principal {
         role: Role::Admin,
         project: None,
         node: None,
+        site: None,
     }
 }
 
@@ -219,6 +220,11 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
             Ok(report) => {
                 tracing::debug!(?report, "scheduler pass");
                 last = report;
+            }
+            // The store logs a full disk once, entering and leaving; every pass failing on
+            // it meanwhile is not news.
+            Err(e) if state.store().space().no_space.is_some() => {
+                tracing::debug!(error = %e, "scheduler pass failed: the store is out of disk space");
             }
             Err(e) => tracing::warn!(error = %e, "scheduler pass failed; retrying"),
         }

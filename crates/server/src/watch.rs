@@ -109,11 +109,24 @@ pub async fn watch(
             revision + 1
         }
         Some(rv) => {
-            let rv: i64 = rv.parse().map_err(|_| {
+            let rv: i64 = rv.parse().ok().filter(|rv| *rv > 0).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "resourceVersion {rv:?} is not valid: copy it from a list or an event"
                 ))
             })?;
+            let current = store.current_revision().await?;
+            if rv > current {
+                // Kubernetes' answer to a revision from the future (a client that talked
+                // to another cluster, or made one up): retry later or list again.
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Timeout",
+                    format!(
+                        "Too large resource version: {rv}, current: {current}; \
+                         list again to get a current resourceVersion"
+                    ),
+                ));
+            }
             rv + 1
         }
     };

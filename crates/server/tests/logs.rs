@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use client::{Client, ClientError, LogOptions, Method};
 
 mod support;
-use support::{Running, kind, load_examples, start};
+use support::{Running, kind, load_examples, seed_allocation, start};
 
 async fn join_node(r: &Running, node: &str) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -97,19 +97,15 @@ async fn a_node_serves_only_its_own_log_sessions() {
     load_examples(&r.client).await;
     let n1 = join_node(&r, "n1").await;
     let n2 = join_node(&r, "n2").await;
-    r.client
-        .create(
-            kind("allocation"),
-            Some("default"),
-            &json!({
-                "apiVersion": "meridian.dev/v1", "kind": "Allocation",
-                "metadata": {"name": "a-0", "namespace": "default"},
-                "spec": {"workload": "a", "node": "n2", "resources": {"cpu": "100m", "memory": "32Mi"}},
-            }),
-            false,
-        )
-        .await
-        .expect("allocation");
+    seed_allocation(
+        &r.state,
+        &json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+            "metadata": {"name": "a-0", "namespace": "default"},
+            "spec": {"workload": "a", "node": "n2", "resources": {"cpu": "100m", "memory": "32Mi"}},
+        }),
+    )
+    .await;
 
     // Another node's sessions: neither another node nor an admin may poll them.
     let e = n1

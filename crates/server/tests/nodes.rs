@@ -12,7 +12,7 @@ use server::nodes::NodeOptions;
 use server::scheduler::{self, SchedulerOptions};
 
 mod support;
-use support::{Running, kind, load_examples, start_with};
+use support::{Running, kind, load_examples, seed_allocation, start_with};
 
 async fn server(lease_ttl: Duration) -> Running {
     start_with(ServerConfig {
@@ -172,20 +172,16 @@ async fn a_join_token_is_exchanged_once_for_a_credential_limited_to_its_node() {
         .await
         .expect("workload");
     for (name, on) in [("mine", "edge-01"), ("theirs", "fra-rhel-01")] {
-        r.client
-            .create(
-                kind("alloc"),
-                Some("default"),
-                &json!({
-                    "apiVersion": "meridian.dev/v1", "kind": "Allocation",
-                    "metadata": {"name": name, "namespace": "default"},
-                    "spec": {"workload": "edge-svc", "replica": 0, "node": on,
-                             "resources": {"cpu": "1", "memory": "1Gi"}},
-                }),
-                false,
-            )
-            .await
-            .expect("allocation");
+        seed_allocation(
+            &r.state,
+            &json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"workload": "edge-svc", "replica": 0, "node": on,
+                         "resources": {"cpu": "1", "memory": "1Gi"}},
+            }),
+        )
+        .await;
     }
     let mine = node
         .list_all(kind("alloc"), None, &ListOptions::default())

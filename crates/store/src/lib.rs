@@ -9,10 +9,20 @@
 //! This crate knows no resource kinds: it stores bytes under keys. Backends:
 //! [`sqlite::SqliteStore`] (embedded default, WAL, group commit) and, later, etcd. Every
 //! backend must pass [`conformance`], which is written against the [`Store`] trait only.
+//!
+//! When its disk fills, a backend refuses writes with [`StoreError::NoSpace`] (like etcd's
+//! NOSPACE alarm) and reports it in [`Store::space`]; deletes still work, so space can be
+//! freed through the API, and writes resume by themselves when space is back.
+
+// The store runs inside the server, whose stderr may be a file on a full disk: printing
+// there panics. Log through `tracing` (whose writer drops what it cannot write).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod chain;
 pub mod conformance;
 pub mod sqlite;
+#[cfg(unix)]
+pub mod tmpfs;
 
 use std::time::Duration;
 
@@ -189,8 +199,37 @@ pub enum StoreError {
         "watch fell behind and was cancelled after revision {0}; re-watch from the next revision"
     )]
     WatchLagged(Revision),
+    /// The filesystem holding the store is full (etcd's NOSPACE alarm): writes that would
+    /// grow the store are refused; reads, deletes, lease revocations and compaction work.
+    #[error("{0}")]
+    NoSpace(NoSpace),
     #[error("storage backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why writes are refused for lack of disk space, and what to do: the message of
+/// [`StoreError::NoSpace`] and of [`SpaceStatus::no_space`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the store is out of disk space (no space left on the filesystem of {dir}): writes are \
+     refused until space is freed; reads and deletes still work. Free disk space on that \
+     filesystem (deleting objects no longer needed stops the store from growing); writes \
+     resume by themselves once {resume_mib} MiB are free there"
+)]
+pub struct NoSpace {
+    /// The directory holding the database.
+    pub dir: String,
+    /// Free space (MiB) at which writes resume.
+    pub resume_mib: u64,
+}
+
+/// The store's disk-space condition, for readiness checks and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpaceStatus {
+    /// `Some` while writes are refused for lack of disk space.
+    pub no_space: Option<NoSpace>,
+    /// Requests refused with [`StoreError::NoSpace`] since the store opened.
+    pub refused_writes: u64,
 }
 
 /// A stream of watch events in revision order. Ends with `Err` when cancelled.
@@ -250,6 +289,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest compacted revision (0 when nothing was compacted).
     async fn compacted_revision(&self) -> Result<Revision, StoreError>;
+
+    /// Whether writes are refused for lack of disk space. Backends that cannot run out
+    /// (or cannot tell) keep the default: never.
+    fn space(&self) -> SpaceStatus {
+        SpaceStatus::default()
+    }
 }
 
 /// Convenience operations built on [`Store::txn`].

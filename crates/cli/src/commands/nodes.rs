@@ -20,12 +20,9 @@ pub async fn node(client: &Client, cmd: &NodeCommand) -> Result<()> {
             // Only the token on stdout, so it can be captured; the rest on stderr.
             println!("{}", resp["token"].as_str().unwrap_or_default());
             eprintln!(
-                "join token {} expires {}{}",
+                "join token {} expires {}, for one new node in site {site}",
                 resp["id"].as_str().unwrap_or_default(),
                 resp["expires"].as_str().unwrap_or_default(),
-                site.as_deref()
-                    .map(|s| format!(", for site {s}"))
-                    .unwrap_or_default()
             );
             Ok(())
         }

@@ -1,4 +1,5 @@
-//! `server` and `demo`.
+//! `server` and `demo`. Messages go to stderr through `note!`, which drops a line it cannot
+//! write (stderr on a full disk) instead of panicking like `eprintln!`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,19 +34,27 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             lease_ttl: args.node_lease,
             ..server::nodes::NodeOptions::default()
         },
+        connections: server::conn::ConnOptions {
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        },
+        tls_san: args.tls_san.clone(),
         ..ServerConfig::default()
     };
     let server = Server::bind(config).await?;
     let info = server.info().clone();
     if let Some(token) = &info.new_admin_token {
-        eprintln!(
+        note!(
             "Created the first admin token (shown once; also in {}, mode 0600):\n\n  {token}\n",
             info.admin_token_file.display()
         );
     }
-    eprintln!("meridian server listening on {}", info.url);
+    note!("meridian server listening on {}", info.url);
     if let Some(ca) = &info.ca_file {
-        eprintln!(
+        note!(
             "TLS with a generated CA: clients pass --ca-file {}",
             ca.display()
         );
@@ -72,7 +81,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     let server = match Server::bind(config.clone()).await {
         Ok(s) => s,
         Err(e) if format!("{e:#}").contains("cannot listen") => {
-            eprintln!("{} is taken; using a free port instead", args.listen);
+            note!("{} is taken; using a free port instead", args.listen);
             config.listen.set_port(0);
             Server::bind(config).await?
         }
@@ -105,7 +114,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     );
     if !exit_early {
         server::shutdown_signal().await;
-        eprintln!("\nstopping the demo server");
+        note!("\nstopping the demo server");
     }
     shutdown.cancel();
     handle.await??;
@@ -289,7 +298,7 @@ fn print_welcome(
     } else {
         data_dir.display().to_string()
     };
-    eprintln!(
+    note!(
         r#"
 Meridian demo is running.
 

@@ -81,3 +81,37 @@ pub async fn load_examples(c: &Client) {
 pub fn kind(name: &str) -> &'static api::KindInfo {
     api::lookup_kind(name).expect("kind")
 }
+
+/// Store an Allocation as the scheduler would (the API refuses allocations written by
+/// hand): for tests that need one on a given node without running a placement pass.
+pub async fn seed_allocation(state: &AppState, value: &serde_json::Value) {
+    use server::registry::{Mutation, Registry, encode, object_key};
+    let info = kind("Allocation");
+    let ns = value["metadata"]["namespace"].as_str().expect("namespace");
+    let name = value["metadata"]["name"].as_str().expect("name");
+    let mut value = value.clone();
+    value["metadata"]["uid"] = serde_json::json!(format!("uid-{name}"));
+    let value = api::validate::object_from_value_as(info, value)
+        .expect("a valid allocation")
+        .to_value();
+    let key = object_key(info, Some(ns), name);
+    let bytes = encode(&value);
+    let audit = Registry::audit_record(
+        &server::scheduler::principal(),
+        "create",
+        info,
+        Some(ns),
+        name,
+        Some(&bytes),
+    );
+    let resp = state
+        .registry
+        .commit(Mutation::new(
+            vec![store::Compare::Absent(key.clone())],
+            vec![store::Op::put(key, bytes)],
+            audit,
+        ))
+        .await
+        .expect("commit");
+    assert!(resp.succeeded, "allocation {name} exists already");
+}

@@ -7,6 +7,8 @@
 //! - [`watch`]: fan-out of committed batches to watchers, with replay from history.
 //! - [`lease`]: in-memory lease deadlines and the expiry task.
 //! - [`schema`]: tables and connection set-up.
+//! - [`space`]: the NOSPACE state on a full disk (writes refused, deletes allowed, the
+//!   reserve file) and its recovery when free space returns.
 //!
 //! Watch semantics of this backend:
 //! - `start == 0` watches changes after the last revision published to watchers.
@@ -21,6 +23,7 @@
 mod lease;
 mod read;
 mod schema;
+mod space;
 mod watch;
 mod writer;
 
@@ -34,11 +37,13 @@ use tokio::sync::{mpsc, watch as signal};
 
 use self::lease::LeaseTable;
 use self::read::ReadPool;
+pub use self::space::SpaceOptions;
+use self::space::SpaceState;
 use self::watch::{Forwarder, Hub};
 use self::writer::{WriterHandle, WriterShared};
 use crate::{
-    KeyValue, LeaseId, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn, TxnResponse,
-    WatchStream,
+    KeyValue, LeaseId, RangeRequest, RangeResponse, Revision, SpaceStatus, Store, StoreError, Txn,
+    TxnResponse, WatchStream,
 };
 
 /// Tuning of a [`SqliteStore`].
@@ -57,6 +62,8 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// How long a connection waits on a lock held by another process before failing.
     pub busy_timeout: Duration,
+    /// Behaviour on a full disk (the NOSPACE state; see [`space`]).
+    pub space: SpaceOptions,
 }
 
 impl Default for SqliteOptions {
@@ -67,6 +74,7 @@ impl Default for SqliteOptions {
             read_connections: 4,
             max_batch: 1024,
             busy_timeout: Duration::from_secs(5),
+            space: SpaceOptions::default(),
         }
     }
 }
@@ -83,6 +91,7 @@ pub struct SqliteStore {
     hub: Arc<Hub>,
     leases: Arc<LeaseTable>,
     compacted: Arc<AtomicI64>,
+    space: Arc<SpaceState>,
     closed: AtomicBool,
     shutdown: signal::Sender<bool>,
     writer_done: signal::Receiver<bool>,
@@ -109,6 +118,8 @@ impl SqliteStore {
         })?;
         let owned = path.to_owned();
         let o = opts.clone();
+        let space = Arc::new(SpaceState::new(path, opts.space.clone()));
+        let reserve = Arc::clone(&space);
         let (lock, conn, checkpoint, revision, compacted, leases) =
             tokio::task::spawn_blocking(move || {
                 let lock = schema::lock(&owned, o.busy_timeout)?;
@@ -116,6 +127,7 @@ impl SqliteStore {
                 let checkpoint = schema::open_checkpointer(&owned, o.busy_timeout)?;
                 let (revision, compacted) = schema::revisions(&conn)?;
                 let leases = load_leases(&conn)?;
+                reserve.ensure_reserve();
                 Ok::<_, StoreError>((lock, conn, checkpoint, revision, compacted, leases))
             })
             .await
@@ -134,6 +146,7 @@ impl SqliteStore {
             lock,
             WriterShared {
                 hub: Arc::clone(&hub),
+                space: Arc::clone(&space),
                 leases: Arc::clone(&lease_table),
                 compacted: Arc::clone(&compacted),
             },
@@ -161,6 +174,7 @@ impl SqliteStore {
             hub,
             leases: lease_table,
             compacted,
+            space,
             closed: AtomicBool::new(false),
             shutdown,
             writer_done,
@@ -304,5 +318,9 @@ impl Store for SqliteStore {
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {
         self.check_open()?;
         Ok(self.compacted.load(Ordering::SeqCst))
+    }
+
+    fn space(&self) -> SpaceStatus {
+        self.space.status()
     }
 }

@@ -8,8 +8,15 @@
 //! publishes the batch's events to watchers. A transaction that writes nothing does not
 //! advance the revision.
 //!
-//! If the batch's commit fails, every request of the batch fails and the writer reloads its
-//! in-memory state (revision, lease counter, chain heads) from the database.
+//! If anything of the batch fails below the level of one request (the savepoint machinery,
+//! the commit), every request of the batch fails with the same error, nothing of it is
+//! published, and the writer reloads its in-memory state (revision, lease counter, chain
+//! heads) from the database. SQLite may roll back the whole transaction on such errors
+//! (`SQLITE_FULL` does), after which the batch's savepoints no longer exist: that is why a
+//! savepoint error abandons the batch instead of carrying on in autocommit mode.
+//!
+//! A full disk is such a failure; it puts the writer in the NOSPACE state ([`super::space`]),
+//! where the batch is retried once with only the requests that free space or write nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -23,6 +30,7 @@ use tokio::sync::{oneshot, watch};
 use super::lease::LeaseTable;
 use super::read::load_kv;
 use super::schema::{self, sql_err};
+use super::space::{self, SpaceState};
 use super::watch::{Batch, Committed, Hub};
 use crate::chain::{self, ChainEntry, ChainHead};
 use crate::{
@@ -94,6 +102,7 @@ impl WriterHandle {
 /// What the writer shares with the rest of the store.
 pub(crate) struct WriterShared {
     pub(crate) hub: Arc<Hub>,
+    pub(crate) space: Arc<SpaceState>,
     pub(crate) leases: Arc<LeaseTable>,
     pub(crate) compacted: Arc<AtomicI64>,
 }
@@ -169,10 +178,22 @@ pub(crate) fn spawn_checkpointer(
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
+            // Logged when it starts and stops failing, not every time: on a full disk it
+            // fails until space is freed.
+            let mut failing = false;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying quietly");
+                    }
+                    Err(_) => {}
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("WAL checkpoint works again");
+                    }
+                    Ok(()) => {}
                 }
             }
         })
@@ -209,9 +230,33 @@ struct Writer {
     max_batch: usize,
 }
 
+/// What a committed attempt at a batch produced, to apply and answer after the commit.
+struct Attempt {
+    results: Vec<Result<Answer, StoreError>>,
+    effects: Vec<Effect>,
+    committed: Vec<Committed>,
+}
+
 impl Writer {
     fn run(&mut self) {
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            let first = if self.shared.space.is_no_space() {
+                // Idle in NOSPACE: look at the disk now and then, so the state clears (and
+                // readiness returns) without waiting for a write.
+                match self.rx.recv_timeout(self.shared.space.check_interval()) {
+                    Ok(request) => request,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.shared.space.poll();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                }
+            };
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
                 match self.rx.try_recv() {
@@ -232,80 +277,47 @@ impl Writer {
         }
     }
 
-    /// Applies a batch in one SQLite transaction, then publishes and answers.
+    /// Applies a batch in one SQLite transaction, then publishes and answers. On a full
+    /// disk, enters NOSPACE and tries the batch once more under its rules.
     fn process(&mut self, batch: Vec<Request>) {
-        if batch.is_empty() {
+        let (works, replies): (Vec<Work>, Vec<Reply>) =
+            batch.into_iter().filter_map(Work::of).unzip();
+        if works.is_empty() {
             return;
         }
-        let start_revision = self.state.revision;
-        let start_lease_id = self.state.next_lease_id;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let mut effects = Vec::new();
-        let mut committed = Vec::new();
-
-        let mut tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!(error = %e, "store writer could not begin a transaction");
-                fail_all(batch.into_iter().filter_map(Reply::of).collect(), &e);
-                return;
-            }
-        };
-        let mut fatal = None;
-        for request in batch {
-            if fatal.is_some() {
-                if let Some(reply) = Reply::of(request) {
-                    outcomes.push(Outcome {
-                        reply,
-                        result: Err(StoreError::Closed),
-                    });
-                }
-                continue;
-            }
-            let step = apply_request(
-                &mut tx,
-                &mut self.state,
-                request,
-                &mut effects,
-                &mut committed,
-            );
-            match step {
-                Ok(Some(outcome)) => outcomes.push(outcome),
-                Ok(None) => {}
-                Err(Abort { reply, error: e }) => {
-                    outcomes.push(Outcome {
-                        reply,
-                        result: Err(StoreError::Closed),
-                    });
-                    fatal = Some(e);
-                }
-            }
-        }
-        let finish = match fatal {
-            Some(e) => {
-                drop(tx);
-                Err(e)
-            }
-            None => finish_batch(tx, &self.state, start_revision, start_lease_id),
-        };
-        if let Err(e) = finish {
-            tracing::error!(error = %e, "store writer failed to commit a batch; failing its requests");
-            fail_all(outcomes.into_iter().map(|o| o.reply).collect(), &e);
+        let space = Arc::clone(&self.shared.space);
+        let mut no_space = space.poll();
+        let attempt = loop {
+            let failure = match self.attempt(&works, no_space) {
+                Ok(attempt) => break attempt,
+                Err(failure) => failure,
+            };
             match State::load(&self.conn) {
                 Ok(state) => self.state = state,
                 Err(e) => tracing::error!(error = %e, "store writer could not reload its state"),
             }
+            let full = space::is_full(&failure) || (space::is_io(&failure) && space.is_low());
+            if full && !no_space {
+                space.enter(&failure);
+                no_space = true;
+                continue;
+            }
+            if full {
+                for reply in replies {
+                    reply.send(Err(space.refuse()));
+                }
+            } else {
+                tracing::error!(error = %failure, "store writer failed to commit a batch; failing its requests");
+                fail_all(replies, &failure);
+            }
             return;
-        }
+        };
 
         // Durable: now make it visible.
         self.shared
             .compacted
             .store(self.state.compacted, Ordering::SeqCst);
-        for effect in effects {
+        for effect in attempt.effects {
             match effect {
                 Effect::Grant(id, ttl) => self.shared.leases.insert(id, ttl),
                 Effect::Revoke(id) => self.shared.leases.remove(id),
@@ -314,14 +326,56 @@ impl Writer {
         // Answer first, then fan out: callers are not delayed behind a thousand watchers.
         // `advance` first, so a reader of the revision after the answer sees its own write.
         self.shared.hub.advance(self.state.revision);
-        for outcome in outcomes {
-            outcome.send();
+        for (reply, result) in replies.into_iter().zip(attempt.results) {
+            reply.send(result);
         }
-        if !committed.is_empty() {
-            self.shared
-                .hub
-                .publish(self.state.revision, Batch { txns: committed });
+        if !attempt.committed.is_empty() {
+            self.shared.hub.publish(
+                self.state.revision,
+                Batch {
+                    txns: attempt.committed,
+                },
+            );
         }
+    }
+
+    /// One attempt at a batch: every request in its savepoint, then one commit. `Err`
+    /// means nothing of the batch was committed; the caller reloads the state.
+    fn attempt(&mut self, works: &[Work], no_space: bool) -> Result<Attempt, rusqlite::Error> {
+        let start_revision = self.state.revision;
+        let start_lease_id = self.state.next_lease_id;
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(works.len());
+        let mut effects = Vec::new();
+        let mut committed = Vec::new();
+        let space = &*self.shared.space;
+        for work in works {
+            let rules = Rules { no_space, space };
+            results.push(apply_work(
+                &mut tx,
+                &mut self.state,
+                work,
+                rules,
+                &mut effects,
+                &mut committed,
+            )?);
+            if tx.is_autocommit() {
+                // SQLite rolled the batch back behind an error a request reported as its
+                // own: carrying on would commit the next requests one by one.
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("SQLite rolled back the batch's transaction".into()),
+                ));
+            }
+        }
+        finish_batch(tx, &self.state, start_revision, start_lease_id)?;
+        Ok(Attempt {
+            results,
+            effects,
+            committed,
+        })
     }
 }
 
@@ -353,6 +407,28 @@ enum Effect {
     Revoke(LeaseId),
 }
 
+/// What a request asks the writer to do, apart from where its answer goes (so that a
+/// batch can be attempted twice).
+enum Work {
+    Txn(Txn),
+    Grant(Duration),
+    Revoke(LeaseId),
+    Compact(Revision),
+}
+
+impl Work {
+    /// Splits a request; `None` for `Shutdown`.
+    fn of(request: Request) -> Option<(Work, Reply)> {
+        Some(match request {
+            Request::Txn { txn, reply } => (Work::Txn(txn), Reply::Txn(reply)),
+            Request::Grant { ttl, reply } => (Work::Grant(ttl), Reply::Lease(reply)),
+            Request::Revoke { id, reply } => (Work::Revoke(id), Reply::Unit(reply)),
+            Request::Compact { revision, reply } => (Work::Compact(revision), Reply::Unit(reply)),
+            Request::Shutdown => return None,
+        })
+    }
+}
+
 /// Where an answer goes.
 enum Reply {
     Txn(oneshot::Sender<Result<TxnResponse, StoreError>>),
@@ -368,17 +444,6 @@ enum Answer {
 }
 
 impl Reply {
-    fn of(request: Request) -> Option<Reply> {
-        match request {
-            Request::Txn { reply, .. } => Some(Reply::Txn(reply)),
-            Request::Grant { reply, .. } => Some(Reply::Lease(reply)),
-            Request::Revoke { reply, .. } | Request::Compact { reply, .. } => {
-                Some(Reply::Unit(reply))
-            }
-            Request::Shutdown => None,
-        }
-    }
-
     fn send(self, result: Result<Answer, StoreError>) {
         // A caller that stopped waiting is not an error.
         match (self, result) {
@@ -398,17 +463,6 @@ impl Reply {
     }
 }
 
-struct Outcome {
-    reply: Reply,
-    result: Result<Answer, StoreError>,
-}
-
-impl Outcome {
-    fn send(self) {
-        self.reply.send(self.result);
-    }
-}
-
 fn fail_all(replies: Vec<Reply>, cause: &dyn std::fmt::Display) {
     for reply in replies {
         reply.send(Err(StoreError::Backend(
@@ -417,102 +471,84 @@ fn fail_all(replies: Vec<Reply>, cause: &dyn std::fmt::Display) {
     }
 }
 
+/// What a request may do in this attempt.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    /// NOSPACE: refuse what would grow the store.
+    no_space: bool,
+    space: &'a SpaceState,
+}
+
 /// Applies one request in its own savepoint. `Ok` carries the request's own answer (which
-/// may be an error that was rolled back); `Err` means the savepoint machinery itself failed
-/// and the whole batch must be abandoned.
-fn apply_request(
+/// may be an error that was rolled back); `Err` means the batch must be abandoned: the
+/// savepoint machinery failed, or the disk is full (SQLite may then have rolled back the
+/// whole transaction, and the batch is retried under the NOSPACE rules).
+fn apply_work(
     tx: &mut Transaction<'_>,
     state: &mut State,
-    request: Request,
+    work: &Work,
+    rules: Rules<'_>,
     effects: &mut Vec<Effect>,
     committed: &mut Vec<Committed>,
-) -> Result<Option<Outcome>, Abort> {
-    let (reply, result) = match request {
-        Request::Txn { txn, reply } => {
-            let reply = Reply::Txn(reply);
-            match in_savepoint(tx, |conn| apply_txn(conn, state, txn)) {
-                Ok(Ok(applied)) => {
-                    let response = applied.commit(state, committed);
-                    Ok((reply, Ok(Answer::Txn(response))))
-                }
-                Ok(Err(e)) => Ok((reply, Err(e))),
-                Err(e) => Err((reply, e)),
+) -> Result<Result<Answer, StoreError>, rusqlite::Error> {
+    Ok(match work {
+        Work::Txn(txn) => match in_savepoint(tx, |conn| apply_txn(conn, state, txn, rules))? {
+            Ok(applied) => Ok(Answer::Txn(applied.commit(state, committed))),
+            Err(e) => Err(e),
+        },
+        Work::Grant(ttl) => {
+            if rules.no_space {
+                return Ok(Err(rules.space.refuse()));
             }
-        }
-        Request::Grant { ttl, reply } => {
-            let reply = Reply::Lease(reply);
             let id = state.next_lease_id;
             let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
             let result = in_savepoint(tx, |conn| {
                 conn.prepare_cached("INSERT INTO leases (id, ttl_ms) VALUES (?1, ?2)")
                     .and_then(|mut stmt| stmt.execute(params![id, ttl_ms]))
                     .map_err(sql_err)
-            });
+            })?;
             match result {
-                Ok(Ok(_)) => {
+                Ok(_) => {
                     state.next_lease_id += 1;
-                    effects.push(Effect::Grant(id, ttl));
-                    Ok((reply, Ok(Answer::Lease(id))))
+                    effects.push(Effect::Grant(id, *ttl));
+                    Ok(Answer::Lease(id))
                 }
-                Ok(Err(e)) => Ok((reply, Err(e))),
-                Err(e) => Err((reply, e)),
+                Err(e) => Err(e),
             }
         }
-        Request::Revoke { id, reply } => {
-            let reply = Reply::Unit(reply);
-            match in_savepoint(tx, |conn| apply_revoke(conn, state, id)) {
-                Ok(Ok(applied)) => {
-                    applied.commit(state, committed);
-                    effects.push(Effect::Revoke(id));
-                    Ok((reply, Ok(Answer::Unit)))
-                }
-                Ok(Err(e)) => Ok((reply, Err(e))),
-                Err(e) => Err((reply, e)),
+        Work::Revoke(id) => match in_savepoint(tx, |conn| apply_revoke(conn, state, *id))? {
+            Ok(applied) => {
+                applied.commit(state, committed);
+                effects.push(Effect::Revoke(*id));
+                Ok(Answer::Unit)
             }
-        }
-        Request::Compact { revision, reply } => {
-            let reply = Reply::Unit(reply);
+            Err(e) => Err(e),
+        },
+        Work::Compact(revision) => {
+            let revision = *revision;
             if revision > state.revision {
-                let e = StoreError::FutureRevision {
+                return Ok(Err(StoreError::FutureRevision {
                     requested: revision,
                     current: state.revision,
-                };
-                return Ok(Some(Outcome {
-                    reply,
-                    result: Err(e),
                 }));
             }
             if revision <= state.compacted {
-                return Ok(Some(Outcome {
-                    reply,
-                    result: Ok(Answer::Unit),
-                }));
+                return Ok(Ok(Answer::Unit));
             }
             let result = in_savepoint(tx, |conn| {
                 conn.execute("DELETE FROM history WHERE revision <= ?1", [revision])
                     .map_err(sql_err)?;
                 schema::set_meta(conn, "compacted", revision)
-            });
+            })?;
             match result {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     state.compacted = revision;
-                    Ok((reply, Ok(Answer::Unit)))
+                    Ok(Answer::Unit)
                 }
-                Ok(Err(e)) => Ok((reply, Err(e))),
-                Err(e) => Err((reply, e)),
+                Err(e) => Err(e),
             }
         }
-        // `Writer::run` strips it before the batch is processed.
-        Request::Shutdown => return Ok(None),
-    }
-    .map_err(|(reply, error)| Abort { reply, error })?;
-    Ok(Some(Outcome { reply, result }))
-}
-
-/// The savepoint machinery failed: the batch must be abandoned.
-struct Abort {
-    reply: Reply,
-    error: rusqlite::Error,
+    })
 }
 
 /// Runs `f` in a savepoint: released when `f` succeeds, rolled back when it fails. The outer
@@ -526,6 +562,14 @@ fn in_savepoint<T>(
         Ok(value) => {
             sp.commit()?;
             Ok(Ok(value))
+        }
+        // A full disk is the batch's failure, not this request's: SQLite may have rolled
+        // back the whole transaction.
+        Err(StoreError::Backend(e)) if e.downcast_ref().is_some_and(space::is_full) => {
+            match e.downcast::<rusqlite::Error>() {
+                Ok(e) => Err(*e),
+                Err(e) => Ok(Err(StoreError::Backend(e))),
+            }
         }
         Err(e) => {
             sp.rollback()?;
@@ -566,7 +610,12 @@ struct TxnCtx {
     heads: BTreeMap<String, ChainHead>,
 }
 
-fn apply_txn(conn: &Connection, state: &State, txn: Txn) -> Result<Applied, StoreError> {
+fn apply_txn(
+    conn: &Connection,
+    state: &State,
+    txn: &Txn,
+    rules: Rules<'_>,
+) -> Result<Applied, StoreError> {
     let mut succeeded = true;
     for compare in &txn.compares {
         if !eval(conn, compare)? {
@@ -574,7 +623,14 @@ fn apply_txn(conn: &Connection, state: &State, txn: Txn) -> Result<Applied, Stor
             break;
         }
     }
-    let ops = if succeeded { txn.success } else { txn.failure };
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
+    if rules.no_space && !frees_or_reads(ops) {
+        return Err(rules.space.refuse());
+    }
     let mut ctx = TxnCtx {
         revision: state.revision + 1,
         events: Vec::new(),
@@ -583,16 +639,16 @@ fn apply_txn(conn: &Connection, state: &State, txn: Txn) -> Result<Applied, Stor
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
-            Op::Get(key) => OpResult::Get(load_kv(conn, &key)?),
+            Op::Get(key) => OpResult::Get(load_kv(conn, key)?),
             Op::Put { key, value, lease } => {
-                if let Some(id) = lease {
+                if let Some(id) = *lease {
                     ensure_lease(conn, id)?;
                 }
-                let (kv, prev) = write_put(conn, &mut ctx, key, value, lease)?;
+                let (kv, prev) = write_put(conn, &mut ctx, key.clone(), value.clone(), *lease)?;
                 OpResult::Put { kv, prev }
             }
             Op::Delete(key) => {
-                let prev = match load_kv(conn, &key)? {
+                let prev = match load_kv(conn, key)? {
                     Some(prev) => {
                         write_delete(conn, &mut ctx, prev.clone())?;
                         Some(prev)
@@ -601,7 +657,9 @@ fn apply_txn(conn: &Connection, state: &State, txn: Txn) -> Result<Applied, Stor
                 };
                 OpResult::Delete { prev }
             }
-            Op::Append { log, payload } => append(conn, state, &mut ctx, log, payload)?,
+            Op::Append { log, payload } => {
+                append(conn, state, &mut ctx, log.clone(), payload.clone())?
+            }
         });
     }
     write_heads(conn, &mut ctx)?;
@@ -618,6 +676,15 @@ fn apply_txn(conn: &Connection, state: &State, txn: Txn) -> Result<Applied, Stor
         },
         ctx,
     })
+}
+
+/// Whether a branch may run in NOSPACE: it writes no `Put`, and appends (audit entries)
+/// only alongside a delete, the way an audited delete does.
+fn frees_or_reads(ops: &[Op]) -> bool {
+    let puts = ops.iter().any(|op| matches!(op, Op::Put { .. }));
+    let appends = ops.iter().any(|op| matches!(op, Op::Append { .. }));
+    let deletes = ops.iter().any(|op| matches!(op, Op::Delete(_)));
+    !puts && (!appends || deletes)
 }
 
 fn apply_revoke(conn: &Connection, state: &State, id: LeaseId) -> Result<Applied, StoreError> {
