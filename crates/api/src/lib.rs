@@ -6,12 +6,16 @@
 //!   [`KindInfo`] table that names them (singular, plural, short names, scope);
 //! - parsing of manifests (YAML, multi-document YAML, JSON) with errors that name the
 //!   source, the document, the field path and, for syntax errors, line and column;
+//! - the one safe YAML decoder ([`yaml`]): alias expansion bounded by the input size
+//!   (billion laughs), nesting depth capped, merge keys applied; request bodies by media
+//!   type ([`body`]);
 //! - quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
 //! - strict validation: unknown fields are refused (with a suggestion), names are RFC 1123
 //!   labels, jurisdictions are ISO 3166-1 codes or blocs, and every problem is reported;
 //! - `get` table columns per kind ([`table`]) and OpenAPI schemas ([`openapi_schemas`]);
 //! - the example manifests of `examples/`, compiled in ([`examples::FILES`]).
 
+pub mod body;
 pub mod examples;
 pub mod jurisdiction;
 pub mod kinds;
@@ -23,6 +27,7 @@ pub mod schema;
 pub mod selector;
 pub mod table;
 pub mod validate;
+pub mod yaml;
 
 pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
 pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
@@ -32,6 +37,7 @@ pub use quantity::{Cpu, Memory, QuantityError};
 pub use schema::openapi_schemas;
 pub use selector::{FieldSelector, LabelSelector, MatchExpression, Operator, SelectorError};
 pub use validate::{FieldError, FieldErrors, object_from_value, object_from_value_as};
+pub use yaml::YamlError;
 
 /// API group of every Meridian kind.
 pub const GROUP: &str = "meridian.dev";

@@ -5,13 +5,15 @@
 //! each naming the source, the document's position in the file (1-based, empty documents
 //! counted), the field path and, where known, the line and column in the file.
 //!
-//! YAML documents are split on `---` lines (as kubectl does), so a syntax error in one
+//! YAML goes through [`crate::yaml`] (alias expansion and nesting bounded, merge keys
+//! applied). YAML documents are split on `---` lines (as kubectl does), so a syntax error in one
 //! document does not hide the others; line numbers stay absolute within the file.
 
 use std::fmt;
 
 use crate::kinds::AnyObject;
 use crate::validate::{FieldError, FieldErrors, object_from_value};
+use crate::yaml;
 
 /// One object read from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,12 +260,14 @@ fn parse_yaml(out: &mut Output<'_>, text: &str) {
             padded.push('\n');
         }
         let locate = |field: &str| locate_yaml(&lines, start, end, field);
-        match serde_yaml_ng::from_str::<serde_json::Value>(&padded) {
+        // The budget is the document's own size, not the padding's.
+        let budget = yaml::budget(padded.len() - start);
+        match yaml::from_str_with_budget(&padded, budget) {
             Ok(serde_json::Value::Null) => {}
             Ok(value) => out.document(doc, value, &locate),
             Err(e) => {
                 let error = match e.location() {
-                    Some(loc) => syntax_error(&e.to_string(), loc.line(), loc.column()),
+                    Some((line, column)) => syntax_error(&e.to_string(), line, column),
                     None => FieldError::new("", e.to_string()),
                 };
                 out.error(doc, error);
@@ -591,6 +595,36 @@ spec:
             panic!()
         };
         assert_eq!(p.spec.allowed_locations, ["NO", "SE", "DK"]);
+    }
+
+    #[test]
+    fn alias_bomb_is_refused_with_doc_and_line_others_still_parsed() {
+        let text = format!("{GOOD}---\n{}", crate::yaml::tests::billion_laughs());
+        let errors = parse_manifests("bomb.yaml", &text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].doc, 2);
+        let message = errors[0].to_string();
+        assert!(
+            message.starts_with("bomb.yaml doc 2: YAML aliases expand beyond the limit"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_work_in_manifests() {
+        let text = "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata:\n  name: a\n  namespace: finance\n\
+                    spec:\n  type: service\n  task: &task\n    driver: exec\n    command: [/bin/app]\n    \
+                    resources: &small {cpu: 500m, memory: 256Mi}\n---\napiVersion: meridian.dev/v1\n\
+                    kind: Workload\nmetadata:\n  name: b\n  namespace: finance\n  labels: &labels {team: payroll}\n  \
+                    annotations: *labels\nspec:\n  type: service\n  \
+                    task:\n    <<: {driver: exec, resources: {cpu: 1, memory: 1Gi}}\n    command: [/bin/b]\n";
+        let manifests = parse_manifests("w.yaml", text).unwrap();
+        assert_eq!(manifests.len(), 2);
+        assert_eq!(manifests[1].object.meta().annotations["team"], "payroll");
+        // Anchors do not cross documents.
+        let bad = format!("{text}---\n{}", "a: *small\n");
+        let errors = parse_manifests("w.yaml", &bad).unwrap_err();
+        assert_eq!(errors[0].doc, 3);
     }
 
     #[test]

@@ -75,7 +75,70 @@ pub fn openapi_schemas() -> Map<String, Value> {
             }),
         );
     }
+    for schema in definitions.values_mut() {
+        tighten(schema);
+    }
+    if let Some(name) = definitions
+        .get_mut("ObjectMeta")
+        .and_then(|m| m.pointer_mut("/properties/name"))
+        .and_then(Value::as_object_mut)
+    {
+        // Validation refuses an empty name (unless `generateName` is set) and anything
+        // but an RFC 1123 subdomain (a label for every kind but Node, which the shared
+        // `ObjectMeta` cannot say).
+        name.insert("minLength".into(), json!(1));
+        name.insert("maxLength".into(), json!(253));
+        name.insert("pattern".into(), json!(NAME_PATTERN));
+    }
     definitions
+}
+
+/// An RFC 1123 subdomain, as `validate::check_dns_subdomain` checks it.
+const NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Makes a generated schema say what validation accepts, so that what a client (or
+/// Schemathesis) generates from it is not refused: no `nullable` (an absent field is how
+/// to leave one out; validation refuses some nulls), and every required string is
+/// non-empty (`minLength: 1`), as validation requires.
+fn tighten(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            map.remove("nullable");
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            let required: Vec<String> = map
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| {
+                    r.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(props) = map.get_mut("properties").and_then(Value::as_object_mut) {
+                for name in &required {
+                    if let Some(prop) = props.get_mut(name).and_then(Value::as_object_mut)
+                        && prop.get("type").and_then(Value::as_str) == Some("string")
+                        && !prop.contains_key("enum")
+                        && !prop.contains_key("minLength")
+                    {
+                        prop.insert("minLength".into(), json!(1));
+                    }
+                }
+            }
+            for child in map.values_mut() {
+                tighten(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(tighten),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +171,14 @@ mod tests {
         // Quantities are int-or-string.
         let text = serde_json::to_string(&s["Resources"]).unwrap();
         assert!(text.contains("x-kubernetes-int-or-string"), "{text}");
+        // What validation refuses, the schema does not offer: no nulls, no empty names.
+        let all = serde_json::to_string(&s).unwrap();
+        assert!(!all.contains("\"nullable\""), "{all}");
+        assert_eq!(s["ObjectMeta"]["properties"]["name"]["minLength"], 1);
+        let pattern = s["ObjectMeta"]["properties"]["name"]["pattern"]
+            .as_str()
+            .unwrap();
+        assert!(pattern.starts_with("^[a-z0-9]"), "{pattern}");
         // No reference dangles.
         let all = serde_json::to_string(&s).unwrap();
         for r in all.split("\"$ref\":\"").skip(1) {

@@ -462,13 +462,16 @@ impl FieldSelector {
         }
         for term in input.split(',') {
             let term = term.trim();
-            let (path, negated, value) = if let Some((p, v)) = term.split_once("!=") {
-                (p, true, v)
-            } else if let Some((p, v)) = term.split_once("==") {
-                (p, false, v)
-            } else if let Some((p, v)) = term.split_once('=') {
-                (p, false, v)
-            } else {
+            // As Kubernetes does: the term splits at the first operator, so `a=x!=y` is
+            // `a` equal to `x!=y`.
+            let split = term.char_indices().find_map(|(i, _)| {
+                let rest = &term[i..];
+                ["!=", "==", "="]
+                    .into_iter()
+                    .find(|op| rest.starts_with(op))
+                    .map(|op| (&term[..i], op == "!=", &rest[op.len()..]))
+            });
+            let Some((path, negated, value)) = split else {
                 return Err(selector_error(
                     input,
                     format!("{term:?} is not path=value or path!=value"),
@@ -537,7 +540,12 @@ impl fmt::Display for FieldSelector {
             if i > 0 {
                 f.write_str(",")?;
             }
-            let op = if r.negated { "!=" } else { "=" };
+            // `==` when the value starts with `=`, which `=` would swallow into the operator.
+            let op = match (r.negated, r.value.starts_with('=')) {
+                (true, _) => "!=",
+                (false, false) => "=",
+                (false, true) => "==",
+            };
             write!(f, "{}{op}{}", r.path, r.value)?;
         }
         Ok(())
@@ -662,5 +670,19 @@ mod tests {
         assert_eq!(f.equals("spec.node"), Some("n1"));
         assert_eq!(f.equals("metadata.name"), None);
         assert_eq!(f.to_string(), "spec.node=n1,metadata.name!=a");
+    }
+
+    #[test]
+    fn field_selector_splits_at_the_first_operator_and_displays_back() {
+        let f = FieldSelector::parse("a=x!=y").unwrap();
+        assert_eq!(
+            (f.requirements[0].negated, &*f.requirements[0].value),
+            (false, "x!=y")
+        );
+        // Found by crates/api/tests/fuzz.rs: `a= =b` is `a` equal to `=b`, shown as `a===b`.
+        let f = FieldSelector::parse("a= =b").unwrap();
+        assert_eq!(f.requirements[0].value, "=b");
+        assert_eq!(f.to_string(), "a===b");
+        assert_eq!(FieldSelector::parse(&f.to_string()), Ok(f));
     }
 }

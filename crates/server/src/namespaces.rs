@@ -143,7 +143,7 @@ async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let namespace: Value = serde_json::from_slice(&body)
-        .or_else(|_| serde_yaml_ng::from_slice(&body))
+        .or_else(|_| api::yaml::from_slice(&body))
         .map_err(|e| {
             ApiError::bad_request(format!("the Namespace is not valid JSON or YAML: {e}"))
         })?;
