@@ -6,9 +6,10 @@
 //! future resolves, then drains connections and closes watches).
 //!
 //! Modules: `app` (state, router, middleware), `objects` (resource CRUD), `watch`,
-//! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth`, `registry`
-//! (key layout and the audited write path), `conn` (connection timeouts and cap),
-//! `metrics`, `tls`, `error`.
+//! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth` (roles,
+//! project scope, who writes allocations), `node_restriction` (what a node credential may
+//! write), `registry` (key layout and the audited write path), `conn` (connection
+//! timeouts and cap), `metrics`, `tls`, `error`. The trust model is `docs/security.md`.
 
 // stderr may be a file on a full disk, where `eprintln!` panics: log through `tracing`,
 // whose writer drops what it cannot write.
