@@ -13,6 +13,8 @@ use api::yaml::{self, YamlError};
 use api::{Cpu, FieldSelector, LabelSelector, Memory, parse_manifests};
 use proptest::prelude::*;
 
+// A test setting (PROPTEST_CASES); the library reads no environment (clippy.toml).
+#[allow(clippy::disallowed_methods)]
 fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
