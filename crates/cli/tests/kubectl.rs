@@ -565,7 +565,7 @@ fn python_with_kubernetes() -> PathBuf {
             .expect("python3 must be installed (scripts/test installs python3-venv)");
         ok(&made);
         let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "kubernetes"])
+            .args(["-m", "pip", "install", "--quiet", "kubernetes==37.0.3"])
             .output()
             .expect("pip runs");
         ok(&pip);
