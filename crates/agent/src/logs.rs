@@ -303,7 +303,7 @@ struct Ctx {
 }
 
 fn allocation_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Allocation").expect("built-in kind")
+    api::kinds::ALLOCATION
 }
 
 /// Whether `a` is the session's allocation on this node.

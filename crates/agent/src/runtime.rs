@@ -122,10 +122,6 @@ struct TaskRecord {
 const CREDENTIAL_FILE: &str = "credential.json";
 const STATE_FILE: &str = "state.json";
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("built-in kind")
-}
-
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
@@ -204,7 +200,7 @@ async fn register(client: &Client, config: &AgentConfig, site: &str) -> Result<(
     if !config.taints.is_empty() {
         spec["taints"] = serde_json::to_value(&config.taints)?;
     }
-    let node_kind = kind("Node");
+    let node_kind = api::kinds::NODE;
     match client.get(node_kind, None, &config.name).await {
         Err(e) if e.is_not_found() => {
             let node = json!({
@@ -488,7 +484,7 @@ impl Runner {
     }
 
     async fn run(&mut self, shutdown: CancellationToken) {
-        let alloc = kind("Allocation");
+        let alloc = api::kinds::ALLOCATION;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -837,7 +833,7 @@ impl Runner {
     /// Writes the allocation's status as `edit` makes it, retrying once on a conflict
     /// with a fresh read; `what` names the write in the warning when it fails.
     async fn write_status(&mut self, a: &Value, what: &str, edit: impl Fn(&mut Value)) {
-        let alloc = kind("Allocation");
+        let alloc = api::kinds::ALLOCATION;
         let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = a["metadata"]["name"].as_str().unwrap_or_default();
         let mut object = a.clone();

@@ -54,61 +54,76 @@ impl KindInfo {
 
     /// Whether a manifest may leave `spec` out (it then means an empty spec).
     pub fn spec_optional(&self) -> bool {
-        self.kind == "Project"
+        self.kind == PROJECT.kind
     }
 }
 
-/// Every kind Meridian serves, in the order `get all` and discovery list them.
-pub static KINDS: &[KindInfo] = &[
-    KindInfo {
-        kind: "Site",
-        plural: "sites",
-        singular: "site",
-        short_names: &["st"],
-        scope: Scope::Global,
-        has_status: true,
-    },
-    KindInfo {
-        kind: "Node",
-        plural: "nodes",
-        singular: "node",
-        short_names: &["no"],
-        scope: Scope::Global,
-        has_status: true,
-    },
-    KindInfo {
-        kind: "Workload",
-        plural: "workloads",
-        singular: "workload",
-        short_names: &["wl"],
-        scope: Scope::Project,
-        has_status: true,
-    },
-    KindInfo {
-        kind: "Allocation",
-        plural: "allocations",
-        singular: "allocation",
-        short_names: &["alloc"],
-        scope: Scope::Project,
-        has_status: true,
-    },
-    KindInfo {
-        kind: "Policy",
-        plural: "policies",
-        singular: "policy",
-        short_names: &["pol"],
-        scope: Scope::Global,
-        has_status: true,
-    },
-    KindInfo {
-        kind: "Project",
-        plural: "projects",
-        singular: "project",
-        short_names: &["proj"],
-        scope: Scope::Global,
-        has_status: true,
-    },
-];
+// Typed constants for each kind: code names a kind with these (`api::kinds::WORKLOAD`), so
+// a rename fails to compile; [`lookup_kind`] is for names users type (`meridian get wl`).
+
+/// The `Site` kind.
+pub const SITE: &KindInfo = &KindInfo {
+    kind: "Site",
+    plural: "sites",
+    singular: "site",
+    short_names: &["st"],
+    scope: Scope::Global,
+    has_status: true,
+};
+
+/// The `Node` kind.
+pub const NODE: &KindInfo = &KindInfo {
+    kind: "Node",
+    plural: "nodes",
+    singular: "node",
+    short_names: &["no"],
+    scope: Scope::Global,
+    has_status: true,
+};
+
+/// The `Workload` kind.
+pub const WORKLOAD: &KindInfo = &KindInfo {
+    kind: "Workload",
+    plural: "workloads",
+    singular: "workload",
+    short_names: &["wl"],
+    scope: Scope::Project,
+    has_status: true,
+};
+
+/// The `Allocation` kind.
+pub const ALLOCATION: &KindInfo = &KindInfo {
+    kind: "Allocation",
+    plural: "allocations",
+    singular: "allocation",
+    short_names: &["alloc"],
+    scope: Scope::Project,
+    has_status: true,
+};
+
+/// The `Policy` kind.
+pub const POLICY: &KindInfo = &KindInfo {
+    kind: "Policy",
+    plural: "policies",
+    singular: "policy",
+    short_names: &["pol"],
+    scope: Scope::Global,
+    has_status: true,
+};
+
+/// The `Project` kind.
+pub const PROJECT: &KindInfo = &KindInfo {
+    kind: "Project",
+    plural: "projects",
+    singular: "project",
+    short_names: &["proj"],
+    scope: Scope::Global,
+    has_status: true,
+};
+
+/// Every kind Meridian serves, in the order `get all` and discovery list them: the
+/// constants above, so a kind is renamed in one place.
+pub static KINDS: &[KindInfo] = &[*SITE, *NODE, *WORKLOAD, *ALLOCATION, *POLICY, *PROJECT];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
 /// (`Workload`, `workload`, `workloads`, `wl`).
@@ -123,11 +138,14 @@ pub fn lookup_kind(name: &str) -> Option<&'static KindInfo> {
 
 /// A spec type knows its kind, so typed objects can be built without spelling it.
 pub trait Spec {
-    const KIND: &'static str;
+    /// The kind's entry in [`KINDS`] (one of the constants such as [`WORKLOAD`]).
+    const KIND_INFO: &'static KindInfo;
+    /// `Workload`
+    const KIND: &'static str = Self::KIND_INFO.kind;
 
     /// The kind's entry in [`KINDS`].
     fn kind_info() -> &'static KindInfo {
-        lookup_kind(Self::KIND).expect("every Spec is in KINDS")
+        Self::KIND_INFO
     }
 }
 
@@ -205,15 +223,14 @@ impl AnyObject {
 
     /// The kind's names and scope.
     pub fn kind_info(&self) -> &'static KindInfo {
-        let kind = match self {
-            AnyObject::Site(_) => "Site",
-            AnyObject::Node(_) => "Node",
-            AnyObject::Workload(_) => "Workload",
-            AnyObject::Allocation(_) => "Allocation",
-            AnyObject::Policy(_) => "Policy",
-            AnyObject::Project(_) => "Project",
-        };
-        lookup_kind(kind).expect("every variant is in KINDS")
+        match self {
+            AnyObject::Site(_) => SITE,
+            AnyObject::Node(_) => NODE,
+            AnyObject::Workload(_) => WORKLOAD,
+            AnyObject::Allocation(_) => ALLOCATION,
+            AnyObject::Policy(_) => POLICY,
+            AnyObject::Project(_) => PROJECT,
+        }
     }
 
     pub fn meta(&self) -> &ObjectMeta {
@@ -493,7 +510,7 @@ pub struct SiteSpec {
 }
 
 impl Spec for SiteSpec {
-    const KIND: &'static str = "Site";
+    const KIND_INFO: &'static KindInfo = SITE;
 }
 
 /// The operator of a site.
@@ -585,7 +602,7 @@ pub struct NodeSpec {
 }
 
 impl Spec for NodeSpec {
-    const KIND: &'static str = "Node";
+    const KIND_INFO: &'static KindInfo = NODE;
 }
 
 impl NodeSpec {
@@ -852,7 +869,7 @@ pub struct WorkloadSpec {
 }
 
 impl Spec for WorkloadSpec {
-    const KIND: &'static str = "Workload";
+    const KIND_INFO: &'static KindInfo = WORKLOAD;
 }
 
 /// The unit an agent runs.
@@ -1204,7 +1221,7 @@ pub struct AllocationSpec {
 }
 
 impl Spec for AllocationSpec {
-    const KIND: &'static str = "Allocation";
+    const KIND_INFO: &'static KindInfo = ALLOCATION;
 }
 
 /// What the agent reports of an allocation.
@@ -1305,7 +1322,7 @@ pub struct PolicySpec {
 }
 
 impl Spec for PolicySpec {
-    const KIND: &'static str = "Policy";
+    const KIND_INFO: &'static KindInfo = POLICY;
 }
 
 /// Which objects a policy applies to.
@@ -1359,7 +1376,7 @@ pub struct ProjectSpec {
 }
 
 impl Spec for ProjectSpec {
-    const KIND: &'static str = "Project";
+    const KIND_INFO: &'static KindInfo = PROJECT;
 }
 
 /// Upper bounds on what a project's allocations may reserve in total.
@@ -1406,6 +1423,24 @@ mod tests {
         assert!(lookup_kind("Workload").unwrap().namespaced());
         assert!(!lookup_kind("Site").unwrap().namespaced());
         assert_eq!(lookup_kind("nodes").unwrap().list_kind(), "NodeList");
+    }
+
+    #[test]
+    fn constants_are_the_table() {
+        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT];
+        assert_eq!(KINDS.len(), constants.len());
+        for (table, constant) in KINDS.iter().zip(constants) {
+            assert_eq!(table, constant);
+            assert_eq!(lookup_kind(constant.kind), Some(constant));
+        }
+        assert_eq!(SiteSpec::kind_info(), SITE);
+        assert_eq!(NodeSpec::KIND, "Node");
+        assert_eq!(WorkloadSpec::KIND_INFO, WORKLOAD);
+        assert_eq!(AllocationSpec::KIND, "Allocation");
+        assert_eq!(PolicySpec::kind_info(), POLICY);
+        assert_eq!(ProjectSpec::KIND, "Project");
+        assert!(PROJECT.spec_optional());
+        assert!(!WORKLOAD.spec_optional());
     }
 
     #[test]

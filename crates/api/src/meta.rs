@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(v["apiVersion"], "v1");
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["status"], "Failure");
-        let info = crate::lookup_kind("wl").unwrap();
+        let info = crate::kinds::WORKLOAD;
         let nf = Status::object_not_found(info, "payroll-api");
         assert_eq!(
             nf.message,
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn list_and_watch_shapes() {
-        let info = crate::lookup_kind("Workload").unwrap();
+        let info = crate::kinds::WORKLOAD;
         let l = List::new(info, vec![1, 2], Some("9".into()));
         let v = serde_json::to_value(&l).unwrap();
         assert_eq!(

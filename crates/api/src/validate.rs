@@ -1331,7 +1331,7 @@ mod tests {
             object_from_value(p.clone()).is_ok(),
             "spec optional for projects"
         );
-        let info = lookup_kind("Site").unwrap();
+        let info = crate::kinds::SITE;
         let e = object_from_value_as(info, p).unwrap_err();
         assert!(
             e.to_string()

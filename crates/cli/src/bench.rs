@@ -191,7 +191,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn workload_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Workload").expect("Workload is a known kind")
+    api::kinds::WORKLOAD
 }
 
 /// Annotation holding the sequence number of a benchmark object.
@@ -279,7 +279,7 @@ fn resource_version(object: &Value) -> Option<i64> {
 
 /// Create the project unless it exists.
 async fn ensure_project(client: &Client, project: &str) -> Result<()> {
-    let kind = api::lookup_kind("Project").expect("Project is a known kind");
+    let kind = api::kinds::PROJECT;
     let object = json!({
         "apiVersion": api::API_VERSION,
         "kind": "Project",

@@ -102,7 +102,7 @@ impl Drop for ServerProcess {
 }
 
 fn workloads() -> &'static api::KindInfo {
-    api::lookup_kind("Workload").expect("Workload kind")
+    api::kinds::WORKLOAD
 }
 
 fn workload(name: &str) -> Value {

@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn paths_follow_the_kubernetes_layout() {
-        let wl = api::lookup_kind("wl").expect("workload kind");
+        let wl = api::kinds::WORKLOAD;
         assert_eq!(
             resource_path(wl, Some("finance"), Some("payroll-api")),
             "/apis/meridian.dev/v1/namespaces/finance/workloads/payroll-api"
@@ -611,7 +611,7 @@ mod tests {
             resource_path(wl, None, None),
             "/apis/meridian.dev/v1/workloads"
         );
-        let site = api::lookup_kind("site").expect("site kind");
+        let site = api::kinds::SITE;
         assert_eq!(
             resource_path(site, Some("ignored"), Some("a")),
             "/apis/meridian.dev/v1/sites/a"

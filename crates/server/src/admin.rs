@@ -116,7 +116,7 @@ pub async fn issue_token(
     let key = format!("{TOKEN_PREFIX}{digest}");
     let mut compares = vec![Compare::Absent(key)];
     if let Some(p) = &project {
-        let project = api::lookup_kind("Project").expect("known kind");
+        let project = api::kinds::PROJECT;
         compares.push(Compare::Exists(object_key(project, None, p)));
     }
     let resp = state
@@ -378,7 +378,7 @@ pub async fn bootstrap_admin(state: &AppState) -> ApiResult<String> {
 
 /// Ensure the `default` project exists (as Kubernetes has a `default` namespace).
 pub async fn ensure_default_project(state: &AppState) -> ApiResult<()> {
-    let kind = api::lookup_kind("Project").expect("known kind");
+    let kind = api::kinds::PROJECT;
     let key = object_key(kind, None, "default");
     if state.store().get(&key).await?.0.is_some() {
         return Ok(());

@@ -434,10 +434,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kind(name: &str) -> &'static api::KindInfo {
-        api::lookup_kind(name).expect("known kind")
-    }
+    use api::kinds::{PROJECT, SITE, WORKLOAD};
 
     fn who(role: Role, project: Option<&str>) -> Principal {
         Principal {
@@ -463,9 +460,9 @@ mod tests {
     #[test]
     fn viewer_reads_but_never_writes() {
         let v = who(Role::Viewer, None);
-        assert!(authorize(&v, Verb::Get, kind("workload"), Some("finance"), Some("x")).is_ok());
-        assert!(authorize(&v, Verb::List, kind("site"), None, None).is_ok());
-        let err = authorize(&v, Verb::Create, kind("workload"), Some("finance"), None)
+        assert!(authorize(&v, Verb::Get, WORKLOAD, Some("finance"), Some("x")).is_ok());
+        assert!(authorize(&v, Verb::List, SITE, None, None).is_ok());
+        let err = authorize(&v, Verb::Create, WORKLOAD, Some("finance"), None)
             .expect_err("viewer cannot create");
         assert_eq!(err.code.as_u16(), 403);
         assert!(err.message.contains("role viewer"), "{}", err.message);
@@ -479,30 +476,30 @@ mod tests {
     #[test]
     fn operator_writes_project_kinds_only() {
         let o = who(Role::Operator, None);
-        assert!(authorize(&o, Verb::Create, kind("workload"), Some("finance"), None).is_ok());
-        assert!(authorize(&o, Verb::Delete, kind("site"), None, Some("s")).is_err());
+        assert!(authorize(&o, Verb::Create, WORKLOAD, Some("finance"), None).is_ok());
+        assert!(authorize(&o, Verb::Delete, SITE, None, Some("s")).is_err());
     }
 
     #[test]
     fn project_scope_hides_other_projects_with_404() {
         let p = who(Role::Admin, Some("finance"));
-        assert!(authorize(&p, Verb::Get, kind("workload"), Some("finance"), Some("a")).is_ok());
-        let err = authorize(&p, Verb::Get, kind("workload"), Some("research"), Some("a"))
+        assert!(authorize(&p, Verb::Get, WORKLOAD, Some("finance"), Some("a")).is_ok());
+        let err = authorize(&p, Verb::Get, WORKLOAD, Some("research"), Some("a"))
             .expect_err("other project");
         assert_eq!(err.code.as_u16(), 404);
         // Global kinds are readable, not writable.
-        assert!(authorize(&p, Verb::Get, kind("site"), None, Some("s")).is_ok());
+        assert!(authorize(&p, Verb::Get, SITE, None, Some("s")).is_ok());
         assert_eq!(
-            authorize(&p, Verb::Update, kind("site"), None, Some("s"))
+            authorize(&p, Verb::Update, SITE, None, Some("s"))
                 .expect_err("no global writes")
                 .code
                 .as_u16(),
             403
         );
         // Its own project is visible, others are not.
-        assert!(authorize(&p, Verb::Get, kind("project"), None, Some("finance")).is_ok());
+        assert!(authorize(&p, Verb::Get, PROJECT, None, Some("finance")).is_ok());
         assert_eq!(
-            authorize(&p, Verb::Get, kind("project"), None, Some("research"))
+            authorize(&p, Verb::Get, PROJECT, None, Some("research"))
                 .expect_err("other project object")
                 .code
                 .as_u16(),

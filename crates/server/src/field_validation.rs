@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn warn_removes_every_unknown_field_and_names_it() {
-        let kind = api::lookup_kind("Workload").expect("kind");
+        let kind = api::kinds::WORKLOAD;
         let mut value = workload();
         let mut warnings = FieldValidation::Warn.apply(kind, &mut value);
         warnings.sort();
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn strict_leaves_the_object_and_ignore_is_silent() {
-        let kind = api::lookup_kind("Workload").expect("kind");
+        let kind = api::kinds::WORKLOAD;
         let mut value = workload();
         assert!(FieldValidation::Strict.apply(kind, &mut value).is_empty());
         assert_eq!(value, workload());

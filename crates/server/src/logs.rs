@@ -391,7 +391,7 @@ async fn read_log(
 ) -> ApiResult<Response> {
     authorize_log(&who, &ns)?;
     let mut session = session_of(&q, &sessions.limits)?;
-    let alloc_kind = api::lookup_kind("Allocation").expect("built-in kind");
+    let alloc_kind = api::kinds::ALLOCATION;
     let (kv, _) = state
         .store()
         .get(&object_key(alloc_kind, Some(&ns), &name))
@@ -421,7 +421,7 @@ async fn read_log(
             ),
         ));
     }
-    let node_kind = api::lookup_kind("Node").expect("built-in kind");
+    let node_kind = api::kinds::NODE;
     let (node_kv, _) = state
         .store()
         .get(&object_key(node_kind, None, &node))

@@ -126,10 +126,6 @@ fn generate(prefix: &str) -> String {
     )
 }
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("built-in kind")
-}
-
 async fn create_join_token(
     State(state): State<AppState>,
     who: Principal,
@@ -164,7 +160,7 @@ async fn create_join_token(
              (meridian node join-token create --site SITE)",
         ));
     };
-    let compares = vec![Compare::Exists(object_key(kind("Site"), None, site))];
+    let compares = vec![Compare::Exists(object_key(api::kinds::SITE, None, site))];
     let token = generate("mjt_");
     let expires = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(ttl.as_secs() as i64))
@@ -261,7 +257,7 @@ async fn join(
     }
     let (exists, _) = state
         .store()
-        .get(&object_key(kind("Site"), None, &site))
+        .get(&object_key(api::kinds::SITE, None, &site))
         .await?;
     if exists.is_none() {
         return Err(ApiError::not_found("sites", &site));
@@ -285,7 +281,7 @@ async fn join(
     );
     // A join creates a new node: the name must be free of both a Node and a credential
     // (a credential whose agent has not registered its Node yet holds the name too).
-    let node_key = object_key(kind("Node"), None, &req.node);
+    let node_key = object_key(api::kinds::NODE, None, &req.node);
     let name_key = format!("{NODE_NAME_PREFIX}{}", req.node);
     ops.push(Op::put(
         name_key.clone(),
@@ -406,7 +402,7 @@ async fn mark(
     phase: &str,
     message: Option<String>,
 ) -> ApiResult<String> {
-    let node_kind = kind("Node");
+    let node_kind = api::kinds::NODE;
     let key = object_key(node_kind, None, name);
     for _ in 0..5 {
         let (kv, _) = state.store().get(&key).await?;
@@ -533,7 +529,7 @@ async fn lost(state: &AppState, node: &str) {
 /// Lost, but hold no lease (after a restart of every server, or a missed event).
 async fn sweep(state: &AppState) {
     let Ok(nodes) =
-        crate::scheduler::read_all(state, &registry::kind_prefix(kind("Node"), None)).await
+        crate::scheduler::read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await
     else {
         return;
     };

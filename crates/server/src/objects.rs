@@ -615,7 +615,7 @@ fn written_response(code: StatusCode, value: &Value, admission: &AdmissionResult
 }
 
 fn project_kind() -> &'static KindInfo {
-    api::lookup_kind("Project").expect("Project is a known kind")
+    api::kinds::PROJECT
 }
 
 // ---- get ----

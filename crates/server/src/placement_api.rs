@@ -25,7 +25,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn workload_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Workload").expect("built-in kind")
+    api::kinds::WORKLOAD
 }
 
 async fn explain(

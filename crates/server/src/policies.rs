@@ -50,7 +50,12 @@ use crate::registry::{self, object_key};
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Kinds whose changes admission depends on.
-const CONTEXT_KINDS: [&str; 4] = ["Policy", "Site", "Project", "Node"];
+const CONTEXT_KINDS: [&api::KindInfo; 4] = [
+    api::kinds::POLICY,
+    api::kinds::SITE,
+    api::kinds::PROJECT,
+    api::kinds::NODE,
+];
 
 /// Tuning of admission and the audit.
 #[derive(Clone, Debug)]
@@ -118,10 +123,6 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("a built-in kind")
-}
-
 /// Every key under `prefix`, read in pages of 5,000.
 pub(crate) async fn read_prefix(
     store: &dyn Store,
@@ -154,9 +155,9 @@ impl PolicyEngine {
         let mut view = View::default();
         let mut compiled = Vec::new();
         for k in CONTEXT_KINDS {
-            for kv in read_prefix(store, &registry::kind_prefix(kind(k), None)).await? {
+            for kv in read_prefix(store, &registry::kind_prefix(k, None)).await? {
                 let value = registry::decode(&kv)?;
-                if k == "Policy" {
+                if k == api::kinds::POLICY {
                     if let Some(c) = compile_stored(&mut view, &value, options.compile) {
                         compiled.push(c);
                     }
@@ -216,7 +217,7 @@ impl PolicyEngine {
 
     /// Whether a write of `kind` changes what admission decides.
     pub fn affects_admission(kind: &str) -> bool {
-        CONTEXT_KINDS.contains(&kind)
+        CONTEXT_KINDS.iter().any(|k| k.kind == kind)
     }
 
     /// Admission of one request. `workload` is the Workload of an Allocation.
@@ -552,7 +553,7 @@ pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Val
     let w = object.pointer("/spec/workload")?.as_str()?;
     let (kv, _) = state
         .store()
-        .get(&object_key(kind("Workload"), Some(ns), w))
+        .get(&object_key(api::kinds::WORKLOAD, Some(ns), w))
         .await
         .ok()?;
     registry::decode(&kv?).ok()

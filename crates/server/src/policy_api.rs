@@ -38,7 +38,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn policy_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Policy").expect("built-in kind")
+    api::kinds::POLICY
 }
 
 /// Findings the caller may see.

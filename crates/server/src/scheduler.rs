@@ -76,10 +76,6 @@ pub fn principal() -> Principal {
     }
 }
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("a built-in kind")
-}
-
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
@@ -382,11 +378,11 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
         allocations: BTreeMap::new(),
         fleet_key: FleetKey::default(),
     };
-    let sites = read_all(state, &registry::kind_prefix(kind("Site"), None)).await?;
-    let nodes = read_all(state, &registry::kind_prefix(kind("Node"), None)).await?;
-    let projects = read_all(state, &registry::kind_prefix(kind("Project"), None)).await?;
-    let workloads = read_all(state, &registry::kind_prefix(kind("Workload"), None)).await?;
-    let allocations = read_all(state, &registry::kind_prefix(kind("Allocation"), None)).await?;
+    let sites = read_all(state, &registry::kind_prefix(api::kinds::SITE, None)).await?;
+    let nodes = read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await?;
+    let projects = read_all(state, &registry::kind_prefix(api::kinds::PROJECT, None)).await?;
+    let workloads = read_all(state, &registry::kind_prefix(api::kinds::WORKLOAD, None)).await?;
+    let allocations = read_all(state, &registry::kind_prefix(api::kinds::ALLOCATION, None)).await?;
     snap.fleet_key = [
         fingerprint(&sites),
         fingerprint(&nodes),
@@ -763,7 +759,7 @@ async fn commit_node(
             denied,
         });
     }
-    let alloc_kind = kind("Allocation");
+    let alloc_kind = api::kinds::ALLOCATION;
     let ledger = format!("{LEDGER_PREFIX}{node}");
     let mut compares = vec![Compare::ModRevision(ledger.clone(), ledger_rev)];
     let mut ops = Vec::new();
@@ -853,7 +849,7 @@ async fn remove_allocation(
     name: &str,
     rev: Revision,
 ) -> Result<bool, ApiError> {
-    let alloc_kind = kind("Allocation");
+    let alloc_kind = api::kinds::ALLOCATION;
     let key = object_key(alloc_kind, Some(ns), name);
     let audit = Registry::audit_record(&principal(), "delete", alloc_kind, Some(ns), name, None);
     let resp = state
@@ -886,7 +882,7 @@ async fn update_workload_status(
     if status == before && w.status.is_some() {
         return Ok(None);
     }
-    let wl_kind = kind("Workload");
+    let wl_kind = api::kinds::WORKLOAD;
     let ns = w.metadata.namespace.clone().unwrap_or_default();
     let key = object_key(wl_kind, Some(&ns), &w.metadata.name);
     let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;

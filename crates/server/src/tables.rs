@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn workload_rows_follow_the_column_definitions() {
-        let kind = api::lookup_kind("Workload").expect("kind");
+        let kind = api::kinds::WORKLOAD;
         let object = json!({
             "apiVersion": "meridian.dev/v1", "kind": "Workload",
             "metadata": {"name": "w", "namespace": "p", "creationTimestamp": "2026-01-01T00:00:00Z",

@@ -14,7 +14,7 @@ use crate::config::Resolved;
 use crate::exit::UserError;
 
 fn allocation_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Allocation").expect("built-in kind")
+    api::kinds::ALLOCATION
 }
 
 /// The allocation `target` names: `NAME`, `allocation/NAME` or `workload/NAME` (its
@@ -27,7 +27,7 @@ async fn resolve(client: &Client, ns: &str, target: &str) -> Result<String> {
     match info.map(|k| k.kind) {
         Some("Allocation") => Ok(name.to_owned()),
         Some("Workload") => {
-            let workload = api::lookup_kind("Workload").expect("built-in kind");
+            let workload = api::kinds::WORKLOAD;
             // A clear 404 for a workload that does not exist.
             client.get(workload, Some(ns), name).await?;
             let mut mine: Vec<Value> = client

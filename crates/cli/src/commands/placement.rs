@@ -172,7 +172,7 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
 }
 
 fn node_kind() -> &'static api::KindInfo {
-    api::lookup_kind("Node").expect("built-in kind")
+    api::kinds::NODE
 }
 
 /// Sets `spec.unschedulable` (kubectl cordon/uncordon).
@@ -200,8 +200,8 @@ pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     if !args.dry_run {
         cordon(client, node, true).await?;
     }
-    let alloc = api::lookup_kind("Allocation").expect("built-in kind");
-    let wl = api::lookup_kind("Workload").expect("built-in kind");
+    let alloc = api::kinds::ALLOCATION;
+    let wl = api::kinds::WORKLOAD;
     let on_node = client
         .list_all(
             alloc,

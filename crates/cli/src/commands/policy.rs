@@ -78,7 +78,7 @@ async fn install(client: &Client, args: &PolicyInstallArgs) -> Result<()> {
     for name in &args.packs {
         selected.push(policy::pack(name).ok_or_else(|| unknown_pack(name))?);
     }
-    let info = api::lookup_kind("Policy").expect("built-in kind");
+    let info = api::kinds::POLICY;
     for pack in selected {
         for p in &pack.policies {
             let mut p = p.clone();

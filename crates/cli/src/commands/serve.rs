@@ -177,7 +177,7 @@ const RESIDENCY_BREAKER: &str = r#"{
 /// Install the built-in packs, show a residency-breaking workload refused, and summarise
 /// the compliance of the example estate once the audit has seen it.
 async fn demo_policies(client: &client::Client) -> Result<String> {
-    let info = api::lookup_kind("Policy").expect("built-in kind");
+    let info = api::kinds::POLICY;
     let mut installed = 0;
     for pack in policy::packs() {
         for p in &pack.policies {
@@ -191,7 +191,7 @@ async fn demo_policies(client: &client::Client) -> Result<String> {
     let mut out = format!(
         "Policies: {installed} from the built-in packs (sovereignty: deny, ai: warn, baseline: audit).\n"
     );
-    let wl = api::lookup_kind("Workload").expect("built-in kind");
+    let wl = api::kinds::WORKLOAD;
     let breaker: serde_json::Value = serde_json::from_str(RESIDENCY_BREAKER)?;
     out.push_str("  meridian apply of finance/customer-export (personal data, residency [US]):\n");
     match client.create(wl, Some("finance"), &breaker, false).await {
@@ -240,7 +240,7 @@ async fn demo_policies(client: &client::Client) -> Result<String> {
 /// Wait (briefly) for the scheduler to place the example workloads, then describe where
 /// they landed and why any wait.
 async fn wait_for_placements(client: &client::Client) -> String {
-    let wl = api::lookup_kind("Workload").expect("built-in kind");
+    let wl = api::kinds::WORKLOAD;
     let mut workloads = Vec::new();
     for _ in 0..50 {
         workloads = client

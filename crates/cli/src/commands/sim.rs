@@ -20,10 +20,6 @@ use crate::exit::UserError;
 /// Label of simulated nodes.
 pub const SIMULATED_LABEL: &str = "meridian.dev/simulated";
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("built-in kind")
-}
-
 fn node_name(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i:05}")
 }
@@ -113,7 +109,7 @@ pub async fn nodes(client: &Client, args: &SimNodesArgs) -> Result<()> {
 }
 
 async fn ensure_site(client: &Client, args: &SimNodesArgs) -> Result<()> {
-    match client.get(kind("Site"), None, &args.site).await {
+    match client.get(api::kinds::SITE, None, &args.site).await {
         Ok(_) => return Ok(()),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
@@ -125,7 +121,7 @@ async fn ensure_site(client: &Client, args: &SimNodesArgs) -> Result<()> {
                  "operator": {"name": "Simulation", "jurisdiction": args.jurisdiction}},
     });
     client
-        .create(kind("Site"), None, &site, false)
+        .create(api::kinds::SITE, None, &site, false)
         .await
         .with_context(|| format!("creating site {}", args.site))?;
     Ok(())
@@ -143,7 +139,7 @@ async fn register(client: &Client, args: &SimNodesArgs) -> Result<()> {
                          "capacity": {"cpu": args.cpu, "memory": args.memory},
                          "drivers": ["exec", "container"]},
             });
-            async move { client.apply(kind("Node"), None, &node, false).await }
+            async move { client.apply(api::kinds::NODE, None, &node, false).await }
         })
         .buffer_unordered(args.concurrency.max(1))
         .collect::<Vec<_>>()
@@ -205,7 +201,7 @@ async fn run_allocations(
     counters: Arc<Counters>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let alloc = kind("Allocation");
+    let alloc = api::kinds::ALLOCATION;
     loop {
         let mut events = match client.watch(alloc, None, &ListOptions::default()).await {
             Ok(w) => w,
