@@ -234,7 +234,7 @@ impl fmt::Display for Duration {
                 out.push_str(&format!("{n}{unit}"));
             }
         }
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             if seconds > 0 {
                 out.push_str(&format!("{seconds}s"));
             }
