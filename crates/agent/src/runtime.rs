@@ -403,11 +403,11 @@ fn should_restart(a: &Value, code: Option<i32>, restarts: u32) -> Option<Duratio
         .and_then(parse_backoff)
         .unwrap_or(Duration::from_secs(1));
     let factor = 1u32 << restarts.min(6);
-    Some((base * factor).min(Duration::from_secs(300)))
+    Some(base.saturating_mul(factor).min(Duration::from_secs(300)))
 }
 
 fn parse_backoff(s: &str) -> Option<Duration> {
-    api::validate::parse_duration(s.trim())
+    api::duration::parse(s).ok()
 }
 
 impl Runner {

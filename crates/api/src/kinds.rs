@@ -989,7 +989,7 @@ impl HealthCheck {
 }
 
 fn duration_or(s: Option<&str>, default: std::time::Duration) -> std::time::Duration {
-    s.and_then(crate::validate::parse_duration)
+    s.and_then(|s| crate::duration::parse(s).ok())
         .unwrap_or(default)
 }
 

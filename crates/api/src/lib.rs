@@ -9,13 +9,15 @@
 //! - the one safe YAML decoder ([`yaml`]): alias expansion bounded by the input size
 //!   (billion laughs), nesting depth capped, merge keys applied; request bodies by media
 //!   type ([`body`]);
-//! - quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
+//! - durations ([`duration`]: one grammar, `1h30m`, `500ms`, `7d`, for manifests and
+//!   every CLI flag), quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
 //! - strict validation: unknown fields are refused (with a suggestion), names are RFC 1123
 //!   labels, jurisdictions are ISO 3166-1 codes or blocs, and every problem is reported;
 //! - `get` table columns per kind ([`table`]) and OpenAPI schemas ([`openapi_schemas`]);
 //! - the example manifests of `examples/`, compiled in ([`examples::FILES`]).
 
 pub mod body;
+pub mod duration;
 pub mod examples;
 pub mod jurisdiction;
 pub mod kinds;
@@ -29,6 +31,7 @@ pub mod table;
 pub mod validate;
 pub mod yaml;
 
+pub use duration::{Duration, DurationError};
 pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
 pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
 pub use manifest::{Manifest, ManifestError, parse_manifests};

@@ -499,34 +499,6 @@ pub fn parse_windows_build(s: &str) -> Option<Vec<u32>> {
     parts.filter(|p| p.len() == 3 || p.len() == 4)
 }
 
-/// A duration such as `10s`, `500ms`, `1m30s`, `2h`.
-pub fn is_duration(s: &str) -> bool {
-    parse_duration(s).is_some()
-}
-
-/// Parses a duration such as `10s`, `500ms`, `1.5s`, `1m30s`, `2h` (a sum of parts, each
-/// a number and one of the units `ms`, `s`, `m`, `h`).
-pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..digits].parse().ok().filter(|_| digits > 0)?;
-        rest = &rest[digits..];
-        let (unit, seconds) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
-            .into_iter()
-            .find(|(u, _)| rest.starts_with(u))?;
-        rest = &rest[unit.len()..];
-        total += n * seconds;
-    }
-    std::time::Duration::try_from_secs_f64(total).ok()
-}
-
 // ---------------------------------------------------------------------------------------
 // Semantic checks
 
@@ -987,15 +959,12 @@ impl Checker {
         ];
         for (name, value, zero_ok) in durations {
             let Some(v) = value else { continue };
-            match parse_duration(v) {
-                None => self.err(
-                    format!("{field}.{name}"),
-                    format!("{v:?} is not a duration such as 10s, 500ms or 1m30s"),
-                ),
-                Some(d) if d.is_zero() && !zero_ok => {
+            match crate::duration::parse(v) {
+                Err(e) => self.err(format!("{field}.{name}"), e.to_string()),
+                Ok(d) if d.is_zero() && !zero_ok => {
                     self.err(format!("{field}.{name}"), "must be more than 0 (e.g. 10s)");
                 }
-                Some(_) => {}
+                Ok(_) => {}
             }
         }
         if h.failure_threshold == Some(0) {
@@ -1005,8 +974,12 @@ impl Checker {
             );
         }
         if let (Some(i), Some(t)) = (
-            h.interval.as_deref().and_then(parse_duration),
-            h.timeout.as_deref().and_then(parse_duration),
+            h.interval
+                .as_deref()
+                .and_then(|v| crate::duration::parse(v).ok()),
+            h.timeout
+                .as_deref()
+                .and_then(|v| crate::duration::parse(v).ok()),
         ) && t > i
         {
             self.err(
@@ -1127,12 +1100,9 @@ impl Checker {
                 );
             }
             if let Some(b) = &r.backoff
-                && !is_duration(b)
+                && let Err(e) = crate::duration::parse(b)
             {
-                self.err(
-                    "spec.restart.backoff",
-                    format!("{b:?} is not a duration such as 10s, 500ms or 1m30s"),
-                );
+                self.err("spec.restart.backoff", e.to_string());
             }
         }
     }
@@ -1431,28 +1401,12 @@ mod tests {
         assert!(parse_windows_build("10.0.20348.2340").is_some());
         assert!(parse_windows_build("10.0").is_none());
         assert!(parse_windows_build("10.0.x").is_none());
-        assert!(is_duration("1m30s") && is_duration("500ms") && is_duration("2h"));
-        assert!(!is_duration("10") && !is_duration("s") && !is_duration(""));
         assert_eq!(suggest("comand", &["driver", "command"]), Some("command"));
         assert_eq!(
             suggest("gramsPerKwh", &["gramsPerKWh"]),
             Some("gramsPerKWh")
         );
         assert_eq!(suggest("zzzzzz", &["driver", "command"]), None);
-    }
-
-    #[test]
-    fn durations_parse_as_sums_of_parts() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        for bad in ["", "10", "s", "10x", "1m30", "-1s", "1..2s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
     }
 
     fn with_health(health: serde_json::Value) -> Vec<String> {
@@ -1508,7 +1462,7 @@ mod tests {
                 json!({"tcp": {"port": 80}, "interval": "ten", "timeout": "0s", "failureThreshold": 0})
             ),
             vec![
-                r#"spec.task.health.interval: "ten" is not a duration such as 10s, 500ms or 1m30s"#,
+                r#"spec.task.health.interval: "ten" is not a duration: expected a duration such as 30s, 5m, 1h30m or 7d"#,
                 "spec.task.health.timeout: must be more than 0 (e.g. 10s)",
                 "spec.task.health.failureThreshold: must be 1 or more (the failures in a row that restart the task)",
             ]

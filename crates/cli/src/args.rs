@@ -166,11 +166,11 @@ pub struct ServerArgs {
     pub tls_san: Vec<server::tls::SubjectName>,
     /// Time a client has to send a request's headers, and to finish the TLS handshake;
     /// silent and slow connections are closed after it
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub header_read_timeout: std::time::Duration,
     /// Close a keep-alive connection after this long without a request in flight (watches
     /// and log streams in flight are never cut)
-    #[arg(long, default_value = "90s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = api::duration::parse_nonzero)]
     pub idle_timeout: std::time::Duration,
     /// Most client connections open at once [default: the open-file limit less a quarter
     /// (at least 256) kept for the store]. At the cap, the connection idle the longest is
@@ -182,7 +182,7 @@ pub struct ServerArgs {
     #[arg(long, hide = true)]
     pub no_scheduler: bool,
     /// A node whose agent has not heartbeated for this long is Lost and its services move
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub node_lease: std::time::Duration,
     /// Do not fsync commits (fast, loses recent writes on power loss; for throwaway stores)
     #[arg(long, hide = true)]
@@ -190,9 +190,9 @@ pub struct ServerArgs {
     /// Largest request body in bytes
     #[arg(long, default_value_t = 3 * 1024 * 1024, hide = true)]
     pub max_body_bytes: usize,
-    /// Time limit of a request (not of watches), in seconds
-    #[arg(long, default_value_t = 60, hide = true)]
-    pub request_timeout: u64,
+    /// Time limit of a request (not of watches); plain seconds or a duration (60, 2m)
+    #[arg(long, default_value = "60s", value_parser = api::duration::parse_nonzero, hide = true)]
+    pub request_timeout: std::time::Duration,
 }
 
 fn parse_tls_san(value: &str) -> Result<server::tls::SubjectName, String> {
@@ -547,8 +547,8 @@ pub enum JoinTokenCommand {
         /// can move it
         #[arg(long)]
         site: String,
-        /// Lifetime (e.g. 30m, 1h, 24h; at most 7 days)
-        #[arg(long, default_value = "1h", value_parser = crate::bench::parse_duration)]
+        /// Lifetime (e.g. 30m, 1h, 24h, 7d; at most 7 days)
+        #[arg(long, default_value = "1h", value_parser = api::duration::parse_nonzero)]
         ttl: std::time::Duration,
     },
 }
@@ -582,10 +582,10 @@ pub struct SimNodesArgs {
     #[arg(long, default_value = "64Gi")]
     pub memory: String,
     /// Heartbeat interval of each node
-    #[arg(long, default_value = "2s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = api::duration::parse_nonzero)]
     pub heartbeat: std::time::Duration,
     /// Stop after this long (default: until Ctrl-C)
-    #[arg(long, value_parser = crate::bench::parse_duration)]
+    #[arg(long, value_parser = api::duration::parse_nonzero)]
     pub duration: Option<std::time::Duration>,
     /// Concurrent requests
     #[arg(long, default_value_t = 32)]
@@ -619,9 +619,48 @@ pub struct AgentArgs {
     #[arg(long = "taint", value_name = "KEY[=VALUE]:EFFECT")]
     pub taints: Vec<String>,
     /// Heartbeat interval
-    #[arg(long, default_value = "2s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = api::duration::parse_nonzero)]
     pub heartbeat: std::time::Duration,
     /// Grace period between SIGTERM and SIGKILL when stopping a task
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub grace: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("meridian").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_duration_flag_takes_the_api_grammar() {
+        let cli = parse(&["node", "join-token", "create", "--site", "s", "--ttl", "7d"])
+            .expect("--ttl 7d");
+        match cli.command {
+            Command::Node(NodeCommand::JoinToken(JoinTokenCommand::Create { ttl, .. })) => {
+                assert_eq!(ttl, Duration::from_secs(7 * 86_400));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = parse(&["agent", "--server", "https://m:7420", "--grace", "1m30s"])
+            .expect("--grace 1m30s");
+        match cli.command {
+            Command::Agent(a) => {
+                assert_eq!(a.grace, Duration::from_secs(90));
+                assert_eq!(a.heartbeat, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["agent", "--server", "https://m:7420", "--grace", "0s"])
+            .expect_err("a zero grace")
+            .to_string();
+        assert!(e.contains("must be more than 0"), "{e}");
+        let e = parse(&["agent", "--server", "https://m:7420", "--heartbeat", "5y"])
+            .expect_err("an unknown unit")
+            .to_string();
+        assert!(e.contains("expected a duration such as 30s"), "{e}");
+    }
 }

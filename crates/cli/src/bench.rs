@@ -86,7 +86,7 @@ pub struct CreateArgs {
     #[arg(long, conflicts_with = "duration")]
     pub count: Option<u64>,
     /// Create for this long instead of a count (e.g. 20s, 2m, 500ms)
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = api::duration::parse_nonzero)]
     pub duration: Option<Duration>,
     /// Size of each request body in bytes (padded with an annotation)
     #[arg(long, default_value_t = 1024)]
@@ -166,29 +166,6 @@ pub async fn run(global: &Global, cmd: &BenchCommand) -> Result<()> {
 }
 
 // ---- shared pieces ----
-
-/// `20s`, `2m`, `500ms`, `1h`, or plain seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 20s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 fn workload_kind() -> &'static api::KindInfo {
     api::kinds::WORKLOAD
@@ -1659,16 +1636,6 @@ fn placement(args: &PlacementArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -74,28 +74,20 @@ pub async fn token(client: &Client, project: Option<&String>, cmd: &TokenCommand
     Ok(())
 }
 
-/// `30s`, `15m`, `2h`, `7d`, or an RFC 3339 time.
+/// A duration ago in [`api::duration`]'s grammar (`30s`, `15m`, `2h`, `1h30m`, `7d`), or an
+/// RFC 3339 time.
 pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
     let bad = || {
         UserError::fail(format!(
-            "--since {s:?} is not a duration (30s, 15m, 2h, 7d) or an RFC 3339 time (2026-11-22T10:00:00Z)"
+            "--since {s:?} is not a duration (30s, 5m, 1h30m, 7d) or an RFC 3339 time (2026-11-22T10:00:00Z)"
         ))
     };
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    now.checked_sub(jiff::SignedDuration::from_secs(secs))
-        .map_err(|_| bad())
+    let ago = api::duration::parse(s).map_err(|_| bad())?;
+    let ago = jiff::SignedDuration::try_from(ago).map_err(|_| bad())?;
+    now.checked_sub(ago).map_err(|_| bad())
 }
 
 pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
@@ -305,7 +297,12 @@ mod tests {
                 .to_string(),
             "2026-11-01T00:00:00Z"
         );
+        assert_eq!(
+            parse_since("1h30m", now).expect("1h30m").to_string(),
+            "2026-11-22T10:30:00Z"
+        );
         assert!(parse_since("soon", now).is_err());
+        assert!(parse_since("99999999999d", now).is_err());
         assert!(parse_since("5y", now).is_err());
     }
 }

@@ -2,7 +2,6 @@
 //! write (stderr on a full disk) instead of panicking like `eprintln!`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -26,7 +25,7 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
         fsync: !args.no_fsync,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
-            request_timeout: Duration::from_secs(args.request_timeout),
+            request_timeout: args.request_timeout,
             ..Limits::default()
         },
         scheduler: (!args.no_scheduler).then(server::scheduler::SchedulerOptions::default),
