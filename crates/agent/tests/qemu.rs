@@ -60,7 +60,7 @@ struct KillOnPanic(u32);
 impl Drop for KillOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            agent::driver::exec::signal_group(self.0, agent::driver::exec::Signal::SIGKILL);
+            agent::driver::exec::signal_group(self.0, agent::driver::exec::Signal::Kill);
         }
     }
 }

@@ -14,9 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use nix::sys::signal::Signal;
-use nix::sys::signal::killpg;
-use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use api::kinds::{Driver as DriverKind, Task};
@@ -58,6 +55,7 @@ impl Driver for ExecDriver {
             cmd.current_dir(wd);
         }
         let child = spawn_captured(cmd, &program, &slot.dir, slot.log_limit)?;
+        #[cfg_attr(windows, allow(unused_mut))]
         let mut handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
         #[cfg(not(windows))]
         let limits = {
@@ -241,14 +239,69 @@ pub(crate) async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, lim
     let _ = file.flush().await;
 }
 
+/// How a task's processes are asked to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The gentle way (SIGTERM; on Windows `taskkill /T`, a close request).
+    Terminate,
+    /// For good (SIGKILL; on Windows `taskkill /T /F`).
+    Kill,
+}
+
 /// Sends `signal` to the process group `pgid` (the task and everything it started).
 pub fn signal_group(pgid: u32, signal: Signal) -> bool {
-    i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), signal).is_ok())
+    group::signal(pgid, signal)
 }
 
 /// Whether any process of group `pgid` is alive.
 pub fn group_alive(pgid: u32) -> bool {
-    i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), None).is_ok())
+    group::alive(pgid)
+}
+
+/// Process groups on Unix: `killpg` (nix is a Unix-only dependency).
+#[cfg(unix)]
+mod group {
+    use nix::sys::signal::{Signal as Unix, killpg};
+    use nix::unistd::Pid;
+
+    pub fn signal(pgid: u32, signal: super::Signal) -> bool {
+        let signal = match signal {
+            super::Signal::Terminate => Unix::SIGTERM,
+            super::Signal::Kill => Unix::SIGKILL,
+        };
+        i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), signal).is_ok())
+    }
+
+    pub fn alive(pgid: u32) -> bool {
+        i32::try_from(pgid).is_ok_and(|p| killpg(Pid::from_raw(p), None).is_ok())
+    }
+}
+
+/// The task's process tree on Windows, through the system's own tools (no unsafe code):
+/// `taskkill /T` ends the tree, `tasklist` says whether the leader still runs.
+#[cfg(windows)]
+mod group {
+    use std::process::{Command, Stdio};
+
+    pub fn signal(pid: u32, signal: super::Signal) -> bool {
+        let mut command = Command::new("taskkill");
+        command.args(["/PID", &pid.to_string(), "/T"]);
+        if signal == super::Signal::Kill {
+            command.arg("/F");
+        }
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn alive(pid: u32) -> bool {
+        Command::new("tasklist")
+            .args(["/FI", &format!("PID eq {pid}"), "/NH", "/FO", "CSV"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("\"{pid}\"")))
+    }
 }
 
 /// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL; says which ended it.
@@ -262,13 +315,13 @@ pub async fn stop_group(
     grace: Duration,
     leader: Option<&mut tokio::process::Child>,
 ) -> Stopped {
-    if !signal_group(pgid, Signal::SIGTERM) {
+    if !signal_group(pgid, Signal::Terminate) {
         return Stopped::AlreadyExited;
     }
     if wait_group_exit(pgid, grace, leader).await {
         return Stopped::Terminated;
     }
-    signal_group(pgid, Signal::SIGKILL);
+    signal_group(pgid, Signal::Kill);
     Stopped::Killed
 }
 

@@ -26,7 +26,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 use api::kinds::{Arch, DiskFormat, Driver as DriverKind, Task};
 
@@ -328,7 +327,7 @@ pub async fn stop_vm(handle: &mut Handle, grace: Duration) -> Stopped {
     if wait_group_exit(pid, QUIT_WAIT, handle.child.as_mut()).await {
         return Stopped::Quit;
     }
-    exec::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    exec::signal_group(pid, exec::Signal::Kill);
     if let Some(c) = handle.child.as_mut() {
         let _ = c.wait().await;
     }
@@ -357,24 +356,56 @@ pub enum QmpError {
 }
 
 /// A QMP connection past the capabilities handshake.
-#[derive(Debug)]
 pub struct Qmp {
-    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    writer: tokio::net::unix::OwnedWriteHalf,
+    lines: tokio::io::Lines<BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>>,
+    writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for Qmp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qmp")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The QMP socket: a Unix socket in the allocation's directory.
+#[cfg(unix)]
+async fn connect_socket(
+    path: &Path,
+) -> std::io::Result<(
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+)> {
+    let (read, write) = tokio::net::UnixStream::connect(path).await?.into_split();
+    Ok((Box::new(read), Box::new(write)))
+}
+
+/// Windows has no QMP over a Unix socket here: the stop falls back to ending the process.
+#[cfg(not(unix))]
+async fn connect_socket(
+    _path: &Path,
+) -> std::io::Result<(
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+)> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "QMP over a Unix socket is not available on this platform",
+    ))
 }
 
 impl Qmp {
     /// Connects, reads the greeting and sends `qmp_capabilities`.
     pub async fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
-        let stream = tokio::time::timeout(timeout, UnixStream::connect(path))
+        let (read, writer) = tokio::time::timeout(timeout, connect_socket(path))
             .await
             .map_err(|_| QmpError::Timeout(timeout))?
             .map_err(|source| QmpError::Connect {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let (read, writer) = stream.into_split();
         let mut qmp = Qmp {
             lines: BufReader::new(read).lines(),
             writer,
