@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::meta::ObjectMeta;
+use crate::rollout::{UpdateStrategy, WorkloadRevision};
 use crate::quantity::{Cpu, Memory};
 use crate::selector::MatchExpression;
 use crate::validate::FieldErrors;
@@ -345,6 +346,8 @@ macro_rules! string_enum {
     };
 }
 
+pub(crate) use string_enum;
+
 string_enum! {
     /// Operating system family.
     OsFamily { Linux = "linux", Windows = "windows" }
@@ -401,6 +404,9 @@ pub struct Condition {
     /// RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+    /// RFC 3339: when the condition was last refreshed (a rollout's last progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<String>,
 }
 
 /// Totals of cpu, memory and GPUs (site capacity, node allocations, project usage).
@@ -866,6 +872,26 @@ pub struct WorkloadSpec {
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
+    /// How a change to what runs is rolled out (services and VMs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateStrategy>,
+    /// A paused workload keeps its instances as they are: no rollout step is taken
+    /// until it is resumed (missing instances are still placed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Revisions kept in `status.history` for `rollout undo` (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<u32>,
+    /// RFC 3339; changing it rolls every instance out again (`meridian rollout restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}
+
+impl WorkloadSpec {
+    /// The update strategy, defaults filled in.
+    pub fn update_strategy(&self) -> UpdateStrategy {
+        self.update.clone().unwrap_or_default()
+    }
 }
 
 impl Spec for WorkloadSpec {
@@ -1150,11 +1176,40 @@ pub struct WorkloadStatus {
     pub succeeded_replicas: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_replicas: u32,
+    /// Instances that exist (placed, not finished), of any revision.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replicas: u32,
+    /// Instances of the newest revision (`updateRevision`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub updated_replicas: u32,
+    /// Running, and healthy when there is a health check.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ready_replicas: u32,
+    /// Ready for at least `update.minReadySeconds`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub available_replicas: u32,
+    /// The revision every instance ran when the last rollout completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<u32>,
+    /// The revision of the spec as it is now (the rollout's target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<u32>,
+    /// `Available`, `Progressing` (services, VMs); `Complete`, `Failed` (jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Why replicas are not placed, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Recent revisions, oldest first, bounded by `spec.revisionHistoryLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<WorkloadRevision>,
+}
+
+impl WorkloadStatus {
+    /// The condition of this type, if any.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1177,6 +1232,9 @@ string_enum! {
         #[default]
         Pending = "pending",
         Running = "running",
+        /// The task exited and waits out its back-off before the next start (a crash
+        /// loop shows here, not as `running`).
+        Restarting = "restarting",
         Succeeded = "succeeded",
         Failed = "failed",
         /// The node was lost; the scheduler replaces the allocation.
@@ -1209,6 +1267,12 @@ pub struct AllocationSpec {
     /// The workload's `metadata.generation` this allocation was placed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_generation: Option<i64>,
+    /// The workload revision this allocation runs (`status.history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    /// Hash of the workload template it runs; what a rollout compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
     /// The workload's type, copied so the agent knows how to treat an exit.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<WorkloadType>,

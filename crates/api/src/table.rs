@@ -36,16 +36,26 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &[
                 "NAME",
                 "TYPE",
-                "REPLICAS",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
                 "DRIVER",
                 "RESIDENCY",
                 "PRIORITY",
             ],
-            &["OS", "CPU", "MEMORY", "GPU", "COMPLIANCE"],
+            &[
+                "PLACED",
+                "REVISION",
+                "OS",
+                "CPU",
+                "MEMORY",
+                "GPU",
+                "COMPLIANCE",
+            ],
         ),
         "Allocation" => (
             &["NAME", "WORKLOAD", "NODE", "DESIRED", "PHASE"],
-            &["SITE", "RESTARTS", "CPU", "MEMORY"],
+            &["SITE", "RESTARTS", "REVISION", "CPU", "MEMORY"],
         ),
         "Policy" => (
             &["NAME", "ENFORCEMENT", "TARGETS"],
@@ -175,7 +185,7 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
         }
         AnyObject::Workload(o) => {
             let s = &o.spec;
-            let placed = o.status.as_ref().map_or(0, |st| st.placed_replicas);
+            let st = o.status.clone().unwrap_or_default();
             let residency = s
                 .data
                 .as_ref()
@@ -194,12 +204,16 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 vec![
                     name,
                     s.type_.to_string(),
-                    format!("{placed}/{}", s.replicas),
+                    format!("{}/{}", st.ready_replicas, s.replicas),
+                    st.updated_replicas.to_string(),
+                    st.available_replicas.to_string(),
                     s.task.driver.to_string(),
                     join(&residency),
                     s.priority.to_string(),
                 ],
                 vec![
+                    format!("{}/{}", st.placed_replicas, s.replicas),
+                    or_none(st.update_revision.map(|r| r.to_string()).as_deref()),
                     or_none(os.as_deref()),
                     r.cpu.to_string(),
                     r.memory.to_string(),
@@ -222,6 +236,7 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 vec![
                     or_none(s.site.as_deref()),
                     st.restarts.to_string(),
+                    or_none(s.revision.map(|r| r.to_string()).as_deref()),
                     s.resources.cpu.to_string(),
                     s.resources.memory.to_string(),
                 ],
@@ -315,8 +330,8 @@ mod tests {
         let m = parse_manifests("w.yaml", text).unwrap();
         assert_eq!(
             row(&m[0].object, false),
-            ["w", "job", "0/3", "exec", "EU,CH", "10"]
+            ["w", "job", "0/3", "0", "0", "exec", "EU,CH", "10"]
         );
-        assert_eq!(columns(m[0].object.kind_info(), false)[2], "REPLICAS");
+        assert_eq!(columns(m[0].object.kind_info(), false)[2], "READY");
     }
 }

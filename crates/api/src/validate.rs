@@ -412,6 +412,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 const LABEL_RULE: &str = "at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit (an RFC 1123 label)";
 const SUBDOMAIN_RULE: &str = "at most 253 lowercase letters, digits, '-' and '.', each '.'-separated part starting and ending with a letter or digit (an RFC 1123 subdomain)";
+/// Upper bound of `spec.revisionHistoryLimit`.
+const MAX_REVISION_HISTORY: u32 = 100;
+/// Upper bound of `spec.update.minReadySeconds`.
+const MAX_MIN_READY_SECONDS: u32 = 86_400;
 
 /// An RFC 1123 label: `payroll-api`.
 pub fn check_dns_label(s: &str) -> Result<(), String> {
@@ -1104,6 +1108,70 @@ impl Checker {
             {
                 self.err("spec.restart.backoff", e.to_string());
             }
+        }
+        if let Some(u) = &w.update {
+            self.update(w, u);
+        }
+        if let Some(limit) = w.revision_history_limit
+            && limit > MAX_REVISION_HISTORY
+        {
+            self.err(
+                "spec.revisionHistoryLimit",
+                format!("{limit} is more than {MAX_REVISION_HISTORY}"),
+            );
+        }
+        if let Some(t) = &w.restarted_at {
+            self.non_empty("spec.restartedAt", t);
+        }
+    }
+
+    fn update(&mut self, w: &WorkloadSpec, u: &crate::rollout::UpdateStrategy) {
+        use crate::rollout::{IntOrPercent, UpdateStrategyType};
+        if w.type_ == WorkloadType::Job {
+            self.err(
+                "spec.update",
+                "jobs are not rolled out (each instance runs to completion); remove update, or make it a service",
+            );
+            return;
+        }
+        for (field, value) in [
+            ("spec.update.maxSurge", u.max_surge),
+            ("spec.update.maxUnavailable", u.max_unavailable),
+        ] {
+            if let Some(IntOrPercent::Percent(p)) = value
+                && p > 100
+            {
+                self.err(field, format!("\"{p}%\" exceeds 100%"));
+            }
+        }
+        let strategy = u.strategy_for(w.type_);
+        if strategy == UpdateStrategyType::Recreate {
+            if u.max_surge.is_some() || u.max_unavailable.is_some() {
+                self.err(
+                    "spec.update.strategy",
+                    "recreate stops every old instance first, so maxSurge and maxUnavailable do not apply; remove them or use strategy: rolling",
+                );
+            }
+        }
+        if let Some(d) = &u.progress_deadline {
+            match crate::duration::parse_nonzero(d) {
+                Err(e) => self.err("spec.update.progressDeadline", e.to_string()),
+                Ok(d) if d.as_secs() <= u64::from(u.min_ready_seconds) => self.err(
+                    "spec.update.progressDeadline",
+                    format!(
+                        "{} must be longer than minReadySeconds ({}s), or no rollout could progress in time",
+                        crate::duration::Duration(d),
+                        u.min_ready_seconds
+                    ),
+                ),
+                Ok(_) => {}
+            }
+        }
+        if u.min_ready_seconds > MAX_MIN_READY_SECONDS {
+            self.err(
+                "spec.update.minReadySeconds",
+                format!("{} is more than {MAX_MIN_READY_SECONDS} (a day)", u.min_ready_seconds),
+            );
         }
     }
 

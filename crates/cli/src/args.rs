@@ -85,6 +85,14 @@ pub enum Command {
     /// Why a workload's instances are placed where they are, or why not
     #[command(after_help = "Example:\n  meridian explain workload llm-finetune -n research")]
     Explain(ExplainArgs),
+    /// See and steer rollouts: status, history, undo, pause, resume, restart
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Set a workload's replicas
+    #[command(
+        after_help = "Examples:\n  meridian scale workload/web --replicas 5\n  meridian scale web --replicas 0 --current-replicas 3 -n finance"
+    )]
+    Scale(ScaleArgs),
     /// Mark a node unschedulable: nothing new is placed on it
     #[command(after_help = "Example:\n  meridian cordon fra-rhel-01")]
     Cordon(NodeArgs),
@@ -663,4 +671,80 @@ mod tests {
             .to_string();
         assert!(e.contains("expected a duration such as 30s"), "{e}");
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait until a workload's rollout is done (exit 1 if it stops)
+    #[command(
+        after_help = "Examples:\n  meridian rollout status workload/web\n  meridian rollout status web --timeout 5m -n finance"
+    )]
+    Status(RolloutStatusArgs),
+    /// List a workload's revisions, or show one
+    #[command(
+        after_help = "Examples:\n  meridian rollout history web\n  meridian rollout history web --revision 2"
+    )]
+    History(RolloutHistoryArgs),
+    /// Return a workload to an earlier revision (the previous one by default)
+    #[command(
+        after_help = "Examples:\n  meridian rollout undo web\n  meridian rollout undo web --to-revision 1"
+    )]
+    Undo(RolloutUndoArgs),
+    /// Stop a rollout where it is (instances stay as they are)
+    #[command(after_help = "Example:\n  meridian rollout pause web")]
+    Pause(RolloutTarget),
+    /// Go on with a paused rollout
+    #[command(after_help = "Example:\n  meridian rollout resume web")]
+    Resume(RolloutTarget),
+    /// Replace every instance, a few at a time, with the same spec
+    #[command(after_help = "Example:\n  meridian rollout restart web")]
+    Restart(RolloutTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTarget {
+    /// NAME or workload/NAME
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutStatusArgs {
+    /// NAME or workload/NAME
+    pub target: String,
+    /// Keep watching until the rollout is done (`--watch=false` prints once)
+    #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub watch: bool,
+    /// Give up after this long (e.g. 5m; 0 waits forever)
+    #[arg(long, value_name = "DURATION", value_parser = api::duration::parse)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutHistoryArgs {
+    /// NAME or workload/NAME
+    pub target: String,
+    /// Show this revision's template
+    #[arg(long)]
+    pub revision: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutUndoArgs {
+    /// NAME or workload/NAME
+    pub target: String,
+    /// The revision to return to (0 or absent: the previous one)
+    #[arg(long)]
+    pub to_revision: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// NAME or workload/NAME
+    pub target: String,
+    /// The new number of instances
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=1_000_000))]
+    pub replicas: i32,
+    /// Only scale if the workload has this many replicas now
+    #[arg(long)]
+    pub current_replicas: Option<i32>,
 }

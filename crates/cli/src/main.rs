@@ -99,6 +99,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(a) => commands::logs::logs(&client, &conn, a).await,
         Command::Explain(a) => commands::placement::explain(&client, &conn, a).await,
         Command::Plan(a) => commands::placement::plan(&client, &conn, a).await,
+        Command::Rollout(r) => commands::rollout::rollout(&client, &conn, r).await,
+        Command::Scale(a) => commands::rollout::scale(&client, &conn, a).await,
         Command::Cordon(a) => commands::placement::cordon(&client, &a.node, true).await,
         Command::Uncordon(a) => commands::placement::cordon(&client, &a.node, false).await,
         Command::Drain(a) => commands::placement::drain(&client, a).await,

@@ -221,7 +221,9 @@ fn kubectl_apply_get_edit_and_delete() {
         [
             "NAME",
             "TYPE",
-            "REPLICAS",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
             "DRIVER",
             "RESIDENCY",
             "PRIORITY",

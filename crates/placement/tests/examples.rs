@@ -269,6 +269,8 @@ fn a_second_finetune_explains_that_ch_would_fit() {
         resources: Default::default(),
         task: None,
         workload_generation: None,
+        revision: None,
+        template_hash: None,
         type_: None,
         restart: None,
         explanation: Some(d.explanation_value()),

@@ -567,6 +567,8 @@ fn existing_allocations_count_and_finished_ones_do_not() {
                 resources: serde_json::from_value(json!({"cpu": 2, "memory": "1Gi"})).unwrap(),
                 task: None,
                 workload_generation: None,
+                revision: None,
+                template_hash: None,
                 type_: None,
                 restart: None,
                 explanation: None,

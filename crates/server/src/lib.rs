@@ -35,6 +35,7 @@ pub mod placement_api;
 pub mod policies;
 pub mod policy_api;
 pub mod registry;
+pub mod rollout;
 pub mod scheduler;
 pub mod tables;
 pub mod tls;

@@ -38,6 +38,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
+use crate::rollout;
 
 /// Prefix of the per-node ledger keys.
 pub const LEDGER_PREFIX: &str = "/meridian/scheduler/nodes/";
@@ -93,6 +94,8 @@ pub struct PassReport {
     pub denied: usize,
     /// Allocations released from lost or deleted nodes, to be placed again.
     pub rescheduled: usize,
+    /// Nodes and projects whose `status.allocated`/`status.used` changed and was written.
+    pub usage_written: usize,
 }
 
 /// Whether an instance of `w` that was on a lost node is placed again: services and VMs
@@ -233,7 +236,7 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
         };
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            () = tokio::time::sleep(options.resync) => {}
+            () = tokio::time::sleep(memory.recheck_in.map_or(options.resync, |r| r.min(options.resync))) => {}
             alive = woke => {
                 if !alive {
                     wake = state.store().watch("/registry/", 0).await.ok();
@@ -256,6 +259,8 @@ struct Snapshot {
     sites: Vec<Site>,
     nodes: Vec<Node>,
     projects: BTreeMap<String, Project>,
+    /// Store revisions of nodes and projects, by name (their usage is written back).
+    revisions: HashMap<(&'static str, String), Revision>,
     workloads: Vec<(Arc<Workload>, Revision)>,
     /// By (project, name), with their revision.
     allocations: BTreeMap<(String, String), (Arc<Allocation>, Revision)>,
@@ -285,6 +290,9 @@ pub struct Memory {
     waiting: HashMap<(String, String), Waiting>,
     workloads: Decoded<Workload>,
     allocations: Decoded<Allocation>,
+    /// When the last pass's plans change by themselves (an instance becomes available
+    /// after `minReadySeconds`, a rollout's deadline passes).
+    recheck_in: Option<Duration>,
 }
 
 /// Stored objects decoded once per revision, by key (shared, not copied, with the pass).
@@ -374,6 +382,7 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
         sites: Vec::new(),
         nodes: Vec::new(),
         projects: BTreeMap::new(),
+        revisions: HashMap::new(),
         workloads: Vec::new(),
         allocations: BTreeMap::new(),
         fleet_key: FleetKey::default(),
@@ -394,10 +403,15 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
             snap.sites.push(typed(&kv)?);
         }
         for kv in nodes {
-            snap.nodes.push(typed(&kv)?);
+            let n: Node = typed(&kv)?;
+            snap.revisions
+                .insert((api::kinds::NODE.kind, n.metadata.name.clone()), kv.mod_revision);
+            snap.nodes.push(n);
         }
         for kv in projects {
             let p: Project = typed(&kv)?;
+            snap.revisions
+                .insert((api::kinds::PROJECT.kind, p.metadata.name.clone()), kv.mod_revision);
             snap.projects.insert(p.metadata.name.clone(), p);
         }
         snap.workloads = memory.workloads.decode(workloads)?;
@@ -408,11 +422,6 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
         }
         Ok(snap)
     })
-}
-
-/// Name of the Allocation of one instance.
-pub fn allocation_name(workload: &str, replica: u32) -> String {
-    format!("{workload}-{replica}")
 }
 
 /// One scheduling pass.
@@ -431,32 +440,33 @@ pub async fn pass_with(
         rescheduled: release_lost(state, &mut snap).await?,
         ..PassReport::default()
     };
-    // Allocations whose workload is gone or whose replica is beyond the count are removed.
-    let by_workload: HashMap<(String, String), &Workload> = snap
-        .workloads
-        .iter()
-        .map(|(w, _)| {
-            (
-                (
-                    w.metadata.namespace.clone().unwrap_or_default(),
-                    w.metadata.name.clone(),
-                ),
-                &**w,
-            )
-        })
-        .collect();
-    for ((ns, name), (a, rev)) in &snap.allocations {
-        let keep = by_workload
-            .get(&(ns.clone(), a.spec.workload.clone()))
-            .is_some_and(|w| i64::from(a.spec.replica) < i64::from(w.spec.replicas));
-        if !keep && remove_allocation(state, ns, name, *rev).await? {
+    // Rollouts: per workload, which instances stop and which start (`rollout.rs`).
+    // Allocations whose workload is gone are removed.
+    let now = jiff::Timestamp::now();
+    let mut plans = plan_rollouts(&snap, now);
+    for ((ns, name), (_, rev)) in &plans.orphans {
+        if remove_allocation(state, ns, name, *rev).await? {
             report.removed += 1;
         }
     }
+    for (key, plan) in &plans.by_workload {
+        for (name, rev, why) in &plan.remove {
+            if remove_allocation(state, &key.0, name, *rev).await? {
+                tracing::debug!(allocation = %name, project = %key.0, ?why, "allocation stopped");
+                report.removed += 1;
+            }
+        }
+    }
+    report.usage_written = write_usage(state, &snap, options).await?;
+    memory.recheck_in = plans
+        .by_workload
+        .values()
+        .filter_map(|p| p.recheck_in)
+        .min();
 
-    // Pending instances: replicas without an Allocation, and where they go. A workload
-    // that did not fit last time is skipped while neither it nor the fleet changed (this
-    // pass released or removed nothing, which would change the fleet too).
+    // Pending instances: what the plans start, and where they go. A workload that did
+    // not fit last time is skipped while neither it nor the fleet changed (this pass
+    // released or removed nothing, which would change the fleet too).
     let fleet_settled = report.rescheduled == 0 && report.removed == 0;
     let (decisions, pending_of, skipped) = compute(|| {
         let mut batch = Batch::new();
@@ -465,17 +475,11 @@ pub async fn pass_with(
         let mut skipped: HashSet<(String, String)> = HashSet::new();
         for (w, rev) in &snap.workloads {
             let ns = w.metadata.namespace.clone().unwrap_or_default();
-            let missing: Vec<u32> = (0..w.spec.replicas.max(0) as u32)
-                .filter(|r| {
-                    !snap
-                        .allocations
-                        .contains_key(&(ns.clone(), allocation_name(&w.metadata.name, *r)))
-                })
-                .collect();
-            if missing.is_empty() {
-                continue;
-            }
             let key = (ns.clone(), w.metadata.name.clone());
+            let missing = match plans.by_workload.get(&key) {
+                Some(p) if !p.place.is_empty() => p.place.clone(),
+                _ => continue,
+            };
             pending_of.insert(key.clone(), missing.len());
             if fleet_settled
                 && let Some(still) = memory.unchanged(&key, *rev, &snap.fleet_key)
@@ -526,16 +530,19 @@ pub async fn pass_with(
         }
     }
     let workload_of = |d: &Decision| {
-        by_workload
-            .get(&(d.workload.namespace.clone(), d.workload.name.clone()))
-            .copied()
+        let key = (d.workload.namespace.clone(), d.workload.name.clone());
+        let w = plans.workloads.get(&key).copied()?;
+        let target = plans.by_workload.get(&key)?.target.as_ref()?;
+        Some((w, target))
     };
     let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
     for (node, ds) in per_node {
         let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
         let mut items = Vec::new();
         for d in ds {
-            let Some(w) = workload_of(d) else { continue };
+            let Some((w, target)) = workload_of(d) else {
+                continue;
+            };
             let mut victims = Vec::new();
             for v in d
                 .placement()
@@ -543,7 +550,7 @@ pub async fn pass_with(
                 .unwrap_or_default()
             {
                 let name = v.allocation.name.clone().unwrap_or_else(|| {
-                    allocation_name(&v.allocation.workload, v.allocation.replica)
+                    rollout::allocation_name(&v.allocation.workload, v.allocation.replica, 1)
                 });
                 if let Some((_, rev)) = snap
                     .allocations
@@ -558,7 +565,11 @@ pub async fn pass_with(
             } else {
                 Some(serde_json::to_value(w).map_err(ApiError::internal)?)
             };
-            items.push((allocation_object(w, d), victims, for_admission));
+            items.push(NewAllocation {
+                object: allocation_object(w, d, target),
+                victims,
+                workload: for_admission,
+            });
         }
         jobs.push((node, ledger_rev, items));
     }
@@ -592,8 +603,8 @@ pub async fn pass_with(
         }
     }
 
-    // Workload status: desired, placed, and why the rest waits. Written concurrently, so
-    // the store group-commits them instead of one fsync each.
+    // Workload status: the rollout's counts and conditions, and why the rest waits.
+    // Written concurrently, so the store group-commits them instead of one fsync each.
     // The workloads none of whose pending instances fitted wait for a change.
     let mut updates = Vec::with_capacity(snap.workloads.len());
     let mut still_waiting = HashMap::new();
@@ -608,10 +619,10 @@ pub async fn pass_with(
             }
             continue;
         }
-        let desired = u32::try_from(w.spec.replicas.max(0)).unwrap_or(0);
+        let Some(plan) = plans.by_workload.remove(&key) else {
+            continue;
+        };
         let pending = pending_of.get(&key).copied().unwrap_or(0);
-        let missing = u32::try_from(pending).unwrap_or(0);
-        let placed = (desired - missing.min(desired)) + committed.get(&key).copied().unwrap_or(0);
         let message = refused.get(&key).cloned().or_else(|| {
             unplaceable
                 .get(&key)
@@ -627,9 +638,26 @@ pub async fn pass_with(
             };
             still_waiting.insert(key.clone(), entry);
         }
+        let mut status = plan.status;
+        let desired = status.desired_replicas;
+        status.placed_replicas = status
+            .placed_replicas
+            .saturating_add(committed.get(&key).copied().unwrap_or(0))
+            .min(desired);
+        status.message = message;
+        for (warning, reason, message) in &plan.events {
+            if *warning {
+                tracing::warn!(workload = %key.1, project = %key.0, reason, "{message}");
+            } else {
+                tracing::info!(workload = %key.1, project = %key.0, reason, "{message}");
+            }
+        }
+        let revert = plan.revert_to;
         updates.push(async move {
-            let written =
-                update_workload_status(state, w, *rev, desired, placed.min(desired), message).await;
+            let written = match revert {
+                Some(to) => revert_workload(state, w, *rev, status, &to).await,
+                None => update_workload_status(state, w, *rev, status).await,
+            };
             (key, written)
         });
     }
@@ -658,8 +686,152 @@ pub async fn pass_with(
     }
 }
 
+/// What the allocations that have not finished hold.
+fn add_usage(totals: &mut api::kinds::ResourceTotals, a: &Allocation) {
+    let r = &a.spec.resources;
+    totals.cpu = totals.cpu.saturating_add(r.cpu);
+    totals.memory = totals.memory.saturating_add(r.memory);
+    totals.gpus = totals
+        .gpus
+        .saturating_add(r.gpu.as_ref().map_or(0, |g| g.count));
+}
+
+/// Writes `Node.status.allocated` and `Project.status.used` where they changed, from the
+/// allocations of the snapshot that have not finished. Returns how many it wrote; a write
+/// that lost a race (a heartbeat) is retried by the next pass.
+async fn write_usage(
+    state: &AppState,
+    snap: &Snapshot,
+    options: &SchedulerOptions,
+) -> Result<usize, ApiError> {
+    use api::kinds::{AllocationPhase, ResourceTotals};
+    let mut per_node: HashMap<&str, ResourceTotals> = HashMap::new();
+    let mut per_project: HashMap<&str, ResourceTotals> = HashMap::new();
+    for ((ns, _), (a, _)) in &snap.allocations {
+        let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        if matches!(
+            phase,
+            AllocationPhase::Succeeded | AllocationPhase::Failed | AllocationPhase::Lost
+        ) {
+            continue;
+        }
+        add_usage(per_node.entry(a.spec.node.as_str()).or_default(), a);
+        add_usage(per_project.entry(ns.as_str()).or_default(), a);
+    }
+    let mut writes: Vec<(&'static api::KindInfo, String, Revision, Value)> = Vec::new();
+    for n in &snap.nodes {
+        let want = per_node.remove(n.metadata.name.as_str()).unwrap_or_default();
+        let have = n.status.as_ref().and_then(|s| s.allocated.clone());
+        if have.as_ref() == Some(&want) || (have.is_none() && want == ResourceTotals::default()) {
+            continue;
+        }
+        let mut node = n.clone();
+        node.status.get_or_insert_with(Default::default).allocated = Some(want);
+        let key = (api::kinds::NODE.kind, n.metadata.name.clone());
+        if let Some(rev) = snap.revisions.get(&key) {
+            writes.push((
+                api::kinds::NODE,
+                n.metadata.name.clone(),
+                *rev,
+                serde_json::to_value(&node).map_err(ApiError::internal)?,
+            ));
+        }
+    }
+    for (name, p) in &snap.projects {
+        let want = per_project.remove(name.as_str()).unwrap_or_default();
+        let have = p.status.as_ref().and_then(|s| s.used.clone());
+        if have.as_ref() == Some(&want) || (have.is_none() && want == ResourceTotals::default()) {
+            continue;
+        }
+        let mut project = p.clone();
+        project.status.get_or_insert_with(Default::default).used = Some(want);
+        let key = (api::kinds::PROJECT.kind, name.clone());
+        if let Some(rev) = snap.revisions.get(&key) {
+            writes.push((
+                api::kinds::PROJECT,
+                name.clone(),
+                *rev,
+                serde_json::to_value(&project).map_err(ApiError::internal)?,
+            ));
+        }
+    }
+    let mut commits = Vec::with_capacity(writes.len());
+    for (kind, name, rev, object) in writes {
+        let key = object_key(kind, None, &name);
+        let bytes = encode(&object);
+        let audit =
+            Registry::audit_record(&principal(), "update-status", kind, None, &name, Some(&bytes));
+        commits.push(state.registry.commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), rev)],
+            vec![Op::put(key, bytes)],
+            audit,
+        )));
+    }
+    let results = futures::stream::iter(commits)
+        .buffer_unordered(options.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    let mut written = 0;
+    for r in results {
+        if r?.succeeded {
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// The rollout plans of a pass.
+struct Plans<'a> {
+    workloads: HashMap<(String, String), &'a Workload>,
+    by_workload: HashMap<(String, String), rollout::Plan>,
+    /// Allocations whose workload is gone.
+    orphans: Vec<((String, String), (Arc<Allocation>, Revision))>,
+}
+
+/// Plans every workload's instances (`rollout::plan`) from the snapshot.
+fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
+    let workloads: HashMap<(String, String), &Workload> = snap
+        .workloads
+        .iter()
+        .map(|(w, _)| {
+            (
+                (
+                    w.metadata.namespace.clone().unwrap_or_default(),
+                    w.metadata.name.clone(),
+                ),
+                &**w,
+            )
+        })
+        .collect();
+    let mut instances: HashMap<(String, String), Vec<rollout::Instance<'_>>> = HashMap::new();
+    let mut orphans = Vec::new();
+    for ((ns, name), (a, rev)) in &snap.allocations {
+        let key = (ns.clone(), a.spec.workload.clone());
+        if workloads.contains_key(&key) {
+            instances.entry(key).or_default().push(rollout::Instance {
+                allocation: a,
+                store_revision: *rev,
+            });
+        } else {
+            orphans.push(((ns.clone(), name.clone()), (a.clone(), *rev)));
+        }
+    }
+    let by_workload = workloads
+        .iter()
+        .map(|(key, w)| {
+            let mine = instances.get(key).map(Vec::as_slice).unwrap_or_default();
+            (key.clone(), rollout::plan(w, mine, now))
+        })
+        .collect();
+    Plans {
+        workloads,
+        by_workload,
+        orphans,
+    }
+}
+
 /// The Allocation for a placed decision.
-fn allocation_object(w: &Workload, d: &Decision) -> Value {
+fn allocation_object(w: &Workload, d: &Decision, (revision, hash): &(u32, String)) -> Value {
     let p = d
         .placement()
         .expect("only placed decisions become allocations");
@@ -668,7 +840,7 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
         "apiVersion": api::API_VERSION,
         "kind": "Allocation",
         "metadata": {
-            "name": allocation_name(&w.metadata.name, d.replica),
+            "name": rollout::allocation_name(&w.metadata.name, d.replica, *revision),
             "namespace": ns,
             "labels": {"meridian.dev/workload": w.metadata.name},
             "uid": uuid::Uuid::new_v4().to_string(),
@@ -684,6 +856,8 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
             "resources": serde_json::to_value(&p.resources).unwrap_or_default(),
             "task": serde_json::to_value(&w.spec.task).unwrap_or_default(),
             "workloadGeneration": w.metadata.generation,
+            "revision": revision,
+            "templateHash": hash,
             "type": w.spec.type_,
             "restart": w.spec.restart,
             "explanation": d.explanation_value(),
@@ -692,9 +866,14 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
     })
 }
 
-/// An Allocation to create, the allocations (project, name, revision) it evicts, and its
-/// Workload when admission policies are installed.
-type NewAllocation = (Value, Vec<(String, String, Revision)>, Option<Value>);
+/// An Allocation to create.
+struct NewAllocation {
+    object: Value,
+    /// The allocations it evicts: (project, name, revision).
+    victims: Vec<(String, String, Revision)>,
+    /// Its Workload, when admission policies are installed.
+    workload: Option<Value>,
+}
 
 enum NodeCommit {
     Committed {
@@ -718,7 +897,12 @@ async fn commit_node(
     let who = principal();
     let mut denied = Vec::new();
     let mut admitted = Vec::with_capacity(items.len());
-    for (object, victims, workload) in items {
+    for NewAllocation {
+        object,
+        victims,
+        workload,
+    } in items
+    {
         let Some(workload) = workload else {
             admitted.push((object, victims));
             continue;
@@ -869,34 +1053,54 @@ async fn update_workload_status(
     state: &AppState,
     w: &Workload,
     rev: Revision,
-    desired: u32,
-    placed: u32,
-    message: Option<String>,
+    status: api::kinds::WorkloadStatus,
 ) -> Result<Option<Revision>, ApiError> {
-    let mut status = w.status.clone().unwrap_or_default();
-    let before = status.clone();
-    status.desired_replicas = desired;
-    status.placed_replicas = placed;
-    status.observed_generation = w.metadata.generation;
-    status.message = message;
-    if status == before && w.status.is_some() {
+    if w.status.as_ref() == Some(&status) {
         return Ok(None);
     }
+    let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;
+    object["status"] = serde_json::to_value(&status).map_err(ApiError::internal)?;
+    write_workload(state, w, rev, object, "update-status").await
+}
+
+/// `autoRevert`: the spec returns to `to`'s template (a new generation, rolled out like
+/// any change), with the status that says why.
+async fn revert_workload(
+    state: &AppState,
+    w: &Workload,
+    rev: Revision,
+    status: api::kinds::WorkloadStatus,
+    to: &api::WorkloadRevision,
+) -> Result<Option<Revision>, ApiError> {
+    let mut reverted = Workload::clone(w);
+    to.template.apply_to(&mut reverted.spec);
+    reverted.metadata.generation = Some(w.metadata.generation.unwrap_or(1) + 1);
+    reverted.status = Some(status);
+    let object = serde_json::to_value(&reverted).map_err(ApiError::internal)?;
+    write_workload(state, w, rev, object, "revert").await
+}
+
+/// Writes a workload object guarded by its revision, with its audit entry.
+async fn write_workload(
+    state: &AppState,
+    w: &Workload,
+    rev: Revision,
+    object: Value,
+    verb: &str,
+) -> Result<Option<Revision>, ApiError> {
     let wl_kind = api::kinds::WORKLOAD;
     let ns = w.metadata.namespace.clone().unwrap_or_default();
     let key = object_key(wl_kind, Some(&ns), &w.metadata.name);
-    let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;
-    object["status"] = serde_json::to_value(&status).map_err(ApiError::internal)?;
     let bytes = encode(&object);
     let audit = Registry::audit_record(
         &principal(),
-        "update-status",
+        verb,
         wl_kind,
         Some(&ns),
         &w.metadata.name,
         Some(&bytes),
     );
-    // A lost race is fine: the next pass writes the status again.
+    // A lost race is fine: the next pass writes again.
     let written = state
         .registry
         .commit(Mutation::new(

@@ -347,7 +347,7 @@ mod tests {
             "spec": {"type": "job", "replicas": 3, "priority": 10,
                      "task": {"driver": "exec", "command": ["x"], "resources": {"cpu": 1, "memory": "1Gi"}},
                      "data": {"residency": ["EU"]}},
-            "status": {"placedReplicas": 2},
+            "status": {"placedReplicas": 2, "readyReplicas": 1},
         });
         let req = TableRequest {
             version: "v1",
@@ -373,7 +373,8 @@ mod tests {
             (cells[i].clone(), columns[i]["priority"].clone())
         };
         assert_eq!(by_name("Name"), (json!("w"), json!(0)));
-        assert_eq!(by_name("Replicas"), (json!("2/3"), json!(0)));
+        assert_eq!(by_name("Ready"), (json!("1/3"), json!(0)));
+        assert_eq!(by_name("Placed"), (json!("2/3"), json!(1)));
         assert_eq!(by_name("Type"), (json!("job"), json!(0)));
         assert_eq!(by_name("Residency"), (json!("EU"), json!(0)));
         assert_eq!(by_name("Os").1, json!(1));

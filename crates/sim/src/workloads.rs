@@ -496,6 +496,10 @@ fn base(type_: WorkloadType, replicas: usize, task: Task) -> ApiWorkloadSpec {
             WorkloadType::Job => RestartPolicy::OnFailure,
             _ => RestartPolicy::Always,
         }),
+        update: None,
+        paused: false,
+        revision_history_limit: None,
+        restarted_at: None,
     }
 }
 

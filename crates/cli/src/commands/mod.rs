@@ -7,5 +7,6 @@ pub mod nodes;
 pub mod placement;
 pub mod policy;
 pub mod resources;
+pub mod rollout;
 pub mod serve;
 pub mod sim;
