@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::meta::ObjectMeta;
-use crate::rollout::{UpdateStrategy, WorkloadRevision};
 use crate::quantity::{Cpu, Memory};
+use crate::rollout::{UpdateStrategy, WorkloadRevision};
 use crate::selector::MatchExpression;
 use crate::validate::FieldErrors;
 
@@ -885,6 +885,17 @@ pub struct WorkloadSpec {
     /// RFC 3339; changing it rolls every instance out again (`meridian rollout restart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted_at: Option<String>,
+    /// Jobs: at most this many instances run at once (default: all of `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Jobs: how many failed instances are placed again, in all, before the job fails
+    /// (default 0; restarts in place follow `restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit: Option<u32>,
+    /// Jobs: running longer than this since the first instance was placed stops every
+    /// instance and fails the job (`DeadlineExceeded`), e.g. `2h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline: Option<String>,
 }
 
 impl WorkloadSpec {
@@ -1200,6 +1211,9 @@ pub struct WorkloadStatus {
     /// Why replicas are not placed, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Jobs: RFC 3339 time the first instance was placed (`activeDeadline` counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
     /// Recent revisions, oldest first, bounded by `spec.revisionHistoryLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<WorkloadRevision>,

@@ -38,7 +38,9 @@ pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
 pub use manifest::{Manifest, ManifestError, parse_manifests};
 pub use meta::{List, ListMeta, ObjectMeta, Status, StatusCause, StatusDetails, WatchEvent};
 pub use quantity::{Cpu, Memory, QuantityError};
-pub use rollout::{IntOrPercent, UpdateStrategy, UpdateStrategyType, WorkloadRevision, WorkloadTemplate};
+pub use rollout::{
+    IntOrPercent, UpdateStrategy, UpdateStrategyType, WorkloadRevision, WorkloadTemplate,
+};
 pub use schema::openapi_schemas;
 pub use selector::{FieldSelector, LabelSelector, MatchExpression, Operator, SelectorError};
 pub use validate::{FieldError, FieldErrors, object_from_value, object_from_value_as};

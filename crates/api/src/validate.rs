@@ -1123,6 +1123,26 @@ impl Checker {
         if let Some(t) = &w.restarted_at {
             self.non_empty("spec.restartedAt", t);
         }
+        for (field, set) in [
+            ("spec.parallelism", w.parallelism.is_some()),
+            ("spec.backoffLimit", w.backoff_limit.is_some()),
+            ("spec.activeDeadline", w.active_deadline.is_some()),
+        ] {
+            if set && w.type_ != WorkloadType::Job {
+                self.err(
+                    field,
+                    format!("applies to jobs only (this is a {}); remove it", w.type_),
+                );
+            }
+        }
+        if w.parallelism == Some(0) {
+            self.err("spec.parallelism", "must be 1 or more");
+        }
+        if let Some(d) = &w.active_deadline
+            && let Err(e) = crate::duration::parse_nonzero(d)
+        {
+            self.err("spec.activeDeadline", e.to_string());
+        }
     }
 
     fn update(&mut self, w: &WorkloadSpec, u: &crate::rollout::UpdateStrategy) {
@@ -1145,8 +1165,10 @@ impl Checker {
             }
         }
         let strategy = u.strategy_for(w.type_);
-        if strategy == UpdateStrategyType::Recreate {
-            if u.max_surge.is_some() || u.max_unavailable.is_some() {
+        if strategy == UpdateStrategyType::Recreate
+            && (u.max_surge.is_some() || u.max_unavailable.is_some())
+        {
+            {
                 self.err(
                     "spec.update.strategy",
                     "recreate stops every old instance first, so maxSurge and maxUnavailable do not apply; remove them or use strategy: rolling",
@@ -1170,7 +1192,10 @@ impl Checker {
         if u.min_ready_seconds > MAX_MIN_READY_SECONDS {
             self.err(
                 "spec.update.minReadySeconds",
-                format!("{} is more than {MAX_MIN_READY_SECONDS} (a day)", u.min_ready_seconds),
+                format!(
+                    "{} is more than {MAX_MIN_READY_SECONDS} (a day)",
+                    u.min_ready_seconds
+                ),
             );
         }
     }

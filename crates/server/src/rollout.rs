@@ -104,6 +104,8 @@ pub struct Plan {
     pub recheck_in: Option<Duration>,
     /// What happened, for events: (warning?, reason, message).
     pub events: Vec<(bool, &'static str, String)>,
+    /// Allocation names other than [`allocation_name`]'s, by index (a job's retries).
+    pub names: BTreeMap<u32, String>,
 }
 
 /// Plans one pass for `w` given its allocations at `now`.
@@ -190,7 +192,19 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         live: bool,
         available: bool,
         failing: Option<String>,
+        phase: AllocationPhase,
     }
+    let seen_jobs = |seen: &[Seen<'_>]| -> Vec<JobInstance> {
+        seen.iter()
+            .map(|s| JobInstance {
+                name: s.name.to_owned(),
+                rev: s.rev,
+                index: s.index,
+                live: s.live,
+                phase: s.phase,
+            })
+            .collect()
+    };
     let mut seen: Vec<Seen<'_>> = Vec::with_capacity(instances.len());
     for i in instances {
         let a = i.allocation;
@@ -276,6 +290,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
             live,
             available,
             failing,
+            phase: st.phase,
         });
     }
     status.placed_replicas = {
@@ -313,10 +328,18 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         .collect();
 
     if w.spec.type_ == WorkloadType::Job {
-        job_conditions(&mut status, replicas, now);
         plan.target = Some((target, hash));
-        if !recorded_only {
-            plan.place = missing;
+        plan_job(
+            w,
+            &seen_jobs(&seen),
+            replicas,
+            recorded_only,
+            now,
+            &mut status,
+            &mut plan,
+        );
+        if let Some(d) = plan.recheck_in {
+            soonest(d);
         }
         plan.status = status;
         plan.recheck_in = recheck;
@@ -337,7 +360,10 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
     let stopped_before = prev_progressing.as_ref().is_some_and(|c| {
         c.status == ConditionStatus::False
             && prev.update_revision == Some(target)
-            && matches!(c.reason.as_deref(), Some(reason::DEADLINE | reason::NEW_FAILED))
+            && matches!(
+                c.reason.as_deref(),
+                Some(reason::DEADLINE | reason::NEW_FAILED)
+            )
     });
     let (surge, unavailable) = strategy.limits(replicas);
     let rolling = !complete && !recorded_only;
@@ -403,10 +429,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
                 }
             }
             UpdateStrategyType::Rolling => {
-                let total = seen
-                    .iter()
-                    .filter(|s| s.live && s.index < replicas)
-                    .count() as u64;
+                let total = seen.iter().filter(|s| s.live && s.index < replicas).count() as u64;
                 let has_new = |index: u32| {
                     by_index
                         .get(&index)
@@ -427,7 +450,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
                 // Down: old instances, keeping availability at replicas - maxUnavailable.
                 let floor = u64::from(replicas.saturating_sub(unavailable));
                 let mut budget = u64::from(status.available_replicas).saturating_sub(floor);
-                let mut order = olds.clone();
+                let mut order = olds;
                 // Unavailable first (free), then those whose replacement is available,
                 // then the highest indices.
                 let replacement_ready = |index: u32| {
@@ -521,7 +544,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         reason::PROGRESSING,
         state,
         why,
-        message.clone(),
+        message,
         now,
         progressed || stop.is_some() || prev_progressing.is_none(),
     );
@@ -575,8 +598,136 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
     plan
 }
 
+/// What a job's plan needs of one allocation.
+struct JobInstance {
+    name: String,
+    rev: Revision,
+    index: u32,
+    live: bool,
+    phase: AllocationPhase,
+}
+
+/// Jobs: every index runs until it succeeds once, at most `parallelism` at a time; a
+/// failed index is placed again (`{name}-retry{n}`) while the failures stay within
+/// `backoffLimit`, beyond which, or past `activeDeadline`, the job fails and its running
+/// instances stop. Without `backoffLimit` a failed index stays failed and the others go
+/// on.
+fn plan_job(
+    w: &Workload,
+    seen: &[JobInstance],
+    replicas: u32,
+    recorded_only: bool,
+    now: Timestamp,
+    status: &mut WorkloadStatus,
+    plan: &mut Plan,
+) {
+    let prev = w.status.clone().unwrap_or_default();
+    status.start_time = prev.start_time.clone();
+    for s in seen.iter().filter(|s| s.index >= replicas) {
+        plan.remove
+            .push((s.name.clone(), s.rev, Removal::ScaledDown));
+    }
+    let in_range = || seen.iter().filter(|s| s.index < replicas);
+    let failures = u32::try_from(
+        in_range()
+            .filter(|s| s.phase == AllocationPhase::Failed)
+            .count(),
+    )
+    .unwrap_or(u32::MAX);
+    let mut stop: Option<(&'static str, String)> = None;
+    if let Some(limit) = w.spec.backoff_limit
+        && failures > limit
+    {
+        stop = Some((
+            "BackoffLimitExceeded",
+            format!("{failures} instances failed, more than backoffLimit {limit}"),
+        ));
+    }
+    let started = status
+        .start_time
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    if let (Some(limit), Some(started)) = (
+        w.spec
+            .active_deadline
+            .as_deref()
+            .and_then(|d| api::duration::parse(d).ok()),
+        started,
+    ) {
+        let ran = Duration::try_from(now.duration_since(started)).unwrap_or(Duration::ZERO);
+        if ran >= limit {
+            stop.get_or_insert((
+                "DeadlineExceeded",
+                format!(
+                    "the job ran longer than activeDeadline {}",
+                    api::Duration(limit)
+                ),
+            ));
+        } else if status.succeeded_replicas < replicas {
+            plan.recheck_in = Some(limit - ran);
+        }
+    }
+    let complete = replicas > 0 && status.succeeded_replicas >= replicas;
+    if let Some((why, message)) = &stop {
+        if !complete {
+            for s in in_range().filter(|s| s.live) {
+                plan.remove.push((s.name.clone(), s.rev, Removal::Replaced));
+            }
+            if prev
+                .condition(reason::FAILED)
+                .is_none_or(|c| c.status != ConditionStatus::True)
+            {
+                plan.events.push((true, why, message.clone()));
+            }
+            set_condition(
+                &mut status.conditions,
+                reason::FAILED,
+                ConditionStatus::True,
+                why,
+                message.clone(),
+                now,
+                false,
+            );
+        }
+    } else if !recorded_only && !complete {
+        let live = in_range().filter(|s| s.live).count();
+        let parallelism = w.spec.parallelism.unwrap_or(replicas).max(1) as usize;
+        let mut room = parallelism.saturating_sub(live);
+        let retry = w.spec.backoff_limit.is_some();
+        let target = plan.target.as_ref().map_or(1, |t| t.0);
+        for index in 0..replicas {
+            if room == 0 {
+                break;
+            }
+            let mine: Vec<&JobInstance> = in_range().filter(|s| s.index == index).collect();
+            let settled = mine
+                .iter()
+                .any(|s| s.live || s.phase != AllocationPhase::Failed);
+            let failed = mine.len();
+            if settled || (failed > 0 && !retry) {
+                continue;
+            }
+            if failed > 0 {
+                plan.names.insert(
+                    index,
+                    format!(
+                        "{}-retry{failed}",
+                        allocation_name(&w.metadata.name, index, target)
+                    ),
+                );
+            }
+            plan.place.push(index);
+            room -= 1;
+        }
+        if !plan.place.is_empty() && status.start_time.is_none() {
+            status.start_time = Some(now.to_string());
+        }
+    }
+    job_conditions(status, replicas, w.spec.backoff_limit.is_none(), now);
+}
+
 /// Jobs: `Complete` when every index succeeded, `Failed` when one failed for good.
-fn job_conditions(status: &mut WorkloadStatus, replicas: u32, now: Timestamp) {
+fn job_conditions(status: &mut WorkloadStatus, replicas: u32, fail_on_any: bool, now: Timestamp) {
     if replicas > 0 && status.succeeded_replicas >= replicas {
         set_condition(
             &mut status.conditions,
@@ -588,7 +739,7 @@ fn job_conditions(status: &mut WorkloadStatus, replicas: u32, now: Timestamp) {
             false,
         );
     }
-    if status.failed_replicas > 0 {
+    if fail_on_any && status.failed_replicas > 0 && status.condition(reason::FAILED).is_none() {
         set_condition(
             &mut status.conditions,
             reason::FAILED,
@@ -736,12 +887,19 @@ mod tests {
         let least = settle(&mut w, &mut allocs);
         assert!(least >= 7, "availability fell to {least}");
         let s = w.status.as_ref().unwrap();
-        assert_eq!((s.updated_replicas, s.available_replicas), (8, 8), "{s:#?}\n{allocs:#?}");
+        assert_eq!(
+            (s.updated_replicas, s.available_replicas),
+            (8, 8),
+            "{s:#?}\n{allocs:#?}"
+        );
         assert_eq!(s.current_revision, Some(2));
         assert!(allocs.iter().all(|a| a.spec.revision == Some(2)));
         assert!(allocs.iter().all(|a| a.metadata.name.ends_with("-r2")));
         let progressing = s.condition(reason::PROGRESSING).unwrap();
-        assert_eq!(progressing.reason.as_deref(), Some(reason::NEW_REVISION_AVAILABLE));
+        assert_eq!(
+            progressing.reason.as_deref(),
+            Some(reason::NEW_REVISION_AVAILABLE)
+        );
     }
 
     #[test]
@@ -765,7 +923,10 @@ mod tests {
         // The recording pass does nothing else.
         let instances: Vec<Instance<'_>> = allocs
             .iter()
-            .map(|a| Instance { allocation: a, store_revision: 1 })
+            .map(|a| Instance {
+                allocation: a,
+                store_revision: 1,
+            })
             .collect();
         let p = plan(&w, &instances, now());
         assert!(p.place.is_empty() && p.remove.is_empty());
@@ -786,7 +947,10 @@ mod tests {
         for _ in 0..10 {
             let instances: Vec<Instance<'_>> = allocs
                 .iter()
-                .map(|a| Instance { allocation: a, store_revision: 1 })
+                .map(|a| Instance {
+                    allocation: a,
+                    store_revision: 1,
+                })
                 .collect();
             let p = plan(&w, &instances, now());
             w.status = Some(p.status.clone());
@@ -815,7 +979,10 @@ mod tests {
         assert!(least >= 3);
         let s = w.status.as_ref().unwrap();
         assert_eq!(s.update_revision, Some(3));
-        assert_eq!(s.history.iter().map(|r| r.revision).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            s.history.iter().map(|r| r.revision).collect::<Vec<_>>(),
+            [2, 3]
+        );
         assert_eq!(allocs.len(), 4);
     }
 
@@ -824,7 +991,14 @@ mod tests {
         let w = workload(1, "/bin/v1", json!({"minReadySeconds": 30}));
         let mut a = alloc(&w, 0, 1, "running");
         a.status.as_mut().unwrap().started_at = Some("2026-12-06T09:59:50Z".into());
-        let p = plan(&w, &[Instance { allocation: &a, store_revision: 1 }], now());
+        let p = plan(
+            &w,
+            &[Instance {
+                allocation: &a,
+                store_revision: 1,
+            }],
+            now(),
+        );
         assert_eq!(p.status.ready_replicas, 1);
         assert_eq!(p.status.available_replicas, 0);
         assert_eq!(p.recheck_in, Some(Duration::from_secs(20)));
@@ -840,7 +1014,10 @@ mod tests {
         let snapshot = inst(&allocs);
         let instances: Vec<Instance<'_>> = snapshot
             .iter()
-            .map(|a| Instance { allocation: a, store_revision: 1 })
+            .map(|a| Instance {
+                allocation: a,
+                store_revision: 1,
+            })
             .collect();
         let p = plan(&w, &instances, now());
         w.status = Some(p.status);

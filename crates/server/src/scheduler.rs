@@ -404,14 +404,18 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
         }
         for kv in nodes {
             let n: Node = typed(&kv)?;
-            snap.revisions
-                .insert((api::kinds::NODE.kind, n.metadata.name.clone()), kv.mod_revision);
+            snap.revisions.insert(
+                (api::kinds::NODE.kind, n.metadata.name.clone()),
+                kv.mod_revision,
+            );
             snap.nodes.push(n);
         }
         for kv in projects {
             let p: Project = typed(&kv)?;
-            snap.revisions
-                .insert((api::kinds::PROJECT.kind, p.metadata.name.clone()), kv.mod_revision);
+            snap.revisions.insert(
+                (api::kinds::PROJECT.kind, p.metadata.name.clone()),
+                kv.mod_revision,
+            );
             snap.projects.insert(p.metadata.name.clone(), p);
         }
         snap.workloads = memory.workloads.decode(workloads)?;
@@ -532,15 +536,21 @@ pub async fn pass_with(
     let workload_of = |d: &Decision| {
         let key = (d.workload.namespace.clone(), d.workload.name.clone());
         let w = plans.workloads.get(&key).copied()?;
-        let target = plans.by_workload.get(&key)?.target.as_ref()?;
-        Some((w, target))
+        let plan = plans.by_workload.get(&key)?;
+        let target = plan.target.as_ref()?;
+        let name = plan
+            .names
+            .get(&d.replica)
+            .cloned()
+            .unwrap_or_else(|| rollout::allocation_name(&w.metadata.name, d.replica, target.0));
+        Some((w, target, name))
     };
     let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
     for (node, ds) in per_node {
         let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
         let mut items = Vec::new();
         for d in ds {
-            let Some((w, target)) = workload_of(d) else {
+            let Some((w, target, name)) = workload_of(d) else {
                 continue;
             };
             let mut victims = Vec::new();
@@ -566,7 +576,7 @@ pub async fn pass_with(
                 Some(serde_json::to_value(w).map_err(ApiError::internal)?)
             };
             items.push(NewAllocation {
-                object: allocation_object(w, d, target),
+                object: allocation_object(w, d, target, &name),
                 victims,
                 workload: for_admission,
             });
@@ -720,7 +730,9 @@ async fn write_usage(
     }
     let mut writes: Vec<(&'static api::KindInfo, String, Revision, Value)> = Vec::new();
     for n in &snap.nodes {
-        let want = per_node.remove(n.metadata.name.as_str()).unwrap_or_default();
+        let want = per_node
+            .remove(n.metadata.name.as_str())
+            .unwrap_or_default();
         let have = n.status.as_ref().and_then(|s| s.allocated.clone());
         if have.as_ref() == Some(&want) || (have.is_none() && want == ResourceTotals::default()) {
             continue;
@@ -759,8 +771,14 @@ async fn write_usage(
     for (kind, name, rev, object) in writes {
         let key = object_key(kind, None, &name);
         let bytes = encode(&object);
-        let audit =
-            Registry::audit_record(&principal(), "update-status", kind, None, &name, Some(&bytes));
+        let audit = Registry::audit_record(
+            &principal(),
+            "update-status",
+            kind,
+            None,
+            &name,
+            Some(&bytes),
+        );
         commits.push(state.registry.commit(Mutation::new(
             vec![Compare::ModRevision(key.clone(), rev)],
             vec![Op::put(key, bytes)],
@@ -769,8 +787,8 @@ async fn write_usage(
     }
     let results = futures::stream::iter(commits)
         .buffer_unordered(options.concurrency.max(1))
-    .collect::<Vec<_>>()
-    .await;
+        .collect::<Vec<_>>()
+        .await;
     let mut written = 0;
     for r in results {
         if r?.succeeded {
@@ -780,12 +798,15 @@ async fn write_usage(
     Ok(written)
 }
 
+/// An allocation's (project, name).
+type AllocationKey = (String, String);
+
 /// The rollout plans of a pass.
 struct Plans<'a> {
     workloads: HashMap<(String, String), &'a Workload>,
     by_workload: HashMap<(String, String), rollout::Plan>,
     /// Allocations whose workload is gone.
-    orphans: Vec<((String, String), (Arc<Allocation>, Revision))>,
+    orphans: Vec<(AllocationKey, (Arc<Allocation>, Revision))>,
 }
 
 /// Plans every workload's instances (`rollout::plan`) from the snapshot.
@@ -831,7 +852,12 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
 }
 
 /// The Allocation for a placed decision.
-fn allocation_object(w: &Workload, d: &Decision, (revision, hash): &(u32, String)) -> Value {
+fn allocation_object(
+    w: &Workload,
+    d: &Decision,
+    (revision, hash): &(u32, String),
+    name: &str,
+) -> Value {
     let p = d
         .placement()
         .expect("only placed decisions become allocations");
@@ -840,7 +866,7 @@ fn allocation_object(w: &Workload, d: &Decision, (revision, hash): &(u32, String
         "apiVersion": api::API_VERSION,
         "kind": "Allocation",
         "metadata": {
-            "name": rollout::allocation_name(&w.metadata.name, d.replica, *revision),
+            "name": name,
             "namespace": ns,
             "labels": {"meridian.dev/workload": w.metadata.name},
             "uid": uuid::Uuid::new_v4().to_string(),

@@ -69,8 +69,12 @@ async fn agent_step(c: &Client) {
             continue;
         }
         let broken = a["spec"]["task"]["command"][0] == "/bin/broken";
+        let job = a["spec"]["type"] == "job";
         let mut a = a.clone();
-        a["status"] = if broken {
+        a["status"] = if job && !broken {
+            json!({"phase": "succeeded", "exitCode": 0, "startedAt": "2026-01-01T00:00:00Z",
+                   "finishedAt": "2026-01-01T00:00:01Z"})
+        } else if broken {
             json!({"phase": "failed", "exitCode": 1, "startedAt": "2026-01-01T00:00:00Z",
                    "finishedAt": "2026-01-01T00:00:01Z"})
         } else {
@@ -171,7 +175,10 @@ async fn a_changed_command_is_rolled_out_within_its_limits() {
     settle(&r, &mut memory).await;
     let allocs = allocations(&r.client).await;
     assert_eq!(allocs.len(), 7);
-    assert!(allocs.iter().all(|a| a["spec"]["revision"] == 1), "{allocs:#?}");
+    assert!(
+        allocs.iter().all(|a| a["spec"]["revision"] == 1),
+        "{allocs:#?}"
+    );
 
     // A new command: replaced a few at a time, never fewer than 7 - 1 running.
     r.client
@@ -193,7 +200,10 @@ async fn a_changed_command_is_rolled_out_within_its_limits() {
         assert_eq!(a["spec"]["task"]["command"][0], "/bin/v2", "{a:#}");
         assert_eq!(a["spec"]["revision"], 2);
         assert!(
-            a["metadata"]["name"].as_str().expect("name").ends_with("-r2"),
+            a["metadata"]["name"]
+                .as_str()
+                .expect("name")
+                .ends_with("-r2"),
             "{a:#}"
         );
     }
@@ -247,7 +257,10 @@ async fn a_failing_revision_stops_and_auto_reverts() {
     // 25% of 4: one instance may be unavailable.
     assert!(least >= 3, "availability fell to {least}");
     let w = workload(&r.client).await;
-    assert_eq!(w["spec"]["task"]["command"][0], "/bin/v1", "reverted: {w:#}");
+    assert_eq!(
+        w["spec"]["task"]["command"][0], "/bin/v1",
+        "reverted: {w:#}"
+    );
     let s = &w["status"];
     assert_eq!(s["updateRevision"], 3, "{w:#}");
     assert_eq!(s["availableReplicas"], 4, "{w:#}");
@@ -261,7 +274,9 @@ async fn a_failing_revision_stops_and_auto_reverts() {
     // The failed instance of revision 2 is gone; the old ones served throughout.
     let allocs = allocations(&r.client).await;
     assert!(
-        allocs.iter().all(|a| a["spec"]["task"]["command"][0] == "/bin/v1"),
+        allocs
+            .iter()
+            .all(|a| a["spec"]["task"]["command"][0] == "/bin/v1"),
         "{allocs:#?}"
     );
 }
@@ -328,7 +343,10 @@ async fn a_paused_rollout_waits_and_recreate_stops_old_first() {
     settle(&r, &mut memory).await;
     let allocs = allocations(&r.client).await;
     assert_eq!(allocs.len(), 3);
-    assert!(allocs.iter().all(|a| a["spec"]["revision"] == 2), "{allocs:#?}");
+    assert!(
+        allocs.iter().all(|a| a["spec"]["revision"] == 2),
+        "{allocs:#?}"
+    );
 }
 
 #[tokio::test]
@@ -357,4 +375,105 @@ async fn bad_update_settings_name_the_field() {
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("spec.update"), "{err}");
+}
+
+fn job(replicas: i32, command: &str, extra: Value) -> Value {
+    let mut w = service(replicas, command, Value::Null);
+    w["metadata"]["name"] = json!("batch");
+    let spec = w["spec"].as_object_mut().expect("spec");
+    spec.remove("update");
+    spec.insert("type".into(), json!("job"));
+    for (k, v) in extra.as_object().expect("extra") {
+        spec.insert(k.clone(), v.clone());
+    }
+    w
+}
+
+#[tokio::test]
+async fn jobs_run_within_their_parallelism_and_retry_within_their_backoff_limit() {
+    let r = start().await;
+    estate(&r.client).await;
+    let options = SchedulerOptions::default();
+    let mut memory = Memory::default();
+    r.client
+        .create(
+            kind("workload"),
+            Some("default"),
+            &job(5, "/bin/work", json!({"parallelism": 2})),
+            false,
+        )
+        .await
+        .expect("create");
+    let mut most_live = 0;
+    for _ in 0..20 {
+        scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+        let live = allocations(&r.client)
+            .await
+            .iter()
+            .filter(|a| a["spec"]["workload"] == "batch")
+            .filter(|a| a["status"]["phase"] == "pending" || a["status"]["phase"] == "running")
+            .count();
+        most_live = most_live.max(live);
+        agent_step(&r.client).await;
+    }
+    assert_eq!(most_live, 2, "parallelism 2");
+    let w = r
+        .client
+        .get(kind("workload"), Some("default"), "batch")
+        .await
+        .expect("job");
+    assert_eq!(w["status"]["succeededReplicas"], 5, "{w:#}");
+    let complete = w["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .any(|c| c["type"] == "Complete" && c["status"] == "True");
+    assert!(complete, "{w:#}");
+    r.client
+        .delete(kind("workload"), Some("default"), "batch")
+        .await
+        .expect("delete");
+    scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+
+    // A failing job: the failed instance is placed once more (backoffLimit 1), then the
+    // job fails.
+    r.client
+        .create(
+            kind("workload"),
+            Some("default"),
+            &job(1, "/bin/broken", json!({"backoffLimit": 1})),
+            false,
+        )
+        .await
+        .expect("create");
+    for _ in 0..8 {
+        scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+        agent_step(&r.client).await;
+    }
+    let mut names: Vec<String> = allocations(&r.client)
+        .await
+        .iter()
+        .map(|a| a["metadata"]["name"].as_str().expect("name").to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["batch-0", "batch-0-retry1"]);
+    let w = r
+        .client
+        .get(kind("workload"), Some("default"), "batch")
+        .await
+        .expect("job");
+    let failed = w["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .cloned()
+        .unwrap_or_else(|| panic!("{w:#}"));
+    assert_eq!(failed["reason"], "BackoffLimitExceeded", "{w:#}");
 }

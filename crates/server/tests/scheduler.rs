@@ -320,10 +320,19 @@ async fn a_workload_that_does_not_fit_waits_for_a_change_before_it_is_planned_ag
     assert!(first.placed > 0, "{first:?}");
     assert_eq!((first.unplaceable, first.waiting), (1, 0), "{first:?}");
 
-    // The first pass placed the rest (a fleet change), so the second plans it again; the
-    // status it wrote is not a change. Then it waits, and its status keeps saying why.
+    // The first pass placed the rest (a fleet change), so the second plans it again, and
+    // so does the third: the second wrote the nodes' and projects' usage (a fleet change
+    // too). The status it wrote is not a change. Then it waits, and its status keeps
+    // saying why.
     let second = pass().await;
     assert_eq!((second.unplaceable, second.waiting), (1, 0), "{second:?}");
+    assert!(second.usage_written > 0, "{second:?}");
+    let third = pass().await;
+    assert_eq!(
+        (third.unplaceable, third.usage_written),
+        (1, 0),
+        "{third:?}"
+    );
     let report = pass().await;
     assert_eq!(
         (

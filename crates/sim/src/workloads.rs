@@ -500,6 +500,9 @@ fn base(type_: WorkloadType, replicas: usize, task: Task) -> ApiWorkloadSpec {
         paused: false,
         revision_history_limit: None,
         restarted_at: None,
+        parallelism: None,
+        backoff_limit: None,
+        active_deadline: None,
     }
 }
 

@@ -100,10 +100,7 @@ fn progress(w: &Workload) -> Result<(bool, String)> {
             s.available_replicas
         )
     } else {
-        return Ok((
-            true,
-            format!("workload {name:?} successfully rolled out"),
-        ));
+        return Ok((true, format!("workload {name:?} successfully rolled out")));
     };
     Ok((false, line))
 }
@@ -143,17 +140,19 @@ async fn status(client: &Client, ns: &str, args: &crate::args::RolloutStatusArgs
                 return Ok(());
             }
         }
-        Err(UserError::fail("the watch ended before the rollout did; run the command again"))
+        Err(UserError::fail(
+            "the watch ended before the rollout did; run the command again",
+        ))
     };
     match args.timeout {
-        Some(limit) if limit > Duration::ZERO => tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or_else(|_| {
+        Some(limit) if limit > Duration::ZERO => {
+            tokio::time::timeout(limit, wait).await.unwrap_or_else(|_| {
                 Err(UserError::fail(format!(
                     "timed out waiting for the rollout of workload {name:?} ({})",
                     api::Duration(limit)
                 )))
-            }),
+            })
+        }
         _ => wait.await,
     }
 }
@@ -161,7 +160,7 @@ async fn status(client: &Client, ns: &str, args: &crate::args::RolloutStatusArgs
 async fn history(client: &Client, ns: &str, target: &str, revision: Option<u32>) -> Result<()> {
     let name = workload_name(target)?;
     let w = fetch(client, ns, name).await?;
-    let s = w.status.clone().unwrap_or_default();
+    let s = w.status.unwrap_or_default();
     if let Some(n) = revision {
         let entry = s.history.iter().find(|r| r.revision == n).ok_or_else(|| {
             UserError::fail(format!(
@@ -261,7 +260,11 @@ async fn pause(client: &Client, ns: &str, t: &RolloutTarget, paused: bool) -> Re
     if w.spec.paused == paused {
         return Err(UserError::fail(format!(
             "workload {name:?} is {}",
-            if paused { "already paused" } else { "not paused" }
+            if paused {
+                "already paused"
+            } else {
+                "not paused"
+            }
         )));
     }
     merge(client, ns, name, json!({"spec": {"paused": paused}})).await?;
@@ -273,7 +276,9 @@ async fn restart(client: &Client, ns: &str, t: &RolloutTarget) -> Result<()> {
     let name = workload_name(&t.target)?;
     let w = fetch(client, ns, name).await?;
     refuse_jobs(&w, "restart")?;
-    let now = jiff::Timestamp::now().round(jiff::Unit::Second)?.to_string();
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)?
+        .to_string();
     merge(client, ns, name, json!({"spec": {"restartedAt": now}})).await?;
     println!("workload.meridian.dev/{name} restarted");
     Ok(())
@@ -305,7 +310,13 @@ pub async fn scale(client: &Client, conn: &Resolved, args: &ScaleArgs) -> Result
             )));
         }
     }
-    merge(client, &ns, name, json!({"spec": {"replicas": args.replicas}})).await?;
+    merge(
+        client,
+        &ns,
+        name,
+        json!({"spec": {"replicas": args.replicas}}),
+    )
+    .await?;
     println!("workload.meridian.dev/{name} scaled");
     Ok(())
 }
