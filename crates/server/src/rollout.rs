@@ -353,6 +353,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         .filter(|s| s.new && s.index < replicas)
         .find_map(|s| s.failing.clone());
     let complete = old_live == 0
+        && status.replicas == replicas
         && status.updated_replicas >= replicas
         && status.available_replicas >= replicas
         && missing.is_empty();

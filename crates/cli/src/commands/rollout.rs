@@ -20,7 +20,7 @@ fn workload_name(target: &str) -> Result<&str> {
     match target.split_once('/') {
         None => Ok(target),
         Some((kind, name)) => match api::lookup_kind(kind) {
-            Some(k) if std::ptr::eq(k, api::kinds::WORKLOAD) => Ok(name),
+            Some(k) if k.kind == api::kinds::WORKLOAD.kind => Ok(name),
             _ => Err(UserError::fail(format!(
                 "{target:?}: only workloads are rolled out; use NAME or workload/NAME"
             ))),
@@ -89,10 +89,10 @@ fn progress(w: &Workload) -> Result<(bool, String)> {
             "Waiting for workload {name:?} rollout to finish: {} out of {want} new instances have been updated...",
             s.updated_replicas
         )
-    } else if s.replicas > s.updated_replicas {
+    } else if s.replicas > s.updated_replicas.min(want) {
         format!(
             "Waiting for workload {name:?} rollout to finish: {} old instances are pending termination...",
-            s.replicas - s.updated_replicas
+            s.replicas - s.updated_replicas.min(want)
         )
     } else if s.available_replicas < want {
         format!(
