@@ -896,6 +896,33 @@ pub struct WorkloadSpec {
     /// instance and fails the job (`DeadlineExceeded`), e.g. `2h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline: Option<String>,
+    /// Jobs: a cron schedule (`*/15 * * * *`, `@daily`; UTC) makes this a periodic job,
+    /// which runs nothing itself: at each time it starts a run, a job workload named
+    /// `{name}-{minutes since 1970}` with this spec, like a Kubernetes CronJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Periodic jobs: what a new run does while an earlier one is still active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// Periodic jobs: finished runs kept (default 3 that succeeded, 1 that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_jobs_history_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_jobs_history_limit: Option<u32>,
+}
+
+string_enum! {
+    /// A periodic job's answer to a run that is due while an earlier one is active.
+    #[derive(Default)]
+    ConcurrencyPolicy {
+        /// Both run.
+        #[default]
+        Allow = "Allow",
+        /// The new run is skipped.
+        Forbid = "Forbid",
+        /// The active runs are stopped and the new one starts.
+        Replace = "Replace",
+    }
 }
 
 impl WorkloadSpec {
@@ -1211,6 +1238,12 @@ pub struct WorkloadStatus {
     /// Why replicas are not placed, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Periodic jobs: RFC 3339 time of the last run started (or skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<String>,
+    /// Periodic jobs: the runs that have not finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_runs: Vec<String>,
     /// Jobs: RFC 3339 time the first instance was placed (`activeDeadline` counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,

@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod meta;
 pub mod quantity;
 pub mod rollout;
+pub mod schedule;
 pub mod schema;
 pub mod selector;
 pub mod table;

@@ -1123,7 +1123,42 @@ impl Checker {
         if let Some(t) = &w.restarted_at {
             self.non_empty("spec.restartedAt", t);
         }
+        if let Some(schedule) = &w.schedule
+            && let Err(e) = schedule.parse::<crate::schedule::Schedule>()
+        {
+            self.err("spec.schedule", e);
+        }
         for (field, set) in [
+            ("spec.concurrencyPolicy", w.concurrency_policy.is_some()),
+            (
+                "spec.successfulJobsHistoryLimit",
+                w.successful_jobs_history_limit.is_some(),
+            ),
+            (
+                "spec.failedJobsHistoryLimit",
+                w.failed_jobs_history_limit.is_some(),
+            ),
+        ] {
+            if set && w.schedule.is_none() {
+                self.err(
+                    field,
+                    "applies to periodic jobs only: set spec.schedule, or remove it",
+                );
+            }
+        }
+        for limit in [w.successful_jobs_history_limit, w.failed_jobs_history_limit]
+            .into_iter()
+            .flatten()
+        {
+            if limit > MAX_REVISION_HISTORY {
+                self.err(
+                    "spec.successfulJobsHistoryLimit",
+                    format!("{limit} is more than {MAX_REVISION_HISTORY}"),
+                );
+            }
+        }
+        for (field, set) in [
+            ("spec.schedule", w.schedule.is_some()),
             ("spec.parallelism", w.parallelism.is_some()),
             ("spec.backoffLimit", w.backoff_limit.is_some()),
             ("spec.activeDeadline", w.active_deadline.is_some()),
@@ -1265,7 +1300,16 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
     match object {
         AnyObject::Site(o) => c.site(&o.spec),
         AnyObject::Node(o) => c.node(&o.spec),
-        AnyObject::Workload(o) => c.workload(&o.spec),
+        AnyObject::Workload(o) => {
+            c.workload(&o.spec);
+            // A run is `{name}-{minutes}` (8 digits for centuries), within 63 characters.
+            if o.spec.schedule.is_some() && o.metadata.name.len() > 52 {
+                c.err(
+                    "metadata.name",
+                    "a periodic job's name is at most 52 characters (its runs add a time)",
+                );
+            }
+        }
         AnyObject::Allocation(o) => c.allocation(&o.spec),
         AnyObject::Policy(o) => c.policy(&o.spec),
         AnyObject::Project(o) => c.project(&o.spec),

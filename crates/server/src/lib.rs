@@ -31,6 +31,7 @@ pub mod node_restriction;
 pub mod nodes;
 pub mod objects;
 pub mod openapi_v2;
+pub mod periodic;
 pub mod placement_api;
 pub mod policies;
 pub mod policy_api;

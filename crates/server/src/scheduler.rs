@@ -38,7 +38,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
-use crate::rollout;
+use crate::{periodic, rollout};
 
 /// Prefix of the per-node ledger keys.
 pub const LEDGER_PREFIX: &str = "/meridian/scheduler/nodes/";
@@ -462,10 +462,12 @@ pub async fn pass_with(
         }
     }
     report.usage_written = write_usage(state, &snap, options).await?;
+    report.removed += run_periodic(state, &plans).await?;
     memory.recheck_in = plans
         .by_workload
         .values()
         .filter_map(|p| p.recheck_in)
+        .chain(plans.periodic.values().filter_map(|p| p.recheck_in))
         .min();
 
     // Pending instances: what the plans start, and where they go. A workload that did
@@ -616,7 +618,14 @@ pub async fn pass_with(
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written concurrently, so the store group-commits them instead of one fsync each.
     // The workloads none of whose pending instances fitted wait for a change.
-    let mut updates = Vec::with_capacity(snap.workloads.len());
+    type StatusWrite<'a> = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = ((String, String), Result<Option<Revision>, ApiError>)>
+                + Send
+                + 'a,
+        >,
+    >;
+    let mut updates: Vec<StatusWrite<'_>> = Vec::with_capacity(snap.workloads.len());
     let mut still_waiting = HashMap::new();
     for (w, rev) in &snap.workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();
@@ -630,6 +639,13 @@ pub async fn pass_with(
             continue;
         }
         let Some(plan) = plans.by_workload.remove(&key) else {
+            if let Some(p) = plans.periodic.remove(&key) {
+                log_events(&key, &p.events);
+                let status = p.status;
+                updates.push(Box::pin(async move {
+                    (key, update_workload_status(state, w, *rev, status).await)
+                }));
+            }
             continue;
         };
         let pending = pending_of.get(&key).copied().unwrap_or(0);
@@ -655,21 +671,15 @@ pub async fn pass_with(
             .saturating_add(committed.get(&key).copied().unwrap_or(0))
             .min(desired);
         status.message = message;
-        for (warning, reason, message) in &plan.events {
-            if *warning {
-                tracing::warn!(workload = %key.1, project = %key.0, reason, "{message}");
-            } else {
-                tracing::info!(workload = %key.1, project = %key.0, reason, "{message}");
-            }
-        }
+        log_events(&key, &plan.events);
         let revert = plan.revert_to;
-        updates.push(async move {
+        updates.push(Box::pin(async move {
             let written = match revert {
                 Some(to) => revert_workload(state, w, *rev, status, &to).await,
                 None => update_workload_status(state, w, *rev, status).await,
             };
             (key, written)
-        });
+        }));
     }
     let written = futures::stream::iter(updates)
         .buffer_unordered(options.concurrency.max(1))
@@ -694,6 +704,75 @@ pub async fn pass_with(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// What a plan did, in the server's log (and, as events, on the workload).
+fn log_events(key: &(String, String), events: &[(bool, &'static str, String)]) {
+    for (warning, reason, message) in events {
+        if *warning {
+            tracing::warn!(workload = %key.1, project = %key.0, reason, "{message}");
+        } else {
+            tracing::info!(workload = %key.1, project = %key.0, reason, "{message}");
+        }
+    }
+}
+
+/// Starts and deletes periodic jobs' runs (and the runs of deleted periodic jobs).
+/// Returns how many it deleted.
+async fn run_periodic(state: &AppState, plans: &Plans<'_>) -> Result<usize, ApiError> {
+    let wl_kind = api::kinds::WORKLOAD;
+    let mut deleted = 0;
+    let mut deletes: Vec<(String, String, Revision)> = plans.orphan_runs.clone();
+    for ((ns, _), p) in &plans.periodic {
+        for (name, rev) in &p.delete {
+            deletes.push((ns.clone(), name.clone(), *rev));
+        }
+    }
+    for (ns, name, rev) in deletes {
+        let key = object_key(wl_kind, Some(&ns), &name);
+        let audit = Registry::audit_record(&principal(), "delete", wl_kind, Some(&ns), &name, None);
+        let resp = state
+            .registry
+            .commit(Mutation::new(
+                vec![Compare::ModRevision(key.clone(), rev)],
+                vec![Op::Delete(key)],
+                audit,
+            ))
+            .await?;
+        if resp.succeeded {
+            deleted += 1;
+        }
+    }
+    for ((ns, _), p) in &plans.periodic {
+        let Some(run) = &p.start else { continue };
+        let mut value = serde_json::to_value(run).map_err(ApiError::internal)?;
+        value["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        value["metadata"]["creationTimestamp"] = json!(registry::now_rfc3339());
+        value["metadata"]["generation"] = json!(1);
+        let value = api::validate::object_from_value_as(wl_kind, value)
+            .map(|o| o.to_value())
+            .map_err(|e| ApiError::internal(format!("the scheduler built an invalid run: {e}")))?;
+        let key = object_key(wl_kind, Some(ns), &run.metadata.name);
+        let bytes = encode(&value);
+        let audit = Registry::audit_record(
+            &principal(),
+            "create",
+            wl_kind,
+            Some(ns),
+            &run.metadata.name,
+            Some(&bytes),
+        );
+        // Already started (by this or another server): nothing to do.
+        state
+            .registry
+            .commit(Mutation::new(
+                vec![Compare::Absent(key.clone())],
+                vec![Op::put(key, bytes)],
+                audit,
+            ))
+            .await?;
+    }
+    Ok(deleted)
 }
 
 /// What the allocations that have not finished hold.
@@ -805,6 +884,10 @@ type AllocationKey = (String, String);
 struct Plans<'a> {
     workloads: HashMap<(String, String), &'a Workload>,
     by_workload: HashMap<(String, String), rollout::Plan>,
+    /// Periodic jobs' plans, by (project, name).
+    periodic: HashMap<(String, String), periodic::Plan>,
+    /// Runs whose periodic job is gone: (project, name, revision).
+    orphan_runs: Vec<(String, String, Revision)>,
     /// Allocations whose workload is gone.
     orphans: Vec<(AllocationKey, (Arc<Allocation>, Revision))>,
 }
@@ -837,16 +920,38 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
             orphans.push(((ns.clone(), name.clone()), (a.clone(), *rev)));
         }
     }
-    let by_workload = workloads
-        .iter()
-        .map(|(key, w)| {
+    // Periodic jobs and their runs.
+    let mut runs: HashMap<(String, String), Vec<(&Workload, Revision)>> = HashMap::new();
+    let mut orphan_runs = Vec::new();
+    for (w, rev) in &snap.workloads {
+        let Some(parent) = w.metadata.labels.get(periodic::PERIODIC_LABEL) else {
+            continue;
+        };
+        let ns = w.metadata.namespace.clone().unwrap_or_default();
+        let key = (ns.clone(), parent.clone());
+        match workloads.get(&key) {
+            Some(p) if p.spec.schedule.is_some() => {
+                runs.entry(key).or_default().push((&**w, *rev));
+            }
+            _ => orphan_runs.push((ns, w.metadata.name.clone(), *rev)),
+        }
+    }
+    let mut by_workload = HashMap::new();
+    let mut periodic = HashMap::new();
+    for (key, w) in &workloads {
+        if w.spec.schedule.is_some() {
+            let mine = runs.get(key).map(Vec::as_slice).unwrap_or_default();
+            periodic.insert(key.clone(), periodic::plan(w, mine, now));
+        } else {
             let mine = instances.get(key).map(Vec::as_slice).unwrap_or_default();
-            (key.clone(), rollout::plan(w, mine, now))
-        })
-        .collect();
+            by_workload.insert(key.clone(), rollout::plan(w, mine, now));
+        }
+    }
     Plans {
         workloads,
         by_workload,
+        periodic,
+        orphan_runs,
         orphans,
     }
 }

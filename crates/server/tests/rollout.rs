@@ -477,3 +477,83 @@ async fn jobs_run_within_their_parallelism_and_retry_within_their_backoff_limit(
         .unwrap_or_else(|| panic!("{w:#}"));
     assert_eq!(failed["reason"], "BackoffLimitExceeded", "{w:#}");
 }
+
+#[tokio::test]
+async fn a_periodic_job_starts_runs_and_its_runs_go_with_it() {
+    let r = start().await;
+    estate(&r.client).await;
+    let options = SchedulerOptions::default();
+    let mut memory = Memory::default();
+    let mut periodic = job(1, "/bin/report", json!({"schedule": "*/1 * * * *"}));
+    periodic["metadata"]["name"] = json!("report");
+    r.client
+        .create(kind("workload"), Some("default"), &periodic, false)
+        .await
+        .expect("create");
+    // Pretend the last run was ten minutes ago: one run is due now (not ten).
+    let mut w = r
+        .client
+        .get(kind("workload"), Some("default"), "report")
+        .await
+        .expect("get");
+    let ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(600);
+    w["status"] =
+        json!({"lastScheduleTime": ago.round(jiff::Unit::Minute).expect("round").to_string()});
+    r.client
+        .replace_status(kind("workload"), Some("default"), "report", &w)
+        .await
+        .expect("status");
+    for _ in 0..6 {
+        scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+        agent_step(&r.client).await;
+    }
+    let workloads = r
+        .client
+        .list_all(kind("workload"), Some("default"), &ListOptions::default())
+        .await
+        .expect("workloads");
+    let runs: Vec<&Value> = workloads
+        .iter()
+        .filter(|w| w["metadata"]["labels"]["meridian.dev/periodic"] == "report")
+        .collect();
+    assert_eq!(runs.len(), 1, "{workloads:#?}");
+    let run = runs[0];
+    assert!(run["spec"].get("schedule").is_none(), "{run:#}");
+    assert_eq!(run["status"]["succeededReplicas"], 1, "{run:#}");
+    let parent = workloads
+        .iter()
+        .find(|w| w["metadata"]["name"] == "report")
+        .expect("parent");
+    assert!(
+        parent["status"]["lastScheduleTime"].is_string(),
+        "{parent:#}"
+    );
+    assert!(parent["status"].get("activeRuns").is_none(), "{parent:#}");
+    // The periodic job itself placed nothing: every allocation is the run's.
+    let allocs = allocations(&r.client).await;
+    assert!(
+        allocs
+            .iter()
+            .all(|a| a["spec"]["workload"] == run["metadata"]["name"]),
+        "{allocs:#?}"
+    );
+
+    r.client
+        .delete(kind("workload"), Some("default"), "report")
+        .await
+        .expect("delete");
+    for _ in 0..2 {
+        scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+    }
+    let left = r
+        .client
+        .list_all(kind("workload"), Some("default"), &ListOptions::default())
+        .await
+        .expect("workloads");
+    assert!(left.is_empty(), "{left:#?}");
+    assert!(allocations(&r.client).await.is_empty());
+}

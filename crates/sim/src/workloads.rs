@@ -503,6 +503,10 @@ fn base(type_: WorkloadType, replicas: usize, task: Task) -> ApiWorkloadSpec {
         parallelism: None,
         backoff_limit: None,
         active_deadline: None,
+        schedule: None,
+        concurrency_policy: None,
+        successful_jobs_history_limit: None,
+        failed_jobs_history_limit: None,
     }
 }
 
