@@ -146,7 +146,7 @@ pub enum Command {
     Kubeconfig,
     /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
     #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,6 @@ macro_rules! note {
 }
 
 mod args;
-mod bench;
 mod commands;
 mod config;
 mod exit;
@@ -76,7 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(a) => return admin::audit(&cli.global, a).await,
         Command::Login(a) => return admin::login(&cli.global, a).await,
         Command::Config(c) => return admin::config_cmd(c),
-        Command::Bench(b) => return bench::run(&cli.global, b).await,
+        Command::Bench(b) => return run_bench(&cli.global, b).await,
         Command::Agent(a) => return commands::agent::agent(a).await,
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
@@ -111,4 +110,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
         _ => unreachable!("handled above"),
     }
+}
+
+/// `meridian bench …`, whose load generators are the `bench` crate: `create` and `watch`
+/// get the server resolved like every client command's, `rss` and `crash` this binary to
+/// start servers from.
+async fn run_bench(global: &args::Global, cmd: &bench::BenchCommand) -> anyhow::Result<()> {
+    use bench::BenchCommand as Bench;
+    let result = match cmd {
+        Bench::Create(a) => bench::create(&bench_target(global)?, a).await,
+        Bench::Watch(a) => bench::watch(&bench_target(global)?, a).await,
+        Bench::Rss(a) => bench::rss(&this_binary()?, a).await,
+        Bench::Crash(a) => bench::crash(&this_binary()?, a).await,
+        Bench::Placement(a) => bench::placement(a),
+    };
+    // A bad flag value exits 1, as every error the user can fix.
+    result.map_err(|e| match e.downcast::<bench::UsageError>() {
+        Ok(usage) => exit::UserError::fail(usage.0),
+        Err(e) => e,
+    })
+}
+
+fn bench_target(global: &args::Global) -> anyhow::Result<bench::Target> {
+    let conn = config::resolve(global)?;
+    Ok(bench::Target {
+        server: conn.server.clone(),
+        project: global.namespace.clone(),
+        connect: Box::new(move || config::client(&conn)),
+    })
+}
+
+fn this_binary() -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    std::env::current_exe().context("cannot find the meridian binary")
 }
