@@ -191,6 +191,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         new: bool,
         live: bool,
         available: bool,
+        ready: bool,
         failing: Option<String>,
         phase: AllocationPhase,
     }
@@ -289,6 +290,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
             new,
             live,
             available,
+            ready,
             failing,
             phase: st.phase,
         });
@@ -477,6 +479,31 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
                         .push((seen[i].name.to_owned(), seen[i].rev, Removal::Replaced));
                 }
             }
+        }
+    }
+
+    // The status says what holds once this pass's stops are done (a stopped instance is
+    // gone the moment its allocation is deleted), so it never claims more availability
+    // than there is.
+    for (name, _, _) in &plan.remove {
+        let Some(s) = seen.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        if !s.live {
+            continue;
+        }
+        status.replicas -= 1;
+        if s.new {
+            status.updated_replicas -= 1;
+        }
+        if s.phase == AllocationPhase::Running {
+            status.running_replicas -= 1;
+        }
+        if s.ready {
+            status.ready_replicas -= 1;
+        }
+        if s.available {
+            status.available_replicas -= 1;
         }
     }
 
