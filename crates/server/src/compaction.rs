@@ -25,7 +25,7 @@ pub async fn run(state: AppState, every: Duration) {
             }
         };
         if let Some(target) = previous.filter(|r| *r > 0) {
-            match state.store().compact(target).await {
+            match state.registry.compact(target).await {
                 Ok(()) => tracing::debug!(revision = target, "compacted history"),
                 Err(e) => tracing::warn!(error = %e, revision = target, "compaction failed"),
             }

@@ -53,7 +53,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use store::{EventKind, RangeRequest, Store};
+use store::{EventKind, Store};
 
 pub use app::{AppState, Limits};
 
@@ -191,13 +191,14 @@ impl Server {
         );
         let connections =
             conn::Connections::new(config.connections.clone(), max_connections, metrics.clone());
-        let policies = policies::PolicyEngine::load(&*store, config.policy.clone())
+        let registry = Registry::new(store, metrics.clone());
+        let policies = policies::PolicyEngine::load(registry.reads(), config.policy.clone())
             .await
             .map_err(api_error)?;
         let state = AppState {
             policies,
             nodes: nodes::leases(config.nodes.clone()),
-            registry: Registry::new(store, metrics.clone()),
+            registry,
             tokens: TokenCache::default(),
             metrics,
             limits: Arc::new(config.limits.clone()),
@@ -460,23 +461,11 @@ async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()
 }
 
 async fn load_tokens(state: &AppState) -> Result<i64> {
-    let page = state
-        .store()
-        .range(RangeRequest {
-            prefix: TOKEN_PREFIX.into(),
-            ..RangeRequest::default()
-        })
-        .await?;
-    for kv in &page.kvs {
-        let Some(digest) = kv.key.strip_prefix(TOKEN_PREFIX) else {
-            continue;
-        };
-        match serde_json::from_slice::<TokenRecord>(&kv.value) {
-            Ok(r) => state.tokens.insert(digest.to_owned(), r),
-            Err(e) => bail!("token record {} is corrupt: {e}", kv.key),
-        }
+    let (records, revision) = state.store().tokens().await?;
+    for (digest, record) in records {
+        state.tokens.insert(digest, record);
     }
-    Ok(page.revision)
+    Ok(revision)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -352,24 +352,15 @@ async fn heartbeat(
     let ttl = leases.options.lease_ttl;
     let known = leases.inner.lock().expect("lease lock").get(&name).copied();
     let renewed = match known {
-        Some((id, _)) => state.store().lease_keep_alive(id).await.is_ok(),
+        Some((id, _)) => state.registry.keep_alive(id).await.is_ok(),
         None => false,
     };
     let mut write_status = !renewed;
     if !renewed {
-        let id = state.store().lease_grant(ttl).await?;
         let key = format!("{LEASE_PREFIX}{name}");
-        state
-            .store()
-            .txn(store::Txn {
-                compares: vec![],
-                success: vec![Op::Put {
-                    key,
-                    value: now_rfc3339().into_bytes(),
-                    lease: Some(id),
-                }],
-                failure: vec![],
-            })
+        let id = state
+            .registry
+            .hold_lease(key, now_rfc3339().into_bytes(), ttl)
             .await?;
         leases
             .inner
@@ -528,8 +519,10 @@ async fn lost(state: &AppState, node: &str) {
 /// Marks lost the nodes that report heartbeats (`status.heartbeatTime`) and are not
 /// Lost, but hold no lease (after a restart of every server, or a missed event).
 async fn sweep(state: &AppState) {
-    let Ok(nodes) =
-        crate::scheduler::read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await
+    let Ok(nodes) = state
+        .store()
+        .read_prefix(&registry::kind_prefix(api::kinds::NODE, None))
+        .await
     else {
         return;
     };

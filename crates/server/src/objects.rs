@@ -1360,23 +1360,18 @@ pub(crate) async fn delete(
 /// A project is deleted only when nothing lives in it any more.
 async fn ensure_project_empty(state: &AppState, project: &str) -> ApiResult<()> {
     for kind in api::KINDS.iter().filter(|k| k.namespaced()) {
-        let page = state
+        let count = state
             .store()
-            .range(RangeRequest {
-                prefix: kind_prefix(kind, Some(project)),
-                limit: 1,
-                count_only: true,
-                ..RangeRequest::default()
-            })
+            .count(&kind_prefix(kind, Some(project)))
             .await?;
-        if page.count > 0 {
+        if count > 0 {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "Conflict",
                 format!(
                     "project {project:?} still holds {} {}: delete them first \
                      (meridian delete {} --all -n {project})",
-                    page.count, kind.plural, kind.singular
+                    count, kind.plural, kind.singular
                 ),
             ));
         }
