@@ -21,6 +21,7 @@ mod audit_thread;
 pub mod auth;
 pub mod compaction;
 pub mod conn;
+mod controller;
 pub mod discovery;
 pub mod error;
 pub mod field_validation;
@@ -58,6 +59,7 @@ use store::{EventKind, Store};
 pub use app::{AppState, Limits};
 
 use crate::auth::{TOKEN_PREFIX, TokenCache, TokenRecord};
+use crate::controller::Report;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -194,7 +196,7 @@ impl Server {
         let registry = Registry::new(store, metrics.clone());
         let policies = policies::PolicyEngine::load(registry.reads(), config.policy.clone())
             .await
-            .map_err(api_error)?;
+            .context("cannot load the policies")?;
         let state = AppState {
             policies,
             nodes: nodes::leases(config.nodes.clone()),
@@ -445,10 +447,10 @@ async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "token watch failed; reloading tokens");
+                    tracing::warn!(error = %Report(&e), "token watch failed; reloading tokens");
                     match load_tokens(&state).await {
                         Ok(rev) => from = rev + 1,
-                        Err(e) => tracing::error!(error = %e, "cannot reload tokens"),
+                        Err(e) => tracing::error!(error = format!("{e:#}"), "cannot reload tokens"),
                     }
                 }
             }

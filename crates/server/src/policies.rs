@@ -43,6 +43,7 @@ use store::{EventKind, Revision};
 use crate::app::AppState;
 use crate::audit_thread::AuditThread;
 use crate::auth::Principal;
+use crate::controller::{ControllerError, Report};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, ReadView, object_key};
 
@@ -140,7 +141,10 @@ where
 impl PolicyEngine {
     /// Loads the policies and fleet context from the store. The engine is current as of
     /// the returned revision; [`run`] watches from the next one.
-    pub async fn load(store: &ReadView, options: PolicyOptions) -> ApiResult<Arc<Self>> {
+    pub async fn load(
+        store: &ReadView,
+        options: PolicyOptions,
+    ) -> Result<Arc<Self>, ControllerError> {
         let revision = store.current_revision().await?;
         let mut view = View::default();
         let mut compiled = Vec::new();
@@ -462,16 +466,21 @@ pub async fn run(state: AppState) {
         let mut events = match state.store().watch("/registry/", from).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %e, "policy controller cannot watch; reloading in 1 s");
+                tracing::warn!(error = %Report(&e), "policy controller cannot watch; reloading in 1 s");
                 tokio::select! {
                     () = state.shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 // A compacted revision: a full reload of the context and a full audit.
-                if let Ok(fresh) = PolicyEngine::load(state.store(), engine.options.clone()).await {
-                    engine.update(|v| *v = (*fresh.view()).clone());
-                    engine.mark_seen(fresh.revision());
-                    from = fresh.revision() + 1;
+                match PolicyEngine::load(state.store(), engine.options.clone()).await {
+                    Ok(fresh) => {
+                        engine.update(|v| *v = (*fresh.view()).clone());
+                        engine.mark_seen(fresh.revision());
+                        from = fresh.revision() + 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %Report(&e), "policy controller cannot reload");
+                    }
                 }
                 full_audit(&state, &audit).await;
                 continue;
@@ -548,7 +557,7 @@ pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Val
 }
 
 /// Every object of the registry, decoded.
-async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ApiError> {
+async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ControllerError> {
     let revision = state.store().current_revision().await?;
     let kvs = state.store().read_prefix("/registry/").await?;
     let objects = kvs
@@ -566,7 +575,7 @@ async fn policy_audit(state: &AppState, audit: &AuditThread, names: &[String]) {
     let (objects, _) = match all_objects(state).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read objects for the policy audit");
+            tracing::warn!(error = %Report(&e), "cannot read objects for the policy audit");
             return;
         }
     };
@@ -601,7 +610,7 @@ async fn full_audit(state: &AppState, audit: &AuditThread) {
     let (objects, revision) = match all_objects(state).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read objects for the audit");
+            tracing::warn!(error = %Report(&e), "cannot read objects for the audit");
             return;
         }
     };
