@@ -301,39 +301,7 @@ fn require_estate_reader(who: &Principal, verb: &str) -> ApiResult<()> {
 
 async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     require_estate_reader(&who, "verify")?;
-    let kvs = state.store().read_prefix(AUDIT_LOG).await?;
-    Ok(Json(verify_json(&kvs)))
-}
-
-/// Read the whole audit log (entries and head).
-pub async fn read_log(store: &dyn store::Store) -> Result<Vec<store::KeyValue>, store::StoreError> {
-    let mut kvs = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: AUDIT_LOG.into(),
-                start_after: start_after.clone(),
-                limit: 5_000,
-                count_only: false,
-            })
-            .await?;
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-        kvs.extend(page.kvs);
-        if !page.more {
-            return Ok(kvs);
-        }
-    }
-}
-
-/// The verification result as JSON: `{"ok": true, "entries": N}` or the first bad entry.
-pub fn verify_json(kvs: &[store::KeyValue]) -> Value {
-    match store::chain::verify(AUDIT_LOG, kvs) {
-        Ok(summary) => {
-            json!({"ok": true, "entries": summary.entries, "head": hex::encode(summary.head.hash)})
-        }
-        Err(brk) => json!({"ok": false, "error": brk.to_string(), "firstBadSeq": brk.seq}),
-    }
+    Ok(Json(crate::audit::verify(state.store()).await?))
 }
 
 /// Used by the server's start-up: a token record that exists or not.

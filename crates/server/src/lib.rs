@@ -15,32 +15,42 @@
 // whose writer drops what it cannot write.
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
-pub mod admin;
-pub mod app;
+// The public surface is deliberate: what `meridian` (serve.rs, args.rs, the audit
+// command) and the integration tests use. Everything else is private.
+//
+// - `audit`: `verify_offline`, for `meridian audit verify --data-dir`.
+// - `registry`: `Registry`, `Mutation`, key layout and encoding; the tests seed objects
+//   the API refuses (an Allocation) through `Registry::commit`, as the scheduler does.
+// - `scheduler`: `SchedulerOptions`; `pass`, `pass_with`, `Memory` and `principal` for the
+//   tests, which drive passes themselves.
+// - `tls`: `SubjectName` (`--tls-san`); `hostname` and `host_addresses` for the tests.
+mod admin;
+mod app;
+pub mod audit;
 mod audit_thread;
-pub mod auth;
-pub mod compaction;
-pub mod conn;
+mod auth;
+mod compaction;
+mod conn;
 mod controller;
-pub mod discovery;
-pub mod error;
-pub mod field_validation;
-pub mod logs;
-pub mod metrics;
-pub mod namespaces;
-pub mod node_restriction;
-pub mod nodes;
-pub mod objects;
-pub mod openapi_v2;
-pub mod placement_api;
-pub mod policies;
-pub mod policy_api;
+mod discovery;
+mod error;
+mod field_validation;
+mod logs;
+mod metrics;
+mod namespaces;
+mod node_restriction;
+mod nodes;
+mod objects;
+mod openapi_v2;
+mod placement_api;
+mod policies;
+mod policy_api;
 pub mod registry;
 pub mod scheduler;
-pub mod tables;
+mod tables;
 pub mod tls;
-pub mod watch;
-pub mod watch_cache;
+mod watch;
+mod watch_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,15 +67,20 @@ use tokio_util::task::TaskTracker;
 use store::{EventKind, Store};
 
 pub use app::{AppState, Limits};
+pub use conn::ConnOptions;
+pub use nodes::NodeOptions;
+pub use policies::PolicyOptions;
+pub use scheduler::SchedulerOptions;
 
 use crate::auth::{TOKEN_PREFIX, TokenCache, TokenRecord};
 use crate::controller::Report;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// File (in the data directory) holding the first admin token, mode 0600.
+/// File (in the data directory) holding the first admin token, mode 0600 (read by
+/// `meridian bench` to reach a server it started).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-/// SQLite database file inside the data directory.
+/// SQLite database file inside the data directory (the disk-full test opens it itself).
 pub const DB_FILE: &str = "meridian.db";
 
 /// How to serve TLS.
