@@ -66,7 +66,7 @@ impl ConfigFile {
         }
         let text = serde_yaml_ng::to_string(self)?;
         let tmp = path.with_extension("yaml.tmp");
-        server::tls::write_private(&tmp, text.as_bytes())?;
+        write_private(&tmp, text.as_bytes())?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
@@ -199,4 +199,19 @@ pub fn use_context(name: &str) -> Result<()> {
     }
     file.current_context = Some(name.to_owned());
     file.save(&path)
+}
+
+/// Writes a file readable only by its owner (mode 0600 on Unix), synced to disk.
+fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
 }

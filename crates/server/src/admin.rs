@@ -135,22 +135,13 @@ pub async fn issue_token(
     Ok((token, record))
 }
 
+/// Every token record with its key.
 async fn all_tokens(state: &AppState) -> ApiResult<Vec<(String, TokenRecord)>> {
-    let page = state
-        .store()
-        .range(RangeRequest {
-            prefix: TOKEN_PREFIX.into(),
-            ..RangeRequest::default()
-        })
-        .await?;
-    page.kvs
-        .iter()
-        .map(|kv| {
-            let record: TokenRecord = serde_json::from_slice(&kv.value)
-                .map_err(|e| ApiError::internal(format!("token record {}: {e}", kv.key)))?;
-            Ok((kv.key.clone(), record))
-        })
-        .collect()
+    let (records, _) = state.store().tokens().await?;
+    Ok(records
+        .into_iter()
+        .map(|(digest, r)| (format!("{TOKEN_PREFIX}{digest}"), r))
+        .collect())
 }
 
 async fn list_tokens(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
@@ -310,53 +301,12 @@ fn require_estate_reader(who: &Principal, verb: &str) -> ApiResult<()> {
 
 async fn audit_verify(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
     require_estate_reader(&who, "verify")?;
-    let kvs = read_log(state.store().as_ref()).await?;
-    Ok(Json(verify_json(&kvs)))
-}
-
-/// Read the whole audit log (entries and head).
-pub async fn read_log(store: &dyn store::Store) -> Result<Vec<store::KeyValue>, store::StoreError> {
-    let mut kvs = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: AUDIT_LOG.into(),
-                start_after: start_after.clone(),
-                limit: 5_000,
-                count_only: false,
-            })
-            .await?;
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-        kvs.extend(page.kvs);
-        if !page.more {
-            return Ok(kvs);
-        }
-    }
-}
-
-/// The verification result as JSON: `{"ok": true, "entries": N}` or the first bad entry.
-pub fn verify_json(kvs: &[store::KeyValue]) -> Value {
-    match store::chain::verify(AUDIT_LOG, kvs) {
-        Ok(summary) => {
-            json!({"ok": true, "entries": summary.entries, "head": hex::encode(summary.head.hash)})
-        }
-        Err(brk) => json!({"ok": false, "error": brk.to_string(), "firstBadSeq": brk.seq}),
-    }
+    Ok(Json(crate::audit::verify(state.store()).await?))
 }
 
 /// Used by the server's start-up: a token record that exists or not.
 pub async fn any_token(state: &AppState) -> ApiResult<bool> {
-    let page = state
-        .store()
-        .range(RangeRequest {
-            prefix: TOKEN_PREFIX.into(),
-            limit: 1,
-            count_only: true,
-            ..RangeRequest::default()
-        })
-        .await?;
-    Ok(page.count > 0)
+    Ok(state.store().count(TOKEN_PREFIX).await? > 0)
 }
 
 /// Write a token record directly (bootstrap of the first admin token).

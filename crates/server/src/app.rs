@@ -59,8 +59,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn store(&self) -> &Arc<dyn store::Store> {
-        &self.registry.store
+    /// Reads of the store. Writes go through `registry` ([`Registry::commit`]).
+    pub fn store(&self) -> &Arc<crate::registry::ReadView> {
+        self.registry.reads()
     }
 }
 

@@ -166,7 +166,8 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db"), SqliteOptions::default())
             .await
             .unwrap();
-        let engine = PolicyEngine::load(store.as_ref(), PolicyOptions::default())
+        let reads = crate::registry::ReadView::new(store);
+        let engine = PolicyEngine::load(&reads, PolicyOptions::default())
             .await
             .unwrap();
         let mut audit = AuditThread::with_queue(engine, 2).unwrap();

@@ -115,14 +115,6 @@ impl Principal {
             site: None,
         }
     }
-
-    /// Whether the principal may see objects in `namespace` (`None`: a global object).
-    pub fn sees_namespace(&self, namespace: Option<&str>) -> bool {
-        match (&self.project, namespace) {
-            (None, _) | (Some(_), None) => true,
-            (Some(p), Some(ns)) => p == ns,
-        }
-    }
 }
 
 /// Kinds of access checked by [`authorize`].

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::app::AppState;
+use crate::controller::Report;
 
 /// Run until shutdown.
 pub async fn run(state: AppState, every: Duration) {
@@ -20,14 +21,16 @@ pub async fn run(state: AppState, every: Duration) {
         let current = match state.store().current_revision().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "compaction: cannot read the revision");
+                tracing::warn!(error = %Report(&e), "compaction: cannot read the revision");
                 continue;
             }
         };
         if let Some(target) = previous.filter(|r| *r > 0) {
-            match state.store().compact(target).await {
+            match state.registry.compact(target).await {
                 Ok(()) => tracing::debug!(revision = target, "compacted history"),
-                Err(e) => tracing::warn!(error = %e, revision = target, "compaction failed"),
+                Err(e) => {
+                    tracing::warn!(error = %Report(&e), revision = target, "compaction failed");
+                }
             }
         }
         previous = Some(current);

@@ -15,33 +15,44 @@
 // whose writer drops what it cannot write.
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
-pub mod admin;
-pub mod app;
+// The public surface is deliberate: what `meridian` (serve.rs, args.rs, the audit
+// command) and the integration tests use. Everything else is private.
+//
+// - `audit`: `verify_offline`, for `meridian audit verify --data-dir`.
+// - `registry`: `Registry`, `Mutation`, key layout and encoding; the tests seed objects
+//   the API refuses (an Allocation) through `Registry::commit`, as the scheduler does.
+// - `scheduler`: `SchedulerOptions`; `pass`, `pass_with`, `Memory` and `principal` for the
+//   tests, which drive passes themselves.
+// - `tls`: `SubjectName` (`--tls-san`); `hostname` and `host_addresses` for the tests.
+mod admin;
+mod app;
+pub mod audit;
 mod audit_thread;
-pub mod auth;
-pub mod compaction;
-pub mod conn;
-pub mod discovery;
-pub mod error;
-pub mod field_validation;
-pub mod logs;
-pub mod metrics;
-pub mod namespaces;
-pub mod node_restriction;
-pub mod nodes;
-pub mod objects;
-pub mod openapi_v2;
-pub mod periodic;
-pub mod placement_api;
-pub mod policies;
-pub mod policy_api;
+mod auth;
+mod compaction;
+mod conn;
+mod controller;
+mod discovery;
+mod error;
+mod field_validation;
+mod logs;
+mod metrics;
+mod namespaces;
+mod node_restriction;
+mod nodes;
+mod objects;
+mod openapi_v2;
+mod periodic;
+mod placement_api;
+mod policies;
+mod policy_api;
 pub mod registry;
-pub mod rollout;
+mod rollout;
 pub mod scheduler;
-pub mod tables;
+mod tables;
 pub mod tls;
-pub mod watch;
-pub mod watch_cache;
+mod watch;
+mod watch_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,17 +66,23 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use store::{EventKind, RangeRequest, Store};
+use store::{EventKind, Store};
 
 pub use app::{AppState, Limits};
+pub use conn::ConnOptions;
+pub use nodes::NodeOptions;
+pub use policies::PolicyOptions;
+pub use scheduler::SchedulerOptions;
 
 use crate::auth::{TOKEN_PREFIX, TokenCache, TokenRecord};
+use crate::controller::Report;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// File (in the data directory) holding the first admin token, mode 0600.
+/// File (in the data directory) holding the first admin token, mode 0600 (read by
+/// `meridian bench` to reach a server it started).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
-/// SQLite database file inside the data directory.
+/// SQLite database file inside the data directory (the disk-full test opens it itself).
 pub const DB_FILE: &str = "meridian.db";
 
 /// How to serve TLS.
@@ -193,13 +210,14 @@ impl Server {
         );
         let connections =
             conn::Connections::new(config.connections.clone(), max_connections, metrics.clone());
-        let policies = policies::PolicyEngine::load(&*store, config.policy.clone())
+        let registry = Registry::new(store, metrics.clone());
+        let policies = policies::PolicyEngine::load(registry.reads(), config.policy.clone())
             .await
-            .map_err(api_error)?;
+            .context("cannot load the policies")?;
         let state = AppState {
             policies,
             nodes: nodes::leases(config.nodes.clone()),
-            registry: Registry::new(store, metrics.clone()),
+            registry,
             tokens: TokenCache::default(),
             metrics,
             limits: Arc::new(config.limits.clone()),
@@ -446,10 +464,10 @@ async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "token watch failed; reloading tokens");
+                    tracing::warn!(error = %Report(&e), "token watch failed; reloading tokens");
                     match load_tokens(&state).await {
                         Ok(rev) => from = rev + 1,
-                        Err(e) => tracing::error!(error = %e, "cannot reload tokens"),
+                        Err(e) => tracing::error!(error = format!("{e:#}"), "cannot reload tokens"),
                     }
                 }
             }
@@ -462,23 +480,11 @@ async fn start_token_sync(state: &AppState) -> Result<tokio::task::JoinHandle<()
 }
 
 async fn load_tokens(state: &AppState) -> Result<i64> {
-    let page = state
-        .store()
-        .range(RangeRequest {
-            prefix: TOKEN_PREFIX.into(),
-            ..RangeRequest::default()
-        })
-        .await?;
-    for kv in &page.kvs {
-        let Some(digest) = kv.key.strip_prefix(TOKEN_PREFIX) else {
-            continue;
-        };
-        match serde_json::from_slice::<TokenRecord>(&kv.value) {
-            Ok(r) => state.tokens.insert(digest.to_owned(), r),
-            Err(e) => bail!("token record {} is corrupt: {e}", kv.key),
-        }
+    let (records, revision) = state.store().tokens().await?;
+    for (digest, record) in records {
+        state.tokens.insert(digest, record);
     }
-    Ok(page.revision)
+    Ok(revision)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -229,13 +229,10 @@ impl LogSessions {
         Some((answer, session))
     }
 
-    /// Sessions open or waiting (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// Sessions open or waiting.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().total
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

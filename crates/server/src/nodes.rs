@@ -37,6 +37,7 @@ use store::{Compare, EventKind, LeaseId, Op};
 use crate::admin::{TokenRequest, issue_token_ops};
 use crate::app::AppState;
 use crate::auth::{Principal, Role, hash_token, require_global_admin};
+use crate::controller::{ControllerError, Report};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{self, AuditRecord, Mutation, Registry, now_rfc3339, object_key};
 
@@ -352,24 +353,15 @@ async fn heartbeat(
     let ttl = leases.options.lease_ttl;
     let known = leases.inner.lock().expect("lease lock").get(&name).copied();
     let renewed = match known {
-        Some((id, _)) => state.store().lease_keep_alive(id).await.is_ok(),
+        Some((id, _)) => state.registry.keep_alive(id).await.is_ok(),
         None => false,
     };
     let mut write_status = !renewed;
     if !renewed {
-        let id = state.store().lease_grant(ttl).await?;
         let key = format!("{LEASE_PREFIX}{name}");
-        state
-            .store()
-            .txn(store::Txn {
-                compares: vec![],
-                success: vec![Op::Put {
-                    key,
-                    value: now_rfc3339().into_bytes(),
-                    lease: Some(id),
-                }],
-                failure: vec![],
-            })
+        let id = state
+            .registry
+            .hold_lease(key, now_rfc3339().into_bytes(), ttl)
             .await?;
         leases
             .inner
@@ -401,7 +393,7 @@ async fn mark(
     name: &str,
     phase: &str,
     message: Option<String>,
-) -> ApiResult<String> {
+) -> Result<String, ControllerError> {
     let node_kind = api::kinds::NODE;
     let key = object_key(node_kind, None, name);
     for _ in 0..5 {
@@ -410,13 +402,16 @@ async fn mark(
             return Err(ApiError::not_found(
                 "nodes",
                 &format!("{name} (register the Node before heartbeating)"),
-            ));
+            )
+            .into());
         };
         let mut node = registry::decode(&kv)?;
         let status = node
             .as_object_mut()
             .map(|o| o.entry("status").or_insert_with(|| json!({})))
-            .ok_or_else(|| ApiError::internal("a Node is not an object"))?;
+            .ok_or_else(|| {
+                ControllerError::other(format!("stored Node {name} is not an object"))
+            })?;
         if phase == "Ready" {
             status["heartbeatTime"] = json!(now_rfc3339());
         }
@@ -453,7 +448,7 @@ async fn mark(
             return Ok(phase.to_owned());
         }
     }
-    Err(ApiError::conflict("nodes", name))
+    Err(ApiError::conflict("nodes", name).into())
 }
 
 /// The node-lifecycle controller: a node whose lease expired is `Lost`.
@@ -461,7 +456,7 @@ pub async fn run_lifecycle(state: AppState) {
     let mut from = match state.store().current_revision().await {
         Ok(r) => r + 1,
         Err(e) => {
-            tracing::error!(error = %e, "node lifecycle cannot start");
+            tracing::error!(error = %Report(&e), "node lifecycle cannot start");
             return;
         }
     };
@@ -479,7 +474,7 @@ pub async fn run_lifecycle(state: AppState) {
         let mut events = match state.store().watch(LEASE_PREFIX, from).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %e, "node lifecycle cannot watch leases; retrying");
+                tracing::warn!(error = %Report(&e), "node lifecycle cannot watch leases; retrying");
                 tokio::select! {
                     () = state.shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -520,16 +515,18 @@ async fn lost(state: &AppState, node: &str) {
     );
     match mark(state, node, "Lost", Some(message)).await {
         Ok(_) => tracing::warn!(%node, "node lost: its lease expired"),
-        Err(e) if e.code == StatusCode::NOT_FOUND => {}
-        Err(e) => tracing::error!(%node, error = %e, "cannot mark the node lost"),
+        Err(ControllerError::Api(e)) if e.code == StatusCode::NOT_FOUND => {}
+        Err(e) => tracing::error!(%node, error = %Report(&e), "cannot mark the node lost"),
     }
 }
 
 /// Marks lost the nodes that report heartbeats (`status.heartbeatTime`) and are not
 /// Lost, but hold no lease (after a restart of every server, or a missed event).
 async fn sweep(state: &AppState) {
-    let Ok(nodes) =
-        crate::scheduler::read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await
+    let Ok(nodes) = state
+        .store()
+        .read_prefix(&registry::kind_prefix(api::kinds::NODE, None))
+        .await
     else {
         return;
     };

@@ -26,9 +26,6 @@ use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 
-/// Media type of the protobuf form.
-pub const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-
 pub fn routes() -> Router<AppState> {
     Router::new().route("/openapi/v2", get(serve))
 }

@@ -38,13 +38,14 @@ use policy::{
     Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, CompileOptions,
     CompiledPolicy, FindingStore, FleetContext, Operation, PolicySet, StoreLimits,
 };
-use store::{EventKind, RangeRequest, Revision, Store};
+use store::{EventKind, Revision};
 
 use crate::app::AppState;
 use crate::audit_thread::AuditThread;
 use crate::auth::Principal;
+use crate::controller::{ControllerError, Report};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{self, object_key};
+use crate::registry::{self, ReadView, object_key};
 
 /// How long a write of a Policy, Site, Project or Node waits for admission to see it.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,39 +124,32 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
-/// Every key under `prefix`, read in pages of 5,000.
-pub(crate) async fn read_prefix(
-    store: &dyn Store,
+/// Every key under `prefix`: [`ReadView::read_prefix`] with an HTTP error, kept for
+/// `scheduler.rs`'s `read_all` (`read_prefix(&**state.store(), …)`, which the generic
+/// parameter keeps free of clippy's `explicit_auto_deref`); new code calls
+/// `state.store().read_prefix` directly.
+pub(crate) async fn read_prefix<S>(
+    store: &S,
     prefix: &str,
-) -> Result<Vec<store::KeyValue>, ApiError> {
-    let mut out = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(RangeRequest {
-                prefix: prefix.to_owned(),
-                start_after: start_after.clone(),
-                limit: 5_000,
-                count_only: false,
-            })
-            .await?;
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-        out.extend(page.kvs);
-        if !page.more {
-            return Ok(out);
-        }
-    }
+) -> Result<Vec<store::KeyValue>, ApiError>
+where
+    S: std::borrow::Borrow<ReadView> + Sync + ?Sized,
+{
+    Ok(store.borrow().read_prefix(prefix).await?)
 }
 
 impl PolicyEngine {
     /// Loads the policies and fleet context from the store. The engine is current as of
     /// the returned revision; [`run`] watches from the next one.
-    pub async fn load(store: &dyn Store, options: PolicyOptions) -> ApiResult<Arc<Self>> {
+    pub async fn load(
+        store: &ReadView,
+        options: PolicyOptions,
+    ) -> Result<Arc<Self>, ControllerError> {
         let revision = store.current_revision().await?;
         let mut view = View::default();
         let mut compiled = Vec::new();
         for k in CONTEXT_KINDS {
-            for kv in read_prefix(store, &registry::kind_prefix(k, None)).await? {
+            for kv in store.read_prefix(&registry::kind_prefix(k, None)).await? {
                 let value = registry::decode(&kv)?;
                 if k == api::kinds::POLICY {
                     if let Some(c) = compile_stored(&mut view, &value, options.compile) {
@@ -472,18 +466,21 @@ pub async fn run(state: AppState) {
         let mut events = match state.store().watch("/registry/", from).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %e, "policy controller cannot watch; reloading in 1 s");
+                tracing::warn!(error = %Report(&e), "policy controller cannot watch; reloading in 1 s");
                 tokio::select! {
                     () = state.shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 // A compacted revision: a full reload of the context and a full audit.
-                if let Ok(fresh) =
-                    PolicyEngine::load(&**state.store(), engine.options.clone()).await
-                {
-                    engine.update(|v| *v = (*fresh.view()).clone());
-                    engine.mark_seen(fresh.revision());
-                    from = fresh.revision() + 1;
+                match PolicyEngine::load(state.store(), engine.options.clone()).await {
+                    Ok(fresh) => {
+                        engine.update(|v| *v = (*fresh.view()).clone());
+                        engine.mark_seen(fresh.revision());
+                        from = fresh.revision() + 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %Report(&e), "policy controller cannot reload");
+                    }
                 }
                 full_audit(&state, &audit).await;
                 continue;
@@ -560,9 +557,9 @@ pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Val
 }
 
 /// Every object of the registry, decoded.
-async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ApiError> {
+async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ControllerError> {
     let revision = state.store().current_revision().await?;
-    let kvs = read_prefix(&**state.store(), "/registry/").await?;
+    let kvs = state.store().read_prefix("/registry/").await?;
     let objects = kvs
         .iter()
         .filter_map(|kv| registry::decode(kv).ok())
@@ -578,7 +575,7 @@ async fn policy_audit(state: &AppState, audit: &AuditThread, names: &[String]) {
     let (objects, _) = match all_objects(state).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read objects for the policy audit");
+            tracing::warn!(error = %Report(&e), "cannot read objects for the policy audit");
             return;
         }
     };
@@ -613,7 +610,7 @@ async fn full_audit(state: &AppState, audit: &AuditThread) {
     let (objects, revision) = match all_objects(state).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read objects for the audit");
+            tracing::warn!(error = %Report(&e), "cannot read objects for the audit");
             return;
         }
     };

@@ -6,6 +6,13 @@
 //! on every read. Every write goes through [`Registry::commit`], which appends the audit
 //! entry in the same transaction as the change, so the audit chain has exactly the committed
 //! mutations, in commit order.
+//!
+//! The rule is kept by visibility, not convention: the store itself is private to this
+//! module. Handlers and controllers get a [`ReadView`] (`AppState::store()`), which can
+//! only read, and write through [`Registry::commit`]. The only other writes are the
+//! narrowly named ones of the controllers that own them: node leases
+//! ([`Registry::hold_lease`], [`Registry::keep_alive`], liveness keys rather than objects,
+//! unaudited) and history compaction ([`Registry::compact`]).
 
 use std::sync::Arc;
 
@@ -14,9 +21,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use api::KindInfo;
-use store::{Compare, KeyValue, Op, Revision, Store, Txn, TxnResponse};
+use store::{
+    Compare, KeyValue, LeaseId, Op, RangeRequest, RangeResponse, Revision, SpaceStatus, Store,
+    StoreError, Txn, TxnResponse, WatchStream,
+};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, TOKEN_PREFIX, TokenRecord};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -114,21 +124,156 @@ impl Mutation {
     }
 }
 
+/// What handlers and controllers may do with the store: read it. No method writes.
+#[derive(Clone)]
+pub struct ReadView {
+    store: Arc<dyn Store>,
+}
+
+/// A read that also decodes what it read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored value {key} is corrupt")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Store(e) => ApiError::from(e),
+            ReadError::Corrupt { key, source } => {
+                ApiError::internal(format!("stored value {key} is corrupt: {source}"))
+            }
+        }
+    }
+}
+
+impl ReadView {
+    /// Reads of `store`. Only the registry's own store and offline tools make one.
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Read one key, with the revision the read saw.
+    pub async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError> {
+        self.store.get(key).await
+    }
+
+    /// One page of keys under a prefix ([`RangeRequest`]).
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.store.range(req).await
+    }
+
+    /// Watch keys under `prefix` from revision `start` (0: changes after now).
+    pub async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError> {
+        self.store.watch(prefix, start).await
+    }
+
+    pub async fn current_revision(&self) -> Result<Revision, StoreError> {
+        self.store.current_revision().await
+    }
+
+    /// Whether the store refuses writes for lack of disk space.
+    pub fn space(&self) -> SpaceStatus {
+        self.store.space()
+    }
+
+    /// Every key under `prefix`, read in pages of 5,000.
+    pub async fn read_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        let mut start_after = None;
+        loop {
+            let page = self
+                .store
+                .range(RangeRequest {
+                    prefix: prefix.to_owned(),
+                    start_after: start_after.clone(),
+                    limit: 5_000,
+                    count_only: false,
+                })
+                .await?;
+            start_after = page.kvs.last().map(|kv| kv.key.clone());
+            out.extend(page.kvs);
+            if !page.more {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// How many keys there are under `prefix` (counted, none read).
+    pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        let page = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.to_owned(),
+                limit: 1,
+                count_only: true,
+                ..RangeRequest::default()
+            })
+            .await?;
+        Ok(page.count)
+    }
+
+    /// Every token record by digest, in one read, with the revision it saw (a watch on
+    /// [`TOKEN_PREFIX`] from the next revision keeps a copy current).
+    pub async fn tokens(&self) -> Result<(Vec<(String, TokenRecord)>, Revision), ReadError> {
+        let page = self
+            .store
+            .range(RangeRequest {
+                prefix: TOKEN_PREFIX.into(),
+                ..RangeRequest::default()
+            })
+            .await?;
+        let records = page
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let digest = kv.key.strip_prefix(TOKEN_PREFIX)?;
+                Some(
+                    serde_json::from_slice::<TokenRecord>(&kv.value)
+                        .map(|r| (digest.to_owned(), r))
+                        .map_err(|source| ReadError::Corrupt {
+                            key: kv.key.clone(),
+                            source,
+                        }),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((records, page.revision))
+    }
+}
+
 /// The audited write path to the store.
 #[derive(Clone)]
 pub struct Registry {
-    pub store: Arc<dyn Store>,
+    store: Arc<dyn Store>,
+    reads: Arc<ReadView>,
     metrics: Metrics,
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, metrics: Metrics) -> Self {
-        Self { store, metrics }
+        Self {
+            reads: Arc::new(ReadView::new(store.clone())),
+            store,
+            metrics,
+        }
+    }
+
+    /// Reads of the store (what `AppState::store()` hands out).
+    pub fn reads(&self) -> &Arc<ReadView> {
+        &self.reads
     }
 
     /// Commit a mutation with its audit entry. On a failed guard, returns the response
     /// with `succeeded == false` and the failure branch reading every compared key.
-    pub async fn commit(&self, mutation: Mutation) -> Result<TxnResponse, ApiError> {
+    pub async fn commit(&self, mutation: Mutation) -> Result<TxnResponse, StoreError> {
         let Mutation {
             compares,
             mut ops,
@@ -163,6 +308,40 @@ impl Registry {
             .await?;
         self.metrics.observe_commit(started.elapsed());
         Ok(response)
+    }
+
+    /// Writes `key` attached to a new lease of `ttl`, returning the lease. For liveness
+    /// keys (a node's heartbeat lease), not objects: nothing is audited, as a lease's
+    /// renewals are not.
+    pub async fn hold_lease(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseId, StoreError> {
+        let id = self.store.lease_grant(ttl).await?;
+        self.store
+            .txn(Txn {
+                compares: vec![],
+                success: vec![Op::Put {
+                    key,
+                    value,
+                    lease: Some(id),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Renews a lease from [`Registry::hold_lease`]; returns its TTL.
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<std::time::Duration, StoreError> {
+        self.store.lease_keep_alive(lease).await
+    }
+
+    /// Drops history at and below `revision` (the compaction controller's).
+    pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        self.store.compact(revision).await
     }
 
     /// Build an audit record for `who` doing `verb` on an object.

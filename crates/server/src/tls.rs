@@ -33,7 +33,7 @@ pub struct TlsMaterial {
 }
 
 /// Write a file readable only by its owner.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

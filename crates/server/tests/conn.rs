@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use server::conn::ConnOptions;
+use server::ConnOptions;
 use server::{Server, ServerConfig};
 
 /// Generous bound for "the server closes it": several times every configured timeout.

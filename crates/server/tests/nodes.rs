@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use client::{Client, ClientError, ListOptions};
+use server::NodeOptions;
 use server::ServerConfig;
-use server::nodes::NodeOptions;
 use server::scheduler::{self, SchedulerOptions};
 
 mod support;

@@ -154,24 +154,16 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
         }
         AuditCommand::Verify { data_dir } => {
             let result = match data_dir {
-                Some(dir) => {
-                    let db = dir.join(server::DB_FILE);
-                    if !db.exists() {
+                Some(dir) => match server::audit::verify_offline(dir).await {
+                    Ok(result) => result,
+                    Err(e @ server::audit::OfflineError::NoStore { .. }) => {
                         return Err(UserError::fail(format!(
-                            "--data-dir {}: no Meridian store there ({} is missing)",
-                            dir.display(),
-                            server::DB_FILE
+                            "--data-dir {}: {e}",
+                            dir.display()
                         )));
                     }
-                    let store = store::sqlite::SqliteStore::open(
-                        &db,
-                        store::sqlite::SqliteOptions::default(),
-                    )
-                    .await
-                    .with_context(|| format!("cannot open {}", db.display()))?;
-                    let kvs = server::admin::read_log(store.as_ref()).await?;
-                    server::admin::verify_json(&kvs)
-                }
+                    Err(e) => return Err(e.into()),
+                },
                 None => {
                     let conn = config::resolve(global)?;
                     let client = config::client(&conn)?;

@@ -28,12 +28,12 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             request_timeout: args.request_timeout,
             ..Limits::default()
         },
-        scheduler: (!args.no_scheduler).then(server::scheduler::SchedulerOptions::default),
-        nodes: server::nodes::NodeOptions {
+        scheduler: (!args.no_scheduler).then(server::SchedulerOptions::default),
+        nodes: server::NodeOptions {
             lease_ttl: args.node_lease,
-            ..server::nodes::NodeOptions::default()
+            ..server::NodeOptions::default()
         },
-        connections: server::conn::ConnOptions {
+        connections: server::ConnOptions {
             header_read_timeout: args.header_read_timeout,
             idle_timeout: args.idle_timeout,
             max_connections: args

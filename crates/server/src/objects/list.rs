@@ -1,0 +1,258 @@
+//! Lists: pages read in chunks under a key prefix, selectors applied as they are read,
+//! opaque continue tokens (the last key and the first page's revision).
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use api::LabelSelector;
+use store::RangeRequest;
+
+use super::{Params, Target, json_response, meta_str};
+use crate::app::AppState;
+use crate::auth::{Principal, Verb, authorize};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{decode, kind_prefix};
+use crate::tables::{self, TableRequest};
+
+/// Opaque continue token: the last key returned and the revision of the first page.
+#[derive(serde::Serialize, Deserialize)]
+struct ContinueToken {
+    k: String,
+    rv: i64,
+}
+
+fn encode_continue(key: &str, rv: i64) -> String {
+    let raw = serde_json::to_vec(&ContinueToken {
+        k: key.to_owned(),
+        rv,
+    })
+    .expect("serializes");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<ContinueToken> {
+    let bad = || {
+        ApiError::bad_request(
+            "the continue token is not valid: it must be copied unchanged from a previous list",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if !t.k.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok(t)
+}
+
+/// Selectors of a list or watch, parsed once.
+pub struct Filter {
+    labels: Option<LabelSelector>,
+    fields: Option<api::selector::FieldSelector>,
+    /// Only objects in this project (a project-scoped principal listing every project).
+    project: Option<String>,
+    project_kind: bool,
+    /// A node agent's credential: only the objects of its node.
+    node: Option<String>,
+}
+
+impl Filter {
+    pub fn new(q: &Params, who: &Principal, target: &Target) -> ApiResult<Self> {
+        let labels = match q.label_selector.as_deref() {
+            Some(s) if !s.trim().is_empty() => Some(LabelSelector::parse(s).map_err(|e| {
+                ApiError::bad_request(format!("labelSelector {s:?} is not valid: {e}"))
+            })?),
+            _ => None,
+        };
+        let fields = match q.field_selector.as_deref() {
+            Some(s) if !s.trim().is_empty() => {
+                Some(api::selector::FieldSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("fieldSelector {s:?} is not valid: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            labels,
+            fields,
+            project: who.project.clone(),
+            project_kind: target.kind.kind == "Project",
+            node: (who.role == crate::auth::Role::Node)
+                .then(|| who.node.clone().unwrap_or_default()),
+        })
+    }
+
+    /// Whether every object passes (no selector, no project scope).
+    pub fn is_trivial(&self) -> bool {
+        self.labels.is_none()
+            && self.fields.is_none()
+            && self.project.is_none()
+            && self.node.is_none()
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        if let Some(node) = &self.node {
+            let mine = match object.get("kind").and_then(Value::as_str) {
+                Some("Allocation") => {
+                    object.pointer("/spec/node").and_then(Value::as_str) == Some(node)
+                }
+                Some("Node") => meta_str(object, "name") == Some(node),
+                _ => false,
+            };
+            if !mine {
+                return false;
+            }
+        }
+        if let Some(project) = &self.project {
+            let visible = if self.project_kind {
+                meta_str(object, "name") == Some(project)
+            } else {
+                meta_str(object, "namespace").is_none_or(|ns| ns == project)
+            };
+            if !visible {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.labels {
+            let empty = serde_json::Map::new();
+            let labels = object
+                .get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            let map: std::collections::BTreeMap<String, String> = labels
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            if !sel.matches(&map) {
+                return false;
+            }
+        }
+        if let Some(sel) = &self.fields
+            && !sel.matches(object)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// The key prefix a list or watch reads, narrowed to the principal's project when scoped.
+pub fn list_prefix(who: &Principal, target: &Target) -> String {
+    match (target.ns(), &who.project) {
+        (Some(ns), _) => kind_prefix(target.kind, Some(ns)),
+        (None, Some(project)) if target.kind.namespaced() => {
+            kind_prefix(target.kind, Some(project))
+        }
+        _ => kind_prefix(target.kind, None),
+    }
+}
+
+pub(crate) async fn list(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    table: Option<TableRequest>,
+) -> ApiResult<Response> {
+    let verb = if q.is_watch() {
+        Verb::Watch
+    } else {
+        Verb::List
+    };
+    authorize(&who, verb, target.kind, target.ns(), None)?;
+    let filter = Filter::new(&q, &who, &target)?;
+    if q.is_watch() {
+        return crate::watch::watch(state, who, target, q, filter, table).await;
+    }
+    let prefix = list_prefix(&who, &target);
+    let max = state.limits.max_page;
+    let limit = q.limit.filter(|l| *l > 0).map_or(max, |l| l.min(max));
+    let (mut start_after, first_rv) = match q.continue_.as_deref() {
+        Some(t) if !t.is_empty() => {
+            let t = decode_continue(t, &prefix)?;
+            (Some(t.k), Some(t.rv))
+        }
+        _ => (None, None),
+    };
+    let mut items = Vec::new();
+    let mut revision = first_rv;
+    let more: bool;
+    let mut last_key: Option<String> = None;
+    'pages: loop {
+        // With a selector most keys may not match: read in chunks, stop at `limit` matches.
+        let chunk = (limit - items.len()).clamp(256.min(limit), max);
+        let page = state
+            .store()
+            .range(RangeRequest {
+                prefix: prefix.clone(),
+                start_after: start_after.clone(),
+                limit: chunk,
+                count_only: false,
+            })
+            .await?;
+        match revision {
+            // A continue token's revision is the first page's: never one from the future
+            // (a forged token), so that what the list answers is what the store holds.
+            Some(rv) if rv < 1 || rv > page.revision => {
+                return Err(ApiError::bad_request(
+                    "the continue token is not valid: it must be copied unchanged from a previous list",
+                ));
+            }
+            Some(_) => {}
+            None => revision = Some(page.revision),
+        }
+        let scanned = page.kvs.len();
+        for (i, kv) in page.kvs.iter().enumerate() {
+            last_key = Some(kv.key.clone());
+            let object = decode(kv)?;
+            if filter.matches(&object) {
+                items.push(object);
+            }
+            if items.len() >= limit {
+                more = page.more || i + 1 < scanned;
+                break 'pages;
+            }
+        }
+        if !page.more {
+            more = false;
+            break;
+        }
+        start_after.clone_from(&last_key);
+    }
+    let revision = revision.unwrap_or_default();
+    let mut metadata = json!({ "resourceVersion": revision.to_string() });
+    if more && let Some(k) = &last_key {
+        metadata["continue"] = Value::String(encode_continue(k, revision));
+    }
+    if let Some(req) = table {
+        let t = tables::table(target.kind, &items, metadata, req, true);
+        return Ok(json_response(StatusCode::OK, &t));
+    }
+    let list = json!({
+        "apiVersion": api::API_VERSION,
+        "kind": target.kind.list_kind(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_roundtrip_and_reject_other_prefixes() {
+        let t = encode_continue("/registry/workloads/finance/a", 42);
+        let back = decode_continue(&t, "/registry/workloads/").expect("valid");
+        assert_eq!(back.k, "/registry/workloads/finance/a");
+        assert_eq!(back.rv, 42);
+        assert!(decode_continue(&t, "/registry/sites/").is_err());
+        assert!(decode_continue("garbage!", "/registry/").is_err());
+    }
+}
