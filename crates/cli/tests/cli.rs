@@ -6,15 +6,16 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-mod support;
-use support::{BIN, ServerProcess, examples, ok, stderr, stdout};
+use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 #[test]
 fn apply_get_describe_delete_round_trip() {
-    let s = ServerProcess::start(&[]);
-    let ex = examples();
+    let s = ServerProcess::start(BIN, &[]);
+    let ex = examples_dir();
     let out = ok(&s.cli(&["apply", "-f", ex.to_str().expect("path")]));
     assert!(
         out.contains("site.meridian.dev/onprem-frankfurt created"),
@@ -92,7 +93,7 @@ fn apply_get_describe_delete_round_trip() {
 
 #[test]
 fn apply_is_all_or_nothing_and_errors_name_file_doc_and_field() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("workloads.yaml");
     std::fs::write(
@@ -135,7 +136,7 @@ fn apply_is_all_or_nothing_and_errors_name_file_doc_and_field() {
 
 #[test]
 fn exit_codes_and_rbac_messages() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     let bad_kind = s.cli(&["get", "frobs"]);
     assert_eq!(bad_kind.status.code(), Some(1));
     assert!(
@@ -156,7 +157,7 @@ fn exit_codes_and_rbac_messages() {
         &[
             "apply",
             "-f",
-            examples().join("sites.yaml").to_str().expect("path"),
+            examples_dir().join("sites.yaml").to_str().expect("path"),
         ],
     );
     assert_eq!(denied.status.code(), Some(1));
@@ -208,11 +209,11 @@ fn exit_codes_and_rbac_messages() {
 #[test]
 fn audit_verify_detects_tampering_offline() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let s = ServerProcess::start_in(tmp.path(), &[]);
+    let s = ServerProcess::start_in(BIN, tmp.path(), &[]);
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("sites.yaml").to_str().expect("path"),
+        examples_dir().join("sites.yaml").to_str().expect("path"),
     ]));
     let verified = ok(&s.cli(&["audit", "verify"]));
     assert!(verified.contains("audit log intact"), "{verified}");
@@ -261,7 +262,7 @@ fn audit_verify_detects_tampering_offline() {
 #[test]
 fn tls_beyond_loopback_and_contexts() {
     // 0.0.0.0 is beyond loopback: TLS with a generated CA is forced.
-    let s = ServerProcess::start_listening("0.0.0.0:0", &[]);
+    let s = ServerProcess::builder(BIN).listen("0.0.0.0:0").start();
     assert!(s.url.starts_with("https://"), "{}", s.url);
     let ca = s.dir.join("ca.crt");
     assert!(ca.exists());
@@ -356,16 +357,19 @@ fn help_has_examples_for_every_verb() {
 
 #[test]
 fn get_watch_shows_changes_made_by_another_client() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("projects.yaml").to_str().expect("path"),
+        examples_dir().join("projects.yaml").to_str().expect("path"),
     ]));
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("workloads.yaml").to_str().expect("path"),
+        examples_dir()
+            .join("workloads.yaml")
+            .to_str()
+            .expect("path"),
     ]));
     let mut watcher = Command::new(BIN)
         .args(["get", "wl", "-n", "finance", "-w", "-o", "name"])
@@ -388,35 +392,36 @@ fn get_watch_shows_changes_made_by_another_client() {
     // The listing comes first.
     let first = rx.recv_timeout(Duration::from_secs(20)).expect("listing");
     assert!(first.starts_with("workload.meridian.dev/"), "{first}");
-    // Give the watch a moment to be established, then change an object from another client.
-    std::thread::sleep(Duration::from_millis(500));
+    // That line is the watch's own first event (a watch without a resourceVersion sends
+    // the current objects after subscribing), so the watch is established: change an
+    // object from another client.
     let patch = s.cli_with(
         &s.token,
         &["apply", "-f", "-"],
         Some("apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: watched, namespace: finance}\nspec:\n  type: job\n  task: {driver: exec, command: [/bin/true], resources: {cpu: 100m, memory: 64Mi}}\n"),
     );
     ok(&patch);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            if line == "ADDED workload.meridian.dev/watched" {
-                break;
+    wait_until(
+        Duration::from_secs(20),
+        "the watcher to print ADDED workload.meridian.dev/watched",
+        || {
+            for line in rx.try_iter() {
+                if line == "ADDED workload.meridian.dev/watched" {
+                    return Ok(());
+                }
+                seen.push(line);
             }
-            seen.push(line);
-        }
-    }
+            Err(seen.clone())
+        },
+    );
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert!(
-        Instant::now() < deadline,
-        "the change never showed: {seen:?}"
-    );
 }
 
 #[test]
 fn an_existing_kubeconfig_context_is_used_when_nothing_else_is_set() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     let kubeconfig = s.dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -515,8 +520,8 @@ fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
 
 #[test]
 fn policy_install_eval_and_compliance_report() {
-    let s = ServerProcess::start(&["--no-scheduler"]);
-    ok(&s.cli(&["apply", "-f", examples().to_str().expect("utf-8")]));
+    let s = ServerProcess::start(BIN, &["--no-scheduler"]);
+    ok(&s.cli(&["apply", "-f", examples_dir().to_str().expect("utf-8")]));
     let out = ok(&s.cli(&["policy", "install", "sovereignty", "ai", "baseline"]));
     assert!(
         out.contains("policy.meridian.dev/sovereignty-residency-declared created"),
@@ -578,14 +583,18 @@ fn policy_install_eval_and_compliance_report() {
     );
 
     // The audit reports the estate: a table by policy and by framework, and OSCAL.
-    let mut table = String::new();
-    for _ in 0..100 {
-        table = ok(&s.cli(&["compliance", "status"]));
-        if table.contains("baseline-owner-label") && table.contains("NonCompliant") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let table = wait_until(
+        Duration::from_secs(10),
+        "compliance status to show baseline-owner-label NonCompliant",
+        || {
+            let table = ok(&s.cli(&["compliance", "status"]));
+            if table.contains("baseline-owner-label") && table.contains("NonCompliant") {
+                Ok(table)
+            } else {
+                Err(table)
+            }
+        },
+    );
     assert!(table.contains("FRAMEWORK"), "{table}");
     assert!(table.contains("NIST SP 800-53"), "{table}");
     let oscal = ok(&s.cli(&["compliance", "report", "-o", "oscal"]));
@@ -609,8 +618,8 @@ fn policy_install_eval_and_compliance_report() {
 
 #[test]
 fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
-    let s = ServerProcess::start(&[]);
-    ok(&s.cli(&["apply", "-f", examples().to_str().expect("utf-8")]));
+    let s = ServerProcess::start(BIN, &[]);
+    ok(&s.cli(&["apply", "-f", examples_dir().to_str().expect("utf-8")]));
     let nodes_of = |workload: &str| -> Vec<String> {
         let out = ok(&s.cli(&["get", "allocations", "-A", "-o", "json"]));
         let list: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -622,13 +631,18 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
             .map(|a| a["spec"]["node"].as_str().expect("node").to_owned())
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut before = nodes_of("payroll-api");
-    while before.len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        before = nodes_of("payroll-api");
-    }
-    assert_eq!(before.len(), 2, "{before:?}");
+    let before = wait_until(
+        Duration::from_secs(30),
+        "both payroll-api replicas placed",
+        || {
+            let nodes = nodes_of("payroll-api");
+            if nodes.len() == 2 {
+                Ok(nodes)
+            } else {
+                Err(nodes)
+            }
+        },
+    );
     let node = before[0].clone();
 
     let out = ok(&s.cli(&["drain", &node, "--dry-run"]));
@@ -638,13 +652,18 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     let out = ok(&s.cli(&["drain", &node]));
     assert!(out.contains(&format!("node/{node} cordoned")), "{out}");
     assert!(out.contains(&format!("node/{node} drained")), "{out}");
-    let mut after = nodes_of("payroll-api");
-    while (after.len() < 2 || after.contains(&node)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        after = nodes_of("payroll-api");
-    }
-    assert_eq!(after.len(), 2, "{after:?}");
-    assert!(!after.contains(&node), "placed again elsewhere: {after:?}");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("both payroll-api replicas placed again, none on {node}"),
+        || {
+            let after = nodes_of("payroll-api");
+            if after.len() == 2 && !after.contains(&node) {
+                Ok(())
+            } else {
+                Err(after)
+            }
+        },
+    );
     let out = ok(&s.cli(&["get", "node", &node, "-o", "json"]));
     assert!(out.contains("\"unschedulable\": true"), "{out}");
     let out = ok(&s.cli(&["uncordon", &node]));
@@ -710,28 +729,17 @@ fn kill_all(marker: &str) {
     }
 }
 
-/// Waits until `f` returns `Some`, at most `secs` seconds.
-fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
 #[test]
 fn agents_run_work_fail_over_and_never_run_a_duplicate() {
-    let s = ServerProcess::start(&["--node-lease", "2s"]);
+    let s = ServerProcess::start(BIN, &["--node-lease", "2s"]);
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("sites.yaml").to_str().expect("utf-8"),
+        examples_dir().join("sites.yaml").to_str().expect("utf-8"),
     ]));
     let dirs = tempfile::tempdir().expect("tempdir");
     let marker = format!("{}", 700_000 + rand_suffix());
+    let _cleanup = KillAllOnDrop(marker.clone());
     let mut agents: Vec<(String, PathBuf, AgentProcess)> = Vec::new();
     for name in ["agent-a", "agent-b"] {
         let token = ok(&s.cli(&[
@@ -747,11 +755,18 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
         let agent = AgentProcess::start(&s, &dir, name, Some(token.trim()));
         agents.push((name.to_owned(), dir, agent));
     }
-    let ready = wait_for(30, || {
-        let out = stdout(&s.cli(&["get", "nodes"]));
-        (out.matches("Ready").count() == 2).then_some(out)
-    });
-    assert!(ready.is_some(), "both agents registered and heartbeat");
+    wait_until(
+        Duration::from_secs(30),
+        "both agents registered and Ready",
+        || {
+            let out = stdout(&s.cli(&["get", "nodes"]));
+            if out.matches("Ready").count() == 2 {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     // The credential is kept, 0600.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(agents[0].1.join("credential.json"))
@@ -778,14 +793,17 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
         (a["status"]["phase"] == "running")
             .then(|| a["spec"]["node"].as_str().unwrap_or("").to_owned())
     };
-    let first = wait_for(30, || running_on(&s)).expect("the service runs");
+    let first = wait_until(Duration::from_secs(30), "hello-0 running", || {
+        running_on(&s)
+    });
     assert_eq!(processes_with(&marker).len(), 1, "one copy runs");
     let (i, other) = if first == "agent-a" { (0, 1) } else { (1, 0) };
     let log = agents[i].1.join("allocations/default_hello-0/stdout.log");
-    let text = wait_for(10, || {
-        std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty())
-    })
-    .expect("stdout captured");
+    let text = wait_until(
+        Duration::from_secs(10),
+        "the task's stdout captured",
+        || std::fs::read_to_string(&log).ok().filter(|t| !t.is_empty()),
+    );
     assert!(
         text.contains(&format!("started default/hello-0 on {first}")),
         "{text}"
@@ -794,24 +812,45 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
     // The host is lost: agent and task die together. The service moves to the other node.
     agents[i].2.kill9();
     kill_all(&marker);
-    let second = wait_for(30, || running_on(&s).filter(|n| *n != first)).expect("failed over");
+    let second = wait_until(
+        Duration::from_secs(30),
+        &format!("hello-0 running on another node than {first}"),
+        || running_on(&s).filter(|n| *n != first),
+    );
     assert_eq!(second, agents[other].0);
     assert_eq!(processes_with(&marker).len(), 1);
 
     // The lost agent comes back (stored credential, no join token): nothing is assigned
     // to it any more, so it starts nothing.
+    // An agent's first act after reconciling what it listed is to watch its allocations:
+    // the server's open watches (only the agents watch here) show that it has.
+    let agent_watches = |n: f64| {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{n} open watches (one per live agent)"),
+            || {
+                let open = s.metric("meridian_watches");
+                if open == n { Ok(()) } else { Err(open) }
+            },
+        );
+    };
+    agent_watches(1.0);
     let (name, dir, _) = &agents[i];
     let back = AgentProcess::start(&s, dir, name, None);
     agents[i].2 = back;
-    assert!(
-        wait_for(15, || {
+    wait_until(
+        Duration::from_secs(15),
+        "the returning agent Ready again",
+        || {
             let out = stdout(&s.cli(&["get", "nodes"]));
-            (out.matches("Ready").count() == 2).then_some(())
-        })
-        .is_some(),
-        "the returning agent is Ready again"
+            if out.matches("Ready").count() == 2 {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
     );
-    std::thread::sleep(Duration::from_secs(2));
+    agent_watches(2.0);
     assert_eq!(
         processes_with(&marker).len(),
         1,
@@ -820,19 +859,21 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
 
     // The running agent restarts: it adopts its task instead of starting a second copy.
     agents[other].2.kill9();
+    agent_watches(1.0);
     let again = AgentProcess::start(&s, &agents[other].1, &agents[other].0, None);
     agents[other].2 = again;
-    std::thread::sleep(Duration::from_secs(3));
+    agent_watches(2.0);
     assert_eq!(processes_with(&marker).len(), 1, "adopted, not duplicated");
-    assert!(wait_for(30, || running_on(&s)).is_some());
+    wait_until(Duration::from_secs(30), "hello-0 running", || {
+        running_on(&s)
+    });
 
     // The workload is deleted: its task is stopped, nothing is left behind.
     ok(&s.cli(&["delete", "workload", "hello"]));
-    let gone = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
-    kill_all(&marker);
-    assert!(
-        gone.is_some(),
-        "the task was stopped when its allocation went away"
+    wait_until(
+        Duration::from_secs(30),
+        "the task stopped once its allocation went away",
+        || processes_with(&marker).is_empty(),
     );
 }
 
@@ -845,11 +886,11 @@ mod guest;
 
 /// Starts a server with the example sites and one joined agent; waits until it is Ready.
 fn server_with_agent(dir: &Path, name: &str) -> (ServerProcess, AgentProcess) {
-    let s = ServerProcess::start(&["--node-lease", "5s"]);
+    let s = ServerProcess::start(BIN, &["--node-lease", "5s"]);
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("sites.yaml").to_str().expect("utf-8"),
+        examples_dir().join("sites.yaml").to_str().expect("utf-8"),
     ]));
     let token = ok(&s.cli(&[
         "node",
@@ -861,11 +902,18 @@ fn server_with_agent(dir: &Path, name: &str) -> (ServerProcess, AgentProcess) {
         "5m",
     ]));
     let agent = AgentProcess::start(&s, &dir.join(name), name, Some(token.trim()));
-    let ready = wait_for(30, || {
-        let out = stdout(&s.cli(&["get", "nodes"]));
-        out.contains("Ready").then_some(out)
-    });
-    assert!(ready.is_some(), "the agent registered and heartbeats");
+    wait_until(
+        Duration::from_secs(30),
+        "the agent registered and Ready",
+        || {
+            let out = stdout(&s.cli(&["get", "nodes"]));
+            if out.contains("Ready") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     (s, agent)
 }
 
@@ -929,10 +977,9 @@ fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     )
     .expect("write");
     ok(&s.cli(&["apply", "-f", manifest.to_str().expect("utf-8")]));
-    let running = wait_for(60, || {
+    let running = wait_until(Duration::from_secs(60), "tiny-vm-0 running", || {
         allocation(&s, "tiny-vm-0").filter(|a| a["status"]["phase"] == "running")
-    })
-    .expect("the VM runs");
+    });
     let message = running["status"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("1 vCPU, 128 MiB, acceleration tcg"),
@@ -942,26 +989,29 @@ fn a_vm_workload_boots_logs_its_console_and_is_stopped_through_qmp() {
     let log = tmp
         .path()
         .join("vm-host/allocations/default_tiny-vm-0/stdout.log");
-    let console = wait_for(60, || {
-        std::fs::read_to_string(&log)
-            .ok()
-            .filter(|t| t.contains("GUEST-READY"))
-    });
-    assert!(
-        console.is_some(),
-        "no GUEST-READY in {}: {:?}",
-        log.display(),
-        std::fs::read_to_string(&log)
+    wait_until(
+        Duration::from_secs(60),
+        &format!("GUEST-READY on the console ({})", log.display()),
+        || match std::fs::read_to_string(&log) {
+            Ok(text) if text.contains("GUEST-READY") => Ok(()),
+            // The last lines, newest first.
+            other => Err(other.map(|t| {
+                t.lines()
+                    .rev()
+                    .take(10)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })),
+        },
     );
     assert_eq!(processes_with(&marker).len(), 1, "one QEMU runs");
 
     // Deleting the workload stops the VM (power button, then quit) and leaves nothing.
     ok(&s.cli(&["delete", "workload", "tiny-vm"]));
-    let gone = wait_for(60, || processes_with(&marker).is_empty().then_some(()));
-    kill_all(&marker);
-    assert!(
-        gone.is_some(),
-        "QEMU was stopped when its allocation went away"
+    wait_until(
+        Duration::from_secs(60),
+        "QEMU stopped once its allocation went away",
+        || processes_with(&marker).is_empty(),
     );
 }
 
@@ -985,6 +1035,7 @@ fn health_checks_report_healthy_and_restart_what_fails_them() {
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("index.html"), "ok\n").expect("index");
     let marker = format!("{}", 900_000 + rand_suffix());
+    let _cleanup = KillAllOnDrop(marker.clone());
     let manifest = tmp.path().join("health.yaml");
     std::fs::write(
         &manifest,
@@ -1007,10 +1058,13 @@ fn health_checks_report_healthy_and_restart_what_fails_them() {
     ok(&s.cli(&["apply", "-f", manifest.to_str().expect("utf-8")]));
 
     // The server answers: healthy, with a condition saying so.
-    let web = wait_for(60, || {
-        allocation(&s, "web-0").filter(|a| a["status"]["health"]["state"] == "healthy")
-    })
-    .unwrap_or_else(|| panic!("web-0 never healthy: {:?}", allocation(&s, "web-0")));
+    let web = wait_until(Duration::from_secs(60), "web-0 healthy", || {
+        let web = allocation(&s, "web-0");
+        match web {
+            Some(a) if a["status"]["health"]["state"] == "healthy" => Ok(a),
+            other => Err(other),
+        }
+    });
     assert_eq!(web["status"]["health"]["message"], "HTTP 200");
     let conditions = web["status"]["conditions"].as_array().expect("conditions");
     assert_eq!(conditions[0]["type"], "Healthy");
@@ -1019,22 +1073,30 @@ fn health_checks_report_healthy_and_restart_what_fails_them() {
     // Nothing listens on the other port: two failures in a row restart the task, as a
     // failed exit, per its restart policy (the backoff doubles, so the message stays up
     // longer each time).
-    let deaf = wait_for(60, || {
-        allocation(&s, "deaf-0").filter(|a| {
-            a["status"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("unhealthy (2 failed health checks in a row"))
-        })
-    })
-    .unwrap_or_else(|| panic!("deaf-0 never restarted: {:?}", allocation(&s, "deaf-0")));
+    let deaf = wait_until(
+        Duration::from_secs(60),
+        "deaf-0 restarted after 2 failed health checks",
+        || match allocation(&s, "deaf-0") {
+            Some(a)
+                if a["status"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("unhealthy (2 failed health checks in a row")) =>
+            {
+                Ok(a)
+            }
+            other => Err(other),
+        },
+    );
     assert!(deaf["status"]["restarts"].as_u64() >= Some(1), "{deaf}");
     assert_eq!(deaf["status"]["phase"], "running", "restarting: {deaf}");
     // Restarted, not duplicated: one copy runs at a time.
     assert!(processes_with(&marker).len() <= 1);
     ok(&s.cli(&["delete", "workload", "web", "deaf"]));
-    let gone = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
-    kill_all(&marker);
-    assert!(gone.is_some());
+    wait_until(
+        Duration::from_secs(30),
+        "the tasks stopped once their workloads were deleted",
+        || processes_with(&marker).is_empty(),
+    );
 }
 
 #[test]

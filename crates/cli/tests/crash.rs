@@ -9,97 +9,18 @@
 //! restarted, it must end with every instance placed exactly once and no node over-committed.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde_json::{Value, json};
+use testkit::{ServerProcess, kind, wait_until_async};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 const RUNS: usize = 3;
 const WRITERS: usize = 8;
-
-/// A `meridian server` child process; killed (SIGKILL) and reaped on drop, panics included.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl ServerProcess {
-    /// Start on a free loopback port; the URL comes from stderr, the token from the data dir.
-    fn start(data_dir: &Path) -> ServerProcess {
-        Self::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &Path, extra: &[&str]) -> ServerProcess {
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("MERIDIAN_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start meridian server");
-        let stderr = child.stderr.take().expect("stderr pipe");
-        let (tx, rx) = mpsc::channel();
-        // Drains stderr for the life of the process so the server never blocks on it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("meridian server listening on ") {
-                    let _ = tx.send(Ok(url.trim().to_owned()));
-                } else {
-                    let _ = tx.send(Err(line));
-                }
-            }
-        });
-        // Construct the guard before waiting, so a failed start still kills the child.
-        let mut server = ServerProcess {
-            child,
-            url: String::new(),
-            token: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = Vec::new();
-        while server.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(Ok(url)) => server.url = url,
-                Ok(Err(line)) => seen.push(line),
-                Err(_) => panic!("the server did not start; stderr:\n{}", seen.join("\n")),
-            }
-        }
-        server.token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .expect("admin.token in the data dir")
-            .trim()
-            .to_owned();
-        server
-    }
-
-    fn client(&self) -> client::Client {
-        client::Client::new(&self.url, &self.token, None).expect("client")
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn workloads() -> &'static api::KindInfo {
     api::kinds::WORKLOAD
@@ -133,7 +54,7 @@ fn resource_version(object: &Value) -> i64 {
 /// One run; returns the number of acknowledged writes (all verified present).
 async fn one_run(run: usize, kill_after: Duration) -> usize {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut server = ServerProcess::start(dir.path());
+    let mut server = ServerProcess::start_in(BIN, dir.path(), &[]);
     let killed = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
@@ -157,6 +78,7 @@ async fn one_run(run: usize, kill_after: Duration) -> usize {
             acked
         }));
     }
+    // The sleep is the experiment's random kill moment, not a wait for a condition.
     tokio::time::sleep(kill_after).await;
     killed.store(true, Ordering::SeqCst);
     server.kill9();
@@ -166,7 +88,7 @@ async fn one_run(run: usize, kill_after: Duration) -> usize {
     }
     assert!(!acked.is_empty(), "run {run}: no write was acknowledged");
 
-    let mut restarted = ServerProcess::start(dir.path());
+    let mut restarted = ServerProcess::start_in(BIN, dir.path(), &[]);
     let found: HashMap<String, i64> = restarted
         .client()
         .list_all(
@@ -250,14 +172,20 @@ fn service(i: usize) -> Value {
     })
 }
 
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("kind")
-}
-
 async fn allocations(c: &client::Client) -> Vec<Value> {
     c.list_all(kind("Allocation"), None, &client::ListOptions::default())
         .await
         .expect("list allocations")
+}
+
+/// How many scheduler passes have ended (from `/metrics`).
+async fn scheduler_passes(c: &client::Client) -> u64 {
+    let metrics = c.get_text("/metrics").await.expect("metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("meridian_scheduler_pass_duration_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no scheduler pass count in:\n{metrics}"))
 }
 
 /// Every instance has exactly one allocation and no node holds more cpu than it has.
@@ -300,7 +228,7 @@ fn check_placements(allocs: &[Value], run: usize) {
 /// allocations that survived the kill.
 async fn scheduler_run(run: usize, kill_after: Duration) -> usize {
     let dir = tempfile::tempdir().expect("temp dir");
-    let setup = ServerProcess::start_with(dir.path(), &["--no-scheduler"]);
+    let setup = ServerProcess::start_in(BIN, dir.path(), &["--no-scheduler"]);
     let c = setup.client();
     let site = json!({
         "apiVersion": "meridian.dev/v1", "kind": "Site",
@@ -324,12 +252,14 @@ async fn scheduler_run(run: usize, kill_after: Duration) -> usize {
     drop(setup);
 
     // The scheduler starts placing at once; kill it in the middle of its commits.
-    let mut scheduling = ServerProcess::start(dir.path());
+    let mut scheduling = ServerProcess::start_in(BIN, dir.path(), &[]);
     let c = scheduling.client();
     let first = client::ListOptions {
         limit: Some(1),
         ..Default::default()
     };
+    // A tight loop on purpose, not `wait_until`: the kill must land inside the batch, and
+    // polling at intervals could notice the first allocation only after the last.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let page = c
@@ -344,23 +274,37 @@ async fn scheduler_run(run: usize, kill_after: Duration) -> usize {
             "run {run}: nothing was ever placed"
         );
     }
+    // The sleep is the experiment's random kill moment, not a wait for a condition.
     tokio::time::sleep(kill_after).await;
     scheduling.kill9();
 
-    let inspect = ServerProcess::start_with(dir.path(), &["--no-scheduler"]);
+    let inspect = ServerProcess::start_in(BIN, dir.path(), &["--no-scheduler"]);
     let survived = allocations(&inspect.client()).await.len();
     drop(inspect);
 
-    let finishing = ServerProcess::start(dir.path());
+    let finishing = ServerProcess::start_in(BIN, dir.path(), &[]);
     let c = finishing.client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut allocs = allocations(&c).await;
-    while allocs.len() < SCHED_WORKLOADS * REPLICAS && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        allocs = allocations(&c).await;
-    }
-    // Let any further pass run: nothing may change any more.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_async(
+        Duration::from_secs(60),
+        &format!("run {run}: every instance placed after the restart"),
+        || async {
+            let placed = allocations(&c).await.len();
+            if placed >= SCHED_WORKLOADS * REPLICAS {
+                Ok(())
+            } else {
+                Err(format!("{placed} allocations"))
+            }
+        },
+    )
+    .await;
+    // One more pass must end after that: nothing may change any more.
+    let passes = scheduler_passes(&c).await;
+    wait_until_async(
+        Duration::from_secs(30),
+        &format!("run {run}: a scheduler pass after every instance was placed"),
+        || async { scheduler_passes(&c).await > passes },
+    )
+    .await;
     check_placements(&allocations(&c).await, run);
     survived
 }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::{BIN, ServerProcess, examples, failed, ok, stderr};
+use testkit::{ServerProcess, examples_dir, failed, ok, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// A `meridian server` over TLS with a kubeconfig for its admin token.
 struct Server {
@@ -29,7 +30,7 @@ impl std::ops::Deref for Server {
 impl Server {
     fn start() -> Self {
         // kubectl sends no bearer token over plain http (kubernetes/kubectl#744).
-        let server = ServerProcess::start(&["--tls"]);
+        let server = ServerProcess::start(BIN, &["--tls"]);
         let mut s = Self {
             kubeconfig: server.dir.join("kubeconfig"),
             server,
@@ -83,7 +84,7 @@ impl Server {
     ) -> Output {
         let mut cmd = kubectl_command(kubeconfig, &self.dir);
         cmd.args(args).envs(env.iter().copied());
-        support::run(cmd, stdin)
+        testkit::run(cmd, stdin)
     }
 }
 
@@ -113,7 +114,7 @@ fn kubectl_command(kubeconfig: &Path, dir: &Path) -> Command {
 }
 
 fn example(name: &str) -> String {
-    examples().join(name).to_str().expect("path").to_owned()
+    examples_dir().join(name).to_str().expect("path").to_owned()
 }
 
 /// Lines of a child's stdout, read on a thread.
@@ -197,7 +198,7 @@ fn kubectl_discovers_meridian_kinds() {
 #[test]
 fn kubectl_apply_get_edit_and_delete() {
     let s = Server::start();
-    let ex = examples();
+    let ex = examples_dir();
     let applied = ok(&s.kubectl(&["apply", "-f", ex.to_str().expect("path")]));
     assert!(
         applied.contains("workload.meridian.dev/payroll-api created"),

@@ -6,10 +6,11 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-mod support;
-use support::{BIN, ServerProcess, examples, ok, stderr, stdout};
+use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// A `meridian agent` child process, killed on drop.
 struct AgentProcess(Child);
@@ -21,16 +22,16 @@ impl Drop for AgentProcess {
     }
 }
 
-/// Waits until `f` returns `Some`, at most `secs` seconds.
-fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if let Some(v) = f() {
-            return Some(v);
+/// Kills every process whose command line holds the marker, however the test ends (tasks
+/// outlive their agent by design).
+struct KillAllOnDrop(String);
+
+impl Drop for KillAllOnDrop {
+    fn drop(&mut self) {
+        for pid in processes_with(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    None
 }
 
 /// Pids of live processes whose command line contains `marker`.
@@ -53,11 +54,11 @@ fn processes_with(marker: &str) -> Vec<u32> {
 
 #[test]
 fn logs_prints_tails_and_follows_what_a_task_writes() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     ok(&s.cli(&[
         "apply",
         "-f",
-        examples().join("sites.yaml").to_str().expect("utf-8"),
+        examples_dir().join("sites.yaml").to_str().expect("utf-8"),
     ]));
     let tmp = tempfile::tempdir().expect("tempdir");
     let token = ok(&s.cli(&["node", "join-token", "create", "--site", "onprem-frankfurt"]));
@@ -77,6 +78,7 @@ fn logs_prints_tails_and_follows_what_a_task_writes() {
     // (a file) to print one more: a line written after `logs -f` started.
     let go = tmp.path().join("go");
     let marker = format!("{}", 800_000 + std::process::id() % 100_000);
+    let _cleanup = KillAllOnDrop(marker.clone());
     s.apply(
         tmp.path(),
         "printer.yaml",
@@ -90,12 +92,19 @@ fn logs_prints_tails_and_follows_what_a_task_writes() {
             go = go.display()
         ),
     );
-    let stored = wait_for(60, || {
-        let o = s.cli(&["logs", "printer-0"]);
-        let out = stdout(&o);
-        (o.status.success() && out.contains("line 3")).then_some(out)
-    })
-    .expect("the task's output is readable through the server");
+    let stored = wait_until(
+        Duration::from_secs(60),
+        "the task's output readable through the server",
+        || {
+            let o = s.cli(&["logs", "printer-0"]);
+            let out = stdout(&o);
+            if o.status.success() && out.contains("line 3") {
+                Ok(out)
+            } else {
+                Err(format!("{out}{}", stderr(&o)))
+            }
+        },
+    );
     assert_eq!(stored, "line 1\nline 2\nline 3\n");
 
     assert_eq!(
@@ -157,32 +166,29 @@ fn logs_prints_tails_and_follows_what_a_task_writes() {
         .expect("read");
     assert_eq!(first, "late line\n");
     ok(&s.cli(&["delete", "workload", "printer"]));
-    let stopped = wait_for(30, || processes_with(&marker).is_empty().then_some(()));
-    for pid in processes_with(&marker) {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
-    assert!(stopped.is_some(), "the task stopped with its workload");
-    let ended = wait_for(30, || follow.try_wait().expect("wait"));
-    if ended.is_none() {
-        let _ = follow.kill();
-    }
-    assert_eq!(
-        ended.and_then(|s| s.code()),
-        Some(0),
-        "logs -f ends when its allocation goes away"
+    wait_until(
+        Duration::from_secs(30),
+        "the task stopped with its workload",
+        || processes_with(&marker).is_empty(),
     );
+    let ended = wait_until(
+        Duration::from_secs(30),
+        "logs -f to end once its allocation went away",
+        || follow.try_wait().expect("wait"),
+    );
+    assert_eq!(ended.code(), Some(0), "logs -f exits 0");
 }
 
 #[test]
 fn logs_refusals_say_what_to_do() {
     // Only the scheduler writes allocations: jobs pinned to a node, that never restart,
     // so they stay where they were placed even when their node goes away.
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     for file in ["projects.yaml", "sites.yaml", "nodes.yaml"] {
         ok(&s.cli(&[
             "apply",
             "-f",
-            examples().join(file).to_str().expect("utf-8"),
+            examples_dir().join(file).to_str().expect("utf-8"),
         ]));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -204,11 +210,18 @@ fn logs_refusals_say_what_to_do() {
         "quiet.yaml",
         &pinned_job("quiet", "fra-rhel-01"),
     );
-    let placed = wait_for(30, || {
-        let out = stdout(&s.cli(&["get", "allocations"]));
-        (out.contains("ghost-0") && out.contains("quiet-0")).then_some(())
-    });
-    assert!(placed.is_some(), "the scheduler placed both jobs");
+    wait_until(
+        Duration::from_secs(30),
+        "the scheduler to place both jobs",
+        || {
+            let out = stdout(&s.cli(&["get", "allocations"]));
+            if out.contains("ghost-0") && out.contains("quiet-0") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     ok(&s.cli(&["delete", "node", "fra-rhel-02"]));
 
     let missing = s.cli(&["logs", "nothing-0"]);

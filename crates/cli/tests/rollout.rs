@@ -4,8 +4,9 @@
 
 use std::process::{Child, Command, Stdio};
 
-mod support;
-use support::{BIN, ServerProcess, failed, ok};
+use testkit::{ServerProcess, failed, ok};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// `meridian sim nodes` against `s`, killed on drop.
 struct Sim(Child);
@@ -57,7 +58,7 @@ spec:
 
 #[test]
 fn rollout_status_history_undo_pause_resume_restart_and_scale() {
-    let s = ServerProcess::start(&[]);
+    let s = ServerProcess::start(BIN, &[]);
     let _sim = sim(&s, 2);
     let dir = tempfile::tempdir().expect("tempdir");
     s.apply(dir.path(), "web.yaml", WEB);

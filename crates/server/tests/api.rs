@@ -7,87 +7,13 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use client::{Client, ClientError, ListOptions, PatchType};
-use server::{Server, ServerConfig};
-
-struct TestServer {
-    url: String,
-    admin: String,
-    _dir: tempfile::TempDir,
-    stop: tokio_util::sync::CancellationToken,
-}
-
-impl TestServer {
-    /// A server without the scheduler: these tests check the API's own behaviour, and the
-    /// scheduler's status writes would add events to the watches they count.
-    async fn start() -> Self {
-        Self::start_with(ServerConfig {
-            scheduler: None,
-            ..ServerConfig::default()
-        })
-        .await
-    }
-
-    async fn start_with(config: ServerConfig) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            ..config
-        })
-        .await
-        .expect("server binds");
-        let info = server.info().clone();
-        let admin = info
-            .new_admin_token
-            .clone()
-            .expect("first start makes a token");
-        let stop = tokio_util::sync::CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(server.run(async move { s.cancelled().await }));
-        Self {
-            url: info.url,
-            admin,
-            _dir: dir,
-            stop,
-        }
-    }
-
-    fn client(&self, token: &str) -> Client {
-        Client::new(&self.url, token, None).expect("client")
-    }
-
-    fn admin(&self) -> Client {
-        self.client(&self.admin)
-    }
-
-    async fn token(&self, role: &str, project: Option<&str>) -> String {
-        let resp = self
-            .admin()
-            .request_json(
-                client::Method::POST,
-                "/meridian/v1/tokens",
-                Some(&json!({"role": role, "project": project})),
-            )
-            .await
-            .expect("token created");
-        resp["token"].as_str().expect("token").to_owned()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+use server::ServerConfig;
+use testkit::{TestServer, kind, wait_until_async};
 
 /// A plain HTTP client for requests the Meridian client would not send.
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
-}
-
-fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("kind")
 }
 
 fn project(name: &str) -> Value {
@@ -133,7 +59,7 @@ fn api_code(e: &ClientError) -> u16 {
 }
 
 async fn setup_finance(ts: &TestServer) -> Client {
-    let c = ts.admin();
+    let c = ts.client.clone();
     c.create(kind("project"), None, &project("finance"), false)
         .await
         .expect("project");
@@ -159,7 +85,7 @@ async fn auth_is_required_and_health_is_public() {
     let body: Value = r.json().await.expect("status body");
     assert_eq!(body["kind"], "Status");
     assert_eq!(body["reason"], "Unauthorized");
-    let bad = ts.client("mrd_not-a-token");
+    let bad = ts.client_as("mrd_not-a-token");
     let err = bad
         .list(kind("site"), None, &ListOptions::default())
         .await
@@ -494,9 +420,9 @@ async fn watch_streams_changes_and_resumes() {
         .expect("watch");
     let first = w.next().await.expect("event").expect("ok");
     assert_eq!(first.type_, "ADDED");
+    // The watch is established (its first event arrived): change the object meanwhile.
     let c2 = c.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
         c2.patch(
             wl,
             Some("finance"),
@@ -570,7 +496,7 @@ async fn rbac_viewer_and_project_scope() {
         .await
         .expect("site");
 
-    let viewer = ts.client(&ts.token("viewer", None).await);
+    let viewer = ts.client_as(&ts.new_token("viewer", None).await);
     assert!(viewer.get(kind("wl"), Some("finance"), "pay").await.is_ok());
     let err = viewer
         .create(
@@ -584,7 +510,7 @@ async fn rbac_viewer_and_project_scope() {
     assert_eq!(api_code(&err), 403);
     assert!(err.to_string().contains("viewer"), "{err}");
 
-    let scoped = ts.client(&ts.token("operator", Some("finance")).await);
+    let scoped = ts.client_as(&ts.new_token("operator", Some("finance")).await);
     assert!(scoped.get(kind("wl"), Some("finance"), "pay").await.is_ok());
     let hidden = scoped
         .get(kind("wl"), Some("research"), "train")
@@ -655,7 +581,7 @@ async fn audit_log_records_every_mutation_and_verifies() {
 #[tokio::test]
 async fn discovery_openapi_metrics_and_limits() {
     let ts = TestServer::start().await;
-    let c = ts.admin();
+    let c = ts.client.clone();
     let list = c
         .get_path("/apis/meridian.dev/v1")
         .await
@@ -724,7 +650,7 @@ async fn discovery_openapi_metrics_and_limits() {
     let http = http();
     let r = http
         .post(format!("{}/apis/meridian.dev/v1/sites", ts.url))
-        .bearer_auth(&ts.admin)
+        .bearer_auth(&ts.token)
         .header("content-type", "application/json")
         .body(format!("{{\"pad\": \"{huge}\"}}"))
         .send()
@@ -764,30 +690,23 @@ async fn compacted_history_answers_410_expired() {
     .await
     .expect("patch");
     // Compaction runs every 100 ms and lags one interval: poll until the old revision is gone.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let opts = ListOptions {
-            resource_version: Some(rv.clone()),
-            ..Default::default()
-        };
-        match c.watch(wl, Some("finance"), &opts).await {
-            Err(e) => {
-                assert_eq!(api_code(&e), 410, "{e}");
-                let ClientError::Api(status) = e else {
-                    panic!()
-                };
-                assert_eq!(status.reason, "Expired");
-                break;
-            }
-            Ok(_) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "history was never compacted"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let expired = wait_until_async(
+        Duration::from_secs(20),
+        "history before the patch to be compacted (a watch from it answers 410)",
+        || async {
+            let opts = ListOptions {
+                resource_version: Some(rv.clone()),
+                ..Default::default()
+            };
+            c.watch(wl, Some("finance"), &opts).await.err()
+        },
+    )
+    .await;
+    assert_eq!(api_code(&expired), 410, "{expired}");
+    let ClientError::Api(status) = expired else {
+        panic!("{expired}")
+    };
+    assert_eq!(status.reason, "Expired");
     // A fresh list and a watch from its resourceVersion work.
     let list = c
         .list(wl, Some("finance"), &ListOptions::default())
@@ -838,7 +757,7 @@ async fn projects_answer_as_core_namespaces() {
     let project = c.get(kind("project"), None, "ops").await.expect("project");
     assert_eq!(project["kind"], "Project");
     // A project-scoped token sees only its own namespace.
-    let scoped = ts.client(&ts.token("viewer", Some("finance")).await);
+    let scoped = ts.client_as(&ts.new_token("viewer", Some("finance")).await);
     let mine = scoped.get_path("/api/v1/namespaces").await.expect("list");
     assert_eq!(mine["items"].as_array().map(Vec::len), Some(1));
     let err = scoped

@@ -15,43 +15,34 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use server::ConnOptions;
-use server::{Server, ServerConfig};
+use server::ServerConfig;
+use testkit::wait_until_async;
 
 /// Generous bound for "the server closes it": several times every configured timeout.
 const CLOSED_WITHIN: Duration = Duration::from_secs(15);
 
-mod support;
-
-/// A server (see `support`) reached over raw TCP.
+/// A test server (see `testkit`) reached over raw TCP.
 struct TestServer {
-    _running: support::Running,
-    addr: std::net::SocketAddr,
+    running: testkit::TestServer,
     admin: String,
 }
 
 impl TestServer {
     async fn start(connections: ConnOptions) -> Self {
-        let running = support::start_with(ServerConfig {
+        let running = testkit::TestServer::start_with(ServerConfig {
             scheduler: None,
             connections,
             ..ServerConfig::default()
         })
         .await;
-        let addr = running
-            .url
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
-            .expect("a plain HTTP loopback server");
         let admin = running.token.clone();
-        Self {
-            _running: running,
-            addr,
-            admin,
-        }
+        Self { running, admin }
     }
 
     async fn connect(&self) -> TcpStream {
-        TcpStream::connect(self.addr).await.expect("connect")
+        TcpStream::connect(self.running.addr())
+            .await
+            .expect("connect")
     }
 
     /// One request on a fresh connection (`Connection: close`); the whole answer.
@@ -79,6 +70,17 @@ impl TestServer {
         answer
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().expect("a number"))
+    }
+
+    /// The number of open connections, read in-process: asking over HTTP would open one.
+    fn open_connections(&self) -> f64 {
+        self.running
+            .state
+            .metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix("meridian_connections "))
             .map_or(0.0, |v| v.trim().parse().expect("a number"))
     }
 }
@@ -158,7 +160,8 @@ async fn a_trickling_request_head_is_closed_after_the_header_read_timeout() {
         .write_all(b"GET /healthz HTTP/1.1\r\n")
         .await
         .expect("write");
-    // One header byte every 100 ms, for far longer than the timeout, never ending the head.
+    // One header byte every 100 ms, for far longer than the timeout, never ending the head
+    // (the sleep is the trickle under test).
     let dripping = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -215,7 +218,8 @@ async fn an_idle_keep_alive_connection_is_closed_but_a_watch_lives_on() {
         "an idle keep-alive connection is closed"
     );
 
-    // Well past the idle timeout, the watch still delivers events.
+    // Well past the idle timeout, the watch still delivers events. The sleep is the thing
+    // under test (a watch idle longer than the idle timeout), not a wait for a condition.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     let site = r#"{"apiVersion":"meridian.dev/v1","kind":"Site","metadata":{"name":"fra-1"},
         "spec":{"provider":"onprem","region":"frankfurt","jurisdiction":"DE",
@@ -251,8 +255,20 @@ async fn at_the_connection_cap_health_checks_are_still_answered() {
     for _ in 0..CAP {
         idle.push(server.connect().await);
     }
-    // Let the server take them all in (connect returns once the kernel has queued them).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Connect returns once the kernel has queued them: wait until the server has them all.
+    wait_until_async(
+        CLOSED_WITHIN,
+        &format!("the server to take in {CAP} connections"),
+        || async {
+            let open = server.open_connections();
+            if open >= CAP as f64 {
+                Ok(())
+            } else {
+                Err(open)
+            }
+        },
+    )
+    .await;
     for path in ["/healthz", "/readyz"] {
         let answer = server.request("GET", path, None).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
@@ -279,26 +295,18 @@ async fn a_wildcard_listener_is_reachable_over_tls_at_a_host_address() {
     let Some(address) = addresses.first().copied() else {
         panic!("this host has no non-loopback IPv4 address to test with");
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::bind(ServerConfig {
-        listen: "0.0.0.0:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
+    let server = testkit::TestServer::builder(ServerConfig {
         scheduler: None,
         ..ServerConfig::default()
     })
-    .await
-    .expect("server binds");
-    let info = server.info().clone();
-    let ca = std::fs::read(info.ca_file.as_ref().expect("a generated CA")).expect("CA file");
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(server.run(async move { s.cancelled().await }));
-
-    let url = format!("https://{address}:{}", info.local_addr.port());
-    let token = info.new_admin_token.expect("token");
-    let client = client::Client::new(&url, &token, Some(&ca)).expect("client");
+    .listen("0.0.0.0:0".parse().expect("addr"))
+    .start()
+    .await;
+    let ca = std::fs::read(server.info.ca_file.as_ref().expect("a generated CA")).expect("CA file");
+    let url = format!("https://{address}:{}", server.addr().port());
+    let client = client::Client::new(&url, &server.token, Some(&ca)).expect("client");
     let answer = client.get_path("/version").await;
-    stop.cancel();
+    drop(server);
     answer.unwrap_or_else(|e| panic!("{url} with the generated CA: {e:#}"));
 }
 
@@ -323,14 +331,13 @@ async fn the_data_directory_and_database_are_owner_only() {
     std::fs::write(&db, b"").expect("an empty database");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     for data_dir in [fresh, existing] {
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: data_dir.clone(),
+        let server = testkit::TestServer::builder(ServerConfig {
             scheduler: None,
             ..ServerConfig::default()
         })
-        .await
-        .expect("server binds");
+        .data_dir(&data_dir)
+        .start()
+        .await;
         assert_eq!(mode(&data_dir), 0o700, "{}", data_dir.display());
         for file in [
             "meridian.db",

@@ -6,14 +6,15 @@
 //! without it.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use client::{Client, ClientError, Method};
-use server::{Server, ServerConfig};
+use server::ServerConfig;
 use store::sqlite::{SpaceOptions, SqliteOptions, SqliteStore};
 use store::tmpfs::Tmpfs;
+use testkit::{TestServer, wait_until_async};
 
 const SITES: &str = "/apis/meridian.dev/v1/sites";
 
@@ -79,23 +80,15 @@ async fn full_disk_answers_507_keeps_reads_and_deletes_and_recovers() {
     )
     .await
     .expect("open store");
-    let server = Server::bind_with_store(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: fs.path().to_path_buf(),
-            scheduler: None,
-            ..ServerConfig::default()
-        },
-        store,
-    )
-    .await
-    .expect("bind");
-    let info = server.info().clone();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    let running = tokio::spawn(server.run(async move { s.cancelled().await }));
-    let token = info.new_admin_token.clone().expect("token");
-    let c = Client::new(&info.url, &token, None).expect("client");
+    let server = TestServer::builder(ServerConfig {
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .data_dir(fs.path())
+    .store(store)
+    .start()
+    .await;
+    let c = server.client.clone();
 
     let mut acked = BTreeSet::new();
     for i in 0..4 {
@@ -172,14 +165,12 @@ async fn full_disk_answers_507_keeps_reads_and_deletes_and_recovers() {
 
     // Space returns: writes resume by themselves.
     std::fs::remove_file(&filler).expect("remove filler");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while c.get_text("/readyz").await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "still not ready after space returned"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(
+        Duration::from_secs(30),
+        "/readyz to answer 200 once space returned",
+        || c.get_text("/readyz"),
+    )
+    .await;
     let metrics = c.get_text("/metrics").await.expect("metrics");
     assert_eq!(metric(&metrics, "meridian_store_no_space"), 0.0);
     create(&c, "after").await.expect("writes resume");
@@ -189,6 +180,5 @@ async fn full_disk_answers_507_keeps_reads_and_deletes_and_recovers() {
     assert_eq!(names, acked, "every acknowledged object is there");
     assert!(names.is_disjoint(&refused), "no refused object appears");
 
-    stop.cancel();
-    running.await.expect("join").expect("server stops cleanly");
+    server.stop().await.expect("the server stops cleanly");
 }

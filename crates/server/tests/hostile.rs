@@ -3,11 +3,9 @@
 //! that decodes YAML (create, apply patch, `Namespace` creation); ordinary YAML with
 //! anchors, aliases and merge keys still works.
 
-mod support;
-
 use serde_json::Value;
 
-use support::Running;
+use testkit::TestServer;
 
 /// Nine levels of nine aliases: 9^9 (387 million) leaves from under 400 bytes.
 fn billion_laughs(document_head: &str) -> String {
@@ -23,7 +21,7 @@ const WORKLOAD_HEAD: &str =
     "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata:\n  name: bomb\n  namespace: default\n";
 
 async fn send(
-    r: &Running,
+    r: &TestServer,
     method: reqwest::Method,
     path: &str,
     content_type: &str,
@@ -54,7 +52,7 @@ fn assert_refused_as_alias_bomb(code: u16, status: &Value) {
 
 #[tokio::test]
 async fn billion_laughs_is_refused_with_400_on_every_yaml_path() {
-    let r = support::start().await;
+    let r = TestServer::start().await;
     let workloads = "/apis/meridian.dev/v1/namespaces/default/workloads";
     let bomb = billion_laughs(WORKLOAD_HEAD);
 
@@ -109,7 +107,7 @@ async fn billion_laughs_is_refused_with_400_on_every_yaml_path() {
 
 #[tokio::test]
 async fn deep_nesting_is_refused_with_400() {
-    let r = support::start().await;
+    let r = TestServer::start().await;
     let body = format!(
         "{WORKLOAD_HEAD}spec: {}{}\n",
         "[".repeat(200),
@@ -134,7 +132,7 @@ async fn deep_nesting_is_refused_with_400() {
 
 #[tokio::test]
 async fn yaml_with_anchors_aliases_and_merge_keys_is_accepted() {
-    let r = support::start().await;
+    let r = TestServer::start().await;
     let body = "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata:\n  name: anchored\n  \
                 namespace: default\n  labels: &labels {team: payroll}\n  annotations: *labels\n\
                 spec:\n  type: service\n  task:\n    <<: {driver: exec, resources: {cpu: 100m, memory: 64Mi}}\n    \

@@ -11,10 +11,9 @@ use serde_json::{Value, json};
 
 use client::{Client, ClientError, LogOptions, Method};
 
-mod support;
-use support::{Running, kind, load_examples, seed_allocation, start};
+use testkit::{TestServer, kind, load_examples, seed_allocation};
 
-async fn join_node(r: &Running, node: &str) -> Client {
+async fn join_node(r: &TestServer, node: &str) -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let token = r
         .client
@@ -93,7 +92,7 @@ fn chunks(parts: &[&'static str]) -> impl futures::Stream<Item = std::io::Result
 
 #[tokio::test]
 async fn a_node_serves_only_its_own_log_sessions() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let n1 = join_node(&r, "n1").await;
     let n2 = join_node(&r, "n2").await;

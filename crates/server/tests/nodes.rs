@@ -11,11 +11,10 @@ use server::NodeOptions;
 use server::ServerConfig;
 use server::scheduler::{self, SchedulerOptions};
 
-mod support;
-use support::{Running, kind, load_examples, seed_allocation, start_with};
+use testkit::{TestServer, kind, load_examples, seed_allocation, wait_until_async};
 
-async fn server(lease_ttl: Duration) -> Running {
-    start_with(ServerConfig {
+async fn server(lease_ttl: Duration) -> TestServer {
+    TestServer::start_with(ServerConfig {
         scheduler: None,
         nodes: NodeOptions {
             lease_ttl,
@@ -39,7 +38,7 @@ async fn join_token(c: &Client, site: Option<&str>, ttl: u64) -> String {
 }
 
 /// The join exchange with a plain HTTP client: status and body.
-async fn join(r: &Running, token: &str, node: &str, site: Option<&str>) -> (u16, Value) {
+async fn join(r: &TestServer, token: &str, node: &str, site: Option<&str>) -> (u16, Value) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let resp = reqwest::Client::new()
         .post(format!("{}/meridian/v1/nodes/join", r.url))
@@ -273,28 +272,33 @@ async fn a_node_without_heartbeats_is_lost_and_its_services_move() {
             .request_json(client::Method::POST, &path, None)
             .await
             .expect("heartbeat");
+        // The sleep is the agent's cadence under test, not a wait: heartbeats 300 ms
+        // apart keep a 1 s lease alive.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let n = r.client.get(kind("node"), None, &node).await.expect("node");
     assert_eq!(n["status"]["phase"], "Ready", "{n}");
 
-    let mut lost = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let n = r.client.get(kind("node"), None, &node).await.expect("node");
-        if n["status"]["phase"] == "Lost" {
-            assert!(
-                n["status"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("lease expired"),
-                "{n}"
-            );
-            lost = true;
-            break;
-        }
-    }
-    assert!(lost, "node {node} was never marked Lost");
+    let n = wait_until_async(
+        Duration::from_secs(10),
+        &format!("node {node} to be marked Lost"),
+        || async {
+            let n = r.client.get(kind("node"), None, &node).await.expect("node");
+            if n["status"]["phase"] == "Lost" {
+                Ok(n)
+            } else {
+                Err(n["status"].clone())
+            }
+        },
+    )
+    .await;
+    assert!(
+        n["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lease expired"),
+        "{n}"
+    );
     let report = scheduler::pass(&r.state, &options).await.expect("pass");
     assert!(report.rescheduled > 0, "{report:?}");
     let allocs = r

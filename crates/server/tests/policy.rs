@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use client::{Client, ClientError, ListOptions};
 use server::scheduler::{self, SchedulerOptions};
 
-mod support;
-use support::{Running, kind, load_examples, start};
+use testkit::{TestServer, kind, load_examples, wait_until_async};
 
 async fn install(c: &Client, packs: &[&str]) {
     for name in packs {
@@ -61,7 +60,7 @@ fn api_status(e: ClientError) -> api::Status {
 }
 
 /// POST with a plain HTTP client, to see headers the Meridian client hides.
-async fn raw_post(r: &Running, path: &str, body: &Value) -> reqwest::Response {
+async fn raw_post(r: &TestServer, path: &str, body: &Value) -> reqwest::Response {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
         .post(format!("{}{path}", r.url))
@@ -74,7 +73,7 @@ async fn raw_post(r: &Running, path: &str, body: &Value) -> reqwest::Response {
 
 #[tokio::test]
 async fn residency_breaking_workload_is_refused_with_policies_and_fields() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     install(&r.client, &["sovereignty"]).await;
     let wl = kind("Workload");
@@ -174,7 +173,7 @@ async fn residency_breaking_workload_is_refused_with_policies_and_fields() {
 
 #[tokio::test]
 async fn rego_syntax_error_is_refused_at_apply_with_line_and_column() {
-    let r = start().await;
+    let r = TestServer::start().await;
     let bad = policy_object(
         "typo",
         "deny",
@@ -207,7 +206,7 @@ async fn rego_syntax_error_is_refused_at_apply_with_line_and_column() {
 
 #[tokio::test]
 async fn warn_policy_returns_warning_headers_and_lets_the_request_through() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let rego = r#"package warn_replicas
 violation contains {"msg": "one replica is not highly available", "field": "spec.replicas"} if {
@@ -266,7 +265,7 @@ violation contains {"msg": "one replica is not highly available", "field": "spec
 
 #[tokio::test]
 async fn broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     // Divides by zero on every Workload: compiles, and fails at evaluation.
     let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
@@ -327,7 +326,7 @@ async fn broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed() {
 
 #[tokio::test]
 async fn scheduler_allocations_pass_admission() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     // Internal data only on SecNumCloud sites (ovh-sbg, which has no Windows node for
     // intranet-iis): the scheduler's placements of internal workloads are refused.
@@ -407,30 +406,35 @@ fn oscal_schema() -> Value {
 }
 
 async fn wait_for_findings(c: &Client, policy: &str, at_least: usize) -> Value {
-    for _ in 0..100 {
-        let status = c
-            .get_path("/meridian/v1/compliance/status")
-            .await
-            .expect("status");
-        let found = status["summary"]["policies"]
-            .as_array()
-            .expect("policies")
-            .iter()
-            .find(|p| p["policy"] == policy)
-            .and_then(|p| p["findings"].as_u64())
-            .unwrap_or(0);
-        if found as usize >= at_least {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {at_least} findings of {policy} in time");
+    wait_until_async(
+        Duration::from_secs(10),
+        &format!("{at_least} findings of {policy}"),
+        || async {
+            let status = c
+                .get_path("/meridian/v1/compliance/status")
+                .await
+                .expect("status");
+            let found = status["summary"]["policies"]
+                .as_array()
+                .expect("policies")
+                .iter()
+                .find(|p| p["policy"] == policy)
+                .and_then(|p| p["findings"].as_u64())
+                .unwrap_or(0);
+            if found as usize >= at_least {
+                Ok(status)
+            } else {
+                Err(format!("{found} findings"))
+            }
+        },
+    )
+    .await
 }
 
 /// A server with the examples and the baseline pack, once the audit has found every
 /// example node without an owner label: the server, the nodes and the compliance status.
-async fn examples_audited_by_baseline() -> (Running, Vec<Value>, Value) {
-    let r = start().await;
+async fn examples_audited_by_baseline() -> (TestServer, Vec<Value>, Value) {
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     install(&r.client, &["baseline"]).await;
     let nodes = r
@@ -471,26 +475,29 @@ async fn audit_finds_violations_incrementally_and_reports_oscal() {
         .replace(kind("node"), None, &name, &node)
         .await
         .expect("labelled");
-    let mut resolved = false;
-    for _ in 0..100 {
-        let f = r
-            .client
-            .get_path("/meridian/v1/compliance/findings?policy=baseline-owner-label")
-            .await
-            .expect("findings");
-        let objects: Vec<&str> = f["findings"]
-            .as_array()
-            .expect("findings")
-            .iter()
-            .map(|f| f["object"]["name"].as_str().unwrap_or_default())
-            .collect();
-        if objects.len() == nodes.len() - 1 && !objects.contains(&name.as_str()) {
-            resolved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(resolved, "the finding of {name} was resolved");
+    wait_until_async(
+        Duration::from_secs(10),
+        &format!("the finding of {name} to be resolved"),
+        || async {
+            let f = r
+                .client
+                .get_path("/meridian/v1/compliance/findings?policy=baseline-owner-label")
+                .await
+                .expect("findings");
+            let objects: Vec<String> = f["findings"]
+                .as_array()
+                .expect("findings")
+                .iter()
+                .map(|f| f["object"]["name"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            if objects.len() == nodes.len() - 1 && !objects.contains(&name) {
+                Ok(())
+            } else {
+                Err(objects)
+            }
+        },
+    )
+    .await;
 
     // OSCAL evidence validates against NIST's schema; each finding targets its control.
     let doc = r
@@ -524,7 +531,7 @@ async fn audit_finds_violations_incrementally_and_reports_oscal() {
 
 #[tokio::test]
 async fn eval_shows_what_fires_without_writing_and_viewers_may_read_compliance() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     install(&r.client, &["sovereignty", "ai"]).await;
     let resp = r

@@ -11,8 +11,11 @@ use serde_json::{Value, json};
 use client::{Client, ListOptions, PatchType};
 use server::scheduler::{self, Memory, SchedulerOptions};
 
-mod support;
-use support::{Running, kind, start};
+use testkit::{TestServer, kind};
+
+async fn start() -> TestServer {
+    TestServer::start().await
+}
 
 async fn estate(c: &Client) {
     c.create(
@@ -96,7 +99,7 @@ fn running(allocs: &[Value]) -> usize {
 
 /// Passes and agent steps until nothing changes; returns the fewest running instances
 /// seen between steps.
-async fn settle(r: &Running, memory: &mut Memory) -> usize {
+async fn settle(r: &TestServer, memory: &mut Memory) -> usize {
     let options = SchedulerOptions::default();
     let mut least = usize::MAX;
     let mut quiet = 0;

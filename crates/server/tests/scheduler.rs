@@ -9,8 +9,7 @@ use client::{Client, ListOptions};
 use server::AppState;
 use server::scheduler::{self, SchedulerOptions};
 
-mod support;
-use support::{kind, load_examples, start};
+use testkit::{TestServer, kind, load_examples};
 
 async fn allocations(c: &Client) -> Vec<Value> {
     c.list_all(kind("alloc"), None, &ListOptions::default())
@@ -55,7 +54,7 @@ async fn assert_no_overcommit(c: &Client) {
 
 #[tokio::test]
 async fn places_the_example_estate_with_explanations() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let report = scheduler::pass(&r.state, &SchedulerOptions::default())
         .await
@@ -139,7 +138,7 @@ async fn places_the_example_estate_with_explanations() {
 
 #[tokio::test]
 async fn an_unplaceable_workload_says_why() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let too_big = json!({
         "apiVersion": "meridian.dev/v1", "kind": "Workload",
@@ -196,7 +195,7 @@ async fn an_unplaceable_workload_says_why() {
 
 #[tokio::test]
 async fn racing_schedulers_never_double_book() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     // Many small services competing for the same few EU Linux nodes.
     for i in 0..12 {
@@ -263,7 +262,7 @@ async fn placements_of(c: &Client, workload: &str) -> HashMap<u64, String> {
 
 #[tokio::test]
 async fn service_instances_on_a_lost_or_deleted_node_are_placed_again_elsewhere() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
     scheduler::pass(&r.state, &options).await.expect("pass");
@@ -307,7 +306,7 @@ async fn service_instances_on_a_lost_or_deleted_node_are_placed_again_elsewhere(
 
 #[tokio::test]
 async fn a_workload_that_does_not_fit_waits_for_a_change_before_it_is_planned_again() {
-    let r = start().await;
+    let r = TestServer::start().await;
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
     let mut memory = scheduler::Memory::default();

@@ -9,11 +9,10 @@ use serde_json::{Value, json};
 use client::{Client, ClientError};
 use server::ServerConfig;
 
-mod support;
-use support::{Running, kind, load_examples, seed_allocation, start_with};
+use testkit::{TestServer, kind, load_examples, seed_allocation};
 
-async fn server() -> Running {
-    start_with(ServerConfig {
+async fn server() -> TestServer {
+    TestServer::start_with(ServerConfig {
         scheduler: None,
         ..ServerConfig::default()
     })
@@ -32,21 +31,7 @@ fn code(e: ClientError) -> u16 {
     }
 }
 
-async fn token(r: &Running, role: &str, project: Option<&str>) -> String {
-    r.client
-        .request_json(
-            client::Method::POST,
-            "/meridian/v1/tokens",
-            Some(&json!({"role": role, "project": project})),
-        )
-        .await
-        .expect("token")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
-
-async fn join_token(r: &Running, site: &str) -> String {
+async fn join_token(r: &TestServer, site: &str) -> String {
     r.client
         .request_json(
             client::Method::POST,
@@ -61,7 +46,7 @@ async fn join_token(r: &Running, site: &str) -> String {
 }
 
 /// The join exchange: status and body.
-async fn join(r: &Running, join_token: &str, node: &str, site: Option<&str>) -> (u16, Value) {
+async fn join(r: &TestServer, join_token: &str, node: &str, site: Option<&str>) -> (u16, Value) {
     let resp = http()
         .post(format!("{}/meridian/v1/nodes/join", r.url))
         .bearer_auth(join_token)
@@ -84,7 +69,7 @@ fn node_object(name: &str, site: &str) -> Value {
 
 /// A raw request: status, content type and body.
 async fn raw(
-    r: &Running,
+    r: &TestServer,
     method: reqwest::Method,
     path: &str,
     token: &str,
@@ -261,8 +246,12 @@ async fn a_join_token_cannot_take_over_a_node_or_choose_its_site() {
 async fn only_the_scheduler_writes_allocations() {
     let r = server().await;
     load_examples(&r.client).await;
-    let operator =
-        Client::new(&r.url, &token(&r, "operator", Some("default")).await, None).expect("client");
+    let operator = Client::new(
+        &r.url,
+        &r.new_token("operator", Some("default")).await,
+        None,
+    )
+    .expect("client");
     let hand_made = json!({
         "apiVersion": "meridian.dev/v1", "kind": "Allocation",
         "metadata": {"name": "lie-0", "namespace": "default"},
@@ -341,7 +330,7 @@ fn alias_bomb(levels: usize) -> String {
 #[tokio::test]
 async fn expensive_bodies_from_those_who_may_not_write_are_refused_before_parsing() {
     let r = server().await;
-    let viewer = token(&r, "viewer", None).await;
+    let viewer = r.new_token("viewer", None).await;
     let path = "/apis/meridian.dev/v1/namespaces/default/workloads";
     // An alias bomb from a viewer: 403 without parsing it.
     let started = Instant::now();
@@ -721,7 +710,7 @@ async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
         ),
         (
             "admin of finance",
-            token(&r, "admin", Some("finance")).await,
+            r.new_token("admin", Some("finance")).await,
             [
                 "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
                 "AAAFFFAF", "HHHHHHHH", "HHHHHHHH",
@@ -729,7 +718,7 @@ async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
         ),
         (
             "operator",
-            token(&r, "operator", None).await,
+            r.new_token("operator", None).await,
             [
                 "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
                 "AAAFFFAF", "AAAAAAAA", "AAAFFFAF",
@@ -737,7 +726,7 @@ async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
         ),
         (
             "operator of finance",
-            token(&r, "operator", Some("finance")).await,
+            r.new_token("operator", Some("finance")).await,
             [
                 "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAAAAAA", "AAAFFFAF",
                 "AAAFFFAF", "HHHHHHHH", "HHHHHHHH",
@@ -745,7 +734,7 @@ async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
         ),
         (
             "viewer",
-            token(&r, "viewer", None).await,
+            r.new_token("viewer", None).await,
             [
                 "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF", "AAAFFFFF",
                 "AAAFFFFF", "AAAFFFFF", "AAAFFFFF",
@@ -798,7 +787,7 @@ async fn the_authorization_matrix_holds_for_every_kind_verb_and_subresource() {
 }
 
 /// One request of the matrix (writes as dry runs); its HTTP status.
-async fn request(r: &Running, token: &str, target: &Target, verb: Verb, stored: &Value) -> u16 {
+async fn request(r: &TestServer, token: &str, target: &Target, verb: Verb, stored: &Value) -> u16 {
     let item = format!("{}/{}", target.collection(), target.name);
     let mut object = stored.clone();
     let (method, path, body) = match verb {

@@ -1,61 +1,22 @@
-//! Shared setup of the server's integration tests: a real server on loopback with a
-//! real SQLite store, its state for driving controllers, and the example estate.
-#![allow(dead_code)]
+//! Objects tests start from: the repository's example estate and allocations stored as the
+//! scheduler would store them.
+
+use std::path::PathBuf;
 
 use client::Client;
-use server::{AppState, Server, ServerConfig};
+use server::AppState;
 
-pub struct Running {
-    pub state: AppState,
-    pub client: Client,
-    pub url: String,
-    pub token: String,
-    stop: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
+/// A kind by any name a user may type (`wl`, `workloads`, `Workload`); panics if unknown.
+pub fn kind(name: &str) -> &'static api::KindInfo {
+    api::lookup_kind(name).unwrap_or_else(|| panic!("no kind {name:?}"))
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// A server without its own scheduler, so tests drive passes themselves.
-pub async fn start() -> Running {
-    start_with(ServerConfig {
-        scheduler: None,
-        ..ServerConfig::default()
-    })
-    .await
-}
-
-/// A server with `config` (its listen address and data directory are the test's).
-pub async fn start_with(config: ServerConfig) -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
-        ..config
-    })
-    .await
-    .expect("bind");
-    let info = server.info().clone();
-    let state = server.state().clone();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(server.run(async move { s.cancelled().await }));
-    let token = info.new_admin_token.clone().expect("token");
-    let client = Client::new(&info.url, &token, None).expect("client");
-    Running {
-        state,
-        client,
-        url: info.url,
-        token,
-        stop,
-        _dir: dir,
-    }
-}
-
+/// Applies the example estate (`api::examples`): projects, then sites, nodes, workloads.
 pub async fn load_examples(c: &Client) {
     let mut manifests = Vec::new();
     for (file, text) in api::examples::FILES {
@@ -78,15 +39,11 @@ pub async fn load_examples(c: &Client) {
     }
 }
 
-pub fn kind(name: &str) -> &'static api::KindInfo {
-    api::lookup_kind(name).expect("kind")
-}
-
-/// Store an Allocation as the scheduler would (the API refuses allocations written by
+/// Stores an Allocation as the scheduler would (the API refuses allocations written by
 /// hand): for tests that need one on a given node without running a placement pass.
 pub async fn seed_allocation(state: &AppState, value: &serde_json::Value) {
     use server::registry::{Mutation, Registry, encode, object_key};
-    let info = kind("Allocation");
+    let info = api::kinds::ALLOCATION;
     let ns = value["metadata"]["namespace"].as_str().expect("namespace");
     let name = value["metadata"]["name"].as_str().expect("name");
     let mut value = value.clone();
