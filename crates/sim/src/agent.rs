@@ -873,7 +873,10 @@ mod tests {
         let started = next_status(&svc, Step::Start);
         assert_eq!(started.phase, AllocationPhase::Running);
         assert!(started.started_at.is_some());
-        assert_eq!(started.health.as_ref().map(|h| h.state), Some(HealthState::Unknown));
+        assert_eq!(
+            started.health.as_ref().map(|h| h.state),
+            Some(HealthState::Unknown)
+        );
         assert_eq!(started.conditions[0].status, ConditionStatus::Unknown);
 
         let mut running = svc.clone();
@@ -881,10 +884,16 @@ mod tests {
         let healthy = next_status(&running, Step::Health);
         assert_eq!(healthy.phase, AllocationPhase::Running);
         assert_eq!(healthy.started_at, started.started_at);
-        assert_eq!(healthy.health.as_ref().map(|h| h.state), Some(HealthState::Healthy));
+        assert_eq!(
+            healthy.health.as_ref().map(|h| h.state),
+            Some(HealthState::Healthy)
+        );
         assert_eq!(healthy.conditions[0].type_, "Healthy");
         assert_eq!(healthy.conditions[0].status, ConditionStatus::True);
-        assert_eq!(healthy.conditions[0].reason.as_deref(), Some("HealthCheckPassed"));
+        assert_eq!(
+            healthy.conditions[0].reason.as_deref(),
+            Some("HealthCheckPassed")
+        );
 
         let job = allocation("job", json!({}), Value::Null);
         let mut running = job.clone();
@@ -902,15 +911,27 @@ mod tests {
         assert_eq!(s.phase, AllocationPhase::Failed);
         assert_eq!(s.exit_code, Some(1));
 
-        let sick = allocation("service", json!({UNHEALTHY_ENV: "1"}), json!({"tcp": {"port": 80}}));
+        let sick = allocation(
+            "service",
+            json!({UNHEALTHY_ENV: "1"}),
+            json!({"tcp": {"port": 80}}),
+        );
         let s = next_status(&sick, Step::Health);
-        assert_eq!(s.health.as_ref().map(|h| h.state), Some(HealthState::Unhealthy));
+        assert_eq!(
+            s.health.as_ref().map(|h| h.state),
+            Some(HealthState::Unhealthy)
+        );
         assert_eq!(s.conditions[0].status, ConditionStatus::False);
     }
 
     #[test]
     fn simulated_nodes_are_valid() {
-        let node = simulated_node("sim-00000", "sim", "16".parse().unwrap(), "64Gi".parse().unwrap());
+        let node = simulated_node(
+            "sim-00000",
+            "sim",
+            "16".parse().unwrap(),
+            "64Gi".parse().unwrap(),
+        );
         let value = serde_json::to_value(&node).unwrap();
         let text = serde_json::to_string(&value).unwrap();
         api::parse_manifests("node.json", &text).expect("a valid Node");

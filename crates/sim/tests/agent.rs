@@ -73,12 +73,16 @@ fn workload(name: &str, type_: &str, replicas: u32, task_extra: Value) -> Value 
 }
 
 async fn allocations_of(c: &Client, workload: &str) -> Vec<Value> {
-    c.list_all(api::kinds::ALLOCATION, Some("default"), &ListOptions::default())
-        .await
-        .expect("list allocations")
-        .into_iter()
-        .filter(|a| a["spec"]["workload"] == workload)
-        .collect()
+    c.list_all(
+        api::kinds::ALLOCATION,
+        Some("default"),
+        &ListOptions::default(),
+    )
+    .await
+    .expect("list allocations")
+    .into_iter()
+    .filter(|a| a["spec"]["workload"] == workload)
+    .collect()
 }
 
 /// Polls `check` every 100 ms for 30 s; panics with the last state if it never holds.
@@ -108,7 +112,10 @@ fn assert_ready(node: &Value) {
         .parse()
         .expect("RFC 3339");
     let age = jiff::Timestamp::now().duration_since(beat);
-    assert!(age < jiff::SignedDuration::from_secs(60), "heartbeat {age:?} old");
+    assert!(
+        age < jiff::SignedDuration::from_secs(60),
+        "heartbeat {age:?} old"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,8 +133,15 @@ async fn adopted_nodes_run_services_jobs_and_failures() {
     agent::ensure_site(c, "lab", "DE").await.expect("site");
     // Nodes an administrator registered, as the demo's examples are.
     for name in ["lab-1", "lab-2"] {
-        let node = agent::simulated_node(name, "lab", "8".parse().unwrap(), "32Gi".parse().unwrap());
-        apply(c, api::kinds::NODE, None, serde_json::to_value(node).unwrap()).await;
+        let node =
+            agent::simulated_node(name, "lab", "8".parse().unwrap(), "32Gi".parse().unwrap());
+        apply(
+            c,
+            api::kinds::NODE,
+            None,
+            serde_json::to_value(node).unwrap(),
+        )
+        .await;
     }
     let sim = SimAgent::adopt(c.clone(), vec!["lab-1".into(), "lab-2".into()], fast())
         .await
@@ -140,10 +154,28 @@ async fn adopted_nodes_run_services_jobs_and_failures() {
 
     let wl = api::kinds::WORKLOAD;
     let health = json!({"health": {"tcp": {"port": 8080}, "initialDelay": "300ms"}});
-    apply(c, wl, Some("default"), workload("web", "service", 2, health)).await;
-    apply(c, wl, Some("default"), workload("batch", "job", 1, json!({}))).await;
+    apply(
+        c,
+        wl,
+        Some("default"),
+        workload("web", "service", 2, health),
+    )
+    .await;
+    apply(
+        c,
+        wl,
+        Some("default"),
+        workload("batch", "job", 1, json!({})),
+    )
+    .await;
     let fail = json!({"env": {agent::FAIL_ENV: "1"}});
-    apply(c, wl, Some("default"), workload("broken", "service", 1, fail)).await;
+    apply(
+        c,
+        wl,
+        Some("default"),
+        workload("broken", "service", 1, fail),
+    )
+    .await;
 
     eventually("web running and healthy", || async {
         let all = allocations_of(c, "web").await;
@@ -213,7 +245,12 @@ async fn registered_nodes_are_ready() {
     agent::ensure_site(c, "sim", "FR").await.expect("site");
     let nodes = (0..3)
         .map(|i| {
-            agent::simulated_node(&format!("sim-{i}"), "sim", "4".parse().unwrap(), "8Gi".parse().unwrap())
+            agent::simulated_node(
+                &format!("sim-{i}"),
+                "sim",
+                "4".parse().unwrap(),
+                "8Gi".parse().unwrap(),
+            )
         })
         .collect();
     let sim = SimAgent::register(c.clone(), nodes, fast())

@@ -257,7 +257,8 @@ impl LocalAgent {
         let ready = async {
             loop {
                 if let Ok(n) = client.get(api::kinds::NODE, None, &node).await
-                    && n.pointer("/status/phase").and_then(serde_json::Value::as_str)
+                    && n.pointer("/status/phase")
+                        .and_then(serde_json::Value::as_str)
                         == Some("Ready")
                 {
                     return;
@@ -377,9 +378,8 @@ async fn wait_for_instances(
             .unwrap_or("pending")
             .to_owned()
     };
-    let served = |node: &str| {
-        simulated.iter().any(|n| n == node) || local.is_some_and(|l| l.node == node)
-    };
+    let served =
+        |node: &str| simulated.iter().any(|n| n == node) || local.is_some_and(|l| l.node == node);
     let mut allocations = Vec::new();
     for _ in 0..75 {
         allocations = client
@@ -594,7 +594,9 @@ Press Ctrl-C to stop.
 "#,
         summary = summary.join(", "),
         logs = if local {
-            format!("\n  cargo run --release -- logs workload/{LOCAL_WORKLOAD} -f      # a real process on this machine")
+            format!(
+                "\n  cargo run --release -- logs workload/{LOCAL_WORKLOAD} -f      # a real process on this machine"
+            )
         } else {
             String::new()
         },

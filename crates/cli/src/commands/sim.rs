@@ -36,9 +36,7 @@ pub async fn nodes(client: &Client, args: &SimNodesArgs) -> Result<()> {
     })?;
     agent::ensure_site(client, &args.site, &args.jurisdiction).await?;
     let nodes = (0..args.count)
-        .map(|i| {
-            agent::simulated_node(&node_name(&args.prefix, i), &args.site, cpu, memory)
-        })
+        .map(|i| agent::simulated_node(&node_name(&args.prefix, i), &args.site, cpu, memory))
         .collect();
     let options = agent::Options {
         heartbeat: args.heartbeat,
