@@ -595,7 +595,7 @@ Press Ctrl-C to stop.
         summary = summary.join(", "),
         logs = if local {
             format!(
-                "\n  cargo run --release -- logs workload/{LOCAL_WORKLOAD} -f      # a real process on this machine"
+                "\n  cargo run --release -- logs workload/{LOCAL_WORKLOAD} -f   # a real process on this machine"
             )
         } else {
             String::new()
