@@ -869,7 +869,7 @@ mod tests {
     #[test]
     fn phases_as_the_real_agent_reports_them() {
         let check = json!({"tcp": {"port": 80}, "initialDelay": "2s"});
-        let svc = allocation("service", json!({}), check.clone());
+        let svc = allocation("service", json!({}), check);
         let started = next_status(&svc, Step::Start);
         assert_eq!(started.phase, AllocationPhase::Running);
         assert!(started.started_at.is_some());
@@ -879,7 +879,7 @@ mod tests {
         );
         assert_eq!(started.conditions[0].status, ConditionStatus::Unknown);
 
-        let mut running = svc.clone();
+        let mut running = svc;
         running.status = Some(started.clone());
         let healthy = next_status(&running, Step::Health);
         assert_eq!(healthy.phase, AllocationPhase::Running);
