@@ -218,6 +218,13 @@ pub struct DemoArgs {
     /// Load the estate, print the summary and exit instead of serving
     #[arg(long, hide = true)]
     pub exit: bool,
+    /// Run no real agent on this machine (the example nodes still have simulated agents)
+    #[arg(long)]
+    pub no_local_agent: bool,
+    /// Jurisdiction (ISO 3166-1 alpha-2) of site `local`, where the real agent on this
+    /// machine runs
+    #[arg(long, default_value = "DE")]
+    pub local_jurisdiction: String,
 }
 
 #[derive(Debug, Args)]

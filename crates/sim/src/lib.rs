@@ -14,16 +14,22 @@
 //!   GPU jobs (some gangs), with residency, OS, GPU, spread, anti-affinity, tolerations,
 //!   expressions, certifications, preferences and priorities.
 //! - [`bench::placement`]: the figures of `meridian bench placement`.
+//! - [`agent::SimAgent`]: simulated agents that register or adopt Node objects, heartbeat,
+//!   and report the allocations placed on them through their phases (`meridian sim
+//!   nodes`, the demo, tests), without running anything.
 //!
 //! The generators do no I/O and read no clock: the same spec and seed always give the
 //! same objects (`rand`'s `StdRng` seeded with the seed). Every generated object passes
-//! the API's validation. Only [`bench`] reads the clock, to time decisions.
+//! the API's validation. Only [`bench`] reads the clock, to time decisions, and only
+//! [`agent`] talks to a server.
 
+pub mod agent;
 pub mod bench;
 mod catalog;
 mod fleet;
 mod workloads;
 
+pub use agent::{SimAgent, SimAgentError};
 pub use bench::{BenchError, PlacementReport};
 pub use fleet::{FleetSpec, SimFleet};
 pub use workloads::WorkloadSpec;

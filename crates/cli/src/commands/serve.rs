@@ -94,38 +94,72 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
             .trim()
             .to_owned(),
     };
-    let shutdown = tokio_util_shutdown();
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let trigger = shutdown.clone();
-    let exit_early = args.exit;
     let handle = tokio::spawn(server.run(async move { trigger.cancelled().await }));
 
     let client = client::Client::new(&info.url, &token, None)?;
-    let loaded = load_examples(&client).await?;
+    // The estate first, then agents for its nodes, then the work, so that no placement
+    // waits for a node whose agent has not reported yet.
+    let estate = parse_examples()?;
+    let (workloads, estate): (Vec<_>, Vec<_>) = estate
+        .into_iter()
+        .partition(|m| m.object.kind_info().kind == api::kinds::WORKLOAD.kind);
+    let mut loaded = apply_all(&client, &estate).await?;
+    let example_nodes: Vec<String> = estate
+        .iter()
+        .filter(|m| m.object.kind_info().kind == api::kinds::NODE.kind)
+        .map(|m| m.object.name().to_owned())
+        .collect();
+    let sims = sim::SimAgent::adopt(
+        client.clone(),
+        example_nodes,
+        sim::agent::Options::default(),
+    )
+    .await
+    .context("starting the simulated agents of the example nodes")?;
+    let local = if args.no_local_agent {
+        Err("not started (--no-local-agent)".to_owned())
+    } else {
+        LocalAgent::start(&client, &info.url, &data_dir, &args.local_jurisdiction)
+            .await
+            .map_err(|e| format!("not started: {e:#}"))
+    };
+    loaded.extend(apply_all(&client, &workloads).await?);
     let placements = wait_for_placements(&client).await;
+    let instances = wait_for_instances(&client, sims.nodes(), local.as_ref().ok()).await;
+    let local_line = match &local {
+        Ok(l) => format!(
+            "Local agent: node {} in site local (a real agent on this machine) runs default/{LOCAL_WORKLOAD}\n",
+            l.node
+        ),
+        Err(why) => format!("Local agent: {why}\n"),
+    };
     let policies = demo_policies(&client).await?;
     print_welcome(
         &info.url,
         &token,
         &data_dir,
         &loaded,
-        &format!("{placements}\n{policies}"),
+        &format!("{placements}\n{instances}{local_line}\n{policies}"),
         args.data_dir.is_none(),
+        local.is_ok(),
     );
-    if !exit_early {
+    if !args.exit {
         server::shutdown_signal().await;
-        note!("\nstopping the demo server");
+        note!("\nstopping the demo");
     }
+    if let Ok(l) = local {
+        l.stop(&client).await;
+    }
+    sims.stop().await;
     shutdown.cancel();
     handle.await??;
     Ok(())
 }
 
-fn tokio_util_shutdown() -> tokio_util::sync::CancellationToken {
-    tokio_util::sync::CancellationToken::new()
-}
-
-/// Apply the compiled-in examples; returns counts per kind.
-async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> {
+/// The compiled-in examples (`api::examples`), in the order they apply.
+fn parse_examples() -> Result<Vec<api::Manifest>> {
     let mut manifests = Vec::new();
     // The example estate is compiled in (api::examples), so the demo works from any directory.
     for (file, text) in api::examples::FILES {
@@ -142,8 +176,16 @@ async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> 
         })?);
     }
     manifests.sort_by_key(|m| crate::manifests::apply_rank(m.object.kind_info().kind));
+    Ok(manifests)
+}
+
+/// Applies manifests in order; returns counts per kind.
+async fn apply_all(
+    client: &client::Client,
+    manifests: &[api::Manifest],
+) -> Result<Vec<(String, usize)>> {
     let mut counts: Vec<(String, usize)> = Vec::new();
-    for m in &manifests {
+    for m in manifests {
         let info = m.object.kind_info();
         let ns = info
             .namespaced()
@@ -158,6 +200,235 @@ async fn load_examples(client: &client::Client) -> Result<Vec<(String, usize)>> 
         }
     }
     Ok(counts)
+}
+
+/// The demo's service on the local agent.
+const LOCAL_WORKLOAD: &str = "local-clock";
+
+/// A real agent (`crates/agent`) in this process, joined to site `local`, running one
+/// harmless service (`LOCAL_WORKLOAD`, a shell loop printing the date) so that
+/// `meridian logs` has something to show.
+struct LocalAgent {
+    node: String,
+    dir: std::path::PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl LocalAgent {
+    async fn start(
+        client: &client::Client,
+        url: &str,
+        data_dir: &Path,
+        jurisdiction: &str,
+    ) -> Result<LocalAgent> {
+        if !cfg!(target_os = "linux") {
+            anyhow::bail!("the demo runs a real agent on Linux only");
+        }
+        let site = serde_json::json!({
+            "apiVersion": api::API_VERSION, "kind": "Site",
+            "metadata": {"name": "local", "labels": {"meridian.dev/demo": "local"}},
+            "spec": {"provider": "onprem", "region": "local", "jurisdiction": jurisdiction,
+                     "operator": {"name": "This machine's owner", "jurisdiction": jurisdiction}},
+        });
+        client
+            .apply(api::kinds::SITE, None, &site, false)
+            .await
+            .context("creating site local (is --local-jurisdiction a country code?)")?;
+        let node = local_node_name();
+        let dir = data_dir.join("local-agent");
+        let mut config = agent::runtime::AgentConfig::new(url, &node, &dir);
+        config.site = Some("local".to_owned());
+        config.grace = std::time::Duration::from_secs(2);
+        if !dir.join("credential.json").exists() {
+            let answer = client
+                .request_json(
+                    client::Method::POST,
+                    "/meridian/v1/join-tokens",
+                    Some(&serde_json::json!({"site": "local", "ttlSeconds": 600})),
+                )
+                .await
+                .context("creating a join token")?;
+            config.join_token = answer["token"].as_str().map(str::to_owned);
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut task = tokio::spawn(agent::runtime::run(config, stop.clone()));
+        // Wait for the node to report Ready, or for the agent to give up.
+        let ready = async {
+            loop {
+                if let Ok(n) = client.get(api::kinds::NODE, None, &node).await
+                    && n.pointer("/status/phase")
+                        .and_then(serde_json::Value::as_str)
+                        == Some("Ready")
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            r = &mut task => {
+                return Err(match r {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => anyhow::anyhow!("the agent stopped"),
+                    Err(e) => anyhow::anyhow!("the agent failed: {e}"),
+                });
+            }
+            () = ready => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                stop.cancel();
+                let _ = task.await;
+                anyhow::bail!("node {node} did not report Ready within 30 s");
+            }
+        }
+        let workload = serde_json::json!({
+            "apiVersion": api::API_VERSION, "kind": "Workload",
+            "metadata": {"name": LOCAL_WORKLOAD, "namespace": "default",
+                         "labels": {"meridian.dev/demo": "local"}},
+            "spec": {
+                "type": "service", "replicas": 1,
+                "task": {"driver": "exec",
+                         "command": ["/bin/sh", "-c", "while :; do date; sleep 5; done"],
+                         "env": {"PATH": "/usr/bin:/bin"},
+                         "resources": {"cpu": "10m", "memory": "16Mi"},
+                         "os": {"family": "linux"}},
+                "data": {"classification": "public"},
+                "placement": {"matchExpressions": [
+                    {"key": "site.name", "operator": "In", "values": ["local"]}]},
+            },
+        });
+        let local = LocalAgent {
+            node,
+            dir,
+            stop,
+            task,
+        };
+        if let Err(e) = client
+            .apply(api::kinds::WORKLOAD, Some("default"), &workload, false)
+            .await
+        {
+            local.stop(client).await;
+            return Err(anyhow::Error::from(e).context(format!("creating {LOCAL_WORKLOAD}")));
+        }
+        Ok(local)
+    }
+
+    /// Deletes the demo service and waits (10 s at most) for the agent to stop its
+    /// process, since an agent that stops leaves its tasks running for its next start;
+    /// then stops the agent.
+    async fn stop(self, client: &client::Client) {
+        let _ = client
+            .delete(api::kinds::WORKLOAD, Some("default"), LOCAL_WORKLOAD)
+            .await;
+        let state = self.dir.join("state.json");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            // The agent's record of what it runs (`runtime.rs`): no tasks left.
+            let idle = std::fs::read_to_string(&state)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_none_or(|s| s["tasks"].as_object().is_none_or(|t| t.is_empty()));
+            if idle {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.stop.cancel();
+        match self.task.await {
+            Ok(Err(e)) => note!("the local agent stopped with an error: {e:#}"),
+            Err(e) => note!("the local agent failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
+/// The host's name as a node name (a DNS label), else `local-host`.
+fn local_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let label: String = host
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let label = label.trim_matches('-').to_owned();
+    if api::validate::check_dns_label(&label).is_ok() {
+        label
+    } else {
+        "local-host".to_owned()
+    }
+}
+
+/// Waits (15 s at most) until no allocation on a node with an agent is pending, then
+/// says how many instances run where.
+async fn wait_for_instances(
+    client: &client::Client,
+    simulated: &[String],
+    local: Option<&LocalAgent>,
+) -> String {
+    use std::collections::BTreeSet;
+    let phase = |a: &serde_json::Value| {
+        a.pointer("/status/phase")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("pending")
+            .to_owned()
+    };
+    let served =
+        |node: &str| simulated.iter().any(|n| n == node) || local.is_some_and(|l| l.node == node);
+    let mut allocations = Vec::new();
+    for _ in 0..75 {
+        allocations = client
+            .list_all(
+                api::kinds::ALLOCATION,
+                None,
+                &client::ListOptions::default(),
+            )
+            .await
+            .unwrap_or_default();
+        let waiting = allocations.iter().any(|a| {
+            served(a["spec"]["node"].as_str().unwrap_or_default()) && phase(a) == "pending"
+        });
+        if !waiting && !allocations.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut running = 0;
+    let mut nodes = BTreeSet::new();
+    let mut local_running = 0;
+    let mut finished = 0;
+    for a in &allocations {
+        let node = a["spec"]["node"].as_str().unwrap_or_default();
+        match phase(a).as_str() {
+            "running" if local.is_some_and(|l| l.node == node) => local_running += 1,
+            "running" => {
+                running += 1;
+                nodes.insert(node.to_owned());
+            }
+            "succeeded" => finished += 1,
+            _ => {}
+        }
+    }
+    let mut out = format!(
+        "Instances: {running} running on {} nodes (simulated agents)",
+        nodes.len()
+    );
+    if let Some(l) = local {
+        out.push_str(&format!(
+            ", {local_running} on {} (a real process on this machine)",
+            l.node
+        ));
+    }
+    if finished > 0 {
+        out.push_str(&format!(", {finished} jobs succeeded"));
+    }
+    out.push('\n');
+    out
 }
 
 /// A workload that breaks the finance project's residency: personal data to be processed
@@ -231,7 +502,7 @@ async fn demo_policies(client: &client::Client) -> Result<String> {
         ));
     }
     out.push_str(
-        "  (node findings say the security facts are not reported: no agent runs on these example hosts)\n",
+        "  (node findings say the security facts are not reported: the example hosts' agents are simulated)\n",
     );
     Ok(out)
 }
@@ -290,6 +561,7 @@ fn print_welcome(
     loaded: &[(String, usize)],
     placements: &str,
     temporary: bool,
+    local: bool,
 ) {
     let summary: Vec<String> = loaded.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let data_note = if temporary {
@@ -311,7 +583,8 @@ Try these in another terminal:
 
   export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token}
   cargo run --release -- get sites                      # the estate: jurisdictions, operators, certifications
-  cargo run --release -- get allocations -A -o wide     # where each instance landed
+  cargo run --release -- get allocations -A -o wide     # where each instance landed, and its phase
+  cargo run --release -- get nodes                      # Ready: their agents heartbeat{logs}
   cargo run --release -- explain workload fraud-model-train -n finance   # why it waits, what would make it fit
   cargo run --release -- compliance status              # findings by policy and framework
   cargo run --release -- compliance report -o oscal     # NIST OSCAL assessment-results evidence
@@ -320,5 +593,12 @@ Try these in another terminal:
 Press Ctrl-C to stop.
 "#,
         summary = summary.join(", "),
+        logs = if local {
+            format!(
+                "\n  cargo run --release -- logs workload/{LOCAL_WORKLOAD} -f   # a real process on this machine"
+            )
+        } else {
+            String::new()
+        },
     );
 }
