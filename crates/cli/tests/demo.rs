@@ -1,11 +1,11 @@
 //! `meridian demo --exit`: the example estate loads, simulated agents make its instances
 //! run, and (on Linux) a real agent on this machine runs the demo's local service.
 
-mod support;
-
 use std::process::Command;
 
-use support::{BIN, ok, run, stderr};
+use testkit::{ok, run, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 /// The number before `word` in `text` (`"12 running"` → 12).
 fn count_before(text: &str, word: &str) -> Option<u64> {

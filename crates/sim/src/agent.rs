@@ -511,6 +511,7 @@ fn healthy_condition(state: HealthState, now: &str) -> Condition {
         reason: Some(reason.to_owned()),
         message: None,
         last_transition_time: Some(now.to_owned()),
+        last_update_time: None,
     }
 }
 
@@ -655,7 +656,9 @@ impl Runner {
                 self.schedule(&key, epoch, Step::Start, delay);
             }
             // Running already (reported by an earlier agent): carry on from there.
-            AllocationPhase::Running => self.after_start(&key, epoch, &a),
+            AllocationPhase::Running | AllocationPhase::Restarting => {
+                self.after_start(&key, epoch, &a);
+            }
         }
         self.tracked.insert(
             key.clone(),

@@ -7,42 +7,17 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use client::{Client, ListOptions};
-use server::{Server, ServerConfig};
+use server::ServerConfig;
 use sim::SimAgent;
 use sim::agent::{self, Options};
 
-struct Running {
-    client: Client,
-    stop: tokio_util::sync::CancellationToken,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start_server() -> Running {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
+/// A server with its scheduler (the simulated agents need placements), fsync off.
+async fn start_server() -> testkit::TestServer {
+    testkit::TestServer::start_with(ServerConfig {
         fsync: false,
         ..ServerConfig::default()
     })
     .await
-    .expect("bind");
-    let info = server.info().clone();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(server.run(async move { s.cancelled().await }));
-    let token = info.new_admin_token.expect("a new admin token");
-    Running {
-        client: Client::new(&info.url, &token, None).expect("client"),
-        stop,
-        _dir: dir,
-    }
 }
 
 /// Quick phases, so the test takes seconds.
