@@ -686,7 +686,7 @@ fn allocation_object(w: &Workload, d: &Decision) -> Value {
             "workloadGeneration": w.metadata.generation,
             "type": w.spec.type_,
             "restart": w.spec.restart,
-            "explanation": d.explanation_value(),
+            "explanation": d.explanation(),
         },
         "status": {"phase": "pending"},
     })
