@@ -25,16 +25,12 @@ pub fn routes() -> Router<AppState> {
         .route("/meridian/v1/plan", post(plan))
 }
 
-fn workload_kind() -> &'static api::KindInfo {
-    api::kinds::WORKLOAD
-}
-
 async fn explain(
     State(state): State<AppState>,
     who: Principal,
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Explained>> {
-    let kind = workload_kind();
+    let kind = api::kinds::WORKLOAD;
     authorize(&who, Verb::Get, kind, Some(&ns), Some(&name))?;
     let (kv, _) = state
         .store()
@@ -85,7 +81,7 @@ async fn plan(
                     .namespace
                     .get_or_insert_with(|| "default".to_owned())
                     .clone();
-                authorize(&who, Verb::Get, workload_kind(), Some(&ns), None)?;
+                authorize(&who, Verb::Get, api::kinds::WORKLOAD, Some(&ns), None)?;
                 workloads.push(w);
             }
             Ok(other) => {

@@ -67,7 +67,7 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T>
 
 pub async fn explain(client: &Client, conn: &Resolved, args: &ExplainArgs) -> Result<()> {
     let info = crate::commands::resources::kind(&args.kind)?;
-    if info.kind != "Workload" {
+    if info != api::kinds::WORKLOAD {
         return Err(UserError::fail(format!(
             "explain works on workloads, not {}: meridian explain workload NAME",
             info.plural
@@ -102,7 +102,7 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
     let loaded = manifests::load(&args.files, false)?;
     let mut items = Vec::new();
     for m in loaded {
-        if m.object.kind_info().kind != "Workload" {
+        if m.object.kind_info() != api::kinds::WORKLOAD {
             return Err(UserError::fail(format!(
                 "{} doc {}: plan takes Workloads, not a {}",
                 m.source,
@@ -141,15 +141,11 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
     Ok(())
 }
 
-fn node_kind() -> &'static api::KindInfo {
-    api::kinds::NODE
-}
-
 /// Sets `spec.unschedulable` (kubectl cordon/uncordon).
 pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
     client
         .patch(
-            node_kind(),
+            api::kinds::NODE,
             None,
             node,
             client::PatchType::Merge,
@@ -166,7 +162,7 @@ pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
 /// left to finish, as `kubectl drain` leaves what it cannot move.
 pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     let node = &args.node;
-    client.get(node_kind(), None, node).await?;
+    client.get(api::kinds::NODE, None, node).await?;
     if !args.dry_run {
         cordon(client, node, true).await?;
     }
