@@ -26,13 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use api::Status;
+use api::kinds::{AllocationPhase, DesiredState};
 use api::logs::{LogSession, LogSessionList, LogStream};
+use api::{Allocation, Status};
 use client::{Client, Method};
 
 /// Sessions this agent serves at once (the server also bounds them per node).
@@ -302,14 +302,18 @@ struct Ctx {
     data_dir: PathBuf,
 }
 
-fn allocation_kind() -> &'static api::KindInfo {
-    api::kinds::ALLOCATION
+/// The session's allocation (`None`: the server sent one this agent cannot read).
+async fn fetch(ctx: &Ctx, s: &LogSession) -> client::Result<Option<Allocation>> {
+    let a = ctx
+        .client
+        .get(api::kinds::ALLOCATION, Some(&s.namespace), &s.allocation)
+        .await?;
+    Ok(crate::runtime::decode(a).ok())
 }
 
 /// Whether `a` is the session's allocation on this node.
-fn is_ours(ctx: &Ctx, s: &LogSession, a: &Value) -> bool {
-    a.pointer("/spec/node").and_then(Value::as_str) == Some(ctx.node.as_str())
-        && (s.uid.is_empty() || a.pointer("/metadata/uid").and_then(Value::as_str) == Some(&s.uid))
+fn is_ours(ctx: &Ctx, s: &LogSession, a: &Allocation) -> bool {
+    a.spec.node == ctx.node && (s.uid.is_empty() || a.metadata.uid.as_deref() == Some(&s.uid))
 }
 
 /// The allocation is on this node, or a `Status` saying why this node cannot serve it.
@@ -324,12 +328,8 @@ async fn check(ctx: &Ctx, s: &LogSession) -> Result<(), Status> {
             ),
         )
     };
-    match ctx
-        .client
-        .get(allocation_kind(), Some(&s.namespace), &s.allocation)
-        .await
-    {
-        Ok(a) if is_ours(ctx, s, &a) => Ok(()),
+    match fetch(ctx, s).await {
+        Ok(Some(a)) if is_ours(ctx, s, &a) => Ok(()),
         Ok(_) => Err(not_here()),
         Err(e) if e.is_user_error() => Err(not_here()),
         Err(e) => Err(Status::failure(
@@ -343,19 +343,20 @@ async fn check(ctx: &Ctx, s: &LogSession) -> Result<(), Status> {
 /// Whether a followed allocation still runs here (an unreachable server is no reason to
 /// stop: the upload fails by itself if the server is gone).
 async fn still_running(ctx: &Ctx, s: &LogSession) -> bool {
-    match ctx
-        .client
-        .get(allocation_kind(), Some(&s.namespace), &s.allocation)
-        .await
-    {
-        Ok(a) => {
+    match fetch(ctx, s).await {
+        Ok(Some(a)) => {
             is_ours(ctx, s, &a)
-                && a.pointer("/spec/desiredState").and_then(Value::as_str) != Some("stop")
+                && a.spec.desired_state != DesiredState::Stop
                 && !matches!(
-                    a.pointer("/status/phase").and_then(Value::as_str),
-                    Some("succeeded" | "failed" | "lost")
+                    a.status.as_ref().map(|st| st.phase),
+                    Some(
+                        AllocationPhase::Succeeded
+                            | AllocationPhase::Failed
+                            | AllocationPhase::Lost
+                    )
                 )
         }
+        Ok(None) => false,
         Err(e) => !e.is_user_error(),
     }
 }

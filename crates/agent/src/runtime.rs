@@ -33,7 +33,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use api::kinds::{Restart, RestartPolicy, Task, WorkloadType};
+use api::Allocation;
+use api::kinds::{
+    AllocationPhase, AllocationSpec, AllocationStatus, Condition, ConditionStatus, DesiredState,
+    HealthState, HealthStatus, RestartPolicy, WorkloadType,
+};
 use client::{Client, ListOptions, Method};
 
 use crate::driver::{self, Drivers, Handle, Slot};
@@ -204,7 +208,7 @@ async fn register(client: &Client, config: &AgentConfig, site: &str) -> Result<(
     match client.get(node_kind, None, &config.name).await {
         Err(e) if e.is_not_found() => {
             let node = json!({
-                "apiVersion": api::API_VERSION, "kind": "Node",
+                "apiVersion": api::API_VERSION, "kind": api::kinds::NODE.kind,
                 "metadata": {"name": config.name, "labels": config.labels},
                 "spec": spec,
             });
@@ -357,38 +361,45 @@ struct Runner {
     grace: Duration,
     log_limit: u64,
     /// The node's allocations as last seen: `namespace/name` → object.
-    desired: HashMap<String, Value>,
+    desired: HashMap<String, Allocation>,
     local: HashMap<String, Local>,
 }
 
-fn key_of(a: &Value) -> String {
+/// An allocation as the server sent it, decoded: the one place the agent reads allocation
+/// JSON, so everything after it works on [`Allocation`] fields.
+pub(crate) fn decode(value: Value) -> Result<Allocation> {
+    serde_json::from_value(value).context("the server sent an allocation this agent cannot read")
+}
+
+/// `namespace/name`
+fn key_of(a: &Allocation) -> String {
     format!(
         "{}/{}",
-        a["metadata"]["namespace"].as_str().unwrap_or_default(),
-        a["metadata"]["name"].as_str().unwrap_or_default()
+        a.metadata.namespace.as_deref().unwrap_or_default(),
+        a.metadata.name
     )
 }
 
-fn uid_of(a: &Value) -> String {
-    a["metadata"]["uid"].as_str().unwrap_or_default().to_owned()
+fn uid_of(a: &Allocation) -> String {
+    a.metadata.uid.clone().unwrap_or_default()
 }
 
 /// Restart decision after an exit with `code` (`None`: killed or unknown).
-fn should_restart(a: &Value, code: Option<i32>, restarts: u32) -> Option<Duration> {
-    let restart: Option<Restart> = serde_json::from_value(a["spec"]["restart"].clone()).ok();
-    let type_: Option<WorkloadType> = serde_json::from_value(a["spec"]["type"].clone()).ok();
-    let policy = restart.as_ref().map(|r| r.policy).unwrap_or(match type_ {
+fn should_restart(spec: &AllocationSpec, code: Option<i32>, restarts: u32) -> Option<Duration> {
+    let restart = spec.restart.as_ref();
+    let policy = restart.map(|r| r.policy).unwrap_or(match spec.type_ {
         Some(WorkloadType::Job) => RestartPolicy::OnFailure,
         _ => RestartPolicy::Always,
     });
     let failed = code != Some(0);
-    let limit = restart.as_ref().and_then(|r| r.max_retries).unwrap_or(
-        if policy == RestartPolicy::OnFailure {
-            3
-        } else {
-            u32::MAX
-        },
-    );
+    let limit =
+        restart
+            .and_then(|r| r.max_retries)
+            .unwrap_or(if policy == RestartPolicy::OnFailure {
+                3
+            } else {
+                u32::MAX
+            });
     let again = match policy {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => failed && restarts < limit,
@@ -398,7 +409,6 @@ fn should_restart(a: &Value, code: Option<i32>, restarts: u32) -> Option<Duratio
         return None;
     }
     let base = restart
-        .as_ref()
         .and_then(|r| r.backoff.as_deref())
         .and_then(parse_backoff)
         .unwrap_or(Duration::from_secs(1));
@@ -502,7 +512,16 @@ impl Runner {
                     continue;
                 }
             };
-            self.desired = items.into_iter().map(|a| (key_of(&a), a)).collect();
+            self.desired = items
+                .into_iter()
+                .filter_map(|a| match decode(a) {
+                    Ok(a) => Some((key_of(&a), a)),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "skipping an allocation");
+                        None
+                    }
+                })
+                .collect();
             self.reconcile().await;
             let opts = ListOptions {
                 resource_version: rv,
@@ -522,14 +541,22 @@ impl Runner {
                     _ = tick.tick() => self.reconcile().await,
                     e = events.next() => match e {
                         Some(Ok(ev)) => {
-                            match ev.type_.as_str() {
-                                "ADDED" | "MODIFIED" => {
-                                    self.desired.insert(key_of(&ev.object), ev.object);
-                                }
-                                "DELETED" => {
-                                    self.desired.remove(&key_of(&ev.object));
-                                }
+                            let deleted = match ev.type_.as_str() {
+                                "ADDED" | "MODIFIED" => false,
+                                "DELETED" => true,
                                 _ => continue,
+                            };
+                            let a = match decode(ev.object) {
+                                Ok(a) => a,
+                                Err(e) => {
+                                    tracing::warn!(error = %format!("{e:#}"), "skipping a watch event");
+                                    continue;
+                                }
+                            };
+                            if deleted {
+                                self.desired.remove(&key_of(&a));
+                            } else {
+                                self.desired.insert(key_of(&a), a);
                             }
                             self.reconcile().await;
                         }
@@ -549,7 +576,7 @@ impl Runner {
             .iter()
             .filter(|(k, l)| {
                 self.desired.get(*k).is_none_or(|a| {
-                    uid_of(a) != l.record.uid || a["spec"]["desiredState"] == "stop"
+                    uid_of(a) != l.record.uid || a.spec.desired_state == DesiredState::Stop
                 })
             })
             .map(|(k, _)| k.clone())
@@ -589,10 +616,10 @@ impl Runner {
                     // A task adopted after an agent restart: its checks start again.
                     if l.health.is_none()
                         && let Some(a) = self.desired.get(&k)
-                        && let Ok(task) = serde_json::from_value::<Task>(a["spec"]["task"].clone())
-                        && let Some(check) = task.health
+                        && let Some(task) = &a.spec.task
+                        && let Some(check) = task.health.clone()
                     {
-                        let mut env = task.env;
+                        let mut env = task.env.clone();
                         env.insert("MERIDIAN_ALLOCATION".into(), k.clone());
                         env.insert("MERIDIAN_NODE".into(), self.node.clone());
                         l.health = Some(health::Tracker::new(check, env, now));
@@ -636,15 +663,19 @@ impl Runner {
             self.exited(&k, code, why).await;
         }
         // Starts: new assignments, and restarts whose backoff is over.
-        let wanted: Vec<(String, Value)> = self
+        let wanted: Vec<(String, Allocation)> = self
             .desired
             .iter()
             .filter(|(k, a)| {
-                a["spec"]["desiredState"] != "stop"
+                a.spec.desired_state != DesiredState::Stop
                     && match self.local.get(*k) {
                         None => !matches!(
-                            a.pointer("/status/phase").and_then(Value::as_str),
-                            Some("succeeded" | "failed" | "lost")
+                            a.status.as_ref().map(|s| s.phase),
+                            Some(
+                                AllocationPhase::Succeeded
+                                    | AllocationPhase::Failed
+                                    | AllocationPhase::Lost
+                            )
                         ),
                         Some(l) => !l.done && l.restart_at.is_some_and(|t| t <= now),
                     }
@@ -657,14 +688,17 @@ impl Runner {
             match self.start(&k, &a, restarts).await {
                 Ok((local, message)) => {
                     self.local.insert(k, local);
-                    self.report(&a, "running", None, restarts, Some(message))
+                    self.report(&a, AllocationPhase::Running, None, restarts, Some(message))
                         .await;
                 }
                 Err(e) => {
                     let e = format!("{e:#}");
                     tracing::warn!(allocation = %k, error = %e, "task did not start");
-                    let driver = serde_json::from_value(a["spec"]["task"]["driver"].clone())
-                        .unwrap_or(api::kinds::Driver::Exec);
+                    let driver = a
+                        .spec
+                        .task
+                        .as_ref()
+                        .map_or(api::kinds::Driver::Exec, |t| t.driver);
                     self.local.insert(
                         k.clone(),
                         Local::finished(TaskRecord {
@@ -678,7 +712,8 @@ impl Runner {
                             },
                         }),
                     );
-                    self.report(&a, "failed", None, restarts, Some(e)).await;
+                    self.report(&a, AllocationPhase::Failed, None, restarts, Some(e))
+                        .await;
                 }
             }
         }
@@ -697,7 +732,7 @@ impl Runner {
             return;
         };
         l.health = None;
-        match should_restart(&a, code, l.record.restarts) {
+        match should_restart(&a.spec, code, l.record.restarts) {
             Some(delay) => {
                 l.record.restarts += 1;
                 l.restart_at = Some(tokio::time::Instant::now() + delay);
@@ -707,15 +742,15 @@ impl Runner {
                     l.record.restarts
                 );
                 let restarts = l.record.restarts;
-                self.report(&a, "running", code, restarts, Some(message))
+                self.report(&a, AllocationPhase::Running, code, restarts, Some(message))
                     .await;
             }
             None => {
                 l.done = true;
                 let phase = if code == Some(0) {
-                    "succeeded"
+                    AllocationPhase::Succeeded
                 } else {
-                    "failed"
+                    AllocationPhase::Failed
                 };
                 let restarts = l.record.restarts;
                 // An exit speaks for itself (phase and exit code); a health failure does not.
@@ -725,8 +760,11 @@ impl Runner {
         }
     }
 
-    async fn start(&self, key: &str, a: &Value, restarts: u32) -> Result<(Local, String)> {
-        let mut task: Task = serde_json::from_value(a["spec"]["task"].clone())
+    async fn start(&self, key: &str, a: &Allocation, restarts: u32) -> Result<(Local, String)> {
+        let mut task = a
+            .spec
+            .task
+            .clone()
             .context("the allocation carries no valid task")?;
         task.env
             .insert("MERIDIAN_ALLOCATION".into(), key.to_owned());
@@ -762,24 +800,21 @@ impl Runner {
     }
 
     /// The `health` and `conditions` of an allocation's status, from its tracker.
-    fn health_status(&self, key: &str) -> Option<(Value, Value)> {
+    fn health_status(&self, key: &str) -> Option<(HealthStatus, Vec<Condition>)> {
         let t = self.local.get(key)?.health.as_ref()?;
         let (status, reason) = match t.status.state {
-            api::kinds::HealthState::Healthy => ("True", "HealthCheckPassed"),
-            api::kinds::HealthState::Unhealthy => ("False", "HealthCheckFailed"),
-            api::kinds::HealthState::Unknown => ("Unknown", "NotCheckedYet"),
+            HealthState::Healthy => (ConditionStatus::True, "HealthCheckPassed"),
+            HealthState::Unhealthy => (ConditionStatus::False, "HealthCheckFailed"),
+            HealthState::Unknown => (ConditionStatus::Unknown, "NotCheckedYet"),
         };
-        let mut condition = json!({
-            "type": "Healthy", "status": status, "reason": reason,
-            "lastTransitionTime": t.transition_time,
-        });
-        if let Some(m) = &t.status.message {
-            condition["message"] = json!(m);
-        }
-        Some((
-            serde_json::to_value(&t.status).unwrap_or_default(),
-            json!([condition]),
-        ))
+        let condition = Condition {
+            type_: "Healthy".to_owned(),
+            status,
+            reason: Some(reason.to_owned()),
+            message: t.status.message.clone(),
+            last_transition_time: Some(t.transition_time.clone()),
+        };
+        Some((t.status.clone(), vec![condition]))
     }
 
     /// Writes the health of a running allocation into its current status.
@@ -791,11 +826,12 @@ impl Runner {
             return;
         };
         self.write_status(&a, "health", |object| {
-            if !object["status"].is_object() {
-                object["status"] = json!({"phase": "running"});
-            }
-            object["status"]["health"] = health.clone();
-            object["status"]["conditions"] = conditions.clone();
+            let status = object.status.get_or_insert_with(|| AllocationStatus {
+                phase: AllocationPhase::Running,
+                ..AllocationStatus::default()
+            });
+            status.health = Some(health.clone());
+            status.conditions = conditions.clone();
         })
         .await;
     }
@@ -803,55 +839,66 @@ impl Runner {
     /// Writes the allocation's status (retrying once on a conflict with a fresh read).
     async fn report(
         &mut self,
-        a: &Value,
-        phase: &str,
+        a: &Allocation,
+        phase: AllocationPhase,
         code: Option<i32>,
         restarts: u32,
         message: Option<String>,
     ) {
-        let mut status = json!({"phase": phase});
-        if restarts > 0 {
-            status["restarts"] = json!(restarts);
-        }
-        if let Some(c) = code {
-            status["exitCode"] = json!(c);
-        }
-        if let Some(m) = message {
-            status["message"] = json!(m);
-        }
-        if phase == "running" {
-            status["startedAt"] = json!(jiff::Timestamp::now().to_string());
+        let mut status = AllocationStatus {
+            phase,
+            restarts,
+            exit_code: code,
+            message,
+            ..AllocationStatus::default()
+        };
+        if phase == AllocationPhase::Running {
+            status.started_at = Some(jiff::Timestamp::now().to_string());
             if let Some((health, conditions)) = self.health_status(&key_of(a)) {
-                status["health"] = health;
-                status["conditions"] = conditions;
+                status.health = Some(health);
+                status.conditions = conditions;
             }
         }
-        self.write_status(a, "status", |object| object["status"] = status.clone())
+        self.write_status(a, "status", |object| object.status = Some(status.clone()))
             .await;
     }
 
     /// Writes the allocation's status as `edit` makes it, retrying once on a conflict
     /// with a fresh read; `what` names the write in the warning when it fails.
-    async fn write_status(&mut self, a: &Value, what: &str, edit: impl Fn(&mut Value)) {
+    async fn write_status(&mut self, a: &Allocation, what: &str, edit: impl Fn(&mut Allocation)) {
         let alloc = api::kinds::ALLOCATION;
-        let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
-        let name = a["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = a.metadata.namespace.as_deref().unwrap_or_default();
+        let name = a.metadata.name.as_str();
         let mut object = a.clone();
         for attempt in 0..2 {
             edit(&mut object);
+            let body = match serde_json::to_value(&object) {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::warn!(allocation = %name, error = %e, "cannot encode {what}");
+                    return;
+                }
+            };
             match self
                 .client
-                .replace_status(alloc, Some(ns), name, &object)
+                .replace_status(alloc, Some(ns), name, &body)
                 .await
             {
                 Ok(stored) => {
-                    self.desired.insert(key_of(&stored), stored);
+                    match decode(stored) {
+                        Ok(stored) => {
+                            self.desired.insert(key_of(&stored), stored);
+                        }
+                        Err(e) => {
+                            tracing::warn!(allocation = %name, error = %format!("{e:#}"), "cannot read back {what}");
+                        }
+                    }
                     return;
                 }
                 Err(e) if attempt == 0 && !e.is_not_found() => {
-                    match self.client.get(alloc, Some(ns), name).await {
-                        Ok(fresh) => object = fresh,
-                        Err(_) => return,
+                    match self.client.get(alloc, Some(ns), name).await.map(decode) {
+                        Ok(Ok(fresh)) => object = fresh,
+                        _ => return,
                     }
                 }
                 Err(e) => {
@@ -867,8 +914,20 @@ impl Runner {
 mod tests {
     use super::*;
 
-    fn alloc(type_: &str, restart: Value) -> Value {
-        json!({"spec": {"type": type_, "restart": restart}})
+    fn alloc(type_: &str, restart: Value) -> AllocationSpec {
+        AllocationSpec {
+            workload: "w".into(),
+            replica: 0,
+            node: "n".into(),
+            site: None,
+            desired_state: DesiredState::Run,
+            resources: Default::default(),
+            task: None,
+            workload_generation: None,
+            type_: Some(serde_json::from_value(json!(type_)).unwrap()),
+            restart: serde_json::from_value(restart).unwrap(),
+            explanation: None,
+        }
     }
 
     #[test]

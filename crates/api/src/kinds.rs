@@ -1328,7 +1328,7 @@ pub struct AllocationSpec {
     pub restart: Option<Restart>,
     /// Why this node: the scheduler's structured explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<serde_json::Value>,
+    pub explanation: Option<crate::explanation::Explanation>,
 }
 
 impl Spec for AllocationSpec {

@@ -13,12 +13,15 @@
 //!   every CLI flag), quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
 //! - strict validation: unknown fields are refused (with a suggestion), names are RFC 1123
 //!   labels, jurisdictions are ISO 3166-1 codes or blocs, and every problem is reported;
+//! - what the scheduler answers on the wire ([`explanation`]: decisions and their
+//!   explanations, stored on Allocations and answered by `explain` and `plan`);
 //! - `get` table columns per kind ([`table`]) and OpenAPI schemas ([`openapi_schemas`]);
 //! - the example manifests of `examples/`, compiled in ([`examples::FILES`]).
 
 pub mod body;
 pub mod duration;
 pub mod examples;
+pub mod explanation;
 pub mod jurisdiction;
 pub mod kinds;
 pub mod logs;
@@ -34,6 +37,7 @@ pub mod validate;
 pub mod yaml;
 
 pub use duration::{Duration, DurationError};
+pub use explanation::Explanation;
 pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
 pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
 pub use manifest::{Manifest, ManifestError, parse_manifests};

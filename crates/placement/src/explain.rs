@@ -8,158 +8,20 @@
 //! - **Suggestions**: the smallest changes that would make it fit, found by checking
 //!   which nodes fail exactly one rule: `would fit if residency allowed CH`,
 //!   `needs 2 more free H100 GPUs on one node in [EU] (closest: fra-gpu-01)`.
+//!
+//! The types that cross the wire ([`Explanation`](api::Explanation), its rejections,
+//! candidates and suggestions) live in `api::explanation`; this module builds them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
+use api::explanation::{ReasonCode, Rejection, Suggestion};
 use api::kinds::{Isolation, TaintEffect};
 use api::{Cpu, Memory};
-use serde::{Deserialize, Serialize};
 
 use crate::filter::Reason;
 use crate::fleet::{Fleet, NodeId};
-use crate::score::Score;
 use crate::windows::{self, WindowsHost};
 use crate::workload::Compiled;
-
-/// Which filters the rejection counts cover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Evaluated {
-    /// Every filter, capacity included (unplaceable instances, [`crate::explain`]).
-    AllFilters,
-    /// The static filters (everything but capacity, anti-affinity and spread): placed
-    /// instances, where checking every node's capacity would cost more than placing.
-    StaticFilters,
-}
-
-/// A machine-readable reason code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ReasonCode {
-    Excluded,
-    NotReady,
-    Unschedulable,
-    UnknownSite,
-    Residency,
-    ProjectLocations,
-    Sovereignty,
-    Certifications,
-    Os,
-    Arch,
-    Driver,
-    WindowsBuild,
-    Taint,
-    GpuModel,
-    Placement,
-    Security,
-    Cpu,
-    Memory,
-    EphemeralStorage,
-    Gpu,
-    AntiAffinity,
-    Spread,
-    Gang,
-}
-
-/// Nodes rejected for one reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rejection {
-    pub reason: ReasonCode,
-    pub nodes: u32,
-    /// `jurisdiction US not in [EU]`
-    pub message: String,
-}
-
-impl fmt::Display for Rejection {
-    /// `412 nodes: jurisdiction US not in [EU]`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let noun = if self.nodes == 1 { "node" } else { "nodes" };
-        write!(f, "{} {noun}: {}", self.nodes, self.message)
-    }
-}
-
-/// A node that could take the instance, with its score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Candidate {
-    pub node: String,
-    pub site: String,
-    pub score: Score,
-}
-
-/// A change that would make the instance fit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Suggestion {
-    /// The rule the change relaxes.
-    pub relaxes: ReasonCode,
-    /// `would fit if residency allowed CH`
-    pub message: String,
-    /// How many nodes the change would open up.
-    pub nodes: u32,
-}
-
-/// Why a decision is what it is. Serialisable: the server stores it on the Allocation
-/// and on the Workload status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Explanation {
-    /// One line for people (`WorkloadStatus.message`).
-    pub summary: String,
-    /// Nodes considered: every node of the snapshot.
-    pub nodes: u32,
-    pub evaluated: Evaluated,
-    /// Nodes that passed every evaluated filter; `passed + Σ rejections.nodes == nodes`.
-    pub passed: u32,
-    /// Largest count first.
-    pub rejections: Vec<Rejection>,
-    /// Best first (placed instances and [`crate::explain`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub candidates: Vec<Candidate>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suggestions: Vec<Suggestion>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-impl Explanation {
-    /// Rejections as lines: `412 nodes: jurisdiction US not in [EU]`.
-    pub fn lines(&self) -> Vec<String> {
-        self.rejections.iter().map(ToString::to_string).collect()
-    }
-
-    /// The number of nodes rejected for `code`.
-    pub fn rejected_for(&self, code: ReasonCode) -> u32 {
-        self.rejections
-            .iter()
-            .filter(|r| r.reason == code)
-            .map(|r| r.nodes)
-            .sum()
-    }
-
-    /// Everything, one item a line, for a terminal.
-    pub fn render(&self) -> String {
-        let mut out = format!("{}\n", self.summary);
-        for r in &self.rejections {
-            out += &format!("  {r}\n");
-        }
-        for c in &self.candidates {
-            out += &format!(
-                "  candidate {} ({}): score {:.2}\n",
-                c.node, c.site, c.score.total
-            );
-        }
-        for s in &self.suggestions {
-            out += &format!("  {} ({} nodes)\n", s.message, s.nodes);
-        }
-        for n in &self.notes {
-            out += &format!("  note: {n}\n");
-        }
-        out
-    }
-}
 
 /// Aggregates of the nodes rejected for one reason.
 #[derive(Debug, Clone, Default)]

@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use api::explanation::{AllocationRef, Decision, Outcome};
 use api::kinds::{AllocationPhase, Arch, Driver, LsmMode, NodePhase, OsFamily, Taint, TaintEffect};
 use api::{Allocation, Node, Site, Workload};
 
-use crate::decision::{AllocationRef, Decision, Outcome};
 use crate::windows::{WindowsBuild, WindowsHost};
 
 pub(crate) type SiteId = u32;

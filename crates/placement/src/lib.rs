@@ -28,7 +28,6 @@
 //!   candidates with score breakdowns, and the smallest changes that would make an
 //!   unplaceable instance fit.
 
-mod decision;
 mod explain;
 mod filter;
 mod fleet;
@@ -37,11 +36,14 @@ mod score;
 pub mod windows;
 mod workload;
 
-pub use decision::{AllocationRef, Decision, Outcome, Placement, Preemption, WorkloadRef};
-pub use explain::{Candidate, Evaluated, Explanation, ReasonCode, Rejection, Suggestion};
+// What placement answers crosses the wire: those types live in `api::explanation`.
+pub use api::explanation::{
+    AllocationRef, Candidate, Decision, Evaluated, Explanation, Outcome, Placement, Preemption,
+    ReasonCode, Rejection, Score, Suggestion, WorkloadRef,
+};
 pub use fleet::{Fleet, FleetError, FreeResources};
 pub use schedule::Options;
-pub use score::{Score, Weights};
+pub use score::Weights;
 pub use workload::{Batch, PlacementError};
 
 use api::{Project, Workload};

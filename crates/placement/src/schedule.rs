@@ -30,17 +30,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use api::Memory;
+use api::explanation::{
+    Candidate, Evaluated, Explanation, Outcome, Placement, Preemption, ReasonCode, Rejection, Score,
+};
 use api::kinds::{
     Arch, Driver, Isolation, OsFamily, Strategy, TaintEffect, TolerationOperator, WorkloadType,
 };
 
-use crate::decision::{Outcome, Placement, Preemption};
-use crate::explain::{Candidate, Change, Evaluated, Explanation, Rejection, Tally};
+use crate::explain::{Change, Tally};
 use crate::filter::{self, Reason};
 use crate::fleet::{
     Alloc, AllocId, Class, ClassId, CountrySet, Fleet, NodeId, SiteId, UTIL_SCALE, WorkloadId,
 };
-use crate::score::{Score, StaticScore, Weights};
+use crate::score::{StaticScore, Weights};
 use crate::windows::WindowsBuild;
 use crate::workload::{Attr, Batch, Compiled};
 
@@ -1473,8 +1475,8 @@ impl<'a> Session<'a> {
     }
 }
 
-fn is_capacity_code(c: crate::explain::ReasonCode) -> bool {
-    use crate::explain::ReasonCode as R;
+fn is_capacity_code(c: ReasonCode) -> bool {
+    use ReasonCode as R;
     matches!(c, R::Cpu | R::Memory | R::EphemeralStorage | R::Gpu)
 }
 

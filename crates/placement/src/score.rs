@@ -1,6 +1,8 @@
 //! Scores: plain structs with named components, so an explanation can show why one node
-//! beat another. Higher is better; ties go to the node whose name sorts first.
+//! beat another. Higher is better; ties go to the node whose name sorts first. [`Score`]
+//! itself crosses the wire, so it lives in `api::explanation`.
 
+use api::explanation::Score;
 use serde::{Deserialize, Serialize};
 
 /// How much each preference counts. The defaults put a user's explicit preferences
@@ -41,35 +43,6 @@ impl Default for Weights {
             gpu_avoidance: 15.0,
         }
     }
-}
-
-/// A node's score for one instance, by component. `total` is their sum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Score {
-    pub total: f64,
-    /// Binpack or spread.
-    pub strategy: f64,
-    /// Sum of the weights of the matching `placement.preferences`.
-    pub preferences: f64,
-    /// Topology spread (0 in the least-loaded domain).
-    pub spread: f64,
-    /// Replicas of the same service already on the node.
-    pub colocation: f64,
-    pub cost: f64,
-    pub carbon: f64,
-    /// Data locality (`data.location`).
-    pub locality: f64,
-    /// Untolerated `PreferNoSchedule` taints.
-    pub taints: f64,
-    /// A GPU node for work that needs no GPU.
-    pub gpu_avoidance: f64,
-    /// What one instance costs per hour here, when the site has prices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_per_hour: Option<f64>,
-    /// The site's carbon intensity, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub carbon_grams_per_kwh: Option<f64>,
 }
 
 /// The parts of a score that are the same for every node of a class.

@@ -11,9 +11,9 @@ use api::kinds::{
 };
 use api::{MatchExpression, Project, Workload};
 
-use crate::decision::WorkloadRef;
 use crate::fleet::{Class, CountrySet, Fleet, NodeInfo, SiteInfo};
 use crate::windows::WindowsBuild;
+use api::explanation::WorkloadRef;
 
 /// A workload that cannot be placed as written (the API's validation normally catches
 /// these first).

@@ -273,11 +273,12 @@ fn a_second_finetune_explains_that_ch_would_fit() {
         template_hash: None,
         type_: None,
         restart: None,
-        explanation: Some(d.explanation_value()),
+        explanation: Some(d.explanation().clone()),
     };
     let a = Allocation::new(ObjectMeta::namespaced("research", "x"), stored);
-    let back: placement::Explanation = serde_json::from_value(a.spec.explanation.unwrap()).unwrap();
-    assert_eq!(&back, x);
+    let json = serde_json::to_value(&a).unwrap();
+    let back: Allocation = serde_json::from_value(json).unwrap();
+    assert_eq!(back.spec.explanation.as_ref(), Some(x));
 }
 
 #[test]

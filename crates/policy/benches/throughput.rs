@@ -32,8 +32,14 @@ fn estate() -> Vec<Value> {
 }
 
 fn objects(n: usize, base: &[Value]) -> Vec<Value> {
-    let nodes: Vec<&Value> = base.iter().filter(|o| o["kind"] == "Node").collect();
-    let workloads: Vec<&Value> = base.iter().filter(|o| o["kind"] == "Workload").collect();
+    let nodes: Vec<&Value> = base
+        .iter()
+        .filter(|o| o["kind"] == api::kinds::NODE.kind)
+        .collect();
+    let workloads: Vec<&Value> = base
+        .iter()
+        .filter(|o| o["kind"] == api::kinds::WORKLOAD.kind)
+        .collect();
     (0..n)
         .map(|i| {
             let mut o = if i % 2 == 0 {
@@ -167,7 +173,10 @@ fn main() {
 
 /// Microseconds per evaluation of each policy on a representative object of its kind.
 fn per_policy(set: &PolicySet, fleet: &FleetContext, base: &[Value]) {
-    let node = base.iter().find(|o| o["kind"] == "Node").unwrap();
+    let node = base
+        .iter()
+        .find(|o| o["kind"] == api::kinds::NODE.kind)
+        .unwrap();
     let workload = base
         .iter()
         .find(|o| o["metadata"]["name"] == "payroll-api")

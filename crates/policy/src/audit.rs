@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use api::kinds::{Control, Enforcement};
+use api::kinds::{self, Control, Enforcement};
 use jiff::Timestamp;
 use regorus::Value;
 use serde_json::json;
@@ -368,7 +368,7 @@ pub fn audit(
 ) -> AuditRun {
     let workloads: HashMap<(&str, &str), &serde_json::Value> = objects
         .iter()
-        .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some("Workload"))
+        .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some(kinds::WORKLOAD.kind))
         .filter_map(|o| {
             let h = Head::of(o);
             Some(((h.namespace?, h.name), o))
@@ -376,7 +376,7 @@ pub fn audit(
         .collect();
     let workload_of = |o: &serde_json::Value| -> Option<&serde_json::Value> {
         let h = Head::of(o);
-        if h.kind != "Allocation" {
+        if h.kind != kinds::ALLOCATION.kind {
             return None;
         }
         let w = o.pointer("/spec/workload")?.as_str()?;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use api::kinds;
 use regorus::Value;
 use serde::Deserialize;
 
@@ -142,29 +143,29 @@ impl FleetContext {
             .and_then(|n| n.as_str())
             .unwrap_or_default();
         let spec = object.get("spec").unwrap_or(&serde_json::Value::Null);
-        match object.get("kind").and_then(|k| k.as_str()) {
-            Some("Site") => self.set_site(name, spec),
-            Some("Project") => self.set_project(name, spec),
-            Some("Node") => {
-                if let Some(site) = spec.get("site").and_then(|s| s.as_str()) {
-                    self.set_node_site(name, site);
-                }
-            }
-            _ => {}
+        let kind = object
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if kind == kinds::SITE.kind {
+            self.set_site(name, spec);
+        } else if kind == kinds::PROJECT.kind {
+            self.set_project(name, spec);
+        } else if kind == kinds::NODE.kind
+            && let Some(site) = spec.get("site").and_then(|s| s.as_str())
+        {
+            self.set_node_site(name, site);
         }
     }
 
     /// Forgets a Site, Project or Node that was deleted.
     pub fn forget(&mut self, kind: &str, name: &str) {
-        match kind {
-            "Site" => self.remove_site(name),
-            "Project" => {
-                self.projects.remove(name);
-            }
-            "Node" => {
-                self.node_sites.remove(name);
-            }
-            _ => {}
+        if kind == kinds::SITE.kind {
+            self.remove_site(name);
+        } else if kind == kinds::PROJECT.kind {
+            self.projects.remove(name);
+        } else if kind == kinds::NODE.kind {
+            self.node_sites.remove(name);
         }
     }
 
@@ -234,7 +235,7 @@ impl<'a> Head<'a> {
     /// The project the object belongs to for `match.projects`: its namespace, or its own
     /// name for a Project.
     pub fn project(&self) -> Option<&'a str> {
-        if self.kind == "Project" {
+        if self.kind == kinds::PROJECT.kind {
             Some(self.name)
         } else {
             self.namespace
@@ -255,7 +256,7 @@ pub(crate) fn context(
         .cloned()
         .unwrap_or(Value::Undefined);
     let mut target_site = Value::Undefined;
-    if head.kind == "Allocation" {
+    if head.kind == kinds::ALLOCATION.kind {
         let spec = object.get("spec");
         let site = spec
             .and_then(|s| s.get("site"))

@@ -162,7 +162,7 @@ pub fn authorize(
     if who.role == Role::Node {
         return authorize_node(who, verb, kind, name);
     }
-    let project_object = kind.kind == "Project";
+    let project_object = kind == api::kinds::PROJECT;
     // Project scope: a project-scoped principal sees its own namespace and, read-only,
     // global kinds; its own Project object is visible by name.
     if let Some(project) = &who.project {
@@ -182,7 +182,7 @@ pub fn authorize(
     if !verb.writes() {
         return Ok(());
     }
-    if kind.kind == "Allocation" && verb == Verb::Create {
+    if kind == api::kinds::ALLOCATION && verb == Verb::Create {
         return Err(allocation_spec_forbidden(who, verb));
     }
     let allowed = match who.role {
@@ -239,18 +239,20 @@ fn authorize_node(
     name: Option<&str>,
 ) -> Result<(), ApiError> {
     let own = who.node.as_deref();
-    let allowed = match kind.kind {
-        "Node" => match verb {
+    let allowed = if kind == api::kinds::NODE {
+        match verb {
             Verb::Get | Verb::Update | Verb::Patch => name.is_some() && name == own,
             // Before the body is read the name is unknown; it is checked again after.
             Verb::Create => name.is_none_or(|n| Some(n) == own),
             _ => false,
-        },
-        "Allocation" => matches!(
+        }
+    } else if kind == api::kinds::ALLOCATION {
+        matches!(
             verb,
             Verb::Get | Verb::List | Verb::Watch | Verb::Update | Verb::Patch
-        ),
-        _ => false,
+        )
+    } else {
+        false
     };
     if allowed {
         Ok(())
@@ -265,21 +267,12 @@ pub fn node_may_access(who: &Principal, object: &serde_json::Value) -> bool {
     let Some(node) = who.node.as_deref() else {
         return who.role != Role::Node;
     };
-    match object.get("kind").and_then(serde_json::Value::as_str) {
-        Some("Allocation") => {
-            object
-                .pointer("/spec/node")
-                .and_then(serde_json::Value::as_str)
-                == Some(node)
-        }
-        Some("Node") => {
-            object
-                .pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                == Some(node)
-        }
-        _ => false,
-    }
+    let field = match object.get("kind").and_then(serde_json::Value::as_str) {
+        Some(k) if k == api::kinds::ALLOCATION.kind => "/spec/node",
+        Some(k) if k == api::kinds::NODE.kind => "/metadata/name",
+        _ => return false,
+    };
+    object.pointer(field).and_then(serde_json::Value::as_str) == Some(node)
 }
 
 /// Rules that depend on the subresource, checked before the body is read:
@@ -299,7 +292,7 @@ pub fn check_subresource(
     status: bool,
     verb: Verb,
 ) -> Result<(), ApiError> {
-    if kind.kind != "Allocation" || !verb.writes() || verb == Verb::Delete {
+    if kind != api::kinds::ALLOCATION || !verb.writes() || verb == Verb::Delete {
         return Ok(());
     }
     if !status {

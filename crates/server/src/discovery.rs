@@ -88,7 +88,7 @@ pub fn resource_list() -> Value {
                 "verbs": ["get", "patch", "update"],
             }));
         }
-        if k.kind == "Allocation" {
+        if k == api::kinds::ALLOCATION {
             // The task's output (`crate::logs`), like pods/log.
             resources.push(json!({
                 "name": format!("{}/log", k.plural),

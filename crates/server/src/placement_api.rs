@@ -5,8 +5,9 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use api::explanation::{Explained, Plan, WorkloadRef};
 use api::{AnyObject, Workload};
 
 use crate::app::AppState;
@@ -24,16 +25,12 @@ pub fn routes() -> Router<AppState> {
         .route("/meridian/v1/plan", post(plan))
 }
 
-fn workload_kind() -> &'static api::KindInfo {
-    api::kinds::WORKLOAD
-}
-
 async fn explain(
     State(state): State<AppState>,
     who: Principal,
     Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let kind = workload_kind();
+) -> ApiResult<Json<Explained>> {
+    let kind = api::kinds::WORKLOAD;
     authorize(&who, Verb::Get, kind, Some(&ns), Some(&name))?;
     let (kv, _) = state
         .store()
@@ -50,11 +47,14 @@ async fn explain(
         &placement::Options::default(),
     )
     .map_err(|e| ApiError::bad_request(format!("workload {ns}/{name} cannot be scheduled: {e}")))?;
-    Ok(Json(json!({
-        "workload": {"namespace": ns, "name": name},
-        "status": workload.status,
-        "explanation": explanation,
-    })))
+    Ok(Json(Explained {
+        workload: WorkloadRef {
+            namespace: ns,
+            name,
+        },
+        status: workload.status,
+        explanation,
+    }))
 }
 
 /// Body of a plan: manifests (Workloads) as JSON objects, or a List of them.
@@ -62,7 +62,7 @@ async fn plan(
     State(state): State<AppState>,
     who: Principal,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Plan>> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the plan body is not JSON: {e}")))?;
     let items = match value {
@@ -81,7 +81,7 @@ async fn plan(
                     .namespace
                     .get_or_insert_with(|| "default".to_owned())
                     .clone();
-                authorize(&who, Verb::Get, workload_kind(), Some(&ns), None)?;
+                authorize(&who, Verb::Get, api::kinds::WORKLOAD, Some(&ns), None)?;
                 workloads.push(w);
             }
             Ok(other) => {
@@ -107,5 +107,5 @@ async fn plan(
         added.map_err(|e| ApiError::bad_request(format!("{ns}/{}: {e}", w.metadata.name)))?;
     }
     let decisions = placement::place_batch(&mut fleet, &batch, &placement::Options::default());
-    Ok(Json(json!({ "decisions": decisions })))
+    Ok(Json(Plan { decisions }))
 }

@@ -202,7 +202,7 @@ impl PolicyEngine {
 
     /// Refuses a Policy that does not compile (422 with the Rego line and column).
     pub fn check(&self, kind: &api::KindInfo, value: &Value) -> ApiResult<()> {
-        if kind.kind == "Policy" {
+        if kind == api::kinds::POLICY {
             check_policy(value, self.options.compile)
         } else {
             Ok(())

@@ -37,10 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/meridian/v1/policy/eval", post(eval))
 }
 
-fn policy_kind() -> &'static api::KindInfo {
-    api::kinds::POLICY
-}
-
 /// Findings the caller may see.
 fn visible(state: &AppState, who: &Principal) -> (Vec<Finding>, u64) {
     let (mut findings, dropped) = state.policies.findings();
@@ -51,7 +47,7 @@ fn visible(state: &AppState, who: &Principal) -> (Vec<Finding>, u64) {
 }
 
 async fn status(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
-    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    authorize(&who, Verb::List, api::kinds::POLICY, None, None)?;
     let (findings, dropped) = visible(&state, &who);
     let view = state.policies.view();
     let summary = ComplianceSummary::new(&findings, view.policies.values(), dropped);
@@ -74,7 +70,7 @@ async fn findings(
     who: Principal,
     Query(q): Query<FindingsQuery>,
 ) -> ApiResult<Json<Value>> {
-    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    authorize(&who, Verb::List, api::kinds::POLICY, None, None)?;
     let (mut findings, dropped) = visible(&state, &who);
     if let Some(p) = &q.policy {
         findings.retain(|f| &*f.policy == p.as_str());
@@ -91,7 +87,7 @@ async fn report(
     who: Principal,
     Query(q): Query<FindingsQuery>,
 ) -> ApiResult<Json<Value>> {
-    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    authorize(&who, Verb::List, api::kinds::POLICY, None, None)?;
     let (mut findings, dropped) = visible(&state, &who);
     findings.sort_by(|a, b| a.report_order().cmp(&b.report_order()));
     let view = state.policies.view();
@@ -140,7 +136,7 @@ async fn eval(
     who: Principal,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    authorize(&who, Verb::List, policy_kind(), None, None)?;
+    authorize(&who, Verb::List, api::kinds::POLICY, None, None)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the eval body is not JSON: {e}")))?;
     let items = match value {

@@ -991,7 +991,7 @@ fn allocation_object(
             "templateHash": hash,
             "type": w.spec.type_,
             "restart": w.spec.restart,
-            "explanation": d.explanation_value(),
+            "explanation": d.explanation(),
         },
         "status": {"phase": "pending"},
     })

@@ -13,10 +13,6 @@ use crate::args::{LogStreamArg, LogsArgs};
 use crate::config::Resolved;
 use crate::exit::UserError;
 
-fn allocation_kind() -> &'static api::KindInfo {
-    api::kinds::ALLOCATION
-}
-
 /// The allocation `target` names: `NAME`, `allocation/NAME` or `workload/NAME` (its
 /// first running allocation, by replica).
 async fn resolve(client: &Client, ns: &str, target: &str) -> Result<String> {
@@ -31,7 +27,7 @@ async fn resolve(client: &Client, ns: &str, target: &str) -> Result<String> {
             // A clear 404 for a workload that does not exist.
             client.get(workload, Some(ns), name).await?;
             let mut mine: Vec<Value> = client
-                .list_all(allocation_kind(), Some(ns), &ListOptions::default())
+                .list_all(api::kinds::ALLOCATION, Some(ns), &ListOptions::default())
                 .await?
                 .into_iter()
                 .filter(|a| a.pointer("/spec/workload").and_then(Value::as_str) == Some(name))

@@ -1,9 +1,10 @@
 //! `explain` and `plan` (the scheduler's reasoning, for people) and `cordon`, `uncordon`,
 //! `drain` (taking a node out of service, as kubectl does).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::Value;
 
+use api::explanation::{Explained, Explanation, Outcome, Plan};
 use client::Client;
 
 use crate::args::{DrainArgs, ExplainArgs, Output, PlanArgs};
@@ -21,70 +22,52 @@ fn print_json_or_yaml(value: &Value, output: Output) -> Result<bool> {
 }
 
 /// Human text of one explanation: summary, reason counts, candidates, suggestions.
-pub fn explanation_text(e: &Value, indent: &str) -> String {
+pub fn explanation_text(e: &Explanation, indent: &str) -> String {
     let mut out = String::new();
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    if let Some(summary) = e.get("summary").and_then(Value::as_str) {
-        out.push_str(&format!("{indent}{summary}\n"));
-    }
-    let rejections = e
-        .get("rejections")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if !rejections.is_empty() {
+    out.push_str(&format!("{indent}{}\n", e.summary));
+    if !e.rejections.is_empty() {
         out.push_str(&format!(
             "{indent}Nodes considered: {}, passed: {}\n",
-            e.get("nodes").cloned().unwrap_or_default(),
-            e.get("passed").cloned().unwrap_or_default()
+            e.nodes, e.passed
         ));
-        for r in &rejections {
-            let n = r.get("nodes").and_then(Value::as_u64).unwrap_or(0);
+        for r in &e.rejections {
+            let n = r.nodes;
             out.push_str(&format!(
                 "{indent}  {n} node{}: {}\n",
                 if n == 1 { "" } else { "s" },
-                s(&r["message"])
+                r.message
             ));
         }
     }
-    let candidates = e
-        .get("candidates")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if !candidates.is_empty() {
+    if !e.candidates.is_empty() {
         out.push_str(&format!("{indent}Top candidates:\n"));
-        for c in &candidates {
-            let total = c.pointer("/score/total").cloned().unwrap_or_default();
+        for c in &e.candidates {
+            // As JSON writes a number (`40.0`, not `40`): what this line always showed.
+            let total = Value::from(c.score.total);
             out.push_str(&format!(
                 "{indent}  {} ({}) score {total}\n",
-                s(&c["node"]),
-                s(&c["site"])
+                c.node, c.site
             ));
         }
     }
-    for sug in e
-        .get("suggestions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        out.push_str(&format!("{indent}Suggestion: {}\n", s(&sug["message"])));
+    for sug in &e.suggestions {
+        out.push_str(&format!("{indent}Suggestion: {}\n", sug.message));
     }
-    for note in e
-        .get("notes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        out.push_str(&format!("{indent}Note: {}\n", s(note)));
+    for note in &e.notes {
+        out.push_str(&format!("{indent}Note: {note}\n"));
     }
     out
 }
 
+/// The server's answer, decoded into the `api` type both sides share.
+fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T> {
+    serde_json::from_value(value)
+        .with_context(|| format!("the server's {what} answer is not one this meridian reads"))
+}
+
 pub async fn explain(client: &Client, conn: &Resolved, args: &ExplainArgs) -> Result<()> {
     let info = crate::commands::resources::kind(&args.kind)?;
-    if info.kind != "Workload" {
+    if info != api::kinds::WORKLOAD {
         return Err(UserError::fail(format!(
             "explain works on workloads, not {}: meridian explain workload NAME",
             info.plural
@@ -99,20 +82,19 @@ pub async fn explain(client: &Client, conn: &Resolved, args: &ExplainArgs) -> Re
     if print_json_or_yaml(&resp, args.output)? {
         return Ok(());
     }
-    let status = &resp["status"];
+    let explained: Explained = decode(resp, "explain")?;
     println!("Workload:   {ns}/{}", args.name);
-    if status.is_object() {
+    if let Some(status) = &explained.status {
         println!(
             "Replicas:   {}/{} placed",
-            status.get("placedReplicas").cloned().unwrap_or_default(),
-            status.get("desiredReplicas").cloned().unwrap_or_default()
+            status.placed_replicas, status.desired_replicas
         );
-        if let Some(m) = status.get("message").and_then(Value::as_str) {
+        if let Some(m) = &status.message {
             println!("Waiting:    {m}");
         }
     }
     println!("One more instance now:");
-    print!("{}", explanation_text(&resp["explanation"], "  "));
+    print!("{}", explanation_text(&explained.explanation, "  "));
     Ok(())
 }
 
@@ -120,7 +102,7 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
     let loaded = manifests::load(&args.files, false)?;
     let mut items = Vec::new();
     for m in loaded {
-        if m.object.kind_info().kind != "Workload" {
+        if m.object.kind_info() != api::kinds::WORKLOAD {
             return Err(UserError::fail(format!(
                 "{} doc {}: plan takes Workloads, not a {}",
                 m.source,
@@ -145,41 +127,25 @@ pub async fn plan(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
     if print_json_or_yaml(&resp, args.output)? {
         return Ok(());
     }
-    for d in resp["decisions"].as_array().into_iter().flatten() {
-        let w = format!(
-            "{}/{}-{}",
-            d.pointer("/workload/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-            d.pointer("/workload/name")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-            d.get("replica").cloned().unwrap_or_default()
-        );
-        let outcome = &d["outcome"];
-        if outcome["result"] == "placed" {
-            println!(
-                "{w}  ->  {} ({})",
-                outcome["node"].as_str().unwrap_or(""),
-                outcome["site"].as_str().unwrap_or("")
-            );
-        } else {
-            println!("{w}  ->  cannot be placed");
-            print!("{}", explanation_text(outcome, "    "));
+    let plan: Plan = decode(resp, "plan")?;
+    for d in &plan.decisions {
+        let w = format!("{}-{}", d.workload, d.replica);
+        match &d.outcome {
+            Outcome::Placed(p) => println!("{w}  ->  {} ({})", p.node, p.site),
+            Outcome::Unplaceable(e) => {
+                println!("{w}  ->  cannot be placed");
+                print!("{}", explanation_text(e, "    "));
+            }
         }
     }
     Ok(())
-}
-
-fn node_kind() -> &'static api::KindInfo {
-    api::kinds::NODE
 }
 
 /// Sets `spec.unschedulable` (kubectl cordon/uncordon).
 pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
     client
         .patch(
-            node_kind(),
+            api::kinds::NODE,
             None,
             node,
             client::PatchType::Merge,
@@ -196,7 +162,7 @@ pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
 /// left to finish, as `kubectl drain` leaves what it cannot move.
 pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     let node = &args.node;
-    client.get(node_kind(), None, node).await?;
+    client.get(api::kinds::NODE, None, node).await?;
     if !args.dry_run {
         cordon(client, node, true).await?;
     }
