@@ -742,7 +742,8 @@ impl Runner {
                     l.record.restarts
                 );
                 let restarts = l.record.restarts;
-                self.report(&a, AllocationPhase::Running, code, restarts, Some(message))
+                // Waiting out the back-off is not running: a crash loop shows as such.
+                self.report(&a, AllocationPhase::Restarting, code, restarts, Some(message))
                     .await;
             }
             None => {
@@ -813,6 +814,7 @@ impl Runner {
             reason: Some(reason.to_owned()),
             message: t.status.message.clone(),
             last_transition_time: Some(t.transition_time.clone()),
+            last_update_time: None,
         };
         Some((t.status.clone(), vec![condition]))
     }
