@@ -926,6 +926,8 @@ mod tests {
             resources: Default::default(),
             task: None,
             workload_generation: None,
+            revision: None,
+            template_hash: None,
             type_: Some(serde_json::from_value(json!(type_)).unwrap()),
             restart: serde_json::from_value(restart).unwrap(),
             explanation: None,
