@@ -743,8 +743,14 @@ impl Runner {
                 );
                 let restarts = l.record.restarts;
                 // Waiting out the back-off is not running: a crash loop shows as such.
-                self.report(&a, AllocationPhase::Restarting, code, restarts, Some(message))
-                    .await;
+                self.report(
+                    &a,
+                    AllocationPhase::Restarting,
+                    code,
+                    restarts,
+                    Some(message),
+                )
+                .await;
             }
             None => {
                 l.done = true;

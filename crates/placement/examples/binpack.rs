@@ -158,7 +158,8 @@ fn run(inst: &Instance, assignment: bool) -> Result<Value, String> {
                     "capacity": {"cpu": format!("{}m", inst.node.cpu_milli),
                                  "memory": format!("{}Mi", inst.node.memory_mib)},
                     "drivers": ["exec"]
-                }
+                },
+                "status": {"phase": "Ready"}
             }))
         })
         .collect::<Result<Vec<_>, _>>()

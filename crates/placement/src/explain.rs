@@ -187,7 +187,8 @@ fn mem(bytes: u64) -> String {
 pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> String {
     match r {
         Reason::Excluded => "excluded (lost or draining)".to_string(),
-        Reason::NotReady(p) => format!("node is {p}"),
+        Reason::NotReady(Some(p)) => format!("node is {p}"),
+        Reason::NotReady(None) => "no agent has reported from the node".to_string(),
         Reason::Unschedulable => "cordoned (unschedulable)".to_string(),
         Reason::UnknownSite(s) => format!("site {s} is not known"),
         Reason::Residency { jurisdiction } => format!(
@@ -407,6 +408,16 @@ fn suggestion(
                         agg.nodes
                     )
                 }
+                Reason::NotReady(None) if agg.nodes == 1 => {
+                    format!(
+                        "would fit once an agent runs on node {}",
+                        node_name(agg.first_node)
+                    )
+                }
+                Reason::NotReady(None) => format!(
+                    "would fit once agents run on one of {} nodes without one",
+                    agg.nodes
+                ),
                 Reason::NotReady(_) if agg.nodes == 1 => {
                     format!(
                         "would fit when node {} is Ready again",

@@ -26,7 +26,8 @@ use crate::workload::{Compiled, GpuReq};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Reason {
     Excluded,
-    NotReady(NodePhase),
+    /// Not `Ready`: `NotReady`, `Lost`, or (`None`) no agent has ever reported.
+    NotReady(Option<NodePhase>),
     Unschedulable,
     UnknownSite(String),
     Residency {
@@ -147,8 +148,10 @@ pub(crate) fn class_failures_but_expressions(
         }};
     }
     let k = &class.key;
-    if let Some(p @ (NodePhase::NotReady | NodePhase::Lost)) = k.phase {
-        fail!(Reason::NotReady(p));
+    match k.phase {
+        Some(p @ (NodePhase::NotReady | NodePhase::Lost)) => fail!(Reason::NotReady(Some(p))),
+        None => fail!(Reason::NotReady(None)),
+        Some(NodePhase::Ready) => {}
     }
     if k.unschedulable {
         fail!(Reason::Unschedulable);
@@ -235,8 +238,9 @@ pub(crate) fn platform_failures(class: &Class, wl: &Compiled, all: bool, out: &m
 /// cordoned (from [`crate::fleet::ClassHot::state`]).
 pub(crate) fn state_failure(state: u8) -> Option<Reason> {
     match state {
-        1 => Some(Reason::NotReady(NodePhase::NotReady)),
-        2 => Some(Reason::NotReady(NodePhase::Lost)),
+        1 => Some(Reason::NotReady(Some(NodePhase::NotReady))),
+        2 => Some(Reason::NotReady(Some(NodePhase::Lost))),
+        4 => Some(Reason::NotReady(None)),
         3 => Some(Reason::Unschedulable),
         _ => None,
     }

@@ -178,7 +178,7 @@ pub(crate) struct ClassHot {
     pub nodes: u32,
     /// Members excluded from new work ([`Fleet::exclude`]).
     pub excluded: u32,
-    /// 0 ready and schedulable, 1 not ready, 2 lost, 3 cordoned.
+    /// 0 ready and schedulable, 1 not ready, 2 lost, 3 cordoned, 4 never reported (no agent).
     pub state: u8,
     /// Whether the class has `PreferNoSchedule` taints.
     pub prefer_no_schedule: bool,
@@ -203,6 +203,8 @@ impl ClassHot {
             state: match k.phase {
                 Some(NodePhase::NotReady) => 1,
                 Some(NodePhase::Lost) => 2,
+                // No agent has ever reported: nothing would run there.
+                None => 4,
                 _ if k.unschedulable => 3,
                 _ => 0,
             },

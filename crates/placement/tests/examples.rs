@@ -23,7 +23,14 @@ fn estate() -> Estate {
         for m in api::parse_manifests(file, text).expect("examples parse") {
             match m.object {
                 AnyObject::Site(s) => e.sites.push(s),
-                AnyObject::Node(n) => e.nodes.push(n),
+                // As their agents would report them.
+                AnyObject::Node(mut n) => {
+                    n.status = Some(api::kinds::NodeStatus {
+                        phase: Some(api::kinds::NodePhase::Ready),
+                        ..Default::default()
+                    });
+                    e.nodes.push(n);
+                }
                 AnyObject::Workload(w) => e.workloads.push(w),
                 AnyObject::Project(p) => e.projects.push(p),
                 _ => {}

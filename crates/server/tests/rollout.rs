@@ -41,6 +41,7 @@ async fn estate(c: &Client) {
         )
         .await
         .expect("node");
+        testkit::mark_ready(c, &format!("n{i}")).await;
     }
 }
 

@@ -19,7 +19,7 @@ mod in_process;
 mod process;
 mod wait;
 
-pub use fixtures::{examples_dir, kind, load_examples, seed_allocation};
+pub use fixtures::{examples_dir, kind, load_examples, mark_ready, seed_allocation};
 pub use in_process::{Builder as TestServerBuilder, TestServer};
 pub use process::{
     Builder as ServerProcessBuilder, ServerProcess, failed, ok, run, stderr, stdout,

@@ -57,7 +57,8 @@ pub fn node(name: &str, site: &str, patch: Value) -> Node {
                 "arch": "amd64",
                 "capacity": {"cpu": 8, "memory": "32Gi", "ephemeralStorage": "100Gi"},
                 "drivers": ["exec", "container"]
-            }
+            },
+            "status": {"phase": "Ready"}
         }),
         patch,
     )
