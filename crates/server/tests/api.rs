@@ -766,3 +766,72 @@ async fn projects_answer_as_core_namespaces() {
         .expect_err("hidden");
     assert_eq!(api_code(&err), 404);
 }
+
+/// A delete without a resourceVersion precondition is not refused because a controller
+/// wrote the object's status meanwhile (it was answered 409 "the object has been
+/// modified", seen by scripts/bench-agent while the scheduler wrote workload status).
+/// With a precondition it still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_is_not_refused_for_a_concurrent_status_write() {
+    let ts = TestServer::start().await;
+    let c = setup_finance(&ts).await;
+    let wl = kind("workload");
+    let stop = tokio_util::sync::CancellationToken::new();
+    for round in 0..25 {
+        let name = format!("busy-{round}");
+        c.create(wl, Some("finance"), &workload(&name, json!({})), false)
+            .await
+            .expect("create");
+        // Two writers rewrite its status as fast as they can, like controllers.
+        let mut writers = Vec::new();
+        for w in 0..2 {
+            let c = c.clone();
+            let name = name.clone();
+            let stop = stop.child_token();
+            writers.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                while !stop.is_cancelled() {
+                    let Ok(mut o) = c.get(kind("workload"), Some("finance"), &name).await else {
+                        break;
+                    };
+                    n += 1;
+                    o["status"] = json!({"desiredReplicas": n, "placedReplicas": w});
+                    let _ = c
+                        .replace_status(kind("workload"), Some("finance"), &name, &o)
+                        .await;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let deleted = c.delete(wl, Some("finance"), &name).await;
+        for w in writers {
+            w.abort();
+        }
+        deleted.unwrap_or_else(|e| panic!("round {round}: delete refused: {e}"));
+    }
+    stop.cancel();
+    // A stale resourceVersion precondition is still a conflict.
+    let created = c
+        .create(wl, Some("finance"), &workload("pinned", json!({})), false)
+        .await
+        .expect("create");
+    let rv = created["metadata"]["resourceVersion"].as_str().expect("rv");
+    let mut o = created.clone();
+    o["status"] = json!({"desiredReplicas": 1});
+    c.replace_status(wl, Some("finance"), "pinned", &o)
+        .await
+        .expect("status");
+    let body = json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                      "preconditions": {"resourceVersion": rv}});
+    let resp = http()
+        .delete(format!(
+            "{}/apis/meridian.dev/v1/namespaces/finance/workloads/pinned",
+            ts.url
+        ))
+        .bearer_auth(&ts.token)
+        .json(&body)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(resp.status(), 409);
+}

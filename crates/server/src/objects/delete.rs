@@ -15,6 +15,9 @@ use crate::auth::{Principal, Verb, authorize};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{Mutation, Registry, decode, kind_prefix};
 
+/// Reads and commits of one delete without a resourceVersion precondition, at most.
+const DELETE_ATTEMPTS: u32 = 8;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeleteOptions {
@@ -57,57 +60,71 @@ pub(crate) async fn delete(
             .as_ref()
             .is_some_and(|d| d.iter().any(|x| x == "All"));
     let key = target.key();
-    let (current, _) = state.store().get(&key).await?;
-    let current = current.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
-    let object = decode(&current)?;
-    let mut expected = current.mod_revision;
-    if let Some(p) = &options.preconditions {
-        if let Some(uid) = &p.uid
-            && meta_str(&object, "uid") != Some(uid)
-        {
-            return Err(ApiError::conflict(target.kind.plural, target.name()));
+    // Without a resourceVersion precondition a delete is not a compare-and-swap for the
+    // caller: a write that lands between the read and the commit (a controller's status
+    // update) is read again, not answered with 409, as kube-apiserver's GuaranteedUpdate
+    // retries. Bounded, for a key that never stops changing.
+    let mut attempts = 0;
+    let (object, admission, resp) = loop {
+        attempts += 1;
+        let (current, _) = state.store().get(&key).await?;
+        let current =
+            current.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
+        let object = decode(&current)?;
+        let mut expected = current.mod_revision;
+        let mut pinned = false;
+        if let Some(p) = &options.preconditions {
+            if let Some(uid) = &p.uid
+                && meta_str(&object, "uid") != Some(uid)
+            {
+                return Err(ApiError::conflict(target.kind.plural, target.name()));
+            }
+            if let Some(rv) = &p.resource_version {
+                expected = parse_rv(rv)?;
+                pinned = true;
+            }
         }
-        if let Some(rv) = &p.resource_version {
-            expected = parse_rv(rv)?;
+        if target.kind == api::kinds::PROJECT {
+            ensure_project_empty(&state, target.name()).await?;
         }
-    }
-    if target.kind.kind == "Project" {
-        ensure_project_empty(&state, target.name()).await?;
-    }
-    let admission = admit(
-        &state,
-        &who,
-        target.kind,
-        Operation::Delete,
-        None,
-        Some(&object),
-    )
-    .await?;
-    if dry_run {
-        return Ok(written_response(StatusCode::OK, &object, &admission));
-    }
-    let audit = Registry::audit_record(
-        &who,
-        "delete",
-        target.kind,
-        target.ns(),
-        target.name(),
-        None,
-    );
-    let resp = state
-        .registry
-        .commit(Mutation::new(
-            vec![Compare::ModRevision(key.clone(), expected)],
-            vec![Op::Delete(key)],
-            audit,
-        ))
+        let admission = admit(
+            &state,
+            &who,
+            target.kind,
+            Operation::Delete,
+            None,
+            Some(&object),
+        )
         .await?;
-    if !resp.succeeded {
-        return Err(match resp.results.first() {
-            Some(OpResult::Get(None)) => ApiError::not_found(target.kind.plural, target.name()),
-            _ => ApiError::conflict(target.kind.plural, target.name()),
-        });
-    }
+        if dry_run {
+            return Ok(written_response(StatusCode::OK, &object, &admission));
+        }
+        let audit = Registry::audit_record(
+            &who,
+            "delete",
+            target.kind,
+            target.ns(),
+            target.name(),
+            None,
+        );
+        let resp = state
+            .registry
+            .commit(Mutation::new(
+                vec![Compare::ModRevision(key.clone(), expected)],
+                vec![Op::Delete(key.clone())],
+                audit,
+            ))
+            .await?;
+        if resp.succeeded {
+            break (object, admission, resp);
+        }
+        if pinned || attempts >= DELETE_ATTEMPTS {
+            return Err(match resp.results.first() {
+                Some(OpResult::Get(None)) => ApiError::not_found(target.kind.plural, target.name()),
+                _ => ApiError::conflict(target.kind.plural, target.name()),
+            });
+        }
+    };
     sync_admission(&state, target.kind, resp.revision).await;
     Ok(written_response(StatusCode::OK, &object, &admission))
 }
