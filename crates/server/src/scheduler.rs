@@ -439,28 +439,17 @@ pub async fn pass_with(
     options: &SchedulerOptions,
     memory: &mut Memory,
 ) -> Result<PassReport, ApiError> {
+    // Snapshot: everything the pass decides on, read in an order that makes the ledger
+    // guard sound; instances on lost nodes are released first.
     let mut snap = snapshot(state, memory).await?;
     let mut report = PassReport {
         rescheduled: release_lost(state, &mut snap).await?,
         ..PassReport::default()
     };
-    // Rollouts: per workload, which instances stop and which start (`rollout.rs`).
-    // Allocations whose workload is gone are removed.
-    let now = jiff::Timestamp::now();
-    let mut plans = plan_rollouts(&snap, now);
-    for ((ns, name), (_, rev)) in &plans.orphans {
-        if remove_allocation(state, ns, name, *rev).await? {
-            report.removed += 1;
-        }
-    }
-    for (key, plan) in &plans.by_workload {
-        for (name, rev, why) in &plan.remove {
-            if remove_allocation(state, &key.0, name, *rev).await? {
-                tracing::debug!(allocation = %name, project = %key.0, ?why, "allocation stopped");
-                report.removed += 1;
-            }
-        }
-    }
+    // Plan: per workload, which instances stop and which start (`rollout.rs`), and the
+    // periodic jobs' runs (`periodic.rs`).
+    let mut plans = plan_rollouts(&snap, jiff::Timestamp::now());
+    report.removed = stop_allocations(state, &plans).await?;
     report.usage_written = write_usage(state, &snap, options).await?;
     report.removed += run_periodic(state, &plans).await?;
     memory.recheck_in = plans
@@ -469,12 +458,88 @@ pub async fn pass_with(
         .filter_map(|p| p.recheck_in)
         .chain(plans.periodic.values().filter_map(|p| p.recheck_in))
         .min();
-
-    // Pending instances: what the plans start, and where they go. A workload that did
-    // not fit last time is skipped while neither it nor the fleet changed (this pass
-    // released or removed nothing, which would change the fleet too).
+    // Place: what the plans start, and where it goes. A workload that did not fit last
+    // time is skipped while neither it nor the fleet changed (this pass released or
+    // removed nothing, which would change the fleet too).
     let fleet_settled = report.rescheduled == 0 && report.removed == 0;
-    let (decisions, pending_of, skipped) = compute(|| {
+    let placing = place(&snap, &plans, memory, options, fleet_settled)?;
+    report.pending = placing.pending_of.values().sum();
+    report.waiting = placing.skipped.iter().map(|k| placing.pending_of[k]).sum();
+    report.unplaceable = report.waiting;
+    // Commit: one guarded transaction per node.
+    let committed = commit_placements(state, &snap, &plans, &placing, options, &mut report).await?;
+    // Status: what the plans say, and why the rest waits.
+    write_statuses(
+        state, &snap, &mut plans, &placing, &committed, memory, options,
+    )
+    .await?;
+    Ok(report)
+}
+
+/// The placement half of a pass.
+struct Placing {
+    decisions: Vec<Decision>,
+    /// Instances to place, by workload.
+    pending_of: BTreeMap<(String, String), usize>,
+    /// Workloads not planned again: nothing changed since they did not fit.
+    skipped: HashSet<(String, String)>,
+}
+
+impl Placing {
+    /// By workload: its first unplaceable decision (the one its status explains) and how
+    /// many of its instances did not fit.
+    fn unplaceable(&self) -> BTreeMap<(String, String), (&Decision, usize)> {
+        let mut out: BTreeMap<(String, String), (&Decision, usize)> = BTreeMap::new();
+        for d in &self.decisions {
+            if let Outcome::Unplaceable(_) = &d.outcome {
+                out.entry((d.workload.namespace.clone(), d.workload.name.clone()))
+                    .or_insert((d, 0))
+                    .1 += 1;
+            }
+        }
+        out
+    }
+}
+
+/// What the commits did, by workload.
+#[derive(Default)]
+struct Committed {
+    /// Placements committed.
+    placed: HashMap<(String, String), u32>,
+    /// The first refusal by admission.
+    refused: BTreeMap<(String, String), String>,
+}
+
+/// Stops what the plans stop: allocations of deleted workloads and those the rollouts
+/// replace or scale down. Returns how many it deleted.
+async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, ApiError> {
+    let mut removed = 0;
+    for ((ns, name), (_, rev)) in &plans.orphans {
+        if remove_allocation(state, ns, name, *rev).await? {
+            removed += 1;
+        }
+    }
+    for (key, plan) in &plans.by_workload {
+        for (name, rev, why) in &plan.remove {
+            if remove_allocation(state, &key.0, name, *rev).await? {
+                tracing::debug!(allocation = %name, project = %key.0, ?why, "allocation stopped");
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Asks the placement engine where the plans' new instances go (off the request
+/// workers).
+fn place(
+    snap: &Snapshot,
+    plans: &Plans<'_>,
+    memory: &Memory,
+    options: &SchedulerOptions,
+    fleet_settled: bool,
+) -> Result<Placing, ApiError> {
+    compute(|| {
         let mut batch = Batch::new();
         let mut planned = 0;
         let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -506,33 +571,36 @@ pub async fn pass_with(
         let decisions = if planned == 0 {
             Vec::new()
         } else {
-            let allocations = held(&snap);
+            let allocations = held(snap);
             let workloads = snap.workloads.iter().map(|(w, _)| &**w);
             let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
                 .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
             placement::place_batch(&mut fleet, &batch, &options.placement)
         };
-        Ok::<_, ApiError>((decisions, pending_of, skipped))
-    })?;
-    report.pending = pending_of.values().sum();
-    report.waiting = skipped.iter().map(|k| pending_of[k]).sum();
-    report.unplaceable = report.waiting;
+        Ok(Placing {
+            decisions,
+            pending_of,
+            skipped,
+        })
+    })
+}
 
+/// Commits the placements, per node, each node's in one transaction guarded by its ledger
+/// revision (with the preemptions they need, after admission).
+async fn commit_placements(
+    state: &AppState,
+    snap: &Snapshot,
+    plans: &Plans<'_>,
+    placing: &Placing,
+    options: &SchedulerOptions,
+    report: &mut PassReport,
+) -> Result<Committed, ApiError> {
     // Group placements by node; one guarded transaction per node.
     let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
-    // By workload: its first unplaceable decision (the one its status explains) and how
-    // many of its instances did not fit.
-    let mut unplaceable: BTreeMap<(String, String), (&Decision, usize)> = BTreeMap::new();
-    for d in &decisions {
+    for d in &placing.decisions {
         match &d.outcome {
             Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(d),
-            Outcome::Unplaceable(_) => {
-                report.unplaceable += 1;
-                unplaceable
-                    .entry((d.workload.namespace.clone(), d.workload.name.clone()))
-                    .or_insert((d, 0))
-                    .1 += 1;
-            }
+            Outcome::Unplaceable(_) => report.unplaceable += 1,
         }
     }
     let workload_of = |d: &Decision| {
@@ -615,6 +683,28 @@ pub async fn pass_with(
         }
     }
 
+    Ok(Committed {
+        placed: committed,
+        refused,
+    })
+}
+
+/// Writes every workload's status: its plan's, with why the rest waits (or, with
+/// `autoRevert`, the reverted spec). Concurrently, so the store group-commits them
+/// instead of one fsync each. The workloads none of whose pending instances fitted wait
+/// for a change ([`Memory::waiting`]).
+async fn write_statuses(
+    state: &AppState,
+    snap: &Snapshot,
+    plans: &mut Plans<'_>,
+    placing: &Placing,
+    committed: &Committed,
+    memory: &mut Memory,
+    options: &SchedulerOptions,
+) -> Result<(), ApiError> {
+    let unplaceable = placing.unplaceable();
+    let (pending_of, skipped) = (&placing.pending_of, &placing.skipped);
+    let (refused, committed) = (&committed.refused, &committed.placed);
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written concurrently, so the store group-commits them instead of one fsync each.
     // The workloads none of whose pending instances fitted wait for a change.
@@ -702,7 +792,7 @@ pub async fn pass_with(
     memory.waiting = still_waiting;
     match failed {
         Some(e) => Err(e),
-        None => Ok(report),
+        None => Ok(()),
     }
 }
 
