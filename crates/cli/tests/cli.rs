@@ -620,6 +620,7 @@ fn policy_install_eval_and_compliance_report() {
 fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     let s = ServerProcess::start(BIN, &[]);
     ok(&s.cli(&["apply", "-f", examples_dir().to_str().expect("utf-8")]));
+    s.mark_nodes_ready();
     let nodes_of = |workload: &str| -> Vec<String> {
         let out = ok(&s.cli(&["get", "allocations", "-A", "-o", "json"]));
         let list: serde_json::Value = serde_json::from_str(&out).expect("json");

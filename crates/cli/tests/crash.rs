@@ -240,9 +240,11 @@ async fn scheduler_run(run: usize, kill_after: Duration) -> usize {
         .await
         .expect("site");
     for i in 0..NODES {
-        c.create(kind("Node"), None, &node(i), false)
+        let n = c
+            .create(kind("Node"), None, &node(i), false)
             .await
             .expect("node");
+        testkit::mark_ready(&c, n["metadata"]["name"].as_str().expect("name")).await;
     }
     for i in 0..SCHED_WORKLOADS {
         c.create(kind("Workload"), Some("default"), &service(i), false)

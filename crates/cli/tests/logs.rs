@@ -191,6 +191,7 @@ fn logs_refusals_say_what_to_do() {
             examples_dir().join(file).to_str().expect("utf-8"),
         ]));
     }
+    s.mark_nodes_ready();
     let tmp = tempfile::tempdir().expect("tempdir");
     let pinned_job = |name: &str, node: &str| {
         format!(

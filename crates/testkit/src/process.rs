@@ -179,6 +179,22 @@ impl ServerProcess {
         client::Client::new(&self.url, &self.token, ca.as_deref()).expect("a client")
     }
 
+    /// Reports every node `Ready`, as agents would on joining (the scheduler places
+    /// nothing on a node whose agent never reported); see [`crate::mark_ready`].
+    pub fn mark_nodes_ready(&self) {
+        let client = self.client();
+        block_on_thread(async move {
+            let nodes = client
+                .list_all(api::kinds::NODE, None, &client::ListOptions::default())
+                .await
+                .expect("nodes");
+            for n in nodes {
+                let name = n["metadata"]["name"].as_str().expect("name").to_owned();
+                crate::mark_ready(&client, &name).await;
+            }
+        });
+    }
+
     /// Polls `/readyz` until it answers 200.
     fn wait_ready(&mut self) {
         let client = self.client();
