@@ -56,6 +56,12 @@ impl KindInfo {
     pub fn spec_optional(&self) -> bool {
         self.kind == PROJECT.kind
     }
+
+    /// Whether objects have a `spec` (every kind but `Event`, whose core `v1` fields sit
+    /// at the top level).
+    pub fn has_spec(&self) -> bool {
+        self.kind != EVENT.kind
+    }
 }
 
 // Typed constants for each kind: code names a kind with these (`api::kinds::WORKLOAD`), so
@@ -121,9 +127,27 @@ pub const PROJECT: &KindInfo = &KindInfo {
     has_status: true,
 };
 
+/// The `Event` kind: core `v1` fields at the top level, no `spec` (see [`crate::event`]).
+pub const EVENT: &KindInfo = &KindInfo {
+    kind: "Event",
+    plural: "events",
+    singular: "event",
+    short_names: &["ev"],
+    scope: Scope::Project,
+    has_status: false,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
-pub static KINDS: &[KindInfo] = &[*SITE, *NODE, *WORKLOAD, *ALLOCATION, *POLICY, *PROJECT];
+pub static KINDS: &[KindInfo] = &[
+    *SITE,
+    *NODE,
+    *WORKLOAD,
+    *ALLOCATION,
+    *POLICY,
+    *PROJECT,
+    *EVENT,
+];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
 /// (`Workload`, `workload`, `workloads`, `wl`).
@@ -198,8 +222,11 @@ pub enum AnyObject {
     Allocation(Allocation),
     Policy(Policy),
     Project(Project),
+    /// The one kind without `spec`: see [`crate::event`].
+    Event(crate::event::Event),
 }
 
+/// Every variant, for the fields all shapes share (`apiVersion`, `metadata`).
 macro_rules! each_kind {
     ($self:expr, $o:ident => $body:expr) => {
         match $self {
@@ -209,6 +236,22 @@ macro_rules! each_kind {
             AnyObject::Allocation($o) => $body,
             AnyObject::Policy($o) => $body,
             AnyObject::Project($o) => $body,
+            AnyObject::Event($o) => $body,
+        }
+    };
+}
+
+/// Like [`each_kind`] for the `Object<Spec, Status>` kinds, with `$event` for `Event`.
+macro_rules! each_spec_kind {
+    ($self:expr, $o:ident => $body:expr, $event:expr) => {
+        match $self {
+            AnyObject::Site($o) => $body,
+            AnyObject::Node($o) => $body,
+            AnyObject::Workload($o) => $body,
+            AnyObject::Allocation($o) => $body,
+            AnyObject::Policy($o) => $body,
+            AnyObject::Project($o) => $body,
+            AnyObject::Event(_) => $event,
         }
     };
 }
@@ -230,6 +273,7 @@ impl AnyObject {
             AnyObject::Allocation(_) => ALLOCATION,
             AnyObject::Policy(_) => POLICY,
             AnyObject::Project(_) => PROJECT,
+            AnyObject::Event(_) => EVENT,
         }
     }
 
@@ -256,12 +300,12 @@ impl AnyObject {
 
     /// Whether a status is present.
     pub fn has_status(&self) -> bool {
-        each_kind!(self, o => o.status.is_some())
+        each_spec_kind!(self, o => o.status.is_some(), false)
     }
 
     /// Drops the status (what the server does on create and on a spec update).
     pub fn clear_status(&mut self) {
-        each_kind!(self, o => o.status = None);
+        each_spec_kind!(self, o => o.status = None, ());
     }
 
     /// Copies the status of `other` (of the same kind) into `self`, as a `/status`
@@ -279,9 +323,20 @@ impl AnyObject {
         true
     }
 
-    /// The spec as JSON (for comparing specs to decide whether `generation` moves).
+    /// The spec as JSON (for comparing specs to decide whether `generation` moves); for
+    /// an `Event`, everything but `metadata`.
     pub fn spec_value(&self) -> serde_json::Value {
-        each_kind!(self, o => serde_json::to_value(&o.spec).expect("specs serialize"))
+        each_spec_kind!(
+            self,
+            o => serde_json::to_value(&o.spec).expect("specs serialize"),
+            {
+                let mut v = self.to_value();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("metadata");
+                }
+                v
+            }
+        )
     }
 
     /// The object as JSON.
@@ -307,6 +362,12 @@ macro_rules! any_from {
     };
 }
 any_from!(Site, Node, Workload, Allocation, Policy, Project);
+
+impl From<crate::event::Event> for AnyObject {
+    fn from(e: crate::event::Event) -> Self {
+        AnyObject::Event(e)
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Shared vocabulary
@@ -1419,6 +1480,9 @@ mod tests {
         assert_eq!(lookup_kind("st").unwrap().kind, "Site");
         assert_eq!(lookup_kind("alloc").unwrap().kind, "Allocation");
         assert_eq!(lookup_kind("proj").unwrap().kind, "Project");
+        assert_eq!(lookup_kind("ev").unwrap().kind, "Event");
+        assert!(lookup_kind("events").unwrap().namespaced());
+        assert!(!EVENT.has_spec() && !EVENT.has_status && WORKLOAD.has_spec());
         assert!(lookup_kind("pods").is_none());
         assert!(lookup_kind("Workload").unwrap().namespaced());
         assert!(!lookup_kind("Site").unwrap().namespaced());
@@ -1427,7 +1491,7 @@ mod tests {
 
     #[test]
     fn constants_are_the_table() {
-        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT];
+        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT, EVENT];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {
             assert_eq!(table, constant);
