@@ -36,7 +36,17 @@ pub const GLOBAL_EVENTS_PROJECT: &str = "default";
 
 /// `Normal` or `Warning`, as in Kubernetes.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
     JsonSchema,
 )]
 pub enum EventType {
@@ -302,8 +312,7 @@ pub fn truncate_message(mut message: String) -> String {
 /// Whether `reason` is CamelCase: an ASCII letter first, then letters and digits.
 pub fn is_camel_case(reason: &str) -> bool {
     let mut chars = reason.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

@@ -295,7 +295,8 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
 /// shape only, as this crate reads no clock and parses no calendar.
 fn is_timestamp(t: &str) -> bool {
     let b = t.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -1187,15 +1188,24 @@ impl Checker {
         use crate::event::{MAX_MESSAGE_BYTES, MAX_REASON_BYTES, is_camel_case};
         let o = &e.involved_object;
         if o.kind.is_empty() {
-            self.err("involvedObject.kind", "required: the kind of the object the event is about");
+            self.err(
+                "involvedObject.kind",
+                "required: the kind of the object the event is about",
+            );
         }
         if o.name.is_empty() {
-            self.err("involvedObject.name", "required: the name of the object the event is about");
+            self.err(
+                "involvedObject.name",
+                "required: the name of the object the event is about",
+            );
         }
         if e.reason.len() > MAX_REASON_BYTES {
             self.err(
                 "reason",
-                format!("is {} bytes long: at most {MAX_REASON_BYTES}", e.reason.len()),
+                format!(
+                    "is {} bytes long: at most {MAX_REASON_BYTES}",
+                    e.reason.len()
+                ),
             );
         } else if !e.reason.is_empty() && !is_camel_case(&e.reason) {
             self.err(
@@ -1603,7 +1613,10 @@ mod tests {
                 "source": {"component": "scheduler"},
             })
         };
-        assert_eq!(errors(event("FailedScheduling", "x".into(), "Workload")), Vec::<String>::new());
+        assert_eq!(
+            errors(event("FailedScheduling", "x".into(), "Workload")),
+            Vec::<String>::new()
+        );
         assert_eq!(
             errors(event("failed scheduling", "x".repeat(1025), "")),
             vec![
@@ -1623,7 +1636,9 @@ mod tests {
         bad["lastTimestamp"] = json!("yesterday");
         assert_eq!(
             errors(bad),
-            vec![r#"lastTimestamp: "yesterday" is not an RFC 3339 time such as 2026-12-06T05:00:00Z"#]
+            vec![
+                r#"lastTimestamp: "yesterday" is not an RFC 3339 time such as 2026-12-06T05:00:00Z"#
+            ]
         );
     }
 }

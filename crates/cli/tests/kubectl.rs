@@ -466,7 +466,10 @@ fn kubectl_get_events_and_describe_show_an_admission_denial() {
         .lines()
         .find(|l| l.contains("PolicyDenied"))
         .unwrap_or_else(|| panic!("no PolicyDenied event: {events}"));
-    assert!(row.contains("Warning") && row.contains("workload/payroll-api"), "{row}");
+    assert!(
+        row.contains("Warning") && row.contains("workload/payroll-api"),
+        "{row}"
+    );
     assert!(row.contains("workload is frozen"), "{row}");
     let described = ok(&s.kubectl(&["describe", "workload", "payroll-api", "-n", "finance"]));
     let section = described
@@ -482,7 +485,10 @@ fn kubectl_get_events_and_describe_show_an_admission_denial() {
         .split("Events:")
         .nth(1)
         .unwrap_or_else(|| panic!("no Events section: {ours}"));
-    assert!(section.contains("Type") && section.contains("PolicyDenied"), "{ours}");
+    assert!(
+        section.contains("Type") && section.contains("PolicyDenied"),
+        "{ours}"
+    );
     assert!(section.contains("admission"), "{ours}");
     let listed = ok(&s.meridian(&["get", "events", "-n", "finance"]));
     assert!(listed.starts_with("LAST SEEN"), "{listed}");

@@ -126,7 +126,13 @@ async fn translate(response: Response, watch: bool) -> Response {
     (parts.status, axum::Json(value)).into_response()
 }
 
-async fn list(state: AppState, who: Principal, target: Target, q: Params, headers: &HeaderMap) -> ApiResult<Response> {
+async fn list(
+    state: AppState,
+    who: Principal,
+    target: Target,
+    q: Params,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let table = q.table(headers)?;
     let watch = q.is_watch();
     Ok(translate(objects::list(state, who, target, q, table).await?, watch).await)
@@ -226,7 +232,9 @@ mod tests {
         to_core(&mut list);
         assert_eq!(list["apiVersion"], "v1");
         assert_eq!(list["items"][0]["apiVersion"], "v1");
-        let line = core_line(br#"{"type":"ADDED","object":{"apiVersion":"meridian.dev/v1","kind":"Event"}}"#);
+        let line = core_line(
+            br#"{"type":"ADDED","object":{"apiVersion":"meridian.dev/v1","kind":"Event"}}"#,
+        );
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["object"]["apiVersion"], "v1");
         assert!(line.ends_with(b"\n"));

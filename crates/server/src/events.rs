@@ -74,9 +74,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use api::event::{
-    Event, EventRecord, EventSource, EventType, ObjectReference, truncate_message,
-};
+use api::event::{Event, EventRecord, EventSource, EventType, ObjectReference, truncate_message};
 use api::kinds::{EVENT, PROJECT};
 use store::{Compare, Op, RangeRequest};
 

@@ -81,15 +81,21 @@ async fn a_repeated_event_is_one_event_with_a_count_and_few_writes() {
     let writes = m.events_count("written");
     assert!((1..=3).contains(&writes), "{writes} writes");
     // The audit log names the component.
-    let audit = r.client.get_path("/meridian/v1/audit").await.expect("audit");
+    let audit = r
+        .client
+        .get_path("/meridian/v1/audit")
+        .await
+        .expect("audit");
     let events: Vec<&Value> = items(&audit)
         .iter()
         .filter(|e| e["kind"] == "Event")
         .collect();
     assert_eq!(events.len() as u64, writes);
-    assert!(events.iter().all(|e| e["actor"]
-        .as_str()
-        .is_some_and(|a| a.contains("system:test"))));
+    assert!(events.iter().all(|e| {
+        e["actor"]
+            .as_str()
+            .is_some_and(|a| a.contains("system:test"))
+    }));
 }
 
 #[tokio::test]
@@ -170,9 +176,13 @@ async fn the_core_view_lists_watches_and_selects_by_involved_object() {
         ("w1", EventType::Warning, "FailedScheduling"),
         ("w2", EventType::Normal, "Scheduled"),
     ] {
-        r.state
-            .events
-            .record(&workload_ref(name), type_, reason, format!("{reason} {name}"), "scheduler");
+        r.state.events.record(
+            &workload_ref(name),
+            type_,
+            reason,
+            format!("{reason} {name}"),
+            "scheduler",
+        );
     }
     r.state.events.flush().await;
     // What `kubectl describe workload w1` asks.
@@ -194,7 +204,9 @@ async fn the_core_view_lists_watches_and_selects_by_involved_object() {
     let all = r.client.get_path("/api/v1/events").await.expect("all");
     assert_eq!(items(&all).len(), 3);
     // Get by name.
-    let name = items(&warnings)[0]["metadata"]["name"].as_str().expect("name");
+    let name = items(&warnings)[0]["metadata"]["name"]
+        .as_str()
+        .expect("name");
     let one = r
         .client
         .get_path(&format!("/api/v1/namespaces/default/events/{name}"))
@@ -360,8 +372,8 @@ async fn a_node_records_events_only_about_allocations_on_its_node() {
         .json()
         .await
         .expect("json");
-    let node = Client::new(&r.url, joined["token"].as_str().expect("credential"), None)
-        .expect("client");
+    let node =
+        Client::new(&r.url, joined["token"].as_str().expect("credential"), None).expect("client");
     for (name, on) in [("mine", "edge-01"), ("theirs", "fra-rhel-01")] {
         seed_allocation(
             &r.state,
@@ -391,7 +403,10 @@ async fn a_node_records_events_only_about_allocations_on_its_node() {
     node.record_event(&record("mine", Some("default")))
         .await
         .expect("its own allocation");
-    for other in [record("theirs", Some("default")), record("nothing", Some("default"))] {
+    for other in [
+        record("theirs", Some("default")),
+        record("nothing", Some("default")),
+    ] {
         assert_eq!(
             code(node.record_event(&other).await.expect_err("not its own")),
             403
@@ -400,7 +415,10 @@ async fn a_node_records_events_only_about_allocations_on_its_node() {
     // Nor about its Node or anything else, nor through the generic create paths.
     let mut about_node = record("edge-01", None);
     about_node.involved_object.kind = "Node".into();
-    assert_eq!(code(node.record_event(&about_node).await.expect_err("node")), 403);
+    assert_eq!(
+        code(node.record_event(&about_node).await.expect_err("node")),
+        403
+    );
     let forged = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": "theirs.1", "namespace": "default"},

@@ -309,7 +309,10 @@ pub fn sort_events(events: &mut [Value]) {
         ["lastTimestamp", "eventTime", "firstTimestamp"]
             .iter()
             .find_map(|f| e.get(*f).and_then(Value::as_str))
-            .or_else(|| e.pointer("/metadata/creationTimestamp").and_then(Value::as_str))
+            .or_else(|| {
+                e.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+            })
             .unwrap_or_default()
             .to_owned()
     };
@@ -513,8 +516,14 @@ mod tests {
         let text = events_text(&events, now);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Events:");
-        assert!(lines[1].starts_with("  Type      Reason      Age"), "{text}");
-        assert!(lines[3].contains("Scheduled") && lines[3].contains("20m"), "{text}");
+        assert!(
+            lines[1].starts_with("  Type      Reason      Age"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("Scheduled") && lines[3].contains("20m"),
+            "{text}"
+        );
         assert!(
             lines[4].contains("3m (x5 over 10m)") && lines[4].contains("meridian-agent, edge-01"),
             "{text}"
