@@ -174,7 +174,7 @@ pub async fn check_event(
     if allocation.pointer("/spec/node").and_then(Value::as_str) != Some(node) {
         return Err(forbidden());
     }
-    Ok(ObjectReference::of_value(&allocation).ok_or_else(forbidden)?)
+    ObjectReference::of_value(&allocation).ok_or_else(forbidden)
 }
 
 #[cfg(test)]
