@@ -647,6 +647,27 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     assert!(!after.contains(&node), "placed again elsewhere: {after:?}");
     let out = ok(&s.cli(&["get", "node", &node, "-o", "json"]));
     assert!(out.contains("\"unschedulable\": true"), "{out}");
+    // The drain is recorded: Evicted on the workload, Drained on the node (in `default`).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let out = ok(&s.cli(&["get", "events", "-A", "-o", "wide"]));
+        if (out.contains("Evicted") && out.contains("Drained")) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        events.lines().any(|l| l.contains("Evicted")
+            && l.contains("workload/payroll-api")
+            && l.contains("drain")),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.starts_with("default ")
+            && l.contains("Drained")
+            && l.contains(&format!("node/{node}"))),
+        "{events}"
+    );
     let out = ok(&s.cli(&["uncordon", &node]));
     assert!(out.contains("uncordoned"), "{out}");
 }
