@@ -448,6 +448,66 @@ async fn a_node_records_events_only_about_allocations_on_its_node() {
     assert_eq!(event["source"]["component"], "meridian-agent");
 }
 
+#[tokio::test]
+async fn a_project_scoped_viewer_reads_its_projects_events_only() {
+    let r = server(EventOptions::default()).await;
+    r.client
+        .create(
+            kind("Project"),
+            None,
+            &json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+                    "metadata": {"name": "payments"}}),
+            false,
+        )
+        .await
+        .expect("project");
+    for project in ["default", "payments"] {
+        r.state.events.record(
+            &ObjectReference::new(api::kinds::WORKLOAD, Some(project), "w", None),
+            EventType::Normal,
+            "Scheduled",
+            format!("placed in {project}"),
+            "scheduler",
+        );
+    }
+    r.state.events.flush().await;
+    let token = r
+        .client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/tokens",
+            Some(&json!({"role": "viewer", "project": "payments"})),
+        )
+        .await
+        .expect("token")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let viewer = Client::new(&r.url, &token, None).expect("client");
+    let all = viewer.get_path("/api/v1/events").await.expect("list");
+    let [event] = items(&all).as_slice() else {
+        panic!("its project's event only: {all:#}")
+    };
+    assert_eq!(event["metadata"]["namespace"], "payments");
+    let other = viewer
+        .get_path("/api/v1/namespaces/default/events")
+        .await
+        .expect_err("another project");
+    assert_eq!(code(other), 404);
+    // A viewer records nothing.
+    let record = EventRecord {
+        involved_object: ObjectReference::new(api::kinds::WORKLOAD, Some("payments"), "w", None),
+        type_: EventType::Normal,
+        reason: "Started".into(),
+        message: String::new(),
+        component: "x".into(),
+    };
+    assert_eq!(
+        code(viewer.record_event(&record).await.expect_err("viewer")),
+        403
+    );
+}
+
 /// Event write cost: workloads created per second through the API, each followed by an
 /// event as the scheduler will record one, with the recorder on and off. A figure, not
 /// an assertion: `cargo nextest run -p server --run-ignored only -E 'test(event_write_cost)'
