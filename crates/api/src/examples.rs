@@ -35,8 +35,8 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            crate::KINDS.len() - 2,
-            "every kind but Allocation and Policy: {kinds:?}"
+            crate::KINDS.len() - 3,
+            "every kind but Allocation, Policy and Event: {kinds:?}"
         );
     }
 

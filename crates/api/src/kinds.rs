@@ -57,6 +57,12 @@ impl KindInfo {
     pub fn spec_optional(&self) -> bool {
         self.kind == PROJECT.kind
     }
+
+    /// Whether objects have a `spec` (every kind but `Event`, whose core `v1` fields sit
+    /// at the top level).
+    pub fn has_spec(&self) -> bool {
+        self.kind != EVENT.kind
+    }
 }
 
 // Typed constants for each kind: code names a kind with these (`api::kinds::WORKLOAD`), so
@@ -122,9 +128,27 @@ pub const PROJECT: &KindInfo = &KindInfo {
     has_status: true,
 };
 
+/// The `Event` kind: core `v1` fields at the top level, no `spec` (see [`crate::event`]).
+pub const EVENT: &KindInfo = &KindInfo {
+    kind: "Event",
+    plural: "events",
+    singular: "event",
+    short_names: &["ev"],
+    scope: Scope::Project,
+    has_status: false,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
-pub static KINDS: &[KindInfo] = &[*SITE, *NODE, *WORKLOAD, *ALLOCATION, *POLICY, *PROJECT];
+pub static KINDS: &[KindInfo] = &[
+    *SITE,
+    *NODE,
+    *WORKLOAD,
+    *ALLOCATION,
+    *POLICY,
+    *PROJECT,
+    *EVENT,
+];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
 /// (`Workload`, `workload`, `workloads`, `wl`).
@@ -199,8 +223,11 @@ pub enum AnyObject {
     Allocation(Allocation),
     Policy(Policy),
     Project(Project),
+    /// The one kind without `spec`: see [`crate::event`].
+    Event(crate::event::Event),
 }
 
+/// Every variant, for the fields all shapes share (`apiVersion`, `metadata`).
 macro_rules! each_kind {
     ($self:expr, $o:ident => $body:expr) => {
         match $self {
@@ -210,6 +237,22 @@ macro_rules! each_kind {
             AnyObject::Allocation($o) => $body,
             AnyObject::Policy($o) => $body,
             AnyObject::Project($o) => $body,
+            AnyObject::Event($o) => $body,
+        }
+    };
+}
+
+/// Like [`each_kind`] for the `Object<Spec, Status>` kinds, with `$event` for `Event`.
+macro_rules! each_spec_kind {
+    ($self:expr, $o:ident => $body:expr, $event:expr) => {
+        match $self {
+            AnyObject::Site($o) => $body,
+            AnyObject::Node($o) => $body,
+            AnyObject::Workload($o) => $body,
+            AnyObject::Allocation($o) => $body,
+            AnyObject::Policy($o) => $body,
+            AnyObject::Project($o) => $body,
+            AnyObject::Event(_) => $event,
         }
     };
 }
@@ -231,6 +274,7 @@ impl AnyObject {
             AnyObject::Allocation(_) => ALLOCATION,
             AnyObject::Policy(_) => POLICY,
             AnyObject::Project(_) => PROJECT,
+            AnyObject::Event(_) => EVENT,
         }
     }
 
@@ -257,12 +301,12 @@ impl AnyObject {
 
     /// Whether a status is present.
     pub fn has_status(&self) -> bool {
-        each_kind!(self, o => o.status.is_some())
+        each_spec_kind!(self, o => o.status.is_some(), false)
     }
 
     /// Drops the status (what the server does on create and on a spec update).
     pub fn clear_status(&mut self) {
-        each_kind!(self, o => o.status = None);
+        each_spec_kind!(self, o => o.status = None, ());
     }
 
     /// Copies the status of `other` (of the same kind) into `self`, as a `/status`
@@ -280,9 +324,20 @@ impl AnyObject {
         true
     }
 
-    /// The spec as JSON (for comparing specs to decide whether `generation` moves).
+    /// The spec as JSON (for comparing specs to decide whether `generation` moves); for
+    /// an `Event`, everything but `metadata`.
     pub fn spec_value(&self) -> serde_json::Value {
-        each_kind!(self, o => serde_json::to_value(&o.spec).expect("specs serialize"))
+        each_spec_kind!(
+            self,
+            o => serde_json::to_value(&o.spec).expect("specs serialize"),
+            {
+                let mut v = self.to_value();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("metadata");
+                }
+                v
+            }
+        )
     }
 
     /// The object as JSON.
@@ -308,6 +363,12 @@ macro_rules! any_from {
     };
 }
 any_from!(Site, Node, Workload, Allocation, Policy, Project);
+
+impl From<crate::event::Event> for AnyObject {
+    fn from(e: crate::event::Event) -> Self {
+        AnyObject::Event(e)
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Shared vocabulary
@@ -1530,6 +1591,9 @@ mod tests {
         assert_eq!(lookup_kind("st").unwrap().kind, "Site");
         assert_eq!(lookup_kind("alloc").unwrap().kind, "Allocation");
         assert_eq!(lookup_kind("proj").unwrap().kind, "Project");
+        assert_eq!(lookup_kind("ev").unwrap().kind, "Event");
+        assert!(lookup_kind("events").unwrap().namespaced());
+        assert!(!EVENT.has_spec() && !EVENT.has_status && WORKLOAD.has_spec());
         assert!(lookup_kind("pods").is_none());
         assert!(lookup_kind("Workload").unwrap().namespaced());
         assert!(!lookup_kind("Site").unwrap().namespaced());
@@ -1538,7 +1602,7 @@ mod tests {
 
     #[test]
     fn constants_are_the_table() {
-        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT];
+        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT, EVENT];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {
             assert_eq!(table, constant);

@@ -2,7 +2,7 @@
 //!
 //! This crate does no I/O and knows nothing of HTTP, SQL or async runtimes. It owns:
 //! - the Kubernetes-style envelope ([`ObjectMeta`], [`List`], [`Status`], [`WatchEvent`]);
-//! - the kinds (`Site`, `Node`, `Workload`, `Allocation`, `Policy`, `Project`) and the
+//! - the kinds (`Site`, `Node`, `Workload`, `Allocation`, `Policy`, `Project`, `Event`) and the
 //!   [`KindInfo`] table that names them (singular, plural, short names, scope);
 //! - parsing of manifests (YAML, multi-document YAML, JSON) with errors that name the
 //!   source, the document, the field path and, for syntax errors, line and column;
@@ -20,6 +20,7 @@
 
 pub mod body;
 pub mod duration;
+pub mod event;
 pub mod examples;
 pub mod explanation;
 pub mod jurisdiction;
@@ -37,6 +38,7 @@ pub mod validate;
 pub mod yaml;
 
 pub use duration::{Duration, DurationError};
+pub use event::{Event, EventRecord, EventSource, EventType, ObjectReference};
 pub use explanation::Explanation;
 pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
 pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};

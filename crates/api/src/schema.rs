@@ -34,6 +34,7 @@ pub fn openapi_schemas() -> Map<String, Value> {
     add::<Allocation>(&mut generator, &mut names, "Allocation");
     add::<Policy>(&mut generator, &mut names, "Policy");
     add::<Project>(&mut generator, &mut names, "Project");
+    add::<crate::event::Event>(&mut generator, &mut names, "Event");
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<ListMeta>();
     generator.subschema_for::<Status>();
@@ -151,9 +152,15 @@ mod tests {
         for k in KINDS {
             let schema = &s[k.kind];
             assert_eq!(schema["properties"]["kind"]["enum"][0], k.kind);
-            assert!(schema["properties"]["spec"].is_object(), "{}", k.kind);
+            assert_eq!(
+                schema["properties"]["spec"].is_object(),
+                k.has_spec(),
+                "{}",
+                k.kind
+            );
             assert!(s.contains_key(&k.list_kind()));
         }
+        assert!(s["Event"]["properties"]["involvedObject"].is_object());
         for name in [
             "ObjectMeta",
             "ListMeta",

@@ -1,5 +1,8 @@
 //! Columns of `meridian get` tables, per kind, as kubectl prints them. The caller adds
-//! `NAMESPACE` in front when listing across projects and `AGE` at the end.
+//! `NAMESPACE` in front when listing across projects and `AGE` at the end, except for
+//! events ([`has_name_and_age`]), whose columns are kubectl's (`LAST SEEN`, `TYPE`,
+//! `REASON`, `OBJECT`, `MESSAGE`); their time columns ([`TIME_COLUMNS`]) hold RFC 3339
+//! timestamps that the caller, which has a clock, shows as ages.
 
 use crate::kinds::*;
 use crate::quantity::{Cpu, Memory};
@@ -65,6 +68,10 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["NAME", "OWNERS", "ALLOWED-LOCATIONS"],
             &["QUOTA", "DESCRIPTION"],
         ),
+        "Event" => (
+            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
+        ),
         _ => (&["NAME"], &[]),
     };
     let mut out = base.to_vec();
@@ -72,6 +79,20 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
         out.extend_from_slice(extra);
     }
     out
+}
+
+/// Columns whose cells are RFC 3339 timestamps, shown as ages (`5m`) by the caller.
+pub const TIME_COLUMNS: &[&str] = &["LAST SEEN", "FIRST SEEN"];
+
+/// Whether the first column is the name and the caller adds `AGE` (every kind but
+/// `Event`, whose table is kubectl's `get events` table).
+pub fn has_name_and_age(info: &KindInfo) -> bool {
+    info.has_spec()
+}
+
+/// `workload/payroll-api`, as kubectl's `OBJECT` column.
+pub fn object_ref(o: &crate::event::ObjectReference) -> String {
+    format!("{}/{}", o.kind.to_ascii_lowercase(), o.name)
 }
 
 fn join(values: &[String]) -> String {
@@ -286,6 +307,21 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 vec![or_none(quota.as_deref()), or_none(s.description.as_deref())],
             )
         }
+        AnyObject::Event(e) => (
+            vec![
+                or_none(e.last_seen()),
+                e.type_.to_string(),
+                or_none(Some(&e.reason)),
+                object_ref(&e.involved_object),
+                e.message.clone(),
+            ],
+            vec![
+                or_none(Some(&e.from())),
+                e.count.max(1).to_string(),
+                or_none(e.first_seen()),
+                name,
+            ],
+        ),
     };
     let mut out = base;
     if wide {
@@ -333,5 +369,36 @@ mod tests {
             ["w", "job", "0/3", "0", "0", "exec", "EU,CH", "10"]
         );
         assert_eq!(columns(m[0].object.kind_info(), false)[2], "READY");
+    }
+
+    #[test]
+    fn event_row() {
+        let e = crate::event::Event::new(
+            "w.1",
+            crate::event::ObjectReference::new(WORKLOAD, Some("p"), "w", None),
+            crate::event::EventType::Warning,
+            "FailedScheduling",
+            "0/3 nodes fit",
+            crate::event::EventSource {
+                component: "scheduler".into(),
+                host: String::new(),
+            },
+            "2026-12-06T05:00:00Z",
+        );
+        let any = AnyObject::Event(e);
+        assert!(!has_name_and_age(any.kind_info()));
+        assert_eq!(
+            row(&any, false),
+            [
+                "2026-12-06T05:00:00Z",
+                "Warning",
+                "FailedScheduling",
+                "workload/w",
+                "0/3 nodes fit"
+            ]
+        );
+        let cols = columns(any.kind_info(), true);
+        assert_eq!(cols.len(), row(&any, true).len());
+        assert_eq!(cols[6], "COUNT");
     }
 }

@@ -286,8 +286,30 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
         "Allocation" => AnyObject::Allocation(typed(value)?),
         "Policy" => AnyObject::Policy(typed(value)?),
         "Project" => AnyObject::Project(typed(value)?),
+        "Event" => AnyObject::Event(typed(value)?),
         other => unreachable!("kind {other} in KINDS without a type"),
     })
+}
+
+/// A plausible RFC 3339 time (`2026-12-06T05:00:00Z`, fractions and offsets allowed): the
+/// shape only, as this crate reads no clock and parses no calendar.
+fn is_timestamp(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b'T' | b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (t.ends_with('Z') || t.ends_with('z') || t[19..].contains(['+', '-']))
 }
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -563,7 +585,8 @@ impl Checker {
     }
 
     fn meta(&mut self, info: &KindInfo, meta: &ObjectMeta) {
-        let subdomain = info.kind == "Node";
+        // Nodes are named after hosts; events `{object}.{time}`, as Kubernetes names them.
+        let subdomain = info.kind == "Node" || info.kind == "Event";
         if meta.name.is_empty() {
             match &meta.generate_name {
                 Some(prefix) => {
@@ -1287,6 +1310,68 @@ impl Checker {
         }
     }
 
+    /// The recorder writes only what passes; the API refuses the rest (the recorder
+    /// truncates long messages, the API does not).
+    fn event(&mut self, e: &crate::event::Event) {
+        use crate::event::{MAX_MESSAGE_BYTES, MAX_REASON_BYTES, is_camel_case};
+        let o = &e.involved_object;
+        if o.kind.is_empty() {
+            self.err(
+                "involvedObject.kind",
+                "required: the kind of the object the event is about",
+            );
+        }
+        if o.name.is_empty() {
+            self.err(
+                "involvedObject.name",
+                "required: the name of the object the event is about",
+            );
+        }
+        if e.reason.len() > MAX_REASON_BYTES {
+            self.err(
+                "reason",
+                format!(
+                    "is {} bytes long: at most {MAX_REASON_BYTES}",
+                    e.reason.len()
+                ),
+            );
+        } else if !e.reason.is_empty() && !is_camel_case(&e.reason) {
+            self.err(
+                "reason",
+                format!(
+                    "{:?} is not a CamelCase reason such as FailedScheduling: a capital letter, then letters and digits",
+                    e.reason
+                ),
+            );
+        }
+        if e.message.len() > MAX_MESSAGE_BYTES {
+            self.err(
+                "message",
+                format!(
+                    "is {} bytes long: at most {MAX_MESSAGE_BYTES} (shorten it)",
+                    e.message.len()
+                ),
+            );
+        }
+        if e.count < 0 {
+            self.err("count", "must not be negative");
+        }
+        for (field, t) in [
+            ("firstTimestamp", &e.first_timestamp),
+            ("lastTimestamp", &e.last_timestamp),
+            ("eventTime", &e.event_time),
+        ] {
+            if let Some(t) = t
+                && !is_timestamp(t)
+            {
+                self.err(
+                    field,
+                    format!("{t:?} is not an RFC 3339 time such as 2026-12-06T05:00:00Z"),
+                );
+            }
+        }
+    }
+
     fn project(&mut self, p: &ProjectSpec) {
         self.strings("spec.owners", &p.owners);
         self.jurisdictions("spec.allowedLocations", &p.allowed_locations);
@@ -1313,6 +1398,7 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
         AnyObject::Allocation(o) => c.allocation(&o.spec),
         AnyObject::Policy(o) => c.policy(&o.spec),
         AnyObject::Project(o) => c.project(&o.spec),
+        AnyObject::Event(e) => c.event(e),
     }
     if c.errors.is_empty() {
         Ok(())
@@ -1649,6 +1735,47 @@ mod tests {
         assert_eq!(
             vm(json!({"image": "/img/root.raw", "kernel": " "})),
             vec!["spec.task.disk.kernel: must not be empty"]
+        );
+    }
+
+    #[test]
+    fn event_checks() {
+        let event = |reason: &str, message: String, kind: &str| {
+            json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Event",
+                "metadata": {"name": "w.17e3f0a1b2c3d4e5", "namespace": "p"},
+                "involvedObject": {"kind": kind, "name": "w", "namespace": "p"},
+                "reason": reason, "message": message, "type": "Warning", "count": 3,
+                "firstTimestamp": "2026-12-06T05:00:00Z", "lastTimestamp": "2026-12-06T05:01:00Z",
+                "source": {"component": "scheduler"},
+            })
+        };
+        assert_eq!(
+            errors(event("FailedScheduling", "x".into(), "Workload")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors(event("failed scheduling", "x".repeat(1025), "")),
+            vec![
+                "involvedObject.kind: required: the kind of the object the event is about",
+                r#"reason: "failed scheduling" is not a CamelCase reason such as FailedScheduling: a capital letter, then letters and digits"#,
+                "message: is 1025 bytes long: at most 1024 (shorten it)",
+            ]
+        );
+        assert_eq!(
+            errors(event(&"A".repeat(129), String::new(), "Workload")),
+            vec!["reason: is 129 bytes long: at most 128"]
+        );
+        let mut bad = event("Started", String::new(), "Workload");
+        bad["type"] = json!("Error");
+        assert_eq!(errors(bad).len(), 1);
+        let mut bad = event("Started", String::new(), "Workload");
+        bad["lastTimestamp"] = json!("yesterday");
+        assert_eq!(
+            errors(bad),
+            vec![
+                r#"lastTimestamp: "yesterday" is not an RFC 3339 time such as 2026-12-06T05:00:00Z"#
+            ]
         );
     }
 }

@@ -82,7 +82,15 @@ pub fn object_rows(
             .iter()
             .map(|c| c.to_string()),
     );
-    headers.push("AGE".into());
+    // Events have kubectl's columns (LAST SEEN first, no AGE); their times show as ages.
+    let name_and_age = api::table::has_name_and_age(kind);
+    let time_columns: Vec<bool> = api::table::columns(kind, wide)
+        .iter()
+        .map(|c| api::table::TIME_COLUMNS.contains(c))
+        .collect();
+    if name_and_age {
+        headers.push("AGE".into());
+    }
     let rows = objects
         .iter()
         .map(|o| {
@@ -91,10 +99,17 @@ pub fn object_rows(
                 row.push(namespace_of(o).unwrap_or("").to_owned());
             }
             match api::validate::object_from_value_as(kind, o.clone()) {
-                Ok(typed) => row.extend(api::table::row(&typed, wide)),
+                Ok(typed) => row.extend(
+                    api::table::row(&typed, wide)
+                        .into_iter()
+                        .zip(&time_columns)
+                        .map(|(cell, time)| if *time { age(Some(&cell), now) } else { cell }),
+                ),
                 Err(_) => row.push(name_of(o).to_owned()),
             }
-            row.push(age(created(o), now));
+            if name_and_age {
+                row.push(age(created(o), now));
+            }
             row
         })
         .collect();

@@ -667,6 +667,31 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     );
     let out = ok(&s.cli(&["get", "node", &node, "-o", "json"]));
     assert!(out.contains("\"unschedulable\": true"), "{out}");
+    // The drain is recorded: Evicted on the workload, Drained on the node (in `default`).
+    let events = wait_until(
+        Duration::from_secs(10),
+        "the drain's Evicted and Drained events",
+        || {
+            let out = ok(&s.cli(&["get", "events", "-A", "-o", "wide"]));
+            if out.contains("Evicted") && out.contains("Drained") {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        },
+    );
+    assert!(
+        events.lines().any(|l| l.contains("Evicted")
+            && l.contains("workload/payroll-api")
+            && l.contains("drain")),
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.starts_with("default ")
+            && l.contains("Drained")
+            && l.contains(&format!("node/{node}"))),
+        "{events}"
+    );
     let out = ok(&s.cli(&["uncordon", &node]));
     assert!(out.contains("uncordoned"), "{out}");
 }

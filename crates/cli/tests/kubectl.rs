@@ -443,6 +443,64 @@ fn kubectl_get_watch_sees_a_change_by_another_client() {
     assert!(line.contains("job"), "a table row: {line}");
 }
 
+/// An admission denial recorded by the server's event recorder, seen by `kubectl get
+/// events`, `kubectl describe workload` (which finds events by the involved object's
+/// name, namespace, kind and uid through `/api/v1/namespaces/{ns}/events`) and
+/// `meridian describe`.
+#[test]
+fn kubectl_get_events_and_describe_show_an_admission_denial() {
+    let s = Server::start();
+    ok(&s.kubectl(&["apply", "-f", &example("projects.yaml")]));
+    ok(&s.kubectl(&["apply", "-f", &example("workloads.yaml")]));
+    let policy = "apiVersion: meridian.dev/v1\nkind: Policy\nmetadata: {name: frozen}\nspec:\n  enforcement: deny\n  targets: [Workload]\n  rego: |\n    package frozen\n    deny contains \"workload is frozen\" if input.object.metadata.labels.frozen == \"yes\"\n";
+    ok(&s.kubectl_with(&s.kubeconfig, &["apply", "-f", "-"], Some(policy), &[]));
+    let denied = s.kubectl(&["label", "wl", "payroll-api", "-n", "finance", "frozen=yes"]);
+    assert!(!denied.status.success(), "the label was denied");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let events = loop {
+        let out = ok(&s.kubectl(&["get", "events", "-n", "finance"]));
+        if out.contains("PolicyDenied") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(events.starts_with("LAST SEEN"), "{events}");
+    let row = events
+        .lines()
+        .find(|l| l.contains("PolicyDenied"))
+        .unwrap_or_else(|| panic!("no PolicyDenied event: {events}"));
+    assert!(
+        row.contains("Warning") && row.contains("workload/payroll-api"),
+        "{row}"
+    );
+    assert!(row.contains("workload is frozen"), "{row}");
+    let described = ok(&s.kubectl(&["describe", "workload", "payroll-api", "-n", "finance"]));
+    let section = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {described}"));
+    assert!(
+        section.contains("Warning") && section.contains("PolicyDenied"),
+        "{described}"
+    );
+    let ours = ok(&s.meridian(&["describe", "workload", "payroll-api", "-n", "finance"]));
+    let section = ours
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {ours}"));
+    assert!(
+        section.contains("Type") && section.contains("PolicyDenied"),
+        "{ours}"
+    );
+    assert!(section.contains("admission"), "{ours}");
+    let listed = ok(&s.meridian(&["get", "events", "-n", "finance"]));
+    assert!(listed.starts_with("LAST SEEN"), "{listed}");
+    assert!(listed.contains("PolicyDenied"), "{listed}");
+    // A workload without events says so.
+    let quiet = ok(&s.meridian(&["describe", "workload", "intranet-iis", "-n", "finance"]));
+    assert!(quiet.contains("Events:       <none>"), "{quiet}");
+}
+
 #[test]
 fn kubectl_namespaces_are_projects() {
     let s = Server::start();

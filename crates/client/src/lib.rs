@@ -302,6 +302,28 @@ impl Client {
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// Asks the server's event recorder to record an event (`POST /meridian/v1/events`,
+    /// answered 202 once queued). The server names, deduplicates, counts, rate-limits
+    /// and expires events, so an agent calls this on every occurrence and keeps no
+    /// state. A node credential may only record events about allocations on its own
+    /// node (403 otherwise); the server sets `source.host` to the node's name.
+    ///
+    /// ```ignore
+    /// client.record_event(&api::EventRecord {
+    ///     involved_object: api::ObjectReference::of(&allocation),
+    ///     type_: api::EventType::Warning,
+    ///     reason: "BackOff".into(),
+    ///     message: "restarting in 20s after exit code 1".into(),
+    ///     component: "meridian-agent".into(),
+    /// }).await?;
+    /// ```
+    pub async fn record_event(&self, record: &api::EventRecord) -> Result<()> {
+        let body = serde_json::to_value(record).expect("an event record serializes");
+        self.request_json(Method::POST, "/meridian/v1/events", Some(&body))
+            .await
+            .map(drop)
+    }
+
     /// GET a path and decode JSON (discovery, audit, tokens).
     pub async fn get_path(&self, path_and_query: &str) -> Result<Value> {
         self.request_json(Method::GET, path_and_query, None).await

@@ -15,7 +15,10 @@ use crate::auth::{Principal, TokenCache};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::{admin, discovery, namespaces, nodes, objects, openapi_v2, placement_api, policy_api};
+use crate::{
+    admin, core_events, discovery, events, namespaces, nodes, objects, openapi_v2, placement_api,
+    policy_api,
+};
 
 /// Limits on what one request may ask.
 #[derive(Clone, Debug)]
@@ -56,6 +59,8 @@ pub struct AppState {
     pub policies: Arc<crate::policies::PolicyEngine>,
     /// Node leases renewed by agents' heartbeats.
     pub nodes: Arc<crate::nodes::NodeLeases>,
+    /// The event recorder: `state.events.record(...)` (see [`crate::events`]).
+    pub events: crate::events::Recorder,
 }
 
 impl AppState {
@@ -73,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .merge(objects::routes())
         .merge(admin::routes())
         .merge(namespaces::routes())
+        .merge(core_events::routes())
+        .merge(events::routes())
         .merge(placement_api::routes())
         .merge(policy_api::routes())
         .merge(nodes::routes())

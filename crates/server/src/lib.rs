@@ -8,7 +8,8 @@
 //! Modules: `app` (state, router, middleware), `objects` (resource CRUD), `watch`,
 //! `discovery` (discovery and OpenAPI), `admin` (tokens, audit log), `auth` (roles,
 //! project scope, who writes allocations), `node_restriction` (what a node credential may
-//! write), `registry` (key layout and the audited write path), `conn` (connection
+//! write), `registry` (key layout and the audited write path), `events` (the event
+//! recorder) and `core_events` (events as core `/api/v1` events), `conn` (connection
 //! timeouts and cap), `metrics`, `tls`, `error`. The trust model is `docs/security.md`.
 
 // stderr may be a file on a full disk, where `eprintln!` panics: log through `tracing`,
@@ -32,8 +33,10 @@ mod auth;
 mod compaction;
 mod conn;
 mod controller;
+mod core_events;
 mod discovery;
 mod error;
+mod events;
 mod field_validation;
 mod logs;
 mod metrics;
@@ -70,6 +73,7 @@ use store::{EventKind, Store};
 
 pub use app::{AppState, Limits};
 pub use conn::ConnOptions;
+pub use events::{EventOptions, Recorder};
 pub use nodes::NodeOptions;
 pub use policies::PolicyOptions;
 pub use scheduler::SchedulerOptions;
@@ -118,6 +122,8 @@ pub struct ServerConfig {
     pub connections: conn::ConnOptions,
     /// Extra names (DNS or IP) for the generated server certificate (`--tls-san`).
     pub tls_san: Vec<tls::SubjectName>,
+    /// The event recorder: TTL (default 1 h), dedup and rate limits.
+    pub events: events::EventOptions,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +140,7 @@ impl Default for ServerConfig {
             nodes: nodes::NodeOptions::default(),
             connections: conn::ConnOptions::default(),
             tls_san: Vec::new(),
+            events: events::EventOptions::default(),
         }
     }
 }
@@ -214,14 +221,22 @@ impl Server {
         let policies = policies::PolicyEngine::load(registry.reads(), config.policy.clone())
             .await
             .context("cannot load the policies")?;
+        let shutdown = CancellationToken::new();
+        let events = events::Recorder::start(
+            registry.clone(),
+            metrics.clone(),
+            config.events.clone(),
+            shutdown.clone(),
+        );
         let state = AppState {
+            events,
             policies,
             nodes: nodes::leases(config.nodes.clone()),
             registry,
             tokens: TokenCache::default(),
             metrics,
             limits: Arc::new(config.limits.clone()),
-            shutdown: CancellationToken::new(),
+            shutdown,
             watch_cache: Arc::new(watch_cache::EventCache::default()),
         };
         let token_sync = start_token_sync(&state).await?;

@@ -28,6 +28,11 @@ struct CloseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: String,
@@ -62,6 +67,7 @@ struct Inner {
     connections: Gauge<i64, AtomicI64>,
     connections_max: Gauge<i64, AtomicI64>,
     connections_closed: Family<CloseLabels, Counter>,
+    events: Family<EventLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +175,13 @@ impl Metrics {
              evicted, rejected, tls_handshake, shutdown)",
             connections_closed.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Events handed to the recorder, by outcome (recorded, deduplicated, written, \
+             dropped_queue_full, dropped_rate_limited, write_failed, expired)",
+            events.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -188,6 +201,7 @@ impl Metrics {
                 connections,
                 connections_max,
                 connections_closed,
+                events,
             }),
         }
     }
@@ -280,6 +294,22 @@ impl Metrics {
     }
 
     /// The text exposition.
+    /// Counts `n` events of an outcome of the event recorder (`crate::events`).
+    pub fn events(&self, outcome: &'static str, n: u64) {
+        self.inner
+            .events
+            .get_or_create(&EventLabels { outcome })
+            .inc_by(n);
+    }
+
+    /// The count of one event outcome so far (tests and benchmarks).
+    pub fn events_count(&self, outcome: &'static str) -> u64 {
+        self.inner
+            .events
+            .get_or_create(&EventLabels { outcome })
+            .get()
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)

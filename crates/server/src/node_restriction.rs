@@ -15,14 +15,22 @@
 //!   labels and annotations stay as they are; the facts may change, and validation keeps
 //!   `allocatable` within `capacity`.
 //!
+//! Events ([`check_event`]): a node records events only about allocations on its own
+//! node, through the recorder, with `source.host` set by the server to its name.
+//!
 //! Capacity is a reported fact the server cannot check against the hardware. A node that
 //! overstates it attracts work only within its own site, so residency holds; an admin who
 //! distrusts a node cordons or taints it, which the node cannot undo.
 
 use serde_json::Value;
 
+use api::event::{GLOBAL_EVENTS_PROJECT, ObjectReference};
+use api::kinds::ALLOCATION;
+
+use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
+use crate::registry::{self, object_key};
 
 /// Labels under this prefix are set by admins only; a node credential can neither set
 /// nor change them, so placement rules may rely on them (`node-restriction.kubernetes.io/`
@@ -126,6 +134,47 @@ fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
         }
     }
     a == b || (empty(a) && empty(b))
+}
+
+/// What a node credential may record an event about (`POST /meridian/v1/events`): an
+/// allocation on its own node. Returns the reference as the store has it (namespace and
+/// uid derived, not believed); 403 otherwise, also when the allocation does not exist,
+/// so a node learns nothing of other nodes' work.
+pub async fn check_event(
+    state: &AppState,
+    who: &Principal,
+    node: &str,
+    involved: &ObjectReference,
+) -> ApiResult<ObjectReference> {
+    let forbidden = || {
+        ApiError::forbidden(format!(
+            "events is forbidden: node credential {id} of node {node:?} may record events only \
+             about allocations on its node, not about {kind} {name:?}",
+            id = who.id,
+            kind = involved.kind,
+            name = involved.name,
+        ))
+    };
+    if involved.kind != ALLOCATION.kind || node.is_empty() {
+        return Err(forbidden());
+    }
+    let ns = involved
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(GLOBAL_EVENTS_PROJECT);
+    let (kv, _) = state
+        .store()
+        .get(&object_key(ALLOCATION, Some(ns), &involved.name))
+        .await?;
+    let Some(kv) = kv else {
+        return Err(forbidden());
+    };
+    let allocation: Value = registry::decode(&kv)?;
+    if allocation.pointer("/spec/node").and_then(Value::as_str) != Some(node) {
+        return Err(forbidden());
+    }
+    ObjectReference::of_value(&allocation).ok_or_else(forbidden)
 }
 
 #[cfg(test)]

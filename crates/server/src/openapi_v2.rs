@@ -479,7 +479,12 @@ mod tests {
                 "{}",
                 k.kind
             );
-            assert!(d["properties"]["spec"].is_object(), "{}", k.kind);
+            assert_eq!(
+                d["properties"]["spec"].is_object(),
+                k.has_spec(),
+                "{}",
+                k.kind
+            );
         }
         let text = serde_json::to_string(&doc).expect("json");
         assert!(!text.contains("#/components/"), "a v3 reference is left");

@@ -30,7 +30,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use api::{Allocation, Node, Project, Site, Workload};
+use api::{Allocation, EventType, Node, ObjectReference, Project, Site, Workload};
 use placement::{Batch, Decision, Fleet, Options, Outcome};
 use store::{Compare, Op, Revision};
 
@@ -730,7 +730,7 @@ async fn write_statuses(
         }
         let Some(plan) = plans.by_workload.remove(&key) else {
             if let Some(p) = plans.periodic.remove(&key) {
-                log_events(&key, &p.events);
+                record_events(state, w, &p.events);
                 let status = p.status;
                 updates.push(Box::pin(async move {
                     (key, update_workload_status(state, w, *rev, status).await)
@@ -760,8 +760,23 @@ async fn write_statuses(
             .placed_replicas
             .saturating_add(committed.get(&key).copied().unwrap_or(0))
             .min(desired);
-        status.message = message;
-        log_events(&key, &plan.events);
+        status.message.clone_from(&message);
+        record_events(state, w, &plan.events);
+        if let Some(message) = &message
+            && pending > 0
+        {
+            state.events.record(
+                &ObjectReference::of(&**w),
+                EventType::Warning,
+                if refused.contains_key(&key) {
+                    "FailedAdmission"
+                } else {
+                    "FailedScheduling"
+                },
+                format!("{pending} instances not placed: {message}"),
+                SOURCE,
+            );
+        }
         let revert = plan.revert_to;
         updates.push(Box::pin(async move {
             let written = match revert {
@@ -796,14 +811,28 @@ async fn write_statuses(
     }
 }
 
-/// What a plan did, in the server's log (and, as events, on the workload).
-fn log_events(key: &(String, String), events: &[(bool, &'static str, String)]) {
+/// Events of the scheduler's writes (`source.component`).
+const SOURCE: &str = "scheduler";
+
+/// What a plan did (a rollout step, a stop, a revert, a periodic run), as events on the
+/// workload and in the server's log.
+fn record_events(state: &AppState, w: &Workload, events: &[(bool, &'static str, String)]) {
+    let involved = ObjectReference::of(w);
+    let project = w.metadata.namespace.as_deref().unwrap_or_default();
     for (warning, reason, message) in events {
         if *warning {
-            tracing::warn!(workload = %key.1, project = %key.0, reason, "{message}");
+            tracing::warn!(workload = %w.metadata.name, project, reason, "{message}");
         } else {
-            tracing::info!(workload = %key.1, project = %key.0, reason, "{message}");
+            tracing::info!(workload = %w.metadata.name, project, reason, "{message}");
         }
+        let type_ = if *warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        state
+            .events
+            .record(&involved, type_, reason, message.clone(), "rollout");
     }
 }
 
@@ -1171,6 +1200,9 @@ async fn commit_node(
     let mut audit = Vec::new();
     let mut preempted = 0;
     let mut placed = Vec::new();
+    // Events once the transaction commits: Scheduled on each new allocation, Preempted
+    // on each evicted one.
+    let mut events: Vec<(ObjectReference, EventType, &'static str, String)> = Vec::new();
     for (object, victims) in &items {
         // Validate what we write, exactly as the API would.
         let object = api::validate::object_from_value_as(alloc_kind, object.clone())
@@ -1192,6 +1224,17 @@ async fn commit_node(
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        events.push((
+            ObjectReference::new(
+                alloc_kind,
+                Some(&ns),
+                &name,
+                object["metadata"]["uid"].as_str(),
+            ),
+            EventType::Normal,
+            "Scheduled",
+            format!("Successfully assigned {ns}/{name} to {node}"),
+        ));
         placed.push((ns.clone(), workload));
         audit.push(Registry::audit_record(
             &who,
@@ -1213,6 +1256,12 @@ async fn commit_node(
             }
             compares.push(Compare::ModRevision(vkey.clone(), *vrev));
             ops.push(Op::Delete(vkey));
+            events.push((
+                ObjectReference::new(alloc_kind, Some(vns), vname, None),
+                EventType::Warning,
+                "Preempted",
+                format!("Preempted on node {node} by {ns}/{name}, of higher priority"),
+            ));
             audit.push(Registry::audit_record(
                 &who,
                 "preempt",
@@ -1237,6 +1286,11 @@ async fn commit_node(
         })
         .await?;
     if resp.succeeded {
+        for (involved, type_, reason, message) in events {
+            state
+                .events
+                .record(&involved, type_, reason, message, SOURCE);
+        }
         Ok(NodeCommit::Committed {
             placed,
             preempted,

@@ -117,14 +117,16 @@ fn column(name: &str, kind: &str, format: &str, description: &str, priority: u8)
     })
 }
 
-/// Column definitions of a kind: the `meridian get` columns, then `Age`, then the
-/// `-o wide` columns at priority 1.
+/// Column definitions of a kind: the `meridian get` columns, then `Age` (not for events,
+/// whose columns are kubectl's own), then the `-o wide` columns at priority 1.
 pub fn column_definitions(kind: &KindInfo) -> Vec<Value> {
-    let base = api::table::columns(kind, false);
+    let base = api::table::columns(kind, false).len();
     let all = api::table::columns(kind, true);
+    let name_and_age = api::table::has_name_and_age(kind);
     let mut out = Vec::with_capacity(all.len() + 1);
-    for (i, header) in base.iter().enumerate() {
-        out.push(if i == 0 {
+    for (i, header) in all.iter().enumerate() {
+        let priority = u8::from(i >= base);
+        out.push(if name_and_age && i == 0 {
             column(
                 "Name",
                 "string",
@@ -132,19 +134,20 @@ pub fn column_definitions(kind: &KindInfo) -> Vec<Value> {
                 "Name must be unique within a project (or globally for global kinds).",
                 0,
             )
+        } else if *header == "NAME" {
+            column("Name", "string", "name", "", priority)
         } else {
-            column(&title(header), "string", "", "", 0)
+            column(&title(header), "string", "", "", priority)
         });
-    }
-    out.push(column(
-        "Age",
-        "date",
-        "",
-        "Time since creationTimestamp.",
-        0,
-    ));
-    for header in &all[base.len()..] {
-        out.push(column(&title(header), "string", "", "", 1));
+        if name_and_age && i + 1 == base {
+            out.push(column(
+                "Age",
+                "date",
+                "",
+                "Time since creationTimestamp.",
+                0,
+            ));
+        }
     }
     out
 }
@@ -162,10 +165,18 @@ fn cells(kind: &KindInfo, object: &Value, now: jiff::Timestamp) -> Vec<Value> {
             r
         }
     };
+    let headers = api::table::columns(kind, true);
+    for (cell, header) in row.iter_mut().zip(&headers) {
+        if api::table::TIME_COLUMNS.contains(header) {
+            *cell = age(Some(cell.as_str()), now);
+        }
+    }
     let mut out: Vec<Value> = Vec::with_capacity(row.len() + 1);
     let extra = row.split_off(base.min(row.len()));
     out.extend(row.into_iter().map(Value::String));
-    out.push(Value::String(age(created(object), now)));
+    if api::table::has_name_and_age(kind) {
+        out.push(Value::String(age(created(object), now)));
+    }
     out.extend(extra.into_iter().map(Value::String));
     out
 }

@@ -229,6 +229,46 @@ async fn a_changed_command_is_rolled_out_within_its_limits() {
     assert_eq!(conditions["Progressing"]["reason"], "NewRevisionAvailable");
     assert_eq!(conditions["Available"]["status"], "True");
     assert_eq!(s["history"].as_array().expect("history").len(), 2);
+
+    // What happened is in events: on the workload, the rollout's steps; on allocations,
+    // where they were scheduled.
+    r.state.events.flush().await;
+    let events = r
+        .client
+        .list_all(
+            kind("event"),
+            Some("default"),
+            &ListOptions {
+                field_selector: Some("involvedObject.name=web".into()),
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .expect("events");
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    for want in ["RevisionRecorded", "RolloutStep", "RolloutComplete"] {
+        assert!(reasons.contains(&want), "{want} in {reasons:?}");
+    }
+    let scheduled = r
+        .client
+        .list_all(
+            kind("event"),
+            Some("default"),
+            &ListOptions {
+                field_selector: Some("reason=Scheduled".into()),
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .expect("events");
+    assert!(scheduled.len() >= 14, "{scheduled:#?}");
+    assert!(
+        scheduled
+            .iter()
+            .all(|e| e["involvedObject"]["kind"] == "Allocation"
+                && e["message"].as_str().is_some_and(|m| m.contains(" to n"))),
+        "{scheduled:#?}"
+    );
 }
 
 #[tokio::test]

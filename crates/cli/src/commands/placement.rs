@@ -160,9 +160,32 @@ pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
 /// Cordons the node, then evicts (deletes) the allocations of services and VMs on it;
 /// the scheduler places those instances again elsewhere under the same rules. Jobs are
 /// left to finish, as `kubectl drain` leaves what it cannot move.
+/// Records a Normal event about `object` from `drain` (eviction is client-side, so the
+/// CLI records through the server's recorder); a failure only warns: the drain happened.
+async fn record_drain_event(
+    client: &Client,
+    object: &serde_json::Value,
+    reason: &str,
+    message: String,
+) {
+    let Some(involved) = api::ObjectReference::of_value(object) else {
+        return;
+    };
+    let record = api::EventRecord {
+        involved_object: involved,
+        type_: api::EventType::Normal,
+        reason: reason.to_owned(),
+        message,
+        component: "drain".to_owned(),
+    };
+    if let Err(e) = client.record_event(&record).await {
+        eprintln!("warning: cannot record the {reason} event: {e}");
+    }
+}
+
 pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     let node = &args.node;
-    client.get(api::kinds::NODE, None, node).await?;
+    let node_object = client.get(api::kinds::NODE, None, node).await?;
     if !args.dry_run {
         cordon(client, node, true).await?;
     }
@@ -184,9 +207,12 @@ pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
         let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = a["metadata"]["name"].as_str().unwrap_or_default();
         let workload = a["spec"]["workload"].as_str().unwrap_or_default();
-        let kind = match client.get(wl, Some(ns), workload).await {
-            Ok(w) => w["spec"]["type"].as_str().unwrap_or_default().to_owned(),
-            Err(e) if e.is_not_found() => String::new(),
+        let (kind, workload_object) = match client.get(wl, Some(ns), workload).await {
+            Ok(w) => (
+                w["spec"]["type"].as_str().unwrap_or_default().to_owned(),
+                Some(w),
+            ),
+            Err(e) if e.is_not_found() => (String::new(), None),
             Err(e) => return Err(e.into()),
         };
         if kind == "job" {
@@ -197,7 +223,14 @@ pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
             println!("allocation/{name} -n {ns} would be evicted");
         } else {
             match client.delete(alloc, Some(ns), name).await {
-                Ok(_) => println!("allocation/{name} -n {ns} evicted"),
+                Ok(_) => {
+                    println!("allocation/{name} -n {ns} evicted");
+                    if let Some(w) = &workload_object {
+                        let message =
+                            format!("allocation {name} evicted from node {node} by drain");
+                        record_drain_event(client, w, "Evicted", message).await;
+                    }
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.into()),
             }
@@ -206,6 +239,10 @@ pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     }
     for k in &kept {
         eprintln!("allocation {k} is a job: left to finish (delete it to stop it now)");
+    }
+    if !args.dry_run {
+        let message = format!("drained: {evicted} evicted, {} left", kept.len());
+        record_drain_event(client, &node_object, "Drained", message).await;
     }
     if args.dry_run {
         println!(

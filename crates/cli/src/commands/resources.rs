@@ -114,7 +114,7 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
         field_selector: args.field_selector.clone(),
         ..ListOptions::default()
     };
-    let (objects, revision) = if args.names.is_empty() {
+    let (mut objects, revision) = if args.names.is_empty() {
         client.list_all_at(info, ns.as_deref(), &opts).await?
     } else {
         let mut objects = Vec::new();
@@ -133,6 +133,9 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
             .map(|r| r.to_string());
         (objects, revision)
     };
+    if info.kind == api::kinds::EVENT.kind {
+        sort_events(&mut objects);
+    }
     if objects.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
         match &ns {
             Some(ns) => eprintln!("No resources found in {ns} namespace."),
@@ -266,7 +269,100 @@ pub async fn describe(client: &Client, conn: &Resolved, args: &DescribeArgs) -> 
     let ns = info.namespaced().then(|| project(conn));
     let object = client.get(info, ns.as_deref(), &args.name).await?;
     print!("{}", describe_text(info, &object));
+    if info.kind != api::kinds::EVENT.kind {
+        let events = object_events(client, &object).await?;
+        print!("{}", events_text(&events, jiff::Timestamp::now()));
+    }
     Ok(())
+}
+
+/// The events about `object`, oldest last occurrence first, found as `kubectl describe`
+/// finds them: a field selector on the involved object's name, namespace, kind and uid.
+async fn object_events(client: &Client, object: &Value) -> Result<Vec<Value>> {
+    let Some(involved) = api::ObjectReference::of_value(object) else {
+        return Ok(Vec::new());
+    };
+    let mut selector = format!(
+        "involvedObject.name={},involvedObject.namespace={},involvedObject.kind={}",
+        involved.name,
+        involved.namespace.as_deref().unwrap_or_default(),
+        involved.kind
+    );
+    if let Some(uid) = &involved.uid {
+        selector.push_str(&format!(",involvedObject.uid={uid}"));
+    }
+    let opts = ListOptions {
+        field_selector: Some(selector),
+        ..ListOptions::default()
+    };
+    let mut events = client
+        .list_all(api::kinds::EVENT, Some(involved.event_namespace()), &opts)
+        .await?;
+    sort_events(&mut events);
+    Ok(events)
+}
+
+/// Sorts events by their last occurrence, oldest first (as `kubectl get events` reads
+/// best: the newest at the bottom).
+pub fn sort_events(events: &mut [Value]) {
+    let last_seen = |e: &Value| -> String {
+        ["lastTimestamp", "eventTime", "firstTimestamp"]
+            .iter()
+            .find_map(|f| e.get(*f).and_then(Value::as_str))
+            .or_else(|| {
+                e.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+            })
+            .unwrap_or_default()
+            .to_owned()
+    };
+    events.sort_by_cached_key(last_seen);
+}
+
+/// The `Events:` section of `describe`, as kubectl prints it: Type, Reason, Age (`3m (x5
+/// over 10m)` for a repeated event), From, Message; `<none>` when there are none.
+pub fn events_text(events: &[Value], now: jiff::Timestamp) -> String {
+    if events.is_empty() {
+        return "Events:       <none>\n".to_owned();
+    }
+    let mut rows = Vec::new();
+    for e in events {
+        let Ok(event) = serde_json::from_value::<api::Event>(e.clone()) else {
+            continue;
+        };
+        let mut age = output::age(event.last_seen(), now);
+        if event.count > 1 {
+            age = format!(
+                "{age} (x{} over {})",
+                event.count,
+                output::age(event.first_seen(), now)
+            );
+        }
+        rows.push(vec![
+            event.type_.to_string(),
+            event.reason.clone(),
+            age,
+            event.from(),
+            event.message.clone(),
+        ]);
+    }
+    let headers: Vec<String> = ["Type", "Reason", "Age", "From", "Message"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let mut all = vec![
+        headers.clone(),
+        headers.iter().map(|h| "-".repeat(h.len())).collect(),
+    ];
+    all.extend(rows);
+    let table = output::table(&all[0], &all[1..], false);
+    let mut out = String::from("Events:\n");
+    for line in table.lines() {
+        out.push_str("  ");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// kubectl-describe-like text: identity first, then spec and status as indented YAML.
@@ -298,6 +394,16 @@ pub fn describe_text(info: &KindInfo, object: &Value) -> String {
         meta.get("generation").and_then(Value::as_i64).unwrap_or(0),
         field("resourceVersion")
     ));
+    if !info.has_spec() {
+        // An Event: its core fields, as YAML.
+        let mut body = object.clone();
+        if let Some(m) = body.as_object_mut() {
+            for k in ["apiVersion", "kind", "metadata"] {
+                m.remove(k);
+            }
+        }
+        out.push_str(&serde_yaml_ng::to_string(&body).unwrap_or_default());
+    }
     for section in ["spec", "status"] {
         if let Some(v) = object.get(section) {
             let title = if section == "spec" {
@@ -381,4 +487,46 @@ pub async fn delete(client: &Client, conn: &Resolved, args: &DeleteArgs) -> Resu
         return Err(UserError::fail(format!("{failures} deletion(s) failed")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_section_reads_like_kubectl() {
+        let now: jiff::Timestamp = "2026-12-06T06:00:00Z".parse().expect("time");
+        assert_eq!(events_text(&[], now), "Events:       <none>\n");
+        let mut events = vec![
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Event",
+                   "metadata": {"name": "w.2", "namespace": "p"},
+                   "involvedObject": {"kind": "Workload", "name": "w"},
+                   "reason": "BackOff", "message": "restarting", "type": "Warning", "count": 5,
+                   "firstTimestamp": "2026-12-06T05:50:00Z", "lastTimestamp": "2026-12-06T05:57:00Z",
+                   "source": {"component": "meridian-agent", "host": "edge-01"}}),
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Event",
+                   "metadata": {"name": "w.1", "namespace": "p"},
+                   "involvedObject": {"kind": "Workload", "name": "w"},
+                   "reason": "Scheduled", "message": "placed", "type": "Normal", "count": 1,
+                   "firstTimestamp": "2026-12-06T05:40:00Z", "lastTimestamp": "2026-12-06T05:40:00Z",
+                   "source": {"component": "scheduler"}}),
+        ];
+        sort_events(&mut events);
+        let text = events_text(&events, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Events:");
+        assert!(
+            lines[1].starts_with("  Type      Reason      Age"),
+            "{text}"
+        );
+        assert!(
+            lines[3].contains("Scheduled") && lines[3].contains("20m"),
+            "{text}"
+        );
+        assert!(
+            lines[4].contains("3m (x5 over 10m)") && lines[4].contains("meridian-agent, edge-01"),
+            "{text}"
+        );
+    }
 }

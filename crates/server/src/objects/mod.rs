@@ -376,7 +376,9 @@ pub(super) async fn admit(
         let name = subject
             .and_then(|o| meta_str(o, "name"))
             .unwrap_or_default();
-        Err(policies::denied(&result, kind.plural, name))
+        let denied = policies::denied(&result, kind.plural, name);
+        crate::events::record_denial(state, who, operation, subject, &denied.message);
+        Err(denied)
     }
 }
 
