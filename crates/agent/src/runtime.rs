@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use api::Allocation;
+use api::EventType;
 use api::kinds::{
     AllocationPhase, AllocationSpec, AllocationStatus, Condition, ConditionStatus, DesiredState,
     HealthState, HealthStatus, RestartPolicy, WorkloadType,
@@ -869,6 +870,64 @@ impl Runner {
         }
         self.write_status(a, "status", |object| object.status = Some(status.clone()))
             .await;
+        self.record_event(a, &status);
+    }
+
+    /// Records what happened to a task as an Event on its allocation (`Started`,
+    /// `BackOff`, `Unhealthy`, `Completed`, `Failed`), in the background: an event that
+    /// cannot be written is not worth holding the reconcile loop for.
+    fn record_event(&self, a: &Allocation, status: &AllocationStatus) {
+        let message = status.message.clone().unwrap_or_default();
+        let code = status
+            .exit_code
+            .map(|c| format!(" (exit code {c})"))
+            .unwrap_or_default();
+        let (type_, reason, message) = match status.phase {
+            AllocationPhase::Running => (EventType::Normal, "Started", {
+                if message.is_empty() {
+                    format!("Started task on node {}", self.node)
+                } else {
+                    message
+                }
+            }),
+            AllocationPhase::Restarting if message.starts_with("unhealthy") => {
+                (EventType::Warning, "Unhealthy", message)
+            }
+            AllocationPhase::Restarting => (
+                EventType::Warning,
+                "BackOff",
+                format!("Back-off restarting failed task{code}: {message}"),
+            ),
+            AllocationPhase::Succeeded => {
+                (EventType::Normal, "Completed", format!("Task exited{code}"))
+            }
+            AllocationPhase::Failed => (
+                EventType::Warning,
+                "Failed",
+                format!(
+                    "Task failed{code}{}",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                ),
+            ),
+            AllocationPhase::Pending | AllocationPhase::Lost => return,
+        };
+        let record = api::EventRecord {
+            involved_object: api::ObjectReference::of(a),
+            type_,
+            reason: reason.to_owned(),
+            message,
+            component: "meridian-agent".to_owned(),
+        };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.record_event(&record).await {
+                tracing::debug!(error = %e, reason = %record.reason, "event not recorded");
+            }
+        });
     }
 
     /// Writes the allocation's status as `edit` makes it, retrying once on a conflict

@@ -834,6 +834,19 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
         text.contains(&format!("started default/hello-0 on {first}")),
         "{text}"
     );
+    // The scheduler and the agent said so in events, which describe shows.
+    wait_until(
+        Duration::from_secs(10),
+        "Scheduled and Started events on hello-0",
+        || {
+            let out = stdout(&s.cli(&["describe", "allocation", "hello-0"]));
+            if out.contains("Scheduled") && out.contains("Started") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
 
     // The host is lost: agent and task die together. The service moves to the other node.
     agents[i].2.kill9();
