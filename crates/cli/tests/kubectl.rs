@@ -496,8 +496,8 @@ fn kubectl_get_events_and_describe_show_an_admission_denial() {
     let listed = ok(&s.meridian(&["get", "events", "-n", "finance"]));
     assert!(listed.starts_with("LAST SEEN"), "{listed}");
     assert!(listed.contains("PolicyDenied"), "{listed}");
-    // A workload without events says so.
-    let quiet = ok(&s.meridian(&["describe", "workload", "intranet-iis", "-n", "finance"]));
+    // An object without events says so (workloads have the scheduler's now).
+    let quiet = ok(&s.meridian(&["describe", "project", "finance"]));
     assert!(quiet.contains("Events:       <none>"), "{quiet}");
 }
 
