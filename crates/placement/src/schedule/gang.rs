@@ -1,0 +1,159 @@
+//! Gangs: every member placed or none, one site preferred; members are tried on a copy of
+//! the accounting and rolled back when the gang does not fit whole.
+
+use super::*;
+
+impl Session<'_> {
+    // -- gangs --------------------------------------------------------------------------
+
+    /// Places `replicas` one by one within `restrict`; returns what was placed.
+    pub(super) fn trial(
+        &mut self,
+        wi: usize,
+        replicas: &[u32],
+        restrict: Option<&Restrict>,
+        k: usize,
+    ) -> (Vec<(AllocId, Cand, Vec<Cand>)>, f64) {
+        let mut placed = Vec::new();
+        let mut total = 0.0;
+        for &r in replicas {
+            let cands = self.search(wi, restrict, k);
+            let Some(best) = cands.first().cloned() else {
+                break;
+            };
+            let id = self.commit(wi, r, &best);
+            total += best.score.total;
+            placed.push((id, best, cands));
+        }
+        (placed, total)
+    }
+
+    pub(super) fn rollback(&mut self, placed: Vec<(AllocId, Cand, Vec<Cand>)>) {
+        for (id, _, _) in placed.into_iter().rev() {
+            self.uncommit(id);
+        }
+    }
+
+    /// Places a gang all-or-nothing: in one site (and one GPU model when the request
+    /// names none) if any can take every member, the best-scoring such group winning;
+    /// else across sites with one GPU model; else across everything; else nowhere.
+    pub(crate) fn place_gang(&mut self, wi: usize, replicas: &[u32]) -> Vec<Outcome> {
+        self.ensure_plan(wi);
+        let wl = &self.batch.workloads[wi];
+        let size = wl.gang.unwrap_or(replicas.len() as u32);
+        let fleet = &*self.fleet;
+        let plan = self.plan(wi);
+        let by_model = wl.gpu.as_ref().is_some_and(|g| g.model.is_none());
+        let mut groups: Vec<Restrict> = Vec::new();
+        let mut models: Vec<String> = Vec::new();
+        // Best static score first.
+        let mut order: Vec<u32> = (0..plan.feasible.len() as u32).collect();
+        order
+            .sort_by(|a, b| static_order(&plan.feasible[*a as usize], &plan.feasible[*b as usize]));
+        for &fi in &order {
+            let f = &plan.feasible[fi as usize];
+            let class = &fleet.classes[f.class as usize];
+            let Ok(site) = class.key.site else { continue };
+            let class_models: Vec<Option<String>> = if by_model {
+                f.groups
+                    .iter()
+                    .map(|g| Some(class.key.capacity.gpus[*g as usize].model.clone()))
+                    .collect()
+            } else {
+                vec![None]
+            };
+            for model in class_models {
+                if let Some(m) = &model
+                    && !models.contains(m)
+                {
+                    models.push(m.clone());
+                }
+                let r = Restrict {
+                    site: Some(site),
+                    model,
+                };
+                if !groups.contains(&r) {
+                    groups.push(r);
+                }
+            }
+        }
+
+        let mut best: Option<(f64, Restrict)> = None;
+        let mut most_in_one = 0usize;
+        for r in &groups {
+            let (placed, total) = self.trial(wi, replicas, Some(r), 1);
+            let ok = placed.len() == replicas.len();
+            most_in_one = most_in_one.max(placed.len());
+            self.rollback(placed);
+            if ok && best.as_ref().is_none_or(|(t, _)| total > *t) {
+                best = Some((total, r.clone()));
+            }
+        }
+        let k = self.k();
+        let mut note = None;
+        let mut chosen = best.map(|(_, r)| Some(r));
+        if chosen.is_none() {
+            let mut fallbacks: Vec<Option<Restrict>> = models
+                .iter()
+                .map(|m| {
+                    Some(Restrict {
+                        site: None,
+                        model: Some(m.clone()),
+                    })
+                })
+                .collect();
+            fallbacks.push(None);
+            for r in fallbacks {
+                let (placed, _) = self.trial(wi, replicas, r.as_ref(), 1);
+                let ok = placed.len() == replicas.len();
+                self.rollback(placed);
+                if ok {
+                    note = Some(format!(
+                        "gang of {size}: no single site had room for all {} members; placed across sites",
+                        replicas.len()
+                    ));
+                    chosen = Some(r);
+                    break;
+                }
+            }
+        }
+        match chosen {
+            Some(r) => {
+                let (placed, _) = self.trial(wi, replicas, r.as_ref(), k);
+                debug_assert_eq!(placed.len(), replicas.len());
+                let note = note.unwrap_or_else(|| {
+                    format!(
+                        "gang of {size}: all {} members placed together in {}",
+                        replicas.len(),
+                        r.as_ref()
+                            .map_or("any site".to_string(), |r| r.describe(self.fleet))
+                    )
+                });
+                placed
+                    .iter()
+                    .map(|(_, best, cands)| {
+                        Outcome::Placed(Box::new(self.placement(
+                            wi,
+                            best,
+                            cands,
+                            Vec::new(),
+                            vec![note.clone()],
+                        )))
+                    })
+                    .collect()
+            }
+            None => {
+                let note = format!(
+                    "gang of {size}: all {} members must be placed together; at most {most_in_one} fit in one site",
+                    replicas.len()
+                );
+                let mut e = self.explain_unplaceable(wi, vec![note]);
+                e.summary = format!("gang cannot be placed: {}", e.summary);
+                replicas
+                    .iter()
+                    .map(|_| Outcome::Unplaceable(e.clone()))
+                    .collect()
+            }
+        }
+    }
+}
