@@ -28,6 +28,15 @@ impl FromStr for Schedule {
 }
 
 impl Schedule {
+    /// The latest time at or before `unix_secs` that the schedule fired, in Unix seconds.
+    pub fn last_at_or_before(&self, unix_secs: i64) -> Option<i64> {
+        let at = chrono::DateTime::from_timestamp(unix_secs, 0)?;
+        self.0
+            .find_previous_occurrence(&at, true)
+            .ok()
+            .map(|t| t.timestamp())
+    }
+
     /// The first time strictly after `unix_secs` that the schedule fires, in Unix seconds.
     pub fn next_after(&self, unix_secs: i64) -> Option<i64> {
         let at = chrono::DateTime::from_timestamp(unix_secs, 0)?;
@@ -52,6 +61,8 @@ mod tests {
         assert_eq!(hourly.next_after(t), Some(t + 58 * 60));
         let sunday: Schedule = "0 0 * * SUN".parse().unwrap();
         assert!(sunday.next_after(t).unwrap() > t);
+        assert_eq!(every5.last_at_or_before(t), Some(t - 120));
+        assert_eq!(every5.last_at_or_before(t - 120), Some(t - 120));
     }
 
     #[test]

@@ -88,18 +88,11 @@ pub fn plan(w: &Workload, runs: &[(&Workload, Revision)], now: Timestamp) -> Pla
         .or(w.metadata.creation_timestamp.as_deref())
         .and_then(|t| t.parse::<Timestamp>().ok())
         .map_or(now.as_second(), |t| t.as_second());
-    let mut due = None;
-    let mut t = since;
-    for _ in 0..100_000 {
-        match schedule.next_after(t) {
-            Some(next) if next <= now.as_second() => {
-                due = Some(next);
-                t = next;
-            }
-            _ => break,
-        }
-    }
-    if let Some(next) = schedule.next_after(t.max(now.as_second())) {
+    // The latest time due (found directly: a long outage costs nothing to catch up on).
+    let due = schedule
+        .last_at_or_before(now.as_second())
+        .filter(|&t| t > since);
+    if let Some(next) = schedule.next_after(now.as_second()) {
         let wait = u64::try_from(next - now.as_second()).unwrap_or(0);
         plan.recheck_in = Some(Duration::from_secs(wait));
     }
