@@ -135,13 +135,14 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
         ),
         Err(why) => format!("Local agent: {why}\n"),
     };
+    let rollout = demo_rollout(&client).await;
     let policies = demo_policies(&client).await?;
     print_welcome(
         &info.url,
         &token,
         &data_dir,
         &loaded,
-        &format!("{placements}\n{instances}{local_line}\n{policies}"),
+        &format!("{placements}\n{instances}{local_line}{rollout}\n{policies}"),
         args.data_dir.is_none(),
         local.is_ok(),
     );
@@ -552,6 +553,51 @@ async fn wait_for_placements(client: &client::Client) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A rolling restart of finance/payroll-api on the simulated agents, so the newcomer sees
+/// a rollout (revision 2, instances replaced within `maxUnavailable`) and its events.
+async fn demo_rollout(client: &client::Client) -> String {
+    let wl = api::kinds::WORKLOAD;
+    let (ns, name) = ("finance", "payroll-api");
+    let started = std::time::Instant::now();
+    let now = jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"spec": {"restartedAt": now}});
+    if let Err(e) = client
+        .patch(wl, Some(ns), name, client::PatchType::Merge, &patch, false)
+        .await
+    {
+        return format!("Rollout: {ns}/{name} could not be restarted: {e}\n");
+    }
+    let deadline = started + std::time::Duration::from_secs(30);
+    let mut least = u32::MAX;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let Ok(w) = client.get(wl, Some(ns), name).await else {
+            continue;
+        };
+        let Ok(w) = serde_json::from_value::<api::Workload>(w) else {
+            continue;
+        };
+        let Some(st) = w.status else { continue };
+        least = least.min(st.available_replicas);
+        let done = st.update_revision == st.current_revision
+            && st.update_revision.is_some_and(|r| r > 1)
+            && st
+                .condition("Progressing")
+                .is_some_and(|c| c.reason.as_deref() == Some("NewRevisionAvailable"));
+        if done {
+            return format!(
+                "Rollout: {ns}/{name} restarted (meridian rollout restart): revision {} on all {} instances in {:.1} s, never fewer than {least} available; see `meridian rollout history {name} -n {ns}` and `meridian describe workload {name} -n {ns}` for its events\n",
+                st.update_revision.unwrap_or_default(),
+                st.desired_replicas,
+                started.elapsed().as_secs_f64(),
+            );
+        }
+    }
+    format!(
+        "Rollout: {ns}/{name} restart still in progress after 30 s (meridian rollout status {name} -n {ns})\n"
+    )
 }
 
 fn print_welcome(
