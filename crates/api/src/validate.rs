@@ -586,7 +586,7 @@ impl Checker {
 
     fn meta(&mut self, info: &KindInfo, meta: &ObjectMeta) {
         // Nodes are named after hosts; events `{object}.{time}`, as Kubernetes names them.
-        let subdomain = info.kind == "Node" || info.kind == "Event";
+        let subdomain = info == NODE || info == EVENT;
         if meta.name.is_empty() {
             match &meta.generate_name {
                 Some(prefix) => {

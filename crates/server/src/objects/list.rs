@@ -80,7 +80,7 @@ impl Filter {
             labels,
             fields,
             project: who.project.clone(),
-            project_kind: target.kind.kind == "Project",
+            project_kind: target.kind == api::kinds::PROJECT,
             node: (who.role == crate::auth::Role::Node)
                 .then(|| who.node.clone().unwrap_or_default()),
         })

@@ -402,10 +402,6 @@ pub(super) fn written_response(
     response
 }
 
-pub(super) fn project_kind() -> &'static KindInfo {
-    api::kinds::PROJECT
-}
-
 // ---- get ----
 
 pub(crate) async fn get_one(

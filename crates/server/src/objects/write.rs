@@ -10,7 +10,7 @@ use store::{Compare, KeyValue, Op, OpResult};
 
 use super::{
     Params, Target, admit, check_namespace, check_type, meta_mut, meta_str, parse_body,
-    project_kind, sync_admission, validate, written_response,
+    sync_admission, validate, written_response,
 };
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize, check_subresource, node_may_access};
@@ -107,7 +107,9 @@ pub(crate) async fn create_value(
         return Ok(written_response(StatusCode::CREATED, &value, &admission));
     }
     let mut compares = vec![Compare::Absent(key.clone())];
-    let project_key = target.ns().map(|ns| object_key(project_kind(), None, ns));
+    let project_key = target
+        .ns()
+        .map(|ns| object_key(api::kinds::PROJECT, None, ns));
     if let Some(pk) = &project_key {
         compares.push(Compare::Exists(pk.clone()));
     }
