@@ -22,7 +22,7 @@
 // - `audit`: `verify_offline`, for `meridian audit verify --data-dir`.
 // - `registry`: `Registry`, `Mutation`, key layout and encoding; the tests seed objects
 //   the API refuses (an Allocation) through `Registry::commit`, as the scheduler does.
-// - `scheduler`: `SchedulerOptions`; `pass`, `pass_with`, `Memory` and `principal` for the
+// - `scheduler`: `SchedulerOptions`; `pass`, `pass_with`, `PassCache` and `principal` for the
 //   tests, which drive passes themselves.
 // - `tls`: `SubjectName` (`--tls-san`); `hostname` and `host_addresses` for the tests.
 mod admin;

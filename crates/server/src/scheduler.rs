@@ -4,7 +4,7 @@
 //! workloads, allocations), asks the pure `placement` crate where the missing instances
 //! go, and commits the answers. It wakes on any change under `/registry/` (debounced) and
 //! at least every `resync` interval, and does not care why it woke. What it remembers
-//! between passes ([`Memory`]) is an optimization, never a source of truth:
+//! between passes ([`PassCache`]) is an optimization, never a source of truth:
 //! the decoded workloads and allocations by revision (a pass decodes only what changed),
 //! and which workloads did not fit. While neither such a workload nor any site, node,
 //! project or allocation changed, planning it again would give the same answer, so it is
@@ -195,7 +195,7 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
             None
         }
     };
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     let mut last = PassReport::default();
     loop {
         let started = std::time::Instant::now();
@@ -284,7 +284,7 @@ const UNPLACEABLE_RETRY: Duration = Duration::from_secs(300);
 
 /// What the scheduler keeps from one pass to the next (see the module documentation).
 #[derive(Default)]
-pub struct Memory {
+pub struct PassCache {
     /// Workloads none of whose pending instances fitted, and the fleet they were planned
     /// against.
     waiting: HashMap<(String, String), Waiting>,
@@ -331,7 +331,7 @@ struct Waiting {
     instances: usize,
 }
 
-impl Memory {
+impl PassCache {
     /// The waiting entry of a workload if planning it again would change nothing.
     fn unchanged(
         &self,
@@ -367,7 +367,7 @@ fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiE
         .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))
 }
 
-async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, ApiError> {
+async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, ApiError> {
     // Ledgers first: any placement committed after this read bumps a ledger we compare.
     let ledgers = read_all(state, LEDGER_PREFIX)
         .await?
@@ -430,14 +430,14 @@ async fn snapshot(state: &AppState, memory: &mut Memory) -> Result<Snapshot, Api
 
 /// One scheduling pass.
 pub async fn pass(state: &AppState, options: &SchedulerOptions) -> Result<PassReport, ApiError> {
-    pass_with(state, options, &mut Memory::default()).await
+    pass_with(state, options, &mut PassCache::default()).await
 }
 
 /// One pass that uses and updates what earlier passes left in `memory`.
 pub async fn pass_with(
     state: &AppState,
     options: &SchedulerOptions,
-    memory: &mut Memory,
+    memory: &mut PassCache,
 ) -> Result<PassReport, ApiError> {
     // Snapshot: everything the pass decides on, read in an order that makes the ledger
     // guard sound; instances on lost nodes are released first.
@@ -535,7 +535,7 @@ async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, 
 fn place(
     snap: &Snapshot,
     plans: &Plans<'_>,
-    memory: &Memory,
+    memory: &PassCache,
     options: &SchedulerOptions,
     fleet_settled: bool,
 ) -> Result<Placing, ApiError> {
@@ -692,14 +692,14 @@ async fn commit_placements(
 /// Writes every workload's status: its plan's, with why the rest waits (or, with
 /// `autoRevert`, the reverted spec). Concurrently, so the store group-commits them
 /// instead of one fsync each. The workloads none of whose pending instances fitted wait
-/// for a change ([`Memory::waiting`]).
+/// for a change ([`PassCache::waiting`]).
 async fn write_statuses(
     state: &AppState,
     snap: &Snapshot,
     plans: &mut Plans<'_>,
     placing: &Placing,
     committed: &Committed,
-    memory: &mut Memory,
+    memory: &mut PassCache,
     options: &SchedulerOptions,
 ) -> Result<(), ApiError> {
     let unplaceable = placing.unplaceable();
@@ -1391,7 +1391,7 @@ async fn write_workload(
 pub async fn live_fleet(
     state: &AppState,
 ) -> Result<(Fleet, Arc<BTreeMap<String, Project>>), ApiError> {
-    let snap = snapshot(state, &mut Memory::default()).await?;
+    let snap = snapshot(state, &mut PassCache::default()).await?;
     let allocations = held(&snap);
     let workloads = snap.workloads.iter().map(|(w, _)| &**w);
     let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)

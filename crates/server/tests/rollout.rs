@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use client::{Client, ListOptions, PatchType};
-use server::scheduler::{self, Memory, SchedulerOptions};
+use server::scheduler::{self, PassCache, SchedulerOptions};
 
 use testkit::{TestServer, kind};
 
@@ -100,7 +100,7 @@ fn running(allocs: &[Value]) -> usize {
 
 /// Passes and agent steps until nothing changes; returns the fewest running instances
 /// seen between steps.
-async fn settle(r: &TestServer, memory: &mut Memory) -> usize {
+async fn settle(r: &TestServer, memory: &mut PassCache) -> usize {
     let options = SchedulerOptions::default();
     let mut least = usize::MAX;
     let mut quiet = 0;
@@ -126,7 +126,7 @@ async fn settle(r: &TestServer, memory: &mut Memory) -> usize {
 async fn a_changed_command_is_rolled_out_within_its_limits() {
     let r = start().await;
     estate(&r.client).await;
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     r.client
         .create(
             kind("workload"),
@@ -275,7 +275,7 @@ async fn a_changed_command_is_rolled_out_within_its_limits() {
 async fn a_failing_revision_stops_and_auto_reverts() {
     let r = start().await;
     estate(&r.client).await;
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     r.client
         .create(
             kind("workload"),
@@ -329,7 +329,7 @@ async fn a_failing_revision_stops_and_auto_reverts() {
 async fn a_paused_rollout_waits_and_recreate_stops_old_first() {
     let r = start().await;
     estate(&r.client).await;
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     r.client
         .create(
             kind("workload"),
@@ -438,7 +438,7 @@ async fn jobs_run_within_their_parallelism_and_retry_within_their_backoff_limit(
     let r = start().await;
     estate(&r.client).await;
     let options = SchedulerOptions::default();
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     r.client
         .create(
             kind("workload"),
@@ -527,7 +527,7 @@ async fn a_periodic_job_starts_runs_and_its_runs_go_with_it() {
     let r = start().await;
     estate(&r.client).await;
     let options = SchedulerOptions::default();
-    let mut memory = Memory::default();
+    let mut memory = PassCache::default();
     let mut periodic = job(1, "/bin/report", json!({"schedule": "*/1 * * * *"}));
     periodic["metadata"]["name"] = json!("report");
     r.client

@@ -309,7 +309,7 @@ async fn a_workload_that_does_not_fit_waits_for_a_change_before_it_is_planned_ag
     let r = TestServer::start().await;
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
-    let mut memory = scheduler::Memory::default();
+    let mut memory = scheduler::PassCache::default();
     let mut pass = async || {
         scheduler::pass_with(&r.state, &options, &mut memory)
             .await
