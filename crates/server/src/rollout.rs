@@ -184,28 +184,6 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
     };
 
     // Classify every allocation.
-    struct Seen<'a> {
-        name: &'a str,
-        rev: Revision,
-        index: u32,
-        new: bool,
-        live: bool,
-        available: bool,
-        ready: bool,
-        failing: Option<String>,
-        phase: AllocationPhase,
-    }
-    let seen_jobs = |seen: &[Seen<'_>]| -> Vec<JobInstance> {
-        seen.iter()
-            .map(|s| JobInstance {
-                name: s.name.to_owned(),
-                rev: s.rev,
-                index: s.index,
-                live: s.live,
-                phase: s.phase,
-            })
-            .collect()
-    };
     let mut seen: Vec<Seen<'_>> = Vec::with_capacity(instances.len());
     for i in instances {
         let a = i.allocation;
@@ -333,7 +311,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         plan.target = Some((target, hash));
         plan_job(
             w,
-            &seen_jobs(&seen),
+            &seen,
             replicas,
             recorded_only,
             now,
@@ -626,12 +604,19 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
     plan
 }
 
-/// What a job's plan needs of one allocation.
-struct JobInstance {
-    name: String,
+/// One allocation of the workload, classified for the plan.
+struct Seen<'a> {
+    name: &'a str,
     rev: Revision,
     index: u32,
+    /// Runs the spec's revision.
+    new: bool,
+    /// Not finished (succeeded, failed or lost).
     live: bool,
+    available: bool,
+    ready: bool,
+    /// Why it counts as a failing instance of its revision.
+    failing: Option<String>,
     phase: AllocationPhase,
 }
 
@@ -642,7 +627,7 @@ struct JobInstance {
 /// on.
 fn plan_job(
     w: &Workload,
-    seen: &[JobInstance],
+    seen: &[Seen<'_>],
     replicas: u32,
     recorded_only: bool,
     now: Timestamp,
@@ -653,7 +638,7 @@ fn plan_job(
     status.start_time = prev.start_time.clone();
     for s in seen.iter().filter(|s| s.index >= replicas) {
         plan.remove
-            .push((s.name.clone(), s.rev, Removal::ScaledDown));
+            .push((s.name.to_owned(), s.rev, Removal::ScaledDown));
     }
     let in_range = || seen.iter().filter(|s| s.index < replicas);
     let failures = u32::try_from(
@@ -699,7 +684,8 @@ fn plan_job(
     if let Some((why, message)) = &stop {
         if !complete {
             for s in in_range().filter(|s| s.live) {
-                plan.remove.push((s.name.clone(), s.rev, Removal::Replaced));
+                plan.remove
+                    .push((s.name.to_owned(), s.rev, Removal::Replaced));
             }
             if prev
                 .condition(reason::FAILED)
@@ -727,7 +713,7 @@ fn plan_job(
             if room == 0 {
                 break;
             }
-            let mine: Vec<&JobInstance> = in_range().filter(|s| s.index == index).collect();
+            let mine: Vec<&Seen<'_>> = in_range().filter(|s| s.index == index).collect();
             let settled = mine
                 .iter()
                 .any(|s| s.live || s.phase != AllocationPhase::Failed);
