@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use api::kinds::{HealthCheck, HealthState, HealthStatus};
+use api::task::PortRef;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,21 +127,55 @@ impl Drop for Tracker {
     }
 }
 
+/// The check with its named ports replaced by the allocation's host ports (a name the
+/// allocation has no port for stays, and fails each check saying so).
+pub fn resolve_ports(mut check: HealthCheck, ports: &[api::task::PortBinding]) -> HealthCheck {
+    let resolve = |p: &mut PortRef| {
+        if let Some(n) = p.resolve(ports) {
+            *p = PortRef::Number(n);
+        }
+    };
+    if let Some(h) = check.http.as_mut() {
+        resolve(&mut h.port);
+    }
+    if let Some(t) = check.tcp.as_mut() {
+        resolve(&mut t.port);
+    }
+    check
+}
+
+fn number(p: &PortRef) -> Result<u16, Outcome> {
+    match p {
+        PortRef::Number(n) => Ok(*n),
+        PortRef::Name(name) => Err(Outcome {
+            healthy: false,
+            message: format!("the allocation has no port named {name}"),
+        }),
+    }
+}
+
 /// Runs one check within its timeout.
 pub async fn run(check: &HealthCheck, env: &BTreeMap<String, String>) -> Outcome {
     let limit = check.timeout();
     let job = async {
         if let Some(h) = &check.http {
-            http(h.port, &h.path).await
+            match number(&h.port) {
+                Ok(port) => http(port, &h.path).await,
+                Err(o) => o,
+            }
         } else if let Some(t) = &check.tcp {
-            match TcpStream::connect(("127.0.0.1", t.port)).await {
+            let port = match number(&t.port) {
+                Ok(port) => port,
+                Err(o) => return o,
+            };
+            match TcpStream::connect(("127.0.0.1", port)).await {
                 Ok(_) => Outcome {
                     healthy: true,
-                    message: format!("port {} accepts connections", t.port),
+                    message: format!("port {port} accepts connections"),
                 },
                 Err(e) => Outcome {
                     healthy: false,
-                    message: format!("port {}: {e}", t.port),
+                    message: format!("port {port}: {e}"),
                 },
             }
         } else if let Some(c) = &check.command {

@@ -29,6 +29,7 @@ pub mod linux;
 pub mod logs;
 pub mod probe;
 pub mod runtime;
+pub mod view;
 pub mod windows;
 
 pub use facts::{FactsError, HostFacts, Options, arch_of, discover, node_spec, security_status};

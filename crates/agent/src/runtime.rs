@@ -364,6 +364,8 @@ struct Runner {
     /// The node's allocations as last seen: `namespace/name` → object.
     desired: HashMap<String, Allocation>,
     local: HashMap<String, Local>,
+    /// What shapes each task's view (directories, node, volumes, users).
+    view: crate::view::Context,
 }
 
 /// An allocation as the server sent it, decoded: the one place the agent reads allocation
@@ -432,6 +434,10 @@ impl Runner {
             log_limit: config.log_limit,
             desired: HashMap::new(),
             local: HashMap::new(),
+            view: crate::view::Context {
+                data_dir: config.data_dir.clone(),
+                node: config.name.clone(),
+            },
         }
     }
 
@@ -459,9 +465,7 @@ impl Runner {
     }
 
     fn alloc_dir(&self, key: &str) -> PathBuf {
-        self.data_dir
-            .join("allocations")
-            .join(key.replace('/', "_"))
+        self.view.alloc_dir(key)
     }
 
     /// Takes over the tasks a previous agent started that are still alive.
@@ -620,10 +624,9 @@ impl Runner {
                         && let Some(task) = &a.spec.task
                         && let Some(check) = task.health.clone()
                     {
-                        let mut env = task.env.clone();
-                        env.insert("MERIDIAN_ALLOCATION".into(), k.clone());
-                        env.insert("MERIDIAN_NODE".into(), self.node.clone());
-                        l.health = Some(health::Tracker::new(check, env, now));
+                        let launch = self.view.launch(&k, a, task);
+                        let check = health::resolve_ports(check, &launch.ports);
+                        l.health = Some(health::Tracker::new(check, launch.env, now));
                     }
                     let verdict = match l.health.as_mut() {
                         Some(t) => t.poll(now).await,
@@ -769,14 +772,12 @@ impl Runner {
     }
 
     async fn start(&self, key: &str, a: &Allocation, restarts: u32) -> Result<(Local, String)> {
-        let mut task = a
+        let task = a
             .spec
             .task
             .clone()
             .context("the allocation carries no valid task")?;
-        task.env
-            .insert("MERIDIAN_ALLOCATION".into(), key.to_owned());
-        task.env.insert("MERIDIAN_NODE".into(), self.node.clone());
+        let launch = self.view.launch(key, a, &task);
         let d = self.drivers.get(task.driver)?;
         let uid = uid_of(a);
         let slot = Slot {
@@ -785,11 +786,12 @@ impl Runner {
             uid: uid.clone(),
             log_limit: self.log_limit,
         };
-        let started = d.start(&task, &slot).await?;
+        let started = d.start(&task, &launch, &slot).await?;
         let h = &started.handle;
         tracing::info!(allocation = %key, pid = h.record.pid, driver = %task.driver, "task started");
         let health = task.health.clone().map(|check| {
-            health::Tracker::new(check, task.env.clone(), tokio::time::Instant::now())
+            let check = health::resolve_ports(check, &launch.ports);
+            health::Tracker::new(check, launch.env.clone(), tokio::time::Instant::now())
         });
         Ok((
             Local {
@@ -996,6 +998,7 @@ mod tests {
             type_: Some(serde_json::from_value(json!(type_)).unwrap()),
             restart: serde_json::from_value(restart).unwrap(),
             explanation: None,
+            ports: Vec::new(),
         }
     }
 

@@ -81,7 +81,11 @@ async fn boot_and_stop(acpi: bool, grace: Duration) -> Stopped {
         log_limit: 10 * 1024 * 1024,
     };
     let started = driver
-        .start(&vm_task(&disk, &kernel, &initrd), &slot)
+        .start(
+            &vm_task(&disk, &kernel, &initrd),
+            &agent::driver::Launch::default(),
+            &slot,
+        )
         .await
         .expect("QEMU starts");
     assert!(

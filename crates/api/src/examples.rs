@@ -7,6 +7,10 @@ pub const FILES: &[(&str, &str)] = &[
         "projects.yaml",
         include_str!("../../../examples/projects.yaml"),
     ),
+    (
+        "secrets.yaml",
+        include_str!("../../../examples/secrets.yaml"),
+    ),
     ("sites.yaml", include_str!("../../../examples/sites.yaml")),
     ("nodes.yaml", include_str!("../../../examples/nodes.yaml")),
     (

@@ -138,6 +138,16 @@ pub const EVENT: &KindInfo = &KindInfo {
     has_status: false,
 };
 
+/// The `Secret` kind (see [`crate::secret`]).
+pub const SECRET: &KindInfo = &KindInfo {
+    kind: "Secret",
+    plural: "secrets",
+    singular: "secret",
+    short_names: &[],
+    scope: Scope::Project,
+    has_status: false,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
 pub static KINDS: &[KindInfo] = &[
@@ -147,6 +157,7 @@ pub static KINDS: &[KindInfo] = &[
     *ALLOCATION,
     *POLICY,
     *PROJECT,
+    *SECRET,
     *EVENT,
 ];
 
@@ -223,6 +234,7 @@ pub enum AnyObject {
     Allocation(Allocation),
     Policy(Policy),
     Project(Project),
+    Secret(crate::secret::Secret),
     /// The one kind without `spec`: see [`crate::event`].
     Event(crate::event::Event),
 }
@@ -237,6 +249,7 @@ macro_rules! each_kind {
             AnyObject::Allocation($o) => $body,
             AnyObject::Policy($o) => $body,
             AnyObject::Project($o) => $body,
+            AnyObject::Secret($o) => $body,
             AnyObject::Event($o) => $body,
         }
     };
@@ -252,6 +265,7 @@ macro_rules! each_spec_kind {
             AnyObject::Allocation($o) => $body,
             AnyObject::Policy($o) => $body,
             AnyObject::Project($o) => $body,
+            AnyObject::Secret($o) => $body,
             AnyObject::Event(_) => $event,
         }
     };
@@ -274,6 +288,7 @@ impl AnyObject {
             AnyObject::Allocation(_) => ALLOCATION,
             AnyObject::Policy(_) => POLICY,
             AnyObject::Project(_) => PROJECT,
+            AnyObject::Secret(_) => SECRET,
             AnyObject::Event(_) => EVENT,
         }
     }
@@ -319,6 +334,7 @@ impl AnyObject {
             (AnyObject::Allocation(a), AnyObject::Allocation(b)) => a.status = b.status,
             (AnyObject::Policy(a), AnyObject::Policy(b)) => a.status = b.status,
             (AnyObject::Project(a), AnyObject::Project(b)) => a.status = b.status,
+            (AnyObject::Secret(a), AnyObject::Secret(b)) => a.status = b.status,
             _ => return false,
         }
         true
@@ -364,6 +380,12 @@ macro_rules! any_from {
 }
 any_from!(Site, Node, Workload, Allocation, Policy, Project);
 
+impl From<crate::secret::Secret> for AnyObject {
+    fn from(o: crate::secret::Secret) -> Self {
+        AnyObject::Secret(o)
+    }
+}
+
 impl From<crate::event::Event> for AnyObject {
     fn from(e: crate::event::Event) -> Self {
         AnyObject::Event(e)
@@ -406,7 +428,6 @@ macro_rules! string_enum {
         }
     };
 }
-
 pub(crate) use string_enum;
 
 string_enum! {
@@ -421,8 +442,10 @@ string_enum! {
 
 string_enum! {
     /// How an agent runs a task.
+    #[derive(Default)]
     Driver {
         /// A process on the host (a Windows service process or a Linux process).
+        #[default]
         Exec = "exec",
         /// A virtual machine from a disk image.
         Qemu = "qemu",
@@ -516,34 +539,6 @@ fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>,
         Scalar::I(i) => i.to_string(),
         Scalar::F(f) => f.to_string(),
     }))
-}
-
-/// A string map whose values YAML authors may write as numbers or booleans (`PORT: 8080`).
-fn lenient_string_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
-        B(bool),
-    }
-    Ok(BTreeMap::<String, Scalar>::deserialize(d)?
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Scalar::S(s) => s,
-                Scalar::I(i) => i.to_string(),
-                Scalar::U(u) => u.to_string(),
-                Scalar::F(f) => f.to_string(),
-                Scalar::B(b) => b.to_string(),
-            };
-            (k, v)
-        })
-        .collect())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -832,6 +827,12 @@ pub struct NodeStatus {
     pub agent_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Host volumes the agent offers to tasks (`--volume NAME=PATH[:ro]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::task::HostVolume>,
+    /// Addresses other nodes reach this one at (endpoints use the first InternalIP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<crate::task::NodeAddress>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -998,7 +999,7 @@ impl Spec for WorkloadSpec {
 }
 
 /// The unit an agent runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Task {
     pub driver: Driver,
@@ -1007,14 +1008,37 @@ pub struct Task {
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// Environment variables: a map of `NAME: value`, or Kubernetes' list of `{name,
+    /// value}` and `{name, valueFrom: {secretRef: {name, key}}}`. The task sees these and
+    /// the agent's `MERIDIAN_*` variables about the allocation, nothing of the agent's own
+    /// environment.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "lenient_string_map"
+        deserialize_with = "crate::task::deserialize_env"
     )]
-    pub env: BTreeMap<String, String>,
+    pub env: crate::task::Env,
+    /// Working directory; relative paths are inside the allocation's task directory
+    /// (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// The account the task runs as: `name`, `uid`, `name:group` or `uid:gid`. Default:
+    /// the agent's unprivileged `meridian-task` account; `root` must be asked for, and the
+    /// baseline policy `baseline-no-root` refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Ports the task listens on; host ports are a node resource the scheduler assigns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::task::Port>,
+    /// Host volumes of the node, by name; a node without them is not a candidate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::task::VolumeMount>,
+    /// Secrets delivered as files (`$MERIDIAN_SECRETS_DIR/<secret>/<key>`, mode 0400).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::task::SecretFiles>,
+    /// Process resource limits (`setrlimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlimits: Option<crate::task::Rlimits>,
     /// Container image (`container` driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -1122,7 +1146,8 @@ fn duration_or(s: Option<&str>, default: std::time::Duration) -> std::time::Dura
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpCheck {
-    pub port: u16,
+    /// A port number, or the name of one of the task's ports.
+    pub port: crate::task::PortRef,
     /// Default `/`.
     #[serde(default = "default_http_path")]
     pub path: String,
@@ -1136,7 +1161,8 @@ fn default_http_path() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TcpCheck {
-    pub port: u16,
+    /// A port number, or the name of one of the task's ports.
+    pub port: crate::task::PortRef,
 }
 
 /// A command health check.
@@ -1311,6 +1337,10 @@ pub struct WorkloadStatus {
     /// Recent revisions, oldest first, bounded by `spec.revisionHistoryLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<WorkloadRevision>,
+    /// The ready instances that have ports, as other services reach them (node address
+    /// and host ports), sorted by allocation name. `meridian get endpoints` lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<crate::task::Endpoint>,
 }
 
 impl WorkloadStatus {
@@ -1390,6 +1420,9 @@ pub struct AllocationSpec {
     /// Why this node: the scheduler's structured explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<crate::explanation::Explanation>,
+    /// Host ports assigned by the scheduler, one per `task.ports` entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::task::PortBinding>,
 }
 
 impl Spec for AllocationSpec {
@@ -1602,7 +1635,9 @@ mod tests {
 
     #[test]
     fn constants_are_the_table() {
-        let constants = [SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT, EVENT];
+        let constants = [
+            SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT, SECRET, EVENT,
+        ];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {
             assert_eq!(table, constant);

@@ -32,8 +32,10 @@ pub mod quantity;
 pub mod rollout;
 pub mod schedule;
 pub mod schema;
+pub mod secret;
 pub mod selector;
 pub mod table;
+pub mod task;
 pub mod validate;
 pub mod yaml;
 

@@ -34,6 +34,7 @@ pub fn openapi_schemas() -> Map<String, Value> {
     add::<Allocation>(&mut generator, &mut names, "Allocation");
     add::<Policy>(&mut generator, &mut names, "Policy");
     add::<Project>(&mut generator, &mut names, "Project");
+    add::<crate::secret::Secret>(&mut generator, &mut names, "Secret");
     add::<crate::event::Event>(&mut generator, &mut names, "Event");
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<ListMeta>();

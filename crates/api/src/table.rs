@@ -68,6 +68,7 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["NAME", "OWNERS", "ALLOWED-LOCATIONS"],
             &["QUOTA", "DESCRIPTION"],
         ),
+        "Secret" => (&["NAME", "TYPE", "DATA"], &["KEYS"]),
         "Event" => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
@@ -305,6 +306,19 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
             (
                 vec![name, join(&s.owners), join(&s.allowed_locations)],
                 vec![or_none(quota.as_deref()), or_none(s.description.as_deref())],
+            )
+        }
+        AnyObject::Secret(o) => {
+            let keys = crate::validate::secret_keys(&o.spec);
+            (
+                vec![
+                    name,
+                    o.spec.type_.clone().unwrap_or_else(|| "Opaque".into()),
+                    keys.len().to_string(),
+                ],
+                vec![or_none(
+                    Some(keys.join(",").as_str()).filter(|k| !k.is_empty()),
+                )],
             )
         }
         AnyObject::Event(e) => (

@@ -286,6 +286,7 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
         "Allocation" => AnyObject::Allocation(typed(value)?),
         "Policy" => AnyObject::Policy(typed(value)?),
         "Project" => AnyObject::Project(typed(value)?),
+        "Secret" => AnyObject::Secret(typed(value)?),
         "Event" => AnyObject::Event(typed(value)?),
         other => unreachable!("kind {other} in KINDS without a type"),
     })
@@ -875,12 +876,82 @@ impl Checker {
             self.health("spec.task.health", h);
         }
         self.program("spec.task.command", &t.command);
-        for k in t.env.keys() {
+        for (k, v) in &t.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 self.err(
                     format!("spec.task.env.{k}"),
                     "an environment variable name must be non-empty and contain no '='",
                 );
+            } else if k.starts_with("MERIDIAN_") && !k.starts_with("MERIDIAN_SIM_") {
+                self.err(
+                    format!("spec.task.env.{k}"),
+                    "MERIDIAN_* variables are set by the agent (allocation, node, ports); choose another name",
+                );
+            }
+            if let Some(r) = v.secret_ref() {
+                let field = format!("spec.task.env.{k}.valueFrom.secretRef");
+                self.label_name(&format!("{field}.name"), &r.name, "Secret");
+                if !is_secret_key(&r.key) {
+                    self.err(
+                        format!("{field}.key"),
+                        "a key is 1 to 253 characters of letters, digits, '-', '_' and '.'",
+                    );
+                }
+            }
+        }
+        if let Some(u) = &t.user {
+            if let Err(why) = crate::task::parse_user(u) {
+                self.err("spec.task.user", why);
+            }
+        }
+        self.ports(t);
+        let mut volumes = std::collections::BTreeSet::new();
+        let mut mounts = std::collections::BTreeSet::new();
+        for (i, v) in t.volumes.iter().enumerate() {
+            let field = format!("spec.task.volumes[{i}]");
+            self.label_name(&format!("{field}.name"), &v.name, "volume");
+            if !volumes.insert(v.name.as_str()) {
+                self.err(
+                    format!("{field}.name"),
+                    format!("volume {} is mounted twice", v.name),
+                );
+            }
+            if v.mount_path.is_empty()
+                || v.mount_path.contains('\0')
+                || v.mount_path.split(['/', '\\']).any(|c| c == "..")
+            {
+                self.err(
+                    format!("{field}.mountPath"),
+                    "a path without '..' (absolute, or relative to the task's directory)",
+                );
+            } else if !mounts.insert(v.mount_path.trim_end_matches('/')) {
+                self.err(
+                    format!("{field}.mountPath"),
+                    format!("{} is the mount path of two volumes", v.mount_path),
+                );
+            }
+        }
+        for (i, sf) in t.secrets.iter().enumerate() {
+            let field = format!("spec.task.secrets[{i}]");
+            self.label_name(&format!("{field}.name"), &sf.name, "Secret");
+            for (j, k) in sf.keys.iter().enumerate() {
+                if !is_secret_key(k) {
+                    self.err(
+                        format!("{field}.keys[{j}]"),
+                        "a key is 1 to 253 characters of letters, digits, '-', '_' and '.'",
+                    );
+                }
+            }
+        }
+        if let Some(r) = &t.rlimits {
+            if r.nofile == Some(0) {
+                self.err(
+                    "spec.task.rlimits.nofile",
+                    "must be at least 1 (a task opens its own program)",
+                );
+            }
+            if r.nproc == Some(0) {
+                self.err("spec.task.rlimits.nproc", "must be at least 1");
             }
         }
         if let Some(dir) = &t.working_dir {
@@ -930,6 +1001,74 @@ impl Checker {
         }
     }
 
+    /// `task.ports`: names unique DNS labels of at most 15 characters (as Kubernetes),
+    /// numbers 0 (dynamic) to 65535, static host ports unique per protocol, targets ports.
+    fn ports(&mut self, t: &Task) {
+        let mut names = std::collections::BTreeSet::new();
+        let mut statics = std::collections::BTreeSet::new();
+        for (i, p) in t.ports.iter().enumerate() {
+            let field = format!("spec.task.ports[{i}]");
+            self.label_name(&format!("{field}.name"), &p.name, "port");
+            if p.name.len() > 15 {
+                self.err(
+                    format!("{field}.name"),
+                    "a port name is at most 15 characters (it becomes MERIDIAN_PORT_<NAME>)",
+                );
+            }
+            if !names.insert(p.name.as_str()) {
+                self.err(
+                    format!("{field}.name"),
+                    format!("port {} is named twice", p.name),
+                );
+            }
+            if p.port > 65535 {
+                self.err(
+                    format!("{field}.port"),
+                    format!(
+                        "{} is not a port: use 1 to 65535, or 0 for one the scheduler picks",
+                        p.port
+                    ),
+                );
+            } else if p.port != 0 && !statics.insert((p.port, p.protocol)) {
+                self.err(
+                    format!("{field}.port"),
+                    format!("{}/{} is given twice", p.port, p.protocol),
+                );
+            }
+            if let Some(target) = p.target {
+                if target == 0 || target > 65535 {
+                    self.err(
+                        format!("{field}.target"),
+                        format!("{target} is not a port: use 1 to 65535"),
+                    );
+                } else if t.driver == Driver::Exec && p.port != 0 && target != p.port {
+                    self.err(
+                        format!("{field}.target"),
+                        "an exec task listens on the host port itself: remove target, or use the container or qemu driver",
+                    );
+                }
+            }
+        }
+        let check_ref = |c: &mut Self, field: &str, r: &crate::task::PortRef| {
+            if let crate::task::PortRef::Name(n) = r {
+                if !t.ports.iter().any(|p| &p.name == n) {
+                    c.err(
+                        field,
+                        format!("names port {n}, which is not in spec.task.ports"),
+                    );
+                }
+            }
+        };
+        if let Some(h) = &t.health {
+            if let Some(c) = &h.http {
+                check_ref(self, "spec.task.health.http.port", &c.port);
+            }
+            if let Some(c) = &h.tcp {
+                check_ref(self, "spec.task.health.tcp.port", &c.port);
+            }
+        }
+    }
+
     fn health(&mut self, field: &str, h: &HealthCheck) {
         let kinds = [
             h.http.is_some().then_some("http"),
@@ -952,7 +1091,7 @@ impl Checker {
             ),
         }
         if let Some(c) = &h.http {
-            if c.port == 0 {
+            if c.port == crate::task::PortRef::Number(0) {
                 self.err(format!("{field}.http.port"), "must be 1 to 65535");
             }
             if !c.path.starts_with('/') || c.path.chars().any(char::is_whitespace) {
@@ -966,7 +1105,7 @@ impl Checker {
             }
         }
         if let Some(c) = &h.tcp
-            && c.port == 0
+            && c.port == crate::task::PortRef::Number(0)
         {
             self.err(format!("{field}.tcp.port"), "must be 1 to 65535");
         }
@@ -1376,6 +1515,91 @@ impl Checker {
         self.strings("spec.owners", &p.owners);
         self.jurisdictions("spec.allowedLocations", &p.allowed_locations);
     }
+
+    /// A secret as a client writes it. Messages name keys, never values.
+    fn secret(&mut self, s: &crate::secret::SecretSpec) {
+        use base64::Engine as _;
+        if s.sealed.is_some() {
+            self.err(
+                "spec.sealed",
+                "is the server's encrypted form; write values in spec.data (base64) or spec.stringData",
+            );
+        }
+        if !s.keys.is_empty() {
+            self.err(
+                "spec.keys",
+                "is maintained by the server; write values in spec.data or spec.stringData",
+            );
+        }
+        let mut total = 0usize;
+        for (field, map) in [("data", &s.data), ("stringData", &s.string_data)] {
+            for (k, v) in map {
+                if !is_secret_key(k) {
+                    self.err(
+                        format!("spec.{field}.{k}"),
+                        "a key is 1 to 253 characters of letters, digits, '-', '_' and '.' (e.g. password, tls.crt)",
+                    );
+                }
+                if field == "data" {
+                    match base64::engine::general_purpose::STANDARD.decode(v) {
+                        Ok(b) => total += b.len(),
+                        Err(_) => self.err(
+                            format!("spec.data.{k}"),
+                            "is not base64; encode the value (e.g. `echo -n VALUE | base64`) or put it in spec.stringData",
+                        ),
+                    }
+                } else {
+                    total += v.len();
+                }
+            }
+        }
+        let keys = secret_keys(s).len();
+        if keys > crate::secret::MAX_KEYS {
+            self.err(
+                "spec.data",
+                format!(
+                    "{keys} keys; a secret holds at most {}",
+                    crate::secret::MAX_KEYS
+                ),
+            );
+        }
+        if total > crate::secret::MAX_BYTES {
+            self.err(
+                "spec.data",
+                format!(
+                    "the values hold {total} bytes; a secret holds at most {} (1 MiB)",
+                    crate::secret::MAX_BYTES
+                ),
+            );
+        }
+        if let Some(t) = &s.type_ {
+            self.non_empty("spec.type", t);
+        }
+    }
+}
+
+/// A secret key: `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
+pub fn is_secret_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k != "."
+        && k != ".."
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The key names of a secret in any of its forms (as written, or as stored), sorted.
+pub fn secret_keys(s: &crate::secret::SecretSpec) -> Vec<String> {
+    let mut keys: Vec<String> = s
+        .data
+        .keys()
+        .chain(s.string_data.keys())
+        .chain(s.keys.iter())
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// Checks meaning and reports every problem.
@@ -1398,6 +1622,7 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
         AnyObject::Allocation(o) => c.allocation(&o.spec),
         AnyObject::Policy(o) => c.policy(&o.spec),
         AnyObject::Project(o) => c.project(&o.spec),
+        AnyObject::Secret(o) => c.secret(&o.spec),
         AnyObject::Event(e) => c.event(e),
     }
     if c.errors.is_empty() {

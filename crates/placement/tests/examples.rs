@@ -281,6 +281,7 @@ fn a_second_finetune_explains_that_ch_would_fit() {
         type_: None,
         restart: None,
         explanation: Some(d.explanation().clone()),
+        ports: Vec::new(),
     };
     let a = Allocation::new(ObjectMeta::namespaced("research", "x"), stored);
     let json = serde_json::to_value(&a).unwrap();

@@ -572,6 +572,7 @@ fn existing_allocations_count_and_finished_ones_do_not() {
                 type_: None,
                 restart: None,
                 explanation: None,
+                ports: Vec::new(),
             },
         );
         a.status = Some(serde_json::from_value(json!({"phase": phase})).unwrap());

@@ -492,7 +492,8 @@ fn env_flag(a: &Allocation, var: &str) -> bool {
         .task
         .as_ref()
         .and_then(|t| t.env.get(var))
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"))
+        .and_then(|v| v.literal())
+        .is_some_and(|v| matches!(v, "1" | "true" | "yes"))
 }
 
 fn now_rfc3339() -> String {

@@ -324,6 +324,7 @@ fn container(image: String, resources: Resources) -> Task {
         os: linux(),
         arch: None,
         health: None,
+        ..Default::default()
     }
 }
 
@@ -340,6 +341,7 @@ fn exec(command: &[&str], resources: Resources) -> Task {
         os: linux(),
         arch: None,
         health: None,
+        ..Default::default()
     }
 }
 
@@ -862,6 +864,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 os: None,
                 arch: Some(Arch::Amd64),
                 health: None,
+                ..Default::default()
             };
             let mut s = base(WorkloadType::Vm, replicas, task);
             let r = residency(ctx, project, need);

@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use api::kinds::{Driver as DriverKind, Task};
 
 use super::exec::{capture, create_dir};
-use super::{Driver, DriverError, Handle, Record, Slot, Started, Stopped};
+use super::{Driver, DriverError, Handle, Launch, Record, Slot, Started, Stopped};
 
 /// Which engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub fn cpus_arg(millis: u64) -> String {
 }
 
 /// The arguments of `ENGINE run` (without the program) for `task`.
-pub fn run_args(task: &Task, name: &str) -> Result<Vec<String>, DriverError> {
+pub fn run_args(task: &Task, launch: &Launch, name: &str) -> Result<Vec<String>, DriverError> {
     let image = task
         .image
         .as_deref()
@@ -89,7 +89,7 @@ pub fn run_args(task: &Task, name: &str) -> Result<Vec<String>, DriverError> {
     if r.memory.bytes() > 0 {
         args.extend(["--memory".to_owned(), format!("{}b", r.memory.bytes())]);
     }
-    for (k, v) in &task.env {
+    for (k, v) in &launch.env {
         args.extend(["-e".to_owned(), format!("{k}={v}")]);
     }
     if let Some(wd) = &task.working_dir {
@@ -223,9 +223,14 @@ impl Driver for ContainerDriver {
         DriverKind::Container
     }
 
-    async fn start(&self, task: &Task, slot: &Slot) -> Result<Started, DriverError> {
+    async fn start(
+        &self,
+        task: &Task,
+        launch: &Launch,
+        slot: &Slot,
+    ) -> Result<Started, DriverError> {
         let name = container_name(&slot.uid);
-        let args = run_args(task, &name)?;
+        let args = run_args(task, launch, &name)?;
         create_dir(&slot.dir)?;
         // A container of an earlier run of this allocation would hold the name.
         let _ = self
@@ -319,7 +324,7 @@ mod tests {
             "env": {"A": "1", "B": "x=y"}, "workingDir": "/srv",
             "resources": {"cpu": "500m", "memory": "256Mi"},
         }));
-        let args = run_args(&t, "meridian-1234").unwrap();
+        let args = run_args(&t, &Launch::default(), "meridian-1234").unwrap();
         assert_eq!(
             args.join(" "),
             "run -d --name meridian-1234 --label dev.meridian.allocation=meridian-1234 \
@@ -331,7 +336,7 @@ mod tests {
             "driver": "container", "image": "nginx", "args": ["-g", "daemon off;"],
             "resources": {"cpu": "2", "memory": "1Gi"},
         }));
-        let args = run_args(&t, "meridian-u").unwrap();
+        let args = run_args(&t, &Launch::default(), "meridian-u").unwrap();
         assert_eq!(
             args[6..].join(" "),
             "--cpus 2 --memory 1073741824b nginx -g daemon off;"
@@ -339,7 +344,9 @@ mod tests {
         assert_eq!(args.last().map(String::as_str), Some("daemon off;"));
         let t = task(json!({"driver": "container", "resources": {"cpu": "1", "memory": "1Mi"}}));
         assert_eq!(
-            run_args(&t, "n").unwrap_err().to_string(),
+            run_args(&t, &Launch::default(), "n")
+                .unwrap_err()
+                .to_string(),
             "the container driver needs spec.task.image"
         );
     }

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use api::kinds::{Driver as DriverKind, Task};
 
-use super::{Driver, DriverError, Handle, Record, Slot, Started, Stopped};
+use super::{Driver, DriverError, Handle, Launch, Record, Slot, Started, Stopped};
 
 /// Where the limits of a task live (cgroup v1), if the host allowed creating them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,12 +45,17 @@ impl Driver for ExecDriver {
         DriverKind::Exec
     }
 
-    async fn start(&self, task: &Task, slot: &Slot) -> Result<Started, DriverError> {
+    async fn start(
+        &self,
+        task: &Task,
+        launch: &Launch,
+        slot: &Slot,
+    ) -> Result<Started, DriverError> {
         let mut argv = task.command.iter().chain(task.args.iter());
         let program = argv.next().ok_or(DriverError::NoCommand)?.clone();
         create_dir(&slot.dir)?;
         let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(argv).envs(&task.env);
+        cmd.args(argv).envs(&launch.env);
         if let Some(wd) = &task.working_dir {
             cmd.current_dir(wd);
         }

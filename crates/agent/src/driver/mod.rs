@@ -45,6 +45,69 @@ pub struct Slot {
     pub log_limit: u64,
 }
 
+/// What the task sees, resolved by the runtime from the allocation, the agent's
+/// configuration and the secrets fetched for the allocation. Drivers apply all of it and
+/// persist none of it (it may hold secret values: never log it, never write it to
+/// `state.json`).
+#[derive(Clone, Default)]
+pub struct Launch {
+    /// The task's whole environment: its `env` with secret references resolved, plus the
+    /// agent's `MERIDIAN_*` variables about the allocation. Nothing of the agent's own.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The account to run as; `None` runs as the agent's own user (an agent that is not
+    /// root cannot switch, and says so).
+    pub user: Option<Identity>,
+    /// The allocation's own directory for the task (`<slot.dir>/task`), which survives
+    /// restarts of the task; the default working directory. Logs are beside it, in
+    /// `slot.dir`.
+    pub task_dir: PathBuf,
+    /// The working directory: `task.workingDir` resolved against `task_dir`.
+    pub working_dir: PathBuf,
+    /// Host ports assigned by the scheduler.
+    pub ports: Vec<api::task::PortBinding>,
+    /// Host volumes, resolved to host paths.
+    pub volumes: Vec<BoundVolume>,
+    /// Where the secret files were written (`<slot.dir>/secrets`), if the task has any.
+    pub secrets_dir: Option<PathBuf>,
+    /// Process limits.
+    pub rlimits: api::task::Rlimits,
+}
+
+impl std::fmt::Debug for Launch {
+    /// Names of variables only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("user", &self.user)
+            .field("task_dir", &self.task_dir)
+            .field("working_dir", &self.working_dir)
+            .field("ports", &self.ports)
+            .field("volumes", &self.volumes)
+            .field("secrets_dir", &self.secrets_dir)
+            .field("rlimits", &self.rlimits)
+            .finish()
+    }
+}
+
+/// A resolved account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A node's host volume as a task mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundVolume {
+    pub name: String,
+    /// The directory on the node.
+    pub host_path: PathBuf,
+    /// Where the task sees it (`task.volumes[].mountPath`).
+    pub mount_path: String,
+    pub read_only: bool,
+}
+
 /// What survives an agent restart, per task (in `state.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -192,8 +255,13 @@ pub trait Driver: Send + Sync {
     /// Which driver this is.
     fn kind(&self) -> DriverKind;
 
-    /// Starts `task` in `slot`.
-    async fn start(&self, task: &Task, slot: &Slot) -> Result<Started, DriverError>;
+    /// Starts `task` in `slot`, as `launch` says it sees the world.
+    async fn start(
+        &self,
+        task: &Task,
+        launch: &Launch,
+        slot: &Slot,
+    ) -> Result<Started, DriverError>;
 
     /// Rebuilds the handle of a task a previous agent started, if it still runs.
     async fn adopt(&self, record: &Record, dir: &Path) -> Option<Handle>;

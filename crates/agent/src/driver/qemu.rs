@@ -30,7 +30,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use api::kinds::{Arch, DiskFormat, Driver as DriverKind, Task};
 
 use super::exec::{self, create_dir, spawn_captured, stop_group, wait_group_exit};
-use super::{Driver, DriverError, Handle, Record, Slot, Started, Stopped, qemu_binary};
+use super::{Driver, DriverError, Handle, Launch, Record, Slot, Started, Stopped, qemu_binary};
 use crate::probe::Probe;
 
 /// The QMP socket's file name in the allocation's directory.
@@ -254,13 +254,18 @@ impl Driver for QemuDriver {
         DriverKind::Qemu
     }
 
-    async fn start(&self, task: &Task, slot: &Slot) -> Result<Started, DriverError> {
+    async fn start(
+        &self,
+        task: &Task,
+        launch: &Launch,
+        slot: &Slot,
+    ) -> Result<Started, DriverError> {
         let args = command_line(task, &slot.dir, self.arch, self.accel)?;
         create_dir(&slot.dir)?;
         // A socket left by an earlier run would be mistaken for this one's.
         let _ = std::fs::remove_file(slot.dir.join(QMP_SOCKET));
         let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.args(&args).envs(&task.env);
+        cmd.args(&args).envs(&launch.env);
         let child = spawn_captured(cmd, &self.binary, &slot.dir, slot.log_limit)?;
         let handle = Handle::spawned(DriverKind::Qemu, child, &slot.dir);
         let message = format!(
