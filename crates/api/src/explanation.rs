@@ -77,6 +77,7 @@ pub enum ReasonCode {
     Os,
     Arch,
     Driver,
+    Volume,
     WindowsBuild,
     Taint,
     GpuModel,
@@ -86,6 +87,7 @@ pub enum ReasonCode {
     Memory,
     EphemeralStorage,
     Gpu,
+    Port,
     AntiAffinity,
     Spread,
     Gang,
@@ -252,6 +254,10 @@ pub struct Placement {
     /// Lower-priority allocations evicted to make room; the caller stops them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preempted: Vec<Preemption>,
+    /// Host ports reserved on the node, one per `task.ports` entry (copy this into
+    /// `AllocationSpec.ports`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::task::PortBinding>,
     pub explanation: Explanation,
 }
 

@@ -143,6 +143,7 @@ pub(crate) fn code(r: &Reason, wl: &Compiled) -> ReasonCode {
         Reason::Os { .. } => ReasonCode::Os,
         Reason::Arch { .. } => ReasonCode::Arch,
         Reason::Driver(_) => ReasonCode::Driver,
+        Reason::Volume { .. } => ReasonCode::Volume,
         Reason::WindowsBuild { .. } => ReasonCode::WindowsBuild,
         Reason::Taint { .. } => ReasonCode::Taint,
         Reason::GpuModel => ReasonCode::GpuModel,
@@ -157,6 +158,7 @@ pub(crate) fn code(r: &Reason, wl: &Compiled) -> ReasonCode {
         Reason::Memory => ReasonCode::Memory,
         Reason::Ephemeral => ReasonCode::EphemeralStorage,
         Reason::Gpu => ReasonCode::Gpu,
+        Reason::Port { .. } | Reason::DynamicPorts => ReasonCode::Port,
         Reason::AntiAffinity => ReasonCode::AntiAffinity,
         Reason::SpreadKeyMissing | Reason::Spread { .. } => ReasonCode::Spread,
     }
@@ -226,6 +228,14 @@ pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> St
         Reason::Os { have, want } => format!("os {have}, task needs {want}"),
         Reason::Arch { have, want } => format!("arch {have}, task needs {want}"),
         Reason::Driver(d) => format!("driver {d} not offered"),
+        Reason::Volume {
+            name,
+            read_only: false,
+        } => format!("node lacks volume {name}"),
+        Reason::Volume {
+            name,
+            read_only: true,
+        } => format!("volume {name} is read-only on the node (mount it with readOnly: true)"),
         Reason::WindowsBuild {
             host,
             image,
@@ -282,6 +292,14 @@ pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> St
             gpu_text(wl),
             wl.gpu.as_ref().map_or(0, |g| g.count),
             agg.max_free
+        ),
+        Reason::Port { port, protocol } => {
+            format!("host port {port}/{protocol} is taken")
+        }
+        Reason::DynamicPorts => format!(
+            "no free host port in {}-{}",
+            api::task::DYNAMIC_PORT_MIN,
+            api::task::DYNAMIC_PORT_MAX
         ),
         Reason::AntiAffinity => "already runs a replica (antiAffinity)".to_string(),
         Reason::SpreadKeyMissing => format!(
@@ -388,6 +406,21 @@ fn suggestion(
                 Reason::WindowsBuild { host: Some(h), .. } => {
                     format!("would fit with an image built for Windows {h}")
                 }
+                Reason::Volume {
+                    name,
+                    read_only: false,
+                } => format!(
+                    "would fit if node {} offered volume {name} (meridian agent --volume {name}=PATH)",
+                    node_name(agg.first_node)
+                ),
+                Reason::Volume {
+                    name,
+                    read_only: true,
+                } => format!("would fit with volume {name} mounted readOnly: true"),
+                Reason::Port { port, protocol } => format!(
+                    "would fit on node {} if host port {port}/{protocol} were free (or with port: 0, a dynamic port)",
+                    node_name(agg.first_node)
+                ),
                 Reason::Taint { key, value, effect } => format!(
                     "would fit if toleration for {} were added",
                     taint_text(key, value.as_deref(), *effect)

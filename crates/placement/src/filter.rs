@@ -20,7 +20,7 @@ use api::kinds::{Arch, Driver, Isolation, NodePhase, OsFamily, TaintEffect};
 
 use crate::fleet::{Class, Fleet, GpuGroup, NodeId, SiteInfo, offers};
 use crate::windows::{self, WindowsBuild};
-use crate::workload::{Compiled, GpuReq};
+use crate::workload::{Compiled, GpuReq, PortNeed, PortReq};
 
 /// Why a node was rejected; the variant order is the filter order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +51,12 @@ pub(crate) enum Reason {
         want: Arch,
     },
     Driver(Driver),
+    /// The node lacks the host volume, or (`read_only`) offers it read-only to a task
+    /// that writes.
+    Volume {
+        name: String,
+        read_only: bool,
+    },
     WindowsBuild {
         host: Option<WindowsBuild>,
         image: WindowsBuild,
@@ -68,6 +74,13 @@ pub(crate) enum Reason {
     Memory,
     Ephemeral,
     Gpu,
+    /// A static host port is taken on the node.
+    Port {
+        port: u16,
+        protocol: api::task::Protocol,
+    },
+    /// The dynamic port range is exhausted on the node.
+    DynamicPorts,
     AntiAffinity,
     SpreadKeyMissing,
     Spread {
@@ -196,6 +209,19 @@ pub(crate) fn platform_failures(class: &Class, wl: &Compiled, all: bool, out: &m
     }
     if !offers(k.drivers, wl.driver) {
         fail!(Reason::Driver(wl.driver));
+    }
+    for (name, writes) in &wl.volumes {
+        match k.volumes.iter().find(|(n, _)| n == name) {
+            None => fail!(Reason::Volume {
+                name: name.clone(),
+                read_only: false,
+            }),
+            Some((_, true)) if *writes => fail!(Reason::Volume {
+                name: name.clone(),
+                read_only: true,
+            }),
+            Some(_) => {}
+        }
     }
     if let Some((image, isolation)) = wl.windows
         && os_ok
@@ -347,7 +373,9 @@ pub(crate) fn fit(
     res: &[u64; 3],
     gpu: Option<u32>,
     groups: &[u8],
+    ports: &PortNeed,
 ) -> Result<Option<(u8, u32)>, Reason> {
+    ports_fit(fleet, node, ports)?;
     let (cpu, memory, eph) = free_of(fleet, node);
     if res[0] > cpu {
         return Err(Reason::Cpu);
@@ -379,6 +407,70 @@ pub(crate) fn fit(
                 .ok_or(Reason::Gpu)
         }
     }
+}
+
+/// Whether the node has the static host ports free, and enough free ports in the dynamic
+/// range: the first port that is taken otherwise.
+pub(crate) fn ports_fit(fleet: &Fleet, node: NodeId, need: &PortNeed) -> Result<(), Reason> {
+    if need.fixed.is_empty() && need.dynamic == 0 {
+        return Ok(());
+    }
+    let used = &fleet.nodes[node as usize].ports;
+    if let Some(&taken) = need.fixed.iter().find(|k| used.contains(k)) {
+        return Err(Reason::Port {
+            port: (taken & 0xFFFF) as u16,
+            protocol: if taken >> 16 == 1 {
+                api::task::Protocol::Udp
+            } else {
+                api::task::Protocol::Tcp
+            },
+        });
+    }
+    if need.dynamic > 0 {
+        let range = (api::task::DYNAMIC_PORT_MAX - api::task::DYNAMIC_PORT_MIN) as u32 + 1;
+        let in_range = used
+            .iter()
+            .filter(|k| {
+                let p = (**k & 0xFFFF) as u16;
+                (api::task::DYNAMIC_PORT_MIN..=api::task::DYNAMIC_PORT_MAX).contains(&p)
+            })
+            .count() as u32;
+        if range.saturating_sub(in_range) < need.dynamic {
+            return Err(Reason::DynamicPorts);
+        }
+    }
+    Ok(())
+}
+
+/// Picks the host ports of `ports` on a node whose used ports are `used`: static ones as
+/// asked, dynamic ones the lowest free of the dynamic range (so the choice is
+/// deterministic). `None` if the node cannot take them.
+pub(crate) fn pick_ports(used: &std::collections::BTreeSet<u32>, ports: &[PortReq]) -> Vec<u32> {
+    let mut picked: Vec<u32> = Vec::with_capacity(ports.len());
+    let mut next = [api::task::DYNAMIC_PORT_MIN; 2];
+    for p in ports {
+        if p.port != 0 {
+            picked.push(PortReq::key(p.port, p.protocol));
+            continue;
+        }
+        let proto = (p.protocol == api::task::Protocol::Udp) as usize;
+        let mut candidate = next[proto];
+        loop {
+            let key = PortReq::key(candidate, p.protocol);
+            if !used.contains(&key) && !picked.contains(&key) {
+                picked.push(key);
+                break;
+            }
+            if candidate == api::task::DYNAMIC_PORT_MAX {
+                // ports_fit said there is room: unreachable, but never loop forever.
+                picked.push(key);
+                break;
+            }
+            candidate += 1;
+        }
+        next[proto] = candidate.saturating_add(1).min(api::task::DYNAMIC_PORT_MAX);
+    }
+    picked
 }
 
 /// What `node` lacks for the request: cpu, memory, ephemeral, GPUs (0 where enough).

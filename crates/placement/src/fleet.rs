@@ -154,6 +154,8 @@ pub(crate) struct ClassKey {
     pub unschedulable: bool,
     pub phase: Option<NodePhase>,
     pub capacity: Capacity,
+    /// Host volumes offered: name and whether read-only, sorted.
+    pub volumes: Vec<(String, bool)>,
 }
 
 /// Nodes that no filter can tell apart.
@@ -289,6 +291,8 @@ pub(crate) struct NodeInfo {
     pub used: [u64; 3],
     /// Per GPU group of the class.
     pub gpu_used: Vec<u32>,
+    /// Host ports in use, by [`crate::workload::PortReq::key`].
+    pub ports: BTreeSet<u32>,
     pub allocs: Vec<AllocId>,
     pub util: u64,
     pub excluded: bool,
@@ -304,6 +308,8 @@ pub(crate) struct Alloc {
     pub res: [u64; 3],
     /// GPU group index on the node and count.
     pub gpu: Option<(u8, u32)>,
+    /// Host ports held, by [`crate::workload::PortReq::key`].
+    pub ports: Vec<u32>,
     /// `metadata.name` of the Allocation object, when it came from one.
     pub name: Option<String>,
 }
@@ -370,6 +376,14 @@ fn site_info(site: &Site) -> SiteInfo {
     }
 }
 
+/// The used-port keys of assigned bindings.
+fn port_keys(ports: &[api::task::PortBinding]) -> Vec<u32> {
+    ports
+        .iter()
+        .map(|b| crate::workload::PortReq::key(b.port, b.protocol))
+        .collect()
+}
+
 fn class_key(node: &Node, site: Result<SiteId, String>) -> ClassKey {
     let spec = &node.spec;
     let alloc = spec.allocatable();
@@ -416,6 +430,18 @@ fn class_key(node: &Node, site: Result<SiteId, String>) -> ClassKey {
             memory: alloc.memory.bytes(),
             ephemeral: alloc.ephemeral_storage.map(|m| m.bytes()),
             gpus,
+        },
+        volumes: {
+            let mut v: Vec<(String, bool)> = status
+                .map(|s| {
+                    s.volumes
+                        .iter()
+                        .map(|v| (v.name.clone(), v.read_only))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
         },
     }
 }
@@ -529,6 +555,7 @@ impl Fleet {
                 },
                 used: [0; 3],
                 gpu_used: vec![0; groups],
+                ports: BTreeSet::new(),
                 allocs: Vec::new(),
                 util: 0,
                 excluded: false,
@@ -647,6 +674,7 @@ impl Fleet {
             priority,
             res,
             gpu,
+            ports: port_keys(&a.spec.ports),
             name: Some(a.metadata.name.clone()).filter(|n| !n.is_empty()),
         });
         Ok(true)
@@ -691,7 +719,18 @@ impl Fleet {
                 })
             })
             .collect();
-        match crate::filter::fit(self, node, &res, gpu_req.as_ref().map(|g| g.count), &groups) {
+        let ports = crate::workload::PortNeed {
+            fixed: port_keys(&p.ports),
+            dynamic: 0,
+        };
+        match crate::filter::fit(
+            self,
+            node,
+            &res,
+            gpu_req.as_ref().map(|g| g.count),
+            &groups,
+            &ports,
+        ) {
             Ok(gpu) => {
                 let wid =
                     self.intern_workload(&decision.workload.namespace, &decision.workload.name);
@@ -702,6 +741,7 @@ impl Fleet {
                     priority: p.priority,
                     res,
                     gpu,
+                    ports: ports.fixed,
                     name: None,
                 });
                 Ok(())
@@ -718,7 +758,8 @@ impl Fleet {
                         crate::filter::Reason::Cpu => "insufficient cpu",
                         crate::filter::Reason::Memory => "insufficient memory",
                         crate::filter::Reason::Ephemeral => "insufficient ephemeral storage",
-                        _ => "insufficient GPUs",
+                        crate::filter::Reason::Gpu => "insufficient GPUs",
+                        _ => "a host port is taken",
                     }
                     .to_string(),
                 })
@@ -920,6 +961,7 @@ impl Fleet {
             if let Some((g, c)) = a.gpu {
                 n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_add(c);
             }
+            n.ports.extend(a.ports.iter().copied());
             n.allocs.push(id);
         }
         *self
@@ -946,6 +988,9 @@ impl Fleet {
             }
             if let Some((g, c)) = a.gpu {
                 n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_sub(c);
+            }
+            for p in &a.ports {
+                n.ports.remove(p);
             }
             n.allocs.retain(|x| *x != id);
         }

@@ -249,6 +249,43 @@ pub(crate) struct SpreadReq {
     pub max_skew: u32,
 }
 
+/// A port of `task.ports`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PortReq {
+    pub name: String,
+    /// 0: any free port of the dynamic range.
+    pub port: u16,
+    pub target: Option<u16>,
+    pub protocol: api::task::Protocol,
+}
+
+impl PortReq {
+    /// The key of a host port in a node's used set: the number, and the protocol above it.
+    pub(crate) fn key(port: u16, protocol: api::task::Protocol) -> u32 {
+        port as u32 | ((protocol == api::task::Protocol::Udp) as u32) << 16
+    }
+}
+
+/// The host ports a workload needs on a node: static ones by key, and how many dynamic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PortNeed {
+    pub fixed: Vec<u32>,
+    pub dynamic: u32,
+}
+
+impl PortNeed {
+    fn of(ports: &[PortReq]) -> PortNeed {
+        PortNeed {
+            fixed: ports
+                .iter()
+                .filter(|p| p.port != 0)
+                .map(|p| PortReq::key(p.port, p.protocol))
+                .collect(),
+            dynamic: ports.iter().filter(|p| p.port == 0).count() as u32,
+        }
+    }
+}
+
 /// A workload, compiled.
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
@@ -276,6 +313,12 @@ pub(crate) struct Compiled {
     pub strategy: Strategy,
     pub tolerations: Vec<Toleration>,
     pub location: Option<String>,
+    /// Host ports, in `task.ports` order.
+    pub ports: Vec<PortReq>,
+    /// What they need of a node (computed once: the search checks it per node).
+    pub port_need: PortNeed,
+    /// Host volumes: name and whether the task writes to it (mounts it read-write).
+    pub volumes: Vec<(String, bool)>,
     /// The spec, to tell a re-added workload from a different one.
     spec: api::kinds::WorkloadSpec,
 }
@@ -363,7 +406,36 @@ impl Compiled {
                     Fence::new(&p.spec.allowed_locations),
                 )
             });
+        let mut ports = Vec::with_capacity(task.ports.len());
+        for (i, p) in task.ports.iter().enumerate() {
+            let port = u16::try_from(p.port)
+                .map_err(|_| invalid(format!("task.ports[{i}].port: {} is not a port", p.port)))?;
+            let target = p
+                .target
+                .map(|t| {
+                    u16::try_from(t).ok().filter(|t| *t > 0).ok_or_else(|| {
+                        invalid(format!("task.ports[{i}].target: {t} is not a port"))
+                    })
+                })
+                .transpose()?;
+            ports.push(PortReq {
+                name: p.name.clone(),
+                port,
+                target,
+                protocol: p.protocol,
+            });
+        }
+        let mut volumes: Vec<(String, bool)> = task
+            .volumes
+            .iter()
+            .map(|v| (v.name.clone(), !v.read_only))
+            .collect();
+        volumes.sort();
+        volumes.dedup();
         Ok(Compiled {
+            port_need: PortNeed::of(&ports),
+            ports,
+            volumes,
             workload,
             type_: spec.type_,
             priority: spec.priority,

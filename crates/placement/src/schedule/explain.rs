@@ -70,6 +70,9 @@ impl Session<'_> {
                             _ => Reason::Gpu,
                         });
                     }
+                    if let Err(r) = filter::ports_fit(fleet, n, &wl.port_need) {
+                        dynamic.push(r);
+                    }
                     let on_node = specials.and_then(|m| m.get(&n)).copied().unwrap_or(0);
                     if wl.anti_affinity && on_node > 0 {
                         dynamic.push(Reason::AntiAffinity);

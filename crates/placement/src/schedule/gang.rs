@@ -131,9 +131,10 @@ impl Session<'_> {
                 });
                 placed
                     .iter()
-                    .map(|(_, best, cands)| {
+                    .map(|(id, best, cands)| {
                         Outcome::Placed(Box::new(self.placement(
                             wi,
+                            *id,
                             best,
                             cands,
                             Vec::new(),

@@ -99,6 +99,7 @@ pub(super) struct FilterKey {
     windows: Option<(WindowsBuild, Isolation)>,
     tolerations: Vec<TolerationKey>,
     gpu: Option<(Option<String>, Option<u64>)>,
+    volumes: Vec<(String, bool)>,
     exprs: Vec<api::MatchExpression>,
 }
 
@@ -119,6 +120,7 @@ impl FilterKey {
                 .map(|t| (t.key.clone(), t.operator, t.value.clone(), t.effect))
                 .collect(),
             gpu: wl.gpu.as_ref().map(|g| (g.model.clone(), g.memory)),
+            volumes: wl.volumes.clone(),
             exprs: wl.exprs.iter().map(|e| e.expr.clone()).collect(),
         }
     }
@@ -177,6 +179,7 @@ pub(super) struct PlatformKey {
     windows: Option<(WindowsBuild, Isolation)>,
     tolerations: Vec<TolerationKey>,
     gpu: Option<(Option<String>, Option<u64>)>,
+    volumes: Vec<(String, bool)>,
 }
 
 impl PlatformKey {
@@ -189,6 +192,7 @@ impl PlatformKey {
             windows: f.windows,
             tolerations: f.tolerations,
             gpu: f.gpu,
+            volumes: f.volumes,
         }
     }
 }

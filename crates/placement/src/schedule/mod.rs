@@ -272,6 +272,11 @@ impl<'a> Session<'a> {
     fn commit(&mut self, wi: usize, replica: u32, c: &Cand) -> AllocId {
         let wl = &self.batch.workloads[wi];
         let wid = self.plan(wi).wid;
+        let ports = if wl.ports.is_empty() {
+            Vec::new()
+        } else {
+            filter::pick_ports(&self.fleet.nodes[c.node as usize].ports, &wl.ports)
+        };
         let id = self.fleet.insert_alloc(Alloc {
             workload: wid,
             replica,
@@ -279,6 +284,7 @@ impl<'a> Session<'a> {
             priority: wl.priority,
             res: wl.res,
             gpu: c.gpu,
+            ports,
             name: None,
         });
         self.count_replica(wi, c.node, true);
@@ -327,6 +333,7 @@ impl<'a> Session<'a> {
     fn placement(
         &self,
         wi: usize,
+        id: AllocId,
         chosen: &Cand,
         cands: &[Cand],
         preempted: Vec<Preemption>,
@@ -347,6 +354,23 @@ impl<'a> Session<'a> {
             plan.eligible,
             self.fleet.nodes.len()
         );
+        let held = self.fleet.allocs[id as usize]
+            .as_ref()
+            .map_or(&[][..], |a| a.ports.as_slice());
+        let ports = wl
+            .ports
+            .iter()
+            .zip(held)
+            .map(|(p, key)| {
+                let host = (key & 0xFFFF) as u16;
+                api::task::PortBinding {
+                    name: p.name.clone(),
+                    port: host,
+                    target: p.target.unwrap_or(host),
+                    protocol: p.protocol,
+                }
+            })
+            .collect();
         Placement {
             node: node.clone(),
             site,
@@ -355,6 +379,7 @@ impl<'a> Session<'a> {
             priority: wl.priority,
             score: chosen.score,
             preempted,
+            ports,
             explanation: Explanation {
                 summary,
                 nodes: self.fleet.nodes.len() as u32,
@@ -380,9 +405,10 @@ impl<'a> Session<'a> {
         let cands = self.best(wi, self.k());
         if let Some(best) = cands.first() {
             let best = best.clone();
-            self.commit(wi, replica, &best);
+            let id = self.commit(wi, replica, &best);
             return Outcome::Placed(Box::new(self.placement(
                 wi,
+                id,
                 &best,
                 &cands,
                 Vec::new(),
@@ -414,7 +440,7 @@ impl<'a> Session<'a> {
                 .cloned()
                 .or_else(|| cands.first().cloned())
                 .expect("the victims' eviction makes room");
-            self.commit(wi, replica, &best);
+            let id = self.commit(wi, replica, &best);
             let note = format!(
                 "preempted {} lower-priority allocation(s) on {} (highest priority {})",
                 preempted.len(),
@@ -423,6 +449,7 @@ impl<'a> Session<'a> {
             );
             return Outcome::Placed(Box::new(self.placement(
                 wi,
+                id,
                 &best,
                 &cands,
                 preempted,

@@ -276,7 +276,7 @@ impl Session<'_> {
             let visit = |top: &mut Vec<Cand>, n: NodeId, strategy_max: f64| -> Option<f64> {
                 // Whether it fits first: the cheapest test, and the one that most
                 // often fails on the fullest nodes.
-                let gpu = filter::fit(fleet, n, &wl.res, gpu_count, &groups).ok()?;
+                let gpu = filter::fit(fleet, n, &wl.res, gpu_count, &groups, &wl.port_need).ok()?;
                 let node = &fleet.nodes[n as usize];
                 if node.excluded || specials.is_some_and(|m| m.contains_key(&n)) {
                     return None;
@@ -371,7 +371,7 @@ impl Session<'_> {
                     continue;
                 };
                 let groups = self.groups_for(f, class, restrict);
-                if let Ok(gpu) = filter::fit(fleet, n, &wl.res, gpu_count, &groups) {
+                if let Ok(gpu) = filter::fit(fleet, n, &wl.res, gpu_count, &groups, &wl.port_need) {
                     let strategy = self.strategy_score(wl, class, n);
                     let colocation = if wl.type_ == WorkloadType::Service {
                         -self.opts.weights.colocation * count as f64
@@ -427,6 +427,7 @@ impl Session<'_> {
             &wl.res,
             wl.gpu.as_ref().map(|g| g.count),
             &f.groups,
+            &wl.port_need,
         )
         .ok()?;
         let strategy = self.strategy_score(wl, class, n);
