@@ -458,6 +458,81 @@ pub struct Endpoint {
     pub ports: Vec<PortBinding>,
 }
 
+/// A workload's endpoints as a Kubernetes core `v1` `Endpoints` object (what
+/// `kubectl get endpoints` and the Python client read): one subset per distinct set of
+/// ports (dynamic ports differ between instances), addresses with `nodeName` and a
+/// `targetRef` to the allocation.
+pub fn core_endpoints(meta: &crate::meta::ObjectMeta, endpoints: &[Endpoint]) -> serde_json::Value {
+    let mut subsets: Vec<(Vec<&PortBinding>, Vec<serde_json::Value>)> = Vec::new();
+    for e in endpoints {
+        let ports: Vec<&PortBinding> = e.ports.iter().collect();
+        let address = serde_json::json!({
+            "ip": e.address,
+            "nodeName": e.node,
+            "targetRef": {
+                "kind": "Allocation",
+                "apiVersion": crate::API_VERSION,
+                "namespace": meta.namespace,
+                "name": e.allocation,
+            },
+        });
+        match subsets.iter_mut().find(|(p, _)| *p == ports) {
+            Some((_, addresses)) => addresses.push(address),
+            None => subsets.push((ports, vec![address])),
+        }
+    }
+    let subsets: Vec<serde_json::Value> = subsets
+        .into_iter()
+        .map(|(ports, addresses)| {
+            serde_json::json!({
+                "addresses": addresses,
+                "ports": ports.iter().map(|p| serde_json::json!({
+                    "name": p.name,
+                    "port": p.port,
+                    "protocol": p.protocol.as_str().to_ascii_uppercase(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut metadata = serde_json::json!({
+        "name": meta.name,
+        "namespace": meta.namespace,
+    });
+    if let Some(t) = &meta.creation_timestamp {
+        metadata["creationTimestamp"] = serde_json::json!(t);
+    }
+    if let Some(l) = Some(&meta.labels).filter(|l| !l.is_empty()) {
+        metadata["labels"] = serde_json::json!(l);
+    }
+    let mut v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": metadata,
+    });
+    if !subsets.is_empty() {
+        v["subsets"] = serde_json::Value::Array(subsets);
+    }
+    v
+}
+
+/// `address:port` of each endpoint's first port, as `kubectl get endpoints` prints them:
+/// at most three, then `+ N more...`; `<none>` when there are none.
+pub fn endpoints_summary(endpoints: &[Endpoint]) -> String {
+    let all: Vec<String> = endpoints
+        .iter()
+        .flat_map(|e| {
+            e.ports
+                .iter()
+                .map(move |p| format!("{}:{}", e.address, p.port))
+        })
+        .collect();
+    match all.len() {
+        0 => "<none>".to_owned(),
+        n if n <= 3 => all.join(","),
+        n => format!("{} + {} more...", all[..3].join(","), n - 3),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,6 +585,39 @@ mod tests {
                 .unwrap_err()
                 .contains("not both")
         );
+    }
+
+    #[test]
+    fn endpoints_group_by_ports_as_core_v1() {
+        let b = |port| PortBinding {
+            name: "http".into(),
+            port,
+            target: port,
+            protocol: Protocol::Tcp,
+        };
+        let e = |name: &str, addr: &str, port| Endpoint {
+            allocation: name.into(),
+            node: format!("node-{name}"),
+            address: addr.into(),
+            ports: vec![b(port)],
+        };
+        let eps = vec![
+            e("a", "10.0.0.1", 8080),
+            e("b", "10.0.0.2", 8080),
+            e("c", "10.0.0.3", 20001),
+            e("d", "10.0.0.4", 20002),
+        ];
+        let meta = crate::meta::ObjectMeta::namespaced("p", "web");
+        let v = core_endpoints(&meta, &eps);
+        assert_eq!(v["kind"], "Endpoints");
+        assert_eq!(v["subsets"].as_array().unwrap().len(), 3);
+        assert_eq!(v["subsets"][0]["addresses"][1]["ip"], "10.0.0.2");
+        assert_eq!(v["subsets"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            endpoints_summary(&eps),
+            "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:20001 + 1 more..."
+        );
+        assert_eq!(endpoints_summary(&[]), "<none>");
     }
 
     #[test]

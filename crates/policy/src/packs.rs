@@ -4,7 +4,7 @@
 //! | pack | default enforcement | policies |
 //! | --- | --- | --- |
 //! | `sovereignty` | `deny` (refused at admission) | residency declared, residency satisfiable, placement within residency, strict-sovereignty operator, allowed locations per project |
-//! | `baseline` | `audit` (reported by the continuous audit only: existing hosts are not refused, they are findings to fix) | disk encryption, Secure Boot, supported OS, patch age, owner label |
+//! | `baseline` | `audit` (reported by the continuous audit only: existing hosts are not refused, they are findings to fix) | disk encryption, Secure Boot, supported OS, patch age, owner label, no root tasks (set its enforcement to `deny` to refuse them at admission) |
 //! | `ai` | `warn` (accepted with a warning while teams adopt queues) | GPU queue, training data residency |
 //!
 //! Every policy maps to controls of named frameworks (GDPR, NIST SP 800-53, BSI C5,
@@ -94,6 +94,7 @@ const BASE_BOOT: (&str, &str) = rego!("baseline", "secure_boot");
 const BASE_OS: (&str, &str) = rego!("baseline", "os_supported");
 const BASE_PATCH: (&str, &str) = rego!("baseline", "patch_age");
 const BASE_OWNER: (&str, &str) = rego!("baseline", "owner_label");
+const BASE_ROOT: (&str, &str) = rego!("baseline", "no_root");
 const AI_QUEUE: (&str, &str) = rego!("ai", "gpu_queue");
 const AI_DATA: (&str, &str) = rego!("ai", "training_data_residency");
 
@@ -160,7 +161,7 @@ static PACKS: &[PackDef] = &[
     PackDef {
         name: "baseline",
         description: "Host posture for Windows and Linux nodes: disk encryption, Secure Boot, a supported OS version, \
-                      security patches within 30 days, and an owner for every node.",
+                      security patches within 30 days, an owner for every node; and no task running as root.",
         enforcement: Enforcement::Audit,
         rules: &[
             RuleDef {
@@ -214,6 +215,21 @@ static PACKS: &[PackDef] = &[
                 parameters: Some(r#"{"labelKey": "owner"}"#),
                 rego: BASE_OWNER.0,
                 test: BASE_OWNER.1,
+            },
+            RuleDef {
+                name: "no-root",
+                file: "no_root",
+                description: "Tasks do not run as root (task.user root or uid 0), except in the projects allowedProjects lists.",
+                targets: &["Workload"],
+                controls: &[
+                    (NIST, "AC-6"),
+                    (NIST, "CM-7"),
+                    (ISO, "A.8.2"),
+                    (C5, "IDM-06"),
+                ],
+                parameters: Some(r#"{"allowedProjects": []}"#),
+                rego: BASE_ROOT.0,
+                test: BASE_ROOT.1,
             },
         ],
     },

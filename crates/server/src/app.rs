@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::{
-    admin, core_events, discovery, events, namespaces, nodes, objects, openapi_v2, placement_api,
-    policy_api,
+    admin, core_endpoints, core_events, discovery, events, namespaces, nodes, objects, openapi_v2,
+    placement_api, policy_api,
 };
 
 /// Limits on what one request may ask.
@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(namespaces::routes())
         .merge(core_events::routes())
+        .merge(core_endpoints::routes())
         .merge(events::routes())
         .merge(placement_api::routes())
         .merge(policy_api::routes())

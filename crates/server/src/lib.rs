@@ -33,6 +33,7 @@ mod auth;
 mod compaction;
 mod conn;
 mod controller;
+mod core_endpoints;
 mod core_events;
 mod discovery;
 mod error;

@@ -34,7 +34,7 @@ async fn resources() -> axum::Json<Value> {
             "kind": "Namespace",
             "verbs": ["create", "delete", "get", "list", "watch"],
             "shortNames": ["ns"],
-        }, crate::core_events::api_resource()],
+        }, crate::core_events::api_resource(), crate::core_endpoints::api_resource()],
     }))
 }
 

@@ -108,6 +108,41 @@ pub struct Plan {
     pub names: BTreeMap<u32, String>,
 }
 
+/// Whether an allocation serves: running, and healthy if it has a health check.
+pub fn is_ready(a: &Allocation) -> bool {
+    let Some(st) = a.status.as_ref() else {
+        return false;
+    };
+    let has_check = a.spec.task.as_ref().is_some_and(|t| t.health.is_some());
+    st.phase == AllocationPhase::Running
+        && (!has_check || st.health.as_ref().map(|h| h.state) == Some(HealthState::Healthy))
+}
+
+/// A workload's endpoints: its ready instances that have ports, meant to run, with the
+/// address of their node (`address_of`, by node name), sorted by allocation name.
+pub fn endpoints<'a>(
+    instances: &[Instance<'a>],
+    address_of: impl Fn(&str) -> Option<&'a str>,
+) -> Vec<api::task::Endpoint> {
+    let mut out: Vec<api::task::Endpoint> = instances
+        .iter()
+        .map(|i| i.allocation)
+        .filter(|a| {
+            !a.spec.ports.is_empty()
+                && a.spec.desired_state == api::kinds::DesiredState::Run
+                && is_ready(a)
+        })
+        .map(|a| api::task::Endpoint {
+            allocation: a.metadata.name.clone(),
+            node: a.spec.node.clone(),
+            address: address_of(&a.spec.node).unwrap_or(&a.spec.node).to_owned(),
+            ports: a.spec.ports.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.allocation.cmp(&b.allocation));
+    out
+}
+
 /// Plans one pass for `w` given its allocations at `now`.
 pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
     let prev = w.status.clone().unwrap_or_default();
@@ -195,7 +230,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
         let running = st.phase == AllocationPhase::Running;
         let has_check = a.spec.task.as_ref().is_some_and(|t| t.health.is_some());
         let healthy = st.health.as_ref().map(|h| h.state);
-        let ready = running && (!has_check || healthy == Some(HealthState::Healthy));
+        let ready = is_ready(a);
         let mut available = false;
         if ready {
             let since = if has_check {

@@ -1055,6 +1055,19 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
             _ => orphan_runs.push((ns, w.metadata.name.clone(), *rev)),
         }
     }
+    // Where other services reach a node: its first InternalIP, else its first address.
+    let addresses: HashMap<&str, &str> = snap
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let addrs = &n.status.as_ref()?.addresses;
+            let a = addrs
+                .iter()
+                .find(|a| a.type_ == api::task::NodeAddressType::InternalIp)
+                .or(addrs.first())?;
+            Some((n.metadata.name.as_str(), a.address.as_str()))
+        })
+        .collect();
     let mut by_workload = HashMap::new();
     let mut periodic = HashMap::new();
     for (key, w) in &workloads {
@@ -1063,7 +1076,9 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
             periodic.insert(key.clone(), periodic::plan(w, mine, now));
         } else {
             let mine = instances.get(key).map(Vec::as_slice).unwrap_or_default();
-            by_workload.insert(key.clone(), rollout::plan(w, mine, now));
+            let mut plan = rollout::plan(w, mine, now);
+            plan.status.endpoints = rollout::endpoints(mine, |n| addresses.get(n).copied());
+            by_workload.insert(key.clone(), plan);
         }
     }
     Plans {
@@ -1111,6 +1126,7 @@ fn allocation_object(
             "type": w.spec.type_,
             "restart": w.spec.restart,
             "explanation": d.explanation(),
+            "ports": p.ports,
         },
         "status": {"phase": "pending"},
     })

@@ -106,6 +106,12 @@ pub async fn apply(client: &Client, conn: &Resolved, args: &ApplyArgs) -> Result
 }
 
 pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()> {
+    if matches!(
+        args.kind.to_ascii_lowercase().as_str(),
+        "endpoints" | "endpoint" | "ep"
+    ) {
+        return get_endpoints(client, conn, args).await;
+    }
     let info = kind(&args.kind)?;
     let ns = list_scope(info, args.all_namespaces, conn);
     let with_namespace = info.namespaced() && args.all_namespaces;
@@ -168,6 +174,123 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
             with_namespace,
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// `get endpoints`: each workload's ready instances with ports, as kubectl prints core
+/// `Endpoints` (NAME, ENDPOINTS, AGE; `-o wide` adds each endpoint's node, `-o json|yaml`
+/// the core `v1` objects).
+async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()> {
+    if args.watch {
+        return Err(UserError::fail(
+            "endpoints cannot be watched: use `meridian get workloads -w`",
+        ));
+    }
+    let info = api::kinds::WORKLOAD;
+    let ns = list_scope(info, args.all_namespaces, conn);
+    let opts = ListOptions {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+        ..ListOptions::default()
+    };
+    let workloads: Vec<api::kinds::Workload> = if args.names.is_empty() {
+        client.list_all_at(info, ns.as_deref(), &opts).await?.0
+    } else {
+        let mut objects = Vec::new();
+        for name in &args.names {
+            objects.push(client.get(info, ns.as_deref(), name).await?);
+        }
+        objects
+    }
+    .into_iter()
+    .map(serde_json::from_value)
+    .collect::<Result<_, _>>()?;
+    let views: Vec<Value> = workloads
+        .iter()
+        .map(|w| {
+            let eps = w
+                .status
+                .as_ref()
+                .map(|s| s.endpoints.as_slice())
+                .unwrap_or(&[]);
+            api::task::core_endpoints(&w.metadata, eps)
+        })
+        .collect();
+    match args.output {
+        Output::Json | Output::Yaml => {
+            let doc = if args.names.len() == 1 {
+                views.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "EndpointsList", "items": views})
+            };
+            if args.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", serde_yaml_ng::to_string(&doc)?);
+            }
+        }
+        Output::Name => {
+            for w in &workloads {
+                println!("endpoints/{}", w.metadata.name);
+            }
+        }
+        Output::Table | Output::Wide => {
+            if workloads.is_empty() {
+                match &ns {
+                    Some(ns) => eprintln!("No resources found in {ns} namespace."),
+                    None => eprintln!("No resources found"),
+                }
+                return Ok(());
+            }
+            let wide = args.output == Output::Wide;
+            let mut headers = Vec::new();
+            if args.all_namespaces {
+                headers.push("NAMESPACE");
+            }
+            headers.extend(["NAME", "ENDPOINTS", "AGE"]);
+            if wide {
+                headers.push("NODES");
+            }
+            let now = jiff::Timestamp::now();
+            let rows: Vec<Vec<String>> = workloads
+                .iter()
+                .map(|w| {
+                    let eps = w
+                        .status
+                        .as_ref()
+                        .map(|s| s.endpoints.as_slice())
+                        .unwrap_or(&[]);
+                    let mut row = Vec::new();
+                    if args.all_namespaces {
+                        row.push(w.metadata.namespace.clone().unwrap_or_default());
+                    }
+                    row.push(w.metadata.name.clone());
+                    row.push(api::task::endpoints_summary(eps));
+                    row.push(
+                        w.metadata
+                            .creation_timestamp
+                            .as_deref()
+                            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                            .map_or("<unknown>".into(), |t| {
+                                api::table::age(now.as_second() - t.as_second())
+                            }),
+                    );
+                    if wide {
+                        let mut nodes: Vec<&str> = eps.iter().map(|e| e.node.as_str()).collect();
+                        nodes.dedup();
+                        row.push(if nodes.is_empty() {
+                            "<none>".into()
+                        } else {
+                            nodes.join(",")
+                        });
+                    }
+                    row
+                })
+                .collect();
+            let headers: Vec<String> = headers.into_iter().map(String::from).collect();
+            print!("{}", output::table(&headers, &rows, args.no_headers));
+        }
     }
     Ok(())
 }

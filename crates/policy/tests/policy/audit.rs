@@ -36,9 +36,9 @@ fn audit_evaluates_every_enforcement_and_finds_the_misplacement() {
     let run = audit(&objects, &set, &fleet, AuditOptions::default());
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert_eq!(run.results.len(), objects.len());
-    // Nodes × 5 baseline; workloads × (3 sovereignty + 2 ai); 2 allocations × 3.
+    // Nodes × 5 baseline; workloads × (3 sovereignty + 2 ai + 1 baseline); 2 allocations × 3.
     let (nodes, workloads) = (count_kind("Node"), count_kind("Workload"));
-    assert_eq!(run.evaluations, nodes * 5 + workloads * 5 + 2 * 3);
+    assert_eq!(run.evaluations, nodes * 5 + workloads * 6 + 2 * 3);
 
     let findings = run.findings(Timestamp::UNIX_EPOCH);
     let alloc: Vec<&str> = findings
@@ -173,7 +173,7 @@ fn compliance_summary_by_policy_and_framework() {
     let findings =
         audit(&objects, &set, &fleet, AuditOptions::default()).findings(Timestamp::UNIX_EPOCH);
     let s = ComplianceSummary::new(&findings, set.iter().map(|p| p.policy()), 0);
-    assert_eq!(s.policies.len(), 12);
+    assert_eq!(s.policies.len(), 13);
     let row = |n: &str| s.policies.iter().find(|p| p.policy == n).unwrap();
     let nodes = count_kind("Node") as usize;
     assert_eq!(row("baseline-owner-label").findings, nodes);

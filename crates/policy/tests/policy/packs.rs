@@ -38,7 +38,7 @@ fn pack_policies_validate_compile_and_map_controls() {
         all.iter()
             .map(|p| (p.name, p.policies.len()))
             .collect::<Vec<_>>(),
-        [("sovereignty", 5), ("baseline", 5), ("ai", 2)]
+        [("sovereignty", 5), ("baseline", 6), ("ai", 2)]
     );
     for p in &all {
         let expected = match p.name {
