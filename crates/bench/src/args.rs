@@ -42,6 +42,10 @@ pub struct PlacementArgs {
     /// Seed of the generators (same seed, same fleet and workloads)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Give every service and VM a dynamic host port, and every tenth also the static
+    /// port 9100 (host ports then count as a node resource)
+    #[arg(long)]
+    pub ports: bool,
     /// Print JSON instead of a table: one object, or an array for a list of sizes
     #[arg(long)]
     pub json: bool,

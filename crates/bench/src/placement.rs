@@ -158,7 +158,7 @@ pub fn placement(args: &PlacementArgs) -> Result<()> {
         if sizes.len() > 1 {
             eprintln!("placing {} instances on {} nodes...", args.instances, nodes);
         }
-        let r = sim::bench::placement(nodes, args.instances, args.seed)
+        let r = sim::bench::placement(nodes, args.instances, args.seed, args.ports)
             .context("generated objects were refused (a generator bug)")?;
         reports.push(r);
     }

@@ -81,11 +81,40 @@ fn percentile_us(sorted: &[u64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e3
 }
 
+/// Gives services and VMs ports (see [`placement`]).
+pub fn add_ports(workloads: &mut [api::Workload]) {
+    let served = workloads
+        .iter_mut()
+        .filter(|w| w.spec.type_ != api::kinds::WorkloadType::Job);
+    for (i, w) in served.enumerate() {
+        let port = |name: &str, port| api::task::Port {
+            name: name.into(),
+            port,
+            target: None,
+            protocol: api::task::Protocol::Tcp,
+        };
+        w.spec.task.ports = vec![port("http", 0)];
+        if i % 10 == 0 {
+            w.spec.task.ports.push(port("metrics", 9100));
+        }
+    }
+}
+
 /// Runs the benchmark: `nodes` nodes, `instances` instances, both generated from `seed`.
-pub fn placement(nodes: usize, instances: usize, seed: u64) -> Result<PlacementReport, BenchError> {
+/// With `ports`, every service and VM listens on a dynamic host port, and every tenth
+/// also on the static port 9100, so host ports are a resource the scheduler accounts for.
+pub fn placement(
+    nodes: usize,
+    instances: usize,
+    seed: u64,
+    ports: bool,
+) -> Result<PlacementReport, BenchError> {
     let t = Instant::now();
     let fleet = FleetSpec::new(nodes, seed).generate();
-    let workloads = WorkloadSpec::new(instances, seed).generate(&fleet);
+    let mut workloads = WorkloadSpec::new(instances, seed).generate(&fleet);
+    if ports {
+        add_ports(&mut workloads);
+    }
     let generate = t.elapsed();
 
     let t = Instant::now();

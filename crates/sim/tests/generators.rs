@@ -259,10 +259,13 @@ fn every_object_passes_validation() {
 
 #[test]
 fn a_small_benchmark_runs_and_counts_every_instance() {
-    let r = sim::bench::placement(300, 1_000, 1).unwrap();
+    let r = sim::bench::placement(300, 1_000, 1, false).unwrap();
     assert_eq!(r.nodes, 300);
     assert_eq!(r.instances, 1_000);
     assert_eq!(r.placed + r.unplaceable, 1_000);
     assert!(r.placed > 500, "{r:?}");
     assert!(r.p50_us <= r.p99_us && r.p99_us <= r.max_us);
+    let with_ports = sim::bench::placement(300, 1_000, 1, true).unwrap();
+    assert_eq!(with_ports.placed + with_ports.unplaceable, 1_000);
+    assert!(with_ports.placed > 500, "{with_ports:?}");
 }
