@@ -89,6 +89,7 @@ fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<(String, String)>) -> 
 pub fn apply_rank(kind: &str) -> usize {
     [
         "Project",
+        "Secret",
         "Site",
         "Node",
         "Policy",

@@ -502,6 +502,36 @@ fn kubectl_get_events_and_describe_show_an_admission_denial() {
 }
 
 #[test]
+fn kubectl_get_endpoints_lists_each_workloads_endpoints() {
+    let s = Server::start();
+    ok(&s.kubectl(&["apply", "-f", &example("projects.yaml")]));
+    ok(&s.kubectl(&["apply", "-f", &example("workloads.yaml")]));
+    // No agent runs here: nothing is ready, so every workload has no endpoints yet.
+    let out = ok(&s.kubectl(&["get", "endpoints", "-n", "finance"]));
+    let header = out.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAME") && header.contains("ENDPOINTS") && header.contains("AGE"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("payroll-api"))
+        .unwrap_or_else(|| panic!("no payroll-api row: {out}"));
+    assert!(row.contains("<none>"), "{row}");
+    let one = ok(&s.kubectl(&["get", "ep", "payroll-api", "-n", "finance", "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&one).expect("json");
+    assert_eq!(v["kind"], "Endpoints", "{one}");
+    assert_eq!(v["metadata"]["name"], "payroll-api");
+    let ours = ok(&s.meridian(&["get", "endpoints", "-n", "finance"]));
+    assert!(ours.starts_with("NAME"), "{ours}");
+    assert!(
+        ours.lines()
+            .any(|l| l.starts_with("payroll-api") && l.contains("<none>")),
+        "{ours}"
+    );
+}
+
+#[test]
 fn kubectl_namespaces_are_projects() {
     let s = Server::start();
     let created = ok(&s.kubectl(&["create", "namespace", "payments"]));
