@@ -43,6 +43,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use tower_http::normalize_path::NormalizePath;
 use axum::body::Body;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::{Request, Version};
@@ -488,7 +489,8 @@ impl Connections {
         let for_requests = conn.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let in_flight = for_requests.request_started(request.version());
-            let response = router.clone().oneshot(request);
+            // `/version/` is `/version`, as the kube-apiserver answers (kr8s asks for it).
+            let response = NormalizePath::trim_trailing_slash(router.clone()).oneshot(request);
             async move {
                 let response = response.await?;
                 Ok::<_, Infallible>(response.map(|inner| TrackedBody {

@@ -835,3 +835,18 @@ async fn a_delete_is_not_refused_for_a_concurrent_status_write() {
         .expect("delete");
     assert_eq!(resp.status(), 409);
 }
+
+#[tokio::test]
+async fn trailing_slashes_answer_as_without_them() {
+    // kr8s asks for `/version/`; the kube-apiserver answers it like `/version`.
+    let r = TestServer::start().await;
+    for path in ["/version", "/api", "/apis", "/api/v1/namespaces"] {
+        let plain = r.client.get_path(path).await.expect(path);
+        let slashed = r
+            .client
+            .get_path(&format!("{path}/"))
+            .await
+            .unwrap_or_else(|e| panic!("{path}/: {e}"));
+        assert_eq!(plain, slashed, "{path}");
+    }
+}

@@ -614,3 +614,60 @@ async fn the_audit_runs_on_its_own_thread_at_idle_priority() {
     // ...at SCHED_IDLE (5), so it never takes a core from requests.
     assert_eq!(thread_sched_policy("policy-audit"), Some(5));
 }
+
+#[tokio::test]
+async fn baseline_no_root_refuses_root_tasks_once_set_to_deny() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    install(&r.client, &["baseline"]).await;
+    let wl = kind("Workload");
+    let mut root = workload("as-root", &["DE"], "internal");
+    root["spec"]["task"]["user"] = json!("root");
+    // The pack audits by default: the workload is accepted (and will be a finding).
+    r.client
+        .create(wl, Some("finance"), &root, true)
+        .await
+        .expect("audit does not refuse");
+    // Refusing is one edit away.
+    let mut p = r
+        .client
+        .get(kind("Policy"), None, "baseline-no-root")
+        .await
+        .expect("policy");
+    p["spec"]["enforcement"] = json!("deny");
+    r.client
+        .replace(kind("Policy"), None, "baseline-no-root", &p)
+        .await
+        .expect("policy set to deny");
+    let status = wait_until_async(
+        std::time::Duration::from_secs(10),
+        "the policy engine reloads",
+        || {
+            let (c, root) = (&r.client, &root);
+            async move {
+                match c.create(wl, Some("finance"), root, true).await {
+                    Err(e) => Some(api_status(e)),
+                    Ok(_) => None,
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(status.code, 403, "{status:?}");
+    let cause = &status.details.expect("details").causes[0];
+    assert_eq!(cause.field, "spec.task.user");
+    assert_eq!(cause.reason, "PolicyViolation:baseline-no-root");
+    assert!(
+        status.message.contains("\"root\" runs the task as root"),
+        "{}",
+        status.message
+    );
+    // uid 0 is root too; an unprivileged account and the default pass.
+    root["spec"]["task"]["user"] = json!("0:0");
+    assert!(r.client.create(wl, Some("finance"), &root, true).await.is_err());
+    root["spec"]["task"]["user"] = json!("1000:1000");
+    r.client
+        .create(wl, Some("finance"), &root, true)
+        .await
+        .expect("an unprivileged user is admitted");
+}
