@@ -830,7 +830,7 @@ mod tests {
         let (args, files) = guest_view(&Launch::default(), Path::new("/d")).unwrap();
         assert!(args.is_empty() && files == GuestFiles::default());
         // A volume name QEMU cannot take as a tag.
-        let mut bad = launch.clone();
+        let mut bad = launch;
         bad.volumes[0].name = "x".repeat(32);
         let e = guest_view(&bad, Path::new("/d")).unwrap_err().to_string();
         assert!(e.contains("cannot be a 9p mount tag"), "{e}");
