@@ -23,79 +23,13 @@ const IMAGE: &str = "meridian-test/busybox:1";
 /// Set in the environment of the process that runs the driver: it must not reach a task.
 const AGENT_SECRET: &str = "agent-admin-token-must-not-leak";
 
-/// `docker ARGS`: (success, stdout, stderr).
-fn docker(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run docker ({e}): install docker.io and start the engine")
-        });
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "support/image.rs"]
+mod image;
+use image::{docker, docker_ok, need_engine};
 
-fn docker_ok(args: &[&str]) -> String {
-    let (ok, out, err) = docker(args);
-    assert!(ok, "docker {} failed: {err}", args.join(" "));
-    out
-}
-
-/// Fails unless an engine answers.
-fn need_engine() {
-    let (ok, out, err) = docker(&["info"]);
-    assert!(
-        ok && agent::driver::engine_answered(&out),
-        "no container engine answers `docker info` (start dockerd): {out}{err}"
-    );
-}
-
-/// Builds `meridian-test/busybox:1`: `/bin/busybox` and a link per applet, `PATH=/bin`.
+/// Builds `meridian-test/busybox:1`.
 fn build_image(dir: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    let bytes = std::fs::read(busybox).unwrap_or_default();
-    assert!(
-        bytes.starts_with(b"\x7fELF")
-            && Command::new("sh")
-                .args(["-c", "! ldd /bin/busybox >/dev/null 2>&1"])
-                .status()
-                .is_ok_and(|s| s.success()),
-        "a static /bin/busybox is missing: apt-get install -y busybox-static"
-    );
-    let root = dir.join("rootfs");
-    for d in ["bin", "tmp", "www", "etc"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let applets = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
-    let tar = dir.join("rootfs.tar");
-    let packed = Command::new("tar")
-        .args([
-            "-C",
-            &root.to_string_lossy(),
-            "-cf",
-            &tar.to_string_lossy(),
-            ".",
-        ])
-        .status()
-        .unwrap();
-    assert!(packed.success(), "tar failed");
-    docker_ok(&[
-        "import",
-        "-c",
-        "ENV PATH=/bin",
-        &tar.to_string_lossy(),
-        IMAGE,
-    ]);
+    image::build_busybox_image(dir, IMAGE);
 }
 
 /// Removes what the test made, even when it fails: its containers, and the image when
