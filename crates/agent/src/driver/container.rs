@@ -353,6 +353,24 @@ pub fn parse_inspect(out: &str) -> Option<Option<i32>> {
     }
 }
 
+/// A container as `inspect` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Running,
+    Exited(i32),
+    /// The engine does not know it (removed).
+    Gone,
+    /// The engine did not answer in time, or said something else: nothing is known.
+    NoAnswer(String),
+}
+
+/// Whether an engine's error says the container does not exist (docker: "No such
+/// container" / "No such object"; podman: "no such container").
+pub fn is_no_such_container(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("no such container") || e.contains("no such object")
+}
+
 /// The arguments of `ENGINE logs -f`, from `since` (RFC 3339) when resuming.
 pub fn logs_args(name: &str, since: Option<&str>) -> Vec<String> {
     let mut args = vec!["logs".to_owned(), "-f".to_owned()];
@@ -430,11 +448,24 @@ impl ContainerDriver {
 
     /// `Some(None)` running, `Some(Some(code))` exited, `None` unknown (gone or no answer).
     async fn state(&self, name: &str) -> Option<Option<i32>> {
-        let out = self
-            .engine(&inspect_args(name), INSPECT_TIMEOUT)
-            .await
-            .ok()?;
-        parse_inspect(&out)
+        match self.inspect(name).await {
+            State::Running => Some(None),
+            State::Exited(code) => Some(Some(code)),
+            State::Gone | State::NoAnswer(_) => None,
+        }
+    }
+
+    /// What the engine says about the container.
+    async fn inspect(&self, name: &str) -> State {
+        match self.engine(&inspect_args(name), INSPECT_TIMEOUT).await {
+            Ok(out) => match parse_inspect(&out) {
+                Some(None) => State::Running,
+                Some(Some(code)) => State::Exited(code),
+                None => State::NoAnswer(format!("cannot read {out:?}")),
+            },
+            Err(e) if is_no_such_container(&e) => State::Gone,
+            Err(e) => State::NoAnswer(e),
+        }
     }
 
     /// Removes the container, whatever its state.
@@ -576,8 +607,14 @@ impl Driver for ContainerDriver {
 
     async fn adopt(&self, record: &Record, dir: &Path) -> Option<Handle> {
         let name = record.container.as_deref()?;
-        match self.state(name).await {
-            Some(None) => {
+        match self.inspect(name).await {
+            State::Exited(_) | State::Gone => None,
+            // Running, or no answer yet: the container was running when the last agent
+            // saw it; `exited` asks again on every tick.
+            state => {
+                if let State::NoAnswer(e) = &state {
+                    tracing::warn!(container = %name, error = %e, "adopting a container the engine did not describe");
+                }
                 let mut handle = container_handle(record.clone(), dir);
                 // What the container wrote while no agent listened, and on.
                 let since = last_log_write(dir);
@@ -585,17 +622,22 @@ impl Driver for ContainerDriver {
                     self.follow_logs(name, dir, ADOPTED_LOG_LIMIT, since.as_deref());
                 Some(handle)
             }
-            _ => None,
         }
     }
 
     async fn exited(&self, handle: &mut Handle) -> Option<Option<i32>> {
         let name = handle.record.container.clone().unwrap_or_default();
-        match self.state(&name).await {
-            Some(None) => None,
-            Some(code) => Some(code),
-            // Removed behind the agent's back, or the engine is gone.
-            None => Some(None),
+        match self.inspect(&name).await {
+            State::Running => None,
+            State::Exited(code) => Some(Some(code)),
+            // Removed behind the agent's back.
+            State::Gone => Some(None),
+            // A slow or restarting engine is no exit: removing and restarting a container
+            // that may well run would be worse than asking again on the next tick.
+            State::NoAnswer(e) => {
+                tracing::warn!(container = %name, error = %e, "the container engine did not say whether the container runs");
+                None
+            }
         }
     }
 
@@ -872,6 +914,19 @@ mod tests {
         assert_eq!(parse_inspect("false 3\n"), Some(Some(3)));
         assert_eq!(parse_inspect("Error: no such container"), None);
         assert_eq!(parse_inspect(""), None);
+        assert!(is_no_such_container(
+            "docker inspect failed: Error: No such object: meridian-x"
+        ));
+        assert!(is_no_such_container(
+            "docker rm failed: Error response from daemon: No such container: meridian-x"
+        ));
+        assert!(is_no_such_container(
+            "podman inspect failed: Error: no such container meridian-x"
+        ));
+        assert!(!is_no_such_container("docker inspect took more than 10s"));
+        assert!(!is_no_such_container(
+            "docker inspect failed: Cannot connect to the Docker daemon"
+        ));
         assert_eq!(logs_args("n", None).join(" "), "logs -f n");
         assert_eq!(
             logs_args("n", Some("2026-12-06T08:00:00.5Z")).join(" "),
