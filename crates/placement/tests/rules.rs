@@ -224,21 +224,21 @@ fn win_workload(build: &str, isolation: &str) -> api::Workload {
 fn windows_process_isolation_needs_the_same_build() {
     let nodes = vec![
         win_node("ws2019", "10.0.17763", "windows-server"),
-        win_node("ws2025", "10.0.26100", "windows-server"),
+        win_node("ws2016", "10.0.14393.1914", "windows-server"),
     ];
     let x = refused(&eu_and_us(), &nodes, win_workload("10.0.20348", "process"));
     assert_eq!(
         x.lines(),
         vec![
-            "1 node: Windows build 10.0.17763 cannot process-isolate image 10.0.20348",
-            "1 node: Windows build 10.0.26100 cannot process-isolate image 10.0.20348"
+            "1 node: Windows build 10.0.14393.1914 cannot process-isolate image 10.0.20348",
+            "1 node: Windows build 10.0.17763 cannot process-isolate image 10.0.20348"
         ]
     );
     assert_eq!(
         suggestions(&x),
         vec![
-            "would fit with an image built for Windows 10.0.17763",
-            "would fit with isolation: hyperv"
+            "would fit with an image built for Windows 10.0.14393.1914",
+            "would fit with an image built for Windows 10.0.17763"
         ]
     );
     let (_, d) = place(
@@ -247,6 +247,46 @@ fn windows_process_isolation_needs_the_same_build() {
         &[win_workload("10.0.20348", "process")],
     );
     assert_eq!(chosen(&d), vec!["ws2022"]);
+    // Windows Server 2025 process-isolates Windows Server 2022 images (Microsoft's table
+    // of January 2025).
+    let (_, d) = place(
+        &eu_and_us(),
+        &[win_node("ws2025", "10.0.26100", "windows-server")],
+        &[win_workload("10.0.20348", "process")],
+    );
+    assert_eq!(chosen(&d), vec!["ws2025"]);
+    // Windows Server 2016 compares revisions; later hosts do not.
+    let x = refused(
+        &eu_and_us(),
+        &nodes[1..],
+        win_workload("10.0.14393.1944", "process"),
+    );
+    assert_eq!(
+        x.lines(),
+        vec!["1 node: Windows build 10.0.14393.1914 cannot process-isolate image 10.0.14393.1944"]
+    );
+    let (_, d) = place(
+        &eu_and_us(),
+        &nodes[1..],
+        &[win_workload("10.0.14393.1914", "process")],
+    );
+    assert_eq!(chosen(&d), vec!["ws2016"]);
+    let (_, d) = place(
+        &eu_and_us(),
+        &[win_node("ws2019", "10.0.17763.4010", "windows-server")],
+        &[win_workload("10.0.17763.3287", "process")],
+    );
+    assert_eq!(chosen(&d), vec!["ws2019"]);
+    // A Windows 10 client process-isolates no server image, even of its own build.
+    let x = refused(
+        &eu_and_us(),
+        &[win_node("win10", "10.0.17763", "windows-10")],
+        win_workload("10.0.17763", "process"),
+    );
+    assert_eq!(
+        x.lines(),
+        vec!["1 node: Windows build 10.0.17763 cannot process-isolate image 10.0.17763"]
+    );
 }
 
 #[test]

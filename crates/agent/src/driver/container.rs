@@ -1,24 +1,49 @@
 //! The `container` driver: an OCI image run by `podman` or `docker` through their command
-//! line.
+//! line. Run end to end against Docker Engine 20.10 (fuse-overlayfs, cgroup v1) by
+//! `crates/agent/tests/container.rs`.
 //!
-//! - start: `ENGINE run -d --name meridian-<allocation uid> --label … --cpus X --memory Yb
-//!   [-e K=V]… [--workdir DIR] [--entrypoint PROGRAM] IMAGE [rest of command] [args]`
-//!   ([`run_args`]; `task.command` overrides the image's entrypoint, as its field says);
-//!   `ENGINE logs -f NAME` streams the output into the allocation's `stdout.log` and
-//!   `stderr.log`;
-//! - status: `ENGINE inspect --format '{{.State.Running}} {{.State.ExitCode}}' NAME`
-//!   ([`parse_inspect`]);
-//! - stop: `ENGINE stop -t <grace seconds> NAME` (the engine sends SIGTERM, then SIGKILL),
-//!   then `ENGINE rm -f NAME`.
-//!
-//! The container's name comes from the allocation's uid, so a restarted agent finds it
-//! again (adoption is `inspect` saying it runs).
-//!
-//! Not exercised end to end here: the development machine has a docker CLI but no engine
-//! (so the driver is not offered there, see [`super::available`]). The command lines and
-//! the parsing are unit-tested.
+//! - **Start** ([`run_plan`]): `ENGINE run -d --name meridian-<allocation uid> --pull never
+//!   --init --label meridian.allocation=<slot id> --label meridian.uid=<uid> --cpus X
+//!   --memory Yb [--user UID:GID] [--env-file FILE] [-e NAME]… [-p HOST:TARGET/PROTO]…
+//!   [-v HOST:MOUNT[:ro]]… [-v SECRETS:/run/secrets/meridian:ro] [--workdir DIR]
+//!   [--ulimit nofile=N:N]… [--entrypoint PROGRAM] IMAGE [rest of command] [args]`.
+//!   `task.command` overrides the image's entrypoint, as its field says.
+//! - **Image**: never pulled. `ENGINE image inspect IMAGE` first; an image the node lacks
+//!   fails the start with "image X is not on this node; load it with docker load or
+//!   docker import" (`--pull never` on `run` says the same to the engine).
+//! - **Environment**: no value is ever on a command line (the argv of every process is
+//!   readable in `/proc` by every user). Values go into `container.env`, a 0600 file in
+//!   the allocation's directory handed over with `--env-file` and removed as soon as
+//!   `run` returns (the CLI reads it before asking the engine). A value the env-file
+//!   format cannot carry (a line break, a carriage return, more than
+//!   [`MAX_ENV_FILE_VALUE`] bytes) goes as `-e NAME` with the value in the CLI's own
+//!   environment, unless NAME is one of the CLI's own variables ([`steers_the_cli`]),
+//!   which is refused. Every engine command runs with a cleared environment plus the
+//!   engine's own variables ([`CLI_ENV`]): nothing of the agent's environment reaches the
+//!   container. `MERIDIAN_SECRETS_DIR` is rewritten to [`SECRETS_MOUNT`], where the
+//!   allocation's secret files are mounted read-only.
+//! - **User**: `--user UID:GID` from [`Launch::user`]; without one the image's user
+//!   stands (the start message says so).
+//! - **Ports**: `-p HOST:TARGET/PROTO`, published on all the node's addresses (the
+//!   engine's default, as an `exec` task listening on `0.0.0.0`): endpoints give other
+//!   services `node address:port` and health checks dial `127.0.0.1:port`.
+//! - **Init**: `--init` (the engine's `docker-init`/`catatonit`): PID 1 of a container
+//!   ignores SIGTERM unless it installs a handler, so without it `stop` would always wait
+//!   out the grace period and SIGKILL an ordinary program; with it the task sees SIGTERM
+//!   as an `exec` task does, and zombies are reaped.
+//! - **Logs**: `ENGINE logs -f NAME` streams the container's stdout and stderr into the
+//!   allocation's `stdout.log` and `stderr.log` (rotated like an `exec` task's). After
+//!   an agent restart the follower starts again with `--since` the time the log files
+//!   were last written.
+//! - **Status**: `ENGINE inspect --format '{{.State.Running}} {{.State.ExitCode}}' NAME`
+//!   ([`parse_inspect`]).
+//! - **Stop**: `ENGINE stop -t <grace seconds> NAME` (the engine sends SIGTERM, then
+//!   SIGKILL; exit code 137 means it took SIGKILL); **cleanup**: `ENGINE rm -f NAME`.
+//! - **Adoption**: the container's name comes from the allocation's uid and is in the
+//!   task's [`Record`], so a restarted agent finds it again (`inspect` says it runs).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,9 +70,47 @@ impl Engine {
     }
 }
 
-/// Time limit of `inspect`, `rm` and `run -d` (which may pull the image: generous).
+/// Time limit of `inspect`, `rm` and `run -d` (no pull: the image is local).
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
-const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a container sees the allocation's secret files (`<secret>/<key>`).
+pub const SECRETS_MOUNT: &str = "/run/secrets/meridian";
+/// The env file's name in the allocation's directory (present only during `run`).
+pub const ENV_FILE: &str = "container.env";
+/// Longest value written to the env file: the CLI reads it line by line with a 64 KiB
+/// line buffer.
+pub const MAX_ENV_FILE_VALUE: usize = 60 * 1024;
+/// Rotation limit of the log files of an adopted container (the agent's default).
+pub const ADOPTED_LOG_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// The variables of the agent's environment that the engine's CLI keeps (where the
+/// engine is, its configuration, where to find its helpers); everything else is cleared.
+pub const CLI_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_API_VERSION",
+    "CONTAINER_HOST",
+    "CONTAINER_CONNECTION",
+    "CONTAINERS_CONF",
+    "CONTAINERS_STORAGE_CONF",
+    "REGISTRY_AUTH_FILE",
+];
+
+/// Whether a variable of this name, set in the CLI's environment, would change what the
+/// CLI does (which engine it talks to, its configuration).
+pub fn steers_the_cli(name: &str) -> bool {
+    CLI_ENV.contains(&name) || name.starts_with("DOCKER_") || name.starts_with("CONTAINER")
+}
 
 /// The container's name for an allocation.
 pub fn container_name(uid: &str) -> String {
@@ -67,42 +130,197 @@ pub fn cpus_arg(millis: u64) -> String {
     }
 }
 
-/// The arguments of `ENGINE run` (without the program) for `task`.
-pub fn run_args(task: &Task, launch: &Launch, name: &str) -> Result<Vec<String>, DriverError> {
+/// How the task's environment reaches the container.
+#[derive(Default, PartialEq, Eq)]
+pub struct EnvDelivery {
+    /// The env file's text (`NAME=value` lines); empty when every value goes otherwise.
+    pub file: String,
+    /// Variables passed as `-e NAME`, their values in the CLI's environment.
+    pub through_cli: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for EnvDelivery {
+    /// Names only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvDelivery")
+            .field("file_lines", &self.file.lines().count())
+            .field("through_cli", &self.through_cli.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The container's environment: the launch's, with `MERIDIAN_SECRETS_DIR` pointing where
+/// the container sees the secret files.
+pub fn container_env(launch: &Launch) -> BTreeMap<String, String> {
+    let mut env = launch.env.clone();
+    if launch.secrets_dir.is_some() || env.contains_key("MERIDIAN_SECRETS_DIR") {
+        env.insert("MERIDIAN_SECRETS_DIR".into(), SECRETS_MOUNT.into());
+    }
+    env
+}
+
+/// Splits `env` between the env file and the CLI's environment (see the module doc).
+/// Errors name the variable, never its value.
+pub fn env_delivery(
+    env: &BTreeMap<String, String>,
+    engine: Engine,
+) -> Result<EnvDelivery, DriverError> {
+    let mut out = EnvDelivery::default();
+    for (name, value) in env {
+        if name.is_empty() || name.contains('=') || name.chars().any(char::is_whitespace) {
+            return Err(DriverError::Failed(format!(
+                "task.env {name:?}: not a name a container's environment can hold"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(DriverError::Failed(format!(
+                "task.env {name}: its value holds a NUL byte, which no environment can hold"
+            )));
+        }
+        let fits_the_file = !value.contains(['\n', '\r']) && value.len() <= MAX_ENV_FILE_VALUE;
+        if fits_the_file {
+            out.file.push_str(name);
+            out.file.push('=');
+            out.file.push_str(value);
+            out.file.push('\n');
+        } else if steers_the_cli(name) {
+            return Err(DriverError::Failed(format!(
+                "task.env {name}: its value has a line break or is longer than {MAX_ENV_FILE_VALUE} bytes, \
+                 so it cannot go through {}'s --env-file, and {name} is one of the {} command's own \
+                 variables, so it cannot go through its environment either: rename the variable or \
+                 deliver the value as a secret file (task.secrets)",
+                engine.program(),
+                engine.program()
+            )));
+        } else {
+            out.through_cli.insert(name.clone(), value.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// What `ENGINE run` gets: its arguments (without the program; no value of the
+/// environment) and the environment to deliver.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub args: Vec<String>,
+    pub env: EnvDelivery,
+    /// The image, for the `image inspect` check.
+    pub image: String,
+}
+
+/// A host path as `-v` takes it (its syntax splits on `:`).
+fn bind_source(what: &str, path: &Path) -> Result<String, DriverError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| DriverError::Failed(format!("{what}: the path {path:?} is not UTF-8")))?;
+    if text.contains(':') || !path.is_absolute() {
+        return Err(DriverError::Failed(format!(
+            "{what}: {text:?} cannot be bound into a container (it must be absolute and hold no ':')"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// A path inside the container, as `-v` and `--workdir` take it.
+fn container_path(what: &str, path: &str) -> Result<String, DriverError> {
+    if !path.starts_with('/') || path.contains(':') {
+        return Err(DriverError::Failed(format!(
+            "{what}: {path:?} must be an absolute path inside the container, without ':'"
+        )));
+    }
+    Ok(path.to_owned())
+}
+
+/// The `ENGINE run` of `task` in `slot` as `launch` says it sees the world; `env_file`
+/// is where the env file will be.
+pub fn run_plan(
+    engine: Engine,
+    task: &Task,
+    launch: &Launch,
+    slot: &Slot,
+    env_file: &Path,
+) -> Result<RunPlan, DriverError> {
     let image = task
         .image
         .as_deref()
-        .filter(|i| !i.trim().is_empty())
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
         .ok_or(DriverError::Missing(
             DriverKind::Container,
             "spec.task.image",
         ))?;
-    let mut args: Vec<String> = ["run", "-d", "--name", name, "--label"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    args.push(format!("dev.meridian.allocation={name}"));
+    let name = container_name(&slot.uid);
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |a: &[&str]| args.extend(a.iter().map(|s| (*s).to_owned()));
+    push(&["run", "-d", "--name", &name, "--pull", "never", "--init"]);
+    push(&["--label", &format!("meridian.allocation={}", slot.id)]);
+    push(&["--label", &format!("meridian.uid={}", slot.uid)]);
     let r = &task.resources;
     if r.cpu.millis() > 0 {
-        args.extend(["--cpus".to_owned(), cpus_arg(r.cpu.millis())]);
+        push(&["--cpus", &cpus_arg(r.cpu.millis())]);
     }
     if r.memory.bytes() > 0 {
-        args.extend(["--memory".to_owned(), format!("{}b", r.memory.bytes())]);
+        push(&["--memory", &format!("{}b", r.memory.bytes())]);
     }
-    for (k, v) in &launch.env {
-        args.extend(["-e".to_owned(), format!("{k}={v}")]);
+    if let Some(user) = &launch.user {
+        push(&["--user", &format!("{}:{}", user.uid, user.gid)]);
+    }
+    let env = env_delivery(&container_env(launch), engine)?;
+    if !env.file.is_empty() {
+        let file = bind_source("the env file", env_file)?;
+        push(&["--env-file", &file]);
+    }
+    for name in env.through_cli.keys() {
+        push(&["-e", name]);
+    }
+    for p in &launch.ports {
+        push(&[
+            "-p",
+            &format!("{}:{}/{}", p.port, p.target, p.protocol.as_str()),
+        ]);
+    }
+    for v in &launch.volumes {
+        let what = format!("volume {}", v.name);
+        let mut spec = format!(
+            "{}:{}",
+            bind_source(&what, &v.host_path)?,
+            container_path(&what, &v.mount_path)?
+        );
+        if v.read_only {
+            spec.push_str(":ro");
+        }
+        push(&["-v", &spec]);
+    }
+    if let Some(dir) = &launch.secrets_dir {
+        let source = bind_source("the secrets directory", dir)?;
+        push(&["-v", &format!("{source}:{SECRETS_MOUNT}:ro")]);
     }
     if let Some(wd) = &task.working_dir {
-        args.extend(["--workdir".to_owned(), wd.clone()]);
+        push(&["--workdir", &container_path("task.workingDir", wd)?]);
+    }
+    let limits = &launch.rlimits;
+    for (what, value) in [
+        ("nofile", limits.nofile),
+        ("nproc", limits.nproc),
+        ("core", limits.core),
+    ] {
+        if let Some(n) = value {
+            push(&["--ulimit", &format!("{what}={n}:{n}")]);
+        }
     }
     let mut command = task.command.iter();
     if let Some(entrypoint) = command.next() {
-        args.extend(["--entrypoint".to_owned(), entrypoint.clone()]);
+        push(&["--entrypoint", entrypoint]);
     }
-    args.push(image.to_owned());
+    push(&[image]);
     args.extend(command.cloned());
     args.extend(task.args.iter().cloned());
-    Ok(args)
+    Ok(RunPlan {
+        args,
+        env,
+        image: image.to_owned(),
+    })
 }
 
 /// The arguments of `ENGINE stop`.
@@ -135,6 +353,44 @@ pub fn parse_inspect(out: &str) -> Option<Option<i32>> {
     }
 }
 
+/// A container as `inspect` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Running,
+    Exited(i32),
+    /// The engine does not know it (removed).
+    Gone,
+    /// The engine did not answer in time, or said something else: nothing is known.
+    NoAnswer(String),
+}
+
+/// Whether an engine's error says the container does not exist (docker: "No such
+/// container" / "No such object"; podman: "no such container").
+pub fn is_no_such_container(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("no such container") || e.contains("no such object")
+}
+
+/// The arguments of `ENGINE logs -f`, from `since` (RFC 3339) when resuming.
+pub fn logs_args(name: &str, since: Option<&str>) -> Vec<String> {
+    let mut args = vec!["logs".to_owned(), "-f".to_owned()];
+    if let Some(since) = since {
+        args.extend(["--since".to_owned(), since.to_owned()]);
+    }
+    args.push(name.to_owned());
+    args
+}
+
+/// When the allocation's log files were last written (RFC 3339, nanoseconds), if any.
+fn last_log_write(dir: &Path) -> Option<String> {
+    ["stdout.log", "stderr.log"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok()?.modified().ok())
+        .max()
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .map(|t| t.to_string())
+}
+
 /// The `container` driver.
 #[derive(Debug, Clone)]
 pub struct ContainerDriver {
@@ -146,56 +402,106 @@ impl ContainerDriver {
         ContainerDriver { engine }
     }
 
-    /// Runs the engine with `args`: its stdout if it succeeded in time, else what went wrong.
-    async fn engine(&self, args: &[String], limit: Duration) -> Result<String, String> {
+    /// The engine's CLI with a cleared environment plus its own variables ([`CLI_ENV`]).
+    fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(self.engine.program());
-        cmd.args(args)
+        cmd.env_clear()
+            .envs(
+                CLI_ENV
+                    .iter()
+                    .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+            )
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the engine with `args` (and `env` added to its environment): its stdout if
+    /// it succeeded in time, else what went wrong.
+    async fn run_engine(
+        &self,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let mut cmd = self.command();
+        cmd.args(args).envs(env);
+        let program = self.engine.program();
         let out = tokio::time::timeout(limit, cmd.output())
             .await
-            .map_err(|_| {
-                format!(
-                    "{} {} took more than {limit:?}",
-                    self.engine.program(),
-                    args[0]
-                )
-            })?
-            .map_err(|e| format!("cannot run {}: {e}", self.engine.program()))?;
+            .map_err(|_| format!("{program} {} took more than {limit:?}", args[0]))?
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
-                "{} {} failed: {}",
-                self.engine.program(),
+                "{program} {} failed: {}",
                 args[0],
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
     }
 
-    /// `Some(None)` running, `Some(Some(code))` exited, `None` unknown (gone or no answer).
-    async fn state(&self, name: &str) -> Option<Option<i32>> {
-        let out = self
-            .engine(&inspect_args(name), INSPECT_TIMEOUT)
-            .await
-            .ok()?;
-        parse_inspect(&out)
+    async fn engine(&self, args: &[String], limit: Duration) -> Result<String, String> {
+        self.run_engine(args, &BTreeMap::new(), limit).await
     }
 
-    /// Streams the container's output into the allocation's log files.
+    /// `Some(None)` running, `Some(Some(code))` exited, `None` unknown (gone or no answer).
+    async fn state(&self, name: &str) -> Option<Option<i32>> {
+        match self.inspect(name).await {
+            State::Running => Some(None),
+            State::Exited(code) => Some(Some(code)),
+            State::Gone | State::NoAnswer(_) => None,
+        }
+    }
+
+    /// What the engine says about the container.
+    async fn inspect(&self, name: &str) -> State {
+        match self.engine(&inspect_args(name), INSPECT_TIMEOUT).await {
+            Ok(out) => match parse_inspect(&out) {
+                Some(None) => State::Running,
+                Some(Some(code)) => State::Exited(code),
+                None => State::NoAnswer(format!("cannot read {out:?}")),
+            },
+            Err(e) if is_no_such_container(&e) => State::Gone,
+            Err(e) => State::NoAnswer(e),
+        }
+    }
+
+    /// Removes the container, whatever its state.
+    async fn remove(&self, name: &str) {
+        let _ = self
+            .engine(&["rm".into(), "-f".into(), name.into()], INSPECT_TIMEOUT)
+            .await;
+    }
+
+    /// Fails unless the image is on the node (nothing is pulled).
+    async fn image_present(&self, image: &str) -> Result<(), DriverError> {
+        let args = ["image", "inspect", "--format", "{{.Id}}", image].map(String::from);
+        self.engine(&args, INSPECT_TIMEOUT).await.map(drop).map_err(|e| {
+            let program = self.engine.program();
+            DriverError::Failed(if e.contains("No such image") || e.contains("image not known") {
+                format!(
+                    "image {image} is not on this node; load it with {program} load or {program} import (the container driver pulls nothing)"
+                )
+            } else {
+                e
+            })
+        })
+    }
+
+    /// Streams the container's output into the allocation's log files, from `since`.
     fn follow_logs(
         &self,
         name: &str,
         slot_dir: &Path,
         log_limit: u64,
+        since: Option<&str>,
     ) -> Option<tokio::process::Child> {
-        let mut cmd = tokio::process::Command::new(self.engine.program());
-        cmd.args(["logs", "-f", name])
-            .stdin(std::process::Stdio::null())
+        let mut cmd = self.command();
+        cmd.args(logs_args(name, since))
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().ok()?;
         if let Some(out) = child.stdout.take() {
             tokio::spawn(capture(out, slot_dir.join("stdout.log"), log_limit));
@@ -207,6 +513,22 @@ impl ContainerDriver {
     }
 }
 
+/// Writes the env file, readable by its owner only.
+fn write_env_file(path: &Path, text: &str) -> Result<(), DriverError> {
+    use std::io::Write;
+    let io = |source| DriverError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)
+}
+
 fn container_handle(record: Record, dir: &Path) -> Handle {
     Handle {
         record,
@@ -215,6 +537,26 @@ fn container_handle(record: Record, dir: &Path) -> Handle {
         cgroups: super::exec::Cgroups::default(),
         log_follower: None,
     }
+}
+
+/// What the start message says about the launch.
+fn describe(engine: Engine, name: &str, task: &Task, launch: &Launch) -> String {
+    let user = match &launch.user {
+        Some(u) => format!("user {}:{}", u.uid, u.gid),
+        None => "the image's user (no task user given)".to_owned(),
+    };
+    let ports: Vec<String> = launch
+        .ports
+        .iter()
+        .map(|p| format!("{}->{}/{}", p.port, p.target, p.protocol.as_str()))
+        .collect();
+    format!(
+        "container {name} ({}): limits enforced by the engine: cpus {}, memory {} bytes; {user}; ports [{}]",
+        engine.program(),
+        cpus_arg(task.resources.cpu.millis()),
+        task.resources.memory.bytes(),
+        ports.join(", ")
+    )
 }
 
 #[async_trait]
@@ -230,15 +572,25 @@ impl Driver for ContainerDriver {
         slot: &Slot,
     ) -> Result<Started, DriverError> {
         let name = container_name(&slot.uid);
-        let args = run_args(task, launch, &name)?;
+        let env_file: PathBuf = slot.dir.join(ENV_FILE);
+        let plan = run_plan(self.engine, task, launch, slot, &env_file)?;
         create_dir(&slot.dir)?;
+        self.image_present(&plan.image).await?;
         // A container of an earlier run of this allocation would hold the name.
-        let _ = self
-            .engine(&["rm".into(), "-f".into(), name.clone()], INSPECT_TIMEOUT)
+        self.remove(&name).await;
+        if !plan.env.file.is_empty() {
+            write_env_file(&env_file, &plan.env.file)?;
+        }
+        let ran = self
+            .run_engine(&plan.args, &plan.env.through_cli, RUN_TIMEOUT)
             .await;
-        self.engine(&args, RUN_TIMEOUT)
-            .await
-            .map_err(DriverError::Failed)?;
+        // The CLI read the file before asking the engine: its values need not stay.
+        let _ = std::fs::remove_file(&env_file);
+        if let Err(e) = ran {
+            // `run` may have created the container before failing (a port taken).
+            self.remove(&name).await;
+            return Err(DriverError::Failed(e));
+        }
         let mut handle = container_handle(
             Record {
                 driver: DriverKind::Container,
@@ -248,31 +600,44 @@ impl Driver for ContainerDriver {
             },
             &slot.dir,
         );
-        handle.log_follower = self.follow_logs(&name, &slot.dir, slot.log_limit);
-        let message = format!(
-            "container {name} ({}): cpus {}, memory {} bytes",
-            self.engine.program(),
-            cpus_arg(task.resources.cpu.millis()),
-            task.resources.memory.bytes()
-        );
+        handle.log_follower = self.follow_logs(&name, &slot.dir, slot.log_limit, None);
+        let message = describe(self.engine, &name, task, launch);
         Ok(Started { handle, message })
     }
 
     async fn adopt(&self, record: &Record, dir: &Path) -> Option<Handle> {
         let name = record.container.as_deref()?;
-        match self.state(name).await {
-            Some(None) => Some(container_handle(record.clone(), dir)),
-            _ => None,
+        match self.inspect(name).await {
+            State::Exited(_) | State::Gone => None,
+            // Running, or no answer yet: the container was running when the last agent
+            // saw it; `exited` asks again on every tick.
+            state => {
+                if let State::NoAnswer(e) = &state {
+                    tracing::warn!(container = %name, error = %e, "adopting a container the engine did not describe");
+                }
+                let mut handle = container_handle(record.clone(), dir);
+                // What the container wrote while no agent listened, and on.
+                let since = last_log_write(dir);
+                handle.log_follower =
+                    self.follow_logs(name, dir, ADOPTED_LOG_LIMIT, since.as_deref());
+                Some(handle)
+            }
         }
     }
 
     async fn exited(&self, handle: &mut Handle) -> Option<Option<i32>> {
         let name = handle.record.container.clone().unwrap_or_default();
-        match self.state(&name).await {
-            Some(None) => None,
-            Some(code) => Some(code),
-            // Removed behind the agent's back, or the engine is gone.
-            None => Some(None),
+        match self.inspect(&name).await {
+            State::Running => None,
+            State::Exited(code) => Some(Some(code)),
+            // Removed behind the agent's back.
+            State::Gone => Some(None),
+            // A slow or restarting engine is no exit: removing and restarting a container
+            // that may well run would be worse than asking again on the next tick.
+            State::NoAnswer(e) => {
+                tracing::warn!(container = %name, error = %e, "the container engine did not say whether the container runs");
+                None
+            }
         }
     }
 
@@ -290,6 +655,7 @@ impl Driver for ContainerDriver {
             },
             Err(e) => {
                 tracing::warn!(container = %name, error = %e, "stop failed; removing it by force");
+                self.remove(&name).await;
                 Stopped::Killed
             }
         }
@@ -297,23 +663,49 @@ impl Driver for ContainerDriver {
 
     async fn cleanup(&self, handle: &mut Handle) {
         if let Some(mut f) = handle.log_follower.take() {
-            let _ = f.kill().await;
+            // `logs -f` ends with the container; give it a moment to flush the last lines.
+            if tokio::time::timeout(Duration::from_secs(2), f.wait())
+                .await
+                .is_err()
+            {
+                let _ = f.kill().await;
+            }
         }
         if let Some(name) = handle.record.container.clone() {
-            let _ = self
-                .engine(&["rm".into(), "-f".into(), name], INSPECT_TIMEOUT)
-                .await;
+            self.remove(&name).await;
         }
+        let _ = std::fs::remove_file(handle.dir.join(ENV_FILE));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::{BoundVolume, Identity};
+    use api::task::{PortBinding, Protocol, Rlimits};
     use serde_json::json;
 
     fn task(v: serde_json::Value) -> Task {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn slot() -> Slot {
+        Slot {
+            dir: "/data/allocations/default_web-0".into(),
+            id: "default_web-0-1234".into(),
+            uid: "1234".into(),
+            log_limit: 1024,
+        }
+    }
+
+    fn plan(t: &Task, launch: &Launch) -> Result<RunPlan, DriverError> {
+        run_plan(
+            Engine::Docker,
+            t,
+            launch,
+            &slot(),
+            Path::new("/data/allocations/default_web-0/container.env"),
+        )
     }
 
     #[test]
@@ -324,30 +716,178 @@ mod tests {
             "env": {"A": "1", "B": "x=y"}, "workingDir": "/srv",
             "resources": {"cpu": "500m", "memory": "256Mi"},
         }));
-        let args = run_args(&t, &Launch::default(), "meridian-1234").unwrap();
+        let launch = Launch {
+            env: [("A", "1"), ("B", "x=y")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            ..Launch::default()
+        };
+        let p = plan(&t, &launch).unwrap();
         assert_eq!(
-            args.join(" "),
-            "run -d --name meridian-1234 --label dev.meridian.allocation=meridian-1234 \
-             --cpus 0.5 --memory 268435456b -e A=1 -e B=x=y --workdir /srv \
+            p.args.join(" "),
+            "run -d --name meridian-1234 --pull never --init \
+             --label meridian.allocation=default_web-0-1234 --label meridian.uid=1234 \
+             --cpus 0.5 --memory 268435456b \
+             --env-file /data/allocations/default_web-0/container.env --workdir /srv \
              --entrypoint /bin/server registry.example.com/app:1.2 --port 8080"
         );
-        // Without a command the image's entrypoint runs, with the args.
+        assert_eq!(p.env.file, "A=1\nB=x=y\n");
+        assert!(p.env.through_cli.is_empty());
+        assert_eq!(p.image, "registry.example.com/app:1.2");
+        // Without a command the image's entrypoint runs, with the args; no env, no file.
         let t = task(json!({
             "driver": "container", "image": "nginx", "args": ["-g", "daemon off;"],
             "resources": {"cpu": "2", "memory": "1Gi"},
         }));
-        let args = run_args(&t, &Launch::default(), "meridian-u").unwrap();
+        let args = plan(&t, &Launch::default()).unwrap().args;
         assert_eq!(
-            args[6..].join(" "),
+            args[11..].join(" "),
             "--cpus 2 --memory 1073741824b nginx -g daemon off;"
         );
         assert_eq!(args.last().map(String::as_str), Some("daemon off;"));
         let t = task(json!({"driver": "container", "resources": {"cpu": "1", "memory": "1Mi"}}));
         assert_eq!(
-            run_args(&t, &Launch::default(), "n")
-                .unwrap_err()
-                .to_string(),
+            plan(&t, &Launch::default()).unwrap_err().to_string(),
             "the container driver needs spec.task.image"
+        );
+    }
+
+    #[test]
+    fn what_the_task_sees_is_on_the_command_line_without_values() {
+        let t = task(json!({
+            "driver": "container", "image": "app:1",
+            "resources": {"cpu": "1", "memory": "64Mi"},
+        }));
+        let launch = Launch {
+            env: [
+                ("PASSWORD", "hunter2"),
+                ("PEM", "-----BEGIN-----\nabc\n-----END-----"),
+                ("MERIDIAN_SECRETS_DIR", "/data/allocations/x/secrets"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+            user: Some(Identity {
+                name: Some("app".into()),
+                uid: 1000,
+                gid: 1001,
+            }),
+            ports: vec![
+                PortBinding {
+                    name: "http".into(),
+                    port: 31000,
+                    target: 8080,
+                    protocol: Protocol::Tcp,
+                },
+                PortBinding {
+                    name: "dns".into(),
+                    port: 31001,
+                    target: 53,
+                    protocol: Protocol::Udp,
+                },
+            ],
+            volumes: vec![
+                BoundVolume {
+                    name: "data".into(),
+                    host_path: "/srv/data".into(),
+                    mount_path: "/data".into(),
+                    read_only: false,
+                },
+                BoundVolume {
+                    name: "conf".into(),
+                    host_path: "/srv/conf".into(),
+                    mount_path: "/etc/app".into(),
+                    read_only: true,
+                },
+            ],
+            secrets_dir: Some("/data/allocations/x/secrets".into()),
+            rlimits: Rlimits {
+                nofile: Some(4096),
+                nproc: None,
+                core: Some(0),
+            },
+            ..Launch::default()
+        };
+        let p = plan(&t, &launch).unwrap();
+        let line = p.args.join(" ");
+        assert!(
+            line.contains(
+                "--user 1000:1001 --env-file /data/allocations/default_web-0/container.env -e PEM \
+                 -p 31000:8080/tcp -p 31001:53/udp -v /srv/data:/data -v /srv/conf:/etc/app:ro \
+                 -v /data/allocations/x/secrets:/run/secrets/meridian:ro \
+                 --ulimit nofile=4096:4096 --ulimit core=0:0 app:1"
+            ),
+            "{line}"
+        );
+        // No value on the command line; the secrets directory is where the container sees it.
+        assert!(
+            !line.contains("hunter2") && !line.contains("BEGIN"),
+            "{line}"
+        );
+        assert_eq!(
+            p.env.file,
+            "MERIDIAN_SECRETS_DIR=/run/secrets/meridian\nPASSWORD=hunter2\n"
+        );
+        assert_eq!(p.env.through_cli.keys().collect::<Vec<_>>(), ["PEM"]);
+        // Debug output names variables, never values.
+        let debug = format!("{p:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("PEM"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn values_that_fit_nowhere_are_refused_by_name() {
+        let env = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        let e = env_delivery(&env("DOCKER_HOST", "tcp://x\n"), Engine::Docker).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("task.env DOCKER_HOST: its value has a line break"),
+            "{text}"
+        );
+        assert!(!text.contains("tcp://x"), "{text}");
+        // A one-line value of such a name is fine: it goes in the file.
+        assert_eq!(
+            env_delivery(&env("PATH", "/app/bin:/bin"), Engine::Docker)
+                .unwrap()
+                .file,
+            "PATH=/app/bin:/bin\n"
+        );
+        let long = "x".repeat(MAX_ENV_FILE_VALUE + 1);
+        let d = env_delivery(&env("BLOB", &long), Engine::Podman).unwrap();
+        assert!(d.file.is_empty() && d.through_cli.contains_key("BLOB"));
+        assert!(env_delivery(&env("A B", "1"), Engine::Docker).is_err());
+        assert!(env_delivery(&env("A", "a\0b"), Engine::Docker).is_err());
+        assert!(steers_the_cli("DOCKER_CERT_PATH") && steers_the_cli("CONTAINERS_CONF"));
+        assert!(!steers_the_cli("MERIDIAN_TOKEN"));
+    }
+
+    #[test]
+    fn paths_a_bind_cannot_take_are_refused() {
+        let t = task(
+            json!({"driver": "container", "image": "a", "workingDir": "srv",
+                            "resources": {"cpu": "1", "memory": "1Mi"}}),
+        );
+        let e = plan(&t, &Launch::default()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("task.workingDir: \"srv\" must be an absolute path"),
+            "{e}"
+        );
+        let t = task(json!({"driver": "container", "image": "a",
+                            "resources": {"cpu": "1", "memory": "1Mi"}}));
+        let launch = Launch {
+            volumes: vec![BoundVolume {
+                name: "odd".into(),
+                host_path: "/srv/a:b".into(),
+                mount_path: "/x".into(),
+                read_only: false,
+            }],
+            ..Launch::default()
+        };
+        let e = plan(&t, &launch).unwrap_err().to_string();
+        assert!(
+            e.starts_with("volume odd: \"/srv/a:b\" cannot be bound"),
+            "{e}"
         );
     }
 
@@ -360,7 +900,7 @@ mod tests {
     }
 
     #[test]
-    fn stop_and_inspect() {
+    fn stop_inspect_and_logs() {
         assert_eq!(
             stop_args("n", Duration::from_millis(1500)).join(" "),
             "stop -t 2 n"
@@ -374,6 +914,24 @@ mod tests {
         assert_eq!(parse_inspect("false 3\n"), Some(Some(3)));
         assert_eq!(parse_inspect("Error: no such container"), None);
         assert_eq!(parse_inspect(""), None);
+        assert!(is_no_such_container(
+            "docker inspect failed: Error: No such object: meridian-x"
+        ));
+        assert!(is_no_such_container(
+            "docker rm failed: Error response from daemon: No such container: meridian-x"
+        ));
+        assert!(is_no_such_container(
+            "podman inspect failed: Error: no such container meridian-x"
+        ));
+        assert!(!is_no_such_container("docker inspect took more than 10s"));
+        assert!(!is_no_such_container(
+            "docker inspect failed: Cannot connect to the Docker daemon"
+        ));
+        assert_eq!(logs_args("n", None).join(" "), "logs -f n");
+        assert_eq!(
+            logs_args("n", Some("2026-12-06T08:00:00.5Z")).join(" "),
+            "logs -f --since 2026-12-06T08:00:00.5Z n"
+        );
     }
 
     #[test]

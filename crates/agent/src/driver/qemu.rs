@@ -19,6 +19,30 @@
 //! - **Adoption**: QEMU is a process in its own group, recorded with its start time like
 //!   an `exec` task; a restarted agent finds the QMP socket again in the allocation's
 //!   directory.
+//!
+//! What the guest sees ([`guest_view`]):
+//! - **Ports**: user-mode networking, one virtio NIC (`-netdev user,id=meridian0,
+//!   hostfwd=tcp::HOST-:TARGET,hostfwd=udp::HOST-:TARGET -device
+//!   virtio-net-pci,netdev=meridian0`); the guest is `10.0.2.15/24` (gateway `10.0.2.2`)
+//!   and listens on TARGET. Forwards listen on all the node's addresses, as a container's
+//!   published ports do: endpoints give other services `node address:port`, health
+//!   checks dial `127.0.0.1:port`. Without ports QEMU's default network stays.
+//! - **Environment**: never on QEMU's command line nor in its environment (QEMU runs with
+//!   a cleared one). The task's variables are in `guest.env`, a 0600 file in the
+//!   allocation's directory (removed by cleanup), handed to the guest as the fw_cfg item
+//!   `opt/meridian/env`: `NAME=value` entries each ended by a NUL byte (as
+//!   `/proc/PID/environ`; values may hold line breaks). A Linux guest reads it from
+//!   `/sys/firmware/qemu_fw_cfg/by_name/opt/meridian/env/raw` (module `qemu_fw_cfg`).
+//! - **Volumes**: virtio-9p, one share per volume tagged with the volume's name
+//!   (`-virtfs local,path=HOST,mount_tag=NAME,security_model=none[,readonly=on]`); the
+//!   guest mounts it (`mount -t 9p -o trans=virtio,version=9p2000.L NAME MOUNTPATH`). The
+//!   fw_cfg item `opt/meridian/mounts` lists `TAG MOUNTPATH ro|rw` lines so that a
+//!   guest's init can do it without knowing the task.
+//! - **Secrets**: the allocation's secret files as a read-only 9p share tagged
+//!   [`SECRETS_TAG`]; `MERIDIAN_SECRETS_DIR` says [`SECRETS_MOUNT`], where the mounts list
+//!   puts it.
+//! - Not applied to a VM: `user` and `rlimits` (they belong to the guest's own
+//!   accounts), `workingDir`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +67,18 @@ pub const QMP_TIMEOUT: Duration = Duration::from_secs(5);
 const QUIT_WAIT: Duration = Duration::from_secs(10);
 /// Longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// The guest's environment file in the allocation's directory (fw_cfg `opt/meridian/env`).
+pub const GUEST_ENV_FILE: &str = "guest.env";
+/// The guest's mounts list in the allocation's directory (fw_cfg `opt/meridian/mounts`).
+pub const GUEST_MOUNTS_FILE: &str = "guest.mounts";
+/// The 9p tag of the allocation's secret files.
+pub const SECRETS_TAG: &str = "meridian-secrets";
+/// Where the mounts list asks the guest to mount the secret files.
+pub const SECRETS_MOUNT: &str = "/run/secrets/meridian";
+/// Longest 9p mount tag QEMU takes.
+const MAX_MOUNT_TAG: usize = 31;
+/// The variables of the agent's environment QEMU keeps; everything else is cleared.
+const QEMU_ENV: &[&str] = &["PATH", "HOME", "TMPDIR"];
 
 /// What the node's configuration asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,13 +208,159 @@ fn qemu_escape(s: &str) -> String {
     s.replace(',', ",,")
 }
 
-/// QEMU's arguments (without the program) for `task`, files in `dir`.
+/// What the guest is given besides QEMU's arguments: the contents of the fw_cfg files
+/// (written by [`Driver::start`], 0600).
+#[derive(Default, PartialEq, Eq)]
+pub struct GuestFiles {
+    /// `NAME=value\0`… (`opt/meridian/env`).
+    pub env: Vec<u8>,
+    /// `TAG MOUNTPATH ro|rw` lines (`opt/meridian/mounts`).
+    pub mounts: String,
+}
+
+impl std::fmt::Debug for GuestFiles {
+    /// No values: they may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestFiles")
+            .field("env_bytes", &self.env.len())
+            .field("mounts", &self.mounts)
+            .finish()
+    }
+}
+
+/// QEMU's arguments for what the guest sees (ports, volumes, secrets, environment; see
+/// the module doc), files in `dir`, and the files' contents.
+pub fn guest_view(launch: &Launch, dir: &Path) -> Result<(Vec<String>, GuestFiles), DriverError> {
+    let mut args: Vec<String> = Vec::new();
+    let mut files = GuestFiles::default();
+    if !launch.ports.is_empty() {
+        let mut netdev = "user,id=meridian0".to_owned();
+        for p in &launch.ports {
+            netdev.push_str(&format!(
+                ",hostfwd={}::{}-:{}",
+                p.protocol.as_str(),
+                p.port,
+                p.target
+            ));
+        }
+        args.extend([
+            "-netdev".to_owned(),
+            netdev,
+            "-device".to_owned(),
+            "virtio-net-pci,netdev=meridian0".to_owned(),
+        ]);
+    }
+    let mut share = |what: &str, tag: &str, host: &Path, mount: &str, read_only: bool| {
+        let ok_tag = !tag.is_empty()
+            && tag.len() <= MAX_MOUNT_TAG
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !ok_tag {
+            return Err(DriverError::Failed(format!(
+                "{what}: {tag:?} cannot be a 9p mount tag (at most {MAX_MOUNT_TAG} letters, digits, '-', '_' or '.')"
+            )));
+        }
+        if mount.contains(char::is_whitespace) || !mount.starts_with('/') {
+            return Err(DriverError::Failed(format!(
+                "{what}: the mount path {mount:?} must be absolute, without spaces"
+            )));
+        }
+        let mut spec = format!(
+            "local,path={},mount_tag={tag},security_model=none",
+            qemu_escape(&host.to_string_lossy())
+        );
+        if read_only {
+            spec.push_str(",readonly=on");
+        }
+        args.extend(["-virtfs".to_owned(), spec]);
+        files.mounts.push_str(&format!(
+            "{tag} {mount} {}\n",
+            if read_only { "ro" } else { "rw" }
+        ));
+        Ok(())
+    };
+    for v in &launch.volumes {
+        share(
+            &format!("volume {}", v.name),
+            &v.name,
+            &v.host_path,
+            &v.mount_path,
+            v.read_only,
+        )?;
+    }
+    if let Some(secrets) = &launch.secrets_dir {
+        share(
+            "the secrets directory",
+            SECRETS_TAG,
+            secrets,
+            SECRETS_MOUNT,
+            true,
+        )?;
+    }
+    let mut env = launch.env.clone();
+    if launch.secrets_dir.is_some() || env.contains_key("MERIDIAN_SECRETS_DIR") {
+        env.insert("MERIDIAN_SECRETS_DIR".into(), SECRETS_MOUNT.into());
+    }
+    for (name, value) in &env {
+        if name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(DriverError::Failed(format!(
+                "task.env {name:?}: a name with '=' or NUL, or a value with NUL, cannot be passed to a guest"
+            )));
+        }
+        files.env.extend_from_slice(name.as_bytes());
+        files.env.push(b'=');
+        files.env.extend_from_slice(value.as_bytes());
+        files.env.push(0);
+    }
+    if !files.env.is_empty() {
+        args.extend([
+            "-fw_cfg".to_owned(),
+            format!(
+                "name=opt/meridian/env,file={}",
+                qemu_escape(&dir.join(GUEST_ENV_FILE).to_string_lossy())
+            ),
+        ]);
+    }
+    if !files.mounts.is_empty() {
+        args.extend([
+            "-fw_cfg".to_owned(),
+            format!(
+                "name=opt/meridian/mounts,file={}",
+                qemu_escape(&dir.join(GUEST_MOUNTS_FILE).to_string_lossy())
+            ),
+        ]);
+    }
+    Ok((args, files))
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DriverError> {
+    use std::io::Write;
+    let io = |source| DriverError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io)
+}
+
+/// QEMU's arguments (without the program) for `task`, files in `dir`, and what the guest
+/// is given in files.
 pub fn command_line(
     task: &Task,
+    launch: &Launch,
     dir: &Path,
     arch: Arch,
     accel: Accel,
-) -> Result<Vec<String>, DriverError> {
+) -> Result<(Vec<String>, GuestFiles), DriverError> {
     let disk = task
         .disk
         .as_ref()
@@ -245,7 +427,9 @@ pub fn command_line(
         "-pidfile",
         &dir.join(PID_FILE).to_string_lossy(),
     ]);
-    Ok(args)
+    let (view, files) = guest_view(launch, dir)?;
+    args.extend(view);
+    Ok((args, files))
 }
 
 #[async_trait]
@@ -260,19 +444,42 @@ impl Driver for QemuDriver {
         launch: &Launch,
         slot: &Slot,
     ) -> Result<Started, DriverError> {
-        let args = command_line(task, &slot.dir, self.arch, self.accel)?;
+        let (args, files) = command_line(task, launch, &slot.dir, self.arch, self.accel)?;
         create_dir(&slot.dir)?;
         // A socket left by an earlier run would be mistaken for this one's.
         let _ = std::fs::remove_file(slot.dir.join(QMP_SOCKET));
+        for (name, bytes) in [
+            (GUEST_ENV_FILE, files.env.as_slice()),
+            (GUEST_MOUNTS_FILE, files.mounts.as_bytes()),
+        ] {
+            let path = slot.dir.join(name);
+            if bytes.is_empty() {
+                let _ = std::fs::remove_file(&path);
+            } else {
+                write_private(&path, bytes)?;
+            }
+        }
         let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.args(&args).envs(&launch.env);
+        // Nothing of the agent's environment, nothing of the task's: the guest gets its
+        // environment through fw_cfg.
+        cmd.args(&args).env_clear().envs(
+            QEMU_ENV
+                .iter()
+                .filter_map(|k| Some((*k, std::env::var_os(k)?))),
+        );
         let child = spawn_captured(cmd, &self.binary, &slot.dir, slot.log_limit)?;
         let handle = Handle::spawned(DriverKind::Qemu, child, &slot.dir);
+        let ports: Vec<String> = launch
+            .ports
+            .iter()
+            .map(|p| format!("{}->{}/{}", p.port, p.target, p.protocol.as_str()))
+            .collect();
         let message = format!(
-            "virtual machine: {} vCPU, {} MiB, acceleration {}",
+            "virtual machine: {} vCPU, {} MiB, acceleration {}; ports [{}]",
             vcpus(task.resources.cpu.millis()),
             memory_mib(task.resources.memory.bytes()),
-            self.accel_reason
+            self.accel_reason,
+            ports.join(", ")
         );
         Ok(Started { handle, message })
     }
@@ -292,7 +499,7 @@ impl Driver for QemuDriver {
     }
 
     async fn cleanup(&self, handle: &mut Handle) {
-        for f in [QMP_SOCKET, PID_FILE] {
+        for f in [QMP_SOCKET, PID_FILE, GUEST_ENV_FILE, GUEST_MOUNTS_FILE] {
             let _ = std::fs::remove_file(handle.dir.join(f));
         }
     }
@@ -473,7 +680,15 @@ mod tests {
     #[test]
     fn command_line_of_a_disk_vm() {
         let t = vm_task(json!({"image": "/img/a,b.qcow2"}), "1500m", "1Gi");
-        let args = command_line(&t, Path::new("/d"), Arch::Amd64, Accel::Tcg).unwrap();
+        let args = command_line(
+            &t,
+            &Launch::default(),
+            Path::new("/d"),
+            Arch::Amd64,
+            Accel::Tcg,
+        )
+        .unwrap()
+        .0;
         assert_eq!(
             args.join(" "),
             "-accel tcg -m 1024M -smp 2 -display none -serial stdio -monitor none \
@@ -490,7 +705,15 @@ mod tests {
             "250m",
             "100000000",
         );
-        let args = command_line(&t, Path::new("/d"), Arch::Amd64, Accel::Kvm).unwrap();
+        let args = command_line(
+            &t,
+            &Launch::default(),
+            Path::new("/d"),
+            Arch::Amd64,
+            Accel::Kvm,
+        )
+        .unwrap()
+        .0;
         let line = args.join(" ");
         assert!(
             line.starts_with("-accel kvm -cpu host -m 96M -smp 1 "),
@@ -508,7 +731,15 @@ mod tests {
             "1",
             "64Mi",
         );
-        let args = command_line(&t, Path::new("/d"), Arch::Arm64, Accel::Tcg).unwrap();
+        let args = command_line(
+            &t,
+            &Launch::default(),
+            Path::new("/d"),
+            Arch::Arm64,
+            Accel::Tcg,
+        )
+        .unwrap()
+        .0;
         assert_eq!(&args[..4], ["-machine", "virt", "-accel", "tcg"]);
         assert_eq!(&args[4..6], ["-cpu", "max"]);
         let i = args.iter().position(|a| a == "-append").unwrap();
@@ -519,11 +750,90 @@ mod tests {
     fn command_line_refuses_what_qemu_cannot_take() {
         let mut t = vm_task(json!({"image": "/i"}), "1", "64Mi");
         let long = PathBuf::from(format!("/{}", "d".repeat(120)));
-        let e = command_line(&t, &long, Arch::Amd64, Accel::Tcg).unwrap_err();
+        let e = command_line(&t, &Launch::default(), &long, Arch::Amd64, Accel::Tcg).unwrap_err();
         assert!(e.to_string().contains("shorter --data-dir"), "{e}");
         t.disk = None;
-        let e = command_line(&t, Path::new("/d"), Arch::Amd64, Accel::Tcg).unwrap_err();
+        let e = command_line(
+            &t,
+            &Launch::default(),
+            Path::new("/d"),
+            Arch::Amd64,
+            Accel::Tcg,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "the qemu driver needs spec.task.disk");
+    }
+
+    #[test]
+    fn what_the_guest_sees() {
+        use crate::driver::BoundVolume;
+        use api::task::{PortBinding, Protocol};
+        let launch = Launch {
+            env: [
+                ("A", "1"),
+                ("PEM", "x\ny"),
+                ("MERIDIAN_SECRETS_DIR", "/host/s"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+            ports: vec![
+                PortBinding {
+                    name: "http".into(),
+                    port: 31000,
+                    target: 80,
+                    protocol: Protocol::Tcp,
+                },
+                PortBinding {
+                    name: "dns".into(),
+                    port: 31001,
+                    target: 53,
+                    protocol: Protocol::Udp,
+                },
+            ],
+            volumes: vec![BoundVolume {
+                name: "data".into(),
+                host_path: "/srv/a,b".into(),
+                mount_path: "/data".into(),
+                read_only: false,
+            }],
+            secrets_dir: Some("/d/secrets".into()),
+            ..Launch::default()
+        };
+        let t = vm_task(json!({"image": "/i"}), "1", "64Mi");
+        let (args, files) =
+            command_line(&t, &launch, Path::new("/d"), Arch::Amd64, Accel::Tcg).unwrap();
+        let line = args.join(" ");
+        assert!(
+            line.ends_with(
+                "-pidfile /d/qemu.pid \
+                 -netdev user,id=meridian0,hostfwd=tcp::31000-:80,hostfwd=udp::31001-:53 \
+                 -device virtio-net-pci,netdev=meridian0 \
+                 -virtfs local,path=/srv/a,,b,mount_tag=data,security_model=none \
+                 -virtfs local,path=/d/secrets,mount_tag=meridian-secrets,security_model=none,readonly=on \
+                 -fw_cfg name=opt/meridian/env,file=/d/guest.env \
+                 -fw_cfg name=opt/meridian/mounts,file=/d/guest.mounts"
+            ),
+            "{line}"
+        );
+        // No value of the environment on the command line.
+        assert!(!line.contains("PEM") && !line.contains("A=1"), "{line}");
+        assert_eq!(
+            files.env,
+            b"A=1\0MERIDIAN_SECRETS_DIR=/run/secrets/meridian\0PEM=x\ny\0"
+        );
+        assert_eq!(
+            files.mounts,
+            "data /data rw\nmeridian-secrets /run/secrets/meridian ro\n"
+        );
+        assert!(!format!("{files:?}").contains("x\ny"));
+        // Nothing to give: QEMU's defaults, no files.
+        let (args, files) = guest_view(&Launch::default(), Path::new("/d")).unwrap();
+        assert!(args.is_empty() && files == GuestFiles::default());
+        // A volume name QEMU cannot take as a tag.
+        let mut bad = launch;
+        bad.volumes[0].name = "x".repeat(32);
+        let e = guest_view(&bad, Path::new("/d")).unwrap_err().to_string();
+        assert!(e.contains("cannot be a 9p mount tag"), "{e}");
     }
 
     #[test]

@@ -142,6 +142,72 @@ pub fn initramfs(dir: &Path, modules: &Path, acpi: bool) -> PathBuf {
     image
 }
 
+/// The modules a networked guest loads, in order (virtio PCI, its NIC, fw_cfg in sysfs),
+/// relative to the modules directory.
+pub const NETWORK_MODULES: &[&str] = &[
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
+    "kernel/drivers/firmware/qemu_fw_cfg.ko",
+];
+
+/// Builds `initrd-net.gz` in `dir`: a guest on QEMU's user-mode network (`10.0.2.15/24`)
+/// that copies the fw_cfg items `opt/meridian/env` and `opt/meridian/mounts` into `/www`
+/// and serves `/www` over HTTP on port 8080, then prints `GUEST-READY`.
+pub fn initramfs_networked(dir: &Path, modules: &Path) -> PathBuf {
+    let root = dir.join("root-net");
+    for d in ["bin", "proc", "sys", "dev", "lib", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let mut init = String::from(
+        "#!/bin/busybox sh\nset -x\n\
+         /bin/busybox --install -s /bin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sys /sys\n\
+         mount -t devtmpfs dev /dev\n",
+    );
+    for module in NETWORK_MODULES {
+        let src = modules.join(module);
+        need(
+            &src.display().to_string(),
+            src.is_file(),
+            "linux-image-cloud-amd64",
+        );
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&src, root.join("lib").join(&name)).unwrap();
+        init.push_str(&format!("insmod /lib/{name}\n"));
+    }
+    init.push_str(
+        "ip link set lo up\n\
+         ip link set eth0 up\n\
+         ip addr add 10.0.2.15/24 dev eth0\n\
+         ip route add default via 10.0.2.2\n\
+         for item in env mounts; do\n\
+           cat /sys/firmware/qemu_fw_cfg/by_name/opt/meridian/$item/raw > /www/$item\n\
+         done\n\
+         httpd -p 8080 -h /www\n\
+         echo GUEST-READY > /dev/console\n\
+         while true; do sleep 3600; done\n",
+    );
+    std::fs::write(root.join("init"), init).unwrap();
+    set_executable(&root.join("init"));
+    let image = dir.join("initrd-net.gz");
+    let packed = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -1 > \"$2\"")
+        .args(["sh", &root.to_string_lossy(), &image.to_string_lossy()])
+        .status()
+        .expect("sh runs");
+    assert!(packed.success(), "cpio | gzip failed");
+    image
+}
+
 pub fn set_executable(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
