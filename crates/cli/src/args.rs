@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "meridian",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "Use \"meridian options\" for the flags every command takes (--server, --token, --ca-file, --context, -n)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -25,23 +26,36 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Server URL (default: $MERIDIAN_SERVER, else the current context)
-    #[arg(long, global = true, env = "MERIDIAN_SERVER", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "MERIDIAN_SERVER",
+        hide_env_values = true
+    )]
     pub server: Option<String>,
     /// Bearer token (default: $MERIDIAN_TOKEN, else the current context)
-    #[arg(long, global = true, env = "MERIDIAN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "MERIDIAN_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an https server
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, hide = true, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Context of the config file to use (see `meridian login`)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide = true)]
     pub context: Option<String>,
     /// Project to work in (a Kubernetes namespace)
     #[arg(
         short = 'n',
         long = "namespace",
         visible_alias = "project",
-        global = true
+        global = true,
+        hide = true
     )]
     pub namespace: Option<String>,
 }
@@ -147,6 +161,51 @@ pub enum Command {
     /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print the client's and the server's version and commit
+    #[command(after_help = "Examples:\n  meridian version\n  meridian version --client -o json")]
+    Version(VersionArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  source <(meridian completion bash)\n  meridian completion zsh > \"${fpath[1]}/_meridian\"\n  meridian completion fish > ~/.config/fish/completions/meridian.fish\n  meridian completion powershell | Out-String | Invoke-Expression"
+    )]
+    Completion(CompletionArgs),
+    /// Print the manual page, or write one per command into a directory
+    #[command(
+        after_help = "Examples:\n  meridian man | man -l -\n  meridian man --dir /usr/local/share/man/man1"
+    )]
+    Man(ManArgs),
+    /// The flags every command takes (connection and project)
+    Options,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// The client's version only (no server needed)
+    #[arg(long)]
+    pub client: bool,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<VersionOutput>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VersionOutput {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `meridian.1` and one page per command here instead of printing `meridian.1`
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +308,35 @@ pub enum Output {
     Name,
 }
 
+/// `get`'s `-o`: a plain format, or a kubectl template.
+#[derive(Debug, Clone)]
+pub enum GetOutput {
+    Plain(Output),
+    Template(crate::template::Format),
+}
+
+impl GetOutput {
+    /// The plain format (templates print from JSON).
+    pub fn plain(&self) -> Output {
+        match self {
+            GetOutput::Plain(o) => *o,
+            GetOutput::Template(_) => Output::Json,
+        }
+    }
+}
+
+fn parse_get_output(value: &str) -> Result<GetOutput, String> {
+    if let Ok(o) = <Output as ValueEnum>::from_str(value, true) {
+        return Ok(GetOutput::Plain(o));
+    }
+    if value.starts_with("jsonpath=") || value.starts_with("custom-columns=") {
+        return crate::template::parse_format(value).map(GetOutput::Template);
+    }
+    Err(format!(
+        "unknown output format {value:?}: use table, wide, json, yaml, name, jsonpath=TEMPLATE or custom-columns=NAME:EXPR,..."
+    ))
+}
+
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Kind: singular, plural or short name (e.g. workload, workloads, wl)
@@ -261,9 +349,11 @@ pub struct GetArgs {
     /// Field selector (e.g. metadata.name=payroll-api)
     #[arg(long)]
     pub field_selector: Option<String>,
-    /// Output format
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: Output,
+    /// Output format: table, wide, json, yaml, name, jsonpath=TEMPLATE (kubectl's, e.g.
+    /// '{.items[*].metadata.name}' or '{range .items[*]}{.metadata.name}{"\n"}{end}'),
+    /// custom-columns=NAME:EXPR,... (e.g. NAME:.metadata.name,NODE:.spec.node)
+    #[arg(short = 'o', long, default_value = "table", value_parser = parse_get_output)]
+    pub output: GetOutput,
     /// List across all projects
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,

@@ -18,13 +18,25 @@ mod exit;
 mod kubeconfig;
 mod manifests;
 mod output;
+mod template;
+
+use std::io::IsTerminal as _;
 
 use clap::Parser;
 
 use args::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version go to stdout with 0; a usage error is bad input: 1, as
+            // the README says of every error the user can fix.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,9 +64,12 @@ pub(crate) fn note(line: std::fmt::Arguments<'_>) {
 
 fn init_tracing(command: &Command) {
     let default = match command {
-        Command::Server(_) | Command::Demo(_) => "info",
+        Command::Server(_) | Command::Demo(_) | Command::Agent(_) => "info",
         _ => "warn",
     };
+    // Colours only for a person at a terminal, and never with NO_COLOR (no-color.org).
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Lossy: with stderr on a full disk a log line is dropped. (By default the subscriber
@@ -63,6 +78,7 @@ fn init_tracing(command: &Command) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(ansi)
         .log_internal_errors(false)
         .init();
 }
@@ -77,6 +93,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return run_bench(&cli.global, b).await,
         Command::Agent(a) => return commands::agent::agent(a).await,
+        Command::Completion(a) => return commands::meta::completion(a),
+        Command::Man(a) => return commands::meta::man(a),
+        Command::Options => return commands::meta::options(),
+        Command::Version(a) => {
+            return commands::meta::version(a, async {
+                let conn = config::resolve(&cli.global)?;
+                let client = config::client(&conn)?;
+                Ok(client.get_path("/version").await?)
+            })
+            .await;
+        }
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
                 return done;

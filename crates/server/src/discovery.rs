@@ -24,7 +24,7 @@ async fn version() -> Json<Value> {
         "major": "1",
         "minor": "31",
         "gitVersion": format!("v1.31.0+meridian-{}", env!("CARGO_PKG_VERSION")),
-        "gitCommit": "",
+        "gitCommit": crate::COMMIT,
         "gitTreeState": "clean",
         "buildDate": "",
         "goVersion": "",

@@ -27,6 +27,10 @@
 // - `tls`: `SubjectName` (`--tls-san`); `hostname` and `host_addresses` for the tests.
 mod admin;
 mod app;
+/// The commit this binary was built from (`MERIDIAN_COMMIT` at build time, else `git
+/// rev-parse HEAD`, else `unknown`; see `build.rs`).
+pub const COMMIT: &str = env!("MERIDIAN_COMMIT");
+
 pub mod audit;
 mod audit_thread;
 mod auth;

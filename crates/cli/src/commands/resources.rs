@@ -7,7 +7,7 @@ use serde_json::Value;
 use api::KindInfo;
 use client::{Client, ListOptions};
 
-use crate::args::{ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, Output, WatchArgs};
+use crate::args::{ApplyArgs, DeleteArgs, DescribeArgs, GetArgs, GetOutput, Output, WatchArgs};
 use crate::config::Resolved;
 use crate::exit::UserError;
 use crate::manifests;
@@ -142,7 +142,16 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
     if info.kind == api::kinds::EVENT.kind {
         sort_events(&mut objects);
     }
-    if objects.is_empty() && matches!(args.output, Output::Table | Output::Wide) {
+    if let GetOutput::Template(format) = &args.output {
+        if args.watch {
+            return Err(UserError::fail(
+                "-o jsonpath and custom-columns print a list once: drop -w, or watch with -o json",
+            ));
+        }
+        return print_template(format, &objects, args.names.len() == 1, args.no_headers);
+    }
+    let output = args.output.plain();
+    if objects.is_empty() && matches!(output, Output::Table | Output::Wide) {
         match &ns {
             Some(ns) => eprintln!("No resources found in {ns} namespace."),
             None => eprintln!("No resources found"),
@@ -151,7 +160,7 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
         output::print_objects(
             info,
             &objects,
-            args.output,
+            output,
             with_namespace,
             args.no_headers,
             args.names.len() == 1,
@@ -165,15 +174,7 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
         if let [name] = args.names.as_slice() {
             opts.field_selector = Some(format!("metadata.name={name}"));
         }
-        stream(
-            client,
-            info,
-            ns.as_deref(),
-            opts,
-            args.output,
-            with_namespace,
-        )
-        .await?;
+        stream(client, info, ns.as_deref(), opts, output, with_namespace).await?;
     }
     Ok(())
 }
@@ -217,14 +218,18 @@ async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Resu
             api::task::core_endpoints(&w.metadata, eps)
         })
         .collect();
-    match args.output {
+    if let GetOutput::Template(format) = &args.output {
+        return print_template(format, &views, args.names.len() == 1, args.no_headers);
+    }
+    let output = args.output.plain();
+    match output {
         Output::Json | Output::Yaml => {
             let doc = if args.names.len() == 1 {
                 views.into_iter().next().unwrap_or(Value::Null)
             } else {
                 serde_json::json!({"apiVersion": "v1", "kind": "EndpointsList", "items": views})
             };
-            if args.output == Output::Json {
+            if output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print!("{}", serde_yaml_ng::to_string(&doc)?);
@@ -243,7 +248,7 @@ async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Resu
                 }
                 return Ok(());
             }
-            let wide = args.output == Output::Wide;
+            let wide = output == Output::Wide;
             let mut headers = Vec::new();
             if args.all_namespaces {
                 headers.push("NAMESPACE");
@@ -290,6 +295,35 @@ async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Resu
                 .collect();
             let headers: Vec<String> = headers.into_iter().map(String::from).collect();
             print!("{}", output::table(&headers, &rows, args.no_headers));
+        }
+    }
+    Ok(())
+}
+
+/// `-o jsonpath=…` over the objects (one named object is the root, else a `List` of
+/// them, as kubectl), or `-o custom-columns=…` (a header unless `--no-headers`, then a row
+/// per object).
+fn print_template(
+    format: &crate::template::Format,
+    objects: &[Value],
+    single: bool,
+    no_headers: bool,
+) -> Result<()> {
+    match format {
+        crate::template::Format::JsonPath(t) => {
+            let root = match objects {
+                [one] if single => one.clone(),
+                _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            };
+            println!("{}", t.render(&root));
+        }
+        crate::template::Format::CustomColumns(columns) => {
+            let headers: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+            let rows: Vec<Vec<String>> = objects
+                .iter()
+                .map(|o| crate::template::column_cells(columns, o))
+                .collect();
+            print!("{}", output::table(&headers, &rows, no_headers));
         }
     }
     Ok(())
