@@ -16,14 +16,15 @@ pub fn examples_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
-/// Applies the example estate (`api::examples`): projects, then sites, nodes, workloads.
+/// Applies the example estate (`api::examples`): projects, then sites, nodes, secrets,
+/// workloads.
 pub async fn load_examples(c: &Client) {
     let mut manifests = Vec::new();
     for (file, text) in api::examples::FILES {
         manifests.extend(api::parse_manifests(file, text).expect("examples parse"));
     }
     let rank = |k: &str| {
-        ["Project", "Site", "Node", "Workload"]
+        ["Project", "Site", "Node", "Secret", "Workload"]
             .iter()
             .position(|x| *x == k)
     };
