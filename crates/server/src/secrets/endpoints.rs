@@ -193,8 +193,8 @@ struct Rotated {
     key_ids: Vec<String>,
     /// Secrets re-sealed under the new key.
     reencrypted: usize,
-    /// Secrets still under an older key (written concurrently 8 passes in a row); run
-    /// the rotation again.
+    /// Secrets still under an older key: written concurrently 8 passes in a row (run the
+    /// rotation again), or that do not open (the server log names them).
     remaining: usize,
 }
 
@@ -235,7 +235,11 @@ async fn rotate_key(State(state): State<AppState>, who: Principal) -> ApiResult<
             let mut ops = Vec::with_capacity(batch.len());
             let mut audits = Vec::with_capacity(batch.len());
             for (kv, object) in batch {
-                let open = super::open(&state.secrets, object.clone())?;
+                // One that does not open (its key lost, or altered) is logged, left as it
+                // is and counted in `remaining`; the others are re-sealed.
+                let Ok(open) = super::open(&state.secrets, object.clone()) else {
+                    continue;
+                };
                 let stored = super::seal(&state.secrets, &open)?.unwrap_or(open);
                 let bytes = encode(&stored);
                 let ns = registry_ns(object);
@@ -255,12 +259,15 @@ async fn rotate_key(State(state): State<AppState>, who: Principal) -> ApiResult<
                 ops.push(Op::put(kv.key.clone(), bytes));
             }
             let mut audits = audits.into_iter();
-            let first = audits.next().expect("a batch is not empty");
+            let Some(first) = audits.next() else {
+                continue;
+            };
             let mut mutation = Mutation::new(compares, ops, first);
             mutation.more_audit = audits.collect();
             // A secret written meanwhile fails the batch; the next pass reads it again.
+            let count = mutation.ops.len();
             if state.registry.commit(mutation).await?.succeeded {
-                reencrypted += batch.len();
+                reencrypted += count;
             }
         }
     }
