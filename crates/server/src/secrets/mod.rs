@@ -152,7 +152,14 @@ pub fn seal(secrets: &Secrets, object: &Value) -> ApiResult<Option<Value>> {
 
 /// The values of a stored Secret, by key (base64).
 pub fn values(secrets: &Secrets, object: &Value) -> ApiResult<BTreeMap<String, String>> {
-    let spec = spec_of(object)?;
+    values_of(secrets, object, spec_of(object)?)
+}
+
+fn values_of(
+    secrets: &Secrets,
+    object: &Value,
+    spec: SecretSpec,
+) -> ApiResult<BTreeMap<String, String>> {
     match &spec.sealed {
         Some(sealed) => secrets
             .keyring
@@ -168,9 +175,8 @@ pub fn open(secrets: &Secrets, mut object: Value) -> ApiResult<Value> {
     if !is_secret(&object) {
         return Ok(object);
     }
-    let data = values(secrets, &object)?;
     let mut spec = spec_of(&object)?;
-    spec.data = data;
+    spec.data = values_of(secrets, &object, spec.clone())?;
     spec.string_data.clear();
     spec.keys.clear();
     spec.sealed = None;
