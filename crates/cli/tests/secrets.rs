@@ -134,3 +134,102 @@ fn create_get_describe_and_rotate_secrets() {
     let yaml = ok(&s.cli(&["get", "secret", "db", "-o", "yaml"]));
     assert!(yaml.contains(&b64(VALUE)), "{yaml}");
 }
+
+/// kubectl against the server: its table (server-side printing) and `-o yaml` show a
+/// viewer the keys, never the values; an admin reads them as from Kubernetes.
+#[test]
+fn kubectl_shows_a_viewer_keys_and_an_admin_values() {
+    // kubectl sends a bearer token over TLS only.
+    let s = ServerProcess::start(BIN, &["--tls"]);
+    let viewer = ok(&s
+        .command(
+            &s.token,
+            &["token", "create", "--role", "viewer", "--ca-file"],
+        )
+        .arg(s.dir.join("ca.crt"))
+        .output()
+        .expect("meridian token create"));
+    let kubeconfig = |token: &str, name: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(["kubeconfig", "--context", name, "--ca-file"])
+            .arg(s.dir.join("ca.crt"))
+            .env("MERIDIAN_SERVER", &s.url)
+            .env("MERIDIAN_TOKEN", token)
+            .env("MERIDIAN_CONFIG", s.dir.join("no-config.yaml"))
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("meridian kubeconfig");
+        let path = s.dir.join(format!("kubeconfig-{name}"));
+        std::fs::write(&path, ok(&out)).expect("kubeconfig");
+        path
+    };
+    let kubectl = |config: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", config)
+            .env("HOME", &s.dir)
+            .output()
+            .expect("kubectl (installed where this test runs)");
+        ok(&out)
+    };
+    // Client-side `kubectl apply` of stringData: the server seals the values and drops
+    // the last-applied annotation, which would hold them in clear.
+    let as_admin = kubeconfig(&s.token, "admin");
+    let manifest = s.dir.join("secret.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: meridian.dev/v1\nkind: Secret\nmetadata: {{name: db, namespace: default}}\nspec:\n  stringData: {{password: {VALUE}, user: app}}\n"
+        ),
+    )
+    .expect("manifest");
+    kubectl(
+        &as_admin,
+        &["apply", "-f", manifest.to_str().expect("path")],
+    );
+    let annotations = kubectl(
+        &as_admin,
+        &[
+            "get",
+            "secret",
+            "db",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    );
+    assert_no_value("the annotations", &annotations);
+    let as_viewer = kubeconfig(viewer.trim(), "viewer");
+    let table = kubectl(
+        &as_viewer,
+        &["get", "secrets", "-n", "default", "-o", "wide"],
+    );
+    assert!(
+        table.contains("TYPE") && table.contains("password,user"),
+        "{table}"
+    );
+    assert_no_value("kubectl get -o wide (viewer)", &table);
+    for format in ["yaml", "json"] {
+        let out = kubectl(
+            &as_viewer,
+            &["get", "secret", "db", "-n", "default", "-o", format],
+        );
+        assert!(out.contains("password"), "{out}");
+        assert_no_value(&format!("kubectl -o {format} (viewer)"), &out);
+        assert!(!out.contains("sealed"), "{out}");
+    }
+    let value = kubectl(
+        &as_admin,
+        &[
+            "get",
+            "secret",
+            "db",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.data.password}",
+        ],
+    );
+    assert_eq!(value.trim(), b64(VALUE));
+}
