@@ -163,16 +163,6 @@ pub async fn create(client: &Client, conn: &Resolved, cmd: &CreateCommand) -> Re
     Ok(())
 }
 
-/// What `POST /meridian/v1/admin/secrets/rotate-key` answers.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Rotated {
-    key_id: String,
-    key_ids: Vec<String>,
-    reencrypted: usize,
-    remaining: usize,
-}
-
 pub async fn secret(client: &Client, cmd: &SecretCommand) -> Result<()> {
     match cmd {
         SecretCommand::RotateKey => {
@@ -183,7 +173,7 @@ pub async fn secret(client: &Client, cmd: &SecretCommand) -> Result<()> {
                     None,
                 )
                 .await?;
-            let r: Rotated = serde_json::from_value(answer)
+            let r: api::secret::KeyRotation = serde_json::from_value(answer)
                 .context("the server's answer to rotate-key is not understood")?;
             println!(
                 "new key {}: {} secrets re-encrypted; keys held: {}",

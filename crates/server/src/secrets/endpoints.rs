@@ -20,11 +20,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
 use serde_json::Value;
 
 use api::kinds::{ALLOCATION, Allocation, SECRET};
-use api::secret::AllocationSecrets;
+use api::secret::{AllocationSecrets, KeyRotation};
 use store::{Compare, Op};
 
 use crate::app::AppState;
@@ -183,21 +182,6 @@ fn missing(secret: &str, message: String) -> ApiError {
     e
 }
 
-/// The answer of a rotation.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Rotated {
-    /// The new current key.
-    key_id: String,
-    /// Keys the server still holds (older ones open backups and history).
-    key_ids: Vec<String>,
-    /// Secrets re-sealed under the new key.
-    reencrypted: usize,
-    /// Secrets still under an older key: written concurrently 8 passes in a row (run the
-    /// rotation again), or that do not open (the server log names them).
-    remaining: usize,
-}
-
 /// Secrets re-sealed per transaction.
 const BATCH: usize = 64;
 /// Passes over every Secret before a rotation reports what is left.
@@ -221,8 +205,7 @@ async fn rotate_key(State(state): State<AppState>, who: Principal) -> ApiResult<
         let mut stale = Vec::new();
         for kv in kvs {
             let object = decode(&kv)?;
-            let sealed_with = object.pointer("/spec/sealed/keyId").and_then(Value::as_str);
-            if sealed_with != Some(key_id.as_str()) {
+            if super::sealed_with(&object).as_deref() != Some(key_id.as_str()) {
                 stale.push((kv, object));
             }
         }
@@ -279,14 +262,13 @@ async fn rotate_key(State(state): State<AppState>, who: Principal) -> ApiResult<
             .read_prefix(&kind_prefix(SECRET, None))
             .await?
         {
-            let object = decode(&kv)?;
-            if object.pointer("/spec/sealed/keyId").and_then(Value::as_str) != Some(&key_id) {
+            if super::sealed_with(&decode(&kv)?).as_deref() != Some(key_id.as_str()) {
                 remaining += 1;
             }
         }
     }
     tracing::info!(key_id = %key_id, reencrypted, remaining, actor = %who.actor(), "secrets key rotated");
-    let rotated = Rotated {
+    let rotated = KeyRotation {
         key_ids: state.secrets.keyring.ids(),
         key_id,
         reencrypted,

@@ -150,6 +150,11 @@ pub fn seal(secrets: &Secrets, object: &Value) -> ApiResult<Option<Value>> {
     Ok(Some(stored))
 }
 
+/// The id of the key a stored Secret is sealed with (`None`: not sealed, or not a spec).
+pub fn sealed_with(object: &Value) -> Option<String> {
+    spec_of(object).ok()?.sealed.map(|s| s.key_id)
+}
+
 /// The values of a stored Secret, by key (base64).
 pub fn values(secrets: &Secrets, object: &Value) -> ApiResult<BTreeMap<String, String>> {
     values_of(secrets, object, spec_of(object)?)
