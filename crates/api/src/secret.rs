@@ -77,3 +77,18 @@ pub type Secret = Object<SecretSpec, SecretStatus>;
 pub struct AllocationSecrets {
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// What a key rotation answers (`POST /meridian/v1/admin/secrets/rotate-key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRotation {
+    /// The new current key's id.
+    pub key_id: String,
+    /// Every key the server holds, sorted (older ones open history and backups).
+    pub key_ids: Vec<String>,
+    /// Secrets re-sealed under the new key.
+    pub reencrypted: usize,
+    /// Secrets still under an older key: written during the rotation every pass (run it
+    /// again), or that do not open (the server log names them).
+    pub remaining: usize,
+}

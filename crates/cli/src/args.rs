@@ -138,6 +138,12 @@ pub enum Command {
     /// Simulated nodes that heartbeat and run nothing (scale tests, like KWOK)
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Create objects from flags (secrets)
+    #[command(subcommand)]
+    Create(crate::commands::secret::CreateCommand),
+    /// Secrets: rotate the server's encryption key
+    #[command(subcommand)]
+    Secret(crate::commands::secret::SecretCommand),
     /// Issue, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),

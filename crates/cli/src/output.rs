@@ -98,7 +98,10 @@ pub fn object_rows(
             if with_namespace {
                 row.push(namespace_of(o).unwrap_or("").to_owned());
             }
-            match api::validate::object_from_value_as(kind, o.clone()) {
+            // Decoded, not validated: what the server answers is its own form (a
+            // viewer's Secret carries the server-maintained `spec.keys`, which a write
+            // may not).
+            match api::validate::decode_as(kind, o.clone()) {
                 Ok(typed) => row.extend(
                     api::table::row(&typed, wide)
                         .into_iter()

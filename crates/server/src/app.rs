@@ -61,6 +61,8 @@ pub struct AppState {
     pub nodes: Arc<crate::nodes::NodeLeases>,
     /// The event recorder: `state.events.record(...)` (see [`crate::events`]).
     pub events: crate::events::Recorder,
+    /// The keys that seal Secret values (see [`crate::secrets`]).
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(policy_api::routes())
         .merge(nodes::routes())
         .merge(crate::logs::routes())
+        .merge(crate::secrets::endpoints::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

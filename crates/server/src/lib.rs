@@ -57,6 +57,7 @@ mod policy_api;
 pub mod registry;
 mod rollout;
 pub mod scheduler;
+mod secrets;
 mod tables;
 pub mod tls;
 mod watch;
@@ -222,6 +223,12 @@ impl Server {
         );
         let connections =
             conn::Connections::new(config.connections.clone(), max_connections, metrics.clone());
+        let keyring = secrets::Keyring::load_or_create(&config.data_dir).with_context(|| {
+            format!(
+                "cannot load the secrets key in {} (--data-dir)",
+                config.data_dir.display()
+            )
+        })?;
         let registry = Registry::new(store, metrics.clone());
         let policies = policies::PolicyEngine::load(registry.reads(), config.policy.clone())
             .await
@@ -243,6 +250,7 @@ impl Server {
             limits: Arc::new(config.limits.clone()),
             shutdown,
             watch_cache: Arc::new(watch_cache::EventCache::default()),
+            secrets: Arc::new(secrets::Secrets::new(keyring)),
         };
         let token_sync = start_token_sync(&state).await?;
 

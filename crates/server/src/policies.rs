@@ -526,9 +526,12 @@ async fn audit_event(state: &AppState, audit: &mut AuditThread, event: &store::E
     if engine.view().set.is_empty() && engine.findings_footprint().1 == 0 {
         return;
     }
-    let Ok(value) = serde_json::from_slice::<Value>(&event.kv.value) else {
+    let Ok(mut value) = serde_json::from_slice::<Value>(&event.kv.value) else {
         return;
     };
+    // Policies judge what a Secret declares (type, keys), as at admission, never its
+    // sealed values.
+    crate::secrets::redact(&mut value);
     match event.kind {
         EventKind::Delete => audit.delete(value),
         EventKind::Put => {
@@ -563,6 +566,10 @@ async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), Control
     let objects = kvs
         .iter()
         .filter_map(|kv| registry::decode(kv).ok())
+        .map(|mut object| {
+            crate::secrets::redact(&mut object);
+            object
+        })
         .collect();
     Ok((objects, revision))
 }

@@ -61,7 +61,7 @@ impl TableLines {
 
 pub async fn watch(
     state: AppState,
-    _who: Principal,
+    who: Principal,
     target: Target,
     q: Params,
     filter: Filter,
@@ -72,7 +72,10 @@ pub async fn watch(
         req,
         headers_sent: false,
     });
-    let prefix = list_prefix(&_who, &target);
+    let prefix = list_prefix(&who, &target);
+    // Secrets: the shared cache holds their keys-only form (see `watch_cache`); a watcher
+    // who may read values gets each event's object opened from the event itself.
+    let open_secrets = target.kind == api::kinds::SECRET && crate::secrets::may_read_values(&who);
     let store = state.store().clone();
     let mut initial = Vec::new();
     let start = match q.resource_version.as_deref() {
@@ -93,8 +96,9 @@ pub async fn watch(
                     revision = page.revision;
                 }
                 for kv in &page.kvs {
-                    let object = decode(kv)?;
+                    let mut object = decode(kv)?;
                     if filter.matches(&object) {
+                        crate::secrets::present(&state.secrets, &who, &mut object)?;
                         initial.push(match &mut tables {
                             Some(t) => t.line("ADDED", &object),
                             None => line("ADDED", &object),
@@ -154,6 +158,7 @@ pub async fn watch(
     let guard = state.metrics.watch_guard();
     let shutdown = state.shutdown.clone();
     let cache = Arc::clone(&state.watch_cache);
+    let secrets = Arc::clone(&state.secrets);
     tokio::spawn(async move {
         let _guard = guard;
         for l in initial {
@@ -194,9 +199,24 @@ pub async fn watch(
                     };
                     last_rv = event.kv.mod_revision;
                     let Some((kind, decoded)) = translate(&event, &filter, &cache) else { continue };
-                    let out = match &mut tables {
-                        Some(t) => t.line(kind, &decoded.object),
-                        None => match kind {
+                    let opened = if open_secrets {
+                        match decode(&event.kv)
+                            .and_then(|o| crate::secrets::open(&secrets, o))
+                        {
+                            Ok(o) => Some(o),
+                            Err(e) => {
+                                let value = serde_json::to_value(e.to_status()).unwrap_or_default();
+                                let _ = tx.send(Ok(line("ERROR", &value))).await;
+                                return;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let out = match (&mut tables, &opened) {
+                        (Some(t), _) => t.line(kind, opened.as_ref().unwrap_or(&decoded.object)),
+                        (None, Some(o)) => line(kind, o),
+                        (None, None) => match kind {
                             "ADDED" => decoded.added.clone(),
                             "MODIFIED" => decoded.modified.clone(),
                             _ => decoded.deleted.clone(),

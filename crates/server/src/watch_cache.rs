@@ -6,6 +6,9 @@
 //! and its serialized form with `resourceVersion` filled in, so each watcher only runs
 //! its selector and copies bytes. The cache is a bounded FIFO: entries outlive the burst
 //! of deliveries of one change and are then dropped.
+//!
+//! Secrets are cached in their keys-only form ([`crate::secrets::redact`]); a watcher who
+//! may read values has them opened from the event, not from here.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -89,7 +92,11 @@ impl EventCache {
             return Ok(Arc::clone(hit));
         }
         // Decode outside the lock; two watchers racing on a miss both decode, one wins.
-        let decoded = Arc::new(Decoded::new(decode(kv)?));
+        // A Secret is kept in its keys-only form: what the cache serves never holds a
+        // value or a sealed blob, whoever the watcher (see `crate::watch`).
+        let mut object = decode(kv)?;
+        crate::secrets::redact(&mut object);
+        let decoded = Arc::new(Decoded::new(object));
         let mut inner = self.inner.lock().expect("watch cache poisoned");
         if let Some(existing) = inner.map.get(&id) {
             return Ok(Arc::clone(existing));

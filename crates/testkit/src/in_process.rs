@@ -75,10 +75,13 @@ impl Builder {
         .unwrap_or_else(|e| panic!("the test server does not bind: {e:#}"));
         let info = server.info().clone();
         let state = server.state().clone();
-        let token = info
-            .new_admin_token
-            .clone()
-            .expect("a fresh data directory makes an admin token");
+        // A fresh data directory makes an admin token; a restarted server's is in its file.
+        let token = info.new_admin_token.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(&info.admin_token_file)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.admin_token_file.display()))
+                .trim()
+                .to_owned()
+        });
         let stop = CancellationToken::new();
         let cancelled = stop.clone();
         let task = tokio::spawn(server.run(async move { cancelled.cancelled().await }));

@@ -9,5 +9,6 @@ pub mod placement;
 pub mod policy;
 pub mod resources;
 pub mod rollout;
+pub mod secret;
 pub mod serve;
 pub mod sim;

@@ -561,6 +561,11 @@ pub fn describe_text(info: &KindInfo, object: &Value) -> String {
         }
         out.push_str(&serde_yaml_ng::to_string(&body).unwrap_or_default());
     }
+    if info == api::kinds::SECRET {
+        // Key names and sizes, never values.
+        out.push_str(&super::secret::describe_spec(object));
+        return out;
+    }
     for section in ["spec", "status"] {
         if let Some(v) = object.get(section) {
             let title = if section == "spec" {

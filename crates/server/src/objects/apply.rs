@@ -9,14 +9,13 @@ use serde_json::Value;
 
 use super::write::{create_value, parse_rv, update_value};
 use super::{
-    Params, Target, check_namespace, check_type, content_type, meta_str, parse_body,
-    written_response,
+    Params, Target, check_namespace, check_type, content_type, decode_for_write, meta_str,
+    parse_body, written_response,
 };
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize, check_subresource};
 use crate::error::{ApiError, ApiResult};
 use crate::field_validation::with_warnings;
-use crate::registry::decode;
 
 enum PatchKind {
     Merge,
@@ -105,7 +104,8 @@ pub(super) async fn patch(
             }
             return Err(ApiError::not_found(target.kind.plural, target.name()));
         };
-        let old = decode(&current)?;
+        // A Secret's patch applies to its values, which are sealed again on the way out.
+        let old = decode_for_write(&state, &current)?;
         let mut next = old.clone();
         match kind {
             PatchKind::Merge => json_patch::merge(&mut next, &patch_value),

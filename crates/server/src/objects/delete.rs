@@ -97,6 +97,8 @@ pub(crate) async fn delete(
         )
         .await?;
         if dry_run {
+            let mut object = object;
+            crate::secrets::present(&state.secrets, &who, &mut object)?;
             return Ok(written_response(StatusCode::OK, &object, &admission));
         }
         let audit = Registry::audit_record(
@@ -126,6 +128,8 @@ pub(crate) async fn delete(
         }
     };
     sync_admission(&state, target.kind, resp.revision).await;
+    let mut object = object;
+    crate::secrets::present(&state.secrets, &who, &mut object)?;
     Ok(written_response(StatusCode::OK, &object, &admission))
 }
 

@@ -209,8 +209,10 @@ pub(crate) async fn list(
         let scanned = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
             last_key = Some(kv.key.clone());
-            let object = decode(kv)?;
+            let mut object = decode(kv)?;
+            // Selectors match the stored form (a Secret's values are not there to match).
             if filter.matches(&object) {
+                crate::secrets::present(&state.secrets, &who, &mut object)?;
                 items.push(object);
             }
             if items.len() >= limit {

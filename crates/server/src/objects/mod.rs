@@ -334,13 +334,34 @@ pub(super) fn check_namespace(target: &Target, value: &mut Value) -> ApiResult<(
     }
 }
 
-/// Validate with the `api` crate and return the normalized object.
+/// Validate with the `api` crate and return the normalized object (a Secret in its open
+/// form: `stringData` merged into `data`, see [`crate::secrets::normalize`]).
 pub(super) fn validate(target: &Target, value: Value) -> ApiResult<Value> {
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
     match api::validate::object_from_value_as(target.kind, value) {
-        Ok(obj) => Ok(obj.to_value()),
+        Ok(obj) => {
+            let mut value = obj.to_value();
+            crate::secrets::normalize(&mut value)?;
+            Ok(value)
+        }
         Err(errors) => Err(ApiError::invalid(target.kind.kind, &name, &errors)),
     }
+}
+
+/// A stored object as the write path works on it: a Secret open (patches apply to its
+/// values, and a write that changes nothing is recognised as such); other kinds as stored.
+/// Callers have authorized a write first.
+pub(super) fn decode_for_write(state: &AppState, kv: &store::KeyValue) -> ApiResult<Value> {
+    crate::secrets::open(&state.secrets, decode(kv)?)
+}
+
+/// What a write stores: a Secret sealed ([`crate::secrets::seal`]), other kinds as they are.
+/// Every write verb encodes through here.
+pub(super) fn encode_for_store(state: &AppState, value: &Value) -> ApiResult<Vec<u8>> {
+    Ok(match crate::secrets::seal(&state.secrets, value)? {
+        Some(sealed) => crate::registry::encode(&sealed),
+        None => crate::registry::encode(value),
+    })
 }
 
 // ---- admission ----
@@ -359,6 +380,11 @@ pub(super) async fn admit(
         return Ok(AdmissionResult::default());
     }
     let started = std::time::Instant::now();
+    // Policies judge what a Secret declares (type, key names), never its values.
+    let object_keys = object.and_then(crate::secrets::redacted);
+    let old_keys = old_object.and_then(crate::secrets::redacted);
+    let object = object_keys.as_ref().or(object);
+    let old_object = old_keys.as_ref().or(old_object);
     let workload = match object.or(old_object) {
         Some(o) => policies::allocation_workload(state, o).await,
         None => None,
@@ -419,10 +445,11 @@ pub(crate) async fn get_one(
     )?;
     let (kv, _) = state.store().get(&target.key()).await?;
     let kv = kv.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
-    let value = decode(&kv)?;
+    let mut value = decode(&kv)?;
     if !node_may_access(&who, &value) {
         return Err(ApiError::not_found(target.kind.plural, target.name()));
     }
+    crate::secrets::present(&state.secrets, &who, &mut value)?;
     if let Some(req) = table {
         let metadata = tables::single_metadata(&value);
         let t = tables::table(

@@ -9,14 +9,14 @@ use policy::{AdmissionResult, Operation};
 use store::{Compare, KeyValue, Op, OpResult};
 
 use super::{
-    Params, Target, admit, check_namespace, check_type, meta_mut, meta_str, parse_body,
-    sync_admission, validate, written_response,
+    Params, Target, admit, check_namespace, check_type, decode_for_write, encode_for_store,
+    meta_mut, meta_str, parse_body, sync_admission, validate, written_response,
 };
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize, check_subresource, node_may_access};
 use crate::error::{ApiError, ApiResult};
 use crate::field_validation::with_warnings;
-use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
+use crate::registry::{self, Mutation, Registry, object_key};
 
 pub(super) async fn create(
     state: AppState,
@@ -98,12 +98,14 @@ pub(crate) async fn create_value(
     .await?;
     target.name = Some(name.clone());
     let key = target.key();
-    let bytes = encode(&value);
+    let bytes = encode_for_store(state, &value)?;
     if dry_run {
         let (existing, _) = state.store().get(&key).await?;
         if existing.is_some() {
             return Err(ApiError::already_exists(target.kind.plural, &name));
         }
+        let mut value = value;
+        crate::secrets::present(&state.secrets, who, &mut value)?;
         return Ok(written_response(StatusCode::CREATED, &value, &admission));
     }
     let mut compares = vec![Compare::Absent(key.clone())];
@@ -133,6 +135,7 @@ pub(crate) async fn create_value(
         registry::set_resource_version(&mut stored, kv.mod_revision);
         sync_admission(state, target.kind, kv.mod_revision).await;
     }
+    crate::secrets::present(&state.secrets, who, &mut stored)?;
     Ok(written_response(StatusCode::CREATED, &stored, &admission))
 }
 
@@ -235,7 +238,7 @@ pub(super) async fn update_value(
     dry_run: bool,
     verb: &str,
 ) -> ApiResult<(Value, AdmissionResult)> {
-    let old = decode(current)?;
+    let old = decode_for_write(state, current)?;
     if !node_may_access(who, &old) {
         return Err(ApiError::not_found(target.kind.plural, target.name()));
     }
@@ -310,10 +313,11 @@ pub(super) async fn update_value(
             return Err(ApiError::conflict(target.kind.plural, target.name()));
         }
         registry::set_resource_version(&mut next, current.mod_revision);
+        crate::secrets::present(&state.secrets, who, &mut next)?;
         return Ok((next, admission));
     }
     let key = target.key();
-    let bytes = encode(&next);
+    let bytes = encode_for_store(state, &next)?;
     let verb = if status {
         format!("{verb}-status")
     } else {
@@ -347,5 +351,6 @@ pub(super) async fn update_value(
             sync_admission(state, target.kind, kv.mod_revision).await;
         }
     }
+    crate::secrets::present(&state.secrets, who, &mut next)?;
     Ok((next, admission))
 }
