@@ -167,6 +167,21 @@ pub enum Command {
     /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Add, change or remove labels of objects
+    #[command(
+        after_help = "Examples:\n  meridian label workload payroll-api tier=gold -n finance\n  meridian label node/fra-rhel-01 rack=b7 --overwrite\n  meridian label wl payroll-api tier-          # removes tier"
+    )]
+    Label(MetaArgs),
+    /// Add, change or remove annotations of objects
+    #[command(
+        after_help = "Examples:\n  meridian annotate workload payroll-api meridian.dev/change-cause='bump to 2.1' -n finance\n  meridian annotate node fra-rhel-01 note-"
+    )]
+    Annotate(MetaArgs),
+    /// Edit an object in $KUBE_EDITOR or $EDITOR (vi), then replace it
+    #[command(
+        after_help = "Example:\n  KUBE_EDITOR=nano meridian edit workload payroll-api -n finance"
+    )]
+    Edit(EditArgs),
     /// Print the client's and the server's version and commit
     #[command(after_help = "Examples:\n  meridian version\n  meridian version --client -o json")]
     Version(VersionArgs),
@@ -182,6 +197,30 @@ pub enum Command {
     Man(ManArgs),
     /// The flags every command takes (connection and project)
     Options,
+}
+
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// Kind (or KIND/NAME)
+    pub kind: String,
+    /// Names, then KEY=VALUE to set and KEY- to remove
+    #[arg(required = true, value_name = "NAME|KEY=VALUE|KEY-")]
+    pub names: Vec<String>,
+    /// Change a key that already has another value
+    #[arg(long)]
+    pub overwrite: bool,
+    /// More changes (also accepted after the names)
+    #[arg(skip)]
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Kind (or KIND/NAME)
+    pub kind: String,
+    /// Name (unless given as KIND/NAME)
+    #[arg(default_value = "")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

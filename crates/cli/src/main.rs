@@ -135,6 +135,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(crate::args::SimCommand::Nodes(a)) => commands::sim::nodes(&client, a).await,
         Command::Compliance(c) => commands::policy::compliance(&client, c).await,
         Command::Token(t) => admin::token(&client, cli.global.namespace.as_ref(), t).await,
+        Command::Label(a) => commands::edit::set_meta(&client, &conn, a, "labels", "labeled").await,
+        Command::Annotate(a) => {
+            commands::edit::set_meta(&client, &conn, a, "annotations", "annotated").await
+        }
+        Command::Edit(a) => commands::edit::edit(&client, &conn, a).await,
         Command::Create(c) => commands::secret::create(&client, &conn, c).await,
         Command::Secret(s) => commands::secret::secret(&client, s).await,
         _ => unreachable!("handled above"),

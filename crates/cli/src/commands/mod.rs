@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod edit;
 pub mod logs;
 pub mod meta;
 pub mod nodes;
