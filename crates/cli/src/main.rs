@@ -25,6 +25,10 @@ use args::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Launch = cli.command {
+        // Before any thread or runtime: the launcher drops privileges and execs.
+        std::process::exit(launch());
+    }
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -41,6 +45,18 @@ fn main() {
         note!("error: {err:#}");
         std::process::exit(exit::code(&err));
     }
+}
+
+/// `meridian launch`: the agent's task launcher (`agent::launch`).
+#[cfg(unix)]
+fn launch() -> i32 {
+    agent::launch::main()
+}
+
+#[cfg(not(unix))]
+fn launch() -> i32 {
+    note!("error: meridian launch exists on Unix only");
+    2
 }
 
 /// Writes a line to stderr, dropping it when stderr cannot be written (a full disk, a
@@ -77,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return run_bench(&cli.global, b).await,
         Command::Agent(a) => return commands::agent::agent(a).await,
+        Command::Launch => unreachable!("handled in main"),
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
                 return done;
