@@ -15,8 +15,10 @@
 //!    target and remounts the read-only ones read-only;
 //! 3. sets the `rlimits`;
 //! 4. marks every descriptor above 2 close-on-exec (the socket included);
-//! 5. drops to the task's user: supplementary groups, gid, uid (in that order);
-//! 6. enters the working directory (as the task's user, so its access is checked);
+//! 5. enters the working directory (as root: the directories above the agent's data
+//!    directory need not be searchable by task users);
+//! 6. drops to the task's user: supplementary groups, gid, uid (in that order), and
+//!    checks the user can read and search the working directory;
 //! 7. `exec`s the program with exactly the spec's environment.
 //!
 //! The process keeps its pid across the `exec`, so the driver's handle (pid and start
@@ -190,6 +192,15 @@ mod unix {
         }
         rlimits(&spec.rlimits)?;
         close_on_exec();
+        // The working directory is entered before the user changes: the directories above
+        // the agent's data directory need not be searchable by task users. Then the
+        // user must be able to use it.
+        nix::unistd::chdir(&spec.working_dir).map_err(|e| {
+            format!(
+                "cannot enter the working directory {}: {e}",
+                spec.working_dir.display()
+            )
+        })?;
         if let Some(ids) = &spec.user {
             use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
             let groups: Vec<Gid> = ids.groups.iter().map(|g| Gid::from_raw(*g)).collect();
@@ -199,14 +210,15 @@ mod unix {
                 .map_err(|e| format!("cannot switch to gid {}: {e}", ids.gid))?;
             setuid(Uid::from_raw(ids.uid))
                 .map_err(|e| format!("cannot switch to uid {}: {e}", ids.uid))?;
+            use nix::unistd::AccessFlags;
+            nix::unistd::access(".", AccessFlags::R_OK | AccessFlags::X_OK).map_err(|e| {
+                format!(
+                    "uid {} cannot use the working directory {}: {e}",
+                    ids.uid,
+                    spec.working_dir.display()
+                )
+            })?;
         }
-        nix::unistd::chdir(&spec.working_dir).map_err(|e| {
-            format!(
-                "cannot enter the working directory {} as uid {}: {e}",
-                spec.working_dir.display(),
-                nix::unistd::getuid()
-            )
-        })?;
         let e = std::process::Command::new(&spec.program)
             .args(&spec.args)
             .env_clear()

@@ -322,13 +322,17 @@ pub fn prepare(view: &View) -> std::io::Result<()> {
             std::os::unix::fs::chown(&l.task_dir, Some(uid), Some(gid))?;
         }
         std::fs::set_permissions(&l.task_dir, std::fs::Permissions::from_mode(0o750))?;
-        // The task's user must be able to reach its directory inside the agent's.
-        if let Some(alloc_dir) = l.task_dir.parent() {
-            let mode = std::fs::metadata(alloc_dir)?.permissions().mode();
-            std::fs::set_permissions(
-                alloc_dir,
-                std::fs::Permissions::from_mode((mode & 0o7777) | 0o711),
-            )?;
+        // The task's user must be able to reach its directory (and secret files) inside
+        // the agent's: search, not read, on the allocation directory, `allocations/` and
+        // the data directory (which holds the credential, mode 0600).
+        for dir in l.task_dir.ancestors().skip(1).take(3) {
+            let mode = std::fs::metadata(dir)?.permissions().mode();
+            if mode & 0o111 != 0o111 {
+                std::fs::set_permissions(
+                    dir,
+                    std::fs::Permissions::from_mode((mode & 0o7777) | 0o711),
+                )?;
+            }
         }
     }
     // A relative working directory and relative mount points, inside the task directory.

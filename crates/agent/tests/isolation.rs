@@ -38,7 +38,22 @@ fn meridian() -> PathBuf {
             .expect("target/<profile>");
         let target_dir = profile_dir.parent().expect("target");
         let mut cmd = Command::new(env!("CARGO"));
+        // Only what a developer's shell passes: the variables cargo sets for test
+        // processes (CARGO_PKG_*, …) would make build scripts run again and rebuild all.
         cmd.args(["build", "--quiet", "-p", "cli", "--bin", "meridian"])
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                [
+                    "PATH",
+                    "HOME",
+                    "CARGO_HOME",
+                    "RUSTUP_HOME",
+                    "RUSTUP_TOOLCHAIN",
+                    "CARGO_INCREMENTAL",
+                ]
+                .contains(&k.as_ref())
+            }))
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         match profile_dir.file_name().and_then(|n| n.to_str()) {
