@@ -505,6 +505,35 @@ fn a_real_agent_keeps_its_own_environment_from_tasks() {
     assert_eq!(fds(pid), ["0", "1", "2"]);
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(cwd, data_dir.join("allocations/default_iso-0/task"));
+    // A task that references a secret the server does not give: pending, saying why,
+    // never started (whether the server lacks the secret or the secrets endpoint).
+    let manifest = dir.path().join("s.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: needs-secret, namespace: default}\n\
+         spec:\n  type: service\n  replicas: 1\n  task:\n    driver: exec\n\
+         \x20   command: [sleep, \"30\"]\n\
+         \x20   user: \"65534:65534\"\n\
+         \x20   env: [{name: PW, valueFrom: {secretRef: {name: payroll-db, key: password}}}]\n\
+         \x20   resources: {cpu: 100m, memory: 16Mi}\n",
+    )
+    .unwrap();
+    testkit::ok(&server.cli(&["apply", "-f", manifest.to_str().unwrap()]));
+    let message = testkit::wait_until(Duration::from_secs(30), "needs-secret-0 waits", || {
+        let out =
+            testkit::stdout(&server.cli(&["get", "allocation", "needs-secret-0", "-o", "json"]));
+        let a: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (a["status"]["phase"] == "pending")
+            .then(|| a["status"]["message"].as_str().map(str::to_owned))
+            .flatten()
+    });
+    assert!(message.starts_with("waiting for secret"), "{message}");
+    assert!(
+        !data_dir
+            .join("allocations/default_needs-secret-0/stdout.log")
+            .exists(),
+        "started without its secret"
+    );
     testkit::ok(&server.cli(&["delete", "workload", "iso"]));
     testkit::wait_until(Duration::from_secs(30), "the task stopped", || {
         (!Path::new(&format!("/proc/{pid}")).exists() || status_line(pid, "State").starts_with('Z'))
