@@ -327,7 +327,11 @@ async fn command(argv: &[String], runs: &Runs) -> Outcome {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
-            match cmd.spawn() {
+            let spawned = cmd.spawn();
+            // Our copy of the launcher's end of the socket: closed, or the handshake
+            // would never read end-of-file.
+            drop(cmd);
+            match spawned {
                 Ok(mut child) => match channel.handshake(&spec).await {
                     Ok(()) => child.wait().await,
                     Err(e) => {

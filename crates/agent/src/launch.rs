@@ -124,7 +124,9 @@ mod unix {
         }
 
         /// Sends `spec` and waits until the launcher `exec`s the program (`Ok`) or says
-        /// why it could not (`Err`, one line; the launcher then exits 127).
+        /// why it could not (`Err`, one line; the launcher then exits 127). The
+        /// `Command` that held the launcher's end must be dropped first: end-of-file only
+        /// comes once every copy of that end is closed.
         pub async fn handshake(self, spec: &Spec) -> Result<(), String> {
             let bytes = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
             self.ours

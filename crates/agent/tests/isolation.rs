@@ -540,3 +540,36 @@ fn a_real_agent_keeps_its_own_environment_from_tasks() {
             .then_some(())
     });
 }
+
+/// A command health check of an exec task runs as the task: its user, its environment,
+/// its working directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn command_health_checks_run_as_the_task() {
+    let node = node();
+    let (a, task) = allocation(serde_json::json!({
+        "driver": "exec", "command": ["sleep", "30"],
+        "resources": {"cpu": "100m", "memory": "16Mi"},
+        "user": "65534:65534",
+        "env": {"GREETING": "hi"},
+    }));
+    let view = node.context.launch("shop/web-0", &a, &task, None).unwrap();
+    agent::view::prepare(&view).unwrap();
+    let runs = agent::health::Runs::Launcher {
+        path: meridian(),
+        spec: agent::driver::exec::launch_spec("", &[], &view.launch),
+    };
+    let check = |script: &str| -> api::kinds::HealthCheck {
+        serde_json::from_value(
+            serde_json::json!({"command": {"command": ["/bin/sh", "-c", script]}, "timeout": "30s"}),
+        )
+        .unwrap()
+    };
+    let as_task = format!(
+        "test \"$(id -u):$(id -g)\" = 65534:65534 && test \"$GREETING\" = hi && test \"$(pwd)\" = {}",
+        view.launch.task_dir.display()
+    );
+    let ok = agent::health::run(&check(&as_task), &runs).await;
+    assert!(ok.healthy, "{ok:?}");
+    let bad = agent::health::run(&check("exit 3"), &runs).await;
+    assert_eq!(bad.message, "exit code 3");
+}
