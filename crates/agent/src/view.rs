@@ -414,6 +414,32 @@ mod tests {
         assert!(v.launch.volumes[0].read_only, "the node's :ro wins");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn an_agent_that_cannot_switch_users_refuses_another_and_says_who_runs() {
+        let own = crate::users::own();
+        let other = if own.uid == 65534 { 65533 } else { 65534 };
+        let (a, t) = alloc(serde_json::json!({
+            "driver": "exec", "command": ["true"], "resources": {"cpu": "100m", "memory": "16Mi"},
+            "user": other.to_string(),
+        }));
+        let e = ctx().launch("shop/web-0", &a, &t, None).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot run tasks as another user"),
+            "{e}"
+        );
+        let (a, t) = alloc(serde_json::json!({
+            "driver": "exec", "command": ["true"], "resources": {"cpu": "100m", "memory": "16Mi"},
+        }));
+        let v = ctx().launch("shop/web-0", &a, &t, None).unwrap();
+        assert_eq!(v.launch.user.as_ref().map(|u| u.uid), Some(own.uid));
+        assert!(
+            v.notes[0].starts_with("runs as the agent's user"),
+            "{:?}",
+            v.notes
+        );
+    }
+
     #[test]
     fn a_volume_the_node_lacks_is_refused_by_name() {
         let (a, t) = alloc(serde_json::json!({
