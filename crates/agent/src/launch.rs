@@ -155,7 +155,14 @@ mod unix {
     /// [`FAILED`]. Must run before any thread is started.
     pub fn main() -> i32 {
         let channel = match std::io::stdin().as_fd().try_clone_to_owned() {
-            Ok(fd) => UnixStream::from(fd),
+            Ok(fd) if is_socket(&fd) => UnixStream::from(fd),
+            Ok(_) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "meridian launch: stdin is not the agent's socket: `meridian launch` is started by the agent, not by hand"
+                );
+                return FAILED;
+            }
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "meridian launch: no stdin: {e}");
                 return FAILED;
@@ -176,6 +183,14 @@ mod unix {
         let _ = reply.write_all(e.as_bytes());
         let _ = writeln!(std::io::stderr(), "meridian launch: {e}");
         FAILED
+    }
+
+    fn is_socket(fd: &OwnedFd) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        fd.try_clone()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.file_type().is_socket())
     }
 
     fn run(mut channel: UnixStream) -> Result<std::convert::Infallible, String> {
