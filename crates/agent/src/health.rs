@@ -4,8 +4,10 @@
 //! HTTP and TCP checks go to the node's loopback (`127.0.0.1:port`): the task serves on
 //! the host (an `exec` task, a container publishing the port, a VM with a forwarded
 //! port). The HTTP client is a few lines of HTTP/1.0 (`GET`, `Connection: close`); any
-//! 2xx or 3xx status is healthy. A command check runs on the node with the task's
-//! environment; exit code 0 is healthy.
+//! 2xx or 3xx status is healthy. A command check of an `exec` task runs as the task
+//! ([`Runs::Launcher`]: the launcher, with the task's user, environment, working
+//! directory, rlimits and volumes); of other drivers, on the node with the task's
+//! environment and nothing else ([`Runs::Env`]). Exit code 0 is healthy.
 //!
 //! A [`Tracker`] per running allocation runs one check at a time in the background and
 //! keeps the outcome as an [`api::kinds::HealthStatus`]. The runtime polls it on its
@@ -43,11 +45,42 @@ pub enum Verdict {
     Unhealthy,
 }
 
+/// How a command check runs.
+#[derive(Clone)]
+pub enum Runs {
+    /// On the node, with exactly this environment.
+    Env(BTreeMap<String, String>),
+    /// Through the launcher at `path`, as the task: `spec` with the check's program.
+    #[cfg(unix)]
+    Launcher {
+        path: std::path::PathBuf,
+        spec: crate::launch::Spec,
+    },
+}
+
+impl std::fmt::Debug for Runs {
+    /// Variable names only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runs::Env(env) => f
+                .debug_tuple("Env")
+                .field(&env.keys().collect::<Vec<_>>())
+                .finish(),
+            #[cfg(unix)]
+            Runs::Launcher { path, spec } => f
+                .debug_struct("Launcher")
+                .field("path", path)
+                .field("spec", spec)
+                .finish(),
+        }
+    }
+}
+
 /// The health of one running task.
 #[derive(Debug)]
 pub struct Tracker {
     check: HealthCheck,
-    env: BTreeMap<String, String>,
+    runs: Runs,
     next_at: Instant,
     pending: Option<JoinHandle<Outcome>>,
     pub status: HealthStatus,
@@ -57,11 +90,11 @@ pub struct Tracker {
 
 impl Tracker {
     /// Starts tracking a task started at `started` (first check after `initialDelay`).
-    pub fn new(check: HealthCheck, env: BTreeMap<String, String>, started: Instant) -> Self {
+    pub fn new(check: HealthCheck, runs: Runs, started: Instant) -> Self {
         Tracker {
             next_at: started + check.initial_delay(),
             check,
-            env,
+            runs,
             pending: None,
             status: HealthStatus::default(),
             transition_time: jiff::Timestamp::now().to_string(),
@@ -84,8 +117,8 @@ impl Tracker {
         if self.pending.is_none() && now >= self.next_at {
             self.next_at = now + self.check.interval();
             let check = self.check.clone();
-            let env = self.env.clone();
-            self.pending = Some(tokio::spawn(async move { run(&check, &env).await }));
+            let runs = self.runs.clone();
+            self.pending = Some(tokio::spawn(async move { run(&check, &runs).await }));
         }
         verdict
     }
@@ -155,7 +188,7 @@ fn number(p: &PortRef) -> Result<u16, Outcome> {
 }
 
 /// Runs one check within its timeout.
-pub async fn run(check: &HealthCheck, env: &BTreeMap<String, String>) -> Outcome {
+pub async fn run(check: &HealthCheck, runs: &Runs) -> Outcome {
     let limit = check.timeout();
     let job = async {
         if let Some(h) = &check.http {
@@ -179,7 +212,7 @@ pub async fn run(check: &HealthCheck, env: &BTreeMap<String, String>) -> Outcome
                 },
             }
         } else if let Some(c) = &check.command {
-            command(&c.command, env).await
+            command(&c.command, runs).await
         } else {
             Outcome {
                 healthy: false,
@@ -253,22 +286,67 @@ pub fn parse_status_line(line: &str) -> Option<u16> {
     (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
-async fn command(argv: &[String], env: &BTreeMap<String, String>) -> Outcome {
+async fn command(argv: &[String], runs: &Runs) -> Outcome {
     let Some((program, args)) = argv.split_first() else {
         return Outcome {
             healthy: false,
             message: "the command check has no program".into(),
         };
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(env)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        // A check that outlives its timeout is dropped, and killed with it.
-        .kill_on_drop(true);
-    match cmd.status().await {
+    let status = match runs {
+        Runs::Env(env) => {
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args)
+                .env_clear()
+                .envs(env)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                // A check that outlives its timeout is dropped, and killed with it.
+                .kill_on_drop(true);
+            cmd.status().await
+        }
+        #[cfg(unix)]
+        Runs::Launcher { path, spec } => {
+            let mut spec = spec.clone();
+            spec.program = program.clone();
+            spec.args = args.to_vec();
+            let (channel, stdin) = match crate::launch::Channel::new() {
+                Ok(c) => c,
+                Err(e) => {
+                    return Outcome {
+                        healthy: false,
+                        message: format!("cannot run {program:?}: {e}"),
+                    };
+                }
+            };
+            let mut cmd = tokio::process::Command::new(path);
+            cmd.arg("launch")
+                .env_clear()
+                .stdin(stdin)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let spawned = cmd.spawn();
+            // Our copy of the launcher's end of the socket: closed, or the handshake
+            // would never read end-of-file.
+            drop(cmd);
+            match spawned {
+                Ok(mut child) => match channel.handshake(&spec).await {
+                    Ok(()) => child.wait().await,
+                    Err(e) => {
+                        let _ = child.wait().await;
+                        return Outcome {
+                            healthy: false,
+                            message: format!("cannot run {program:?}: {e}"),
+                        };
+                    }
+                },
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match status {
         Ok(s) if s.success() => Outcome {
             healthy: true,
             message: "exit code 0".into(),
@@ -316,7 +394,7 @@ mod tests {
     #[tokio::test]
     async fn failures_in_a_row_make_a_task_unhealthy() {
         let c = check(json!({"tcp": {"port": 1}, "failureThreshold": 2}));
-        let mut t = Tracker::new(c, BTreeMap::new(), Instant::now());
+        let mut t = Tracker::new(c, Runs::Env(BTreeMap::new()), Instant::now());
         assert_eq!(t.status.state, HealthState::Unknown);
         assert_eq!(t.record(outcome(true, "HTTP 200"), "t1"), Verdict::Changed);
         assert_eq!(t.status.state, HealthState::Healthy);
@@ -367,7 +445,7 @@ mod tests {
                 let _ = s.write_all(answer.as_bytes()).await;
             }
         });
-        let env = BTreeMap::new();
+        let env = Runs::Env(BTreeMap::new());
         let ok = run(&check(json!({"http": {"port": port, "path": "/ok"}})), &env).await;
         assert_eq!(ok, outcome(true, "HTTP 200"));
         let bad = run(
@@ -387,7 +465,7 @@ mod tests {
 
     #[tokio::test]
     async fn command_checks_use_the_exit_code_and_the_task_env() {
-        let env = BTreeMap::from([("WANTED".to_owned(), "yes".to_owned())]);
+        let env = Runs::Env(BTreeMap::from([("WANTED".to_owned(), "yes".to_owned())]));
         let c = |script: &str| check(json!({"command": {"command": ["/bin/sh", "-c", script]}}));
         let ok = run(&c("test \"$WANTED\" = yes"), &env).await;
         assert_eq!(ok, outcome(true, "exit code 0"));

@@ -20,15 +20,24 @@
 //! checks their [`health`], restarts them per policy and adopts them across agent
 //! restarts; [`logs`] serves `meridian logs` by long-polling the server for log sessions
 //! (agents only dial out).
+//!
+//! What a task sees is built by [`view`] (environment, user, task directory, volumes,
+//! ports, [`secrets`] fetched for its allocation) and applied to `exec` tasks by
+//! [`launch`], the `meridian launch` launcher; [`users`] resolves `task.user` on Unix
+//! nodes and creates the default `meridian-task` account.
 
 pub mod driver;
 pub mod facts;
 pub mod gpu;
 pub mod health;
+pub mod launch;
 pub mod linux;
 pub mod logs;
 pub mod probe;
 pub mod runtime;
+pub mod secrets;
+#[cfg(unix)]
+pub mod users;
 pub mod view;
 pub mod windows;
 

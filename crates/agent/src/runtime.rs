@@ -66,6 +66,14 @@ pub struct AgentConfig {
     pub log_limit: u64,
     /// QEMU acceleration; `None`: `MERIDIAN_QEMU_ACCEL` (`kvm`, `tcg`, `auto`), else auto.
     pub qemu_accel: Option<driver::qemu::AccelSetting>,
+    /// Host volumes offered to tasks (`--volume NAME=PATH[:ro]`), reported in the Node's
+    /// status.
+    pub volumes: BTreeMap<String, crate::view::NodeVolume>,
+    /// The address other nodes reach this one at (`--advertise-address`); `None`: the
+    /// local address of the route to the server, else of the default route.
+    pub advertise_address: Option<String>,
+    /// The `meridian` binary that launches `exec` tasks; `None`: this executable.
+    pub launcher: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -84,6 +92,9 @@ impl AgentConfig {
             grace: Duration::from_secs(10),
             log_limit: 10 * 1024 * 1024,
             qemu_accel: None,
+            volumes: BTreeMap::new(),
+            advertise_address: None,
+            launcher: None,
         }
     }
 
@@ -244,10 +255,87 @@ async fn register(client: &Client, config: &AgentConfig, site: &str) -> Result<(
         .context("a Node is not an object")?;
     status["security"] = serde_json::to_value(crate::facts::security_status(&facts))?;
     status["agentVersion"] = json!(env!("CARGO_PKG_VERSION"));
+    let volumes: Vec<api::task::HostVolume> = config
+        .volumes
+        .iter()
+        .map(|(name, v)| api::task::HostVolume {
+            name: name.clone(),
+            read_only: v.read_only,
+        })
+        .collect();
+    status["volumes"] = serde_json::to_value(volumes)?;
+    status["addresses"] = serde_json::to_value(addresses(config).await)?;
     client
         .replace_status(node_kind, None, &config.name, &node)
         .await?;
     Ok(())
+}
+
+/// The node's addresses: `InternalIP` (the advertised address, else the local address
+/// of the route to the server unless it is loopback, else that of the default route, else
+/// the loopback one) and `Hostname`.
+async fn addresses(config: &AgentConfig) -> Vec<api::task::NodeAddress> {
+    use api::task::{NodeAddress, NodeAddressType};
+    let mut out = Vec::new();
+    let ip = match &config.advertise_address {
+        Some(a) => Some(a.clone()),
+        None => route_address(&config.server).await.map(|ip| ip.to_string()),
+    };
+    if let Some(address) = ip {
+        out.push(NodeAddress {
+            type_: NodeAddressType::InternalIp,
+            address,
+        });
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| config.name.clone());
+    out.push(NodeAddress {
+        type_: NodeAddressType::Hostname,
+        address: hostname,
+    });
+    out
+}
+
+/// The local address the kernel picks to reach `server` (a URL), or, when that is
+/// loopback, to reach the documentation network 192.0.2.1 (the default route). A UDP
+/// `connect` sends nothing.
+async fn route_address(server: &str) -> Option<std::net::IpAddr> {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        && !authority.ends_with(']');
+    let target = if has_port {
+        authority.to_owned()
+    } else if server.starts_with("https") {
+        format!("{authority}:443")
+    } else {
+        format!("{authority}:80")
+    };
+    let local = |to: std::net::SocketAddr| {
+        let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let s = std::net::UdpSocket::bind(bind).ok()?;
+        s.connect(to).ok()?;
+        let ip = s.local_addr().ok()?.ip();
+        (!ip.is_unspecified()).then_some(ip)
+    };
+    let mut loopback = None;
+    if let Ok(addrs) = tokio::net::lookup_host(target).await {
+        for a in addrs {
+            match local(a) {
+                Some(ip) if !ip.is_loopback() => return Some(ip),
+                Some(ip) => loopback = loopback.or(Some(ip)),
+                None => {}
+            }
+        }
+    }
+    local(std::net::SocketAddr::from(([192, 0, 2, 1], 9)))
+        .filter(|ip| !ip.is_loopback())
+        .or(loopback)
 }
 
 /// Runs the agent until `shutdown`. Tasks keep running when the agent stops (a restarted
@@ -299,8 +387,31 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         Drivers::detect(&crate::probe::HostProbe::default(), arch, accel)
     })
     .await?;
+    let mut drivers = drivers;
+    if let Some(launcher) = &config.launcher {
+        drivers.replace(Box::new(driver::exec::ExecDriver::new(launcher.clone())));
+    }
     tracing::info!(drivers = ?drivers, "drivers available");
-    let mut runner = Runner::new(client, &config, drivers);
+    #[cfg(unix)]
+    let switch_users = crate::users::is_root();
+    #[cfg(not(unix))]
+    let switch_users = false;
+    #[cfg(unix)]
+    if switch_users {
+        // Off the async threads: runs useradd.
+        match tokio::task::spawn_blocking(crate::users::ensure_default).await? {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(
+                error = %e,
+                "no default task user: tasks without task.user will fail until it exists"
+            ),
+        }
+    } else {
+        tracing::warn!(
+            "the agent is not root: tasks run as the agent's own user, and tasks that ask for another user fail"
+        );
+    }
+    let mut runner = Runner::new(client, &config, drivers, switch_users);
     runner.adopt().await;
     runner.run(shutdown).await;
     heartbeat.abort();
@@ -366,6 +477,46 @@ struct Runner {
     local: HashMap<String, Local>,
     /// What shapes each task's view (directories, node, volumes, users).
     view: crate::view::Context,
+    /// The `meridian` binary that launches exec tasks and command health checks.
+    launcher: PathBuf,
+    /// Allocations waiting (for a secret) before their task can start.
+    waiting: HashMap<String, Waiting>,
+}
+
+/// An allocation that cannot start yet, and when to try again.
+struct Waiting {
+    uid: String,
+    retry_at: tokio::time::Instant,
+    attempts: u32,
+    message: String,
+}
+
+/// Why a task did not start.
+enum StartError {
+    /// Not yet (a secret is missing): the allocation stays pending and the agent retries.
+    Wait(String),
+    /// For good: the allocation fails with this.
+    Fail(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for StartError {
+    fn from(e: E) -> Self {
+        StartError::Fail(e.into())
+    }
+}
+
+/// How a task's command health check runs: through the launcher as the task (`exec` on
+/// Unix), else on the node with the task's environment only.
+fn health_runs(launcher: &Path, task: &api::kinds::Task, launch: &driver::Launch) -> health::Runs {
+    #[cfg(unix)]
+    if task.driver == api::kinds::Driver::Exec {
+        return health::Runs::Launcher {
+            path: launcher.to_path_buf(),
+            spec: driver::exec::launch_spec("", &[], launch),
+        };
+    }
+    let _ = (launcher, task);
+    health::Runs::Env(launch.env.clone())
 }
 
 /// An allocation as the server sent it, decoded: the one place the agent reads allocation
@@ -424,8 +575,12 @@ fn parse_backoff(s: &str) -> Option<Duration> {
 }
 
 impl Runner {
-    fn new(client: Client, config: &AgentConfig, drivers: Drivers) -> Self {
+    fn new(client: Client, config: &AgentConfig, drivers: Drivers, switch_users: bool) -> Self {
         Runner {
+            launcher: config.launcher.clone().unwrap_or_else(|| {
+                std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meridian"))
+            }),
+            waiting: HashMap::new(),
             client,
             drivers,
             node: config.name.clone(),
@@ -437,6 +592,8 @@ impl Runner {
             view: crate::view::Context {
                 data_dir: config.data_dir.clone(),
                 node: config.name.clone(),
+                volumes: config.volumes.clone(),
+                switch_users,
             },
         }
     }
@@ -596,9 +753,14 @@ impl Runner {
                     tracing::info!(allocation = %k, "task stopped: {how}");
                     d.cleanup(&mut h).await;
                 }
+                self.remove_secrets(&k);
                 changed = true;
             }
         }
+        // Waits of allocations that are gone or replaced.
+        let desired = &self.desired;
+        self.waiting
+            .retain(|k, w| desired.get(k).is_some_and(|a| uid_of(a) == w.uid));
         // Exits, and health checks of what still runs.
         let keys: Vec<String> = self.local.keys().cloned().collect();
         let now = tokio::time::Instant::now();
@@ -624,9 +786,12 @@ impl Runner {
                         && let Some(task) = &a.spec.task
                         && let Some(check) = task.health.clone()
                     {
-                        let launch = self.view.launch(&k, a, task);
-                        let check = health::resolve_ports(check, &launch.ports);
-                        l.health = Some(health::Tracker::new(check, launch.env, now));
+                        // Secrets are not fetched again: secret variables are left out.
+                        if let Ok(view) = self.view.launch(&k, a, task, None) {
+                            let check = health::resolve_ports(check, &view.launch.ports);
+                            let runs = health_runs(&self.launcher, task, &view.launch);
+                            l.health = Some(health::Tracker::new(check, runs, now));
+                        }
                     }
                     let verdict = match l.health.as_mut() {
                         Some(t) => t.poll(now).await,
@@ -672,6 +837,7 @@ impl Runner {
             .iter()
             .filter(|(k, a)| {
                 a.spec.desired_state != DesiredState::Stop
+                    && self.waiting.get(*k).is_none_or(|w| w.retry_at <= now)
                     && match self.local.get(*k) {
                         None => !matches!(
                             a.status.as_ref().map(|s| s.phase),
@@ -691,11 +857,33 @@ impl Runner {
             changed = true;
             match self.start(&k, &a, restarts).await {
                 Ok((local, message)) => {
+                    self.waiting.remove(&k);
                     self.local.insert(k, local);
                     self.report(&a, AllocationPhase::Running, None, restarts, Some(message))
                         .await;
                 }
-                Err(e) => {
+                Err(StartError::Wait(message)) => {
+                    let w = self.waiting.entry(k.clone()).or_insert_with(|| Waiting {
+                        uid: uid_of(&a),
+                        retry_at: now,
+                        attempts: 0,
+                        message: String::new(),
+                    });
+                    let delay = Duration::from_millis(500)
+                        .saturating_mul(1 << w.attempts.min(6))
+                        .min(Duration::from_secs(30));
+                    w.attempts += 1;
+                    w.retry_at = now + delay;
+                    if w.message != message {
+                        w.message = message.clone();
+                        tracing::info!(allocation = %k, %message, "task waits");
+                        self.report(&a, AllocationPhase::Pending, None, restarts, Some(message))
+                            .await;
+                    }
+                }
+                Err(StartError::Fail(e)) => {
+                    self.waiting.remove(&k);
+                    self.remove_secrets(&k);
                     let e = format!("{e:#}");
                     tracing::warn!(allocation = %k, error = %e, "task did not start");
                     let driver = a
@@ -758,12 +946,13 @@ impl Runner {
             }
             None => {
                 l.done = true;
+                let restarts = l.record.restarts;
+                self.remove_secrets(k);
                 let phase = if code == Some(0) {
                     AllocationPhase::Succeeded
                 } else {
                     AllocationPhase::Failed
                 };
-                let restarts = l.record.restarts;
                 // An exit speaks for itself (phase and exit code); a health failure does not.
                 let message = why.starts_with("unhealthy").then_some(why);
                 self.report(&a, phase, code, restarts, message).await;
@@ -771,14 +960,38 @@ impl Runner {
         }
     }
 
-    async fn start(&self, key: &str, a: &Allocation, restarts: u32) -> Result<(Local, String)> {
+    async fn start(
+        &self,
+        key: &str,
+        a: &Allocation,
+        restarts: u32,
+    ) -> Result<(Local, String), StartError> {
         let task = a
             .spec
             .task
             .clone()
             .context("the allocation carries no valid task")?;
-        let launch = self.view.launch(key, a, &task);
         let d = self.drivers.get(task.driver)?;
+        let secrets = if crate::secrets::needed(&task) {
+            Some(self.fetch_secrets(a).await?)
+        } else {
+            None
+        };
+        let view = match self.view.launch(key, a, &task, secrets.as_ref()) {
+            Ok(v) => v,
+            Err(e @ crate::view::ViewError::Waiting(_)) => {
+                return Err(StartError::Wait(e.to_string()));
+            }
+            Err(e) => return Err(StartError::Fail(e.into())),
+        };
+        drop(secrets);
+        crate::view::prepare(&view).with_context(|| {
+            format!(
+                "cannot prepare the task's directory {}",
+                view.launch.task_dir.display()
+            )
+        })?;
+        let launch = &view.launch;
         let uid = uid_of(a);
         let slot = Slot {
             dir: self.alloc_dir(key),
@@ -786,13 +999,19 @@ impl Runner {
             uid: uid.clone(),
             log_limit: self.log_limit,
         };
-        let started = d.start(&task, &launch, &slot).await?;
+        let started = d.start(&task, launch, &slot).await?;
         let h = &started.handle;
         tracing::info!(allocation = %key, pid = h.record.pid, driver = %task.driver, "task started");
         let health = task.health.clone().map(|check| {
             let check = health::resolve_ports(check, &launch.ports);
-            health::Tracker::new(check, launch.env.clone(), tokio::time::Instant::now())
+            let runs = health_runs(&self.launcher, &task, launch);
+            health::Tracker::new(check, runs, tokio::time::Instant::now())
         });
+        let mut message = started.message;
+        for note in &view.notes {
+            message.push_str("; ");
+            message.push_str(note);
+        }
         Ok((
             Local {
                 record: TaskRecord {
@@ -805,8 +1024,45 @@ impl Runner {
                 done: false,
                 health,
             },
-            started.message,
+            message,
         ))
+    }
+
+    /// The values of the secrets `a`'s task references, from the server (only for
+    /// allocations on this node). Any failure is a wait: the secret may be created, the
+    /// server reached again.
+    async fn fetch_secrets(
+        &self,
+        a: &Allocation,
+    ) -> Result<api::secret::AllocationSecrets, StartError> {
+        let project = a.metadata.namespace.as_deref().unwrap_or_default();
+        let path = crate::secrets::path(project, &a.metadata.name);
+        let answer = self
+            .client
+            .request_json(Method::GET, &path, None)
+            .await
+            .map_err(|e| {
+                let e = e.to_string();
+                StartError::Wait(if e.starts_with("secret ") {
+                    format!("waiting for {e}")
+                } else {
+                    format!("waiting for secrets: {e}")
+                })
+            })?;
+        // serde's message could quote a value: not passed on.
+        serde_json::from_value(answer).map_err(|_| {
+            StartError::Wait(
+                "waiting for secrets: the server's answer is not an AllocationSecrets (is the server older than the agent?)".to_owned(),
+            )
+        })
+    }
+
+    /// Removes the secret files of the allocation `key` (its task is gone for good).
+    fn remove_secrets(&self, key: &str) {
+        let dir = self.alloc_dir(key).join("secrets");
+        if let Err(e) = crate::secrets::remove(&dir) {
+            tracing::warn!(allocation = %key, error = %e, "cannot remove the secret files");
+        }
     }
 
     /// The `health` and `conditions` of an allocation's status, from its tracker.

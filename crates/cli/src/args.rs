@@ -132,6 +132,9 @@ pub enum Command {
         after_help = "Examples:\n  meridian agent --server https://meridian:7420 --join-token \"$T\" --site onprem-frankfurt --data-dir /var/lib/meridian-agent\n  meridian agent --server https://meridian:7420 --data-dir /var/lib/meridian-agent   # later starts reuse the stored credential"
     )]
     Agent(AgentArgs),
+    /// The agent's task launcher (reads a launch spec from stdin; not for people)
+    #[command(hide = true)]
+    Launch,
     /// Node enrolment: join tokens for agents
     #[command(subcommand)]
     Node(NodeCommand),
@@ -774,6 +777,14 @@ pub struct AgentArgs {
     /// Grace period between SIGTERM and SIGKILL when stopping a task
     #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub grace: std::time::Duration,
+    /// Host volume offered to tasks: NAME=PATH, read-only with :ro (repeatable; PATH must
+    /// be an existing directory)
+    #[arg(long = "volume", value_name = "NAME=PATH[:ro]")]
+    pub volumes: Vec<String>,
+    /// Address other nodes reach this node at (default: the local address of the route
+    /// to the server, else of the default route)
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_address: Option<std::net::IpAddr>,
 }
 
 #[cfg(test)]

@@ -37,6 +37,10 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if let Command::Launch = cli.command {
+        // Before any thread or runtime: the launcher drops privileges and execs.
+        std::process::exit(launch());
+    }
     init_tracing(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -53,6 +57,18 @@ fn main() {
         note!("error: {err:#}");
         std::process::exit(exit::code(&err));
     }
+}
+
+/// `meridian launch`: the agent's task launcher (`agent::launch`).
+#[cfg(unix)]
+fn launch() -> i32 {
+    agent::launch::main()
+}
+
+#[cfg(not(unix))]
+fn launch() -> i32 {
+    note!("error: meridian launch exists on Unix only");
+    2
 }
 
 /// Writes a line to stderr, dropping it when stderr cannot be written (a full disk, a
@@ -93,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return run_bench(&cli.global, b).await,
         Command::Agent(a) => return commands::agent::agent(a).await,
+        Command::Launch => unreachable!("handled in main"),
         Command::Completion(a) => return commands::meta::completion(a),
         Command::Man(a) => return commands::meta::man(a),
         Command::Options => return commands::meta::options(),

@@ -35,9 +35,65 @@ impl Cgroups {
     }
 }
 
-/// The `exec` driver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ExecDriver;
+/// The `exec` driver. On Unix a task starts through the launcher (`meridian launch`,
+/// [`crate::launch`]): clean environment, user, working directory, rlimits, volumes, no
+/// inherited descriptors.
+#[derive(Debug, Clone)]
+pub struct ExecDriver {
+    launcher: PathBuf,
+}
+
+impl Default for ExecDriver {
+    /// The launcher is this very binary (`meridian`).
+    fn default() -> Self {
+        ExecDriver::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("meridian")))
+    }
+}
+
+impl ExecDriver {
+    /// A driver whose launcher is the `meridian` binary at `launcher` (tests, whose own
+    /// executable is not `meridian`).
+    pub fn new(launcher: PathBuf) -> Self {
+        ExecDriver { launcher }
+    }
+
+    /// The `meridian` binary that launches tasks.
+    pub fn launcher(&self) -> &Path {
+        &self.launcher
+    }
+}
+
+/// What the launcher does for `program args` in `launch`'s view.
+#[cfg(unix)]
+pub fn launch_spec(program: &str, args: &[String], launch: &Launch) -> crate::launch::Spec {
+    let task_dir = &launch.task_dir;
+    crate::launch::Spec {
+        program: program.to_owned(),
+        args: args.to_vec(),
+        env: launch.env.clone(),
+        // Only root switches; an agent that is not root runs tasks as itself.
+        user: launch
+            .user
+            .as_ref()
+            .filter(|_| nix::unistd::geteuid().is_root())
+            .map(|u| crate::launch::Ids {
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups.clone(),
+            }),
+        working_dir: launch.working_dir.clone(),
+        rlimits: launch.rlimits.clone(),
+        mounts: launch
+            .volumes
+            .iter()
+            .map(|v| crate::launch::Mount {
+                source: v.host_path.clone(),
+                target: task_dir.join(&v.mount_path),
+                read_only: v.read_only,
+            })
+            .collect(),
+    }
+}
 
 #[async_trait]
 impl Driver for ExecDriver {
@@ -53,27 +109,56 @@ impl Driver for ExecDriver {
     ) -> Result<Started, DriverError> {
         let mut argv = task.command.iter().chain(task.args.iter());
         let program = argv.next().ok_or(DriverError::NoCommand)?.clone();
+        let args: Vec<String> = argv.cloned().collect();
         create_dir(&slot.dir)?;
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(argv).envs(&launch.env);
-        if let Some(wd) = &task.working_dir {
-            cmd.current_dir(wd);
-        }
-        let child = spawn_captured(cmd, &program, &slot.dir, slot.log_limit)?;
-        #[cfg_attr(windows, allow(unused_mut))]
-        let mut handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
-        #[cfg(not(windows))]
-        let limits = {
+        #[cfg(unix)]
+        {
+            let spec = launch_spec(&program, &args, launch);
+            let (channel, stdin) =
+                crate::launch::Channel::new().map_err(|source| DriverError::Io {
+                    path: slot.dir.clone(),
+                    source,
+                })?;
+            let mut cmd = tokio::process::Command::new(&self.launcher);
+            cmd.arg("launch").env_clear().stdin(stdin);
+            let child = spawn_logged(
+                cmd,
+                &self.launcher.display().to_string(),
+                &slot.dir,
+                slot.log_limit,
+            )?;
+            let mut handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
+            // Limits first: the launcher waits for its spec, so the task starts limited.
             let (cgroups, limits) = limit(handle.record.pid, &slot.id, task);
             handle.cgroups = cgroups;
-            limits
-        };
+            if let Err(e) = channel.handshake(&spec).await {
+                if let Some(c) = handle.child.as_mut() {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                }
+                handle.cgroups.remove();
+                return Err(DriverError::Failed(e));
+            }
+            Ok(Started {
+                handle,
+                message: limits,
+            })
+        }
         #[cfg(windows)]
-        let limits = super::job::limit(handle.child.as_ref(), task);
-        Ok(Started {
-            handle,
-            message: limits,
-        })
+        {
+            let mut cmd = tokio::process::Command::new(&program);
+            cmd.args(&args)
+                .env_clear()
+                .envs(&launch.env)
+                .current_dir(&launch.working_dir);
+            let child = spawn_captured(cmd, &program, &slot.dir, slot.log_limit)?;
+            let handle = Handle::spawned(DriverKind::Exec, child, &slot.dir);
+            let limits = super::job::limit(handle.child.as_ref(), task);
+            Ok(Started {
+                handle,
+                message: limits,
+            })
+        }
     }
 
     async fn adopt(&self, record: &Record, dir: &Path) -> Option<Handle> {
@@ -118,8 +203,18 @@ pub(crate) fn spawn_captured(
     dir: &Path,
     log_limit: u64,
 ) -> Result<tokio::process::Child, DriverError> {
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+    cmd.stdin(std::process::Stdio::null());
+    spawn_logged(cmd, program, dir, log_limit)
+}
+
+/// [`spawn_captured`] with the caller's stdin.
+pub(crate) fn spawn_logged(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    dir: &Path,
+    log_limit: u64,
+) -> Result<tokio::process::Child, DriverError> {
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(false);
     #[cfg(unix)]
@@ -140,9 +235,9 @@ pub(crate) fn spawn_captured(
 /// Root of the cgroup v1 hierarchies.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-#[cfg_attr(windows, allow(dead_code))]
 /// Applies cpu and memory limits in cgroup v1 (`cpu.cfs_quota_us` over a 100 ms period,
 /// `memory.limit_in_bytes`) and moves the process in. Best effort: says what it did.
+#[cfg_attr(windows, allow(dead_code))]
 fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
     let r = &task.resources;
     let mut dirs = Vec::new();

@@ -95,6 +95,9 @@ pub struct Identity {
     pub name: Option<String>,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups: the user's from `/etc/group` when `task.user` names no group,
+    /// none otherwise.
+    pub groups: Vec<u32>,
 }
 
 /// A node's host volume as a task mounts it.
@@ -294,7 +297,7 @@ impl Drivers {
     /// The drivers that work on this host (see [`available`]).
     pub fn detect(probe: &dyn Probe, arch: Arch, accel: qemu::AccelSetting) -> Self {
         // The same tests as `available`, in the same order.
-        let mut drivers: Vec<Box<dyn Driver>> = vec![Box::new(exec::ExecDriver)];
+        let mut drivers: Vec<Box<dyn Driver>> = vec![Box::new(exec::ExecDriver::default())];
         if probe.on_path(qemu_binary(arch)) {
             drivers.push(Box::new(qemu::QemuDriver::detect(probe, arch, accel)));
         }
@@ -327,6 +330,13 @@ impl Drivers {
                     offered.join(", ")
                 ))
             })
+    }
+
+    /// Puts `driver` in the place of the one of its kind (the exec driver with another
+    /// launcher), or adds it.
+    pub fn replace(&mut self, driver: Box<dyn Driver>) {
+        self.drivers.retain(|d| d.kind() != driver.kind());
+        self.drivers.insert(0, driver);
     }
 
     /// The kinds offered.
@@ -437,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_missing_driver_says_what_the_node_offers() {
-        let d = Drivers::with(vec![Box::new(exec::ExecDriver)]);
+        let d = Drivers::with(vec![Box::new(exec::ExecDriver::default())]);
         assert!(d.get(DriverKind::Exec).is_ok());
         let Err(e) = d.get(DriverKind::Qemu) else {
             panic!("qemu is not offered")

@@ -42,6 +42,49 @@ fn parse_taint(s: &str) -> Result<api::kinds::Taint> {
     })
 }
 
+/// `NAME=PATH[:ro]`: the name a DNS label, the path an existing directory.
+fn parse_volume(s: &str) -> Result<(String, agent::view::NodeVolume)> {
+    let (name, rest) = s.split_once('=').ok_or_else(|| {
+        UserError::fail(format!(
+            "--volume {s:?} is not NAME=PATH[:ro] (e.g. data=/srv/data:ro)"
+        ))
+    })?;
+    api::validate::check_dns_label(name)
+        .map_err(|e| UserError::fail(format!("--volume {s:?}: name {name:?}: {e}")))?;
+    let (path, read_only) = match rest.strip_suffix(":ro") {
+        Some(p) => (p, true),
+        None => (rest.strip_suffix(":rw").unwrap_or(rest), false),
+    };
+    let path = std::path::Path::new(path);
+    if !path.is_absolute() {
+        return Err(UserError::fail(format!(
+            "--volume {s:?}: the path must be absolute"
+        )));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(UserError::fail(format!(
+                "--volume {s:?}: {} is not a directory",
+                path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(UserError::fail(format!(
+                "--volume {s:?}: {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    Ok((
+        name.to_owned(),
+        agent::view::NodeVolume {
+            path: path.to_path_buf(),
+            read_only,
+        },
+    ))
+}
+
 pub async fn agent(args: &AgentArgs) -> Result<()> {
     let name = match &args.name {
         Some(n) => n.clone(),
@@ -64,6 +107,13 @@ pub async fn agent(args: &AgentArgs) -> Result<()> {
         .iter()
         .map(|t| parse_taint(t))
         .collect::<Result<Vec<_>>>()?;
+    let mut volumes = BTreeMap::new();
+    for v in &args.volumes {
+        let (name, volume) = parse_volume(v)?;
+        if volumes.insert(name.clone(), volume).is_some() {
+            return Err(UserError::fail(format!("--volume {name} is given twice")));
+        }
+    }
     let data_dir = if args.data_dir.is_absolute() {
         args.data_dir.clone()
     } else {
@@ -76,6 +126,8 @@ pub async fn agent(args: &AgentArgs) -> Result<()> {
     config.taints = taints;
     config.heartbeat = args.heartbeat;
     config.grace = args.grace;
+    config.volumes = volumes;
+    config.advertise_address = args.advertise_address.map(|a| a.to_string());
     config.ca_pem = match &args.ca_file {
         Some(p) => Some(
             std::fs::read(p).with_context(|| format!("cannot read --ca-file {}", p.display()))?,
@@ -104,5 +156,23 @@ mod tests {
         assert_eq!(t.value, None);
         assert!(parse_taint("nocolon").is_err());
         assert!(parse_taint("k=v:Sometimes").is_err());
+    }
+
+    #[test]
+    fn volumes_parse_and_must_exist() {
+        let dir = std::env::temp_dir();
+        let (name, v) = parse_volume(&format!("scratch={}:ro", dir.display())).unwrap();
+        assert_eq!((name.as_str(), v.read_only), ("scratch", true));
+        assert_eq!(v.path, dir);
+        let (_, v) = parse_volume(&format!("scratch={}", dir.display())).unwrap();
+        assert!(!v.read_only);
+        let e = parse_volume("data=/no/such/dir").unwrap_err().to_string();
+        assert!(
+            e.contains("--volume \"data=/no/such/dir\": /no/such/dir: No such file"),
+            "{e}"
+        );
+        assert!(parse_volume("data").is_err());
+        assert!(parse_volume("Bad_Name=/tmp").is_err());
+        assert!(parse_volume("data=relative").is_err());
     }
 }
