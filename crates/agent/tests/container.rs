@@ -193,6 +193,7 @@ async fn end_to_end() {
             name: None,
             uid: UID,
             gid: GID,
+            groups: Vec::new(),
         }),
         task_dir: slot.dir.join("task"),
         working_dir: slot.dir.join("task"),
@@ -253,7 +254,7 @@ async fn end_to_end() {
     )
     .unwrap();
     let check = agent::health::resolve_ports(check, &launch.ports);
-    let outcome = agent::health::run(&check, &BTreeMap::new()).await;
+    let outcome = agent::health::run(&check, &agent::health::Runs::Env(BTreeMap::new())).await;
     assert!(outcome.healthy, "{outcome:?}");
 
     // The limits, the user, the ulimits and the labels, as the engine holds them.

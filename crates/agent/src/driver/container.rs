@@ -770,6 +770,7 @@ mod tests {
                 name: Some("app".into()),
                 uid: 1000,
                 gid: 1001,
+                groups: Vec::new(),
             }),
             ports: vec![
                 PortBinding {
