@@ -117,6 +117,9 @@ fn a_container_workload_logs_survives_an_agent_restart_and_is_removed() {
         },
     );
 
+    // A static host port of this test's own (dynamic ones start at 20000 in every test's
+    // estate, and this host runs several estates at once).
+    let port = 40000 + std::process::id() % 20000;
     s.apply(
         tmp.path(),
         "ticker.yaml",
@@ -125,12 +128,18 @@ fn a_container_workload_logs_survives_an_agent_restart_and_is_removed() {
              spec:\n  type: service\n  task:\n    driver: container\n    image: {IMAGE}\n\
              \x20   command: [/bin/sh, -c, \"echo started; echo oops >&2; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done\"]\n\
              \x20   env: {{GREETING: hello}}\n\
+             \x20   ports: [{{name: http, port: {port}, target: 8080}}]\n\
              \x20   resources: {{cpu: 250m, memory: 32Mi}}\n"
         ),
     );
-    let running = wait_until(Duration::from_secs(60), "ticker-0 running", || {
-        allocation(&s, "ticker-0").filter(|a| a["status"]["phase"] == "running")
-    });
+    let running = wait_until(
+        Duration::from_secs(60),
+        "ticker-0 running",
+        || match allocation(&s, "ticker-0") {
+            Some(a) if a["status"]["phase"] == "running" => Ok(a),
+            other => Err(other.map(|a| a["status"].to_string())),
+        },
+    );
     let message = running["status"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("limits enforced by the engine: cpus 0.25, memory 33554432 bytes"),
@@ -138,6 +147,15 @@ fn a_container_workload_logs_survives_an_agent_restart_and_is_removed() {
     );
     let uid = running["metadata"]["uid"].as_str().expect("uid").to_owned();
     let name = format!("meridian-{uid}");
+    // The scheduler's host port, published by the engine to the task's target port.
+    let host_port = running["spec"]["ports"][0]["port"]
+        .as_u64()
+        .expect("a host port");
+    let published = docker_ok(&["port", &name, "8080/tcp"]);
+    assert!(
+        published.contains(&format!(":{host_port}")),
+        "8080/tcp published on {host_port}: {published}"
+    );
     let id_before = docker_ok(&["inspect", "--format", "{{.Id}}", &name]);
     assert_eq!(
         docker_ok(&[

@@ -14,6 +14,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
 struct Agent(Child);
 
+/// Kills the task by its marker however the test ends (tasks outlive their agent by
+/// design).
+struct KillTask(String);
+
+impl Drop for KillTask {
+    fn drop(&mut self) {
+        for pid in pgrep(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -92,6 +104,7 @@ fn a_task_sees_its_secret_ports_volume_and_user_and_is_published_as_an_endpoint(
         }
     });
     let marker = format!("task-view-{}", std::process::id());
+    let _cleanup = KillTask(marker.clone());
     let manifest = format!(
         r#"apiVersion: meridian.dev/v1
 kind: Workload
