@@ -302,7 +302,9 @@ fn windows_ok(host: &str, client: bool, image: &str, isolation: Isolation) -> bo
     let b = |s: &str| -> u32 { s.split('.').nth(2).unwrap().parse().unwrap() };
     let (h, i) = (b(host), b(image));
     match isolation {
-        Isolation::Process => h == i || (client && h >= 22000 && i == 20348),
+        // Microsoft's exceptions: Windows 11 clients and Windows Server 2025 hosts run
+        // Windows Server 2022 images with process isolation.
+        Isolation::Process => h == i || (h >= 22000 && i == 20348 && (client || h == 26100)),
         Isolation::Hyperv => i <= h,
     }
 }
