@@ -99,6 +99,11 @@ fn progress(w: &Workload) -> Result<(bool, String)> {
             "Waiting for workload {name:?} rollout to finish: {} of {want} updated instances are available...",
             s.available_replicas
         )
+    } else if s.update_revision.is_some() && s.current_revision != s.update_revision {
+        // The counts are there; the scheduler has not yet recorded the revision as the
+        // current one (it does so in the pass that sees them), so `history` would not
+        // mark it yet.
+        format!("Waiting for workload {name:?} rollout to be recorded as complete...")
     } else {
         return Ok((true, format!("workload {name:?} successfully rolled out")));
     };
