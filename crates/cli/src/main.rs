@@ -77,6 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return run_bench(&cli.global, b).await,
         Command::Agent(a) => return commands::agent::agent(a).await,
+        Command::Install(a) => return commands::install::install(a),
+        Command::Uninstall(a) => return commands::install::uninstall(a),
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
                 return done;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod install;
 pub mod logs;
 pub mod nodes;
 pub mod placement;
