@@ -492,3 +492,84 @@ fn meridian_install_is_idempotent_and_uninstall_keeps_data_unless_purged() {
         "purging both empties /etc/meridian"
     );
 }
+
+/// Removes a container and an image when dropped, even when the test fails.
+struct DockerCleanup {
+    container: String,
+    image: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.container])
+            .output();
+        let _ = Command::new("docker").args(["rmi", &self.image]).output();
+    }
+}
+
+#[test]
+fn the_server_image_is_built_from_the_binary_and_answers_readyz() {
+    let info = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
+    match info {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "a Docker engine is needed for the image test; `docker info` answered: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("a Docker engine is needed for the image test; cannot run docker: {e}"),
+    }
+    let id = std::process::id();
+    let image = format!("meridian-image-test:{id}");
+    let container = format!("meridian-image-test-{id}");
+    let _cleanup = DockerCleanup {
+        container: container.clone(),
+        image: image.clone(),
+    };
+    let built =
+        run(Command::new(repo().join("scripts/image")).args(["--bin", BIN, "--tag", &image]));
+    assert_eq!(text(&built).lines().last(), Some(image.as_str()));
+    let user = text(&run(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{json .Config.ExposedPorts}} {{json .Config.Entrypoint}}",
+        &image,
+    ])));
+    assert!(user.starts_with("10001:10001 {\"7420/tcp\":{}}"), "{user}");
+    assert!(
+        user.contains(r#"["/usr/bin/meridian","server","--listen","0.0.0.0:7420","--data-dir","/var/lib/meridian"]"#),
+        "{user}"
+    );
+
+    let port = free_port();
+    run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "-p",
+        &format!("127.0.0.1:{port}:7420"),
+        &image,
+    ]));
+    // `docker logs` as the child to watch: it ends when the container exits.
+    let mut logs = Command::new("docker")
+        .args(["logs", "-f", &container])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scheme = wait_ready(port, &mut logs);
+    let _ = logs.kill();
+    let _ = logs.wait();
+    eprintln!("the image served /readyz over {scheme}");
+    let uid = text(&run(Command::new("docker").args([
+        "exec",
+        &container,
+        "/usr/bin/meridian",
+        "--version",
+    ])));
+    assert!(uid.starts_with("meridian "), "{uid}");
+}
