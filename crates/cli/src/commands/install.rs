@@ -410,6 +410,11 @@ struct Owner {
 }
 
 const ROOT_OWNER: Owner = Owner { uid: 0, gid: 0 };
+/// The server's user in a dry run, before it exists.
+const PENDING_USER: Owner = Owner {
+    uid: u32::MAX,
+    gid: u32::MAX,
+};
 
 impl Installer {
     fn new(root: Option<&Path>, dry_run: bool) -> Self {
@@ -440,6 +445,34 @@ impl Installer {
 
     fn same(&self, line: String) {
         println!("unchanged: {line}");
+    }
+
+    /// `user:group` by name where the root's account files name the ids.
+    fn label(&self, owner: Owner) -> String {
+        let name = |file: &str, id: u32| {
+            if id == u32::MAX {
+                return SERVER_USER.to_string();
+            }
+            std::fs::read_to_string(self.at(Path::new(file)))
+                .ok()
+                .and_then(|text| {
+                    text.lines().find_map(|l| {
+                        let f: Vec<&str> = l.split(':').collect();
+                        (f.len() > 2 && f[2] == id.to_string()).then(|| f[0].to_string())
+                    })
+                })
+                .unwrap_or_else(|| id.to_string())
+        };
+        let pending = if owner.uid == u32::MAX || owner.gid == u32::MAX {
+            " (once created)"
+        } else {
+            ""
+        };
+        format!(
+            "{}:{}{pending}",
+            name("/etc/passwd", owner.uid),
+            name("/etc/group", owner.gid)
+        )
     }
 
     /// A user's ids from the root's `etc/passwd`.
@@ -500,10 +533,9 @@ impl Installer {
     fn dir(&mut self, path: &Path, mode: u32, owner: Owner) -> anyhow::Result<()> {
         let at = self.at(path);
         let what = format!(
-            "{} mode {mode:04o} owner {}:{}",
+            "{} mode {mode:04o} owner {}",
             path.display(),
-            owner.uid,
-            owner.gid
+            self.label(owner)
         );
         match std::fs::metadata(&at) {
             Ok(m) if !m.is_dir() => {
@@ -545,11 +577,10 @@ impl Installer {
     ) -> anyhow::Result<()> {
         let at = self.at(path);
         let what = format!(
-            "{} ({} bytes, mode {mode:04o}, owner {}:{})",
+            "{} ({} bytes, mode {mode:04o}, owner {})",
             path.display(),
             contents.len(),
-            owner.uid,
-            owner.gid
+            self.label(owner)
         );
         let current = std::fs::read(&at).ok();
         let meta = std::fs::metadata(&at).ok();
@@ -716,7 +747,12 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<()> {
     match &args.role {
         InstallRole::Server(a) => {
             inst.system_user(SERVER_USER, &a.data_dir, "Meridian API server")?;
-            let user = inst.lookup_user(SERVER_USER).unwrap_or(ROOT_OWNER);
+            let user = match inst.lookup_user(SERVER_USER) {
+                Some(user) => user,
+                None if inst.dry_run => PENDING_USER,
+                // Not created (a prefix without etc/passwd): root keeps the files.
+                None => ROOT_OWNER,
+            };
             inst.dir(
                 config,
                 0o750,
