@@ -96,6 +96,28 @@ fn verify_units(units: &[(String, String)], bin: &Path, dir: &Path) {
     );
 }
 
+/// `systemd-analyze security --offline=true`'s overall exposure (0 best, 10 worst).
+fn exposure(unit: &Path) -> f64 {
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    let score = line
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    score.parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -296,6 +318,15 @@ fn the_debian_package_installs_into_a_root_and_its_server_unit_runs() {
         units.push((name, text));
     }
     verify_units(&units, &installed_bin, &tmp.path().join("verify"));
+    let server_exposure = exposure(&tmp.path().join("verify/meridian-server.service"));
+    assert!(
+        server_exposure <= 2.0,
+        "systemd-analyze security rates the server's unit {server_exposure} (1.5 when this test was written)"
+    );
+    eprintln!(
+        "systemd-analyze security --offline: server {server_exposure}, agent {}",
+        exposure(&tmp.path().join("verify/meridian-agent.service"))
+    );
 
     // Run the server unit's ExecStart as systemd would: its environment (the env file an
     // administrator writes, here a free loopback port), its user, paths inside the root.
