@@ -541,17 +541,7 @@ impl Drop for DockerCleanup {
 
 #[test]
 fn the_server_image_is_built_from_the_binary_and_answers_readyz() {
-    let info = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    match info {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "a Docker engine is needed for the image test; `docker info` answered: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("a Docker engine is needed for the image test; cannot run docker: {e}"),
-    }
+    need_docker();
     let id = std::process::id();
     let image = format!("meridian-image-test:{id}");
     let container = format!("meridian-image-test-{id}");
@@ -603,4 +593,99 @@ fn the_server_image_is_built_from_the_binary_and_answers_readyz() {
         "--version",
     ])));
     assert!(uid.starts_with("meridian "), "{uid}");
+}
+
+fn need_docker() {
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "a Docker engine is needed; `docker info` answered: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("a Docker engine is needed; cannot run docker: {e}"),
+    }
+}
+
+fn exec(container: &str, script: &str) -> String {
+    text(&run(
+        Command::new("docker").args(["exec", container, "sh", "-c", script])
+    ))
+}
+
+/// `meridian install server` on a real root without systemd (a container made from this
+/// host's busybox, useradd and setpriv): it installs, says systemd is not running and prints
+/// the command that runs the unit, which is then run as printed until `/readyz` answers; a
+/// second install changes nothing; uninstall keeps the data.
+#[test]
+fn meridian_install_on_a_machine_without_systemd_prints_a_command_that_runs_the_server() {
+    need_docker();
+    let id = std::process::id();
+    let image = format!("meridian-install-test:{id}");
+    let container = format!("meridian-install-test-{id}");
+    let _cleanup = DockerCleanup {
+        container: container.clone(),
+        image: image.clone(),
+    };
+    run(Command::new(repo().join("crates/cli/tests/support/host-image.sh")).args([BIN, &image]));
+    let port = free_port();
+    run(Command::new("docker").args([
+        "run",
+        "-d",
+        "--name",
+        &container,
+        "-p",
+        &format!("127.0.0.1:{port}:7420"),
+        &image,
+        "sh",
+        "-c",
+        "/opt/meridian install server >/tmp/first 2>&1 && /opt/meridian install server >/tmp/second 2>&1 \
+         && touch /tmp/installed && eval \"$(grep '^  sh -c' /tmp/first)\"",
+    ]));
+    let mut logs = Command::new("docker")
+        .args(["logs", "-f", &container])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scheme = wait_ready(port, &mut logs);
+    let _ = logs.kill();
+    let _ = logs.wait();
+    let first = exec(&container, "cat /tmp/first");
+    assert!(first.contains("create system user meridian"), "{first}");
+    assert!(
+        first.contains("systemd is not running here (no /run/systemd/system)"),
+        "{first}"
+    );
+    let second = exec(&container, "cat /tmp/second");
+    assert!(second.contains("nothing changed"), "{second}");
+    let modes = exec(
+        &container,
+        "stat -c '%a %U %G %n' /var/lib/meridian /etc/meridian /etc/meridian/server.env \
+         /etc/systemd/system/meridian-server.service /usr/local/bin/meridian",
+    );
+    assert_eq!(
+        modes,
+        "700 meridian meridian /var/lib/meridian\n\
+         750 root meridian /etc/meridian\n\
+         600 root root /etc/meridian/server.env\n\
+         644 root root /etc/systemd/system/meridian-server.service\n\
+         755 root root /usr/local/bin/meridian\n"
+    );
+    // The server runs as meridian: the store it wrote belongs to it.
+    let owners = exec(&container, "stat -c %U /var/lib/meridian/*");
+    assert!(owners.lines().all(|l| l == "meridian"), "{owners}");
+    eprintln!("the printed command served /readyz over {scheme}");
+
+    let removed = exec(&container, "/usr/local/bin/meridian uninstall server");
+    assert!(
+        removed.contains("remove unit /etc/systemd/system/meridian-server.service"),
+        "{removed}"
+    );
+    assert!(
+        removed.contains("kept: data directory /var/lib/meridian"),
+        "{removed}"
+    );
 }

@@ -892,7 +892,7 @@ pub fn direct_command(spec: &UnitSpec) -> String {
     let env_file = spec.role.env_file();
     match spec.role {
         Role::Server => format!(
-            "sh -c 'MERIDIAN_LISTEN={listen}; set -a; . {env_file}; exec setpriv --reuid={SERVER_USER} --regid={SERVER_USER} --init-groups {bin} server --listen \"$MERIDIAN_LISTEN\" --data-dir {data} $MERIDIAN_SERVER_ARGS'",
+            "sh -c 'MERIDIAN_LISTEN={listen}; set -a; . {env_file}; exec /usr/bin/setpriv --reuid={SERVER_USER} --regid={SERVER_USER} --init-groups {bin} server --listen \"$MERIDIAN_LISTEN\" --data-dir {data} $MERIDIAN_SERVER_ARGS'",
             listen = spec.listen
         ),
         Role::Agent => format!(
