@@ -163,7 +163,12 @@ fn unit_env(unit: &str, root: &Path) -> HashMap<String, String> {
     let mut env = HashMap::new();
     let mut add = |line: &str| {
         if let Some((k, v)) = line.split_once('=') {
-            env.insert(k.trim().to_string(), v.trim().to_string());
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            env.insert(k.trim().to_string(), v.to_string());
         }
     };
     for line in unit.lines() {
@@ -482,10 +487,13 @@ fn meridian_install_is_idempotent_and_uninstall_keeps_data_unless_purged() {
     assert!(!agent.contains("s3cret"), "{agent}");
     let env = std::fs::read_to_string(root.join("etc/meridian/agent.env")).unwrap();
     assert!(
-        env.contains("MERIDIAN_JOIN_TOKEN=s3cret-join-token\n"),
+        env.contains("MERIDIAN_JOIN_TOKEN=\"s3cret-join-token\"\n"),
         "{env}"
     );
-    assert!(env.contains("MERIDIAN_AGENT_ARGS=--site fra\n"), "{env}");
+    assert!(
+        env.contains("MERIDIAN_AGENT_ARGS=\"--site fra\"\n"),
+        "{env}"
+    );
     assert_eq!(mode(&root.join("etc/meridian/agent.env")), 0o600);
     let unit =
         std::fs::read_to_string(root.join("etc/systemd/system/meridian-agent.service")).unwrap();
@@ -678,6 +686,45 @@ fn meridian_install_on_a_machine_without_systemd_prints_a_command_that_runs_the_
     let owners = exec(&container, "stat -c %U /var/lib/meridian/*");
     assert!(owners.lines().all(|l| l == "meridian"), "{owners}");
     eprintln!("the printed command served /readyz over {scheme}");
+
+    // The agent, as docs/install.md tells a new user: a site, a join token in a file,
+    // `meridian install agent`, the printed command; the node joins and is Ready.
+    std::fs::write(
+        std::env::temp_dir().join(format!("meridian-install-test-site-{id}.yaml")),
+        "apiVersion: meridian.dev/v1\nkind: Site\nmetadata: {name: local}\n\
+         spec: {provider: onprem, region: here, jurisdiction: DE, operator: {name: Example, jurisdiction: DE}}\n",
+    )
+    .unwrap();
+    run(Command::new("docker")
+        .arg("cp")
+        .arg(std::env::temp_dir().join(format!("meridian-install-test-site-{id}.yaml")))
+        .arg(format!("{container}:/tmp/site.yaml")));
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("meridian-install-test-site-{id}.yaml")),
+    );
+    let agent = exec(
+        &container,
+        r#"set -e
+        export PATH=/usr/local/bin:$PATH MERIDIAN_TOKEN=$(cat /var/lib/meridian/admin.token)
+        if [ -f /var/lib/meridian/ca.crt ]; then URL=https://127.0.0.1:7420; CA="--ca-file /var/lib/meridian/ca.crt"
+        else URL=http://127.0.0.1:7420; CA=; fi
+        export MERIDIAN_SERVER=$URL
+        meridian $CA apply -f /tmp/site.yaml >/dev/null
+        meridian $CA node join-token create --site local > /root/join.token 2>/dev/null
+        meridian install agent --server $URL --join-token-file /root/join.token $CA > /tmp/agent.out 2>&1
+        eval "$(grep '^  sh -c' /tmp/agent.out)" > /tmp/agent.log 2>&1 &
+        i=0; while ! meridian $CA get nodes 2>/dev/null | grep -q ' Ready '; do
+          i=$((i+1)); [ $i -lt 120 ] || { cat /tmp/agent.out /tmp/agent.log; exit 1; }; sleep 0.5; done
+        meridian $CA get nodes
+        grep -c MERIDIAN_JOIN_TOKEN= /etc/meridian/agent.env
+        stat -c '%a %U' /etc/meridian/agent.env /var/lib/meridian-agent"#,
+    );
+    assert!(agent.contains(" local "), "{agent}");
+    assert!(
+        agent.ends_with("1\n600 root\n700 root\n"),
+        "the token in the 0600 env file, the data dir 0700:\n{agent}"
+    );
+    eprintln!("the agent installed by meridian install joined:\n{agent}");
 
     let removed = exec(&container, "/usr/local/bin/meridian uninstall server");
     assert!(

@@ -354,9 +354,9 @@ fn server_env(listen: SocketAddr) -> String {
 # Read by systemd for meridian-server.service (written by `meridian install server`).
 # MERIDIAN_LISTEN: the address; MERIDIAN_SERVER_ARGS: more flags of `meridian server`,
 # split on spaces (e.g. --tls-san meridian.example.com). MERIDIAN_LOG: log filter.
-MERIDIAN_LISTEN={listen}
-MERIDIAN_SERVER_ARGS=
-MERIDIAN_LOG=info
+MERIDIAN_LISTEN=\"{listen}\"
+MERIDIAN_SERVER_ARGS=\"\"
+MERIDIAN_LOG=\"info\"
 "
     )
 }
@@ -370,17 +370,18 @@ fn agent_env(server: &str, token: Option<&str>, agent_args: &str) -> String {
 # credential in its data directory, and the line can be removed).
 ",
     );
-    let _ = writeln!(s, "MERIDIAN_SERVER={server}");
+    let _ = writeln!(s, "MERIDIAN_SERVER=\"{server}\"");
     if let Some(token) = token {
-        let _ = writeln!(s, "MERIDIAN_JOIN_TOKEN={token}");
+        let _ = writeln!(s, "MERIDIAN_JOIN_TOKEN=\"{token}\"");
     }
-    let _ = writeln!(s, "MERIDIAN_AGENT_ARGS={agent_args}");
-    s.push_str("MERIDIAN_LOG=info\n");
+    let _ = writeln!(s, "MERIDIAN_AGENT_ARGS=\"{agent_args}\"");
+    s.push_str("MERIDIAN_LOG=\"info\"\n");
     s
 }
 
-/// A value written unquoted into an environment file that both systemd and `sh` read the
-/// same way: no quotes, escapes, expansions or line breaks.
+/// A value written in double quotes into an environment file that both systemd and `sh`
+/// read the same way (`"a b"` is one value with a space for both): no quotes, escapes,
+/// expansions or line breaks inside.
 fn check_env_value(what: &str, value: &str) -> anyhow::Result<()> {
     if let Some(c) = value.chars().find(|c| {
         c.is_control()
@@ -390,7 +391,7 @@ fn check_env_value(what: &str, value: &str) -> anyhow::Result<()> {
             )
     }) {
         bail!(UserError::msg(format!(
-            "{what} contains {c:?}, which an environment file cannot hold unquoted"
+            "{what} contains {c:?}, which an environment file cannot hold"
         )));
     }
     Ok(())
