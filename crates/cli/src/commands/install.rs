@@ -223,9 +223,10 @@ pub fn unit(spec: &UnitSpec) -> String {
                 u,
                 "\
 # Written by `meridian install server` (the same text as the Debian package's unit).
-# Flags go in {env_file}: MERIDIAN_LISTEN (address) and MERIDIAN_SERVER_ARGS (more flags
-# of `meridian server`, split on spaces). Runs as the unprivileged user {SERVER_USER} with no
-# capability{cap_note}, in a read-only file system but for its data directory.
+# Flags go in {env_file}: MERIDIAN_LISTEN (address) and
+# MERIDIAN_SERVER_ARGS (more flags of `meridian server`, split on spaces).
+# Runs as the unprivileged user {SERVER_USER} with no capability{cap_note},
+# in a read-only file system but for its data directory.
 [Unit]
 Description=Meridian API server
 Documentation=https://github.com/meridian/meridian/blob/main/docs/install.md
@@ -276,7 +277,7 @@ SystemCallErrorNumber=EPERM
 WantedBy=multi-user.target
 ",
                 cap_note = if bind_low {
-                    " but CAP_NET_BIND_SERVICE (it listens below port 1024)"
+                    "\n# but CAP_NET_BIND_SERVICE (it listens below port 1024)"
                 } else {
                     ""
                 },
