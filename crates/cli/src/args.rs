@@ -167,6 +167,10 @@ pub enum Command {
         after_help = "Example:\n  meridian kubeconfig > ~/.kube/meridian\n  export KUBECONFIG=~/.kube/meridian\n  kubectl get wl -A"
     )]
     Kubeconfig,
+    /// Install the server or the agent as a systemd service (user, directories, unit)
+    Install(crate::commands::install::InstallArgs),
+    /// Stop and remove the server's or the agent's systemd service
+    Uninstall(crate::commands::install::UninstallArgs),
     /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
     #[command(subcommand)]
     Bench(bench::BenchCommand),

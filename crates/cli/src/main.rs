@@ -121,6 +121,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await;
         }
+        Command::Install(a) => return commands::install::install(a),
+        Command::Uninstall(a) => return commands::install::uninstall(a),
         Command::Policy(p) => {
             if let Some(done) = commands::policy::offline(p) {
                 return done;

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agent;
 pub mod edit;
+pub mod install;
 pub mod logs;
 pub mod meta;
 pub mod nodes;
