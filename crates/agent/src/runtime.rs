@@ -200,7 +200,7 @@ async fn credential(config: &AgentConfig) -> Result<Credential> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     write_private(&path, &serde_json::to_vec_pretty(&c)?)?;
-    tracing::info!(node = %c.node, site = %c.site, "joined; credential stored");
+    tracing::info!("joined site {} as node {}; credential stored", c.site, c.node);
     Ok(c)
 }
 
@@ -348,7 +348,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     register(&client, &config, &cred.site)
         .await
         .context("registering the node")?;
-    tracing::info!(node = %config.name, site = %cred.site, "agent running");
+    tracing::info!("agent running: node {} in site {}", config.name, cred.site);
 
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
@@ -1001,7 +1001,7 @@ impl Runner {
         };
         let started = d.start(&task, launch, &slot).await?;
         let h = &started.handle;
-        tracing::info!(allocation = %key, pid = h.record.pid, driver = %task.driver, "task started");
+        tracing::info!(pid = h.record.pid, driver = %task.driver, "running allocation {key}");
         let health = task.health.clone().map(|check| {
             let check = health::resolve_ports(check, &launch.ports);
             let runs = health_runs(&self.launcher, &task, launch);
