@@ -200,7 +200,11 @@ async fn credential(config: &AgentConfig) -> Result<Credential> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     write_private(&path, &serde_json::to_vec_pretty(&c)?)?;
-    tracing::info!("joined site {} as node {}; credential stored", c.site, c.node);
+    tracing::info!(
+        "joined site {} as node {}; credential stored",
+        c.site,
+        c.node
+    );
     Ok(c)
 }
 

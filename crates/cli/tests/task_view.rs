@@ -87,11 +87,12 @@ fn a_task_sees_its_secret_ports_volume_and_user_and_is_published_as_an_endpoint(
             .arg("--volume")
             .arg(format!("shared={}:ro", volume.display()))
             .args(["--advertise-address", "10.9.8.7"])
-            .env("MERIDIAN_LOG", "warn")
+            // The agent's default log level (info), into a file: what an operator reads.
+            .env_remove("MERIDIAN_LOG")
             // An admin token in the agent's environment must never reach a task.
             .env("MERIDIAN_TOKEN", &s.token)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -205,11 +206,22 @@ spec:
     let state =
         std::fs::read_to_string(dir.path().join("agent").join("state.json")).unwrap_or_default();
     let audit = ok(&s.cli(&["audit", "log"]));
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    assert!(
+        log.contains("joined site onprem-frankfurt as node view-node"),
+        "{log}"
+    );
+    assert!(log.contains("running allocation default/web-0"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
     for (what, text) in [
         ("allocation", &alloc),
         ("events", &events),
         ("agent state", &state),
         ("audit", &audit),
+        ("agent log", &log),
     ] {
         assert!(
             !text.contains("hunter2-very-secret"),
