@@ -54,7 +54,7 @@ fn dynamic_ports_are_distinct_on_a_node_and_deterministic() {
             "ports": [{"name": "http", "port": 0}, {"name": "admin", "port": 0, "protocol": "udp"}]
         }}}),
     );
-    let (_, d) = place(&one_site(), &nodes, &[w.clone()]);
+    let (_, d) = place(&one_site(), &nodes, std::slice::from_ref(&w));
     let all: Vec<Vec<(String, u16, u16)>> = d.iter().map(ports_of).collect();
     assert_eq!(
         all[0],
