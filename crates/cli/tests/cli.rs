@@ -1260,12 +1260,23 @@ fn login_fetches_the_ca_and_trusts_it_only_with_the_right_fingerprint() {
     let out = meridian(&[&login[..], &["--ca-fingerprint", &wrong]].concat());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("refusing") && err.contains(&fingerprint), "{err}");
+    assert!(
+        err.contains("refusing") && err.contains(&fingerprint),
+        "{err}"
+    );
     assert!(!config.exists(), "nothing saved");
 
     // As `openssl x509 -fingerprint` would print it, lower-case without the prefix.
-    let typed = fingerprint.trim_start_matches("sha256:").to_ascii_lowercase();
-    let out = meridian(&[&login[..], &["--ca-fingerprint", &typed, "--context", "tls"]].concat());
+    let typed = fingerprint
+        .trim_start_matches("sha256:")
+        .to_ascii_lowercase();
+    let out = meridian(
+        &[
+            &login[..],
+            &["--ca-fingerprint", &typed, "--context", "tls"],
+        ]
+        .concat(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let saved = config.with_file_name("tls.ca.crt");
     assert_eq!(std::fs::read(&saved).expect("the saved CA"), ca);
@@ -1277,7 +1288,10 @@ fn login_fetches_the_ca_and_trusts_it_only_with_the_right_fingerprint() {
     assert!(text.contains("tls.ca.crt"), "{text}");
 
     let projects = ok(&meridian(&["get", "projects", "-o", "name"]));
-    assert!(projects.contains("project.meridian.dev/default"), "{projects}");
+    assert!(
+        projects.contains("project.meridian.dev/default"),
+        "{projects}"
+    );
     let kubeconfig = ok(&meridian(&["kubeconfig"]));
     let data = base64_of(&ca);
     assert!(kubeconfig.contains(&data), "the CA inline:\n{kubeconfig}");

@@ -664,7 +664,10 @@ fn python_with_clients() -> PathBuf {
             "import importlib.metadata as m, {imports}\n\
              want = {pins:?}\n\
              assert all(m.version(p.split('==')[0]) == p.split('==')[1] for p in want)",
-            pins = PYTHON_CLIENTS.iter().map(|(pin, _)| *pin).collect::<Vec<_>>(),
+            pins = PYTHON_CLIENTS
+                .iter()
+                .map(|(pin, _)| *pin)
+                .collect::<Vec<_>>(),
         );
         Command::new(py)
             .args(["-c", &check])

@@ -43,7 +43,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use tower_http::normalize_path::NormalizePath;
 use axum::body::Body;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::{Request, Version};
@@ -54,6 +53,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tower_http::normalize_path::NormalizePath;
 
 use crate::metrics::Metrics;
 

@@ -553,11 +553,20 @@ mod tests {
             empty.to_ascii_lowercase(),
             empty.trim_start_matches("sha256:").to_owned(),
             empty.replace(':', "").replacen("sha256", "SHA256:", 1),
-            format!("  {}\n", empty.replace(':', "").trim_start_matches("sha256")),
+            format!(
+                "  {}\n",
+                empty.replace(':', "").trim_start_matches("sha256")
+            ),
         ] {
             assert_eq!(parse_fingerprint(&typed).expect("parses"), empty, "{typed}");
         }
-        for bad in ["", "sha256:AB:CD", "md5:E3B0", &format!("{empty}00"), "sha256:zz"] {
+        for bad in [
+            "",
+            "sha256:AB:CD",
+            "md5:E3B0",
+            &format!("{empty}00"),
+            "sha256:zz",
+        ] {
             let err = parse_fingerprint(bad).expect_err(bad);
             assert!(format!("{err:#}").contains("SHA-256"), "{err:#}");
         }

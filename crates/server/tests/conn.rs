@@ -370,12 +370,19 @@ async fn tls_is_the_default_and_the_generated_ca_is_published_with_its_fingerpri
     .tls(server::TlsMode::default())
     .start()
     .await;
-    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
     let ca_file = server.info.ca_file.clone().expect("a generated CA");
     assert_eq!(ca_file, server.data_dir().join("ca.crt"));
     let pem = std::fs::read(&ca_file).expect("ca.crt");
     let fingerprint = server.info.ca_fingerprint.clone().expect("its fingerprint");
-    assert_eq!(server::tls::pem_fingerprint(&pem).as_ref(), Some(&fingerprint));
+    assert_eq!(
+        server::tls::pem_fingerprint(&pem).as_ref(),
+        Some(&fingerprint)
+    );
     assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 7 + 32 * 3 - 1);
 
     // No token, no trust: the CA as published.

@@ -664,7 +664,12 @@ async fn baseline_no_root_refuses_root_tasks_once_set_to_deny() {
     );
     // uid 0 is root too; an unprivileged account and the default pass.
     root["spec"]["task"]["user"] = json!("0:0");
-    assert!(r.client.create(wl, Some("finance"), &root, true).await.is_err());
+    assert!(
+        r.client
+            .create(wl, Some("finance"), &root, true)
+            .await
+            .is_err()
+    );
     root["spec"]["task"]["user"] = json!("1000:1000");
     r.client
         .create(wl, Some("finance"), &root, true)

@@ -347,9 +347,7 @@ async fn discover_ca(server_url: &str, expected: Option<&str>) -> Result<Option<
     .context("reading the answer")?
     .context("reading the answer")?;
     if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        return Err(UserError::fail(
-            "the CA was not trusted; nothing was saved",
-        ));
+        return Err(UserError::fail("the CA was not trusted; nothing was saved"));
     }
     Ok(Some(pem))
 }

@@ -140,8 +140,8 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
             &data_dir,
             &args.local_jurisdiction,
         )
-            .await
-            .map_err(|e| format!("not started: {e:#}"))
+        .await
+        .map_err(|e| format!("not started: {e:#}"))
     };
     loaded.extend(apply_all(&client, &workloads).await?);
     let placements = wait_for_placements(&client).await;
@@ -703,7 +703,10 @@ fn shell_word(word: &str) -> String {
 mod tests {
     #[test]
     fn a_path_with_spaces_or_quotes_is_one_shell_word() {
-        assert_eq!(super::shell_word("/tmp/meridian-demo-x/ca.crt"), "/tmp/meridian-demo-x/ca.crt");
+        assert_eq!(
+            super::shell_word("/tmp/meridian-demo-x/ca.crt"),
+            "/tmp/meridian-demo-x/ca.crt"
+        );
         assert_eq!(super::shell_word("/home/a b/ca.crt"), "'/home/a b/ca.crt'");
         assert_eq!(super::shell_word("it's"), "'it'\\''s'");
     }
