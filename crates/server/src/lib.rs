@@ -105,6 +105,7 @@ pub enum TlsMode {
     /// listen address is loopback.
     InsecureHttp,
 }
+
 /// Server configuration. Building it has no side effects.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
