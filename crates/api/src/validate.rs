@@ -899,10 +899,10 @@ impl Checker {
                 }
             }
         }
-        if let Some(u) = &t.user {
-            if let Err(why) = crate::task::parse_user(u) {
-                self.err("spec.task.user", why);
-            }
+        if let Some(u) = &t.user
+            && let Err(why) = crate::task::parse_user(u)
+        {
+            self.err("spec.task.user", why);
         }
         self.ports(t);
         let mut volumes = std::collections::BTreeSet::new();
@@ -1050,13 +1050,13 @@ impl Checker {
             }
         }
         let check_ref = |c: &mut Self, field: &str, r: &crate::task::PortRef| {
-            if let crate::task::PortRef::Name(n) = r {
-                if !t.ports.iter().any(|p| &p.name == n) {
-                    c.err(
-                        field,
-                        format!("names port {n}, which is not in spec.task.ports"),
-                    );
-                }
+            if let crate::task::PortRef::Name(n) = r
+                && !t.ports.iter().any(|p| &p.name == n)
+            {
+                c.err(
+                    field,
+                    format!("names port {n}, which is not in spec.task.ports"),
+                );
             }
         };
         if let Some(h) = &t.health {

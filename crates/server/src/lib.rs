@@ -442,7 +442,11 @@ fn prepare_tls(config: &ServerConfig) -> Result<Tls> {
         }
     };
     let acceptor = TlsAcceptor::from(tls::server_config(&material)?);
-    let (ca_pem, ca_fingerprint) = match &material.ca {
+    // Absolute, as clients are told to use it from anywhere.
+    let ca_file = material
+        .ca
+        .map(|path| std::fs::canonicalize(&path).unwrap_or(path));
+    let (ca_pem, ca_fingerprint) = match &ca_file {
         Some(path) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read the generated CA {}", path.display()))?;
@@ -463,7 +467,7 @@ fn prepare_tls(config: &ServerConfig) -> Result<Tls> {
     };
     Ok(Tls {
         acceptor: Some(acceptor),
-        ca_file: material.ca,
+        ca_file,
         ca_pem,
         ca_fingerprint,
     })
