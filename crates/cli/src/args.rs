@@ -634,8 +634,9 @@ pub struct AgentArgs {
     /// Node name (default: the hostname)
     #[arg(long)]
     pub name: Option<String>,
-    /// CA certificate of the server (PEM), for TLS with a private CA
-    #[arg(long)]
+    /// CA certificate of the server (PEM), for TLS with a private CA (default:
+    /// $MERIDIAN_CA_FILE)
+    #[arg(long, env = "MERIDIAN_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
     /// Node label KEY=VALUE (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
