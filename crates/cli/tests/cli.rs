@@ -1302,3 +1302,38 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// At a terminal (a pty from util-linux `script`), login shows the CA's fingerprint and
+/// saves the CA only when the user answers y.
+#[test]
+fn login_at_a_terminal_saves_the_ca_only_when_the_user_confirms_its_fingerprint() {
+    let s = ServerProcess::start(BIN, &["--tls"]);
+    let ca = std::fs::read(s.dir.join("ca.crt")).expect("ca.crt");
+    let fingerprint = server::tls::pem_fingerprint(&ca).expect("a fingerprint");
+    let home = tempfile::tempdir().expect("tempdir");
+    for (answer, trusted) in [("n", false), ("y", true)] {
+        let config = home.path().join(answer).join("config.yaml");
+        let line = format!(
+            "'{BIN}' login --server '{}' --token '{}' --context tty",
+            s.url, s.token
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .env("MERIDIAN_CONFIG", &config)
+            .env_remove("MERIDIAN_SERVER")
+            .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_CA_FILE")
+            .env_remove("KUBECONFIG");
+        let out = testkit::run(cmd, Some(&format!("{answer}\n")));
+        // `script` copies the terminal's output to its stdout.
+        let shown = stdout(&out);
+        assert!(shown.contains(&fingerprint), "{shown}{}", stderr(&out));
+        assert_eq!(out.status.success(), trusted, "{answer}: {shown}");
+        assert_eq!(
+            config.with_file_name("tty.ca.crt").exists(),
+            trusted,
+            "{answer}: {shown}"
+        );
+        assert_eq!(config.exists(), trusted, "{answer}: {shown}");
+    }
+}
