@@ -454,7 +454,9 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
-    /// Parses `path=value`, `path==value`, `path!=value` terms separated by commas.
+    /// Parses `path=value`, `path==value`, `path!=value` terms separated by commas. Empty
+    /// terms are skipped, as Kubernetes' `fields.ParseSelector` does: kr8s asks for one
+    /// object by name with `metadata.name=NAME,`.
     pub fn parse(input: &str) -> Result<FieldSelector, SelectorError> {
         let mut requirements = Vec::new();
         if input.trim().is_empty() {
@@ -462,6 +464,9 @@ impl FieldSelector {
         }
         for term in input.split(',') {
             let term = term.trim();
+            if term.is_empty() {
+                continue;
+            }
             // As Kubernetes does: the term splits at the first operator, so `a=x!=y` is
             // `a` equal to `x!=y`.
             let split = term.char_indices().find_map(|(i, _)| {
@@ -665,6 +670,12 @@ mod tests {
         assert!(yes("spec.replica=2"));
         assert!(yes("spec.missing="));
         assert!(FieldSelector::parse("metadata.name").is_err());
+        // Empty terms are skipped, as Kubernetes does (kr8s sends `metadata.name=x,`).
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a,"),
+            FieldSelector::parse("metadata.name=a")
+        );
+        assert_eq!(FieldSelector::parse(",,"), Ok(FieldSelector::default()));
         assert!(FieldSelector::parse("a..b=c").is_err());
         let f = FieldSelector::parse("spec.node=n1,metadata.name!=a").unwrap();
         assert_eq!(f.equals("spec.node"), Some("n1"));

@@ -27,6 +27,8 @@ impl ServerProcess {
             .arg("server")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            // A benchmark on this machine: plain HTTP on loopback, no TLS in the figures.
+            .arg("--insecure-http")
             .arg("--data-dir")
             .arg(data_dir)
             .env("MERIDIAN_LOG", "warn")

@@ -43,8 +43,9 @@ pub struct Global {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// CA certificate (PEM) to trust for an https server
-    #[arg(long, global = true, hide = true, value_name = "FILE")]
+    /// CA certificate (PEM) to trust for an https server (default: $MERIDIAN_CA_FILE, else
+    /// the current context's)
+    #[arg(long, global = true, hide = true, value_name = "FILE", env = "MERIDIAN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Context of the config file to use (see `meridian login`)
     #[arg(long, global = true, hide = true)]
@@ -153,9 +154,10 @@ pub enum Command {
     /// Read and verify the tamper-evident audit log
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Save a server and token as a named context in the config file
+    /// Save a server, token and CA as a named context in the config file. Without
+    /// --ca-file, the server's generated CA is fetched and its fingerprint shown to confirm
     #[command(
-        after_help = "Example:\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-file ca.crt --context prod"
+        after_help = "Examples:\n  meridian login --server https://meridian.example:7420 --token \"$T\" --context prod   # confirm the CA fingerprint\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-fingerprint sha256:AB:CD:…\n  meridian login --server https://meridian.example:7420 --token \"$T\" --ca-file ca.crt"
     )]
     Login(LoginArgs),
     /// Show or switch contexts of the config file
@@ -262,10 +264,10 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Address to listen on; beyond loopback TLS is required
+    /// Address to listen on (TLS always; plain HTTP only with --insecure-http on loopback)
     #[arg(long, default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
-    /// Directory of the store, tokens and certificates
+    /// Directory of the store, tokens and certificates (the generated CA is its ca.crt)
     #[arg(long, default_value = "./meridian-data")]
     pub data_dir: PathBuf,
     /// Serve TLS with this certificate (PEM) instead of a generated one
@@ -274,8 +276,12 @@ pub struct ServerArgs {
     /// Private key (PEM) of --tls-cert
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// Serve TLS even on loopback (generated CA unless --tls-cert)
-    #[arg(long)]
+    /// Serve plain HTTP instead of TLS, for tests and benchmarks: refused unless --listen
+    /// is a loopback address. kubectl sends no token over plain HTTP
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls"])]
+    pub insecure_http: bool,
+    /// No effect, kept for old scripts: TLS is the default (docs/security.md)
+    #[arg(long, hide = true)]
     pub tls: bool,
     /// Another name clients reach this server by, added to the generated certificate: a DNS
     /// name or an IP address (repeatable). The certificate always names localhost, the
@@ -555,6 +561,10 @@ pub struct LoginArgs {
     /// Check the server and token before saving
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub verify: bool,
+    /// Trust the server's CA only if its SHA-256 fingerprint is this (the server logs it at
+    /// start: sha256:AB:CD:…); needed to fetch the CA without a terminal to confirm it
+    #[arg(long, value_name = "sha256:…")]
+    pub ca_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -766,8 +776,9 @@ pub struct AgentArgs {
     /// Node name (default: the hostname)
     #[arg(long)]
     pub name: Option<String>,
-    /// CA certificate of the server (PEM), for TLS with a private CA
-    #[arg(long)]
+    /// CA certificate of the server (PEM), for TLS with a private CA (default:
+    /// $MERIDIAN_CA_FILE)
+    #[arg(long, env = "MERIDIAN_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
     /// Node label KEY=VALUE (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]

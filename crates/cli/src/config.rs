@@ -201,6 +201,28 @@ pub fn use_context(name: &str) -> Result<()> {
     file.save(&path)
 }
 
+/// Saves the CA certificate (PEM) of context `name` next to the config file at
+/// `config`, readable only by the owner: `<name>.ca.crt` (characters other than letters,
+/// digits, `.`, `_` and `-` become `_`). Returns its path, for the context's `caFile`.
+pub fn save_ca(config: &Path, name: &str, pem: &[u8]) -> Result<PathBuf> {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{}.ca.crt", safe.trim_start_matches('.')));
+    write_private(&path, pem)?;
+    // An absolute path, so that the context works from any directory.
+    std::fs::canonicalize(&path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
 /// Writes a file readable only by its owner (mode 0600 on Unix), synced to disk.
 fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write as _;

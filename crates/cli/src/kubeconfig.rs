@@ -205,7 +205,7 @@ pub fn print(global: &crate::args::Global) -> Result<()> {
     if conn.server.starts_with("http://") {
         eprintln!(
             "warning: kubectl sends no bearer token over plain http (kubernetes/kubectl#744): \
-             serve https (meridian server --tls) to use kubectl"
+             the server serves https unless started with --insecure-http: use its https:// URL"
         );
     }
     print!(

@@ -1222,3 +1222,118 @@ fn bench_placement_lists_sizes_and_names_a_bad_flag() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// `meridian login` without `--ca-file` fetches the server's CA and trusts it only once
+/// its fingerprint is confirmed: with no terminal and no `--ca-fingerprint` it refuses,
+/// saying what to pass; a wrong fingerprint is refused; the right one (in any common
+/// form) saves the CA next to the config file (0600) in the context, and later commands
+/// and `meridian kubeconfig` use it.
+#[test]
+fn login_fetches_the_ca_and_trusts_it_only_with_the_right_fingerprint() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = ServerProcess::start(BIN, &["--tls"]);
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    let ca = std::fs::read(s.dir.join("ca.crt")).expect("ca.crt");
+    let fingerprint = server::tls::pem_fingerprint(&ca).expect("a fingerprint");
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("meridian").join("config.yaml");
+    let meridian = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("MERIDIAN_CONFIG", &config)
+            .env("HOME", home.path())
+            .env_remove("MERIDIAN_SERVER")
+            .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_CA_FILE")
+            .env_remove("KUBECONFIG");
+        testkit::run(cmd, None)
+    };
+    let login = ["login", "--server", &s.url, "--token", &s.token];
+
+    let out = meridian(&login);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--ca-fingerprint"), "{err}");
+    assert!(!config.exists(), "nothing saved");
+
+    let wrong = format!("sha256:{}", ["AB"; 32].join(":"));
+    let out = meridian(&[&login[..], &["--ca-fingerprint", &wrong]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing") && err.contains(&fingerprint),
+        "{err}"
+    );
+    assert!(!config.exists(), "nothing saved");
+
+    // As `openssl x509 -fingerprint` would print it, lower-case without the prefix.
+    let typed = fingerprint
+        .trim_start_matches("sha256:")
+        .to_ascii_lowercase();
+    let out = meridian(
+        &[
+            &login[..],
+            &["--ca-fingerprint", &typed, "--context", "tls"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved = config.with_file_name("tls.ca.crt");
+    assert_eq!(std::fs::read(&saved).expect("the saved CA"), ca);
+    assert_eq!(
+        std::fs::metadata(&saved).expect("ca").permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("tls.ca.crt"), "{text}");
+
+    let projects = ok(&meridian(&["get", "projects", "-o", "name"]));
+    assert!(
+        projects.contains("project.meridian.dev/default"),
+        "{projects}"
+    );
+    let kubeconfig = ok(&meridian(&["kubeconfig"]));
+    let data = base64_of(&ca);
+    assert!(kubeconfig.contains(&data), "the CA inline:\n{kubeconfig}");
+}
+
+/// Standard base64 (the kubeconfig's `certificate-authority-data`).
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// At a terminal (a pty from util-linux `script`), login shows the CA's fingerprint and
+/// saves the CA only when the user answers y.
+#[test]
+fn login_at_a_terminal_saves_the_ca_only_when_the_user_confirms_its_fingerprint() {
+    let s = ServerProcess::start(BIN, &["--tls"]);
+    let ca = std::fs::read(s.dir.join("ca.crt")).expect("ca.crt");
+    let fingerprint = server::tls::pem_fingerprint(&ca).expect("a fingerprint");
+    let home = tempfile::tempdir().expect("tempdir");
+    for (answer, trusted) in [("n", false), ("y", true)] {
+        let config = home.path().join(answer).join("config.yaml");
+        let line = format!(
+            "'{BIN}' login --server '{}' --token '{}' --context tty",
+            s.url, s.token
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .env("MERIDIAN_CONFIG", &config)
+            .env_remove("MERIDIAN_SERVER")
+            .env_remove("MERIDIAN_TOKEN")
+            .env_remove("MERIDIAN_CA_FILE")
+            .env_remove("KUBECONFIG");
+        let out = testkit::run(cmd, Some(&format!("{answer}\n")));
+        // `script` copies the terminal's output to its stdout.
+        let shown = stdout(&out);
+        assert!(shown.contains(&fingerprint), "{shown}{}", stderr(&out));
+        assert_eq!(out.status.success(), trusted, "{answer}: {shown}");
+        assert_eq!(
+            config.with_file_name("tty.ca.crt").exists(),
+            trusted,
+            "{answer}: {shown}"
+        );
+        assert_eq!(config.exists(), trusted, "{answer}: {shown}");
+    }
+}

@@ -1,7 +1,8 @@
 //! Real Kubernetes clients against a real `meridian server` on loopback: the `kubectl`
 //! binary (the one on `PATH`, or `$MERIDIAN_KUBECTL`) with a kubeconfig printed by
-//! `meridian kubeconfig`, and the official Python client (PyPI `kubernetes`, installed
-//! into a venv under the target directory). Nothing is mocked.
+//! `meridian kubeconfig`, and the Python clients (PyPI `kubernetes`, `kr8s` and
+//! `lightkube`, pinned, installed into a venv under the target directory), all over TLS
+//! with the server's generated CA from the kubeconfig. Nothing is mocked.
 //!
 //! A missing kubectl or Python is a failure, not a skip: `scripts/test` installs them.
 
@@ -29,7 +30,9 @@ impl std::ops::Deref for Server {
 
 impl Server {
     fn start() -> Self {
-        // kubectl sends no bearer token over plain http (kubernetes/kubectl#744).
+        // TLS with the generated CA, as a server serves by default (`--tls` keeps testkit
+        // from asking for plain HTTP): kubectl sends no bearer token over plain http
+        // (kubernetes/kubectl#744).
         let server = ServerProcess::start(BIN, &["--tls"]);
         let mut s = Self {
             kubeconfig: server.dir.join("kubeconfig"),
@@ -638,48 +641,111 @@ fn kubectl_supports_server_side_validation(s: &Server) -> bool {
         .is_some_and(|minor| minor >= 27)
 }
 
-/// The official Python client (PyPI `kubernetes`) in a venv under the target directory.
-fn python_with_kubernetes() -> PathBuf {
+/// The Python clients under test, pinned, with the module each is imported as: the
+/// official client (PyPI `kubernetes`), kr8s and lightkube.
+const PYTHON_CLIENTS: [(&str, &str); 3] = [
+    ("kubernetes==37.0.3", "kubernetes"),
+    ("kr8s==0.20.15", "kr8s"),
+    ("lightkube==1.0.1", "lightkube"),
+];
+
+/// A venv under the target directory with [`PYTHON_CLIENTS`] installed. A missing Python
+/// or package is a failure, never a skip.
+fn python_with_clients() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../pyenv");
     let python = venv.join("bin/python");
-    let has_client = |py: &Path| {
+    let imports = PYTHON_CLIENTS
+        .iter()
+        .map(|(_, module)| *module)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let versions_match = |py: &Path| {
+        let check = format!(
+            "import importlib.metadata as m, {imports}\n\
+             want = {pins:?}\n\
+             assert all(m.version(p.split('==')[0]) == p.split('==')[1] for p in want)",
+            pins = PYTHON_CLIENTS
+                .iter()
+                .map(|(pin, _)| *pin)
+                .collect::<Vec<_>>(),
+        );
         Command::new(py)
-            .args(["-c", "import kubernetes"])
+            .args(["-c", &check])
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if !has_client(&python) {
-        let made = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .output()
-            .expect("python3 must be installed (scripts/test installs python3-venv)");
-        ok(&made);
+    if !versions_match(&python) {
+        if !python.exists() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .output()
+                .expect("python3 must be installed (scripts/test installs python3-venv)");
+            ok(&made);
+        }
         let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "kubernetes==37.0.3"])
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_CLIENTS.iter().map(|(pin, _)| *pin))
             .output()
             .expect("pip runs");
         ok(&pip);
     }
     assert!(
-        has_client(&python),
-        "the kubernetes package did not install"
+        versions_match(&python),
+        "the Python clients {PYTHON_CLIENTS:?} did not install into {}",
+        venv.display()
     );
     python
+}
+
+/// Runs `tests/python/<script>` with the venv's Python and the server's kubeconfig; it
+/// must print ALL OK.
+fn run_python(s: &Server, script: &str) {
+    let python = python_with_clients();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let out = Command::new(python)
+        .arg(&script)
+        .env("KUBECONFIG", &s.kubeconfig)
+        .env("HOME", &s.dir)
+        .output()
+        .expect("python runs");
+    let text = ok(&out);
+    assert!(
+        text.contains("ALL OK"),
+        "{}: {text}\n{}",
+        script.display(),
+        stderr(&out)
+    );
 }
 
 #[test]
 fn the_official_python_client_creates_lists_patches_watches_and_deletes() {
     let s = Server::start();
     ok(&s.kubectl(&["apply", "-f", &example("projects.yaml")]));
-    let python = python_with_kubernetes();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/test_client.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .env("HOME", &s.dir)
-        .output()
-        .expect("python runs");
-    let text = ok(&out);
-    assert!(text.contains("ALL OK"), "{text}\n{}", stderr(&out));
+    run_python(&s, "test_client.py");
+}
+
+/// kr8s (PyPI `kr8s`) with the kubeconfig `meridian kubeconfig` printed: the server's
+/// version (its first call, `/version/` with a trailing slash in some releases), and
+/// workloads listed and read as a class of its own and by name.
+#[test]
+fn kr8s_reads_the_version_and_lists_workloads_over_tls() {
+    let s = Server::start();
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    ok(&s.kubectl(&["apply", "-f", &example("projects.yaml")]));
+    ok(&s.kubectl(&["apply", "-f", &example("workloads.yaml")]));
+    run_python(&s, "test_kr8s.py");
+}
+
+/// lightkube (PyPI `lightkube`) with the same kubeconfig: a generic resource for
+/// `meridian.dev/v1` Workload, listed in one project and in all of them, and read.
+#[test]
+fn lightkube_lists_and_gets_workloads_over_tls() {
+    let s = Server::start();
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    ok(&s.kubectl(&["apply", "-f", &example("projects.yaml")]));
+    ok(&s.kubectl(&["apply", "-f", &example("workloads.yaml")]));
+    run_python(&s, "test_lightkube.py");
 }

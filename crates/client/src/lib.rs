@@ -17,6 +17,7 @@ use serde_json::Value;
 use api::{KindInfo, Status, WatchEvent};
 
 mod logs;
+pub mod unverified;
 pub use logs::{ByteStream, LogOptions, log_path};
 
 /// HTTP methods, for [`Client::request_json`].
@@ -181,23 +182,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `server` (e.g. `http://127.0.0.1:7420`) with a bearer token and, for
-    /// TLS with a private CA, that CA's PEM certificate.
+    /// A client for `server` (e.g. `https://127.0.0.1:7420`) with a bearer token and, for
+    /// TLS with a private CA, that CA's PEM certificate (else the system's roots).
     pub fn new(server: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
-        let base = server.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!(
-                "server URL {server:?} must start with http:// or https://"
-            )));
-        }
-        let mut headers = HeaderMap::new();
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
-                ClientError::Config("the token contains characters not allowed in a header".into())
-            })?;
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let mut roots = rustls::RootCertStore::empty();
         match ca_pem {
             Some(pem) => {
@@ -223,6 +210,36 @@ impl Client {
         .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+        Self::with_tls(server, Some(token), tls)
+    }
+
+    /// A client that sends no token and does **not** verify the server's certificate: only
+    /// for fetching the CA certificate a server publishes before the caller trusts it (see
+    /// [`unverified`]). Nothing it reads is to be believed until the CA's fingerprint is
+    /// checked.
+    pub fn unverified(server: &str) -> Result<Self> {
+        Self::with_tls(server, None, unverified::tls_config()?)
+    }
+
+    fn with_tls(server: &str, token: Option<&str>, tls: rustls::ClientConfig) -> Result<Self> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "server URL {server:?} must start with http:// or https://"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            let mut auth =
+                HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+                    ClientError::Config(
+                        "the token contains characters not allowed in a header".into(),
+                    )
+                })?;
+            auth.set_sensitive(true);
+            headers.insert(AUTHORIZATION, auth);
+        }
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .use_preconfigured_tls(tls)

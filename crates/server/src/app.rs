@@ -63,6 +63,9 @@ pub struct AppState {
     pub events: crate::events::Recorder,
     /// The keys that seal Secret values (see [`crate::secrets`]).
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// The generated CA's certificate (PEM), served unauthenticated at
+    /// [`CA_PATH`] for `meridian login`; `None` with `--tls-cert` or `--insecure-http`.
+    pub ca_pem: Option<Arc<[u8]>>,
 }
 
 impl AppState {
@@ -94,12 +97,37 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(ready))
+        .route(CA_PATH, get(ca_certificate))
         .merge(nodes::public_routes())
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Where the generated CA's certificate is served, without authentication (like
+/// Kubernetes' `kube-public/cluster-info`): public by nature, static bytes, nothing to
+/// compute before the (absent) permission check. A client fetching it cannot yet trust
+/// the connection, so it must compare the certificate's fingerprint with the one the
+/// server logs at start (`meridian login` does).
+pub const CA_PATH: &str = "/meridian/v1/ca.crt";
+
+async fn ca_certificate(State(state): State<AppState>) -> Response {
+    match &state.ca_pem {
+        Some(pem) => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_vec(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NotFound",
+            "this server has no generated CA (it serves the operator's --tls-cert, or plain \
+             HTTP): ask its operator for the CA that signed its certificate (--ca-file)",
+        )
+        .into_response(),
+    }
 }
 
 async fn health() -> &'static str {

@@ -24,7 +24,9 @@
 //   the API refuses (an Allocation) through `Registry::commit`, as the scheduler does.
 // - `scheduler`: `SchedulerOptions`; `pass`, `pass_with`, `PassCache` and `principal` for the
 //   tests, which drive passes themselves.
-// - `tls`: `SubjectName` (`--tls-san`); `hostname` and `host_addresses` for the tests.
+// - `tls`: `SubjectName` (`--tls-san`); `fingerprint`, `pem_fingerprint` and
+//   `parse_fingerprint` (the CA check of `meridian login`); `hostname` and `host_addresses`
+//   for the tests.
 mod admin;
 mod app;
 /// The commit this binary was built from (`MERIDIAN_COMMIT` at build time, else `git
@@ -77,7 +79,7 @@ use tokio_util::task::TaskTracker;
 
 use store::{EventKind, Store};
 
-pub use app::{AppState, Limits};
+pub use app::{AppState, CA_PATH, Limits};
 pub use conn::ConnOptions;
 pub use events::{EventOptions, Recorder};
 pub use nodes::NodeOptions;
@@ -95,16 +97,18 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// SQLite database file inside the data directory (the disk-full test opens it itself).
 pub const DB_FILE: &str = "meridian.db";
 
-/// How to serve TLS.
+/// How to serve: TLS always, unless plain HTTP is asked for explicitly on loopback.
 #[derive(Clone, Debug, Default)]
 pub enum TlsMode {
-    /// TLS when listening beyond loopback (generated CA), plain HTTP on loopback.
+    /// TLS with a CA generated in the data directory (`ca.crt`, kept) and a server
+    /// certificate it signs (see [`tls::ensure_generated`]). The default.
     #[default]
-    Auto,
-    /// Always TLS with a generated CA, even on loopback.
     Generated,
-    /// Always TLS with these PEM files.
+    /// TLS with these PEM files (the operator's certificate and key).
     Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP (`--insecure-http`), for tests and benchmarks: refused unless the
+    /// listen address is loopback.
+    InsecureHttp,
 }
 
 /// Server configuration. Building it has no side effects.
@@ -137,7 +141,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
             data_dir: PathBuf::from("./meridian-data"),
-            tls: TlsMode::Auto,
+            tls: TlsMode::Generated,
             fsync: true,
             limits: Limits::default(),
             compaction_interval: Duration::from_secs(5 * 60),
@@ -159,6 +163,9 @@ pub struct ServerInfo {
     pub local_addr: SocketAddr,
     /// CA certificate clients must trust, when TLS uses a generated CA.
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of that CA (`sha256:AB:CD:…`, see [`tls::fingerprint`]), which
+    /// `meridian login` shows for the user to compare.
+    pub ca_fingerprint: Option<String>,
     /// The admin token, only when this start created it (print it once).
     pub new_admin_token: Option<String>,
     pub admin_token_file: PathBuf,
@@ -179,6 +186,10 @@ pub struct Server {
 impl Server {
     /// Open the store in `config.data_dir`, bootstrap, prepare TLS and bind.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
+        // Refused before anything is created.
+        if matches!(config.tls, TlsMode::InsecureHttp) && !config.listen.ip().is_loopback() {
+            return Err(insecure_beyond_loopback(&config));
+        }
         prepare_data_dir(&config.data_dir)?;
         let store = store::sqlite::SqliteStore::open(
             &config.data_dir.join(DB_FILE),
@@ -194,6 +205,7 @@ impl Server {
 
     /// Like [`Server::bind`] with a store the caller opened (another backend, tests).
     pub async fn bind_with_store(config: ServerConfig, store: Arc<dyn Store>) -> Result<Server> {
+        let tls = prepare_tls(&config)?;
         let metrics = Metrics::new();
         let file_limit = conn::raise_nofile_limit();
         let nofile = file_limit.map(|l| l.now);
@@ -251,6 +263,7 @@ impl Server {
             shutdown,
             watch_cache: Arc::new(watch_cache::EventCache::default()),
             secrets: Arc::new(secrets::Secrets::new(keyring)),
+            ca_pem: tls.ca_pem.clone(),
         };
         let token_sync = start_token_sync(&state).await?;
 
@@ -266,35 +279,6 @@ impl Server {
             .await
             .map_err(api_error)?;
 
-        let ip = config.listen.ip();
-        let tls_material = match (&config.tls, ip.is_loopback()) {
-            (TlsMode::Auto, true) => None,
-            (TlsMode::Auto | TlsMode::Generated, _) => {
-                let host = tls::hostname();
-                let addresses = if ip.is_unspecified() {
-                    tls::host_addresses(ip, host.as_deref())
-                } else {
-                    Vec::new()
-                };
-                let names = tls::subject_names(ip, &config.tls_san, host.as_deref(), &addresses);
-                Some(tls::ensure_generated(&config.data_dir, &names)?)
-            }
-            (TlsMode::Files { cert, key }, _) => Some(tls::TlsMaterial {
-                cert: cert.clone(),
-                key: key.clone(),
-                ca: None,
-            }),
-        };
-        if !config.tls_san.is_empty() && !matches!(&tls_material, Some(m) if m.ca.is_some()) {
-            tracing::warn!(
-                "--tls-san applies only to the generated certificate (TLS beyond loopback or \
-                 --tls, without --tls-cert); it is ignored"
-            );
-        }
-        let tls = match &tls_material {
-            Some(m) => Some(TlsAcceptor::from(tls::server_config(m)?)),
-            None => None,
-        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
@@ -307,18 +291,23 @@ impl Server {
                 v4 => v4.to_string(),
             }
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scheme = if tls.acceptor.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let info = ServerInfo {
             url: format!("{scheme}://{host}:{}", local_addr.port()),
             local_addr,
-            ca_file: tls_material.and_then(|m| m.ca),
+            ca_file: tls.ca_file,
+            ca_fingerprint: tls.ca_fingerprint,
             new_admin_token,
             admin_token_file,
         };
         Ok(Server {
             state,
             listener,
-            tls,
+            tls: tls.acceptor,
             info,
             token_sync,
             compaction_interval: config.compaction_interval,
@@ -398,6 +387,102 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The refusal of plain HTTP beyond loopback.
+fn insecure_beyond_loopback(config: &ServerConfig) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--insecure-http serves plain HTTP and is allowed only on a loopback address \
+         (127.0.0.1, ::1), not on --listen {}: drop --insecure-http (TLS with a generated CA \
+         is the default) or listen on 127.0.0.1",
+        config.listen
+    )
+}
+
+/// How a bound server serves: the TLS acceptor (none for `--insecure-http`), and the
+/// generated CA with its file and fingerprint.
+struct Tls {
+    acceptor: Option<TlsAcceptor>,
+    ca_file: Option<PathBuf>,
+    ca_pem: Option<Arc<[u8]>>,
+    ca_fingerprint: Option<String>,
+}
+
+/// TLS as `config.tls` asks: the generated CA and certificate (made or renewed in the
+/// data directory) or the operator's files; plain HTTP only on a loopback address.
+fn prepare_tls(config: &ServerConfig) -> Result<Tls> {
+    let ip = config.listen.ip();
+    let material = match &config.tls {
+        TlsMode::InsecureHttp if ip.is_loopback() => {
+            tracing::warn!(
+                listen = %config.listen,
+                "serving plain HTTP (--insecure-http): for tests and benchmarks on this machine only"
+            );
+            if !config.tls_san.is_empty() {
+                tracing::warn!("--tls-san is ignored with --insecure-http");
+            }
+            return Ok(Tls {
+                acceptor: None,
+                ca_file: None,
+                ca_pem: None,
+                ca_fingerprint: None,
+            });
+        }
+        TlsMode::InsecureHttp => return Err(insecure_beyond_loopback(config)),
+        TlsMode::Generated => {
+            let host = tls::hostname();
+            let addresses = if ip.is_unspecified() {
+                tls::host_addresses(ip, host.as_deref())
+            } else {
+                Vec::new()
+            };
+            let names = tls::subject_names(ip, &config.tls_san, host.as_deref(), &addresses);
+            tls::ensure_generated(&config.data_dir, &names)?
+        }
+        TlsMode::Files { cert, key } => {
+            if !config.tls_san.is_empty() {
+                tracing::warn!(
+                    "--tls-san applies only to the generated certificate, not to --tls-cert; \
+                     it is ignored"
+                );
+            }
+            tls::TlsMaterial {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: None,
+            }
+        }
+    };
+    let acceptor = TlsAcceptor::from(tls::server_config(&material)?);
+    // Absolute, as clients are told to use it from anywhere.
+    let ca_file = material
+        .ca
+        .map(|path| std::fs::canonicalize(&path).unwrap_or(path));
+    let (ca_pem, ca_fingerprint) = match &ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the generated CA {}", path.display()))?;
+            let fingerprint = tls::pem_fingerprint(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+            tracing::info!(
+                ca = %path.display(),
+                fingerprint = %fingerprint,
+                "TLS with the generated CA: clients trust this file, or check this fingerprint \
+                 at `meridian login`"
+            );
+            (Some(Arc::from(pem)), Some(fingerprint))
+        }
+        None => {
+            tracing::info!(cert = %material.cert.display(), "TLS with the operator's certificate");
+            (None, None)
+        }
+    };
+    Ok(Tls {
+        acceptor: Some(acceptor),
+        ca_file,
+        ca_pem,
+        ca_fingerprint,
+    })
 }
 
 /// Create the data directory owner-only (0700), tighten an existing wider one, and make

@@ -1,7 +1,8 @@
-//! TLS for listening beyond loopback: a self-generated CA (kept in the data directory,
-//! valid 10 years) and a server certificate it signs (valid a year, reissued at start when
-//! it expires within 30 days or no longer names what the listener serves), or certificate
-//! and key files given by the operator.
+//! TLS, always on unless `--insecure-http` on loopback: a self-generated CA (kept in the
+//! data directory, valid 10 years) and a server certificate it signs (valid a year,
+//! reissued at start when it expires within 30 days or no longer names what the listener
+//! serves), or certificate and key files given by the operator. Clients trust the CA's
+//! file, or check its [`fingerprint`] (`meridian login`).
 
 use std::fs;
 use std::io::Write;
@@ -396,6 +397,50 @@ pub fn ensure_generated(dir: &Path, names: &[SubjectName]) -> Result<TlsMaterial
     Ok(material)
 }
 
+/// The SHA-256 fingerprint of a certificate (its DER bytes), as `sha256:` and the digest
+/// in upper-case hex pairs joined by colons (`sha256:AB:CD:…`, OpenSSL's
+/// `x509 -fingerprint -sha256` with a prefix naming the digest). The server logs its CA's
+/// at start; `meridian login` shows the same for the user to compare.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(der);
+    let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    format!("sha256:{}", pairs.join(":"))
+}
+
+/// The [`fingerprint`] of the first certificate of a PEM file; `None` when it holds none.
+pub fn pem_fingerprint(pem: &[u8]) -> Option<String> {
+    first_cert(pem).map(|der| fingerprint(&der))
+}
+
+/// A fingerprint as a user types it (`--ca-fingerprint`): `sha256:` (optional, any case)
+/// then 64 hex digits, with or without colons, any case; returned as [`fingerprint`]
+/// writes it, so that two forms of one digest compare equal.
+pub fn parse_fingerprint(text: &str) -> Result<String> {
+    let text = text.trim();
+    let hex_digits = match text.split_once(':') {
+        Some((algorithm, rest)) if algorithm.eq_ignore_ascii_case("sha256") => rest,
+        Some((algorithm, _)) if !algorithm.chars().all(|c| c.is_ascii_hexdigit()) => bail!(
+            "{text:?} is not a SHA-256 fingerprint: only sha256 is supported (sha256:AB:CD:…)"
+        ),
+        _ => text,
+    };
+    let digits: String = hex_digits.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "{text:?} is not a SHA-256 fingerprint: expected sha256: and 32 hex pairs \
+             (sha256:AB:CD:…, as the server logs it at start)"
+        );
+    }
+    let pairs: Vec<String> = digits
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect();
+    Ok(format!("sha256:{}", pairs.join(":")))
+}
+
 /// A rustls server configuration (HTTP/2 and HTTP/1.1) from PEM files.
 pub fn server_config(material: &TlsMaterial) -> Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = {
@@ -495,6 +540,42 @@ mod tests {
                 ip("192.0.2.9")
             ]
         );
+    }
+
+    #[test]
+    fn fingerprints_are_sha256_in_hex_pairs_and_parse_in_any_common_form() {
+        // SHA-256 of the empty string.
+        let empty = "sha256:E3:B0:C4:42:98:FC:1C:14:9A:FB:F4:C8:99:6F:B9:24:\
+                     27:AE:41:E4:64:9B:93:4C:A4:95:99:1B:78:52:B8:55";
+        assert_eq!(fingerprint(b""), empty);
+        for typed in [
+            empty.to_owned(),
+            empty.to_ascii_lowercase(),
+            empty.trim_start_matches("sha256:").to_owned(),
+            empty.replace(':', "").replacen("sha256", "SHA256:", 1),
+            format!(
+                "  {}\n",
+                empty.replace(':', "").trim_start_matches("sha256")
+            ),
+        ] {
+            assert_eq!(parse_fingerprint(&typed).expect("parses"), empty, "{typed}");
+        }
+        for bad in [
+            "",
+            "sha256:AB:CD",
+            "md5:E3B0",
+            &format!("{empty}00"),
+            "sha256:zz",
+        ] {
+            let err = parse_fingerprint(bad).expect_err(bad);
+            assert!(format!("{err:#}").contains("SHA-256"), "{err:#}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let material = ensure_generated(dir.path(), &[dns("localhost")]).expect("generated");
+        let pem = fs::read(material.ca.expect("a CA")).expect("ca");
+        let der = first_cert(&pem).expect("a certificate");
+        assert_eq!(pem_fingerprint(&pem), Some(fingerprint(&der)));
+        assert_eq!(pem_fingerprint(b"not PEM"), None);
     }
 
     #[test]

@@ -356,3 +356,74 @@ async fn the_data_directory_and_database_are_owner_only() {
         drop(server);
     }
 }
+
+/// TLS is the default, on loopback too: the generated CA's fingerprint is reported, and
+/// the CA is published without authentication at `/meridian/v1/ca.crt` for `meridian
+/// login` (read before the client trusts anything; the fingerprint is the check). A
+/// plain-HTTP server publishes none.
+#[tokio::test]
+async fn tls_is_the_default_and_the_generated_ca_is_published_with_its_fingerprint() {
+    let server = testkit::TestServer::builder(ServerConfig {
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .tls(server::TlsMode::default())
+    .start()
+    .await;
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let ca_file = server.info.ca_file.clone().expect("a generated CA");
+    assert_eq!(ca_file, server.data_dir().join("ca.crt"));
+    let pem = std::fs::read(&ca_file).expect("ca.crt");
+    let fingerprint = server.info.ca_fingerprint.clone().expect("its fingerprint");
+    assert_eq!(
+        server::tls::pem_fingerprint(&pem).as_ref(),
+        Some(&fingerprint)
+    );
+    assert!(fingerprint.starts_with("sha256:") && fingerprint.len() == 7 + 32 * 3 - 1);
+
+    // No token, no trust: the CA as published.
+    let probe = client::Client::unverified(&server.url).expect("client");
+    let published = probe.get_text(server::CA_PATH).await.expect("the CA");
+    assert_eq!(published.as_bytes(), &pem[..]);
+    // Without the CA, a client refuses the server; with it, it connects.
+    let untrusting = client::Client::new(&server.url, &server.token, Some(b"")).expect("client");
+    assert!(untrusting.get_text("/version").await.is_err());
+    server.client.get_text("/version").await.expect("trusted");
+
+    let plain = testkit::TestServer::start().await;
+    assert!(plain.url.starts_with("http://"), "{}", plain.url);
+    assert!(plain.info.ca_fingerprint.is_none());
+    let err = plain
+        .client
+        .get_text(server::CA_PATH)
+        .await
+        .expect_err("no generated CA");
+    assert!(err.is_not_found(), "{err}");
+}
+
+/// `--insecure-http` is refused beyond loopback, naming the flag, before anything is
+/// written.
+#[tokio::test]
+async fn plain_http_is_refused_beyond_loopback() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data_dir = parent.path().join("data");
+    let err = match server::Server::bind(ServerConfig {
+        listen: "0.0.0.0:0".parse().expect("addr"),
+        data_dir: data_dir.clone(),
+        tls: server::TlsMode::InsecureHttp,
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await
+    {
+        Ok(_) => panic!("plain HTTP on 0.0.0.0 must be refused"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("--insecure-http"), "{err}");
+    assert!(err.contains("loopback"), "{err}");
+    assert!(!data_dir.exists(), "nothing was created");
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use client::Client;
 use serde_json::json;
-use server::{AppState, Server, ServerConfig, ServerInfo};
+use server::{AppState, Server, ServerConfig, ServerInfo, TlsMode};
 use tokio_util::sync::CancellationToken;
 
 /// A running in-process server; stopped (its task cancelled) on drop.
@@ -32,6 +32,7 @@ pub struct Builder {
     listen: SocketAddr,
     data_dir: Option<PathBuf>,
     store: Option<Arc<dyn store::Store>>,
+    tls: Option<TlsMode>,
 }
 
 impl Builder {
@@ -44,6 +45,14 @@ impl Builder {
     /// Keep the data in `dir` (not removed afterwards) instead of a temporary directory.
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Serve with `tls` as configured (e.g. `TlsMode::Generated` on loopback); without
+    /// this, a loopback test server serves plain HTTP (`TlsMode::InsecureHttp`, set
+    /// explicitly in `start`) and one beyond loopback the config's mode.
+    pub fn tls(mut self, tls: TlsMode) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -63,9 +72,17 @@ impl Builder {
                 (Some(tmp), dir)
             }
         };
+        // Plain HTTP on loopback unless asked otherwise: tests speak raw HTTP on sockets
+        // and pay no handshake per connection.
+        let tls = self.tls.unwrap_or(if self.listen.ip().is_loopback() {
+            TlsMode::InsecureHttp
+        } else {
+            self.config.tls.clone()
+        });
         let config = ServerConfig {
             listen: self.listen,
             data_dir: data_dir.clone(),
+            tls,
             ..self.config
         };
         let server = match self.store {
@@ -131,6 +148,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("a socket address"),
             data_dir: None,
             store: None,
+            tls: None,
         }
     }
 

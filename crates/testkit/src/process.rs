@@ -43,7 +43,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Listen on `addr` instead of `127.0.0.1:0` (`0.0.0.0:0` is beyond loopback: TLS).
+    /// Listen on `addr` instead of `127.0.0.1:0` (plain HTTP with `--insecure-http` unless
+    /// the arguments ask for TLS; `0.0.0.0:0` is beyond loopback: TLS).
     pub fn listen(mut self, addr: &str) -> Self {
         addr.clone_into(&mut self.listen);
         self
@@ -81,8 +82,21 @@ impl Builder {
         };
         let mut cmd = Command::new(&self.bin);
         cmd.args(["server", "--listen", &self.listen, "--data-dir"])
-            .arg(&dir)
-            .args(&self.args)
+            .arg(&dir);
+        // Plain HTTP on loopback unless the caller asks for TLS (`--tls`, `--tls-cert`);
+        // beyond loopback the server's default, TLS with a generated CA.
+        let asks_tls = self.args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == "--tls" || a.starts_with("--tls-cert")
+        });
+        let loopback = self
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if loopback && !asks_tls {
+            cmd.arg("--insecure-http");
+        }
+        cmd.args(&self.args)
             .env("MERIDIAN_LOG", "warn")
             .envs(self.env)
             .stdin(Stdio::null())

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use client::Client;
 
 use crate::args::{AuditCommand, ConfigCommand, Global, LoginArgs, Output, TokenCommand};
-use crate::config::{self, ConfigFile, Resolved};
+use crate::config::{self, ConfigFile};
 use crate::exit::UserError;
 use crate::output;
 
@@ -197,39 +197,159 @@ pub async fn login(global: &Global, args: &LoginArgs) -> Result<()> {
         ));
     };
     let name = global.context.clone().unwrap_or_else(|| "default".into());
-    let ca_file = match &global.ca_file {
-        Some(p) => {
-            Some(std::fs::canonicalize(p).with_context(|| format!("--ca-file {}", p.display()))?)
-        }
+    let expected = match &args.ca_fingerprint {
+        Some(f) => Some(
+            server::tls::parse_fingerprint(f)
+                .map_err(|e| UserError::fail(format!("--ca-fingerprint: {e:#}")))?,
+        ),
         None => None,
     };
-    let resolved = Resolved {
-        server: server.clone(),
-        token: token.clone(),
-        ca_file: ca_file.clone(),
-        ca_pem: None,
-        namespace: global.namespace.clone(),
+    // The CA to trust: the file given, else (https) the server's generated CA once its
+    // fingerprint is confirmed, else none (plain http, or a CA the system trusts).
+    let (ca_pem, discovered) = match &global.ca_file {
+        Some(p) => {
+            let pem = std::fs::read(p)
+                .with_context(|| format!("cannot read --ca-file {}", p.display()))?;
+            if let Some(expected) = &expected {
+                check_fingerprint(&pem, expected, &format!("--ca-file {}", p.display()))?;
+            }
+            (Some(pem), false)
+        }
+        None if server.starts_with("https://") => {
+            let pem = discover_ca(server, expected.as_deref()).await?;
+            let found = pem.is_some();
+            (pem, found)
+        }
+        None => {
+            if expected.is_some() {
+                return Err(UserError::fail(format!(
+                    "--ca-fingerprint needs an https:// server, not {server}"
+                )));
+            }
+            eprintln!(
+                "warning: {server} is plain http: the token travels in clear, and kubectl \
+                 sends none (the server serves https unless started with --insecure-http)"
+            );
+            (None, false)
+        }
     };
+    let client = Client::new(server, token, ca_pem.as_deref())
+        .map_err(|e| UserError::fail(e.to_string()))?;
     if args.verify {
-        let client = config::client(&resolved)?;
         client.get_path("/apis/meridian.dev/v1").await?;
+    } else if discovered {
+        // The server's certificate must be the confirmed CA's, token or not.
+        client
+            .get_text(server::CA_PATH)
+            .await
+            .context("the server's certificate is not signed by its published CA")?;
     }
     let path = config::config_path();
+    let ca_file = match &ca_pem {
+        Some(pem) => Some(config::save_ca(&path, &name, pem)?),
+        None => None,
+    };
     let mut file = ConfigFile::load(&path)?;
     file.upsert(config::Context {
         name: name.clone(),
         server: server.clone(),
         token: token.clone(),
-        ca_file,
+        ca_file: ca_file.clone(),
         namespace: global.namespace.clone(),
     });
     file.current_context = Some(name.clone());
     file.save(&path)?;
-    eprintln!(
-        "context {name:?} saved to {} and made current",
-        path.display()
-    );
+    match &ca_file {
+        Some(ca) => eprintln!(
+            "context {name:?} saved to {} and made current; its CA is {}",
+            path.display(),
+            ca.display()
+        ),
+        None => eprintln!(
+            "context {name:?} saved to {} and made current",
+            path.display()
+        ),
+    }
     Ok(())
+}
+
+/// Fails unless the first certificate of `pem` has the fingerprint `expected` (as
+/// [`server::tls::parse_fingerprint`] writes it).
+fn check_fingerprint(pem: &[u8], expected: &str, what: &str) -> Result<String> {
+    let actual = server::tls::pem_fingerprint(pem)
+        .ok_or_else(|| UserError::fail(format!("{what} holds no PEM certificate")))?;
+    if actual != expected {
+        return Err(UserError::fail(format!(
+            "the CA of {what} has the fingerprint\n  {actual}\nnot --ca-fingerprint\n  \
+             {expected}\nrefusing to trust it: check the fingerprint the server logged at start \
+             (someone may be intercepting the connection)"
+        )));
+    }
+    Ok(actual)
+}
+
+/// The CA the server publishes ([`server::CA_PATH`]), read without verifying the
+/// server's certificate and trusted only once its fingerprint matches `expected` or the
+/// user confirms it at the terminal. `None` when the server has no generated CA (it
+/// serves the operator's certificate, which the system's CAs may trust).
+async fn discover_ca(server_url: &str, expected: Option<&str>) -> Result<Option<Vec<u8>>> {
+    let probe = Client::unverified(server_url).map_err(|e| UserError::fail(e.to_string()))?;
+    let pem = match probe.get_text(server::CA_PATH).await {
+        Ok(pem) => pem.into_bytes(),
+        Err(e) if e.is_not_found() => {
+            if expected.is_some() {
+                return Err(UserError::fail(format!(
+                    "{server_url} publishes no generated CA to check --ca-fingerprint against: \
+                     pass --ca-file with the CA that signed its certificate"
+                )));
+            }
+            eprintln!(
+                "{server_url} publishes no generated CA (it serves its operator's certificate): \
+                 trusting the system's CAs; pass --ca-file for a private one"
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!(
+                "cannot fetch the server's CA from {server_url}{}",
+                server::CA_PATH
+            )));
+        }
+    };
+    let what = format!("{server_url}{}", server::CA_PATH);
+    if let Some(expected) = expected {
+        let fingerprint = check_fingerprint(&pem, expected, &what)?;
+        eprintln!("the server's CA matches --ca-fingerprint {fingerprint}");
+        return Ok(Some(pem));
+    }
+    let fingerprint = server::tls::pem_fingerprint(&pem)
+        .ok_or_else(|| UserError::fail(format!("{what} holds no PEM certificate")))?;
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(UserError::fail(format!(
+            "{server_url} has a CA this machine does not trust yet, and there is no terminal \
+             to confirm its fingerprint: pass --ca-fingerprint with the fingerprint the server \
+             logged at start (\"CA fingerprint sha256:…\"; on its host, `openssl x509 -noout \
+             -fingerprint -sha256 -in <data-dir>/ca.crt` prints it too), or --ca-file with its \
+             ca.crt"
+        )));
+    }
+    eprint!(
+        "The server's CA certificate has the SHA-256 fingerprint\n\n  {fingerprint}\n\n\
+         Compare it with the \"CA fingerprint\" the server printed at start.\n\
+         Trust this CA for {server_url}? [y/N] "
+    );
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .context("reading the answer")?
+    .context("reading the answer")?;
+    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        return Err(UserError::fail("the CA was not trusted; nothing was saved"));
+    }
+    Ok(Some(pem))
 }
 
 pub fn config_cmd(cmd: &ConfigCommand) -> Result<()> {

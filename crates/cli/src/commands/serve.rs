@@ -10,13 +10,14 @@ use server::{Limits, Server, ServerConfig, TlsMode};
 use crate::args::{DemoArgs, ServerArgs};
 
 pub async fn server(args: &ServerArgs) -> Result<()> {
-    let tls = match (&args.tls_cert, &args.tls_key, args.tls) {
+    // `--tls` is accepted and changes nothing: TLS is the default.
+    let tls = match (&args.tls_cert, &args.tls_key, args.insecure_http) {
         (Some(cert), Some(key), _) => TlsMode::Files {
             cert: cert.clone(),
             key: key.clone(),
         },
-        (_, _, true) => TlsMode::Generated,
-        _ => TlsMode::Auto,
+        (_, _, true) => TlsMode::InsecureHttp,
+        _ => TlsMode::Generated,
     };
     let config = ServerConfig {
         listen: args.listen,
@@ -52,9 +53,12 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
         );
     }
     note!("meridian server listening on {}", info.url);
-    if let Some(ca) = &info.ca_file {
+    if let (Some(ca), Some(fingerprint)) = (&info.ca_file, &info.ca_fingerprint) {
         note!(
-            "TLS with a generated CA: clients pass --ca-file {}",
+            "TLS with a generated CA: {}\n  CA fingerprint {fingerprint}\n  \
+             Clients pass --ca-file {} (or MERIDIAN_CA_FILE); `meridian login` fetches the CA \
+             and asks you to compare this fingerprint",
+            ca.display(),
             ca.display()
         );
     }
@@ -98,7 +102,15 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     let trigger = shutdown.clone();
     let handle = tokio::spawn(server.run(async move { trigger.cancelled().await }));
 
-    let client = client::Client::new(&info.url, &token, None)?;
+    // TLS with the generated CA, like any server: the demo's own client, the simulated
+    // agents (which share it) and the local agent trust that CA.
+    let ca_file = info
+        .ca_file
+        .clone()
+        .context("the demo's server has no generated CA")?;
+    let ca_pem = std::fs::read(&ca_file)
+        .with_context(|| format!("cannot read the generated CA {}", ca_file.display()))?;
+    let client = client::Client::new(&info.url, &token, Some(&ca_pem))?;
     // The estate first, then agents for its nodes, then the work, so that no placement
     // waits for a node whose agent has not reported yet.
     let estate = parse_examples()?;
@@ -121,9 +133,15 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     let local = if args.no_local_agent {
         Err("not started (--no-local-agent)".to_owned())
     } else {
-        LocalAgent::start(&client, &info.url, &data_dir, &args.local_jurisdiction)
-            .await
-            .map_err(|e| format!("not started: {e:#}"))
+        LocalAgent::start(
+            &client,
+            &info.url,
+            &ca_pem,
+            &data_dir,
+            &args.local_jurisdiction,
+        )
+        .await
+        .map_err(|e| format!("not started: {e:#}"))
     };
     loaded.extend(apply_all(&client, &workloads).await?);
     let placements = wait_for_placements(&client).await;
@@ -140,6 +158,8 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     print_welcome(
         &info.url,
         &token,
+        &ca_file,
+        info.ca_fingerprint.as_deref().unwrap_or_default(),
         &data_dir,
         &loaded,
         &format!("{placements}\n{instances}{local_line}{rollout}\n{policies}"),
@@ -220,6 +240,7 @@ impl LocalAgent {
     async fn start(
         client: &client::Client,
         url: &str,
+        ca_pem: &[u8],
         data_dir: &Path,
         jurisdiction: &str,
     ) -> Result<LocalAgent> {
@@ -240,6 +261,8 @@ impl LocalAgent {
         let dir = data_dir.join("local-agent");
         let mut config = agent::runtime::AgentConfig::new(url, &node, &dir);
         config.site = Some("local".to_owned());
+        // What `meridian agent --ca-file <data dir>/ca.crt` would read.
+        config.ca_pem = Some(ca_pem.to_vec());
         config.grace = std::time::Duration::from_secs(2);
         if !dir.join("credential.json").exists() {
             let answer = client
@@ -600,9 +623,12 @@ async fn demo_rollout(client: &client::Client) -> String {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_welcome(
     url: &str,
     token: &str,
+    ca_file: &Path,
+    ca_fingerprint: &str,
     data_dir: &Path,
     loaded: &[(String, usize)],
     placements: &str,
@@ -619,15 +645,18 @@ fn print_welcome(
         r#"
 Meridian demo is running.
 
-  API server   {url}
+  API server   {url}  (TLS with a generated CA)
   Admin token  {token}
+  CA           {ca}
+  Fingerprint  {ca_fingerprint}
   Data         {data_note}
   Loaded       {summary}
 
 {placements}
 Try these in another terminal:
 
-  export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token}
+  export MERIDIAN_SERVER={url} MERIDIAN_TOKEN={token} MERIDIAN_CA_FILE={ca_arg}
+  cargo run --release -- get workloads -A               # every project, like kubectl -A
   cargo run --release -- get sites                      # the estate: jurisdictions, operators, certifications
   cargo run --release -- get allocations -A -o wide     # where each instance landed, and its phase
   cargo run --release -- get nodes                      # Ready: their agents heartbeat{logs}
@@ -636,8 +665,15 @@ Try these in another terminal:
   cargo run --release -- compliance report -o oscal     # NIST OSCAL assessment-results evidence
   cargo run --release -- audit verify                   # the tamper-evident audit log
 
+kubectl (and the Python clients) with a kubeconfig that embeds the CA and the token:
+
+  cargo run --release -- kubeconfig > demo.kubeconfig
+  kubectl --kubeconfig demo.kubeconfig get workloads -A
+
 Press Ctrl-C to stop.
 "#,
+        ca = ca_file.display(),
+        ca_arg = shell_word(&ca_file.display().to_string()),
         summary = summary.join(", "),
         logs = if local {
             format!(
@@ -647,4 +683,31 @@ Press Ctrl-C to stop.
             String::new()
         },
     );
+}
+
+/// `word` as one shell word: as is when it holds only characters no shell treats
+/// specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_path_with_spaces_or_quotes_is_one_shell_word() {
+        assert_eq!(
+            super::shell_word("/tmp/meridian-demo-x/ca.crt"),
+            "/tmp/meridian-demo-x/ca.crt"
+        );
+        assert_eq!(super::shell_word("/home/a b/ca.crt"), "'/home/a b/ca.crt'");
+        assert_eq!(super::shell_word("it's"), "'it'\\''s'");
+    }
 }
