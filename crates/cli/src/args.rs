@@ -45,7 +45,13 @@ pub struct Global {
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for an https server (default: $MERIDIAN_CA_FILE, else
     /// the current context's)
-    #[arg(long, global = true, hide = true, value_name = "FILE", env = "MERIDIAN_CA_FILE")]
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "FILE",
+        env = "MERIDIAN_CA_FILE"
+    )]
     pub ca_file: Option<PathBuf>,
     /// Context of the config file to use (see `meridian login`)
     #[arg(long, global = true, hide = true)]
