@@ -224,9 +224,6 @@ pub struct MetaArgs {
     /// Change a key that already has another value
     #[arg(long)]
     pub overwrite: bool,
-    /// More changes (also accepted after the names)
-    #[arg(skip)]
-    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -212,7 +212,7 @@ pub fn column_cells(columns: &[(String, JsonPath)], object: &Value) -> Vec<Strin
         .collect()
 }
 
-/// Parses `-o jsonpath=…`, `-o jsonpath-as-json=…` is not supported, `-o custom-columns=…`.
+/// Parses `-o jsonpath=…` or `-o custom-columns=…`.
 pub fn parse_format(value: &str) -> Result<Format, String> {
     if let Some(t) = value.strip_prefix("jsonpath=") {
         return Template::parse(t).map(Format::JsonPath);

@@ -90,11 +90,7 @@ pub async fn set_meta(
     let (names, words): (Vec<&str>, Vec<&str>) = names
         .into_iter()
         .partition(|w| !w.contains('=') && !w.ends_with('-'));
-    let words: Vec<String> = words
-        .into_iter()
-        .map(str::to_owned)
-        .chain(args.changes.iter().cloned())
-        .collect();
+    let words: Vec<String> = words.into_iter().map(str::to_owned).collect();
     let changes = changes(&words)?;
     let ns = project(info, conn);
     for name in names {

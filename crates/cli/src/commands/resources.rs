@@ -115,30 +115,8 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
     let info = kind(&args.kind)?;
     let ns = list_scope(info, args.all_namespaces, conn);
     let with_namespace = info.namespaced() && args.all_namespaces;
-    let opts = ListOptions {
-        label_selector: args.selector.clone(),
-        field_selector: args.field_selector.clone(),
-        ..ListOptions::default()
-    };
-    let (mut objects, revision) = if args.names.is_empty() {
-        client.list_all_at(info, ns.as_deref(), &opts).await?
-    } else {
-        let mut objects = Vec::new();
-        for name in &args.names {
-            objects.push(client.get(info, ns.as_deref(), name).await?);
-        }
-        let revision = objects
-            .iter()
-            .filter_map(|o| {
-                o.pointer("/metadata/resourceVersion")?
-                    .as_str()?
-                    .parse::<i64>()
-                    .ok()
-            })
-            .max()
-            .map(|r| r.to_string());
-        (objects, revision)
-    };
+    let opts = get_options(args);
+    let (mut objects, revision) = fetch(client, info, ns.as_deref(), args, &opts).await?;
     if info.kind == api::kinds::EVENT.kind {
         sort_events(&mut objects);
     }
@@ -179,6 +157,43 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
     Ok(())
 }
 
+/// The list options of `get`'s selectors.
+fn get_options(args: &GetArgs) -> ListOptions {
+    ListOptions {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+        ..ListOptions::default()
+    }
+}
+
+/// The objects `get` names (each by name) or lists, and the revision to watch from.
+async fn fetch(
+    client: &Client,
+    info: &'static KindInfo,
+    ns: Option<&str>,
+    args: &GetArgs,
+    opts: &ListOptions,
+) -> Result<(Vec<Value>, Option<String>)> {
+    if args.names.is_empty() {
+        return Ok(client.list_all_at(info, ns, opts).await?);
+    }
+    let mut objects = Vec::new();
+    for name in &args.names {
+        objects.push(client.get(info, ns, name).await?);
+    }
+    let revision = objects
+        .iter()
+        .filter_map(|o| {
+            o.pointer("/metadata/resourceVersion")?
+                .as_str()?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
+        .map(|r| r.to_string());
+    Ok((objects, revision))
+}
+
 /// `get endpoints`: each workload's ready instances with ports, as kubectl prints core
 /// `Endpoints` (NAME, ENDPOINTS, AGE; `-o wide` adds each endpoint's node, `-o json|yaml`
 /// the core `v1` objects).
@@ -190,23 +205,13 @@ async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Resu
     }
     let info = api::kinds::WORKLOAD;
     let ns = list_scope(info, args.all_namespaces, conn);
-    let opts = ListOptions {
-        label_selector: args.selector.clone(),
-        field_selector: args.field_selector.clone(),
-        ..ListOptions::default()
-    };
-    let workloads: Vec<api::kinds::Workload> = if args.names.is_empty() {
-        client.list_all_at(info, ns.as_deref(), &opts).await?.0
-    } else {
-        let mut objects = Vec::new();
-        for name in &args.names {
-            objects.push(client.get(info, ns.as_deref(), name).await?);
-        }
-        objects
-    }
-    .into_iter()
-    .map(serde_json::from_value)
-    .collect::<Result<_, _>>()?;
+    let workloads: Vec<api::kinds::Workload> =
+        fetch(client, info, ns.as_deref(), args, &get_options(args))
+            .await?
+            .0
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()?;
     let views: Vec<Value> = workloads
         .iter()
         .map(|w| {
