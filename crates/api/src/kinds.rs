@@ -1524,6 +1524,24 @@ pub struct PolicySpec {
     /// Controls of compliance frameworks the policy provides evidence for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controls: Vec<Control>,
+    /// Library modules the policy imports (`import data.lib.k8s`), compiled with it: the
+    /// other `.rego` files of a bundle (`meridian policy install DIR`). Only the `deny`
+    /// and `violation` rules of `rego`'s own package are the policy's violations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<PolicyModule>,
+    /// A data document loaded at the root of `data` (a bundle's `data.json` or
+    /// `data.yaml`), as `opa eval -d data.json` does; must be an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A library module of a policy: a file name (for errors) and its Rego source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyModule {
+    /// File name, e.g. `lib/k8s.rego`; errors name it with line and column.
+    pub name: String,
+    pub rego: String,
 }
 
 impl Spec for PolicySpec {

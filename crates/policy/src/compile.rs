@@ -177,6 +177,28 @@ impl CompiledPolicy {
             .and_then(|_| engine.add_data(prelude_data()))
             .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
         engine.set_rego_v0(v0);
+        for (i, module) in spec.modules.iter().enumerate() {
+            engine
+                .add_policy(module.name.clone(), module.rego.clone())
+                .map_err(|e| {
+                    let mut ce = CompileError::from_regorus(name, CompileErrorKind::Syntax, &e);
+                    ce.field = format!("spec.modules[{i}].rego");
+                    ce
+                })?;
+        }
+        match &spec.data {
+            None | Some(serde_json::Value::Null) => {}
+            Some(d @ serde_json::Value::Object(_)) => engine
+                .add_data(to_rego(d))
+                .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Spec, &e))?,
+            Some(_) => {
+                return Err(err(
+                    CompileErrorKind::Spec,
+                    "spec.data",
+                    "must be an object: it is loaded at the root of `data`, as a bundle's data.json".into(),
+                ));
+            }
+        }
         let path = format!("{name}.rego");
         let package = engine
             .add_policy(path.clone(), spec.rego.clone())

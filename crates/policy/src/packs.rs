@@ -302,6 +302,7 @@ fn build(def: &PackDef) -> Pack {
                             id: id.to_string(),
                         })
                         .collect(),
+                    ..PolicySpec::default()
                 },
             )
         })

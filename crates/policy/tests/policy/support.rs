@@ -53,6 +53,7 @@ pub fn policy(name: &str, enforcement: Enforcement, targets: &[&str], rego: &str
                 framework: "NIST SP 800-53".into(),
                 id: "CM-6".into(),
             }],
+            ..PolicySpec::default()
         },
     )
 }
