@@ -15,6 +15,7 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, LimitError, Value};
 use sha2::{Digest, Sha256};
 
+use crate::compat::{self, Prepared};
 use crate::error::{CompileError, CompileErrorKind, EvalError};
 use crate::input::{key, to_json, to_rego};
 use crate::prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data, prelude_source};
@@ -22,6 +23,12 @@ use crate::prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data, prelude_source
 /// Annotation that selects the Rego syntax of a policy: `v1` (the default, OPA 1.x) or
 /// `v0` (pre-1.0 syntax, for Gatekeeper templates that have not been migrated).
 pub const REGO_VERSION_ANNOTATION: &str = "policy.meridian.dev/rego-version";
+
+/// Annotation `"true"` makes built-in errors (a division by zero, `object.get` on a
+/// non-object...) errors, as `opa eval --strict-builtin-errors` does: a `deny` policy then
+/// fails closed on them. By default, as in OPA, a built-in error makes its expression
+/// undefined.
+pub const STRICT_ANNOTATION: &str = "policy.meridian.dev/strict-builtin-errors";
 
 /// The rules a policy module may define; their values are its violations.
 pub const VIOLATION_RULES: [&str; 2] = ["deny", "violation"];
@@ -83,7 +90,11 @@ struct Inner {
     program: Option<(Arc<Program>, Value)>,
     check_interval: NonZeroU32,
     timeout: Duration,
+    /// Built-in errors are errors ([`STRICT_ANNOTATION`]); else undefined, as in OPA.
+    strict: bool,
     digest: String,
+    /// `spec.rego` as regorus runs it (see [`crate::compat`]), to map error positions back.
+    prepared: Prepared,
 }
 
 impl fmt::Debug for CompiledPolicy {
@@ -167,6 +178,23 @@ impl CompiledPolicy {
             }
         };
 
+        let strict = match policy
+            .metadata
+            .annotations
+            .get(STRICT_ANNOTATION)
+            .map(String::as_str)
+        {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(err(
+                    CompileErrorKind::Spec,
+                    &format!("metadata.annotations[{STRICT_ANNOTATION}]"),
+                    format!("{other:?} is not a boolean: use \"true\" or \"false\" (default)"),
+                ));
+            }
+        };
+
         let mut engine = Engine::new();
         engine.set_execution_timer_config(ExecutionTimerConfig {
             limit: options.timeout,
@@ -177,14 +205,17 @@ impl CompiledPolicy {
             .and_then(|_| engine.add_data(prelude_data()))
             .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
         engine.set_rego_v0(v0);
+        engine.set_strict_builtin_errors(strict);
+        crate::builtins::register(&mut engine);
         for (i, module) in spec.modules.iter().enumerate() {
-            engine
-                .add_policy(module.name.clone(), module.rego.clone())
-                .map_err(|e| {
-                    let mut ce = CompileError::from_regorus(name, CompileErrorKind::Syntax, &e);
-                    ce.field = format!("spec.modules[{i}].rego");
-                    ce
-                })?;
+            add_module(
+                &mut engine,
+                name,
+                &format!("spec.modules[{i}].rego"),
+                &module.name,
+                &module.rego,
+                v0,
+            )?;
         }
         match &spec.data {
             None | Some(serde_json::Value::Null) => {}
@@ -200,9 +231,8 @@ impl CompiledPolicy {
             }
         }
         let path = format!("{name}.rego");
-        let package = engine
-            .add_policy(path.clone(), spec.rego.clone())
-            .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Syntax, &e))?;
+        let (package, prepared) =
+            add_module(&mut engine, name, "spec.rego", &path, &spec.rego, v0)?;
         if package == PRELUDE_PACKAGE || package.starts_with(&format!("{PRELUDE_PACKAGE}.")) {
             return Err(err(
                 CompileErrorKind::Contract,
@@ -255,9 +285,11 @@ impl CompiledPolicy {
         }
 
         // Analyse now (unknown functions, unsafe variables, recursion...).
-        engine
-            .eval_query("true".into(), false)
-            .map_err(|e| CompileError::from_regorus(name, CompileErrorKind::Semantic, &e))?;
+        engine.eval_query("true".into(), false).map_err(|e| {
+            let mut ce = CompileError::from_regorus(name, CompileErrorKind::Semantic, &e);
+            ce.relocate(&prepared, &spec.rego);
+            ce
+        })?;
 
         let program = vm_program(&engine, &rules, parameters.as_ref());
         let compiled = CompiledPolicy {
@@ -279,7 +311,9 @@ impl CompiledPolicy {
                 program,
                 check_interval: options.check_interval,
                 timeout: options.timeout,
+                strict,
                 digest: hex::encode(Sha256::digest(spec.rego.as_bytes())),
+                prepared,
             }),
         };
 
@@ -394,6 +428,7 @@ impl CompiledPolicy {
                         check_interval: self.inner.check_interval,
                     }));
                     vm.set_max_instructions(VM_MAX_INSTRUCTIONS);
+                    vm.set_strict_builtin_errors(self.inner.strict);
                     return Evaluator::Vm(Box::new(vm));
                 }
                 Evaluator::Interpreter(Box::new(self.inner.engine.clone()))
@@ -493,7 +528,7 @@ impl CompiledPolicy {
                 limit: self.inner.timeout,
             }
         } else {
-            EvalError::runtime(&format!("{e:#}"))
+            EvalError::runtime(&format!("{e:#}")).relocated(&self.inner.prepared)
         }
     }
 
@@ -590,4 +625,42 @@ fn one(value: &Value) -> RawViolation {
             field: None,
         },
     }
+}
+
+/// Adds one module to `engine` as OPA would read it ([`compat::prepare`]), refusing what
+/// [`compat::check`] finds; errors name `field` with the line and column the user wrote.
+/// Returns the package (`data.x.y`) and the prepared source.
+fn add_module(
+    engine: &mut Engine,
+    policy: &str,
+    field: &str,
+    file: &str,
+    source: &str,
+    v0: bool,
+) -> Result<(String, Prepared), CompileError> {
+    let prepared = compat::prepare(file, source, v0);
+    let package = engine
+        .add_policy(file.to_string(), prepared.source.clone())
+        .map_err(|e| {
+            let mut ce = CompileError::from_regorus(policy, CompileErrorKind::Syntax, &e);
+            ce.field = field.to_string();
+            ce.relocate(&prepared, source);
+            ce
+        })?;
+    if let Some(f) = compat::check(file, &prepared, v0).into_iter().next() {
+        let mut ce = CompileError::new(policy, CompileErrorKind::Semantic, field, f.message);
+        ce.line = Some(f.line);
+        ce.column = Some(f.column);
+        ce.snippet = snippet(source, f.line, f.column);
+        return Err(ce);
+    }
+    Ok((package, prepared))
+}
+
+/// The source line `line` with a caret under `column`, as regorus prints it.
+pub(crate) fn snippet(source: &str, line: u32, column: u32) -> Option<String> {
+    let text = source.lines().nth((line as usize).checked_sub(1)?)?;
+    let pad = " ".repeat(line.to_string().len());
+    let caret = " ".repeat((column as usize).saturating_sub(1));
+    Some(format!("{pad} |\n{line} | {text}\n{pad} | {caret}^"))
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use api::kinds::Enforcement;
 
+use crate::compat::Prepared;
+
 /// What kind of problem made a policy uncompilable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompileErrorKind {
@@ -80,6 +82,18 @@ impl CompileError {
     }
 }
 
+impl CompileError {
+    /// Moves a position reported on a module rewritten by [`crate::compat`] back to the
+    /// source the user wrote, with that source's line as the snippet.
+    pub(crate) fn relocate(&mut self, prepared: &Prepared, original: &str) {
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            let column = prepared.original_position(line, column);
+            self.column = Some(column);
+            self.snippet = crate::compile::snippet(original, line, column);
+        }
+    }
+}
+
 impl fmt::Display for CompileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "policy {:?}: {}", self.policy, self.field)?;
@@ -130,6 +144,22 @@ impl EvalError {
             message: located.message,
             line: located.line,
             column: located.column,
+        }
+    }
+
+    /// The same error with its column moved back to the source the user wrote.
+    pub(crate) fn relocated(self, prepared: &Prepared) -> Self {
+        match self {
+            EvalError::Runtime {
+                message,
+                line: Some(line),
+                column: Some(column),
+            } => EvalError::Runtime {
+                message,
+                line: Some(line),
+                column: Some(prepared.original_position(line, column)),
+            },
+            other => other,
         }
     }
 

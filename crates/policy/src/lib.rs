@@ -86,6 +86,8 @@
 //! and thread across objects ([`Auditor`]) and runs on several threads ([`audit`]).
 
 mod audit;
+mod builtins;
+mod compat;
 mod compile;
 mod error;
 mod input;
@@ -102,7 +104,7 @@ pub use audit::{
 };
 pub use compile::{
     CompileOptions, CompiledPolicy, DEFAULT_TIMEOUT, REGO_VERSION_ANNOTATION, RawViolation,
-    VIOLATION_RULES,
+    STRICT_ANNOTATION, VIOLATION_RULES,
 };
 pub use error::{CompileError, CompileErrorKind, EvalError, PolicyError};
 pub use input::{AUDIT_OPERATION, Actor, FleetContext, Operation, to_rego};
@@ -110,7 +112,10 @@ pub use packs::{Pack, pack, packs};
 pub use prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data_json, prelude_source};
 pub use set::{AdmissionRequest, AdmissionResult, PolicySet, Violation};
 pub use summary::{ComplianceSummary, FrameworkSummary, PolicySummary};
-pub use testing::{TestOutcome, TestReport, TestResult, run_tests};
+pub use testing::{
+    FailedAt, RegoVersion, TestOptions, TestOutcome, TestReport, TestResult, run_tests,
+    run_tests_with,
+};
 
 /// The regorus version policies are evaluated with (for `meridian version`).
 pub const REGO_ENGINE: &str = "regorus 0.14";

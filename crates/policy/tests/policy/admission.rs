@@ -161,16 +161,27 @@ deny contains msg if {
 "#;
 
 #[test]
-fn broken_deny_policy_fails_closed_and_broken_warn_policy_only_warns() {
+fn builtin_errors_are_undefined_unless_strict_where_deny_fails_closed_and_warn_only_warns() {
     let fleet = fleet();
     let w = example("Workload", "payroll-api");
 
+    // As in OPA, a built-in error makes the body undefined: nothing is denied.
     let set = set_of(&[policy(
         "broken-deny",
         Enforcement::Deny,
         &["Workload"],
         BROKEN,
     )]);
+    let r = create(&set, &fleet, &w);
+    assert!(r.allowed() && r.errors.is_empty(), "{r:?}");
+
+    // With strict built-in errors, a broken deny policy fails closed.
+    let set = set_of(&[strict(policy(
+        "broken-deny",
+        Enforcement::Deny,
+        &["Workload"],
+        BROKEN,
+    ))]);
     let r = create(&set, &fleet, &w);
     assert!(!r.allowed(), "a broken deny policy must refuse");
     let msg = &r.denied[0].message;
@@ -188,12 +199,12 @@ fn broken_deny_policy_fails_closed_and_broken_warn_policy_only_warns() {
         EvalError::Runtime { line: Some(4), .. }
     ));
 
-    let set = set_of(&[policy(
+    let set = set_of(&[strict(policy(
         "broken-warn",
         Enforcement::Warn,
         &["Workload"],
         BROKEN,
-    )]);
+    ))]);
     let r = create(&set, &fleet, &w);
     assert!(r.allowed(), "a broken warn policy must not refuse");
     assert_eq!(names(&r.warnings), ["broken-warn"]);

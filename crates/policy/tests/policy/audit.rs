@@ -102,13 +102,13 @@ fn failures_are_aggregated_and_runaway_policies_are_skipped() {
             &policy("runaway", Enforcement::Audit, &["Workload"], RUNAWAY),
             Duration::from_millis(10),
         ),
-        compile(&policy(
+        compile(&strict(policy(
             "broken",
             Enforcement::Warn,
             &["Workload"],
-            // `with` keeps this module on the interpreter, whose errors are strict.
+            // `with` keeps this module on the interpreter.
             "package demo\n\ndeny contains msg if {\n\tr := input.object.spec.replicas with input.x as 1\n\tmsg := sprintf(\"%d\", [100 / (r - r)])\n}\n",
-        )),
+        ))),
     ]);
     let mut objects = Vec::new();
     for i in 0..6 {
@@ -203,9 +203,9 @@ fn compliance_summary_by_policy_and_framework() {
 
 #[test]
 fn on_the_vm_a_runtime_error_in_a_rule_body_is_undefined_as_in_opa() {
-    // Division by zero inside the body: the VM (like OPA without
-    // --strict-builtin-errors) makes the body undefined; admission, on the strict
-    // interpreter, fails closed on the same object.
+    // Division by zero inside the body: the VM and admission's interpreter (like OPA
+    // without --strict-builtin-errors) make the body undefined; with strict built-in
+    // errors, admission fails closed on the same object.
     let broken = compile(&policy(
         "broken",
         Enforcement::Deny,
@@ -226,5 +226,13 @@ fn on_the_vm_a_runtime_error_in_a_rule_body_is_undefined_as_in_opa() {
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert!(run.results[0].violations.is_empty());
     let admitted = create(&set, &fleet, &w);
-    assert!(!admitted.allowed(), "admission must fail closed");
+    assert!(admitted.allowed(), "{admitted:?}");
+    let strict_set = PolicySet::new([compile(&strict(policy(
+        "broken",
+        Enforcement::Deny,
+        &["Workload"],
+        "package demo\n\ndeny contains msg if {\n\tmsg := sprintf(\"%d\", [100 / (input.object.spec.replicas - input.object.spec.replicas)])\n}\n",
+    )))]);
+    let admitted = create(&strict_set, &fleet, &w);
+    assert!(!admitted.allowed(), "strict admission must fail closed");
 }

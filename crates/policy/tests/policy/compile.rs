@@ -53,8 +53,12 @@ fn prelude_package_is_reserved() {
 }
 
 #[test]
-fn constant_runtime_error_is_refused_at_compile_time() {
-    let e = compile_err("package demo\n\nx := 1 / 0\n\ndeny contains \"boom\" if x > 0\n");
+fn constant_runtime_error_is_refused_at_compile_time_when_strict() {
+    let rego = "package demo\n\nx := 1 / 0\n\ndeny contains \"boom\" if x > 0\n";
+    // As in OPA, a built-in error is undefined: the policy compiles and never fires.
+    compile(&policy("lenient", Enforcement::Deny, &["Workload"], rego));
+    let p = strict(policy("broken", Enforcement::Deny, &["Workload"], rego));
+    let e = CompiledPolicy::compile(&p, CompileOptions::default()).expect_err("must not compile");
     assert_eq!(e.kind, CompileErrorKind::Semantic, "{e}");
     assert!(e.message.contains("empty input"), "{e}");
 }

@@ -3,6 +3,7 @@
 mod admission;
 mod audit;
 mod compile;
+mod opa_compat;
 mod oscal;
 mod packs;
 mod runner;

@@ -71,7 +71,36 @@ helper(x) := x + 1
         text.contains("data.demo_test.test_runtime_error: ERROR"),
         "{text}"
     );
-    assert!(text.ends_with("PASS: 2/4\nFAIL: 2/4"), "{text}");
+    assert!(text.ends_with("PASS: 2/4\nFAIL: 1/4\nERROR: 1/4"), "{text}");
+    // The failing expression, as `opa test` names it.
+    let failed = report.results[2].failed_at.as_ref().expect("located");
+    assert_eq!(
+        (failed.line, failed.text.as_str()),
+        (15, "count(demo.deny) == 1 with input as {\"n\": 1}")
+    );
+    assert!(
+        text.contains("demo_test.rego:15:\n    count(demo.deny) == 1"),
+        "{text}"
+    );
+    // Without -v, passing tests are not listed.
+    let summary = report.summary();
+    assert!(!summary.contains("test_big_denied"), "{summary}");
+    assert!(
+        summary.contains("test_wrong_expectation: FAIL"),
+        "{summary}"
+    );
+    // JSON like `opa test --format json`.
+    let json = report.to_json();
+    assert_eq!(json[2]["name"], "test_wrong_expectation");
+    assert_eq!(json[2]["fail"], true);
+    assert_eq!(json[2]["location"]["row"], 14);
+    assert_eq!(json[0].get("fail"), None);
+    assert!(
+        json[3]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("divide by zero")
+    );
 }
 
 #[test]

@@ -58,6 +58,14 @@ pub fn policy(name: &str, enforcement: Enforcement, targets: &[&str], rego: &str
     )
 }
 
+/// The policy with built-in errors strict (`opa eval --strict-builtin-errors`).
+pub fn strict(mut p: Policy) -> Policy {
+    p.metadata
+        .annotations
+        .insert(policy::STRICT_ANNOTATION.into(), "true".into());
+    p
+}
+
 pub fn with_projects(mut p: Policy, projects: &[&str]) -> Policy {
     p.spec.match_ = Some(PolicyMatch {
         projects: projects.iter().map(|s| s.to_string()).collect(),
