@@ -637,6 +637,34 @@ pub struct PolicyTestArgs {
     /// Run the tests of a built-in pack (`all` for every pack)
     #[arg(long)]
     pub pack: Vec<String>,
+    /// List every test, not only failures
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "pretty")]
+    pub format: TestFormat,
+    /// Read every module as Rego v0 (pre-1.0 syntax), like `opa test --v0-compatible`
+    #[arg(long, conflicts_with = "rego_version")]
+    pub v0_compatible: bool,
+    /// Rego syntax of the modules; by default detected per file (v1, or v0 when a file
+    /// parses only as v0)
+    #[arg(long, value_enum)]
+    pub rego_version: Option<RegoVersionArg>,
+    /// Run only tests whose full name (data.pkg.test_x) contains this text
+    #[arg(short = 'r', long)]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegoVersionArg {
+    V0,
+    V1,
 }
 
 #[derive(Debug, Args)]

@@ -447,6 +447,45 @@ fn an_existing_kubeconfig_context_is_used_when_nothing_else_is_set() {
 }
 
 #[test]
+fn policy_test_reads_v0_libraries_and_go_regex_syntax() {
+    // A Gatekeeper-style library in Rego v0 with its tests, and RE2 syntax (`\d`, `(?i)`)
+    // as OPA accepts it: detected per file, or forced with --v0-compatible.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("labels.rego"),
+        "package k8srequiredlabels\n\nimport future.keywords.in\n\nviolation[{\"msg\": msg}] {\n           not regex.match(`^[a-f\\d]{4}$`, input.review.object.metadata.labels.costcentre)\n           msg := \"costcentre must be 4 hex digits\"\n}\n\n\
+         upper[x] {\n  some x in input.names\n  regex.match(`(?i)^gpu`, x)\n}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("labels_test.rego"),
+        "package k8srequiredlabels\n\n\
+         test_good {\n  count(violation) == 0 with input as {\"review\": {\"object\": {\"metadata\": {\"labels\": {\"costcentre\": \"a1b2\"}}}}}\n}\n\n\
+         test_bad {\n  count(violation) == 1 with input as {\"review\": {\"object\": {\"metadata\": {\"labels\": {\"costcentre\": \"zz\"}}}}}\n}\n\n\
+         test_case {\n  upper == {\"GPU-1\"} with input as {\"names\": [\"GPU-1\", \"cpu\"]}\n}\n",
+    )
+    .expect("write");
+    for flags in [&["-v"][..], &["-v", "--v0-compatible"][..]] {
+        let out = Command::new(BIN)
+            .args(["policy", "test"])
+            .args(flags)
+            .arg(dir.path())
+            .output()
+            .expect("runs");
+        let text = ok(&out);
+        assert!(text.contains("PASS: 3/3"), "{flags:?}: {text}");
+    }
+    // Forced v1, the v0 files do not parse: exit 1 naming the file and line.
+    let out = Command::new(BIN)
+        .args(["policy", "test", "--rego-version", "v1"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("labels"), "{}", stdout(&out));
+}
+
+#[test]
 fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
@@ -462,7 +501,7 @@ fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
     )
     .expect("write");
     let out = Command::new(BIN)
-        .args(["policy", "test"])
+        .args(["policy", "test", "-v"])
         .arg(dir.path())
         .output()
         .expect("runs");
@@ -472,6 +511,13 @@ fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
         "{text}"
     );
     assert!(text.contains("PASS: 2/2"), "{text}");
+    // Without -v, like opa test, only the counts when everything passes.
+    let out = Command::new(BIN)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(ok(&out).trim(), "PASS: 2/2");
 
     // A failing test: exit 1, FAIL line and counts.
     std::fs::write(
@@ -488,6 +534,27 @@ fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("data.wrong_test.test_wrong: FAIL"));
     assert!(stdout(&out).contains("FAIL: 1/3"), "{}", stdout(&out));
+    // The failing expression, with file and line.
+    assert!(
+        stdout(&out).contains("wrong_test.rego:5:\n    test_wrong if count(replicas.deny) == 1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = Command::new(BIN)
+        .args(["policy", "test", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let failed: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|t| t["fail"] == true)
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["test_wrong"]);
     assert!(
         stderr(&out).contains("1 of 3 tests failed"),
         "{}",
@@ -496,7 +563,7 @@ fn policy_test_runs_rego_tests_like_opa_and_fails_on_a_failing_test() {
 
     // Every built-in pack ships with tests, and they pass.
     let out = Command::new(BIN)
-        .args(["policy", "test", "--pack", "all"])
+        .args(["policy", "test", "-v", "--pack", "all"])
         .output()
         .expect("runs");
     let text = ok(&out);

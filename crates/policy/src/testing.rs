@@ -168,7 +168,16 @@ impl TestReport {
         use std::fmt::Write as _;
         let mut s = String::new();
         for e in &self.errors {
-            let _ = writeln!(s, "{e}");
+            // `file:line:col: message`, as compilers print it.
+            let at = match (e.line, e.column) {
+                (Some(l), Some(c)) => format!("{}:{l}:{c}", e.policy),
+                (Some(l), None) => format!("{}:{l}", e.policy),
+                _ => e.policy.clone(),
+            };
+            let _ = writeln!(s, "{at}: {}", e.message);
+            if let Some(snippet) = &e.snippet {
+                let _ = writeln!(s, "{snippet}");
+            }
         }
         let line = "-".repeat(80);
         let failures: Vec<&TestResult> = self.results.iter().filter(|r| !r.passed()).collect();

@@ -9,7 +9,7 @@ use client::{Client, Method};
 
 use crate::args::{
     ComplianceCommand, ComplianceReportArgs, ComplianceStatusArgs, Output, PolicyCommand,
-    PolicyEvalArgs, PolicyInstallArgs, PolicyTestArgs, ReportFormat,
+    PolicyEvalArgs, PolicyInstallArgs, PolicyTestArgs, RegoVersionArg, ReportFormat, TestFormat,
 };
 use crate::config::Resolved;
 use crate::exit::UserError;
@@ -152,8 +152,31 @@ fn test(args: &PolicyTestArgs) -> Result<()> {
             args.paths.join(", ")
         )));
     }
-    let report = policy::run_tests(&modules);
-    println!("{report}");
+    let rego_version = match (args.v0_compatible, args.rego_version) {
+        (true, _) | (_, Some(RegoVersionArg::V0)) => policy::RegoVersion::V0,
+        (_, Some(RegoVersionArg::V1)) => policy::RegoVersion::V1,
+        _ => policy::RegoVersion::Detect,
+    };
+    let options = policy::TestOptions {
+        rego_version,
+        run: args.run.clone(),
+        clock: Some(std::time::Instant::now),
+    };
+    let report = policy::run_tests_with(&modules, &options);
+    match args.format {
+        TestFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap_or_default()
+        ),
+        TestFormat::Pretty if args.verbose => println!("{}", report.verbose()),
+        TestFormat::Pretty => println!("{}", report.summary()),
+    }
+    if args.verbose && !report.v0_files.is_empty() && args.format == TestFormat::Pretty {
+        eprintln!(
+            "note: read as Rego v0 (pre-1.0 syntax): {}",
+            report.v0_files.join(", ")
+        );
+    }
     if report.ok() {
         Ok(())
     } else if report.results.is_empty() && report.errors.is_empty() {
