@@ -107,9 +107,74 @@ pub(crate) fn check(file: &str, prepared: &Prepared, v0: bool) -> Vec<Finding> {
         return Vec::new();
     };
     let mut findings = Vec::new();
-    let mut visit = |e: &Expr| check_regex(e, prepared, &mut findings);
+    let functions = module_functions(&module);
+    let mut visit = |e: &Expr| {
+        check_regex(e, prepared, &mut findings);
+        check_arity(e, prepared, &functions, &mut findings);
+    };
     for_each_expr(&module, &mut visit);
     findings
+}
+
+/// Names of the functions a module defines (they may shadow a built-in).
+fn module_functions(module: &Module) -> BTreeSet<String> {
+    module
+        .policy
+        .iter()
+        .filter_map(|rule| match rule.as_ref() {
+            Rule::Spec {
+                head: RuleHead::Func { refr, .. },
+                ..
+            } => call_name(refr),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Extensions Meridian registers (crate::builtins) and their arity.
+const EXTENSIONS: [(&str, usize); 7] = [
+    ("crypto.md5", 1),
+    ("crypto.sha1", 1),
+    ("crypto.sha256", 1),
+    ("crypto.hmac.sha1", 2),
+    ("crypto.hmac.sha256", 2),
+    ("crypto.hmac.sha512", 2),
+    ("crypto.hmac.equal", 2),
+];
+
+/// A call of a built-in with too few or too many arguments (OPA's type checker refuses
+/// it; regorus only fails when the call runs). One extra argument is OPA's output form
+/// (`count(xs, n)`).
+fn check_arity(e: &Expr, prepared: &Prepared, functions: &BTreeSet<String>, out: &mut Vec<Finding>) {
+    let Expr::Call { fcn, params, .. } = e else {
+        return;
+    };
+    let Some(name) = call_name(fcn) else {
+        return;
+    };
+    if functions.contains(&name) {
+        return;
+    }
+    let arity = match regorus::unstable::BUILTINS.get(name.as_str()) {
+        Some((_, n)) => usize::from(*n),
+        None => match EXTENSIONS.iter().find(|(n, _)| *n == name) {
+            Some(&(_, n)) => n,
+            None => return,
+        },
+    };
+    let given = params.len();
+    if given == arity || given == arity + 1 {
+        return;
+    }
+    let (line, column) = position(&prepared.source, fcn.span().start as usize);
+    out.push(Finding {
+        line,
+        column: prepared.original_column(line, column),
+        message: format!(
+            "{name} takes {arity} argument{} but is given {given}",
+            if arity == 1 { "" } else { "s" }
+        ),
+    });
 }
 
 /// Parses a module with regorus's parser (Rego v1 unless `v0`).

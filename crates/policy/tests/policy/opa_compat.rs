@@ -281,3 +281,56 @@ fn v0_modules_load_in_the_test_runner() {
     assert_eq!(report.results.len(), 1, "{report}");
     assert_eq!(report.results[0].outcome, TestOutcome::Pass, "{report}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Static checks at compile time, as OPA's compiler does them.
+
+fn compile_error(rego: &str) -> policy::CompileError {
+    CompiledPolicy::compile(
+        &policy("probe", Enforcement::Deny, &["Workload"], rego),
+        Default::default(),
+    )
+    .expect_err("must be refused")
+}
+
+#[test]
+fn unknown_builtin_is_refused_with_line_and_column() {
+    let e = compile_error(
+        "package probe\n\ndeny contains \"x\" if {\n\tstrings.no_such_thing(input.object.metadata.name)\n}\n",
+    );
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("strings.no_such_thing"), "{e}");
+}
+
+#[test]
+fn wrong_arity_is_refused_with_line_and_column() {
+    let e = compile_error(
+        "package probe\n\ndeny contains \"x\" if {\n\tstartswith(input.object.metadata.name)\n}\n",
+    );
+    assert_eq!(e.line, Some(4), "{e}");
+}
+
+#[test]
+fn crypto_digests_and_more_builtins_are_available() {
+    let rego = r#"package probe
+
+deny contains crypto.sha256(input.object.metadata.name) if true
+deny contains crypto.md5("abc") if true
+deny contains sprintf("%v", [net.cidr_contains("10.0.0.0/8", "10.1.2.3")]) if true
+deny contains sprintf("%v", [units.parse_bytes("1Ki")]) if true
+deny contains yaml.marshal({"a": 1}) if true
+deny contains sprintf("%v", [time.parse_rfc3339_ns("2026-01-01T00:00:00Z")]) if true
+"#;
+    let mut got = deny(rego, json!({"metadata": {"name": "abc"}}));
+    got.sort();
+    let mut want = vec![
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string(),
+        "900150983cd24fb0d6963f7d28e17f72".to_string(),
+        "true".to_string(),
+        "1024".to_string(),
+        "a: 1\n".to_string(),
+        "1767225600000000000".to_string(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
