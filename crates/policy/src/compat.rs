@@ -145,7 +145,12 @@ const EXTENSIONS: [(&str, usize); 7] = [
 /// A call of a built-in with too few or too many arguments (OPA's type checker refuses
 /// it; regorus only fails when the call runs). One extra argument is OPA's output form
 /// (`count(xs, n)`).
-fn check_arity(e: &Expr, prepared: &Prepared, functions: &BTreeSet<String>, out: &mut Vec<Finding>) {
+fn check_arity(
+    e: &Expr,
+    prepared: &Prepared,
+    functions: &BTreeSet<String>,
+    out: &mut Vec<Finding>,
+) {
     let Expr::Call { fcn, params, .. } = e else {
         return;
     };

@@ -205,6 +205,74 @@ async fn rego_syntax_error_is_refused_at_apply_with_line_and_column() {
 }
 
 #[tokio::test]
+async fn regex_policies_mean_what_they_mean_in_opa() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    // An invalid constant pattern is refused at apply, with line and column.
+    let bad = policy_object(
+        "bad-regex",
+        "deny",
+        &["Workload"],
+        "package badregex\n\ndeny contains \"x\" if {\n  regex.match(`[a-`, input.object.metadata.name)\n}\n",
+    );
+    let status = api_status(
+        r.client
+            .create(kind("Policy"), None, &bad, false)
+            .await
+            .expect_err("invalid pattern refused"),
+    );
+    assert_eq!(status.code, 422, "{status:?}");
+    let cause = &status.details.expect("details").causes[0];
+    assert_eq!(cause.field, "spec.rego");
+    assert!(
+        cause
+            .message
+            .starts_with("line 4, column 15: invalid regex"),
+        "{}",
+        cause.message
+    );
+
+    // RE2 syntax OPA accepts (`\d`, `(?i)`): an ordinary denial for a matching object,
+    // nothing for the others; eval reports the same as admission.
+    let hex = policy_object(
+        "hex-names",
+        "deny",
+        &["Workload"],
+        "package hexnames\n\ndeny contains \"hex names are reserved\" if regex.match(`(?i)^[a-f\\d]+$`, input.object.metadata.name)\n",
+    );
+    r.client
+        .create(kind("Policy"), None, &hex, false)
+        .await
+        .expect("stored");
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("payroll-2", &["EU"], "internal"),
+            false,
+        )
+        .await
+        .expect("not a hex name");
+    let status = api_status(
+        r.client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("bad1", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("a hex name"),
+    );
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.contains("hex names are reserved") && !status.message.contains("broken"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
 async fn warn_policy_returns_warning_headers_and_lets_the_request_through() {
     let r = TestServer::start().await;
     load_examples(&r.client).await;
@@ -264,16 +332,32 @@ violation contains {"msg": "one replica is not highly available", "field": "spec
 }
 
 #[tokio::test]
-async fn broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed() {
+async fn strict_broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed() {
     let r = TestServer::start().await;
     load_examples(&r.client).await;
     // Divides by zero on every Workload: compiles, and fails at evaluation.
     let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
     let mut p = policy_object("broken", "deny", &["Workload"], rego);
+    // As in OPA, a built-in error (here a division by zero) makes the body undefined.
     r.client
         .create(kind("Policy"), None, &p, false)
         .await
         .expect("stored");
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("w0", &["EU"], "internal"),
+            false,
+        )
+        .await
+        .expect("OPA semantics: the broken body is undefined");
+    // With strict built-in errors (`opa eval --strict-builtin-errors`), it fails closed.
+    p["metadata"]["annotations"] = json!({ policy::STRICT_ANNOTATION: "true" });
+    r.client
+        .apply(kind("Policy"), None, &p, false)
+        .await
+        .expect("made strict");
     let status = api_status(
         r.client
             .create(
