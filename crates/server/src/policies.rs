@@ -114,6 +114,8 @@ pub struct PolicyEngine {
     findings: Mutex<FindingStore>,
     report: Mutex<AuditReport>,
     options: PolicyOptions,
+    /// Per-actor rate of admission denials in the audit log (`admission_audit.rs`).
+    pub(crate) denials: crate::admission_audit::DenialLimiter,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -168,6 +170,7 @@ impl PolicyEngine {
             findings: Mutex::new(FindingStore::new(options.limits)),
             report: Mutex::new(AuditReport::default()),
             options,
+            denials: crate::admission_audit::DenialLimiter::default(),
         }))
     }
 

@@ -676,3 +676,129 @@ async fn baseline_no_root_refuses_root_tasks_once_set_to_deny() {
         .await
         .expect("an unprivileged user is admitted");
 }
+
+/// The audit log's entries (the admin's view).
+async fn audit_entries(c: &Client) -> Vec<Value> {
+    c.get_path("/meridian/v1/audit?limit=10000")
+        .await
+        .expect("audit log")["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+#[tokio::test]
+async fn admission_denials_and_warnings_are_in_the_audit_log_and_the_metrics() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let deny = r#"package no_forbidden
+deny contains {"msg": "the name forbidden is reserved", "field": "metadata.name"} if {
+  input.object.metadata.name == "forbidden"
+}
+"#;
+    let warn = r#"package warn_replicas
+violation contains {"msg": "one replica is not highly available", "field": "spec.replicas"} if {
+  input.object.spec.replicas == 1
+}
+"#;
+    for p in [
+        policy_object("no-forbidden", "deny", &["Workload"], deny),
+        policy_object("single-replica", "warn", &["Workload"], warn),
+    ] {
+        r.client
+            .create(kind("Policy"), None, &p, false)
+            .await
+            .expect("policy stored");
+    }
+
+    let status = api_status(
+        r.client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("forbidden", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("refused"),
+    );
+    assert_eq!(status.code, 403);
+    // A dry run is judged the same way, and not audited.
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("forbidden", &["EU"], "internal"),
+            true,
+        )
+        .await
+        .expect_err("refused in a dry run too");
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("fine", &["EU"], "internal"),
+            false,
+        )
+        .await
+        .expect("allowed with a warning");
+
+    let entries = audit_entries(&r.client).await;
+    let policy_entry = entries
+        .iter()
+        .find(|e| e["kind"] == "Policy" && e["name"] == "no-forbidden")
+        .expect("the policy's create is audited");
+    let denials: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .collect();
+    assert_eq!(
+        denials.len(),
+        1,
+        "one denial, the dry run left out: {denials:#?}"
+    );
+    let denial = denials[0];
+    assert_eq!(denial["verb"], "create");
+    assert_eq!(denial["kind"], "Workload");
+    assert_eq!(denial["namespace"], "finance");
+    assert_eq!(denial["name"], "forbidden");
+    assert_eq!(denial["actor"], policy_entry["actor"], "the caller's token");
+    assert!(denial.get("digest").is_none(), "nothing was stored");
+    let denied_by: Vec<&Value> = denial["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter(|p| p["enforcement"] == "deny")
+        .collect();
+    assert_eq!(denied_by.len(), 1, "{denial:#}");
+    assert_eq!(denied_by[0]["policy"], "no-forbidden");
+    assert_eq!(denied_by[0]["message"], "the name forbidden is reserved");
+    assert_eq!(denied_by[0]["field"], "metadata.name");
+
+    // The accepted write's own entry carries its warning.
+    let write = entries
+        .iter()
+        .find(|e| e["kind"] == "Workload" && e["name"] == "fine")
+        .expect("the write is audited");
+    assert_eq!(write["outcome"], "allowed");
+    assert_eq!(write["policies"][0]["policy"], "single-replica");
+    assert_eq!(write["policies"][0]["enforcement"], "warn");
+    assert!(write["digest"].is_string());
+
+    let verified = r
+        .client
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["entries"], entries.len());
+
+    let metrics = r.state.metrics.render();
+    for line in [
+        "meridian_admission_decisions_total{policy=\"no-forbidden\",enforcement=\"deny\",outcome=\"denied\"} 2",
+        "meridian_admission_decisions_total{policy=\"single-replica\",enforcement=\"warn\",outcome=\"warned\"} 3",
+        "meridian_admission_audit_entries_total{outcome=\"appended\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
