@@ -802,3 +802,47 @@ violation contains {"msg": "one replica is not highly available", "field": "spec
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
 }
+
+#[tokio::test]
+async fn compliance_status_reports_the_audit_that_produced_the_findings() {
+    // The server starts with an estate and no policy: its start-up full audit evaluates
+    // nothing. The findings then come from the incremental audit, which the status must
+    // account for (it used to show the start-up run, "N objects, 0 evaluations").
+    let (r, nodes, status) = examples_audited_by_baseline().await;
+    let findings = status["summary"]["findings"].as_u64().expect("findings");
+    assert!(findings >= nodes.len() as u64);
+    let audit = &status["audit"];
+    let evaluations = audit["evaluations"].as_u64().unwrap_or(0)
+        + audit["since"]["evaluations"].as_u64().unwrap_or(0);
+    assert!(
+        evaluations >= findings,
+        "{evaluations} evaluations reported for {findings} findings: {audit:#}"
+    );
+
+    // A changed object is audited on its own, and counted.
+    let mut node = nodes[0].clone();
+    let name = node["metadata"]["name"].as_str().expect("name").to_owned();
+    node["metadata"]["labels"]["owner"] = json!("platform-team");
+    r.client
+        .replace(kind("node"), None, &name, &node)
+        .await
+        .expect("labelled");
+    wait_until_async(
+        Duration::from_secs(10),
+        "the incremental audit of the node in the status",
+        || async {
+            let status = r
+                .client
+                .get_path("/meridian/v1/compliance/status")
+                .await
+                .expect("status");
+            let since = &status["audit"]["since"];
+            if since["objects"].as_u64().unwrap_or(0) >= 1 && since["last"].is_string() {
+                Ok(())
+            } else {
+                Err(status["audit"].clone())
+            }
+        },
+    )
+    .await;
+}

@@ -337,6 +337,13 @@ async fn status(client: &Client, args: &ComplianceStatusArgs) -> Result<()> {
         ),
         None => println!("The first full audit has not finished yet."),
     }
+    let since = &audit["since"];
+    if let Some(last) = since["last"].as_str() {
+        println!(
+            "Since then: {} changed objects and {} policy changes audited, {} evaluations, the last at {last}",
+            since["objects"], since["policyRuns"], since["evaluations"]
+        );
+    }
     if summary["dropped"].as_u64().unwrap_or(0) > 0 {
         println!(
             "{} findings were not kept (limit reached): the counts above are lower bounds",
