@@ -846,3 +846,51 @@ async fn compliance_status_reports_the_audit_that_produced_the_findings() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn eval_and_admission_agree_on_a_broken_deny_policy() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    // Divides by zero on every Workload: compiles, and fails at evaluation. The audit's
+    // evaluator reads that as undefined (as OPA does); admission fails closed.
+    let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("broken", "deny", &["Workload"], rego),
+            false,
+        )
+        .await
+        .expect("stored");
+    let w = workload("w1", &["EU"], "internal");
+    let resp = r
+        .client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/policy/eval",
+            Some(&json!([w])),
+        )
+        .await
+        .expect("eval");
+    let result = &resp["results"][0];
+    let status = api_status(
+        r.client
+            .create(kind("Workload"), Some("finance"), &w, false)
+            .await
+            .expect_err("admission fails closed"),
+    );
+    assert_eq!(status.code, 403);
+    assert_eq!(result["admission"], "denied", "{result:#}");
+    assert_eq!(result["operation"], "CREATE");
+    assert_eq!(result["message"], status.message.as_str());
+    assert_eq!(result["errors"][0]["policy"], "broken");
+    assert!(
+        result["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .any(|v| v["policy"] == "broken" && v["enforcement"] == "deny"),
+        "{result:#}"
+    );
+}
