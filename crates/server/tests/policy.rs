@@ -894,3 +894,104 @@ async fn eval_and_admission_agree_on_a_broken_deny_policy() {
         "{result:#}"
     );
 }
+
+/// `docs/policy-input.md`.
+fn policy_input_doc() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/policy-input.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The bodies of the doc's fenced blocks of `lang`.
+fn fenced(doc: &str, lang: &str) -> Vec<String> {
+    let open = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find(&open) {
+        let body = &rest[start + open.len()..];
+        let end = body.find("\n```").expect("a closed block");
+        blocks.push(body[..end].to_owned());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+#[test]
+fn the_rego_examples_of_the_input_document_compile() {
+    let blocks = fenced(&policy_input_doc(), "rego");
+    assert!(blocks.len() >= 8, "{} Rego examples", blocks.len());
+    for (i, rego) in blocks.iter().enumerate() {
+        let policy: api::Policy = serde_json::from_value(json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Policy",
+            "metadata": {"name": format!("doc-{i}")},
+            "spec": {"rego": rego},
+        }))
+        .expect("a Policy");
+        if let Err(e) = policy::CompiledPolicy::compile(&policy, policy::CompileOptions::default())
+        {
+            panic!("example {i} does not compile: {e}\n{rego}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_documented_workload_input_is_what_admission_sees() {
+    let doc = policy_input_doc();
+    let marker = "<!-- checked: workload-create -->\n";
+    let at = doc.find(marker).expect("the checked example") + marker.len();
+    let documented: Value = serde_json::from_str(&fenced(&doc[at..], "json")[0])
+        .expect("the checked example is JSON");
+
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let echo = "package echo\n\ndeny contains json.marshal(input) if input.object.metadata.name == \"doc-example\"\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("echo", "deny", &["Workload"], echo),
+            false,
+        )
+        .await
+        .expect("stored");
+    let mut manifest = documented["object"].clone();
+    for server_owned in ["uid", "creationTimestamp", "generation"] {
+        manifest["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove(server_owned);
+    }
+    let status = api_status(
+        r.client
+            .create(kind("Workload"), Some("finance"), &manifest, false)
+            .await
+            .expect_err("the echo policy refuses it"),
+    );
+    let cause = &status.details.expect("details").causes[0];
+    let mut seen: Value = serde_json::from_str(
+        cause
+            .message
+            .strip_prefix("[echo] ")
+            .expect("the echo policy's message"),
+    )
+    .expect("the input as JSON");
+
+    // Placeholders for what changes from run to run; the sites the doc shows.
+    seen["actor"]["id"] = json!("<token id>");
+    seen["object"]["metadata"]["uid"] = json!("<uid>");
+    seen["object"]["metadata"]["creationTimestamp"] = json!("<time>");
+    let shown: Vec<&String> = documented["context"]["sites"]
+        .as_object()
+        .expect("sites")
+        .keys()
+        .collect();
+    seen["context"]["sites"]
+        .as_object_mut()
+        .expect("sites")
+        .retain(|name, _| shown.contains(&name));
+    assert_eq!(
+        seen,
+        documented,
+        "docs/policy-input.md's Workload example differs from admission's input:\n{}",
+        serde_json::to_string_pretty(&seen).expect("json")
+    );
+}
