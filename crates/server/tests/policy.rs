@@ -938,8 +938,8 @@ async fn the_documented_workload_input_is_what_admission_sees() {
     let doc = policy_input_doc();
     let marker = "<!-- checked: workload-create -->\n";
     let at = doc.find(marker).expect("the checked example") + marker.len();
-    let documented: Value = serde_json::from_str(&fenced(&doc[at..], "json")[0])
-        .expect("the checked example is JSON");
+    let documented: Value =
+        serde_json::from_str(&fenced(&doc[at..], "json")[0]).expect("the checked example is JSON");
 
     let r = TestServer::start().await;
     load_examples(&r.client).await;

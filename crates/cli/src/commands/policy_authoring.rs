@@ -316,8 +316,14 @@ fn run_bundle_tests(
             report.results.len()
         )
     };
+    let data_hint = match &files.data {
+        Some((name, _)) => {
+            format!(" (the tests run without {name}: give what they need with `with data.… as …`)")
+        }
+        None => String::new(),
+    };
     Err(UserError::fail(format!(
-        "{}: {failed}, so nothing was installed; fix the bundle or pass --skip-tests",
+        "{}: {failed}, so nothing was installed; fix the bundle or pass --skip-tests{data_hint}",
         dir.display()
     )))
 }
