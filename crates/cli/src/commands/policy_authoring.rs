@@ -6,7 +6,8 @@
 //! Policy is checked by the server in a dry run, and only when all pass are they written.
 //!
 //! What a bundle may hold:
-//! - `.rego` files at any depth (directories whose name starts with `.` are skipped);
+//! - `.rego` files at any depth (directories whose name starts with `.` and symbolic
+//!   links to directories are skipped);
 //!   `*_test.rego` files are tests;
 //! - every other module that defines `deny` or `violation` (a rule head at the start of a
 //!   line, `default deny` included) is a policy; the rest are libraries, attached to every
@@ -369,8 +370,15 @@ fn walk(root: &Path, dir: &Path, files: &mut BundleFiles) -> Result<()> {
         if name.starts_with('.') {
             continue;
         }
-        if path.is_dir() {
+        let file_type = entry
+            .file_type()
+            .map_err(|e| UserError::fail(format!("cannot read {}: {e}", path.display())))?;
+        if file_type.is_dir() {
             walk(root, &path, files)?;
+            continue;
+        }
+        if file_type.is_symlink() && path.is_dir() {
+            // Not followed: a link back up the tree would never end.
             continue;
         }
         let rel = path
