@@ -995,3 +995,96 @@ async fn the_documented_workload_input_is_what_admission_sees() {
         serde_json::to_string_pretty(&seen).expect("json")
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_denials_is_rate_limited_per_actor_in_the_audit_log() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let deny = "package no_forbidden\n\ndeny contains \"reserved\" if input.object.metadata.name == \"forbidden\"\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("no-forbidden", "deny", &["Workload"], deny),
+            false,
+        )
+        .await
+        .expect("stored");
+    let refuse = || async {
+        let e = r
+            .client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("forbidden", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Some(403));
+    };
+    // Far more than the burst (30) in far less time than it takes to earn 30 more (30 s
+    // at one a second): some are left out of the log, none out of the metrics.
+    const FLOOD: u64 = 60;
+    for _ in 0..FLOOD {
+        refuse().await;
+    }
+    let metric = |name: &str| -> u64 {
+        let text = r.state.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let appended = metric("meridian_admission_audit_entries_total{outcome=\"appended\"}");
+    let suppressed = metric("meridian_admission_audit_entries_total{outcome=\"suppressed\"}");
+    assert_eq!(appended + suppressed, FLOOD);
+    assert!(suppressed > 0, "{appended} appended, none left out");
+    assert_eq!(
+        metric(
+            "meridian_admission_decisions_total{policy=\"no-forbidden\",enforcement=\"deny\",outcome=\"denied\"}"
+        ),
+        FLOOD
+    );
+    let denials = |entries: &[Value]| -> Vec<Value> {
+        entries
+            .iter()
+            .filter(|e| e["outcome"] == "denied")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        denials(&audit_entries(&r.client).await).len() as u64,
+        appended
+    );
+
+    // Once the actor has earned a token, its next denial is logged and says how many of
+    // its denials were left out before it.
+    let counted = wait_until_async(
+        Duration::from_secs(10),
+        "a denial entry counting the ones left out",
+        || async {
+            refuse().await;
+            let entries = audit_entries(&r.client).await;
+            let counted: u64 = denials(&entries)
+                .iter()
+                .filter_map(|e| e["suppressed"].as_u64())
+                .sum();
+            if counted > 0 {
+                Ok(counted)
+            } else {
+                Err("no entry counts suppressed denials yet")
+            }
+        },
+    )
+    .await;
+    assert!(
+        counted >= suppressed,
+        "{counted} counted, {suppressed} left out"
+    );
+    let verified = r
+        .client
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+}
