@@ -582,11 +582,26 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Install built-in packs as Policy objects (editable afterwards like any object)
+    /// Install built-in packs, or a directory bundle of .rego files, as Policy objects
     #[command(
-        after_help = "Examples:\n  meridian policy install sovereignty\n  meridian policy install baseline ai --enforcement audit\n  meridian policy packs"
+        after_help = "Examples:\n  meridian policy install sovereignty\n  meridian policy install baseline ai --enforcement audit\n  meridian policy install ./policies --dry-run\n  meridian policy packs\n\n\
+A directory is a bundle, as OPA loads one: every .rego file under it (recursively). Files named\n\
+*_test.rego are tests, run before anything is written (a failing test refuses the install unless\n\
+--skip-tests). Every other module that defines deny or violation becomes one Policy, named after\n\
+its path (policies/no_latest.rego -> policies-no-latest) unless its # METADATA block sets\n\
+custom.meridian.name; the remaining modules are libraries compiled with every policy\n\
+(spec.modules), and data.json or data.yaml at the bundle's root is loaded as data (spec.data).\n\
+METADATA may also set description (or title), custom.meridian.enforcement and\n\
+custom.meridian.targets (kinds). Every policy is checked by the server (a dry run) before any is\n\
+written."
     )]
     Install(PolicyInstallArgs),
+    /// Create a Policy from a .rego file (with --overwrite, replace an existing one)
+    #[command(
+        after_help = "--project P[,Q] (the global project flag, -n) restricts the policy to objects of those\n\
+projects: a Policy itself belongs to no project.\n\nExamples:\n  meridian policy create no-latest -f no_latest.rego --kinds Workload --enforcement deny\n  meridian policy create eu-only -f eu.rego --project finance --control 'NIST SP 800-53:CM-6' --parameters params.yaml\n  meridian policy create legacy -f gatekeeper.rego --rego-version v0 --dry-run"
+    )]
+    Create(PolicyCreateArgs),
     /// List the built-in packs and their policies
     Packs,
     /// Run Rego unit tests (rules named test_*) like `opa test`; exits 1 on a failure
@@ -619,12 +634,87 @@ impl EnforcementArg {
 
 #[derive(Debug, Args)]
 pub struct PolicyInstallArgs {
-    /// Pack names (see `meridian policy packs`)
+    /// Pack names (see `meridian policy packs`) or bundle directories
     #[arg(required = true)]
     pub packs: Vec<String>,
-    /// Override the pack's default enforcement
+    /// Override the pack's (or the bundle's) enforcement
     #[arg(long, value_enum)]
     pub enforcement: Option<EnforcementArg>,
+    /// Validate and compile on the server, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Install a bundle even though its tests fail
+    #[arg(long)]
+    pub skip_tests: bool,
+    /// Rego syntax of a bundle's modules (default v1, as OPA 1.x)
+    #[arg(long, value_enum)]
+    pub rego_version: Option<RegoVersionArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegoVersionArg {
+    V0,
+    V1,
+}
+
+impl RegoVersionArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegoVersionArg::V0 => "v0",
+            RegoVersionArg::V1 => "v1",
+        }
+    }
+}
+
+/// A compliance control, `FRAMEWORK:ID` (split at the last colon).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlArg {
+    pub framework: String,
+    pub id: String,
+}
+
+fn parse_control(s: &str) -> Result<ControlArg, String> {
+    match s.rsplit_once(':') {
+        Some((framework, id)) if !framework.trim().is_empty() && !id.trim().is_empty() => {
+            Ok(ControlArg {
+                framework: framework.trim().to_owned(),
+                id: id.trim().to_owned(),
+            })
+        }
+        _ => Err(format!(
+            "{s:?} is not FRAMEWORK:ID (e.g. --control 'NIST SP 800-53:CM-6')"
+        )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCreateArgs {
+    /// The Policy's name
+    pub name: String,
+    /// The Rego module (the policy's package, with deny or violation rules)
+    #[arg(short = 'f', long = "filename", value_name = "FILE.rego")]
+    pub file: std::path::PathBuf,
+    /// deny refuses violating requests, warn lets them through with a warning, audit only
+    /// reports (default: the server's, deny)
+    #[arg(long, value_enum)]
+    pub enforcement: Option<EnforcementArg>,
+    /// Kinds the policy looks at (all when absent)
+    #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+    pub kinds: Vec<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A control the policy gives evidence for, FRAMEWORK:ID (repeatable)
+    #[arg(long = "control", value_name = "FRAMEWORK:ID", value_parser = parse_control)]
+    pub controls: Vec<ControlArg>,
+    /// Rego syntax of the module (default v1, as OPA 1.x)
+    #[arg(long, value_enum)]
+    pub rego_version: Option<RegoVersionArg>,
+    /// JSON or YAML file of parameters (input.parameters and data.parameters)
+    #[arg(long, value_name = "FILE")]
+    pub parameters: Option<std::path::PathBuf>,
+    /// Replace the policy if it exists (as apply does)
+    #[arg(long)]
+    pub overwrite: bool,
     /// Validate and compile on the server, write nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -149,6 +149,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cordon(a) => commands::placement::cordon(&client, &a.node, true).await,
         Command::Uncordon(a) => commands::placement::cordon(&client, &a.node, false).await,
         Command::Drain(a) => commands::placement::drain(&client, a).await,
+        Command::Policy(crate::args::PolicyCommand::Create(a)) => {
+            commands::policy_authoring::create(&client, a, cli.global.namespace.as_deref()).await
+        }
         Command::Policy(p) => commands::policy::policy(&client, &conn, p).await,
         Command::Node(n) => commands::nodes::node(&client, n).await,
         Command::Sim(crate::args::SimCommand::Nodes(a)) => commands::sim::nodes(&client, a).await,

@@ -339,6 +339,7 @@ fn help_has_examples_for_every_verb() {
         ["audit", "verify"],
         ["audit", "log"],
         ["policy", "install"],
+        ["policy", "create"],
         ["policy", "test"],
         ["policy", "eval"],
         ["compliance", "status"],
@@ -1403,4 +1404,217 @@ fn login_at_a_terminal_saves_the_ca_only_when_the_user_confirms_its_fingerprint(
         );
         assert_eq!(config.exists(), trusted, "{answer}: {shown}");
     }
+}
+
+#[test]
+fn policy_create_and_bundle_install() {
+    let s = ServerProcess::start(BIN, &["--no-scheduler"]);
+    ok(&s.cli(&["apply", "-f", examples_dir().to_str().expect("utf-8")]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_owned();
+
+    // create: flags become the spec.
+    let rego = dir.path().join("one.rego");
+    std::fs::write(
+        &rego,
+        "package one\n\ndeny contains \"one replica\" if input.object.spec.replicas == 1\n",
+    )
+    .expect("write");
+    let params = dir.path().join("params.yaml");
+    std::fs::write(&params, "min: 2\n").expect("write");
+    let out = ok(&s.cli(&[
+        "policy",
+        "create",
+        "one-replica",
+        "-f",
+        &path(&rego),
+        "--kinds",
+        "wl",
+        "--enforcement",
+        "warn",
+        "--project",
+        "finance",
+        "--control",
+        "NIST SP 800-53:CM-6",
+        "--description",
+        "two replicas at least",
+        "--parameters",
+        &path(&params),
+        "--rego-version",
+        "v1",
+    ]));
+    assert!(
+        out.contains("policy.meridian.dev/one-replica created"),
+        "{out}"
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&ok(&s.cli(&["get", "policy", "one-replica", "-o", "json"])))
+            .expect("json");
+    let spec = &stored["spec"];
+    assert_eq!(spec["targets"], serde_json::json!(["Workload"]));
+    assert_eq!(spec["enforcement"], "warn");
+    assert_eq!(spec["match"]["projects"][0], "finance");
+    assert_eq!(spec["controls"][0]["framework"], "NIST SP 800-53");
+    assert_eq!(spec["controls"][0]["id"], "CM-6");
+    assert_eq!(spec["parameters"]["min"], 2);
+    assert_eq!(
+        stored["metadata"]["annotations"]["policy.meridian.dev/rego-version"],
+        "v1"
+    );
+
+    // It exists: refused without --overwrite, replaced with it.
+    let out = s.cli(&["policy", "create", "one-replica", "-f", &path(&rego)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
+    let out = ok(&s.cli(&[
+        "policy",
+        "create",
+        "one-replica",
+        "-f",
+        &path(&rego),
+        "--overwrite",
+    ]));
+    assert!(
+        out.contains("policy.meridian.dev/one-replica configured"),
+        "{out}"
+    );
+
+    // The server's 422 with the Rego line; a missing file names the flag.
+    let broken = dir.path().join("broken.rego");
+    std::fs::write(
+        &broken,
+        "package broken\n\ndeny contains x if {\n  x := \n}\n",
+    )
+    .expect("write");
+    let out = s.cli(&["policy", "create", "broken", "-f", &path(&broken)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line "), "{}", stderr(&out));
+    let out = s.cli(&["policy", "create", "x", "-f", "/nonexistent/x.rego"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("-f /nonexistent/x.rego"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A bundle: a policy importing a library, data at the root, a passing test.
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(bundle.join("lib")).expect("mkdir");
+    std::fs::create_dir_all(bundle.join("workloads")).expect("mkdir");
+    std::fs::write(
+        bundle.join("lib/replicas.rego"),
+        "package lib.replicas\n\ntoo_few(o) if o.spec.replicas < data.settings.min\n",
+    )
+    .expect("write");
+    std::fs::write(
+        bundle.join("workloads/min_replicas.rego"),
+        "package workloads.min_replicas\n\nimport data.lib.replicas\n\n\
+         deny contains \"too few replicas\" if replicas.too_few(input.object)\n",
+    )
+    .expect("write");
+    std::fs::write(
+        bundle.join("workloads/min_replicas_test.rego"),
+        "package workloads.min_replicas_test\n\nimport data.workloads.min_replicas\n\n\
+         test_one_is_too_few if {\n  count(min_replicas.deny) == 1 with input as {\"object\": {\"spec\": {\"replicas\": 1}}} with data.settings.min as 2\n}\n",
+    )
+    .expect("write");
+    std::fs::write(bundle.join("data.json"), r#"{"settings": {"min": 2}}"#).expect("write");
+
+    let out = ok(&s.cli(&["policy", "install", &path(&bundle), "--dry-run"]));
+    assert!(
+        out.contains("policy.meridian.dev/workloads-min-replicas created (dry run)"),
+        "{out}"
+    );
+    let out = s.cli(&["get", "policy", "workloads-min-replicas"]);
+    assert_eq!(out.status.code(), Some(1), "a dry run writes nothing");
+
+    let out = ok(&s.cli(&["policy", "install", &path(&bundle)]));
+    assert!(
+        out.contains("policy.meridian.dev/workloads-min-replicas created"),
+        "{out}"
+    );
+    let stored: serde_json::Value = serde_json::from_str(&ok(&s.cli(&[
+        "get",
+        "policy",
+        "workloads-min-replicas",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(stored["spec"]["modules"][0]["name"], "lib/replicas.rego");
+    assert_eq!(stored["spec"]["data"]["settings"]["min"], 2);
+
+    // A failing test refuses the install, unless --skip-tests.
+    std::fs::write(
+        bundle.join("workloads/wrong_test.rego"),
+        "package workloads.wrong_test\n\nimport data.workloads.min_replicas\n\n\
+         test_wrong if {\n  count(min_replicas.deny) == 1 with input as {\"object\": {\"spec\": {\"replicas\": 5}}} with data.settings.min as 2\n}\n",
+    )
+    .expect("write");
+    std::fs::write(bundle.join("data.json"), r#"{"settings": {"min": 3}}"#).expect("write");
+    let out = s.cli(&["policy", "install", &path(&bundle)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("1 of 2 tests failed, so nothing was installed"),
+        "{}",
+        stderr(&out)
+    );
+    let stored: serde_json::Value = serde_json::from_str(&ok(&s.cli(&[
+        "get",
+        "policy",
+        "workloads-min-replicas",
+        "-o",
+        "json",
+    ])))
+    .expect("json");
+    assert_eq!(stored["spec"]["data"]["settings"]["min"], 2, "unchanged");
+    let out = ok(&s.cli(&["policy", "install", &path(&bundle), "--skip-tests"]));
+    assert!(
+        out.contains("policy.meridian.dev/workloads-min-replicas configured"),
+        "{out}"
+    );
+}
+
+#[test]
+fn admission_denials_show_in_the_audit_log() {
+    let s = ServerProcess::start(BIN, &["--no-scheduler"]);
+    ok(&s.cli(&["apply", "-f", examples_dir().to_str().expect("utf-8")]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rego = dir.path().join("no_jobs.rego");
+    std::fs::write(
+        &rego,
+        "package no_jobs\n\ndeny contains \"no jobs here\" if input.object.spec.type == \"job\"\n",
+    )
+    .expect("write");
+    ok(&s.cli(&[
+        "policy",
+        "create",
+        "no-jobs",
+        "-f",
+        rego.to_str().expect("utf-8"),
+        "--kinds",
+        "Workload",
+    ]));
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {name: nightly, namespace: finance}\n\
+         spec:\n  type: job\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/true]\n\
+         \x20   resources: {cpu: 1, memory: 1Gi}\n    os: {family: linux}\n\
+         \x20 data: {classification: internal, residency: [EU]}\n",
+    )
+    .expect("write");
+    let out = s.cli(&["apply", "-f", job.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = ok(&s.cli(&["audit", "log"]));
+    let line = log
+        .lines()
+        .find(|l| l.contains("Workload/finance/nightly"))
+        .unwrap_or_else(|| panic!("the denial in\n{log}"));
+    assert!(line.contains("denied by no-jobs"), "{line}");
+    assert!(
+        log.lines().next().expect("header").contains("ADMISSION"),
+        "{log}"
+    );
+    assert!(ok(&s.cli(&["audit", "verify"])).contains("audit log intact"));
 }

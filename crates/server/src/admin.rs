@@ -100,6 +100,7 @@ pub fn issue_token_ops(
         namespace: None,
         name: record.id.clone(),
         digest: None,
+        ..AuditRecord::default()
     };
     let value = serde_json::to_vec(&record).expect("token record serializes");
     ((token, digest, record), vec![Op::put(key, value)], audit)
@@ -173,6 +174,7 @@ async fn revoke_token(
         namespace: None,
         name: id.clone(),
         digest: None,
+        ..AuditRecord::default()
     };
     let mut ops = vec![Op::Delete(key.clone())];
     if let Some(node) = &record.node {

@@ -28,6 +28,7 @@
 //   `parse_fingerprint` (the CA check of `meridian login`); `hostname` and `host_addresses`
 //   for the tests.
 mod admin;
+mod admission_audit;
 mod app;
 /// The commit this binary was built from (`MERIDIAN_COMMIT` at build time, else `git
 /// rev-parse HEAD`, else `unknown`; see `build.rs`).

@@ -32,6 +32,14 @@ struct EventLabels {
     outcome: &'static str,
 }
 
+/// One policy's part in one admission decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    policy: String,
+    enforcement: &'static str,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
@@ -62,6 +70,8 @@ struct Inner {
     sched_conflicts: Counter,
     admission: Histogram,
     admission_denied: Counter,
+    admission_decisions: Family<DecisionLabels, Counter>,
+    admission_audit: Family<EventLabels, Counter>,
     store_no_space: Gauge<i64, AtomicI64>,
     store_refused: Counter<u64, AtomicU64>,
     connections: Gauge<i64, AtomicI64>,
@@ -144,6 +154,21 @@ impl Metrics {
             "Writes refused by a deny policy (or a broken one)",
             admission_denied.clone(),
         );
+        let admission_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "admission_decisions",
+            "Admission decisions by policy, its enforcement and the outcome (denied: the \
+             policy refused the request; warned: it let the request through with a warning), \
+             one per policy and request",
+            admission_decisions.clone(),
+        );
+        let admission_audit = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "admission_audit_entries",
+            "Admission denials for the audit log, by outcome (appended, suppressed: over the \
+             actor's rate and counted in its next entry, failed: the store refused the append)",
+            admission_audit.clone(),
+        );
         let store_no_space = Gauge::<i64, AtomicI64>::default();
         let store_refused = Counter::<u64, AtomicU64>::default();
         registry.register(
@@ -196,6 +221,8 @@ impl Metrics {
                 sched_conflicts,
                 admission,
                 admission_denied,
+                admission_decisions,
+                admission_audit,
                 store_no_space,
                 store_refused,
                 connections,
@@ -234,6 +261,32 @@ impl Metrics {
         if !allowed {
             self.inner.admission_denied.inc();
         }
+    }
+
+    /// Counts one policy's part in an admission decision (`enforcement`: `deny` or
+    /// `warn`; `outcome`: `denied` or `warned`).
+    pub fn admission_decision(
+        &self,
+        policy: &str,
+        enforcement: &'static str,
+        outcome: &'static str,
+    ) {
+        self.inner
+            .admission_decisions
+            .get_or_create(&DecisionLabels {
+                policy: policy.to_owned(),
+                enforcement,
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Counts what became of an admission denial's audit entry.
+    pub fn admission_audit(&self, outcome: &'static str) {
+        self.inner
+            .admission_audit
+            .get_or_create(&EventLabels { outcome })
+            .inc();
     }
 
     /// Records one scheduler pass.

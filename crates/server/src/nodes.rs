@@ -181,6 +181,7 @@ async fn create_join_token(
         namespace: None,
         name: record.id.clone(),
         digest: None,
+        ..AuditRecord::default()
     };
     let resp = state
         .registry

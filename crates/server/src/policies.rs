@@ -95,7 +95,13 @@ pub struct View {
     pub broken: BTreeMap<String, String>,
 }
 
-/// The last full audit.
+/// The last full audit, and the incremental audit since.
+///
+/// The full run happens at start-up and every [`PolicyOptions::audit_interval`]; between
+/// runs the findings come from the incremental audit (each changed object, each changed
+/// policy against every object), which `since` counts. Without it the status showed the
+/// start-up run over a nearly empty registry ("1 objects, 0 evaluations") for up to ten
+/// minutes while findings from the incremental audit were already listed.
 #[derive(Clone, Debug, Default)]
 pub struct AuditReport {
     pub finished: Option<Timestamp>,
@@ -105,6 +111,21 @@ pub struct AuditReport {
     pub evaluations: u64,
     pub duration: Duration,
     pub errors: Vec<AuditError>,
+    /// The incremental audit since the full run finished.
+    pub since: IncrementalAudit,
+}
+
+/// What the incremental audit did since the last full run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IncrementalAudit {
+    /// Changed objects audited (against every policy that applies to them).
+    pub objects: u64,
+    /// Runs of changed policies against every object.
+    pub policy_runs: u64,
+    /// Policy evaluations of both.
+    pub evaluations: u64,
+    /// When the latest of them finished.
+    pub last: Option<Timestamp>,
 }
 
 /// Policies, fleet context and findings of one server.
@@ -114,6 +135,8 @@ pub struct PolicyEngine {
     findings: Mutex<FindingStore>,
     report: Mutex<AuditReport>,
     options: PolicyOptions,
+    /// Per-actor rate of admission denials in the audit log (`admission_audit.rs`).
+    pub(crate) denials: crate::admission_audit::DenialLimiter,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -168,6 +191,7 @@ impl PolicyEngine {
             findings: Mutex::new(FindingStore::new(options.limits)),
             report: Mutex::new(AuditReport::default()),
             options,
+            denials: crate::admission_audit::DenialLimiter::default(),
         }))
     }
 
@@ -322,10 +346,15 @@ impl PolicyEngine {
 
     /// Records the audit of one changed object.
     pub(crate) fn record(&self, result: &policy::ObjectResult) {
+        let now = Timestamp::now();
         self.findings
             .lock()
             .expect("findings lock")
-            .record(result, Timestamp::now());
+            .record(result, now);
+        let mut report = self.report.lock().expect("audit report lock");
+        report.since.objects += 1;
+        report.since.evaluations += u64::from(result.evaluated);
+        report.since.last = Some(now);
     }
 
     pub(crate) fn forget_object(&self, object: &Value) {
@@ -513,7 +542,18 @@ pub async fn run(state: AppState) {
                     full_audit(&state, &audit).await;
                 } else if !changed_policies.is_empty() {
                     let names = std::mem::take(&mut changed_policies);
-                    policy_audit(&state, &audit, &names).await;
+                    // Every installed policy changed (the first install, say): that is a
+                    // full audit, and is reported as one.
+                    let every = engine
+                        .view()
+                        .set
+                        .iter()
+                        .all(|p| names.iter().any(|n| n == p.name()));
+                    if every {
+                        full_audit(&state, &audit).await;
+                    } else {
+                        policy_audit(&state, &audit, &names).await;
+                    }
                 }
             }
         }
@@ -602,10 +642,16 @@ async fn policy_audit(state: &AppState, audit: &AuditThread, names: &[String]) {
             );
             let now = Timestamp::now();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let mut store = engine.findings.lock().expect("findings lock");
-            for r in &run.results {
-                store.record_for_policies(r, &refs, now);
+            {
+                let mut store = engine.findings.lock().expect("findings lock");
+                for r in &run.results {
+                    store.record_for_policies(r, &refs, now);
+                }
             }
+            let mut report = engine.report.lock().expect("audit report lock");
+            report.since.policy_runs += 1;
+            report.since.evaluations += run.evaluations;
+            report.since.last = Some(now);
         })
         .await;
 }
@@ -650,6 +696,7 @@ async fn full_audit(state: &AppState, audit: &AuditThread) {
                 evaluations: run.evaluations,
                 duration,
                 errors: run.errors,
+                since: IncrementalAudit::default(),
             };
             tracing::info!(
                 objects = report.objects,
@@ -675,5 +722,11 @@ pub fn report_json(report: &AuditReport) -> Value {
             "policy": &*e.policy,
             "message": e.to_string(),
         })).collect::<Vec<_>>(),
+        "since": {
+            "objects": report.since.objects,
+            "policyRuns": report.since.policy_runs,
+            "evaluations": report.since.evaluations,
+            "last": report.since.last.map(|t| t.to_string()),
+        },
     })
 }

@@ -5,8 +5,8 @@
 //! - `GET /meridian/v1/compliance/findings[?policy=P]`: the findings;
 //! - `GET /meridian/v1/compliance/report?format=oscal|json`: evidence, OSCAL
 //!   `assessment-results` or plain JSON;
-//! - `POST /meridian/v1/policy/eval`: which policies fire on objects (one, an array or a
-//!   List), whatever their enforcement, without writing anything.
+//! - `POST /meridian/v1/policy/eval`: admission's decision on objects (one, an array or a
+//!   List) and what the `audit` policies find, without writing anything.
 //!
 //! Every caller who can read may use them; a project-scoped token sees the findings of
 //! its project and of global objects only.
@@ -19,12 +19,16 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use policy::{AuditOptions, Auditor, ComplianceSummary, Finding, oscal};
+use api::kinds::Enforcement;
+use policy::{
+    AdmissionRequest, AuditOptions, Auditor, ComplianceSummary, Finding, Operation, oscal,
+};
 
 use crate::app::AppState;
 use crate::auth::{Principal, Verb, authorize};
 use crate::error::{ApiError, ApiResult};
 use crate::policies;
+use crate::registry::{self, object_key};
 
 /// Objects one eval request may carry.
 pub const MAX_EVAL_OBJECTS: usize = 1_000;
@@ -130,7 +134,18 @@ async fn report(
     }
 }
 
-/// Evaluates objects against every installed policy that applies to them.
+/// Evaluates objects as admission would, and against the `audit` policies as the audit
+/// would, writing nothing.
+///
+/// The decision (`admission`, `message`, the `deny` and `warn` violations, `errors`) is
+/// [`policy::PolicySet::admit`]'s, the very function admission calls, on the same input:
+/// the caller as `input.actor`; `CREATE`, or `UPDATE` with the stored object as
+/// `input.oldObject` when the object exists (what `meridian apply` would do); a Secret
+/// redacted to its keys; an Allocation with its Workload. So a broken `deny` policy
+/// refuses here as it does at admission (it fails closed), where the audit's evaluator
+/// would read its runtime error as "undefined" and say nothing. Violations of `audit`
+/// policies, which admission does not evaluate, come from the audit's evaluator and do
+/// not change the decision.
 async fn eval(
     State(state): State<AppState>,
     who: Principal,
@@ -170,39 +185,88 @@ async fn eval(
         objects.push(obj);
     }
     let view = state.policies.view();
+    let audit_only: Vec<&str> = view
+        .set
+        .iter()
+        .filter(|p| p.enforcement() == Enforcement::Audit)
+        .map(|p| p.name())
+        .collect();
+    let audit_set = view.set.subset(&audit_only);
+    let actor = policies::actor(&who);
     let mut results = Vec::with_capacity(objects.len());
     for obj in &objects {
-        let workload = policies::allocation_workload(&state, obj).await;
-        let mut auditor = Auditor::new(&view.set, &view.fleet, AuditOptions::default());
-        let found = auditor.evaluate(obj, workload.as_ref());
-        let (_, errors) = auditor.finish();
-        let violations: Vec<Value> = found
-            .as_ref()
-            .map(|r| {
-                r.violations
-                    .iter()
-                    .map(policy::Violation::to_json)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let refused = found.as_ref().is_some_and(|r| {
-            r.violations
-                .iter()
-                .any(|v| v.enforcement == api::kinds::Enforcement::Deny)
-        }) || errors
+        let mut subject = obj.clone();
+        crate::secrets::redact(&mut subject);
+        let old = stored(&state, &subject).await?;
+        let workload = policies::allocation_workload(&state, &subject).await;
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
+        let admission = view.set.admit(&AdmissionRequest {
+            operation,
+            object: Some(&subject),
+            old_object: old.as_ref(),
+            actor: Some(&actor),
+            fleet: &view.fleet,
+            workload: workload.as_ref(),
+        });
+        let mut auditor = Auditor::new(&audit_set, &view.fleet, AuditOptions::default());
+        let audited = auditor.evaluate(&subject, workload.as_ref());
+        let (_, audit_errors) = auditor.finish();
+        let violations: Vec<Value> = admission
+            .denied
             .iter()
-            .any(|e| e.enforcement == api::kinds::Enforcement::Deny);
+            .chain(&admission.warnings)
+            .chain(audited.iter().flat_map(|r| &r.violations))
+            .map(policy::Violation::to_json)
+            .collect();
+        let errors: Vec<Value> = admission
+            .errors
+            .iter()
+            .map(|e| json!({"policy": &*e.policy, "message": e.error.to_string()}))
+            .chain(
+                audit_errors
+                    .iter()
+                    .map(|e| json!({"policy": &*e.policy, "message": e.to_string()})),
+            )
+            .collect();
+        let evaluated =
+            admission.evaluated as u64 + audited.as_ref().map_or(0, |r| u64::from(r.evaluated));
         results.push(json!({
             "object": {
                 "kind": obj["kind"],
                 "namespace": obj.pointer("/metadata/namespace"),
                 "name": obj.pointer("/metadata/name"),
             },
-            "evaluated": found.as_ref().map(|r| r.evaluated).unwrap_or(0),
-            "admission": if refused { "denied" } else { "allowed" },
+            "operation": operation.as_str(),
+            "evaluated": evaluated,
+            "admission": if admission.allowed() { "allowed" } else { "denied" },
+            "message": admission.denial_message(),
             "violations": violations,
-            "errors": errors.iter().map(|e| json!({"policy": &*e.policy, "message": e.to_string()})).collect::<Vec<_>>(),
+            "errors": errors,
         }));
     }
     Ok(Json(json!({ "results": results })))
+}
+
+/// The stored version of `object`, redacted as admission sees it, if it exists.
+async fn stored(state: &AppState, object: &Value) -> ApiResult<Option<Value>> {
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(api::lookup_kind);
+    let name = object.pointer("/metadata/name").and_then(Value::as_str);
+    let (Some(kind), Some(name)) = (kind, name) else {
+        return Ok(None);
+    };
+    let ns = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let (kv, _) = state.store().get(&object_key(kind, ns, name)).await?;
+    let Some(kv) = kv else { return Ok(None) };
+    let mut value = registry::decode(&kv)?;
+    crate::secrets::redact(&mut value);
+    Ok(Some(value))
 }

@@ -10,7 +10,8 @@
 //! The rule is kept by visibility, not convention: the store itself is private to this
 //! module. Handlers and controllers get a [`ReadView`] (`AppState::store()`), which can
 //! only read, and write through [`Registry::commit`]. The only other writes are the
-//! narrowly named ones of the controllers that own them: node leases
+//! narrowly named ones of the controllers that own them: admission denials
+//! ([`Registry::append_audit`], an audit entry without a mutation), node leases
 //! ([`Registry::hold_lease`], [`Registry::keep_alive`], liveness keys rather than objects,
 //! unaudited) and history compaction ([`Registry::compact`]).
 
@@ -76,7 +77,13 @@ pub fn set_resource_version(value: &mut Value, revision: Revision) {
 }
 
 /// What an audit entry records. The store adds sequence, revision and the chain hashes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Most entries are committed mutations (no `outcome`). Admission adds two things: a write
+/// that `warn` policies flagged carries them in `policies` with `outcome: "allowed"`, in the
+/// same entry as the write; a request a `deny` policy refused is an entry of its own with
+/// `outcome: "denied"`, no `digest` (nothing was stored) and the policies that refused it
+/// (`admission_audit.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     pub time: String,
@@ -89,6 +96,33 @@ pub struct AuditRecord {
     /// SHA-256 of the stored object after the change (absent for deletes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Admission's decision when policies had something to say: `denied` (refused,
+    /// nothing written) or `allowed` (written, with the warnings in `policies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The policies behind `outcome`, one entry per violation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDecision>,
+    /// Denials of the same actor left out of the log before this entry (over the
+    /// per-actor rate; they are counted in the metrics).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One policy's part in an admission decision, as the audit log records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDecision {
+    pub policy: String,
+    /// `deny` or `warn`.
+    pub enforcement: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// Digest recorded in the audit log for a stored value.
@@ -361,6 +395,26 @@ impl Registry {
             namespace: namespace.map(str::to_owned),
             name: name.to_owned(),
             digest: stored.map(digest),
+            ..AuditRecord::default()
         }
+    }
+
+    /// Appends one audit entry that records no mutation (an admission denial): a
+    /// transaction with only the `Append`, chained like every other entry.
+    pub async fn append_audit(&self, record: &AuditRecord) -> Result<TxnResponse, StoreError> {
+        let started = std::time::Instant::now();
+        let response = self
+            .store
+            .txn(Txn {
+                compares: vec![],
+                success: vec![Op::Append {
+                    log: AUDIT_LOG.to_owned(),
+                    payload: serde_json::to_vec(record).expect("audit record serializes"),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        self.metrics.observe_commit(started.elapsed());
+        Ok(response)
     }
 }

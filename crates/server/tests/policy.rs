@@ -760,3 +760,415 @@ async fn baseline_no_root_refuses_root_tasks_once_set_to_deny() {
         .await
         .expect("an unprivileged user is admitted");
 }
+
+/// The audit log's entries (the admin's view).
+async fn audit_entries(c: &Client) -> Vec<Value> {
+    c.get_path("/meridian/v1/audit?limit=10000")
+        .await
+        .expect("audit log")["items"]
+        .as_array()
+        .expect("items")
+        .clone()
+}
+
+#[tokio::test]
+async fn admission_denials_and_warnings_are_in_the_audit_log_and_the_metrics() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let deny = r#"package no_forbidden
+deny contains {"msg": "the name forbidden is reserved", "field": "metadata.name"} if {
+  input.object.metadata.name == "forbidden"
+}
+"#;
+    let warn = r#"package warn_replicas
+violation contains {"msg": "one replica is not highly available", "field": "spec.replicas"} if {
+  input.object.spec.replicas == 1
+}
+"#;
+    for p in [
+        policy_object("no-forbidden", "deny", &["Workload"], deny),
+        policy_object("single-replica", "warn", &["Workload"], warn),
+    ] {
+        r.client
+            .create(kind("Policy"), None, &p, false)
+            .await
+            .expect("policy stored");
+    }
+
+    let status = api_status(
+        r.client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("forbidden", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("refused"),
+    );
+    assert_eq!(status.code, 403);
+    // A dry run is judged the same way, and not audited.
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("forbidden", &["EU"], "internal"),
+            true,
+        )
+        .await
+        .expect_err("refused in a dry run too");
+    r.client
+        .create(
+            kind("Workload"),
+            Some("finance"),
+            &workload("fine", &["EU"], "internal"),
+            false,
+        )
+        .await
+        .expect("allowed with a warning");
+
+    let entries = audit_entries(&r.client).await;
+    let policy_entry = entries
+        .iter()
+        .find(|e| e["kind"] == "Policy" && e["name"] == "no-forbidden")
+        .expect("the policy's create is audited");
+    let denials: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .collect();
+    assert_eq!(
+        denials.len(),
+        1,
+        "one denial, the dry run left out: {denials:#?}"
+    );
+    let denial = denials[0];
+    assert_eq!(denial["verb"], "create");
+    assert_eq!(denial["kind"], "Workload");
+    assert_eq!(denial["namespace"], "finance");
+    assert_eq!(denial["name"], "forbidden");
+    assert_eq!(denial["actor"], policy_entry["actor"], "the caller's token");
+    assert!(denial.get("digest").is_none(), "nothing was stored");
+    let denied_by: Vec<&Value> = denial["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .filter(|p| p["enforcement"] == "deny")
+        .collect();
+    assert_eq!(denied_by.len(), 1, "{denial:#}");
+    assert_eq!(denied_by[0]["policy"], "no-forbidden");
+    assert_eq!(denied_by[0]["message"], "the name forbidden is reserved");
+    assert_eq!(denied_by[0]["field"], "metadata.name");
+
+    // The accepted write's own entry carries its warning.
+    let write = entries
+        .iter()
+        .find(|e| e["kind"] == "Workload" && e["name"] == "fine")
+        .expect("the write is audited");
+    assert_eq!(write["outcome"], "allowed");
+    assert_eq!(write["policies"][0]["policy"], "single-replica");
+    assert_eq!(write["policies"][0]["enforcement"], "warn");
+    assert!(write["digest"].is_string());
+
+    let verified = r
+        .client
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["entries"], entries.len());
+
+    let metrics = r.state.metrics.render();
+    for line in [
+        "meridian_admission_decisions_total{policy=\"no-forbidden\",enforcement=\"deny\",outcome=\"denied\"} 2",
+        "meridian_admission_decisions_total{policy=\"single-replica\",enforcement=\"warn\",outcome=\"warned\"} 3",
+        "meridian_admission_audit_entries_total{outcome=\"appended\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn compliance_status_reports_the_audit_that_produced_the_findings() {
+    // The server starts with an estate and no policy: its start-up full audit evaluates
+    // nothing. The findings then come from the incremental audit, which the status must
+    // account for (it used to show the start-up run, "N objects, 0 evaluations").
+    let (r, nodes, status) = examples_audited_by_baseline().await;
+    let findings = status["summary"]["findings"].as_u64().expect("findings");
+    assert!(findings >= nodes.len() as u64);
+    let audit = &status["audit"];
+    let evaluations = audit["evaluations"].as_u64().unwrap_or(0)
+        + audit["since"]["evaluations"].as_u64().unwrap_or(0);
+    assert!(
+        evaluations >= findings,
+        "{evaluations} evaluations reported for {findings} findings: {audit:#}"
+    );
+
+    // A changed object is audited on its own, and counted.
+    let mut node = nodes[0].clone();
+    let name = node["metadata"]["name"].as_str().expect("name").to_owned();
+    node["metadata"]["labels"]["owner"] = json!("platform-team");
+    r.client
+        .replace(kind("node"), None, &name, &node)
+        .await
+        .expect("labelled");
+    wait_until_async(
+        Duration::from_secs(10),
+        "the incremental audit of the node in the status",
+        || async {
+            let status = r
+                .client
+                .get_path("/meridian/v1/compliance/status")
+                .await
+                .expect("status");
+            let since = &status["audit"]["since"];
+            if since["objects"].as_u64().unwrap_or(0) >= 1 && since["last"].is_string() {
+                Ok(())
+            } else {
+                Err(status["audit"].clone())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn eval_and_admission_agree_on_a_broken_deny_policy() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    // Divides by zero on every Workload: compiles, and fails at evaluation. The audit's
+    // evaluator reads that as undefined (as OPA does); admission fails closed.
+    let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("broken", "deny", &["Workload"], rego),
+            false,
+        )
+        .await
+        .expect("stored");
+    let w = workload("w1", &["EU"], "internal");
+    let resp = r
+        .client
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/policy/eval",
+            Some(&json!([w])),
+        )
+        .await
+        .expect("eval");
+    let result = &resp["results"][0];
+    let status = api_status(
+        r.client
+            .create(kind("Workload"), Some("finance"), &w, false)
+            .await
+            .expect_err("admission fails closed"),
+    );
+    assert_eq!(status.code, 403);
+    assert_eq!(result["admission"], "denied", "{result:#}");
+    assert_eq!(result["operation"], "CREATE");
+    assert_eq!(result["message"], status.message.as_str());
+    assert_eq!(result["errors"][0]["policy"], "broken");
+    assert!(
+        result["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .any(|v| v["policy"] == "broken" && v["enforcement"] == "deny"),
+        "{result:#}"
+    );
+}
+
+/// `docs/policy-input.md`.
+fn policy_input_doc() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/policy-input.md");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The bodies of the doc's fenced blocks of `lang`.
+fn fenced(doc: &str, lang: &str) -> Vec<String> {
+    let open = format!("```{lang}\n");
+    let mut blocks = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find(&open) {
+        let body = &rest[start + open.len()..];
+        let end = body.find("\n```").expect("a closed block");
+        blocks.push(body[..end].to_owned());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+#[test]
+fn the_rego_examples_of_the_input_document_compile() {
+    let blocks = fenced(&policy_input_doc(), "rego");
+    assert!(blocks.len() >= 8, "{} Rego examples", blocks.len());
+    for (i, rego) in blocks.iter().enumerate() {
+        let policy: api::Policy = serde_json::from_value(json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Policy",
+            "metadata": {"name": format!("doc-{i}")},
+            "spec": {"rego": rego},
+        }))
+        .expect("a Policy");
+        if let Err(e) = policy::CompiledPolicy::compile(&policy, policy::CompileOptions::default())
+        {
+            panic!("example {i} does not compile: {e}\n{rego}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_documented_workload_input_is_what_admission_sees() {
+    let doc = policy_input_doc();
+    let marker = "<!-- checked: workload-create -->\n";
+    let at = doc.find(marker).expect("the checked example") + marker.len();
+    let documented: Value =
+        serde_json::from_str(&fenced(&doc[at..], "json")[0]).expect("the checked example is JSON");
+
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let echo = "package echo\n\ndeny contains json.marshal(input) if input.object.metadata.name == \"doc-example\"\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("echo", "deny", &["Workload"], echo),
+            false,
+        )
+        .await
+        .expect("stored");
+    let mut manifest = documented["object"].clone();
+    for server_owned in ["uid", "creationTimestamp", "generation"] {
+        manifest["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove(server_owned);
+    }
+    let status = api_status(
+        r.client
+            .create(kind("Workload"), Some("finance"), &manifest, false)
+            .await
+            .expect_err("the echo policy refuses it"),
+    );
+    let cause = &status.details.expect("details").causes[0];
+    let mut seen: Value = serde_json::from_str(
+        cause
+            .message
+            .strip_prefix("[echo] ")
+            .expect("the echo policy's message"),
+    )
+    .expect("the input as JSON");
+
+    // Placeholders for what changes from run to run; the sites the doc shows.
+    seen["actor"]["id"] = json!("<token id>");
+    seen["object"]["metadata"]["uid"] = json!("<uid>");
+    seen["object"]["metadata"]["creationTimestamp"] = json!("<time>");
+    let shown: Vec<&String> = documented["context"]["sites"]
+        .as_object()
+        .expect("sites")
+        .keys()
+        .collect();
+    seen["context"]["sites"]
+        .as_object_mut()
+        .expect("sites")
+        .retain(|name, _| shown.contains(&name));
+    assert_eq!(
+        seen,
+        documented,
+        "docs/policy-input.md's Workload example differs from admission's input:\n{}",
+        serde_json::to_string_pretty(&seen).expect("json")
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_denials_is_rate_limited_per_actor_in_the_audit_log() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let deny = "package no_forbidden\n\ndeny contains \"reserved\" if input.object.metadata.name == \"forbidden\"\n";
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("no-forbidden", "deny", &["Workload"], deny),
+            false,
+        )
+        .await
+        .expect("stored");
+    let refuse = || async {
+        let e = r
+            .client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload("forbidden", &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Some(403));
+    };
+    // Far more than the burst (30) in far less time than it takes to earn 30 more (30 s
+    // at one a second): some are left out of the log, none out of the metrics.
+    const FLOOD: u64 = 60;
+    for _ in 0..FLOOD {
+        refuse().await;
+    }
+    let metric = |name: &str| -> u64 {
+        let text = r.state.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let appended = metric("meridian_admission_audit_entries_total{outcome=\"appended\"}");
+    let suppressed = metric("meridian_admission_audit_entries_total{outcome=\"suppressed\"}");
+    assert_eq!(appended + suppressed, FLOOD);
+    assert!(suppressed > 0, "{appended} appended, none left out");
+    assert_eq!(
+        metric(
+            "meridian_admission_decisions_total{policy=\"no-forbidden\",enforcement=\"deny\",outcome=\"denied\"}"
+        ),
+        FLOOD
+    );
+    let denials = |entries: &[Value]| -> Vec<Value> {
+        entries
+            .iter()
+            .filter(|e| e["outcome"] == "denied")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        denials(&audit_entries(&r.client).await).len() as u64,
+        appended
+    );
+
+    // Once the actor has earned a token, its next denial is logged and says how many of
+    // its denials were left out before it.
+    let counted = wait_until_async(
+        Duration::from_secs(10),
+        "a denial entry counting the ones left out",
+        || async {
+            refuse().await;
+            let entries = audit_entries(&r.client).await;
+            let counted: u64 = denials(&entries)
+                .iter()
+                .filter_map(|e| e["suppressed"].as_u64())
+                .sum();
+            if counted > 0 {
+                Ok(counted)
+            } else {
+                Err("no entry counts suppressed denials yet")
+            }
+        },
+    )
+    .await;
+    assert!(
+        counted >= suppressed,
+        "{counted} counted, {suppressed} left out"
+    );
+    let verified = r
+        .client
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+}

@@ -90,6 +90,33 @@ pub fn parse_since(s: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp> {
     now.checked_sub(ago).map_err(|_| bad())
 }
 
+/// The ADMISSION column of `audit log`: `denied by P[, Q]` for a request a deny policy
+/// refused (nothing was written), `warned by P` for a write warn policies flagged, and
+/// how many of the actor's denials were left out before it (over its rate).
+fn admission_outcome(entry: &Value) -> String {
+    let Some(outcome) = entry.get("outcome").and_then(Value::as_str) else {
+        return String::new();
+    };
+    let mut policies: Vec<&str> = entry
+        .get("policies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("policy").and_then(Value::as_str))
+        .collect();
+    policies.dedup();
+    let what = match outcome {
+        "denied" => "denied by",
+        "allowed" => "warned by",
+        other => other,
+    };
+    let mut out = format!("{what} {}", policies.join(", "));
+    if let Some(n) = entry.get("suppressed").and_then(Value::as_u64) {
+        out.push_str(&format!(" (+{n} not logged)"));
+    }
+    out
+}
+
 pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Log {
@@ -139,14 +166,22 @@ pub async fn audit(global: &Global, cmd: &AuditCommand) -> Result<()> {
                                 s("verb"),
                                 object,
                                 s("revision"),
+                                admission_outcome(e),
                             ]
                         })
                         .collect();
-                    let headers: Vec<String> =
-                        ["SEQ", "TIME", "ACTOR", "VERB", "OBJECT", "REVISION"]
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect();
+                    let headers: Vec<String> = [
+                        "SEQ",
+                        "TIME",
+                        "ACTOR",
+                        "VERB",
+                        "OBJECT",
+                        "REVISION",
+                        "ADMISSION",
+                    ]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                     print!("{}", output::table(&headers, &rows, false));
                 }
             }

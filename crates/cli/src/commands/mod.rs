@@ -9,6 +9,7 @@ pub mod meta;
 pub mod nodes;
 pub mod placement;
 pub mod policy;
+pub mod policy_authoring;
 pub mod resources;
 pub mod rollout;
 pub mod secret;

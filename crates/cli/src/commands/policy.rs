@@ -1,4 +1,5 @@
-//! `policy` (install, packs, test, eval) and `compliance` (status, report).
+//! `policy` (install, packs, test, eval) and `compliance` (status, report); `create` and
+//! bundle installs are `policy_authoring.rs`'s.
 
 use std::path::Path;
 
@@ -28,6 +29,8 @@ pub fn offline(cmd: &PolicyCommand) -> Option<Result<()>> {
 pub async fn policy(client: &Client, conn: &Resolved, cmd: &PolicyCommand) -> Result<()> {
     match cmd {
         PolicyCommand::Install(a) => install(client, a).await,
+        // main.rs dispatches it with the global --project flag.
+        PolicyCommand::Create(a) => super::policy_authoring::create(client, a, None).await,
         PolicyCommand::Eval(a) => eval(client, conn, a).await,
         PolicyCommand::Packs => packs(),
         PolicyCommand::Test(a) => test(a),
@@ -43,6 +46,12 @@ pub async fn compliance(client: &Client, cmd: &ComplianceCommand) -> Result<()> 
 
 fn unknown_pack(name: &str) -> anyhow::Error {
     let known: Vec<&str> = policy::packs().iter().map(|p| p.name).collect();
+    if name.contains(['/', '.']) {
+        return UserError::fail(format!(
+            "{name} is not a directory (a bundle is a directory of .rego files) nor a built-in pack ({})",
+            known.join(", ")
+        ));
+    }
     UserError::fail(format!(
         "there is no built-in pack {name:?}; the packs are {} (meridian policy packs)",
         known.join(", ")
@@ -74,8 +83,16 @@ fn packs() -> Result<()> {
 }
 
 async fn install(client: &Client, args: &PolicyInstallArgs) -> Result<()> {
+    // A directory is a bundle (`policy_authoring.rs`); anything else names a pack.
+    let (bundles, packs): (Vec<&String>, Vec<&String>) = args
+        .packs
+        .iter()
+        .partition(|a| super::policy_authoring::is_bundle(a));
+    for dir in bundles {
+        super::policy_authoring::install_bundle(client, Path::new(dir), args).await?;
+    }
     let mut selected = Vec::new();
-    for name in &args.packs {
+    for name in packs {
         selected.push(policy::pack(name).ok_or_else(|| unknown_pack(name))?);
     }
     let info = api::kinds::POLICY;
@@ -359,6 +376,13 @@ async fn status(client: &Client, args: &ComplianceStatusArgs) -> Result<()> {
             audit["objects"], audit["evaluations"], audit["durationMs"]
         ),
         None => println!("The first full audit has not finished yet."),
+    }
+    let since = &audit["since"];
+    if let Some(last) = since["last"].as_str() {
+        println!(
+            "Since then: {} changed objects and {} policy changes audited, {} evaluations, the last at {last}",
+            since["objects"], since["policyRuns"], since["evaluations"]
+        );
     }
     if summary["dropped"].as_u64().unwrap_or(0) > 0 {
         println!(

@@ -91,6 +91,10 @@ pub(crate) async fn delete(
             &state,
             &who,
             target.kind,
+            super::Request {
+                verb: "delete",
+                dry_run,
+            },
             Operation::Delete,
             None,
             Some(&object),
@@ -101,13 +105,16 @@ pub(crate) async fn delete(
             crate::secrets::present(&state.secrets, &who, &mut object)?;
             return Ok(written_response(StatusCode::OK, &object, &admission));
         }
-        let audit = Registry::audit_record(
-            &who,
-            "delete",
-            target.kind,
-            target.ns(),
-            target.name(),
-            None,
+        let audit = crate::admission_audit::with_warnings(
+            Registry::audit_record(
+                &who,
+                "delete",
+                target.kind,
+                target.ns(),
+                target.name(),
+                None,
+            ),
+            &admission,
         );
         let resp = state
             .registry

@@ -366,12 +366,23 @@ pub(super) fn encode_for_store(state: &AppState, value: &Value) -> ApiResult<Vec
 
 // ---- admission ----
 
+/// How a request reaches admission: its verb as the audit log names it, and whether it
+/// is a dry run (judged, not audited).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Request<'a> {
+    pub verb: &'a str,
+    pub dry_run: bool,
+}
+
 /// Admission by the installed policies: 403 listing the policies when a `deny` policy
-/// fires (or is broken); otherwise the result, whose warnings go back to the client.
+/// fires (or is broken), recorded in the audit log unless a dry run; otherwise the
+/// result, whose warnings go back to the client (and into the write's audit entry:
+/// `admission_audit::with_warnings`).
 pub(super) async fn admit(
     state: &AppState,
     who: &Principal,
     kind: &KindInfo,
+    request: Request<'_>,
     operation: Operation,
     object: Option<&Value>,
     old_object: Option<&Value>,
@@ -395,6 +406,7 @@ pub(super) async fn admit(
     state
         .metrics
         .observe_admission(started.elapsed(), result.allowed());
+    crate::admission_audit::count(state, &result);
     if result.allowed() {
         Ok(result)
     } else {
@@ -403,6 +415,17 @@ pub(super) async fn admit(
             .and_then(|o| meta_str(o, "name"))
             .unwrap_or_default();
         let denied = policies::denied(&result, kind.plural, name);
+        if !request.dry_run {
+            let refused = crate::admission_audit::Refused {
+                verb: request.verb,
+                kind,
+                namespace: subject
+                    .filter(|_| kind.namespaced())
+                    .and_then(|o| meta_str(o, "namespace")),
+                name,
+            };
+            crate::admission_audit::record_denial(state, who, &refused, &result).await;
+        }
         crate::events::record_denial(state, who, operation, subject, &denied.message);
         Err(denied)
     }

@@ -91,6 +91,7 @@ pub(crate) async fn create_value(
         state,
         who,
         target.kind,
+        super::Request { verb, dry_run },
         Operation::Create,
         Some(&value),
         None,
@@ -115,7 +116,10 @@ pub(crate) async fn create_value(
     if let Some(pk) = &project_key {
         compares.push(Compare::Exists(pk.clone()));
     }
-    let audit = Registry::audit_record(who, verb, target.kind, target.ns(), &name, Some(&bytes));
+    let audit = crate::admission_audit::with_warnings(
+        Registry::audit_record(who, verb, target.kind, target.ns(), &name, Some(&bytes)),
+        &admission,
+    );
     let resp = state
         .registry
         .commit(Mutation::new(compares, vec![Op::put(key, bytes)], audit))
@@ -289,6 +293,7 @@ pub(super) async fn update_value(
             state,
             who,
             target.kind,
+            super::Request { verb, dry_run },
             Operation::Update,
             Some(&next),
             Some(&old),
@@ -323,13 +328,16 @@ pub(super) async fn update_value(
     } else {
         verb.to_owned()
     };
-    let audit = Registry::audit_record(
-        who,
-        &verb,
-        target.kind,
-        target.ns(),
-        target.name(),
-        Some(&bytes),
+    let audit = crate::admission_audit::with_warnings(
+        Registry::audit_record(
+            who,
+            &verb,
+            target.kind,
+            target.ns(),
+            target.name(),
+            Some(&bytes),
+        ),
+        &admission,
     );
     let resp = state
         .registry
