@@ -751,12 +751,6 @@ pub enum TestFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RegoVersionArg {
-    V0,
-    V1,
-}
-
 #[derive(Debug, Args)]
 pub struct PolicyEvalArgs {
     /// File, directory or - with manifests of any kind
@@ -764,6 +758,25 @@ pub struct PolicyEvalArgs {
     pub files: Vec<String>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Explain each matching policy like `opa eval --explain`: `fails` shows where each
+    /// body of its deny/violation rules stopped, `full` every statement
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "full")]
+    pub explain: Option<ExplainMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainMode {
+    Fails,
+    Full,
+}
+
+impl ExplainMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExplainMode::Fails => "fails",
+            ExplainMode::Full => "full",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

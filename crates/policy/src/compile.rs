@@ -95,6 +95,8 @@ struct Inner {
     digest: String,
     /// `spec.rego` as regorus runs it (see [`crate::compat`]), to map error positions back.
     prepared: Prepared,
+    /// `spec.rego` is Rego v0.
+    v0: bool,
 }
 
 impl fmt::Debug for CompiledPolicy {
@@ -314,6 +316,7 @@ impl CompiledPolicy {
                 strict,
                 digest: hex::encode(Sha256::digest(spec.rego.as_bytes())),
                 prepared,
+                v0,
             }),
         };
 
@@ -437,6 +440,12 @@ impl CompiledPolicy {
         }
     }
 
+    /// The prepared engine, `spec.rego` as regorus runs it and whether it is Rego v0 (for
+    /// [`crate::explain`]).
+    pub(crate) fn parts(&self) -> (&Engine, &Prepared, bool) {
+        (&self.inner.engine, &self.inner.prepared, self.inner.v0)
+    }
+
     /// Full paths of the violation rules the module defines (`data.pkg.deny`...).
     pub fn rules(&self) -> &[String] {
         &self.inner.rules
@@ -534,7 +543,7 @@ impl CompiledPolicy {
 
     /// The input with `parameters` added when the policy has some (Gatekeeper's
     /// `input.parameters`); otherwise the shared input itself.
-    fn input_for(&self, input: &Value) -> Value {
+    pub(crate) fn input_for(&self, input: &Value) -> Value {
         match &self.inner.parameters {
             None => input.clone(),
             Some(p) => {

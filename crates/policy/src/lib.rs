@@ -90,6 +90,7 @@ mod builtins;
 mod compat;
 mod compile;
 mod error;
+mod explain;
 mod input;
 pub mod oscal;
 pub mod packs;
@@ -107,6 +108,7 @@ pub use compile::{
     STRICT_ANNOTATION, VIOLATION_RULES,
 };
 pub use error::{CompileError, CompileErrorKind, EvalError, PolicyError};
+pub use explain::{BodyExplanation, StatementExplanation, StatementOutcome};
 pub use input::{AUDIT_OPERATION, Actor, FleetContext, Operation, to_rego};
 pub use packs::{Pack, pack, packs};
 pub use prelude::{PRELUDE_PACKAGE, PRELUDE_PATH, prelude_data_json, prelude_source};

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::compile::{CompileOptions, CompiledPolicy, RawViolation};
 use crate::error::{CompileError, EvalError, PolicyError};
+use crate::explain::BodyExplanation;
 use crate::input::{self, Actor, FleetContext, Head, Operation, to_rego};
 
 /// The installed policies. Cheap to clone (two `Arc`s); replace it as a whole when a
@@ -158,22 +159,7 @@ impl PolicySet {
             return result;
         }
 
-        let object = request.object.map(to_rego).unwrap_or(Value::Undefined);
-        let old_object = request.old_object.map(to_rego).unwrap_or(Value::Undefined);
-        let workload = request.workload.map(to_rego);
-        let context = input::context(request.fleet, &head, subject, workload);
-        let actor = request
-            .actor
-            .map(Actor::to_rego)
-            .unwrap_or(Value::Undefined);
-        let input = input::input(
-            request.operation.as_str(),
-            object,
-            old_object,
-            actor,
-            context,
-        );
-
+        let input = admission_input(request, subject, &head);
         for (_, policy) in candidates {
             result.evaluated += 1;
             match policy.evaluate(&input) {
@@ -200,6 +186,48 @@ impl PolicySet {
         }
         result
     }
+}
+
+impl PolicySet {
+    /// Explains, for every policy that matches the request's object (audit policies
+    /// included), which bodies of its violation rules held on the input admission would
+    /// build (`meridian policy eval --explain`).
+    pub fn explain(
+        &self,
+        request: &AdmissionRequest<'_>,
+    ) -> Vec<(CompiledPolicy, Result<Vec<BodyExplanation>, EvalError>)> {
+        let Some(subject) = request.object.or(request.old_object) else {
+            return Vec::new();
+        };
+        let head = Head::of(subject);
+        let input = admission_input(request, subject, &head);
+        self.matching(head.kind, head.project())
+            .map(|(_, p)| (p.clone(), p.explain(&input)))
+            .collect()
+    }
+}
+
+/// The input document of an admission request.
+fn admission_input(
+    request: &AdmissionRequest<'_>,
+    subject: &serde_json::Value,
+    head: &Head<'_>,
+) -> Value {
+    let object = request.object.map(to_rego).unwrap_or(Value::Undefined);
+    let old_object = request.old_object.map(to_rego).unwrap_or(Value::Undefined);
+    let workload = request.workload.map(to_rego);
+    let context = input::context(request.fleet, head, subject, workload);
+    let actor = request
+        .actor
+        .map(Actor::to_rego)
+        .unwrap_or(Value::Undefined);
+    input::input(
+        request.operation.as_str(),
+        object,
+        old_object,
+        actor,
+        context,
+    )
 }
 
 /// What admission is asked to decide.

@@ -39,6 +39,9 @@ pub struct TestOptions {
     pub rego_version: RegoVersion,
     /// Run only tests whose full name (`data.pkg.test_x`) contains this text.
     pub run: Option<String>,
+    /// A data document loaded at the root of `data` (a bundle's `data.json`), as
+    /// `opa test DIR` loads the bundle's data; must be an object.
+    pub data: Option<serde_json::Value>,
     /// The clock tests are timed with (`Instant::now`); without one, durations are zero
     /// (this crate reads no clock of its own).
     pub clock: Option<fn() -> Instant>,
@@ -299,6 +302,17 @@ pub fn run_tests_with<N: AsRef<str>, S: AsRef<str>>(
         report.errors.push(CompileError::from_regorus(
             "prelude",
             CompileErrorKind::Semantic,
+            &e,
+        ));
+        return report;
+    }
+
+    if let Some(data) = &options.data
+        && let Err(e) = engine.add_data(crate::input::to_rego(data))
+    {
+        report.errors.push(CompileError::from_regorus(
+            "data",
+            CompileErrorKind::Spec,
             &e,
         ));
         return report;

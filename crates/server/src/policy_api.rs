@@ -146,12 +146,31 @@ async fn report(
 /// would read its runtime error as "undefined" and say nothing. Violations of `audit`
 /// policies, which admission does not evaluate, come from the audit's evaluator and do
 /// not change the decision.
+/// Query of `POST /meridian/v1/policy/eval`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EvalQuery {
+    /// `full` (or `fails`): add, per matching policy, which bodies of its violation rules
+    /// held and the statement where the others stopped.
+    #[serde(default)]
+    explain: Option<String>,
+}
+
 async fn eval(
     State(state): State<AppState>,
     who: Principal,
+    axum::extract::Query(query): axum::extract::Query<EvalQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     authorize(&who, Verb::List, api::kinds::POLICY, None, None)?;
+    let explain = match query.explain.as_deref() {
+        None | Some("" | "off" | "none") => false,
+        Some("full" | "fails") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "explain={other:?}: use full, fails or off"
+            )));
+        }
+    };
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the eval body is not JSON: {e}")))?;
     let items = match value {
@@ -204,13 +223,32 @@ async fn eval(
         } else {
             Operation::Create
         };
-        let admission = view.set.admit(&AdmissionRequest {
+        let request = AdmissionRequest {
             operation,
             object: Some(&subject),
             old_object: old.as_ref(),
             actor: Some(&actor),
             fleet: &view.fleet,
             workload: workload.as_ref(),
+        };
+        let admission = view.set.admit(&request);
+        let explanations: Option<Vec<Value>> = explain.then(|| {
+            view.set
+                .explain(&request)
+                .into_iter()
+                .map(|(p, found)| match found {
+                    Ok(bodies) => json!({
+                        "policy": p.name(),
+                        "enforcement": p.enforcement().to_string(),
+                        "bodies": bodies,
+                    }),
+                    Err(e) => json!({
+                        "policy": p.name(),
+                        "enforcement": p.enforcement().to_string(),
+                        "error": e.to_string(),
+                    }),
+                })
+                .collect()
         });
         let mut auditor = Auditor::new(&audit_set, &view.fleet, AuditOptions::default());
         let audited = auditor.evaluate(&subject, workload.as_ref());
@@ -234,7 +272,7 @@ async fn eval(
             .collect();
         let evaluated =
             admission.evaluated as u64 + audited.as_ref().map_or(0, |r| u64::from(r.evaluated));
-        results.push(json!({
+        let mut result = json!({
             "object": {
                 "kind": obj["kind"],
                 "namespace": obj.pointer("/metadata/namespace"),
@@ -246,7 +284,11 @@ async fn eval(
             "message": admission.denial_message(),
             "violations": violations,
             "errors": errors,
-        }));
+        });
+        if let Some(e) = explanations {
+            result["explanations"] = Value::Array(e);
+        }
+        results.push(result);
     }
     Ok(Json(json!({ "results": results })))
 }

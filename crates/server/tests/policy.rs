@@ -270,6 +270,34 @@ async fn regex_policies_mean_what_they_mean_in_opa() {
         "{}",
         status.message
     );
+    // `policy eval` decides as admission did, and explains where each body stopped.
+    let resp = raw_post(
+        &r,
+        "/meridian/v1/policy/eval?explain=full",
+        &json!([
+            workload("bad2", &["EU"], "internal"),
+            workload("payroll-3", &["EU"], "internal")
+        ]),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results[0]["admission"], "denied");
+    assert_eq!(results[1]["admission"], "allowed");
+    let explained = |i: usize| {
+        results[i]["explanations"]
+            .as_array()
+            .expect("explanations")
+            .iter()
+            .find(|e| e["policy"] == "hex-names")
+            .expect("hex-names explained")["bodies"][0]
+            .clone()
+    };
+    assert_eq!(explained(0)["held"], true);
+    assert_eq!(explained(1)["held"], false);
+    assert_eq!(explained(1)["statements"][0]["outcome"], "failed");
+    assert_eq!(explained(1)["statements"][0]["line"], 3);
 }
 
 #[tokio::test]
@@ -935,16 +963,13 @@ async fn compliance_status_reports_the_audit_that_produced_the_findings() {
 async fn eval_and_admission_agree_on_a_broken_deny_policy() {
     let r = TestServer::start().await;
     load_examples(&r.client).await;
-    // Divides by zero on every Workload: compiles, and fails at evaluation. The audit's
-    // evaluator reads that as undefined (as OPA does); admission fails closed.
+    // Divides by zero on every Workload: compiles, and fails at evaluation. With strict
+    // built-in errors, admission fails closed and eval says so.
     let rego = "package broken\n\ndeny contains msg if {\n  x := 100 / (input.object.spec.replicas - input.object.spec.replicas)\n  msg := sprintf(\"%v\", [x])\n}\n";
+    let mut p = policy_object("broken", "deny", &["Workload"], rego);
+    p["metadata"]["annotations"] = json!({ policy::STRICT_ANNOTATION: "true" });
     r.client
-        .create(
-            kind("Policy"),
-            None,
-            &policy_object("broken", "deny", &["Workload"], rego),
-            false,
-        )
+        .create(kind("Policy"), None, &p, false)
         .await
         .expect("stored");
     let w = workload("w1", &["EU"], "internal");

@@ -9,8 +9,9 @@ use serde_json::Value;
 use client::{Client, Method};
 
 use crate::args::{
-    ComplianceCommand, ComplianceReportArgs, ComplianceStatusArgs, Output, PolicyCommand,
-    PolicyEvalArgs, PolicyInstallArgs, PolicyTestArgs, RegoVersionArg, ReportFormat, TestFormat,
+    ComplianceCommand, ComplianceReportArgs, ComplianceStatusArgs, ExplainMode, Output,
+    PolicyCommand, PolicyEvalArgs, PolicyInstallArgs, PolicyTestArgs, RegoVersionArg, ReportFormat,
+    TestFormat,
 };
 use crate::config::Resolved;
 use crate::exit::UserError;
@@ -178,6 +179,7 @@ fn test(args: &PolicyTestArgs) -> Result<()> {
         rego_version,
         run: args.run.clone(),
         clock: Some(std::time::Instant::now),
+        ..policy::TestOptions::default()
     };
     let report = policy::run_tests_with(&modules, &options);
     match args.format {
@@ -220,12 +222,12 @@ async fn eval(client: &Client, conn: &Resolved, args: &PolicyEvalArgs) -> Result
         }
         items.push(v);
     }
+    let path = match args.explain {
+        Some(mode) => format!("/meridian/v1/policy/eval?explain={}", mode.as_str()),
+        None => "/meridian/v1/policy/eval".to_string(),
+    };
     let resp = client
-        .request_json(
-            Method::POST,
-            "/meridian/v1/policy/eval",
-            Some(&Value::Array(items)),
-        )
+        .request_json(Method::POST, &path, Some(&Value::Array(items)))
         .await?;
     let results = resp["results"].as_array().cloned().unwrap_or_default();
     let denied = results
@@ -235,7 +237,7 @@ async fn eval(client: &Client, conn: &Resolved, args: &PolicyEvalArgs) -> Result
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&resp)?),
         Output::Yaml => print!("{}", serde_yaml_ng::to_string(&resp)?),
-        _ => print!("{}", eval_text(&results)),
+        _ => print!("{}", eval_text(&results, args.explain)),
     }
     if denied > 0 {
         return Err(UserError::fail(format!(
@@ -257,7 +259,7 @@ fn object_name(o: &Value) -> String {
     }
 }
 
-fn eval_text(results: &[Value]) -> String {
+fn eval_text(results: &[Value], explain: Option<ExplainMode>) -> String {
     let mut out = String::new();
     for r in results {
         let violations = r["violations"].as_array().cloned().unwrap_or_default();
@@ -294,8 +296,57 @@ fn eval_text(results: &[Value]) -> String {
                 s(&e["message"])
             ));
         }
+        if let Some(mode) = explain {
+            explain_text(&mut out, r, mode);
+        }
     }
     out
+}
+
+/// `--explain`: per policy, each body of its violation rules and where it stopped; with
+/// `full`, every statement (`✓` held, `✗` failed, `·` not reached).
+fn explain_text(out: &mut String, result: &Value, mode: ExplainMode) {
+    let empty = Vec::new();
+    for p in result["explanations"].as_array().unwrap_or(&empty) {
+        out.push_str(&format!(
+            "  policy {} ({}):\n",
+            s(&p["policy"]),
+            s(&p["enforcement"])
+        ));
+        if let Some(e) = p.get("error").and_then(Value::as_str) {
+            out.push_str(&format!("    could not be explained: {e}\n"));
+            continue;
+        }
+        for body in p["bodies"].as_array().unwrap_or(&empty) {
+            let stmts = body["statements"].as_array().unwrap_or(&empty);
+            let held = body["held"] == true;
+            let failed = stmts.iter().find(|st| st["outcome"] == "failed");
+            let verdict = match (held, failed) {
+                (true, _) => "held: reports a violation".to_string(),
+                (false, Some(f)) => format!("did not hold: stopped at line {}", f["line"]),
+                (false, None) => "did not hold".to_string(),
+            };
+            out.push_str(&format!(
+                "    {} at line {}: {verdict}\n",
+                s(&body["rule"]),
+                body["line"]
+            ));
+            for st in stmts {
+                let mark = match s(&st["outcome"]) {
+                    "held" => "✓",
+                    "failed" => "✗",
+                    _ => "·",
+                };
+                if mode == ExplainMode::Full || st["outcome"] == "failed" {
+                    out.push_str(&format!(
+                        "      {mark} {:>4}  {}\n",
+                        st["line"],
+                        s(&st["text"])
+                    ));
+                }
+            }
+        }
+    }
 }
 
 async fn status(client: &Client, args: &ComplianceStatusArgs) -> Result<()> {

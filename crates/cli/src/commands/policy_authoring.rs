@@ -20,8 +20,8 @@
 //!   → `k8s-no-latest`), `description` (or `title`), `custom.meridian.enforcement` and
 //!   `custom.meridian.targets` (kinds).
 //!
-//! The bundle's tests are run without its data document (`policy::run_tests` takes
-//! modules only); tests that need `data.json` fail and need `--skip-tests`.
+//! The bundle's tests run before anything is written, with its data document loaded and
+//! each file's Rego version detected (or the one `--rego-version` gives).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -296,15 +296,18 @@ fn run_bundle_tests(
         eprintln!("{}: no *_test.rego files, nothing to test", dir.display());
         return Ok(());
     }
-    if args.rego_version == Some(RegoVersionArg::V0) {
-        return Err(UserError::fail(format!(
-            "{}: the test runner reads Rego v1 only and the bundle is v0 (--rego-version v0): \
-             pass --skip-tests to install without running its tests",
-            dir.display()
-        )));
-    }
-    let report = policy::run_tests(&files.rego);
-    eprintln!("{report}");
+    let options = policy::TestOptions {
+        rego_version: match args.rego_version {
+            Some(RegoVersionArg::V0) => policy::RegoVersion::V0,
+            Some(RegoVersionArg::V1) => policy::RegoVersion::V1,
+            None => policy::RegoVersion::Detect,
+        },
+        data: files.data.as_ref().map(|(_, d)| d.clone()),
+        clock: Some(std::time::Instant::now),
+        ..policy::TestOptions::default()
+    };
+    let report = policy::run_tests_with(&files.rego, &options);
+    eprintln!("{}", report.summary());
     if report.ok() {
         return Ok(());
     }
@@ -317,14 +320,8 @@ fn run_bundle_tests(
             report.results.len()
         )
     };
-    let data_hint = match &files.data {
-        Some((name, _)) => {
-            format!(" (the tests run without {name}: give what they need with `with data.… as …`)")
-        }
-        None => String::new(),
-    };
     Err(UserError::fail(format!(
-        "{}: {failed}, so nothing was installed; fix the bundle or pass --skip-tests{data_hint}",
+        "{}: {failed}, so nothing was installed; fix the bundle or pass --skip-tests",
         dir.display()
     )))
 }

@@ -3,6 +3,7 @@
 mod admission;
 mod audit;
 mod compile;
+mod explain;
 mod opa_compat;
 mod oscal;
 mod packs;
