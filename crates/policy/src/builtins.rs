@@ -1,5 +1,6 @@
 //! OPA built-ins regorus lacks, registered as regorus extensions on every engine Meridian
-//! builds: the `crypto` digests and HMACs (hex strings, as OPA returns them).
+//! builds: the `crypto` digests and HMACs (hex strings, as OPA returns them) and
+//! `net.cidr_intersects`.
 //!
 //! Extensions run on regorus's interpreter only; a module calling one is evaluated there
 //! (the bytecode VM compiler refuses it), which is slower but the same answer.
@@ -54,6 +55,16 @@ pub(crate) fn register(engine: &mut Engine) {
         );
     }
     let _ = engine.add_extension(
+        "net.cidr_intersects".to_string(),
+        2,
+        Box::new(|args: Vec<Value>| -> Result<Value> {
+            const NAME: &str = "net.cidr_intersects";
+            let (a0, a1) = cidr_range(NAME, string_arg(NAME, &args, 0)?)?;
+            let (b0, b1) = cidr_range(NAME, string_arg(NAME, &args, 1)?)?;
+            Ok(Value::from(a0 <= b1 && b0 <= a1))
+        }),
+    );
+    let _ = engine.add_extension(
         "crypto.hmac.equal".to_string(),
         2,
         Box::new(|args: Vec<Value>| -> Result<Value> {
@@ -68,6 +79,30 @@ pub(crate) fn register(engine: &mut Engine) {
             Ok(Value::from(equal))
         }),
     );
+}
+
+/// The first and last address of a CIDR (`10.0.0.0/8`, `2001:db8::/32`), as numbers in
+/// one space (IPv4 mapped into IPv6), or an error naming the text.
+fn cidr_range(name: &str, cidr: &str) -> Result<(u128, u128)> {
+    let Some((addr, len)) = cidr.split_once('/') else {
+        bail!("{name}: {cidr:?} is not a CIDR (ADDRESS/PREFIX)");
+    };
+    let (bits, width): (u128, u32) = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => (u128::from(a.to_ipv6_mapped()), 32),
+        Ok(std::net::IpAddr::V6(a)) => (u128::from(a), 128),
+        Err(_) => bail!("{name}: {addr:?} is not an IP address"),
+    };
+    let len: u32 = match len.parse() {
+        Ok(l) if l <= width => l,
+        _ => bail!("{name}: {len:?} is not a prefix length of 0..={width}"),
+    };
+    let host_bits = width - len;
+    let mask = if host_bits == 0 {
+        0
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    Ok((bits & !mask, bits | mask))
 }
 
 fn string_arg<'a>(name: &str, args: &'a [Value], i: usize) -> Result<&'a str> {

@@ -132,7 +132,8 @@ fn module_functions(module: &Module) -> BTreeSet<String> {
 }
 
 /// Extensions Meridian registers (crate::builtins) and their arity.
-const EXTENSIONS: [(&str, usize); 7] = [
+const EXTENSIONS: [(&str, usize); 8] = [
+    ("net.cidr_intersects", 2),
     ("crypto.md5", 1),
     ("crypto.sha1", 1),
     ("crypto.sha256", 1),

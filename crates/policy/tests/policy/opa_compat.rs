@@ -317,6 +317,7 @@ fn crypto_digests_and_more_builtins_are_available() {
 deny contains crypto.sha256(input.object.metadata.name) if true
 deny contains crypto.md5("abc") if true
 deny contains sprintf("%v", [net.cidr_contains("10.0.0.0/8", "10.1.2.3")]) if true
+deny contains sprintf("cidr %v %v", [net.cidr_intersects("10.0.0.0/8", "10.200.0.0/16"), net.cidr_intersects("10.0.0.0/8", "192.168.0.0/16")]) if true
 deny contains sprintf("%v", [units.parse_bytes("1Ki")]) if true
 deny contains yaml.marshal({"a": 1}) if true
 deny contains sprintf("%v", [time.parse_rfc3339_ns("2026-01-01T00:00:00Z")]) if true
@@ -330,7 +331,29 @@ deny contains sprintf("%v", [time.parse_rfc3339_ns("2026-01-01T00:00:00Z")]) if 
         "1024".to_string(),
         "a: 1\n".to_string(),
         "1767225600000000000".to_string(),
+        "cidr true false".to_string(),
     ];
     want.sort();
     assert_eq!(got, want);
+}
+
+#[test]
+fn not_of_a_ref_on_an_undefined_function_result_is_undefined() {
+    // OPA issue #7558: `not f(x).foo` binds `f(x)` first; undefined when f is.
+    let rego = r#"package probe
+
+meta(kind) := {"gpu": true} if kind == "ai"
+
+deny contains "not gpu" if {
+	not meta(input.object.spec.kind).gpu
+}
+"#;
+    assert_eq!(
+        deny(rego, json!({"spec": {"kind": "web"}})),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        deny(rego, json!({"spec": {"kind": "ai"}})),
+        Vec::<String>::new()
+    );
 }
