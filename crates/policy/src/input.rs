@@ -71,7 +71,8 @@ pub const AUDIT_OPERATION: &str = "AUDIT";
 pub struct Actor {
     /// Token id or user name.
     pub id: String,
-    /// `admin`, `operator`, `viewer`, or `scheduler` for the scheduler's own writes.
+    /// `admin`, `operator`, `viewer` or `node`; the scheduler admits its Allocations as
+    /// `{"id": "system:scheduler", "role": "admin"}`.
     pub role: String,
     /// The project a project-scoped token is limited to.
     pub project: Option<String>,
