@@ -97,7 +97,7 @@ pub(crate) fn prepare(file: &str, source: &str, v0: bool) -> Prepared {
         names: global_names(&module),
         edits: &mut edits,
     };
-    walker.module(&module);
+    walk(&module, &split.source, &mut walker);
     apply(split, edits)
 }
 
@@ -106,14 +106,27 @@ pub(crate) fn check(file: &str, prepared: &Prepared, v0: bool) -> Vec<Finding> {
     let Some(module) = parse(file, &prepared.source, v0) else {
         return Vec::new();
     };
-    let mut findings = Vec::new();
-    let functions = module_functions(&module);
-    let mut visit = |e: &Expr| {
-        check_regex(e, prepared, &mut findings);
-        check_arity(e, prepared, &functions, &mut findings);
+    let mut checker = Checker {
+        prepared,
+        functions: module_functions(&module),
+        findings: Vec::new(),
     };
-    for_each_expr(&module, &mut visit);
-    findings
+    walk(&module, &prepared.source, &mut checker);
+    checker.findings
+}
+
+/// The compile-time checks, expression by expression.
+struct Checker<'a> {
+    prepared: &'a Prepared,
+    functions: BTreeSet<String>,
+    findings: Vec<Finding>,
+}
+
+impl Visitor for Checker<'_> {
+    fn expr(&mut self, e: &Expr) {
+        check_regex(e, self.prepared, &mut self.findings);
+        check_arity(e, self.prepared, &self.functions, &mut self.findings);
+    }
 }
 
 /// Names of the functions a module defines (they may shadow a built-in).
@@ -477,154 +490,19 @@ struct Walker<'a> {
     edits: &'a mut Vec<Edit>,
 }
 
-impl Walker<'_> {
-    fn module(&mut self, module: &Module) {
-        for rule in &module.policy {
-            match rule.as_ref() {
-                Rule::Spec { head, bodies, .. } => {
-                    match head {
-                        RuleHead::Compr { refr, assign, .. } => {
-                            self.expr(refr);
-                            if let Some(a) = assign {
-                                self.expr(&a.value);
-                            }
-                        }
-                        RuleHead::Set { refr, key, .. } => {
-                            self.expr(refr);
-                            if let Some(k) = key {
-                                self.expr(k);
-                            }
-                        }
-                        RuleHead::Func {
-                            refr, args, assign, ..
-                        } => {
-                            self.expr(refr);
-                            for a in args {
-                                self.expr(a);
-                            }
-                            if let Some(a) = assign {
-                                self.expr(&a.value);
-                            }
-                        }
-                    }
-                    for body in bodies {
-                        if let Some(a) = &body.assign {
-                            self.expr(&a.value);
-                        }
-                        self.query(&body.query, true);
-                    }
-                }
-                Rule::Default { value, .. } => self.expr(value),
-            }
-        }
-    }
-
-    /// `rule_body`: the query is a rule body, which may be written without braces.
-    fn query(&mut self, query: &Query, rule_body: bool) {
-        let braced = !rule_body || self.text[query.span.start as usize..].starts_with('{');
-        for stmt in &query.stmts {
-            self.stmt(stmt, braced);
-        }
-    }
-
-    fn stmt(&mut self, stmt: &LiteralStmt, braced: bool) {
-        for w in &stmt.with_mods {
-            self.expr(&w.refr);
-            self.expr(&w.r#as);
-        }
-        match &stmt.literal {
-            Literal::SomeVars { .. } => {}
-            Literal::SomeIn {
-                key,
-                value,
-                collection,
-                ..
-            } => {
-                if let Some(k) = key {
-                    self.expr(k);
-                }
-                self.expr(value);
-                self.expr(collection);
-            }
-            Literal::Expr { expr, .. } => self.expr(expr),
-            Literal::Every { domain, query, .. } => {
-                self.expr(domain);
-                self.query(query, false);
-            }
-            Literal::NotExpr { expr, .. } => {
-                self.expr(expr);
-                self.negation(stmt, expr, braced);
-            }
-        }
-    }
-
+impl Visitor for Walker<'_> {
     fn expr(&mut self, e: &Expr) {
-        match e {
-            Expr::String { .. }
-            | Expr::RawString { .. }
-            | Expr::Number { .. }
-            | Expr::Bool { .. }
-            | Expr::Null { .. }
-            | Expr::Var { .. } => {}
-            Expr::Array { items, .. } | Expr::Set { items, .. } => {
-                for i in items {
-                    self.expr(i);
-                }
-            }
-            Expr::Object { fields, .. } => {
-                for (_, k, v) in fields {
-                    self.expr(k);
-                    self.expr(v);
-                }
-            }
-            Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
-                self.expr(term);
-                self.query(query, false);
-            }
-            Expr::ObjectCompr {
-                key, value, query, ..
-            } => {
-                self.expr(key);
-                self.expr(value);
-                self.query(query, false);
-            }
-            Expr::Call { fcn, params, .. } => {
-                self.expr(fcn);
-                for p in params {
-                    self.expr(p);
-                }
-                self.sprintf(fcn, params);
-            }
-            Expr::UnaryExpr { expr, .. } => self.expr(expr),
-            Expr::RefDot { refr, .. } => self.expr(refr),
-            Expr::RefBrack { refr, index, .. } => {
-                self.expr(refr);
-                self.expr(index);
-            }
-            Expr::BinExpr { lhs, rhs, .. }
-            | Expr::BoolExpr { lhs, rhs, .. }
-            | Expr::ArithExpr { lhs, rhs, .. }
-            | Expr::AssignExpr { lhs, rhs, .. } => {
-                self.expr(lhs);
-                self.expr(rhs);
-            }
-            Expr::Membership {
-                key,
-                value,
-                collection,
-                ..
-            } => {
-                if let Some(k) = key {
-                    self.expr(k);
-                }
-                self.expr(value);
-                self.expr(collection);
-            }
-            #[allow(unreachable_patterns)]
-            _ => {}
+        if let Expr::Call { fcn, params, .. } = e {
+            self.sprintf(fcn, params);
         }
     }
 
+    fn negated(&mut self, stmt: &LiteralStmt, expr: &Expr, braced: bool) {
+        self.negation(stmt, expr, braced);
+    }
+}
+
+impl Walker<'_> {
     /// Guards for `not expr`, inserted before the literal.
     fn negation(&mut self, stmt: &LiteralStmt, expr: &Expr, braced: bool) {
         let mut guards = Vec::new();
@@ -872,21 +750,31 @@ fn missing_verbs(format: &str, given: usize) -> Option<String> {
 // ---------------------------------------------------------------------------------------
 // checks
 
-/// Calls every expression of the module with `f`.
-fn for_each_expr(module: &Module, f: &mut dyn FnMut(&Expr)) {
-    fn expr(e: &Expr, f: &mut dyn FnMut(&Expr)) {
-        f(e);
+/// What a walk over a module's expressions looks at.
+trait Visitor {
+    /// Every expression, outermost first.
+    fn expr(&mut self, _e: &Expr) {}
+    /// A `not` literal (after its expression was walked); `braced`: its query is written
+    /// in braces (a brace-less rule body has exactly one literal).
+    fn negated(&mut self, _stmt: &LiteralStmt, _expr: &Expr, _braced: bool) {}
+}
+
+/// Walks every rule head, body, comprehension and `every` of `module` (whose source is
+/// `text`) with `v`.
+fn walk(module: &Module, text: &str, v: &mut dyn Visitor) {
+    fn expr(e: &Expr, text: &str, v: &mut dyn Visitor) {
+        v.expr(e);
         match e {
             Expr::Array { items, .. } | Expr::Set { items, .. } => {
-                items.iter().for_each(|i| expr(i, f));
+                items.iter().for_each(|i| expr(i, text, v));
             }
-            Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, v)| {
-                expr(k, f);
-                expr(v, f);
+            Expr::Object { fields, .. } => fields.iter().for_each(|(_, k, x)| {
+                expr(k, text, v);
+                expr(x, text, v);
             }),
             Expr::ArrayCompr { term, query: q, .. } | Expr::SetCompr { term, query: q, .. } => {
-                expr(term, f);
-                query(q, f);
+                expr(term, text, v);
+                query(q, text, false, v);
             }
             Expr::ObjectCompr {
                 key,
@@ -894,25 +782,25 @@ fn for_each_expr(module: &Module, f: &mut dyn FnMut(&Expr)) {
                 query: q,
                 ..
             } => {
-                expr(key, f);
-                expr(value, f);
-                query(q, f);
+                expr(key, text, v);
+                expr(value, text, v);
+                query(q, text, false, v);
             }
             Expr::Call { fcn, params, .. } => {
-                expr(fcn, f);
-                params.iter().for_each(|p| expr(p, f));
+                expr(fcn, text, v);
+                params.iter().for_each(|p| expr(p, text, v));
             }
-            Expr::UnaryExpr { expr: x, .. } | Expr::RefDot { refr: x, .. } => expr(x, f),
+            Expr::UnaryExpr { expr: x, .. } | Expr::RefDot { refr: x, .. } => expr(x, text, v),
             Expr::RefBrack { refr, index, .. } => {
-                expr(refr, f);
-                expr(index, f);
+                expr(refr, text, v);
+                expr(index, text, v);
             }
             Expr::BinExpr { lhs, rhs, .. }
             | Expr::BoolExpr { lhs, rhs, .. }
             | Expr::ArithExpr { lhs, rhs, .. }
             | Expr::AssignExpr { lhs, rhs, .. } => {
-                expr(lhs, f);
-                expr(rhs, f);
+                expr(lhs, text, v);
+                expr(rhs, text, v);
             }
             Expr::Membership {
                 key,
@@ -921,19 +809,21 @@ fn for_each_expr(module: &Module, f: &mut dyn FnMut(&Expr)) {
                 ..
             } => {
                 if let Some(k) = key {
-                    expr(k, f);
+                    expr(k, text, v);
                 }
-                expr(value, f);
-                expr(collection, f);
+                expr(value, text, v);
+                expr(collection, text, v);
             }
             _ => {}
         }
     }
-    fn query(q: &Query, f: &mut dyn FnMut(&Expr)) {
+    /// `rule_body`: the query is a rule body, which may be written without braces.
+    fn query(q: &Query, text: &str, rule_body: bool, v: &mut dyn Visitor) {
+        let braced = !rule_body || text[q.span.start as usize..].starts_with('{');
         for stmt in &q.stmts {
             for w in &stmt.with_mods {
-                expr(&w.refr, f);
-                expr(&w.r#as, f);
+                expr(&w.refr, text, v);
+                expr(&w.r#as, text, v);
             }
             match &stmt.literal {
                 Literal::SomeVars { .. } => {}
@@ -944,17 +834,21 @@ fn for_each_expr(module: &Module, f: &mut dyn FnMut(&Expr)) {
                     ..
                 } => {
                     if let Some(k) = key {
-                        expr(k, f);
+                        expr(k, text, v);
                     }
-                    expr(value, f);
-                    expr(collection, f);
+                    expr(value, text, v);
+                    expr(collection, text, v);
                 }
-                Literal::Expr { expr: e, .. } | Literal::NotExpr { expr: e, .. } => expr(e, f),
+                Literal::Expr { expr: e, .. } => expr(e, text, v),
+                Literal::NotExpr { expr: e, .. } => {
+                    expr(e, text, v);
+                    v.negated(stmt, e, braced);
+                }
                 Literal::Every {
                     domain, query: q, ..
                 } => {
-                    expr(domain, f);
-                    query(q, f);
+                    expr(domain, text, v);
+                    query(q, text, false, v);
                 }
             }
         }
@@ -964,35 +858,35 @@ fn for_each_expr(module: &Module, f: &mut dyn FnMut(&Expr)) {
             Rule::Spec { head, bodies, .. } => {
                 match head {
                     RuleHead::Compr { refr, assign, .. } => {
-                        expr(refr, f);
+                        expr(refr, text, v);
                         if let Some(a) = assign {
-                            expr(&a.value, f);
+                            expr(&a.value, text, v);
                         }
                     }
                     RuleHead::Set { refr, key, .. } => {
-                        expr(refr, f);
+                        expr(refr, text, v);
                         if let Some(k) = key {
-                            expr(k, f);
+                            expr(k, text, v);
                         }
                     }
                     RuleHead::Func {
                         refr, args, assign, ..
                     } => {
-                        expr(refr, f);
-                        args.iter().for_each(|a| expr(a, f));
+                        expr(refr, text, v);
+                        args.iter().for_each(|a| expr(a, text, v));
                         if let Some(a) = assign {
-                            expr(&a.value, f);
+                            expr(&a.value, text, v);
                         }
                     }
                 }
                 for body in bodies {
                     if let Some(a) = &body.assign {
-                        expr(&a.value, f);
+                        expr(&a.value, text, v);
                     }
-                    query(&body.query, f);
+                    query(&body.query, text, true, v);
                 }
             }
-            Rule::Default { value, .. } => expr(value, f),
+            Rule::Default { value, .. } => expr(value, text, v),
         }
     }
 }
