@@ -32,6 +32,9 @@ use crate::registry::{self, object_key};
 
 /// Objects one eval request may carry.
 pub const MAX_EVAL_OBJECTS: usize = 1_000;
+/// Objects of one eval request with `explain`: an explanation evaluates every prefix of
+/// every body of every matching policy, hundreds of evaluations per object.
+pub const MAX_EXPLAIN_OBJECTS: usize = 10;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -182,6 +185,12 @@ async fn eval(
             .unwrap_or_default(),
         other => vec![other],
     };
+    if explain && items.len() > MAX_EXPLAIN_OBJECTS {
+        return Err(ApiError::too_large(format!(
+            "{} objects in one eval request with explain; explain at most {MAX_EXPLAIN_OBJECTS} at a time",
+            items.len()
+        )));
+    }
     if items.len() > MAX_EVAL_OBJECTS {
         return Err(ApiError::too_large(format!(
             "{} objects in one eval request; send at most {MAX_EVAL_OBJECTS}",
