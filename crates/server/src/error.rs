@@ -194,6 +194,9 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::NoSpace(no_space) => {
                 ApiError::insufficient_storage(no_space.to_string())
             }
+            // The write would exceed the store's per-transaction limit (etcd's request
+            // size): the client's object is too big, nothing was written.
+            store::StoreError::TooLarge { .. } => ApiError::too_large(err.to_string()),
             store::StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

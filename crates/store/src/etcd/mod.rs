@@ -6,7 +6,7 @@
 //!   (guarded by a compare on the chain head, see below), the request-size limit, and
 //!   `get`/`range`.
 //! - [`watch`]: watches from a revision with previous values, resumed on another member when
-//!   the connection breaks.
+//!   the connection breaks or the member loses its leader.
 //! - [`lease`]: leases are etcd leases (grant, keep-alive, revoke; etcd deletes the keys of
 //!   an expired lease, with delete events).
 //! - [`testing`]: a throw-away etcd cluster of real `etcd` processes for tests.
@@ -55,9 +55,9 @@
 //!
 //! # Limits and failures
 //!
-//! A transaction whose encoded size (estimated from below by [`txn::encoded_size`] plus
-//! headroom) exceeds [`EtcdOptions::max_txn_bytes`] fails with [`StoreError::TooLarge`]
-//! before it is sent. Reads are retried on another member while the cluster is unavailable
+//! A transaction whose encoded size (as [`txn::encoded_size`] estimates it, generously)
+//! exceeds [`EtcdOptions::max_txn_bytes`] (by default etcd's request limit less headroom
+//! for the gRPC framing) fails with [`StoreError::TooLarge`] before it is sent. Reads are retried on another member while the cluster is unavailable
 //! (for [`EtcdOptions::retry_for`]); writes only when etcd certainly did not apply them
 //! (no connection, or a member without a leader), since replaying an unconditional put
 //! whose outcome is unknown would write twice.

@@ -1,6 +1,6 @@
 //! Watches on etcd: one etcd watch (with previous key-values) per [`WatchStream`], fed by a
-//! task that converts events and resumes the etcd watch on another member when its
-//! connection breaks.
+//! task that converts events and resumes the etcd watch (from the next revision) on another
+//! member when its connection breaks or etcd cancels it because its member lost the leader.
 //!
 //! Semantics, as the trait asks:
 //! - `start == 0` watches from the revision after the current one (read when the watch
@@ -151,6 +151,15 @@ impl Feed {
                 message = stream.message() => message,
                 () = tx.closed() => return,
             };
+            // etcd cancels a watch whose member lost its leader (the client asks for a
+            // leader); like a broken connection, that resumes on another member.
+            let message = match message {
+                Ok(Some(resp)) if resp.canceled() && resp.compact_revision() == 0 => {
+                    tracing::debug!(reason = resp.cancel_reason(), "etcd cancelled a watch");
+                    Ok(None)
+                }
+                other => other,
+            };
             let Ok(Some(resp)) = message else {
                 // The member went away: resume on another from the next revision.
                 tracing::debug!(next = self.next, "etcd watch broke, resuming");
@@ -171,14 +180,6 @@ impl Feed {
             };
             if resp.compact_revision() > 0 {
                 let _ = tx.send(Err(self.compacted(resp.compact_revision()))).await;
-                return;
-            }
-            if resp.canceled() {
-                let err = EtcdError::Data(format!(
-                    "etcd cancelled the watch: {}",
-                    resp.cancel_reason()
-                ));
-                let _ = tx.send(Err(err.into())).await;
                 return;
             }
             for event in resp.events() {
