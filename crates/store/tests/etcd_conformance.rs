@@ -261,3 +261,69 @@ async fn unreachable_cluster_names_its_endpoints() {
         "the error names the endpoints: {message}"
     );
 }
+
+/// Two stores on one prefix (two servers) appending to one log at the same time never fork
+/// it: seqs are consecutive in commit order, each entry's recorded revision lies between the
+/// previous entry's commit revision (exclusive) and its own (inclusive), and it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_append_to_one_chain_without_forking() {
+    let running = cluster().await;
+    let stores = [
+        open(&running.cluster, "/meridian").await,
+        open(&running.cluster, "/meridian").await,
+    ];
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for t in 0..4 {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                let mut appended = Vec::new();
+                for i in 0..8 {
+                    let resp = store
+                        .txn(Txn {
+                            success: vec![
+                                Op::put(format!("/obj/{s}-{t}"), format!("{i}")),
+                                Op::Append {
+                                    log: "/audit/".into(),
+                                    payload: format!("server {s} task {t} write {i}").into_bytes(),
+                                },
+                            ],
+                            ..Txn::default()
+                        })
+                        .await
+                        .expect("txn with an append");
+                    match &resp.results[1] {
+                        OpResult::Append { seq, .. } => appended.push((resp.revision, *seq)),
+                        other => panic!("expected an append result, got {other:?}"),
+                    }
+                }
+                appended
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("appender"));
+    }
+    all.sort_unstable();
+    let seqs: Vec<u64> = all.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, (1..=64).collect::<Vec<u64>>(), "no fork, no gap");
+    let mut previous_commit = 0;
+    for (commit, seq) in &all {
+        let (kv, _) = stores[0]
+            .get(&chain::entry_key("/audit/", *seq))
+            .await
+            .expect("get entry");
+        let entry = chain::ChainEntry::decode(&kv.expect("entry").value).expect("decodes");
+        assert!(
+            previous_commit < entry.revision && entry.revision <= *commit,
+            "entry {seq} records revision {} outside ({previous_commit}, {commit}]",
+            entry.revision
+        );
+        previous_commit = *commit;
+    }
+    let summary = chain::verify_store(stores[1].as_ref(), "/audit/")
+        .await
+        .expect("the chain verifies");
+    assert_eq!(summary.entries, 64);
+}
