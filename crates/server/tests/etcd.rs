@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use server::{EtcdConfig, ServerConfig, StoreBackend};
-use store::etcd::testing::EtcdCluster;
+use store::etcd::testing::{ClusterTls, EtcdCluster};
 use store::etcd::{EtcdOptions, EtcdStore};
 use testkit::{TestServer, kind};
 
@@ -149,4 +149,95 @@ async fn server_on_etcd_keeps_objects_across_restarts_and_its_chain_verifies() {
         .await
         .expect("the audit chain verifies");
     assert_eq!(Some(summary.entries), verified["entries"].as_u64());
+}
+
+/// A CA, and a certificate it signs for 127.0.0.1 usable by servers and clients, written as
+/// `ca.crt`, `etcd.crt` and `etcd.key` in `dir`.
+fn write_test_pki(dir: &Path) -> ClusterTls {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "meridian test etcd CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "meridian test etcd");
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("certificate");
+    let tls = ClusterTls {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("etcd.crt"),
+        key: dir.join("etcd.key"),
+        client_cert_auth: true,
+    };
+    std::fs::write(&tls.ca, ca.pem()).expect("write ca.crt");
+    std::fs::write(&tls.cert, cert.pem()).expect("write etcd.crt");
+    std::fs::write(&tls.key, key.serialize_pem()).expect("write etcd.key");
+    tls
+}
+
+/// `--etcd-ca`, `--etcd-cert` and `--etcd-key`: the server talks TLS with a client
+/// certificate to a cluster that requires one; without the certificate it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_etcd_over_tls_with_a_client_certificate() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let tls = write_test_pki(pki.path());
+    let cluster = EtcdCluster::start_tls(3, tls.clone())
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster with TLS: {e}"));
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut etcd = EtcdConfig::new(cluster.endpoints());
+    etcd.ca = Some(tls.ca.clone());
+    etcd.cert = Some(tls.cert.clone());
+    etcd.key = Some(tls.key.clone());
+    let server = TestServer::builder(ServerConfig {
+        store: StoreBackend::Etcd(etcd.clone()),
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .data_dir(data_dir.path())
+    .start()
+    .await;
+    server
+        .client
+        .create(kind("Site"), None, &site("over-tls", "tls"), false)
+        .await
+        .expect("create over TLS to etcd");
+    server.stop().await.expect("stop");
+
+    // Without a client certificate the cluster refuses the connection.
+    let mut no_identity = etcd;
+    no_identity.cert = None;
+    no_identity.key = None;
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let refused = server::Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: other_dir.path().to_path_buf(),
+        store: StoreBackend::Etcd(no_identity),
+        tls: server::TlsMode::InsecureHttp,
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await;
+    let Err(err) = refused else {
+        panic!("a server without a client certificate must not open the store")
+    };
+    assert!(
+        format!("{err:#}").contains("cannot open the etcd store"),
+        "{err:#}"
+    );
 }

@@ -172,15 +172,15 @@ pub fn parse_url(url: &str) -> Result<Vec<String>, String> {
     Ok(endpoints)
 }
 
-/// Why the etcd backend failed; carried in [`StoreError::Backend`].
+/// Why the etcd backend failed; carried in [`StoreError::Backend`]. The message holds
+/// etcd's error (callers print store errors with `to_string`), so it is not also a `source`.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
-    #[error("cannot reach the etcd cluster (tried {endpoints}) while {what}: {source}")]
+    #[error("cannot reach the etcd cluster (tried {endpoints}) while {what}: {cause}")]
     Unreachable {
         endpoints: String,
         what: &'static str,
-        #[source]
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
     #[error("etcd did not answer within {timeout:?} (tried {endpoints}) while {what}")]
     Timeout {
@@ -188,11 +188,10 @@ pub enum EtcdError {
         what: &'static str,
         timeout: Duration,
     },
-    #[error("etcd failed while {what}: {source}")]
+    #[error("etcd failed while {what}: {cause}")]
     Request {
         what: &'static str,
-        #[source]
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
     #[error("cannot configure the etcd client: {0}")]
     Config(String),
@@ -520,11 +519,11 @@ impl EtcdStore {
             return EtcdError::Unreachable {
                 endpoints: self.endpoints(),
                 what,
-                source: err,
+                cause: err,
             }
             .into();
         }
-        EtcdError::Request { what, source: err }.into()
+        EtcdError::Request { what, cause: err }.into()
     }
 
     /// The current etcd revision (of the cluster, as a linearizable read sees it).

@@ -47,6 +47,20 @@ pub enum ClusterError {
     NoLeader(String),
 }
 
+/// TLS on the members' client URLs (peers stay on plain HTTP on loopback).
+#[derive(Clone, Debug)]
+pub struct ClusterTls {
+    /// CA (PEM) that signed `cert`, and that client certificates must chain to.
+    pub ca: PathBuf,
+    /// Certificate (PEM) the members serve, for `127.0.0.1`; it must also allow client
+    /// authentication (the launcher's health probe uses it as its client certificate).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Require client certificates (`--client-cert-auth`).
+    pub client_cert_auth: bool,
+}
+
 /// One member of a test cluster.
 #[derive(Debug)]
 struct Member {
@@ -65,6 +79,7 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<ClusterTls>,
     // Last, so the members die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -72,6 +87,15 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until it serves.
     pub async fn start(size: usize) -> Result<Self, ClusterError> {
+        Self::start_with(size, None).await
+    }
+
+    /// Starts a cluster whose client URLs serve TLS.
+    pub async fn start_tls(size: usize, tls: ClusterTls) -> Result<Self, ClusterError> {
+        Self::start_with(size, Some(tls)).await
+    }
+
+    async fn start_with(size: usize, tls: Option<ClusterTls>) -> Result<Self, ClusterError> {
         let binary = find_binary()?;
         // On tmpfs when there is one: etcd fsyncs every commit, and tests need no durability
         // beyond the processes' lifetime (a killed member's data survives in memory).
@@ -115,6 +139,7 @@ impl EtcdCluster {
             members,
             initial_cluster,
             token,
+            tls,
             dir,
         };
         for i in 0..size {
@@ -149,9 +174,10 @@ impl EtcdCluster {
             if member.child.is_none() {
                 continue;
             }
-            let url = format!("http://127.0.0.1:{}", member.client_port);
+            let url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
+            let options = self.connect_options()?;
             let status = async {
-                let mut client = Client::connect([url.as_str()], None).await?;
+                let mut client = Client::connect([url.as_str()], options).await?;
                 client.status().await
             };
             match tokio::time::timeout(Duration::from_secs(5), status).await {
@@ -192,7 +218,7 @@ impl EtcdCluster {
             what: "cannot duplicate the log file handle".into(),
             source,
         })?;
-        let client_url = format!("http://127.0.0.1:{}", member.client_port);
+        let client_url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
         let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
         let child = Command::new(&self.binary)
             .arg("--name")
@@ -207,6 +233,7 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .args(self.tls_args())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -224,12 +251,13 @@ impl EtcdCluster {
         let endpoints: Vec<String> = self
             .endpoints()
             .iter()
-            .map(|e| format!("http://{e}"))
+            .map(|e| format!("{}://{e}", self.scheme()))
             .collect();
+        let options = self.connect_options()?;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
             let probe = async {
-                let mut client = Client::connect(&endpoints, None).await?;
+                let mut client = Client::connect(&endpoints, options.clone()).await?;
                 // A linearizable read needs a leader and a quorum.
                 client.get("/health-probe", None).await
             };
@@ -245,6 +273,48 @@ impl EtcdCluster {
             last,
             logs: self.log_tails(),
         })
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    fn tls_args(&self) -> Vec<std::ffi::OsString> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--cert-file".into(),
+            tls.cert.clone().into(),
+            "--key-file".into(),
+            tls.key.clone().into(),
+            "--trusted-ca-file".into(),
+            tls.ca.clone().into(),
+        ];
+        if tls.client_cert_auth {
+            args.push("--client-cert-auth".into());
+        }
+        args
+    }
+
+    /// Client options of the launcher's own probes (TLS with the members' certificate).
+    fn connect_options(&self) -> Result<Option<etcd_client::ConnectOptions>, ClusterError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| ClusterError::Io {
+                what: format!("cannot read {}", path.display()),
+                source,
+            })
+        };
+        let config = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?))
+            .identity(etcd_client::Identity::from_pem(
+                read(&tls.cert)?,
+                read(&tls.key)?,
+            ));
+        Ok(Some(etcd_client::ConnectOptions::new().with_tls(config)))
     }
 
     fn log_tails(&self) -> String {
