@@ -203,12 +203,51 @@ async fn oversize_write_is_refused_before_etcd() {
         matches!(append, Err(StoreError::TooLarge { .. })),
         "{append:?}"
     );
-    // 1 MiB is under the default limit and etcd takes it.
+    // A write exactly at the limit is sent, and etcd (at its default request limit)
+    // takes it: the headroom covers what the estimate leaves out. One byte more is refused.
+    let prefix_len = "/meridian/kv".len();
+    let empty = store::etcd::txn::encoded_size(
+        &Txn {
+            success: vec![Op::put("/fits", Vec::new())],
+            ..Txn::default()
+        },
+        prefix_len,
+    );
+    let at_limit = vec![b'z'; limit - empty];
     let kv = store
-        .put("/fits", vec![b'z'; 1024 * 1024])
+        .put("/fits", at_limit.clone())
         .await
-        .expect("a 1 MiB write fits");
+        .expect("a write at the limit goes through etcd");
     assert_eq!(kv.mod_revision, 1);
+    assert_eq!(kv.value.len(), limit - empty);
+    let mut over = at_limit;
+    over.push(b'z');
+    assert!(matches!(
+        store.put("/fits", over).await,
+        Err(StoreError::TooLarge { .. })
+    ));
+}
+
+/// A transaction with more ops than etcd's `--max-txn-ops` (128 by default) fails with a
+/// message saying which etcd setting to raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_ops_names_the_etcd_setting() {
+    let running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    let result = store
+        .txn(Txn {
+            success: (0..200)
+                .map(|i| Op::put(format!("/many/{i}"), "v"))
+                .collect(),
+            ..Txn::default()
+        })
+        .await;
+    match result {
+        Err(StoreError::InvalidArgument(message)) => {
+            assert!(message.contains("--max-txn-ops"), "{message}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
 }
 
 /// Reopening a prefix keeps its revisions; another prefix on the same cluster is a separate

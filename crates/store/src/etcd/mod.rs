@@ -507,6 +507,15 @@ impl EtcdStore {
                     "a transaction branch writes a key more than once".into(),
                 );
             }
+            if msg.contains("too many operations in txn request") {
+                return StoreError::InvalidArgument(
+                    "the transaction has more operations than etcd's --max-txn-ops allows \
+                     (128 by default): run the etcd members with a larger --max-txn-ops \
+                     (Meridian commits, for example, every placement on a node, each with its \
+                     audit entry, in one transaction)"
+                        .into(),
+                );
+            }
             if msg.contains("request is too large") {
                 return StoreError::InvalidArgument(format!(
                     "etcd refused the request as too large (its --max-request-bytes is below \
