@@ -61,7 +61,7 @@ async fn start(cluster: &EtcdCluster, data_dir: &Path) -> TestServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_on_etcd_keeps_objects_across_restarts_and_its_chain_verifies() {
-    let cluster = EtcdCluster::start(3)
+    let mut cluster = EtcdCluster::start(3)
         .await
         .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
     // The data directory still holds the TLS CA, the secrets key and the admin token.
@@ -149,6 +149,17 @@ async fn server_on_etcd_keeps_objects_across_restarts_and_its_chain_verifies() {
         .await
         .expect("the audit chain verifies");
     assert_eq!(Some(summary.entries), verified["entries"].as_u64());
+
+    // With the whole cluster gone, requests answer 503 (retry later), not 500.
+    for member in 0..3 {
+        cluster.kill(member);
+    }
+    let err = restarted
+        .client
+        .get(sites, None, "site-1")
+        .await
+        .expect_err("no store, no answer");
+    assert_eq!(err.code(), Some(503), "{err}");
 }
 
 /// A CA, and a certificate it signs for 127.0.0.1 usable by servers and clients, written as

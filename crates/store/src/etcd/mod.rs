@@ -199,6 +199,16 @@ pub enum EtcdError {
     Data(String),
 }
 
+impl EtcdError {
+    /// The cluster could not be reached or did not answer in time: a later retry may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            EtcdError::Unreachable { .. } | EtcdError::Timeout { .. }
+        )
+    }
+}
+
 impl From<EtcdError> for StoreError {
     fn from(e: EtcdError) -> Self {
         StoreError::Backend(Box::new(e))
