@@ -278,6 +278,28 @@ async fn prefixes_reopen_and_stay_apart() {
     let (kv, revision) = reopened.get("/y").await.expect("get after reopen");
     assert_eq!(kv.map(|kv| kv.mod_revision), Some(4));
     assert_eq!(revision, 4);
+
+    // A prefix holding data without its base key is refused, and stays refused.
+    let urls: Vec<String> = running
+        .cluster
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let mut raw = etcd_client::Client::connect(&urls, None)
+        .await
+        .expect("an etcd client");
+    raw.delete("/tenant-a/meta/base", None)
+        .await
+        .expect("delete the base key");
+    for _ in 0..2 {
+        let mut options = EtcdOptions::new(running.cluster.endpoints());
+        options.prefix = "/tenant-a".into();
+        let Err(err) = EtcdStore::open(options).await else {
+            panic!("a prefix with data and no base key must be refused")
+        };
+        assert!(err.to_string().contains("refusing to renumber"), "{err}");
+    }
 }
 
 /// An unreachable cluster fails with a message naming the endpoints tried.

@@ -378,18 +378,31 @@ impl EtcdStore {
         Ok(Arc::new(store))
     }
 
-    /// Reads the prefix's base revision, writing it if the prefix is new.
+    /// Reads the prefix's base revision, writing it if the prefix is new. A prefix that
+    /// holds data without its base key is refused (and left as it is): a new base would
+    /// number revisions below ones clients have seen.
     async fn init_base(&self) -> Result<i64, StoreError> {
         let base_key = self.keys.base.clone();
+        let data_key = self.keys.data.clone();
         let txn = etcd_client::Txn::new()
-            .when([EtcdCompare::version(base_key.clone(), CompareOp::Equal, 0)])
+            .when([
+                EtcdCompare::version(base_key.clone(), CompareOp::Equal, 0),
+                // Over a range: holds when no key under the data prefix exists.
+                EtcdCompare::version(data_key.clone(), CompareOp::Equal, 0).with_prefix(),
+            ])
             .and_then([TxnOp::put(
                 base_key.clone(),
                 "meridian store base revision: its create_revision",
                 None,
             )])
-            .or_else([TxnOp::get(base_key, None)]);
-        // Guarded on the key's absence, so a replay only reads it.
+            .or_else([
+                TxnOp::get(base_key, None),
+                TxnOp::get(
+                    data_key,
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                ),
+            ]);
+        // Guarded on the keys' absence, so a replay only reads.
         let resp = self
             .call("initialising the key prefix", Retry::Read, |c| {
                 let txn = txn.clone();
@@ -397,38 +410,25 @@ impl EtcdStore {
             })
             .await?;
         if resp.succeeded() {
-            let revision = header_revision(resp.header())?;
-            // A fresh prefix: it must not already hold data (a deleted base key would
-            // otherwise restart revisions below ones clients have seen).
-            let data = self
-                .call("checking the fresh key prefix", Retry::Read, |c| {
-                    let key = self.keys.data.clone();
-                    async move {
-                        kv_client(&c)
-                            .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
-                            .await
-                    }
-                })
-                .await?;
-            if data.count() > 0 {
-                return Err(EtcdError::Data(format!(
-                    "{} holds {} keys but its base revision key {} was missing: refusing to \
-                     renumber revisions; restore {} or use another --etcd-prefix",
-                    self.keys.data,
-                    data.count(),
-                    self.keys.base,
-                    self.keys.base
-                ))
-                .into());
-            }
-            return Ok(revision);
+            return Ok(header_revision(resp.header())?);
         }
-        match resp.op_responses().into_iter().next() {
-            Some(TxnOpResponse::Get(get)) => match get.kvs().first() {
-                Some(kv) => Ok(kv.create_revision()),
-                None => Err(EtcdError::Data("base revision key vanished".into()).into()),
-            },
-            _ => Err(EtcdError::Data("unexpected answer to the base read".into()).into()),
+        let mut reads = resp.op_responses().into_iter();
+        let (Some(TxnOpResponse::Get(base)), Some(TxnOpResponse::Get(data))) =
+            (reads.next(), reads.next())
+        else {
+            return Err(EtcdError::Data("unexpected answer to the base read".into()).into());
+        };
+        match base.kvs().first() {
+            Some(kv) => Ok(kv.create_revision()),
+            None => Err(EtcdError::Data(format!(
+                "{} holds {} keys but its base revision key {} is missing: refusing to \
+                 renumber revisions; restore {} (from a snapshot) or use another --etcd-prefix",
+                self.keys.data,
+                data.count(),
+                self.keys.base,
+                self.keys.base
+            ))
+            .into()),
         }
     }
 
