@@ -32,7 +32,7 @@
 //! cluster of its own.
 //!
 //! Compaction is etcd's (physical) compaction at `revision + base`. etcd does not report its
-//! compacted revision, so [`EtcdStore::compact`] records it under `{prefix}/meta/compacted`
+//! compacted revision, so `Store::compact` records it under `{prefix}/meta/compacted`
 //! before compacting (a crash in between leaves the record ahead of etcd, which only
 //! refuses watches etcd could still serve); a watch that etcd itself reports compacted
 //! (an operator's `etcdctl compact` or etcd's auto-compaction) also fails with
@@ -57,10 +57,13 @@
 //!
 //! A transaction whose encoded size (as [`txn::encoded_size`] estimates it, generously)
 //! exceeds [`EtcdOptions::max_txn_bytes`] (by default etcd's request limit less headroom
-//! for the gRPC framing) fails with [`StoreError::TooLarge`] before it is sent. Reads are retried on another member while the cluster is unavailable
-//! (for [`EtcdOptions::retry_for`]); writes only when etcd certainly did not apply them
-//! (no connection, or a member without a leader), since replaying an unconditional put
-//! whose outcome is unknown would write twice.
+//! for the gRPC framing) fails with [`StoreError::TooLarge`] before it is sent; one with
+//! more ops than etcd's `--max-txn-ops` fails with a message naming that setting. Reads
+//! are retried on another member while the cluster is unavailable (for
+//! [`EtcdOptions::retry_for`]); writes only when etcd certainly did not apply them (no
+//! connection, or a member without a leader), since replaying an unconditional put whose
+//! outcome is unknown would write twice. An unreachable cluster is an
+//! [`EtcdError::Unreachable`] naming the endpoints tried ([`EtcdError::is_unavailable`]).
 
 pub mod lease;
 #[cfg(unix)]

@@ -5,12 +5,14 @@
 //! Semantics, as the trait asks:
 //! - `start == 0` watches from the revision after the current one (read when the watch
 //!   starts, so nothing committed after `watch` returns is missed).
-//! - `start` at or below the compacted revision recorded by [`EtcdStore::compact`] fails
+//! - `start` at or below the compacted revision recorded by `Store::compact` fails
 //!   with [`StoreError::Compacted`] at once; when etcd itself reports the start compacted
 //!   (an operator's compaction), the stream ends with [`StoreError::Compacted`].
 //! - `start` beyond the current revision is accepted; etcd delivers from it on.
 //! - A delete event carries the last value (from etcd's previous key-value) and the
 //!   delete's revision; events of one transaction arrive in op order, as etcd sends them.
+//! - A slow reader is never cancelled (no [`StoreError::WatchLagged`]): its feeding task
+//!   waits once `CHANNEL` (1024) events are queued, and etcd holds the rest for that watch.
 //! - If the cluster stays unreachable for [`super::EtcdOptions::retry_for`], the stream
 //!   ends with an error naming the endpoints tried and the last revision delivered.
 
