@@ -273,6 +273,28 @@ pub struct ServerArgs {
     /// Directory of the store, tokens and certificates (the generated CA is its ca.crt)
     #[arg(long, default_value = "./meridian-data")]
     pub data_dir: PathBuf,
+    /// Where objects are stored: `sqlite` (a database in --data-dir, the default) or an
+    /// etcd cluster, `etcd://HOST:PORT[,HOST:PORT...]`, that several servers can share
+    #[arg(
+        long,
+        default_value = "sqlite",
+        value_name = "sqlite|etcd://HOST:PORT[,...]",
+        value_parser = parse_store
+    )]
+    pub store: StoreArg,
+    /// CA bundle (PEM) that signed the etcd members' certificates: connect to etcd over TLS
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd clusters that authenticate clients
+    #[arg(long, requires = "etcd_key", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert
+    #[arg(long, requires = "etcd_cert", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// Key prefix of this deployment in etcd (deployments with different prefixes share a
+    /// cluster without seeing each other)
+    #[arg(long, default_value = store::etcd::DEFAULT_PREFIX, value_name = "PREFIX")]
+    pub etcd_prefix: String,
     /// Serve TLS with this certificate (PEM) instead of a generated one
     #[arg(long, requires = "tls_key", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -321,6 +343,26 @@ pub struct ServerArgs {
     /// Time limit of a request (not of watches); plain seconds or a duration (60, 2m)
     #[arg(long, default_value = "60s", value_parser = api::duration::parse_nonzero, hide = true)]
     pub request_timeout: std::time::Duration,
+}
+
+/// The store `meridian server --store` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreArg {
+    Sqlite,
+    /// etcd client endpoints, `HOST:PORT`.
+    Etcd(Vec<String>),
+}
+
+fn parse_store(value: &str) -> Result<StoreArg, String> {
+    if value == "sqlite" {
+        return Ok(StoreArg::Sqlite);
+    }
+    if value.starts_with("etcd://") {
+        return store::etcd::parse_url(value).map(StoreArg::Etcd);
+    }
+    Err(format!(
+        "expected `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`, got {value:?}"
+    ))
 }
 
 fn parse_tls_san(value: &str) -> Result<server::tls::SubjectName, String> {
@@ -943,6 +985,38 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("meridian").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn server_store_flag_takes_sqlite_or_an_etcd_url() {
+        let server = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Server(s)) => Ok(s),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            server(&["server"]).expect("default").store,
+            StoreArg::Sqlite
+        );
+        let etcd = server(&[
+            "server",
+            "--store",
+            "etcd://10.0.0.1:2379,10.0.0.2:2379",
+            "--etcd-prefix",
+            "/prod",
+        ])
+        .expect("an etcd store");
+        assert_eq!(
+            etcd.store,
+            StoreArg::Etcd(vec!["10.0.0.1:2379".into(), "10.0.0.2:2379".into()])
+        );
+        assert_eq!(etcd.etcd_prefix, "/prod");
+        for bad in ["postgres://x", "etcd://host", "etcd://host:0"] {
+            let e = server(&["server", "--store", bad]).expect_err(bad);
+            assert!(e.contains("--store"), "the error names the flag: {e}");
+        }
+        let e = server(&["server", "--etcd-cert", "c.pem"]).expect_err("cert without key");
+        assert!(e.contains("--etcd-key"), "{e}");
     }
 
     #[test]

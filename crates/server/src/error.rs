@@ -194,6 +194,23 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::NoSpace(no_space) => {
                 ApiError::insufficient_storage(no_space.to_string())
             }
+            // The write would exceed the store's per-transaction limit (etcd's request
+            // size): the client's object is too big, nothing was written.
+            store::StoreError::TooLarge { .. } => ApiError::too_large(err.to_string()),
+            // etcd unreachable or not answering (a quorum lost, a partition): the client
+            // may retry; the detail (endpoints tried) goes to the log.
+            store::StoreError::Backend(source)
+                if source
+                    .downcast_ref::<store::etcd::EtcdError>()
+                    .is_some_and(store::etcd::EtcdError::is_unavailable) =>
+            {
+                tracing::warn!(error = %source, "the store is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "the store (etcd) is unavailable; retry later",
+                )
+            }
             store::StoreError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -112,11 +112,84 @@ pub enum TlsMode {
     InsecureHttp,
 }
 
+/// Where the store lives (`--store`).
+#[derive(Clone, Debug, Default)]
+pub enum StoreBackend {
+    /// SQLite in the data directory: the embedded default.
+    #[default]
+    Sqlite,
+    /// An etcd cluster, shared by every server of a deployment.
+    Etcd(EtcdConfig),
+}
+
+/// How to reach the etcd cluster (`--store etcd://…`, `--etcd-*`). Holds paths only; the
+/// files are read when the server binds.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// Client endpoints, `HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// Key prefix of this deployment in etcd.
+    pub prefix: String,
+    /// CA bundle (PEM) of the etcd members' certificates: TLS to etcd when set.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM), for clusters that authenticate clients.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdConfig {
+    /// A configuration for `endpoints` with the default prefix and no TLS.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            prefix: store::etcd::DEFAULT_PREFIX.to_owned(),
+            ca: None,
+            cert: None,
+            key: None,
+        }
+    }
+
+    /// The store options, reading the TLS files.
+    fn options(&self) -> Result<store::etcd::EtcdOptions> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the etcd {what} {}", path.display()))
+        };
+        let tls = match (&self.ca, &self.cert, &self.key) {
+            (None, None, None) => None,
+            (ca, cert, key) => {
+                let identity = match (cert, key) {
+                    (Some(cert), Some(key)) => Some((
+                        read(cert, "client certificate (--etcd-cert)")?,
+                        read(key, "client key (--etcd-key)")?,
+                    )),
+                    (None, None) => None,
+                    _ => bail!("--etcd-cert and --etcd-key go together"),
+                };
+                Some(store::etcd::EtcdTls {
+                    ca_pem: ca
+                        .as_ref()
+                        .map(|ca| read(ca, "CA (--etcd-ca)"))
+                        .transpose()?,
+                    identity,
+                })
+            }
+        };
+        let mut options = store::etcd::EtcdOptions::new(self.endpoints.clone());
+        options.prefix = self.prefix.clone();
+        options.tls = tls;
+        Ok(options)
+    }
+}
+
 /// Server configuration. Building it has no side effects.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The store: SQLite in `data_dir` (default) or an etcd cluster. The data directory
+    /// still holds the TLS CA, the secrets key and the admin token file.
+    pub store: StoreBackend,
     pub tls: TlsMode,
     /// fsync every commit (group-committed). Off only for throwaway demos and benchmarks.
     pub fsync: bool,
@@ -142,6 +215,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7420)),
             data_dir: PathBuf::from("./meridian-data"),
+            store: StoreBackend::Sqlite,
             tls: TlsMode::Generated,
             fsync: true,
             limits: Limits::default(),
@@ -185,22 +259,34 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the store in `config.data_dir`, bootstrap, prepare TLS and bind.
+    /// Open the store (SQLite in `config.data_dir`, or etcd), bootstrap, prepare TLS and
+    /// bind.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
         // Refused before anything is created.
         if matches!(config.tls, TlsMode::InsecureHttp) && !config.listen.ip().is_loopback() {
             return Err(insecure_beyond_loopback(&config));
         }
         prepare_data_dir(&config.data_dir)?;
-        let store = store::sqlite::SqliteStore::open(
-            &config.data_dir.join(DB_FILE),
-            store::sqlite::SqliteOptions {
-                fsync: config.fsync,
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let store: Arc<dyn Store> = match &config.store {
+            StoreBackend::Sqlite => store::sqlite::SqliteStore::open(
+                &config.data_dir.join(DB_FILE),
+                store::sqlite::SqliteOptions {
+                    fsync: config.fsync,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+            StoreBackend::Etcd(etcd) => store::etcd::EtcdStore::open(etcd.options()?)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the etcd store (--store etcd://{}, prefix {})",
+                        etcd.endpoints.join(","),
+                        etcd.prefix
+                    )
+                })?,
+        };
         Self::bind_with_store(config, store).await
     }
 

@@ -55,7 +55,11 @@ pub fn head_key(log: &str) -> String {
 pub struct ChainEntry {
     /// Position in the log, starting at 1.
     pub seq: u64,
-    /// Store revision of the transaction that appended the entry.
+    /// Store revision of the transaction that appended the entry. The SQLite backend knows
+    /// it when it builds the entry; the etcd backend records the first revision the
+    /// transaction could commit at (equal to the commit revision unless another write
+    /// landed between its read of the head and its commit; always above the previous
+    /// entry's commit revision, see [`crate::etcd`]).
     pub revision: Revision,
     /// Hash of the previous entry (zeros for the first).
     pub prev_hash: Hash,

@@ -7,8 +7,9 @@
 //! keys on expiry, compaction of history, and hash-chained append-only logs ([`chain`]).
 //!
 //! This crate knows no resource kinds: it stores bytes under keys. Backends:
-//! [`sqlite::SqliteStore`] (embedded default, WAL, group commit) and, later, etcd. Every
-//! backend must pass [`conformance`], which is written against the [`Store`] trait only.
+//! [`sqlite::SqliteStore`] (embedded default, WAL, group commit) and [`etcd::EtcdStore`]
+//! (an etcd v3 cluster, for several servers). Every backend must pass [`conformance`], which
+//! is written against the [`Store`] trait only.
 //!
 //! When its disk fills, a backend refuses writes with [`StoreError::NoSpace`] (like etcd's
 //! NOSPACE alarm) and reports it in [`Store::space`]; deletes still work, so space can be
@@ -20,6 +21,7 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod etcd;
 pub mod sqlite;
 #[cfg(unix)]
 pub mod tmpfs;
@@ -203,6 +205,13 @@ pub enum StoreError {
     /// grow the store are refused; reads, deletes, lease revocations and compaction work.
     #[error("{0}")]
     NoSpace(NoSpace),
+    /// The transaction is larger than the backend accepts in one request (etcd refuses
+    /// requests over its `--max-request-bytes`); it was not sent.
+    #[error(
+        "the write is {size} bytes, over the store's limit of {limit} bytes per transaction \
+         (etcd's request size limit): store smaller objects or split the change"
+    )]
+    TooLarge { size: usize, limit: usize },
     #[error("storage backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -7,9 +7,31 @@ use anyhow::{Context, Result};
 
 use server::{Limits, Server, ServerConfig, TlsMode};
 
-use crate::args::{DemoArgs, ServerArgs};
+use crate::args::{DemoArgs, ServerArgs, StoreArg};
+
+/// The store the server flags name.
+fn store_backend(args: &ServerArgs) -> Result<server::StoreBackend> {
+    match &args.store {
+        StoreArg::Sqlite => {
+            if args.etcd_ca.is_some() || args.etcd_cert.is_some() {
+                anyhow::bail!(
+                    "--etcd-ca and --etcd-cert apply to an etcd store: add --store etcd://HOST:PORT"
+                );
+            }
+            Ok(server::StoreBackend::Sqlite)
+        }
+        StoreArg::Etcd(endpoints) => Ok(server::StoreBackend::Etcd(server::EtcdConfig {
+            endpoints: endpoints.clone(),
+            prefix: args.etcd_prefix.clone(),
+            ca: args.etcd_ca.clone(),
+            cert: args.etcd_cert.clone(),
+            key: args.etcd_key.clone(),
+        })),
+    }
+}
 
 pub async fn server(args: &ServerArgs) -> Result<()> {
+    let store = store_backend(args)?;
     // `--tls` is accepted and changes nothing: TLS is the default.
     let tls = match (&args.tls_cert, &args.tls_key, args.insecure_http) {
         (Some(cert), Some(key), _) => TlsMode::Files {
@@ -22,6 +44,7 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
+        store,
         tls,
         fsync: !args.no_fsync,
         limits: Limits {

@@ -40,6 +40,7 @@ use self::read::ReadPool;
 pub use self::space::SpaceOptions;
 use self::space::SpaceState;
 use self::watch::{Forwarder, Hub};
+pub(crate) use self::writer::validate;
 use self::writer::{WriterHandle, WriterShared};
 use crate::{
     KeyValue, LeaseId, RangeRequest, RangeResponse, Revision, SpaceStatus, Store, StoreError, Txn,

@@ -1,0 +1,786 @@
+//! The scale-out backend: an etcd v3 cluster (3.4 or later), through the `etcd-client` crate.
+//!
+//! Several Meridian servers can share one store this way; etcd does the consensus. Every
+//! trait operation maps onto one etcd request (or a few, for appends):
+//! - [`txn`]: transactions (compares and ops become one etcd `Txn`), hash-chain appends
+//!   (guarded by a compare on the chain head, see below), the request-size limit, and
+//!   `get`/`range`.
+//! - [`watch`]: watches from a revision with previous values, resumed on another member when
+//!   the connection breaks or the member loses its leader.
+//! - [`lease`]: leases are etcd leases (grant, keep-alive, revoke; etcd deletes the keys of
+//!   an expired lease, with delete events).
+//! - [`testing`]: a throw-away etcd cluster of real `etcd` processes for tests.
+//!
+//! # Key layout
+//!
+//! Everything lives under one prefix (default `/meridian`, [`EtcdOptions::prefix`]): a
+//! Meridian key `K` is the etcd key `{prefix}/kv{K}`, and the store's own bookkeeping sits
+//! under `{prefix}/meta/` (outside every range and watch of Meridian keys). Two deployments
+//! with different prefixes share a cluster without seeing each other.
+//!
+//! # Revisions
+//!
+//! Meridian revisions are etcd revisions shifted by a base: `meridian = etcd - base`, where
+//! `base` is the etcd revision at which this prefix was initialised (the `create_revision`
+//! of `{prefix}/meta/base`, written once, by whichever server opens the prefix first, in a
+//! transaction guarded on its absence). So an empty store is at revision 0 and its first
+//! write gets revision 1, as [`crate::conformance`] requires, every server of a deployment
+//! computes the same numbers, and a revision means the same etcd state everywhere. On a
+//! cluster shared with other prefixes or other users, their writes (and lease expiries)
+//! also advance etcd's revision: Meridian revisions then stay monotonic but are no longer
+//! dense. Nothing in Meridian assumes density; the conformance suite does, and runs on a
+//! cluster of its own.
+//!
+//! Compaction is etcd's (physical) compaction at `revision + base`. etcd does not report its
+//! compacted revision, so `Store::compact` records it under `{prefix}/meta/compacted`
+//! before compacting (a crash in between leaves the record ahead of etcd, which only
+//! refuses watches etcd could still serve); a watch that etcd itself reports compacted
+//! (an operator's `etcdctl compact` or etcd's auto-compaction) also fails with
+//! [`StoreError::Compacted`].
+//!
+//! # The hash chain
+//!
+//! The SQLite writer builds a chain entry at commit time. Against etcd the commit revision is
+//! not known before the transaction commits (any write anywhere in the cluster advances it),
+//! so an append reads the log heads (at etcd revision `R`), builds the entries, and commits
+//! one etcd transaction guarded by `mod_revision(head) == observed` for every log it appends
+//! to; the caller's compares and ops run in a nested transaction inside it, so a moved head
+//! never runs the caller's failure branch. On a moved head the append retries with the new
+//! head; two servers never fork a chain. Appends of one process are serialised locally so
+//! they do not race each other. The revision an entry records (and hashes) is `R + 1` in
+//! Meridian numbering: the first revision the transaction could commit at. It is at most the
+//! commit revision, equal to it when nothing else was written in between, and above the
+//! commit revision of the previous entry (which the read at `R` saw), so entry revisions
+//! increase strictly along the chain as [`crate::chain::Verifier`] requires.
+//!
+//! # Limits and failures
+//!
+//! A transaction whose encoded size (as [`txn::encoded_size`] estimates it, generously)
+//! exceeds [`EtcdOptions::max_txn_bytes`] (by default etcd's request limit less headroom
+//! for the gRPC framing) fails with [`StoreError::TooLarge`] before it is sent; one with
+//! more ops than etcd's `--max-txn-ops` fails with a message naming that setting. Reads
+//! are retried on another member while the cluster is unavailable (for
+//! [`EtcdOptions::retry_for`]); writes only when etcd certainly did not apply them (no
+//! connection, or a member without a leader), since replaying an unconditional put whose
+//! outcome is unknown would write twice. An unreachable cluster is an
+//! [`EtcdError::Unreachable`] naming the endpoints tried ([`EtcdError::is_unavailable`]).
+
+pub mod lease;
+#[cfg(unix)]
+pub mod testing;
+pub mod txn;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse,
+};
+
+use crate::{
+    KeyValue, LeaseId, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn, TxnResponse,
+    WatchStream,
+};
+
+/// Default key prefix of a deployment.
+pub const DEFAULT_PREFIX: &str = "/meridian";
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+pub const ETCD_DEFAULT_REQUEST_LIMIT: usize = 1536 * 1024;
+/// Default [`EtcdOptions::max_txn_bytes`]: etcd's default request limit minus 64 KiB of
+/// headroom for the gRPC and protobuf framing the estimate does not count.
+pub const DEFAULT_MAX_TXN_BYTES: usize = ETCD_DEFAULT_REQUEST_LIMIT - 64 * 1024;
+
+/// The certificates for TLS to etcd, as PEM.
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    /// CA bundle that signed the etcd members' certificates (system roots are not used).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key, for clusters that require client authentication.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    // Never print key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+/// How to reach the cluster and how to use it.
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// Client endpoints, `host:port` (the scheme follows [`EtcdOptions::tls`]).
+    pub endpoints: Vec<String>,
+    /// Key prefix of this deployment (no trailing slash needed).
+    pub prefix: String,
+    /// TLS to the cluster; plain HTTP/2 when `None`.
+    pub tls: Option<EtcdTls>,
+    /// Largest transaction sent, in bytes (see [`StoreError::TooLarge`]).
+    pub max_txn_bytes: usize,
+    /// Deadline of one unary request.
+    pub request_timeout: Duration,
+    /// Deadline of establishing a connection to one member.
+    pub connect_timeout: Duration,
+    /// How long a request that may be retried is retried while the cluster is unavailable
+    /// (a leader election after a member died takes a few seconds).
+    pub retry_for: Duration,
+}
+
+impl EtcdOptions {
+    /// Options for `endpoints` with every other setting at its default.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            tls: None,
+            max_txn_bytes: DEFAULT_MAX_TXN_BYTES,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            retry_for: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Parses `etcd://HOST:PORT[,HOST:PORT…]` into its endpoints. Returns a message naming what
+/// is wrong otherwise.
+pub fn parse_url(url: &str) -> Result<Vec<String>, String> {
+    let Some(rest) = url.strip_prefix("etcd://") else {
+        return Err(format!(
+            "{url:?} is not an etcd URL: expected etcd://HOST:PORT[,HOST:PORT...]"
+        ));
+    };
+    let mut endpoints = Vec::new();
+    for part in rest.trim_end_matches('/').split(',') {
+        let part = part.trim();
+        let Some((host, port)) = part.rsplit_once(':') else {
+            return Err(format!(
+                "etcd endpoint {part:?} has no port: expected HOST:PORT (etcd's client port is usually 2379)"
+            ));
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(format!("etcd endpoint {part:?} has no valid host"));
+        }
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!(
+                "etcd endpoint {part:?} has an invalid port {port:?}"
+            ));
+        }
+        endpoints.push(part.to_owned());
+    }
+    Ok(endpoints)
+}
+
+/// Why the etcd backend failed; carried in [`StoreError::Backend`]. The message holds
+/// etcd's error (callers print store errors with `to_string`), so it is not also a `source`.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("cannot reach the etcd cluster (tried {endpoints}) while {what}: {cause}")]
+    Unreachable {
+        endpoints: String,
+        what: &'static str,
+        cause: etcd_client::Error,
+    },
+    #[error("etcd did not answer within {timeout:?} (tried {endpoints}) while {what}")]
+    Timeout {
+        endpoints: String,
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("etcd failed while {what}: {cause}")]
+    Request {
+        what: &'static str,
+        cause: etcd_client::Error,
+    },
+    #[error("cannot configure the etcd client: {0}")]
+    Config(String),
+    #[error("unexpected data in etcd: {0}")]
+    Data(String),
+}
+
+impl EtcdError {
+    /// The cluster could not be reached or did not answer in time: a later retry may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            EtcdError::Unreachable { .. } | EtcdError::Timeout { .. }
+        )
+    }
+}
+
+impl From<EtcdError> for StoreError {
+    fn from(e: EtcdError) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// A [`Store`] on an etcd cluster. Cheap to share behind an `Arc`.
+pub struct EtcdStore {
+    pub(crate) client: Client,
+    pub(crate) keys: Keys,
+    /// etcd revision of this prefix's initialisation: Meridian revision = etcd − base.
+    pub(crate) base: i64,
+    pub(crate) options: EtcdOptions,
+    /// Serialises this process's appends, so they retry only against other servers.
+    pub(crate) append_lock: tokio::sync::Mutex<()>,
+}
+
+/// The etcd keys of a deployment.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    /// `{prefix}/kv`: prepended to every Meridian key.
+    data: String,
+    /// `{prefix}/meta/base`.
+    base: String,
+    /// `{prefix}/meta/compacted`.
+    compacted: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let prefix = prefix.trim_end_matches('/');
+        Self {
+            data: format!("{prefix}/kv"),
+            base: format!("{prefix}/meta/base"),
+            compacted: format!("{prefix}/meta/compacted"),
+        }
+    }
+
+    /// The etcd key of a Meridian key.
+    pub(crate) fn data(&self, key: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data.len() + key.len());
+        out.extend_from_slice(self.data.as_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    /// Length of the prefix every Meridian key gets.
+    pub(crate) fn data_prefix_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The Meridian key of an etcd key under the data prefix.
+    pub(crate) fn strip(&self, key: &[u8]) -> Result<String, EtcdError> {
+        let rest = key.strip_prefix(self.data.as_bytes()).ok_or_else(|| {
+            EtcdError::Data(format!(
+                "key {:?} is outside the data prefix {}",
+                String::from_utf8_lossy(key),
+                self.data
+            ))
+        })?;
+        String::from_utf8(rest.to_vec()).map_err(|_| {
+            EtcdError::Data(format!(
+                "key {:?} is not UTF-8",
+                String::from_utf8_lossy(key)
+            ))
+        })
+    }
+}
+
+/// Largest gRPC message accepted from etcd (a page of a large list, a burst of watch
+/// events); tonic's default of 4 MiB is below what one etcd response can hold.
+pub(crate) const MAX_DECODE: usize = 256 * 1024 * 1024;
+
+/// The KV client of `client`, accepting responses up to [`MAX_DECODE`].
+pub(crate) fn kv_client(client: &Client) -> etcd_client::KvClient {
+    client.kv_client().max_decoding_message_size(MAX_DECODE)
+}
+
+/// Converts an etcd key-value under the data prefix of `keys` (Meridian revisions are etcd
+/// revisions minus `base`).
+pub(crate) fn convert_kv(
+    keys: &Keys,
+    base: i64,
+    kv: &etcd_client::KeyValue,
+) -> Result<KeyValue, EtcdError> {
+    Ok(KeyValue {
+        key: keys.strip(kv.key())?,
+        value: kv.value().to_vec(),
+        create_revision: (kv.create_revision() - base).max(0),
+        mod_revision: (kv.mod_revision() - base).max(0),
+        version: kv.version(),
+        lease: (kv.lease() != 0).then_some(kv.lease()),
+    })
+}
+
+/// The first key after every key starting with `prefix` (etcd's `range_end` of a prefix).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes (or empty): every key after the prefix.
+    vec![0]
+}
+
+impl EtcdStore {
+    /// Connects to the cluster, checks it answers, and initialises the prefix if it is new.
+    pub async fn open(options: EtcdOptions) -> Result<Arc<Self>, StoreError> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "no etcd endpoints given".into(),
+            ));
+        }
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let urls: Vec<String> = options
+            .endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("{scheme}://{e}")
+                }
+            })
+            .collect();
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(options.connect_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            // A member cut off from its leader answers "no leader" at once (a safe retry)
+            // instead of holding the request until it times out.
+            .with_require_leader(true);
+        if let Some(tls) = &options.tls {
+            let mut config = etcd_client::TlsOptions::new();
+            if let Some(ca) = &tls.ca_pem {
+                config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            connect = connect.with_tls(config);
+        }
+        let client = Client::connect(&urls, Some(connect))
+            .await
+            .map_err(|e| EtcdError::Config(e.to_string()))?;
+        let keys = Keys::new(&options.prefix);
+        let mut store = Self {
+            client,
+            keys,
+            base: 0,
+            options,
+            append_lock: tokio::sync::Mutex::new(()),
+        };
+        store.base = store.init_base().await?;
+        tracing::info!(
+            endpoints = %store.endpoints(),
+            prefix = %store.options.prefix,
+            base = store.base,
+            "etcd store opened"
+        );
+        Ok(Arc::new(store))
+    }
+
+    /// Reads the prefix's base revision, writing it if the prefix is new. A prefix that
+    /// holds data without its base key is refused (and left as it is): a new base would
+    /// number revisions below ones clients have seen.
+    async fn init_base(&self) -> Result<i64, StoreError> {
+        let base_key = self.keys.base.clone();
+        let data_key = self.keys.data.clone();
+        let txn = etcd_client::Txn::new()
+            .when([
+                EtcdCompare::version(base_key.clone(), CompareOp::Equal, 0),
+                // Over a range: holds when no key under the data prefix exists.
+                EtcdCompare::version(data_key.clone(), CompareOp::Equal, 0).with_prefix(),
+            ])
+            .and_then([TxnOp::put(
+                base_key.clone(),
+                "meridian store base revision: its create_revision",
+                None,
+            )])
+            .or_else([
+                TxnOp::get(base_key, None),
+                TxnOp::get(
+                    data_key,
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                ),
+            ]);
+        // Guarded on the keys' absence, so a replay only reads.
+        let resp = self
+            .call("initialising the key prefix", Retry::Read, |c| {
+                let txn = txn.clone();
+                async move { kv_client(&c).txn(txn).await }
+            })
+            .await?;
+        if resp.succeeded() {
+            return Ok(header_revision(resp.header())?);
+        }
+        let mut reads = resp.op_responses().into_iter();
+        let (Some(TxnOpResponse::Get(base)), Some(TxnOpResponse::Get(data))) =
+            (reads.next(), reads.next())
+        else {
+            return Err(EtcdError::Data("unexpected answer to the base read".into()).into());
+        };
+        match base.kvs().first() {
+            Some(kv) => Ok(kv.create_revision()),
+            None => Err(EtcdError::Data(format!(
+                "{} holds {} keys but its base revision key {} is missing: refusing to \
+                 renumber revisions; restore {} (from a snapshot) or use another --etcd-prefix",
+                self.keys.data,
+                data.count(),
+                self.keys.base,
+                self.keys.base
+            ))
+            .into()),
+        }
+    }
+
+    /// The endpoints, for messages.
+    pub(crate) fn endpoints(&self) -> String {
+        self.options.endpoints.join(",")
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &EtcdOptions {
+        &self.options
+    }
+
+    /// The etcd revision this prefix was initialised at (Meridian revision 0).
+    pub fn base_revision(&self) -> i64 {
+        self.base
+    }
+
+    /// Meridian revision of an etcd revision (0 for anything at or before the base).
+    pub(crate) fn to_meridian(&self, etcd: i64) -> Revision {
+        (etcd - self.base).max(0)
+    }
+
+    /// etcd revision of a Meridian revision.
+    pub(crate) fn to_etcd(&self, revision: Revision) -> i64 {
+        revision + self.base
+    }
+
+    /// Converts an etcd key-value under the data prefix.
+    pub(crate) fn kv(&self, kv: &etcd_client::KeyValue) -> Result<KeyValue, EtcdError> {
+        convert_kv(&self.keys, self.base, kv)
+    }
+
+    /// Runs one request with the deadline and retry policy, mapping errors.
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        what: &'static str,
+        retry: Retry,
+        mut f: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.options.retry_for;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let attempt =
+                tokio::time::timeout(self.options.request_timeout, f(self.client.clone())).await;
+            let err = match attempt {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => e,
+                Err(_) => {
+                    // A timed-out write may or may not have been applied.
+                    if retry == Retry::Read && tokio::time::Instant::now() < deadline {
+                        continue;
+                    }
+                    return Err(EtcdError::Timeout {
+                        endpoints: self.endpoints(),
+                        what,
+                        timeout: self.options.request_timeout,
+                    }
+                    .into());
+                }
+            };
+            let retryable = match retry {
+                Retry::Read => is_unavailable(&err),
+                Retry::Write => is_not_applied(&err),
+            };
+            if retryable && tokio::time::Instant::now() + backoff < deadline {
+                tracing::debug!(what, error = %err, "etcd unavailable, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            return Err(self.map_err(what, err));
+        }
+    }
+
+    /// Maps an etcd error that has no more specific meaning to the caller.
+    pub(crate) fn map_err(&self, what: &'static str, err: etcd_client::Error) -> StoreError {
+        if let etcd_client::Error::GRpcStatus(status) = &err {
+            let msg = status.message();
+            if msg.contains("duplicate key given in txn request") {
+                return StoreError::InvalidArgument(
+                    "a transaction branch writes a key more than once".into(),
+                );
+            }
+            if msg.contains("too many operations in txn request") {
+                return StoreError::InvalidArgument(
+                    "the transaction has more operations than etcd's --max-txn-ops allows \
+                     (128 by default): run the etcd members with a larger --max-txn-ops \
+                     (Meridian commits, for example, every placement on a node, each with its \
+                     audit entry, in one transaction)"
+                        .into(),
+                );
+            }
+            if msg.contains("request is too large") {
+                return StoreError::InvalidArgument(format!(
+                    "etcd refused the request as too large (its --max-request-bytes is below \
+                     this store's limit of {} bytes): {msg}",
+                    self.options.max_txn_bytes
+                ));
+            }
+        }
+        if is_unavailable(&err) {
+            return EtcdError::Unreachable {
+                endpoints: self.endpoints(),
+                what,
+                cause: err,
+            }
+            .into();
+        }
+        EtcdError::Request { what, cause: err }.into()
+    }
+
+    /// The current etcd revision (of the cluster, as a linearizable read sees it).
+    pub(crate) async fn etcd_revision(&self) -> Result<i64, StoreError> {
+        let key = self.keys.base.clone();
+        let resp = self
+            .call("reading the current revision", Retry::Read, |c| {
+                let key = key.clone();
+                async move {
+                    kv_client(&c)
+                        .get(key, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
+            .await?;
+        Ok(header_revision(resp.header())?)
+    }
+
+    /// The compacted revision recorded under the prefix (Meridian numbering).
+    async fn recorded_compaction(&self) -> Result<Revision, StoreError> {
+        let key = self.keys.compacted.clone();
+        let resp = self
+            .call("reading the compacted revision", Retry::Read, |c| {
+                let key = key.clone();
+                async move { kv_client(&c).get(key, None).await }
+            })
+            .await?;
+        match resp.kvs().first() {
+            None => Ok(0),
+            Some(kv) => parse_revision(kv.value()).ok_or_else(|| {
+                EtcdError::Data(format!("{} does not hold a revision", self.keys.compacted)).into()
+            }),
+        }
+    }
+}
+
+/// When a failed request is sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// While the cluster is unavailable: reads, and writes whose replay is harmless.
+    Read,
+    /// Only when etcd certainly did not apply the request.
+    Write,
+}
+
+/// The cluster (or the member asked) cannot serve now; a read may be retried.
+fn is_unavailable(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            ) || status.message().contains("no leader")
+                || status.message().contains("leader changed")
+        }
+        _ => false,
+    }
+}
+
+/// etcd certainly did not apply the request: no connection was made, or the member had no
+/// leader to propose to. Only these are retried for writes.
+fn is_not_applied(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            let msg = status.message();
+            msg.contains("etcdserver: no leader")
+                || (status.code() == tonic::Code::Unavailable
+                    && (msg.contains("tcp connect error")
+                        || msg.contains("error trying to connect")
+                        || msg.contains("Connection refused")
+                        || msg.contains("connection refused")))
+        }
+        _ => false,
+    }
+}
+
+/// The revision of a response header.
+pub(crate) fn header_revision(
+    header: Option<&etcd_client::ResponseHeader>,
+) -> Result<i64, EtcdError> {
+    header
+        .map(etcd_client::ResponseHeader::revision)
+        .ok_or_else(|| EtcdError::Data("response without a header".into()))
+}
+
+fn parse_revision(value: &[u8]) -> Option<Revision> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<(Option<KeyValue>, Revision), StoreError> {
+        self.get_key(key).await
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.range_keys(req).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        self.run_txn(txn).await
+    }
+
+    async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError> {
+        self.start_watch(prefix, start).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.to_meridian(self.etcd_revision().await?))
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        self.grant(ttl).await
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
+        self.keep_alive(id).await
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
+        self.revoke(id).await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let current = self.current_revision().await?;
+        if revision > current {
+            return Err(StoreError::FutureRevision {
+                requested: revision,
+                current,
+            });
+        }
+        let recorded = self.recorded_compaction().await?;
+        if revision <= recorded {
+            return Ok(());
+        }
+        // Record first (guarded, so concurrent compactions only move it forward), then
+        // compact: a crash in between leaves the record ahead of etcd, never behind.
+        let key = self.keys.compacted.clone();
+        let value = revision.to_string();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (recorded, mod_revision) = {
+                let key = key.clone();
+                let resp = self
+                    .call("reading the compacted revision", Retry::Read, |c| {
+                        let key = key.clone();
+                        async move { kv_client(&c).get(key, None).await }
+                    })
+                    .await?;
+                match resp.kvs().first() {
+                    None => (0, 0),
+                    Some(kv) => (parse_revision(kv.value()).unwrap_or(0), kv.mod_revision()),
+                }
+            };
+            if revision <= recorded {
+                break;
+            }
+            let txn = etcd_client::Txn::new()
+                .when([EtcdCompare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    mod_revision,
+                )])
+                .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
+            let resp = self
+                .call("recording the compacted revision", Retry::Read, |c| {
+                    let txn = txn.clone();
+                    async move { kv_client(&c).txn(txn).await }
+                })
+                .await?;
+            if resp.succeeded() || attempts > 20 {
+                break;
+            }
+        }
+        let etcd_rev = self.to_etcd(revision);
+        let result = self
+            .call("compacting", Retry::Read, |c| async move {
+                kv_client(&c)
+                    .compact(
+                        etcd_rev,
+                        Some(etcd_client::CompactionOptions::new().with_physical()),
+                    )
+                    .await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Another server (or an operator) compacted at or past it already.
+            Err(StoreError::Backend(e)) if e.to_string().contains("compacted") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        self.recorded_compaction().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(
+            parse_url("etcd://a:2379,10.0.0.2:2379").unwrap(),
+            ["a:2379", "10.0.0.2:2379"]
+        );
+        assert_eq!(parse_url("etcd://[::1]:2379").unwrap(), ["[::1]:2379"]);
+        assert!(parse_url("http://a:2379").unwrap_err().contains("etcd://"));
+        assert!(parse_url("etcd://a").unwrap_err().contains("no port"));
+        assert!(
+            parse_url("etcd://a:x")
+                .unwrap_err()
+                .contains("invalid port")
+        );
+        assert!(parse_url("etcd://").is_err());
+    }
+
+    #[test]
+    fn prefix_end_increments_the_last_byte() {
+        assert_eq!(prefix_end(b"/a"), b"/b");
+        assert_eq!(prefix_end(b"/a\xff"), b"/b");
+        assert_eq!(prefix_end(b"\xff"), [0]);
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let keys = Keys::new("/meridian/");
+        assert_eq!(keys.data("/x"), b"/meridian/kv/x");
+        assert_eq!(keys.strip(b"/meridian/kv/x").unwrap(), "/x");
+        assert!(keys.strip(b"/other/x").is_err());
+        assert_eq!(keys.base, "/meridian/meta/base");
+    }
+}

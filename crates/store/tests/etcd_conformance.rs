@@ -1,0 +1,390 @@
+//! Runs the backend conformance suite against [`EtcdStore`] on a real 3-member etcd cluster
+//! (one fresh cluster per check: the checks expect dense revisions, so nothing else may
+//! write to the cluster meanwhile), plus etcd-specific tests: a write after `kill -9` of the
+//! leader, the request-size refusal, reopening a prefix, and prefix isolation.
+//!
+//! Needs `etcd` (Debian: `apt-get install etcd-server`); without it every test fails saying
+//! so. At most [`CLUSTERS`] clusters run at once, to keep a 2-core machine responsive
+//! enough for etcd's 1 s election timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::chain;
+use store::conformance;
+use store::etcd::testing::EtcdCluster;
+use store::etcd::{EtcdOptions, EtcdStore};
+use store::{Op, OpResult, Store, StoreError, StoreExt, Txn};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Clusters running at the same time.
+const CLUSTERS: usize = 2;
+static SLOTS: Semaphore = Semaphore::const_new(CLUSTERS);
+
+/// A running cluster and the permit that let it start.
+struct Running {
+    cluster: EtcdCluster,
+    _slot: SemaphorePermit<'static>,
+}
+
+async fn cluster() -> Running {
+    let slot = SLOTS.acquire().await.expect("semaphore open");
+    let cluster = EtcdCluster::start(3)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
+    Running {
+        cluster,
+        _slot: slot,
+    }
+}
+
+async fn open(cluster: &EtcdCluster, prefix: &str) -> Arc<EtcdStore> {
+    let mut options = EtcdOptions::new(cluster.endpoints());
+    options.prefix = prefix.to_owned();
+    EtcdStore::open(options)
+        .await
+        .unwrap_or_else(|e| panic!("open the etcd store: {e}"))
+}
+
+macro_rules! conformance_tests {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let running = cluster().await;
+                let store = open(&running.cluster, "/meridian").await;
+                conformance::$check(store).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(
+    check_revisions_start_at_one_and_increase,
+    check_get_put_delete,
+    check_version_and_create_revision,
+    check_range_prefix_in_key_order,
+    check_range_pagination,
+    check_range_prefix_boundaries,
+    check_cas_mod_revision,
+    check_cas_exists_absent_value,
+    check_txn_failure_branch,
+    check_txn_multi_key_atomic,
+    check_txn_error_rolls_back_whole_txn,
+    check_txn_rejects_duplicate_keys,
+    check_noop_txn_keeps_revision,
+    check_watch_replays_then_goes_live,
+    check_watch_from_now,
+    check_watch_future_revision,
+    check_watch_prefix_isolation,
+    check_watch_delete_carries_last_value,
+    check_watch_after_compaction,
+    check_compaction_keeps_current_keys,
+    check_lease_expiry_deletes_keys,
+    check_lease_keep_alive,
+    check_lease_revoke,
+    check_put_with_unknown_lease_fails,
+    check_failed_txn_does_not_affect_others,
+    check_chain_append,
+    check_chain_concurrent_commit_order,
+    check_concurrent_cas_counter,
+);
+
+/// Creates `key` once: retried until it is there, since a write whose answer was lost to the
+/// failover may have been applied (then `put_if` finds the key and that counts).
+async fn create_through_failover(store: &Arc<EtcdStore>, key: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store.put_if(key, b"v".to_vec(), 0).await {
+            Ok(Ok(_)) => return,
+            Ok(Err(Some(existing))) if existing.value == b"v" => return,
+            Ok(Err(other)) => panic!("{key} holds something else: {other:?}"),
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no write succeeded within 60 s of the failover; last error: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// After `kill -9` of the leader, writes succeed again (on the new leader), acknowledged
+/// writes are all there, a watch resumes, and the chain still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_succeeds_after_kill_9_of_the_leader() {
+    let mut running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    for i in 0..10 {
+        store
+            .txn(Txn {
+                success: vec![
+                    Op::put(format!("/k/{i}"), "v"),
+                    Op::Append {
+                        log: "/audit/".into(),
+                        payload: format!("write {i}").into_bytes(),
+                    },
+                ],
+                ..Txn::default()
+            })
+            .await
+            .expect("write before the failover");
+    }
+    let mut watch = store.watch("/k/", 0).await.expect("watch");
+    let leader = running.cluster.leader().await.expect("a leader");
+    running.cluster.kill(leader);
+
+    create_through_failover(&store, "/k/after").await;
+    let event = tokio::time::timeout(Duration::from_secs(60), watch.next())
+        .await
+        .expect("the watch delivers the write made after the failover")
+        .expect("watch open")
+        .expect("watch event");
+    assert_eq!(event.kv.key, "/k/after");
+    let listed = store
+        .range(store::RangeRequest {
+            prefix: "/k/".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("range after the failover");
+    assert_eq!(listed.count, 11, "every acknowledged write survives");
+    let resp = store
+        .txn(Txn {
+            success: vec![Op::Append {
+                log: "/audit/".into(),
+                payload: b"after".to_vec(),
+            }],
+            ..Txn::default()
+        })
+        .await
+        .expect("append after the failover");
+    assert!(matches!(resp.results[0], OpResult::Append { seq: 11, .. }));
+    let summary = chain::verify_store(store.as_ref(), "/audit/")
+        .await
+        .expect("the chain verifies");
+    assert_eq!(summary.entries, 11);
+
+    // The killed member rejoins and the cluster keeps serving.
+    running.cluster.restart(leader).expect("restart the member");
+    create_through_failover(&store, "/k/rejoined").await;
+}
+
+/// A transaction over the request limit is refused before it reaches etcd, with the size
+/// and the limit; one just under it goes through; nothing was written by the refused one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_write_is_refused_before_etcd() {
+    let running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    let limit = store.options().max_txn_bytes;
+    let result = store.put("/big", vec![b'x'; 2 * 1024 * 1024]).await;
+    match result {
+        Err(StoreError::TooLarge { size, limit: l }) => {
+            assert!(size > 2 * 1024 * 1024, "size counts the value: {size}");
+            assert_eq!(l, limit);
+            let message = StoreError::TooLarge { size, limit: l }.to_string();
+            assert!(message.contains(&size.to_string()) && message.contains(&l.to_string()));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(store.current_revision().await.expect("revision"), 0);
+    // An append counts its entry: a payload over the limit is refused the same way.
+    let append = store
+        .txn(Txn {
+            success: vec![Op::Append {
+                log: "/audit/".into(),
+                payload: vec![b'y'; limit],
+            }],
+            ..Txn::default()
+        })
+        .await;
+    assert!(
+        matches!(append, Err(StoreError::TooLarge { .. })),
+        "{append:?}"
+    );
+    // A write exactly at the limit is sent, and etcd (at its default request limit)
+    // takes it: the headroom covers what the estimate leaves out. One byte more is refused.
+    let prefix_len = "/meridian/kv".len();
+    let empty = store::etcd::txn::encoded_size(
+        &Txn {
+            success: vec![Op::put("/fits", Vec::new())],
+            ..Txn::default()
+        },
+        prefix_len,
+    );
+    let at_limit = vec![b'z'; limit - empty];
+    let kv = store
+        .put("/fits", at_limit.clone())
+        .await
+        .expect("a write at the limit goes through etcd");
+    assert_eq!(kv.mod_revision, 1);
+    assert_eq!(kv.value.len(), limit - empty);
+    let mut over = at_limit;
+    over.push(b'z');
+    assert!(matches!(
+        store.put("/fits", over).await,
+        Err(StoreError::TooLarge { .. })
+    ));
+}
+
+/// A transaction with more ops than etcd's `--max-txn-ops` (128 by default) fails with a
+/// message saying which etcd setting to raise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_ops_names_the_etcd_setting() {
+    let running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    let result = store
+        .txn(Txn {
+            success: (0..200)
+                .map(|i| Op::put(format!("/many/{i}"), "v"))
+                .collect(),
+            ..Txn::default()
+        })
+        .await;
+    match result {
+        Err(StoreError::InvalidArgument(message)) => {
+            assert!(message.contains("--max-txn-ops"), "{message}");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+/// Reopening a prefix keeps its revisions; another prefix on the same cluster is a separate
+/// store whose revisions are monotonic but not dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_reopen_and_stay_apart() {
+    let running = cluster().await;
+    let a = open(&running.cluster, "/tenant-a").await;
+    a.put("/x", b"a".to_vec()).await.expect("put a");
+    let b = open(&running.cluster, "/tenant-b").await;
+    assert_eq!(b.current_revision().await.expect("revision"), 0);
+    assert_eq!(
+        b.get("/x").await.expect("get").0,
+        None,
+        "prefixes are apart"
+    );
+    let first_b = b.put("/x", b"b".to_vec()).await.expect("put b");
+    assert_eq!(first_b.mod_revision, 1);
+    let second_a = a.put("/y", b"a".to_vec()).await.expect("put a again");
+    assert_eq!(
+        second_a.mod_revision, 4,
+        "writes under another prefix (its initialisation and its put) leave gaps in this one"
+    );
+    let base = a.base_revision();
+    drop(a);
+    let reopened = open(&running.cluster, "/tenant-a").await;
+    assert_eq!(reopened.base_revision(), base, "reopening keeps the base");
+    let (kv, revision) = reopened.get("/y").await.expect("get after reopen");
+    assert_eq!(kv.map(|kv| kv.mod_revision), Some(4));
+    assert_eq!(revision, 4);
+
+    // A prefix holding data without its base key is refused, and stays refused.
+    let urls: Vec<String> = running
+        .cluster
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let mut raw = etcd_client::Client::connect(&urls, None)
+        .await
+        .expect("an etcd client");
+    raw.delete("/tenant-a/meta/base", None)
+        .await
+        .expect("delete the base key");
+    for _ in 0..2 {
+        let mut options = EtcdOptions::new(running.cluster.endpoints());
+        options.prefix = "/tenant-a".into();
+        let Err(err) = EtcdStore::open(options).await else {
+            panic!("a prefix with data and no base key must be refused")
+        };
+        assert!(err.to_string().contains("refusing to renumber"), "{err}");
+    }
+}
+
+/// An unreachable cluster fails with a message naming the endpoints tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_cluster_names_its_endpoints() {
+    let mut options = EtcdOptions::new(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()]);
+    options.retry_for = Duration::from_millis(500);
+    options.connect_timeout = Duration::from_millis(500);
+    let Err(err) = EtcdStore::open(options).await else {
+        panic!("opening an unreachable cluster must fail")
+    };
+    let message = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(
+        message.contains("127.0.0.1:1,127.0.0.1:2"),
+        "the error names the endpoints: {message}"
+    );
+}
+
+/// Two stores on one prefix (two servers) appending to one log at the same time never fork
+/// it: seqs are consecutive in commit order, each entry's recorded revision lies between the
+/// previous entry's commit revision (exclusive) and its own (inclusive), and it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_append_to_one_chain_without_forking() {
+    let running = cluster().await;
+    let stores = [
+        open(&running.cluster, "/meridian").await,
+        open(&running.cluster, "/meridian").await,
+    ];
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for t in 0..4 {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                let mut appended = Vec::new();
+                for i in 0..8 {
+                    let resp = store
+                        .txn(Txn {
+                            success: vec![
+                                Op::put(format!("/obj/{s}-{t}"), format!("{i}")),
+                                Op::Append {
+                                    log: "/audit/".into(),
+                                    payload: format!("server {s} task {t} write {i}").into_bytes(),
+                                },
+                            ],
+                            ..Txn::default()
+                        })
+                        .await
+                        .expect("txn with an append");
+                    match &resp.results[1] {
+                        OpResult::Append { seq, .. } => appended.push((resp.revision, *seq)),
+                        other => panic!("expected an append result, got {other:?}"),
+                    }
+                }
+                appended
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("appender"));
+    }
+    all.sort_unstable();
+    let seqs: Vec<u64> = all.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, (1..=64).collect::<Vec<u64>>(), "no fork, no gap");
+    let mut previous_commit = 0;
+    for (commit, seq) in &all {
+        let (kv, _) = stores[0]
+            .get(&chain::entry_key("/audit/", *seq))
+            .await
+            .expect("get entry");
+        let entry = chain::ChainEntry::decode(&kv.expect("entry").value).expect("decodes");
+        assert!(
+            previous_commit < entry.revision && entry.revision <= *commit,
+            "entry {seq} records revision {} outside ({previous_commit}, {commit}]",
+            entry.revision
+        );
+        previous_commit = *commit;
+    }
+    let summary = chain::verify_store(stores[1].as_ref(), "/audit/")
+        .await
+        .expect("the chain verifies");
+    assert_eq!(summary.entries, 64);
+}
