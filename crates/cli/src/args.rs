@@ -293,7 +293,7 @@ pub struct ServerArgs {
     pub etcd_key: Option<PathBuf>,
     /// Key prefix of this deployment in etcd (deployments with different prefixes share a
     /// cluster without seeing each other)
-    #[arg(long, default_value = store::etcd::DEFAULT_PREFIX, value_name = "PREFIX")]
+    #[arg(long, default_value = server::DEFAULT_ETCD_PREFIX, value_name = "PREFIX")]
     pub etcd_prefix: String,
     /// Serve TLS with this certificate (PEM) instead of a generated one
     #[arg(long, requires = "tls_key", value_name = "FILE")]
@@ -358,7 +358,7 @@ fn parse_store(value: &str) -> Result<StoreArg, String> {
         return Ok(StoreArg::Sqlite);
     }
     if value.starts_with("etcd://") {
-        return store::etcd::parse_url(value).map(StoreArg::Etcd);
+        return store::etcd_url::parse_url(value).map(StoreArg::Etcd);
     }
     Err(format!(
         "expected `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`, got {value:?}"

@@ -199,6 +199,7 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::TooLarge { .. } => ApiError::too_large(err.to_string()),
             // etcd unreachable or not answering (a quorum lost, a partition): the client
             // may retry; the detail (endpoints tried) goes to the log.
+            #[cfg(feature = "etcd")]
             store::StoreError::Backend(source)
                 if source
                     .downcast_ref::<store::etcd::EtcdError>()

@@ -122,6 +122,9 @@ pub enum StoreBackend {
     Etcd(EtcdConfig),
 }
 
+/// Key prefix of a deployment in etcd unless `--etcd-prefix` says otherwise.
+pub const DEFAULT_ETCD_PREFIX: &str = "/meridian";
+
 /// How to reach the etcd cluster (`--store etcd://…`, `--etcd-*`). Holds paths only; the
 /// files are read when the server binds.
 #[derive(Clone, Debug)]
@@ -142,7 +145,7 @@ impl EtcdConfig {
     pub fn new(endpoints: Vec<String>) -> Self {
         Self {
             endpoints,
-            prefix: store::etcd::DEFAULT_PREFIX.to_owned(),
+            prefix: DEFAULT_ETCD_PREFIX.to_owned(),
             ca: None,
             cert: None,
             key: None,
@@ -150,6 +153,7 @@ impl EtcdConfig {
     }
 
     /// The store options, reading the TLS files.
+    #[cfg(feature = "etcd")]
     fn options(&self) -> Result<store::etcd::EtcdOptions> {
         let read = |path: &PathBuf, what: &str| {
             std::fs::read(path)
@@ -277,6 +281,7 @@ impl Server {
             )
             .await
             .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+            #[cfg(feature = "etcd")]
             StoreBackend::Etcd(etcd) => store::etcd::EtcdStore::open(etcd.options()?)
                 .await
                 .with_context(|| {
@@ -286,6 +291,13 @@ impl Server {
                         etcd.prefix
                     )
                 })?,
+            #[cfg(not(feature = "etcd"))]
+            StoreBackend::Etcd(_) => bail!(
+                "this meridian was built without the etcd backend (--store etcd://…): build it \
+                 with `cargo build --release --features etcd` (which needs protoc: \
+                 apt-get install protobuf-compiler libprotobuf-dev), or use the .deb or image, \
+                 which have it"
+            ),
         };
         Self::bind_with_store(config, store).await
     }

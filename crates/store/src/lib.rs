@@ -21,7 +21,9 @@
 
 pub mod chain;
 pub mod conformance;
+#[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod etcd_url;
 pub mod sqlite;
 #[cfg(unix)]
 pub mod tmpfs;

@@ -40,6 +40,7 @@ use self::read::ReadPool;
 pub use self::space::SpaceOptions;
 use self::space::SpaceState;
 use self::watch::{Forwarder, Hub};
+#[cfg(feature = "etcd")]
 pub(crate) use self::writer::validate;
 use self::writer::{WriterHandle, WriterShared};
 use crate::{
