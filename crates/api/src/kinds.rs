@@ -1686,6 +1686,42 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn quotas_read_as_before_and_count_instances_and_models() {
+        // A quota written before instances and gpusByModel existed reads unchanged.
+        let old: Quota =
+            serde_json::from_value(json!({"cpu": "96", "memory": "384Gi", "gpus": 0})).unwrap();
+        assert_eq!(old.instances, None);
+        assert!(old.gpus_by_model.is_empty());
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            json!({"cpu": "96", "memory": "384Gi", "gpus": 0})
+        );
+        let new: Quota =
+            serde_json::from_value(json!({"instances": 10, "gpusByModel": {"H100": 16}})).unwrap();
+        assert_eq!(new.gpus_by_model["H100"], 16);
+        assert!(serde_json::from_value::<Quota>(json!({"gpusbymodel": {}})).is_err());
+
+        // Usage: what add_allocation sums, and zero instances are not written.
+        assert_eq!(
+            serde_json::to_value(ResourceTotals::default()).unwrap(),
+            json!({"cpu": "0", "memory": "0", "gpus": 0})
+        );
+        let spec: AllocationSpec = serde_json::from_value(json!({
+            "workload": "train", "node": "n1",
+            "resources": {"cpu": "2", "memory": "1Gi", "gpu": {"count": 4, "model": "H100"}}
+        }))
+        .unwrap();
+        let mut used = ResourceTotals::default();
+        used.add_allocation(&spec);
+        used.add_allocation(&spec);
+        assert_eq!((used.gpus, used.instances), (8, 2));
+        assert_eq!(used.gpus_by_model["H100"], 8);
+        assert_eq!(used.cpu.millis(), 4000);
+        assert!(AllocationPhase::Running.holds_resources());
+        assert!(!AllocationPhase::Succeeded.holds_resources());
+    }
+
+    #[test]
     fn lookup_by_every_name() {
         for name in ["Workload", "workload", "WORKLOADS", "wl", "WL"] {
             assert_eq!(lookup_kind(name).unwrap().kind, "Workload", "{name}");
