@@ -118,9 +118,10 @@ fn replaced_when_lost(w: &Workload) -> bool {
 /// `lost`) when their workload is replaced when lost: they are deleted, so the instance
 /// is pending again and placed in this pass, elsewhere. The others stay as they are (a
 /// job that must not run twice). A gang is all-or-nothing: when one of its members is
-/// released, every member that still holds resources is released with it, and the
-/// whole gang is placed again as one unit (Volcano restarts a gang job whose member was
-/// evicted; Kueue evicts a workload whole). Returns how many were released.
+/// released and fewer than `spec.gang` of the others hold resources, they are released
+/// with it, and the whole gang is placed again as one unit (Volcano restarts a gang job
+/// whose member was evicted; Kueue evicts a workload whole). Returns how many were
+/// released.
 async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, ApiError> {
     use api::kinds::{AllocationPhase, NodePhase};
     let phases: HashMap<&str, Option<NodePhase>> = snap
@@ -166,15 +167,13 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
             release.push((ns.clone(), name.clone(), *rev, a.spec.node.clone()));
         }
     }
-    let gangs: HashSet<(String, String)> = release
+    // Gangs that lost a member: (project, workload) → `spec.gang`.
+    let gangs: HashMap<(String, String), u32> = release
         .iter()
         .filter_map(|(ns, name, _, _)| {
             let (a, _) = snap.allocations.get(&(ns.clone(), name.clone()))?;
             let w = workloads.get(&(ns.as_str(), a.spec.workload.as_str()))?;
-            w.spec
-                .gang
-                .is_some()
-                .then(|| (ns.clone(), a.spec.workload.clone()))
+            Some(((ns.clone(), a.spec.workload.clone()), w.spec.gang?))
         })
         .collect();
     if !gangs.is_empty() {
@@ -182,19 +181,33 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
             .iter()
             .map(|(ns, name, _, _)| (ns.clone(), name.clone()))
             .collect();
+        // The members that stay, per gang; fewer than `spec.gang` go too.
+        let mut rest: HashMap<(String, String), Vec<(String, String, Revision, String)>> =
+            HashMap::new();
         for ((ns, name), (a, rev)) in &snap.allocations {
+            let key = (ns.clone(), a.spec.workload.clone());
             let holds = a
                 .status
                 .as_ref()
                 .map(|s| s.phase)
                 .unwrap_or_default()
                 .holds_resources();
-            if holds
-                && gangs.contains(&(ns.clone(), a.spec.workload.clone()))
-                && !listed.contains(&(ns.clone(), name.clone()))
-            {
-                tracing::info!(allocation = %name, project = %ns, workload = %a.spec.workload, "a member of its gang was lost; releasing the gang whole");
-                release.push((ns.clone(), name.clone(), *rev, a.spec.node.clone()));
+            if holds && gangs.contains_key(&key) && !listed.contains(&(ns.clone(), name.clone())) {
+                rest.entry(key).or_default().push((
+                    ns.clone(),
+                    name.clone(),
+                    *rev,
+                    a.spec.node.clone(),
+                ));
+            }
+        }
+        for (key, members) in rest {
+            if members.len() >= gangs[&key] as usize {
+                continue;
+            }
+            for member in members {
+                tracing::info!(allocation = %member.1, project = %member.0, workload = %key.1, "a member of its gang was lost; releasing the gang whole");
+                release.push(member);
             }
         }
     }
@@ -570,43 +583,53 @@ async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, 
 }
 
 /// Gangs are all-or-nothing while they run, too: a gang workload whose missing members
-/// did not fit in this pass, while others of its members hold resources (a member was
-/// deleted, or preempted by a server without gang-safe preemption), has those members
-/// released, so the gang waits whole and holds nothing; the next pass places it as one
-/// unit. Returns how many allocations it released.
+/// did not fit in this pass, while fewer than `spec.gang` of its members hold resources
+/// (a member was deleted, or preempted by a server without gang-safe preemption), has
+/// those members released, so the gang waits whole and holds nothing; the next pass
+/// places it as one unit. A gang with at least `spec.gang` members placed is whole
+/// (Volcano's `minAvailable`): its other replicas wait without touching it. Returns how
+/// many allocations it released.
 async fn release_broken_gangs(
     state: &AppState,
     snap: &Snapshot,
     plans: &Plans<'_>,
     placing: &Placing,
 ) -> Result<usize, ApiError> {
-    let broken: HashSet<(String, String)> = placing
+    let waiting: HashMap<(String, String), u32> = placing
         .unplaceable()
         .into_keys()
-        .filter(|key| {
-            plans
-                .workloads
-                .get(key)
-                .is_some_and(|w| w.spec.gang.is_some())
+        .filter_map(|key| {
+            let size = plans.workloads.get(&key)?.spec.gang?;
+            Some((key, size))
         })
         .collect();
-    if broken.is_empty() {
+    if waiting.is_empty() {
         return Ok(0);
     }
-    let mut released = 0;
-    for ((ns, name), (a, rev)) in &snap.allocations {
-        let holds = a
-            .status
+    let holds = |a: &Allocation| {
+        a.status
             .as_ref()
             .map(|s| s.phase)
             .unwrap_or_default()
-            .holds_resources();
-        if holds
-            && broken.contains(&(ns.clone(), a.spec.workload.clone()))
-            && remove_allocation(state, ns, name, *rev).await?
-        {
-            tracing::info!(allocation = %name, project = %ns, workload = %a.spec.workload, "its gang cannot be completed; released so the gang waits whole");
-            released += 1;
+            .holds_resources()
+    };
+    let mut members: HashMap<(String, String), Vec<(&str, Revision)>> = HashMap::new();
+    for ((ns, name), (a, rev)) in &snap.allocations {
+        let key = (ns.clone(), a.spec.workload.clone());
+        if holds(a) && waiting.contains_key(&key) {
+            members.entry(key).or_default().push((name.as_str(), *rev));
+        }
+    }
+    let mut released = 0;
+    for (key, held) in members {
+        if held.len() >= waiting[&key] as usize {
+            continue;
+        }
+        for (name, rev) in held {
+            if remove_allocation(state, &key.0, name, rev).await? {
+                tracing::info!(allocation = %name, project = %key.0, workload = %key.1, "its gang cannot be completed; released so the gang waits whole");
+                released += 1;
+            }
         }
     }
     Ok(released)
