@@ -182,8 +182,9 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
             .map(|(ns, name, _, _)| (ns.clone(), name.clone()))
             .collect();
         // The members that stay, per gang; fewer than `spec.gang` go too.
-        let mut rest: HashMap<(String, String), Vec<(String, String, Revision, String)>> =
-            HashMap::new();
+        // (project, allocation, revision, node), as `release` holds them.
+        type Member = (String, String, Revision, String);
+        let mut rest: HashMap<(String, String), Vec<Member>> = HashMap::new();
         for ((ns, name), (a, rev)) in &snap.allocations {
             let key = (ns.clone(), a.spec.workload.clone());
             let holds = a
