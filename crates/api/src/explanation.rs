@@ -91,6 +91,8 @@ pub enum ReasonCode {
     AntiAffinity,
     Spread,
     Gang,
+    /// The project's quota (`Project.spec.quota`) has no room: the instance waits.
+    Quota,
 }
 
 /// Nodes rejected for one reason.

@@ -503,6 +503,32 @@ pub struct ResourceTotals {
     pub memory: Memory,
     #[serde(default)]
     pub gpus: u32,
+    /// Allocations counted (node allocations, project usage).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub instances: u32,
+    /// GPUs by model (`H100: 16`), of those whose model is known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpus_by_model: BTreeMap<String, u32>,
+}
+
+impl ResourceTotals {
+    /// Counts one allocation's reservation: what `Project.status.used` and
+    /// `Node.status.allocated` sum, and what project quotas are enforced against. The
+    /// caller decides whether the allocation holds resources
+    /// ([`AllocationPhase::holds_resources`]).
+    pub fn add_allocation(&mut self, spec: &AllocationSpec) {
+        let r = &spec.resources;
+        self.cpu = self.cpu.saturating_add(r.cpu);
+        self.memory = self.memory.saturating_add(r.memory);
+        self.instances = self.instances.saturating_add(1);
+        if let Some(g) = r.gpu.as_ref().filter(|g| g.count > 0) {
+            self.gpus = self.gpus.saturating_add(g.count);
+            if let Some(model) = &g.model {
+                let n = self.gpus_by_model.entry(model.clone()).or_default();
+                *n = n.saturating_add(g.count);
+            }
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -1380,6 +1406,18 @@ string_enum! {
     }
 }
 
+impl AllocationPhase {
+    /// Whether an allocation in this phase still reserves its node's resources (and
+    /// counts against its project's quota): every phase but `succeeded`, `failed` and
+    /// `lost`.
+    pub fn holds_resources(self) -> bool {
+        !matches!(
+            self,
+            AllocationPhase::Succeeded | AllocationPhase::Failed | AllocationPhase::Lost
+        )
+    }
+}
+
 /// One placed instance of a workload on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -1602,7 +1640,11 @@ impl Spec for ProjectSpec {
     const KIND_INFO: &'static KindInfo = PROJECT;
 }
 
-/// Upper bounds on what a project's allocations may reserve in total.
+/// Upper bounds on what a project's allocations may reserve in total, enforced by the
+/// scheduler when it places: work that would go over waits (pending, with the reason),
+/// it is not refused. Every bound is optional; an absent one does not limit. Lowering a
+/// bound below what the project uses evicts nothing: new placements wait until usage
+/// falls below it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Quota {
@@ -1610,8 +1652,16 @@ pub struct Quota {
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// GPUs of any model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,
+    /// Allocations (placed instances) at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    /// GPUs per model, named as in `task.resources.gpu.model` and node GPUs
+    /// (`{H100: 16}`); models not listed are bounded by `gpus` only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpus_by_model: BTreeMap<String, u32>,
 }
 
 /// What Meridian observes of a project.
@@ -1624,12 +1674,52 @@ pub struct ProjectStatus {
     /// What the project's allocations reserve now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used: Option<ResourceTotals>,
+    /// `OverQuota`: usage is above a bound of `spec.quota` (the quota was lowered);
+    /// nothing is evicted, new placements wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn quotas_read_as_before_and_count_instances_and_models() {
+        // A quota written before instances and gpusByModel existed reads unchanged.
+        let old: Quota =
+            serde_json::from_value(json!({"cpu": "96", "memory": "384Gi", "gpus": 0})).unwrap();
+        assert_eq!(old.instances, None);
+        assert!(old.gpus_by_model.is_empty());
+        assert_eq!(
+            serde_json::to_value(&old).unwrap(),
+            json!({"cpu": "96", "memory": "384Gi", "gpus": 0})
+        );
+        let new: Quota =
+            serde_json::from_value(json!({"instances": 10, "gpusByModel": {"H100": 16}})).unwrap();
+        assert_eq!(new.gpus_by_model["H100"], 16);
+        assert!(serde_json::from_value::<Quota>(json!({"gpusbymodel": {}})).is_err());
+
+        // Usage: what add_allocation sums, and zero instances are not written.
+        assert_eq!(
+            serde_json::to_value(ResourceTotals::default()).unwrap(),
+            json!({"cpu": "0", "memory": "0", "gpus": 0})
+        );
+        let spec: AllocationSpec = serde_json::from_value(json!({
+            "workload": "train", "node": "n1",
+            "resources": {"cpu": "2", "memory": "1Gi", "gpu": {"count": 4, "model": "H100"}}
+        }))
+        .unwrap();
+        let mut used = ResourceTotals::default();
+        used.add_allocation(&spec);
+        used.add_allocation(&spec);
+        assert_eq!((used.gpus, used.instances), (8, 2));
+        assert_eq!(used.gpus_by_model["H100"], 8);
+        assert_eq!(used.cpu.millis(), 4000);
+        assert!(AllocationPhase::Running.holds_resources());
+        assert!(!AllocationPhase::Succeeded.holds_resources());
+    }
 
     #[test]
     fn lookup_by_every_name() {

@@ -301,6 +301,12 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 if let Some(g) = q.gpus {
                     parts.push(format!("gpus={g}"));
                 }
+                for (model, g) in &q.gpus_by_model {
+                    parts.push(format!("gpus.{model}={g}"));
+                }
+                if let Some(n) = q.instances {
+                    parts.push(format!("instances={n}"));
+                }
                 parts.join(",")
             });
             (

@@ -1514,6 +1514,16 @@ impl Checker {
     fn project(&mut self, p: &ProjectSpec) {
         self.strings("spec.owners", &p.owners);
         self.jurisdictions("spec.allowedLocations", &p.allowed_locations);
+        if let Some(q) = &p.quota {
+            for model in q.gpus_by_model.keys() {
+                if model.trim().is_empty() {
+                    self.err(
+                        "spec.quota.gpusByModel",
+                        "a GPU model name is empty; name it as nodes report it (H100)",
+                    );
+                }
+            }
+        }
     }
 
     /// A secret as a client writes it. Messages name keys, never values.

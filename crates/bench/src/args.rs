@@ -46,6 +46,10 @@ pub struct PlacementArgs {
     /// port 9100 (host ports then count as a node resource)
     #[arg(long)]
     pub ports: bool,
+    /// Give every project a quota of this share of the fleet's cpu, memory and GPUs and
+    /// of the instances (0.25: a quarter), so every decision checks a quota
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub quota: Option<f64>,
     /// Print JSON instead of a table: one object, or an array for a list of sizes
     #[arg(long)]
     pub json: bool,
@@ -128,4 +132,14 @@ pub struct CrashArgs {
     /// Size of each request body in bytes
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+}
+
+/// A share for `--quota`: a number above 0 and at most 1.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err(format!(
+            "{s:?} is not a share above 0 and at most 1 (0.25 is a quarter)"
+        )),
+    }
 }

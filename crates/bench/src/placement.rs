@@ -158,8 +158,14 @@ pub fn placement(args: &PlacementArgs) -> Result<()> {
         if sizes.len() > 1 {
             eprintln!("placing {} instances on {} nodes...", args.instances, nodes);
         }
-        let r = sim::bench::placement(nodes, args.instances, args.seed, args.ports)
-            .context("generated objects were refused (a generator bug)")?;
+        let r = sim::bench::placement_with_quota(
+            nodes,
+            args.instances,
+            args.seed,
+            args.ports,
+            args.quota,
+        )
+        .context("generated objects were refused (a generator bug)")?;
         reports.push(r);
     }
     if args.json {

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use api::explanation::{AllocationRef, Decision, Outcome};
-use api::kinds::{AllocationPhase, Arch, Driver, LsmMode, NodePhase, OsFamily, Taint, TaintEffect};
+use api::kinds::{Arch, Driver, LsmMode, NodePhase, OsFamily, Taint, TaintEffect};
 use api::{Allocation, Node, Site, Workload};
 
 use crate::windows::{WindowsBuild, WindowsHost};
@@ -338,6 +338,59 @@ pub struct Fleet {
     pub(crate) workload_names: Vec<(String, String)>,
     /// Replicas per node, per workload.
     pub(crate) replicas_on: HashMap<WorkloadId, BTreeMap<NodeId, u32>>,
+    /// Per workload id: its project's index into `usage`.
+    pub(crate) workload_project: Vec<u32>,
+    /// Per workload id: whether it is a gang (its members are preempted together).
+    pub(crate) gang: Vec<bool>,
+    /// Project names, by project index.
+    pub(crate) project_names: Vec<String>,
+    pub(crate) project_ids: HashMap<String, u32>,
+    /// What each project's accounted allocations reserve, by project index: the usage
+    /// project quotas are enforced against, kept current by every insert and release.
+    pub(crate) usage: Vec<Usage>,
+}
+
+/// What one project's allocations reserve (the same sums as `Project.status.used`,
+/// [`api::kinds::ResourceTotals::add_allocation`]): cpu millicores, memory bytes, GPUs,
+/// allocations, and GPUs per model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub cpu: u64,
+    pub memory: u64,
+    pub gpus: u64,
+    pub instances: u64,
+    pub by_model: BTreeMap<String, u64>,
+}
+
+impl Usage {
+    fn add(&mut self, a: &Alloc, model: Option<&str>) {
+        self.cpu = self.cpu.saturating_add(a.res[0]);
+        self.memory = self.memory.saturating_add(a.res[1]);
+        self.instances += 1;
+        if let Some((_, count)) = a.gpu {
+            self.gpus = self.gpus.saturating_add(u64::from(count));
+            if let Some(m) = model {
+                match self.by_model.get_mut(m) {
+                    Some(n) => *n = n.saturating_add(u64::from(count)),
+                    None => {
+                        self.by_model.insert(m.to_string(), u64::from(count));
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, a: &Alloc, model: Option<&str>) {
+        self.cpu = self.cpu.saturating_sub(a.res[0]);
+        self.memory = self.memory.saturating_sub(a.res[1]);
+        self.instances = self.instances.saturating_sub(1);
+        if let Some((_, count)) = a.gpu {
+            self.gpus = self.gpus.saturating_sub(u64::from(count));
+            if let Some(n) = model.and_then(|m| self.by_model.get_mut(m)) {
+                *n = n.saturating_sub(u64::from(count));
+            }
+        }
+    }
 }
 
 fn driver_bit(d: Driver) -> u8 {
@@ -497,6 +550,11 @@ impl Fleet {
             workload_ids: HashMap::new(),
             workload_names: Vec::new(),
             replicas_on: HashMap::new(),
+            workload_project: Vec::new(),
+            gang: Vec::new(),
+            project_names: Vec::new(),
+            project_ids: HashMap::new(),
+            usage: Vec::new(),
         };
         let mut class_ids: HashMap<ClassKey, ClassId> = HashMap::new();
         for n in node_list {
@@ -601,6 +659,12 @@ impl Fleet {
         let priorities: HashMap<(&str, &str), i32> = workloads
             .into_iter()
             .map(|w| {
+                if w.spec.gang.is_some() {
+                    fleet.mark_gang(
+                        w.metadata.namespace.as_deref().unwrap_or(""),
+                        &w.metadata.name,
+                    );
+                }
                 (
                     (
                         w.metadata.namespace.as_deref().unwrap_or(""),
@@ -628,10 +692,7 @@ impl Fleet {
     /// full, never over-committed further.
     pub fn add_allocation(&mut self, a: &Allocation, priority: i32) -> Result<bool, FleetError> {
         let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
-        if matches!(
-            phase,
-            AllocationPhase::Succeeded | AllocationPhase::Failed | AllocationPhase::Lost
-        ) {
+        if !phase.holds_resources() {
             return Ok(false);
         }
         let ns = a
@@ -845,6 +906,33 @@ impl Fleet {
         })
     }
 
+    /// Marks a workload as a gang: preemption then evicts all of its members or none
+    /// ([`Fleet::from_objects`] marks the workloads it is given; a batch marks its own).
+    pub fn mark_gang(&mut self, namespace: &str, name: &str) {
+        let id = self.intern_workload(namespace, name);
+        self.gang[id as usize] = true;
+    }
+
+    /// What the allocations this snapshot accounts for reserve in `project`, summed as
+    /// `Project.status.used` is (GPUs by the model of the node they hold); `None` when
+    /// the project has none and never had.
+    pub fn project_usage(&self, project: &str) -> Option<api::kinds::ResourceTotals> {
+        let u = &self.usage[*self.project_ids.get(project)? as usize];
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Some(api::kinds::ResourceTotals {
+            cpu: api::Cpu::from_millis(u.cpu),
+            memory: api::Memory::from_bytes(u.memory),
+            gpus: clamp(u.gpus),
+            instances: clamp(u.instances),
+            gpus_by_model: u
+                .by_model
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(m, n)| (m.clone(), clamp(*n)))
+                .collect(),
+        })
+    }
+
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
@@ -902,9 +990,42 @@ impl Fleet {
             return *id;
         }
         let id = self.workload_names.len() as WorkloadId;
+        let project = match self.project_ids.get(namespace) {
+            Some(p) => *p,
+            None => {
+                let p = self.project_names.len() as u32;
+                self.project_names.push(namespace.to_string());
+                self.project_ids.insert(namespace.to_string(), p);
+                self.usage.push(Usage::default());
+                p
+            }
+        };
+        self.workload_project.push(project);
+        self.gang.push(false);
         self.workload_names.push(key.clone());
         self.workload_ids.insert(key, id);
         id
+    }
+
+    /// Accounts `a` to (or, with `added` false, off) its project's usage; its GPUs
+    /// count under the model of its GPU group on its node.
+    fn count_usage(&mut self, a: &Alloc, added: bool) {
+        let project = self.workload_project[a.workload as usize] as usize;
+        let class = self.nodes[a.node as usize].class as usize;
+        let model = a.gpu.and_then(|(group, _)| {
+            self.classes[class]
+                .key
+                .capacity
+                .gpus
+                .get(group as usize)
+                .map(|g| g.model.as_str())
+        });
+        let usage = &mut self.usage[project];
+        if added {
+            usage.add(a, model);
+        } else {
+            usage.remove(a, model);
+        }
     }
 
     pub(crate) fn workload_id(&self, namespace: &str, name: &str) -> Option<WorkloadId> {
@@ -970,6 +1091,7 @@ impl Fleet {
             .or_default()
             .entry(node)
             .or_insert(0) += 1;
+        self.count_usage(&a, true);
         self.allocs.push(Some(a));
         self.reindex(node, before);
         id
@@ -1002,6 +1124,7 @@ impl Fleet {
                 m.remove(&node);
             }
         }
+        self.count_usage(&a, false);
         self.reindex(node, before);
         a
     }

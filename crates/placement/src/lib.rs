@@ -22,8 +22,13 @@
 //!   them.
 //! - [`Score`]: binpack or spread, weighted preferences, spread, colocation, cost,
 //!   carbon, data locality, `PreferNoSchedule` taints, GPU avoidance.
-//! - Preemption of strictly lower-priority work, gangs placed all-or-nothing (one site
-//!   preferred), rescheduling away from lost or drained nodes ([`reschedule`]).
+//! - Preemption of strictly lower-priority work (a gang is preempted whole or not at
+//!   all), gangs placed all-or-nothing (one site preferred), rescheduling away from lost
+//!   or drained nodes ([`reschedule`]).
+//! - Project quotas (`Project.spec.quota`, given with [`Batch::add_in_project`]): an
+//!   instance, or a gang with all its members, is placed only within its project's
+//!   quota, counting the fleet's allocations and the batch's own placements; work over
+//!   it is unplaceable with [`ReasonCode::Quota`] and waits.
 //! - [`Explanation`]: rejection counts per reason that add up to the node count, top
 //!   candidates with score breakdowns, and the smallest changes that would make an
 //!   unplaceable instance fit.

@@ -4,7 +4,8 @@
 //! integers, residency becomes a country set, selector keys become [`Attr`]s.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use api::kinds::{
     Arch, Driver, Isolation, OsFamily, Sovereignty, Strategy, Toleration, WorkloadType,
@@ -304,6 +305,8 @@ pub(crate) struct Compiled {
     pub residency: Option<Fence>,
     /// The project's `allowedLocations` fence and the project's name.
     pub project: Option<(String, Fence)>,
+    /// The project's quota, when it sets a bound.
+    pub quota: Option<Arc<QuotaLimits>>,
     pub strict: bool,
     pub compliance: Vec<String>,
     pub exprs: Vec<Expr>,
@@ -398,6 +401,11 @@ impl Compiled {
         let mut compliance = spec.compliance.clone();
         compliance.sort();
         compliance.dedup();
+        let quota = project
+            .and_then(|p| p.spec.quota.as_ref())
+            .map(QuotaLimits::of)
+            .filter(|q| !q.is_unbounded())
+            .map(Arc::new);
         let project = project
             .filter(|p| !p.spec.allowed_locations.is_empty())
             .map(|p| {
@@ -457,6 +465,7 @@ impl Compiled {
             arch: task.arch,
             residency: (!data.residency.is_empty()).then(|| Fence::new(&data.residency)),
             project,
+            quota,
             strict: data.sovereignty == Sovereignty::Strict,
             compliance,
             exprs,
@@ -486,6 +495,41 @@ impl Compiled {
             (None, Some((_, p))) => p.list(),
             (None, None) => "anywhere".to_string(),
         }
+    }
+}
+
+/// A project's quota (`Project.spec.quota`) in the units placement counts: cpu
+/// millicores, memory bytes, GPUs, allocations, GPUs per model. `None` does not bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct QuotaLimits {
+    pub cpu: Option<u64>,
+    pub memory: Option<u64>,
+    pub gpus: Option<u64>,
+    pub instances: Option<u64>,
+    pub by_model: BTreeMap<String, u64>,
+}
+
+impl QuotaLimits {
+    pub(crate) fn of(q: &api::kinds::Quota) -> QuotaLimits {
+        QuotaLimits {
+            cpu: q.cpu.map(|c| c.millis()),
+            memory: q.memory.map(|m| m.bytes()),
+            gpus: q.gpus.map(u64::from),
+            instances: q.instances.map(u64::from),
+            by_model: q
+                .gpus_by_model
+                .iter()
+                .map(|(m, n)| (m.clone(), u64::from(*n)))
+                .collect(),
+        }
+    }
+
+    fn is_unbounded(&self) -> bool {
+        self.cpu.is_none()
+            && self.memory.is_none()
+            && self.gpus.is_none()
+            && self.instances.is_none()
+            && self.by_model.is_empty()
     }
 }
 
@@ -522,7 +566,10 @@ impl Batch {
 
     /// Adds replicas of a workload whose project fences where its work may run
     /// (`allowedLocations`): both the workload's residency and the fence must allow a
-    /// site.
+    /// site. The project's quota (`spec.quota`) bounds what its instances may reserve,
+    /// counting the fleet's allocations of the project and this batch's placements: an
+    /// instance (a gang: all its members at once) that would go over is unplaceable
+    /// with [`api::explanation::ReasonCode::Quota`].
     pub fn add_in_project(
         &mut self,
         workload: &Workload,

@@ -494,6 +494,13 @@ fn check(input: &Input, decisions: &[Decision]) -> Result<(), String> {
         if workloads[name].spec.gang.is_some() && placed != 0 && placed != total {
             return Err(format!("gang {name}: {placed} of {total} placed"));
         }
+        // Preemption never leaves a gang partly placed either.
+        let alive = live.keys().filter(|(w, _)| w == name).count();
+        if workloads[name].spec.gang.is_some() && alive != 0 && alive != total {
+            return Err(format!(
+                "gang {name}: {alive} of {total} left after preemption"
+            ));
+        }
     }
     Ok(())
 }

@@ -825,7 +825,7 @@ fn trim_history(
 
 /// Sets a condition; its transition time moves only when its status does, its update
 /// time when `touched` or on a transition.
-fn set_condition(
+pub(crate) fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
     status: ConditionStatus,

@@ -96,6 +96,9 @@ pub struct PassReport {
     pub rescheduled: usize,
     /// Nodes and projects whose `status.allocated`/`status.used` changed and was written.
     pub usage_written: usize,
+    /// Allocations of gangs that were partly placed and could not be completed in this
+    /// pass, released so that the gang waits whole ([`release_broken_gangs`]).
+    pub gang_released: usize,
 }
 
 /// Whether an instance of `w` that was on a lost node is placed again: services and VMs
@@ -114,7 +117,11 @@ fn replaced_when_lost(w: &Workload) -> bool {
 /// Releases the allocations whose node is gone or `Lost` (or that the agent reported
 /// `lost`) when their workload is replaced when lost: they are deleted, so the instance
 /// is pending again and placed in this pass, elsewhere. The others stay as they are (a
-/// job that must not run twice). Returns how many were released.
+/// job that must not run twice). A gang is all-or-nothing: when one of its members is
+/// released and fewer than `spec.gang` of the others hold resources, they are released
+/// with it, and the whole gang is placed again as one unit (Volcano restarts a gang job
+/// whose member was evicted; Kueue evicts a workload whole). Returns how many were
+/// released.
 async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, ApiError> {
     use api::kinds::{AllocationPhase, NodePhase};
     let phases: HashMap<&str, Option<NodePhase>> = snap
@@ -158,6 +165,51 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
             .is_some_and(|w| replaced_when_lost(w));
         if replaced {
             release.push((ns.clone(), name.clone(), *rev, a.spec.node.clone()));
+        }
+    }
+    // Gangs that lost a member: (project, workload) → `spec.gang`.
+    let gangs: HashMap<(String, String), u32> = release
+        .iter()
+        .filter_map(|(ns, name, _, _)| {
+            let (a, _) = snap.allocations.get(&(ns.clone(), name.clone()))?;
+            let w = workloads.get(&(ns.as_str(), a.spec.workload.as_str()))?;
+            Some(((ns.clone(), a.spec.workload.clone()), w.spec.gang?))
+        })
+        .collect();
+    if !gangs.is_empty() {
+        let listed: HashSet<(String, String)> = release
+            .iter()
+            .map(|(ns, name, _, _)| (ns.clone(), name.clone()))
+            .collect();
+        // The members that stay, per gang; fewer than `spec.gang` go too.
+        // (project, allocation, revision, node), as `release` holds them.
+        type Member = (String, String, Revision, String);
+        let mut rest: HashMap<(String, String), Vec<Member>> = HashMap::new();
+        for ((ns, name), (a, rev)) in &snap.allocations {
+            let key = (ns.clone(), a.spec.workload.clone());
+            let holds = a
+                .status
+                .as_ref()
+                .map(|s| s.phase)
+                .unwrap_or_default()
+                .holds_resources();
+            if holds && gangs.contains_key(&key) && !listed.contains(&(ns.clone(), name.clone())) {
+                rest.entry(key).or_default().push((
+                    ns.clone(),
+                    name.clone(),
+                    *rev,
+                    a.spec.node.clone(),
+                ));
+            }
+        }
+        for (key, members) in rest {
+            if members.len() >= gangs[&key] as usize {
+                continue;
+            }
+            for member in members {
+                tracing::info!(allocation = %member.1, project = %member.0, workload = %key.1, "a member of its gang was lost; releasing the gang whole");
+                release.push(member);
+            }
         }
     }
     let mut released = 0;
@@ -468,6 +520,7 @@ pub async fn pass_with(
     report.unplaceable = report.waiting;
     // Commit: one guarded transaction per node.
     let committed = commit_placements(state, &snap, &plans, &placing, options, &mut report).await?;
+    report.gang_released = release_broken_gangs(state, &snap, &plans, &placing).await?;
     // Status: what the plans say, and why the rest waits.
     write_statuses(
         state, &snap, &mut plans, &placing, &committed, memory, options,
@@ -528,6 +581,59 @@ async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, 
         }
     }
     Ok(removed)
+}
+
+/// Gangs are all-or-nothing while they run, too: a gang workload whose missing members
+/// did not fit in this pass, while fewer than `spec.gang` of its members hold resources
+/// (a member was deleted, or preempted by a server without gang-safe preemption), has
+/// those members released, so the gang waits whole and holds nothing; the next pass
+/// places it as one unit. A gang with at least `spec.gang` members placed is whole
+/// (Volcano's `minAvailable`): its other replicas wait without touching it. Returns how
+/// many allocations it released.
+async fn release_broken_gangs(
+    state: &AppState,
+    snap: &Snapshot,
+    plans: &Plans<'_>,
+    placing: &Placing,
+) -> Result<usize, ApiError> {
+    let waiting: HashMap<(String, String), u32> = placing
+        .unplaceable()
+        .into_keys()
+        .filter_map(|key| {
+            let size = plans.workloads.get(&key)?.spec.gang?;
+            Some((key, size))
+        })
+        .collect();
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let holds = |a: &Allocation| {
+        a.status
+            .as_ref()
+            .map(|s| s.phase)
+            .unwrap_or_default()
+            .holds_resources()
+    };
+    let mut members: HashMap<(String, String), Vec<(&str, Revision)>> = HashMap::new();
+    for ((ns, name), (a, rev)) in &snap.allocations {
+        let key = (ns.clone(), a.spec.workload.clone());
+        if holds(a) && waiting.contains_key(&key) {
+            members.entry(key).or_default().push((name.as_str(), *rev));
+        }
+    }
+    let mut released = 0;
+    for (key, held) in members {
+        if held.len() >= waiting[&key] as usize {
+            continue;
+        }
+        for (name, rev) in held {
+            if remove_allocation(state, &key.0, name, rev).await? {
+                tracing::info!(allocation = %name, project = %key.0, workload = %key.1, "its gang cannot be completed; released so the gang waits whole");
+                released += 1;
+            }
+        }
+    }
+    Ok(released)
 }
 
 /// Asks the placement engine where the plans' new instances go (off the request
@@ -754,7 +860,28 @@ async fn write_statuses(
             };
             still_waiting.insert(key.clone(), entry);
         }
+        // Waiting for the project's quota: says so in a condition (Kueue's
+        // `QuotaReserved`), gone once nothing waits for quota.
+        let quota_wait = unplaceable.get(&key).and_then(|(d, _)| {
+            d.explanation()
+                .rejections
+                .iter()
+                .find(|r| r.reason == placement::ReasonCode::Quota)
+                .map(|r| r.message.clone())
+        });
         let mut status = plan.status;
+        match &quota_wait {
+            Some(why) if pending > 0 => rollout::set_condition(
+                &mut status.conditions,
+                QUOTA_RESERVED,
+                api::kinds::ConditionStatus::False,
+                "OverQuota",
+                format!("{pending} instances wait for quota: {why}"),
+                jiff::Timestamp::now(),
+                false,
+            ),
+            _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
+        }
         let desired = status.desired_replicas;
         status.placed_replicas = status
             .placed_replicas
@@ -770,6 +897,8 @@ async fn write_statuses(
                 EventType::Warning,
                 if refused.contains_key(&key) {
                     "FailedAdmission"
+                } else if quota_wait.is_some() {
+                    "OverQuota"
                 } else {
                     "FailedScheduling"
                 },
@@ -810,6 +939,10 @@ async fn write_statuses(
         None => Ok(()),
     }
 }
+
+/// The Workload condition that says its instances wait for their project's quota
+/// (status `False`, reason `OverQuota`), as Kueue's.
+pub const QUOTA_RESERVED: &str = "QuotaReserved";
 
 /// Events of the scheduler's writes (`source.component`).
 const SOURCE: &str = "scheduler";
@@ -894,37 +1027,111 @@ async fn run_periodic(state: &AppState, plans: &Plans<'_>) -> Result<usize, ApiE
     Ok(deleted)
 }
 
-/// What the allocations that have not finished hold.
-fn add_usage(totals: &mut api::kinds::ResourceTotals, a: &Allocation) {
-    let r = &a.spec.resources;
-    totals.cpu = totals.cpu.saturating_add(r.cpu);
-    totals.memory = totals.memory.saturating_add(r.memory);
-    totals.gpus = totals
-        .gpus
-        .saturating_add(r.gpu.as_ref().map_or(0, |g| g.count));
+/// The bounds of `quota` that `used` exceeds, as `gpus 3 > 1`, in a fixed order.
+fn over_quota(used: &api::kinds::ResourceTotals, quota: &api::kinds::Quota) -> Vec<String> {
+    let mut over = Vec::new();
+    if let Some(q) = quota.cpu.filter(|q| used.cpu > *q) {
+        over.push(format!("cpu {} > {q}", used.cpu));
+    }
+    if let Some(q) = quota.memory.filter(|q| used.memory > *q) {
+        over.push(format!("memory {} > {q}", used.memory));
+    }
+    if let Some(q) = quota.gpus.filter(|q| used.gpus > *q) {
+        over.push(format!("gpus {} > {q}", used.gpus));
+    }
+    if let Some(q) = quota.instances.filter(|q| used.instances > *q) {
+        over.push(format!("instances {} > {q}", used.instances));
+    }
+    for (model, q) in &quota.gpus_by_model {
+        let n = used.gpus_by_model.get(model).copied().unwrap_or(0);
+        if n > *q {
+            over.push(format!("{model} gpus {n} > {q}"));
+        }
+    }
+    over
 }
 
+/// `Project.status.conditions` with `OverQuota` set from `used` (True while usage is
+/// above a bound of the quota, which happens when the quota is lowered: nothing is
+/// evicted, new placements wait) or removed when there is nothing to say.
+fn quota_conditions(
+    project: &Project,
+    used: &api::kinds::ResourceTotals,
+) -> Vec<api::kinds::Condition> {
+    use api::kinds::{Condition, ConditionStatus};
+    let mut conditions = project
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let over = project
+        .spec
+        .quota
+        .as_ref()
+        .map(|q| over_quota(used, q))
+        .unwrap_or_default();
+    let had = conditions.iter().position(|c| c.type_ == QUOTA_CONDITION);
+    match (had, over.is_empty()) {
+        (Some(i), true) => {
+            conditions.remove(i);
+        }
+        (None, true) => {}
+        (had, false) => {
+            let message = format!(
+                "usage is above the quota ({}); nothing is evicted, new placements that need more of it wait",
+                over.join(", ")
+            );
+            match had {
+                Some(i) => conditions[i].message = Some(message),
+                None => conditions.push(Condition {
+                    type_: QUOTA_CONDITION.to_string(),
+                    status: ConditionStatus::True,
+                    reason: Some("QuotaBelowUsage".to_string()),
+                    message: Some(message),
+                    last_transition_time: Some(registry::now_rfc3339()),
+                    last_update_time: None,
+                }),
+            }
+        }
+    }
+    conditions
+}
+
+/// The Project condition that says usage is above the quota.
+const QUOTA_CONDITION: &str = "OverQuota";
+
 /// Writes `Node.status.allocated` and `Project.status.used` where they changed, from the
-/// allocations of the snapshot that have not finished. Returns how many it wrote; a write
-/// that lost a race (a heartbeat) is retried by the next pass.
+/// allocations of the snapshot that hold resources (`AllocationPhase::holds_resources`,
+/// summed by `ResourceTotals::add_allocation`), and a Project's `OverQuota` condition.
+/// A project's usage counts the allocations on nodes of the snapshot: the same ones the
+/// placement fleet accounts for and enforces quotas against ([`held`]). Returns how many
+/// it wrote; a write that lost a race (a heartbeat) is retried by the next pass.
 async fn write_usage(
     state: &AppState,
     snap: &Snapshot,
     options: &SchedulerOptions,
 ) -> Result<usize, ApiError> {
-    use api::kinds::{AllocationPhase, ResourceTotals};
+    use api::kinds::ResourceTotals;
+    let nodes: HashSet<&str> = snap
+        .nodes
+        .iter()
+        .map(|n| n.metadata.name.as_str())
+        .collect();
     let mut per_node: HashMap<&str, ResourceTotals> = HashMap::new();
     let mut per_project: HashMap<&str, ResourceTotals> = HashMap::new();
     for ((ns, _), (a, _)) in &snap.allocations {
         let phase = a.status.as_ref().map(|s| s.phase).unwrap_or_default();
-        if matches!(
-            phase,
-            AllocationPhase::Succeeded | AllocationPhase::Failed | AllocationPhase::Lost
-        ) {
+        if !phase.holds_resources() || !nodes.contains(a.spec.node.as_str()) {
             continue;
         }
-        add_usage(per_node.entry(a.spec.node.as_str()).or_default(), a);
-        add_usage(per_project.entry(ns.as_str()).or_default(), a);
+        per_node
+            .entry(a.spec.node.as_str())
+            .or_default()
+            .add_allocation(&a.spec);
+        per_project
+            .entry(ns.as_str())
+            .or_default()
+            .add_allocation(&a.spec);
     }
     let mut writes: Vec<(&'static api::KindInfo, String, Revision, Value)> = Vec::new();
     for n in &snap.nodes {
@@ -950,11 +1157,37 @@ async fn write_usage(
     for (name, p) in &snap.projects {
         let want = per_project.remove(name.as_str()).unwrap_or_default();
         let have = p.status.as_ref().and_then(|s| s.used.clone());
-        if have.as_ref() == Some(&want) || (have.is_none() && want == ResourceTotals::default()) {
+        let conditions = quota_conditions(p, &want);
+        let had = p
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        if conditions == had
+            && (have.as_ref() == Some(&want)
+                || (have.is_none() && want == ResourceTotals::default()))
+        {
             continue;
         }
+        let over = |cs: &[api::kinds::Condition]| cs.iter().any(|c| c.type_ == QUOTA_CONDITION);
+        if over(&conditions) && !over(had) {
+            let message = conditions
+                .iter()
+                .find(|c| c.type_ == QUOTA_CONDITION)
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            state.events.record(
+                &ObjectReference::of(p),
+                EventType::Warning,
+                QUOTA_CONDITION,
+                message,
+                SOURCE,
+            );
+        }
         let mut project = p.clone();
-        project.status.get_or_insert_with(Default::default).used = Some(want);
+        let status = project.status.get_or_insert_with(Default::default);
+        status.used = Some(want);
+        status.conditions = conditions;
         let key = (api::kinds::PROJECT.kind, name.clone());
         if let Some(rev) = snap.revisions.get(&key) {
             writes.push((

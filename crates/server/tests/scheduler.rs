@@ -421,3 +421,319 @@ async fn a_workload_that_does_not_fit_waits_for_a_change_before_it_is_planned_ag
             .any(|a| a["spec"]["workload"] == "fraud-model-train")
     );
 }
+
+// -- quotas and gangs (issue 16) -----------------------------------------------------------
+
+/// A job in project `ns`: `replicas` instances of `cpu` cores and 1Gi, on Linux.
+fn quota_job(ns: &str, name: &str, replicas: u32, cpu: u32) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"type": "job", "replicas": replicas,
+                 "task": {"driver": "exec", "command": ["/bin/true"],
+                          "resources": {"cpu": cpu, "memory": "1Gi"},
+                          "os": {"family": "linux"}},
+                 "data": {"classification": "internal"}}
+    })
+}
+
+fn placed_of(allocs: &[Value], workload: &str) -> usize {
+    allocs
+        .iter()
+        .filter(|a| a["spec"]["workload"] == workload)
+        .count()
+}
+
+#[tokio::test]
+async fn work_over_quota_waits_and_starts_once_quota_frees() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    r.client
+        .create(
+            kind("project"),
+            None,
+            &json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+                    "metadata": {"name": "lab"},
+                    "spec": {"quota": {"cpu": 3, "instances": 5}}}),
+            false,
+        )
+        .await
+        .expect("project");
+    // Accepted at create (quota is not an admission rule)...
+    for w in [
+        quota_job("lab", "first", 1, 2),
+        quota_job("lab", "second", 1, 2),
+    ] {
+        r.client
+            .create(kind("wl"), Some("lab"), &w, false)
+            .await
+            .expect("create: over quota is accepted and waits");
+    }
+    pass().await;
+    let allocs = allocations(&r.client).await;
+    // Largest first, then batch (key) order: "first" gets the quota, "second" waits.
+    assert_eq!(placed_of(&allocs, "first"), 1);
+    assert_eq!(placed_of(&allocs, "second"), 0);
+    let w = r
+        .client
+        .get(kind("wl"), Some("lab"), "second")
+        .await
+        .expect("get");
+    let message = w["status"]["message"].as_str().expect("message");
+    assert_eq!(
+        message,
+        "waiting for quota: project lab over its cpu quota: 2 used + 2 requested > 3"
+    );
+    let condition = w["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == scheduler::QUOTA_RESERVED)
+        .expect("QuotaReserved condition")
+        .clone();
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "OverQuota");
+    // Usage never exceeds the quota, and the project says what it uses.
+    pass().await;
+    let lab = r
+        .client
+        .get(kind("project"), None, "lab")
+        .await
+        .expect("lab");
+    assert_eq!(lab["status"]["used"]["cpu"], "2", "{lab}");
+    assert_eq!(lab["status"]["used"]["instances"], 1, "{lab}");
+
+    // Deleting the first frees the quota: the second is placed, its condition gone.
+    r.client
+        .delete(kind("wl"), Some("lab"), "first")
+        .await
+        .expect("delete");
+    pass().await;
+    pass().await;
+    let allocs = allocations(&r.client).await;
+    assert_eq!(placed_of(&allocs, "first"), 0);
+    assert_eq!(placed_of(&allocs, "second"), 1);
+    let w = r
+        .client
+        .get(kind("wl"), Some("lab"), "second")
+        .await
+        .expect("get");
+    let has_condition = w["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == scheduler::QUOTA_RESERVED));
+    assert!(!has_condition, "{w}");
+
+    // Lowering the quota below usage evicts nothing; the project says so, and new
+    // work waits.
+    r.client
+        .patch(
+            kind("project"),
+            None,
+            "lab",
+            client::PatchType::Merge,
+            &json!({"spec": {"quota": {"cpu": 1}}}),
+            false,
+        )
+        .await
+        .expect("lower the quota");
+    r.client
+        .create(
+            kind("wl"),
+            Some("lab"),
+            &quota_job("lab", "third", 1, 1),
+            false,
+        )
+        .await
+        .expect("create");
+    pass().await;
+    let allocs = allocations(&r.client).await;
+    assert_eq!(placed_of(&allocs, "second"), 1, "nothing is evicted");
+    assert_eq!(placed_of(&allocs, "third"), 0);
+    let lab = r
+        .client
+        .get(kind("project"), None, "lab")
+        .await
+        .expect("lab");
+    let over = lab["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "OverQuota"))
+        .unwrap_or_else(|| panic!("OverQuota condition: {lab}"));
+    assert_eq!(over["status"], "True");
+    assert!(
+        over["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cpu 2 > 1") && m.contains("nothing is evicted")),
+        "{over}"
+    );
+}
+
+/// The reported defect through the real scheduler: higher-priority work that needs one
+/// gang member's GPUs preempts the whole gang, never part of it.
+#[tokio::test]
+async fn preemption_never_leaves_a_gang_partly_placed() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    pass().await;
+    // llm-finetune: a gang of 4 × 2 H100s filling Frankfurt's GPU node (the only H100s
+    // in the EU).
+    assert_eq!(placed_of(&allocations(&r.client).await, "llm-finetune"), 4);
+    let urgent = json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": "urgent-inference", "namespace": "default"},
+        "spec": {"type": "job", "replicas": 1, "priority": 1000,
+                 "task": {"driver": "exec", "command": ["/bin/true"],
+                          "resources": {"cpu": 4, "memory": "16Gi",
+                                        "gpu": {"count": 2, "model": "H100"}},
+                          "os": {"family": "linux"}},
+                 "data": {"classification": "internal", "residency": ["EU"]},
+                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    });
+    r.client
+        .create(kind("wl"), Some("default"), &urgent, false)
+        .await
+        .expect("create");
+    let report = pass().await;
+    assert_eq!(report.preempted, 4, "the whole gang: {report:?}");
+    let allocs = allocations(&r.client).await;
+    assert_eq!(placed_of(&allocs, "urgent-inference"), 1);
+    assert_eq!(placed_of(&allocs, "llm-finetune"), 0);
+    // The gang, placed again as a unit, does not fit in the 6 H100s left: it waits whole.
+    pass().await;
+    pass().await;
+    let allocs = allocations(&r.client).await;
+    assert_eq!(placed_of(&allocs, "llm-finetune"), 0);
+    let w = r
+        .client
+        .get(kind("wl"), Some("research"), "llm-finetune")
+        .await
+        .expect("get");
+    let message = w["status"]["message"].as_str().expect("message");
+    assert!(message.starts_with("gang cannot be placed"), "{message}");
+}
+
+/// A site `lab` (DE) with three 8-core Linux nodes, ready, and a gang job `train` of
+/// two 6-core members in project `default`, placed.
+async fn gang_estate(r: &TestServer) {
+    r.client
+        .create(
+            kind("site"),
+            None,
+            &json!({"apiVersion": "meridian.dev/v1", "kind": "Site", "metadata": {"name": "lab"},
+                    "spec": {"provider": "onprem", "region": "lab", "jurisdiction": "DE"}}),
+            false,
+        )
+        .await
+        .expect("site");
+    for n in ["n1", "n2", "n3"] {
+        r.client
+            .create(
+                kind("node"),
+                None,
+                &json!({"apiVersion": "meridian.dev/v1", "kind": "Node", "metadata": {"name": n},
+                        "spec": {"site": "lab", "os": {"family": "linux"}, "arch": "amd64",
+                                 "capacity": {"cpu": 8, "memory": "32Gi"}, "drivers": ["exec"]}}),
+                false,
+            )
+            .await
+            .expect("node");
+        testkit::mark_ready(&r.client, n).await;
+    }
+    let mut train = quota_job("default", "train", 2, 6);
+    train["spec"]["gang"] = json!(2);
+    r.client
+        .create(kind("wl"), Some("default"), &train, false)
+        .await
+        .expect("gang");
+}
+
+/// (name, node, uid) of the gang's allocations.
+async fn gang_members(c: &Client) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = allocations(c)
+        .await
+        .iter()
+        .filter(|a| a["spec"]["workload"] == "train")
+        .map(|a| {
+            (
+                a["metadata"]["name"].as_str().expect("name").to_owned(),
+                a["spec"]["node"].as_str().expect("node").to_owned(),
+                a["metadata"]["uid"].as_str().expect("uid").to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_gang_member_on_a_lost_node_takes_the_whole_gang_with_it() {
+    let r = TestServer::start().await;
+    gang_estate(&r).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    pass().await;
+    let before = gang_members(&r.client).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let lost = before[0].1.clone();
+    let mut node = r.client.get(kind("node"), None, &lost).await.expect("node");
+    node["status"]["phase"] = json!("Lost");
+    r.client
+        .replace_status(kind("node"), None, &lost, &node)
+        .await
+        .expect("lost");
+    let report = pass().await;
+    assert_eq!(report.rescheduled, 2, "both members released: {report:?}");
+    let after = gang_members(&r.client).await;
+    assert_eq!(after.len(), 2, "placed again as a unit: {after:?}");
+    assert!(after.iter().all(|(_, n, _)| *n != lost), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|(_, _, uid)| before.iter().all(|b| b.2 != *uid)),
+        "every member is a new allocation: {before:?} → {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gang_that_cannot_be_completed_is_released_whole() {
+    let r = TestServer::start().await;
+    gang_estate(&r).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    pass().await;
+    let members = gang_members(&r.client).await;
+    assert_eq!(members.len(), 2, "{members:?}");
+    // One member's allocation is deleted by hand, and higher-priority work that arrives
+    // at once takes its room: the member cannot come back.
+    r.client
+        .delete(kind("alloc"), Some("default"), &members[0].0)
+        .await
+        .expect("delete a member");
+    let mut hog = quota_job("default", "hog", 1, 4);
+    hog["spec"]["priority"] = json!(100);
+    r.client
+        .create(kind("wl"), Some("default"), &hog, false)
+        .await
+        .expect("hog");
+    // n3 is cordoned, so only the freed room is left for the missing member.
+    let mut n3 = r.client.get(kind("node"), None, "n3").await.expect("n3");
+    n3["spec"]["unschedulable"] = json!(true);
+    r.client
+        .replace(kind("node"), None, "n3", &n3)
+        .await
+        .expect("cordon");
+    let report = pass().await;
+    assert_eq!(placed_of(&allocations(&r.client).await, "hog"), 1);
+    assert_eq!(report.gang_released, 1, "{report:?}");
+    assert!(gang_members(&r.client).await.is_empty());
+    let w = r
+        .client
+        .get(kind("wl"), Some("default"), "train")
+        .await
+        .expect("get");
+    let message = w["status"]["message"].as_str().expect("message");
+    assert!(message.starts_with("gang cannot be placed"), "{message}");
+}

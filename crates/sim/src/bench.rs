@@ -100,6 +100,29 @@ pub fn add_ports(workloads: &mut [api::Workload]) {
     }
 }
 
+/// Gives every project a quota of `share` of the whole fleet's cpu, memory and GPUs and of
+/// `instances` allocations (see [`placement_with_quota`]).
+pub fn set_quotas(fleet: &mut crate::SimFleet, instances: usize, share: f64) {
+    let (mut cpu, mut memory, mut gpus) = (0u64, 0u64, 0u64);
+    for n in &fleet.nodes {
+        let a = n.spec.allocatable();
+        cpu += a.cpu.millis();
+        memory += a.memory.bytes();
+        gpus += u64::from(a.gpu_count());
+    }
+    let part = |n: u64| (n as f64 * share) as u64;
+    let quota = api::kinds::Quota {
+        cpu: Some(api::Cpu::from_millis(part(cpu))),
+        memory: Some(api::Memory::from_bytes(part(memory))),
+        gpus: Some(u32::try_from(part(gpus)).unwrap_or(u32::MAX)),
+        instances: Some(u32::try_from(part(instances as u64)).unwrap_or(u32::MAX)),
+        gpus_by_model: Default::default(),
+    };
+    for p in &mut fleet.projects {
+        p.spec.quota = Some(quota.clone());
+    }
+}
+
 /// Runs the benchmark: `nodes` nodes, `instances` instances, both generated from `seed`.
 /// With `ports`, every service and VM listens on a dynamic host port, and every tenth
 /// also on the static port 9100, so host ports are a resource the scheduler accounts for.
@@ -109,11 +132,27 @@ pub fn placement(
     seed: u64,
     ports: bool,
 ) -> Result<PlacementReport, BenchError> {
+    placement_with_quota(nodes, instances, seed, ports, None)
+}
+
+/// [`placement`], and with `quota` every project's quota is that share of the fleet's
+/// cpu, memory and GPUs and of the instances ([`set_quotas`]), so every decision checks
+/// a quota (and some wait for one).
+pub fn placement_with_quota(
+    nodes: usize,
+    instances: usize,
+    seed: u64,
+    ports: bool,
+    quota: Option<f64>,
+) -> Result<PlacementReport, BenchError> {
     let t = Instant::now();
-    let fleet = FleetSpec::new(nodes, seed).generate();
+    let mut fleet = FleetSpec::new(nodes, seed).generate();
     let mut workloads = WorkloadSpec::new(instances, seed).generate(&fleet);
     if ports {
         add_ports(&mut workloads);
+    }
+    if let Some(share) = quota {
+        set_quotas(&mut fleet, instances, share);
     }
     let generate = t.elapsed();
 

@@ -158,6 +158,9 @@ impl Session<'_> {
     /// A full explanation without placing (what `meridian explain` shows).
     pub(crate) fn explain_only(&mut self, wi: usize) -> Explanation {
         self.ensure_plan(wi);
+        if let Some(b) = self.quota_breach(wi, 1) {
+            return self.over_quota(wi, &b, Vec::new());
+        }
         let cands = self.search(wi, None, self.k());
         if cands.is_empty() {
             return self.explain_unplaceable(wi, Vec::new());

@@ -1,5 +1,6 @@
 //! Gangs: every member placed or none, one site preferred; members are tried on a copy of
-//! the accounting and rolled back when the gang does not fit whole.
+//! the accounting and rolled back when the gang does not fit whole. A gang is admitted
+//! only when all its members fit the project's quota at once.
 
 use super::*;
 
@@ -41,6 +42,26 @@ impl Session<'_> {
         self.ensure_plan(wi);
         let wl = &self.batch.workloads[wi];
         let size = wl.gang.unwrap_or(replicas.len() as u32);
+        // Quota for every member at once: a gang never holds part of its quota.
+        if let Some(b) = self.quota_breach(wi, replicas.len() as u64) {
+            let note = format!(
+                "gang of {size}: all {} members must fit project {}'s quota at once",
+                replicas.len(),
+                wl.workload.namespace
+            );
+            let e = self.over_quota(wi, &b, vec![note]);
+            return replicas
+                .iter()
+                .map(|_| Outcome::Unplaceable(e.clone()))
+                .collect();
+        }
+        let checks_models = self.checks_models(wi);
+        let models_before = if checks_models {
+            self.models_used(wi)
+        } else {
+            BTreeMap::new()
+        };
+        let mut quota_blocked = None;
         let fleet = &*self.fleet;
         let plan = self.plan(wi);
         let by_model = wl.gpu.as_ref().is_some_and(|g| g.model.is_none());
@@ -82,7 +103,14 @@ impl Session<'_> {
         let mut most_in_one = 0usize;
         for r in &groups {
             let (placed, total) = self.trial(wi, replicas, Some(r), 1);
-            let ok = placed.len() == replicas.len();
+            let mut ok = placed.len() == replicas.len();
+            if ok
+                && checks_models
+                && let Some(b) = self.trial_breach(wi, &models_before)
+            {
+                ok = false;
+                quota_blocked.get_or_insert(b);
+            }
             most_in_one = most_in_one.max(placed.len());
             self.rollback(placed);
             if ok && best.as_ref().is_none_or(|(t, _)| total > *t) {
@@ -105,7 +133,14 @@ impl Session<'_> {
             fallbacks.push(None);
             for r in fallbacks {
                 let (placed, _) = self.trial(wi, replicas, r.as_ref(), 1);
-                let ok = placed.len() == replicas.len();
+                let mut ok = placed.len() == replicas.len();
+                if ok
+                    && checks_models
+                    && let Some(b) = self.trial_breach(wi, &models_before)
+                {
+                    ok = false;
+                    quota_blocked.get_or_insert(b);
+                }
                 self.rollback(placed);
                 if ok {
                     note = Some(format!(
@@ -144,6 +179,19 @@ impl Session<'_> {
                     .collect()
             }
             None => {
+                if let Some(b) = &quota_blocked {
+                    // Nodes had room, but only for GPUs of models over their bound.
+                    let note = format!(
+                        "gang of {size}: all {} members must fit project {}'s quota at once; where they fit, their GPU model's bound does not allow them",
+                        replicas.len(),
+                        self.batch.workloads[wi].workload.namespace
+                    );
+                    let e = self.over_quota(wi, b, vec![note]);
+                    return replicas
+                        .iter()
+                        .map(|_| Outcome::Unplaceable(e.clone()))
+                        .collect();
+                }
                 let note = format!(
                     "gang of {size}: all {} members must be placed together; at most {most_in_one} fit in one site",
                     replicas.len()

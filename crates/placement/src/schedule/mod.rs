@@ -56,6 +56,7 @@ mod gang;
 mod memo;
 mod plan;
 mod preempt;
+mod quota;
 mod search;
 
 use memo::*;
@@ -231,6 +232,9 @@ type DomainMaps = HashMap<String, (bool, Arc<Vec<u32>>, Arc<Vec<String>>)>;
 
 impl<'a> Session<'a> {
     pub(crate) fn new(fleet: &'a mut Fleet, batch: &'a Batch, opts: &'a Options) -> Self {
+        for wl in batch.workloads.iter().filter(|w| w.gang.is_some()) {
+            fleet.mark_gang(&wl.workload.namespace, &wl.workload.name);
+        }
         Session {
             fleet,
             batch,
@@ -397,12 +401,48 @@ impl<'a> Session<'a> {
 
     pub(crate) fn place_one(&mut self, wi: usize, replica: u32) -> Outcome {
         self.ensure_plan(wi);
+        // Quota first: work over its project's quota waits, whatever the capacity.
+        if let Some(b) = self.quota_breach(wi, 1) {
+            return Outcome::Unplaceable(self.over_quota(wi, &b, Vec::new()));
+        }
         if let Some((generation, e)) = &self.plan(wi).failed
             && *generation == self.release_gen
         {
             return Outcome::Unplaceable(e.clone());
         }
-        let cands = self.best(wi, self.k());
+        let mut cands = self.best(wi, self.k());
+        let mut model_breach = None;
+        if self.checks_models(wi) {
+            // The request names no GPU model; the quota bounds some: keep the candidates
+            // whose model has room, else search within the models that have.
+            let before = cands.len();
+            let mut first = None;
+            cands.retain(|c| match self.cand_breach(wi, c) {
+                Some(b) => {
+                    first.get_or_insert(b);
+                    false
+                }
+                None => true,
+            });
+            if cands.is_empty() && before > 0 {
+                let k = self.k();
+                for model in self.models_within_quota(wi) {
+                    let r = Restrict {
+                        site: None,
+                        model: Some(model),
+                    };
+                    cands.extend(self.search(wi, Some(&r), k));
+                }
+                cands.sort_by(|a, b| {
+                    b.score
+                        .total
+                        .total_cmp(&a.score.total)
+                        .then(a.node.cmp(&b.node))
+                });
+                cands.truncate(k);
+            }
+            model_breach = first;
+        }
         if let Some(best) = cands.first() {
             let best = best.clone();
             let id = self.commit(wi, replica, &best);
@@ -421,15 +461,24 @@ impl<'a> Session<'a> {
         {
             let mut preempted = Vec::new();
             let mut lacked = Vec::new();
+            let node_name = self.fleet.nodes[node as usize].name.clone();
             for v in victims {
                 let a = self.uncommit(v);
                 lacked.push(a.priority);
                 let r = self.fleet.alloc_ref(&a);
-                preempted.push(Preemption {
-                    reason: format!(
+                let reason = if a.node == node {
+                    format!(
                         "preempted by {} replica {replica} (priority {} > {}): node {} had no room",
                         wl.workload, wl.priority, a.priority, r.node
-                    ),
+                    )
+                } else {
+                    format!(
+                        "preempted with its gang: a member on node {node_name} was preempted by {} replica {replica} (priority {} > {}), and a gang is preempted whole",
+                        wl.workload, wl.priority, a.priority
+                    )
+                };
+                preempted.push(Preemption {
+                    reason,
                     allocation: r,
                 });
             }
@@ -455,6 +504,10 @@ impl<'a> Session<'a> {
                 preempted,
                 vec![note],
             )));
+        }
+        if let Some(b) = model_breach {
+            // Nodes had room, but only for GPUs of models over their bound.
+            return Outcome::Unplaceable(self.over_quota(wi, &b, Vec::new()));
         }
         let mut e = self.explain_unplaceable(wi, Vec::new());
         if self.opts.preemption && e.suggestions.iter().any(|s| is_capacity_code(s.relaxes)) {

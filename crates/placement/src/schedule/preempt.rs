@@ -1,5 +1,11 @@
 //! Preemption: when an instance fits nowhere, the node where evicting strictly
 //! lower-priority allocations makes room at the least cost, and which ones to evict.
+//!
+//! Gangs are preempted whole or not at all (as Volcano and Kueue treat them: a gang is
+//! all-or-nothing, so a gang missing a member holds its resources for nothing): when a
+//! victim belongs to a gang, every member of the gang, on whatever node, is a victim too
+//! and counts in the choice's cost, so a choice that breaks no gang (or a smaller one) is
+//! preferred at the same priority level.
 
 use super::*;
 
@@ -9,6 +15,7 @@ impl Session<'_> {
     /// The node and the cheapest set of strictly lower-priority allocations on it whose
     /// eviction makes room: the lowest highest-victim priority, then the fewest victims,
     /// then the least evicted resources (as shares of the node), then the node name.
+    /// A victim's gang is evicted with it (its members elsewhere included, and counted).
     pub(super) fn find_victims(&self, wi: usize) -> Option<(NodeId, Vec<AllocId>)> {
         let plan = self.plan(wi);
         let wl = &self.batch.workloads[wi];
@@ -35,6 +42,12 @@ impl Session<'_> {
                     .iter()
                     .copied()
                     .filter(|&i| cap.gpus[i as usize].count >= g.count)
+                    .filter(|&i| {
+                        !self.checks_models(wi)
+                            || self
+                                .model_breach(wi, &cap.gpus[i as usize].model, 1)
+                                .is_none()
+                    })
                     .map(Some)
                     .collect(),
                 None => vec![None],
@@ -62,19 +75,73 @@ impl Session<'_> {
                 if victims.is_empty() {
                     continue;
                 }
+                // Also try sparing the gangs: their members elsewhere would go too.
+                let no_gangs: Vec<(AllocId, &Alloc)> = victims
+                    .iter()
+                    .filter(|(_, a)| !fleet.gang[a.workload as usize])
+                    .copied()
+                    .collect();
+                let pools: &[&[(AllocId, &Alloc)]] =
+                    if no_gangs.len() == victims.len() || no_gangs.is_empty() {
+                        &[&victims]
+                    } else {
+                        &[&victims, &no_gangs]
+                    };
                 for &group in &group_options {
-                    if let Some((max_prio, chosen, share)) =
-                        select_victims(fleet, n, wl, group, &victims)
-                    {
-                        let key = (max_prio, chosen.len(), share, n);
-                        if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                            best = Some((key, chosen));
+                    for pool in pools {
+                        if let Some((max_prio, chosen, share)) =
+                            select_victims(fleet, n, wl, group, pool)
+                        {
+                            let (chosen, share) = self.with_gangs(chosen, share);
+                            let key = (max_prio, chosen.len(), share, n);
+                            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                                best = Some((key, chosen));
+                            }
                         }
                     }
                 }
             }
         }
         best.map(|((_, _, _, n), v)| (n, v))
+    }
+
+    /// `chosen` with every member of the gangs among them, wherever they are, and
+    /// `share` plus what the added members hold (as shares of their own nodes).
+    fn with_gangs(&self, chosen: Vec<AllocId>, share: u128) -> (Vec<AllocId>, u128) {
+        let fleet = &*self.fleet;
+        let mut gangs: Vec<WorkloadId> = chosen
+            .iter()
+            .filter_map(|&id| fleet.allocs[id as usize].as_ref())
+            .map(|a| a.workload)
+            .filter(|&w| fleet.gang[w as usize])
+            .collect();
+        if gangs.is_empty() {
+            return (chosen, share);
+        }
+        gangs.sort_unstable();
+        gangs.dedup();
+        let mut out = chosen;
+        let mut share = share;
+        for g in gangs {
+            let Some(on) = fleet.replicas_on.get(&g) else {
+                continue;
+            };
+            for &n in on.keys() {
+                let cap = &fleet.class_of(n).key.capacity;
+                for &id in &fleet.nodes[n as usize].allocs {
+                    let Some(a) = fleet.allocs[id as usize].as_ref() else {
+                        continue;
+                    };
+                    if a.workload == g && !out.contains(&id) {
+                        let gpu = a.gpu.map_or(0, |(_, c)| u64::from(c));
+                        share += share_of(&[a.res[0], a.res[1], a.res[2], gpu], cap);
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        (out, share)
     }
 }
 

@@ -1,0 +1,230 @@
+//! Project quotas: an instance, or a whole gang at once, is placed only if its project's
+//! usage plus what it requests stays within every bound of `Project.spec.quota`.
+//!
+//! Usage is the fleet's ([`crate::fleet::Usage`]): every allocation the snapshot accounts
+//! for, and every placement and preemption of this batch as it happens, so one batch
+//! cannot overshoot a quota however many of the project's instances it places. A bound
+//! already exceeded (the quota was lowered) evicts nothing: it only keeps new work that
+//! needs more of that resource waiting. Work that needs none of a resource (no GPUs)
+//! is not held back by that resource's bound.
+//!
+//! GPUs count under the model of the node that holds them. A request that names a model
+//! is checked against that model's bound before anything is searched; one that names
+//! none may land on any model, so each candidate is checked against the bound of its
+//! node's model (and the gang as a whole after its trial placement).
+
+use super::*;
+
+/// How a bound's quantities are written in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Cpu,
+    Memory,
+    Count,
+}
+
+/// One bound of a project's quota that a placement would break.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Breach {
+    /// `cpu`, `memory`, `gpus`, `instances`, or `H100 gpus`.
+    resource: String,
+    unit: Unit,
+    used: u64,
+    requested: u64,
+    limit: u64,
+}
+
+impl Breach {
+    fn show(&self, n: u64) -> String {
+        match self.unit {
+            Unit::Cpu => api::Cpu::from_millis(n).to_string(),
+            Unit::Memory => api::Memory::from_bytes(n).to_string(),
+            Unit::Count => n.to_string(),
+        }
+    }
+
+    /// `project finance over its gpus quota: 1 used + 8 requested > 1`
+    pub(super) fn message(&self, project: &str) -> String {
+        format!(
+            "project {project} over its {} quota: {} used + {} requested > {}",
+            self.resource,
+            self.show(self.used),
+            self.show(self.requested),
+            self.show(self.limit)
+        )
+    }
+}
+
+/// The breach of `limit` by `requested` more on top of `used`, if any. Nothing requested
+/// breaches nothing, even above a lowered bound.
+fn check(
+    resource: &str,
+    unit: Unit,
+    used: u64,
+    requested: u64,
+    limit: Option<u64>,
+) -> Option<Breach> {
+    let limit = limit?;
+    (requested > 0 && used.saturating_add(requested) > limit).then(|| Breach {
+        resource: resource.to_string(),
+        unit,
+        used,
+        requested,
+        limit,
+    })
+}
+
+impl Session<'_> {
+    // -- quotas -------------------------------------------------------------------------
+
+    /// The project's usage now (zero when the snapshot has none of its allocations).
+    fn usage_of(&self, wi: usize) -> Option<&crate::fleet::Usage> {
+        let ns = &self.batch.workloads[wi].workload.namespace;
+        let p = *self.fleet.project_ids.get(ns.as_str())?;
+        self.fleet.usage.get(p as usize)
+    }
+
+    /// The first bound that `members` more instances of workload `wi` would break, of
+    /// those known before choosing nodes: cpu, memory, GPUs, allocations and, when the
+    /// request names a model, that model's GPUs.
+    pub(super) fn quota_breach(&self, wi: usize, members: u64) -> Option<Breach> {
+        let wl = &self.batch.workloads[wi];
+        let q = wl.quota.as_deref()?;
+        let zero = crate::fleet::Usage::default();
+        let u = self.usage_of(wi).unwrap_or(&zero);
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
+        check("cpu", Unit::Cpu, u.cpu, wl.res[0] * members, q.cpu)
+            .or_else(|| {
+                check(
+                    "memory",
+                    Unit::Memory,
+                    u.memory,
+                    wl.res[1] * members,
+                    q.memory,
+                )
+            })
+            .or_else(|| check("gpus", Unit::Count, u.gpus, gpus, q.gpus))
+            .or_else(|| check("instances", Unit::Count, u.instances, members, q.instances))
+            .or_else(|| {
+                let model = wl.gpu.as_ref()?.model.as_ref()?;
+                let used = u.by_model.get(model).copied().unwrap_or(0);
+                check(
+                    &format!("{model} gpus"),
+                    Unit::Count,
+                    used,
+                    gpus,
+                    q.by_model.get(model).copied(),
+                )
+            })
+    }
+
+    /// Whether candidates must be checked against per-model bounds: the request names
+    /// no model and the quota bounds some.
+    pub(super) fn checks_models(&self, wi: usize) -> bool {
+        let wl = &self.batch.workloads[wi];
+        wl.gpu.as_ref().is_some_and(|g| g.model.is_none())
+            && wl.quota.as_ref().is_some_and(|q| !q.by_model.is_empty())
+    }
+
+    /// The breach of the bound of `model` by `members` more instances of `wi`.
+    pub(super) fn model_breach(&self, wi: usize, model: &str, members: u64) -> Option<Breach> {
+        let wl = &self.batch.workloads[wi];
+        let limit = wl.quota.as_ref()?.by_model.get(model).copied();
+        let used = self
+            .usage_of(wi)
+            .and_then(|u| u.by_model.get(model).copied())
+            .unwrap_or(0);
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
+        check(&format!("{model} gpus"), Unit::Count, used, gpus, limit)
+    }
+
+    /// The GPU model candidate `c` would hold.
+    pub(super) fn model_of(&self, c: &Cand) -> Option<&str> {
+        let (group, _) = c.gpu?;
+        self.fleet
+            .class_of(c.node)
+            .key
+            .capacity
+            .gpus
+            .get(group as usize)
+            .map(|g| g.model.as_str())
+    }
+
+    /// The breach of a candidate's model bound by one more instance (for requests that
+    /// name no model; `None` when it is within its bound).
+    pub(super) fn cand_breach(&self, wi: usize, c: &Cand) -> Option<Breach> {
+        let model = self.model_of(c)?;
+        self.model_breach(wi, model, 1)
+    }
+
+    /// GPU models of the classes workload `wi` may use whose bound one more instance
+    /// keeps (the searches to try when the best candidates' models are over).
+    pub(super) fn models_within_quota(&self, wi: usize) -> Vec<String> {
+        let plan = self.plan(wi);
+        let mut models: Vec<String> = Vec::new();
+        for f in &plan.feasible {
+            let gpus = &self.fleet.classes[f.class as usize].key.capacity.gpus;
+            for g in &f.groups {
+                let m = &gpus[*g as usize].model;
+                if !models.contains(m) {
+                    models.push(m.clone());
+                }
+            }
+        }
+        models.retain(|m| self.model_breach(wi, m, 1).is_none());
+        models.sort();
+        models
+    }
+
+    /// The per-model breach a gang's trial placement made: a model bound whose usage
+    /// rose above it since `before` (the usage by model before the trial).
+    pub(super) fn trial_breach(&self, wi: usize, before: &BTreeMap<String, u64>) -> Option<Breach> {
+        let wl = &self.batch.workloads[wi];
+        let q = wl.quota.as_deref()?;
+        let after = &self.usage_of(wi)?.by_model;
+        q.by_model.iter().find_map(|(model, limit)| {
+            let was = before.get(model).copied().unwrap_or(0);
+            let now = after.get(model).copied().unwrap_or(0);
+            check(
+                &format!("{model} gpus"),
+                Unit::Count,
+                was,
+                now.saturating_sub(was),
+                Some(*limit),
+            )
+        })
+    }
+
+    /// The usage by model of workload `wi`'s project now.
+    pub(super) fn models_used(&self, wi: usize) -> BTreeMap<String, u64> {
+        self.usage_of(wi)
+            .map(|u| u.by_model.clone())
+            .unwrap_or_default()
+    }
+
+    /// The explanation of an instance that waits for its project's quota: every node
+    /// counted under `quota`, since no node may take it while the project is over.
+    pub(super) fn over_quota(&self, wi: usize, b: &Breach, mut notes: Vec<String>) -> Explanation {
+        let wl = &self.batch.workloads[wi];
+        let message = b.message(&wl.workload.namespace);
+        let nodes = self.fleet.nodes.len() as u32;
+        notes.push(format!(
+            "waits (not refused): placed once project {}'s usage falls (its allocations finish or are deleted) or its quota is raised",
+            wl.workload.namespace
+        ));
+        Explanation {
+            summary: format!("waiting for quota: {message}"),
+            nodes,
+            evaluated: Evaluated::AllFilters,
+            passed: 0,
+            rejections: vec![Rejection {
+                reason: ReasonCode::Quota,
+                nodes,
+                message,
+            }],
+            candidates: Vec::new(),
+            suggestions: Vec::new(),
+            notes,
+        }
+    }
+}
