@@ -2,13 +2,13 @@
 //!
 //! Every backend must pass it. Each check is a `pub async fn check_*(store)` that takes a
 //! fresh, empty store and panics with a message saying what broke; [`run_all`] runs them
-//! all, each on a new store. A backend's test file runs one check per test:
+//! all, each on a new store. A backend's test file runs one check per test with
+//! [`conformance_tests!`](crate::conformance_tests), given an async function that returns a
+//! fresh store and what keeps it alive:
 //!
 //! ```text
-//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-//! async fn check_get_put_delete() {
-//!     store::conformance::check_get_put_delete(new_store().await).await;
-//! }
+//! async fn fresh() -> (TempDir, Arc<dyn Store>) { … }
+//! store::conformance_tests!(fresh);
 //! ```
 //!
 //! Checks wait for events with a generous timeout that only guards against hangs; none
@@ -31,6 +31,58 @@ const HANG: Duration = Duration::from_secs(30);
 const SHORT_TTL: Duration = Duration::from_secs(1);
 /// The audit-style log the chain checks append to.
 const LOG: &str = "/conformance/audit/";
+
+/// Declares one `#[tokio::test]` per check in a backend's test file. `$fresh` is an async
+/// function returning `(guard, Arc<dyn Store>)`: a fresh, empty store and whatever keeps it
+/// alive (a temporary directory, a cluster), dropped when the check ends.
+///
+/// ```text
+/// store::conformance_tests!(fresh);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh;
+            check_revisions_start_at_one_and_increase,
+    check_get_put_delete,
+    check_version_and_create_revision,
+    check_range_prefix_in_key_order,
+    check_range_pagination,
+    check_range_prefix_boundaries,
+    check_cas_mod_revision,
+    check_cas_exists_absent_value,
+    check_txn_failure_branch,
+    check_txn_multi_key_atomic,
+    check_txn_error_rolls_back_whole_txn,
+    check_txn_rejects_duplicate_keys,
+    check_noop_txn_keeps_revision,
+    check_watch_replays_then_goes_live,
+    check_watch_from_now,
+    check_watch_future_revision,
+    check_watch_prefix_isolation,
+    check_watch_delete_carries_last_value,
+    check_watch_after_compaction,
+    check_compaction_keeps_current_keys,
+    check_lease_expiry_deletes_keys,
+    check_lease_keep_alive,
+    check_lease_revoke,
+    check_put_with_unknown_lease_fails,
+    check_failed_txn_does_not_affect_others,
+    check_chain_append,
+    check_chain_concurrent_commit_order,
+    check_concurrent_cas_counter,
+        );
+    };
+    (@each $fresh:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (_guard, store) = $fresh().await;
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
+}
 
 /// Runs every check, each on a fresh store from `make`.
 pub async fn run_all<F, Fut>(make: F)

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use store::chain;
-use store::conformance;
 use store::etcd::testing::EtcdCluster;
 use store::etcd::{EtcdOptions, EtcdStore};
 use store::{Op, OpResult, Store, StoreError, StoreExt, Txn};
@@ -46,49 +45,14 @@ async fn open(cluster: &EtcdCluster, prefix: &str) -> Arc<EtcdStore> {
         .unwrap_or_else(|e| panic!("open the etcd store: {e}"))
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let running = cluster().await;
-                let store = open(&running.cluster, "/meridian").await;
-                conformance::$check(store).await;
-            }
-        )*
-    };
+/// A fresh store on a fresh cluster (the guard keeps the cluster running).
+async fn fresh() -> (Running, Arc<dyn Store>) {
+    let running = cluster().await;
+    let store: Arc<dyn Store> = open(&running.cluster, "/meridian").await;
+    (running, store)
 }
 
-conformance_tests!(
-    check_revisions_start_at_one_and_increase,
-    check_get_put_delete,
-    check_version_and_create_revision,
-    check_range_prefix_in_key_order,
-    check_range_pagination,
-    check_range_prefix_boundaries,
-    check_cas_mod_revision,
-    check_cas_exists_absent_value,
-    check_txn_failure_branch,
-    check_txn_multi_key_atomic,
-    check_txn_error_rolls_back_whole_txn,
-    check_txn_rejects_duplicate_keys,
-    check_noop_txn_keeps_revision,
-    check_watch_replays_then_goes_live,
-    check_watch_from_now,
-    check_watch_future_revision,
-    check_watch_prefix_isolation,
-    check_watch_delete_carries_last_value,
-    check_watch_after_compaction,
-    check_compaction_keeps_current_keys,
-    check_lease_expiry_deletes_keys,
-    check_lease_keep_alive,
-    check_lease_revoke,
-    check_put_with_unknown_lease_fails,
-    check_failed_txn_does_not_affect_others,
-    check_chain_append,
-    check_chain_concurrent_commit_order,
-    check_concurrent_cas_counter,
-);
+store::conformance_tests!(fresh);
 
 /// Creates `key` once: retried until it is there, since a write whose answer was lost to the
 /// failover may have been applied (then `put_if` finds the key and that counts).

@@ -27,48 +27,7 @@ async fn fresh() -> (TempDir, Arc<dyn Store>) {
     (dir, store)
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let (_dir, store) = fresh().await;
-                conformance::$check(store).await;
-            }
-        )*
-    };
-}
-
-conformance_tests!(
-    check_revisions_start_at_one_and_increase,
-    check_get_put_delete,
-    check_version_and_create_revision,
-    check_range_prefix_in_key_order,
-    check_range_pagination,
-    check_range_prefix_boundaries,
-    check_cas_mod_revision,
-    check_cas_exists_absent_value,
-    check_txn_failure_branch,
-    check_txn_multi_key_atomic,
-    check_txn_error_rolls_back_whole_txn,
-    check_txn_rejects_duplicate_keys,
-    check_noop_txn_keeps_revision,
-    check_watch_replays_then_goes_live,
-    check_watch_from_now,
-    check_watch_future_revision,
-    check_watch_prefix_isolation,
-    check_watch_delete_carries_last_value,
-    check_watch_after_compaction,
-    check_compaction_keeps_current_keys,
-    check_lease_expiry_deletes_keys,
-    check_lease_keep_alive,
-    check_lease_revoke,
-    check_put_with_unknown_lease_fails,
-    check_failed_txn_does_not_affect_others,
-    check_chain_append,
-    check_chain_concurrent_commit_order,
-    check_concurrent_cas_counter,
-);
+store::conformance_tests!(fresh);
 
 /// `run_all` itself works (every check on a fresh store, fsync off to keep it quick).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
