@@ -484,6 +484,7 @@ fn policy_test_reads_v0_libraries_and_go_regex_syntax() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("labels"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("--v0-compatible"), "{}", stdout(&out));
 }
 
 #[test]

@@ -654,6 +654,12 @@ fn add_module(
             let mut ce = CompileError::from_regorus(policy, CompileErrorKind::Syntax, &e);
             ce.field = field.to_string();
             ce.relocate(&prepared, source);
+            if !v0 && compat::is_v0(file, source) {
+                ce.message.push_str(&format!(
+                    " (the module is Rego v0, pre-1.0 syntax: annotate the Policy with \
+                     `{REGO_VERSION_ANNOTATION}: v0`, or add `if`/`contains` as OPA 1.x requires)"
+                ));
+            }
             ce
         })?;
     if let Some(f) = compat::check(file, &prepared, v0).into_iter().next() {

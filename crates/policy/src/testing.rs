@@ -350,6 +350,12 @@ pub fn run_tests_with<N: AsRef<str>, S: AsRef<str>>(
             Err(e) => {
                 let mut ce = CompileError::from_regorus(file, CompileErrorKind::Syntax, &e);
                 ce.relocate(&prepared, source);
+                if !v0 && compat::is_v0(file, source) {
+                    ce.message.push_str(
+                        " (the file is Rego v0, pre-1.0 syntax: run with --v0-compatible, or \
+                         leave --rego-version out to detect it)",
+                    );
+                }
                 report.errors.push(ce);
             }
         }

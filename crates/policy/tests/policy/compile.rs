@@ -268,3 +268,16 @@ violation contains "US is within the EU" if lib.within("US", ["EU"])
         assert!(vm.is_empty(), "{list:?}: {vm:?}");
     }
 }
+
+#[test]
+fn a_v0_module_without_the_annotation_gets_a_hint() {
+    let e = compile_err(
+        "package demo\n\ndeny[msg] {\n  input.object.spec.replicas > 10\n  msg := \"big\"\n}\n",
+    );
+    assert_eq!(e.kind, CompileErrorKind::Syntax, "{e}");
+    assert!(
+        e.message
+            .contains(&format!("{REGO_VERSION_ANNOTATION}: v0")),
+        "{e}"
+    );
+}
