@@ -60,6 +60,21 @@ fn api_status(e: ClientError) -> api::Status {
 }
 
 /// POST with a plain HTTP client, to see headers the Meridian client hides.
+/// The `Status` of a create of an EU `internal` Workload in `finance` that must be refused.
+async fn refused(r: &TestServer, name: &str, why: &str) -> api::Status {
+    api_status(
+        r.client
+            .create(
+                kind("Workload"),
+                Some("finance"),
+                &workload(name, &["EU"], "internal"),
+                false,
+            )
+            .await
+            .expect_err(why),
+    )
+}
+
 async fn raw_post(r: &TestServer, path: &str, body: &Value) -> reqwest::Response {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
@@ -253,17 +268,7 @@ async fn regex_policies_mean_what_they_mean_in_opa() {
         )
         .await
         .expect("not a hex name");
-    let status = api_status(
-        r.client
-            .create(
-                kind("Workload"),
-                Some("finance"),
-                &workload("bad1", &["EU"], "internal"),
-                false,
-            )
-            .await
-            .expect_err("a hex name"),
-    );
+    let status = refused(&r, "bad1", "a hex name").await;
     assert_eq!(status.code, 403);
     assert!(
         status.message.contains("hex names are reserved") && !status.message.contains("broken"),
@@ -386,17 +391,7 @@ async fn strict_broken_deny_policy_fails_closed_until_its_enforcement_is_relaxed
         .apply(kind("Policy"), None, &p, false)
         .await
         .expect("made strict");
-    let status = api_status(
-        r.client
-            .create(
-                kind("Workload"),
-                Some("finance"),
-                &workload("w1", &["EU"], "internal"),
-                false,
-            )
-            .await
-            .expect_err("fails closed"),
-    );
+    let status = refused(&r, "w1", "fails closed").await;
     assert_eq!(status.code, 403);
     assert!(
         status.message.contains("policy \"broken\" is broken"),
@@ -823,17 +818,7 @@ violation contains {"msg": "one replica is not highly available", "field": "spec
             .expect("policy stored");
     }
 
-    let status = api_status(
-        r.client
-            .create(
-                kind("Workload"),
-                Some("finance"),
-                &workload("forbidden", &["EU"], "internal"),
-                false,
-            )
-            .await
-            .expect_err("refused"),
-    );
+    let status = refused(&r, "forbidden", "refused").await;
     assert_eq!(status.code, 403);
     // A dry run is judged the same way, and not audited.
     r.client
