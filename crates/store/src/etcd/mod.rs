@@ -480,6 +480,10 @@ impl EtcdStore {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
+            if !retryable {
+                // The error's kind, for classifying what is not yet known to be transient.
+                tracing::warn!(what, error = ?err, "etcd request failed");
+            }
             return Err(self.map_err(what, err));
         }
     }
@@ -565,18 +569,45 @@ pub(crate) enum Retry {
 }
 
 /// The cluster (or the member asked) cannot serve now; a read may be retried.
+///
+/// Besides `Unavailable` and `DeadlineExceeded`, a member killed while it answers makes
+/// tonic report the broken HTTP/2 stream as `Unknown`, `Cancelled` or `Internal` with
+/// the transport's words ("h2 protocol error", "connection reset", "operation was
+/// canceled"): for a read that is the same condition.
 fn is_unavailable(err: &etcd_client::Error) -> bool {
     match err {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(status) => {
+            let msg = status.message();
             matches!(
                 status.code(),
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-            ) || status.message().contains("no leader")
-                || status.message().contains("leader changed")
+            ) || msg.contains("no leader")
+                || msg.contains("leader changed")
+                || (matches!(
+                    status.code(),
+                    tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Internal
+                ) && is_broken_stream(msg))
         }
         _ => false,
     }
+}
+
+/// Words of a connection that broke under a request (tonic's and hyper's messages).
+fn is_broken_stream(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "transport error",
+        "h2 protocol error",
+        "connection reset",
+        "connection closed",
+        "broken pipe",
+        "operation was canceled",
+        "error reading a body",
+        "stream closed",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
 }
 
 /// etcd certainly did not apply the request: no connection was made, or the member had no
@@ -717,6 +748,59 @@ impl Store for EtcdStore {
 
     async fn compacted_revision(&self) -> Result<Revision, StoreError> {
         self.recorded_compaction().await
+    }
+
+    async fn backup(&self, dest: &std::path::Path) -> Result<crate::Backup, StoreError> {
+        self.snapshot(dest).await
+    }
+}
+
+impl EtcdStore {
+    /// etcd's snapshot (Maintenance.Snapshot, what `etcdctl snapshot save` asks one member
+    /// for) streamed into the new file `dest`, flushed to disk. Not retried: a snapshot that
+    /// breaks off leaves no file.
+    async fn snapshot(&self, dest: &std::path::Path) -> Result<crate::Backup, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| StoreError::Backend(Box::new(e));
+        let revision = self.etcd_revision().await? - self.base;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(io)?;
+        let result = async {
+            let mut stream = self
+                .client
+                .maintenance_client()
+                .snapshot()
+                .await
+                .map_err(|e| self.map_err("taking a snapshot", e))?;
+            let mut bytes = 0u64;
+            while let Some(part) = stream
+                .message()
+                .await
+                .map_err(|e| self.map_err("taking a snapshot", e))?
+            {
+                file.write_all(part.blob()).await.map_err(io)?;
+                bytes += part.blob().len() as u64;
+            }
+            file.sync_all().await.map_err(io)?;
+            Ok(bytes)
+        }
+        .await;
+        match result {
+            Ok(bytes) => Ok(crate::Backup {
+                format: crate::BackupFormat::EtcdSnapshot,
+                bytes,
+                revision,
+            }),
+            Err(e) => {
+                drop(file);
+                let _ = tokio::fs::remove_file(dest).await;
+                Err(e)
+            }
+        }
     }
 }
 
