@@ -33,8 +33,8 @@
 //!   as an `exec` task does, and zombies are reaped.
 //! - **Logs**: `ENGINE logs -f NAME` streams the container's stdout and stderr into the
 //!   allocation's `stdout.log` and `stderr.log` (rotated like an `exec` task's). After
-//!   an agent restart the follower starts again with `--since` the time the log files
-//!   were last written.
+//!   an agent restart the follower starts again after the last line it wrote: it follows
+//!   with `--timestamps`, strips them, and records the last one per stream ([`LogMarks`]).
 //! - **Status**: `ENGINE inspect --format '{{.State.Running}} {{.State.ExitCode}}' NAME`
 //!   ([`parse_inspect`]).
 //! - **Stop**: `ENGINE stop -t <grace seconds> NAME` (the engine sends SIGTERM, then
@@ -50,7 +50,7 @@ use async_trait::async_trait;
 
 use api::kinds::{Driver as DriverKind, Task};
 
-use super::exec::{capture, create_dir};
+use super::exec::{LogFile, create_dir};
 use super::{Driver, DriverError, Handle, Launch, Record, Slot, Started, Stopped};
 
 /// Which engine.
@@ -371,9 +371,15 @@ pub fn is_no_such_container(error: &str) -> bool {
     e.contains("no such container") || e.contains("no such object")
 }
 
-/// The arguments of `ENGINE logs -f`, from `since` (RFC 3339) when resuming.
+/// The arguments of `ENGINE logs -f --timestamps`, from `since` (RFC 3339) when resuming.
+/// Each line comes prefixed with the engine's timestamp of it, which the follower strips
+/// and records ([`LogMarks`]).
 pub fn logs_args(name: &str, since: Option<&str>) -> Vec<String> {
-    let mut args = vec!["logs".to_owned(), "-f".to_owned()];
+    let mut args = vec![
+        "logs".to_owned(),
+        "-f".to_owned(),
+        "--timestamps".to_owned(),
+    ];
     if let Some(since) = since {
         args.extend(["--since".to_owned(), since.to_owned()]);
     }
@@ -381,7 +387,50 @@ pub fn logs_args(name: &str, since: Option<&str>) -> Vec<String> {
     args
 }
 
-/// When the allocation's log files were last written (RFC 3339, nanoseconds), if any.
+/// The engine's timestamp of the last line the follower wrote to each log file, kept
+/// beside the logs (`.stdout.logmark`, `.stderr.logmark`), so that an adopting agent
+/// resumes exactly after it: `--since` the older of the two marks, and each stream skips
+/// what its own mark says it has. (A file's modification time would not do: it comes
+/// from a coarser clock than the engine's, so the last line came again.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogMarks {
+    pub stdout: Option<jiff::Timestamp>,
+    pub stderr: Option<jiff::Timestamp>,
+}
+
+impl LogMarks {
+    fn path(dir: &Path, stream: &str) -> PathBuf {
+        dir.join(format!(".{stream}.logmark"))
+    }
+
+    /// The marks recorded in `dir`.
+    pub fn read(dir: &Path) -> Self {
+        let read = |stream| {
+            std::fs::read_to_string(Self::path(dir, stream))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Self {
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        }
+    }
+
+    /// Where to resume: the older mark; from the start (`None`) when a stream has none,
+    /// since such a stream has written nothing yet.
+    pub fn since(&self) -> Option<String> {
+        Some(self.stdout?.min(self.stderr?).to_string())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+}
+
+/// When the allocation's log files were last written (RFC 3339, nanoseconds), if any:
+/// where to resume for logs written before the follower kept marks.
 fn last_log_write(dir: &Path) -> Option<String> {
     ["stdout.log", "stderr.log"]
         .iter()
@@ -389,6 +438,71 @@ fn last_log_write(dir: &Path) -> Option<String> {
         .max()
         .and_then(|t| jiff::Timestamp::try_from(t).ok())
         .map(|t| t.to_string())
+}
+
+/// Splits a line of `logs --timestamps` into the engine's timestamp and the task's bytes.
+pub fn split_timestamp(line: &[u8]) -> (Option<jiff::Timestamp>, &[u8]) {
+    let Some(space) = line.iter().position(|b| *b == b' ') else {
+        return (None, line);
+    };
+    match std::str::from_utf8(&line[..space])
+        .ok()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    {
+        Some(t) => (Some(t), &line[space + 1..]),
+        None => (None, line),
+    }
+}
+
+/// Copies one stream of `logs --timestamps` into its log file without the timestamps,
+/// skipping lines at or before `after` (already written), and records the last line's
+/// timestamp in `stream`'s mark after each chunk is written.
+async fn capture_stamped(
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    dir: PathBuf,
+    stream: &'static str,
+    limit: u64,
+    after: Option<jiff::Timestamp>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let Some(mut file) = LogFile::open(dir.join(format!("{stream}.log")), limit).await else {
+        return;
+    };
+    let mark = LogMarks::path(&dir, stream);
+    let mut reader = tokio::io::BufReader::with_capacity(16 * 1024, pipe);
+    let mut line = Vec::new();
+    let mut chunk = Vec::new();
+    let mut last = None;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let (at, text) = split_timestamp(&line);
+        if at.is_some() && at <= after {
+            continue;
+        }
+        chunk.extend_from_slice(text);
+        last = at.or(last);
+        // Write what has arrived once the engine pauses (or every 16 KiB), then the mark.
+        if reader.buffer().is_empty() || chunk.len() >= 16 * 1024 {
+            if file.write(&chunk).await.is_err() {
+                return;
+            }
+            chunk.clear();
+            file.flush().await;
+            if let Some(t) = last {
+                let _ = std::fs::write(&mark, t.to_string());
+            }
+        }
+    }
+    if !chunk.is_empty() && file.write(&chunk).await.is_ok() {
+        file.flush().await;
+        if let Some(t) = last {
+            let _ = std::fs::write(&mark, t.to_string());
+        }
+    }
 }
 
 /// The `container` driver.
@@ -490,24 +604,33 @@ impl ContainerDriver {
         })
     }
 
-    /// Streams the container's output into the allocation's log files, from `since`.
+    /// Streams the container's output into the allocation's log files: from the start,
+    /// or after what `marks` say was written (an adopted container).
     fn follow_logs(
         &self,
         name: &str,
         slot_dir: &Path,
         log_limit: u64,
         since: Option<&str>,
+        marks: LogMarks,
     ) -> Option<tokio::process::Child> {
         let mut cmd = self.command();
         cmd.args(logs_args(name, since))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().ok()?;
+        let dir = slot_dir.to_path_buf();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(capture(out, slot_dir.join("stdout.log"), log_limit));
+            tokio::spawn(capture_stamped(
+                out,
+                dir.clone(),
+                "stdout",
+                log_limit,
+                marks.stdout,
+            ));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(capture(err, slot_dir.join("stderr.log"), log_limit));
+            tokio::spawn(capture_stamped(err, dir, "stderr", log_limit, marks.stderr));
         }
         Some(child)
     }
@@ -600,7 +723,8 @@ impl Driver for ContainerDriver {
             },
             &slot.dir,
         );
-        handle.log_follower = self.follow_logs(&name, &slot.dir, slot.log_limit, None);
+        handle.log_follower =
+            self.follow_logs(&name, &slot.dir, slot.log_limit, None, LogMarks::default());
         let message = describe(self.engine, &name, task, launch);
         Ok(Started { handle, message })
     }
@@ -617,9 +741,15 @@ impl Driver for ContainerDriver {
                 }
                 let mut handle = container_handle(record.clone(), dir);
                 // What the container wrote while no agent listened, and on.
-                let since = last_log_write(dir);
+                // (Logs written before the follower kept marks: from the files' last write.)
+                let marks = LogMarks::read(dir);
+                let since = if marks.is_empty() {
+                    last_log_write(dir)
+                } else {
+                    marks.since()
+                };
                 handle.log_follower =
-                    self.follow_logs(name, dir, ADOPTED_LOG_LIMIT, since.as_deref());
+                    self.follow_logs(name, dir, ADOPTED_LOG_LIMIT, since.as_deref(), marks);
                 Some(handle)
             }
         }
@@ -928,11 +1058,77 @@ mod tests {
         assert!(!is_no_such_container(
             "docker inspect failed: Cannot connect to the Docker daemon"
         ));
-        assert_eq!(logs_args("n", None).join(" "), "logs -f n");
+        assert_eq!(logs_args("n", None).join(" "), "logs -f --timestamps n");
         assert_eq!(
             logs_args("n", Some("2026-12-06T08:00:00.5Z")).join(" "),
-            "logs -f --since 2026-12-06T08:00:00.5Z n"
+            "logs -f --timestamps --since 2026-12-06T08:00:00.5Z n"
         );
+    }
+
+    #[test]
+    fn engine_timestamps_are_split_from_the_task_output() {
+        let (at, text) = split_timestamp(b"2026-12-06T08:00:00.123456789Z to stdout\n");
+        assert_eq!(
+            at,
+            Some("2026-12-06T08:00:00.123456789Z".parse().expect("timestamp"))
+        );
+        assert_eq!(text, b"to stdout\n");
+        // Output that does not start with a timestamp passes unchanged.
+        assert_eq!(
+            split_timestamp(b"plain line\n"),
+            (None, &b"plain line\n"[..])
+        );
+        assert_eq!(split_timestamp(b"nospace"), (None, &b"nospace"[..]));
+    }
+
+    #[test]
+    fn marks_resume_from_the_older_stream_and_from_the_start_without_one() {
+        let t = |s: &str| Some(s.parse::<jiff::Timestamp>().expect("timestamp"));
+        let both = LogMarks {
+            stdout: t("2026-12-06T08:00:02Z"),
+            stderr: t("2026-12-06T08:00:01Z"),
+        };
+        assert_eq!(both.since().as_deref(), Some("2026-12-06T08:00:01Z"));
+        let one = LogMarks {
+            stdout: t("2026-12-06T08:00:02Z"),
+            stderr: None,
+        };
+        assert_eq!(one.since(), None);
+        assert!(!one.is_empty());
+        assert!(LogMarks::default().is_empty());
+    }
+
+    /// The adoption case of the end-to-end test, without an engine: a follower that
+    /// resumes replays from the older mark, and each stream writes only what it had not.
+    #[tokio::test]
+    async fn a_resumed_follower_writes_each_line_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = b"2026-12-06T08:00:00.000000001Z one\n2026-12-06T08:00:00.000000002Z two\n";
+        capture_stamped(
+            &first[..],
+            dir.path().to_path_buf(),
+            "stdout",
+            1 << 20,
+            None,
+        )
+        .await;
+        let marks = LogMarks::read(dir.path());
+        assert_eq!(
+            marks.stdout,
+            Some("2026-12-06T08:00:00.000000002Z".parse().expect("timestamp"))
+        );
+        // The engine replays from --since, inclusive.
+        let replay = b"2026-12-06T08:00:00.000000002Z two\n2026-12-06T08:00:00.000000003Z three\n";
+        capture_stamped(
+            &replay[..],
+            dir.path().to_path_buf(),
+            "stdout",
+            1 << 20,
+            marks.stdout,
+        )
+        .await;
+        let log = std::fs::read_to_string(dir.path().join("stdout.log")).expect("log");
+        assert_eq!(log, "one\ntwo\nthree\n");
     }
 
     #[test]

@@ -303,40 +303,72 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
     (Cgroups { dirs }, text)
 }
 
-/// Copies a pipe into `path`, rotating once to `path.1` when it reaches `limit` bytes.
-pub(crate) async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, limit: u64) {
-    let open = |p: &Path| {
+/// A task's log file, rotated once past `limit` bytes (the previous one kept as `.1`).
+pub(crate) struct LogFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+    written: u64,
+    limit: u64,
+}
+
+impl LogFile {
+    /// Opens `path` for appending; `None` when it cannot be opened.
+    pub(crate) async fn open(path: PathBuf, limit: u64) -> Option<Self> {
+        let file = Self::append(&path).ok()?;
+        let written = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+        Some(Self {
+            path,
+            file,
+            written,
+            limit,
+        })
+    }
+
+    fn append(path: &Path) -> std::io::Result<tokio::fs::File> {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(p)
+            .open(path)
             .map(tokio::fs::File::from_std)
+    }
+
+    /// Appends `bytes`, rotating first when they would pass the limit.
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.written + bytes.len() as u64 > self.limit && self.written > 0 {
+            self.file.flush().await?;
+            let mut rotated = self.path.clone().into_os_string();
+            rotated.push(".1");
+            // A failed rename appends to the same file rather than losing output.
+            let _ = std::fs::rename(&self.path, PathBuf::from(rotated));
+            self.file = Self::append(&self.path)?;
+            self.written = 0;
+        }
+        self.file.write_all(bytes).await?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) async fn flush(&mut self) {
+        let _ = self.file.flush().await;
+    }
+}
+
+/// Copies a task's output into its log file until the pipe closes.
+pub(crate) async fn capture(mut pipe: impl AsyncRead + Unpin, path: PathBuf, limit: u64) {
+    let Some(mut file) = LogFile::open(path, limit).await else {
+        return;
     };
-    let Ok(mut file) = open(&path) else { return };
-    let mut written = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if written + n as u64 > limit && written > 0 {
-            let _ = file.flush().await;
-            let mut rotated = path.clone().into_os_string();
-            rotated.push(".1");
-            let _ = std::fs::rename(&path, PathBuf::from(rotated));
-            match open(&path) {
-                Ok(f) => file = f,
-                Err(_) => return,
-            }
-            written = 0;
-        }
-        if file.write_all(&buf[..n]).await.is_err() {
+        if file.write(&buf[..n]).await.is_err() {
             return;
         }
-        written += n as u64;
     }
-    let _ = file.flush().await;
+    file.flush().await;
 }
 
 /// How a task's processes are asked to end.
