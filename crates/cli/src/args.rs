@@ -160,6 +160,18 @@ pub enum Command {
     /// Read and verify the tamper-evident audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Save a consistent copy of the store, taken while the server serves (global admins):
+    /// a SQLite database, or an etcd snapshot on etcd
+    #[command(
+        after_help = "Examples:\n  meridian backup --out meridian-$(date +%F).db\n  meridian restore meridian-2026-12-06.db --data-dir /var/lib/meridian-restored"
+    )]
+    Backup(BackupArgs),
+    /// Restore a SQLite backup into a new data directory, then verify its audit log
+    /// (offline: start the server on the directory afterwards)
+    #[command(
+        after_help = "Example:\n  meridian restore meridian-2026-12-06.db --data-dir /var/lib/meridian-restored"
+    )]
+    Restore(RestoreArgs),
     /// Save a server, token and CA as a named context in the config file. Without
     /// --ca-file, the server's generated CA is fetched and its fingerprint shown to confirm
     #[command(
@@ -334,6 +346,14 @@ pub struct ServerArgs {
     /// A node whose agent has not heartbeated for this long is Lost and its services move
     #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub node_lease: std::time::Duration,
+    /// This server's name among the servers of one store (`meridian get servers`)
+    /// [default: the host name and the listen port]
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// Leader election: the leader's session lease. A leader that stops renewing it (a
+    /// crash, a partition) is replaced after at most this long
+    #[arg(long, default_value = "3s", value_parser = api::duration::parse_nonzero)]
+    pub leader_lease: std::time::Duration,
     /// Do not fsync commits (fast, loses recent writes on power loss; for throwaway stores)
     #[arg(long, hide = true)]
     pub no_fsync: bool,
@@ -599,6 +619,23 @@ pub enum AuditCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write (a new file: an existing one is never overwritten)
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup `meridian backup` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The data directory to restore into (it must not hold a store yet)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

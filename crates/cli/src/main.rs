@@ -105,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(a) => return serve::server(a).await,
         Command::Demo(a) => return serve::demo(a).await,
         Command::Audit(a) => return admin::audit(&cli.global, a).await,
+        Command::Restore(a) => return commands::backup::restore(a).await,
         Command::Login(a) => return admin::login(&cli.global, a).await,
         Command::Config(c) => return admin::config_cmd(c),
         Command::Bench(b) => return run_bench(&cli.global, b).await,
@@ -164,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edit(a) => commands::edit::edit(&client, &conn, a).await,
         Command::Create(c) => commands::secret::create(&client, &conn, c).await,
         Command::Secret(s) => commands::secret::secret(&client, s).await,
+        Command::Backup(a) => commands::backup::backup(&client, a).await,
         _ => unreachable!("handled above"),
     }
 }

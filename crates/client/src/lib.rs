@@ -341,6 +341,29 @@ impl Client {
             .map(drop)
     }
 
+    /// POST to `path` and write the (streamed) answer to `out`; returns the answer's
+    /// headers and the bytes written (`meridian backup`).
+    pub async fn download(
+        &self,
+        path_and_query: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<(reqwest::header::HeaderMap, u64)> {
+        use tokio::io::AsyncWriteExt;
+        let mut resp = self.send(Method::POST, path_and_query, None).await?;
+        let headers = resp.headers().clone();
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport(e))? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ClientError::Decode(format!("writing the answer: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ClientError::Decode(format!("writing the answer: {e}")))?;
+        Ok((headers, written))
+    }
+
     /// GET a path and decode JSON (discovery, audit, tokens).
     pub async fn get_path(&self, path_and_query: &str) -> Result<Value> {
         self.request_json(Method::GET, path_and_query, None).await

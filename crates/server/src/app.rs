@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::{
-    admin, core_endpoints, core_events, discovery, events, namespaces, nodes, objects, openapi_v2,
-    placement_api, policy_api,
+    admin, backup, core_endpoints, core_events, discovery, events, leader, namespaces, nodes,
+    objects, openapi_v2, placement_api, policy_api,
 };
 
 /// Limits on what one request may ask.
@@ -66,6 +66,12 @@ pub struct AppState {
     /// The generated CA's certificate (PEM), served unauthenticated at
     /// [`CA_PATH`] for `meridian login`; `None` with `--tls-cert` or `--insecure-http`.
     pub ca_pem: Option<Arc<[u8]>>,
+    /// Whether this server leads the controllers (see [`crate::leader`]).
+    pub leadership: Arc<crate::leader::Leadership>,
+    /// The server's data directory (backups are staged in it).
+    pub data_dir: Arc<std::path::PathBuf>,
+    /// Held while a backup is taken (one at a time).
+    pub backup_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -82,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi_v2::routes())
         .merge(objects::routes())
         .merge(admin::routes())
+        .merge(leader::routes())
+        .merge(backup::routes())
         .merge(namespaces::routes())
         .merge(core_events::routes())
         .merge(core_endpoints::routes())

@@ -197,6 +197,13 @@ impl From<store::StoreError> for ApiError {
             // The write would exceed the store's per-transaction limit (etcd's request
             // size): the client's object is too big, nothing was written.
             store::StoreError::TooLarge { .. } => ApiError::too_large(err.to_string()),
+            // Only controllers write fenced; a handler calling controller code (a drain,
+            // say) on a replica that just lost the lead answers that it may be retried.
+            store::StoreError::Fenced { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                err.to_string(),
+            ),
             // etcd unreachable or not answering (a quorum lost, a partition): the client
             // may retry; the detail (endpoints tried) goes to the log.
             #[cfg(feature = "etcd")]

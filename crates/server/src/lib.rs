@@ -37,6 +37,7 @@ pub const COMMIT: &str = env!("MERIDIAN_COMMIT");
 pub mod audit;
 mod audit_thread;
 mod auth;
+mod backup;
 mod compaction;
 mod conn;
 mod controller;
@@ -46,6 +47,7 @@ mod discovery;
 mod error;
 mod events;
 mod field_validation;
+pub mod leader;
 mod logs;
 mod metrics;
 mod namespaces;
@@ -212,6 +214,11 @@ pub struct ServerConfig {
     pub tls_san: Vec<tls::SubjectName>,
     /// The event recorder: TTL (default 1 h), dedup and rate limits.
     pub events: events::EventOptions,
+    /// This server's name among the replicas of one store (`--server-name`; default
+    /// the host name and the port it listens on).
+    pub name: Option<String>,
+    /// The leader election's session lease (`--leader-lease`).
+    pub election: leader::ElectionOptions,
 }
 
 impl Default for ServerConfig {
@@ -230,6 +237,8 @@ impl Default for ServerConfig {
             connections: conn::ConnOptions::default(),
             tls_san: Vec::new(),
             events: events::EventOptions::default(),
+            name: None,
+            election: leader::ElectionOptions::default(),
         }
     }
 }
@@ -260,6 +269,8 @@ pub struct Server {
     compaction_interval: Duration,
     scheduler: Option<scheduler::SchedulerOptions>,
     connections: Arc<conn::Connections>,
+    identity: leader::ServerIdentity,
+    election: leader::ElectionOptions,
 }
 
 impl Server {
@@ -363,6 +374,9 @@ impl Server {
             watch_cache: Arc::new(watch_cache::EventCache::default()),
             secrets: Arc::new(secrets::Secrets::new(keyring)),
             ca_pem: tls.ca_pem.clone(),
+            leadership: Arc::default(),
+            data_dir: Arc::new(config.data_dir.clone()),
+            backup_lock: Arc::default(),
         };
         let token_sync = start_token_sync(&state).await?;
 
@@ -403,6 +417,16 @@ impl Server {
             new_admin_token,
             admin_token_file,
         };
+        let identity = leader::ServerIdentity {
+            name: config.name.clone().unwrap_or_else(|| {
+                let host = tls::hostname().unwrap_or_else(|| "meridian".to_owned());
+                format!("{host}:{}", local_addr.port())
+            }),
+            url: info.url.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: COMMIT.to_owned(),
+            start_time: registry::now_rfc3339(),
+        };
         Ok(Server {
             state,
             listener,
@@ -412,6 +436,8 @@ impl Server {
             compaction_interval: config.compaction_interval,
             scheduler: config.scheduler.clone(),
             connections,
+            identity,
+            election: config.election.clone(),
         })
     }
 
@@ -436,12 +462,28 @@ impl Server {
             compaction_interval,
             scheduler,
             connections,
+            identity,
+            election,
         } = self;
-        let compactor = tokio::spawn(compaction::run(state.clone(), compaction_interval));
         let policy_controller = tokio::spawn(policies::run(state.clone()));
-        let lifecycle = tokio::spawn(nodes::run_lifecycle(state.clone()));
-        let scheduler =
-            scheduler.map(|options| tokio::spawn(scheduler::run(state.clone(), options)));
+        // The controllers that write run on the leader only, on a fenced state.
+        let controllers: leader::Controllers = Box::new(move |fenced: AppState| {
+            let mut tasks = vec![
+                tokio::spawn(compaction::run(fenced.clone(), compaction_interval)),
+                tokio::spawn(nodes::run_lifecycle(fenced.clone())),
+            ];
+            if let Some(options) = scheduler.clone() {
+                tasks.push(tokio::spawn(scheduler::run(fenced, options)));
+            }
+            tasks
+        });
+        let election = tokio::spawn(leader::run(
+            state.clone(),
+            identity,
+            election,
+            state.leadership.clone(),
+            controllers,
+        ));
         let router = app::router(state.clone());
         let tasks = TaskTracker::new();
         tracing::info!(url = %info.url, "serving");
@@ -478,11 +520,14 @@ impl Server {
             tracing::warn!("some connections did not finish within 10 s");
         }
         token_sync.abort();
-        compactor.abort();
         policy_controller.abort();
-        lifecycle.abort();
-        if let Some(s) = scheduler {
-            s.abort();
+        // The election task stops its controllers and resigns (revokes its session lease)
+        // so that another replica leads at once.
+        if tokio::time::timeout(Duration::from_secs(5), election)
+            .await
+            .is_err()
+        {
+            tracing::warn!("resigning the lead took more than 5 s");
         }
         Ok(())
     }

@@ -73,6 +73,8 @@ struct Inner {
     admission_decisions: Family<DecisionLabels, Counter>,
     admission_audit: Family<EventLabels, Counter>,
     store_no_space: Gauge<i64, AtomicI64>,
+    leader: Gauge<i64, AtomicI64>,
+    leader_terms: Counter,
     store_refused: Counter<u64, AtomicU64>,
     connections: Gauge<i64, AtomicI64>,
     connections_max: Gauge<i64, AtomicI64>,
@@ -170,6 +172,18 @@ impl Metrics {
             admission_audit.clone(),
         );
         let store_no_space = Gauge::<i64, AtomicI64>::default();
+        let leader = Gauge::<i64, AtomicI64>::default();
+        let leader_terms = Counter::default();
+        registry.register(
+            "leader",
+            "1 while this server leads (runs the controllers), else 0",
+            leader.clone(),
+        );
+        registry.register(
+            "leader_terms",
+            "Terms this server has won (leader elections) since it started",
+            leader_terms.clone(),
+        );
         let store_refused = Counter::<u64, AtomicU64>::default();
         registry.register(
             "store_no_space",
@@ -224,6 +238,8 @@ impl Metrics {
                 admission_decisions,
                 admission_audit,
                 store_no_space,
+                leader,
+                leader_terms,
                 store_refused,
                 connections,
                 connections_max,
@@ -307,6 +323,14 @@ impl Metrics {
     }
 
     /// Copies the store's disk-space state (the store counts refusals itself).
+    /// Whether this server leads; a new term counts in `leader_terms`.
+    pub fn set_leader(&self, leading: bool) {
+        self.inner.leader.set(i64::from(leading));
+        if leading {
+            self.inner.leader_terms.inc();
+        }
+    }
+
     pub fn observe_store_space(&self, space: &store::SpaceStatus) {
         let i = &self.inner;
         i.store_no_space.set(i64::from(space.no_space.is_some()));

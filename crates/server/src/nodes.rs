@@ -352,14 +352,32 @@ async fn heartbeat(
     }
     let leases = &state.nodes;
     let ttl = leases.options.lease_ttl;
-    let known = leases.inner.lock().expect("lease lock").get(&name).copied();
+    let key = format!("{LEASE_PREFIX}{name}");
+    let mut known = leases.inner.lock().expect("lease lock").get(&name).copied();
+    if known.is_none() {
+        // Another replica may hold the node's lease (the agent heartbeated there before):
+        // renew that one rather than replace it, or the other replica's lease, which the
+        // key is no longer attached to, would be renewed in vain while this one expires.
+        if let Ok((Some(kv), _)) = state.store().get(&key).await
+            && let Some(id) = kv.lease
+        {
+            known = Some((id, tokio::time::Instant::now()));
+        }
+    }
     let renewed = match known {
         Some((id, _)) => state.registry.keep_alive(id).await.is_ok(),
         None => false,
     };
+    if renewed && let Some(entry) = known {
+        leases
+            .inner
+            .lock()
+            .expect("lease lock")
+            .entry(name.clone())
+            .or_insert(entry);
+    }
     let mut write_status = !renewed;
     if !renewed {
-        let key = format!("{LEASE_PREFIX}{name}");
         let id = state
             .registry
             .hold_lease(key, now_rfc3339().into_bytes(), ttl)

@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use api::KindInfo;
 use store::{
-    Compare, KeyValue, LeaseId, Op, RangeRequest, RangeResponse, Revision, SpaceStatus, Store,
-    StoreError, Txn, TxnResponse, WatchStream,
+    Compare, KeyValue, LeaseId, Op, OpResult, RangeRequest, RangeResponse, Revision, SpaceStatus,
+    Store, StoreError, Txn, TxnResponse, WatchStream,
 };
 
 use crate::auth::{Principal, TOKEN_PREFIX, TokenRecord};
@@ -289,6 +289,19 @@ pub struct Registry {
     store: Arc<dyn Store>,
     reads: Arc<ReadView>,
     metrics: Metrics,
+    /// Set on the registry a leader's controllers write through ([`Registry::fenced`]).
+    fence: Option<Fence>,
+}
+
+/// A leader's term, as its controllers' writes carry it: every commit is guarded by the
+/// leader key's `mod_revision` at election, so a deposed leader that has not noticed
+/// yet writes nothing (a new leader rewrote the key; an expired lease deleted it).
+#[derive(Clone, Debug)]
+pub struct Fence {
+    pub key: String,
+    pub revision: Revision,
+    /// Cancelled when a fenced write finds the key moved: the term is over.
+    pub term: tokio_util::sync::CancellationToken,
 }
 
 impl Registry {
@@ -297,7 +310,22 @@ impl Registry {
             reads: Arc::new(ReadView::new(store.clone())),
             store,
             metrics,
+            fence: None,
         }
+    }
+
+    /// The same registry, with every commit guarded by `fence` (for a leader's
+    /// controllers).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// The fence of this registry's commits, if any.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
     }
 
     /// Reads of the store (what `AppState::store()` hands out).
@@ -309,11 +337,15 @@ impl Registry {
     /// with `succeeded == false` and the failure branch reading every compared key.
     pub async fn commit(&self, mutation: Mutation) -> Result<TxnResponse, StoreError> {
         let Mutation {
-            compares,
+            mut compares,
             mut ops,
             audit,
             more_audit,
         } = mutation;
+        if let Some(fence) = &self.fence {
+            // Last, so that its read is the failure branch's last result.
+            compares.push(Compare::ModRevision(fence.key.clone(), fence.revision));
+        }
         let failure = compares
             .iter()
             .map(|c| {
@@ -341,6 +373,22 @@ impl Registry {
             })
             .await?;
         self.metrics.observe_commit(started.elapsed());
+        if !response.succeeded
+            && let Some(fence) = &self.fence
+        {
+            let moved = match response.results.last() {
+                Some(OpResult::Get(kv)) => {
+                    kv.as_ref().map(|kv| kv.mod_revision) != Some(fence.revision)
+                }
+                _ => true,
+            };
+            if moved {
+                fence.term.cancel();
+                return Err(StoreError::Fenced {
+                    key: fence.key.clone(),
+                });
+            }
+        }
         Ok(response)
     }
 
@@ -373,9 +421,89 @@ impl Registry {
         self.store.lease_keep_alive(lease).await
     }
 
-    /// Drops history at and below `revision` (the compaction controller's).
+    /// Drops history at and below `revision` (the compaction controller's). Not a
+    /// transaction, so a fence cannot guard it: a fenced registry whose term is over
+    /// refuses it, and a compaction a deposed leader starts anyway only drops history
+    /// the new leader would drop a moment later.
     pub async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        if let Some(fence) = self.fence.as_ref().filter(|f| f.term.is_cancelled()) {
+            return Err(StoreError::Fenced {
+                key: fence.key.clone(),
+            });
+        }
         self.store.compact(revision).await
+    }
+
+    /// A consistent copy of the store in the new file `dest` (see [`crate::backup`]).
+    pub async fn backup(&self, dest: &std::path::Path) -> Result<store::Backup, StoreError> {
+        self.store.backup(dest).await
+    }
+
+    /// A new lease of `ttl` (a server's session, see [`crate::leader`]).
+    pub async fn grant_lease(&self, ttl: std::time::Duration) -> Result<LeaseId, StoreError> {
+        self.store.lease_grant(ttl).await
+    }
+
+    /// Revokes a lease, deleting the keys attached to it (a server resigning).
+    pub async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.store.lease_revoke(lease).await
+    }
+
+    /// Writes `key` attached to `lease`, unaudited (a server's identity key).
+    pub async fn put_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> Result<KeyValue, StoreError> {
+        let response = self
+            .store
+            .txn(Txn {
+                compares: vec![],
+                success: vec![Op::Put {
+                    key: key.to_owned(),
+                    value,
+                    lease: Some(lease),
+                }],
+                failure: vec![],
+            })
+            .await?;
+        match response.results.into_iter().next() {
+            Some(OpResult::Put { kv, .. }) => Ok(kv),
+            _ => Err(StoreError::InvalidArgument(format!(
+                "the store answered a put of {key} without its result"
+            ))),
+        }
+    }
+
+    /// Creates `key` attached to `lease` if it does not exist (a campaign for the lead):
+    /// `Ok(Ok(kv))` with the written key, or `Ok(Err(holder))` with the key as it is.
+    pub async fn create_leased(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> Result<Result<KeyValue, Option<KeyValue>>, StoreError> {
+        let response = self
+            .store
+            .txn(Txn {
+                compares: vec![Compare::Absent(key.to_owned())],
+                success: vec![Op::Put {
+                    key: key.to_owned(),
+                    value,
+                    lease: Some(lease),
+                }],
+                failure: vec![Op::Get(key.to_owned())],
+            })
+            .await?;
+        let succeeded = response.succeeded;
+        match response.results.into_iter().next() {
+            Some(OpResult::Put { kv, .. }) if succeeded => Ok(Ok(kv)),
+            Some(OpResult::Get(holder)) => Ok(Err(holder)),
+            _ => Err(StoreError::InvalidArgument(format!(
+                "the store answered a guarded put of {key} without its result"
+            ))),
+        }
     }
 
     /// Build an audit record for `who` doing `verb` on an object.

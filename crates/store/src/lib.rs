@@ -173,6 +173,35 @@ pub struct Event {
     pub prev: Option<KeyValue>,
 }
 
+/// What [`Store::backup`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub format: BackupFormat,
+    /// Size of the file.
+    pub bytes: u64,
+    /// The store's revision in the copy (for etcd, the cluster's revision when the
+    /// snapshot began, in this store's numbering).
+    pub revision: Revision,
+}
+
+/// The kind of file a backup is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupFormat {
+    /// A SQLite database: the store's file as of one revision.
+    Sqlite,
+    /// An etcd snapshot (`etcdutl snapshot restore` reads it).
+    EtcdSnapshot,
+}
+
+impl BackupFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupFormat::Sqlite => "sqlite",
+            BackupFormat::EtcdSnapshot => "etcd-snapshot",
+        }
+    }
+}
+
 /// Errors of every backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -214,6 +243,13 @@ pub enum StoreError {
          (etcd's request size limit): store smaller objects or split the change"
     )]
     TooLarge { size: usize, limit: usize },
+    /// A fenced write (a controller's, guarded by the leader key's revision) found the
+    /// guard moved: the writer no longer leads, and nothing was written.
+    #[error(
+        "this server no longer leads (the leader key {key} changed since it was elected): \
+         the controller's write was refused; the current leader's controllers carry on"
+    )]
+    Fenced { key: String },
     #[error("storage backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -300,6 +336,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest compacted revision (0 when nothing was compacted).
     async fn compacted_revision(&self) -> Result<Revision, StoreError>;
+
+    /// Writes a consistent copy of the whole store to `dest` (a new file) while the store
+    /// serves: SQLite's online backup (a database file) or etcd's snapshot (the cluster's
+    /// database, every prefix in it).
+    async fn backup(&self, dest: &std::path::Path) -> Result<Backup, StoreError>;
 
     /// Whether writes are refused for lack of disk space. Backends that cannot run out
     /// (or cannot tell) keep the default: never.

@@ -112,6 +112,12 @@ pub async fn get(client: &Client, conn: &Resolved, args: &GetArgs) -> Result<()>
     ) {
         return get_endpoints(client, conn, args).await;
     }
+    if matches!(
+        args.kind.to_ascii_lowercase().as_str(),
+        "servers" | "server"
+    ) {
+        return get_servers(client, args).await;
+    }
     let info = kind(&args.kind)?;
     let ns = list_scope(info, args.all_namespaces, conn);
     let with_namespace = info.namespaced() && args.all_namespaces;
@@ -294,6 +300,92 @@ async fn get_endpoints(client: &Client, conn: &Resolved, args: &GetArgs) -> Resu
                         } else {
                             nodes.join(",")
                         });
+                    }
+                    row
+                })
+                .collect();
+            let headers: Vec<String> = headers.into_iter().map(String::from).collect();
+            print!("{}", output::table(&headers, &rows, args.no_headers));
+        }
+    }
+    Ok(())
+}
+
+/// `meridian get servers`: the replicas serving this store and which one leads
+/// (`GET /meridian/v1/servers`).
+async fn get_servers(client: &Client, args: &GetArgs) -> Result<()> {
+    if args.watch {
+        return Err(UserError::fail(
+            "servers cannot be watched: run `meridian get servers` again",
+        ));
+    }
+    let list = client.get_path("/meridian/v1/servers").await?;
+    let mut items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+    if !args.names.is_empty() {
+        items.retain(|s| {
+            args.names
+                .iter()
+                .any(|n| s["name"].as_str() == Some(n.as_str()))
+        });
+        if items.is_empty() {
+            return Err(UserError::fail(format!(
+                "server {} not found: `meridian get servers` lists them",
+                args.names.join(", ")
+            )));
+        }
+    }
+    if let GetOutput::Template(format) = &args.output {
+        return print_template(format, &items, args.names.len() == 1, args.no_headers);
+    }
+    match args.output.plain() {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "apiVersion": list["apiVersion"], "kind": "ServerList",
+                "leader": list["leader"], "items": items,
+            }))?
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_yaml_ng::to_string(&serde_json::json!({
+                "apiVersion": list["apiVersion"], "kind": "ServerList",
+                "leader": list["leader"], "items": items,
+            }))?
+        ),
+        Output::Name => {
+            for s in &items {
+                println!("server/{}", s["name"].as_str().unwrap_or_default());
+            }
+        }
+        output @ (Output::Table | Output::Wide) => {
+            if items.is_empty() {
+                eprintln!("No servers found");
+                return Ok(());
+            }
+            let mut headers = vec!["NAME", "LEADER", "URL", "VERSION", "AGE"];
+            if output == Output::Wide {
+                headers.extend(["COMMIT", "TERM"]);
+            }
+            let now = jiff::Timestamp::now();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|s| {
+                    let text = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                    let mut row = vec![
+                        text("name"),
+                        if s["leader"] == true { "*" } else { "" }.to_owned(),
+                        text("url"),
+                        text("version"),
+                        output::age(s["startTime"].as_str(), now),
+                    ];
+                    if output == Output::Wide {
+                        row.push(text("commit"));
+                        row.push(
+                            s["term"]
+                                .as_i64()
+                                .map(|t| t.to_string())
+                                .unwrap_or_default(),
+                        );
                     }
                     row
                 })

@@ -65,6 +65,10 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         },
         tls_san: args.tls_san.clone(),
+        name: args.server_name.clone(),
+        election: server::leader::ElectionOptions {
+            lease_ttl: args.leader_lease,
+        },
         ..ServerConfig::default()
     };
     let server = Server::bind(config).await?;

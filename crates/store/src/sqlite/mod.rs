@@ -20,6 +20,7 @@
 //!   received; re-watch from the next one. The writer never waits for a watcher.
 //! - When the store closes, streams end with [`StoreError::Closed`].
 
+mod backup;
 mod lease;
 mod read;
 mod schema;
@@ -290,6 +291,16 @@ impl Store for SqliteStore {
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         self.check_open()?;
         Ok(self.hub.revision())
+    }
+
+    async fn backup(&self, dest: &Path) -> Result<crate::Backup, StoreError> {
+        self.check_open()?;
+        let source = self.path.clone();
+        let dest = dest.to_path_buf();
+        let busy = self.opts.busy_timeout;
+        tokio::task::spawn_blocking(move || backup::online(&source, &dest, busy))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {

@@ -1,0 +1,177 @@
+//! Several `meridian server` processes on one etcd cluster: they all serve the API, one
+//! leads the controllers, and when the leader is killed (SIGKILL, no resignation) another
+//! takes over and its controllers carry on. Real processes: a 3-member etcd cluster, two
+//! servers sharing one data directory (CA, secrets key, admin token), the CLI.
+//!
+//! Needs `etcd` (Debian: `apt-get install etcd-server`); fails saying so without it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use store::etcd::testing::EtcdCluster;
+use testkit::{ServerProcess, examples_dir, ok, stdout, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_meridian");
+
+fn replica(cluster: &EtcdCluster, dir: &Path, name: &str) -> ServerProcess {
+    ServerProcess::builder(BIN)
+        .data_dir(dir)
+        .args([
+            "--store",
+            &cluster.url(),
+            "--etcd-prefix",
+            "/ha-test",
+            "--server-name",
+            name,
+            "--leader-lease",
+            "2s",
+        ])
+        .start()
+}
+
+/// The servers' list as one of them answers it.
+fn servers(s: &ServerProcess) -> Value {
+    serde_json::from_str(
+        &s.get_text("/meridian/v1/servers")
+            .expect("GET /meridian/v1/servers"),
+    )
+    .expect("JSON")
+}
+
+fn leader(s: &ServerProcess) -> Option<String> {
+    servers(s)["leader"].as_str().map(str::to_owned)
+}
+
+fn workload(name: &str) -> String {
+    format!(
+        "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: {name}}}\nspec:\n  \
+         type: service\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/sleep, \
+         \"600\"]\n    resources: {{cpu: 100m, memory: 64Mi}}\n    os: {{family: linux}}\n"
+    )
+}
+
+/// Waits until the scheduler placed `name`'s instance (an allocation exists).
+fn wait_placed(s: &ServerProcess, name: &str) {
+    wait_until(
+        Duration::from_secs(60),
+        &format!("workload {name} to be placed"),
+        || {
+            let out = s.cli(&["get", "allocations", "-o", "json"]);
+            let list: Value = serde_json::from_str(&stdout(&out)).ok()?;
+            list["items"]
+                .as_array()?
+                .iter()
+                .any(|a| a["spec"]["workload"] == name)
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_killed_leader_is_replaced_and_the_new_leaders_controllers_carry_on() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let cluster = runtime
+        .block_on(EtcdCluster::start(3))
+        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = replica(&cluster, dir.path(), "server-a");
+    let b = replica(&cluster, dir.path(), "server-b");
+
+    // Both serve, both are listed, exactly one leads.
+    let listed = wait_until(Duration::from_secs(30), "two servers, one leader", || {
+        let list = servers(&b);
+        let items = list["items"].as_array()?.clone();
+        let leaders = items.iter().filter(|s| s["leader"] == true).count();
+        (items.len() == 2 && leaders == 1).then_some(list)
+    });
+    let first = listed["leader"].as_str().expect("a leader").to_owned();
+    assert_eq!(
+        leader(&a).as_deref(),
+        Some(first.as_str()),
+        "both servers agree"
+    );
+    let table = ok(&a.cli(&["get", "servers"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&first) && l.contains('*')),
+        "the leader is marked: {table}"
+    );
+
+    // Writes through either server; the leader's scheduler places them.
+    for file in ["projects.yaml", "sites.yaml", "nodes.yaml"] {
+        ok(&b.cli(&[
+            "apply",
+            "-f",
+            examples_dir().join(file).to_str().expect("utf-8"),
+        ]));
+    }
+    a.mark_nodes_ready();
+    let files = tempfile::tempdir().expect("tempdir");
+    a.apply(files.path(), "before.yaml", &workload("before"));
+    wait_placed(&b, "before");
+
+    // Kill the leader: no resignation, its lease has to expire.
+    let (mut dead, survivor) = if first == "server-a" { (a, b) } else { (b, a) };
+    let killed = Instant::now();
+    dead.kill9();
+    let second = wait_until(
+        Duration::from_secs(30),
+        "the surviving server to lead",
+        || leader(&survivor).filter(|l| *l != first),
+    );
+    eprintln!(
+        "failover: {second} leads {:?} after the SIGKILL of {first}",
+        killed.elapsed()
+    );
+    // The new leader's scheduler places new work; the old leader's placement stands.
+    survivor.apply(files.path(), "after.yaml", &workload("after"));
+    wait_placed(&survivor, "after");
+    let out = ok(&survivor.cli(&["get", "allocations", "-o", "json"]));
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    let before = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|a| a["spec"]["workload"] == "before")
+        .count();
+    assert_eq!(
+        before, 1,
+        "no allocation duplicated by the new leader: {out}"
+    );
+    // The dead server's identity went with its lease.
+    wait_until(
+        Duration::from_secs(30),
+        "the dead server to leave the list",
+        || (servers(&survivor)["items"].as_array()?.len() == 1).then_some(()),
+    );
+    // Both terms are in the audit log, and the chain verifies.
+    ok(&survivor.cli(&["audit", "verify"]));
+    let log = ok(&survivor.cli(&["audit", "log"]));
+    assert!(
+        log.contains("server/server-a") && log.contains("server/server-b"),
+        "each term is an audit entry: {log}"
+    );
+
+    // A backup on etcd is an etcd snapshot, which `meridian restore` sends to etcdutl.
+    let snapshot = files.path().join("etcd.snapshot");
+    let said = ok(&survivor.cli(&["backup", "--out", snapshot.to_str().expect("utf-8")]));
+    assert!(said.contains("(etcd-snapshot, "), "{said}");
+    assert!(said.contains("etcdutl snapshot restore"), "{said}");
+    let out = std::process::Command::new(BIN)
+        .arg("restore")
+        .arg(&snapshot)
+        .arg("--data-dir")
+        .arg(files.path().join("restored"))
+        .output()
+        .expect("run meridian restore");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        testkit::stderr(&out).contains("is an etcd snapshot"),
+        "{}",
+        testkit::stderr(&out)
+    );
+}
