@@ -8,6 +8,11 @@ use std::time::Duration;
 use crate::app::AppState;
 use crate::controller::Report;
 
+/// A store larger than this after compaction is worth a warning: etcd's recommended
+/// largest backend (`--quota-backend-bytes` up to 8 GiB), and where SQLite's full scans
+/// (a restart's reload, a full audit) take long.
+pub const LARGE_STORE_BYTES: u64 = 8 << 30;
+
 /// Run until shutdown.
 pub async fn run(state: AppState, every: Duration) {
     let mut ticker = tokio::time::interval(every);
@@ -27,12 +32,29 @@ pub async fn run(state: AppState, every: Duration) {
         };
         if let Some(target) = previous.filter(|r| *r > 0) {
             match state.registry.compact(target).await {
-                Ok(()) => tracing::debug!(revision = target, "compacted history"),
+                Ok(()) => {
+                    tracing::debug!(revision = target, "compacted history");
+                    warn_if_large(&state);
+                }
                 Err(e) => {
                     tracing::warn!(error = %Report(&e), revision = target, "compaction failed");
                 }
             }
         }
         previous = Some(current);
+    }
+}
+
+/// Warns when the store is still large after compaction: its live objects, not history,
+/// are what takes the space.
+fn warn_if_large(state: &AppState) {
+    if let Some(bytes) = state.store().space().size_bytes
+        && bytes > LARGE_STORE_BYTES
+    {
+        tracing::warn!(
+            size_mib = bytes >> 20,
+            "the store is larger than 8 GiB after compaction: delete objects no longer \
+             needed (finished jobs, old events), or move to etcd (docs/operations.md)"
+        );
     }
 }

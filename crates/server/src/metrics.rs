@@ -75,6 +75,7 @@ struct Inner {
     store_no_space: Gauge<i64, AtomicI64>,
     leader: Gauge<i64, AtomicI64>,
     leader_terms: Counter,
+    store_size: Gauge<i64, AtomicI64>,
     store_refused: Counter<u64, AtomicU64>,
     connections: Gauge<i64, AtomicI64>,
     connections_max: Gauge<i64, AtomicI64>,
@@ -174,6 +175,13 @@ impl Metrics {
         let store_no_space = Gauge::<i64, AtomicI64>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         let leader_terms = Counter::default();
+        let store_size = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "store_size_bytes",
+            "Size of the store on disk (SQLite: database and WAL); absent on etcd (see etcd's \
+             etcd_mvcc_db_total_size_in_bytes)",
+            store_size.clone(),
+        );
         registry.register(
             "leader",
             "1 while this server leads (runs the controllers), else 0",
@@ -240,6 +248,7 @@ impl Metrics {
                 store_no_space,
                 leader,
                 leader_terms,
+                store_size,
                 store_refused,
                 connections,
                 connections_max,
@@ -334,6 +343,9 @@ impl Metrics {
     pub fn observe_store_space(&self, space: &store::SpaceStatus) {
         let i = &self.inner;
         i.store_no_space.set(i64::from(space.no_space.is_some()));
+        if let Some(bytes) = space.size_bytes {
+            i.store_size.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         i.store_refused
             .inner()
             .fetch_max(space.refused_writes, Ordering::Relaxed);

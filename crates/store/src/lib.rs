@@ -277,6 +277,9 @@ pub struct SpaceStatus {
     pub no_space: Option<NoSpace>,
     /// Requests refused with [`StoreError::NoSpace`] since the store opened.
     pub refused_writes: u64,
+    /// The store's size on disk (SQLite: the database and its WAL), when the backend
+    /// knows it.
+    pub size_bytes: Option<u64>,
 }
 
 /// A stream of watch events in revision order. Ends with `Err` when cancelled.

@@ -114,6 +114,11 @@ pub(crate) fn open_writer(
 ) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(sql_err)?;
     conn.busy_timeout(busy_timeout).map_err(sql_err)?;
+    // A new database returns the pages compaction frees to the filesystem
+    // (`writer::reclaim`). Only an empty file takes this, and only before WAL mode writes
+    // its header; on an existing store it changes nothing.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .map_err(sql_err)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(sql_err)?;
@@ -190,6 +195,14 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             .map_err(sql_err)
         }
         SCHEMA_VERSION => Ok(()),
+        newer if newer > SCHEMA_VERSION => Err(StoreError::Backend(
+            format!(
+                "the store was written by a newer Meridian (schema version {newer}; this build \
+                 knows version {SCHEMA_VERSION}): run that version or a later one (downgrades \
+                 are not supported; restore a backup taken before the upgrade to go back)"
+            )
+            .into(),
+        )),
         other => Err(StoreError::Backend(
             format!(
                 "database schema version {other} is not supported (this build knows version \

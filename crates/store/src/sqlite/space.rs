@@ -100,7 +100,19 @@ impl SpaceState {
         SpaceStatus {
             no_space: self.is_no_space().then(|| self.no_space_info()),
             refused_writes: self.refused.load(Ordering::Relaxed),
+            size_bytes: Some(self.size_bytes()),
         }
+    }
+
+    /// The database file and its WAL, in bytes.
+    fn size_bytes(&self) -> u64 {
+        let mut wal = self.db.clone().into_os_string();
+        wal.push("-wal");
+        [self.db.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     pub(crate) fn check_interval(&self) -> Duration {

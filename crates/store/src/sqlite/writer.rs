@@ -337,6 +337,37 @@ impl Writer {
                 },
             );
         }
+        if works.iter().any(|w| matches!(w, Work::Compact(_))) {
+            self.reclaim();
+        }
+    }
+
+    /// After a compaction: returns the pages it freed to the filesystem (a store created
+    /// with `auto_vacuum = INCREMENTAL`; older stores keep their free pages for reuse),
+    /// so the file shrinks with its history instead of only ever growing.
+    fn reclaim(&mut self) {
+        let incremental = self
+            .conn
+            .pragma_query_value(None, "auto_vacuum", |row| row.get::<_, i64>(0))
+            .is_ok_and(|mode| mode == 2);
+        if !incremental {
+            return;
+        }
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |row| row.get(0))
+            .unwrap_or(0);
+        if free == 0 {
+            return;
+        }
+        // The vacuum frees one page per step: the pragma is read to its end.
+        match self
+            .conn
+            .pragma_query(None, "incremental_vacuum", |_row| Ok(()))
+        {
+            Ok(()) => tracing::debug!(pages = free, "returned free pages after compaction"),
+            Err(e) => tracing::warn!(error = %e, "incremental vacuum after compaction failed"),
+        }
     }
 
     /// One attempt at a batch: every request in its savepoint, then one commit. `Err`
