@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use store::etcd::testing::EtcdCluster;
-use testkit::{ServerProcess, examples_dir, ok, stdout, wait_until};
+use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
@@ -174,4 +174,79 @@ fn a_killed_leader_is_replaced_and_the_new_leaders_controllers_carry_on() {
         "{}",
         testkit::stderr(&out)
     );
+}
+
+/// A `meridian agent` child process, killed on drop (with the task it started, which
+/// carries `marker` in its command line).
+struct Agent(std::process::Child, String);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::process::Command::new("pkill")
+            .args(["-9", "-f", &self.1])
+            .status();
+    }
+}
+
+#[test]
+fn logs_are_read_through_a_server_the_agent_does_not_reach() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let cluster = runtime
+        .block_on(EtcdCluster::start(3))
+        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = replica(&cluster, dir.path(), "server-a");
+    let b = replica(&cluster, dir.path(), "server-b");
+    ok(&a.cli(&[
+        "apply",
+        "-f",
+        examples_dir().join("sites.yaml").to_str().expect("utf-8"),
+    ]));
+    // The agent dials server a only.
+    let token = ok(&a.cli(&["node", "join-token", "create", "--site", "onprem-frankfurt"]));
+    let work = tempfile::tempdir().expect("tempdir");
+    let marker = format!("{}", 700_000 + std::process::id() % 100_000);
+    let _agent = Agent(
+        std::process::Command::new(BIN)
+            .args(["agent", "--server", &a.url, "--data-dir"])
+            .arg(work.path().join("agent"))
+            .args(["--name", "ha-logs", "--heartbeat", "300ms", "--grace", "2s"])
+            .args(["--join-token", token.trim()])
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent starts"),
+        marker.clone(),
+    );
+    a.apply(
+        work.path(),
+        "printer.yaml",
+        &format!(
+            "apiVersion: meridian.dev/v1\nkind: Workload\nmetadata: {{name: printer}}\nspec:\n  \
+             type: service\n  replicas: 1\n  task:\n    driver: exec\n    command: [/bin/sh, -c, \
+             \"echo one; echo two; echo oops >&2; exec sleep {marker}\"]\n    resources: {{cpu: \
+             100m, memory: 32Mi}}\n"
+        ),
+    );
+    // Read through server b: the session is published, mirrored by a, answered by the
+    // agent through a, and relayed to b.
+    let read = wait_until(
+        Duration::from_secs(60),
+        "the task's output read through the other server",
+        || {
+            let o = b.cli(&["logs", "printer-0"]);
+            if o.status.success() && stdout(&o).contains("two") {
+                Ok(stdout(&o))
+            } else {
+                Err(format!("{}{}", stdout(&o), stderr(&o)))
+            }
+        },
+    );
+    assert_eq!(read, "one\ntwo\n");
+    assert_eq!(ok(&b.cli(&["logs", "printer-0", "--stderr"])), "oops\n");
+    // And through the agent's own server, as before.
+    assert_eq!(ok(&a.cli(&["logs", "printer-0", "--tail", "1"])), "two\n");
 }

@@ -169,6 +169,36 @@ pub fn resource_path(kind: &KindInfo, namespace: Option<&str>, name: Option<&str
     path
 }
 
+/// TLS that trusts `ca_pem` (a private CA's PEM certificates) or, without it, the
+/// system's roots.
+pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                let cert = cert.map_err(|e| {
+                    ClientError::Config(format!("the CA certificate is not valid PEM: {e}"))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    ClientError::Config(format!("the CA certificate is not usable: {e}"))
+                })?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// Called with the text of every `Warning` header the server sends (admission warnings
 /// of `warn` policies), as kubectl's warning handler.
 pub type WarningHandler = Arc<dyn Fn(&str) + Send + Sync>;
@@ -185,32 +215,7 @@ impl Client {
     /// A client for `server` (e.g. `https://127.0.0.1:7420`) with a bearer token and, for
     /// TLS with a private CA, that CA's PEM certificate (else the system's roots).
     pub fn new(server: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_pem {
-            Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                    let cert = cert.map_err(|e| {
-                        ClientError::Config(format!("the CA certificate is not valid PEM: {e}"))
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        ClientError::Config(format!("the CA certificate is not usable: {e}"))
-                    })?;
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Config(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Self::with_tls(server, Some(token), tls)
+        Self::with_tls(server, Some(token), tls_config(ca_pem)?)
     }
 
     /// A client that sends no token and does **not** verify the server's certificate: only

@@ -72,9 +72,28 @@ pub struct AppState {
     pub data_dir: Arc<std::path::PathBuf>,
     /// Held while a backup is taken (one at a time).
     pub backup_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Log sessions waiting for or served by agents (see [`crate::logs`]).
+    pub log_sessions: Arc<crate::logs::LogSessions>,
+    /// The HTTP client that relays log sessions to other servers, made on first use.
+    pub relay_http: Arc<std::sync::OnceLock<reqwest::Client>>,
 }
 
 impl AppState {
+    /// The client for relaying to other servers: it trusts the generated CA (which the
+    /// servers of one store share), else the system's roots.
+    pub fn relay_client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = self.relay_http.get() {
+            return Ok(c.clone());
+        }
+        let tls = client::tls_config(self.ca_pem.as_deref()).map_err(|e| e.to_string())?;
+        let built = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(self.relay_http.get_or_init(|| built).clone())
+    }
+
     /// Reads of the store. Writes go through `registry` ([`Registry::commit`]).
     pub fn store(&self) -> &Arc<crate::registry::ReadView> {
         self.registry.reads()
@@ -97,7 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(placement_api::routes())
         .merge(policy_api::routes())
         .merge(nodes::routes())
-        .merge(crate::logs::routes())
+        .merge(crate::logs::routes(state.log_sessions.clone()))
         .merge(crate::secrets::endpoints::routes())
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -95,12 +95,24 @@ struct LeaderState {
     term: Option<store::Revision>,
     /// How many terms this server has won since it started.
     terms: u64,
+    /// This server's identity and session lease, while it has a session.
+    session: Option<(ServerIdentity, LeaseId)>,
 }
 
 impl Leadership {
     /// This server's term, while it leads.
     pub fn term(&self) -> Option<store::Revision> {
         self.inner.lock().expect("leadership lock").term
+    }
+
+    /// This server's identity and session lease, while it has a session (keys that must
+    /// go with the server, such as published log sessions, are put on the lease).
+    pub fn session(&self) -> Option<(ServerIdentity, LeaseId)> {
+        self.inner.lock().expect("leadership lock").session.clone()
+    }
+
+    fn set_session(&self, session: Option<(ServerIdentity, LeaseId)>) {
+        self.inner.lock().expect("leadership lock").session = session;
     }
 
     /// Terms won since start.
@@ -144,6 +156,7 @@ pub async fn run(
                 continue;
             }
         };
+        leadership.set_session(Some((identity.clone(), lease)));
         let session = CancellationToken::new();
         let renewer = tokio::spawn(renew(
             state.clone(),
@@ -163,6 +176,7 @@ pub async fn run(
         )
         .await;
         renewer.abort();
+        leadership.set_session(None);
         if state.shutdown.is_cancelled() {
             // Resign: the keys on the lease go now, and another server campaigns at once.
             if let Err(e) = state.registry.revoke_lease(lease).await {

@@ -377,6 +377,8 @@ impl Server {
             leadership: Arc::default(),
             data_dir: Arc::new(config.data_dir.clone()),
             backup_lock: Arc::default(),
+            log_sessions: Arc::new(logs::LogSessions::new(logs::SessionLimits::default())),
+            relay_http: Arc::default(),
         };
         let token_sync = start_token_sync(&state).await?;
 
@@ -466,6 +468,7 @@ impl Server {
             election,
         } = self;
         let policy_controller = tokio::spawn(policies::run(state.clone()));
+        let log_mirror = tokio::spawn(logs::mirror(state.clone(), state.log_sessions.clone()));
         // The controllers that write run on the leader only, on a fenced state.
         let controllers: leader::Controllers = Box::new(move |fenced: AppState| {
             let mut tasks = vec![
@@ -521,6 +524,7 @@ impl Server {
         }
         token_sync.abort();
         policy_controller.abort();
+        log_mirror.abort();
         // The election task stops its controllers and resigns (revokes its session lease)
         // so that another replica leads at once.
         if tokio::time::timeout(Duration::from_secs(5), election)

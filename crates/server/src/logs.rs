@@ -26,8 +26,16 @@
 //!
 //! Only the node's own credential polls and answers its sessions. A node that does not
 //! answer within 10 s gets the reader a 503 naming the node. Reads that do not follow
-//! are limited in bytes and time. Sessions live in this server's memory: with several
-//! replicas, the agent and the reader must reach the same one.
+//! are limited in bytes and time.
+//!
+//! With several servers on one store (see [`crate::leader`]) the reader and the agent may
+//! reach different ones. A session is then also published in the store under
+//! [`SESSIONS_PREFIX`]`{node}/{id}` (on the reader's server's session lease, deleted when
+//! the session ends); every server mirrors the sessions other servers published into its
+//! own node queues ([`mirror`]), so the agent's poll finds them wherever it lands, and an
+//! upload (or refusal) for a mirrored session is relayed to the reader's server as the
+//! same request with the agent's own credential, which that server checks as usual. A
+//! session is answered once: a second answer, through another server, gets 404.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -35,14 +43,14 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use futures::StreamExt;
 use rand::RngCore;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -51,7 +59,20 @@ use api::logs::{LogSession, LogSessionList, LogStream};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{self, object_key};
+use crate::registry::{self, Registry, object_key};
+
+/// Key prefix of the log sessions published for other servers: `{prefix}{node}/{id}`.
+pub const SESSIONS_PREFIX: &str = "/meridian/log-sessions/";
+
+/// A session as published in the store: which server holds its reader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Published {
+    server: String,
+    url: String,
+    node: String,
+    session: LogSession,
+}
 
 /// Bounds of the session registry and of each session.
 #[derive(Clone, Debug)]
@@ -113,6 +134,8 @@ struct Inner {
     total: usize,
     nodes: HashMap<String, NodeQueue>,
     open: HashMap<String, Open>,
+    /// Sessions other servers published (id → node and the reader's server's URL).
+    mirrored: HashMap<String, (String, String)>,
 }
 
 /// The in-memory registry of log sessions (pending and open), per node.
@@ -121,15 +144,26 @@ pub struct LogSessions {
     pub limits: SessionLimits,
 }
 
-/// Removes its session from the registry when the reader's request or response ends.
+/// Removes its session from the registry (and from the store, when it was published)
+/// when the reader's request or response ends.
 struct Guard {
     sessions: Arc<LogSessions>,
     id: String,
+    published: Option<(Registry, String)>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         self.sessions.close(&self.id);
+        if let Some((registry, key)) = self.published.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = registry.delete_unaudited(&key).await {
+                    tracing::debug!(%key, error = %e, "could not unpublish a log session");
+                }
+            });
+        }
     }
 }
 
@@ -187,9 +221,51 @@ impl LogSessions {
             Guard {
                 sessions: Arc::clone(self),
                 id,
+                published: None,
             },
             rx,
         ))
+    }
+
+    /// Queues a session another server published, for `node`'s agent here; its answer is
+    /// relayed to `url`. Bounded like the sessions of this server.
+    fn mirror(&self, node: &str, session: LogSession, url: String) {
+        let mut inner = self.lock();
+        if inner.open.contains_key(&session.id)
+            || inner.mirrored.contains_key(&session.id)
+            || inner.mirrored.len() >= self.limits.total
+        {
+            return;
+        }
+        inner
+            .mirrored
+            .insert(session.id.clone(), (node.to_owned(), url));
+        let queue = inner.nodes.entry(node.to_owned()).or_default();
+        queue.pending.push_back(session);
+        queue.wake.notify_waiters();
+    }
+
+    /// Forgets a mirrored session (its reader's server unpublished it).
+    fn unmirror(&self, id: &str) {
+        let mut inner = self.lock();
+        if let Some((node, _)) = inner.mirrored.remove(id)
+            && let Some(q) = inner.nodes.get_mut(&node)
+        {
+            q.pending.retain(|s| s.id != id);
+        }
+    }
+
+    /// The server to relay the answer of mirrored session `id` of `node` to, once.
+    fn take_relay(&self, node: &str, id: &str) -> Option<String> {
+        let mut inner = self.lock();
+        if inner.mirrored.get(id).is_none_or(|(n, _)| n != node) {
+            return None;
+        }
+        let (_, url) = inner.mirrored.remove(id)?;
+        if let Some(q) = inner.nodes.get_mut(node) {
+            q.pending.retain(|s| s.id != id);
+        }
+        Some(url)
     }
 
     fn close(&self, id: &str) {
@@ -241,14 +317,9 @@ const POLL_PATH: &str = "/meridian/v1/nodes/{node}/log-sessions";
 const UPLOAD_PATH: &str = "/meridian/v1/nodes/{node}/log-sessions/{id}";
 const REFUSE_PATH: &str = "/meridian/v1/nodes/{node}/log-sessions/{id}/error";
 
-/// The log subresource and the agents' session endpoints, sharing one registry.
-pub fn routes() -> Router<AppState> {
-    routes_with(SessionLimits::default())
-}
-
-/// [`routes`] with other limits.
-pub fn routes_with(limits: SessionLimits) -> Router<AppState> {
-    let sessions = Arc::new(LogSessions::new(limits));
+/// The log subresource and the agents' session endpoints, sharing one registry (the
+/// server's, which [`mirror`] also feeds).
+pub fn routes(sessions: Arc<LogSessions>) -> Router<AppState> {
     Router::new()
         .route(LOG_PATH, get(read_log))
         .route(POLL_PATH, get(poll))
@@ -444,7 +515,9 @@ async fn read_log(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (guard, answer) = sessions.open(&node, session)?;
+    let published = session.clone();
+    let (mut guard, answer) = sessions.open(&node, session)?;
+    guard.published = publish(&state, &node, published).await;
     let within = sessions.limits.answer_within;
     let answer = tokio::select! {
         () = state.shutdown.cancelled() => {
@@ -549,12 +622,25 @@ async fn upload(
     Extension(sessions): Extension<Arc<LogSessions>>,
     who: Principal,
     Path((node, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     node_only(&who, &node)?;
-    let (answer, session) = sessions
-        .claim(&node, &id)
-        .ok_or_else(|| ApiError::not_found("log-sessions", &id))?;
+    let Some((answer, session)) = sessions.claim(&node, &id) else {
+        return match sessions.take_relay(&node, &id) {
+            Some(url) => {
+                relay(
+                    &state,
+                    &url,
+                    &format!("{node}/log-sessions/{id}"),
+                    &headers,
+                    body,
+                )
+                .await
+            }
+            None => Err(ApiError::not_found("log-sessions", &id)),
+        };
+    };
     let (tx, rx) = mpsc::channel(8);
     if answer.send(Answer::Stream(rx)).is_err() {
         return Err(ApiError::new(
@@ -608,24 +694,159 @@ async fn upload(
         }
     };
     tracing::debug!(%node, allocation = %session.allocation, bytes = sent, ended, "log session ended");
-    Ok(Json(json!({"ended": ended, "bytes": sent})))
+    Ok(Json(json!({"ended": ended, "bytes": sent})).into_response())
 }
 
 async fn refuse(
+    State(state): State<AppState>,
     Extension(sessions): Extension<Arc<LogSessions>>,
     who: Principal,
     Path((node, id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     node_only(&who, &node)?;
     let status: api::Status = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the refusal of a log session is not a Status: {e}"))
     })?;
-    let (answer, _) = sessions
-        .claim(&node, &id)
-        .ok_or_else(|| ApiError::not_found("log-sessions", &id))?;
+    let Some((answer, _)) = sessions.claim(&node, &id) else {
+        return match sessions.take_relay(&node, &id) {
+            Some(url) => {
+                let path = format!("{node}/log-sessions/{id}/error");
+                relay(&state, &url, &path, &headers, Body::from(body)).await
+            }
+            None => Err(ApiError::not_found("log-sessions", &id)),
+        };
+    };
     let _ = answer.send(Answer::Refused(Box::new(status)));
-    Ok(Json(json!({"ended": "refused"})))
+    Ok(Json(json!({"ended": "refused"})).into_response())
+}
+
+/// Publishes a session for the other servers when there are any (see the module doc);
+/// returns the key to delete when it ends.
+async fn publish(state: &AppState, node: &str, session: LogSession) -> Option<(Registry, String)> {
+    let (identity, lease) = state.leadership.session()?;
+    let servers = state
+        .store()
+        .count(crate::leader::SERVERS_PREFIX)
+        .await
+        .unwrap_or(0);
+    if servers < 2 {
+        return None;
+    }
+    let key = format!("{SESSIONS_PREFIX}{node}/{}", session.id);
+    let value = Published {
+        server: identity.name,
+        url: identity.url,
+        node: node.to_owned(),
+        session,
+    };
+    let bytes = serde_json::to_vec(&value).expect("a session serializes");
+    match state.registry.put_leased(&key, bytes, lease).await {
+        Ok(_) => Some((state.registry.clone(), key)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot publish a log session for the other servers");
+            None
+        }
+    }
+}
+
+/// Sends an agent's answer to the server holding the reader: the same request, with the
+/// agent's own credential, which that server checks like any other.
+async fn relay(
+    state: &AppState,
+    url: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let http = state
+        .relay_client()
+        .map_err(|e| unavailable(format!("cannot relay the log session to {url}: {e}")))?;
+    let mut request = http.post(format!("{url}/meridian/v1/nodes/{path}"));
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(v) = headers.get(&name) {
+            request = request.header(name, v.clone());
+        }
+    }
+    let answer = request
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("cannot relay the log session to {url}: {e}")))?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let bytes = answer
+        .bytes()
+        .await
+        .map_err(|e| unavailable(format!("the relay to {url} broke: {e}")))?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// Mirrors the sessions other servers publish into this server's node queues, until
+/// shutdown: one watch on [`SESSIONS_PREFIX`], re-listed whenever it breaks.
+pub async fn mirror(state: AppState, sessions: Arc<LogSessions>) {
+    loop {
+        let from = match state
+            .store()
+            .range(store::RangeRequest {
+                prefix: SESSIONS_PREFIX.to_owned(),
+                ..store::RangeRequest::default()
+            })
+            .await
+        {
+            Ok(listed) => {
+                for kv in &listed.kvs {
+                    mirror_one(&state, &sessions, &kv.value);
+                }
+                listed.revision + 1
+            }
+            Err(_) => {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        let Ok(mut watch) = state.store().watch(SESSIONS_PREFIX, from).await else {
+            tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                e = watch.next() => e,
+            };
+            let Some(Ok(event)) = event else { break };
+            match event.kind {
+                store::EventKind::Put => mirror_one(&state, &sessions, &event.kv.value),
+                store::EventKind::Delete => {
+                    if let Some(id) = event.kv.key.rsplit('/').next() {
+                        sessions.unmirror(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn mirror_one(state: &AppState, sessions: &LogSessions, value: &[u8]) {
+    let Ok(published) = serde_json::from_slice::<Published>(value) else {
+        return;
+    };
+    let ours = state
+        .leadership
+        .session()
+        .is_some_and(|(identity, _)| identity.name == published.server);
+    if !ours {
+        sessions.mirror(&published.node, published.session, published.url);
+    }
 }
 
 #[cfg(test)]

@@ -476,6 +476,18 @@ impl Registry {
         }
     }
 
+    /// Deletes a bookkeeping key, unaudited (a published log session that ended).
+    pub async fn delete_unaudited(&self, key: &str) -> Result<(), StoreError> {
+        self.store
+            .txn(Txn {
+                compares: vec![],
+                success: vec![Op::Delete(key.to_owned())],
+                failure: vec![],
+            })
+            .await
+            .map(drop)
+    }
+
     /// Creates `key` attached to `lease` if it does not exist (a campaign for the lead):
     /// `Ok(Ok(kv))` with the written key, or `Ok(Err(holder))` with the key as it is.
     pub async fn create_leased(
