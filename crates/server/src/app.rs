@@ -66,6 +66,8 @@ pub struct AppState {
     /// The generated CA's certificate (PEM), served unauthenticated at
     /// [`CA_PATH`] for `meridian login`; `None` with `--tls-cert` or `--insecure-http`.
     pub ca_pem: Option<Arc<[u8]>>,
+    /// Whether connections are TLS (the console marks its cookie `Secure` then).
+    pub tls: bool,
 }
 
 impl AppState {
@@ -99,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route(CA_PATH, get(ca_certificate))
         .merge(nodes::public_routes())
+        .merge(crate::ui::routes(
+            &state,
+            api.clone().with_state(state.clone()),
+        ))
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -206,7 +212,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let is_watch = req.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-    }) || crate::logs::is_upload(req.uri().path());
+    }) || crate::logs::is_upload(req.uri().path())
+        || crate::ui::is_stream(req.uri().path());
     let response = if is_watch {
         next.run(req).await
     } else {

@@ -63,6 +63,7 @@ pub mod scheduler;
 mod secrets;
 mod tables;
 pub mod tls;
+mod ui;
 mod watch;
 mod watch_cache;
 
@@ -363,6 +364,7 @@ impl Server {
             watch_cache: Arc::new(watch_cache::EventCache::default()),
             secrets: Arc::new(secrets::Secrets::new(keyring)),
             ca_pem: tls.ca_pem.clone(),
+            tls: tls.acceptor.is_some(),
         };
         let token_sync = start_token_sync(&state).await?;
 
