@@ -246,7 +246,8 @@ async fn as_status(response: Response, limits: &Limits) -> Response {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        // The console's error pages (`ui`) are HTML for people, and stay so.
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(code.is_client_error() || code.is_server_error()) || is_json {
         return response;
     }

@@ -51,7 +51,8 @@ struct FrameworkSummary {
     framework: String,
     controls: u64,
     passing: u64,
-    failing: u64,
+    /// The failing controls' ids.
+    failing: Vec<String>,
     findings: u64,
 }
 
@@ -168,7 +169,7 @@ pub async fn overview(
                     @for f in &status.summary.frameworks {
                         tr {
                             th scope="row" { a href={ "#fw-" (paths::enc(&f.framework)) } { (f.framework) } }
-                            td { (f.controls) } td { (f.passing) } td { (f.failing) } td { (f.findings) }
+                            td { (f.controls) } td { (f.passing) } td { (f.failing.len()) @if !f.failing.is_empty() { " (" (f.failing.join(", ")) ")" } } td { (f.findings) }
                         }
                     }
                 }

@@ -85,6 +85,7 @@ pub fn routes(state: &AppState, api: Router) -> Router<AppState> {
         .route("/ui/live/{plural}", get(live::stream))
         .route(CSS_PATH, get(css))
         .route(JS_PATH, get(js))
+        .layer(middleware::from_fn(same_origin))
         .layer(middleware::from_fn(security_headers))
         .with_state(ui)
 }
@@ -126,6 +127,19 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Every console POST (sign-in included, against login forgery) must come from the
+/// console's own pages; a session's POSTs also carry its CSRF token
+/// ([`session::Session::check_post`]).
+async fn same_origin(req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST
+        && let Err(e) =
+            session::check_origin(req.headers(), req.uri().authority().map(|a| a.as_str()))
+    {
+        return e.into_response();
+    }
+    next.run(req).await
 }
 
 /// Headers on every console response: a strict content security policy (only this

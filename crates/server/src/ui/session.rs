@@ -38,10 +38,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Refuses a POST that did not come from this origin or lacks the session's CSRF
-    /// token.
+    /// Refuses a POST that lacks the session's CSRF token (its origin is checked for
+    /// every console POST by [`super::same_origin`]).
     pub fn check_post(&self, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), UiError> {
-        check_origin(headers)?;
         let sent = form_token.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
         match sent {
             Some(t) if digest(t) == digest(&self.csrf) => Ok(()),
@@ -77,8 +76,9 @@ pub fn csrf_token(session_token: &str) -> String {
 }
 
 /// The request's origin is this server's, as far as the browser says (a client that
-/// sends neither header is not a browser, which cross-site forgery needs).
-pub fn check_origin(headers: &HeaderMap) -> Result<(), UiError> {
+/// sends neither header is not a browser, which cross-site forgery needs). `authority`
+/// is the request's `Host` header or, in HTTP/2, its `:authority`.
+pub fn check_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), UiError> {
     let refused = |what: &str| {
         UiError::new(
             StatusCode::FORBIDDEN,
@@ -95,12 +95,13 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), UiError> {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
+            .or(authority)
             .unwrap_or_default();
         let origin_host = origin
             .strip_prefix("https://")
             .or_else(|| origin.strip_prefix("http://"))
             .unwrap_or_default();
-        if origin == "null" || origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+        if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
             return Err(refused(&format!("a request from origin {origin:?}")));
         }
     }
@@ -227,15 +228,8 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn login(
-    State(state): State<UiState>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
+pub async fn login(State(state): State<UiState>, Form(form): Form<LoginForm>) -> Response {
     let next = safe_next(form.next.as_deref());
-    if let Err(e) = check_origin(&headers) {
-        return e.into_response();
-    }
     let token = form.token.trim();
     match state.app.tokens.authenticate(token) {
         None => login_form(

@@ -16,6 +16,7 @@ use api::{Allocation, AnyObject, Event, Project, Workload};
 use super::backend::{UiError, paths};
 use super::page::{self, Nav, badge};
 use super::session::Session;
+use crate::rollout::reason;
 
 /// Rows per page unless the query asks otherwise (at most [`MAX_PAGE`]).
 const PAGE: usize = 50;
@@ -42,23 +43,23 @@ pub fn phase(w: &Workload) -> &'static str {
         s.condition(t)
             .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
     };
-    if is_true("Failed") {
+    if is_true(reason::FAILED) {
         "Failed"
-    } else if is_true("Complete") {
+    } else if is_true(reason::COMPLETE) {
         "Complete"
     } else if s.desired_replicas == 0 && w.spec.replicas == 0 {
         "Stopped"
     } else if s.placed_replicas < s.desired_replicas {
         "Waiting"
-    } else if s.ready_replicas >= s.desired_replicas && !is_true("Progressing") {
+    } else if s.ready_replicas >= s.desired_replicas && !is_true(reason::PROGRESSING) {
         "Running"
     } else if s.ready_replicas >= s.desired_replicas {
         // Progressing=True with every replica ready: a finished rollout reports
         // Progressing with reason NewRevisionAvailable, as Kubernetes does.
         let done = s
-            .condition("Progressing")
+            .condition(reason::PROGRESSING)
             .and_then(|c| c.reason.as_deref())
-            .is_some_and(|r| r == "NewRevisionAvailable");
+            .is_some_and(|r| r == reason::NEW_REVISION_AVAILABLE);
         if done { "Running" } else { "Progressing" }
     } else {
         "Progressing"
