@@ -183,3 +183,31 @@ def test_sign_out(admin):
     assert not [c for c in admin.context.cookies() if c["name"] == "meridian_console"]
     admin.goto("/ui/nodes")
     assert "/ui/login" in admin.url
+
+
+def test_readable_at_200_percent_zoom_and_by_keyboard(browser, server):
+    # 200% zoom of a 1280-pixel window is a 640-CSS-pixel viewport: nothing may need a
+    # horizontal scroll bar.
+    page = new_page(browser, server)
+    page.set_viewport_size({"width": 640, "height": 900})
+    sign_in(page, server.token)
+    for path, name in [("/ui", "14-estate-200pct"), ("/ui/workloads", "15-workloads-200pct"),
+                       ("/ui/nodes/fra-rhel-01", "16-node-200pct")]:
+        page.goto(path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at 200% zoom"
+        shot(page, name)
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content;
+    # the navigation is reachable by Tab and says which page is current.
+    page.goto("/ui/workloads")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.goto("/ui/workloads")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-current')") == "page":
+            break
+    assert page.evaluate("document.activeElement.textContent") == "Workloads"
+    page.context.close()
