@@ -280,3 +280,68 @@ pub async fn logout(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("a header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_console_paths_are_places_to_go_after_sign_in() {
+        assert_eq!(safe_next(Some("/ui/nodes?site=x")), "/ui/nodes?site=x");
+        assert_eq!(safe_next(Some("/ui")), "/ui");
+        for hostile in [
+            "//evil.example/ui",
+            "https://evil.example/",
+            "/uix",
+            "/ui\\..\\",
+            "/apis",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/ui", "{hostile}");
+        }
+        assert_eq!(safe_next(None), "/ui");
+    }
+
+    #[test]
+    fn origin_must_be_this_host() {
+        let host = Some("127.0.0.1:7420");
+        assert!(check_origin(&headers(&[]), host).is_ok(), "not a browser");
+        assert!(check_origin(&headers(&[("origin", "https://127.0.0.1:7420")]), host).is_ok());
+        assert!(
+            check_origin(
+                &headers(&[
+                    ("origin", "https://127.0.0.1:7420"),
+                    ("host", "127.0.0.1:7420")
+                ]),
+                None
+            )
+            .is_ok()
+        );
+        for bad in ["https://evil.example", "null", "https://127.0.0.1:7421"] {
+            assert!(
+                check_origin(&headers(&[("origin", bad)]), host).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(check_origin(&headers(&[("sec-fetch-site", "cross-site")]), host).is_err());
+        assert!(check_origin(&headers(&[("sec-fetch-site", "same-site")]), host).is_err());
+        assert!(check_origin(&headers(&[("sec-fetch-site", "same-origin")]), host).is_ok());
+    }
+
+    #[test]
+    fn csrf_token_is_per_session_and_not_the_token() {
+        let a = csrf_token("mrd_a");
+        assert_eq!(a, csrf_token("mrd_a"));
+        assert_ne!(a, csrf_token("mrd_b"));
+        assert_eq!(a.len(), 64);
+        assert!(!a.contains("mrd_a"));
+        assert_ne!(a, crate::auth::hash_token("mrd_a"), "not the stored digest");
+    }
+}
