@@ -130,6 +130,7 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
     let mut next = q.continue_.clone().filter(|c| !c.is_empty());
     let mut revision = None;
     let mut error = None;
+    let mut scanned = 0usize;
     for _ in 0..MAX_SCANNED_PAGES {
         let limit_text = limit.to_string();
         let path = format!(
@@ -149,6 +150,7 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
             }
         };
         revision = revision.or(page.metadata.resource_version.clone());
+        scanned += page.items.len();
         rows.extend(
             page.items
                 .into_iter()
@@ -211,7 +213,10 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
                 @for w in &rows { (row(w)) }
             }
         }
-        @if rows.is_empty() && error.is_none() { p { "No workloads match." } }
+        @if rows.is_empty() && error.is_none() && next.is_none() { p { "No workloads match." } }
+        @if wanted_phase.is_some() && rows.len() < limit && next.is_some() {
+            p { (rows.len()) " matches among the " (scanned) " workloads read for this page; the next page reads on." }
+        }
         nav.pager aria-label="Pages" {
             @if q.continue_.as_deref().is_some_and(|c| !c.is_empty()) {
                 a href=(filters_query(None)) { "First page" }
