@@ -88,22 +88,33 @@ def server():
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"https://127.0.0.1:{port}"
     token_file = data_dir / "admin.token"
-    wait_for("the demo's admin token", lambda: token_file.exists() and token_file.read_text().strip())
-    s = Server(url, data_dir, token_file.read_text().strip(), process)
-    wait_for("the server to be ready", lambda: s.api("GET", "/readyz")[0] == 200)
-    # The example estate is applied and placed, and the real agent runs its task.
-    wait_for("local-clock running", lambda: any(
-        (a.get("status") or {}).get("phase") == "running"
-        for a in s.api("GET", "/apis/meridian.dev/v1/namespaces/default/allocations")[1]["items"]
-        if a["spec"]["workload"] == "local-clock"))
-    yield s
-    os.killpg(process.pid, signal.SIGINT)
+    ok = False
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    shutil.rmtree(data_dir, ignore_errors=True)
+        wait_for("the demo's admin token", lambda: token_file.exists() and token_file.read_text().strip())
+        s = Server(url, data_dir, token_file.read_text().strip(), process)
+        wait_for("the server to be ready", lambda: s.api("GET", "/readyz")[0] == 200)
+        # The example estate is applied and placed, and the real agent runs its task.
+        wait_for("local-clock running", lambda: any(
+            (a.get("status") or {}).get("phase") == "running"
+            for a in s.api("GET", "/apis/meridian.dev/v1/namespaces/default/allocations")[1]["items"]
+            if a["spec"]["workload"] == "local-clock"))
+        yield s
+        ok = True
+    finally:
+        # Stopped and removed however the set-up or the tests ended; the server's log is
+        # kept (and named) when the set-up failed.
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if ok:
+            os.unlink(log.name)
+        else:
+            print(f"the demo server's log: {log.name}")
 
 
 @pytest.fixture(scope="session")
