@@ -170,6 +170,8 @@ def main():
                 pass
             proc.wait()
         shutil.rmtree(data, ignore_errors=True)
+        log.close()
+        print(f"(the server's and agents' log: {log.name})", file=sys.stderr)
 
 
 if __name__ == "__main__":
