@@ -76,6 +76,8 @@ pub struct AppState {
     pub log_sessions: Arc<crate::logs::LogSessions>,
     /// The HTTP client that relays log sessions to other servers, made on first use.
     pub relay_http: Arc<std::sync::OnceLock<reqwest::Client>>,
+    /// Whether connections are TLS (the console marks its cookie `Secure` then).
+    pub tls: bool,
 }
 
 impl AppState {
@@ -126,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route(CA_PATH, get(ca_certificate))
         .merge(nodes::public_routes())
+        .merge(crate::ui::routes(
+            &state,
+            api.clone().with_state(state.clone()),
+        ))
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -233,7 +239,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let is_watch = req.uri().query().is_some_and(|q| {
         q.split('&')
             .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-    }) || crate::logs::is_upload(req.uri().path());
+    }) || crate::logs::is_upload(req.uri().path())
+        || crate::ui::is_stream(req.uri().path());
     let response = if is_watch {
         next.run(req).await
     } else {
@@ -266,7 +273,8 @@ async fn as_status(response: Response, limits: &Limits) -> Response {
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        // The console's error pages (`ui`) are HTML for people, and stay so.
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if !(code.is_client_error() || code.is_server_error()) || is_json {
         return response;
     }

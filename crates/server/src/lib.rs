@@ -65,6 +65,7 @@ pub mod scheduler;
 mod secrets;
 mod tables;
 pub mod tls;
+mod ui;
 mod watch;
 mod watch_cache;
 
@@ -379,6 +380,7 @@ impl Server {
             backup_lock: Arc::default(),
             log_sessions: Arc::new(logs::LogSessions::new(logs::SessionLimits::default())),
             relay_http: Arc::default(),
+            tls: tls.acceptor.is_some(),
         };
         let token_sync = start_token_sync(&state).await?;
 

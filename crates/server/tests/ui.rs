@@ -1,0 +1,361 @@
+//! The web console (`/ui/`) against a real server on loopback: sign-in and its cookie,
+//! CSRF and origin checks, a viewer refused, a project-scoped token kept to its project,
+//! pages of the list, and hostile names escaped. The browser tests are `tests/ui/`.
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use serde_json::json;
+
+use server::ServerConfig;
+use testkit::{TestServer, load_examples};
+
+async fn server() -> TestServer {
+    TestServer::start_with(ServerConfig {
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await
+}
+
+/// A client that does not follow redirects, so tests see them.
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+}
+
+fn cookie(token: &str) -> String {
+    format!("meridian_console={token}")
+}
+
+/// A console page as a signed-in browser asks for it: status and body.
+async fn page(r: &TestServer, token: &str, path: &str) -> (StatusCode, String) {
+    let resp = http()
+        .get(format!("{}{path}", r.url))
+        .header(ACCEPT, "text/html")
+        .header(COOKIE, cookie(token))
+        .send()
+        .await
+        .expect("a response");
+    let status = resp.status();
+    (status, resp.text().await.expect("a body"))
+}
+
+/// The session's CSRF token, from the sign-out form every page carries.
+async fn csrf(r: &TestServer, token: &str) -> String {
+    let (_, body) = page(r, token, "/ui/nodes").await;
+    let at = body.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    body[at..at + 64].to_owned()
+}
+
+async fn post(
+    r: &TestServer,
+    token: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    origin: Option<&str>,
+) -> (StatusCode, String) {
+    let mut req = http()
+        .post(format!("{}{path}", r.url))
+        .header(COOKIE, cookie(token))
+        .form(form);
+    if let Some(o) = origin {
+        req = req.header(ORIGIN, o);
+    }
+    let resp = req.send().await.expect("a response");
+    let status = resp.status();
+    (status, resp.text().await.expect("a body"))
+}
+
+async fn unschedulable(r: &TestServer, node: &str) -> bool {
+    r.client
+        .get(api::kinds::NODE, None, node)
+        .await
+        .expect("the node")["spec"]["unschedulable"]
+        .as_bool()
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn sign_in_sets_an_http_only_strict_cookie_and_sign_out_clears_it() {
+    let r = server().await;
+    // Anonymous: browsers go to the sign-in page, keeping where they were going.
+    let resp = http()
+        .get(format!("{}/ui/workloads?project=finance", r.url))
+        .header(ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        resp.headers()[LOCATION],
+        "/ui/login?next=%2Fui%2Fworkloads%3Fproject%3Dfinance"
+    );
+    // A wrong token: refused, no cookie.
+    let resp = http()
+        .post(format!("{}/ui/login", r.url))
+        .form(&[("token", "mrd_wrong"), ("next", "/ui/nodes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
+    assert!(resp.text().await.unwrap().contains("not valid"));
+    // The right one: a session cookie scripts cannot read and other sites never send,
+    // and back to where the browser was going (only ever a console path).
+    let resp = http()
+        .post(format!("{}/ui/login", r.url))
+        .form(&[("token", r.token.as_str()), ("next", "/ui/nodes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/ui/nodes");
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.starts_with(&format!("meridian_console={};", r.token)),
+        "{set}"
+    );
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.contains(flag), "{flag} missing: {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP on loopback: {set}");
+    let resp = http()
+        .post(format!("{}/ui/login", r.url))
+        .form(&[
+            ("token", r.token.as_str()),
+            ("next", "https://evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/ui", "no open redirect");
+    // Signed in, pages render; signing out clears the cookie.
+    let (status, body) = page(&r, &r.token, "/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Sign out"));
+    let csrf = csrf(&r, &r.token).await;
+    let resp = http()
+        .post(format!("{}/ui/logout", r.url))
+        .header(COOKIE, cookie(&r.token))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cleared = resp.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("meridian_console=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn root_redirects_browsers_and_answers_api_clients_with_a_status() {
+    let r = server().await;
+    let resp = http()
+        .get(format!("{}/", r.url))
+        .header(ACCEPT, "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/ui/");
+    let resp = http().get(format!("{}/", r.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let status: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status["kind"], "Status");
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token_and_the_same_origin() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let node = "fra-rhel-01";
+    let path = format!("/ui/nodes/{node}/cordon");
+    let (status, body) = post(&r, &r.token, &path, &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("no CSRF token"), "{body}");
+    let (status, _) = post(&r, &r.token, &path, &[("csrf", &"0".repeat(64))], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!unschedulable(&r, node).await);
+    let csrf = csrf(&r, &r.token).await;
+    let (status, body) = post(
+        &r,
+        &r.token,
+        &path,
+        &[("csrf", &csrf)],
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("evil.example"), "{body}");
+    assert!(!unschedulable(&r, node).await);
+    // Sign-in too refuses another origin (login forgery).
+    let (status, _) = post(
+        &r,
+        "",
+        "/ui/login",
+        &[("token", &r.token)],
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The session's own token, from this origin: done.
+    let (status, _) = post(&r, &r.token, &path, &[("csrf", &csrf)], Some(&r.url)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(unschedulable(&r, node).await);
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("/ui/nodes/{node}/uncordon"),
+        &[("csrf", &csrf)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(!unschedulable(&r, node).await);
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_action_and_is_refused_with_the_apis_message() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let viewer = r.new_token("viewer", None).await;
+    let (status, body) = page(&r, &viewer, "/ui/nodes/fra-rhel-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Security posture"));
+    assert!(
+        !body.contains("/drain") && !body.contains("/cordon"),
+        "no action offered"
+    );
+    let (_, admin_body) = page(&r, &r.token, "/ui/nodes/fra-rhel-01").await;
+    assert!(admin_body.contains("/ui/nodes/fra-rhel-01/drain"));
+    let csrf = csrf(&r, &viewer).await;
+    for action in ["cordon", "drain"] {
+        let (status, body) = post(
+            &r,
+            &viewer,
+            &format!("/ui/nodes/fra-rhel-01/{action}"),
+            &[("csrf", &csrf)],
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{action}: {body}");
+        assert!(body.contains("role viewer"), "the API's words: {body}");
+    }
+    assert!(!unschedulable(&r, "fra-rhel-01").await);
+}
+
+#[tokio::test]
+async fn a_project_token_sees_only_its_project() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let scoped = r.new_token("operator", Some("finance")).await;
+    let (status, body) = page(&r, &scoped, "/ui/workloads").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("payroll-api"), "its own project's workloads");
+    assert!(!body.contains("genome-align"), "not research's");
+    let (status, body) = page(
+        &r,
+        &scoped,
+        "/ui/namespaces/research/workloads/genome-align",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = page(&r, &scoped, "/ui/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("scoped to a project"), "{body}");
+}
+
+#[tokio::test]
+async fn the_list_pages_with_the_apis_continue_tokens() {
+    let r = server().await;
+    for i in 0..7 {
+        r.client
+            .create(
+                api::kinds::WORKLOAD,
+                Some("default"),
+                &json!({
+                    "apiVersion": "meridian.dev/v1", "kind": "Workload",
+                    "metadata": {"name": format!("w{i}"), "labels": {"page": "yes"}},
+                    "spec": {"type": "service", "replicas": 1, "task": {"driver": "exec",
+                        "command": ["/bin/true"], "resources": {"cpu": "100m", "memory": "16Mi"}}},
+                }),
+                false,
+            )
+            .await
+            .expect("created");
+    }
+    let mut seen = Vec::new();
+    let mut path = "/ui/workloads?project=default&label=page%3Dyes&limit=3".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, body) = page(&r, &r.token, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        pages += 1;
+        let rows = body.matches("<tr data-key=").count();
+        for i in 0..7 {
+            if body.contains(&format!("data-key=\"default/w{i}\"")) {
+                seen.push(i);
+            }
+        }
+        match body.find("rel=\"next\"") {
+            Some(at) => {
+                assert_eq!(rows, 3);
+                let start = body[..at].rfind("href=\"").expect("a next link") + 6;
+                let next = &body[start..];
+                let href = &next[..next.find('"').unwrap()];
+                assert!(href.contains("continue="), "{href}");
+                assert!(href.contains("limit=3") && href.contains("label=page%3Dyes"));
+                path = href.replace("&amp;", "&");
+            }
+            None => {
+                assert_eq!(rows, 1);
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (0..7).collect::<Vec<_>>(), "each workload once");
+}
+
+#[tokio::test]
+async fn hostile_text_is_escaped() {
+    let r = server().await;
+    let hostile = "<script>alert(1)</script>\"'&";
+    r.client
+        .create(
+            api::kinds::SITE,
+            None,
+            &json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Site",
+                "metadata": {"name": "hostile"},
+                "spec": {"provider": "onprem", "jurisdiction": "DE", "region": hostile,
+                    "operator": {"name": hostile, "jurisdiction": "DE"}},
+            }),
+            false,
+        )
+        .await
+        .expect("created");
+    let (status, body) = page(&r, &r.token, "/ui").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("<script>alert"), "raw markup from data");
+    assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;"));
+    // Echoed query text, and the API's error message about it, are escaped too.
+    let (status, body) = page(&r, &r.token, "/ui/workloads?label=%3Cscript%3E%3D%3D").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("<script>"), "{body}");
+    assert!(body.contains("&lt;script&gt;"));
+    assert!(body.contains("labelSelector"), "the API's message: {body}");
+    // Every console page forbids inline script.
+    let resp = http()
+        .get(format!("{}/ui/login", r.url))
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+}
