@@ -341,11 +341,19 @@ pub fn parse_descriptor(
     options: &ImportOptions,
 ) -> Result<Inventory, SourceError> {
     let doc = Document::parse(text).map_err(|e| {
-        let pos = e.pos();
+        let (row, col) = match e {
+            // Reported where the root opened; the problem is where the text stops.
+            roxmltree::Error::UnclosedRootNode => {
+                let row = text.lines().count().max(1) as u32;
+                let col = text.lines().last().map_or(0, |l| l.chars().count()) as u32 + 1;
+                (row, col)
+            }
+            _ => (e.pos().row, e.pos().col),
+        };
         SourceError::Invalid {
             at: Location {
-                line: Some(pos.row),
-                column: Some(pos.col.to_string()),
+                line: Some(row),
+                column: Some(col.to_string()),
                 ..Location::file(file)
             },
             message: format!("the OVF descriptor is not well-formed XML: {e}; it may be truncated: take it from the source again"),
