@@ -1555,7 +1555,7 @@ impl Checker {
                 && let Err(rule_text) = check_dns_label(project)
             {
                 self.err(
-                    &format!("spec.mapping[{i}].project"),
+                    format!("spec.mapping[{i}].project"),
                     format!("{project:?} is not a valid project name: use {rule_text}"),
                 );
             }
@@ -1584,7 +1584,7 @@ impl Checker {
         for (i, w) in p.maintenance_windows.iter().enumerate() {
             if !is_timestamp(&w.start) {
                 self.err(
-                    &format!("spec.maintenanceWindows[{i}].start"),
+                    format!("spec.maintenanceWindows[{i}].start"),
                     format!(
                         "{:?} is not an RFC 3339 time (2027-01-09T22:00:00Z)",
                         w.start
@@ -1593,7 +1593,7 @@ impl Checker {
             }
             if let Err(e) = w.duration.parse::<crate::duration::Duration>() {
                 self.err(
-                    &format!("spec.maintenanceWindows[{i}].duration"),
+                    format!("spec.maintenanceWindows[{i}].duration"),
                     format!("{:?}: {e}", w.duration),
                 );
             }

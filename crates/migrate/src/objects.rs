@@ -110,7 +110,7 @@ mod tests {
         let Change::Create(created) = change(&desired, None) else {
             panic!()
         };
-        let mut stored = created.clone();
+        let mut stored = created;
         stored["metadata"]["resourceVersion"] = json!("7");
         stored["metadata"]["labels"]["owner"] = json!("ops");
         stored["status"] = json!({"phase": "Imported"});

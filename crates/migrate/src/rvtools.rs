@@ -85,7 +85,7 @@ pub fn read_xlsx(path: &Path, file: &str) -> Result<Vec<Table>, SourceError> {
             format!("not a readable XLSX workbook ({e}); export it again from RVTools, or pass its CSV export"),
         )
     })?;
-    let names: Vec<String> = workbook.sheet_names().clone();
+    let names: Vec<String> = workbook.sheet_names();
     let mut tables = Vec::new();
     for name in names {
         let key = crate::table::normalize(&name);

@@ -52,7 +52,7 @@ fn vmdk_to_qcow2_checked_and_resumable() {
     ]);
 
     let job = DiskJob {
-        source: vmdk.clone(),
+        source: vmdk,
         format: Some("vmdk".into()),
         target: dir.path().join("out/vm-1/disk0.qcow2"),
     };

@@ -518,7 +518,7 @@ fn ovf_collection_options_and_units() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.ovf");
     std::fs::write(&path, OVF).unwrap();
-    let inv = import(&[path.clone()], &ImportOptions::default());
+    let inv = import(std::slice::from_ref(&path), &ImportOptions::default());
     assert_eq!(inv.vms.len(), 2, "{:#?}", inv.issues);
     let app = &inv.vms[0];
     assert_eq!(app.cpus, 8, "the default deployment option (large)");
