@@ -223,7 +223,7 @@ pub async fn import(client: Option<&Client>, conn: &Resolved, args: &ImportArgs)
         .map(|vm| {
             let object = to_object(vm, &project);
             let c = change(&object, existing.get(&object.metadata.name));
-            (object.metadata.name.clone(), c)
+            (object.metadata.name, c)
         })
         .collect();
     let bar = progress(changes.len() as u64, "writing");
