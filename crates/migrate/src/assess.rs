@@ -257,9 +257,7 @@ pub fn whatif_workload(
         },
         "placement": {"matchExpressions": [{"key": "site.name", "operator": "In", "values": [target.1]}]},
     });
-    if let Some(family) = vm.spec.os.family.as_deref().filter(|f| *f != "other") {
-        spec["task"]["os"] = json!({"family": family});
-    }
+    // No `task.os`: the guest's OS does not constrain the KVM host's.
     if !bare {
         spec["data"] = json!({
             "classification": mapped.classification,
@@ -420,8 +418,12 @@ pub fn assess(inputs: &Inputs<'_>) -> Vec<VmAssessment> {
                 Some(Outcome::Unplaceable(e)) => {
                     let bare = whatif_name(&vm.metadata.name, t, true);
                     let bare_outcome = by_name.get(&(project, bare.as_str())).map(|d| &d.outcome);
+                    let codes: Vec<ReasonCode> = e.rejections.iter().map(|r| r.reason).collect();
+                    // Refused for capacity alone says nothing about the data policy (the
+                    // bare what-if ran in another batch, with the room this one used).
+                    let capacity = capacity_only(&codes);
                     match bare_outcome {
-                        Some(Outcome::Placed(_)) => {
+                        Some(Outcome::Placed(_)) if !capacity => {
                             readiness = Readiness::NotReady;
                             reasons.push(format!(
                                 "site {site_name} is outside what the VM's data policy allows (residency {:?}, {} sovereignty, or the project's allowed locations): {}",
@@ -429,9 +431,7 @@ pub fn assess(inputs: &Inputs<'_>) -> Vec<VmAssessment> {
                             ));
                         }
                         _ => {
-                            let codes: Vec<ReasonCode> =
-                                e.rejections.iter().map(|r| r.reason).collect();
-                            if capacity_only(&codes) {
+                            if capacity {
                                 readiness = readiness.max(Readiness::ConditionallyReady);
                                 reasons.push(format!(
                                     "site {site_name} lacks free capacity for it now: {}",

@@ -49,7 +49,9 @@ pub enum Change {
 
 /// Compares the desired object with the stored one (`None`: absent).
 pub fn change(desired: &VirtualMachine, stored: Option<&Value>) -> Change {
-    let mut value = serde_json::to_value(desired).expect("a VirtualMachine serializes");
+    // Through text, as the server reads it: a float compares as the server stores it.
+    let text = serde_json::to_string(desired).expect("a VirtualMachine serializes");
+    let mut value: Value = serde_json::from_str(&text).expect("JSON it wrote reads back");
     let Some(stored) = stored else {
         return Change::Create(value);
     };

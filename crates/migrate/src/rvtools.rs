@@ -462,7 +462,8 @@ pub fn interpret(file: &str, kind: &str, tables: &[Table], options: &ImportOptio
                 && m > 0.0
             {
                 let u = vm.utilization.get_or_insert_with(Utilization::default);
-                u.cpu_percent = Some((o / m * 100.0).clamp(0.0, 100.0));
+                // Two decimals: a figure that survives every JSON round trip unchanged.
+                u.cpu_percent = Some(((o / m * 100.0).clamp(0.0, 100.0) * 100.0).round() / 100.0);
             }
         });
     }

@@ -695,7 +695,7 @@ async fn run(client: &Client, conn: &Resolved, args: &RunArgs) -> Result<()> {
         if !args.convert_only && !converted.is_empty() {
             let name = format!("mig-{}", vm.metadata.name);
             let name = name[..name.len().min(63)].trim_end_matches('-').to_string();
-            let mut workload = json!({
+            let workload = json!({
                 "apiVersion": api::API_VERSION,
                 "kind": "Workload",
                 "metadata": {"name": name, "namespace": project,
@@ -709,9 +709,7 @@ async fn run(client: &Client, conn: &Resolved, args: &RunArgs) -> Result<()> {
                     },
                 },
             });
-            if let Some(family) = vm.spec.os.family.as_deref().filter(|f| *f != "other") {
-                workload["spec"]["task"]["os"] = json!({"family": family});
-            }
+            // No `task.os`: a Windows guest runs on a Linux KVM host.
             client
                 .apply(api::kinds::WORKLOAD, Some(&project), &workload, false)
                 .await
