@@ -445,4 +445,23 @@ mod tests {
         assert_eq!(vm_object_name("{abc}"), "vm-abc");
         assert!(vm_object_name(&"a".repeat(200)).len() <= 63);
     }
+
+    #[test]
+    fn a_plan_with_bad_fields_is_refused_with_their_paths() {
+        let text = "apiVersion: meridian.dev/v1\nkind: MigrationPlan\nmetadata: {name: q1, namespace: finance}\nspec:\n  mapping:\n    - match: {folder: /Finance}\n      residency: [EU, XX]\n  sizing: {mode: magic, comfortFactor: 0}\n  bandwidthMbps: 0\n  maintenanceWindows:\n    - {start: saturday, duration: 8h}\n";
+        let errors = crate::parse_manifests("plan.yaml", text).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let all = text.join("\n");
+        for field in [
+            "spec.mapping[0].residency[1]",
+            "spec.sizing.mode",
+            "spec.sizing.comfortFactor",
+            "spec.bandwidthMbps",
+            "spec.maintenanceWindows[0].start",
+        ] {
+            assert!(all.contains(field), "{field} in {all}");
+        }
+        let good = "apiVersion: meridian.dev/v1\nkind: MigrationPlan\nmetadata: {name: q1, namespace: finance}\nspec:\n  targets: [onprem-frankfurt]\n  mapping:\n    - match: {tag: app=payroll}\n      classification: personal\n      residency: [EU]\n  waves: {maxVms: 20}\n";
+        crate::parse_manifests("plan.yaml", good).unwrap();
+    }
 }
