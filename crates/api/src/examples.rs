@@ -39,8 +39,8 @@ mod tests {
         }
         assert_eq!(
             kinds.len(),
-            crate::KINDS.len() - 3,
-            "every kind but Allocation, Policy and Event: {kinds:?}"
+            crate::KINDS.len() - 5,
+            "every kind but Allocation, Policy, Event, VirtualMachine and MigrationPlan: {kinds:?}"
         );
     }
 

@@ -148,6 +148,28 @@ pub const SECRET: &KindInfo = &KindInfo {
     has_status: false,
 };
 
+/// The `VirtualMachine` kind: a source VM as an inventory import found it (see
+/// [`crate::migrate`]).
+pub const VIRTUAL_MACHINE: &KindInfo = &KindInfo {
+    kind: "VirtualMachine",
+    plural: "virtualmachines",
+    singular: "virtualmachine",
+    short_names: &["svm"],
+    scope: Scope::Project,
+    has_status: true,
+};
+
+/// The `MigrationPlan` kind: how VMs move to Meridian targets, in waves (see
+/// [`crate::migrate`]).
+pub const MIGRATION_PLAN: &KindInfo = &KindInfo {
+    kind: "MigrationPlan",
+    plural: "migrationplans",
+    singular: "migrationplan",
+    short_names: &["mplan"],
+    scope: Scope::Project,
+    has_status: true,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
 pub static KINDS: &[KindInfo] = &[
@@ -159,6 +181,8 @@ pub static KINDS: &[KindInfo] = &[
     *PROJECT,
     *SECRET,
     *EVENT,
+    *VIRTUAL_MACHINE,
+    *MIGRATION_PLAN,
 ];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
@@ -237,6 +261,8 @@ pub enum AnyObject {
     Secret(crate::secret::Secret),
     /// The one kind without `spec`: see [`crate::event`].
     Event(crate::event::Event),
+    VirtualMachine(crate::migrate::VirtualMachine),
+    MigrationPlan(crate::migrate::MigrationPlan),
 }
 
 /// Every variant, for the fields all shapes share (`apiVersion`, `metadata`).
@@ -251,6 +277,8 @@ macro_rules! each_kind {
             AnyObject::Project($o) => $body,
             AnyObject::Secret($o) => $body,
             AnyObject::Event($o) => $body,
+            AnyObject::VirtualMachine($o) => $body,
+            AnyObject::MigrationPlan($o) => $body,
         }
     };
 }
@@ -267,6 +295,8 @@ macro_rules! each_spec_kind {
             AnyObject::Project($o) => $body,
             AnyObject::Secret($o) => $body,
             AnyObject::Event(_) => $event,
+            AnyObject::VirtualMachine($o) => $body,
+            AnyObject::MigrationPlan($o) => $body,
         }
     };
 }
@@ -290,6 +320,8 @@ impl AnyObject {
             AnyObject::Project(_) => PROJECT,
             AnyObject::Secret(_) => SECRET,
             AnyObject::Event(_) => EVENT,
+            AnyObject::VirtualMachine(_) => VIRTUAL_MACHINE,
+            AnyObject::MigrationPlan(_) => MIGRATION_PLAN,
         }
     }
 
@@ -335,6 +367,8 @@ impl AnyObject {
             (AnyObject::Policy(a), AnyObject::Policy(b)) => a.status = b.status,
             (AnyObject::Project(a), AnyObject::Project(b)) => a.status = b.status,
             (AnyObject::Secret(a), AnyObject::Secret(b)) => a.status = b.status,
+            (AnyObject::VirtualMachine(a), AnyObject::VirtualMachine(b)) => a.status = b.status,
+            (AnyObject::MigrationPlan(a), AnyObject::MigrationPlan(b)) => a.status = b.status,
             _ => return false,
         }
         true
@@ -383,6 +417,18 @@ any_from!(Site, Node, Workload, Allocation, Policy, Project);
 impl From<crate::secret::Secret> for AnyObject {
     fn from(o: crate::secret::Secret) -> Self {
         AnyObject::Secret(o)
+    }
+}
+
+impl From<crate::migrate::VirtualMachine> for AnyObject {
+    fn from(o: crate::migrate::VirtualMachine) -> Self {
+        AnyObject::VirtualMachine(o)
+    }
+}
+
+impl From<crate::migrate::MigrationPlan> for AnyObject {
+    fn from(o: crate::migrate::MigrationPlan) -> Self {
+        AnyObject::MigrationPlan(o)
     }
 }
 
@@ -1744,7 +1790,16 @@ mod tests {
     #[test]
     fn constants_are_the_table() {
         let constants = [
-            SITE, NODE, WORKLOAD, ALLOCATION, POLICY, PROJECT, SECRET, EVENT,
+            SITE,
+            NODE,
+            WORKLOAD,
+            ALLOCATION,
+            POLICY,
+            PROJECT,
+            SECRET,
+            EVENT,
+            VIRTUAL_MACHINE,
+            MIGRATION_PLAN,
         ];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {

@@ -36,6 +36,8 @@ pub fn openapi_schemas() -> Map<String, Value> {
     add::<Project>(&mut generator, &mut names, "Project");
     add::<crate::secret::Secret>(&mut generator, &mut names, "Secret");
     add::<crate::event::Event>(&mut generator, &mut names, "Event");
+    add::<crate::migrate::VirtualMachine>(&mut generator, &mut names, "VirtualMachine");
+    add::<crate::migrate::MigrationPlan>(&mut generator, &mut names, "MigrationPlan");
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<ListMeta>();
     generator.subschema_for::<Status>();

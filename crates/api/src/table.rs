@@ -69,6 +69,19 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["QUOTA", "DESCRIPTION"],
         ),
         "Secret" => (&["NAME", "TYPE", "DATA"], &["KEYS"]),
+        "VirtualMachine" => (
+            &[
+                "NAME",
+                "SOURCE-NAME",
+                "CPUS",
+                "MEMORY",
+                "DISK",
+                "OS",
+                "POWER",
+            ],
+            &["DATACENTER", "CLUSTER", "FOLDER", "PHASE", "WORKLOAD"],
+        ),
+        "MigrationPlan" => (&["NAME", "TARGETS", "RULES", "WAVES"], &["BANDWIDTH"]),
         "Event" => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
@@ -325,6 +338,45 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 vec![or_none(
                     Some(keys.join(",").as_str()).filter(|k| !k.is_empty()),
                 )],
+            )
+        }
+        AnyObject::VirtualMachine(o) => {
+            let v = &o.spec;
+            let status = o.status.clone().unwrap_or_default();
+            let gib = |mib: u64| format!("{}Gi", mib.div_ceil(1024));
+            (
+                vec![
+                    name,
+                    or_none(Some(&v.name)),
+                    v.cpus.to_string(),
+                    gib(v.memory_mib),
+                    gib(v.disk_mib()),
+                    or_none(v.os.tools.as_deref().or(v.os.configured.as_deref())),
+                    or_none(v.power_state.as_deref()),
+                ],
+                vec![
+                    or_none(v.source.datacenter.as_deref()),
+                    or_none(v.source.cluster.as_deref()),
+                    or_none(v.source.folder.as_deref()),
+                    or_none(status.phase.as_deref()),
+                    or_none(status.workload.as_deref()),
+                ],
+            )
+        }
+        AnyObject::MigrationPlan(o) => {
+            let waves = o.status.as_ref().map_or(0, |s| s.waves.len());
+            (
+                vec![
+                    name,
+                    join(&o.spec.targets),
+                    o.spec.mapping.len().to_string(),
+                    waves.to_string(),
+                ],
+                vec![
+                    o.spec
+                        .bandwidth_mbps
+                        .map_or_else(|| NONE.to_string(), |b| format!("{b}Mbps")),
+                ],
             )
         }
         AnyObject::Event(e) => (

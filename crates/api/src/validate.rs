@@ -288,6 +288,8 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
         "Project" => AnyObject::Project(typed(value)?),
         "Secret" => AnyObject::Secret(typed(value)?),
         "Event" => AnyObject::Event(typed(value)?),
+        "VirtualMachine" => AnyObject::VirtualMachine(typed(value)?),
+        "MigrationPlan" => AnyObject::MigrationPlan(typed(value)?),
         other => unreachable!("kind {other} in KINDS without a type"),
     })
 }
@@ -1526,6 +1528,78 @@ impl Checker {
         }
     }
 
+    /// A source VM's facts: an identity, and sizes that make sense.
+    fn virtual_machine(&mut self, v: &crate::migrate::VirtualMachineSpec) {
+        if v.uuid.trim().is_empty() {
+            self.err(
+                "spec.uuid",
+                "required: the source's VM UUID is the VM's identity across imports",
+            );
+        }
+        if v.name.trim().is_empty() {
+            self.err("spec.name", "required: the VM's name in its source");
+        }
+        if v.source.kind.trim().is_empty() {
+            self.err(
+                "spec.source.kind",
+                "required: where the facts came from (rvtools, ovf, vsphere)",
+            );
+        }
+    }
+
+    /// A migration plan: residencies are jurisdictions, windows and sizing make sense.
+    fn migration_plan(&mut self, p: &crate::migrate::MigrationPlanSpec) {
+        for (i, rule) in p.mapping.iter().enumerate() {
+            self.jurisdictions(&format!("spec.mapping[{i}].residency"), &rule.residency);
+            if let Some(project) = &rule.project
+                && let Err(rule_text) = check_dns_label(project)
+            {
+                self.err(
+                    format!("spec.mapping[{i}].project"),
+                    format!("{project:?} is not a valid project name: use {rule_text}"),
+                );
+            }
+        }
+        if let Some(s) = &p.sizing {
+            if s.mode != "asIs" && s.mode != "performance" {
+                self.err(
+                    "spec.sizing.mode",
+                    format!("{:?} is not a sizing mode: use asIs or performance", s.mode),
+                );
+            }
+            if !(s.comfort_factor.is_finite() && s.comfort_factor > 0.0 && s.comfort_factor <= 10.0)
+            {
+                self.err(
+                    "spec.sizing.comfortFactor",
+                    "must be a number above 0 and at most 10 (1.3 adds 30% headroom)",
+                );
+            }
+        }
+        if p.bandwidth_mbps == Some(0) {
+            self.err(
+                "spec.bandwidthMbps",
+                "must be above 0 (megabits per second)",
+            );
+        }
+        for (i, w) in p.maintenance_windows.iter().enumerate() {
+            if !is_timestamp(&w.start) {
+                self.err(
+                    format!("spec.maintenanceWindows[{i}].start"),
+                    format!(
+                        "{:?} is not an RFC 3339 time (2027-01-09T22:00:00Z)",
+                        w.start
+                    ),
+                );
+            }
+            if let Err(e) = w.duration.parse::<crate::duration::Duration>() {
+                self.err(
+                    format!("spec.maintenanceWindows[{i}].duration"),
+                    format!("{:?}: {e}", w.duration),
+                );
+            }
+        }
+    }
+
     /// A secret as a client writes it. Messages name keys, never values.
     fn secret(&mut self, s: &crate::secret::SecretSpec) {
         use base64::Engine as _;
@@ -1634,6 +1708,8 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
         AnyObject::Project(o) => c.project(&o.spec),
         AnyObject::Secret(o) => c.secret(&o.spec),
         AnyObject::Event(e) => c.event(e),
+        AnyObject::VirtualMachine(o) => c.virtual_machine(&o.spec),
+        AnyObject::MigrationPlan(o) => c.migration_plan(&o.spec),
     }
     if c.errors.is_empty() {
         Ok(())

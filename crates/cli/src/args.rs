@@ -157,6 +157,9 @@ pub enum Command {
     /// Issue, list and revoke API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Virtualization modernization: import a VMware inventory, assess it, plan waves, convert and run
+    #[command(subcommand)]
+    Migrate(crate::commands::migrate::MigrateCommand),
     /// Read and verify the tamper-evident audit log
     #[command(subcommand)]
     Audit(AuditCommand),

@@ -129,6 +129,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return done;
             }
         }
+        Command::Migrate(commands::migrate::MigrateCommand::Import(a)) if a.dry_run => {
+            // No server needed: only the project is read.
+            let conn = config::resolve(&cli.global).unwrap_or_else(|_| config::Resolved {
+                server: String::new(),
+                token: String::new(),
+                ca_file: None,
+                ca_pem: None,
+                namespace: cli.global.namespace.clone(),
+            });
+            return commands::migrate::import(None, &conn, a).await;
+        }
         _ => {}
     }
     if let Command::Kubeconfig = &cli.command {
@@ -166,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(c) => commands::secret::create(&client, &conn, c).await,
         Command::Secret(s) => commands::secret::secret(&client, s).await,
         Command::Backup(a) => commands::backup::backup(&client, a).await,
+        Command::Migrate(m) => commands::migrate::migrate(&client, &conn, m).await,
         _ => unreachable!("handled above"),
     }
 }

@@ -6,6 +6,7 @@
 //! | `sovereignty` | `deny` (refused at admission) | residency declared, residency satisfiable, placement within residency, strict-sovereignty operator, allowed locations per project |
 //! | `baseline` | `audit` (reported by the continuous audit only: existing hosts are not refused, they are findings to fix) | disk encryption, Secure Boot, supported OS, patch age, owner label, no root tasks (set its enforcement to `deny` to refuse them at admission) |
 //! | `ai` | `warn` (accepted with a warning while teams adopt queues) | GPU queue, training data residency |
+//! | `migration` | `audit` (concerns about imported VirtualMachines, read by `meridian migrate assess`) | critical (passthrough, RDM, shared disks, guests without virtio drivers), warning (snapshots, independent disks, end-of-life OS, Windows virtio drivers, USB, TPM, UEFI, Secure Boot, free space), information (CBT, hot-plug, DRS rules, names, VMware Tools) |
 //!
 //! Every policy maps to controls of named frameworks (GDPR, NIST SP 800-53, BSI C5,
 //! ISO27001, EU AI Act). Once installed a policy is an ordinary object: edit its
@@ -97,6 +98,9 @@ const BASE_OWNER: (&str, &str) = rego!("baseline", "owner_label");
 const BASE_ROOT: (&str, &str) = rego!("baseline", "no_root");
 const AI_QUEUE: (&str, &str) = rego!("ai", "gpu_queue");
 const AI_DATA: (&str, &str) = rego!("ai", "training_data_residency");
+const MIG_CRITICAL: (&str, &str) = rego!("migration", "critical");
+const MIG_WARNING: (&str, &str) = rego!("migration", "warning");
+const MIG_INFO: (&str, &str) = rego!("migration", "information");
 
 static PACKS: &[PackDef] = &[
     PackDef {
@@ -257,6 +261,45 @@ static PACKS: &[PackDef] = &[
                 parameters: None,
                 rego: AI_DATA.0,
                 test: AI_DATA.1,
+            },
+        ],
+    },
+    PackDef {
+        name: "migration",
+        description: "Virtualization modernization: concerns about imported VirtualMachines by category, as Forklift's \
+                      (Critical: not ready; Warning: conditionally ready; Information). `meridian migrate assess` \
+                      turns them into readiness; edit them like any policy.",
+        enforcement: Enforcement::Audit,
+        rules: &[
+            RuleDef {
+                name: "critical",
+                file: "critical",
+                description: "Concerns that block a move to KVM: passthrough or SR-IOV devices, raw device mappings, multi-writer disks, guests without virtio drivers.",
+                targets: &["VirtualMachine"],
+                controls: &[(NIST, "CM-8"), (ISO, "A.8.9")],
+                parameters: None,
+                rego: MIG_CRITICAL.0,
+                test: MIG_CRITICAL.1,
+            },
+            RuleDef {
+                name: "warning",
+                file: "warning",
+                description: "Concerns that need work: snapshots, independent disks, end-of-life guests, Windows virtio drivers, USB, vTPM, UEFI and Secure Boot, low free space for conversion.",
+                targets: &["VirtualMachine"],
+                controls: &[(NIST, "CM-8"), (NIST, "SA-22"), (ISO, "A.8.8")],
+                parameters: Some(r#"{"minFreeMiB": 1024}"#),
+                rego: MIG_WARNING.0,
+                test: MIG_WARNING.1,
+            },
+            RuleDef {
+                name: "information",
+                file: "information",
+                description: "Facts worth knowing: CBT off (cold migration only), hot-plug, DRS rules, names that are not RFC 1123, VMware Tools not running.",
+                targets: &["VirtualMachine"],
+                controls: &[(NIST, "CM-8")],
+                parameters: None,
+                rego: MIG_INFO.0,
+                test: MIG_INFO.1,
             },
         ],
     },

@@ -7,6 +7,7 @@ pub mod edit;
 pub mod install;
 pub mod logs;
 pub mod meta;
+pub mod migrate;
 pub mod nodes;
 pub mod placement;
 pub mod policy;

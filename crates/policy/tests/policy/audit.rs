@@ -173,7 +173,7 @@ fn compliance_summary_by_policy_and_framework() {
     let findings =
         audit(&objects, &set, &fleet, AuditOptions::default()).findings(Timestamp::UNIX_EPOCH);
     let s = ComplianceSummary::new(&findings, set.iter().map(|p| p.policy()), 0);
-    assert_eq!(s.policies.len(), 13);
+    assert_eq!(s.policies.len(), 16);
     let row = |n: &str| s.policies.iter().find(|p| p.policy == n).unwrap();
     let nodes = count_kind("Node") as usize;
     assert_eq!(row("baseline-owner-label").findings, nodes);

@@ -38,12 +38,17 @@ fn pack_policies_validate_compile_and_map_controls() {
         all.iter()
             .map(|p| (p.name, p.policies.len()))
             .collect::<Vec<_>>(),
-        [("sovereignty", 5), ("baseline", 6), ("ai", 2)]
+        [
+            ("sovereignty", 5),
+            ("baseline", 6),
+            ("ai", 2),
+            ("migration", 3)
+        ]
     );
     for p in &all {
         let expected = match p.name {
             "sovereignty" => Enforcement::Deny,
-            "baseline" => Enforcement::Audit,
+            "baseline" | "migration" => Enforcement::Audit,
             _ => Enforcement::Warn,
         };
         for pol in &p.policies {
