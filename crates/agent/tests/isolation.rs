@@ -5,8 +5,9 @@
 //! token in its own environment, against a real server.
 //!
 //! Needs root (it switches users, mounts and creates `meridian-task`), and the `meridian`
-//! binary, the launcher: `$MERIDIAN_BIN`, else built here with `cargo build -p cli` into
-//! the same target directory (the test's own executable is not `meridian`).
+//! binary, the launcher: `$MERIDIAN_BIN`, else built here with `cargo build --workspace
+//! --all-features --bin meridian` into the same target directory (the test's own
+//! executable is not `meridian`).
 
 #![cfg(target_os = "linux")]
 
@@ -40,7 +41,18 @@ fn meridian() -> PathBuf {
         let mut cmd = Command::new(env!("CARGO"));
         // Only what a developer's shell passes: the variables cargo sets for test
         // processes (CARGO_PKG_*, …) would make build scripts run again and rebuild all.
-        cmd.args(["build", "--quiet", "-p", "cli", "--bin", "meridian"])
+        // The workspace with every feature, as `scripts/test` builds it: the binary the
+        // suite's other tests run is then already fresh and is not rebuilt under them (a
+        // `-p cli` build without features replaced it with one lacking the etcd backend,
+        // midway through the suite).
+        cmd.args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--all-features",
+            "--bin",
+            "meridian",
+        ])
             .env_clear()
             .envs(std::env::vars_os().filter(|(k, _)| {
                 let k = k.to_string_lossy();

@@ -230,13 +230,24 @@ fn audit_verify_detects_tampering_offline() {
         .expect("run");
     assert!(offline.status.success(), "{}", stderr(&offline));
 
-    // Alter the third audit entry's payload in the database, as an intruder with file access would.
-    {
+    // Alter the first entry a token wrote (the server's own entries, such as its term as
+    // leader, come before it) in the database, as an intruder with file access would.
+    let seq = {
         let conn = rusqlite::Connection::open(dir.join("meridian.db")).expect("open db");
-        let key = b"/meridian/audit/00000000000000000003".to_vec();
-        let value: Vec<u8> = conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |r| r.get(0))
-            .expect("entry 3 exists");
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = conn
+            .prepare("SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key")
+            .expect("prepare")
+            .query_map(
+                [b"/meridian/audit/0".to_vec(), b"/meridian/audit/1".to_vec()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let (key, value) = entries
+            .into_iter()
+            .find(|(_, v)| v.windows(6).any(|w| w == b"token:"))
+            .expect("an entry written by a token");
         let mut forged = value;
         let at = forged
             .windows(6)
@@ -248,7 +259,12 @@ fn audit_verify_detects_tampering_offline() {
             rusqlite::params![forged, key],
         )
         .expect("tamper");
-    }
+        String::from_utf8(key).expect("utf-8")
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a sequence number")
+    };
     let offline = Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(&dir)
@@ -256,7 +272,10 @@ fn audit_verify_detects_tampering_offline() {
         .expect("run");
     assert_eq!(offline.status.code(), Some(1), "tampering exits 1");
     let err = stderr(&offline);
-    assert!(err.contains("entry 3"), "names the first bad entry: {err}");
+    assert!(
+        err.contains(&format!("entry {seq}")),
+        "names the first bad entry ({seq}): {err}"
+    );
 }
 
 #[test]
