@@ -259,7 +259,8 @@ fn audit_verify_detects_tampering_offline() {
             rusqlite::params![forged, key],
         )
         .expect("tamper");
-        String::from_utf8(key).expect("utf-8")
+        String::from_utf8(key)
+            .expect("utf-8")
             .rsplit('/')
             .next()
             .and_then(|n| n.parse::<u64>().ok())
