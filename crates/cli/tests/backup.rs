@@ -14,6 +14,9 @@ use testkit::{ServerProcess, examples_dir, ok, stderr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
+#[path = "support/tamper.rs"]
+mod tamper;
+
 fn restore(file: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
     Command::new(BIN)
         .arg("restore")
@@ -190,24 +193,7 @@ fn restore_refuses_what_is_not_a_backup_and_a_tampered_one() {
     ]));
     let file = work.path().join("b.backup");
     ok(&s.cli(&["backup", "--out", file.to_str().expect("utf-8")]));
-    {
-        let conn = rusqlite::Connection::open(&file).expect("open the backup");
-        let key = b"/meridian/audit/00000000000000000002".to_vec();
-        let value: Vec<u8> = conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [&key], |r| r.get(0))
-            .expect("entry 2");
-        let mut forged = value;
-        let at = forged
-            .windows(6)
-            .position(|w| w == b"token:")
-            .expect("the entry names its actor");
-        forged[at] = b'T';
-        conn.execute(
-            "UPDATE kv SET value = ?1 WHERE key = ?2",
-            rusqlite::params![forged, key],
-        )
-        .expect("tamper");
-    }
+    tamper::forge_first_token_entry(&file);
     let target = work.path().join("c");
     let out = restore(&file, &target);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -12,6 +12,9 @@ use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
+#[path = "support/tamper.rs"]
+mod tamper;
+
 #[test]
 fn apply_get_describe_delete_round_trip() {
     let s = ServerProcess::start(BIN, &[]);
@@ -232,40 +235,7 @@ fn audit_verify_detects_tampering_offline() {
 
     // Alter the first entry a token wrote (the server's own entries, such as its term as
     // leader, come before it) in the database, as an intruder with file access would.
-    let seq = {
-        let conn = rusqlite::Connection::open(dir.join("meridian.db")).expect("open db");
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = conn
-            .prepare("SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key")
-            .expect("prepare")
-            .query_map(
-                [b"/meridian/audit/0".to_vec(), b"/meridian/audit/1".to_vec()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        let (key, value) = entries
-            .into_iter()
-            .find(|(_, v)| v.windows(6).any(|w| w == b"token:"))
-            .expect("an entry written by a token");
-        let mut forged = value;
-        let at = forged
-            .windows(6)
-            .position(|w| w == b"token:")
-            .expect("the entry names its actor");
-        forged[at] = b'T';
-        conn.execute(
-            "UPDATE kv SET value = ?1 WHERE key = ?2",
-            rusqlite::params![forged, key],
-        )
-        .expect("tamper");
-        String::from_utf8(key)
-            .expect("utf-8")
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            .expect("a sequence number")
-    };
+    let seq = tamper::forge_first_token_entry(&dir.join("meridian.db"));
     let offline = Command::new(BIN)
         .args(["audit", "verify", "--data-dir"])
         .arg(&dir)

@@ -15,6 +15,35 @@ use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
+/// Two servers, `server-a` and `server-b`, sharing one data directory (CA, secrets key,
+/// admin token) and one prefix of a fresh 3-member etcd cluster.
+struct HaEstate {
+    a: ServerProcess,
+    b: ServerProcess,
+    _dir: tempfile::TempDir,
+    _cluster: EtcdCluster,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl HaEstate {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let cluster = runtime
+            .block_on(EtcdCluster::start(3))
+            .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = replica(&cluster, dir.path(), "server-a");
+        let b = replica(&cluster, dir.path(), "server-b");
+        Self {
+            a,
+            b,
+            _dir: dir,
+            _cluster: cluster,
+            _runtime: runtime,
+        }
+    }
+}
+
 fn replica(cluster: &EtcdCluster, dir: &Path, name: &str) -> ServerProcess {
     ServerProcess::builder(BIN)
         .data_dir(dir)
@@ -71,13 +100,14 @@ fn wait_placed(s: &ServerProcess, name: &str) {
 
 #[test]
 fn a_killed_leader_is_replaced_and_the_new_leaders_controllers_carry_on() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let cluster = runtime
-        .block_on(EtcdCluster::start(3))
-        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = replica(&cluster, dir.path(), "server-a");
-    let b = replica(&cluster, dir.path(), "server-b");
+    // Bound in this order so that they drop as the fields do: servers first.
+    let HaEstate {
+        _runtime,
+        _cluster,
+        _dir,
+        a,
+        b,
+    } = HaEstate::start();
 
     // Both serve, both are listed, exactly one leads.
     let listed = wait_until(Duration::from_secs(30), "two servers, one leader", || {
@@ -192,13 +222,14 @@ impl Drop for Agent {
 
 #[test]
 fn logs_are_read_through_a_server_the_agent_does_not_reach() {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let cluster = runtime
-        .block_on(EtcdCluster::start(3))
-        .unwrap_or_else(|e| panic!("cannot start a 3-member etcd cluster: {e}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = replica(&cluster, dir.path(), "server-a");
-    let b = replica(&cluster, dir.path(), "server-b");
+    // Bound in this order so that they drop as the fields do: servers first.
+    let HaEstate {
+        _runtime,
+        _cluster,
+        _dir,
+        a,
+        b,
+    } = HaEstate::start();
     ok(&a.cli(&[
         "apply",
         "-f",
