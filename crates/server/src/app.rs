@@ -240,7 +240,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         q.split('&')
             .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
     }) || crate::logs::is_upload(req.uri().path())
-        || crate::ui::is_stream(req.uri().path());
+        || crate::ui::is_stream(req.uri().path())
+        || req.uri().path() == crate::backup::PATH;
     let response = if is_watch {
         next.run(req).await
     } else {

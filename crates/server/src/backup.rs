@@ -24,12 +24,16 @@ use crate::auth::{Principal, require_global_admin};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{AuditRecord, now_rfc3339};
 
+/// The endpoint. Exempt from the per-request time limit (`app.rs`): copying a large
+/// store takes as long as it takes, and cutting it off would only waste the copy.
+pub const PATH: &str = "/meridian/v1/admin/backup";
+
 /// Headers of the answer besides its length and type.
 pub const FORMAT_HEADER: &str = "x-meridian-backup-format";
 pub const REVISION_HEADER: &str = "x-meridian-backup-revision";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/meridian/v1/admin/backup", post(backup))
+    Router::new().route(PATH, post(backup))
 }
 
 /// The backup file, removed (with its directory) when dropped.
