@@ -335,9 +335,7 @@ async fn lead(
     let mut fenced = state.clone();
     fenced.registry = state.registry.fenced(fence);
     fenced.shutdown = ends.clone();
-    leadership.set(Some(term));
     tracing::info!(server = %identity.name, term, "leading: starting the controllers");
-    state.metrics.set_leader(true);
     let record = AuditRecord {
         time: now_rfc3339(),
         actor: format!("system:server/{}", identity.name),
@@ -349,6 +347,10 @@ async fn lead(
     if let Err(e) = fenced.registry.append_audit(&record).await {
         tracing::warn!(error = %Report(&e), "cannot record the new term in the audit log");
     }
+    // Said once the term's own writes are done, so that whoever waits for the lead (tests,
+    // say) sees a store the election no longer changes.
+    leadership.set(Some(term));
+    state.metrics.set_leader(true);
     let tasks = controllers(fenced);
     let watch = state.store().watch(LEADER_KEY, term + 1).await;
     match watch {

@@ -102,6 +102,14 @@ impl Builder {
         let stop = CancellationToken::new();
         let cancelled = stop.clone();
         let task = tokio::spawn(server.run(async move { cancelled.cancelled().await }));
+        // The election writes at start (the server's identity, the leader key, the term's
+        // audit entry): wait for them, so that a test's first reads see a settled store.
+        // A server that does not lead (another one on the same etcd prefix) is not waited
+        // for beyond a few seconds.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state.leadership.term().is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         let client = client_for(&info, &token);
         TestServer {
             client,
