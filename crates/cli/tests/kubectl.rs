@@ -654,6 +654,12 @@ const PYTHON_CLIENTS: [(&str, &str); 3] = [
 fn python_with_clients() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../pyenv");
     let python = venv.join("bin/python");
+    // Tests run in parallel processes: the first to get here builds the venv while the
+    // others wait on this lock, or three `pip install`s race in one directory (CI's fresh
+    // checkout failed that way).
+    std::fs::create_dir_all(venv.parent().expect("venv has a parent")).expect("target dir");
+    let lock = std::fs::File::create(venv.with_extension("lock")).expect("venv lock file");
+    lock.lock().expect("lock the venv");
     let imports = PYTHON_CLIENTS
         .iter()
         .map(|(_, module)| *module)
