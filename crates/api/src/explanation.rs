@@ -93,6 +93,8 @@ pub enum ReasonCode {
     Gang,
     /// The project's quota (`Project.spec.quota`) has no room: the instance waits.
     Quota,
+    /// The job's queue does not admit it yet (quota, cohort, strategy): it waits.
+    Queue,
 }
 
 /// Nodes rejected for one reason.
@@ -156,6 +158,9 @@ pub struct Explanation {
     pub suggestions: Vec<Suggestion>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Jobs in a queue that wait for it (quota, strategy), with the typed reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::queue::QueueWait>,
 }
 
 impl Explanation {
@@ -347,6 +352,7 @@ mod tests {
             }],
             suggestions: Vec::new(),
             notes: Vec::new(),
+            queue: None,
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["evaluated"], "staticFilters");

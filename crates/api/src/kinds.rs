@@ -170,6 +170,16 @@ pub const MIGRATION_PLAN: &KindInfo = &KindInfo {
     has_status: true,
 };
 
+/// The `Queue` kind: where batch and AI jobs wait for quota (see [`crate::queue`]).
+pub const QUEUE: &KindInfo = &KindInfo {
+    kind: "Queue",
+    plural: "queues",
+    singular: "queue",
+    short_names: &["q"],
+    scope: Scope::Global,
+    has_status: true,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
 pub static KINDS: &[KindInfo] = &[
@@ -183,6 +193,7 @@ pub static KINDS: &[KindInfo] = &[
     *EVENT,
     *VIRTUAL_MACHINE,
     *MIGRATION_PLAN,
+    *QUEUE,
 ];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
@@ -263,6 +274,7 @@ pub enum AnyObject {
     Event(crate::event::Event),
     VirtualMachine(crate::migrate::VirtualMachine),
     MigrationPlan(crate::migrate::MigrationPlan),
+    Queue(crate::queue::Queue),
 }
 
 /// Every variant, for the fields all shapes share (`apiVersion`, `metadata`).
@@ -279,6 +291,7 @@ macro_rules! each_kind {
             AnyObject::Event($o) => $body,
             AnyObject::VirtualMachine($o) => $body,
             AnyObject::MigrationPlan($o) => $body,
+            AnyObject::Queue($o) => $body,
         }
     };
 }
@@ -297,6 +310,7 @@ macro_rules! each_spec_kind {
             AnyObject::Event(_) => $event,
             AnyObject::VirtualMachine($o) => $body,
             AnyObject::MigrationPlan($o) => $body,
+            AnyObject::Queue($o) => $body,
         }
     };
 }
@@ -322,6 +336,7 @@ impl AnyObject {
             AnyObject::Event(_) => EVENT,
             AnyObject::VirtualMachine(_) => VIRTUAL_MACHINE,
             AnyObject::MigrationPlan(_) => MIGRATION_PLAN,
+            AnyObject::Queue(_) => QUEUE,
         }
     }
 
@@ -369,6 +384,7 @@ impl AnyObject {
             (AnyObject::Secret(a), AnyObject::Secret(b)) => a.status = b.status,
             (AnyObject::VirtualMachine(a), AnyObject::VirtualMachine(b)) => a.status = b.status,
             (AnyObject::MigrationPlan(a), AnyObject::MigrationPlan(b)) => a.status = b.status,
+            (AnyObject::Queue(a), AnyObject::Queue(b)) => a.status = b.status,
             _ => return false,
         }
         true
@@ -429,6 +445,12 @@ impl From<crate::migrate::VirtualMachine> for AnyObject {
 impl From<crate::migrate::MigrationPlan> for AnyObject {
     fn from(o: crate::migrate::MigrationPlan) -> Self {
         AnyObject::MigrationPlan(o)
+    }
+}
+
+impl From<crate::queue::Queue> for AnyObject {
+    fn from(o: crate::queue::Queue) -> Self {
+        AnyObject::Queue(o)
     }
 }
 
@@ -1413,6 +1435,9 @@ pub struct WorkloadStatus {
     /// and host ports), sorted by allocation name. `meridian get endpoints` lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<crate::task::Endpoint>,
+    /// Jobs in a queue: admitted or not, position and why they wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::queue::QueueState>,
 }
 
 impl WorkloadStatus {
@@ -1680,6 +1705,9 @@ pub struct ProjectSpec {
     pub allowed_locations: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// The queue the project's jobs wait in when they name none (`spec.queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue: Option<String>,
 }
 
 impl Spec for ProjectSpec {

@@ -38,6 +38,7 @@ pub fn openapi_schemas() -> Map<String, Value> {
     add::<crate::event::Event>(&mut generator, &mut names, "Event");
     add::<crate::migrate::VirtualMachine>(&mut generator, &mut names, "VirtualMachine");
     add::<crate::migrate::MigrationPlan>(&mut generator, &mut names, "MigrationPlan");
+    add::<crate::queue::Queue>(&mut generator, &mut names, "Queue");
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<ListMeta>();
     generator.subschema_for::<Status>();

@@ -82,6 +82,10 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["DATACENTER", "CLUSTER", "FOLDER", "PHASE", "WORKLOAD"],
         ),
         "MigrationPlan" => (&["NAME", "TARGETS", "RULES", "WAVES"], &["BANDWIDTH"]),
+        "Queue" => (
+            &["NAME", "COHORT", "STRATEGY", "PENDING", "ADMITTED", "USAGE"],
+            &["WEIGHT", "SHARE", "PROJECTS"],
+        ),
         "Event" => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
@@ -376,6 +380,30 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                     o.spec
                         .bandwidth_mbps
                         .map_or_else(|| NONE.to_string(), |b| format!("{b}Mbps")),
+                ],
+            )
+        }
+        AnyObject::Queue(o) => {
+            let status = o.status.clone().unwrap_or_default();
+            (
+                vec![
+                    name,
+                    or_none(o.spec.cohort.as_deref()),
+                    o.spec.strategy.to_string(),
+                    status.pending.to_string(),
+                    status.admitted.to_string(),
+                    crate::queue::usage_summary(&o.spec.quota, status.usage.as_ref()),
+                ],
+                vec![
+                    o.spec.weight().to_string(),
+                    status
+                        .weighted_share
+                        .map_or_else(|| "0".to_string(), |s| s.to_string()),
+                    if o.spec.projects.is_empty() {
+                        "*".to_string()
+                    } else {
+                        join(&o.spec.projects)
+                    },
                 ],
             )
         }

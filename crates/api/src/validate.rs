@@ -290,6 +290,7 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
         "Event" => AnyObject::Event(typed(value)?),
         "VirtualMachine" => AnyObject::VirtualMachine(typed(value)?),
         "MigrationPlan" => AnyObject::MigrationPlan(typed(value)?),
+        "Queue" => AnyObject::Queue(typed(value)?),
         other => unreachable!("kind {other} in KINDS without a type"),
     })
 }
@@ -1526,6 +1527,75 @@ impl Checker {
                 }
             }
         }
+        if let Some(q) = &p.default_queue {
+            self.label_name("spec.defaultQueue", q, "queue");
+        }
+    }
+
+    /// A queue: names are names, limits fit inside what they limit, durations parse.
+    fn queue(&mut self, q: &crate::queue::QueueSpec) {
+        use crate::queue::ResourceQuota;
+        if let Some(c) = &q.cohort {
+            self.label_name("spec.cohort", c, "cohort");
+        }
+        for (i, p) in q.projects.iter().enumerate() {
+            self.label_name(&format!("spec.projects[{i}]"), p, "project");
+        }
+        fn limits<T: Copy + PartialOrd + std::fmt::Display>(
+            c: &mut Checker,
+            field: &str,
+            r: &ResourceQuota<T>,
+            cohort: bool,
+        ) {
+            if let Some(l) = r.lending_limit
+                && l > r.nominal
+            {
+                c.err(
+                    format!("{field}.lendingLimit"),
+                    format!(
+                        "{l} is more than the nominal quota {}: a queue lends at most what it has",
+                        r.nominal
+                    ),
+                );
+            }
+            if !cohort && (r.borrowing_limit.is_some() || r.lending_limit.is_some()) {
+                c.err(
+                    field.to_string(),
+                    "borrowingLimit and lendingLimit need spec.cohort: queues borrow and lend within a cohort",
+                );
+            }
+        }
+        let cohort = q.cohort.is_some();
+        if let Some(r) = &q.quota.cpu {
+            limits(self, "spec.quota.cpu", r, cohort);
+        }
+        if let Some(r) = &q.quota.memory {
+            limits(self, "spec.quota.memory", r, cohort);
+        }
+        if let Some(r) = &q.quota.gpus {
+            limits(self, "spec.quota.gpus", r, cohort);
+        }
+        if let Some(r) = &q.quota.instances {
+            limits(self, "spec.quota.instances", r, cohort);
+        }
+        for (model, r) in &q.quota.gpus_by_model {
+            if model.trim().is_empty() {
+                self.err(
+                    "spec.quota.gpusByModel",
+                    "a GPU model name is empty; name it as nodes report it (H100)",
+                );
+            }
+            limits(self, &format!("spec.quota.gpusByModel.{model}"), r, cohort);
+        }
+        if let Some(w) = &q.wait_for_ready {
+            match w.parse::<crate::duration::Duration>() {
+                Ok(d) if d.as_std().is_zero() => {
+                    self.err("spec.waitForReady", "must be above 0 (10m)");
+                }
+                Ok(_) => {}
+                Err(e) => self.err("spec.waitForReady", format!("{w:?}: {e}")),
+            }
+        }
     }
 
     /// A source VM's facts: an identity, and sizes that make sense.
@@ -1710,6 +1780,7 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
         AnyObject::Event(e) => c.event(e),
         AnyObject::VirtualMachine(o) => c.virtual_machine(&o.spec),
         AnyObject::MigrationPlan(o) => c.migration_plan(&o.spec),
+        AnyObject::Queue(o) => c.queue(&o.spec),
     }
     if c.errors.is_empty() {
         Ok(())

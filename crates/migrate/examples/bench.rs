@@ -376,6 +376,7 @@ fn main() {
                     candidates: Vec::new(),
                     suggestions: Vec::new(),
                     notes: Vec::new(),
+                    queue: None,
                 }),
             })
             .collect();

@@ -368,6 +368,7 @@ fn capacity_only(codes: &[ReasonCode]) -> bool {
                 | ReasonCode::Memory
                 | ReasonCode::EphemeralStorage
                 | ReasonCode::Quota
+                | ReasonCode::Queue
                 | ReasonCode::Placement
         )
     })

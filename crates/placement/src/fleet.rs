@@ -350,6 +350,19 @@ pub struct Fleet {
     pub(crate) usage: Vec<Usage>,
 }
 
+/// The GPU model of the group allocation `a` holds on its node, if it holds GPUs.
+fn alloc_model<'f>(classes: &'f [Class], nodes: &[NodeInfo], a: &Alloc) -> Option<&'f str> {
+    let class = nodes[a.node as usize].class as usize;
+    a.gpu.and_then(|(group, _)| {
+        classes[class]
+            .key
+            .capacity
+            .gpus
+            .get(group as usize)
+            .map(|g| g.model.as_str())
+    })
+}
+
 /// What one project's allocations reserve (the same sums as `Project.status.used`,
 /// [`api::kinds::ResourceTotals::add_allocation`]): cpu millicores, memory bytes, GPUs,
 /// allocations, and GPUs per model.
@@ -363,7 +376,7 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
-    fn add(&mut self, a: &Alloc, model: Option<&str>) {
+    pub(crate) fn add(&mut self, a: &Alloc, model: Option<&str>) {
         self.cpu = self.cpu.saturating_add(a.res[0]);
         self.memory = self.memory.saturating_add(a.res[1]);
         self.instances += 1;
@@ -380,7 +393,7 @@ impl Usage {
         }
     }
 
-    fn remove(&mut self, a: &Alloc, model: Option<&str>) {
+    pub(crate) fn remove(&mut self, a: &Alloc, model: Option<&str>) {
         self.cpu = self.cpu.saturating_sub(a.res[0]);
         self.memory = self.memory.saturating_sub(a.res[1]);
         self.instances = self.instances.saturating_sub(1);
@@ -1009,17 +1022,14 @@ impl Fleet {
 
     /// Accounts `a` to (or, with `added` false, off) its project's usage; its GPUs
     /// count under the model of its GPU group on its node.
+    /// The GPU model allocation `a` holds, if it holds GPUs.
+    pub(crate) fn model_of_alloc(&self, a: &Alloc) -> Option<&str> {
+        alloc_model(&self.classes, &self.nodes, a)
+    }
+
     fn count_usage(&mut self, a: &Alloc, added: bool) {
         let project = self.workload_project[a.workload as usize] as usize;
-        let class = self.nodes[a.node as usize].class as usize;
-        let model = a.gpu.and_then(|(group, _)| {
-            self.classes[class]
-                .key
-                .capacity
-                .gpus
-                .get(group as usize)
-                .map(|g| g.model.as_str())
-        });
+        let model = alloc_model(&self.classes, &self.nodes, a);
         let usage = &mut self.usage[project];
         if added {
             usage.add(a, model);

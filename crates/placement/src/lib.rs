@@ -36,6 +36,7 @@
 mod explain;
 mod filter;
 mod fleet;
+pub mod queue;
 mod schedule;
 mod score;
 pub mod windows;
@@ -47,6 +48,7 @@ pub use api::explanation::{
     ReasonCode, Rejection, Score, Suggestion, WorkloadRef,
 };
 pub use fleet::{Fleet, FleetError, FreeResources};
+pub use queue::{QueueUsage, Queues, queue_report};
 pub use schedule::Options;
 pub use score::Weights;
 pub use workload::{Batch, PlacementError};
@@ -76,13 +78,26 @@ pub fn place_batch(fleet: &mut Fleet, batch: &Batch, options: &Options) -> Vec<D
 pub struct Placer<'a> {
     session: Session<'a>,
     batch: &'a Batch,
+    /// Instances outside queues, in [`placement_order`].
     order: Vec<usize>,
     next: usize,
+    /// Queued jobs, one lane per queue.
+    lanes: Vec<Lane>,
     members: Vec<Vec<usize>>,
     /// Undecided instances per workload.
     pending: Vec<usize>,
     outcomes: Vec<Option<Outcome>>,
     last: Vec<usize>,
+}
+
+/// The queued jobs of one queue, in its order (priority, then age).
+struct Lane {
+    queue: u32,
+    /// Batch workload indexes.
+    jobs: Vec<usize>,
+    next: usize,
+    /// A `StrictFIFO` queue's head that did not fit: the jobs behind it wait.
+    blocked_by: Option<usize>,
 }
 
 impl<'a> Placer<'a> {
@@ -93,30 +108,186 @@ impl<'a> Placer<'a> {
         for (i, inst) in batch.instances.iter().enumerate() {
             members[inst.workload].push(i);
         }
+        let session = Session::new(fleet, batch, options);
+        let mut outcomes = vec![None; n];
+        // Queued jobs leave the common order for their queue's lane; jobs whose queue
+        // refuses them wait, decided now.
+        let mut lanes: Vec<Lane> = Vec::new();
+        let mut queued = vec![false; batch.workloads.len()];
+        for wi in 0..batch.workloads.len() {
+            if members[wi].is_empty() {
+                continue;
+            }
+            if let Some(w) = session.queue_refusal(wi) {
+                let e = session.queue_refused(w);
+                for &i in &members[wi] {
+                    outcomes[i] = Some(Outcome::Unplaceable(e.clone()));
+                }
+                queued[wi] = true;
+            } else if let Some(q) = session.queue_id(wi) {
+                match lanes.iter_mut().find(|l| l.queue == q) {
+                    Some(l) => l.jobs.push(wi),
+                    None => lanes.push(Lane {
+                        queue: q,
+                        jobs: vec![wi],
+                        next: 0,
+                        blocked_by: None,
+                    }),
+                }
+                queued[wi] = true;
+            }
+        }
+        for lane in &mut lanes {
+            lane.jobs.sort_by(|&a, &b| {
+                let key = |wi: usize| {
+                    let w = &batch.workloads[wi];
+                    (
+                        w.priority,
+                        w.created.as_str(),
+                        w.workload.namespace.as_str(),
+                        w.workload.name.as_str(),
+                    )
+                };
+                api::queue::queue_order(key(a), key(b))
+            });
+        }
+        let order = order
+            .into_iter()
+            .filter(|&i| !queued[batch.instances[i].workload])
+            .collect();
+        let pending = members
+            .iter()
+            .map(|m| m.iter().filter(|&&i| outcomes[i].is_none()).count())
+            .collect();
         Placer {
-            session: Session::new(fleet, batch, options),
+            session,
             batch,
             order,
             next: 0,
-            pending: members.iter().map(Vec::len).collect(),
+            lanes,
+            pending,
             members,
-            outcomes: vec![None; n],
+            outcomes,
             last: Vec::new(),
         }
     }
 
+    /// The lane whose head goes next: lowest weighted share of its cohort's lending
+    /// first (fair sharing), then the head's priority, then its age.
+    fn next_lane(&self) -> Option<usize> {
+        let batch = self.batch;
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.next < l.jobs.len())
+            .min_by(|(_, a), (_, b)| {
+                let (ha, hb) = (
+                    &batch.workloads[a.jobs[a.next]],
+                    &batch.workloads[b.jobs[b.next]],
+                );
+                self.session
+                    .queue_share(a.queue)
+                    .cmp(&self.session.queue_share(b.queue))
+                    .then_with(|| {
+                        api::queue::queue_order(
+                            (
+                                ha.priority,
+                                ha.created.as_str(),
+                                ha.workload.namespace.as_str(),
+                                ha.workload.name.as_str(),
+                            ),
+                            (
+                                hb.priority,
+                                hb.created.as_str(),
+                                hb.workload.namespace.as_str(),
+                                hb.workload.name.as_str(),
+                            ),
+                        )
+                    })
+                    .then(a.queue.cmp(&b.queue))
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Decides the head job of lane `li`: every pending instance of it, admitted by its
+    /// queue at once or waiting.
+    fn step_lane(&mut self, li: usize) {
+        let batch = self.batch;
+        let lane = &mut self.lanes[li];
+        let wi = lane.jobs[lane.next];
+        lane.next += 1;
+        let blocked_by = lane.blocked_by;
+        let strict = self.session.queue_strategy(lane.queue)
+            == api::queue::QueueingStrategy::StrictFifo;
+        let idx: Vec<usize> = self.members[wi]
+            .iter()
+            .copied()
+            .filter(|&i| self.outcomes[i].is_none())
+            .collect();
+        let outcomes: Vec<Outcome> = if let Some(head) = blocked_by {
+            let e = self
+                .session
+                .behind_head(wi, &batch.workloads[head].workload);
+            idx.iter().map(|_| Outcome::Unplaceable(e.clone())).collect()
+        } else if batch.workloads[wi].gang.is_some() {
+            let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
+            self.session.place_gang(wi, &replicas)
+        } else if let Some(e) = self.session.queue_admission(wi, idx.len() as u64) {
+            idx.iter().map(|_| Outcome::Unplaceable(e.clone())).collect()
+        } else {
+            idx.iter()
+                .map(|&j| self.session.place_one(wi, batch.instances[j].replica))
+                .collect()
+        };
+        let mut waits = false;
+        for (j, mut o) in idx.into_iter().zip(outcomes) {
+            if let Outcome::Unplaceable(e) = &mut o {
+                self.session.tag_queue(wi, e);
+                waits = true;
+            }
+            self.outcomes[j] = Some(o);
+            self.last.push(j);
+        }
+        if waits && strict && blocked_by.is_none() {
+            self.lanes[li].blocked_by = Some(wi);
+        }
+        self.pending[wi] = 0;
+        self.session.forget(wi);
+    }
+
     /// Decides the next unit: returns the batch indexes of the instances just decided
-    /// (one, or all members of a gang), or `None` when every instance is decided.
+    /// (one, all members of a gang, or every pending instance of a queued job), or
+    /// `None` when every instance is decided.
     pub fn step(&mut self) -> Option<&[usize]> {
         let batch = self.batch;
-        let i = loop {
-            let i = *self.order.get(self.next)?;
+        self.last.clear();
+        while self
+            .order
+            .get(self.next)
+            .is_some_and(|&i| self.outcomes[i].is_some())
+        {
             self.next += 1;
-            if self.outcomes[i].is_none() {
-                break i;
+        }
+        let free = self.order.get(self.next).copied();
+        let lane = self.next_lane();
+        // Work outside queues goes first at equal priority; a queue's head first when
+        // its priority is higher.
+        let take_lane = match (free, lane) {
+            (None, None) => return None,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some(i), Some(l)) => {
+                let head = &self.lanes[l];
+                batch.workloads[head.jobs[head.next]].priority
+                    > batch.workloads[batch.instances[i].workload].priority
             }
         };
-        self.last.clear();
+        if take_lane {
+            self.step_lane(lane.expect("a lane"));
+            return Some(&self.last);
+        }
+        let i = free.expect("an instance");
+        self.next += 1;
         let inst = batch.instances[i];
         if batch.workloads[inst.workload].gang.is_some() {
             let idx = &self.members[inst.workload];

@@ -322,6 +322,11 @@ pub(crate) struct Compiled {
     pub port_need: PortNeed,
     /// Host volumes: name and whether the task writes to it (mounts it read-write).
     pub volumes: Vec<(String, bool)>,
+    /// The queue it waits in (named, or its project's default for jobs); used when the
+    /// batch has queues ([`Batch::set_queues`]).
+    pub queue: Option<String>,
+    /// `metadata.creationTimestamp` (RFC 3339), for the order within a queue.
+    pub created: String,
     /// The spec, to tell a re-added workload from a different one.
     spec: api::kinds::WorkloadSpec,
 }
@@ -401,6 +406,7 @@ impl Compiled {
         let mut compliance = spec.compliance.clone();
         compliance.sort();
         compliance.dedup();
+        let queue = api::queue::effective_queue(spec, project.map(|p| &p.spec)).map(str::to_owned);
         let quota = project
             .and_then(|p| p.spec.quota.as_ref())
             .map(QuotaLimits::of)
@@ -475,6 +481,8 @@ impl Compiled {
             strategy: placement.strategy,
             tolerations: spec.tolerations.clone(),
             location: data.location,
+            queue,
+            created: w.metadata.creation_timestamp.clone().unwrap_or_default(),
             spec: spec.clone(),
         })
     }
@@ -545,6 +553,8 @@ pub(crate) struct Instance {
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     pub(crate) workloads: Vec<Compiled>,
+    /// The estate's queues, when queued jobs are admitted by them.
+    pub(crate) queues: Option<Arc<crate::queue::Queues>>,
     pub(crate) instances: Vec<Instance>,
     seen: HashSet<(usize, u32)>,
     index: HashMap<WorkloadRef, usize>,
@@ -577,6 +587,13 @@ impl Batch {
         replicas: impl IntoIterator<Item = u32>,
     ) -> Result<(), PlacementError> {
         self.push(Compiled::new(workload, Some(project))?, replicas)
+    }
+
+    /// Admits queued jobs through `queues`: a job that names a queue (or whose project
+    /// has a default queue) is placed only within its queue's quota, in its queue's order
+    /// (see [`crate::queue`]). Without queues, `spec.queue` is ignored.
+    pub fn set_queues(&mut self, queues: Arc<crate::queue::Queues>) {
+        self.queues = Some(queues);
     }
 
     /// Adds every replica (`0..spec.replicas`) of a workload.

@@ -59,6 +59,7 @@ mod periodic;
 mod placement_api;
 mod policies;
 mod policy_api;
+mod queues;
 pub mod registry;
 mod rollout;
 pub mod scheduler;

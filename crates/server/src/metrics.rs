@@ -41,6 +41,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: String,
@@ -76,6 +81,9 @@ struct Inner {
     leader: Gauge<i64, AtomicI64>,
     leader_terms: Counter,
     store_size: Gauge<i64, AtomicI64>,
+    queue_pending: Family<QueueLabels, Gauge<i64, AtomicI64>>,
+    queue_admitted: Family<QueueLabels, Gauge<i64, AtomicI64>>,
+    queue_share: Family<QueueLabels, Gauge<i64, AtomicI64>>,
     store_refused: Counter<u64, AtomicU64>,
     connections: Gauge<i64, AtomicI64>,
     connections_max: Gauge<i64, AtomicI64>,
@@ -192,6 +200,25 @@ impl Metrics {
             "Terms this server has won (leader elections) since it started",
             leader_terms.clone(),
         );
+        let queue_pending = Family::<QueueLabels, Gauge<i64, AtomicI64>>::default();
+        let queue_admitted = Family::<QueueLabels, Gauge<i64, AtomicI64>>::default();
+        let queue_share = Family::<QueueLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "queue_pending_workloads",
+            "Jobs waiting for admission, by queue (as of the leader's last scheduler pass)",
+            queue_pending.clone(),
+        );
+        registry.register(
+            "queue_admitted_workloads",
+            "Jobs admitted (holding quota), by queue",
+            queue_admitted.clone(),
+        );
+        registry.register(
+            "queue_weighted_share",
+            "Fair sharing: what a queue borrows as thousandths of what its cohort lends, \
+             divided by its weight (0 when it borrows nothing)",
+            queue_share.clone(),
+        );
         let store_refused = Counter::<u64, AtomicU64>::default();
         registry.register(
             "store_no_space",
@@ -249,6 +276,9 @@ impl Metrics {
                 leader,
                 leader_terms,
                 store_size,
+                queue_pending,
+                queue_admitted,
+                queue_share,
                 store_refused,
                 connections,
                 connections_max,
@@ -332,6 +362,26 @@ impl Metrics {
     }
 
     /// Copies the store's disk-space state (the store counts refusals itself).
+    /// The queues' pending and admitted jobs and weighted shares after a scheduler pass:
+    /// `(queue, pending, admitted, share)`; queues not listed are dropped.
+    pub fn observe_queues(&self, queues: &[(String, u32, u32, u64)]) {
+        let inner = &self.inner;
+        inner.queue_pending.clear();
+        inner.queue_admitted.clear();
+        inner.queue_share.clear();
+        for (queue, pending, admitted, share) in queues {
+            let labels = QueueLabels {
+                queue: queue.clone(),
+            };
+            inner.queue_pending.get_or_create(&labels).set(i64::from(*pending));
+            inner.queue_admitted.get_or_create(&labels).set(i64::from(*admitted));
+            inner
+                .queue_share
+                .get_or_create(&labels)
+                .set(i64::try_from(*share).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Whether this server leads; a new term counts in `leader_terms`.
     pub fn set_leader(&self, leading: bool) {
         self.inner.leader.set(i64::from(leading));

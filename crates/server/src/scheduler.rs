@@ -38,6 +38,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
+use crate::queues::{self, QueueContext};
 use crate::{periodic, rollout};
 
 /// Prefix of the per-node ledger keys.
@@ -317,13 +318,29 @@ struct Snapshot {
     /// By (project, name), with their revision.
     allocations: BTreeMap<(String, String), (Arc<Allocation>, Revision)>,
     /// Changes whenever a site, node, project or allocation is created, changed or
-    /// deleted: what can make an unplaceable instance placeable.
+    /// deleted, or a queue's spec changes: what can make an unplaceable instance
+    /// placeable.
     fleet_key: FleetKey,
+    /// Queues, and which queue each job waits in.
+    queues: QueueContext,
 }
 
-/// Per kind (sites, nodes, projects, allocations): how many keys and their newest
-/// revision. Revisions only grow, so any create, update or delete changes one of them.
-type FleetKey = [(usize, Revision); 4];
+/// Per kind (sites, nodes, projects, allocations; queues by spec): how many keys and
+/// their newest revision. Revisions only grow, so any create, update or delete changes
+/// one of them.
+type FleetKey = [(usize, Revision); 5];
+
+/// How many queues there are and a hash of their names and specs (their status, which
+/// the scheduler writes, is left out).
+fn queue_fingerprint(queues: &[(api::queue::Queue, Revision)]) -> (usize, Revision) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (q, _) in queues {
+        q.metadata.name.hash(&mut h);
+        serde_json::to_string(&q.spec).unwrap_or_default().hash(&mut h);
+    }
+    (queues.len(), h.finish() as Revision)
+}
 
 fn fingerprint(kvs: &[store::KeyValue]) -> (usize, Revision) {
     let newest = kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
@@ -438,17 +455,20 @@ async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, 
         workloads: Vec::new(),
         allocations: BTreeMap::new(),
         fleet_key: FleetKey::default(),
+        queues: QueueContext::new(Vec::new(), std::iter::empty(), &BTreeMap::new()),
     };
     let sites = read_all(state, &registry::kind_prefix(api::kinds::SITE, None)).await?;
     let nodes = read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await?;
     let projects = read_all(state, &registry::kind_prefix(api::kinds::PROJECT, None)).await?;
     let workloads = read_all(state, &registry::kind_prefix(api::kinds::WORKLOAD, None)).await?;
     let allocations = read_all(state, &registry::kind_prefix(api::kinds::ALLOCATION, None)).await?;
+    let queues = read_all(state, &registry::kind_prefix(api::kinds::QUEUE, None)).await?;
     snap.fleet_key = [
         fingerprint(&sites),
         fingerprint(&nodes),
         fingerprint(&projects),
         fingerprint(&allocations),
+        (0, 0),
     ];
     compute(|| {
         for kv in sites {
@@ -476,6 +496,16 @@ async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, 
             snap.allocations
                 .insert((ns, a.metadata.name.clone()), (a, revision));
         }
+        let mut decoded = Vec::with_capacity(queues.len());
+        for kv in queues {
+            decoded.push((typed::<api::queue::Queue>(&kv)?, kv.mod_revision));
+        }
+        snap.fleet_key[4] = queue_fingerprint(&decoded);
+        snap.queues = QueueContext::new(
+            decoded,
+            snap.workloads.iter().map(|(w, _)| &**w),
+            &snap.projects,
+        );
         Ok(snap)
     })
 }
@@ -500,8 +530,13 @@ pub async fn pass_with(
     };
     // Plan: per workload, which instances stop and which start (`rollout.rs`), and the
     // periodic jobs' runs (`periodic.rs`).
-    let mut plans = plan_rollouts(&snap, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    let mut plans = plan_rollouts(&snap, now);
     report.removed = stop_allocations(state, &plans).await?;
+    // Queued jobs admitted but not all running within their queue's `waitForReady`
+    // give their resources back and wait again, after a back-off.
+    let evicted = evict_unready(state, &snap, now).await?;
+    report.removed += evicted.len();
     report.usage_written = write_usage(state, &snap, options).await?;
     report.removed += run_periodic(state, &plans).await?;
     memory.recheck_in = plans
@@ -514,7 +549,11 @@ pub async fn pass_with(
     // time is skipped while neither it nor the fleet changed (this pass released or
     // removed nothing, which would change the fleet too).
     let fleet_settled = report.rescheduled == 0 && report.removed == 0;
-    let placing = place(&snap, &plans, memory, options, fleet_settled)?;
+    let placing = place(&snap, &plans, memory, options, fleet_settled, now)?;
+    if let Some(at) = placing.backing_off.values().min() {
+        let wait = Duration::from_secs(at.duration_since(now).as_secs().max(1) as u64);
+        memory.recheck_in = Some(memory.recheck_in.map_or(wait, |r| r.min(wait)));
+    }
     report.pending = placing.pending_of.values().sum();
     report.waiting = placing.skipped.iter().map(|k| placing.pending_of[k]).sum();
     report.unplaceable = report.waiting;
@@ -522,11 +561,105 @@ pub async fn pass_with(
     let committed = commit_placements(state, &snap, &plans, &placing, options, &mut report).await?;
     report.gang_released = release_broken_gangs(state, &snap, &plans, &placing).await?;
     // Status: what the plans say, and why the rest waits.
-    write_statuses(
-        state, &snap, &mut plans, &placing, &committed, memory, options,
+    let counts = write_statuses(
+        state, &snap, &mut plans, &placing, &committed, &evicted, memory, options, now,
     )
     .await?;
+    write_queue_statuses(state, &snap, &placing, &counts, now).await?;
     Ok(report)
+}
+
+/// Evicts the queued jobs that were admitted but whose instances are not all running
+/// within their queue's `waitForReady`: their allocations are deleted and they wait
+/// again after a back-off (Kueue's `waitForPodsReady`). Returns their new queue states.
+async fn evict_unready(
+    state: &AppState,
+    snap: &Snapshot,
+    now: jiff::Timestamp,
+) -> Result<HashMap<(String, String), api::queue::QueueState>, ApiError> {
+    let mut evicted = HashMap::new();
+    if snap.queues.of.is_empty() {
+        return Ok(evicted);
+    }
+    for (w, _) in &snap.workloads {
+        let key = (
+            w.metadata.namespace.clone().unwrap_or_default(),
+            w.metadata.name.clone(),
+        );
+        let Some(limit) = queues::unready(&snap.queues, &key, w, now) else {
+            continue;
+        };
+        let prev = w
+            .status
+            .as_ref()
+            .and_then(|s| s.queue.clone())
+            .unwrap_or_default();
+        for ((ns, name), (a, rev)) in &snap.allocations {
+            if *ns == key.0 && a.spec.workload == key.1 {
+                remove_allocation(state, ns, name, *rev).await?;
+            }
+        }
+        let next = queues::requeued(&prev, limit, now);
+        let message = next.message.clone().unwrap_or_default();
+        tracing::info!(workload = %key.1, project = %key.0, "{message}");
+        state.events.record(
+            &ObjectReference::of(&**w),
+            EventType::Warning,
+            "Evicted",
+            message,
+            SOURCE,
+        );
+        evicted.insert(key, next);
+    }
+    Ok(evicted)
+}
+
+/// Writes each queue's status (pending and admitted jobs, usage, weighted share,
+/// conditions) where it changed, and the queue metrics.
+async fn write_queue_statuses(
+    state: &AppState,
+    snap: &Snapshot,
+    placing: &Placing,
+    counts: &HashMap<String, queues::Counts>,
+    now: jiff::Timestamp,
+) -> Result<(), ApiError> {
+    let kind = api::kinds::QUEUE;
+    let mut metrics = Vec::with_capacity(snap.queues.queues.len());
+    for (name, (q, rev)) in &snap.queues.queues {
+        let c = counts.get(name).copied().unwrap_or_default();
+        let usage = placing.queue_usage.get(name);
+        let mut want = queues::queue_status(&snap.queues, name, q, c, usage, now);
+        metrics.push((
+            name.clone(),
+            c.pending,
+            c.admitted,
+            usage.map_or(0, |u| u.weighted_share),
+        ));
+        if usage.is_none() {
+            // No fleet was built this pass: keep the usage last written.
+            want.usage = q.status.as_ref().and_then(|s| s.usage.clone());
+            want.weighted_share = q.status.as_ref().and_then(|s| s.weighted_share);
+        }
+        if q.status.as_ref() == Some(&want) {
+            continue;
+        }
+        let mut object = serde_json::to_value(q).map_err(ApiError::internal)?;
+        object["status"] = serde_json::to_value(&want).map_err(ApiError::internal)?;
+        let key = object_key(kind, None, name);
+        let bytes = encode(&object);
+        let audit =
+            Registry::audit_record(&principal(), "update-status", kind, None, name, Some(&bytes));
+        state
+            .registry
+            .commit(Mutation::new(
+                vec![Compare::ModRevision(key.clone(), *rev)],
+                vec![Op::put(key, bytes)],
+                audit,
+            ))
+            .await?;
+    }
+    state.metrics.observe_queues(&metrics);
+    Ok(())
 }
 
 /// The placement half of a pass.
@@ -536,6 +669,10 @@ struct Placing {
     pending_of: BTreeMap<(String, String), usize>,
     /// Workloads not planned again: nothing changed since they did not fit.
     skipped: HashSet<(String, String)>,
+    /// Queued jobs backing off after an eviction, and until when.
+    backing_off: HashMap<(String, String), jiff::Timestamp>,
+    /// What each queue holds after the placements (when a fleet was built).
+    queue_usage: BTreeMap<String, placement::QueueUsage>,
 }
 
 impl Placing {
@@ -644,12 +781,18 @@ fn place(
     memory: &PassCache,
     options: &SchedulerOptions,
     fleet_settled: bool,
+    now: jiff::Timestamp,
 ) -> Result<Placing, ApiError> {
     compute(|| {
         let mut batch = Batch::new();
+        let queued = snap.queues.active();
+        if queued {
+            batch.set_queues(snap.queues.compiled.clone());
+        }
         let mut planned = 0;
         let mut pending_of: BTreeMap<(String, String), usize> = BTreeMap::new();
         let mut skipped: HashSet<(String, String)> = HashSet::new();
+        let mut backing_off = HashMap::new();
         for (w, rev) in &snap.workloads {
             let ns = w.metadata.namespace.clone().unwrap_or_default();
             let key = (ns.clone(), w.metadata.name.clone());
@@ -658,7 +801,15 @@ fn place(
                 _ => continue,
             };
             pending_of.insert(key.clone(), missing.len());
+            let in_queue = snap.queues.of.contains_key(&key);
+            if in_queue && let Some(at) = queues::backing_off(w, now) {
+                backing_off.insert(key, at);
+                continue;
+            }
+            // Queued jobs are planned every pass: their order and admission depend on
+            // the other jobs of their queue and cohort, not on themselves alone.
             if fleet_settled
+                && !in_queue
                 && let Some(still) = memory.unchanged(&key, *rev, &snap.fleet_key)
                 && still.instances == missing.len()
             {
@@ -674,19 +825,30 @@ fn place(
                 tracing::warn!(workload = %w.metadata.name, project = %ns, error = %e, "cannot schedule workload");
             }
         }
-        let decisions = if planned == 0 {
+        let mut queue_usage = BTreeMap::new();
+        let decisions = if planned == 0 && !queued {
             Vec::new()
         } else {
             let allocations = held(snap);
             let workloads = snap.workloads.iter().map(|(w, _)| &**w);
             let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
                 .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
-            placement::place_batch(&mut fleet, &batch, &options.placement)
+            let decisions = if planned == 0 {
+                Vec::new()
+            } else {
+                placement::place_batch(&mut fleet, &batch, &options.placement)
+            };
+            if queued {
+                queue_usage = placement::queue_report(&fleet, &snap.queues.compiled);
+            }
+            decisions
         };
         Ok(Placing {
             decisions,
             pending_of,
             skipped,
+            backing_off,
+            queue_usage,
         })
     })
 }
@@ -799,18 +961,32 @@ async fn commit_placements(
 /// `autoRevert`, the reverted spec). Concurrently, so the store group-commits them
 /// instead of one fsync each. The workloads none of whose pending instances fitted wait
 /// for a change ([`PassCache::waiting`]).
+#[allow(clippy::too_many_arguments)]
 async fn write_statuses(
     state: &AppState,
     snap: &Snapshot,
     plans: &mut Plans<'_>,
     placing: &Placing,
     committed: &Committed,
+    evicted: &HashMap<(String, String), api::queue::QueueState>,
     memory: &mut PassCache,
     options: &SchedulerOptions,
-) -> Result<(), ApiError> {
+    now: jiff::Timestamp,
+) -> Result<HashMap<String, queues::Counts>, ApiError> {
     let unplaceable = placing.unplaceable();
     let (pending_of, skipped) = (&placing.pending_of, &placing.skipped);
     let (refused, committed) = (&committed.refused, &committed.placed);
+    // Queued jobs: where each waiting one stands, and each queue's counts.
+    let waiting_in_queue: HashSet<(String, String)> = unplaceable
+        .keys()
+        .chain(skipped.iter())
+        .chain(placing.backing_off.keys())
+        .chain(evicted.keys())
+        .filter(|k| snap.queues.of.contains_key(*k))
+        .cloned()
+        .collect();
+    let positions = queues::positions(&snap.queues, &plans.workloads, &waiting_in_queue);
+    let mut counts: HashMap<String, queues::Counts> = HashMap::new();
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written concurrently, so the store group-commits them instead of one fsync each.
     // The workloads none of whose pending instances fitted wait for a change.
@@ -827,6 +1003,9 @@ async fn write_statuses(
         let ns = w.metadata.namespace.clone().unwrap_or_default();
         let key = (ns, w.metadata.name.clone());
         if skipped.contains(&key) {
+            if let Some(q) = snap.queues.of.get(&key) {
+                counts.entry(q.clone()).or_default().pending += 1;
+            }
             // Its status already says why it waits: it was written, or found right, by
             // the pass that planned it at this very revision.
             if let Some(entry) = memory.waiting.remove(&key) {
@@ -851,7 +1030,8 @@ async fn write_statuses(
                 .map(|(d, _)| d.explanation().summary.clone())
         });
         let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
-        if pending > 0 && none_fitted && !refused.contains_key(&key) {
+        let queue = snap.queues.of.get(&key);
+        if pending > 0 && none_fitted && !refused.contains_key(&key) && queue.is_none() {
             let entry = Waiting {
                 revision: *rev,
                 fleet: snap.fleet_key,
@@ -888,6 +1068,50 @@ async fn write_statuses(
             .saturating_add(committed.get(&key).copied().unwrap_or(0))
             .min(desired);
         status.message.clone_from(&message);
+        let mut queue_wait = None;
+        if let Some(q) = queue {
+            let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
+            let qs = if let Some(e) = evicted.get(&key) {
+                e.clone()
+            } else {
+                let wait = if let Some(at) = placing.backing_off.get(&key) {
+                    Some(api::queue::QueueWait {
+                        queue: q.clone(),
+                        reason: api::queue::QueueReason::BackingOff,
+                        message: format!(
+                            "backing off after an eviction until {at}: {}",
+                            prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
+                        ),
+                    })
+                } else {
+                    unplaceable
+                        .get(&key)
+                        .and_then(|(d, _)| d.explanation().queue.clone())
+                };
+                let holds = status.placed_replicas > 0 || status.replicas > 0;
+                let mut qs =
+                    queues::state(q, prev, wait.as_ref(), positions.get(&key).copied(), holds, now);
+                if placing.backing_off.contains_key(&key) {
+                    qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
+                } else if wait.is_none() {
+                    qs.requeue_at = None;
+                }
+                qs
+            };
+            let c = counts.entry(q.clone()).or_default();
+            if qs.admitted {
+                c.admitted += 1;
+            } else if pending > 0 || qs.reason.is_some() {
+                c.pending += 1;
+            }
+            if status.message.is_none() && !qs.admitted {
+                status.message.clone_from(&qs.message);
+            }
+            queue_wait = qs
+                .reason
+                .filter(|r| *r != api::queue::QueueReason::NoCapacity);
+            status.queue = Some(qs);
+        }
         record_events(state, w, &plan.events);
         if let Some(message) = &message
             && pending > 0
@@ -897,6 +1121,8 @@ async fn write_statuses(
                 EventType::Warning,
                 if refused.contains_key(&key) {
                     "FailedAdmission"
+                } else if queue_wait.is_some() {
+                    "Pending"
                 } else if quota_wait.is_some() {
                     "OverQuota"
                 } else {
@@ -936,7 +1162,7 @@ async fn write_statuses(
     memory.waiting = still_waiting;
     match failed {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(counts),
     }
 }
 

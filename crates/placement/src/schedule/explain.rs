@@ -152,18 +152,24 @@ impl Session<'_> {
             candidates: Vec::new(),
             suggestions,
             notes,
+            queue: None,
         }
     }
 
     /// A full explanation without placing (what `meridian explain` shows).
     pub(crate) fn explain_only(&mut self, wi: usize) -> Explanation {
+        if let Some(w) = self.queue_refusal(wi) {
+            return self.queue_refused(&w.clone());
+        }
         self.ensure_plan(wi);
         if let Some(b) = self.quota_breach(wi, 1) {
             return self.over_quota(wi, &b, Vec::new());
         }
         let cands = self.search(wi, None, self.k());
         if cands.is_empty() {
-            return self.explain_unplaceable(wi, Vec::new());
+            let mut e = self.explain_unplaceable(wi, Vec::new());
+            self.tag_queue(wi, &mut e);
+            return e;
         }
         let tally = self.full_tally(wi);
         let wl = &self.batch.workloads[wi];
@@ -180,6 +186,7 @@ impl Session<'_> {
             candidates: cands.iter().map(|c| self.candidate(c)).collect(),
             suggestions: Vec::new(),
             notes: Vec::new(),
+            queue: None,
         }
     }
 }

@@ -59,7 +59,7 @@ impl Session<'_> {
         let models_before = if checks_models {
             self.models_used(wi)
         } else {
-            BTreeMap::new()
+            Default::default()
         };
         let mut quota_blocked = None;
         let fleet = &*self.fleet;

@@ -56,6 +56,7 @@ mod gang;
 mod memo;
 mod plan;
 mod preempt;
+mod queue;
 mod quota;
 mod search;
 
@@ -224,6 +225,8 @@ pub(crate) struct Session<'a> {
     verdicts: HashMap<FilterKey, Arc<Verdict>>,
     platforms: HashMap<PlatformKey, Arc<PlatformMemo>>,
     sites: HashMap<SiteKey, Arc<Vec<Option<Reason>>>>,
+    /// Queued jobs' queues and the queues' usage, when the batch has queues.
+    queues: Option<queue::QueueView>,
 }
 
 /// Per spread key: whether domains are per node, the domain of each class (or node),
@@ -235,7 +238,12 @@ impl<'a> Session<'a> {
         for wl in batch.workloads.iter().filter(|w| w.gang.is_some()) {
             fleet.mark_gang(&wl.workload.namespace, &wl.workload.name);
         }
+        let queues = batch
+            .queues
+            .as_ref()
+            .map(|q| queue::QueueView::new(fleet, batch, q));
         Session {
+            queues,
             fleet,
             batch,
             opts,
@@ -281,7 +289,7 @@ impl<'a> Session<'a> {
         } else {
             filter::pick_ports(&self.fleet.nodes[c.node as usize].ports, &wl.ports)
         };
-        let id = self.fleet.insert_alloc(Alloc {
+        let alloc = Alloc {
             workload: wid,
             replica,
             node: c.node,
@@ -290,7 +298,11 @@ impl<'a> Session<'a> {
             gpu: c.gpu,
             ports,
             name: None,
-        });
+        };
+        if let Some(q) = self.queues.as_mut() {
+            q.count(self.fleet, &alloc, true);
+        }
+        let id = self.fleet.insert_alloc(alloc);
         self.count_replica(wi, c.node, true);
         self.touched.push(c.node);
         id
@@ -298,6 +310,9 @@ impl<'a> Session<'a> {
 
     fn uncommit(&mut self, id: AllocId) -> Alloc {
         let a = self.fleet.release(id);
+        if let Some(q) = self.queues.as_mut() {
+            q.count(self.fleet, &a, false);
+        }
         self.release_gen += 1;
         self.touched.push(a.node);
         if let Some(&wi) = self.plan_of_wid.get(&a.workload) {
@@ -393,6 +408,7 @@ impl<'a> Session<'a> {
                 candidates: cands.iter().map(|c| self.candidate(c)).collect(),
                 suggestions: Vec::new(),
                 notes,
+                queue: None,
             },
         }
     }

@@ -23,7 +23,7 @@ enum Unit {
     Count,
 }
 
-/// One bound of a project's quota that a placement would break.
+/// One bound of a project's quota, or of a job's queue, that a placement would break.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Breach {
     /// `cpu`, `memory`, `gpus`, `instances`, or `H100 gpus`.
@@ -32,9 +32,82 @@ pub(super) struct Breach {
     used: u64,
     requested: u64,
     limit: u64,
+    /// Set when the bound is the job's queue's, not its project's.
+    queue: Option<QueueBreach>,
+}
+
+/// Which queue rule a breach is of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct QueueBreach {
+    pub queue: String,
+    pub cohort: Option<String>,
+    pub reason: api::queue::QueueReason,
+    pub nominal: u64,
+    /// What the cohort's pool leaves the queue beyond what it keeps.
+    pub pool_left: u64,
 }
 
 impl Breach {
+    /// A breach of a queue's bound on `r`.
+    pub(super) fn queue(
+        r: &crate::queue::Res,
+        used: u64,
+        requested: u64,
+        limit: u64,
+        queue: QueueBreach,
+    ) -> Breach {
+        use crate::queue::Res;
+        Breach {
+            resource: r.label(),
+            unit: match r {
+                Res::Cpu => Unit::Cpu,
+                Res::Memory => Unit::Memory,
+                _ => Unit::Count,
+            },
+            used,
+            requested,
+            limit,
+            queue: Some(queue),
+        }
+    }
+
+    /// Why a queued job waits, in words and as its typed reason.
+    fn queue_wait(&self, q: &QueueBreach) -> api::queue::QueueWait {
+        use api::queue::QueueReason as R;
+        let (name, res) = (&q.queue, &self.resource);
+        let cohort = q.cohort.as_deref().unwrap_or_default();
+        let want = self.used.saturating_add(self.requested);
+        let sums = format!(
+            "{} used + {} requested > {}",
+            self.show(self.used),
+            self.show(self.requested),
+            self.show(self.limit)
+        );
+        let message = match q.reason {
+            R::OverBorrowingLimit => format!(
+                "queue {name} may borrow at most {} {res} beyond its nominal {} from cohort {cohort}: {sums}",
+                self.show(self.limit.saturating_sub(q.nominal)),
+                self.show(q.nominal)
+            ),
+            R::WaitingForBorrowableQuota if want > q.nominal => format!(
+                "queue {name} needs to borrow {} {res} beyond its nominal {}; cohort {cohort} has {} left for it: {sums}",
+                self.show(want - q.nominal),
+                self.show(q.nominal),
+                self.show(self.limit.saturating_sub(q.nominal.min(self.limit)).min(q.pool_left))
+            ),
+            R::WaitingForBorrowableQuota => format!(
+                "queue {name}'s nominal {res} ({}) is lent to other queues of cohort {cohort}; it waits until they return it: {sums}",
+                self.show(q.nominal)
+            ),
+            _ => format!("queue {name} over its nominal {res} quota: {sums}"),
+        };
+        api::queue::QueueWait {
+            queue: name.clone(),
+            reason: q.reason,
+            message,
+        }
+    }
+
     fn show(&self, n: u64) -> String {
         match self.unit {
             Unit::Cpu => api::Cpu::from_millis(n).to_string(),
@@ -71,6 +144,7 @@ fn check(
         used,
         requested,
         limit,
+        queue: None,
     })
 }
 
@@ -88,6 +162,11 @@ impl Session<'_> {
     /// those known before choosing nodes: cpu, memory, GPUs, allocations and, when the
     /// request names a model, that model's GPUs.
     pub(super) fn quota_breach(&self, wi: usize, members: u64) -> Option<Breach> {
+        self.project_breach(wi, members)
+            .or_else(|| self.queue_breach(wi, members))
+    }
+
+    fn project_breach(&self, wi: usize, members: u64) -> Option<Breach> {
         let wl = &self.batch.workloads[wi];
         let q = wl.quota.as_deref()?;
         let zero = crate::fleet::Usage::default();
@@ -122,12 +201,18 @@ impl Session<'_> {
     /// no model and the quota bounds some.
     pub(super) fn checks_models(&self, wi: usize) -> bool {
         let wl = &self.batch.workloads[wi];
-        wl.gpu.as_ref().is_some_and(|g| g.model.is_none())
-            && wl.quota.as_ref().is_some_and(|q| !q.by_model.is_empty())
+        (wl.gpu.as_ref().is_some_and(|g| g.model.is_none())
+            && wl.quota.as_ref().is_some_and(|q| !q.by_model.is_empty()))
+            || self.queue_checks_models(wi)
     }
 
     /// The breach of the bound of `model` by `members` more instances of `wi`.
     pub(super) fn model_breach(&self, wi: usize, model: &str, members: u64) -> Option<Breach> {
+        self.project_model_breach(wi, model, members)
+            .or_else(|| self.queue_model_breach(wi, model, members))
+    }
+
+    fn project_model_breach(&self, wi: usize, model: &str, members: u64) -> Option<Breach> {
         let wl = &self.batch.workloads[wi];
         let limit = wl.quota.as_ref()?.by_model.get(model).copied();
         let used = self
@@ -178,7 +263,12 @@ impl Session<'_> {
 
     /// The per-model breach a gang's trial placement made: a model bound whose usage
     /// rose above it since `before` (the usage by model before the trial).
-    pub(super) fn trial_breach(&self, wi: usize, before: &BTreeMap<String, u64>) -> Option<Breach> {
+    pub(super) fn trial_breach(&self, wi: usize, before: &ModelsUsed) -> Option<Breach> {
+        self.project_trial_breach(wi, &before.0)
+            .or_else(|| self.queue_trial_breach(wi, &before.1))
+    }
+
+    fn project_trial_breach(&self, wi: usize, before: &BTreeMap<String, u64>) -> Option<Breach> {
         let wl = &self.batch.workloads[wi];
         let q = wl.quota.as_deref()?;
         let after = &self.usage_of(wi)?.by_model;
@@ -195,16 +285,28 @@ impl Session<'_> {
         })
     }
 
-    /// The usage by model of workload `wi`'s project now.
-    pub(super) fn models_used(&self, wi: usize) -> BTreeMap<String, u64> {
-        self.usage_of(wi)
+    /// The usage by model of workload `wi`'s project and of its queue now.
+    pub(super) fn models_used(&self, wi: usize) -> ModelsUsed {
+        let project = self
+            .usage_of(wi)
             .map(|u| u.by_model.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (project, self.queue_models_used(wi))
     }
 
     /// The explanation of an instance that waits for its project's quota: every node
     /// counted under `quota`, since no node may take it while the project is over.
     pub(super) fn over_quota(&self, wi: usize, b: &Breach, mut notes: Vec<String>) -> Explanation {
+        if let Some(q) = &b.queue {
+            let wait = b.queue_wait(q);
+            let mut e = self.queue_refused(&wait);
+            notes.push(format!(
+                "waits (not refused): admitted once queue {} has room (its jobs finish, other queues of its cohort return what they borrowed, or its quota is raised)",
+                q.queue
+            ));
+            e.notes = notes;
+            return e;
+        }
         let wl = &self.batch.workloads[wi];
         let message = b.message(&wl.workload.namespace);
         let nodes = self.fleet.nodes.len() as u32;
@@ -225,6 +327,10 @@ impl Session<'_> {
             candidates: Vec::new(),
             suggestions: Vec::new(),
             notes,
+            queue: None,
         }
     }
 }
+
+/// GPUs used by model, of a job's project and of its queue (before a gang's trial).
+pub(super) type ModelsUsed = (BTreeMap<String, u64>, BTreeMap<String, u64>);

@@ -1,0 +1,284 @@
+//! Queues in the scheduler: which queue each job waits in, the placement engine's view
+//! of the queues, where each waiting job stands (`WorkloadStatus.queue`), `Queue.status`
+//! and the queue metrics, and eviction of jobs not ready within `waitForReady`.
+//!
+//! Admission itself is placement's (`placement::queue`): a queued job is placed only
+//! within its queue's quota, in its queue's order. This module feeds it and reports.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use api::kinds::{Condition, ConditionStatus, Project, ResourceTotals, Workload};
+use api::queue::{Queue, QueueReason, QueueState, QueueWait};
+use store::Revision;
+
+/// The queues of a pass.
+pub(crate) struct QueueContext {
+    /// Every queue, by name, with its store revision.
+    pub queues: BTreeMap<String, (Queue, Revision)>,
+    /// For placement.
+    pub compiled: Arc<placement::Queues>,
+    /// (project, workload) → its queue's name, for every workload in a queue (the queue
+    /// may not exist).
+    pub of: HashMap<(String, String), String>,
+}
+
+impl QueueContext {
+    pub(crate) fn new<'a>(
+        queues: Vec<(Queue, Revision)>,
+        workloads: impl IntoIterator<Item = &'a Workload>,
+        projects: &BTreeMap<String, Project>,
+    ) -> QueueContext {
+        let mut compiled = placement::Queues::new(queues.iter().map(|(q, _)| q));
+        let mut of = HashMap::new();
+        for w in workloads {
+            let ns = w.metadata.namespace.as_deref().unwrap_or_default();
+            let project = projects.get(ns).map(|p| &p.spec);
+            if let Some(q) = api::queue::effective_queue(&w.spec, project) {
+                compiled.assign(ns, &w.metadata.name, q);
+                of.insert((ns.to_string(), w.metadata.name.clone()), q.to_string());
+            }
+        }
+        QueueContext {
+            queues: queues
+                .into_iter()
+                .map(|(q, rev)| (q.metadata.name.clone(), (q, rev)))
+                .collect(),
+            compiled: Arc::new(compiled),
+            of,
+        }
+    }
+
+    /// Whether queues matter in this pass: some exist or some job names one.
+    pub(crate) fn active(&self) -> bool {
+        !self.queues.is_empty() || !self.of.is_empty()
+    }
+}
+
+/// Where each waiting job stands in its queue: jobs ahead of it that also wait, in the
+/// queue's order (priority, then age).
+pub(crate) fn positions(
+    ctx: &QueueContext,
+    workloads: &HashMap<(String, String), &Workload>,
+    waiting: &HashSet<(String, String)>,
+) -> HashMap<(String, String), u32> {
+    let mut lanes: BTreeMap<&str, Vec<(&(String, String), &Workload)>> = BTreeMap::new();
+    for key in waiting {
+        if let (Some(q), Some(w)) = (ctx.of.get(key), workloads.get(key)) {
+            lanes.entry(q.as_str()).or_default().push((key, w));
+        }
+    }
+    let mut out = HashMap::new();
+    for jobs in lanes.values_mut() {
+        jobs.sort_by(|(ka, a), (kb, b)| {
+            api::queue::queue_order(
+                (
+                    a.spec.priority,
+                    a.metadata.creation_timestamp.as_deref().unwrap_or_default(),
+                    &ka.0,
+                    &ka.1,
+                ),
+                (
+                    b.spec.priority,
+                    b.metadata.creation_timestamp.as_deref().unwrap_or_default(),
+                    &kb.0,
+                    &kb.1,
+                ),
+            )
+        });
+        for (i, (key, _)) in jobs.iter().enumerate() {
+            out.insert((*key).clone(), i as u32);
+        }
+    }
+    out
+}
+
+/// A job's queue state after this pass. `wait` is why it waits (from its first
+/// unplaceable decision), `None` when nothing of it waits; `holds` whether it holds
+/// allocations.
+pub(crate) fn state(
+    name: &str,
+    prev: Option<&QueueState>,
+    wait: Option<&QueueWait>,
+    position: Option<u32>,
+    holds: bool,
+    now: jiff::Timestamp,
+) -> QueueState {
+    let prev = prev.filter(|p| p.name == name);
+    let admitted = wait.is_none() && holds;
+    let was_admitted = prev.is_some_and(|p| p.admitted);
+    QueueState {
+        name: name.to_string(),
+        admitted,
+        position: if admitted { None } else { position },
+        reason: wait.map(|w| w.reason),
+        message: wait.map(|w| w.message.clone()),
+        requeues: prev.map_or(0, |p| p.requeues),
+        requeue_at: prev.and_then(|p| p.requeue_at.clone()),
+        admitted_at: match (admitted, was_admitted) {
+            (true, true) => prev.and_then(|p| p.admitted_at.clone()),
+            (true, false) => Some(now.to_string()),
+            (false, _) => None,
+        },
+    }
+}
+
+/// Whether job `w`, admitted by a queue with `waitForReady`, overstayed it without all its
+/// instances running: returns the timeout when it must be evicted and requeued.
+pub(crate) fn unready(
+    ctx: &QueueContext,
+    key: &(String, String),
+    w: &Workload,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    let queue = ctx.of.get(key)?;
+    let (q, _) = ctx.queues.get(queue)?;
+    let limit: std::time::Duration = q
+        .spec
+        .wait_for_ready
+        .as_deref()?
+        .parse::<api::duration::Duration>()
+        .ok()?
+        .into();
+    let status = w.status.as_ref()?;
+    let state = status.queue.as_ref()?;
+    let since: jiff::Timestamp = state.admitted_at.as_deref()?.parse().ok()?;
+    let waited = now.duration_since(since);
+    let all_running = status.running_replicas + status.succeeded_replicas
+        >= status.desired_replicas.max(1);
+    (state.admitted && !all_running && waited.as_secs() >= 0 && waited.unsigned_abs() >= limit)
+        .then_some(limit)
+}
+
+/// The queue state of a job evicted after `waitForReady`: back off, then wait again.
+pub(crate) fn requeued(
+    prev: &QueueState,
+    limit: std::time::Duration,
+    now: jiff::Timestamp,
+) -> QueueState {
+    let requeues = prev.requeues.saturating_add(1);
+    let backoff = api::queue::requeue_backoff_secs(requeues);
+    let at = now
+        .checked_add(jiff::SignedDuration::from_secs(backoff as i64))
+        .unwrap_or(now);
+    QueueState {
+        name: prev.name.clone(),
+        admitted: false,
+        position: None,
+        reason: Some(QueueReason::BackingOff),
+        message: Some(format!(
+            "evicted: its instances were not all running {} after admission (queue {}'s waitForReady); requeued after {backoff}s (eviction {requeues})",
+            api::duration::Duration::from(limit),
+            prev.name
+        )),
+        requeues,
+        requeue_at: Some(at.to_string()),
+        admitted_at: None,
+    }
+}
+
+/// Whether a job backs off after an eviction until a time still to come; returns that time.
+pub(crate) fn backing_off(w: &Workload, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let at: jiff::Timestamp = w
+        .status
+        .as_ref()?
+        .queue
+        .as_ref()?
+        .requeue_at
+        .as_deref()?
+        .parse()
+        .ok()?;
+    (at > now).then_some(at)
+}
+
+/// Per queue: jobs waiting and admitted in this pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub pending: u32,
+    pub admitted: u32,
+}
+
+/// The status each queue should have: counts, usage, weighted share and conditions.
+pub(crate) fn queue_status(
+    ctx: &QueueContext,
+    name: &str,
+    q: &Queue,
+    counts: Counts,
+    usage: Option<&placement::QueueUsage>,
+    now: jiff::Timestamp,
+) -> api::queue::QueueStatus {
+    let prev = q.status.clone().unwrap_or_default();
+    let mut conditions = prev.conditions.clone();
+    let (active, reason, message) = match &q.spec.cohort {
+        Some(c)
+            if !ctx
+                .queues
+                .values()
+                .any(|(o, _)| o.metadata.name != name && o.spec.cohort.as_deref() == Some(c)) =>
+        {
+            (
+                ConditionStatus::False,
+                "CohortNotFound",
+                format!(
+                    "no other queue is in cohort {c}: this queue has nothing to borrow and lends to no one (name the cohort in another queue, or remove spec.cohort)"
+                ),
+            )
+        }
+        _ => (
+            ConditionStatus::True,
+            "Ready",
+            "admitting jobs".to_string(),
+        ),
+    };
+    set(&mut conditions, "Active", active, reason, message, now);
+    let borrowing = usage.is_some_and(|u| u.borrowing);
+    set(
+        &mut conditions,
+        "Borrowing",
+        if borrowing {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        if borrowing { "Borrowing" } else { "WithinNominal" },
+        if borrowing {
+            "uses more than its nominal quota of some resource, lent by its cohort".to_string()
+        } else {
+            "within its nominal quota".to_string()
+        },
+        now,
+    );
+    api::queue::QueueStatus {
+        pending: counts.pending,
+        admitted: counts.admitted,
+        usage: Some(usage.map(|u| u.usage.clone()).unwrap_or_else(ResourceTotals::default)),
+        weighted_share: usage.map(|u| u.weighted_share).filter(|s| *s > 0),
+        conditions,
+    }
+}
+
+/// Sets a condition, keeping its transition time when its status does not change.
+fn set(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    now: jiff::Timestamp,
+) {
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        last_transition_time: Some(transition),
+        last_update_time: None,
+    });
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
