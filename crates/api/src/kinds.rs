@@ -1828,6 +1828,7 @@ mod tests {
             EVENT,
             VIRTUAL_MACHINE,
             MIGRATION_PLAN,
+            QUEUE,
         ];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {
