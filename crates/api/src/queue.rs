@@ -253,10 +253,7 @@ pub fn effective_queue<'a>(
 /// The order of jobs in a queue: higher priority first, then older (creation time),
 /// then by project and name. `created` is RFC 3339 as stored (they compare as strings:
 /// the server writes one format).
-pub fn queue_order(
-    a: (i32, &str, &str, &str),
-    b: (i32, &str, &str, &str),
-) -> std::cmp::Ordering {
+pub fn queue_order(a: (i32, &str, &str, &str), b: (i32, &str, &str, &str)) -> std::cmp::Ordering {
     b.0.cmp(&a.0)
         .then_with(|| a.1.cmp(b.1))
         .then_with(|| a.2.cmp(b.2))

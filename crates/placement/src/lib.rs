@@ -217,8 +217,8 @@ impl<'a> Placer<'a> {
         let wi = lane.jobs[lane.next];
         lane.next += 1;
         let blocked_by = lane.blocked_by;
-        let strict = self.session.queue_strategy(lane.queue)
-            == api::queue::QueueingStrategy::StrictFifo;
+        let strict =
+            self.session.queue_strategy(lane.queue) == api::queue::QueueingStrategy::StrictFifo;
         let idx: Vec<usize> = self.members[wi]
             .iter()
             .copied()
@@ -228,12 +228,16 @@ impl<'a> Placer<'a> {
             let e = self
                 .session
                 .behind_head(wi, &batch.workloads[head].workload);
-            idx.iter().map(|_| Outcome::Unplaceable(e.clone())).collect()
+            idx.iter()
+                .map(|_| Outcome::Unplaceable(e.clone()))
+                .collect()
         } else if batch.workloads[wi].gang.is_some() {
             let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
             self.session.place_gang(wi, &replicas)
         } else if let Some(e) = self.session.queue_admission(wi, idx.len() as u64) {
-            idx.iter().map(|_| Outcome::Unplaceable(e.clone())).collect()
+            idx.iter()
+                .map(|_| Outcome::Unplaceable(e.clone()))
+                .collect()
         } else {
             idx.iter()
                 .map(|&j| self.session.place_one(wi, batch.instances[j].replica))

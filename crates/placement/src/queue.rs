@@ -219,7 +219,8 @@ impl Queues {
             pool = pool.saturating_add(pb.lendable());
             if p != q {
                 let used = r.of(&usage[p as usize]);
-                drawn_by_others = drawn_by_others.saturating_add(used.saturating_sub(pb.guaranteed()));
+                drawn_by_others =
+                    drawn_by_others.saturating_add(used.saturating_sub(pb.guaranteed()));
             }
         }
         let by_pool = b

@@ -130,14 +130,20 @@ fn reason(decisions: &[Decision], name: &str) -> Option<(QueueReason, String)> {
 fn a_queue_admits_jobs_within_its_nominal_quota_and_the_rest_wait() {
     let nodes = gpu_nodes(4);
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
-    let q = queue("train", json!({"quota": {"gpusByModel": {"H100": {"nominal": 8}}}}));
+    let q = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+    );
     let jobs = [
         job("a", "train", 0, 1, 4, 1),
         job("b", "train", 0, 1, 4, 2),
         job("c", "train", 0, 1, 4, 3),
     ];
     let d = place_queued(&mut fleet, &[q], &[], &jobs);
-    assert_eq!((placed(&d, "a"), placed(&d, "b"), placed(&d, "c")), (1, 1, 0));
+    assert_eq!(
+        (placed(&d, "a"), placed(&d, "b"), placed(&d, "c")),
+        (1, 1, 0)
+    );
     let (why, message) = reason(&d, "c").expect("c waits in its queue");
     assert_eq!(why, QueueReason::OverNominalQuota);
     assert!(
@@ -146,14 +152,21 @@ fn a_queue_admits_jobs_within_its_nominal_quota_and_the_rest_wait() {
     );
     let e = d[2].explanation();
     assert_eq!(e.rejections[0].reason, ReasonCode::Queue);
-    assert!(e.summary.starts_with("waiting in queue train:"), "{}", e.summary);
+    assert!(
+        e.summary.starts_with("waiting in queue train:"),
+        "{}",
+        e.summary
+    );
 }
 
 #[test]
 fn within_a_queue_higher_priority_goes_first_then_the_older_job() {
     let nodes = gpu_nodes(4);
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
-    let q = queue("train", json!({"quota": {"gpusByModel": {"H100": {"nominal": 8}}}}));
+    let q = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+    );
     let jobs = [
         job("old", "train", 0, 1, 4, 1),
         job("new", "train", 0, 1, 4, 9),
@@ -162,7 +175,11 @@ fn within_a_queue_higher_priority_goes_first_then_the_older_job() {
     let d = place_queued(&mut fleet, &[q], &[], &jobs);
     assert_eq!(placed(&d, "urgent"), 1);
     assert_eq!(placed(&d, "old"), 1);
-    assert_eq!(placed(&d, "new"), 0, "the newest job of equal priority waits");
+    assert_eq!(
+        placed(&d, "new"),
+        0,
+        "the newest job of equal priority waits"
+    );
 }
 
 #[test]
@@ -207,7 +224,10 @@ fn queues_of_a_cohort_borrow_what_others_do_not_use_within_their_limits() {
     assert_eq!(admitted, 2, "8 nominal + at most 2 borrowed: two jobs of 4");
     let (why, message) = reason(&d, "a2").expect("a2 waits");
     assert_eq!(why, QueueReason::OverBorrowingLimit);
-    assert!(message.contains("may borrow at most 2 H100 gpus"), "{message}");
+    assert!(
+        message.contains("may borrow at most 2 H100 gpus"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -228,15 +248,28 @@ fn a_lender_whose_quota_is_borrowed_waits_for_it_without_reclaim() {
         .map(|i| job(&format!("a{i}"), "a", 0, 1, 4, i))
         .collect();
     let d = place_queued(&mut fleet, &queues, &[], &first);
-    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "a borrows all of b's");
+    assert_eq!(
+        d.iter().filter(|d| d.is_placed()).count(),
+        4,
+        "a borrows all of b's"
+    );
     // b's own job now waits: its nominal quota is lent out.
     let mut all = first.clone();
     all.push(job("b0", "b", 0, 1, 4, 10));
-    let d = place_known(&mut fleet, &queues, &[], &all, &[job("b0", "b", 0, 1, 4, 10)]);
+    let d = place_known(
+        &mut fleet,
+        &queues,
+        &[],
+        &all,
+        &[job("b0", "b", 0, 1, 4, 10)],
+    );
     assert_eq!(placed(&d, "b0"), 0);
     let (why, message) = reason(&d, "b0").expect("b0 waits");
     assert_eq!(why, QueueReason::WaitingForBorrowableQuota);
-    assert!(message.contains("lent to other queues of cohort lab"), "{message}");
+    assert!(
+        message.contains("lent to other queues of cohort lab"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -270,8 +303,16 @@ fn strict_fifo_holds_the_jobs_behind_its_head_best_effort_lets_them_try() {
 fn a_gang_is_admitted_only_when_all_its_members_fit_the_queue() {
     let nodes = gpu_nodes(4);
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
-    let q = queue("train", json!({"quota": {"gpusByModel": {"H100": {"nominal": 12}}}}));
-    let d = place_queued(&mut fleet, &[q], &[], &[gang(job("g", "train", 0, 4, 4, 1))]);
+    let q = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 12}}}}),
+    );
+    let d = place_queued(
+        &mut fleet,
+        &[q],
+        &[],
+        &[gang(job("g", "train", 0, 4, 4, 1))],
+    );
     assert_eq!(placed(&d, "g"), 0, "16 GPUs > 12: no member is placed");
     let (why, _) = reason(&d, "g").expect("waits");
     assert_eq!(why, QueueReason::OverNominalQuota);
@@ -284,7 +325,11 @@ fn a_job_of_several_instances_is_admitted_whole() {
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
     let q = queue("cpu", json!({"quota": {"cpu": {"nominal": "10"}}}));
     let d = place_queued(&mut fleet, &[q], &[], &[job("shards", "cpu", 0, 12, 0, 1)]);
-    assert_eq!(placed(&d, "shards"), 0, "12 cores > 10: none of the 12 instances runs");
+    assert_eq!(
+        placed(&d, "shards"),
+        0,
+        "12 cores > 10: none of the 12 instances runs"
+    );
 }
 
 #[test]
@@ -322,7 +367,10 @@ fn fair_sharing_splits_what_the_cohort_lends_by_weight() {
     assert_eq!(a + b, 24, "16 lent + 4 + 4 nominal are all used");
     // Borrowed beyond nominal: b should hold about three times a's.
     let (ba, bb) = (a - 4, b - 4);
-    assert!(bb >= 3 * ba - 2 && bb <= 3 * ba + 6, "a borrowed {ba}, b borrowed {bb}");
+    assert!(
+        bb >= 3 * ba - 2 && bb <= 3 * ba + 6,
+        "a borrowed {ba}, b borrowed {bb}"
+    );
     assert!(ba > 0, "a gets a share too");
 }
 
@@ -353,14 +401,19 @@ fn a_job_whose_queue_is_missing_or_closed_to_its_project_waits_saying_so() {
 fn a_project_default_queue_applies_to_its_jobs() {
     let nodes = gpu_nodes(2);
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
-    let q = queue("research-default", json!({"quota": {"gpusByModel": {"H100": {"nominal": 4}}}}));
+    let q = queue(
+        "research-default",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 4}}}}),
+    );
     let project: Project = serde_json::from_value(json!({
         "apiVersion": "meridian.dev/v1", "kind": "Project",
         "metadata": {"name": "research"},
         "spec": {"defaultQueue": "research-default"}
     }))
     .expect("project");
-    let mut jobs: Vec<Workload> = (0..2).map(|i| job(&format!("j{i}"), "x", 0, 1, 4, i)).collect();
+    let mut jobs: Vec<Workload> = (0..2)
+        .map(|i| job(&format!("j{i}"), "x", 0, 1, 4, i))
+        .collect();
     for j in &mut jobs {
         j.spec.queue = None;
     }
@@ -387,11 +440,17 @@ fn a_project_default_queue_applies_to_its_jobs() {
 fn a_request_that_names_no_model_is_held_to_the_queues_model_bounds() {
     let nodes = gpu_nodes(2);
     let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
-    let q = queue("train", json!({"quota": {"gpusByModel": {"H100": {"nominal": 4}}}}));
+    let q = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 4}}}}),
+    );
     let mut any = [job("x", "train", 0, 1, 4, 1), job("y", "train", 0, 1, 4, 2)];
     for j in &mut any {
         let mut v = serde_json::to_value(&*j).expect("json");
-        merge(&mut v, json!({"spec": {"task": {"resources": {"gpu": {"model": null}}}}}));
+        merge(
+            &mut v,
+            json!({"spec": {"task": {"resources": {"gpu": {"model": null}}}}}),
+        );
         v["spec"]["task"]["resources"]["gpu"]
             .as_object_mut()
             .expect("gpu")
@@ -399,5 +458,9 @@ fn a_request_that_names_no_model_is_held_to_the_queues_model_bounds() {
         *j = serde_json::from_value(v).expect("workload");
     }
     let d = place_queued(&mut fleet, &[q], &[], &any);
-    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 1, "4 H100s: one job");
+    assert_eq!(
+        d.iter().filter(|d| d.is_placed()).count(),
+        1,
+        "4 H100s: one job"
+    );
 }

@@ -373,8 +373,14 @@ impl Metrics {
             let labels = QueueLabels {
                 queue: queue.clone(),
             };
-            inner.queue_pending.get_or_create(&labels).set(i64::from(*pending));
-            inner.queue_admitted.get_or_create(&labels).set(i64::from(*admitted));
+            inner
+                .queue_pending
+                .get_or_create(&labels)
+                .set(i64::from(*pending));
+            inner
+                .queue_admitted
+                .get_or_create(&labels)
+                .set(i64::from(*admitted));
             inner
                 .queue_share
                 .get_or_create(&labels)

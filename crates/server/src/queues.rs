@@ -49,6 +49,15 @@ impl QueueContext {
         }
     }
 
+    /// Whether job `key` waits in a `StrictFIFO` queue: its head blocks the jobs behind
+    /// it, so such jobs are planned every pass, together.
+    pub(crate) fn strict(&self, key: &(String, String)) -> bool {
+        self.of
+            .get(key)
+            .and_then(|q| self.queues.get(q))
+            .is_some_and(|(q, _)| q.spec.strategy == api::queue::QueueingStrategy::StrictFifo)
+    }
+
     /// Whether queues matter in this pass: some exist or some job names one.
     pub(crate) fn active(&self) -> bool {
         !self.queues.is_empty() || !self.of.is_empty()
@@ -144,8 +153,8 @@ pub(crate) fn unready(
     let state = status.queue.as_ref()?;
     let since: jiff::Timestamp = state.admitted_at.as_deref()?.parse().ok()?;
     let waited = now.duration_since(since);
-    let all_running = status.running_replicas + status.succeeded_replicas
-        >= status.desired_replicas.max(1);
+    let all_running =
+        status.running_replicas + status.succeeded_replicas >= status.desired_replicas.max(1);
     (state.admitted && !all_running && waited.as_secs() >= 0 && waited.unsigned_abs() >= limit)
         .then_some(limit)
 }
@@ -224,11 +233,7 @@ pub(crate) fn queue_status(
                 ),
             )
         }
-        _ => (
-            ConditionStatus::True,
-            "Ready",
-            "admitting jobs".to_string(),
-        ),
+        _ => (ConditionStatus::True, "Ready", "admitting jobs".to_string()),
     };
     set(&mut conditions, "Active", active, reason, message, now);
     let borrowing = usage.is_some_and(|u| u.borrowing);
@@ -240,7 +245,11 @@ pub(crate) fn queue_status(
         } else {
             ConditionStatus::False
         },
-        if borrowing { "Borrowing" } else { "WithinNominal" },
+        if borrowing {
+            "Borrowing"
+        } else {
+            "WithinNominal"
+        },
         if borrowing {
             "uses more than its nominal quota of some resource, lent by its cohort".to_string()
         } else {
@@ -251,7 +260,11 @@ pub(crate) fn queue_status(
     api::queue::QueueStatus {
         pending: counts.pending,
         admitted: counts.admitted,
-        usage: Some(usage.map(|u| u.usage.clone()).unwrap_or_else(ResourceTotals::default)),
+        usage: Some(
+            usage
+                .map(|u| u.usage.clone())
+                .unwrap_or_else(ResourceTotals::default),
+        ),
         weighted_share: usage.map(|u| u.weighted_share).filter(|s| *s > 0),
         conditions,
     }

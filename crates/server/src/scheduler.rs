@@ -37,8 +37,8 @@ use store::{Compare, Op, Revision};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
-use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
 use crate::queues::{self, QueueContext};
+use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
 use crate::{periodic, rollout};
 
 /// Prefix of the per-node ledger keys.
@@ -337,7 +337,9 @@ fn queue_fingerprint(queues: &[(api::queue::Queue, Revision)]) -> (usize, Revisi
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (q, _) in queues {
         q.metadata.name.hash(&mut h);
-        serde_json::to_string(&q.spec).unwrap_or_default().hash(&mut h);
+        serde_json::to_string(&q.spec)
+            .unwrap_or_default()
+            .hash(&mut h);
     }
     (queues.len(), h.finish() as Revision)
 }
@@ -647,8 +649,14 @@ async fn write_queue_statuses(
         object["status"] = serde_json::to_value(&want).map_err(ApiError::internal)?;
         let key = object_key(kind, None, name);
         let bytes = encode(&object);
-        let audit =
-            Registry::audit_record(&principal(), "update-status", kind, None, name, Some(&bytes));
+        let audit = Registry::audit_record(
+            &principal(),
+            "update-status",
+            kind,
+            None,
+            name,
+            Some(&bytes),
+        );
         state
             .registry
             .commit(Mutation::new(
@@ -806,10 +814,12 @@ fn place(
                 backing_off.insert(key, at);
                 continue;
             }
-            // Queued jobs are planned every pass: their order and admission depend on
-            // the other jobs of their queue and cohort, not on themselves alone.
+            // Jobs of a StrictFIFO queue are planned every pass: whether they may go
+            // depends on the jobs ahead of them, not on themselves alone. (In a
+            // best-effort queue a job that did not fit does not hold others back, and
+            // its queue's and cohort's usage are the allocations the fleet key covers.)
             if fleet_settled
-                && !in_queue
+                && !snap.queues.strict(&key)
                 && let Some(still) = memory.unchanged(&key, *rev, &snap.fleet_key)
                 && still.instances == missing.len()
             {
@@ -1031,7 +1041,7 @@ async fn write_statuses(
         });
         let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
         let queue = snap.queues.of.get(&key);
-        if pending > 0 && none_fitted && !refused.contains_key(&key) && queue.is_none() {
+        if pending > 0 && none_fitted && !refused.contains_key(&key) && !snap.queues.strict(&key) {
             let entry = Waiting {
                 revision: *rev,
                 fleet: snap.fleet_key,
@@ -1089,8 +1099,14 @@ async fn write_statuses(
                         .and_then(|(d, _)| d.explanation().queue.clone())
                 };
                 let holds = status.placed_replicas > 0 || status.replicas > 0;
-                let mut qs =
-                    queues::state(q, prev, wait.as_ref(), positions.get(&key).copied(), holds, now);
+                let mut qs = queues::state(
+                    q,
+                    prev,
+                    wait.as_ref(),
+                    positions.get(&key).copied(),
+                    holds,
+                    now,
+                );
                 if placing.backing_off.contains_key(&key) {
                     qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
                 } else if wait.is_none() {

@@ -732,6 +732,7 @@ fn projects() -> Vec<Project> {
                     owners: vec![format!("group:{name}")],
                     allowed_locations: allowed.iter().map(|s| s.to_string()).collect(),
                     quota: None,
+                    default_queue: None,
                 },
             )
         })

@@ -172,7 +172,12 @@ impl Session<'_> {
     }
 
     /// The breach of queue bound of `model` by `members` more instances of `wi`.
-    pub(super) fn queue_model_breach(&self, wi: usize, model: &str, members: u64) -> Option<Breach> {
+    pub(super) fn queue_model_breach(
+        &self,
+        wi: usize,
+        model: &str,
+        members: u64,
+    ) -> Option<Breach> {
         let q = self.queue_id(wi)?;
         let wl = &self.batch.workloads[wi];
         let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;

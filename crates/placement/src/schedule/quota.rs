@@ -93,11 +93,18 @@ impl Breach {
                 "queue {name} needs to borrow {} {res} beyond its nominal {}; cohort {cohort} has {} left for it: {sums}",
                 self.show(want - q.nominal),
                 self.show(q.nominal),
-                self.show(self.limit.saturating_sub(q.nominal.min(self.limit)).min(q.pool_left))
+                self.show(
+                    self.limit
+                        .saturating_sub(q.nominal.min(self.limit))
+                        .min(q.pool_left)
+                )
             ),
             R::WaitingForBorrowableQuota => format!(
                 "queue {name}'s nominal {res} ({}) is lent to other queues of cohort {cohort}; it waits until they return it: {sums}",
                 self.show(q.nominal)
+            ),
+            _ if q.cohort.is_some() => format!(
+                "queue {name} over its nominal {res} quota: {sums}; its cohort {cohort} has no other queue to borrow from"
             ),
             _ => format!("queue {name} over its nominal {res} quota: {sums}"),
         };

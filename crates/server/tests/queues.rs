@@ -1,0 +1,239 @@
+//! Queues through the real scheduler and store (issue 16): jobs over their queue's
+//! quota wait with a typed reason and a position, `Queue.status` counts and sums them,
+//! and a job not ready within `waitForReady` is evicted and requeued with a back-off.
+
+use serde_json::{Value, json};
+
+use client::{Client, ListOptions};
+use server::scheduler::{self, SchedulerOptions};
+
+use testkit::{TestServer, kind, load_examples};
+
+/// A job of `replicas` instances of `cpu` cores in project `research`, in `queue`.
+fn job(name: &str, queue: &str, cpu: u32, priority: i32) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": name, "namespace": "research"},
+        "spec": {"type": "job", "replicas": 1, "queue": queue, "priority": priority,
+                 "task": {"driver": "exec", "command": ["/bin/true"],
+                          "resources": {"cpu": cpu, "memory": "1Gi"},
+                          "os": {"family": "linux"}},
+                 "data": {"classification": "internal"}}
+    })
+}
+
+fn queue(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "meridian.dev/v1", "kind": "Queue",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+async fn placed(c: &Client, workload: &str) -> usize {
+    c.list_all(kind("alloc"), Some("research"), &ListOptions::default())
+        .await
+        .expect("allocations")
+        .iter()
+        .filter(|a| a["spec"]["workload"] == workload)
+        .count()
+}
+
+async fn queue_state(c: &Client, workload: &str) -> Value {
+    let w = c
+        .get(kind("wl"), Some("research"), workload)
+        .await
+        .expect("workload");
+    w["status"]["queue"].clone()
+}
+
+#[tokio::test]
+async fn queued_jobs_wait_in_order_with_their_reason_and_the_queue_counts_them() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    r.client
+        .create(
+            kind("queue"),
+            None,
+            &queue("small", json!({"quota": {"cpu": {"nominal": "4"}}})),
+            false,
+        )
+        .await
+        .expect("queue");
+    // Created within one second: the same creation time, so the name decides.
+    for name in ["j1", "j2", "j3"] {
+        r.client
+            .create(
+                kind("wl"),
+                Some("research"),
+                &job(name, "small", 2, 0),
+                false,
+            )
+            .await
+            .expect("accepted at create: quota waits, it does not refuse");
+    }
+    pass().await;
+    assert_eq!(placed(&r.client, "j1").await, 1);
+    assert_eq!(placed(&r.client, "j2").await, 1);
+    assert_eq!(placed(&r.client, "j3").await, 0);
+    let j3 = queue_state(&r.client, "j3").await;
+    assert_eq!(j3["name"], "small");
+    assert_eq!(j3["admitted"], false, "{j3}");
+    assert_eq!(j3["reason"], "OverNominalQuota", "{j3}");
+    assert_eq!(j3["position"], 0, "{j3}");
+    assert!(
+        j3["message"].as_str().is_some_and(
+            |m| m.contains("queue small over its nominal cpu quota: 4 used + 2 requested > 4")
+        ),
+        "{j3}"
+    );
+    let j1 = queue_state(&r.client, "j1").await;
+    assert_eq!(j1["admitted"], true, "{j1}");
+    assert!(j1["admittedAt"].is_string(), "{j1}");
+
+    // A later job of higher priority goes ahead of the ones waiting.
+    r.client
+        .create(
+            kind("wl"),
+            Some("research"),
+            &job("urgent", "small", 2, 10),
+            false,
+        )
+        .await
+        .expect("urgent");
+    pass().await;
+    assert_eq!(queue_state(&r.client, "urgent").await["position"], 0);
+    assert_eq!(queue_state(&r.client, "j3").await["position"], 1);
+
+    let q = r
+        .client
+        .get(kind("queue"), None, "small")
+        .await
+        .expect("queue");
+    assert_eq!(q["status"]["pending"], 2, "{q}");
+    assert_eq!(q["status"]["admitted"], 2, "{q}");
+    assert_eq!(q["status"]["usage"]["cpu"], "4", "{q}");
+    let active = q["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
+        .cloned()
+        .expect("Active condition");
+    assert_eq!(active["status"], "True", "{q}");
+
+    // Quota frees: the head of the queue (urgent) is admitted, then three.
+    r.client
+        .delete(kind("wl"), Some("research"), "j1")
+        .await
+        .expect("delete");
+    pass().await;
+    pass().await;
+    assert_eq!(placed(&r.client, "urgent").await, 1);
+    assert_eq!(placed(&r.client, "j3").await, 0);
+    assert_eq!(queue_state(&r.client, "j3").await["position"], 0);
+}
+
+#[tokio::test]
+async fn a_queue_alone_in_its_cohort_says_so_and_an_unknown_queue_is_a_waiting_reason() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    r.client
+        .create(
+            kind("queue"),
+            None,
+            &queue(
+                "lonely",
+                json!({"cohort": "nobody-else", "quota": {"cpu": {"nominal": "2"}}}),
+            ),
+            false,
+        )
+        .await
+        .expect("queue");
+    r.client
+        .create(
+            kind("wl"),
+            Some("research"),
+            &job("lost", "no-such-queue", 1, 0),
+            false,
+        )
+        .await
+        .expect("job");
+    r.client
+        .create(
+            kind("wl"),
+            Some("research"),
+            &job("big", "lonely", 4, 0),
+            false,
+        )
+        .await
+        .expect("job");
+    scheduler::pass(&r.state, &options).await.expect("pass");
+    let q = r
+        .client
+        .get(kind("queue"), None, "lonely")
+        .await
+        .expect("queue");
+    let active = q["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
+        .cloned()
+        .unwrap_or_else(|| panic!("Active condition: {q}"));
+    assert_eq!(active["status"], "False", "{q}");
+    assert_eq!(active["reason"], "CohortNotFound", "{q}");
+    let lost = queue_state(&r.client, "lost").await;
+    assert_eq!(lost["reason"], "QueueNotFound", "{lost}");
+    let big = queue_state(&r.client, "big").await;
+    assert_eq!(big["reason"], "OverNominalQuota", "{big}");
+    assert!(
+        big["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cohort nobody-else has no other queue")),
+        "{big}"
+    );
+    assert_eq!(
+        placed(&r.client, "lost").await + placed(&r.client, "big").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_job_not_ready_within_wait_for_ready_is_evicted_and_requeued_with_backoff() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    r.client
+        .create(
+            kind("queue"),
+            None,
+            &queue("impatient", json!({"waitForReady": "1s"})),
+            false,
+        )
+        .await
+        .expect("queue");
+    r.client
+        .create(
+            kind("wl"),
+            Some("research"),
+            &job("slow", "impatient", 1, 0),
+            false,
+        )
+        .await
+        .expect("job");
+    pass().await;
+    assert_eq!(placed(&r.client, "slow").await, 1, "admitted and placed");
+    assert_eq!(queue_state(&r.client, "slow").await["admitted"], true);
+    // No agent runs it: after waitForReady it gives its resources back.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    pass().await;
+    assert_eq!(placed(&r.client, "slow").await, 0, "evicted");
+    let state = queue_state(&r.client, "slow").await;
+    assert_eq!(state["reason"], "BackingOff", "{state}");
+    assert_eq!(state["requeues"], 1, "{state}");
+    assert_eq!(state["admitted"], false, "{state}");
+    assert!(state["requeueAt"].is_string(), "{state}");
+    // It stays out while it backs off.
+    pass().await;
+    pass().await;
+    assert_eq!(placed(&r.client, "slow").await, 0, "backing off");
+    assert_eq!(queue_state(&r.client, "slow").await["reason"], "BackingOff");
+}
