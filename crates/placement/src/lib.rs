@@ -231,17 +231,32 @@ impl<'a> Placer<'a> {
             idx.iter()
                 .map(|_| Outcome::Unplaceable(e.clone()))
                 .collect()
-        } else if batch.workloads[wi].gang.is_some() {
-            let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
-            self.session.place_gang(wi, &replicas)
-        } else if let Some(e) = self.session.queue_admission(wi, idx.len() as u64) {
-            idx.iter()
-                .map(|_| Outcome::Unplaceable(e.clone()))
-                .collect()
         } else {
-            idx.iter()
-                .map(|&j| self.session.place_one(wi, batch.instances[j].replica))
-                .collect()
+            let first = self.place_job(wi, &idx);
+            let none_placed = first.iter().all(|o| matches!(o, Outcome::Unplaceable(_)));
+            match none_placed
+                .then(|| self.session.queue_preempt(wi, idx.len() as u64))
+                .flatten()
+            {
+                None => first,
+                Some(evicted) => {
+                    let mut retry = self.place_job(wi, &idx);
+                    match retry.iter_mut().find_map(|o| match o {
+                        Outcome::Placed(p) => Some(p),
+                        Outcome::Unplaceable(_) => None,
+                    }) {
+                        Some(p) => {
+                            p.preempted
+                                .extend(self.session.queue_preemptions(wi, &evicted));
+                            retry
+                        }
+                        None => {
+                            self.session.restore(evicted);
+                            first
+                        }
+                    }
+                }
+            }
         };
         let mut waits = false;
         for (j, mut o) in idx.into_iter().zip(outcomes) {
@@ -257,6 +272,24 @@ impl<'a> Placer<'a> {
         }
         self.pending[wi] = 0;
         self.session.forget(wi);
+    }
+
+    /// Places the pending instances `idx` of queued job `wi`: a gang all together, else
+    /// all of them within the quota at once, then one by one.
+    fn place_job(&mut self, wi: usize, idx: &[usize]) -> Vec<Outcome> {
+        let batch = self.batch;
+        if batch.workloads[wi].gang.is_some() {
+            let replicas: Vec<u32> = idx.iter().map(|&j| batch.instances[j].replica).collect();
+            self.session.place_gang(wi, &replicas)
+        } else if let Some(e) = self.session.queue_admission(wi, idx.len() as u64) {
+            idx.iter()
+                .map(|_| Outcome::Unplaceable(e.clone()))
+                .collect()
+        } else {
+            idx.iter()
+                .map(|&j| self.session.place_one(wi, batch.instances[j].replica))
+                .collect()
+        }
     }
 
     /// Decides the next unit: returns the batch indexes of the instances just decided

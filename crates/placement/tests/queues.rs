@@ -464,3 +464,106 @@ fn a_request_that_names_no_model_is_held_to_the_queues_model_bounds() {
         "4 H100s: one job"
     );
 }
+
+#[test]
+fn within_queue_preemption_evicts_lower_priority_jobs_of_the_same_queue_whole() {
+    let nodes = gpu_nodes(4);
+    let q = queue(
+        "train",
+        json!({"preemption": {"withinQueue": "LowerPriority"},
+               "quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+    );
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let low = gang(job("low", "train", 0, 2, 4, 1));
+    let d = place_queued(
+        &mut fleet,
+        std::slice::from_ref(&q),
+        &[],
+        std::slice::from_ref(&low),
+    );
+    assert_eq!(placed(&d, "low"), 2);
+    let high = job("high", "train", 10, 1, 4, 2);
+    let d = place_known(
+        &mut fleet,
+        std::slice::from_ref(&q),
+        &[],
+        &[low.clone(), high.clone()],
+        std::slice::from_ref(&high),
+    );
+    let p = d[0]
+        .placement()
+        .expect("high is admitted by preempting low");
+    assert_eq!(
+        p.preempted.len(),
+        2,
+        "the gang goes whole: {:?}",
+        p.preempted
+    );
+    assert!(
+        p.preempted[0]
+            .reason
+            .contains("give queue train back its quota"),
+        "{}",
+        p.preempted[0].reason
+    );
+    // Without the policy, it waits.
+    let never = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+    );
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    place_queued(
+        &mut fleet,
+        std::slice::from_ref(&never),
+        &[],
+        std::slice::from_ref(&low),
+    );
+    let d = place_known(
+        &mut fleet,
+        std::slice::from_ref(&never),
+        &[],
+        &[low, high.clone()],
+        &[high],
+    );
+    assert!(!d[0].is_placed());
+}
+
+#[test]
+fn a_queue_reclaims_its_lent_quota_from_borrowers_of_its_cohort() {
+    let nodes = gpu_nodes(4);
+    let queues = |reclaim: &str| {
+        [
+            queue(
+                "a",
+                json!({"cohort": "lab", "quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+            ),
+            queue(
+                "b",
+                json!({"cohort": "lab",
+                       "preemption": {"reclaimWithinCohort": reclaim},
+                       "quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+            ),
+        ]
+    };
+    for (reclaim, reclaimed) in [("Any", true), ("LowerPriority", false), ("Never", false)] {
+        let qs = queues(reclaim);
+        let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+        // a borrows all of b's 8 GPUs with jobs of priority 5.
+        let borrowers: Vec<Workload> = (0..4)
+            .map(|i| job(&format!("a{i}"), "a", 5, 1, 4, i))
+            .collect();
+        let d = place_queued(&mut fleet, &qs, &[], &borrowers);
+        assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4);
+        // b's own job of priority 0 reclaims with Any only.
+        let own = job("b0", "b", 0, 1, 4, 10);
+        let mut all = borrowers.clone();
+        all.push(own.clone());
+        let d = place_known(&mut fleet, &qs, &[], &all, &[own]);
+        assert_eq!(d[0].is_placed(), reclaimed, "{reclaim}");
+        if reclaimed {
+            let p = d[0].placement().expect("placed");
+            assert_eq!(p.preempted.len(), 1, "one borrowing job is enough");
+            assert!(p.preempted[0].allocation.workload.starts_with('a'));
+        }
+    }
+}

@@ -276,6 +276,108 @@ impl Session<'_> {
         Some(self.over_quota(wi, &b, vec![note]))
     }
 
+    /// Queue preemption (`spec.preemption`): when job `wi` waits only for its queue's
+    /// quota, evicts whole jobs until `members` instances of it fit: jobs of strictly
+    /// lower priority in its own queue (`withinQueue: LowerPriority`), or, when what it
+    /// lacks is its own nominal quota lent out, jobs of other queues of its cohort that
+    /// borrow (`reclaimWithinCohort`: `Any`, or `LowerPriority`). Lowest priority first,
+    /// the newest allocations first among equals; a gang goes whole. Returns the evicted
+    /// allocations (to give back with [`Session::restore`] if the job still does not
+    /// fit), or `None`, evicting nothing, when no such set makes room.
+    pub(crate) fn queue_preempt(&mut self, wi: usize, members: u64) -> Option<Vec<Alloc>> {
+        use api::queue::{ReclaimWithinCohort, WithinQueue};
+        let q = self.queue_id(wi)?;
+        let b = self.quota_breach(wi, members)?;
+        let within_nominal = b.within_nominal()?;
+        let view = self.queues.as_ref()?;
+        let policy = view.queues.list[q as usize].preemption.clone();
+        let priority = self.batch.workloads[wi].priority;
+        let peers = view.queues.peers(q);
+        let borrowing = |qa: u32| {
+            let queue = &view.queues.list[qa as usize];
+            queue
+                .bounds
+                .iter()
+                .any(|(r, bound)| r.of(&view.usage[qa as usize]) > bound.nominal)
+        };
+        // Victim jobs: (priority, newest allocation, workload, its allocations).
+        let mut jobs: HashMap<WorkloadId, (i32, AllocId, Vec<AllocId>)> = HashMap::new();
+        for (id, a) in self.fleet.allocs.iter().enumerate() {
+            let Some(a) = a else { continue };
+            let Some(qa) = view.queue_of(self.fleet, a) else {
+                continue;
+            };
+            let eligible = if qa == q {
+                policy.within_queue == WithinQueue::LowerPriority && a.priority < priority
+            } else {
+                within_nominal
+                    && peers.contains(&qa)
+                    && borrowing(qa)
+                    && match policy.reclaim_within_cohort {
+                        ReclaimWithinCohort::Never => false,
+                        ReclaimWithinCohort::Any => true,
+                        ReclaimWithinCohort::LowerPriority => a.priority < priority,
+                    }
+            };
+            if eligible {
+                let e = jobs
+                    .entry(a.workload)
+                    .or_insert((a.priority, 0, Vec::new()));
+                e.0 = e.0.min(a.priority);
+                e.1 = e.1.max(id as AllocId);
+                e.2.push(id as AllocId);
+            }
+        }
+        if jobs.is_empty() {
+            return None;
+        }
+        let mut order: Vec<(i32, AllocId, Vec<AllocId>)> = jobs.into_values().collect();
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut evicted = Vec::new();
+        for (_, _, allocs) in order {
+            for id in allocs {
+                evicted.push(self.uncommit(id));
+            }
+            if self.quota_breach(wi, members).is_none() {
+                return Some(evicted);
+            }
+        }
+        self.restore(evicted);
+        None
+    }
+
+    /// Gives back allocations [`Session::queue_preempt`] evicted.
+    pub(crate) fn restore(&mut self, allocs: Vec<Alloc>) {
+        for a in allocs {
+            let node = a.node;
+            if let Some(q) = self.queues.as_mut() {
+                q.count(self.fleet, &a, true);
+            }
+            let wid = a.workload;
+            self.fleet.insert_alloc(a);
+            self.touched.push(node);
+            if let Some(&wi) = self.plan_of_wid.get(&wid) {
+                self.count_replica(wi, node, true);
+            }
+        }
+    }
+
+    /// What the allocations [`Session::queue_preempt`] evicted look like in a placement.
+    pub(crate) fn queue_preemptions(&self, wi: usize, evicted: &[Alloc]) -> Vec<Preemption> {
+        let wl = &self.batch.workloads[wi];
+        let queue = self.queue_name(wi).unwrap_or_default();
+        evicted
+            .iter()
+            .map(|a| Preemption {
+                allocation: self.fleet.alloc_ref(a),
+                reason: format!(
+                    "preempted by {} (priority {}) to give queue {queue} back its quota",
+                    wl.workload, wl.priority
+                ),
+            })
+            .collect()
+    }
+
     /// The weighted share of every queue now, for ordering (see
     /// [`Queues::weighted_share`]).
     pub(crate) fn queue_share(&self, q: u32) -> u64 {

@@ -48,6 +48,13 @@ pub(super) struct QueueBreach {
 }
 
 impl Breach {
+    /// For a queue's bound: whether the job's queue would stay within its nominal
+    /// quota of the resource (so what it lacks is lent out, and may be reclaimed).
+    pub(super) fn within_nominal(&self) -> Option<bool> {
+        let q = self.queue.as_ref()?;
+        Some(self.used.saturating_add(self.requested) <= q.nominal)
+    }
+
     /// A breach of a queue's bound on `r`.
     pub(super) fn queue(
         r: &crate::queue::Res,
