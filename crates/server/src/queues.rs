@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use api::kinds::{Condition, ConditionStatus, Project, ResourceTotals, Workload};
+use api::kinds::{Condition, ConditionStatus, Project, Workload};
 use api::queue::{Queue, QueueReason, QueueState, QueueWait};
 use store::Revision;
 
@@ -71,7 +71,8 @@ pub(crate) fn positions(
     workloads: &HashMap<(String, String), &Workload>,
     waiting: &HashSet<(String, String)>,
 ) -> HashMap<(String, String), u32> {
-    let mut lanes: BTreeMap<&str, Vec<(&(String, String), &Workload)>> = BTreeMap::new();
+    type Lane<'a> = Vec<(&'a (String, String), &'a Workload)>;
+    let mut lanes: BTreeMap<&str, Lane<'_>> = BTreeMap::new();
     for key in waiting {
         if let (Some(q), Some(w)) = (ctx.of.get(key), workloads.get(key)) {
             lanes.entry(q.as_str()).or_default().push((key, w));
@@ -217,7 +218,7 @@ pub(crate) fn queue_status(
     now: jiff::Timestamp,
 ) -> api::queue::QueueStatus {
     let prev = q.status.clone().unwrap_or_default();
-    let mut conditions = prev.conditions.clone();
+    let mut conditions = prev.conditions;
     let (active, reason, message) = match &q.spec.cohort {
         Some(c)
             if !ctx
@@ -260,11 +261,7 @@ pub(crate) fn queue_status(
     api::queue::QueueStatus {
         pending: counts.pending,
         admitted: counts.admitted,
-        usage: Some(
-            usage
-                .map(|u| u.usage.clone())
-                .unwrap_or_else(ResourceTotals::default),
-        ),
+        usage: Some(usage.map(|u| u.usage.clone()).unwrap_or_default()),
         weighted_share: usage.map(|u| u.weighted_share).filter(|s| *s > 0),
         conditions,
     }
