@@ -83,6 +83,8 @@ pub struct Placer<'a> {
     next: usize,
     /// Queued jobs, one lane per queue.
     lanes: Vec<Lane>,
+    /// Each lane's queue's weighted share, kept current as usage changes.
+    shares: Vec<u64>,
     members: Vec<Vec<usize>>,
     /// Undecided instances per workload.
     pending: Vec<usize>,
@@ -159,11 +161,13 @@ impl<'a> Placer<'a> {
             .iter()
             .map(|m| m.iter().filter(|&&i| outcomes[i].is_none()).count())
             .collect();
+        let shares = lanes.iter().map(|l| session.queue_share(l.queue)).collect();
         Placer {
             session,
             batch,
             order,
             next: 0,
+            shares,
             lanes,
             pending,
             members,
@@ -180,14 +184,13 @@ impl<'a> Placer<'a> {
             .iter()
             .enumerate()
             .filter(|(_, l)| l.next < l.jobs.len())
-            .min_by(|(_, a), (_, b)| {
+            .min_by(|(i, a), (j, b)| {
                 let (ha, hb) = (
                     &batch.workloads[a.jobs[a.next]],
                     &batch.workloads[b.jobs[b.next]],
                 );
-                self.session
-                    .queue_share(a.queue)
-                    .cmp(&self.session.queue_share(b.queue))
+                self.shares[*i]
+                    .cmp(&self.shares[*j])
                     .then_with(|| {
                         api::queue::queue_order(
                             (
@@ -270,8 +273,20 @@ impl<'a> Placer<'a> {
         if waits && strict && blocked_by.is_none() {
             self.lanes[li].blocked_by = Some(wi);
         }
+        self.refresh_shares(Some(self.lanes[li].queue));
         self.pending[wi] = 0;
         self.session.forget(wi);
+    }
+
+    /// Recomputes the shares of the lanes of queue `q`'s cohort (of every lane when
+    /// `None`: work outside queues preempted queued jobs).
+    fn refresh_shares(&mut self, q: Option<u32>) {
+        let cohort = q.map(|q| self.session.queue_cohort(q));
+        for (i, lane) in self.lanes.iter().enumerate() {
+            if cohort.as_ref().is_none_or(|c| c.contains(&lane.queue)) {
+                self.shares[i] = self.session.queue_share(lane.queue);
+            }
+        }
     }
 
     /// Places the pending instances `idx` of queued job `wi`: a gang all together, else
@@ -345,6 +360,12 @@ impl<'a> Placer<'a> {
         if *pending == 0 {
             // Its static evaluation is not needed any more (and is rebuilt if it were).
             self.session.forget(inst.workload);
+        }
+        let preempted = self.last.iter().any(
+            |&j| matches!(&self.outcomes[j], Some(Outcome::Placed(p)) if !p.preempted.is_empty()),
+        );
+        if preempted && !self.lanes.is_empty() {
+            self.refresh_shares(None);
         }
         Some(&self.last)
     }

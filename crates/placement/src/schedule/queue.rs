@@ -287,10 +287,16 @@ impl Session<'_> {
     pub(crate) fn queue_preempt(&mut self, wi: usize, members: u64) -> Option<Vec<Alloc>> {
         use api::queue::{ReclaimWithinCohort, WithinQueue};
         let q = self.queue_id(wi)?;
+        let view = self.queues.as_ref()?;
+        let policy = view.queues.list[q as usize].preemption.clone();
+        if policy.within_queue == WithinQueue::Never
+            && policy.reclaim_within_cohort == ReclaimWithinCohort::Never
+        {
+            return None;
+        }
         let b = self.quota_breach(wi, members)?;
         let within_nominal = b.within_nominal()?;
         let view = self.queues.as_ref()?;
-        let policy = view.queues.list[q as usize].preemption.clone();
         let priority = self.batch.workloads[wi].priority;
         let peers = view.queues.peers(q);
         let borrowing = |qa: u32| {
@@ -384,6 +390,15 @@ impl Session<'_> {
         self.queues
             .as_ref()
             .map_or(0, |v| v.queues.weighted_share(q, &v.usage))
+    }
+
+    /// The queues whose weighted share a change of queue `q`'s usage can change: its
+    /// cohort (itself included).
+    pub(crate) fn queue_cohort(&self, q: u32) -> Vec<u32> {
+        match self.queues.as_ref() {
+            Some(v) if v.queues.list[q as usize].cohort.is_some() => v.queues.peers(q).to_vec(),
+            _ => vec![q],
+        }
     }
 
     /// The strategy of queue `q`.
