@@ -488,6 +488,27 @@ pub fn reschedule(
     })
 }
 
+/// [`explain`] for a job in a queue: its queue's refusal or quota first (with the
+/// typed reason in `Explanation.queue`), then the nodes as [`explain`] gives them.
+/// `queues` must account for every job of the estate ([`Queues::assign`]).
+pub fn explain_queued(
+    fleet: &Fleet,
+    workload: &Workload,
+    project: Option<&Project>,
+    queues: std::sync::Arc<Queues>,
+    options: &Options,
+) -> Result<Explanation, PlacementError> {
+    let mut batch = Batch::new();
+    batch.set_queues(queues);
+    match project {
+        Some(p) => batch.add_in_project(workload, p, [0])?,
+        None => batch.add(workload, [0])?,
+    }
+    let mut copy = fleet.clone();
+    let mut session = Session::new(&mut copy, &batch, options);
+    Ok(session.explain_only(0))
+}
+
 /// Explains where one more instance of `workload` would go, without placing it: every
 /// node under the first filter it fails (capacity included), the top candidates, and
 /// suggestions when nothing fits (`meridian explain`).

@@ -39,13 +39,21 @@ async fn explain(
     let kv = kv.ok_or_else(|| ApiError::not_found(kind.plural, &name))?;
     let workload: Workload =
         serde_json::from_value(crate::registry::decode(&kv)?).map_err(ApiError::internal)?;
-    let (fleet, projects) = scheduler::live_fleet(&state).await?;
-    let explanation = placement::explain(
-        &fleet,
-        &workload,
-        projects.get(&ns),
-        &placement::Options::default(),
-    )
+    let live = scheduler::live_fleet(&state).await?;
+    let project = live.projects.get(&ns);
+    let queued = api::queue::effective_queue(&workload.spec, project.map(|p| &p.spec)).is_some();
+    let options = placement::Options::default();
+    let explanation = if queued {
+        placement::explain_queued(
+            &live.fleet,
+            &workload,
+            project,
+            live.queues.clone(),
+            &options,
+        )
+    } else {
+        placement::explain(&live.fleet, &workload, project, &options)
+    }
     .map_err(|e| ApiError::bad_request(format!("workload {ns}/{name} cannot be scheduled: {e}")))?;
     Ok(Json(Explained {
         workload: WorkloadRef {
@@ -95,7 +103,11 @@ async fn plan(
             }
         }
     }
-    let (mut fleet, projects) = scheduler::live_fleet(&state).await?;
+    let scheduler::LiveFleet {
+        mut fleet,
+        projects,
+        ..
+    } = scheduler::live_fleet(&state).await?;
     let mut batch = placement::Batch::new();
     for w in &workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();

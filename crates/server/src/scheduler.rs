@@ -1879,13 +1879,23 @@ async fn write_workload(
 }
 
 /// A read-only view for `explain` and `plan`: the live fleet.
-pub async fn live_fleet(
-    state: &AppState,
-) -> Result<(Fleet, Arc<BTreeMap<String, Project>>), ApiError> {
+pub async fn live_fleet(state: &AppState) -> Result<LiveFleet, ApiError> {
     let snap = snapshot(state, &mut PassCache::default()).await?;
     let allocations = held(&snap);
     let workloads = snap.workloads.iter().map(|(w, _)| &**w);
     let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
         .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
-    Ok((fleet, Arc::new(snap.projects)))
+    Ok(LiveFleet {
+        fleet,
+        projects: Arc::new(snap.projects),
+        queues: snap.queues.compiled.clone(),
+    })
+}
+
+/// The estate as the scheduler sees it now, for what-if answers.
+pub struct LiveFleet {
+    pub fleet: Fleet,
+    pub projects: Arc<BTreeMap<String, Project>>,
+    /// The queues, accounting for every job of the estate.
+    pub queues: Arc<placement::Queues>,
 }

@@ -25,6 +25,9 @@ fn print_json_or_yaml(value: &Value, output: Output) -> Result<bool> {
 pub fn explanation_text(e: &Explanation, indent: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!("{indent}{}\n", e.summary));
+    if let Some(q) = &e.queue {
+        out.push_str(&format!("{indent}Queue {}: {}\n", q.queue, q.reason));
+    }
     if !e.rejections.is_empty() {
         out.push_str(&format!(
             "{indent}Nodes considered: {}, passed: {}\n",
@@ -91,6 +94,18 @@ pub async fn explain(client: &Client, conn: &Resolved, args: &ExplainArgs) -> Re
         );
         if let Some(m) = &status.message {
             println!("Waiting:    {m}");
+        }
+        if let Some(q) = &status.queue {
+            let mut line = format!("Queue:      {}", q.name);
+            if q.admitted {
+                line.push_str(", admitted");
+            } else if let Some(p) = q.position {
+                line.push_str(&format!(", position {p} (jobs ahead of it: {p})"));
+            }
+            if let Some(r) = q.reason {
+                line.push_str(&format!(", {r}"));
+            }
+            println!("{line}");
         }
     }
     println!("One more instance now:");
