@@ -467,7 +467,7 @@ fn check(input: &Input, decisions: &[Decision]) -> Result<(), String> {
                     cpu: r.cpu.millis(),
                     mem: r.memory.bytes(),
                     eph: r.ephemeral_storage.map_or(0, |m| m.bytes()),
-                    gpu: r.gpu.as_ref().map_or(0, |g| g.count),
+                    gpu: r.gpu.as_ref().map_or(0, |g| g.count.milli()),
                 },
             ),
         );
@@ -485,7 +485,7 @@ fn check(input: &Input, decisions: &[Decision]) -> Result<(), String> {
         if used.cpu > a.cpu.millis()
             || used.mem > a.memory.bytes()
             || used.eph > a.ephemeral_storage.map_or(0, |m| m.bytes())
-            || used.gpu > a.gpu_count()
+            || used.gpu > a.gpu_count() * 1000
         {
             return Err(format!("{ctx}: capacity exceeded"));
         }
