@@ -148,20 +148,41 @@ pub(crate) fn delta(
 ) -> f64 {
     let cpu = cap.cpu.saturating_sub(node.used[0]);
     let memory = cap.memory.saturating_sub(node.used[1]);
-    let mut devices: Vec<Device> = Vec::with_capacity(cap.gpu_total() as usize);
+    // On the stack for the usual node (up to 16 GPUs).
+    let total = cap.gpu_total() as usize;
+    let mut stack = [Device {
+        free: 0,
+        shareable: false,
+    }; 16];
+    let mut heap = Vec::new();
+    let devices: &mut [Device] = if total <= stack.len() {
+        &mut stack[..total]
+    } else {
+        heap.resize(
+            total,
+            Device {
+                free: 0,
+                shareable: false,
+            },
+        );
+        &mut heap
+    };
     let mut start = 0;
     let mut chosen: (usize, Vec<u16>) = (0, Vec::new());
     for (g, (group_cap, used)) in cap.gpus.iter().zip(&node.devices).enumerate() {
         if g == group as usize {
             chosen = (start, pick_devices(used, milli).unwrap_or_default());
         }
-        devices.extend(used.iter().map(|u| Device {
-            free: MILLI.saturating_sub(u32::from(*u)),
-            shareable: group_cap.shareable,
-        }));
+        for (d, u) in devices[start..].iter_mut().zip(used) {
+            *d = Device {
+                free: MILLI.saturating_sub(u32::from(*u)),
+                shareable: group_cap.shareable,
+            };
+        }
         start += used.len();
     }
-    let before = measure(mix, cpu, memory, &devices);
+    let devices = &mut devices[..start.min(total)];
+    let before = measure(mix, cpu, memory, devices);
     let (offset, picked) = chosen;
     for d in picked {
         let dev = &mut devices[offset + d as usize];
@@ -171,7 +192,7 @@ pub(crate) fn delta(
         mix,
         cpu.saturating_sub(res[0]),
         memory.saturating_sub(res[1]),
-        &devices,
+        devices,
     );
     after - before
 }

@@ -547,10 +547,18 @@ impl<'a> Session<'a> {
                 });
             }
             let cands = self.search(wi, None, self.k());
+            // The node the victims were evicted from, even when it does not rank among
+            // the best (scores other than binpack need not rank it first), so the
+            // choice made for it (GPU model within quota) holds.
             let best = cands
                 .iter()
                 .find(|c| c.node == node)
                 .cloned()
+                .or_else(|| {
+                    let plan = self.plan(wi);
+                    let min = self.spread_min(plan);
+                    self.rescore(plan, wl, node, min)
+                })
                 .or_else(|| cands.first().cloned())
                 .expect("the victims' eviction makes room");
             let id = self.commit(wi, replica, &best);

@@ -344,8 +344,18 @@ impl Session<'_> {
                     if kth(&top).is_some_and(|t| base + extra_max + strategy_max < t) {
                         continue;
                     }
-                    for &n in &class.nodes {
-                        visit(&mut top, n, strategy_max);
+                    // Nodes nobody uses (utilisation key 0, first in the index, in name
+                    // order) are in the same state and score alike unless per-node
+                    // extras tell them apart: past the first `k` that fit, none can
+                    // enter the list.
+                    let mut empty_fits = 0usize;
+                    for &(key, n) in &class.index {
+                        if key == 0 && !per_node && empty_fits >= k {
+                            continue;
+                        }
+                        if visit(&mut top, n, strategy_max).is_some() && key == 0 {
+                            empty_fits += 1;
+                        }
                     }
                 }
                 Strategy::Binpack => {
