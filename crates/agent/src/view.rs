@@ -367,7 +367,13 @@ pub fn prepare(view: &View) -> std::io::Result<()> {
 /// The GPU devices the scheduler gave the allocation (`resources.gpu.devices`), so CUDA
 /// sees those and no others, and a share's size.
 fn gpu_env(a: &Allocation, task: &Task, env: &mut BTreeMap<String, String>) {
-    let Some(g) = a.spec.resources.gpu.as_ref().filter(|g| !g.devices.is_empty()) else {
+    let Some(g) = a
+        .spec
+        .resources
+        .gpu
+        .as_ref()
+        .filter(|g| !g.devices.is_empty())
+    else {
         return;
     };
     let list = g
@@ -446,12 +452,17 @@ mod tests {
             "env": {"CUDA_VISIBLE_DEVICES": "0,1,2,3"},
         }));
         a.spec.resources.gpu = Some(
-            serde_json::from_value(serde_json::json!({"count": 0.25, "model": "L4", "devices": [3]}))
-                .unwrap(),
+            serde_json::from_value(
+                serde_json::json!({"count": 0.25, "model": "L4", "devices": [3]}),
+            )
+            .unwrap(),
         );
         let v = ctx().launch("shop/web-0", &a, &t, None).unwrap();
         let env = &v.launch.env;
-        assert_eq!(env["CUDA_VISIBLE_DEVICES"], "3", "the task cannot widen its devices");
+        assert_eq!(
+            env["CUDA_VISIBLE_DEVICES"], "3",
+            "the task cannot widen its devices"
+        );
         assert_eq!(env["NVIDIA_VISIBLE_DEVICES"], "3");
         assert_eq!(env["MERIDIAN_GPU_SHARE"], "0.25");
         a.spec.resources.gpu = Some(

@@ -37,7 +37,7 @@ impl GpuCount {
     }
     /// Whether the amount is a whole number of GPUs (0 included).
     pub const fn is_whole(self) -> bool {
-        self.0 % MILLI_PER_GPU == 0
+        self.0.is_multiple_of(MILLI_PER_GPU)
     }
     /// Whether it is a share of one GPU: more than 0 and less than 1.
     pub const fn is_fraction(self) -> bool {
@@ -256,7 +256,13 @@ mod tests {
 
     #[test]
     fn bad_counts_say_what_to_write() {
-        for bad in [json!(-1), json!(0.0001), json!("1/4"), json!("x"), json!("")] {
+        for bad in [
+            json!(-1),
+            json!(0.0001),
+            json!("1/4"),
+            json!("x"),
+            json!(""),
+        ] {
             let e = serde_json::from_value::<GpuCount>(bad.clone()).unwrap_err();
             assert!(e.to_string().contains("GPU count"), "{bad}: {e}");
         }

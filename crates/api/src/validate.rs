@@ -1791,7 +1791,9 @@ mod tests {
         assert!(e[0].contains("must be more than 0"), "{e:?}");
         let e = with_gpu(json!({"count": 1, "devices": [0]}));
         assert!(
-            e[0].starts_with("spec.task.resources.gpu.devices: devices are chosen by the scheduler"),
+            e[0].starts_with(
+                "spec.task.resources.gpu.devices: devices are chosen by the scheduler"
+            ),
             "{e:?}"
         );
     }

@@ -43,9 +43,7 @@ mod rss;
 mod spawn;
 mod watch;
 
-pub use args::{
-    BenchCommand, CrashArgs, CreateArgs, PlacementArgs, QueueArgs, RssArgs, WatchArgs,
-};
+pub use args::{BenchCommand, CrashArgs, CreateArgs, PlacementArgs, QueueArgs, RssArgs, WatchArgs};
 pub use crash::crash;
 pub use create::create;
 pub use placement::placement;

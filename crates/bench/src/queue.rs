@@ -50,8 +50,8 @@ pub fn queue(args: &QueueArgs) -> Result<()> {
         inflation: !args.no_inflation,
     };
     let started = Instant::now();
-    let (summary, reports) = sim::replay::replay(&nodes, &tasks, &opts)
-        .context("replaying the trace")?;
+    let (summary, reports) =
+        sim::replay::replay(&nodes, &tasks, &opts).context("replaying the trace")?;
     let elapsed = started.elapsed();
     if args.json {
         println!(
@@ -113,7 +113,12 @@ fn series_text(points: &[Point]) -> String {
 }
 
 fn delay_text(d: &Delay) -> String {
-    format!("{:.0} s / {} s ({})", d.mean_s, d.p95_s, thousands(d.tasks as u64))
+    format!(
+        "{:.0} s / {} s ({})",
+        d.mean_s,
+        d.p95_s,
+        thousands(d.tasks as u64)
+    )
 }
 
 fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, seed: u64) {
@@ -165,7 +170,11 @@ fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, s
     );
     println!("  allocation % at every 10% of the trace's GPU demand arrived:");
     for r in reports {
-        println!("    {:<9}  {}", r.policy.name(), series_text(&r.replay.series));
+        println!(
+            "    {:<9}  {}",
+            r.policy.name(),
+            series_text(&r.replay.series)
+        );
     }
     println!("  queueing delay by QoS class, mean / p95 (tasks):");
     for r in reports {
@@ -194,7 +203,11 @@ fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, s
                     unalloc,
                     pct(x.final_allocation),
                     format!("{:.1}", x.final_unallocated_gpus),
-                    format!("{}/{}", thousands(x.failed as u64), thousands(x.submitted as u64)),
+                    format!(
+                        "{}/{}",
+                        thousands(x.failed as u64),
+                        thousands(x.submitted as u64)
+                    ),
                 ]
             })
             .collect();

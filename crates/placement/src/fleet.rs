@@ -863,15 +863,15 @@ impl Fleet {
             r.memory.bytes(),
             r.ephemeral_storage.map_or(0, |m| m.bytes()),
         ];
-        let gpu_req = r
-            .gpu
-            .as_ref()
-            .filter(|g| !g.count.is_zero())
-            .map(|g| crate::workload::GpuReq {
-                milli: g.count.milli(),
-                model: g.model.clone(),
-                memory: g.memory.map(|m| m.bytes()),
-            });
+        let gpu_req =
+            r.gpu
+                .as_ref()
+                .filter(|g| !g.count.is_zero())
+                .map(|g| crate::workload::GpuReq {
+                    milli: g.count.milli(),
+                    model: g.model.clone(),
+                    memory: g.memory.map(|m| m.bytes()),
+                });
         let held = r
             .gpu
             .as_ref()
@@ -895,9 +895,9 @@ impl Fleet {
             let dev = &self.nodes[node as usize].devices[*group as usize];
             groups.contains(group)
                 && local.len() == need.div_ceil(MILLI) as usize
-                && local.iter().all(|&d| {
-                    u32::from(dev[d as usize]) + u32::from(per_device(need)) <= MILLI
-                })
+                && local
+                    .iter()
+                    .all(|&d| u32::from(dev[d as usize]) + u32::from(per_device(need)) <= MILLI)
         });
         let fitted = crate::filter::fit(
             self,
@@ -1021,7 +1021,12 @@ impl Fleet {
                 .gpus
                 .iter()
                 .zip(&n.devices)
-                .map(|(g, d)| (g.model.clone(), d.iter().filter(|u| **u == 0).count() as u32))
+                .map(|(g, d)| {
+                    (
+                        g.model.clone(),
+                        d.iter().filter(|u| **u == 0).count() as u32,
+                    )
+                })
                 .collect(),
             gpu_shares: cap
                 .gpus

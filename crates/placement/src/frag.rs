@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::fleet::{Capacity, MILLI, NodeInfo, pick_devices, per_device};
+use crate::fleet::{Capacity, MILLI, NodeInfo, per_device, pick_devices};
 
 /// How many task shapes (the most popular) a mix keeps.
 pub const MAX_SHAPES: usize = 24;

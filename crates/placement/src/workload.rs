@@ -461,11 +461,15 @@ impl Compiled {
                 r.memory.bytes(),
                 r.ephemeral_storage.map_or(0, |m| m.bytes()),
             ],
-            gpu: r.gpu.as_ref().filter(|g| !g.count.is_zero()).map(|g| GpuReq {
-                milli: g.count.milli(),
-                model: g.model.clone(),
-                memory: g.memory.map(|m| m.bytes()),
-            }),
+            gpu: r
+                .gpu
+                .as_ref()
+                .filter(|g| !g.count.is_zero())
+                .map(|g| GpuReq {
+                    milli: g.count.milli(),
+                    model: g.model.clone(),
+                    memory: g.memory.map(|m| m.bytes()),
+                }),
             resources: r.clone(),
             driver: task.driver,
             os: task.os.as_ref().map(|o| o.family),

@@ -57,14 +57,25 @@ fn devices(d: &Decision) -> Vec<u32> {
 
 #[test]
 fn shares_pack_onto_one_device_before_the_next() {
-    let mut fleet = Fleet::new(&sites(), &[gpu_node("n1", json!([{"model": "L4", "count": 2}]))]).unwrap();
+    let mut fleet = Fleet::new(
+        &sites(),
+        &[gpu_node("n1", json!([{"model": "L4", "count": 2}]))],
+    )
+    .unwrap();
     let halves = job("halves", 3, json!({"count": 0.5}));
     let d = place(&mut fleet, &[&halves], &Options::default());
     let held: Vec<Vec<u32>> = d.iter().map(devices).collect();
-    assert_eq!(held, [vec![0], vec![0], vec![1]], "two halves fill device 0 first");
+    assert_eq!(
+        held,
+        [vec![0], vec![0], vec![1]],
+        "two halves fill device 0 first"
+    );
     let p = d[0].placement().unwrap();
     let g = p.resources.gpu.as_ref().unwrap();
-    assert_eq!((g.count, g.model.as_deref()), (GpuCount::from_milli(500), Some("L4")));
+    assert_eq!(
+        (g.count, g.model.as_deref()),
+        (GpuCount::from_milli(500), Some("L4"))
+    );
     // Device 1 is half used and device 0 full: a whole GPU does not fit, half does.
     let whole = job("whole", 1, json!({"count": 1}));
     let d = place(&mut fleet, &[&whole], &Options::default());
@@ -78,7 +89,10 @@ fn shares_pack_onto_one_device_before_the_next() {
         e.render()
     );
     let half = job("half", 1, json!({"count": "500m"}));
-    assert_eq!(devices(&place(&mut fleet, &[&half], &Options::default())[0]), [1]);
+    assert_eq!(
+        devices(&place(&mut fleet, &[&half], &Options::default())[0]),
+        [1]
+    );
     let more = job("more", 1, json!({"count": 0.1}));
     let d = place(&mut fleet, &[&more], &Options::default());
     let Outcome::Unplaceable(e) = &d[0].outcome else {
@@ -160,7 +174,11 @@ fn quotas_count_shares_in_milli_gpus() {
         "metadata": {"name": "p"}, "spec": {"quota": {"gpus": 1}}
     }))
     .unwrap();
-    let mut fleet = Fleet::new(&sites(), &[gpu_node("n1", json!([{"model": "L4", "count": 4}]))]).unwrap();
+    let mut fleet = Fleet::new(
+        &sites(),
+        &[gpu_node("n1", json!([{"model": "L4", "count": 4}]))],
+    )
+    .unwrap();
     let quarters = job("quarters", 5, json!({"count": 0.25}));
     let mut batch = Batch::new();
     batch.add_in_project(&quarters, &project, 0..5).unwrap();

@@ -34,7 +34,9 @@ fn main() {
         println!(
             "{:<9} replay: first failure {:?}; never started {}; delay mean {:.0} s p95 {} s; attempts {}",
             r.policy.name(),
-            x.first_failure.as_ref().map(|f| (f.arrived, f.allocation, f.unallocated_gpus)),
+            x.first_failure
+                .as_ref()
+                .map(|f| (f.arrived, f.allocation, f.unallocated_gpus)),
             x.never_started,
             x.delay.mean_s,
             x.delay.p95_s,
@@ -44,7 +46,9 @@ fn main() {
             println!(
                 "{:<9} inflation: first failure {:?}; at 100%: alloc {:.4} unalloc {:.1}; failed {}/{}",
                 r.policy.name(),
-                i.first_failure.as_ref().map(|f| (f.arrived, f.allocation, f.unallocated_gpus)),
+                i.first_failure
+                    .as_ref()
+                    .map(|f| (f.arrived, f.allocation, f.unallocated_gpus)),
                 i.final_allocation,
                 i.final_unallocated_gpus,
                 i.failed,

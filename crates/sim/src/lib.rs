@@ -28,10 +28,10 @@
 
 pub mod agent;
 pub mod bench;
-pub mod replay;
-pub mod trace;
 mod catalog;
 mod fleet;
+pub mod replay;
+pub mod trace;
 mod workloads;
 
 pub use agent::{SimAgent, SimAgentError};

@@ -340,7 +340,8 @@ fn project_of(t: &TraceTask) -> String {
 }
 
 fn workload_object(i: usize, t: &TraceTask) -> Result<Workload, ReplayError> {
-    let mut resources = json!({"cpu": format!("{}m", t.cpu_milli), "memory": format!("{}Mi", t.memory_mib)});
+    let mut resources =
+        json!({"cpu": format!("{}m", t.cpu_milli), "memory": format!("{}Mi", t.memory_mib)});
     if t.gpu_milli > 0 {
         resources["gpu"] = json!({"count": format!("{}m", t.gpu_milli)});
     }
@@ -403,7 +404,7 @@ impl<'a> Sim<'a> {
                 ..Options::default()
             },
             mix: TaskMix::new(),
-            rng: StdRng::seed_from_u64(seed ^ 0x5eed_f17),
+            rng: StdRng::seed_from_u64(seed ^ 0x05ee_df17),
             gpu_capacity: nodes.iter().map(|n| u64::from(n.gpus) * 1000).sum(),
             allocated: 0,
             running: vec![None; tasks.len()],
@@ -464,7 +465,7 @@ impl<'a> Sim<'a> {
                     Some(Outcome::Placed(p)) => {
                         let mut victims = Vec::new();
                         for v in &p.preempted {
-                            if let Some(j) = v.allocation.workload[1..].parse::<usize>().ok() {
+                            if let Ok(j) = v.allocation.workload[1..].parse::<usize>() {
                                 victims.push(j);
                             }
                         }
@@ -608,7 +609,12 @@ impl<'a> Sim<'a> {
                     let mut still = Vec::with_capacity(pending.len());
                     for &i in &pending {
                         let t = &tasks[i];
-                        let shape = (t.cpu_milli, t.memory_mib, t.gpu_milli, t.gpu_spec.as_slice());
+                        let shape = (
+                            t.cpu_milli,
+                            t.memory_mib,
+                            t.gpu_milli,
+                            t.gpu_spec.as_slice(),
+                        );
                         if failed.contains(&shape) || !queue.admit(now, t) {
                             still.push(i);
                             continue;

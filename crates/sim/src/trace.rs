@@ -173,7 +173,11 @@ fn parse_number(v: &str) -> Option<u64> {
 
 /// The nodes of `openb_node_list_*.csv` (`file` names it in errors).
 pub fn parse_nodes(file: &str, text: &str) -> Result<Vec<TraceNode>, TraceError> {
-    let t = Table::parse(file, text, &["sn", "cpu_milli", "memory_mib", "gpu", "model"])?;
+    let t = Table::parse(
+        file,
+        text,
+        &["sn", "cpu_milli", "memory_mib", "gpu", "model"],
+    )?;
     let mut out = Vec::with_capacity(t.rows.len());
     for row in &t.rows {
         let name = t.cell(row, "sn")?;
@@ -302,8 +306,11 @@ mod tests {
         );
         let e = parse_nodes("nodes.csv", "sn,cpu_milli,memory_mib,gpu\n").unwrap_err();
         assert_eq!((e.line, e.column.as_str()), (1, "model"));
-        let e = parse_nodes("nodes.csv", "sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,2,\n")
-            .unwrap_err();
+        let e = parse_nodes(
+            "nodes.csv",
+            "sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,2,\n",
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "nodes.csv:2: column model: the node has 2 GPUs but no model"

@@ -22,15 +22,28 @@ fn a_trimmed_trace_replays_under_every_policy() {
         let name = r.policy.name();
         assert_eq!(x.partial_gangs, 0, "{name}");
         assert_eq!(x.preemptions, 0, "{name}: one priority, nothing to preempt");
-        assert_eq!(x.started + x.never_started, x.tasks, "{name}: every task accounted");
-        assert!(x.placed_on_arrival > 0 && x.placed_on_arrival <= x.started, "{name}");
-        assert!(x.peak_allocation > 0.0 && x.peak_allocation <= 1.0, "{name}");
+        assert_eq!(
+            x.started + x.never_started,
+            x.tasks,
+            "{name}: every task accounted"
+        );
+        assert!(
+            x.placed_on_arrival > 0 && x.placed_on_arrival <= x.started,
+            "{name}"
+        );
+        assert!(
+            x.peak_allocation > 0.0 && x.peak_allocation <= 1.0,
+            "{name}"
+        );
         assert_eq!(x.series.len(), 20, "{name}: a point every 5% of the demand");
         for p in &x.series {
             assert!((0.0..=1.0).contains(&p.allocation), "{name}: {p:?}");
         }
         if let Some(f) = &x.first_failure {
-            assert!(f.unallocated_gpus >= 0.0 && f.unallocated_gpus <= 233.0, "{name}");
+            assert!(
+                f.unallocated_gpus >= 0.0 && f.unallocated_gpus <= 233.0,
+                "{name}"
+            );
         }
         let per_qos: usize = x.delay_by_qos.values().map(|d| d.tasks).sum();
         assert_eq!(per_qos, x.delay.tasks, "{name}");
@@ -51,6 +64,9 @@ fn a_trimmed_trace_replays_under_every_policy() {
         .iter()
         .map(|r| r.inflation.as_ref().unwrap().submitted)
         .collect();
-    assert!(submitted.iter().all(|s| *s == submitted[0]), "{submitted:?}");
+    assert!(
+        submitted.iter().all(|s| *s == submitted[0]),
+        "{submitted:?}"
+    );
     assert_eq!(reports[0].policy, Policy::Fragmentation);
 }

@@ -96,14 +96,13 @@ impl Session<'_> {
                                 agg.max_free = agg.max_free.max(eph.unwrap_or(0));
                             }
                             Reason::Gpu => {
-                                agg.max_free =
-                                    agg.max_free.max(filter::gpu_free(
-                                        fleet,
-                                        n,
-                                        &groups,
-                                        gpu_count.unwrap_or(0),
-                                    )
-                                        as u64);
+                                agg.max_free = agg.max_free.max(filter::gpu_free(
+                                    fleet,
+                                    n,
+                                    &groups,
+                                    gpu_count.unwrap_or(0),
+                                )
+                                    as u64);
                             }
                             Reason::Expression(i) => {
                                 let v = wl.exprs[*i].attr.value(fleet, class, Some(node));

@@ -43,12 +43,12 @@ use api::kinds::{
 };
 
 use crate::explain::{Change, Tally};
-use crate::frag::{Shape, TaskMix};
 use crate::filter::{self, Reason};
 use crate::fleet::{
     Alloc, AllocId, Class, ClassId, CountrySet, Fleet, MILLI, NodeId, SiteId, UTIL_SCALE,
     WorkloadId,
 };
+use crate::frag::{Shape, TaskMix};
 use crate::score::{StaticScore, Weights};
 use crate::windows::WindowsBuild;
 use crate::workload::{Attr, Batch, Compiled};

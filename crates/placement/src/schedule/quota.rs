@@ -42,8 +42,9 @@ impl Breach {
             Unit::Cpu => api::Cpu::from_millis(n).to_string(),
             Unit::Memory => api::Memory::from_bytes(n).to_string(),
             Unit::Count => n.to_string(),
-            Unit::Gpu => api::GpuCount::from_milli(u32::try_from(n).unwrap_or(u32::MAX))
-                .to_string(),
+            Unit::Gpu => {
+                api::GpuCount::from_milli(u32::try_from(n).unwrap_or(u32::MAX)).to_string()
+            }
         }
     }
 
