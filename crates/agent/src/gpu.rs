@@ -45,6 +45,7 @@ pub fn parse_nvidia_smi(text: &str) -> Vec<GpuDevice> {
             model,
             memory,
             count,
+            shareable: None,
         })
         .collect()
 }
@@ -79,7 +80,8 @@ mod tests {
             [GpuDevice {
                 model: "H100".into(),
                 memory: Some(Memory::from_gib(80)),
-                count: 8
+                count: 8,
+                shareable: None,
             }]
         );
     }

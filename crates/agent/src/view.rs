@@ -15,6 +15,9 @@
 //! | `MERIDIAN_TASK_DIR` | the task's own directory (default working directory, `HOME`) |
 //! | `MERIDIAN_PORT_<NAME>` | host port of each named port (`http-alt` → `HTTP_ALT`) |
 //! | `MERIDIAN_SECRETS_DIR` | where secret files are, when the task has some |
+//! | `NVIDIA_VISIBLE_DEVICES` | the node's GPU devices the allocation holds (`0,3`), when it holds some |
+//! | `CUDA_VISIBLE_DEVICES` | the same, except for the container driver (inside a container the runtime renumbers the visible devices from 0) |
+//! | `MERIDIAN_GPU_SHARE` | the share of its one device a fractional GPU request holds (`0.25`) |
 //!
 //! and, unless the task's `env` sets them, `PATH` ([`DEFAULT_PATH`]), `HOME` (the task
 //! directory), `USER` and `LOGNAME` (the task user's name, when it has one). Nothing of the
@@ -143,6 +146,7 @@ impl Context {
         for p in &a.spec.ports {
             env.insert(port_variable(&p.name), p.port.to_string());
         }
+        gpu_env(a, task, &mut env);
         let secrets_dir = (!task.secrets.is_empty()).then(|| alloc_dir.join("secrets"));
         if let Some(d) = &secrets_dir {
             env.insert("MERIDIAN_SECRETS_DIR".into(), d.display().to_string());
@@ -360,6 +364,33 @@ pub fn prepare(view: &View) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The GPU devices the scheduler gave the allocation (`resources.gpu.devices`), so CUDA
+/// sees those and no others, and a share's size.
+fn gpu_env(a: &Allocation, task: &Task, env: &mut BTreeMap<String, String>) {
+    let Some(g) = a
+        .spec
+        .resources
+        .gpu
+        .as_ref()
+        .filter(|g| !g.devices.is_empty())
+    else {
+        return;
+    };
+    let list = g
+        .devices
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if task.driver != DriverKind::Container {
+        env.insert("CUDA_VISIBLE_DEVICES".into(), list.clone());
+    }
+    env.insert("NVIDIA_VISIBLE_DEVICES".into(), list);
+    if g.count.is_fraction() {
+        env.insert("MERIDIAN_GPU_SHARE".into(), g.count.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +443,34 @@ mod tests {
         assert_eq!(v.launch.working_dir, v.launch.task_dir);
         assert!(!env.contains_key("MERIDIAN_SECRETS_DIR"));
         assert!(v.launch.volumes[0].read_only, "the node's :ro wins");
+    }
+
+    #[test]
+    fn a_task_sees_the_gpu_devices_it_holds() {
+        let (mut a, t) = alloc(serde_json::json!({
+            "driver": "exec", "command": ["true"], "resources": {"cpu": "100m", "memory": "16Mi"},
+            "env": {"CUDA_VISIBLE_DEVICES": "0,1,2,3"},
+        }));
+        a.spec.resources.gpu = Some(
+            serde_json::from_value(
+                serde_json::json!({"count": 0.25, "model": "L4", "devices": [3]}),
+            )
+            .unwrap(),
+        );
+        let v = ctx().launch("shop/web-0", &a, &t, None).unwrap();
+        let env = &v.launch.env;
+        assert_eq!(
+            env["CUDA_VISIBLE_DEVICES"], "3",
+            "the task cannot widen its devices"
+        );
+        assert_eq!(env["NVIDIA_VISIBLE_DEVICES"], "3");
+        assert_eq!(env["MERIDIAN_GPU_SHARE"], "0.25");
+        a.spec.resources.gpu = Some(
+            serde_json::from_value(serde_json::json!({"count": 2, "devices": [0, 1]})).unwrap(),
+        );
+        let v = ctx().launch("shop/web-0", &a, &t, None).unwrap();
+        assert_eq!(v.launch.env["NVIDIA_VISIBLE_DEVICES"], "0,1");
+        assert!(!v.launch.env.contains_key("MERIDIAN_GPU_SHARE"));
     }
 
     #[cfg(unix)]

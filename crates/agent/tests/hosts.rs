@@ -288,6 +288,7 @@ fn gpu_host_with_eight_h100() {
             model: "H100".into(),
             memory: Some(Memory::from_gib(80)),
             count: 8,
+            shareable: None,
         }]
     );
     assert_eq!(facts.capacity.gpu_count(), 8);

@@ -81,6 +81,9 @@ pub enum ReasonCode {
     WindowsBuild,
     Taint,
     GpuModel,
+    /// A share of a GPU (`count: 0.25`) and the node's matching GPUs are not shareable
+    /// (`GpuDevice.shareable: false`).
+    GpuSharing,
     Placement,
     Security,
     Cpu,

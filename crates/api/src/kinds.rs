@@ -10,6 +10,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::gpu::GpuCount;
 use crate::meta::ObjectMeta;
 use crate::quantity::{Cpu, Memory};
 use crate::rollout::{UpdateStrategy, WorkloadRevision};
@@ -569,14 +570,16 @@ pub struct ResourceTotals {
     pub cpu: Cpu,
     #[serde(default)]
     pub memory: Memory,
+    /// Whole GPUs, or with shared GPUs a decimal (`2.75`: two whole GPUs and three
+    /// quarter shares).
     #[serde(default)]
-    pub gpus: u32,
+    pub gpus: GpuCount,
     /// Allocations counted (node allocations, project usage).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub instances: u32,
     /// GPUs by model (`H100: 16`), of those whose model is known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub gpus_by_model: BTreeMap<String, u32>,
+    pub gpus_by_model: BTreeMap<String, GpuCount>,
 }
 
 impl ResourceTotals {
@@ -589,7 +592,7 @@ impl ResourceTotals {
         self.cpu = self.cpu.saturating_add(r.cpu);
         self.memory = self.memory.saturating_add(r.memory);
         self.instances = self.instances.saturating_add(1);
-        if let Some(g) = r.gpu.as_ref().filter(|g| g.count > 0) {
+        if let Some(g) = r.gpu.as_ref().filter(|g| !g.count.is_zero()) {
             self.gpus = self.gpus.saturating_add(g.count);
             if let Some(model) = &g.model {
                 let n = self.gpus_by_model.entry(model.clone()).or_default();
@@ -819,6 +822,21 @@ pub struct GpuDevice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
     pub count: u32,
+    /// Whether a device may be shared by fractional requests (`gpu: {count: 0.25}`),
+    /// time-sliced by the driver. Absent: shareable. Sharing is opt-in per workload (only
+    /// requests below one GPU share, whole-GPU requests always get devices of their own),
+    /// so the default costs nothing; declare `false` where co-tenants must not share a
+    /// device (no memory isolation between them), and fractional requests go elsewhere
+    /// with the placement reason `gpuSharing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shareable: Option<bool>,
+}
+
+impl GpuDevice {
+    /// `shareable`, with its default (true).
+    pub fn is_shareable(&self) -> bool {
+        self.shareable.unwrap_or(true)
+    }
 }
 
 /// Keeps work off a node unless the work tolerates it.
@@ -1287,7 +1305,14 @@ pub struct Resources {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GpuRequest {
-    pub count: u32,
+    /// Whole GPUs (`2`), or a share of one GPU below 1 (`0.25`; milli-GPUs `"250m"`),
+    /// which lands on one shareable device with that much room. Above 1, whole only.
+    pub count: GpuCount,
+    /// In an Allocation: the indexes of the devices it holds on its node, counted over
+    /// the node's GPUs in the order the node lists them (what the agent exposes as
+    /// `NVIDIA_VISIBLE_DEVICES`). Set by the scheduler; a Workload leaves it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<u32>,
     /// A model (`H100`); any model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -1788,9 +1813,24 @@ mod tests {
         let mut used = ResourceTotals::default();
         used.add_allocation(&spec);
         used.add_allocation(&spec);
-        assert_eq!((used.gpus, used.instances), (8, 2));
+        assert_eq!((used.gpus, used.instances), (GpuCount::whole(8), 2));
         assert_eq!(used.gpus_by_model["H100"], 8);
         assert_eq!(used.cpu.millis(), 4000);
+        // Shared GPUs add up in milli-GPUs and show as decimals.
+        let share: AllocationSpec = serde_json::from_value(json!({
+            "workload": "infer", "node": "n1",
+            "resources": {"cpu": "1", "memory": "1Gi",
+                          "gpu": {"count": 0.25, "model": "H100", "devices": [3]}}
+        }))
+        .unwrap();
+        assert_eq!(share.resources.gpu.as_ref().unwrap().devices, [3]);
+        used.add_allocation(&share);
+        used.add_allocation(&share);
+        assert_eq!(used.gpus.to_string(), "8.5");
+        assert_eq!(
+            serde_json::to_value(&used).unwrap()["gpusByModel"],
+            json!({"H100": 8.5})
+        );
         assert!(AllocationPhase::Running.holds_resources());
         assert!(!AllocationPhase::Succeeded.holds_resources());
     }

@@ -10,7 +10,7 @@
 //!   (billion laughs), nesting depth capped, merge keys applied; request bodies by media
 //!   type ([`body`]);
 //! - durations ([`duration`]: one grammar, `1h30m`, `500ms`, `7d`, for manifests and
-//!   every CLI flag), quantities (`250m`, `4Gi`), label selectors, jurisdictions and blocs;
+//!   every CLI flag), quantities (`250m`, `4Gi`), GPU counts ([`gpu`]: whole or `0.25`), label selectors, jurisdictions and blocs;
 //! - strict validation: unknown fields are refused (with a suggestion), names are RFC 1123
 //!   labels, jurisdictions are ISO 3166-1 codes or blocs, and every problem is reported;
 //! - what the scheduler answers on the wire ([`explanation`]: decisions and their
@@ -23,6 +23,7 @@ pub mod duration;
 pub mod event;
 pub mod examples;
 pub mod explanation;
+pub mod gpu;
 pub mod jurisdiction;
 pub mod kinds;
 pub mod logs;
@@ -44,6 +45,7 @@ pub mod yaml;
 pub use duration::{Duration, DurationError};
 pub use event::{Event, EventRecord, EventSource, EventType, ObjectReference};
 pub use explanation::Explanation;
+pub use gpu::GpuCount;
 pub use kinds::{Allocation, Node, Object, Policy, Project, Site, Spec, Workload};
 pub use kinds::{AnyObject, KINDS, KindInfo, Scope, lookup_kind};
 pub use manifest::{Manifest, ManifestError, parse_manifests};

@@ -276,7 +276,7 @@ pub fn usage_summary(quota: &QueueQuota, used: Option<&ResourceTotals>) -> Strin
         parts.push(format!("gpus {}/{}", u.gpus, q.nominal));
     }
     for (model, q) in &quota.gpus_by_model {
-        let n = u.gpus_by_model.get(model).copied().unwrap_or(0);
+        let n = u.gpus_by_model.get(model).copied().unwrap_or_default();
         parts.push(format!("{model} {n}/{}", q.nominal));
     }
     if let Some(q) = &quota.instances {

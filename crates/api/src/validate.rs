@@ -974,10 +974,26 @@ impl Checker {
             );
         }
         if let Some(g) = &r.gpu {
-            if g.count == 0 {
+            if g.count.is_zero() {
                 self.err(
                     "spec.task.resources.gpu.count",
-                    "must be 1 or more (or remove gpu)",
+                    "must be more than 0: whole GPUs (1) or a share of one GPU (0.25); or remove gpu",
+                );
+            } else if g.count > 1 && !g.count.is_whole() {
+                self.err(
+                    "spec.task.resources.gpu.count",
+                    format!(
+                        "{} GPUs: above 1 a GPU count must be whole ({} or {}); a share below 1 (0.25) is part of one device and never spans two",
+                        g.count,
+                        g.count.devices() - 1,
+                        g.count.devices()
+                    ),
+                );
+            }
+            if !g.devices.is_empty() {
+                self.err(
+                    "spec.task.resources.gpu.devices",
+                    "devices are chosen by the scheduler (in an Allocation); remove them from the workload",
                 );
             }
             if let Some(m) = &g.model {
@@ -1824,6 +1840,33 @@ mod tests {
         let AnyObject::Workload(w) = o else { panic!() };
         assert_eq!(w.spec.replicas, 1);
         assert_eq!(w.spec.task.resources.cpu.millis(), 500);
+    }
+
+    #[test]
+    fn gpu_shares_are_below_one_and_whole_above() {
+        let with_gpu = |gpu: serde_json::Value| {
+            let mut s = base_spec();
+            s["task"]["resources"]["gpu"] = gpu;
+            errors(workload(s))
+        };
+        assert!(with_gpu(json!({"count": 0.25})).is_empty());
+        assert!(with_gpu(json!({"count": "500m", "model": "L4"})).is_empty());
+        assert!(with_gpu(json!({"count": 2})).is_empty());
+        let e = with_gpu(json!({"count": 1.5}));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("spec.task.resources.gpu.count: 1.5 GPUs: above 1 a GPU count must be whole (1 or 2)"),
+            "{e:?}"
+        );
+        let e = with_gpu(json!({"count": 0}));
+        assert!(e[0].contains("must be more than 0"), "{e:?}");
+        let e = with_gpu(json!({"count": 1, "devices": [0]}));
+        assert!(
+            e[0].starts_with(
+                "spec.task.resources.gpu.devices: devices are chosen by the scheduler"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -28,6 +28,35 @@ pub enum BenchCommand {
         after_help = "Examples:\n  meridian bench placement --nodes 10000 --instances 100000\n  meridian bench placement --nodes 1000,10000,100000 --instances 100000   # growth table\n  meridian bench placement --nodes 300 --instances 1000 --json\n\nWith --json: one JSON object, or for a list of --nodes a JSON array of objects (one per\nsize, in order). Keys: nodes, sites, classes, workloads, instances, placed, unplaceable,\npreemptions, gangs, seed, generate_ms, build_fleet_ms, build_batch_ms, total_ms,\nplacements_per_sec (instances decided per second of decision time), p50_us, p90_us,\np99_us, max_us (per instance; a gang's time is split over its members), max_unit_us."
     )]
     Placement(PlacementArgs),
+    /// Trace replay: a GPU cluster trace's tasks placed on its nodes through the real
+    /// placement code on a simulated clock, per scoring policy (no server needed)
+    #[command(
+        after_help = "Example:\n  meridian bench queue --trace openb_pod_list_default.csv --nodes openb_node_list_all_node.csv\n\nThe trace is the Alibaba GPU trace of Weng et al., \"Beware of Fragmentation: Scheduling\nGPU-Sharing Workloads with Fragmentation Gradient Descent\", USENIX ATC 2023\n(alibaba/clusterdata, cluster-trace-gpu-v2023). Policies: fgd (fragmentation gradient\ndescent, placement's default for GPU work), bestfit (binpack), randomfit (a random node\nwith room, seeded). Reported per policy: GPU allocation ratio at every 5% of the arrived\nGPU demand, allocation ratio and unallocated GPUs at the first task that did not fit,\nqueueing delay (mean, p95) overall and per QoS class, preemptions, partial gangs (always\n0, checked); and the inflation experiment (tasks drawn from the trace, no departures,\nuntil their demand reaches the cluster's GPUs) unless --no-inflation."
+    )]
+    Queue(QueueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The tasks: an `openb_pod_list_*.csv` file (name,cpu_milli,memory_mib,num_gpu,
+    /// gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time)
+    #[arg(long, value_name = "FILE")]
+    pub trace: std::path::PathBuf,
+    /// The nodes: an `openb_node_list_*.csv` file (sn,cpu_milli,memory_mib,gpu,model)
+    #[arg(long, value_name = "FILE")]
+    pub nodes: std::path::PathBuf,
+    /// Policies to compare, in one run: fgd, bestfit, randomfit
+    #[arg(long, default_value = "fgd,bestfit,randomfit", value_name = "P[,P...]")]
+    pub policy: String,
+    /// Seed of the inflation draws and of random fit
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the inflation experiment (replay the trace's arrivals and departures only)
+    #[arg(long)]
+    pub no_inflation: bool,
+    /// Print JSON instead of tables
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

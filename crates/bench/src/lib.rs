@@ -15,6 +15,9 @@
 //!   audit chain must verify afterwards.
 //! - [`placement`]: the scheduler core alone, in this process, on one thread: a generated
 //!   fleet and workload mix (`sim::bench`), decisions per second and time per decision.
+//! - [`queue`]: a GPU cluster trace replayed through placement on a simulated clock
+//!   (`sim::replay`), per scoring policy: allocation ratio, unallocated GPUs at the first
+//!   failure, queueing delay.
 //!
 //! All HTTP goes through the `client` crate. `rss` and `crash` start `meridian server`
 //! processes of their own (and `meridian audit verify`) from the binary path they are given;
@@ -34,15 +37,17 @@ mod crash;
 mod create;
 mod load;
 mod placement;
+mod queue;
 mod report;
 mod rss;
 mod spawn;
 mod watch;
 
-pub use args::{BenchCommand, CrashArgs, CreateArgs, PlacementArgs, RssArgs, WatchArgs};
+pub use args::{BenchCommand, CrashArgs, CreateArgs, PlacementArgs, QueueArgs, RssArgs, WatchArgs};
 pub use crash::crash;
 pub use create::create;
 pub use placement::placement;
+pub use queue::queue;
 pub use rss::rss;
 pub use watch::watch;
 

@@ -194,7 +194,7 @@ pub enum Command {
     Install(crate::commands::install::InstallArgs),
     /// Stop and remove the server's or the agent's systemd service
     Uninstall(crate::commands::install::UninstallArgs),
-    /// Load generators and measurements: API, watch, memory, crash, placement (BENCHMARKS.md)
+    /// Load generators and measurements: API, watch, memory, crash, placement, queue (BENCHMARKS.md)
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Add, change or remove labels of objects

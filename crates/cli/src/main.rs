@@ -193,6 +193,7 @@ async fn run_bench(global: &args::Global, cmd: &bench::BenchCommand) -> anyhow::
         Bench::Rss(a) => bench::rss(&this_binary()?, a).await,
         Bench::Crash(a) => bench::crash(&this_binary()?, a).await,
         Bench::Placement(a) => bench::placement(a),
+        Bench::Queue(a) => bench::queue(a),
     };
     // A bad flag value exits 1, as every error the user can fix.
     result.map_err(|e| match e.downcast::<bench::UsageError>() {

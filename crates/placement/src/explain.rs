@@ -147,6 +147,7 @@ pub(crate) fn code(r: &Reason, wl: &Compiled) -> ReasonCode {
         Reason::WindowsBuild { .. } => ReasonCode::WindowsBuild,
         Reason::Taint { .. } => ReasonCode::Taint,
         Reason::GpuModel => ReasonCode::GpuModel,
+        Reason::GpuSharing(_) => ReasonCode::GpuSharing,
         Reason::Expression(i) => {
             if wl.exprs[*i].attr.is_security() {
                 ReasonCode::Security
@@ -169,6 +170,11 @@ fn taint_text(key: &str, value: Option<&str>, effect: TaintEffect) -> String {
         Some(v) => format!("{key}={v}:{effect}"),
         None => format!("{key}:{effect}"),
     }
+}
+
+/// Milli-GPUs as people write them: `2`, `0.25`.
+fn gpus(milli: u64) -> String {
+    api::GpuCount::from_milli(u32::try_from(milli).unwrap_or(u32::MAX)).to_string()
 }
 
 fn gpu_text(wl: &Compiled) -> String {
@@ -264,6 +270,13 @@ pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> St
                 (None, None) => "no GPUs".to_string(),
             }
         }
+        Reason::GpuSharing(model) => {
+            let share = wl.gpu.as_ref().map_or(0, |g| g.milli);
+            format!(
+                "node GPUs of model {model} are not shareable (the request is {} of one GPU; ask for whole GPUs, or for a model whose nodes share)",
+                gpus(u64::from(share))
+            )
+        }
         Reason::Expression(i) => {
             let e = &wl.exprs[*i].expr;
             let mut values: Vec<&str> = agg.values.iter().map(String::as_str).take(3).collect();
@@ -287,12 +300,24 @@ pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> St
             mem(wl.res[2]),
             mem(agg.max_free)
         ),
-        Reason::Gpu => format!(
-            "insufficient {} (need {}, largest free {})",
-            gpu_text(wl),
-            wl.gpu.as_ref().map_or(0, |g| g.count),
-            agg.max_free
-        ),
+        Reason::Gpu => {
+            let need = wl.gpu.as_ref().map_or(0, |g| g.milli);
+            if need < crate::fleet::MILLI {
+                format!(
+                    "insufficient {} (need {} of one GPU, largest free on one device {})",
+                    gpu_text(wl),
+                    gpus(u64::from(need)),
+                    gpus(agg.max_free)
+                )
+            } else {
+                format!(
+                    "insufficient {} (need {}, largest free {})",
+                    gpu_text(wl),
+                    gpus(u64::from(need)),
+                    gpus(agg.max_free)
+                )
+            }
+        }
         Reason::Port { port, protocol } => {
             format!("host port {port}/{protocol} is taken")
         }
@@ -341,12 +366,12 @@ fn suggestion(
             }
             if short[3] > 0 {
                 let noun = gpu_text(wl);
-                let noun = if short[3] == 1 {
+                let noun = if short[3] <= u64::from(crate::fleet::MILLI) {
                     noun.trim_end_matches('s').to_string()
                 } else {
                     noun
                 };
-                parts.push(format!("{} more free {noun}", short[3]));
+                parts.push(format!("{} more free {noun}", gpus(short[3])));
             }
             let code = if short[3] > 0 {
                 ReasonCode::Gpu

@@ -18,7 +18,7 @@
 
 use api::kinds::{Arch, Driver, Isolation, NodePhase, OsFamily, TaintEffect};
 
-use crate::fleet::{Class, Fleet, GpuGroup, NodeId, SiteInfo, offers};
+use crate::fleet::{Class, Fleet, GpuGroup, MILLI, NodeId, SiteInfo, offers};
 use crate::windows::{self, WindowsBuild};
 use crate::workload::{Compiled, GpuReq, PortNeed, PortReq};
 
@@ -68,6 +68,9 @@ pub(crate) enum Reason {
         effect: TaintEffect,
     },
     GpuModel,
+    /// A share of a device was asked for and the node's GPUs of the model (`Some`, the
+    /// first such model) that match are not shareable.
+    GpuSharing(String),
     /// Index into the workload's `matchExpressions`.
     Expression(usize),
     Cpu,
@@ -99,8 +102,14 @@ impl Reason {
     }
 }
 
-/// Whether a GPU group satisfies the request's model and memory.
+/// Whether a GPU group satisfies the request's model and memory, and for a share of a
+/// device, whether its devices are shareable.
 pub(crate) fn gpu_group_matches(g: &GpuGroup, req: &GpuReq) -> bool {
+    gpu_model_matches(g, req) && (g.shareable || !req.is_share())
+}
+
+/// Whether a GPU group satisfies the request's model and memory.
+fn gpu_model_matches(g: &GpuGroup, req: &GpuReq) -> bool {
     req.model.as_ref().is_none_or(|m| *m == g.model)
         && req
             .memory
@@ -256,7 +265,17 @@ pub(crate) fn platform_failures(class: &Class, wl: &Compiled, all: bool, out: &m
             .iter()
             .any(|x| gpu_group_matches(x, g))
     {
-        fail!(Reason::GpuModel);
+        // The model is there but may not be shared: say so, it is not a missing model.
+        match class
+            .key
+            .capacity
+            .gpus
+            .iter()
+            .find(|x| gpu_model_matches(x, g))
+        {
+            Some(x) => fail!(Reason::GpuSharing(x.model.clone())),
+            None => fail!(Reason::GpuModel),
+        }
     }
 }
 
@@ -350,23 +369,36 @@ pub(crate) fn free_of(fleet: &Fleet, node: NodeId) -> (u64, u64, Option<u64>) {
     )
 }
 
-/// Largest free count among `groups` of a node.
-pub(crate) fn gpu_free(fleet: &Fleet, node: NodeId, groups: &[u8]) -> u32 {
+/// The room a request of `milli` milli-GPUs can use in one group of a node, in
+/// milli-GPUs: for a share, the most free on one device; for whole GPUs, the devices
+/// nobody uses (× 1000).
+pub(crate) fn group_room(devices: &[u16], milli: u32) -> u32 {
+    if milli < MILLI {
+        devices
+            .iter()
+            .map(|u| MILLI.saturating_sub(u32::from(*u)))
+            .max()
+            .unwrap_or(0)
+    } else {
+        devices.iter().filter(|u| **u == 0).count() as u32 * MILLI
+    }
+}
+
+/// The largest room among `groups` of a node for a request of `milli` milli-GPUs
+/// ([`group_room`]).
+pub(crate) fn gpu_free(fleet: &Fleet, node: NodeId, groups: &[u8], milli: u32) -> u32 {
     let n = &fleet.nodes[node as usize];
-    let cap = &fleet.classes[n.class as usize].key.capacity;
     groups
         .iter()
-        .map(|&g| {
-            cap.gpus[g as usize]
-                .count
-                .saturating_sub(n.gpu_used[g as usize])
-        })
+        .map(|&g| group_room(&n.devices[g as usize], milli))
         .max()
         .unwrap_or(0)
 }
 
-/// Whether `res` (and `gpu` GPUs from one of `groups`) fits on `node` now: the GPU
-/// group to use (the fullest that fits), or the first capacity filter that fails.
+/// Whether `res` (and `gpu` milli-GPUs from one of `groups`) fits on `node` now: the
+/// GPU group to use (the fullest that fits) with the milli-GPUs, or the first capacity
+/// filter that fails. A share needs one device with that much room; whole GPUs need as
+/// many devices that nobody uses.
 pub(crate) fn fit(
     fleet: &Fleet,
     node: NodeId,
@@ -388,22 +420,14 @@ pub(crate) fn fit(
     }
     match gpu {
         None => Ok(None),
-        Some(count) => {
+        Some(milli) => {
             let n = &fleet.nodes[node as usize];
-            let cap = &fleet.classes[n.class as usize].key.capacity;
             groups
                 .iter()
-                .map(|&g| {
-                    (
-                        cap.gpus[g as usize]
-                            .count
-                            .saturating_sub(n.gpu_used[g as usize]),
-                        g,
-                    )
-                })
-                .filter(|(free, _)| *free >= count)
+                .map(|&g| (group_room(&n.devices[g as usize], milli), g))
+                .filter(|(room, _)| *room >= milli)
                 .min()
-                .map(|(_, g)| Some((g, count)))
+                .map(|(_, g)| Some((g, milli)))
                 .ok_or(Reason::Gpu)
         }
     }
@@ -473,7 +497,8 @@ pub(crate) fn pick_ports(used: &std::collections::BTreeSet<u32>, ports: &[PortRe
     picked
 }
 
-/// What `node` lacks for the request: cpu, memory, ephemeral, GPUs (0 where enough).
+/// What `node` lacks for the request: cpu, memory, ephemeral, milli-GPUs (0 where
+/// enough).
 pub(crate) fn shortfall(
     fleet: &Fleet,
     node: NodeId,
@@ -491,7 +516,7 @@ pub(crate) fn shortfall(
             0
         },
         gpu.map_or(0, |c| {
-            c.saturating_sub(gpu_free(fleet, node, groups)) as u64
+            c.saturating_sub(gpu_free(fleet, node, groups, c)) as u64
         }),
     ]
 }

@@ -103,6 +103,11 @@ pub(crate) struct GpuGroup {
     pub model: String,
     pub memory: Option<u64>,
     pub count: u32,
+    /// Whether shares of a device (`count: 0.25`) may land on it.
+    pub shareable: bool,
+    /// The node-wide index of each device of the group (devices are numbered over the
+    /// node's GPUs in the order the node lists them), what an allocation reports.
+    pub index: Vec<u32>,
 }
 
 /// What a node offers to Meridian (its allocatable resources).
@@ -119,7 +124,16 @@ impl Capacity {
     pub(crate) fn gpu_total(&self) -> u32 {
         self.gpus.iter().map(|g| g.count).sum()
     }
+
+    /// Every GPU of the node in milli-GPUs.
+    pub(crate) fn gpu_milli_total(&self) -> u32 {
+        self.gpu_total().saturating_mul(MILLI)
+    }
 }
+
+/// Milli-GPUs per GPU: GPU amounts in placement are milli-GPUs, so that shares of a
+/// device (`0.25` is 250) and whole devices (1000 each) add up in one unit.
+pub(crate) const MILLI: u32 = api::gpu::MILLI_PER_GPU;
 
 /// Security facts of a node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,8 +303,11 @@ pub(crate) struct NodeInfo {
     pub security: Security,
     /// cpu millicores, memory bytes, ephemeral bytes.
     pub used: [u64; 3],
-    /// Per GPU group of the class.
+    /// Per GPU group of the class: milli-GPUs in use (the sum of `devices`).
     pub gpu_used: Vec<u32>,
+    /// Per GPU group, per device: milli-GPUs in use (1000 when a whole-GPU request holds
+    /// it; shares add up to at most 1000).
+    pub devices: Vec<Vec<u16>>,
     /// Host ports in use, by [`crate::workload::PortReq::key`].
     pub ports: BTreeSet<u32>,
     pub allocs: Vec<AllocId>,
@@ -306,8 +323,11 @@ pub(crate) struct Alloc {
     pub node: NodeId,
     pub priority: i32,
     pub res: [u64; 3],
-    /// GPU group index on the node and count.
+    /// GPU group index on the node and milli-GPUs held.
     pub gpu: Option<(u8, u32)>,
+    /// The devices of that group it holds (indexes within the group): one for a share,
+    /// `count` for whole GPUs. Empty when inserted: [`Fleet::insert_alloc`] picks them.
+    pub devices: Vec<u16>,
     /// Host ports held, by [`crate::workload::PortReq::key`].
     pub ports: Vec<u32>,
     /// `metadata.name` of the Allocation object, when it came from one.
@@ -364,8 +384,8 @@ fn alloc_model<'f>(classes: &'f [Class], nodes: &[NodeInfo], a: &Alloc) -> Optio
 }
 
 /// What one project's allocations reserve (the same sums as `Project.status.used`,
-/// [`api::kinds::ResourceTotals::add_allocation`]): cpu millicores, memory bytes, GPUs,
-/// allocations, and GPUs per model.
+/// [`api::kinds::ResourceTotals::add_allocation`]): cpu millicores, memory bytes,
+/// milli-GPUs, allocations, and milli-GPUs per model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Usage {
     pub cpu: u64,
@@ -454,17 +474,26 @@ fn class_key(node: &Node, site: Result<SiteId, String>) -> ClassKey {
     let spec = &node.spec;
     let alloc = spec.allocatable();
     let mut gpus: Vec<GpuGroup> = Vec::new();
+    let mut next = 0u32;
     for g in &alloc.gpus {
         let memory = g.memory.map(|m| m.bytes());
+        let shareable = g.is_shareable();
+        let index = next..next.saturating_add(g.count);
+        next = index.end;
         match gpus
             .iter_mut()
-            .find(|x| x.model == g.model && x.memory == memory)
+            .find(|x| x.model == g.model && x.memory == memory && x.shareable == shareable)
         {
-            Some(x) => x.count += g.count,
+            Some(x) => {
+                x.count += g.count;
+                x.index.extend(index);
+            }
             None => gpus.push(GpuGroup {
                 model: g.model.clone(),
                 memory,
                 count: g.count,
+                shareable,
+                index: index.collect(),
             }),
         }
     }
@@ -512,7 +541,8 @@ fn class_key(node: &Node, site: Result<SiteId, String>) -> ClassKey {
     }
 }
 
-/// Sum of per-dimension utilisation (cpu, memory, GPUs) in [`UTIL_SCALE`] units.
+/// Sum of per-dimension utilisation (cpu, memory, GPUs) in [`UTIL_SCALE`] units
+/// (`gpu_used` in milli-GPUs per group).
 pub(crate) fn util_key(cap: &Capacity, used: &[u64; 3], gpu_used: &[u32]) -> u64 {
     let mut k: u128 = 0;
     if cap.cpu > 0 {
@@ -521,12 +551,42 @@ pub(crate) fn util_key(cap: &Capacity, used: &[u64; 3], gpu_used: &[u32]) -> u64
     if cap.memory > 0 {
         k += used[1] as u128 * UTIL_SCALE / cap.memory as u128;
     }
-    let total = cap.gpu_total();
+    let total = cap.gpu_milli_total();
     if total > 0 {
         let g: u32 = gpu_used.iter().sum();
-        k += g as u128 * UTIL_SCALE / total as u128;
+        k += g.min(total) as u128 * UTIL_SCALE / total as u128;
     }
     u64::try_from(k).unwrap_or(u64::MAX)
+}
+
+/// The devices of GPU group `group` a request of `milli` milli-GPUs would take on a
+/// node whose per-device use is `devices`: a share goes to the fullest device that still
+/// has room for it (best fit, which keeps whole devices free for whole-GPU requests);
+/// whole GPUs take the first devices nobody uses. `None` when the group has no room.
+pub(crate) fn pick_devices(devices: &[u16], milli: u32) -> Option<Vec<u16>> {
+    if milli < MILLI {
+        devices
+            .iter()
+            .enumerate()
+            .filter(|(_, used)| u32::from(**used) + milli <= MILLI)
+            .max_by_key(|(i, used)| (**used, std::cmp::Reverse(*i)))
+            .map(|(i, _)| vec![i as u16])
+    } else {
+        let n = milli.div_ceil(MILLI) as usize;
+        let free: Vec<u16> = devices
+            .iter()
+            .enumerate()
+            .filter(|(_, used)| **used == 0)
+            .map(|(i, _)| i as u16)
+            .take(n)
+            .collect();
+        (free.len() == n).then_some(free)
+    }
+}
+
+/// Milli-GPUs each held device carries: the share, or a whole device.
+pub(crate) fn per_device(milli: u32) -> u16 {
+    milli.min(MILLI) as u16
 }
 
 impl Fleet {
@@ -626,6 +686,13 @@ impl Fleet {
                 },
                 used: [0; 3],
                 gpu_used: vec![0; groups],
+                devices: fleet.classes[class as usize]
+                    .key
+                    .capacity
+                    .gpus
+                    .iter()
+                    .map(|g| vec![0; g.count as usize])
+                    .collect(),
                 ports: BTreeSet::new(),
                 allocs: Vec::new(),
                 util: 0,
@@ -725,10 +792,21 @@ impl Fleet {
             r.memory.bytes(),
             r.ephemeral_storage.map_or(0, |m| m.bytes()),
         ];
-        let gpu = r.gpu.as_ref().and_then(|g| {
+        let mut devices = Vec::new();
+        let gpu = r.gpu.as_ref().filter(|g| !g.count.is_zero()).and_then(|g| {
+            let milli = g.count.milli();
             let groups = &self.class_of(node).key.capacity.gpus;
-            let used = &self.nodes[node as usize].gpu_used;
-            let fits = |i: usize| groups[i].count.saturating_sub(used[i]) >= g.count;
+            // The devices the allocation says it holds, when they are one group's and
+            // as many as it needs; else the group is chosen as a placement would.
+            if let Some((group, local)) = self.local_devices(node, &g.devices)
+                && local.len() == milli.div_ceil(MILLI) as usize
+                && (milli >= MILLI || groups[group as usize].shareable)
+            {
+                devices = local;
+                return Some((group, milli));
+            }
+            let dev = &self.nodes[node as usize].devices;
+            let fits = |i: usize| pick_devices(&dev[i], milli).is_some();
             let matching: Vec<usize> = (0..groups.len())
                 .filter(|&i| g.model.as_ref().is_none_or(|m| *m == groups[i].model))
                 .collect();
@@ -738,7 +816,7 @@ impl Fleet {
                 .find(|&i| fits(i))
                 .or_else(|| matching.first().copied())
                 .or(if groups.is_empty() { None } else { Some(0) })?;
-            Some((group as u8, g.count))
+            Some((group as u8, milli))
         });
         let wid = self.intern_workload(&ns, &a.spec.workload);
         self.insert_alloc(Alloc {
@@ -748,10 +826,28 @@ impl Fleet {
             priority,
             res,
             gpu,
+            devices,
             ports: port_keys(&a.spec.ports),
             name: Some(a.metadata.name.clone()).filter(|n| !n.is_empty()),
         });
         Ok(true)
+    }
+
+    /// Node-wide device indexes (as an allocation reports them) as one GPU group's
+    /// local ones; `None` unless every index is a distinct device of one group.
+    fn local_devices(&self, node: NodeId, indexes: &[u32]) -> Option<(u8, Vec<u16>)> {
+        let first = *indexes.first()?;
+        let groups = &self.class_of(node).key.capacity.gpus;
+        let group = groups.iter().position(|g| g.index.contains(&first))?;
+        let mut local = Vec::with_capacity(indexes.len());
+        for i in indexes {
+            let d = groups[group].index.iter().position(|x| x == i)? as u16;
+            if local.contains(&d) {
+                return None;
+            }
+            local.push(d);
+        }
+        Some((group as u8, local))
     }
 
     /// Accounts for a placement decided elsewhere (or in an earlier batch): the node's
@@ -780,11 +876,19 @@ impl Fleet {
             r.memory.bytes(),
             r.ephemeral_storage.map_or(0, |m| m.bytes()),
         ];
-        let gpu_req = r.gpu.as_ref().map(|g| crate::workload::GpuReq {
-            count: g.count,
-            model: g.model.clone(),
-            memory: g.memory.map(|m| m.bytes()),
-        });
+        let gpu_req =
+            r.gpu
+                .as_ref()
+                .filter(|g| !g.count.is_zero())
+                .map(|g| crate::workload::GpuReq {
+                    milli: g.count.milli(),
+                    model: g.model.clone(),
+                    memory: g.memory.map(|m| m.bytes()),
+                });
+        let held = r
+            .gpu
+            .as_ref()
+            .and_then(|g| self.local_devices(node, &g.devices));
         let class = self.class_of(node);
         let groups: Vec<u8> = (0..class.key.capacity.gpus.len() as u8)
             .filter(|&i| {
@@ -797,14 +901,29 @@ impl Fleet {
             fixed: port_keys(&p.ports),
             dynamic: 0,
         };
-        match crate::filter::fit(
+        // The decision's devices when they are free in a matching group; else the
+        // group and devices a placement would choose now.
+        let named = held.filter(|(group, local)| {
+            let need = gpu_req.as_ref().map_or(0, |g| g.milli);
+            let dev = &self.nodes[node as usize].devices[*group as usize];
+            groups.contains(group)
+                && local.len() == need.div_ceil(MILLI) as usize
+                && local
+                    .iter()
+                    .all(|&d| u32::from(dev[d as usize]) + u32::from(per_device(need)) <= MILLI)
+        });
+        let fitted = crate::filter::fit(
             self,
             node,
             &res,
-            gpu_req.as_ref().map(|g| g.count),
-            &groups,
+            gpu_req.as_ref().map(|g| g.milli),
+            match &named {
+                Some((group, _)) => std::slice::from_ref(group),
+                None => &groups,
+            },
             &ports,
-        ) {
+        );
+        match fitted {
             Ok(gpu) => {
                 let wid =
                     self.intern_workload(&decision.workload.namespace, &decision.workload.name);
@@ -815,6 +934,7 @@ impl Fleet {
                     priority: p.priority,
                     res,
                     gpu,
+                    devices: named.map(|(_, d)| d).unwrap_or_default(),
                     ports: ports.fixed,
                     name: None,
                 });
@@ -913,8 +1033,22 @@ impl Fleet {
             gpus: cap
                 .gpus
                 .iter()
-                .zip(&n.gpu_used)
-                .map(|(g, u)| (g.model.clone(), g.count.saturating_sub(*u)))
+                .zip(&n.devices)
+                .map(|(g, d)| {
+                    (
+                        g.model.clone(),
+                        d.iter().filter(|u| **u == 0).count() as u32,
+                    )
+                })
+                .collect(),
+            gpu_shares: cap
+                .gpus
+                .iter()
+                .zip(&n.devices)
+                .map(|(g, d)| {
+                    let free = d.iter().map(|u| MILLI.saturating_sub(u32::from(*u))).sum();
+                    (g.model.clone(), api::GpuCount::from_milli(free))
+                })
                 .collect(),
         })
     }
@@ -932,16 +1066,17 @@ impl Fleet {
     pub fn project_usage(&self, project: &str) -> Option<api::kinds::ResourceTotals> {
         let u = &self.usage[*self.project_ids.get(project)? as usize];
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let gpus = |n: u64| api::GpuCount::from_milli(clamp(n));
         Some(api::kinds::ResourceTotals {
             cpu: api::Cpu::from_millis(u.cpu),
             memory: api::Memory::from_bytes(u.memory),
-            gpus: clamp(u.gpus),
+            gpus: gpus(u.gpus),
             instances: clamp(u.instances),
             gpus_by_model: u
                 .by_model
                 .iter()
                 .filter(|(_, n)| **n > 0)
-                .map(|(m, n)| (m.clone(), clamp(*n)))
+                .map(|(m, n)| (m.clone(), gpus(*n)))
                 .collect(),
         })
     }
@@ -964,7 +1099,7 @@ impl Fleet {
 
     // -- internals ------------------------------------------------------------------
 
-    /// Capacity of every node together: cpu millicores, memory bytes, GPUs.
+    /// Capacity of every node together: cpu millicores, memory bytes, milli-GPUs.
     pub(crate) fn capacity_totals(&self) -> [u128; 3] {
         let mut t = [0u128; 3];
         for class in &self.classes {
@@ -972,7 +1107,7 @@ impl Fleet {
             let n = class.nodes.len() as u128;
             t[0] += u128::from(cap.cpu) * n;
             t[1] += u128::from(cap.memory) * n;
-            t[2] += u128::from(cap.gpu_total()) * n;
+            t[2] += u128::from(cap.gpu_milli_total()) * n;
         }
         t
     }
@@ -1080,7 +1215,7 @@ impl Fleet {
         }
     }
 
-    pub(crate) fn insert_alloc(&mut self, a: Alloc) -> AllocId {
+    pub(crate) fn insert_alloc(&mut self, mut a: Alloc) -> AllocId {
         let id = self.allocs.len() as AllocId;
         let node = a.node;
         let before = self.nodes[node as usize].util;
@@ -1091,6 +1226,22 @@ impl Fleet {
             }
             if let Some((g, c)) = a.gpu {
                 n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_add(c);
+                let dev = &mut n.devices[g as usize];
+                if a.devices.is_empty() {
+                    // No room (an existing allocation on a node that shrank): the least
+                    // used devices, so the node is full, never over-committed further.
+                    a.devices = pick_devices(dev, c).unwrap_or_else(|| {
+                        let mut order: Vec<u16> = (0..dev.len() as u16).collect();
+                        order.sort_by_key(|&d| (dev[d as usize], d));
+                        order.truncate(c.div_ceil(MILLI) as usize);
+                        order
+                    });
+                }
+                for &d in &a.devices {
+                    if let Some(u) = dev.get_mut(d as usize) {
+                        *u = u.saturating_add(per_device(c));
+                    }
+                }
             }
             n.ports.extend(a.ports.iter().copied());
             n.allocs.push(id);
@@ -1120,6 +1271,12 @@ impl Fleet {
             }
             if let Some((g, c)) = a.gpu {
                 n.gpu_used[g as usize] = n.gpu_used[g as usize].saturating_sub(c);
+                let dev = &mut n.devices[g as usize];
+                for &d in &a.devices {
+                    if let Some(u) = dev.get_mut(d as usize) {
+                        *u = u.saturating_sub(per_device(c));
+                    }
+                }
             }
             for p in &a.ports {
                 n.ports.remove(p);
@@ -1146,6 +1303,8 @@ pub struct FreeResources {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub ephemeral_bytes: Option<u64>,
-    /// `(model, free count)` per GPU group.
+    /// `(model, devices nobody uses)` per GPU group.
     pub gpus: Vec<(String, u32)>,
+    /// `(model, free milli-GPUs over every device, shares included)` per GPU group.
+    pub gpu_shares: Vec<(String, api::GpuCount)>,
 }

@@ -36,6 +36,7 @@
 mod explain;
 mod filter;
 mod fleet;
+pub mod frag;
 pub mod queue;
 mod schedule;
 mod score;
@@ -48,8 +49,9 @@ pub use api::explanation::{
     ReasonCode, Rejection, Score, Suggestion, WorkloadRef,
 };
 pub use fleet::{Fleet, FleetError, FreeResources};
+pub use frag::TaskMix;
 pub use queue::{QueueUsage, Queues, queue_report};
-pub use schedule::Options;
+pub use schedule::{GpuScoring, Options};
 pub use score::Weights;
 pub use workload::{Batch, PlacementError};
 
@@ -409,7 +411,7 @@ pub fn placement_order(fleet: &Fleet, batch: &Batch) -> Vec<usize> {
         .workloads
         .iter()
         .map(|w| {
-            let gpus = w.gpu.as_ref().map_or(0, |g| u64::from(g.count));
+            let gpus = w.gpu.as_ref().map_or(0, |g| u64::from(g.milli));
             [w.res[0], w.res[1], gpus]
                 .iter()
                 .zip(total)

@@ -115,14 +115,16 @@ impl CompiledQueue {
         if let Some(m) = &quota.memory {
             bounds.push((Res::Memory, Bound::of(m, |m: api::Memory| m.bytes())));
         }
+        // GPUs in milli-GPUs, as placement counts them (shares of one device).
+        let milli = |n: u32| u64::from(n) * u64::from(api::gpu::MILLI_PER_GPU);
         if let Some(g) = &quota.gpus {
-            bounds.push((Res::Gpus, Bound::of(g, u64::from)));
+            bounds.push((Res::Gpus, Bound::of(g, milli)));
         }
         if let Some(i) = &quota.instances {
             bounds.push((Res::Instances, Bound::of(i, u64::from)));
         }
         for (model, g) in &quota.gpus_by_model {
-            bounds.push((Res::Model(model.clone()), Bound::of(g, u64::from)));
+            bounds.push((Res::Model(model.clone()), Bound::of(g, milli)));
         }
         CompiledQueue {
             name: q.metadata.name.clone(),
@@ -269,16 +271,17 @@ impl Queues {
     /// The usage of each queue as `Project.status.used`-style totals, for status.
     pub(crate) fn totals(u: &Usage) -> api::kinds::ResourceTotals {
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let gpus = |n: u64| api::GpuCount::from_milli(clamp(n));
         api::kinds::ResourceTotals {
             cpu: api::Cpu::from_millis(u.cpu),
             memory: api::Memory::from_bytes(u.memory),
-            gpus: clamp(u.gpus),
+            gpus: gpus(u.gpus),
             instances: clamp(u.instances),
             gpus_by_model: u
                 .by_model
                 .iter()
                 .filter(|(_, n)| **n > 0)
-                .map(|(m, n)| (m.clone(), clamp(*n)))
+                .map(|(m, n)| (m.clone(), gpus(*n)))
                 .collect(),
         }
     }

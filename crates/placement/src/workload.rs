@@ -218,9 +218,17 @@ impl Expr {
 /// GPUs one replica needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GpuReq {
-    pub count: u32,
+    /// Milli-GPUs: whole GPUs × 1000, or a share of one device (1..=999).
+    pub milli: u32,
     pub model: Option<String>,
     pub memory: Option<u64>,
+}
+
+impl GpuReq {
+    /// Whether it is a share of one device (below one GPU).
+    pub(crate) fn is_share(&self) -> bool {
+        self.milli < api::gpu::MILLI_PER_GPU
+    }
 }
 
 /// An allowed set of jurisdictions, as written and expanded.
@@ -459,11 +467,15 @@ impl Compiled {
                 r.memory.bytes(),
                 r.ephemeral_storage.map_or(0, |m| m.bytes()),
             ],
-            gpu: r.gpu.as_ref().filter(|g| g.count > 0).map(|g| GpuReq {
-                count: g.count,
-                model: g.model.clone(),
-                memory: g.memory.map(|m| m.bytes()),
-            }),
+            gpu: r
+                .gpu
+                .as_ref()
+                .filter(|g| !g.count.is_zero())
+                .map(|g| GpuReq {
+                    milli: g.count.milli(),
+                    model: g.model.clone(),
+                    memory: g.memory.map(|m| m.bytes()),
+                }),
             resources: r.clone(),
             driver: task.driver,
             os: task.os.as_ref().map(|o| o.family),
@@ -507,7 +519,8 @@ impl Compiled {
 }
 
 /// A project's quota (`Project.spec.quota`) in the units placement counts: cpu
-/// millicores, memory bytes, GPUs, allocations, GPUs per model. `None` does not bound.
+/// millicores, memory bytes, milli-GPUs, allocations, milli-GPUs per model. `None` does
+/// not bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct QuotaLimits {
     pub cpu: Option<u64>,
@@ -517,17 +530,22 @@ pub(crate) struct QuotaLimits {
     pub by_model: BTreeMap<String, u64>,
 }
 
+/// Whole GPUs of a quota in milli-GPUs (a quota of `gpus: 1` admits four 0.25 shares).
+fn milli_gpus(n: u32) -> u64 {
+    u64::from(n) * u64::from(api::gpu::MILLI_PER_GPU)
+}
+
 impl QuotaLimits {
     pub(crate) fn of(q: &api::kinds::Quota) -> QuotaLimits {
         QuotaLimits {
             cpu: q.cpu.map(|c| c.millis()),
             memory: q.memory.map(|m| m.bytes()),
-            gpus: q.gpus.map(u64::from),
+            gpus: q.gpus.map(milli_gpus),
             instances: q.instances.map(u64::from),
             by_model: q
                 .gpus_by_model
                 .iter()
-                .map(|(m, n)| (m.clone(), u64::from(*n)))
+                .map(|(m, n)| (m.clone(), milli_gpus(*n)))
                 .collect(),
         }
     }

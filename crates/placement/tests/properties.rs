@@ -176,6 +176,10 @@ fn arb_workload(i: usize) -> impl Strategy<Value = Workload> {
                 } else if gpu == 2 {
                     task["resources"]["gpu"] =
                         json!({"count": gpu_count, "model": "H100", "memory": "80Gi"});
+                } else if gpu == 3 {
+                    // A share of one device.
+                    task["resources"]["gpu"] =
+                        json!({"count": if gpu_count == 1 { 0.25 } else { 0.5 }});
                 }
                 match os {
                     0 => task["os"] = json!({"family": "linux"}),
@@ -324,12 +328,15 @@ fn attr(key: &str, site: &Site, node: &Node) -> Option<String> {
     }
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Use {
     cpu: u64,
     mem: u64,
     eph: u64,
+    /// Milli-GPUs.
     gpu: u32,
+    /// The node's devices held.
+    devices: Vec<u32>,
 }
 
 /// Re-validates every placed decision against the raw API objects.
@@ -467,25 +474,48 @@ fn check(input: &Input, decisions: &[Decision]) -> Result<(), String> {
                     cpu: r.cpu.millis(),
                     mem: r.memory.bytes(),
                     eph: r.ephemeral_storage.map_or(0, |m| m.bytes()),
-                    gpu: r.gpu.as_ref().map_or(0, |g| g.count),
+                    gpu: r.gpu.as_ref().map_or(0, |g| g.count.milli()),
+                    devices: p
+                        .resources
+                        .gpu
+                        .as_ref()
+                        .map(|g| g.devices.clone())
+                        .unwrap_or_default(),
                 },
             ),
         );
-        // Capacity after every placement.
+        // Capacity after every placement, GPU devices one by one: a share holds one
+        // device, whole GPUs as many devices as GPUs, and no device is over one GPU.
         let mut used = Use::default();
+        let mut per_device: BTreeMap<u32, u32> = BTreeMap::new();
         for (n, _, u) in live.values() {
             if *n == p.node {
                 used.cpu += u.cpu;
                 used.mem += u.mem;
                 used.eph += u.eph;
                 used.gpu += u.gpu;
+                if u.gpu > 0 && u.devices.len() as u32 != u.gpu.div_ceil(1000) {
+                    return Err(format!(
+                        "{ctx}: {} milli-GPUs on devices {:?}",
+                        u.gpu, u.devices
+                    ));
+                }
+                for d in &u.devices {
+                    *per_device.entry(*d).or_default() += u.gpu.min(1000);
+                }
             }
+        }
+        let gpus = node.spec.allocatable().gpu_count();
+        if let Some((d, m)) = per_device.iter().find(|(d, m)| **d >= gpus || **m > 1000) {
+            return Err(format!(
+                "{ctx}: device {d} holds {m} milli-GPUs of {gpus} devices"
+            ));
         }
         let a = node.spec.allocatable();
         if used.cpu > a.cpu.millis()
             || used.mem > a.memory.bytes()
             || used.eph > a.ephemeral_storage.map_or(0, |m| m.bytes())
-            || used.gpu > a.gpu_count()
+            || used.gpu > a.gpu_count() * 1000
         {
             return Err(format!("{ctx}: capacity exceeded"));
         }

@@ -208,7 +208,7 @@ fn a_gang_over_the_gpu_quota_waits_with_the_reason() {
     );
     assert_eq!(live(&fleet, &nodes, "train"), 0);
     let used = fleet.project_usage("finance").expect("usage");
-    assert_eq!((used.gpus, used.instances), (1, 1));
+    assert_eq!((used.gpus, used.instances), (api::GpuCount::whole(1), 1));
 }
 
 #[test]
@@ -278,8 +278,8 @@ fn gpus_by_model_bounds_the_model_the_gpus_land_on() {
     );
     assert_eq!(placed(&d, "any"), 3);
     let used = fleet.project_usage("finance").expect("usage");
-    assert_eq!(used.gpus_by_model.get("H100").copied(), Some(4));
-    assert_eq!(used.gpus_by_model.get("L4").copied(), Some(8));
+    assert_eq!(used.gpus_by_model.get("H100").copied(), Some(4.into()));
+    assert_eq!(used.gpus_by_model.get("L4").copied(), Some(8.into()));
     // Naming the model: waits, with the model in the reason.
     let mut h100 = job("finance", "h100", 0, 1, 1, false);
     h100.spec.task.resources.gpu.as_mut().expect("gpu").model = Some("H100".into());
@@ -410,7 +410,7 @@ proptest! {
             prop_assert!(used.gpus <= q.gpus.expect("gpus"), "{name}: {used:?} over {q:?}");
             prop_assert!(used.instances <= q.instances.expect("n"), "{name}: {used:?} over {q:?}");
             for (model, limit) in &q.gpus_by_model {
-                let n = used.gpus_by_model.get(model).copied().unwrap_or(0);
+                let n = used.gpus_by_model.get(model).copied().unwrap_or_default();
                 prop_assert!(n <= *limit, "{name}: {model} {n} > {limit}");
             }
         }

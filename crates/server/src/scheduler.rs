@@ -1285,7 +1285,7 @@ fn over_quota(used: &api::kinds::ResourceTotals, quota: &api::kinds::Quota) -> V
         over.push(format!("instances {} > {q}", used.instances));
     }
     for (model, q) in &quota.gpus_by_model {
-        let n = used.gpus_by_model.get(model).copied().unwrap_or(0);
+        let n = used.gpus_by_model.get(model).copied().unwrap_or_default();
         if n > *q {
             over.push(format!("{model} gpus {n} > {q}"));
         }

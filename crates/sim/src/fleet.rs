@@ -529,6 +529,7 @@ fn pools(r: &Region, forced_gpus: &[(&str, u32)], rng: &mut StdRng) -> Vec<Pool>
             model: model.clone(),
             memory: Some(Memory::from_gib(memory)),
             count,
+            shareable: None,
         }];
         b.add(
             "gpu",

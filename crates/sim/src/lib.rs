@@ -14,6 +14,9 @@
 //!   GPU jobs (some gangs), with residency, OS, GPU, spread, anti-affinity, tolerations,
 //!   expressions, certifications, preferences and priorities.
 //! - [`bench::placement`]: the figures of `meridian bench placement`.
+//! - [`trace`] and [`replay`]: the Alibaba GPU trace of Weng et al. (USENIX ATC 2023)
+//!   parsed from its CSV text and replayed through `placement` on a simulated clock,
+//!   per scoring policy (`meridian bench queue`).
 //! - [`agent::SimAgent`]: simulated agents that register or adopt Node objects, heartbeat,
 //!   and report the allocations placed on them through their phases (`meridian sim
 //!   nodes`, the demo, tests), without running anything.
@@ -27,6 +30,8 @@ pub mod agent;
 pub mod bench;
 mod catalog;
 mod fleet;
+pub mod replay;
+pub mod trace;
 mod workloads;
 
 pub use agent::{SimAgent, SimAgentError};

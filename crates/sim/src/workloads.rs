@@ -921,7 +921,8 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 memory: Memory::from_gib(if train { 64 * u64::from(count) } else { 16 }),
                 ephemeral_storage: None,
                 gpu: Some(GpuRequest {
-                    count,
+                    count: count.into(),
+                    devices: Vec::new(),
                     model: if any_model { None } else { model },
                     memory: (any_model && rng.gen_bool(0.5)).then(|| Memory::from_gib(40)),
                 }),

@@ -15,7 +15,7 @@ impl Session<'_> {
         let fleet = &*self.fleet;
         let min = self.spread_min(plan);
         let specials = fleet.replicas_on.get(&plan.wid);
-        let gpu_count = wl.gpu.as_ref().map(|g| g.count);
+        let gpu_count = wl.gpu.as_ref().map(|g| g.milli);
         let mut tally = Tally::default();
         let mut class_all = Vec::new();
         let mut node_all = Vec::new();
@@ -96,8 +96,13 @@ impl Session<'_> {
                                 agg.max_free = agg.max_free.max(eph.unwrap_or(0));
                             }
                             Reason::Gpu => {
-                                agg.max_free =
-                                    agg.max_free.max(filter::gpu_free(fleet, n, &groups) as u64);
+                                agg.max_free = agg.max_free.max(filter::gpu_free(
+                                    fleet,
+                                    n,
+                                    &groups,
+                                    gpu_count.unwrap_or(0),
+                                )
+                                    as u64);
                             }
                             Reason::Expression(i) => {
                                 let v = wl.exprs[*i].attr.value(fleet, class, Some(node));

@@ -98,7 +98,9 @@ pub(super) struct FilterKey {
     driver: Driver,
     windows: Option<(WindowsBuild, Isolation)>,
     tolerations: Vec<TolerationKey>,
-    gpu: Option<(Option<String>, Option<u64>)>,
+    /// Model, memory, and whether the request is a share of one device (which only
+    /// shareable GPUs take).
+    gpu: Option<(Option<String>, Option<u64>, bool)>,
     volumes: Vec<(String, bool)>,
     exprs: Vec<api::MatchExpression>,
 }
@@ -119,7 +121,10 @@ impl FilterKey {
                 .iter()
                 .map(|t| (t.key.clone(), t.operator, t.value.clone(), t.effect))
                 .collect(),
-            gpu: wl.gpu.as_ref().map(|g| (g.model.clone(), g.memory)),
+            gpu: wl
+                .gpu
+                .as_ref()
+                .map(|g| (g.model.clone(), g.memory, g.is_share())),
             volumes: wl.volumes.clone(),
             exprs: wl.exprs.iter().map(|e| e.expr.clone()).collect(),
         }
@@ -178,7 +183,9 @@ pub(super) struct PlatformKey {
     driver: Driver,
     windows: Option<(WindowsBuild, Isolation)>,
     tolerations: Vec<TolerationKey>,
-    gpu: Option<(Option<String>, Option<u64>)>,
+    /// Model, memory, and whether the request is a share of one device (which only
+    /// shareable GPUs take).
+    gpu: Option<(Option<String>, Option<u64>, bool)>,
     volumes: Vec<(String, bool)>,
 }
 

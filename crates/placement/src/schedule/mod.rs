@@ -45,8 +45,10 @@ use api::kinds::{
 use crate::explain::{Change, Tally};
 use crate::filter::{self, Reason};
 use crate::fleet::{
-    Alloc, AllocId, Class, ClassId, CountrySet, Fleet, NodeId, SiteId, UTIL_SCALE, WorkloadId,
+    Alloc, AllocId, Class, ClassId, CountrySet, Fleet, MILLI, NodeId, SiteId, UTIL_SCALE,
+    WorkloadId,
 };
+use crate::frag::{Shape, TaskMix};
 use crate::score::{StaticScore, Weights};
 use crate::windows::WindowsBuild;
 use crate::workload::{Attr, Batch, Compiled};
@@ -71,6 +73,11 @@ pub struct Options {
     pub candidates: usize,
     /// Whether an instance that fits nowhere may evict strictly lower-priority work.
     pub preemption: bool,
+    /// How GPU work with the binpack strategy is scored ([`GpuScoring`]).
+    pub gpu_scoring: GpuScoring,
+    /// The mix of GPU tasks fragmentation is measured against; `None`: the batch's own
+    /// GPU requests (see [`crate::frag`]).
+    pub task_mix: Option<Arc<TaskMix>>,
 }
 
 impl Default for Options {
@@ -79,8 +86,23 @@ impl Default for Options {
             weights: Weights::default(),
             candidates: 3,
             preemption: true,
+            gpu_scoring: GpuScoring::default(),
+            task_mix: None,
         }
     }
+}
+
+/// The strategy score of GPU work placed with `strategy: binpack`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GpuScoring {
+    /// The node where the task raises GPU fragmentation least, measured against the
+    /// expected task mix ([`crate::frag`], after Weng et al., USENIX ATC 2023):
+    /// `strategy × (1/2 − Δ / (2 × the largest node's GPUs))`.
+    #[default]
+    Fragmentation,
+    /// Best fit: the node fullest after placing (mean utilisation of cpu, memory and
+    /// GPUs), as for work without GPUs.
+    BestFit,
 }
 
 const NONE: u32 = u32::MAX;
@@ -227,6 +249,10 @@ pub(crate) struct Session<'a> {
     sites: HashMap<SiteKey, Arc<Vec<Option<Reason>>>>,
     /// Queued jobs' queues and the queues' usage, when the batch has queues.
     queues: Option<queue::QueueView>,
+    /// The task mix of fragmentation scoring (empty: best fit), and the largest node's
+    /// GPUs in milli-GPUs (what a change of fragmentation is scaled by).
+    mix: Vec<Shape>,
+    frag_scale: f64,
 }
 
 /// Per spread key: whether domains are per node, the domain of each class (or node),
@@ -242,8 +268,34 @@ impl<'a> Session<'a> {
             .queues
             .as_ref()
             .map(|q| queue::QueueView::new(fleet, batch, q));
+        let mix = match (opts.gpu_scoring, &opts.task_mix) {
+            (GpuScoring::BestFit, _) => Vec::new(),
+            (GpuScoring::Fragmentation, Some(m)) => m.shapes(),
+            (GpuScoring::Fragmentation, None) => {
+                let mut m = TaskMix::new();
+                let mut replicas = vec![0u64; batch.workloads.len()];
+                for inst in &batch.instances {
+                    replicas[inst.workload] += 1;
+                }
+                for (w, n) in batch.workloads.iter().zip(replicas) {
+                    if let Some(g) = &w.gpu {
+                        m.add(w.res[0], w.res[1], api::GpuCount::from_milli(g.milli), n);
+                    }
+                }
+                m.shapes()
+            }
+        };
+        let frag_scale = fleet
+            .classes
+            .iter()
+            .map(|c| c.key.capacity.gpu_milli_total())
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
         Session {
             queues,
+            mix,
+            frag_scale,
             fleet,
             batch,
             opts,
@@ -296,6 +348,7 @@ impl<'a> Session<'a> {
             priority: wl.priority,
             res: wl.res,
             gpu: c.gpu,
+            devices: Vec::new(),
             ports,
             name: None,
         };
@@ -365,7 +418,18 @@ impl<'a> Session<'a> {
         let site = self.fleet.site_name_of_class(class).to_string();
         let mut resources = wl.resources.clone();
         if let (Some(g), Some((group, _))) = (&mut resources.gpu, chosen.gpu) {
-            g.model = Some(class.key.capacity.gpus[group as usize].model.clone());
+            let held = &class.key.capacity.gpus[group as usize];
+            g.model = Some(held.model.clone());
+            // The devices the allocation holds, numbered as the node lists its GPUs.
+            g.devices = self.fleet.allocs[id as usize]
+                .as_ref()
+                .map(|a| {
+                    a.devices
+                        .iter()
+                        .filter_map(|&d| held.index.get(d as usize).copied())
+                        .collect()
+                })
+                .unwrap_or_default();
         }
         let summary = format!(
             "placed on {node} in {site} (score {:.2}); {} of {} nodes passed the static filters",
@@ -499,10 +563,18 @@ impl<'a> Session<'a> {
                 });
             }
             let cands = self.search(wi, None, self.k());
+            // The node the victims were evicted from, even when it does not rank among
+            // the best (scores other than binpack need not rank it first), so the
+            // choice made for it (GPU model within quota) holds.
             let best = cands
                 .iter()
                 .find(|c| c.node == node)
                 .cloned()
+                .or_else(|| {
+                    let plan = self.plan(wi);
+                    let min = self.spread_min(plan);
+                    self.rescore(plan, wl, node, min)
+                })
                 .or_else(|| cands.first().cloned())
                 .expect("the victims' eviction makes room");
             let id = self.commit(wi, replica, &best);
@@ -553,7 +625,7 @@ fn share_of(v: &[u64; 4], cap: &crate::fleet::Capacity) -> u128 {
         (v[0], cap.cpu),
         (v[1], cap.memory),
         (v[2], cap.ephemeral.unwrap_or(0)),
-        (v[3], cap.gpu_total() as u64),
+        (v[3], cap.gpu_milli_total() as u64),
     ];
     for (x, c) in dims {
         if x > 0 {

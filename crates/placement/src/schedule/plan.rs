@@ -319,7 +319,10 @@ pub(super) fn cost_per_hour(
     gpu_model: Option<&str>,
 ) -> Option<f64> {
     let gpu = match (&wl.gpu, gpu_model) {
-        (Some(g), Some(m)) => site.gpu_hour.get(m).map(|p| p * g.count as f64),
+        (Some(g), Some(m)) => site
+            .gpu_hour
+            .get(m)
+            .map(|p| p * g.milli as f64 / MILLI as f64),
         _ => None,
     };
     if site.cpu_core_hour.is_none() && site.memory_gib_hour.is_none() && gpu.is_none() {

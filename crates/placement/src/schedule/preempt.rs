@@ -41,7 +41,7 @@ impl Session<'_> {
                     .groups
                     .iter()
                     .copied()
-                    .filter(|&i| cap.gpus[i as usize].count >= g.count)
+                    .filter(|&i| cap.gpus[i as usize].count.saturating_mul(MILLI) >= g.milli)
                     .filter(|&i| {
                         !self.checks_models(wi)
                             || self
@@ -162,11 +162,10 @@ pub(super) fn select_victims(
         return None;
     }
     let gpu_need = match (group, &wl.gpu) {
-        (Some(g), Some(req)) => req.count.saturating_sub(
-            cap.gpus[g as usize]
-                .count
-                .saturating_sub(node.gpu_used[g as usize]),
-        ) as u64,
+        (Some(g), Some(req)) => req
+            .milli
+            .saturating_sub(filter::group_room(&node.devices[g as usize], req.milli))
+            as u64,
         _ => 0,
     };
     let need = [
@@ -185,6 +184,26 @@ pub(super) fn select_victims(
         };
         [a.res[0], a.res[1], a.res[2], gpu]
     };
+    // Whether evicting `set` frees room on one device for a share, or enough whole
+    // devices (milli-GPUs freed on different devices do not add up to a device).
+    let devices_free = |set: &[&(AllocId, &Alloc)]| -> bool {
+        let (Some(g), Some(req)) = (group, &wl.gpu) else {
+            return true;
+        };
+        let mut dev = node.devices[g as usize].clone();
+        for (_, a) in set {
+            if let Some((held, milli)) = a.gpu
+                && held == g
+            {
+                for &d in &a.devices {
+                    if let Some(u) = dev.get_mut(d as usize) {
+                        *u = u.saturating_sub(crate::fleet::per_device(milli));
+                    }
+                }
+            }
+        }
+        filter::group_room(&dev, req.milli) >= req.milli
+    };
     let covers = |set: &[&(AllocId, &Alloc)]| -> bool {
         let mut sum = [0u64; 4];
         for (_, a) in set {
@@ -192,7 +211,7 @@ pub(super) fn select_victims(
                 *s = s.saturating_add(g);
             }
         }
-        sum.iter().zip(&need).all(|(s, n)| s >= n)
+        sum.iter().zip(&need).all(|(s, n)| s >= n) && devices_free(set)
     };
     let mut sorted: Vec<&(AllocId, &Alloc)> = victims.iter().collect();
     sorted.sort_by_key(|(id, a)| (a.priority, *id));

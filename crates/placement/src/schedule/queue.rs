@@ -151,7 +151,7 @@ impl Session<'_> {
     pub(super) fn queue_breach(&self, wi: usize, members: u64) -> Option<Breach> {
         let q = self.queue_id(wi)?;
         let wl = &self.batch.workloads[wi];
-        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
         self.queue_check(q, &Res::Cpu, wl.res[0] * members)
             .or_else(|| self.queue_check(q, &Res::Memory, wl.res[1] * members))
             .or_else(|| self.queue_check(q, &Res::Gpus, gpus))
@@ -180,7 +180,7 @@ impl Session<'_> {
     ) -> Option<Breach> {
         let q = self.queue_id(wi)?;
         let wl = &self.batch.workloads[wi];
-        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
         self.queue_check(q, &Res::Model(model.to_string()), gpus)
     }
 

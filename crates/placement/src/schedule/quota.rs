@@ -21,6 +21,8 @@ enum Unit {
     Cpu,
     Memory,
     Count,
+    /// Milli-GPUs, shown as GPUs (`0.25`).
+    Gpu,
 }
 
 /// One bound of a project's quota, or of a job's queue, that a placement would break.
@@ -69,7 +71,8 @@ impl Breach {
             unit: match r {
                 Res::Cpu => Unit::Cpu,
                 Res::Memory => Unit::Memory,
-                _ => Unit::Count,
+                Res::Instances => Unit::Count,
+                Res::Gpus | Res::Model(_) => Unit::Gpu,
             },
             used,
             requested,
@@ -127,6 +130,9 @@ impl Breach {
             Unit::Cpu => api::Cpu::from_millis(n).to_string(),
             Unit::Memory => api::Memory::from_bytes(n).to_string(),
             Unit::Count => n.to_string(),
+            Unit::Gpu => {
+                api::GpuCount::from_milli(u32::try_from(n).unwrap_or(u32::MAX)).to_string()
+            }
         }
     }
 
@@ -185,7 +191,7 @@ impl Session<'_> {
         let q = wl.quota.as_deref()?;
         let zero = crate::fleet::Usage::default();
         let u = self.usage_of(wi).unwrap_or(&zero);
-        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
         check("cpu", Unit::Cpu, u.cpu, wl.res[0] * members, q.cpu)
             .or_else(|| {
                 check(
@@ -196,14 +202,14 @@ impl Session<'_> {
                     q.memory,
                 )
             })
-            .or_else(|| check("gpus", Unit::Count, u.gpus, gpus, q.gpus))
+            .or_else(|| check("gpus", Unit::Gpu, u.gpus, gpus, q.gpus))
             .or_else(|| check("instances", Unit::Count, u.instances, members, q.instances))
             .or_else(|| {
                 let model = wl.gpu.as_ref()?.model.as_ref()?;
                 let used = u.by_model.get(model).copied().unwrap_or(0);
                 check(
                     &format!("{model} gpus"),
-                    Unit::Count,
+                    Unit::Gpu,
                     used,
                     gpus,
                     q.by_model.get(model).copied(),
@@ -233,8 +239,8 @@ impl Session<'_> {
             .usage_of(wi)
             .and_then(|u| u.by_model.get(model).copied())
             .unwrap_or(0);
-        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.count)) * members;
-        check(&format!("{model} gpus"), Unit::Count, used, gpus, limit)
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
+        check(&format!("{model} gpus"), Unit::Gpu, used, gpus, limit)
     }
 
     /// The GPU model candidate `c` would hold.
@@ -291,7 +297,7 @@ impl Session<'_> {
             let now = after.get(model).copied().unwrap_or(0);
             check(
                 &format!("{model} gpus"),
-                Unit::Count,
+                Unit::Gpu,
                 was,
                 now.saturating_sub(was),
                 Some(*limit),

@@ -120,9 +120,30 @@ impl Session<'_> {
         }
     }
 
-    pub(super) fn strategy_score(&self, wl: &Compiled, class: &Class, n: NodeId) -> f64 {
+    /// Whether a workload's strategy score is the fragmentation one: GPU work placed
+    /// with binpack, when fragmentation scoring is on (a mix to measure against).
+    pub(super) fn by_fragmentation(&self, wl: &Compiled) -> bool {
+        !self.mix.is_empty() && wl.gpu.is_some() && wl.strategy == Strategy::Binpack
+    }
+
+    /// The strategy score of one more instance of `wl` on node `n` of `class`, holding
+    /// `gpu` (the group and milli-GPUs [`filter::fit`] chose).
+    pub(super) fn strategy_score(
+        &self,
+        wl: &Compiled,
+        class: &Class,
+        n: NodeId,
+        gpu: Option<(u8, u32)>,
+    ) -> f64 {
         let node = &self.fleet.nodes[n as usize];
         let cap = &class.key.capacity;
+        if let (true, Some((group, milli))) = (self.by_fragmentation(wl), gpu) {
+            // Fragmentation gradient descent: the smaller the rise of the node's
+            // fragmentation, the higher the score, within 0..=strategy.
+            let d = crate::frag::delta(&self.mix, cap, node, &wl.res, group, milli);
+            let w = self.opts.weights.strategy;
+            return (w * (0.5 - d / (2.0 * self.frag_scale))).clamp(0.0, w);
+        }
         let mut sum = 0.0;
         let mut dims = 0u32;
         if cap.cpu > 0 {
@@ -133,10 +154,10 @@ impl Session<'_> {
             sum += (node.used[1] + wl.res[1]) as f64 / cap.memory as f64;
             dims += 1;
         }
-        let total = cap.gpu_total();
+        let total = cap.gpu_milli_total();
         if total > 0 {
             let used: u32 = node.gpu_used.iter().sum();
-            let req = wl.gpu.as_ref().map_or(0, |g| g.count);
+            let req = wl.gpu.as_ref().map_or(0, |g| g.milli);
             sum += (used + req) as f64 / total as f64;
             dims += 1;
         }
@@ -198,7 +219,10 @@ impl Session<'_> {
         let fleet = &*self.fleet;
         let specials = fleet.replicas_on.get(&plan.wid).filter(|m| !m.is_empty());
         let min = self.spread_min(plan);
-        let gpu_count = wl.gpu.as_ref().map(|g| g.count);
+        let gpu_count = wl.gpu.as_ref().map(|g| g.milli);
+        // Fragmentation scores do not follow utilisation: every node of a class is
+        // bounded by the largest strategy score, and visited.
+        let fragmentation = self.by_fragmentation(wl);
         // Whether nodes of one class can differ in more than utilisation (per class,
         // also per-node expressions and preferences).
         let per_node = matches!(
@@ -226,6 +250,7 @@ impl Session<'_> {
                 continue;
             };
             let strategy_max = match wl.strategy {
+                _ if fragmentation => self.opts.weights.strategy,
                 Strategy::Binpack => f.shares.binpack_max(hot.max_key),
                 Strategy::Spread => f.shares.spread_max(hot.min_key),
             };
@@ -260,7 +285,9 @@ impl Session<'_> {
             }
             let groups = self.groups_for(f, class, restrict);
             if let Some(c) = gpu_count
-                && !groups.iter().any(|&g| cap.gpus[g as usize].count >= c)
+                && !groups
+                    .iter()
+                    .any(|&g| cap.gpus[g as usize].count.saturating_mul(MILLI) >= c)
             {
                 continue;
             }
@@ -289,7 +316,7 @@ impl Session<'_> {
                     return None;
                 }
                 let node_spread = self.node_spread(plan, n, 0, min).ok()?;
-                let strategy = self.strategy_score(wl, class, n);
+                let strategy = self.strategy_score(wl, class, n, gpu);
                 let score = f.score.with(strategy, bonus, spread + node_spread, 0.0);
                 push_top(
                     top,
@@ -312,6 +339,25 @@ impl Session<'_> {
                 best >= k
             };
             match wl.strategy {
+                _ if fragmentation => {
+                    let strategy_max = self.opts.weights.strategy;
+                    if kth(&top).is_some_and(|t| base + extra_max + strategy_max < t) {
+                        continue;
+                    }
+                    // Nodes nobody uses (utilisation key 0, first in the index, in name
+                    // order) are in the same state and score alike unless per-node
+                    // extras tell them apart: past the first `k` that fit, none can
+                    // enter the list.
+                    let mut empty_fits = 0usize;
+                    for &(key, n) in &class.index {
+                        if key == 0 && !per_node && empty_fits >= k {
+                            continue;
+                        }
+                        if visit(&mut top, n, strategy_max).is_some() && key == 0 {
+                            empty_fits += 1;
+                        }
+                    }
+                }
                 Strategy::Binpack => {
                     // Fullest first; within one utilisation, names in order (one walk
                     // down the index, a utilisation group at a time).
@@ -372,7 +418,7 @@ impl Session<'_> {
                 };
                 let groups = self.groups_for(f, class, restrict);
                 if let Ok(gpu) = filter::fit(fleet, n, &wl.res, gpu_count, &groups, &wl.port_need) {
-                    let strategy = self.strategy_score(wl, class, n);
+                    let strategy = self.strategy_score(wl, class, n, gpu);
                     let colocation = if wl.type_ == WorkloadType::Service {
                         -self.opts.weights.colocation * count as f64
                     } else {
@@ -425,12 +471,12 @@ impl Session<'_> {
             fleet,
             n,
             &wl.res,
-            wl.gpu.as_ref().map(|g| g.count),
+            wl.gpu.as_ref().map(|g| g.milli),
             &f.groups,
             &wl.port_need,
         )
         .ok()?;
-        let strategy = self.strategy_score(wl, class, n);
+        let strategy = self.strategy_score(wl, class, n, gpu);
         let colocation = if count > 0 && wl.type_ == WorkloadType::Service {
             -self.opts.weights.colocation * count as f64
         } else {
@@ -574,10 +620,10 @@ impl StrategyBound {
             dims += 1.0;
             request += wl.res[1] as f64 / cap.memory as f64;
         }
-        let total = cap.gpu_total;
+        let total = cap.gpu_total.saturating_mul(MILLI);
         if total > 0 {
             dims += 1.0;
-            request += wl.gpu.as_ref().map_or(0, |g| g.count) as f64 / total as f64;
+            request += wl.gpu.as_ref().map_or(0, |g| g.milli) as f64 / total as f64;
         }
         StrategyBound {
             weight,
@@ -615,9 +661,9 @@ pub(super) fn binpack_bound(class: &Class, wl: &Compiled) -> u64 {
     if cap.memory > 0 {
         k += (cap.memory - wl.res[1].min(cap.memory)) as u128 * UTIL_SCALE / cap.memory as u128;
     }
-    let total = cap.gpu_total();
+    let total = cap.gpu_milli_total();
     if total > 0 {
-        let req = wl.gpu.as_ref().map_or(0, |g| g.count).min(total);
+        let req = wl.gpu.as_ref().map_or(0, |g| g.milli).min(total);
         k += (total - req) as u128 * UTIL_SCALE / total as u128;
     }
     u64::try_from(k).unwrap_or(u64::MAX)
