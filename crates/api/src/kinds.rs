@@ -1370,6 +1370,33 @@ pub struct Placement {
     /// At most one replica per node.
     #[serde(default, skip_serializing_if = "is_false")]
     pub anti_affinity: bool,
+    /// Gangs: keep every member in one domain of a key (one site, zone or rack) so
+    /// training traffic stays local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+}
+
+/// Where a gang's members go together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Topology {
+    /// The key whose value every member shares: `site.name`, `site.zone`, or a node
+    /// label (`rack`, `node.labels.block`).
+    pub level: String,
+    /// `required`: all in one domain or none placed; `preferred` (default): one domain
+    /// when one can take them all, else as gangs go without it.
+    #[serde(default)]
+    pub mode: TopologyMode,
+}
+
+string_enum! {
+    /// Whether a gang's topology is a rule or a wish.
+    #[derive(Default)]
+    TopologyMode {
+        Required = "required",
+        #[default]
+        Preferred = "preferred",
+    }
 }
 
 /// A weighted preference.

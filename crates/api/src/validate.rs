@@ -1271,6 +1271,20 @@ impl Checker {
                 );
             }
         }
+        if let Some(t) = w.placement.as_ref().and_then(|p| p.topology.as_ref()) {
+            if t.level.trim().is_empty() {
+                self.err(
+                    "spec.placement.topology.level",
+                    "required: the key every gang member shares (site.name, site.zone, or a node label such as rack)",
+                );
+            }
+            if w.gang.is_none() {
+                self.err(
+                    "spec.placement.topology",
+                    "applies to gangs: set spec.gang (the members placed together), or use placement.spread for other work",
+                );
+            }
+        }
         if let Some(q) = &w.queue {
             self.label_name("spec.queue", q, "queue");
         }

@@ -320,6 +320,8 @@ pub(crate) struct Compiled {
     pub exprs: Vec<Expr>,
     pub prefs: Vec<(i32, Vec<Expr>)>,
     pub spread: Option<SpreadReq>,
+    /// Gangs: the key all members share, its attribute, and whether it is required.
+    pub topology: Option<(String, Attr, bool)>,
     pub anti_affinity: bool,
     pub strategy: Strategy,
     pub tolerations: Vec<Toleration>,
@@ -406,6 +408,13 @@ impl Compiled {
             }),
             None => None,
         };
+        let topology = placement.topology.as_ref().map(|t| {
+            (
+                t.level.clone(),
+                Attr::parse(&t.level),
+                t.mode == api::kinds::TopologyMode::Required,
+            )
+        });
         let r = &task.resources;
         let gang = match spec.gang {
             Some(0) | None => None,
@@ -489,6 +498,7 @@ impl Compiled {
             exprs,
             prefs,
             spread,
+            topology,
             anti_affinity: placement.anti_affinity,
             strategy: placement.strategy,
             tolerations: spec.tolerations.clone(),

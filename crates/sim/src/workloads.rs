@@ -569,6 +569,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: anti,
+                topology: None,
             });
             s
         }
@@ -601,6 +602,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
+                topology: None,
             });
             s
         }
@@ -676,6 +678,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: Vec::new(),
                 spread,
                 anti_affinity: false,
+                topology: None,
             });
             s
         }
@@ -760,6 +763,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: anti,
+                topology: None,
             });
             s
         }
@@ -784,6 +788,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
+                topology: None,
             });
             s
         }
@@ -836,6 +841,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: Vec::new(),
                 spread,
                 anti_affinity: false,
+                topology: None,
             });
             s
         }
@@ -968,6 +974,7 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
+                topology: None,
             });
             s
         }

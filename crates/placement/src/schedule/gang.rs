@@ -29,6 +29,39 @@ impl Session<'_> {
         (placed, total)
     }
 
+    /// Tries each group (a site, a topology domain, a GPU model) for every member and
+    /// returns the best-scoring group that takes them all, and the most members any
+    /// group took.
+    fn best_group(
+        &mut self,
+        wi: usize,
+        replicas: &[u32],
+        groups: &[Restrict],
+        checks_models: bool,
+        models_before: &quota::ModelsUsed,
+        quota_blocked: &mut Option<quota::Breach>,
+    ) -> (Option<(f64, Restrict)>, usize) {
+        let mut best: Option<(f64, Restrict)> = None;
+        let mut most_in_one = 0usize;
+        for r in groups {
+            let (placed, total) = self.trial(wi, replicas, Some(r), 1);
+            let mut ok = placed.len() == replicas.len();
+            if ok
+                && checks_models
+                && let Some(b) = self.trial_breach(wi, models_before)
+            {
+                ok = false;
+                quota_blocked.get_or_insert(b);
+            }
+            most_in_one = most_in_one.max(placed.len());
+            self.rollback(placed);
+            if ok && best.as_ref().is_none_or(|(t, _)| total > *t) {
+                best = Some((total, r.clone()));
+            }
+        }
+        (best, most_in_one)
+    }
+
     pub(super) fn rollback(&mut self, placed: Vec<(AllocId, Cand, Vec<Cand>)>) {
         for (id, _, _) in placed.into_iter().rev() {
             self.uncommit(id);
@@ -92,6 +125,7 @@ impl Session<'_> {
                 let r = Restrict {
                     site: Some(site),
                     model,
+                    domain: None,
                 };
                 if !groups.contains(&r) {
                     groups.push(r);
@@ -99,23 +133,89 @@ impl Session<'_> {
             }
         }
 
-        let mut best: Option<(f64, Restrict)> = None;
-        let mut most_in_one = 0usize;
-        for r in &groups {
-            let (placed, total) = self.trial(wi, replicas, Some(r), 1);
-            let mut ok = placed.len() == replicas.len();
-            if ok
-                && checks_models
-                && let Some(b) = self.trial_breach(wi, &models_before)
-            {
-                ok = false;
-                quota_blocked.get_or_insert(b);
+        // Topology: every member in one domain of `placement.topology.level`; the
+        // groups to try are the domains (with a GPU model each when the request names
+        // none) instead of the sites.
+        let topology = wl.topology.clone();
+        let site_groups = match &topology {
+            Some((key, attr, _)) => {
+                let (per_node, map, names) = plan::domain_map(fleet, attr);
+                let mut domains: Vec<Restrict> = Vec::new();
+                for &fi in &order {
+                    let f = &plan.feasible[fi as usize];
+                    let class = &fleet.classes[f.class as usize];
+                    let mut ids: Vec<u32> = if per_node {
+                        class.nodes.iter().map(|n| map[*n as usize]).collect()
+                    } else {
+                        vec![map[f.class as usize]]
+                    };
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let class_models: Vec<Option<String>> = if by_model {
+                        f.groups
+                            .iter()
+                            .map(|g| Some(class.key.capacity.gpus[*g as usize].model.clone()))
+                            .collect()
+                    } else {
+                        vec![None]
+                    };
+                    for id in ids.into_iter().filter(|id| *id != NONE) {
+                        for model in &class_models {
+                            let r = Restrict {
+                                site: None,
+                                model: model.clone(),
+                                domain: Some(TopoDomain {
+                                    key: key.clone(),
+                                    name: names[id as usize].clone(),
+                                    map: map.clone(),
+                                    per_node,
+                                    id,
+                                }),
+                            };
+                            if !domains.contains(&r) {
+                                domains.push(r);
+                            }
+                        }
+                    }
+                }
+                Some(std::mem::replace(&mut groups, domains))
             }
-            most_in_one = most_in_one.max(placed.len());
-            self.rollback(placed);
-            if ok && best.as_ref().is_none_or(|(t, _)| total > *t) {
-                best = Some((total, r.clone()));
+            None => None,
+        };
+
+        let (mut best, mut most_in_one) = self.best_group(
+            wi,
+            replicas,
+            &groups,
+            checks_models,
+            &models_before,
+            &mut quota_blocked,
+        );
+        if best.is_none()
+            && let Some((key, _, required)) = &topology
+        {
+            if *required {
+                let note = format!(
+                    "gang of {size}: placement.topology requires all {} members in one {key}; at most {most_in_one} fit in one",
+                    replicas.len()
+                );
+                let mut e = self.explain_unplaceable(wi, vec![note]);
+                e.summary = format!("gang cannot be placed in one {key}: {}", e.summary);
+                return replicas
+                    .iter()
+                    .map(|_| Outcome::Unplaceable(e.clone()))
+                    .collect();
             }
+            // Preferred: no domain can take them all; place as a gang goes without it.
+            let sites = site_groups.unwrap_or_default();
+            (best, most_in_one) = self.best_group(
+                wi,
+                replicas,
+                &sites,
+                checks_models,
+                &models_before,
+                &mut quota_blocked,
+            );
         }
         let k = self.k();
         let mut note = None;
@@ -127,6 +227,7 @@ impl Session<'_> {
                     Some(Restrict {
                         site: None,
                         model: Some(m.clone()),
+                        domain: None,
                     })
                 })
                 .collect();

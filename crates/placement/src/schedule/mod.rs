@@ -184,16 +184,56 @@ struct Cand {
     score: Score,
 }
 
-/// Restricts a search to one site and/or one GPU model (gangs).
+/// Restricts a search to one site, one topology domain and/or one GPU model (gangs).
 #[derive(Debug, Clone, PartialEq)]
 struct Restrict {
     site: Option<SiteId>,
     model: Option<String>,
+    domain: Option<TopoDomain>,
+}
+
+/// One value of a gang's topology key (`placement.topology.level`).
+#[derive(Debug, Clone, PartialEq)]
+struct TopoDomain {
+    /// The key as written (`rack`).
+    key: String,
+    /// Its value here (`r12`).
+    name: String,
+    /// Domain id per class, or per node when `per_node` ([`plan::domain_map`]).
+    map: Arc<Vec<u32>>,
+    per_node: bool,
+    id: u32,
 }
 
 impl Restrict {
+    /// Whether every node of `class` may be in the restriction's domain (per-node
+    /// domains are checked node by node).
+    fn allows_class(&self, class: ClassId) -> bool {
+        match &self.domain {
+            Some(d) if !d.per_node => d.map[class as usize] == d.id,
+            _ => true,
+        }
+    }
+
+    fn allows_node(&self, fleet: &Fleet, n: NodeId) -> bool {
+        match &self.domain {
+            Some(d) => {
+                let at = if d.per_node {
+                    n
+                } else {
+                    fleet.nodes[n as usize].class
+                };
+                d.map[at as usize] == d.id
+            }
+            None => true,
+        }
+    }
+
     fn describe(&self, fleet: &Fleet) -> String {
         let mut parts = Vec::new();
+        if let Some(d) = &self.domain {
+            parts.push(format!("{} {}", d.key, d.name));
+        }
         if let Some(s) = self.site {
             parts.push(format!("site {}", fleet.sites[s as usize].name));
         }
@@ -510,6 +550,7 @@ impl<'a> Session<'a> {
                     let r = Restrict {
                         site: None,
                         model: Some(model),
+                        domain: None,
                     };
                     cands.extend(self.search(wi, Some(&r), k));
                 }

@@ -241,6 +241,7 @@ impl Session<'_> {
         for (fi, f) in plan.feasible.iter().enumerate() {
             let hot = &fleet.hot[f.class as usize];
             if restrict.and_then(|r| r.site).is_some_and(|s| hot.site != s)
+                || restrict.is_some_and(|r| !r.allows_class(f.class))
                 || wl.res[0] > hot.cpu
                 || wl.res[1] > hot.memory
             {
@@ -305,7 +306,10 @@ impl Session<'_> {
                 // often fails on the fullest nodes.
                 let gpu = filter::fit(fleet, n, &wl.res, gpu_count, &groups, &wl.port_need).ok()?;
                 let node = &fleet.nodes[n as usize];
-                if node.excluded || specials.is_some_and(|m| m.contains_key(&n)) {
+                if node.excluded
+                    || specials.is_some_and(|m| m.contains_key(&n))
+                    || restrict.is_some_and(|r| !r.allows_node(fleet, n))
+                {
                     return None;
                 }
                 let bonus = self.bonus(f, n);
@@ -407,7 +411,10 @@ impl Session<'_> {
                 }
                 let f = &plan.feasible[fi as usize];
                 let class = &fleet.classes[f.class as usize];
-                if !self.class_allowed(class, restrict) || !self.node_passes(f, wl, n) {
+                if !self.class_allowed(class, restrict)
+                    || restrict.is_some_and(|r| !r.allows_node(fleet, n))
+                    || !self.node_passes(f, wl, n)
+                {
                     continue;
                 }
                 let (Ok(s1), Ok(s2)) = (
