@@ -25,12 +25,13 @@ fn assert_clean(outcome: &Outcome) {
     assert!(
         c.clean(),
         "after \"{}\" ({}): lost writes {:?}; duplicated instances {:?}; over-committed \
-         nodes {:?}; audit verify: {:?}",
+         nodes {:?}; leaders {:?}; audit verify: {:?}",
         outcome.fault,
         outcome.note,
         c.lost,
         c.duplicated,
         c.overcommitted,
+        c.leaders,
         c.audit
     );
     assert!(c.acknowledged_objects > 0, "the writer wrote nothing");

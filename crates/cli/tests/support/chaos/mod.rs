@@ -42,6 +42,9 @@ use testkit::{Balancer, Cgroup, ServerProcess, wait_until};
 pub use faults::{Fault, Outcome};
 use writer::{PROJECT, Writer};
 
+/// Environment variable: keep the work directory (data, logs) even when the test passes.
+pub const KEEP_ENV: &str = "MERIDIAN_CHAOS_KEEP";
+
 /// Servers, etcd members and agents.
 pub const SERVERS: usize = 3;
 pub const MEMBERS: usize = 3;
@@ -97,6 +100,8 @@ pub struct Estate {
     /// Rounds run so far (names the probes and batches).
     pub round: u64,
     last_probe: Option<String>,
+    /// "One leader at a time" violations seen during the current round.
+    violations: Vec<String>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -141,6 +146,7 @@ impl Estate {
             instance_millis: 0,
             round: 0,
             last_probe: None,
+            violations: Vec::new(),
             rt,
         };
         eprintln!("chaos estate in {}", estate.work().display());
@@ -189,7 +195,10 @@ impl Estate {
         &self,
         future: impl std::future::Future<Output = Result<T, client::ClientError>>,
     ) -> Result<T, String> {
-        match self.rt.block_on(tokio::time::timeout(REQUEST, future)) {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(REQUEST, future).await })
+        {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(format!("{e:#}")),
             Err(_) => Err(format!("no answer within {REQUEST:?}")),
@@ -283,15 +292,63 @@ impl Estate {
             .position(|s| s.name == leader)
             .filter(|s| slots.contains(s))
             .ok_or_else(|| format!("the leader {leader} is not among {slots:?}"))?;
-        let client = self.slots[slot].client.as_ref().expect("listed slots run");
-        let metrics = self.call(client.get_text("/metrics"))?;
-        let leads = metrics.lines().any(|l| l.trim() == "meridian_leader 1");
-        if leads {
+        if self.leads(slot)? {
             Ok(leader)
         } else {
             Err(format!(
                 "{leader} is named leader but its controllers do not run yet"
             ))
+        }
+    }
+
+    /// Whether the server of `slot` runs its controllers (`meridian_leader` is 1: its
+    /// own view, served without the store).
+    pub fn leads(&self, slot: usize) -> Result<bool, String> {
+        let client = self.slots[slot]
+            .client
+            .as_ref()
+            .ok_or_else(|| format!("{} is not running", self.slots[slot].name))?;
+        let metrics = self.call(client.get_text("/metrics"))?;
+        Ok(metrics.lines().any(|l| l.trim() == "meridian_leader 1"))
+    }
+
+    /// Watches the allocations of `workload` on the server of `slot`, creates it through
+    /// that server, and returns as soon as its first allocation is committed.
+    pub fn wait_first_allocation(&self, slot: usize, workload: &Value) {
+        use futures::StreamExt;
+        let name = workload["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let client = self.slots[slot].client.clone().expect("a running server");
+        let options = client::ListOptions {
+            label_selector: Some(format!("meridian.dev/workload={name}")),
+            ..Default::default()
+        };
+        let watched = self.rt.block_on(async {
+            tokio::time::timeout(SETTLE, async {
+                let mut events = client
+                    .watch(api::kinds::ALLOCATION, Some(PROJECT), &options)
+                    .await
+                    .map_err(|e| format!("watch: {e:#}"))?;
+                client
+                    .create(api::kinds::WORKLOAD, Some(PROJECT), workload, false)
+                    .await
+                    .map_err(|e| format!("create {name}: {e:#}"))?;
+                while let Some(event) = events.next().await {
+                    let event = event.map_err(|e| format!("watch: {e:#}"))?;
+                    if event.type_ == api::WatchEvent::<Value>::ADDED {
+                        return Ok(());
+                    }
+                }
+                Err("the watch ended".to_owned())
+            })
+            .await
+        });
+        match watched {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("waiting for {name}'s first allocation: {e}"),
+            Err(_) => panic!("{name} was not placed within {SETTLE:?}"),
         }
     }
 
@@ -559,6 +616,7 @@ impl Estate {
             lost: lost_writes(&ledger, &workloads),
             duplicated: duplicated_instances(&allocations),
             overcommitted: overcommitted_nodes(&nodes, &allocations),
+            leaders: Vec::new(),
             audit: if verify.status.success() {
                 None
             } else {
@@ -626,8 +684,16 @@ impl Estate {
 impl Drop for Estate {
     fn drop(&mut self) {
         self.writer = None;
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
             if let Some(work) = self.work.take() {
+                // The members' logs too: the cluster deletes its directory with it.
+                for i in 1..=MEMBERS {
+                    let name = format!("m{i}.log");
+                    let _ = std::fs::copy(
+                        self.cluster.dir().join(&name),
+                        work.path().join("logs").join(format!("etcd-{name}")),
+                    );
+                }
                 let kept = work.keep();
                 eprintln!(
                     "chaos estate kept for inspection: {} (server and agent logs in logs/)",
@@ -644,6 +710,8 @@ pub struct Checked {
     pub lost: Vec<String>,
     pub duplicated: Vec<String>,
     pub overcommitted: Vec<String>,
+    /// Two servers running controllers at once.
+    pub leaders: Vec<String>,
     /// `meridian audit verify`'s output when it failed.
     pub audit: Option<String>,
     pub acknowledged_objects: usize,
@@ -654,6 +722,7 @@ impl Checked {
         self.lost.is_empty()
             && self.duplicated.is_empty()
             && self.overcommitted.is_empty()
+            && self.leaders.is_empty()
             && self.audit.is_none()
     }
 }
