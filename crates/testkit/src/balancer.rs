@@ -175,7 +175,7 @@ async fn health_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 .unwrap_or(false);
             (slot, addr, ok)
         });
-        let results = futures_join_all(checks).await;
+        let results = join_all(checks).await;
         {
             let mut backends = shared.backends.lock().expect("balancer lock");
             for (slot, addr, ok) in results {
@@ -197,9 +197,9 @@ async fn health_loop(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Runs the checks concurrently (a hanging one must not delay the others' verdicts).
-async fn futures_join_all<F: std::future::Future>(checks: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(checks: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = checks.map(tokio::spawn).collect();

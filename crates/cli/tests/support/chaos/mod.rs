@@ -684,22 +684,21 @@ impl Estate {
 impl Drop for Estate {
     fn drop(&mut self) {
         self.writer = None;
-        if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
-            if let Some(work) = self.work.take() {
-                // The members' logs too: the cluster deletes its directory with it.
-                for i in 1..=MEMBERS {
-                    let name = format!("m{i}.log");
-                    let _ = std::fs::copy(
-                        self.cluster.dir().join(&name),
-                        work.path().join("logs").join(format!("etcd-{name}")),
-                    );
-                }
-                let kept = work.keep();
-                eprintln!(
-                    "chaos estate kept for inspection: {} (server and agent logs in logs/)",
-                    kept.display()
+        let keep = std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some();
+        if let Some(work) = keep.then(|| self.work.take()).flatten() {
+            // The members' logs too: the cluster deletes its directory with it.
+            for i in 1..=MEMBERS {
+                let name = format!("m{i}.log");
+                let _ = std::fs::copy(
+                    self.cluster.dir().join(&name),
+                    work.path().join("logs").join(format!("etcd-{name}")),
                 );
             }
+            let kept = work.keep();
+            eprintln!(
+                "chaos estate kept for inspection: {} (server and agent logs in logs/)",
+                kept.display()
+            );
         }
     }
 }
