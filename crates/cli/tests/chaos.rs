@@ -66,9 +66,10 @@ fn chaos_benchmark() {
         for fault in Fault::ALL {
             let outcome = estate.round(fault);
             eprintln!(
-                "round {round} {fault}: leader {:.2?}, placed {:.2?}, {} acked, clean {}; {}",
+                "round {round} {fault}: leader {:.2?}, placed {:.2?}, write gap {:.2?}, {} acked, clean {}; {}",
                 outcome.new_leader,
                 outcome.recovered,
+                outcome.write_gap,
                 outcome.acknowledged,
                 outcome.checked.clean(),
                 outcome.note

@@ -223,9 +223,11 @@ async fn renew(
     let deadline = |last_ok: tokio::time::Instant| last_ok + options.lease_ttl;
     let mut last_ok = granted;
     loop {
+        // Never past the deadline: a retry after a quick failure must not overshoot it.
+        let next = (tokio::time::Instant::now() + every).min(deadline(last_ok));
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until(next) => {}
         }
         let sent = tokio::time::Instant::now();
         let renewed =

@@ -57,6 +57,9 @@ pub struct Outcome {
     pub leader_changed: bool,
     /// From the fault to new work placed and running (the probe).
     pub recovered: Duration,
+    /// The longest time without an acknowledged write, from the fault until writes
+    /// flowed again (through the balancer: whichever server answers).
+    pub write_gap: Duration,
     /// Writes acknowledged during the round.
     pub acknowledged: u64,
     /// Something worth printing (how far the killed batch had got…).
@@ -82,6 +85,7 @@ impl Estate {
         let after = self.wait_leader("a leader agreed by every running server");
         // Writes flow again through the balancer.
         self.wait_writes("writes acknowledged after the fault", 3);
+        let write_gap = self.write_gap(start, Instant::now());
         let paused = self.pause_writer();
         self.wait_nodes_ready();
         let recovered = {
@@ -100,6 +104,7 @@ impl Estate {
             new_leader,
             leader_changed: after != before,
             recovered,
+            write_gap,
             acknowledged: self.acknowledged() - acknowledged_before,
             note,
             checked,
@@ -270,11 +275,12 @@ pub fn percentile(values: &[Duration], p: usize) -> Duration {
 /// max), writes acknowledged and the invariant violations.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut out = format!(
-        "{:<28} {:>6} {:>18} {:>18} {:>8} {:>6} {:>6} {:>6} {:>8} {:>6} {:>8}\n",
+        "{:<28} {:>6} {:>18} {:>18} {:>18} {:>8} {:>6} {:>6} {:>6} {:>8} {:>6} {:>8}\n",
         "fault",
         "rounds",
         "leader p50/max s",
         "placed p50/max s",
+        "write gap p50/max",
         "acked",
         "lost",
         "dups",
@@ -290,6 +296,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         }
         let leader: Vec<Duration> = mine.iter().map(|o| o.new_leader).collect();
         let placed: Vec<Duration> = mine.iter().map(|o| o.recovered).collect();
+        let gaps: Vec<Duration> = mine.iter().map(|o| o.write_gap).collect();
         let pair = |v: &[Duration]| {
             format!(
                 "{:.2} / {:.2}",
@@ -298,11 +305,12 @@ pub fn table(outcomes: &[Outcome]) -> String {
             )
         };
         out.push_str(&format!(
-            "{:<28} {:>6} {:>18} {:>18} {:>8} {:>6} {:>6} {:>6} {:>8} {:>6} {:>8}\n",
+            "{:<28} {:>6} {:>18} {:>18} {:>18} {:>8} {:>6} {:>6} {:>6} {:>8} {:>6} {:>8}\n",
             fault.to_string(),
             mine.len(),
             pair(&leader),
             pair(&placed),
+            pair(&gaps),
             mine.iter().map(|o| o.acknowledged).sum::<u64>(),
             mine.iter().map(|o| o.checked.lost.len()).sum::<usize>(),
             mine.iter()

@@ -460,6 +460,11 @@ impl Estate {
         self.writer().acknowledged()
     }
 
+    /// The longest time without an acknowledged write between `from` and `to`.
+    pub fn write_gap(&self, from: Instant, to: Instant) -> Duration {
+        self.writer().longest_gap(from, to)
+    }
+
     /// Creates a workload through the balancer (retrying until a server acknowledges it).
     pub fn create_workload(&self, body: &Value) {
         let name = body["metadata"]["name"]

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
@@ -58,6 +58,8 @@ struct Counters {
     ledger: Ledger,
     /// Writes that failed or timed out.
     failed: u64,
+    /// When each acknowledged write was answered, in order.
+    acked_at: Vec<Instant>,
 }
 
 /// The running writer; stopped on drop.
@@ -108,6 +110,23 @@ impl Writer {
             .expect("writer lock")
             .ledger
             .acknowledged
+    }
+
+    /// The longest time without an acknowledged write between `from` and `to` (counting
+    /// from `from` to the first answer after it): how long writes were unavailable.
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let counters = self.counters.lock().expect("writer lock");
+        let mut previous = from;
+        let mut longest = Duration::ZERO;
+        for &at in counters
+            .acked_at
+            .iter()
+            .filter(|&&at| at > from && at <= to)
+        {
+            longest = longest.max(at - previous);
+            previous = at;
+        }
+        longest.max(to - previous)
     }
 
     /// Writes that failed or timed out so far.
@@ -178,6 +197,7 @@ async fn run(
                             seq,
                         },
                     );
+                    counters.acked_at.push(Instant::now());
                 }
                 Ok(Err(e)) => {
                     // A create whose answer was lost may have been applied: update from now on.
