@@ -76,9 +76,37 @@ struct AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
+        // The agent puts each task in cgroup v1 groups of its own (cpu, memory) and removes
+        // them when the task stops; killed, it cannot: remove those its tasks are in.
+        let task_groups = v1_task_groups(&self.cgroup.pids());
         self.cgroup.kill_all();
         let _ = self.child.wait();
+        for dir in task_groups {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
+}
+
+/// The agent's cgroup v1 directories (`/sys/fs/cgroup/{controller}/meridian/…`) that the
+/// processes `pids` are in.
+fn v1_task_groups(pids: &[i32]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| {
+                    let mut fields = line.splitn(3, ':');
+                    let (_, controller, path) = (fields.next()?, fields.next()?, fields.next()?);
+                    (path.starts_with("/meridian/") && !controller.is_empty())
+                        .then(|| PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}")))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 /// The whole estate; every process is killed on drop.
