@@ -18,10 +18,11 @@
 //! invariants (`testkit::invariants`): no acknowledged write lost, no instance slot with
 //! two live allocations, no node over-committed, and `meridian audit verify` passes.
 //!
-//! Capacity is sized so that the scheduler always has a reason to stop: instances ask for
-//! a sixth of a node's cpu less a margin, so a node holds 6, and the writer's workloads
-//! with a batch ask for up to 16 of the 18 places; the probe asks for less than the
-//! margin, so it fits on any Ready node however full.
+//! Capacity is sized so that over-commitment would show: the writer's instances ask for a
+//! sixth of a node's cpu less a margin, so a node holds 6 of them and the writer's up to
+//! 12 instances fill two thirds of the 3 nodes; the probe asks for less than the margin,
+//! so it fits on any Ready node however full, and the batch a leader is killed in (12
+//! instances of 10m) fits in what the writer leaves free.
 
 pub mod faults;
 pub mod writer;
