@@ -11,12 +11,13 @@
 //!   runs), joined to one site, dialling the balancer;
 //! - a client writing continuously through the balancer ([`writer`]).
 //!
-//! After each fault and its repair the estate settles (conditions polled with deadlines,
-//! never fixed sleeps): the servers agree on a leader whose controllers run, writes are
-//! acknowledged again, the agents' nodes are Ready, a new workload is placed and running
-//! (the new leader's controllers resume) and the scheduler has caught up. Then the
-//! invariants (`testkit::invariants`): no acknowledged write lost, no instance slot with
-//! two live allocations, no node over-committed, and `meridian audit verify` passes.
+//! After each fault and its repair (`faults.rs`) the estate settles (conditions polled
+//! with deadlines, never fixed sleeps): the servers agree on a leader whose controllers
+//! run, writes are acknowledged again, the agents' nodes are Ready, a new workload is
+//! placed and running (the new leader's controllers resume) and the scheduler has caught
+//! up. Then the invariants (`checks.rs`, with `testkit::invariants`): no acknowledged write
+//! lost, no instance slot with two live allocations, no node over-committed, and
+//! `meridian audit verify` passes.
 //!
 //! Capacity is sized so that over-commitment would show: the writer's instances ask for a
 //! sixth of a node's cpu less a margin, so a node holds 6 of them and the writer's up to
@@ -24,6 +25,7 @@
 //! so it fits on any Ready node however full, and the batch a leader is killed in (12
 //! instances of 10m) fits in what the writer leaves free.
 
+mod checks;
 pub mod faults;
 pub mod writer;
 
@@ -33,13 +35,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use api::kinds::{Allocation, AllocationPhase, Node, NodePhase, Workload};
+use api::kinds::{Allocation, AllocationPhase, Node, NodePhase};
 use store::etcd::testing::EtcdCluster;
-use testkit::invariants::{
-    duplicated_instances, excess_instances, lost_writes, overcommitted_nodes,
-};
 use testkit::{Balancer, Cgroup, ServerProcess, wait_until};
 
+pub use checks::Checked;
 pub use faults::{Fault, Outcome};
 use writer::{PROJECT, Writer};
 
@@ -571,99 +571,6 @@ impl Estate {
         took
     }
 
-    /// Waits until the scheduler has caught up with the (paused) writer: no live
-    /// allocation beyond a workload's replicas or of a workload that is gone, and every
-    /// instance placed unless no Ready node has room for it.
-    pub fn wait_converged(&self) {
-        wait_until(SETTLE, "the scheduler to catch up", || {
-            let workloads: Vec<Workload> = typed(self.workloads_raw()?)?;
-            let allocations = self.allocations()?;
-            let nodes = self.nodes()?;
-            let excess = excess_instances(&workloads, &allocations);
-            if !excess.is_empty() {
-                return Err(format!("not yet stopped: {excess:?}"));
-            }
-            let live: Vec<&Allocation> = allocations
-                .iter()
-                .filter(|a| {
-                    a.status
-                        .as_ref()
-                        .map(|s| s.phase)
-                        .unwrap_or_default()
-                        .holds_resources()
-                })
-                .collect();
-            let missing: Vec<String> = workloads
-                .iter()
-                .flat_map(|w| {
-                    (0..u32::try_from(w.spec.replicas).unwrap_or(0)).filter_map(|i| {
-                        let placed = live
-                            .iter()
-                            .any(|a| a.spec.workload == w.metadata.name && a.spec.replica == i);
-                        (!placed).then(|| format!("{}-{i}", w.metadata.name))
-                    })
-                })
-                .collect();
-            if missing.is_empty() {
-                return Ok(());
-            }
-            let room: Vec<String> = nodes
-                .iter()
-                .filter(|n| n.status.as_ref().and_then(|s| s.phase) == Some(NodePhase::Ready))
-                .filter_map(|n| {
-                    let used: u64 = live
-                        .iter()
-                        .filter(|a| a.spec.node == n.metadata.name)
-                        .map(|a| a.spec.resources.cpu.millis())
-                        .sum();
-                    let free = n.spec.allocatable().cpu.millis().saturating_sub(used);
-                    (free >= self.instance_millis)
-                        .then(|| format!("{} ({free}m free)", n.metadata.name))
-                })
-                .collect();
-            if room.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "instances {missing:?} unplaced while {room:?} have room"
-                ))
-            }
-        });
-    }
-
-    /// The invariants, read through the balancer: acknowledged writes, duplicated
-    /// instances, over-committed nodes, and the audit chain through `meridian audit
-    /// verify` on a running server.
-    pub fn check(&self) -> Checked {
-        let ledger = self.writer().ledger();
-        let read = wait_until(SETTLE, "the objects to be read for the checks", || {
-            Ok::<_, String>((self.workloads_raw()?, self.allocations()?, self.nodes()?))
-        });
-        let (workloads, allocations, nodes) = read;
-        let slot = *self.running().first().expect("a running server");
-        let verify = self.slots[slot]
-            .process
-            .as_ref()
-            .expect("running")
-            .cli(&["audit", "verify"]);
-        Checked {
-            lost: lost_writes(&ledger, &workloads),
-            duplicated: duplicated_instances(&allocations),
-            overcommitted: overcommitted_nodes(&nodes, &allocations),
-            leaders: Vec::new(),
-            audit: if verify.status.success() {
-                None
-            } else {
-                Some(format!(
-                    "{}{}",
-                    testkit::stdout(&verify),
-                    testkit::stderr(&verify)
-                ))
-            },
-            acknowledged_objects: ledger.objects(),
-        }
-    }
-
     /// Stops the writer until the guard drops.
     pub fn pause_writer(&self) -> writer::Paused {
         self.rt.block_on(self.writer().pause())
@@ -734,29 +641,6 @@ impl Drop for Estate {
                 kept.display()
             );
         }
-    }
-}
-
-/// What the checks found after one fault: every list empty is a pass.
-#[derive(Debug, Default)]
-pub struct Checked {
-    pub lost: Vec<String>,
-    pub duplicated: Vec<String>,
-    pub overcommitted: Vec<String>,
-    /// Two servers running controllers at once.
-    pub leaders: Vec<String>,
-    /// `meridian audit verify`'s output when it failed.
-    pub audit: Option<String>,
-    pub acknowledged_objects: usize,
-}
-
-impl Checked {
-    pub fn clean(&self) -> bool {
-        self.lost.is_empty()
-            && self.duplicated.is_empty()
-            && self.overcommitted.is_empty()
-            && self.leaders.is_empty()
-            && self.audit.is_none()
     }
 }
 
