@@ -146,6 +146,7 @@ pub async fn run(
     let retry = (options.lease_ttl / 3).max(Duration::from_millis(100));
     while !state.shutdown.is_cancelled() {
         // A session: a lease, the identity on it, its renewals.
+        let granted = tokio::time::Instant::now();
         let lease = match open_session(&state, &identity_key, &value, &options).await {
             Ok(lease) => lease,
             Err(e) => {
@@ -161,6 +162,7 @@ pub async fn run(
         let renewer = tokio::spawn(renew(
             state.clone(),
             lease,
+            granted,
             options.clone(),
             session.clone(),
         ));
@@ -204,33 +206,54 @@ async fn open_session(
 
 /// Keeps the session lease alive; cancels `session` when it is gone, or when no renewal
 /// succeeded for a whole TTL (it may have expired in the store: a leader must assume so).
+///
+/// The TTL is counted from when the last successful renewal was *sent* (`granted`, the
+/// grant's, at first), which is no later than the store renewed it, so the session ends
+/// here before the lease can have expired there; and a renewal is abandoned once that
+/// deadline passes, since a store cut off by the network may not answer for much longer
+/// (the etcd backend retries for 15 s) while another server takes over.
 async fn renew(
     state: AppState,
     lease: LeaseId,
+    granted: tokio::time::Instant,
     options: ElectionOptions,
     session: CancellationToken,
 ) {
     let every = options.lease_ttl / 3;
-    let mut last_ok = tokio::time::Instant::now();
+    let deadline = |last_ok: tokio::time::Instant| last_ok + options.lease_ttl;
+    let mut last_ok = granted;
     loop {
+        // Never past the deadline: a retry after a quick failure must not overshoot it.
+        let next = (tokio::time::Instant::now() + every).min(deadline(last_ok));
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep_until(next) => {}
         }
-        match state.registry.keep_alive(lease).await {
-            Ok(_) => last_ok = tokio::time::Instant::now(),
-            Err(StoreError::LeaseNotFound(_)) => {
+        let sent = tokio::time::Instant::now();
+        let renewed =
+            tokio::time::timeout_at(deadline(last_ok), state.registry.keep_alive(lease)).await;
+        match renewed {
+            Ok(Ok(_)) => last_ok = sent,
+            Ok(Err(StoreError::LeaseNotFound(_))) => {
                 tracing::warn!(lease, "the session lease expired");
                 session.cancel();
                 return;
             }
-            Err(e) => {
-                if last_ok.elapsed() >= options.lease_ttl {
-                    tracing::warn!(error = %Report(&e), "cannot renew the session lease within its TTL");
-                    session.cancel();
-                    return;
-                }
+            Ok(Err(e)) if tokio::time::Instant::now() < deadline(last_ok) => {
                 tracing::debug!(error = %Report(&e), "renewing the session lease failed; retrying");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %Report(&e), "cannot renew the session lease within its TTL");
+                session.cancel();
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    ttl = ?options.lease_ttl,
+                    "the session lease was not renewed within its TTL (the store does not answer)"
+                );
+                session.cancel();
+                return;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The leader election and the fence on controller writes, on the embedded SQLite store
 //! (one server, which leads): the server lists itself as leader, a write fenced with the
 //! current term commits, and one fenced with an older term writes nothing, fails with
-//! `Fenced` and ends that term. (Several servers on etcd: `crates/cli/tests/ha.rs`.)
+//! `Fenced` and ends that term; a leader whose lease renewals hang steps down within its
+//! lease. (Several servers on etcd: `crates/cli/tests/ha.rs`, `crates/cli/tests/chaos.rs`.)
 
 use std::time::Duration;
 
@@ -109,4 +110,118 @@ async fn servers_are_listed_for_global_roles_only() {
         .await
         .expect_err("a project-scoped token does not");
     assert!(err.to_string().contains("cannot list servers"), "{err}");
+}
+
+/// A store the server can be cut off from, as by a network partition that drops packets:
+/// once `cut`, lease renewals never answer (no error, no reply). Leases are granted with
+/// a far longer TTL underneath, since their expiry is the unreachable store's business:
+/// nothing in this process tells the leader that its lease is gone.
+struct Partitioned {
+    inner: std::sync::Arc<store::sqlite::SqliteStore>,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl store::Store for Partitioned {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<(Option<store::KeyValue>, store::Revision), StoreError> {
+        self.inner.get(key).await
+    }
+    async fn range(&self, req: store::RangeRequest) -> Result<store::RangeResponse, StoreError> {
+        self.inner.range(req).await
+    }
+    async fn txn(&self, txn: store::Txn) -> Result<store::TxnResponse, StoreError> {
+        self.inner.txn(txn).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        start: store::Revision,
+    ) -> Result<store::WatchStream, StoreError> {
+        self.inner.watch(prefix, start).await
+    }
+    async fn current_revision(&self) -> Result<store::Revision, StoreError> {
+        self.inner.current_revision().await
+    }
+    async fn lease_grant(&self, ttl: Duration) -> Result<store::LeaseId, StoreError> {
+        self.inner.lease_grant(ttl * 100).await
+    }
+    async fn lease_keep_alive(&self, id: store::LeaseId) -> Result<Duration, StoreError> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.lease_keep_alive(id).await
+    }
+    async fn lease_revoke(&self, id: store::LeaseId) -> Result<(), StoreError> {
+        self.inner.lease_revoke(id).await
+    }
+    async fn compact(&self, revision: store::Revision) -> Result<(), StoreError> {
+        self.inner.compact(revision).await
+    }
+    async fn compacted_revision(&self) -> Result<store::Revision, StoreError> {
+        self.inner.compacted_revision().await
+    }
+    async fn backup(&self, dest: &std::path::Path) -> Result<store::Backup, StoreError> {
+        self.inner.backup(dest).await
+    }
+    fn space(&self) -> store::SpaceStatus {
+        self.inner.space()
+    }
+}
+
+/// A leader whose lease renewals hang (a partition from its store: no error ever comes
+/// back) stops its controllers once its lease TTL has passed since its last successful
+/// renewal was sent, before the lease can have expired in the store and another server
+/// taken over; it does not wait for the hanging call (the etcd backend retries reads for
+/// 15 s). The chaos test (`crates/cli/tests/chaos.rs`) checks the same with real
+/// processes and an iptables cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_renewals_hang_steps_down_within_its_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inner = store::sqlite::SqliteStore::open(
+        &dir.path().join("store.db"),
+        store::sqlite::SqliteOptions::default(),
+    )
+    .await
+    .expect("a store");
+    let store = std::sync::Arc::new(Partitioned {
+        inner,
+        cut: std::sync::atomic::AtomicBool::new(false),
+    });
+    let server = TestServer::builder(server::ServerConfig {
+        scheduler: None,
+        election: server::leader::ElectionOptions {
+            lease_ttl: Duration::from_secs(1),
+        },
+        ..server::ServerConfig::default()
+    })
+    .store(store.clone())
+    .start()
+    .await;
+    let leadership = server.state.leadership.clone();
+    let term = wait_until_async(Duration::from_secs(10), "the server to lead", || {
+        let term = leadership.term();
+        async move { term.ok_or("not leading yet") }
+    })
+    .await;
+
+    store.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The bound is generous: without the renewal deadline the term never ends here.
+    wait_until_async(
+        Duration::from_secs(30),
+        "the cut-off leader to end its term",
+        || {
+            let now = leadership.term();
+            async move {
+                if now == Some(term) {
+                    Err(format!("still leading in term {term}"))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    )
+    .await;
 }

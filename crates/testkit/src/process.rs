@@ -40,9 +40,25 @@ pub struct Builder {
     data_dir: Option<PathBuf>,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    cgroup: Option<PathBuf>,
+    log_file: Option<PathBuf>,
 }
 
 impl Builder {
+    /// Run the server inside `group` (see [`crate::Cgroup::command`]): its pid is the
+    /// server's, its sockets are the group's.
+    pub fn cgroup(mut self, group: &crate::Cgroup) -> Self {
+        self.cgroup = Some(group.dir().to_path_buf());
+        self
+    }
+
+    /// Append everything the server prints on stderr to `path` (else it is discarded
+    /// once the server listens).
+    pub fn log_file(mut self, path: &Path) -> Self {
+        self.log_file = Some(path.to_path_buf());
+        self
+    }
+
     /// Listen on `addr` instead of `127.0.0.1:0` (plain HTTP with `--insecure-http` unless
     /// the arguments ask for TLS; `0.0.0.0:0` is beyond loopback: TLS).
     pub fn listen(mut self, addr: &str) -> Self {
@@ -80,7 +96,10 @@ impl Builder {
                 (Some(tmp), dir)
             }
         };
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.cgroup {
+            Some(dir) => crate::cgroup::command_in(dir, &self.bin),
+            None => Command::new(&self.bin),
+        };
         cmd.args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(&dir);
         // Plain HTTP on loopback unless the caller asks for TLS (`--tls`, `--tls-cert`);
@@ -115,7 +134,14 @@ impl Builder {
             dir,
             _tmp: tmp,
         };
-        server.url = listening_url(stderr);
+        let log = self.log_file.map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot open the server log {}: {e}", path.display()))
+        });
+        server.url = listening_url(stderr, log);
         server.token = std::fs::read_to_string(server.dir.join("admin.token"))
             .expect("admin.token in the data directory")
             .trim()
@@ -128,11 +154,15 @@ impl Builder {
 /// Reads the server's stderr until "listening on URL" and keeps draining it afterwards (so
 /// that the server never blocks on a full pipe); panics with what it printed if the server
 /// exits or stays silent.
-fn listening_url(stderr: std::process::ChildStderr) -> String {
+/// With `log`, every line is also appended to it.
+fn listening_url(stderr: std::process::ChildStderr, mut log: Option<std::fs::File>) -> String {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
             let _ = tx.send(line);
         }
     });
@@ -176,6 +206,8 @@ impl ServerProcess {
             data_dir: None,
             args: Vec::new(),
             env: Vec::new(),
+            cgroup: None,
+            log_file: None,
         }
     }
 
