@@ -114,6 +114,18 @@ def test_nodes_and_node_detail(admin):
     accessible(admin, "node")
 
 
+def test_queues_and_queue_detail(admin):
+    admin.goto("/ui/queues")
+    assert admin.get_by_role("link", name="gpu-training").is_visible()
+    shot(admin, "11-queues")
+    accessible(admin, "queues")
+    admin.get_by_role("link", name="gpu-training").click()
+    assert admin.get_by_role("heading", name="Quota").is_visible()
+    assert admin.get_by_text("H100 GPUs").is_visible()
+    shot(admin, "12-queue")
+    accessible(admin, "queue")
+
+
 def test_compliance_and_audit(admin):
     admin.goto("/ui/compliance")
     assert admin.get_by_role("heading", name="Frameworks").is_visible()

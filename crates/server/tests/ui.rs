@@ -359,3 +359,37 @@ async fn hostile_text_is_escaped() {
     let csp = resp.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
 }
+
+#[tokio::test]
+async fn queues_list_and_detail_show_quota_and_usage() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    server::scheduler::pass(&r.state, &server::scheduler::SchedulerOptions::default())
+        .await
+        .expect("pass");
+    let (status, body) = page(&r, &r.token, "/ui/queues").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for text in [
+        "gpu-training",
+        "batch",
+        "shared",
+        "BestEffortFIFO",
+        "/ui/queues/gpu-training",
+    ] {
+        assert!(body.contains(text), "{text} in {body}");
+    }
+    assert!(body.contains(r#"href="/ui/queues" aria-current"#) || body.contains("Queues"));
+    let (status, body) = page(&r, &r.token, "/ui/queues/gpu-training").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for text in [
+        "H100 GPUs",
+        "Nominal",
+        "Borrowing limit",
+        "Active",
+        "admitted",
+    ] {
+        assert!(body.contains(text), "{text} in {body}");
+    }
+    let (status, _) = page(&r, &r.token, "/ui/queues/no-such-queue").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

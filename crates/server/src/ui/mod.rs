@@ -25,6 +25,7 @@ mod estate;
 mod live;
 mod nodes;
 mod page;
+mod queues;
 mod session;
 mod workloads;
 
@@ -79,6 +80,8 @@ pub fn routes(state: &AppState, api: Router) -> Router<AppState> {
         .route("/ui/nodes/{name}/cordon", post(nodes::cordon))
         .route("/ui/nodes/{name}/uncordon", post(nodes::uncordon))
         .route("/ui/nodes/{name}/drain", post(nodes::drain))
+        .route("/ui/queues", get(queues::list))
+        .route("/ui/queues/{name}", get(queues::detail))
         .route("/ui/compliance", get(compliance::overview))
         .route("/ui/compliance/report", get(compliance::report))
         .route("/ui/audit", get(compliance::audit))

@@ -15,6 +15,7 @@ pub enum Nav {
     Estate,
     Workloads,
     Nodes,
+    Queues,
     Compliance,
     Audit,
 }
@@ -23,6 +24,7 @@ const ENTRIES: &[(Nav, &str, &str)] = &[
     (Nav::Estate, "/ui", "Estate"),
     (Nav::Workloads, "/ui/workloads", "Workloads"),
     (Nav::Nodes, "/ui/nodes", "Nodes"),
+    (Nav::Queues, "/ui/queues", "Queues"),
     (Nav::Compliance, "/ui/compliance", "Compliance"),
     (Nav::Audit, "/ui/audit", "Audit log"),
 ];

@@ -433,6 +433,14 @@ pub async fn detail(
         @if let Some(explained) = &explained {
             section.explain aria-labelledby="why" {
                 h2 #why { "Why it waits" }
+                @if let Some(qs) = &status.queue {
+                    p.queue {
+                        "Queue " a href={ "/ui/queues/" (paths::enc(&qs.name)) } { (qs.name) }
+                        @if let Some(pos) = qs.position { ": position " (pos) " (jobs ahead of it: " (pos) ")" }
+                        @if let Some(r) = qs.reason { ", " (r) }
+                        @if let Some(m) = &qs.message { " — " (m) }
+                    }
+                }
                 @match explained {
                     Ok(x) => (explanation(&x.explanation)),
                     Err(e) => (page::inline_error(e)),
