@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use crate::fleet::{Capacity, MILLI, NodeInfo, per_device, pick_devices};
 
 /// How many task shapes (the most popular) a mix keeps.
-pub const MAX_SHAPES: usize = 24;
+pub const MAX_SHAPES: usize = 48;
 
 /// The expected mix of GPU tasks: shapes (cpu, memory, GPU request) and how many of each
 /// were seen. Build it with [`TaskMix::add`]; the scheduler normalises it.

@@ -284,3 +284,47 @@ fn the_fragmentation_score_strands_fewer_gpus_than_best_fit() {
     );
     assert_eq!(Options::default().gpu_scoring, GpuScoring::Fragmentation);
 }
+
+/// Work without GPUs on GPU nodes, with fragmentation scoring on: `a` keeps 8 free cores
+/// and `b` 6; after a 4-core task `b` could no longer host the mix's 4-core GPU tasks,
+/// so its GPU would be stranded. Best fit takes the fuller `b`; the fragmentation score
+/// takes `a`.
+#[test]
+fn cpu_work_keeps_off_cores_that_gpu_tasks_need() {
+    let run = |scoring: GpuScoring| {
+        let nodes = [
+            gpu_node("a", json!([{"model": "L4", "count": 1}])),
+            gpu_node("b", json!([{"model": "L4", "count": 1}])),
+        ];
+        let mut fleet = Fleet::new(&sites(), &nodes).unwrap();
+        for (name, node, cpu) in [("old-a", "a", 24), ("old-b", "b", 26)] {
+            let mut v = serde_json::to_value(workload(name, json!({}))).unwrap();
+            merge(
+                &mut v,
+                json!({"spec": {"task": {"resources": {"cpu": cpu}},
+                                "placement": {"matchExpressions": [
+                                    {"key": "node.name", "operator": "In", "values": [node]}]}}}),
+            );
+            let w: Workload = serde_json::from_value(v).unwrap();
+            assert!(place(&mut fleet, &[&w], &Options::default())[0].node() == Some(node));
+        }
+        let mut mix = TaskMix::new();
+        mix.add(4000, 1 << 30, GpuCount::whole(1), 1);
+        let opts = Options {
+            gpu_scoring: scoring,
+            task_mix: Some(Arc::new(mix)),
+            ..Options::default()
+        };
+        let mut v = serde_json::to_value(workload("batch", json!({}))).unwrap();
+        merge(
+            &mut v,
+            json!({"spec": {"type": "job", "task": {"resources": {"cpu": 4}}}}),
+        );
+        let batch: Workload = serde_json::from_value(v).unwrap();
+        place(&mut fleet, &[&batch], &opts)[0]
+            .node()
+            .map(str::to_string)
+    };
+    assert_eq!(run(GpuScoring::BestFit).as_deref(), Some("b"));
+    assert_eq!(run(GpuScoring::Fragmentation).as_deref(), Some("a"));
+}

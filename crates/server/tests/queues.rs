@@ -118,6 +118,13 @@ async fn queued_jobs_wait_in_order_with_their_reason_and_the_queue_counts_them()
         .cloned()
         .expect("Active condition");
     assert_eq!(active["status"], "True", "{q}");
+    let metrics = r.state.metrics.render();
+    for line in [
+        r#"meridian_queue_pending_workloads{queue="small"} 2"#,
+        r#"meridian_queue_admitted_workloads{queue="small"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in the metrics");
+    }
 
     // Quota frees: the head of the queue (urgent) is admitted, then three.
     r.client

@@ -641,11 +641,8 @@ impl<'a> Sim<'a> {
                 let t = &tasks[i];
                 arrived += u64::from(t.gpu_milli);
                 self.arrived(i);
-                let placed = if queue.admit(now, t) {
-                    self.place(i)?
-                } else {
-                    None
-                };
+                let admitted = queue.admit(now, t);
+                let placed = if admitted { self.place(i)? } else { None };
                 match placed {
                     Some(victims) => {
                         placed_on_arrival += 1;
@@ -655,7 +652,8 @@ impl<'a> Sim<'a> {
                         pending.extend(victims);
                     }
                     None => {
-                        if first_failure.is_none() {
+                        // A task the queue holds back did not fail to fit.
+                        if admitted && first_failure.is_none() {
                             first_failure = Some(Failure {
                                 task: t.name.clone(),
                                 at: now,

@@ -70,3 +70,31 @@ fn a_trimmed_trace_replays_under_every_policy() {
     );
     assert_eq!(reports[0].policy, Policy::Fragmentation);
 }
+
+/// A queue plugged into the replay decides which waiting tasks may be tried: one that
+/// holds every BE task back leaves them waiting, and a held task is not a failure.
+#[test]
+fn a_queue_hook_holds_tasks_back() {
+    use sim::replay::{Queue, replay_with};
+    use sim::trace::TraceTask;
+    struct NoBestEffort;
+    impl Queue for NoBestEffort {
+        fn admit(&mut self, _now: u64, task: &TraceTask) -> bool {
+            task.qos != "BE"
+        }
+    }
+    let nodes = parse_nodes("nodes.csv", NODES).unwrap();
+    let tasks = parse_tasks("pods.csv", PODS).unwrap();
+    let be = tasks.iter().filter(|t| t.qos == "BE").count();
+    assert!(be > 0);
+    let opts = ReplayOptions {
+        policies: vec![Policy::BestFit],
+        inflation: false,
+        ..ReplayOptions::default()
+    };
+    let (_, reports) = replay_with(&nodes, &tasks, &opts, &mut || Box::new(NoBestEffort)).unwrap();
+    let x = &reports[0].replay;
+    assert_eq!(x.never_started, be);
+    assert!(!x.delay_by_qos.contains_key("BE"));
+    assert!(x.first_failure.is_none(), "{:?}", x.first_failure);
+}

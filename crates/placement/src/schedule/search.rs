@@ -126,6 +126,13 @@ impl Session<'_> {
         !self.mix.is_empty() && wl.gpu.is_some() && wl.strategy == Strategy::Binpack
     }
 
+    /// Whether work without GPUs placed with binpack pays for the GPUs it strands on GPU
+    /// nodes (the cpu and memory it takes may leave the node's GPUs unusable for the
+    /// mix), when fragmentation scoring is on.
+    pub(super) fn strands_gpus(&self, wl: &Compiled) -> bool {
+        !self.mix.is_empty() && wl.gpu.is_none() && wl.strategy == Strategy::Binpack
+    }
+
     /// The strategy score of one more instance of `wl` on node `n` of `class`, holding
     /// `gpu` (the group and milli-GPUs [`filter::fit`] chose).
     pub(super) fn strategy_score(
@@ -139,11 +146,35 @@ impl Session<'_> {
         let cap = &class.key.capacity;
         if let (true, Some((group, milli))) = (self.by_fragmentation(wl), gpu) {
             // Fragmentation gradient descent: the smaller the rise of the node's
-            // fragmentation, the higher the score, within 0..=strategy.
+            // fragmentation, the higher the score, within 0..=strategy; among nodes
+            // where it rises alike, the fuller (best fit) by a small margin.
             let d = crate::frag::delta(&self.mix, cap, node, &wl.res, group, milli);
             let w = self.opts.weights.strategy;
-            return (w * (0.5 - d / (2.0 * self.frag_scale))).clamp(0.0, w);
+            let descent = (0.5 - d / (2.0 * self.frag_scale)).clamp(0.0, 1.0);
+            let fit = self.utilisation(wl, class, n);
+            return w * ((1.0 - TIE_BREAK) * descent + TIE_BREAK * fit);
         }
+        // Work without GPUs on a GPU node: the binpack score less what it strands (the
+        // rise of fragmentation, never negative for work that takes no GPU), so it is
+        // still at most the binpack score the search bounds it by.
+        let stranding = if !cap.gpus.is_empty() && self.strands_gpus(wl) {
+            let d = crate::frag::delta(&self.mix, cap, node, &wl.res, 0, 0);
+            self.opts.weights.strategy * d.max(0.0) / self.frag_scale
+        } else {
+            0.0
+        };
+        let util = self.utilisation(wl, class, n);
+        let w = self.opts.weights.strategy;
+        match wl.strategy {
+            Strategy::Binpack => (w * util - stranding).max(0.0),
+            Strategy::Spread => w * (1.0 - util),
+        }
+    }
+
+    /// Mean utilisation of cpu, memory and GPUs of node `n` after one more instance.
+    fn utilisation(&self, wl: &Compiled, class: &Class, n: NodeId) -> f64 {
+        let node = &self.fleet.nodes[n as usize];
+        let cap = &class.key.capacity;
         let mut sum = 0.0;
         let mut dims = 0u32;
         if cap.cpu > 0 {
@@ -161,12 +192,7 @@ impl Session<'_> {
             sum += (used + req) as f64 / total as f64;
             dims += 1;
         }
-        let util = if dims == 0 { 0.0 } else { sum / dims as f64 };
-        let w = self.opts.weights.strategy;
-        match wl.strategy {
-            Strategy::Binpack => w * util,
-            Strategy::Spread => w * (1.0 - util),
-        }
+        if dims == 0 { 0.0 } else { sum / dims as f64 }
     }
 
     /// GPU groups of a feasible class that a restriction allows.
@@ -223,6 +249,7 @@ impl Session<'_> {
         // Fragmentation scores do not follow utilisation: every node of a class is
         // bounded by the largest strategy score, and visited.
         let fragmentation = self.by_fragmentation(wl);
+        let strands = self.strands_gpus(wl);
         // Whether nodes of one class can differ in more than utilisation (per class,
         // also per-node expressions and preferences).
         let per_node = matches!(
@@ -296,6 +323,9 @@ impl Session<'_> {
                 continue;
             };
             let shares = f.shares;
+            // Work without GPUs on GPU nodes: scores below binpack's by what each node
+            // strands, so no utilisation order: every node is visited.
+            let visit_all = fragmentation || (strands && !cap.gpus.is_empty());
             let base = f.total + spread;
             let per_node = per_node || f.node_check || !f.bonus.is_empty();
             let extra_max = f.bonus_max as f64;
@@ -343,8 +373,12 @@ impl Session<'_> {
                 best >= k
             };
             match wl.strategy {
-                _ if fragmentation => {
-                    let strategy_max = self.opts.weights.strategy;
+                _ if visit_all => {
+                    let strategy_max = if fragmentation {
+                        self.opts.weights.strategy
+                    } else {
+                        shares.binpack_max(fleet.hot[f.class as usize].max_key)
+                    };
                     if kth(&top).is_some_and(|t| base + extra_max + strategy_max < t) {
                         continue;
                     }
@@ -595,6 +629,10 @@ fn push_top(top: &mut Vec<Cand>, c: Cand, k: usize) {
         top.truncate(k);
     }
 }
+
+/// The share of the fragmentation score that is best fit (a tie-break between nodes
+/// whose fragmentation rises alike).
+const TIE_BREAK: f64 = 0.01;
 
 /// Candidates kept between searches for one workload.
 const CACHE_K: usize = 16;
