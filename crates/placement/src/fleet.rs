@@ -396,6 +396,24 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
+    /// The same sums as `ResourceTotals` (`Project.status.used`, `Queue.status.usage`).
+    pub(crate) fn totals(&self) -> api::kinds::ResourceTotals {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let gpus = |n: u64| api::GpuCount::from_milli(clamp(n));
+        api::kinds::ResourceTotals {
+            cpu: api::Cpu::from_millis(self.cpu),
+            memory: api::Memory::from_bytes(self.memory),
+            gpus: gpus(self.gpus),
+            instances: clamp(self.instances),
+            gpus_by_model: self
+                .by_model
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(m, n)| (m.clone(), gpus(*n)))
+                .collect(),
+        }
+    }
+
     pub(crate) fn add(&mut self, a: &Alloc, model: Option<&str>) {
         self.cpu = self.cpu.saturating_add(a.res[0]);
         self.memory = self.memory.saturating_add(a.res[1]);
@@ -1064,21 +1082,7 @@ impl Fleet {
     /// `Project.status.used` is (GPUs by the model of the node they hold); `None` when
     /// the project has none and never had.
     pub fn project_usage(&self, project: &str) -> Option<api::kinds::ResourceTotals> {
-        let u = &self.usage[*self.project_ids.get(project)? as usize];
-        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        let gpus = |n: u64| api::GpuCount::from_milli(clamp(n));
-        Some(api::kinds::ResourceTotals {
-            cpu: api::Cpu::from_millis(u.cpu),
-            memory: api::Memory::from_bytes(u.memory),
-            gpus: gpus(u.gpus),
-            instances: clamp(u.instances),
-            gpus_by_model: u
-                .by_model
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(m, n)| (m.clone(), gpus(*n)))
-                .collect(),
-        })
+        Some(self.usage[*self.project_ids.get(project)? as usize].totals())
     }
 
     /// Number of nodes.

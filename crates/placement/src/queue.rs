@@ -267,24 +267,6 @@ impl Queues {
             (s, w) => s / u64::from(w),
         }
     }
-
-    /// The usage of each queue as `Project.status.used`-style totals, for status.
-    pub(crate) fn totals(u: &Usage) -> api::kinds::ResourceTotals {
-        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        let gpus = |n: u64| api::GpuCount::from_milli(clamp(n));
-        api::kinds::ResourceTotals {
-            cpu: api::Cpu::from_millis(u.cpu),
-            memory: api::Memory::from_bytes(u.memory),
-            gpus: gpus(u.gpus),
-            instances: clamp(u.instances),
-            gpus_by_model: u
-                .by_model
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(m, n)| (m.clone(), gpus(*n)))
-                .collect(),
-        }
-    }
 }
 
 /// What a queue holds after a batch, for `Queue.status` (see [`queue_report`]).
@@ -312,7 +294,7 @@ pub fn queue_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, Q
             (
                 q.name.clone(),
                 QueueUsage {
-                    usage: Queues::totals(u),
+                    usage: u.totals(),
                     weighted_share: queues.weighted_share(i as u32, &usage),
                     borrowing,
                 },
