@@ -1098,7 +1098,14 @@ async fn write_statuses(
                         .get(&key)
                         .and_then(|(d, _)| d.explanation().queue.clone())
                 };
-                let holds = status.placed_replicas > 0 || status.replicas > 0;
+                // A finished job (Complete or Failed) holds nothing and leaves its
+                // queue's counts, as Kueue's finished workloads do.
+                let finished = ["Complete", "Failed"].iter().any(|t| {
+                    status
+                        .condition(t)
+                        .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
+                });
+                let holds = !finished && (status.placed_replicas > 0 || status.replicas > 0);
                 let mut qs = queues::state(
                     q,
                     prev,

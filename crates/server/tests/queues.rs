@@ -244,3 +244,71 @@ async fn a_job_not_ready_within_wait_for_ready_is_evicted_and_requeued_with_back
     assert_eq!(placed(&r.client, "slow").await, 0, "backing off");
     assert_eq!(queue_state(&r.client, "slow").await["reason"], "BackingOff");
 }
+
+#[tokio::test]
+async fn a_finished_job_leaves_its_queue_and_frees_its_quota() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    r.client
+        .create(
+            kind("queue"),
+            None,
+            &queue("one-at-a-time", json!({"quota": {"cpu": {"nominal": "2"}}})),
+            false,
+        )
+        .await
+        .expect("queue");
+    for name in ["first", "second"] {
+        r.client
+            .create(
+                kind("wl"),
+                Some("research"),
+                &job(name, "one-at-a-time", 2, 0),
+                false,
+            )
+            .await
+            .expect("job");
+    }
+    pass().await;
+    assert_eq!(placed(&r.client, "first").await, 1);
+    assert_eq!(placed(&r.client, "second").await, 0);
+    // The first job's instance succeeds, as an agent reports it.
+    let allocs = r
+        .client
+        .list_all(kind("alloc"), Some("research"), &ListOptions::default())
+        .await
+        .expect("allocations");
+    let mut a = allocs
+        .into_iter()
+        .find(|a| a["spec"]["workload"] == "first")
+        .expect("first's allocation");
+    a["status"] = json!({"phase": "succeeded", "exitCode": 0,
+                         "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:01Z"});
+    let name = a["metadata"]["name"].as_str().expect("name").to_owned();
+    r.client
+        .replace_status(kind("alloc"), Some("research"), &name, &a)
+        .await
+        .expect("status");
+    pass().await;
+    pass().await;
+    let first = queue_state(&r.client, "first").await;
+    assert_eq!(
+        first["admitted"], false,
+        "a finished job is not admitted: {first}"
+    );
+    assert!(first.get("reason").is_none(), "nor waiting: {first}");
+    assert_eq!(
+        placed(&r.client, "second").await,
+        1,
+        "its quota went to the next"
+    );
+    let q = r
+        .client
+        .get(kind("queue"), None, "one-at-a-time")
+        .await
+        .expect("queue");
+    assert_eq!(q["status"]["admitted"], 1, "{q}");
+    assert_eq!(q["status"]["pending"], 0, "{q}");
+}
