@@ -27,6 +27,24 @@ fn queue(name: &str, spec: Value) -> Value {
            "metadata": {"name": name}, "spec": spec})
 }
 
+async fn add_queue(c: &Client, name: &str, spec: Value) {
+    c.create(kind("queue"), None, &queue(name, spec), false)
+        .await
+        .expect("queue");
+}
+
+/// Creates job `name` (see [`job`]): accepted at create whatever its queue says.
+async fn add_job(c: &Client, name: &str, queue: &str, cpu: u32, priority: i32) {
+    c.create(
+        kind("wl"),
+        Some("research"),
+        &job(name, queue, cpu, priority),
+        false,
+    )
+    .await
+    .expect("accepted at create: quota waits, it does not refuse");
+}
+
 async fn placed(c: &Client, workload: &str) -> usize {
     c.list_all(kind("alloc"), Some("research"), &ListOptions::default())
         .await
@@ -50,26 +68,15 @@ async fn queued_jobs_wait_in_order_with_their_reason_and_the_queue_counts_them()
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
     let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
-    r.client
-        .create(
-            kind("queue"),
-            None,
-            &queue("small", json!({"quota": {"cpu": {"nominal": "4"}}})),
-            false,
-        )
-        .await
-        .expect("queue");
+    add_queue(
+        &r.client,
+        "small",
+        json!({"quota": {"cpu": {"nominal": "4"}}}),
+    )
+    .await;
     // Created within one second: the same creation time, so the name decides.
     for name in ["j1", "j2", "j3"] {
-        r.client
-            .create(
-                kind("wl"),
-                Some("research"),
-                &job(name, "small", 2, 0),
-                false,
-            )
-            .await
-            .expect("accepted at create: quota waits, it does not refuse");
+        add_job(&r.client, name, "small", 2, 0).await;
     }
     pass().await;
     assert_eq!(placed(&r.client, "j1").await, 1);
@@ -91,15 +98,7 @@ async fn queued_jobs_wait_in_order_with_their_reason_and_the_queue_counts_them()
     assert!(j1["admittedAt"].is_string(), "{j1}");
 
     // A later job of higher priority goes ahead of the ones waiting.
-    r.client
-        .create(
-            kind("wl"),
-            Some("research"),
-            &job("urgent", "small", 2, 10),
-            false,
-        )
-        .await
-        .expect("urgent");
+    add_job(&r.client, "urgent", "small", 2, 10).await;
     pass().await;
     assert_eq!(queue_state(&r.client, "urgent").await["position"], 0);
     assert_eq!(queue_state(&r.client, "j3").await["position"], 1);
@@ -143,36 +142,14 @@ async fn a_queue_alone_in_its_cohort_says_so_and_an_unknown_queue_is_a_waiting_r
     let r = TestServer::start().await;
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
-    r.client
-        .create(
-            kind("queue"),
-            None,
-            &queue(
-                "lonely",
-                json!({"cohort": "nobody-else", "quota": {"cpu": {"nominal": "2"}}}),
-            ),
-            false,
-        )
-        .await
-        .expect("queue");
-    r.client
-        .create(
-            kind("wl"),
-            Some("research"),
-            &job("lost", "no-such-queue", 1, 0),
-            false,
-        )
-        .await
-        .expect("job");
-    r.client
-        .create(
-            kind("wl"),
-            Some("research"),
-            &job("big", "lonely", 4, 0),
-            false,
-        )
-        .await
-        .expect("job");
+    add_queue(
+        &r.client,
+        "lonely",
+        json!({"cohort": "nobody-else", "quota": {"cpu": {"nominal": "2"}}}),
+    )
+    .await;
+    add_job(&r.client, "lost", "no-such-queue", 1, 0).await;
+    add_job(&r.client, "big", "lonely", 4, 0).await;
     scheduler::pass(&r.state, &options).await.expect("pass");
     let q = r
         .client
@@ -208,24 +185,8 @@ async fn a_job_not_ready_within_wait_for_ready_is_evicted_and_requeued_with_back
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
     let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
-    r.client
-        .create(
-            kind("queue"),
-            None,
-            &queue("impatient", json!({"waitForReady": "1s"})),
-            false,
-        )
-        .await
-        .expect("queue");
-    r.client
-        .create(
-            kind("wl"),
-            Some("research"),
-            &job("slow", "impatient", 1, 0),
-            false,
-        )
-        .await
-        .expect("job");
+    add_queue(&r.client, "impatient", json!({"waitForReady": "1s"})).await;
+    add_job(&r.client, "slow", "impatient", 1, 0).await;
     pass().await;
     assert_eq!(placed(&r.client, "slow").await, 1, "admitted and placed");
     assert_eq!(queue_state(&r.client, "slow").await["admitted"], true);
@@ -251,25 +212,14 @@ async fn a_finished_job_leaves_its_queue_and_frees_its_quota() {
     load_examples(&r.client).await;
     let options = SchedulerOptions::default();
     let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
-    r.client
-        .create(
-            kind("queue"),
-            None,
-            &queue("one-at-a-time", json!({"quota": {"cpu": {"nominal": "2"}}})),
-            false,
-        )
-        .await
-        .expect("queue");
+    add_queue(
+        &r.client,
+        "one-at-a-time",
+        json!({"quota": {"cpu": {"nominal": "2"}}}),
+    )
+    .await;
     for name in ["first", "second"] {
-        r.client
-            .create(
-                kind("wl"),
-                Some("research"),
-                &job(name, "one-at-a-time", 2, 0),
-                false,
-            )
-            .await
-            .expect("job");
+        add_job(&r.client, name, "one-at-a-time", 2, 0).await;
     }
     pass().await;
     assert_eq!(placed(&r.client, "first").await, 1);
