@@ -229,6 +229,24 @@ fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, s
                 println!("    {:<9}  {}", r.policy.name(), series_text(&x.series));
             }
         }
+        println!(
+            "  fairness at the first failure: held share of the allocated GPUs vs entitled (one queue per QoS class, admitted by Meridian's queues; max deviation):"
+        );
+        for r in reports {
+            if let Some(x) = &r.inflation {
+                let parts: Vec<String> = x
+                    .fairness
+                    .iter()
+                    .map(|(q, s)| format!("{q} {} vs {}", pct(s.held), pct(s.entitled)))
+                    .collect();
+                println!(
+                    "    {:<9}  {}; max deviation {}",
+                    r.policy.name(),
+                    parts.join(", "),
+                    pct(x.max_deviation())
+                );
+            }
+        }
     }
 }
 
@@ -288,6 +306,10 @@ fn report_json(summary: &TraceSummary, reports: &[PolicyReport], seed: u64, secs
                     "first_failure": failure_json(x.first_failure.as_ref()),
                     "final_allocation": x.final_allocation,
                     "final_unallocated_gpus": x.final_unallocated_gpus,
+                    "fairness": x.fairness.iter().map(|(q, s)| {
+                        (q.clone(), json!({"entitled": s.entitled, "held": s.held}))
+                    }).collect::<serde_json::Map<String, Value>>(),
+                    "max_deviation": x.max_deviation(),
                 })),
             })
         }).collect::<Vec<_>>(),

@@ -199,6 +199,27 @@ pub struct InflationFigures {
     /// When the arrived demand reached the cluster's GPUs.
     pub final_allocation: f64,
     pub final_unallocated_gpus: f64,
+    /// Per queue (one per QoS class, admitted by Meridian's queues): its entitled share
+    /// of the GPUs and the share of the allocated GPUs it held at the first failure (or
+    /// at the end when nothing failed).
+    pub fairness: BTreeMap<String, Share>,
+}
+
+/// A queue's entitled and actual share of the allocated GPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Share {
+    pub entitled: f64,
+    pub held: f64,
+}
+
+impl InflationFigures {
+    /// The largest deviation of a queue's held share from its entitled share.
+    pub fn max_deviation(&self) -> f64 {
+        self.fairness
+            .values()
+            .map(|s| (s.held - s.entitled).abs())
+            .fold(0.0, f64::max)
+    }
 }
 
 /// All figures of one policy.
@@ -347,6 +368,7 @@ fn workload_object(i: usize, t: &TraceTask) -> Result<Workload, ReplayError> {
     }
     let mut spec = json!({
         "type": "job",
+        "queue": project_of(t),
         "task": {"driver": "container", "image": "trace", "resources": resources},
     });
     if !t.gpu_spec.is_empty() && t.gpu_milli > 0 {
@@ -378,6 +400,9 @@ struct Sim<'a> {
     preemptions: usize,
     partial_gangs: usize,
     attempts: usize,
+    /// Meridian's queues, one per QoS class (the inflation experiment admits through
+    /// them), and each queue's GPUs held, in milli-GPUs.
+    queues: Option<(Arc<placement::Queues>, BTreeMap<String, u64>)>,
 }
 
 impl<'a> Sim<'a> {
@@ -411,6 +436,7 @@ impl<'a> Sim<'a> {
             preemptions: 0,
             partial_gangs: 0,
             attempts: 0,
+            queues: None,
         }
     }
 
@@ -691,12 +717,14 @@ impl<'a> Sim<'a> {
 
     fn inflate(&mut self, seed: u64) -> Result<InflationFigures, ReplayError> {
         let tasks = self.tasks;
+        let entitled = self.admit_through_queues()?;
         let mut draws = StdRng::seed_from_u64(seed);
         let mut marks = Marks::new();
         let mut arrived = 0u64;
         let mut submitted = 0;
         let mut failed = 0;
         let mut first_failure = None;
+        let mut fairness = None;
         // Instances of one task drawn twice are distinct workloads: replica numbers.
         let mut copies = vec![0u32; tasks.len()];
         if tasks.is_empty() || self.gpu_capacity == 0 {
@@ -707,6 +735,7 @@ impl<'a> Sim<'a> {
                 first_failure,
                 final_allocation: 0.0,
                 final_unallocated_gpus: self.unallocated(),
+                fairness: BTreeMap::new(),
             });
         }
         while arrived < self.gpu_capacity {
@@ -720,6 +749,7 @@ impl<'a> Sim<'a> {
             if !ok {
                 failed += 1;
                 if first_failure.is_none() {
+                    fairness = Some(self.shares(&entitled));
                     first_failure = Some(Failure {
                         task: t.name.clone(),
                         at: submitted as u64 - 1,
@@ -738,7 +768,59 @@ impl<'a> Sim<'a> {
             first_failure,
             final_allocation: self.allocation(),
             final_unallocated_gpus: self.unallocated(),
+            fairness: fairness.unwrap_or_else(|| self.shares(&entitled)),
         })
+    }
+
+    /// Builds Meridian's queues for the inflation experiment: one per QoS class, in one
+    /// cohort, each with a nominal quota of the cluster's GPUs in proportion to its
+    /// class's share of the trace's GPU demand (its entitled share), lending what it does
+    /// not use. Returns the entitled shares.
+    fn admit_through_queues(&mut self) -> Result<BTreeMap<String, f64>, ReplayError> {
+        let mut demand: BTreeMap<String, u64> = BTreeMap::new();
+        for t in self.tasks {
+            *demand.entry(project_of(t)).or_default() += u64::from(t.gpu_milli);
+        }
+        let total: u64 = demand.values().sum::<u64>().max(1);
+        let gpus = self.gpu_capacity / 1000;
+        let mut objects = Vec::new();
+        let mut entitled = BTreeMap::new();
+        for (q, d) in &demand {
+            let share = *d as f64 / total as f64;
+            entitled.insert(q.clone(), share);
+            let nominal = ((gpus as f64) * share).round() as u64;
+            let queue: api::queue::Queue = object(json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Queue",
+                "metadata": {"name": q},
+                "spec": {"cohort": "trace", "quota": {"gpus": {"nominal": nominal}}},
+            }))?;
+            objects.push(queue);
+        }
+        let mut queues = placement::Queues::new(&objects);
+        for (w, t) in self.workloads.iter().zip(self.tasks) {
+            queues.assign(&project_of(t), &w.metadata.name, &project_of(t));
+        }
+        self.queues = Some((Arc::new(queues), BTreeMap::new()));
+        Ok(entitled)
+    }
+
+    /// Each queue's entitled share and its share of the GPUs allocated now.
+    fn shares(&self, entitled: &BTreeMap<String, f64>) -> BTreeMap<String, Share> {
+        let held = self.queues.as_ref().map(|(_, h)| h);
+        let total: u64 = held.map_or(0, |h| h.values().sum::<u64>()).max(1);
+        entitled
+            .iter()
+            .map(|(q, e)| {
+                let h = held.and_then(|h| h.get(q)).copied().unwrap_or(0);
+                (
+                    q.clone(),
+                    Share {
+                        entitled: *e,
+                        held: h as f64 / total as f64,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Places copy `replica` of task `i` for good (the inflation experiment never
@@ -750,6 +832,9 @@ impl<'a> Sim<'a> {
             Policy::RandomFit => self.random_fit(i, replica).is_some(),
             _ => {
                 let mut batch = Batch::new();
+                if let Some((queues, _)) = &self.queues {
+                    batch.set_queues(queues.clone());
+                }
                 batch
                     .add(&self.workloads[i], [replica])
                     .map_err(|source| ReplayError::Task {
@@ -762,6 +847,9 @@ impl<'a> Sim<'a> {
         };
         if placed {
             self.allocated += u64::from(t.gpu_milli);
+            if let Some((_, held)) = &mut self.queues {
+                *held.entry(project_of(t)).or_default() += u64::from(t.gpu_milli);
+            }
         }
         Ok(placed)
     }

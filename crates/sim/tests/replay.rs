@@ -58,6 +58,14 @@ fn a_trimmed_trace_replays_under_every_policy() {
             "{name}: {f:?}"
         );
         assert!(inf.final_allocation >= f.allocation, "{name}");
+        // Admitted through one Meridian queue per QoS class: shares are measured against
+        // each class's entitlement.
+        assert!(inf.fairness.len() >= 2, "{name}: {:?}", inf.fairness);
+        let entitled: f64 = inf.fairness.values().map(|s| s.entitled).sum();
+        let held: f64 = inf.fairness.values().map(|s| s.held).sum();
+        assert!((entitled - 1.0).abs() < 1e-9, "{name}: {entitled}");
+        assert!((held - 1.0).abs() < 1e-9, "{name}: {held}");
+        assert!(inf.max_deviation() < 0.5, "{name}: {:?}", inf.fairness);
     }
     // The same draws for every policy: as many tasks submitted.
     let submitted: Vec<usize> = reports
