@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::report::{print_table, thousands, us};
+use crate::report::{print_columns, print_table, thousands, us};
 use crate::{PlacementArgs, UsageError};
 
 /// Largest fleet and mix the command accepts (memory, not time, is the limit).
@@ -123,24 +123,7 @@ fn print_growth(reports: &[sim::PlacementReport]) {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("   ").trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row);
-    }
+    print_columns("", &header, &rows);
 }
 
 /// `meridian bench placement`: the placement benchmark of `sim`, one run per fleet size,

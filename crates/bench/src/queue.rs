@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use sim::replay::{Delay, Failure, Point, Policy, PolicyReport, ReplayOptions, TraceSummary};
 
-use crate::report::thousands;
+use crate::report::{print_columns, thousands};
 use crate::{QueueArgs, UsageError};
 
 /// `--policy`: names from [`Policy::name`], comma-separated, each once.
@@ -80,27 +80,6 @@ fn failure_text(f: Option<&Failure>) -> (String, String, String) {
     }
 }
 
-fn print_rows(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("  {}", padded.join("   ").trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
-    }
-}
-
 /// The allocation ratio at 25%, 50%, ... of the arrived demand (the full series is in
 /// the JSON).
 fn series_text(points: &[Point]) -> String {
@@ -153,7 +132,8 @@ fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, s
             ]
         })
         .collect();
-    print_rows(
+    print_columns(
+        "  ",
         &[
             "POLICY",
             "1ST FAIL AT",
@@ -211,7 +191,8 @@ fn print_report(summary: &TraceSummary, reports: &[PolicyReport], trace: &str, s
                 ]
             })
             .collect();
-        print_rows(
+        print_columns(
+            "  ",
             &[
                 "POLICY",
                 "1ST FAIL AT",

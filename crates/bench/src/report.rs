@@ -54,6 +54,28 @@ pub fn print_table(title: &str, rows: &[(&str, String)]) {
     }
 }
 
+/// A table with a header and aligned columns, each line starting with `indent`.
+pub fn print_columns(indent: &str, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{indent}{}", padded.join("   ").trim_end());
+    };
+    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    for row in rows {
+        line(row);
+    }
+}
+
 /// Latency rows p50/p90/p99/max of unsorted durations.
 pub fn latency_rows(prefix: &str, mut lat: Vec<Duration>) -> Vec<(String, String)> {
     lat.sort_unstable();
