@@ -19,6 +19,7 @@
 //! - the example manifests of `examples/`, compiled in ([`examples::FILES`]).
 
 pub mod body;
+pub mod drain;
 pub mod duration;
 pub mod event;
 pub mod examples;

@@ -135,7 +135,8 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'>');
 const QUERY: &AsciiSet = &SEGMENT.add(b'&').add(b'=').add(b'+').add(b',').add(b'!');
 
-fn enc(s: &str) -> String {
+/// One path segment, percent-encoded (a name cannot add a segment or a query).
+pub fn path_segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -158,13 +159,13 @@ pub fn resource_path(kind: &KindInfo, namespace: Option<&str>, name: Option<&str
     let mut path = String::from("/apis/meridian.dev/v1");
     if let (true, Some(ns)) = (kind.namespaced(), namespace) {
         path.push_str("/namespaces/");
-        path.push_str(&enc(ns));
+        path.push_str(&path_segment(ns));
     }
     path.push('/');
     path.push_str(kind.plural);
     if let Some(name) = name {
         path.push('/');
-        path.push_str(&enc(name));
+        path.push_str(&path_segment(name));
     }
     path
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use api::logs::LogStream;
 
-use crate::{Client, ClientError, Method, QUERY, Result, enc, status_error};
+use crate::{Client, ClientError, Method, QUERY, Result, path_segment, status_error};
 
 /// What to read of an allocation's output (the Kubernetes `pods/log` parameters).
 #[derive(Clone, Debug, Default)]
@@ -33,8 +33,8 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 pub fn log_path(namespace: &str, allocation: &str, opts: &LogOptions) -> String {
     let mut path = format!(
         "/apis/meridian.dev/v1/namespaces/{}/allocations/{}/log",
-        enc(namespace),
-        enc(allocation)
+        path_segment(namespace),
+        path_segment(allocation)
     );
     let mut query = Vec::new();
     if opts.follow {

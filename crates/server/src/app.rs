@@ -120,7 +120,15 @@ pub fn router(state: AppState) -> Router {
         .merge(nodes::routes())
         .merge(crate::logs::routes(state.log_sessions.clone()))
         .merge(crate::secrets::endpoints::routes())
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    // Endpoints made of other API requests (in process, with the caller's token) call
+    // the routes above, authenticated.
+    let inner = api
+        .clone()
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state.clone());
+    let api = api
+        .merge(crate::drain::routes(inner))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(health))

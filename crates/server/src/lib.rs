@@ -44,6 +44,7 @@ mod controller;
 mod core_endpoints;
 mod core_events;
 mod discovery;
+mod drain;
 mod error;
 mod events;
 mod field_validation;

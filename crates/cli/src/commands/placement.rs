@@ -172,103 +172,41 @@ pub async fn cordon(client: &Client, node: &str, on: bool) -> Result<()> {
     Ok(())
 }
 
-/// Cordons the node, then evicts (deletes) the allocations of services and VMs on it;
-/// the scheduler places those instances again elsewhere under the same rules. Jobs are
-/// left to finish, as `kubectl drain` leaves what it cannot move.
-/// Records a Normal event about `object` from `drain` (eviction is client-side, so the
-/// CLI records through the server's recorder); a failure only warns: the drain happened.
-async fn record_drain_event(
-    client: &Client,
-    object: &serde_json::Value,
-    reason: &str,
-    message: String,
-) {
-    let Some(involved) = api::ObjectReference::of_value(object) else {
-        return;
-    };
-    let record = api::EventRecord {
-        involved_object: involved,
-        type_: api::EventType::Normal,
-        reason: reason.to_owned(),
-        message,
-        component: "drain".to_owned(),
-    };
-    if let Err(e) = client.record_event(&record).await {
-        eprintln!("warning: cannot record the {reason} event: {e}");
-    }
-}
-
+/// Asks the server to drain the node (`POST /meridian/v1/nodes/{name}/drain`): it
+/// cordons the node, then evicts (deletes) the allocations of services and VMs on it,
+/// which the scheduler places again elsewhere under the same rules; jobs are left to
+/// finish, as `kubectl drain` leaves what it cannot move.
 pub async fn drain(client: &Client, args: &DrainArgs) -> Result<()> {
     let node = &args.node;
-    let node_object = client.get(api::kinds::NODE, None, node).await?;
-    if !args.dry_run {
-        cordon(client, node, true).await?;
-    }
-    let alloc = api::kinds::ALLOCATION;
-    let wl = api::kinds::WORKLOAD;
-    let on_node = client
-        .list_all(
-            alloc,
-            None,
-            &client::ListOptions {
-                field_selector: Some(format!("spec.node={node}")),
-                ..Default::default()
-            },
-        )
+    let path = format!(
+        "/meridian/v1/nodes/{}/drain{}",
+        client::path_segment(node),
+        if args.dry_run { "?dryRun=All" } else { "" }
+    );
+    let answer = client
+        .request_json(client::Method::POST, &path, None)
         .await?;
-    let mut evicted = 0;
-    let mut kept = Vec::new();
-    for a in &on_node {
-        let ns = a["metadata"]["namespace"].as_str().unwrap_or_default();
-        let name = a["metadata"]["name"].as_str().unwrap_or_default();
-        let workload = a["spec"]["workload"].as_str().unwrap_or_default();
-        let (kind, workload_object) = match client.get(wl, Some(ns), workload).await {
-            Ok(w) => (
-                w["spec"]["type"].as_str().unwrap_or_default().to_owned(),
-                Some(w),
-            ),
-            Err(e) if e.is_not_found() => (String::new(), None),
-            Err(e) => return Err(e.into()),
-        };
-        if kind == "job" {
-            kept.push(format!("{ns}/{name}"));
-            continue;
-        }
-        if args.dry_run {
-            println!("allocation/{name} -n {ns} would be evicted");
-        } else {
-            match client.delete(alloc, Some(ns), name).await {
-                Ok(_) => {
-                    println!("allocation/{name} -n {ns} evicted");
-                    if let Some(w) = &workload_object {
-                        let message =
-                            format!("allocation {name} evicted from node {node} by drain");
-                        record_drain_event(client, w, "Evicted", message).await;
-                    }
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        evicted += 1;
+    let result: api::drain::DrainResult =
+        serde_json::from_value(answer).context("the server's drain answer")?;
+    let would = if result.dry_run { " would be" } else { "" };
+    if result.cordoned {
+        println!("node/{node} cordoned");
     }
-    for k in &kept {
-        eprintln!("allocation {k} is a job: left to finish (delete it to stop it now)");
+    for e in &result.evicted {
+        println!("allocation/{} -n {}{would} evicted", e.name, e.namespace);
     }
-    if !args.dry_run {
-        let message = format!("drained: {evicted} evicted, {} left", kept.len());
-        record_drain_event(client, &node_object, "Drained", message).await;
-    }
-    if args.dry_run {
-        println!(
-            "node/{node} would be drained ({evicted} evicted, {} left)",
-            kept.len()
-        );
-    } else {
-        println!(
-            "node/{node} drained ({evicted} evicted, {} left)",
-            kept.len()
+    for k in &result.kept {
+        eprintln!(
+            "allocation {}/{} stays: {}",
+            k.namespace,
+            k.name,
+            k.reason.as_deref().unwrap_or("kept")
         );
     }
+    println!(
+        "node/{node}{would} drained ({} evicted, {} left)",
+        result.evicted.len(),
+        result.kept.len()
+    );
     Ok(())
 }

@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::json;
 
-use api::kinds::{ALLOCATION, NODE, WORKLOAD};
-use api::{Allocation, AnyObject, Node, Workload};
+use api::kinds::{ALLOCATION, NODE};
+use api::{Allocation, AnyObject, Node};
 
 use super::backend::{UiError, paths};
 use super::page::{self, Nav, badge};
@@ -114,14 +114,29 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
         .get_as(&paths::object(NODE, None, Some(&name)))
         .await?;
     let selector = format!("spec.node={name}");
-    let allocations: Result<Vec<Allocation>, UiError> = session
+    let allocations: Result<(Vec<Allocation>, Option<String>), UiError> = session
         .api
-        .list_all(&format!(
+        .list_all_at(&format!(
             "{}{}",
             paths::object(ALLOCATION, None, None),
             paths::query(&[("fieldSelector", Some(&selector))])
         ))
         .await;
+    // The node's own changes and those of its allocations refresh the page's regions.
+    let mut live = vec![format!(
+        "/ui/live/nodes{}",
+        paths::query(&[
+            ("name", Some(&name)),
+            ("rv", node.metadata.resource_version.as_deref()),
+        ])
+    )];
+    if let Ok((_, rv)) = &allocations {
+        live.push(format!(
+            "/ui/live/allocations{}",
+            paths::query(&[("node", Some(&name)), ("rv", rv.as_deref())])
+        ));
+    }
+    let allocations = allocations.map(|(list, _)| list);
     // Whether to offer the actions at all: the API decides again when they are sent.
     let may_patch = authorize(&session.who, Verb::Patch, NODE, None, Some(&name)).is_ok();
     let spec = &node.spec;
@@ -138,14 +153,16 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
     };
     let body = html! {
         nav aria-label="Breadcrumb" { a href="/ui/nodes" { "Nodes" } " / " }
-        h1 { (name) " " (badge(status.phase.map_or("Unknown", |p| p.as_str()))) @if spec.unschedulable { " " span.tag { "cordoned" } } }
+        div data-refresh=(live.join(" ")) {
+        h1 data-region="title" { (name) " " (badge(status.phase.map_or("Unknown", |p| p.as_str()))) @if spec.unschedulable { " " span.tag { "cordoned" } } }
+        p.live-status aria-live="polite" data-live-status {}
         @if may_patch {
-            div.actions role="group" aria-label="Node actions" {
+            div.actions role="group" aria-label="Node actions" data-region="actions" {
                 @if spec.unschedulable { (action("uncordon", "Uncordon")) } @else { (action("cordon", "Cordon")) }
                 (action("drain", "Drain"))
             }
         }
-        section aria-labelledby="facts" {
+        section aria-labelledby="facts" data-region="facts" {
             h2 #facts { "Facts" }
             (page::facts(&[
                 ("Site", spec.site.clone()),
@@ -161,7 +178,7 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
                 ("Agent", status.agent_version.clone().unwrap_or_else(|| "—".to_owned())),
             ]))
         }
-        section aria-labelledby="posture" {
+        section aria-labelledby="posture" data-region="posture" {
             h2 #posture { "Security posture" }
             (page::facts(&[
                 ("Disk encryption", yes_no(security.disk_encryption)),
@@ -174,7 +191,7 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
             ]))
         }
         @if !status.conditions.is_empty() {
-            section aria-labelledby="conditions" {
+            section aria-labelledby="conditions" data-region="conditions" {
                 h2 #conditions { "Conditions" }
                 table.list {
                     caption.visually-hidden { "Conditions" }
@@ -183,7 +200,7 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
                 }
             }
         }
-        section aria-labelledby="allocs" {
+        section aria-labelledby="allocs" data-region="allocs" {
             h2 #allocs { "Allocations" }
             @match &allocations {
                 Ok(list) if list.is_empty() => p { "No allocations on this node." },
@@ -205,6 +222,7 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
                 },
                 Err(e) => (page::inline_error(e)),
             }
+        }
         }
     };
     Ok(page::document(&name, Some(&session), Nav::Nodes, body).into_response())
@@ -247,9 +265,8 @@ pub async fn uncordon(
     Ok(back(&name))
 }
 
-/// `meridian drain`'s steps, through the API as the signed-in principal: cordon, then
-/// evict (delete) the allocations of services and VMs on the node, which the scheduler
-/// places again elsewhere; jobs are left to finish. Events record what was done.
+/// Drains the node through the API's drain endpoint (as `meridian drain` does), as the
+/// signed-in principal; its events say what was evicted and what stays.
 pub async fn drain(
     session: Session,
     Path(name): Path<String>,
@@ -257,91 +274,12 @@ pub async fn drain(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, UiError> {
     session.check_post(&headers, form.csrf.as_deref())?;
-    let node = session
+    session
         .api
-        .get(&paths::object(NODE, None, Some(&name)))
+        .post_json(
+            &format!("/meridian/v1/nodes/{}/drain", paths::enc(&name)),
+            &json!({}),
+        )
         .await?;
-    set_cordon(&session, &name, true).await?;
-    let selector = format!("spec.node={name}");
-    let on_node: Vec<Allocation> = session
-        .api
-        .list_all(&format!(
-            "{}{}",
-            paths::object(ALLOCATION, None, None),
-            paths::query(&[("fieldSelector", Some(&selector))])
-        ))
-        .await?;
-    let (mut evicted, mut kept) = (0u32, 0u32);
-    for a in &on_node {
-        let ns = a.metadata.namespace.as_deref().unwrap_or_default();
-        let workload: Option<serde_json::Value> = match session
-            .api
-            .get(&paths::object(WORKLOAD, Some(ns), Some(&a.spec.workload)))
-            .await
-        {
-            Ok(w) => Some(w),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
-        let is_job = workload
-            .as_ref()
-            .and_then(|w| serde_json::from_value::<Workload>(w.clone()).ok())
-            .is_some_and(|w| w.spec.type_ == api::kinds::WorkloadType::Job);
-        if is_job {
-            kept += 1;
-            continue;
-        }
-        match session
-            .api
-            .delete(&paths::object(ALLOCATION, Some(ns), Some(&a.metadata.name)))
-            .await
-        {
-            Ok(_) => {
-                if let Some(w) = &workload {
-                    record(
-                        &session,
-                        w,
-                        "Evicted",
-                        format!(
-                            "allocation {} evicted from node {name} by drain",
-                            a.metadata.name
-                        ),
-                    )
-                    .await;
-                }
-            }
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        evicted += 1;
-    }
-    record(
-        &session,
-        &node,
-        "Drained",
-        format!("drained: {evicted} evicted, {kept} left"),
-    )
-    .await;
     Ok(back(&name))
-}
-
-/// Records a Normal event from `drain` (as the CLI does); a failure is only logged: the
-/// drain happened.
-async fn record(session: &Session, object: &serde_json::Value, reason: &str, message: String) {
-    let Some(involved) = api::ObjectReference::of_value(object) else {
-        return;
-    };
-    let record = api::EventRecord {
-        involved_object: involved,
-        type_: api::EventType::Normal,
-        reason: reason.to_owned(),
-        message,
-        component: "drain".to_owned(),
-    };
-    let Ok(body) = serde_json::to_value(&record) else {
-        return;
-    };
-    if let Err(e) = session.api.post_json("/meridian/v1/events", &body).await {
-        tracing::warn!(reason, error = %e.message, "console: cannot record the drain event");
-    }
 }
