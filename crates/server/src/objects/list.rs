@@ -49,9 +49,49 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<ContinueToken> {
     Ok(t)
 }
 
+/// What a stored object's bytes must contain to match a label selector, tested before
+/// the object is decoded: one group per term that needs the label (`a=b`, `a in (x,y)`,
+/// `a`), each group met when any one of its strings occurs. Each string is a JSON string
+/// (`"a"`, `"b"`), found whatever the spacing of the stored JSON. A necessary condition
+/// only: the selector still decides on the decoded object. Most objects a selective
+/// selector refuses are thus skipped without being parsed.
+struct Prefilter {
+    groups: Vec<Vec<memchr::memmem::Finder<'static>>>,
+}
+
+impl Prefilter {
+    fn new(selector: &LabelSelector) -> Self {
+        use api::selector::SelectorOp;
+        let token = |s: &str| {
+            let quoted = serde_json::to_string(s).expect("a string serializes");
+            memchr::memmem::Finder::new(quoted.as_bytes()).into_owned()
+        };
+        let mut groups = Vec::new();
+        for r in &selector.requirements {
+            match r.op {
+                SelectorOp::Equals | SelectorOp::In | SelectorOp::Exists => {
+                    groups.push(vec![token(&r.key)]);
+                }
+                SelectorOp::NotEquals | SelectorOp::NotIn | SelectorOp::DoesNotExist => {}
+            }
+            if matches!(r.op, SelectorOp::Equals | SelectorOp::In) && !r.values.is_empty() {
+                groups.push(r.values.iter().map(|v| token(v)).collect());
+            }
+        }
+        Prefilter { groups }
+    }
+
+    fn may_match(&self, bytes: &[u8]) -> bool {
+        self.groups
+            .iter()
+            .all(|any| any.iter().any(|f| f.find(bytes).is_some()))
+    }
+}
+
 /// Selectors of a list or watch, parsed once.
 pub struct Filter {
     labels: Option<LabelSelector>,
+    prefilter: Option<Prefilter>,
     fields: Option<api::selector::FieldSelector>,
     /// Only objects in this project (a project-scoped principal listing every project).
     project: Option<String>,
@@ -77,6 +117,7 @@ impl Filter {
             _ => None,
         };
         Ok(Self {
+            prefilter: labels.as_ref().map(Prefilter::new),
             labels,
             fields,
             project: who.project.clone(),
@@ -84,6 +125,11 @@ impl Filter {
             node: (who.role == crate::auth::Role::Node)
                 .then(|| who.node.clone().unwrap_or_default()),
         })
+    }
+
+    /// Whether a stored object may match, from its bytes alone (`false`: it cannot).
+    pub fn may_match(&self, stored: &[u8]) -> bool {
+        self.prefilter.as_ref().is_none_or(|p| p.may_match(stored))
     }
 
     /// Whether every object passes (no selector, no project scope).
@@ -209,6 +255,9 @@ pub(crate) async fn list(
         let scanned = page.kvs.len();
         for (i, kv) in page.kvs.iter().enumerate() {
             last_key = Some(kv.key.clone());
+            if !filter.may_match(&kv.value) {
+                continue;
+            }
             let mut object = decode(kv)?;
             // Selectors match the stored form (a Secret's values are not there to match).
             if filter.matches(&object) {
@@ -247,6 +296,39 @@ pub(crate) async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefilter_never_refuses_an_object_the_selector_matches() {
+        let object =
+            json!({"metadata": {"name": "a", "labels": {"team": "ui-test", "tier": "web"}}});
+        let compact = serde_json::to_vec(&object).unwrap();
+        let pretty = serde_json::to_vec_pretty(&object).unwrap();
+        let labels: std::collections::BTreeMap<String, String> =
+            [("team", "ui-test"), ("tier", "web")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        for (text, expect_may) in [
+            ("team=ui-test", true),
+            ("team in (x, ui-test)", true),
+            ("tier", true),
+            ("team!=other", true),
+            ("!owner", true),
+            ("team=other", false),
+            ("owner", false),
+            ("team in (x, y)", false),
+        ] {
+            let sel = LabelSelector::parse(text).unwrap();
+            let p = Prefilter::new(&sel);
+            for bytes in [&compact, &pretty] {
+                assert_eq!(p.may_match(bytes), expect_may, "{text}");
+            }
+            // Necessary: whatever the selector matches, the prefilter lets through.
+            if sel.matches(&labels) {
+                assert!(p.may_match(&compact), "{text}");
+            }
+        }
+    }
 
     #[test]
     fn continue_tokens_roundtrip_and_reject_other_prefixes() {
