@@ -126,6 +126,85 @@ def test_queues_and_queue_detail(admin):
     accessible(admin, "queue")
 
 
+def test_personal_data_by_continent_and_country(admin):
+    admin.goto("/ui/residency")
+    assert admin.get_by_role("heading", name="Where personal data runs").is_visible()
+    assert admin.get_by_role("heading", name="Europe").is_visible()
+    assert admin.get_by_role("link", name="finance/payroll-api").first.is_visible()
+    assert admin.get_by_text(re.compile(r"outside their residency")).is_visible()
+    shot(admin, "17-personal-data")
+    accessible(admin, "personal data")
+
+
+def test_migration_plans_and_plan_detail(admin, server):
+    for uuid, name in [("ui-4210-a", "payroll-db"), ("ui-4210-b", "payroll-web")]:
+        vm = {"apiVersion": "meridian.dev/v1", "kind": "VirtualMachine",
+              "metadata": {"name": "vm-" + uuid, "namespace": "finance"},
+              "spec": {"uuid": uuid, "name": name, "cpus": 4, "memoryMib": 8192,
+                       "source": {"kind": "rvtools", "datacenter": "DC-Frankfurt", "folder": "/Finance"}}}
+        status, body = server.api("POST", "/apis/meridian.dev/v1/namespaces/finance/virtualmachines", vm)
+        assert status in (200, 201, 409), body
+    plan = {"apiVersion": "meridian.dev/v1", "kind": "MigrationPlan",
+            "metadata": {"name": "q1-finance", "namespace": "finance"},
+            "spec": {"targets": ["onprem-frankfurt"], "bandwidthMbps": 500, "waves": {"maxVms": 1},
+                     "mapping": [{"match": {"folder": "/Finance"}, "classification": "personal",
+                                  "residency": ["EU"]}]}}
+    status, created = server.api("POST", "/apis/meridian.dev/v1/namespaces/finance/migrationplans", plan)
+    assert status in (200, 201), created
+    created["status"] = {"waves": [{"number": 1, "vms": ["vm-ui-4210-a"], "phase": "Planned"},
+                                   {"number": 2, "vms": ["vm-ui-4210-b"], "phase": "Planned"}]}
+    status, body = server.api(
+        "PUT", "/apis/meridian.dev/v1/namespaces/finance/migrationplans/q1-finance/status", created)
+    assert status == 200, body
+    admin.goto("/ui/migrations")
+    assert admin.get_by_role("link", name="q1-finance").is_visible()
+    shot(admin, "18-migrations")
+    accessible(admin, "migration plans")
+    admin.get_by_role("link", name="q1-finance").click()
+    assert admin.get_by_role("heading", name="Wave 1: virtual machines").is_visible()
+    assert admin.get_by_text("payroll-db").is_visible()
+    admin.get_by_role("link", name="Wave 2").click()
+    assert admin.get_by_role("heading", name="Wave 2: virtual machines").is_visible()
+    assert admin.get_by_text("payroll-web").is_visible()
+    shot(admin, "19-migration-plan")
+    accessible(admin, "migration plan")
+
+
+def test_workload_actions_scale_through_the_api(admin, server):
+    path = "/apis/meridian.dev/v1/namespaces/finance/workloads/payroll-api"
+    before = server.api("GET", path)[1]["spec"]["replicas"]
+    admin.goto("/ui/namespaces/finance/workloads/payroll-api")
+    assert admin.get_by_role("group", name="Workload actions").is_visible()
+    admin.get_by_label("Replicas").fill(str(before + 1))
+    admin.get_by_role("button", name="Scale").click()
+    wait_for("the new replica count", lambda: server.api("GET", path)[1]["spec"]["replicas"] == before + 1)
+    shot(admin, "20-workload-scaled")
+    accessible(admin, "workload with actions")
+    admin.get_by_label("Replicas").fill(str(before))
+    admin.get_by_role("button", name="Scale").click()
+    wait_for("the replica count back", lambda: server.api("GET", path)[1]["spec"]["replicas"] == before)
+
+
+def test_node_detail_updates_live(admin, server):
+    admin.goto("/ui/nodes/fra-rhel-02")
+    wait_for("the live stream", lambda: admin.evaluate("document.body.dataset.live") == "connected")
+    admin.evaluate("window.notReloaded = true")
+    title = admin.locator("h1[data-region=title]")
+    assert "cordoned" not in title.inner_text()
+    path = "/apis/meridian.dev/v1/nodes/fra-rhel-02"
+    status, _ = server.api("PATCH", path, {"spec": {"unschedulable": True}},
+                           content_type="application/merge-patch+json")
+    assert status == 200
+    try:
+        wait_for("the node shown cordoned", lambda: "cordoned" in title.inner_text())
+        assert admin.get_by_role("button", name="Uncordon").is_visible(), "the actions follow the state"
+        assert admin.evaluate("window.notReloaded") is True, "the page changed in place, without a reload"
+        shot(admin, "21-node-live")
+    finally:
+        server.api("PATCH", path, {"spec": {"unschedulable": False}},
+                   content_type="application/merge-patch+json")
+
+
 def test_compliance_and_audit(admin):
     admin.goto("/ui/compliance")
     assert admin.get_by_role("heading", name="Frameworks").is_visible()
@@ -177,6 +256,8 @@ def test_a_viewer_cannot_drain(browser, server):
     assert page.get_by_role("heading", name="Security posture").is_visible()
     assert page.get_by_role("button", name="Drain").count() == 0, "no action for a viewer"
     shot(page, "13-node-as-viewer")
+    page.goto("/ui/namespaces/finance/workloads/payroll-api")
+    assert page.get_by_role("button", name="Scale").count() == 0, "no workload action for a viewer"
     # Forged by hand with the viewer's own CSRF token: the API refuses, with its message.
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     response = page.request.post(f"{server.url}/ui/nodes/fra-rhel-01/drain", form={"csrf": csrf},
@@ -204,7 +285,9 @@ def test_readable_at_200_percent_zoom_and_by_keyboard(browser, server):
     page.set_viewport_size({"width": 640, "height": 900})
     sign_in(page, server.token)
     for path, name in [("/ui", "14-estate-200pct"), ("/ui/workloads", "15-workloads-200pct"),
-                       ("/ui/nodes/fra-rhel-01", "16-node-200pct")]:
+                       ("/ui/nodes/fra-rhel-01", "16-node-200pct"),
+                       ("/ui/residency", "22-personal-data-200pct"),
+                       ("/ui/namespaces/finance/workloads/payroll-api", "23-workload-200pct")]:
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 1, f"{path} scrolls sideways by {overflow}px at 200% zoom"

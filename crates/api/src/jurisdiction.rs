@@ -319,6 +319,45 @@ pub fn allows<S: AsRef<str>>(allowed: &[S], country: &str) -> bool {
         .any(|a| expand(a.as_ref()).contains(&country))
 }
 
+/// The continents of the UN M49 standard (its top-level regions, plus Antarctica),
+/// each with its countries' codes: every code of [`COUNTRIES`] is in exactly one.
+pub const CONTINENTS: &[(&str, &str)] = &[
+    (
+        "Africa",
+        "DZ AO BJ BW IO BF BI CV CM CF TD KM CG CD CI DJ EG GQ ER SZ ET TF GA GM GH GN GW KE LS \
+         LR LY MG MW ML MR MU YT MA MZ NA NE NG RE RW SH ST SN SC SL SO ZA SS SD TZ TG TN UG EH \
+         ZM ZW",
+    ),
+    (
+        "Americas",
+        "AI AG AR AW BS BB BZ BM BO BQ BV BR CA KY CL CO CR CU CW DM DO EC SV FK GF GL GD GP GT \
+         GY HT HN JM MQ MX MS NI PA PY PE PR BL KN LC MF PM VC SX GS SR TT TC US UY VE VG VI",
+    ),
+    (
+        "Asia",
+        "AF AM AZ BH BD BT BN KH CN CY GE HK IN ID IR IQ IL JP JO KZ KW KG LA LB MO MY MV MN MM \
+         NP KP OM PK PS PH QA SA SG KR LK SY TW TJ TH TL TR TM AE UZ VN YE",
+    ),
+    (
+        "Europe",
+        "AX AL AD AT BY BE BA BG HR CZ DK EE FO FI FR DE GI GR GG VA HU IS IE IM IT JE LV LI LT \
+         LU MT MD MC ME NL MK NO PL PT RO RU SM RS SK SI ES SJ SE CH UA GB",
+    ),
+    (
+        "Oceania",
+        "AS AU CX CC CK FJ PF GU HM KI MH FM NR NC NZ NU NF MP PW PG PN WS SB TK TO TV UM VU WF",
+    ),
+    ("Antarctica", "AQ"),
+];
+
+/// The continent of a country code (UN M49), `None` for a code that is not a country.
+pub fn continent(country: &str) -> Option<&'static str> {
+    CONTINENTS
+        .iter()
+        .find(|(_, codes)| codes.split_whitespace().any(|c| c == country))
+        .map(|(name, _)| *name)
+}
+
 /// A name for people: `Germany`, `European Union (27 member states)`.
 pub fn describe(code: &str) -> Option<&'static str> {
     if let Some((_, d, _)) = BLOCS.iter().find(|(b, _, _)| *b == code) {
@@ -361,6 +400,26 @@ pub(crate) fn explain_invalid(code: &str, allow_blocs: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_country_is_on_exactly_one_continent() {
+        for (code, name) in COUNTRIES {
+            let on: Vec<&str> = CONTINENTS
+                .iter()
+                .filter(|(_, codes)| codes.split_whitespace().any(|c| c == *code))
+                .map(|(n, _)| *n)
+                .collect();
+            assert_eq!(on.len(), 1, "{code} ({name}) is on {on:?}");
+        }
+        let listed: usize = CONTINENTS
+            .iter()
+            .map(|(_, codes)| codes.split_whitespace().count())
+            .sum();
+        assert_eq!(listed, COUNTRIES.len(), "no code that is not a country");
+        assert_eq!(continent("DE"), Some("Europe"));
+        assert_eq!(continent("SG"), Some("Asia"));
+        assert_eq!(continent("EU"), None);
+    }
 
     #[test]
     fn counts_and_order() {

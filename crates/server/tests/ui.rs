@@ -393,3 +393,289 @@ async fn queues_list_and_detail_show_quota_and_usage() {
     let (status, _) = page(&r, &r.token, "/ui/queues/no-such-queue").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A workload's spec field, read through the API.
+async fn workload_field(r: &TestServer, ns: &str, name: &str, pointer: &str) -> serde_json::Value {
+    let w = r
+        .client
+        .get(api::kinds::WORKLOAD, Some(ns), name)
+        .await
+        .expect("the workload");
+    w.pointer(pointer).cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn workload_actions_scale_restart_pause_and_delete_through_the_api() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let detail = "/ui/namespaces/finance/workloads/payroll-api";
+    let (_, body) = page(&r, &r.token, detail).await;
+    assert!(body.contains("Workload actions"), "{body}");
+    assert!(body.contains(&format!("{detail}/scale")));
+    let viewer = r.new_token("viewer", None).await;
+    let (_, body) = page(&r, &viewer, detail).await;
+    assert!(
+        !body.contains("Workload actions") && !body.contains("/scale"),
+        "a viewer is offered no action"
+    );
+    let csrf_admin = csrf(&r, &r.token).await;
+    let replicas = workload_field(&r, "finance", "payroll-api", "/spec/replicas")
+        .await
+        .as_u64()
+        .expect("replicas")
+        .to_string();
+
+    // Refused: no CSRF token, a viewer (the API's words), a stale page, a bad count.
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/scale"),
+        &[("replicas", "5")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf_viewer = csrf(&r, &viewer).await;
+    let (status, body) = post(
+        &r,
+        &viewer,
+        &format!("{detail}/scale"),
+        &[
+            ("csrf", &csrf_viewer),
+            ("replicas", "5"),
+            ("current", &replicas),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("role viewer"), "{body}");
+    let (status, body) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/scale"),
+        &[("csrf", &csrf_admin), ("replicas", "5"), ("current", "999")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("reload the page"), "{body}");
+    let (status, body) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/scale"),
+        &[("csrf", &csrf_admin), ("replicas", "-2")],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("replicas:"), "{body}");
+    assert_eq!(
+        workload_field(&r, "finance", "payroll-api", "/spec/replicas").await,
+        json!(replicas.parse::<u64>().unwrap()),
+        "nothing refused changed anything"
+    );
+
+    // Done: scale, restart, pause.
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/scale"),
+        &[
+            ("csrf", &csrf_admin),
+            ("replicas", "5"),
+            ("current", &replicas),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        workload_field(&r, "finance", "payroll-api", "/spec/replicas").await,
+        json!(5)
+    );
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/restart"),
+        &[("csrf", &csrf_admin)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        workload_field(&r, "finance", "payroll-api", "/spec/restartedAt")
+            .await
+            .is_string()
+    );
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/pause"),
+        &[("csrf", &csrf_admin)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        workload_field(&r, "finance", "payroll-api", "/spec/paused").await,
+        json!(true)
+    );
+    let (_, body) = page(&r, &r.token, detail).await;
+    assert!(
+        body.contains("Resume rollout"),
+        "a paused rollout offers resume"
+    );
+
+    // A job is not rolled out: restart is refused and says why.
+    let job = "/ui/namespaces/finance/workloads/month-end-close";
+    let (status, body) = post(
+        &r,
+        &r.token,
+        &format!("{job}/restart"),
+        &[("csrf", &csrf_admin)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("is a job"), "{body}");
+
+    // Delete: back to the list, the workload gone.
+    let (status, _) = post(
+        &r,
+        &r.token,
+        &format!("{detail}/delete"),
+        &[("csrf", &csrf_admin)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let e = r
+        .client
+        .get(api::kinds::WORKLOAD, Some("finance"), "payroll-api")
+        .await
+        .expect_err("deleted");
+    assert!(e.is_not_found(), "{e}");
+}
+
+#[tokio::test]
+async fn migration_plans_list_and_detail_show_waves_and_their_vms() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let (_, body) = page(&r, &r.token, "/ui/migrations").await;
+    assert!(body.contains("No migration plans"), "{body}");
+    for (uuid, name) in [("4210-a", "payroll-db"), ("4210-b", "payroll-web")] {
+        let vm = json!({
+            "apiVersion": "meridian.dev/v1", "kind": "VirtualMachine",
+            "metadata": {"name": api::migrate::vm_object_name(uuid), "namespace": "finance"},
+            "spec": {"uuid": uuid, "name": name, "cpus": 4, "memoryMib": 8192,
+                     "source": {"kind": "rvtools", "datacenter": "DC-Frankfurt", "folder": "/Finance"}},
+        });
+        r.client
+            .create(api::kinds::VIRTUAL_MACHINE, Some("finance"), &vm, false)
+            .await
+            .expect("vm");
+    }
+    let plan = json!({
+        "apiVersion": "meridian.dev/v1", "kind": "MigrationPlan",
+        "metadata": {"name": "q1-finance", "namespace": "finance"},
+        "spec": {"targets": ["onprem-frankfurt"], "bandwidthMbps": 500,
+                 "waves": {"maxVms": 1},
+                 "mapping": [{"match": {"folder": "/Finance"}, "classification": "personal", "residency": ["EU"]}]},
+    });
+    let mut plan = r
+        .client
+        .create(api::kinds::MIGRATION_PLAN, Some("finance"), &plan, false)
+        .await
+        .expect("plan");
+    plan["status"] = json!({"waves": [
+        {"number": 1, "vms": [api::migrate::vm_object_name("4210-a")], "phase": "Planned"},
+        {"number": 2, "vms": [api::migrate::vm_object_name("4210-b"), "vm-gone"], "phase": "Planned"},
+    ]});
+    r.client
+        .replace_status(
+            api::kinds::MIGRATION_PLAN,
+            Some("finance"),
+            "q1-finance",
+            &plan,
+        )
+        .await
+        .expect("status");
+
+    let (status, body) = page(&r, &r.token, "/ui/migrations").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("/ui/namespaces/finance/migrationplans/q1-finance"),
+        "{body}"
+    );
+    assert!(body.contains("2 Planned"), "{body}");
+    let detail = "/ui/namespaces/finance/migrationplans/q1-finance";
+    let (status, body) = page(&r, &r.token, detail).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("500 Mbit/s") && body.contains("folder /Finance"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Wave 1: virtual machines") && body.contains("payroll-db"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("payroll-web"),
+        "only the shown wave's VMs: {body}"
+    );
+    let (_, body) = page(&r, &r.token, &format!("{detail}?wave=2")).await;
+    assert!(body.contains("payroll-web"), "{body}");
+    assert!(
+        body.contains("vm-gone") && body.contains("not found"),
+        "{body}"
+    );
+    // Another project's token sees neither the plan nor its VMs.
+    let other = r.new_token("viewer", Some("research")).await;
+    let (_, body) = page(&r, &other, "/ui/migrations").await;
+    assert!(!body.contains("q1-finance"), "{body}");
+    let (status, _) = page(&r, &other, detail).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn personal_data_view_places_instances_by_country_and_checks_residency() {
+    let r = server().await;
+    load_examples(&r.client).await;
+    let alloc = |name: &str, node: &str| {
+        json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+            "metadata": {"name": name, "namespace": "finance"},
+            "spec": {"workload": "payroll-api", "replica": 0, "node": node,
+                     "resources": {"cpu": "1", "memory": "1Gi"}},
+        })
+    };
+    // payroll-api handles personal data with residency [EU]: one instance in Frankfurt.
+    testkit::seed_allocation(&r.state, &alloc("payroll-api-0", "fra-rhel-01")).await;
+    let (status, body) = page(&r, &r.token, "/ui/residency").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("Europe") && body.contains("Germany"),
+        "{body}"
+    );
+    assert!(body.contains("finance/payroll-api"), "{body}");
+    assert!(body.contains("0</span> outside their residency"), "{body}");
+    assert!(!body.contains("badge bad"), "{body}");
+    // One written past the scheduler into a US site: the view does not trust placement,
+    // it checks each instance against its workload's residency.
+    testkit::seed_allocation(&r.state, &alloc("payroll-api-1", "aws-use1-lnx-01")).await;
+    let (_, body) = page(&r, &r.token, "/ui/residency").await;
+    assert!(
+        body.contains("Americas") && body.contains("United States"),
+        "{body}"
+    );
+    assert!(body.contains("1</span> outside their residency"), "{body}");
+    assert!(body.contains("1 outside"), "{body}");
+    // The estate overview links to it.
+    let (_, body) = page(&r, &r.token, "/ui").await;
+    assert!(body.contains("href=\"/ui/residency\""), "{body}");
+    assert!(
+        body.contains("data-refresh=\"/ui/live/nodes?rv="),
+        "live regions: {body}"
+    );
+}

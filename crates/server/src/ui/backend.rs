@@ -214,7 +214,17 @@ pub mod paths {
 impl Backend {
     /// Every object of a list, page after page (the API's `limit` and `continue`).
     pub async fn list_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, UiError> {
+        self.list_all_at(path).await.map(|(items, _)| items)
+    }
+
+    /// Like [`Backend::list_all`], with the first page's resource version: where a watch
+    /// of the same objects starts so that it misses nothing the list did not show.
+    pub async fn list_all_at<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<(Vec<T>, Option<String>), UiError> {
         let mut items = Vec::new();
+        let mut revision: Option<String> = None;
         let mut next: Option<String> = None;
         loop {
             let sep = if path.contains('?') { '&' } else { '?' };
@@ -224,9 +234,12 @@ impl Backend {
             };
             let page: api::List<T> = self.get_as(&page_path).await?;
             items.extend(page.items);
+            if revision.is_none() {
+                revision = page.metadata.resource_version;
+            }
             match page.metadata.continue_ {
                 Some(c) if !c.is_empty() => next = Some(c),
-                _ => return Ok(items),
+                _ => return Ok((items, revision)),
             }
         }
     }

@@ -62,10 +62,15 @@ pub async fn overview(session: Session) -> Result<Response, UiError> {
         .api
         .list_all(&paths::object(SITE, None, None))
         .await?;
-    let nodes: Vec<Node> = session
+    let (nodes, revision): (Vec<Node>, _) = session
         .api
-        .list_all(&paths::object(NODE, None, None))
+        .list_all_at(&paths::object(NODE, None, None))
         .await?;
+    // Node changes (phase, capacity allocated) refresh the page's regions in place.
+    let live = format!(
+        "/ui/live/nodes{}",
+        paths::query(&[("rv", revision.as_deref())])
+    );
     let mut per_site: BTreeMap<&str, Tally> = BTreeMap::new();
     for node in &nodes {
         per_site
@@ -103,7 +108,9 @@ pub async fn overview(session: Session) -> Result<Response, UiError> {
         .collect();
     let body = html! {
         h1 { "Estate" }
-        section aria-labelledby="totals" {
+        div data-refresh=(live) {
+        p.live-status aria-live="polite" data-live-status {}
+        section aria-labelledby="totals" data-region="totals" {
             h2 #totals .visually-hidden { "Totals" }
             ul.cards {
                 li { span.num { (sites.len()) } " sites" }
@@ -113,9 +120,10 @@ pub async fn overview(session: Session) -> Result<Response, UiError> {
                 li { span.num { (total.lost) } " Lost" }
                 li { span.num { (percent(total.cpu_used_millis, total.cpu_millis)) } " of CPU allocated" }
             }
+            p { a href="/ui/residency" { "Where personal data runs" } ", by continent and country, with its residency check." }
         }
         @if !blocs.is_empty() {
-            section aria-labelledby="blocs" {
+            section aria-labelledby="blocs" data-region="blocs" {
                 h2 #blocs { "Blocs" }
                 table {
                     thead { tr { th scope="col" { "Bloc" } th scope="col" { "Sites" } th scope="col" { "Nodes" } th scope="col" { "Ready" } th scope="col" { "CPU used" } th scope="col" { "Memory used" } } }
@@ -134,7 +142,7 @@ pub async fn overview(session: Session) -> Result<Response, UiError> {
                 }
             }
         }
-        section aria-labelledby="jurisdictions" {
+        section aria-labelledby="jurisdictions" data-region="jurisdictions" {
             h2 #jurisdictions { "Sites by jurisdiction" }
             @if sites.is_empty() {
                 p { "No sites yet. Create one with " code { "meridian apply -f site.yaml" } "." }
@@ -142,6 +150,7 @@ pub async fn overview(session: Session) -> Result<Response, UiError> {
             @for (country, sites) in &by_country {
                 (jurisdiction(country, sites, &per_site))
             }
+        }
         }
     };
     Ok(page::document("Estate", Some(&session), Nav::Estate, body).into_response())

@@ -27,7 +27,22 @@ pub struct LiveQuery {
     project: Option<String>,
     site: Option<String>,
     workload: Option<String>,
+    node: Option<String>,
+    name: Option<String>,
     rv: Option<String>,
+}
+
+/// A field selector of the non-empty `field=value` pairs, `None` when all are empty.
+fn selector(pairs: &[(&str, Option<&str>)]) -> Option<String> {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(field, value)| {
+            value
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{field}={v}"))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 /// Which rows a stream carries.
@@ -84,18 +99,18 @@ pub async fn stream(
         "nodes" => (
             Rows::Nodes,
             paths::object(NODE, None, None),
-            q.site
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .map(|s| format!("spec.site={s}")),
+            selector(&[
+                ("spec.site", q.site.as_deref()),
+                ("metadata.name", q.name.as_deref()),
+            ]),
         ),
         "allocations" => (
             Rows::Allocations,
             paths::object(ALLOCATION, project, None),
-            q.workload
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .map(|w| format!("spec.workload={w}")),
+            selector(&[
+                ("spec.workload", q.workload.as_deref()),
+                ("spec.node", q.node.as_deref()),
+            ]),
         ),
         other => {
             return Err(UiError::new(

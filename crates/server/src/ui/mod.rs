@@ -19,14 +19,17 @@
 //! changed (server-sent events fed by the API's watch). Assets (`assets/`) are compiled
 //! into the binary; no CDN, no JavaScript toolchain.
 
-mod backend;
+pub(crate) mod backend;
 mod compliance;
 mod estate;
 mod live;
+mod migrations;
 mod nodes;
 mod page;
 mod queues;
+mod residency;
 mod session;
+mod workload_actions;
 mod workloads;
 
 use axum::Router;
@@ -68,6 +71,10 @@ pub fn routes(state: &AppState, api: Router) -> Router<AppState> {
             get(workloads::detail),
         )
         .route(
+            "/ui/namespaces/{ns}/workloads/{name}/{action}",
+            post(workload_actions::act),
+        )
+        .route(
             "/ui/namespaces/{ns}/allocations/{name}",
             get(workloads::instance),
         )
@@ -82,6 +89,12 @@ pub fn routes(state: &AppState, api: Router) -> Router<AppState> {
         .route("/ui/nodes/{name}/drain", post(nodes::drain))
         .route("/ui/queues", get(queues::list))
         .route("/ui/queues/{name}", get(queues::detail))
+        .route("/ui/residency", get(residency::view))
+        .route("/ui/migrations", get(migrations::list))
+        .route(
+            "/ui/namespaces/{ns}/migrationplans/{name}",
+            get(migrations::detail),
+        )
         .route("/ui/compliance", get(compliance::overview))
         .route("/ui/compliance/report", get(compliance::report))
         .route("/ui/audit", get(compliance::audit))

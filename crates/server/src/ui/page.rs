@@ -15,7 +15,9 @@ pub enum Nav {
     Estate,
     Workloads,
     Nodes,
+    Residency,
     Queues,
+    Migrations,
     Compliance,
     Audit,
 }
@@ -24,7 +26,9 @@ const ENTRIES: &[(Nav, &str, &str)] = &[
     (Nav::Estate, "/ui", "Estate"),
     (Nav::Workloads, "/ui/workloads", "Workloads"),
     (Nav::Nodes, "/ui/nodes", "Nodes"),
+    (Nav::Residency, "/ui/residency", "Personal data"),
     (Nav::Queues, "/ui/queues", "Queues"),
+    (Nav::Migrations, "/ui/migrations", "Migrations"),
     (Nav::Compliance, "/ui/compliance", "Compliance"),
     (Nav::Audit, "/ui/audit", "Audit log"),
 ];

@@ -392,6 +392,7 @@ pub async fn detail(
     let body = html! {
         nav aria-label="Breadcrumb" { a href="/ui/workloads" { "Workloads" } " / " (ns) " / " }
         h1 { (name) " " (badge(current)) }
+        (super::workload_actions::actions(&session, &w))
         section aria-labelledby="spec" {
             h2 #spec { "Specification" }
             (page::facts(&[

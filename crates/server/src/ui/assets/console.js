@@ -114,12 +114,69 @@ function startLogs(controls) {
   run();
 }
 
+// Pages made of several regions (the estate, a node): a change in the watched objects
+// fetches the page again (at most every 3 s) and replaces each region whose content
+// changed, in place, so nothing else moves.
+function startRefresh(container) {
+  const status = container.querySelector("[data-live-status]");
+  const say = (text) => { if (status) status.textContent = text; };
+  let timer = null;
+  let last = 0;
+  const refresh = async () => {
+    timer = null;
+    last = Date.now();
+    let doc;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin" });
+      if (!response.ok) {
+        say("Live updates could not refresh this page: " + await errorText(response));
+        return;
+      }
+      doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (e) {
+      say("Live updates could not refresh this page: " + e.message);
+      return;
+    }
+    for (const region of container.querySelectorAll("[data-region]")) {
+      const fresh = doc.querySelector('[data-region="' + region.dataset.region + '"]');
+      if (!fresh || fresh.innerHTML === region.innerHTML) continue;
+      region.innerHTML = fresh.innerHTML;
+      region.classList.add("changed");
+      setTimeout(() => region.classList.remove("changed"), 2000);
+    }
+    for (const button of container.querySelectorAll("button[data-confirm]")) confirmFirst(button);
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  };
+  const schedule = () => {
+    if (timer) return;
+    timer = setTimeout(refresh, Math.max(300, 3000 - (Date.now() - last)));
+  };
+  for (const url of container.dataset.refresh.split(" ").filter(Boolean)) {
+    const source = new EventSource(url);
+    source.addEventListener("open", () => { document.body.dataset.live = "connected"; });
+    source.addEventListener("row", schedule);
+    source.addEventListener("expired", (ev) => {
+      source.close();
+      say("Live updates stopped (" + ev.data + "): reload the page.");
+    });
+    source.addEventListener("end", () => {
+      source.close();
+      say("Live updates ended: reload the page to resume.");
+    });
+  }
+}
+
+function confirmFirst(button) {
+  if (button.dataset.confirmBound) return;
+  button.dataset.confirmBound = "1";
+  button.form.addEventListener("submit", (ev) => {
+    if (!window.confirm(button.dataset.confirm)) ev.preventDefault();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const tbody of document.querySelectorAll("tbody[data-live]")) startLive(tbody);
   for (const controls of document.querySelectorAll("[data-log]")) startLogs(controls);
-  for (const button of document.querySelectorAll("button[data-confirm]")) {
-    button.form.addEventListener("submit", (ev) => {
-      if (!window.confirm(button.dataset.confirm)) ev.preventDefault();
-    });
-  }
+  for (const container of document.querySelectorAll("[data-refresh]")) startRefresh(container);
+  for (const button of document.querySelectorAll("button[data-confirm]")) confirmFirst(button);
 });
