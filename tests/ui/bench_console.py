@@ -96,6 +96,8 @@ def main():
             ("workloads list, label filter (no match)", "/ui/workloads?label=nothing%3Dhere", RUNS),
             ("estate overview", "/ui", max(20, RUNS // 4)),
             ("nodes list, first page (100 rows)", "/ui/nodes", RUNS),
+            ("where personal data runs (every workload and allocation)", "/ui/residency", max(10, RUNS // 10)),
+            ("migration plans list", "/ui/migrations", RUNS),
         ]:
             if path is None:
                 _, body, _ = get("/ui/workloads?limit=50", page)
