@@ -234,6 +234,8 @@ pub(crate) fn spawn_logged(
 
 /// Root of the cgroup v1 hierarchies.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The smallest `cpu.cfs_quota_us` the kernel accepts (1 ms of a 100 ms period: 10m).
+const MIN_CFS_QUOTA_US: u64 = 1000;
 
 /// Applies cpu and memory limits in cgroup v1 (`cpu.cfs_quota_us` over a 100 ms period,
 /// `memory.limit_in_bytes`) and moves the process in. Best effort: says what it did.
@@ -243,7 +245,14 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
     let mut dirs = Vec::new();
     let mut done = Vec::new();
     let mut failed = Vec::new();
-    let cpu_quota = r.cpu.millis() * 100; // 100_000 µs period: millicores × 100
+    // 100_000 µs period: millicores × 100, and at least the kernel's minimum quota (1 ms,
+    // that is 10m): below it the kernel refuses the write and nothing would be limited.
+    let asked_quota = r.cpu.millis() * 100;
+    let cpu_quota = if asked_quota > 0 {
+        asked_quota.max(MIN_CFS_QUOTA_US)
+    } else {
+        0
+    };
     let memory = r.memory.bytes();
     let plans: [(&str, &str, String, bool); 2] = [
         (
@@ -267,6 +276,7 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
             .join(controller)
             .join("meridian")
             .join(id);
+        let created = !dir.exists();
         let applied = std::fs::create_dir_all(&dir)
             .and_then(|()| {
                 if controller == "cpu" {
@@ -280,7 +290,14 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
                 dirs.push(dir);
                 done.push(controller);
             }
-            Err(e) => failed.push(format!("{controller}: {e}")),
+            Err(e) => {
+                // Nothing of this task may stay behind (the directory is empty: the
+                // process was not moved in).
+                if created {
+                    let _ = std::fs::remove_dir(&dir);
+                }
+                failed.push(format!("{controller}: {e}"));
+            }
         }
     }
     let mut text = if done.is_empty() {
@@ -290,6 +307,11 @@ fn limit(pid: u32, id: &str, task: &Task) -> (Cgroups, String) {
             "limits enforced with cgroup v1: {}",
             done.iter()
                 .map(|c| match *c {
+                    "cpu" if asked_quota < MIN_CFS_QUOTA_US => format!(
+                        "cpu {}m (raised to the kernel's minimum, {}m)",
+                        r.cpu.millis(),
+                        MIN_CFS_QUOTA_US / 100
+                    ),
                     "cpu" => format!("cpu {}m", r.cpu.millis()),
                     _ => format!("memory {} bytes", memory),
                 })
@@ -501,6 +523,37 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Needs cgroup v1 with the cpu controller writable (root on the project's machines;
+    /// `../shared/MACHINE.md`): fails, never skips, without it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_cpu_limit_below_the_kernels_minimum_is_raised_and_leaves_nothing_behind() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id().expect("pid");
+        let id = format!("test-min-quota-{pid}");
+        let task: Task = serde_json::from_value(serde_json::json!({
+            "driver": "exec", "command": ["sleep", "600"],
+            "resources": {"cpu": "5m", "memory": "0"}
+        }))
+        .expect("a task");
+        let (cgroups, text) = limit(pid, &id, &task);
+        let dir = Path::new(CGROUP_ROOT).join("cpu/meridian").join(&id);
+        assert_eq!(cgroups.dirs, vec![dir.clone()], "{text}");
+        assert!(
+            text.contains("raised to the kernel's minimum, 10m"),
+            "{text}"
+        );
+        let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).expect("quota");
+        assert_eq!(quota.trim(), "1000");
+        child.kill().await.expect("kill");
+        child.wait().await.expect("reaped");
+        cgroups.remove();
+        assert!(!dir.exists(), "the task's cgroup is removed");
+    }
 
     #[test]
     fn start_time_skips_a_command_name_with_spaces() {
