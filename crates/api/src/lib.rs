@@ -33,6 +33,7 @@ pub mod meta;
 pub mod migrate;
 pub mod quantity;
 pub mod queue;
+pub mod residency;
 pub mod rollout;
 pub mod schedule;
 pub mod schema;

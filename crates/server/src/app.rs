@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(placement_api::routes())
         .merge(policy_api::routes())
+        .merge(crate::residency::routes())
         .merge(nodes::routes())
         .merge(crate::logs::routes(state.log_sessions.clone()))
         .merge(crate::secrets::endpoints::routes())

@@ -62,6 +62,7 @@ mod policies;
 mod policy_api;
 mod queues;
 pub mod registry;
+mod residency;
 mod rollout;
 pub mod scheduler;
 mod secrets;

@@ -671,6 +671,43 @@ async fn personal_data_view_places_instances_by_country_and_checks_residency() {
     );
     assert!(body.contains("1</span> outside their residency"), "{body}");
     assert!(body.contains("1 outside"), "{body}");
+    // The report behind the page, as the API gives it, to each principal's scope.
+    let report: api::residency::ResidencyReport = serde_json::from_value(
+        r.client
+            .request_json(client::Method::GET, "/meridian/v1/residency", None)
+            .await
+            .expect("report"),
+    )
+    .expect("a ResidencyReport");
+    assert_eq!((report.instances, report.outside), (2, 1), "{report:?}");
+    let us = report
+        .countries
+        .iter()
+        .find(|c| c.country == "US")
+        .expect("US");
+    assert_eq!(us.continent, "Americas");
+    assert_eq!(us.workloads, ["finance/payroll-api"]);
+    let research = r.client_as(&r.new_token("viewer", Some("research")).await);
+    let theirs: api::residency::ResidencyReport = serde_json::from_value(
+        research
+            .request_json(client::Method::GET, "/meridian/v1/residency", None)
+            .await
+            .expect("report"),
+    )
+    .expect("a ResidencyReport");
+    assert_eq!(
+        theirs.instances, 0,
+        "another project's instances are not counted"
+    );
+    let e = research
+        .request_json(
+            client::Method::GET,
+            "/meridian/v1/residency?project=finance",
+            None,
+        )
+        .await
+        .expect_err("not theirs");
+    assert_eq!(e.code(), Some(404), "{e}");
     // The estate overview links to it.
     let (_, body) = page(&r, &r.token, "/ui").await;
     assert!(body.contains("href=\"/ui/residency\""), "{body}");

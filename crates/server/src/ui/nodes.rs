@@ -144,12 +144,14 @@ pub async fn detail(session: Session, Path(name): Path<String>) -> Result<Respon
     let a = spec.allocatable();
     let security = status.security.clone().unwrap_or_default();
     let action = |verb: &str, label: &str| {
-        html! {
-            form.inline method="post" action={ "/ui/nodes/" (paths::enc(&name)) "/" (verb) } {
-                input type="hidden" name="csrf" value=(session.csrf);
-                button type="submit" data-confirm=[(verb == "drain").then_some("Drain this node? Its services and VMs are evicted and placed elsewhere.")] { (label) }
-            }
-        }
+        page::post_button(
+            &format!("/ui/nodes/{}/{verb}", paths::enc(&name)),
+            &session.csrf,
+            label,
+            (verb == "drain").then_some(
+                "Drain this node? Its services and VMs are evicted and placed elsewhere.",
+            ),
+        )
     };
     let body = html! {
         nav aria-label="Breadcrumb" { a href="/ui/nodes" { "Nodes" } " / " }

@@ -113,6 +113,17 @@ pub fn badge(text: &str) -> Markup {
     html! { span class={ "badge " (class) } { (text) } }
 }
 
+/// An action: a one-button form that POSTs to `action` with the session's CSRF token
+/// (asking `confirm` first when the script runs).
+pub fn post_button(action: &str, csrf: &str, label: &str, confirm: Option<&str>) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            button type="submit" data-confirm=[confirm] { (label) }
+        }
+    }
+}
+
 /// `3m`, `2h`, `5d` since an RFC 3339 time.
 pub fn age(rfc3339: Option<&str>) -> String {
     let Some(t) = rfc3339.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {

@@ -1,137 +1,43 @@
-//! Where personal data runs: the running instances of workloads that handle personal or
-//! regulated data, by continent (UN M49) and country, with the sites and workloads in
-//! each, and a check an auditor can read at a glance: every instance sits in a country
-//! its workload's residency allows (the scheduler's invariant, verified again here from
-//! the stored objects, not assumed).
+//! Where personal data runs: the API's residency report (`GET /meridian/v1/residency`,
+//! the server's `residency.rs`) by continent (UN M49) and country, with the sites and
+//! workloads in each, and the check an auditor reads at a glance: every instance sits in
+//! a country its workload's residency allows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 
-use api::kinds::{ALLOCATION, Classification, NODE, SITE, WORKLOAD};
-use api::{Allocation, Node, Site, Workload};
+use api::residency::{CountryResidency, ResidencyReport};
 
-use super::backend::{UiError, paths};
+use super::backend::UiError;
 use super::page::{self, Nav, badge};
 use super::session::Session;
 
 /// Workloads listed by name per country before "and N more".
 const NAMED: usize = 5;
 
-/// The instances in one country.
-#[derive(Default)]
-struct Country {
-    instances: usize,
-    personal: usize,
-    regulated: usize,
-    /// Instances in a country their workload's residency does not allow.
-    outside: usize,
-    sites: BTreeSet<String>,
-    workloads: BTreeSet<(String, String)>,
-}
-
-/// What one workload says of its data.
-struct Sensitive {
-    classification: Classification,
-    residency: Vec<String>,
-}
-
 pub async fn view(session: Session) -> Result<Response, UiError> {
-    let sites: Vec<Site> = session
-        .api
-        .list_all(&paths::object(SITE, None, None))
-        .await?;
-    let nodes: Vec<Node> = session
-        .api
-        .list_all(&paths::object(NODE, None, None))
-        .await?;
-    let workloads: Vec<Workload> = session
-        .api
-        .list_all(&paths::object(WORKLOAD, None, None))
-        .await?;
-    let allocations: Vec<Allocation> = session
-        .api
-        .list_all(&paths::object(ALLOCATION, None, None))
-        .await?;
-    let country_of_site: HashMap<&str, &str> = sites
-        .iter()
-        .map(|s| (s.metadata.name.as_str(), s.spec.jurisdiction.as_str()))
-        .collect();
-    let site_of_node: HashMap<&str, &str> = nodes
-        .iter()
-        .map(|n| (n.metadata.name.as_str(), n.spec.site.as_str()))
-        .collect();
-    let sensitive: HashMap<(&str, &str), Sensitive> = workloads
-        .iter()
-        .filter_map(|w| {
-            let data = w.spec.data.as_ref()?;
-            matches!(
-                data.classification,
-                Classification::Personal | Classification::Regulated
-            )
-            .then(|| {
-                (
-                    (
-                        w.metadata.namespace.as_deref().unwrap_or_default(),
-                        w.metadata.name.as_str(),
-                    ),
-                    Sensitive {
-                        classification: data.classification,
-                        residency: data.residency.clone(),
-                    },
-                )
-            })
-        })
-        .collect();
-    let mut by_country: BTreeMap<&str, Country> = BTreeMap::new();
-    let mut unplaced_sites = 0usize;
-    for a in &allocations {
-        let ns = a.metadata.namespace.as_deref().unwrap_or_default();
-        let Some(data) = sensitive.get(&(ns, a.spec.workload.as_str())) else {
-            continue;
-        };
-        let site = a
-            .spec
-            .site
-            .as_deref()
-            .or_else(|| site_of_node.get(a.spec.node.as_str()).copied());
-        let Some((site, country)) = site.and_then(|s| country_of_site.get(s).map(|c| (s, *c)))
-        else {
-            unplaced_sites += 1;
-            continue;
-        };
-        let c = by_country.entry(country).or_default();
-        c.instances += 1;
-        match data.classification {
-            Classification::Personal => c.personal += 1,
-            _ => c.regulated += 1,
-        }
-        if !data.residency.is_empty() && !api::jurisdiction::allows(&data.residency, country) {
-            c.outside += 1;
-        }
-        c.sites.insert(site.to_owned());
-        c.workloads.insert((ns.to_owned(), a.spec.workload.clone()));
+    let report: ResidencyReport = session.api.get_as("/meridian/v1/residency").await?;
+    let mut by_continent: BTreeMap<&str, Vec<&CountryResidency>> = BTreeMap::new();
+    for c in &report.countries {
+        by_continent
+            .entry(c.continent.as_str())
+            .or_default()
+            .push(c);
     }
-    let mut by_continent: BTreeMap<&str, Vec<(&str, &Country)>> = BTreeMap::new();
-    for (code, c) in &by_country {
-        let continent = api::jurisdiction::continent(code).unwrap_or("Elsewhere");
-        by_continent.entry(continent).or_default().push((code, c));
-    }
-    let instances: usize = by_country.values().map(|c| c.instances).sum();
-    let outside: usize = by_country.values().map(|c| c.outside).sum();
     let body = html! {
         h1 { "Where personal data runs" }
         p { "Running instances of workloads whose data is classified " code { "personal" } " or "
             code { "regulated" } " (" code { "spec.data.classification" } "), by the jurisdiction of the site each runs in." }
         ul.cards {
-            li { span.num { (sensitive.len()) } " workloads with personal or regulated data" }
-            li { span.num { (instances) } " instances placed" }
-            li { span.num { (by_country.len()) } " countries" }
-            li { span.num { (outside) } " outside their residency " (badge(if outside == 0 { "pass" } else { "fail" })) }
+            li { span.num { (report.workloads) } " workloads with personal or regulated data" }
+            li { span.num { (report.instances) } " instances placed" }
+            li { span.num { (report.countries.len()) } " countries" }
+            li { span.num { (report.outside) } " outside their residency " (badge(if report.outside == 0 { "pass" } else { "fail" })) }
         }
-        @if unplaced_sites > 0 {
-            p.error role="alert" { (unplaced_sites) " instances are on nodes whose site is unknown (deleted since): their country cannot be shown." }
+        @if report.unknown_site > 0 {
+            p.error role="alert" { (report.unknown_site) " instances are on nodes whose site is unknown (deleted since): their country cannot be shown." }
         }
         @if by_continent.is_empty() {
             p { "No instance of a workload with personal or regulated data runs now." }
@@ -149,7 +55,7 @@ pub async fn view(session: Session) -> Result<Response, UiError> {
                             th scope="col" { "Residency" }
                         } }
                         tbody {
-                            @for (code, c) in countries { (country_row(code, c)) }
+                            @for c in countries { (country_row(c)) }
                         }
                     }
                 }
@@ -169,7 +75,8 @@ fn slug(s: &str) -> String {
     s.to_ascii_lowercase().replace(' ', "-")
 }
 
-fn country_row(code: &str, c: &Country) -> Markup {
+fn country_row(c: &CountryResidency) -> Markup {
+    let code = c.country.as_str();
     let name = api::jurisdiction::describe(code).unwrap_or(code);
     let blocs: Vec<&str> = api::jurisdiction::BLOCS
         .iter()
@@ -185,13 +92,14 @@ fn country_row(code: &str, c: &Country) -> Markup {
             td { (c.instances) }
             td { (c.personal) }
             td { (c.regulated) }
-            td { (c.sites.iter().cloned().collect::<Vec<_>>().join(", ")) }
+            td { (c.sites.join(", ")) }
             td {
-                @for (i, (ns, w)) in c.workloads.iter().take(NAMED).enumerate() {
+                @for (i, w) in c.workloads.iter().take(NAMED).enumerate() {
                     @if i > 0 { ", " }
-                    a href=(super::workloads::detail_href(ns, w)) { (ns) "/" (w) }
+                    @let (ns, name) = w.split_once('/').unwrap_or(("", w));
+                    a href=(super::workloads::detail_href(ns, name)) { (w) }
                 }
-                @if c.workloads.len() > NAMED { " and " (c.workloads.len() - NAMED) " more" }
+                @if c.workload_count > NAMED { " and " (c.workload_count - NAMED) " more" }
             }
             td {
                 @if c.outside == 0 { (badge("pass")) " within" }

@@ -14,6 +14,7 @@ use api::Workload;
 use api::kinds::{WORKLOAD, WorkloadType};
 
 use super::backend::{UiError, paths};
+use super::page;
 use super::session::Session;
 use crate::auth::{Verb, authorize};
 
@@ -46,12 +47,12 @@ pub fn actions(session: &Session, w: &Workload) -> Markup {
     }
     let rolled_out = w.spec.type_ != WorkloadType::Job;
     let button = |action: &str, label: &str, confirm: Option<&str>| {
-        html! {
-            form.inline method="post" action=(action_path(ns, name, action)) {
-                input type="hidden" name="csrf" value=(session.csrf);
-                button type="submit" data-confirm=[confirm] { (label) }
-            }
-        }
+        page::post_button(
+            &action_path(ns, name, action),
+            &session.csrf,
+            label,
+            confirm,
+        )
     };
     html! {
         div.actions role="group" aria-label="Workload actions" {
