@@ -52,6 +52,13 @@ pub enum MigrateCommand {
         after_help = "Example:\n  meridian migrate run q1-moves --wave 1 -n finance --source-dir /mnt/export --disk-dir /var/lib/meridian/disks"
     )]
     Run(RunArgs),
+    /// Undo `migrate run` for one wave: delete the wave's `vm` Workloads, remove the
+    /// converted disks (never the source disks) and reset the statuses so the wave can run
+    /// again
+    #[command(
+        after_help = "Examples:\n  meridian migrate rollback q1-moves --wave 1 -n finance\n  meridian migrate rollback q1-moves --wave 1 -n finance --keep-disks\n\nIdempotent: rolling back a wave that is not (or no longer) run changes nothing."
+    )]
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,7 +143,26 @@ pub struct RunArgs {
     pub convert_only: bool,
 }
 
-fn project(conn: &Resolved) -> String {
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The MigrationPlan
+    pub plan: String,
+    /// Which wave (1-based)
+    #[arg(long)]
+    pub wave: u32,
+    /// Keep the converted qcow2 disks (a later `migrate run` then reuses them)
+    #[arg(long)]
+    pub keep_disks: bool,
+    /// Where `migrate run` put converted disks, if not the plan's storagePath (its
+    /// leftovers are removed too: disks converted before an interrupted run)
+    #[arg(long, value_name = "DIR")]
+    pub disk_dir: Option<PathBuf>,
+    /// How long to wait for the wave's VMs to stop
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = api::duration::parse_nonzero)]
+    pub timeout: std::time::Duration,
+}
+
+pub(super) fn project(conn: &Resolved) -> String {
     conn.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
@@ -145,11 +171,12 @@ pub async fn migrate(client: &Client, conn: &Resolved, cmd: &MigrateCommand) -> 
         MigrateCommand::Import(a) => import(Some(client), conn, a).await,
         MigrateCommand::Assess(a) => assess_cmd(client, conn, a).await,
         MigrateCommand::Plan(a) => plan_cmd(client, conn, a).await,
-        MigrateCommand::Run(a) => run(client, conn, a).await,
+        MigrateCommand::Run(a) => super::migrate_run::run(client, conn, a).await,
+        MigrateCommand::Rollback(a) => super::migrate_run::rollback(client, conn, a).await,
     }
 }
 
-fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(len),
         indicatif::ProgressDrawTarget::stderr_with_hz(10),
@@ -293,7 +320,7 @@ struct Assessed {
     plan_name: Option<String>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
     serde_json::from_value(v)
         .with_context(|| format!("the server's {what} is not what this client expects"))
 }
@@ -621,118 +648,6 @@ async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
             .with_context(|| {
                 format!("cannot record the waves on MigrationPlan {project}/{name}")
             })?;
-    }
-    Ok(())
-}
-
-async fn run(client: &Client, conn: &Resolved, args: &RunArgs) -> Result<()> {
-    let project = project(conn);
-    let plan: api::migrate::MigrationPlan = decode(
-        client
-            .get(MIGRATION_PLAN, Some(&project), &args.plan)
-            .await
-            .with_context(|| format!("cannot read MigrationPlan {project}/{}", args.plan))?,
-        "MigrationPlan",
-    )?;
-    let waves = plan.status.clone().unwrap_or_default().waves;
-    let Some(wave) = waves.iter().find(|w| w.number == args.wave) else {
-        return Err(UserError::fail(format!(
-            "MigrationPlan {project}/{} has no wave {} (it has {}): run `meridian migrate plan --plan {}` first",
-            args.plan,
-            args.wave,
-            waves.len(),
-            args.plan
-        )));
-    };
-    let disk_dir = args
-        .disk_dir
-        .clone()
-        .or_else(|| plan.spec.storage_path.clone().map(PathBuf::from))
-        .ok_or_else(|| {
-            UserError::fail("say where converted disks go: --disk-dir DIR or spec.storagePath")
-        })?;
-    for vm_name in &wave.vms {
-        let mut object = client.get(VIRTUAL_MACHINE, Some(&project), vm_name).await?;
-        let vm: VirtualMachine = decode(object.clone(), "VirtualMachine")?;
-        let mut converted = Vec::new();
-        for (i, disk) in vm.spec.disks.iter().enumerate() {
-            let Some(file) = disk
-                .path
-                .as_deref()
-                .and_then(|p| p.rsplit(['/', ' ', ']']).next())
-            else {
-                return Err(UserError::fail(format!(
-                    "VM {}: {} names no disk file; re-import from an OVF/OVA or an RVTools vDisk sheet",
-                    vm.spec.name, disk.label
-                )));
-            };
-            let job = migrate::convert::DiskJob {
-                source: args.source_dir.join(file),
-                format: disk.format.clone(),
-                target: disk_dir
-                    .join(&vm.metadata.name)
-                    .join(format!("disk{i}.qcow2")),
-            };
-            let bar = progress(100, &format!("{} {}", vm.spec.name, disk.label));
-            let job2 = job.clone();
-            let bar2 = bar.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                migrate::convert::convert(&job2, |p| bar2.set_position(p as u64))
-            })
-            .await?;
-            bar.finish_and_clear();
-            let outcome = outcome.map_err(|e| UserError::fail(e.to_string()))?;
-            eprintln!(
-                "{} {}: {:?} -> {}",
-                vm.spec.name,
-                disk.label,
-                outcome,
-                job.target.display()
-            );
-            converted.push(job.target.display().to_string());
-        }
-        let mut workload_name = None;
-        if !args.convert_only && !converted.is_empty() {
-            let name = format!("mig-{}", vm.metadata.name);
-            let name = name[..name.len().min(63)].trim_end_matches('-').to_string();
-            let workload = json!({
-                "apiVersion": api::API_VERSION,
-                "kind": "Workload",
-                "metadata": {"name": name, "namespace": project,
-                    "labels": {api::migrate::VM_LABEL: vm.metadata.name}},
-                "spec": {
-                    "type": "vm",
-                    "task": {
-                        "driver": "qemu",
-                        "disk": {"image": converted[0], "format": "qcow2"},
-                        "resources": {"cpu": vm.spec.cpus.to_string(), "memory": format!("{}Mi", vm.spec.memory_mib)},
-                    },
-                },
-            });
-            // No `task.os`: a Windows guest runs on a Linux KVM host.
-            client
-                .apply(api::kinds::WORKLOAD, Some(&project), &workload, false)
-                .await
-                .with_context(|| format!("cannot create Workload {project}/{name}"))?;
-            workload_name = Some(name);
-        }
-        object["status"] = json!({
-            "phase": if workload_name.is_some() { "Running" } else { "Converted" },
-            "plan": args.plan,
-            "wave": args.wave,
-            "workload": workload_name,
-            "disks": converted,
-        });
-        client
-            .replace_status(VIRTUAL_MACHINE, Some(&project), vm_name, &object)
-            .await?;
-        println!(
-            "{}: {}",
-            vm.spec.name,
-            workload_name.map_or("converted".to_string(), |w| format!(
-                "running as workload/{w}"
-            ))
-        );
     }
     Ok(())
 }
