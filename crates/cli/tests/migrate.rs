@@ -502,3 +502,99 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
     assert!(!qcow2.exists());
     untouched();
 }
+
+/// A site with room for 100 one-vCPU VMs and an estate of 600: the assessment's what-if
+/// placement (bodies of 500) counts the site's free room once over all of them, and the
+/// waves hold exactly what fits, the rest left out saying why. Before the bodies were
+/// chained, the second body saw the whole site free again (200 VMs "placed"), and the
+/// waves took every VM, capacity or not.
+#[test]
+fn assessment_and_waves_never_overcommit_a_site() {
+    const VMS: usize = 600;
+    let s = ServerProcess::start(BIN, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    s.apply(
+        dir.path(),
+        "estate.yaml",
+        r#"
+apiVersion: meridian.dev/v1
+kind: Site
+metadata: {name: small-dc}
+spec:
+  provider: onprem
+  region: frankfurt
+  jurisdiction: DE
+  operator: {name: Example Bank AG, jurisdiction: DE}
+---
+apiVersion: meridian.dev/v1
+kind: Node
+metadata: {name: small-kvm-01}
+spec:
+  site: small-dc
+  os: {family: linux, distro: debian, version: "12"}
+  arch: amd64
+  capacity: {cpu: 100, memory: 2000Gi}
+  allocatable: {cpu: 100, memory: 2000Gi}
+  drivers: [exec, qemu]
+---
+apiVersion: meridian.dev/v1
+kind: MigrationPlan
+metadata: {name: big}
+spec:
+  targets: [small-dc]
+  waves: {maxVms: 40}
+"#,
+    );
+    s.mark_nodes_ready();
+    let csv = dir.path().join("export");
+    std::fs::create_dir(&csv).unwrap();
+    let mut info =
+        String::from("VM,CPUs,Memory,Folder,VM UUID,OS according to the VMware Tools,Template,CBT\n");
+    let mut disks = String::from("VM,Disk,Capacity MiB,Raw,VM UUID\n");
+    for i in 0..VMS {
+        let uuid = format!("4210c3e5-0000-0000-0001-{i:012}");
+        info.push_str(&format!(
+            "app-{i:03},1,1024,/apps/{i:03},{uuid},Ubuntu Linux (64-bit),False,True\n"
+        ));
+        disks.push_str(&format!("app-{i:03},Hard disk 1,10240,False,{uuid}\n"));
+    }
+    std::fs::write(csv.join("RVTools_tabvInfo.csv"), info).unwrap();
+    std::fs::write(csv.join("RVTools_tabvDisk.csv"), disks).unwrap();
+    let out = ok(&s.cli(&["migrate", "import", csv.to_str().unwrap()]));
+    assert!(out.contains(&format!("{VMS} created")), "{out}");
+
+    let assessed = json_of(&s, &["migrate", "assess", "--plan", "big", "-o", "json"]);
+    let assessed = assessed.as_array().unwrap();
+    assert_eq!(assessed.len(), VMS);
+    let placed = assessed
+        .iter()
+        .filter(|v| !v["targets"][0]["node"].is_null())
+        .count();
+    assert_eq!(placed, 100, "the site has room for 100 one-vCPU VMs");
+    let waiting = assessed
+        .iter()
+        .find(|v| v["targets"][0]["node"].is_null())
+        .unwrap();
+    assert!(
+        waiting["targets"][0]["reasons"]
+            .to_string()
+            .contains("lacks free capacity"),
+        "{waiting}"
+    );
+
+    let plan = json_of(&s, &["migrate", "plan", "--plan", "big", "-o", "json"]);
+    let cpus: u64 = plan["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["cpus"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cpus, 100, "the waves hold what fits the site: {plan}");
+    let excluded = plan["excluded"].as_array().unwrap();
+    assert_eq!(excluded.len(), VMS - 100);
+    assert!(
+        excluded[0].to_string().contains("no free capacity"),
+        "{}",
+        excluded[0]
+    );
+}

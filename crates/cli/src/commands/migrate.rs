@@ -449,7 +449,10 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
             ));
         }
     }
-    let mut decisions = whatif(client, &workloads).await?;
+    // Chained: each body holds what the earlier ones placed, so every target's free room
+    // is counted once over all VMs (as if the estate moved there).
+    let mut held = assess::Held::default();
+    let mut decisions = whatif(client, &workloads, &mut held).await?;
     let refused: std::collections::HashSet<(String, String)> = decisions
         .iter()
         .filter(|d| matches!(d.outcome, Outcome::Unplaceable(_)))
@@ -472,7 +475,8 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
         }
     }
     if !bare.is_empty() {
-        decisions.extend(whatif(client, &bare).await?);
+        // After everything placed with its data policy; what these place is not kept.
+        decisions.extend(whatif(client, &bare, &mut held.clone()).await?);
     }
     let assessed = assess::assess(&assess::Inputs {
         vms: &vms,
@@ -491,17 +495,27 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
     })
 }
 
-/// The server's what-if placement, in bodies of at most 500 workloads.
-async fn whatif(client: &Client, workloads: &[api::Workload]) -> Result<Vec<Decision>> {
+/// Most workloads in one what-if body (the server's request size limit stays untouched).
+const WHATIF_BODY: usize = 500;
+
+/// The server's what-if placement, in bodies of at most [`WHATIF_BODY`] workloads, each
+/// carrying what `held` holds (`reserved`) and adding what it placed: later bodies see
+/// the room earlier ones used.
+async fn whatif(
+    client: &Client,
+    workloads: &[api::Workload],
+    held: &mut assess::Held,
+) -> Result<Vec<Decision>> {
     let mut out = Vec::new();
     let bar = progress(workloads.len() as u64, "what-if placement");
-    for chunk in workloads.chunks(500) {
-        let body = json!({"items": chunk});
+    for chunk in workloads.chunks(WHATIF_BODY) {
+        let body = json!({"items": chunk, "reserved": held.reservations()});
         let answer = client
             .request_json(client::Method::POST, "/meridian/v1/plan", Some(&body))
             .await
             .context("the server's what-if placement (POST /meridian/v1/plan) failed")?;
         let plan: Plan = decode(answer, "plan")?;
+        held.add(&plan.decisions);
         out.extend(plan.decisions);
         bar.inc(chunk.len() as u64);
     }
