@@ -368,11 +368,20 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
 
     // Bad input: named.
     let err = failed(&s.cli(&["migrate", "run", "nope", "--wave", "1", "--source-dir", "/"]));
-    assert!(err.contains("MigrationPlan default/nope does not exist"), "{err}");
+    assert!(
+        err.contains("MigrationPlan default/nope does not exist"),
+        "{err}"
+    );
     let err = failed(&s.cli(&["migrate", "rollback", "boot", "--wave", "7"]));
-    assert!(err.contains("--wave 7") && err.contains("has no wave 7"), "{err}");
+    assert!(
+        err.contains("--wave 7") && err.contains("has no wave 7"),
+        "{err}"
+    );
     let err = failed(&s.cli(&["migrate", "rollback", "nope", "--wave", "1"]));
-    assert!(err.contains("MigrationPlan default/nope does not exist"), "{err}");
+    assert!(
+        err.contains("MigrationPlan default/nope does not exist"),
+        "{err}"
+    );
 
     // Run wave 1: converted, then running as a `vm` Workload.
     let out = ok(&s.cli(&[
@@ -401,7 +410,10 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
     assert_eq!(status["wave"], 1, "{status}");
     assert_eq!(status["disks"][0], qcow2.to_str().unwrap(), "{status}");
     let w = json_of(&s, &["get", "workload", &workload, "-o", "json"]);
-    assert_eq!(w["metadata"]["labels"]["migrate.meridian.dev/vm"], vm_name.as_str());
+    assert_eq!(
+        w["metadata"]["labels"]["migrate.meridian.dev/vm"],
+        vm_name.as_str()
+    );
     assert_eq!(
         w["metadata"]["annotations"]["migrate.meridian.dev/source-uuid"],
         uuid.as_str()
@@ -413,13 +425,17 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
     // The guest boots from the converted disk: the allocation runs, QEMU has the qcow2 as
     // its drive and no kernel of its own, and the console shows SYSLINUX, then the marker.
     let allocation = format!("{workload}-0");
-    wait_until(Duration::from_secs(60), "the VM's allocation running", || {
-        let out = stdout(&s.cli(&["get", "allocation", &allocation, "-o", "json"]));
-        match serde_json::from_str::<serde_json::Value>(&out) {
-            Ok(a) if a["status"]["phase"] == "running" => Ok(()),
-            _ => Err(out),
-        }
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the VM's allocation running",
+        || {
+            let out = stdout(&s.cli(&["get", "allocation", &allocation, "-o", "json"]));
+            match serde_json::from_str::<serde_json::Value>(&out) {
+                Ok(a) if a["status"]["phase"] == "running" => Ok(()),
+                _ => Err(out),
+            }
+        },
+    );
     let slot = agent_dir.join(format!("allocations/default_{allocation}"));
     let guard = KillOnPanic(std::cell::Cell::new(None));
     let pid: u32 = wait_until(Duration::from_secs(30), "QEMU's pid file", || {
@@ -442,10 +458,19 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
         "GUEST-READY on the converted guest's console",
         || match std::fs::read_to_string(&console) {
             Ok(text) if text.contains("GUEST-READY") => Ok(text),
-            other => Err(other.map(|t| t.lines().rev().take(10).map(str::to_owned).collect::<Vec<_>>())),
+            other => Err(other.map(|t| {
+                t.lines()
+                    .rev()
+                    .take(10)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })),
         },
     );
-    assert!(text.contains("SYSLINUX"), "the BIOS booted the disk's loader: {text}");
+    assert!(
+        text.contains("SYSLINUX"),
+        "the BIOS booted the disk's loader: {text}"
+    );
 
     // Roll back: the VM stops, its Workload and converted disk go, the statuses reset.
     let out = ok(&s.cli(&["migrate", "rollback", "boot", "--wave", "1"]));
@@ -462,7 +487,10 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
         "QEMU stopped"
     );
     guard.0.set(None);
-    assert!(!qcow2.exists() && !disks.join(&vm_name).exists(), "converted disk removed");
+    assert!(
+        !qcow2.exists() && !disks.join(&vm_name).exists(),
+        "converted disk removed"
+    );
     let err = failed(&s.cli(&["get", "workload", &workload]));
     assert!(err.contains("not found"), "{err}");
     let vm = json_of(&s, &["get", "virtualmachine", &vm_name, "-o", "json"]);
@@ -495,10 +523,16 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
     ]));
     assert!(out.contains("running as workload/"), "{out}");
     let out = ok(&s.cli(&["migrate", "rollback", "boot", "--wave", "1", "--keep-disks"]));
-    assert!(out.contains("1 workload(s) deleted, 0 disk file(s) removed (--keep-disks)"), "{out}");
+    assert!(
+        out.contains("1 workload(s) deleted, 0 disk file(s) removed (--keep-disks)"),
+        "{out}"
+    );
     assert!(qcow2.is_file());
     let out = ok(&s.cli(&["migrate", "rollback", "boot", "--wave", "1"]));
-    assert!(out.contains("0 workload(s) deleted, 1 disk file(s) removed"), "{out}");
+    assert!(
+        out.contains("0 workload(s) deleted, 1 disk file(s) removed"),
+        "{out}"
+    );
     assert!(!qcow2.exists());
     untouched();
 }
@@ -548,8 +582,9 @@ spec:
     s.mark_nodes_ready();
     let csv = dir.path().join("export");
     std::fs::create_dir(&csv).unwrap();
-    let mut info =
-        String::from("VM,CPUs,Memory,Folder,VM UUID,OS according to the VMware Tools,Template,CBT\n");
+    let mut info = String::from(
+        "VM,CPUs,Memory,Folder,VM UUID,OS according to the VMware Tools,Template,CBT\n",
+    );
     let mut disks = String::from("VM,Disk,Capacity MiB,Raw,VM UUID\n");
     for i in 0..VMS {
         let uuid = format!("4210c3e5-0000-0000-0001-{i:012}");

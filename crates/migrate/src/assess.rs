@@ -431,15 +431,18 @@ impl Held {
         let mut out: Vec<api::explanation::Reservation> = self
             .per_node
             .iter()
-            .map(|(node, [cpu, memory, ephemeral])| api::explanation::Reservation {
-                node: node.clone(),
-                resources: api::kinds::Resources {
-                    cpu: api::quantity::Cpu(*cpu),
-                    memory: api::quantity::Memory(*memory),
-                    ephemeral_storage: (*ephemeral > 0).then_some(api::quantity::Memory(*ephemeral)),
-                    gpu: None,
+            .map(
+                |(node, [cpu, memory, ephemeral])| api::explanation::Reservation {
+                    node: node.clone(),
+                    resources: api::kinds::Resources {
+                        cpu: api::quantity::Cpu(*cpu),
+                        memory: api::quantity::Memory(*memory),
+                        ephemeral_storage: (*ephemeral > 0)
+                            .then_some(api::quantity::Memory(*ephemeral)),
+                        gpu: None,
+                    },
                 },
-            })
+            )
             .collect();
         out.extend(self.with_gpus.iter().cloned());
         out

@@ -320,7 +320,10 @@ pub fn bootable_disk(dir: &Path, name: &str, kernel: &Path, initrd: &Path) -> Pa
     );
     // The MBR: boot code, one active FAT16 (LBA) partition, the boot signature.
     let code = std::fs::read(MBR_CODE).unwrap();
-    assert!(code.len() <= 440, "{MBR_CODE} is larger than an MBR's code area");
+    assert!(
+        code.len() <= 440,
+        "{MBR_CODE} is larger than an MBR's code area"
+    );
     let mut mbr = vec![0u8; 512];
     mbr[..code.len()].copy_from_slice(&code);
     let sectors = SIZE_MIB * MIB / 512 - START_SECTOR;

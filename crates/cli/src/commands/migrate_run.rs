@@ -274,7 +274,9 @@ pub async fn rollback(client: &Client, conn: &Resolved, args: &RollbackArgs) -> 
         .with_context(|| format!("cannot list the Workloads of project {project}"))?;
     let mut deleted = BTreeSet::new();
     for w in &labelled {
-        let vm = w["metadata"]["labels"][VM_LABEL].as_str().unwrap_or_default();
+        let vm = w["metadata"]["labels"][VM_LABEL]
+            .as_str()
+            .unwrap_or_default();
         if !in_wave.contains(vm) {
             continue;
         }
