@@ -6,8 +6,11 @@
 //! The disk is generated: a sparse raw image of SIZE GiB with one MiB of pseudo-random
 //! (incompressible) data in every fourth MiB, converted once to a monolithic sparse VMDK,
 //! the form an export holds. Each run converts it to qcow2 both ways, alternating which
-//! goes first (the source stays in the page cache: one untimed conversion warms it), and
-//! prints both times and the throughput ratio (`qemu-img` time / ours: 1.0 is no overhead).
+//! goes first (the source stays in the page cache: one untimed conversion warms it; `sync`
+//! before each timing, so none starts behind another's write-back), and prints the times
+//! and the throughput ratios (`qemu-img` time / ours: 1.0 is no overhead): against
+//! `qemu-img convert` alone, and against `qemu-img convert` then an `fsync` of its output,
+//! the durable equivalent of ours (which flushes the disk before renaming it into place).
 //!
 //! `cargo run --release -p migrate --example convert_bench -- [SIZE_GIB] [RUNS] [--dir DIR]`
 //! (default 2 GiB, 5 runs, a temporary directory under `target/`). Needs `qemu-img`
@@ -60,8 +63,17 @@ fn write_raw(path: &Path, gib: u64) -> u64 {
     written
 }
 
-fn qemu_img_alone(source: &Path, target: &Path) -> Duration {
+/// Flushes every file system's dirty pages (outside the timings), so that each timed
+/// conversion starts from the same state, not behind the previous one's write-back.
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
+/// `qemu-img convert` alone; with `durable`, followed by an `fsync` of its output (what
+/// makes the result survive a crash, which qemu-img's default cache mode does not do).
+fn qemu_img_alone(source: &Path, target: &Path, durable: bool) -> Duration {
     let _ = std::fs::remove_file(target);
+    settle();
     let started = Instant::now();
     qemu_img(&[
         "convert".as_ref(),
@@ -72,6 +84,11 @@ fn qemu_img_alone(source: &Path, target: &Path) -> Duration {
         source.as_os_str(),
         target.as_os_str(),
     ]);
+    if durable {
+        std::fs::File::open(target)
+            .and_then(|f| f.sync_all())
+            .expect("fsync");
+    }
     started.elapsed()
 }
 
@@ -83,6 +100,7 @@ fn ours(source: &Path, target: &Path) -> Duration {
         target: target.to_path_buf(),
     };
     let mut updates = 0u32;
+    settle();
     let started = Instant::now();
     let outcome = convert(&job, |_| updates += 1).expect("the conversion succeeds");
     let took = started.elapsed();
@@ -139,34 +157,47 @@ fn main() {
     );
     let plain = work.path().join("plain.qcow2");
     let mine = work.path().join("out/vm/disk0.qcow2");
-    qemu_img_alone(&vmdk, &plain); // warms the page cache
-    println!("run  qemu-img convert  migrate run's convert  ratio (qemu-img / ours)");
-    let mut ratios = Vec::new();
-    let (mut qs, mut ms) = (Vec::new(), Vec::new());
+    qemu_img_alone(&vmdk, &plain, false); // warms the page cache
+    println!(
+        "run  qemu-img  qemu-img+fsync  migrate run's convert  ratio qemu-img/ours  ratio (qemu-img+fsync)/ours"
+    );
+    let (mut qs, mut ds, mut ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ratios, mut durable_ratios) = (Vec::new(), Vec::new());
     for run in 1..=runs {
-        let (q, m) = if run % 2 == 1 {
-            let q = qemu_img_alone(&vmdk, &plain);
-            (q, ours(&vmdk, &mine))
-        } else {
-            let m = ours(&vmdk, &mine);
-            (qemu_img_alone(&vmdk, &plain), m)
-        };
+        // The three in a rotating order: none always runs first.
+        let (mut q, mut d, mut m) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for step in 0..3 {
+            match (run + step) % 3 {
+                0 => q = qemu_img_alone(&vmdk, &plain, false),
+                1 => d = qemu_img_alone(&vmdk, &plain, true),
+                _ => m = ours(&vmdk, &mine),
+            }
+        }
         let ratio = q.as_secs_f64() / m.as_secs_f64();
+        let durable = d.as_secs_f64() / m.as_secs_f64();
         println!(
-            "{run:>3}  {:>14.3} s  {:>19.3} s  {ratio:>6.3}",
+            "{run:>3}  {:>7.3} s  {:>12.3} s  {:>19.3} s  {ratio:>18.3}  {durable:>26.3}",
             q.as_secs_f64(),
+            d.as_secs_f64(),
             m.as_secs_f64()
         );
         ratios.push(ratio);
+        durable_ratios.push(durable);
         qs.push(q.as_secs_f64());
+        ds.push(d.as_secs_f64());
         ms.push(m.as_secs_f64());
     }
-    let (q, m) = (median(qs), median(ms));
+    let (q, d, m) = (median(qs), median(ds), median(ms));
     let virtual_mib = (gib << 30) as f64 / MIB as f64;
     println!(
-        "median: qemu-img {q:.3} s ({:.0} MiB/s of virtual disk), ours {m:.3} s ({:.0} MiB/s); median ratio {:.3}",
+        "median: qemu-img {q:.3} s ({:.0} MiB/s of virtual disk), qemu-img+fsync {d:.3} s ({:.0} MiB/s), ours {m:.3} s ({:.0} MiB/s)",
         virtual_mib / q,
+        virtual_mib / d,
         virtual_mib / m,
-        median(ratios)
+    );
+    println!(
+        "median ratios: qemu-img/ours {:.3}, (qemu-img+fsync)/ours {:.3}",
+        median(ratios),
+        median(durable_ratios)
     );
 }

@@ -1,9 +1,9 @@
 //! Disk conversion with `qemu-img`: VMDK, VHDX, VHD (`vpc`) or raw to qcow2, with progress,
 //! checked with `qemu-img check`, resumable per disk.
 //!
-//! Each disk is written to `<target>.part` and renamed once converted and checked, so a
-//! disk whose target exists is done: a re-run skips it (and checks it again). The source
-//! file is only read.
+//! Each disk is written to `<target>.part`, flushed to disk (`fsync`), checked and renamed
+//! into place (the directory flushed too), so a disk whose target exists is done, even
+//! after a crash: a re-run skips it (and checks it again). The source file is only read.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,10 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
             format!("qemu-img convert failed ({status}): {}", stderr.trim()),
         ));
     }
+    // `qemu-img convert` writes through the page cache without flushing (its default
+    // cache mode for the target is `unsafe`): the disk is made durable before it is
+    // renamed into place, since a target that exists counts as done.
+    sync_file(&part)?;
     check(&part)?;
     std::fs::rename(&part, &job.target).map_err(|e| {
         failed(
@@ -127,8 +131,18 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
             format!("cannot move the converted disk in place: {e}"),
         )
     })?;
+    if let Some(dir) = job.target.parent() {
+        sync_file(dir)?;
+    }
     progress(100.0);
     Ok(Converted::Done)
+}
+
+/// `fsync` of a file or directory.
+fn sync_file(path: &Path) -> Result<(), ConvertError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| failed(path, format!("cannot flush it to disk: {e}")))
 }
 
 fn parse_progress(line: &str) -> Option<f64> {
