@@ -633,3 +633,68 @@ spec:
         excluded[0]
     );
 }
+
+/// Two sites with room for 100 one-vCPU VMs each and 150 VMs: the assessment counts each
+/// site as if the whole estate moved there (so the same 100 VMs fit at both), but the plan
+/// places each VM at one site only: the cheaper site takes 100, the other the remaining
+/// 50, and `migrate run` would place each VM at its planned site.
+#[test]
+fn the_plan_fills_the_next_site_when_the_best_is_full() {
+    const VMS: usize = 150;
+    let s = ServerProcess::start(BIN, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut estate = String::new();
+    for (site, price) in [("cheap-dc", "0.02"), ("dear-dc", "0.05")] {
+        estate.push_str(&format!(
+            "apiVersion: meridian.dev/v1\nkind: Site\nmetadata: {{name: {site}}}\n\
+             spec:\n  provider: onprem\n  region: r\n  jurisdiction: DE\n  operator: {{name: Example Bank AG, jurisdiction: DE}}\n\
+             \x20 pricing: {{cpuCoreHour: {price}, memoryGiBHour: 0.004}}\n---\n\
+             apiVersion: meridian.dev/v1\nkind: Node\nmetadata: {{name: {site}-kvm}}\n\
+             spec:\n  site: {site}\n  os: {{family: linux, distro: debian, version: \"12\"}}\n  arch: amd64\n\
+             \x20 capacity: {{cpu: 100, memory: 2000Gi}}\n  allocatable: {{cpu: 100, memory: 2000Gi}}\n  drivers: [qemu]\n---\n"
+        ));
+    }
+    estate.push_str(
+        "apiVersion: meridian.dev/v1\nkind: MigrationPlan\nmetadata: {name: two}\n\
+         spec:\n  targets: [cheap-dc, dear-dc]\n  waves: {maxVms: 50}\n",
+    );
+    s.apply(dir.path(), "estate.yaml", &estate);
+    s.mark_nodes_ready();
+    let csv = dir.path().join("export");
+    std::fs::create_dir(&csv).unwrap();
+    let mut info = String::from(
+        "VM,CPUs,Memory,Folder,VM UUID,OS according to the VMware Tools,Template,CBT\n",
+    );
+    for i in 0..VMS {
+        info.push_str(&format!(
+            "web-{i:03},1,1024,/web/{i:03},4210c3e5-0000-0000-0002-{i:012},Ubuntu Linux (64-bit),False,True\n"
+        ));
+    }
+    std::fs::write(csv.join("RVTools_tabvInfo.csv"), info).unwrap();
+    ok(&s.cli(&["migrate", "import", csv.to_str().unwrap()]));
+
+    let plan = json_of(&s, &["migrate", "plan", "--plan", "two", "-o", "json"]);
+    let mut per_site: std::collections::BTreeMap<String, usize> = Default::default();
+    for w in plan["waves"].as_array().unwrap() {
+        for v in w["vms"].as_array().unwrap() {
+            *per_site
+                .entry(v["site"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        per_site,
+        [("cheap-dc".to_string(), 100), ("dear-dc".to_string(), 50)].into(),
+        "{plan}"
+    );
+    assert!(plan["excluded"].as_array().unwrap().is_empty(), "{plan}");
+    // The plan's status records each VM's site, for `migrate run`.
+    let stored = json_of(&s, &["get", "migrationplan", "two", "-o", "json"]);
+    let sites: usize = stored["status"]["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["sites"].as_object().unwrap().len())
+        .sum();
+    assert_eq!(sites, VMS, "{stored}");
+}

@@ -358,6 +358,38 @@ impl VmAssessment {
             })
     }
 
+    /// The targets a wave may take it to, best first (most ready, then cheapest, then by
+    /// name), as indexes into `targets`: those Ready or Conditionally ready there, that
+    /// is, refused by no rule (capacity aside).
+    pub fn ranked_targets(&self) -> Vec<usize> {
+        let mut ranked: Vec<usize> = (0..self.targets.len())
+            .filter(|&t| {
+                matches!(
+                    self.targets[t].readiness,
+                    Readiness::Ready | Readiness::ConditionallyReady
+                )
+            })
+            .collect();
+        ranked.sort_by(|&a, &b| {
+            let (a, b) = (&self.targets[a], &self.targets[b]);
+            (a.readiness, a.monthly_cost.unwrap_or(f64::MAX), &a.site)
+                .partial_cmp(&(b.readiness, b.monthly_cost.unwrap_or(f64::MAX), &b.site))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        ranked
+    }
+
+    /// Keeps only `placed` (target index and node) as where the what-if placed it, or no
+    /// target at all: what the plan's own placement decided, for [`Self::best_placed`].
+    pub fn settle(&mut self, placed: Option<(usize, String)>) {
+        for (t, target) in self.targets.iter_mut().enumerate() {
+            target.node = match &placed {
+                Some((chosen, node)) if *chosen == t => Some(node.clone()),
+                _ => None,
+            };
+        }
+    }
+
     /// The overall readiness: the best target's, or Unknown without targets.
     pub fn readiness(&self) -> Readiness {
         self.best().map_or(Readiness::Unknown, |t| t.readiness)

@@ -523,6 +523,58 @@ async fn whatif(
     Ok(out)
 }
 
+/// The plan's own placement: each VM placed at one target only, chained over all VMs
+/// (the assessment counted each target as if the whole estate moved there, so a VM took
+/// room at every target). Round `r` tries each VM not placed yet at its `r`-th ranked
+/// target, holding everything placed in earlier rounds: most VMs land at their best
+/// target, the rest where room is left. The assessment then keeps only that placement.
+async fn place_plan(client: &Client, a: &mut Assessed) -> Result<()> {
+    let ranked: Vec<Vec<usize>> = a.assessed.iter().map(|v| v.ranked_targets()).collect();
+    let rounds = ranked.iter().map(Vec::len).max().unwrap_or(0);
+    let mut placed: Vec<Option<(usize, String)>> = vec![None; a.assessed.len()];
+    let mut held = assess::Held::default();
+    for round in 0..rounds {
+        let mut workloads = Vec::new();
+        let mut asked = Vec::new();
+        for (i, v) in a.assessed.iter().enumerate() {
+            let Some(&t) = ranked[i].get(round).filter(|_| placed[i].is_none()) else {
+                continue;
+            };
+            workloads.push(assess::whatif_workload(
+                &a.vms[i],
+                &v.project,
+                &v.size,
+                &v.mapped,
+                (t, &v.targets[t].site),
+                false,
+            ));
+            asked.push((i, t, assess::whatif_name(&a.vms[i].metadata.name, t, false)));
+        }
+        if workloads.is_empty() {
+            break;
+        }
+        let decisions = whatif(client, &workloads, &mut held).await?;
+        let nodes: HashMap<(&str, &str), &str> = decisions
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    (d.workload.namespace.as_str(), d.workload.name.as_str()),
+                    d.node()?,
+                ))
+            })
+            .collect();
+        for (i, t, name) in asked {
+            if let Some(node) = nodes.get(&(a.assessed[i].project.as_str(), name.as_str())) {
+                placed[i] = Some((t, (*node).to_string()));
+            }
+        }
+    }
+    for (v, p) in a.assessed.iter_mut().zip(placed) {
+        v.settle(p);
+    }
+    Ok(())
+}
+
 fn money(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |c| format!("{c:.2}"))
 }
@@ -597,7 +649,8 @@ fn first_reason(reasons: &[String]) -> String {
 }
 
 async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<()> {
-    let a = assessment(client, conn, &args.assess).await?;
+    let mut a = assessment(client, conn, &args.assess).await?;
+    place_plan(client, &mut a).await?;
     let plan = waves::plan(&a.vms, &a.assessed, &a.spec);
     let title = format!(
         "Migration plan {} (project {})",
@@ -654,6 +707,7 @@ async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
         current["status"] = json!({"waves": plan.waves.iter().map(|w| json!({
             "number": w.number,
             "vms": w.vms.iter().map(|v| v.vm.clone()).collect::<Vec<_>>(),
+            "sites": w.vms.iter().map(|v| (v.vm.clone(), v.site.clone())).collect::<std::collections::BTreeMap<_, _>>(),
             "phase": "Planned",
         })).collect::<Vec<_>>()});
         client

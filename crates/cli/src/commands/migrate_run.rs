@@ -182,9 +182,14 @@ pub async fn run(client: &Client, conn: &Resolved, args: &RunArgs) -> Result<()>
                     "sovereignty": mapped.sovereignty,
                 },
             });
-            if !plan.spec.targets.is_empty() {
+            // The site the plan found room at; else any of the plan's targets.
+            let sites = match wave.sites.get(vm_name) {
+                Some(site) => vec![site.clone()],
+                None => plan.spec.targets.clone(),
+            };
+            if !sites.is_empty() {
                 spec["placement"] = json!({"matchExpressions": [
-                    {"key": "site.name", "operator": "In", "values": plan.spec.targets},
+                    {"key": "site.name", "operator": "In", "values": sites},
                 ]});
             }
             // No `task.os`: a Windows guest runs on a Linux KVM host.
