@@ -321,6 +321,18 @@ pub struct Explained {
     pub explanation: Explanation,
 }
 
+/// An instance `POST /meridian/v1/plan` takes as already placed, besides the live fleet's
+/// allocations: what a caller's earlier what-if answers placed on `node` (the body's
+/// `reserved` list). A caller that plans more than one body may send fits in chains them
+/// this way, so the second body sees the room the first used; nothing is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reservation {
+    pub node: String,
+    /// What it holds there (one instance's, or the sum of several).
+    pub resources: Resources,
+}
+
 /// The answer of `POST /meridian/v1/plan`: one decision per instance, nothing written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

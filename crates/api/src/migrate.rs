@@ -411,6 +411,10 @@ pub struct MigrationPlanSpec {
 pub struct WaveStatus {
     pub number: u32,
     pub vms: Vec<String>,
+    /// The target site planned for each VM (VirtualMachine name → Site name): where the
+    /// plan's what-if placement found room for it, and where `migrate run` places it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sites: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
 }

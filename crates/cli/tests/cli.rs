@@ -5,10 +5,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use testkit::{ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
+use testkit::{AgentProcess, ServerProcess, examples_dir, ok, stderr, stdout, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
@@ -753,40 +753,6 @@ fn drain_evicts_services_which_the_scheduler_places_elsewhere() {
     );
     let out = ok(&s.cli(&["uncordon", &node]));
     assert!(out.contains("uncordoned"), "{out}");
-}
-
-/// A `meridian agent` child process, killed (SIGKILL) on drop.
-struct AgentProcess {
-    child: Child,
-}
-
-impl AgentProcess {
-    fn start(server: &ServerProcess, dir: &Path, name: &str, join_token: Option<&str>) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "--server", &server.url, "--data-dir"])
-            .arg(dir)
-            .args(["--name", name, "--heartbeat", "300ms", "--grace", "2s"])
-            .env("MERIDIAN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(t) = join_token {
-            cmd.args(["--join-token", t]);
-        }
-        AgentProcess {
-            child: cmd.spawn().expect("agent starts"),
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// Pids of live processes whose command line contains `marker`.

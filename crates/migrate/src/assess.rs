@@ -338,6 +338,58 @@ impl VmAssessment {
         })
     }
 
+    /// The best target where the what-if placed it (most ready, then cheapest): where a
+    /// wave can take it without over-committing the site. `None` when no target had room
+    /// (or none allows it).
+    pub fn best_placed(&self) -> Option<&TargetAssessment> {
+        self.targets
+            .iter()
+            .filter(|t| {
+                t.node.is_some()
+                    && matches!(
+                        t.readiness,
+                        Readiness::Ready | Readiness::ConditionallyReady
+                    )
+            })
+            .min_by(|a, b| {
+                (a.readiness, a.monthly_cost.unwrap_or(f64::MAX), &a.site)
+                    .partial_cmp(&(b.readiness, b.monthly_cost.unwrap_or(f64::MAX), &b.site))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+    }
+
+    /// The targets a wave may take it to, best first (most ready, then cheapest, then by
+    /// name), as indexes into `targets`: those Ready or Conditionally ready there, that
+    /// is, refused by no rule (capacity aside).
+    pub fn ranked_targets(&self) -> Vec<usize> {
+        let mut ranked: Vec<usize> = (0..self.targets.len())
+            .filter(|&t| {
+                matches!(
+                    self.targets[t].readiness,
+                    Readiness::Ready | Readiness::ConditionallyReady
+                )
+            })
+            .collect();
+        ranked.sort_by(|&a, &b| {
+            let (a, b) = (&self.targets[a], &self.targets[b]);
+            (a.readiness, a.monthly_cost.unwrap_or(f64::MAX), &a.site)
+                .partial_cmp(&(b.readiness, b.monthly_cost.unwrap_or(f64::MAX), &b.site))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        ranked
+    }
+
+    /// Keeps only `placed` (target index and node) as where the what-if placed it, or no
+    /// target at all: what the plan's own placement decided, for [`Self::best_placed`].
+    pub fn settle(&mut self, placed: Option<(usize, String)>) {
+        for (t, target) in self.targets.iter_mut().enumerate() {
+            target.node = match &placed {
+                Some((chosen, node)) if *chosen == t => Some(node.clone()),
+                _ => None,
+            };
+        }
+    }
+
     /// The overall readiness: the best target's, or Unknown without targets.
     pub fn readiness(&self) -> Readiness {
         self.best().map_or(Readiness::Unknown, |t| t.readiness)
@@ -372,6 +424,61 @@ fn capacity_only(codes: &[ReasonCode]) -> bool {
                 | ReasonCode::Placement
         )
     })
+}
+
+/// What a chain of what-if bodies placed so far: sent as the next body's `reserved`
+/// (`POST /meridian/v1/plan`), so that a later body sees the room the earlier ones used and
+/// no node's room is counted twice. CPU, memory and ephemeral storage are summed per node;
+/// a placement holding GPUs is kept on its own (its devices are the node's business).
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    per_node: std::collections::BTreeMap<String, [u64; 3]>,
+    with_gpus: Vec<api::explanation::Reservation>,
+}
+
+impl Held {
+    /// Adds the placements among `decisions`.
+    pub fn add(&mut self, decisions: &[Decision]) {
+        for d in decisions {
+            let Outcome::Placed(p) = &d.outcome else {
+                continue;
+            };
+            let r = &p.resources;
+            if r.gpu.as_ref().is_some_and(|g| !g.count.is_zero()) {
+                self.with_gpus.push(api::explanation::Reservation {
+                    node: p.node.clone(),
+                    resources: r.clone(),
+                });
+                continue;
+            }
+            let sums = self.per_node.entry(p.node.clone()).or_default();
+            sums[0] += r.cpu.millis();
+            sums[1] += r.memory.bytes();
+            sums[2] += r.ephemeral_storage.map_or(0, |m| m.bytes());
+        }
+    }
+
+    /// The `reserved` list of the next body.
+    pub fn reservations(&self) -> Vec<api::explanation::Reservation> {
+        let mut out: Vec<api::explanation::Reservation> = self
+            .per_node
+            .iter()
+            .map(
+                |(node, [cpu, memory, ephemeral])| api::explanation::Reservation {
+                    node: node.clone(),
+                    resources: api::kinds::Resources {
+                        cpu: api::quantity::Cpu(*cpu),
+                        memory: api::quantity::Memory(*memory),
+                        ephemeral_storage: (*ephemeral > 0)
+                            .then_some(api::quantity::Memory(*ephemeral)),
+                        gpu: None,
+                    },
+                },
+            )
+            .collect();
+        out.extend(self.with_gpus.iter().cloned());
+        out
+    }
 }
 
 /// Readiness per VM per target from concerns and placement answers.

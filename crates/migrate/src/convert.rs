@@ -1,9 +1,10 @@
 //! Disk conversion with `qemu-img`: VMDK, VHDX, VHD (`vpc`) or raw to qcow2, with progress,
 //! checked with `qemu-img check`, resumable per disk.
 //!
-//! Each disk is written to `<target>.part` and renamed once converted and checked, so a
-//! disk whose target exists is done: a re-run skips it (and checks it again). The source
-//! file is only read.
+//! Each disk is written to `<target>.part` (flushed while written and after), checked and
+//! renamed into place (the directory flushed too), so a disk whose target exists is done,
+//! even after a crash: a re-run skips it (and checks it again). The source file is only
+//! read.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,7 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
         let _ = stderr.read_to_string(&mut s);
         s
     });
+    let writeback = EarlyWriteback::start(part.clone());
     // `-p` prints `    (12.34/100%)` lines ending in `\r`.
     let mut buffer = [0u8; 256];
     let mut pending = String::new();
@@ -111,7 +113,9 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
     let status = child.wait().map_err(|source| ConvertError::Tool {
         tool: "qemu-img",
         source,
-    })?;
+    });
+    writeback.stop();
+    let status = status?;
     let stderr = errors.join().unwrap_or_default();
     if !status.success() {
         let _ = std::fs::remove_file(&part);
@@ -120,6 +124,10 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
             format!("qemu-img convert failed ({status}): {}", stderr.trim()),
         ));
     }
+    // `qemu-img convert` writes through the page cache without flushing (its default
+    // cache mode for the target is `unsafe`): the disk is made durable before it is
+    // renamed into place, since a target that exists counts as done.
+    sync_file(&part)?;
     check(&part)?;
     std::fs::rename(&part, &job.target).map_err(|e| {
         failed(
@@ -127,8 +135,56 @@ pub fn convert(job: &DiskJob, mut progress: impl FnMut(f64)) -> Result<Converted
             format!("cannot move the converted disk in place: {e}"),
         )
     })?;
+    if let Some(dir) = job.target.parent() {
+        sync_file(dir)?;
+    }
     progress(100.0);
     Ok(Converted::Done)
+}
+
+/// How often [`EarlyWriteback`] flushes what qemu-img wrote so far.
+const WRITEBACK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Flushes the partial disk to storage while qemu-img still writes it, so that the final
+/// `fsync` finds little left: the disk writes overlap the conversion instead of following
+/// it (`qemu-img convert` itself never flushes: its default cache mode for the target is
+/// `unsafe`).
+struct EarlyWriteback {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EarlyWriteback {
+    fn start(path: PathBuf) -> EarlyWriteback {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::park_timeout(WRITEBACK_EVERY);
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                // Best effort: the final `fsync` is the one that counts.
+                if let Ok(file) = std::fs::File::open(&path) {
+                    let _ = file.sync_data();
+                }
+            }
+        });
+        EarlyWriteback { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+/// `fsync` of a file or directory.
+fn sync_file(path: &Path) -> Result<(), ConvertError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| failed(path, format!("cannot flush it to disk: {e}")))
 }
 
 fn parse_progress(line: &str) -> Option<f64> {

@@ -161,17 +161,30 @@ pub fn plan(
     let mut excluded = Vec::new();
     let mut grouped: BTreeMap<String, Vec<WaveVm>> = BTreeMap::new();
     for (i, a) in assessed.iter().enumerate() {
-        let Some(best) = a.best() else {
+        let Some(first) = a.best() else {
             excluded.push((a.name.clone(), "no target site".to_string()));
             continue;
         };
-        if matches!(best.readiness, Readiness::NotReady | Readiness::Unknown) {
+        if matches!(first.readiness, Readiness::NotReady | Readiness::Unknown) {
             excluded.push((
                 a.name.clone(),
-                format!("{}: {}", best.readiness.as_str(), best.reasons.join("; ")),
+                format!("{}: {}", first.readiness.as_str(), first.reasons.join("; ")),
             ));
             continue;
         }
+        // Only where the what-if placed it: the assessment's answers are chained (each
+        // target's free capacity is counted once over all VMs), so the VMs a site takes
+        // across every wave fit it together; a VM no target had room for waits.
+        let Some(best) = a.best_placed() else {
+            excluded.push((
+                a.name.clone(),
+                format!(
+                    "no free capacity for it at its target sites now (add capacity or free some, then plan again): {}",
+                    first.reasons.join("; ")
+                ),
+            ));
+            continue;
+        };
         grouped
             .entry(group_of[i].clone())
             .or_default()

@@ -878,17 +878,53 @@ impl Fleet {
                 replica: decision.replica,
             });
         };
+        self.hold(
+            &decision.workload,
+            decision.replica,
+            &p.node,
+            &p.resources,
+            p.priority,
+            &p.preempted,
+            &p.ports,
+        )
+    }
+
+    /// Holds `resources` on `node` for an instance decided outside this snapshot that no
+    /// allocation shows (a what-if caller chaining its answers: `POST /meridian/v1/plan`'s
+    /// `reserved`): [`Fleet::apply`] of such a placement, without ports or preemption.
+    /// Refuses what does not fit, so the snapshot never over-commits a node.
+    pub fn reserve(
+        &mut self,
+        workload: &api::explanation::WorkloadRef,
+        replica: u32,
+        node: &str,
+        resources: &api::kinds::Resources,
+        priority: i32,
+    ) -> Result<(), FleetError> {
+        self.hold(workload, replica, node, resources, priority, &[], &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        workload: &api::explanation::WorkloadRef,
+        replica: u32,
+        node_name: &str,
+        r: &api::kinds::Resources,
+        priority: i32,
+        preempted: &[api::explanation::Preemption],
+        port_bindings: &[api::task::PortBinding],
+    ) -> Result<(), FleetError> {
         let node = *self
             .node_by_name
-            .get(&p.node)
-            .ok_or_else(|| FleetError::UnknownNode(p.node.clone()))?;
+            .get(node_name)
+            .ok_or_else(|| FleetError::UnknownNode(node_name.to_string()))?;
         let mut released = Vec::new();
-        for v in &p.preempted {
+        for v in preempted {
             if let Some(id) = self.find_alloc(&v.allocation) {
                 released.push(self.release(id));
             }
         }
-        let r = &p.resources;
         let res = [
             r.cpu.millis(),
             r.memory.bytes(),
@@ -916,7 +952,7 @@ impl Fleet {
             })
             .collect();
         let ports = crate::workload::PortNeed {
-            fixed: port_keys(&p.ports),
+            fixed: port_keys(port_bindings),
             dynamic: 0,
         };
         // The decision's devices when they are free in a matching group; else the
@@ -943,13 +979,12 @@ impl Fleet {
         );
         match fitted {
             Ok(gpu) => {
-                let wid =
-                    self.intern_workload(&decision.workload.namespace, &decision.workload.name);
+                let wid = self.intern_workload(&workload.namespace, &workload.name);
                 self.insert_alloc(Alloc {
                     workload: wid,
-                    replica: decision.replica,
+                    replica,
                     node,
-                    priority: p.priority,
+                    priority,
                     res,
                     gpu,
                     devices: named.map(|(_, d)| d).unwrap_or_default(),
@@ -963,9 +998,9 @@ impl Fleet {
                     self.insert_alloc(a);
                 }
                 Err(FleetError::NoRoom {
-                    node: p.node.clone(),
-                    workload: decision.workload.to_string(),
-                    replica: decision.replica,
+                    node: node_name.to_string(),
+                    workload: workload.to_string(),
+                    replica,
                     reason: match reason {
                         crate::filter::Reason::Cpu => "insufficient cpu",
                         crate::filter::Reason::Memory => "insufficient memory",

@@ -1266,3 +1266,29 @@ fn spread_over_a_label() {
         chosen(&d)
     );
 }
+
+#[test]
+fn reserve_holds_room_and_refuses_over_commitment() {
+    let nodes = vec![node(
+        "n1",
+        "fra",
+        json!({"spec": {"capacity": {"cpu": 2, "memory": "4Gi"}}}),
+    )];
+    let mut fleet = Fleet::new(&eu_and_us(), &nodes).unwrap();
+    let holder = api::explanation::WorkloadRef {
+        namespace: String::new(),
+        name: "reserved-0".into(),
+    };
+    let resources: api::kinds::Resources =
+        serde_json::from_value(json!({"cpu": "1500m", "memory": "1Gi"})).unwrap();
+    fleet.reserve(&holder, 0, "n1", &resources, 0).unwrap();
+    assert_eq!(fleet.free("n1").unwrap().cpu_millis, 500);
+    let err = fleet.reserve(&holder, 1, "n1", &resources, 0).unwrap_err();
+    assert!(err.to_string().contains("insufficient cpu"), "{err}");
+    assert_eq!(
+        fleet.free("n1").unwrap().cpu_millis,
+        500,
+        "nothing held on refusal"
+    );
+    assert!(fleet.reserve(&holder, 2, "nope", &resources, 0).is_err());
+}

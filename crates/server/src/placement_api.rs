@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
-use api::explanation::{Explained, Plan, WorkloadRef};
+use api::explanation::{Explained, Plan, Reservation, WorkloadRef};
 use api::{AnyObject, Workload};
 
 use crate::app::AppState;
@@ -65,7 +65,9 @@ async fn explain(
     }))
 }
 
-/// Body of a plan: manifests (Workloads) as JSON objects, or a List of them.
+/// Body of a plan: manifests (Workloads) as JSON objects, or a List of them; a List may
+/// carry `reserved` ([`api::explanation::Reservation`]s: what earlier what-if answers placed),
+/// held on the live fleet before its items are placed.
 async fn plan(
     State(state): State<AppState>,
     who: Principal,
@@ -73,12 +75,13 @@ async fn plan(
 ) -> ApiResult<Json<Plan>> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the plan body is not JSON: {e}")))?;
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(ref o) if o.contains_key("items") => {
-            o["items"].as_array().cloned().unwrap_or_default()
-        }
-        other => vec![other],
+    let (items, reserved) = match value {
+        Value::Array(items) => (items, None),
+        Value::Object(mut o) if o.contains_key("items") => (
+            o["items"].as_array().cloned().unwrap_or_default(),
+            o.remove("reserved"),
+        ),
+        other => (vec![other], None),
     };
     let mut workloads = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
@@ -108,6 +111,27 @@ async fn plan(
         projects,
         ..
     } = scheduler::live_fleet(&state).await?;
+    // Parsed once every item is authorized: holding room costs little, and answers nothing
+    // the items' plan would not.
+    let reserved: Vec<Reservation> = match reserved {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| ApiError::bad_request(format!("reserved: {e}")))?,
+    };
+    for (i, r) in reserved.iter().enumerate() {
+        let holder = WorkloadRef {
+            namespace: String::new(),
+            name: format!("reserved-{i}"),
+        };
+        // The highest priority: nothing in this plan preempts what was already planned.
+        fleet
+            .reserve(&holder, 0, &r.node, &r.resources, i32::MAX)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "reserved[{i}]: {e}; the fleet changed since the answer it comes from: plan again from the first body"
+                ))
+            })?;
+    }
     let mut batch = placement::Batch::new();
     for w in &workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();

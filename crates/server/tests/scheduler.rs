@@ -737,3 +737,66 @@ async fn a_gang_that_cannot_be_completed_is_released_whole() {
     let message = w["status"]["message"].as_str().expect("message");
     assert!(message.starts_with("gang cannot be placed"), "{message}");
 }
+
+/// `POST /meridian/v1/plan` with `reserved`: the room held there is taken before the
+/// items are placed (a caller chaining bodies sees what its earlier answers used), and a
+/// reservation that is unknown, too large or malformed is refused naming it.
+#[tokio::test]
+async fn a_plan_holds_the_reserved_room_first() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let w = json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": "probe", "namespace": "finance"},
+        "spec": {"type": "service", "replicas": 1,
+                 "task": {"driver": "exec", "command": ["/bin/true"], "resources": {"cpu": "1", "memory": "1Gi"}}}
+    });
+    let plan = |body: Value| {
+        let c = r.client.clone();
+        async move {
+            c.request_json(client::Method::POST, "/meridian/v1/plan", Some(&body))
+                .await
+        }
+    };
+    let first = plan(json!({"items": [w]})).await.expect("plan");
+    let node = first["decisions"][0]["outcome"]["node"]
+        .as_str()
+        .expect("placed")
+        .to_string();
+    let n = r.client.get(kind("node"), None, &node).await.expect("node");
+    let allocatable = match &n["spec"]["allocatable"] {
+        Value::Null => n["spec"]["capacity"].clone(),
+        a => a.clone(),
+    };
+    // The whole node held: the same workload goes elsewhere.
+    let held = plan(
+        json!({"items": [w], "reserved": [{"node": node, "resources": {
+        "cpu": allocatable["cpu"], "memory": allocatable["memory"]}}]}),
+    )
+    .await
+    .expect("plan");
+    assert_ne!(
+        held["decisions"][0]["outcome"]["node"], node,
+        "the reserved node is full: {held}"
+    );
+    for (reserved, wanted) in [
+        (
+            json!([{"node": "nope", "resources": {"cpu": "1", "memory": "1Gi"}}]),
+            "nope",
+        ),
+        (
+            json!([{"node": node, "resources": {"cpu": "100000", "memory": "1Gi"}}]),
+            "insufficient cpu",
+        ),
+        (json!([{"nod": node}]), "reserved:"),
+    ] {
+        let err = plan(json!({"items": [w], "reserved": reserved}))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), Some(400), "{err}");
+        assert!(err.to_string().contains(wanted), "{wanted} in {err}");
+        if wanted != "reserved:" {
+            assert!(err.to_string().contains("reserved[0]"), "{err}");
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //!   `AppState`; stopped on drop.
 //! - [`ServerProcess`] (`process.rs`): the real `meridian server` binary as a child process,
 //!   ready once `/readyz` answers, killed on drop; the CLI run against it and helpers for
-//!   its output ([`ok`], [`failed`], [`stdout`], [`stderr`]).
+//!   its output ([`ok`], [`failed`], [`stdout`], [`stderr`]); [`AgentProcess`], a
+//!   `meridian agent` of the same binary joined to it.
 //! - [`wait_until`] and [`wait_until_async`] (`wait.rs`): poll a condition with short
 //!   intervals instead of sleeping; a timeout panics naming what was awaited.
 //! - [`Cgroup`] (`cgroup.rs`): a cgroup v2 group for the processes of one role, to kill
@@ -36,6 +37,6 @@ pub use netcut::NetCut;
 pub use fixtures::{examples_dir, kind, load_examples, mark_ready, seed_allocation};
 pub use in_process::{Builder as TestServerBuilder, TestServer};
 pub use process::{
-    Builder as ServerProcessBuilder, ServerProcess, failed, ok, run, stderr, stdout,
+    AgentProcess, Builder as ServerProcessBuilder, ServerProcess, failed, ok, run, stderr, stdout,
 };
 pub use wait::{Condition, wait_until, wait_until_async};

@@ -413,3 +413,38 @@ pub fn failed(o: &Output) -> String {
     );
     stderr(o)
 }
+
+/// A `meridian agent` child process (the server's binary) against `server`, with its data
+/// directory `dir`, a 300 ms heartbeat and a 2 s stop grace; killed (SIGKILL) on drop.
+pub struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    pub fn start(server: &ServerProcess, dir: &Path, name: &str, join_token: Option<&str>) -> Self {
+        let mut cmd = Command::new(&server.bin);
+        cmd.args(["agent", "--server", &server.url, "--data-dir"])
+            .arg(dir)
+            .args(["--name", name, "--heartbeat", "300ms", "--grace", "2s"])
+            .env("MERIDIAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = join_token {
+            cmd.args(["--join-token", t]);
+        }
+        AgentProcess {
+            child: cmd.spawn().expect("agent starts"),
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -5,6 +5,10 @@
 //! Needs `qemu-system-x86_64` (package `qemu-system-x86`), `/boot/vmlinuz-*-cloud-amd64`
 //! (`linux-image-cloud-amd64`), a static `/bin/busybox` (`busybox-static`) and `cpio`;
 //! `scripts/test` installs them. A missing tool fails the test, it does not skip it.
+//!
+//! [`bootable_disk`] puts kernel and initramfs on a raw disk a PC BIOS boots by itself
+//! (for `meridian migrate run`'s end-to-end test); it also needs `mkfs.fat` (`dosfstools`),
+//! `mcopy` (`mtools`), `syslinux` (`syslinux`) and its MBR code (`syslinux-common`).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -211,4 +215,127 @@ pub fn initramfs_networked(dir: &Path, modules: &Path) -> PathBuf {
 pub fn set_executable(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// syslinux's MBR boot code (package `syslinux-common`).
+pub const MBR_CODE: &str = "/usr/lib/syslinux/mbr/mbr.bin";
+
+/// The path of `program` in `PATH` or the sbin directories (not on a user's `PATH`).
+fn tool(program: &str, package: &str) -> PathBuf {
+    let dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = dirs
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file());
+    need(program, found.is_some(), package);
+    found.expect("checked")
+}
+
+fn run(program: &Path, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}): {}{}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Checks the tools [`bootable_disk`] needs; fails naming the package of a missing one.
+pub fn check_boot_tools() {
+    tool("mkfs.fat", "dosfstools");
+    tool("mcopy", "mtools");
+    tool("syslinux", "syslinux");
+    need(MBR_CODE, Path::new(MBR_CODE).is_file(), "syslinux-common");
+}
+
+/// Builds `name` in `dir`: a 32 MiB raw disk a PC BIOS boots with no `-kernel`: syslinux's
+/// MBR code, one active FAT16 partition from 1 MiB holding `kernel`, `initrd` and a
+/// `syslinux.cfg` that boots them with `console=ttyS0`, and SYSLINUX installed in it. Made
+/// without mounting anything: `mkfs.fat --offset`, mtools (`-i disk@@offset`),
+/// `syslinux --offset`, and the partition table written here.
+pub fn bootable_disk(dir: &Path, name: &str, kernel: &Path, initrd: &Path) -> PathBuf {
+    const MIB: u64 = 1 << 20;
+    const SIZE_MIB: u64 = 32;
+    const START_SECTOR: u64 = 2048;
+    check_boot_tools();
+    let disk = dir.join(name);
+    let offset = (START_SECTOR * 512).to_string();
+    let image = |offset: &str| std::ffi::OsString::from(format!("{}@@{offset}", disk.display()));
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(SIZE_MIB * MIB))
+        .unwrap();
+    let blocks_kib = ((SIZE_MIB * MIB - START_SECTOR * 512) / 1024).to_string();
+    run(
+        &tool("mkfs.fat", "dosfstools"),
+        &[
+            "-F".as_ref(),
+            "16".as_ref(),
+            "-n".as_ref(),
+            "MERIDIAN".as_ref(),
+            "--offset".as_ref(),
+            START_SECTOR.to_string().as_ref(),
+            disk.as_os_str(),
+            blocks_kib.as_ref(),
+        ],
+    );
+    let config = dir.join("syslinux.cfg");
+    std::fs::write(
+        &config,
+        "DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\nLABEL linux\n  KERNEL vmlinuz\n  INITRD initrd.gz\n  APPEND console=ttyS0 quiet\n",
+    )
+    .unwrap();
+    let mcopy = tool("mcopy", "mtools");
+    for (from, to) in [
+        (kernel, "::vmlinuz"),
+        (initrd, "::initrd.gz"),
+        (config.as_path(), "::syslinux.cfg"),
+    ] {
+        run(
+            &mcopy,
+            &[
+                "-i".as_ref(),
+                image(&offset).as_os_str(),
+                from.as_os_str(),
+                to.as_ref(),
+            ],
+        );
+    }
+    run(
+        &tool("syslinux", "syslinux"),
+        &[
+            "--install".as_ref(),
+            "--offset".as_ref(),
+            offset.as_ref(),
+            disk.as_os_str(),
+        ],
+    );
+    // The MBR: boot code, one active FAT16 (LBA) partition, the boot signature.
+    let code = std::fs::read(MBR_CODE).unwrap();
+    assert!(
+        code.len() <= 440,
+        "{MBR_CODE} is larger than an MBR's code area"
+    );
+    let mut mbr = vec![0u8; 512];
+    mbr[..code.len()].copy_from_slice(&code);
+    let sectors = SIZE_MIB * MIB / 512 - START_SECTOR;
+    let mut entry = vec![0x80, 0xfe, 0xff, 0xff, 0x0e, 0xfe, 0xff, 0xff];
+    entry.extend_from_slice(&(START_SECTOR as u32).to_le_bytes());
+    entry.extend_from_slice(&(sectors as u32).to_le_bytes());
+    mbr[446..462].copy_from_slice(&entry);
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    use std::io::{Seek, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    file.seek(std::io::SeekFrom::Start(0)).unwrap();
+    file.write_all(&mbr).unwrap();
+    disk
 }

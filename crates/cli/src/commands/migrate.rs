@@ -52,6 +52,13 @@ pub enum MigrateCommand {
         after_help = "Example:\n  meridian migrate run q1-moves --wave 1 -n finance --source-dir /mnt/export --disk-dir /var/lib/meridian/disks"
     )]
     Run(RunArgs),
+    /// Undo `migrate run` for one wave: delete the wave's `vm` Workloads, remove the
+    /// converted disks (never the source disks) and reset the statuses so the wave can run
+    /// again
+    #[command(
+        after_help = "Examples:\n  meridian migrate rollback q1-moves --wave 1 -n finance\n  meridian migrate rollback q1-moves --wave 1 -n finance --keep-disks\n\nIdempotent: rolling back a wave that is not (or no longer) run changes nothing."
+    )]
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,7 +143,26 @@ pub struct RunArgs {
     pub convert_only: bool,
 }
 
-fn project(conn: &Resolved) -> String {
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The MigrationPlan
+    pub plan: String,
+    /// Which wave (1-based)
+    #[arg(long)]
+    pub wave: u32,
+    /// Keep the converted qcow2 disks (a later `migrate run` then reuses them)
+    #[arg(long)]
+    pub keep_disks: bool,
+    /// Where `migrate run` put converted disks, if not the plan's storagePath (its
+    /// leftovers are removed too: disks converted before an interrupted run)
+    #[arg(long, value_name = "DIR")]
+    pub disk_dir: Option<PathBuf>,
+    /// How long to wait for the wave's VMs to stop
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = api::duration::parse_nonzero)]
+    pub timeout: std::time::Duration,
+}
+
+pub(super) fn project(conn: &Resolved) -> String {
     conn.namespace.clone().unwrap_or_else(|| "default".into())
 }
 
@@ -145,11 +171,12 @@ pub async fn migrate(client: &Client, conn: &Resolved, cmd: &MigrateCommand) -> 
         MigrateCommand::Import(a) => import(Some(client), conn, a).await,
         MigrateCommand::Assess(a) => assess_cmd(client, conn, a).await,
         MigrateCommand::Plan(a) => plan_cmd(client, conn, a).await,
-        MigrateCommand::Run(a) => run(client, conn, a).await,
+        MigrateCommand::Run(a) => super::migrate_run::run(client, conn, a).await,
+        MigrateCommand::Rollback(a) => super::migrate_run::rollback(client, conn, a).await,
     }
 }
 
-fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(super) fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(len),
         indicatif::ProgressDrawTarget::stderr_with_hz(10),
@@ -293,7 +320,7 @@ struct Assessed {
     plan_name: Option<String>,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T> {
     serde_json::from_value(v)
         .with_context(|| format!("the server's {what} is not what this client expects"))
 }
@@ -422,7 +449,10 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
             ));
         }
     }
-    let mut decisions = whatif(client, &workloads).await?;
+    // Chained: each body holds what the earlier ones placed, so every target's free room
+    // is counted once over all VMs (as if the estate moved there).
+    let mut held = assess::Held::default();
+    let mut decisions = whatif(client, &workloads, &mut held).await?;
     let refused: std::collections::HashSet<(String, String)> = decisions
         .iter()
         .filter(|d| matches!(d.outcome, Outcome::Unplaceable(_)))
@@ -445,7 +475,8 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
         }
     }
     if !bare.is_empty() {
-        decisions.extend(whatif(client, &bare).await?);
+        // After everything placed with its data policy; what these place is not kept.
+        decisions.extend(whatif(client, &bare, &mut held.clone()).await?);
     }
     let assessed = assess::assess(&assess::Inputs {
         vms: &vms,
@@ -464,22 +495,84 @@ async fn assessment(client: &Client, conn: &Resolved, args: &AssessArgs) -> Resu
     })
 }
 
-/// The server's what-if placement, in bodies of at most 500 workloads.
-async fn whatif(client: &Client, workloads: &[api::Workload]) -> Result<Vec<Decision>> {
+/// Most workloads in one what-if body (the server's request size limit stays untouched).
+const WHATIF_BODY: usize = 500;
+
+/// The server's what-if placement, in bodies of at most [`WHATIF_BODY`] workloads, each
+/// carrying what `held` holds (`reserved`) and adding what it placed: later bodies see
+/// the room earlier ones used.
+async fn whatif(
+    client: &Client,
+    workloads: &[api::Workload],
+    held: &mut assess::Held,
+) -> Result<Vec<Decision>> {
     let mut out = Vec::new();
     let bar = progress(workloads.len() as u64, "what-if placement");
-    for chunk in workloads.chunks(500) {
-        let body = json!({"items": chunk});
+    for chunk in workloads.chunks(WHATIF_BODY) {
+        let body = json!({"items": chunk, "reserved": held.reservations()});
         let answer = client
             .request_json(client::Method::POST, "/meridian/v1/plan", Some(&body))
             .await
             .context("the server's what-if placement (POST /meridian/v1/plan) failed")?;
         let plan: Plan = decode(answer, "plan")?;
+        held.add(&plan.decisions);
         out.extend(plan.decisions);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// The plan's own placement: each VM placed at one target only, chained over all VMs
+/// (the assessment counted each target as if the whole estate moved there, so a VM took
+/// room at every target). Round `r` tries each VM not placed yet at its `r`-th ranked
+/// target, holding everything placed in earlier rounds: most VMs land at their best
+/// target, the rest where room is left. The assessment then keeps only that placement.
+async fn place_plan(client: &Client, a: &mut Assessed) -> Result<()> {
+    let ranked: Vec<Vec<usize>> = a.assessed.iter().map(|v| v.ranked_targets()).collect();
+    let rounds = ranked.iter().map(Vec::len).max().unwrap_or(0);
+    let mut placed: Vec<Option<(usize, String)>> = vec![None; a.assessed.len()];
+    let mut held = assess::Held::default();
+    for round in 0..rounds {
+        let mut workloads = Vec::new();
+        let mut asked = Vec::new();
+        for (i, v) in a.assessed.iter().enumerate() {
+            let Some(&t) = ranked[i].get(round).filter(|_| placed[i].is_none()) else {
+                continue;
+            };
+            workloads.push(assess::whatif_workload(
+                &a.vms[i],
+                &v.project,
+                &v.size,
+                &v.mapped,
+                (t, &v.targets[t].site),
+                false,
+            ));
+            asked.push((i, t, assess::whatif_name(&a.vms[i].metadata.name, t, false)));
+        }
+        if workloads.is_empty() {
+            break;
+        }
+        let decisions = whatif(client, &workloads, &mut held).await?;
+        let nodes: HashMap<(&str, &str), &str> = decisions
+            .iter()
+            .filter_map(|d| {
+                Some((
+                    (d.workload.namespace.as_str(), d.workload.name.as_str()),
+                    d.node()?,
+                ))
+            })
+            .collect();
+        for (i, t, name) in asked {
+            if let Some(node) = nodes.get(&(a.assessed[i].project.as_str(), name.as_str())) {
+                placed[i] = Some((t, (*node).to_string()));
+            }
+        }
+    }
+    for (v, p) in a.assessed.iter_mut().zip(placed) {
+        v.settle(p);
+    }
+    Ok(())
 }
 
 fn money(v: Option<f64>) -> String {
@@ -556,7 +649,8 @@ fn first_reason(reasons: &[String]) -> String {
 }
 
 async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<()> {
-    let a = assessment(client, conn, &args.assess).await?;
+    let mut a = assessment(client, conn, &args.assess).await?;
+    place_plan(client, &mut a).await?;
     let plan = waves::plan(&a.vms, &a.assessed, &a.spec);
     let title = format!(
         "Migration plan {} (project {})",
@@ -613,6 +707,7 @@ async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
         current["status"] = json!({"waves": plan.waves.iter().map(|w| json!({
             "number": w.number,
             "vms": w.vms.iter().map(|v| v.vm.clone()).collect::<Vec<_>>(),
+            "sites": w.vms.iter().map(|v| (v.vm.clone(), v.site.clone())).collect::<std::collections::BTreeMap<_, _>>(),
             "phase": "Planned",
         })).collect::<Vec<_>>()});
         client
@@ -621,118 +716,6 @@ async fn plan_cmd(client: &Client, conn: &Resolved, args: &PlanArgs) -> Result<(
             .with_context(|| {
                 format!("cannot record the waves on MigrationPlan {project}/{name}")
             })?;
-    }
-    Ok(())
-}
-
-async fn run(client: &Client, conn: &Resolved, args: &RunArgs) -> Result<()> {
-    let project = project(conn);
-    let plan: api::migrate::MigrationPlan = decode(
-        client
-            .get(MIGRATION_PLAN, Some(&project), &args.plan)
-            .await
-            .with_context(|| format!("cannot read MigrationPlan {project}/{}", args.plan))?,
-        "MigrationPlan",
-    )?;
-    let waves = plan.status.clone().unwrap_or_default().waves;
-    let Some(wave) = waves.iter().find(|w| w.number == args.wave) else {
-        return Err(UserError::fail(format!(
-            "MigrationPlan {project}/{} has no wave {} (it has {}): run `meridian migrate plan --plan {}` first",
-            args.plan,
-            args.wave,
-            waves.len(),
-            args.plan
-        )));
-    };
-    let disk_dir = args
-        .disk_dir
-        .clone()
-        .or_else(|| plan.spec.storage_path.clone().map(PathBuf::from))
-        .ok_or_else(|| {
-            UserError::fail("say where converted disks go: --disk-dir DIR or spec.storagePath")
-        })?;
-    for vm_name in &wave.vms {
-        let mut object = client.get(VIRTUAL_MACHINE, Some(&project), vm_name).await?;
-        let vm: VirtualMachine = decode(object.clone(), "VirtualMachine")?;
-        let mut converted = Vec::new();
-        for (i, disk) in vm.spec.disks.iter().enumerate() {
-            let Some(file) = disk
-                .path
-                .as_deref()
-                .and_then(|p| p.rsplit(['/', ' ', ']']).next())
-            else {
-                return Err(UserError::fail(format!(
-                    "VM {}: {} names no disk file; re-import from an OVF/OVA or an RVTools vDisk sheet",
-                    vm.spec.name, disk.label
-                )));
-            };
-            let job = migrate::convert::DiskJob {
-                source: args.source_dir.join(file),
-                format: disk.format.clone(),
-                target: disk_dir
-                    .join(&vm.metadata.name)
-                    .join(format!("disk{i}.qcow2")),
-            };
-            let bar = progress(100, &format!("{} {}", vm.spec.name, disk.label));
-            let job2 = job.clone();
-            let bar2 = bar.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                migrate::convert::convert(&job2, |p| bar2.set_position(p as u64))
-            })
-            .await?;
-            bar.finish_and_clear();
-            let outcome = outcome.map_err(|e| UserError::fail(e.to_string()))?;
-            eprintln!(
-                "{} {}: {:?} -> {}",
-                vm.spec.name,
-                disk.label,
-                outcome,
-                job.target.display()
-            );
-            converted.push(job.target.display().to_string());
-        }
-        let mut workload_name = None;
-        if !args.convert_only && !converted.is_empty() {
-            let name = format!("mig-{}", vm.metadata.name);
-            let name = name[..name.len().min(63)].trim_end_matches('-').to_string();
-            let workload = json!({
-                "apiVersion": api::API_VERSION,
-                "kind": "Workload",
-                "metadata": {"name": name, "namespace": project,
-                    "labels": {api::migrate::VM_LABEL: vm.metadata.name}},
-                "spec": {
-                    "type": "vm",
-                    "task": {
-                        "driver": "qemu",
-                        "disk": {"image": converted[0], "format": "qcow2"},
-                        "resources": {"cpu": vm.spec.cpus.to_string(), "memory": format!("{}Mi", vm.spec.memory_mib)},
-                    },
-                },
-            });
-            // No `task.os`: a Windows guest runs on a Linux KVM host.
-            client
-                .apply(api::kinds::WORKLOAD, Some(&project), &workload, false)
-                .await
-                .with_context(|| format!("cannot create Workload {project}/{name}"))?;
-            workload_name = Some(name);
-        }
-        object["status"] = json!({
-            "phase": if workload_name.is_some() { "Running" } else { "Converted" },
-            "plan": args.plan,
-            "wave": args.wave,
-            "workload": workload_name,
-            "disks": converted,
-        });
-        client
-            .replace_status(VIRTUAL_MACHINE, Some(&project), vm_name, &object)
-            .await?;
-        println!(
-            "{}: {}",
-            vm.spec.name,
-            workload_name.map_or("converted".to_string(), |w| format!(
-                "running as workload/{w}"
-            ))
-        );
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod install;
 pub mod logs;
 pub mod meta;
 pub mod migrate;
+mod migrate_run;
 pub mod nodes;
 pub mod placement;
 pub mod policy;
