@@ -589,7 +589,8 @@ async fn migration_plans_list_and_detail_show_waves_and_their_vms() {
         .await
         .expect("plan");
     plan["status"] = json!({"waves": [
-        {"number": 1, "vms": [api::migrate::vm_object_name("4210-a")], "phase": "Planned"},
+        {"number": 1, "vms": [api::migrate::vm_object_name("4210-a")], "phase": "Planned",
+         "sites": {"vm-4210-a": "onprem-frankfurt"}},
         {"number": 2, "vms": [api::migrate::vm_object_name("4210-b"), "vm-gone"], "phase": "Planned"},
     ]});
     r.client
@@ -619,6 +620,10 @@ async fn migration_plans_list_and_detail_show_waves_and_their_vms() {
     assert!(
         body.contains("Wave 1: virtual machines") && body.contains("payroll-db"),
         "{body}"
+    );
+    assert!(
+        body.contains("<td>onprem-frankfurt</td>"),
+        "the planned site: {body}"
     );
     assert!(
         !body.contains("payroll-web"),

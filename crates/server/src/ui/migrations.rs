@@ -1,8 +1,8 @@
 //! Migration plans (`meridian migrate`): the list across the projects the principal
 //! sees (targets, mapping rules, waves and how far they got), and a plan's detail: its
 //! limits, residency mapping and maintenance windows, its waves with their phases, and
-//! the virtual machines of one wave with their source, size, phase and the Workload each
-//! runs as once migrated.
+//! the virtual machines of one wave with their source, size, planned target site, phase
+//! and the Workload each runs as once migrated.
 
 use std::collections::BTreeMap;
 
@@ -139,7 +139,7 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
     Ok(page::document("Migration plans", Some(&session), Nav::Migrations, body).into_response())
 }
 
-fn vm_row(vm: &VirtualMachine) -> Markup {
+fn vm_row(vm: &VirtualMachine, target: Option<&str>) -> Markup {
     let cells = api::table::row(&AnyObject::VirtualMachine(vm.clone()), true);
     let status = vm.status.clone().unwrap_or_default();
     let ns = vm.metadata.namespace.as_deref().unwrap_or_default();
@@ -160,6 +160,7 @@ fn vm_row(vm: &VirtualMachine) -> Markup {
             td { (cells.get(4).map_or("", String::as_str)) }
             td { (cells.get(5).map_or("", String::as_str)) }
             td { (source) }
+            td { (target.unwrap_or("—")) }
             td { (badge(status.phase.as_deref().unwrap_or("Not migrated"))) }
             td {
                 @if let Some(w) = &status.workload {
@@ -272,13 +273,14 @@ pub async fn detail(
                             thead { tr {
                                 th scope="col" { "Name" } th scope="col" { "Object" } th scope="col" { "vCPUs" }
                                 th scope="col" { "Memory" } th scope="col" { "Disk" } th scope="col" { "Guest OS" }
-                                th scope="col" { "Source" } th scope="col" { "Phase" } th scope="col" { "Runs as" }
+                                th scope="col" { "Source" } th scope="col" { "Target site" }
+                                th scope="col" { "Phase" } th scope="col" { "Runs as" }
                             } }
                             tbody {
                                 @for vm in &wave.vms {
                                     @match by_name.get(vm.as_str()) {
-                                        Some(v) => (vm_row(v)),
-                                        None => tr { th scope="row" { (vm) } td colspan="8" { "not found: deleted or re-imported under another UUID" } },
+                                        Some(v) => (vm_row(v, wave.sites.get(vm.as_str()).map(String::as_str))),
+                                        None => tr { th scope="row" { (vm) } td colspan="9" { "not found: deleted or re-imported under another UUID" } },
                                     }
                                 }
                             }
