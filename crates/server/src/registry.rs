@@ -392,6 +392,54 @@ impl Registry {
         Ok(response)
     }
 
+    /// The store's limit on operations per transaction (etcd's `--max-txn-ops`), `None`
+    /// when it has none (SQLite).
+    pub fn max_txn_ops(&self) -> Option<usize> {
+        self.store.max_txn_ops()
+    }
+
+    /// What a commit of a mutation with `compares` guards, `ops` writes and `audits` audit
+    /// entries costs against [`Registry::max_txn_ops`], as [`store::txn_ops`] counts the
+    /// transaction [`Registry::commit`] builds: the fence adds a guard, the failure branch
+    /// reads every guarded key, each entry is an append and the audit log's head one more
+    /// write, and the appends nest the transaction under the head's guard.
+    pub fn commit_cost(&self, compares: usize, ops: usize, audits: usize) -> usize {
+        let compares = compares + usize::from(self.fence.is_some());
+        if audits == 0 {
+            return compares.max(ops);
+        }
+        compares.max(ops + audits + 1) + 1
+    }
+
+    /// Whether such a commit fits one transaction of the store.
+    pub fn fits(&self, compares: usize, ops: usize, audits: usize) -> bool {
+        self.max_txn_ops()
+            .is_none_or(|limit| self.commit_cost(compares, ops, audits) <= limit)
+    }
+
+    /// How many items of a uniform batch fit one commit (at least 1, at most `cap`): each
+    /// item adds `per_item` (compares, ops, audit entries) to `shared` ones. For batches
+    /// of independent changes (events, expiries, re-encryption), which split freely.
+    pub fn batch_len(
+        &self,
+        shared: (usize, usize, usize),
+        per_item: (usize, usize, usize),
+        cap: usize,
+    ) -> usize {
+        let fits = |n: usize| {
+            self.fits(
+                shared.0 + n * per_item.0,
+                shared.1 + n * per_item.1,
+                shared.2 + n * per_item.2,
+            )
+        };
+        let mut n = 1;
+        while n < cap && fits(n + 1) {
+            n += 1;
+        }
+        n
+    }
+
     /// Writes `key` attached to a new lease of `ttl`, returning the lease. For liveness
     /// keys (a node's heartbeat lease), not objects: nothing is audited, as a lease's
     /// renewals are not.

@@ -80,6 +80,8 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     tls: Option<ClusterTls>,
+    /// More `etcd` flags, given to every member.
+    extra_args: Vec<String>,
     // Last, so the members die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -87,15 +89,26 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until it serves.
     pub async fn start(size: usize) -> Result<Self, ClusterError> {
-        Self::start_with(size, None).await
+        Self::start_with(size, None, Vec::new()).await
+    }
+
+    /// Starts a cluster whose members get `args` besides the launcher's own flags (for
+    /// example `--quota-backend-bytes` or `--max-txn-ops`).
+    pub async fn start_args(size: usize, args: &[&str]) -> Result<Self, ClusterError> {
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        Self::start_with(size, None, args).await
     }
 
     /// Starts a cluster whose client URLs serve TLS.
     pub async fn start_tls(size: usize, tls: ClusterTls) -> Result<Self, ClusterError> {
-        Self::start_with(size, Some(tls)).await
+        Self::start_with(size, Some(tls), Vec::new()).await
     }
 
-    async fn start_with(size: usize, tls: Option<ClusterTls>) -> Result<Self, ClusterError> {
+    async fn start_with(
+        size: usize,
+        tls: Option<ClusterTls>,
+        extra_args: Vec<String>,
+    ) -> Result<Self, ClusterError> {
         let binary = find_binary()?;
         // On tmpfs when there is one: etcd fsyncs every commit, and tests need no durability
         // beyond the processes' lifetime (a killed member's data survives in memory).
@@ -140,6 +153,7 @@ impl EtcdCluster {
             initial_cluster,
             token,
             tls,
+            extra_args,
             dir,
         };
         for i in 0..size {
@@ -234,6 +248,7 @@ impl EtcdCluster {
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(self.tls_args())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -162,6 +162,13 @@ impl EtcdStore {
                 limit: self.options.max_txn_bytes,
             });
         }
+        let ops = crate::txn_ops(&txn);
+        if ops > self.options.max_txn_ops {
+            return Err(StoreError::TooManyOps {
+                ops,
+                limit: self.options.max_txn_ops,
+            });
+        }
         let appends = txn
             .success
             .iter()
@@ -189,6 +196,9 @@ impl EtcdStore {
             &txn.failure
         };
         let results = self.results(branch, &resp.op_responses(), revision, &Heads::default())?;
+        if stores_something(branch) {
+            self.space.wrote();
+        }
         Ok(TxnResponse {
             succeeded,
             revision: self.to_meridian(revision),
@@ -261,6 +271,9 @@ impl EtcdStore {
                 (&txn.failure, &failure_heads)
             };
             let results = self.results(branch, &inner.op_responses(), revision, heads)?;
+            if stores_something(branch) {
+                self.space.wrote();
+            }
             return Ok(TxnResponse {
                 succeeded,
                 revision: self.to_meridian(revision),
@@ -458,6 +471,12 @@ impl EtcdStore {
             None => err,
         }
     }
+}
+
+/// Whether a branch writes a value (what etcd refuses while its NOSPACE alarm is raised).
+fn stores_something(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Put { .. } | Op::Append { .. }))
 }
 
 /// The chain heads a branch starts from and moves, with the revision its entries record.
