@@ -398,6 +398,24 @@ async fn server_on_etcd_splits_batches_to_its_txn_op_limit() {
     assert_eq!(rotated["reencrypted"], 20, "{rotated}");
     assert_eq!(rotated["remaining"], 0, "{rotated}");
 
+    // The 20 Scheduled events reach the store too (the recorder's batches split as well).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = c
+            .list_all(kind("Event"), Some("finance"), &Default::default())
+            .await
+            .expect("events");
+        let scheduled = events.iter().filter(|e| e["reason"] == "Scheduled").count();
+        if scheduled == 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{scheduled} of 20 Scheduled events stored after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     let verified = c
         .get_path("/meridian/v1/audit/verify")
         .await

@@ -400,6 +400,11 @@ impl EtcdStore {
     /// holds data without its base key is refused (and left as it is): a new base would
     /// number revisions below ones clients have seen.
     async fn init_base(&self) -> Result<i64, StoreError> {
+        // A read first: an initialised prefix needs no write (which etcd would refuse
+        // while its NOSPACE alarm is raised, even when the guard fails).
+        if let Some(kv) = self.read_meta(&self.keys.base).await? {
+            return Ok(kv.create_revision());
+        }
         let base_key = self.keys.base.clone();
         let data_key = self.keys.data.clone();
         let txn = etcd_client::Txn::new()
@@ -457,6 +462,9 @@ impl EtcdStore {
     /// initialised before the key existed has none.
     async fn check_schema(&self) -> Result<(), StoreError> {
         let key = self.keys.schema.clone();
+        if let Some(kv) = self.read_meta(&key).await? {
+            return self.check_schema_value(kv.value());
+        }
         let txn = etcd_client::Txn::new()
             .when([EtcdCompare::version(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -489,7 +497,25 @@ impl EtcdStore {
         let Some(stored) = stored else {
             return Err(EtcdError::Data("unexpected answer to the schema read".into()).into());
         };
-        let version = std::str::from_utf8(&stored)
+        self.check_schema_value(&stored)
+    }
+
+    /// Reads one bookkeeping key.
+    async fn read_meta(&self, key: &str) -> Result<Option<etcd_client::KeyValue>, StoreError> {
+        let key = key.to_owned();
+        let resp = self
+            .call("reading the prefix's bookkeeping", Retry::Read, |c| {
+                let key = key.clone();
+                async move { kv_client(&c).get(key, None).await }
+            })
+            .await?;
+        Ok(resp.kvs().first().cloned())
+    }
+
+    /// Refuses a schema version newer than this build's, or one that is not a version.
+    fn check_schema_value(&self, stored: &[u8]) -> Result<(), StoreError> {
+        let key = &self.keys.schema;
+        let version = std::str::from_utf8(stored)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok());
         match version {
@@ -504,7 +530,7 @@ impl EtcdStore {
             None => Err(EtcdError::Data(format!(
                 "{key} does not hold a schema version ({:?}): restore it from a snapshot, or \
                  use another --etcd-prefix",
-                String::from_utf8_lossy(&stored)
+                String::from_utf8_lossy(stored)
             ))
             .into()),
         }

@@ -4,16 +4,23 @@
 //! "etcdserver: mvcc: database space exceeded" and raises a NOSPACE alarm; from then on it
 //! refuses every request that would store anything (a Meridian delete too, since it
 //! appends an audit entry) until an operator compacts, defragments and disarms the alarm
-//! (`etcdctl alarm disarm`). Nothing Meridian does can end it, so unlike SQLite's
-//! NOSPACE state the store does not refuse writes itself: every write still goes to etcd,
-//! which decides, and the first one that succeeds after the disarm ends the state.
+//! (`etcdctl alarm disarm`). Nothing Meridian does can end it.
 //!
 //! The state is entered when etcd refuses a write for space (the error becomes
 //! [`StoreError::NoSpace`] with [`NoSpace::EtcdQuota`], which says what to do) and when
-//! the store opens on a cluster with the alarm raised. While it holds, one task asks etcd
-//! for its alarms every [`POLL_INTERVAL`] and ends the state once no NOSPACE alarm is left,
-//! so `/readyz` and the `meridian_store_no_space` metric recover without a write. The state
-//! is entered and left with one log line each.
+//! the store opens on a cluster with the alarm raised. While it holds, the store refuses
+//! every transaction that stores a value (a put or an append) itself, as the SQLite
+//! backend does on a full disk; transactions that only read or delete go to etcd.
+//!
+//! Why the store refuses rather than etcd: etcd 3.4 prices a transaction for its quota by
+//! the puts at its top level only, and Meridian's audited writes put inside a nested
+//! transaction (see [`super::txn`]), so etcd lets them through while its database is
+//! below the quota, alarm or not, and the database would keep growing past the alarm.
+//!
+//! While the state holds, one task asks etcd for its alarms every [`POLL_INTERVAL`] and
+//! ends the state once no NOSPACE alarm is left: writes resume, and `/readyz` and the
+//! `meridian_store_no_space` metric recover. The state is entered and left with one log
+//! line each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,8 +87,7 @@ impl SpaceState {
         if !self.polling.swap(true, Ordering::SeqCst) {
             let state = self.clone();
             let client = client.clone();
-            // Outside a runtime (a store used from blocking code) the next write that
-            // succeeds still ends the state.
+            // The store is used from async code only: a runtime is there.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move { state.poll(client).await });
             } else {
@@ -90,11 +96,15 @@ impl SpaceState {
         }
     }
 
-    /// A write succeeded: etcd accepts writes again.
-    pub(crate) fn wrote(&self) {
-        if self.no_space.load(Ordering::Relaxed) {
-            self.leave();
-        }
+    /// Whether the state holds (the store refuses what would store a value).
+    pub(crate) fn is_no_space(&self) -> bool {
+        self.no_space.load(Ordering::SeqCst)
+    }
+
+    /// The error a write refused in the state gets; counts one refusal.
+    pub(crate) fn refuse(&self) -> StoreError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        StoreError::NoSpace(self.info())
     }
 
     fn leave(&self) {

@@ -162,6 +162,11 @@ impl EtcdStore {
                 limit: self.options.max_txn_bytes,
             });
         }
+        if self.space.is_no_space()
+            && (stores_something(&txn.success) || stores_something(&txn.failure))
+        {
+            return Err(self.space.refuse());
+        }
         let ops = crate::txn_ops(&txn);
         if ops > self.options.max_txn_ops {
             return Err(StoreError::TooManyOps {
@@ -196,9 +201,6 @@ impl EtcdStore {
             &txn.failure
         };
         let results = self.results(branch, &resp.op_responses(), revision, &Heads::default())?;
-        if stores_something(branch) {
-            self.space.wrote();
-        }
         Ok(TxnResponse {
             succeeded,
             revision: self.to_meridian(revision),
@@ -271,9 +273,6 @@ impl EtcdStore {
                 (&txn.failure, &failure_heads)
             };
             let results = self.results(branch, &inner.op_responses(), revision, heads)?;
-            if stores_something(branch) {
-                self.space.wrote();
-            }
             return Ok(TxnResponse {
                 succeeded,
                 revision: self.to_meridian(revision),
@@ -473,7 +472,8 @@ impl EtcdStore {
     }
 }
 
-/// Whether a branch writes a value (what etcd refuses while its NOSPACE alarm is raised).
+/// Whether a branch writes a value (what the store refuses while etcd's NOSPACE alarm is
+/// raised).
 fn stores_something(ops: &[Op]) -> bool {
     ops.iter()
         .any(|op| matches!(op, Op::Put { .. } | Op::Append { .. }))
