@@ -629,7 +629,14 @@ mod tests {
             revision: 7,
             term: tokio_util::sync::CancellationToken::new(),
         };
-        for (compares, ops, audits) in [(0, 1, 1), (1, 1, 1), (3, 1, 1), (1, 5, 5), (40, 2, 1), (5, 20, 7)] {
+        for (compares, ops, audits) in [
+            (0, 1, 1),
+            (1, 1, 1),
+            (3, 1, 1),
+            (1, 5, 5),
+            (40, 2, 1),
+            (5, 20, 7),
+        ] {
             for fenced in [false, true] {
                 let mutation = Mutation {
                     compares: (0..compares)

@@ -1755,7 +1755,8 @@ async fn commit_node(
             if !evicted.insert(vkey.clone()) {
                 continue;
             }
-            unit.compares.push(Compare::ModRevision(vkey.clone(), *vrev));
+            unit.compares
+                .push(Compare::ModRevision(vkey.clone(), *vrev));
             unit.ops.push(Op::Delete(vkey));
             unit.events.push((
                 ObjectReference::new(alloc_kind, Some(vns), vname, None),
@@ -1787,7 +1788,11 @@ async fn commit_node(
             size.1 + unit.ops.len(),
             size.2 + unit.audit.len(),
         );
-        if !state.registry.fits(1 + unit.compares.len(), 1 + unit.ops.len(), unit.audit.len()) {
+        if !state.registry.fits(
+            1 + unit.compares.len(),
+            1 + unit.ops.len(),
+            unit.audit.len(),
+        ) {
             let message = format!(
                 "placement on node {node} refused: it evicts {} allocations, more than one \
                  store transaction holds (--etcd-max-txn-ops {})",

@@ -210,7 +210,12 @@ async fn too_many_ops_names_the_etcd_setting() {
         })
         .await;
     match result {
-        Err(e @ StoreError::TooManyOps { ops: 200, limit: 128 }) => {
+        Err(
+            e @ StoreError::TooManyOps {
+                ops: 200,
+                limit: 128,
+            },
+        ) => {
             let message = e.to_string();
             assert!(message.contains("--max-txn-ops"), "{message}");
             assert!(message.contains("--etcd-max-txn-ops"), "{message}");
@@ -231,7 +236,10 @@ async fn one_member(args: &[&str]) -> Running {
     }
 }
 
-async fn open_with(cluster: &EtcdCluster, configure: impl FnOnce(&mut EtcdOptions)) -> Arc<EtcdStore> {
+async fn open_with(
+    cluster: &EtcdCluster,
+    configure: impl FnOnce(&mut EtcdOptions),
+) -> Arc<EtcdStore> {
     let mut options = EtcdOptions::new(cluster.endpoints());
     configure(&mut options);
     EtcdStore::open(options)
@@ -242,7 +250,9 @@ async fn open_with(cluster: &EtcdCluster, configure: impl FnOnce(&mut EtcdOption
 /// `n` puts, and `n` puts plus one audit append, as transactions.
 fn puts(n: usize, tag: &str) -> Txn {
     Txn {
-        success: (0..n).map(|i| Op::put(format!("/ops/{tag}/{i}"), "v")).collect(),
+        success: (0..n)
+            .map(|i| Op::put(format!("/ops/{tag}/{i}"), "v"))
+            .collect(),
         ..Txn::default()
     }
 }
@@ -266,20 +276,14 @@ async fn txn_op_limit_counts_as_etcd_does() {
     let running = one_member(&["--max-txn-ops", "16"]).await;
     // Told more than the members allow: etcd decides.
     let loose = open_with(&running.cluster, |o| o.max_txn_ops = 1000).await;
-    for (txn, ops) in [
-        (puts(16, "a"), 16),
-        (puts_with_append(13, "b"), 16),
-    ] {
+    for (txn, ops) in [(puts(16, "a"), 16), (puts_with_append(13, "b"), 16)] {
         assert_eq!(store::txn_ops(&txn), ops);
         loose
             .txn(txn)
             .await
             .unwrap_or_else(|e| panic!("a transaction of {ops} ops under etcd's 16: {e}"));
     }
-    for (txn, ops) in [
-        (puts(17, "c"), 17),
-        (puts_with_append(14, "d"), 17),
-    ] {
+    for (txn, ops) in [(puts(17, "c"), 17), (puts_with_append(14, "d"), 17)] {
         assert_eq!(store::txn_ops(&txn), ops);
         match loose.txn(txn).await {
             Err(StoreError::InvalidArgument(message)) => {
@@ -312,8 +316,14 @@ async fn nospace_alarm_is_the_stores_no_space() {
     let value = vec![b'x'; 64 * 1024];
     let mut written = 0;
     let refusal = loop {
-        assert!(written < 200, "2 MiB quota never hit after {written} writes of 64 KiB");
-        match store.put(&format!("/fill/{written:04}"), value.clone()).await {
+        assert!(
+            written < 200,
+            "2 MiB quota never hit after {written} writes of 64 KiB"
+        );
+        match store
+            .put(&format!("/fill/{written:04}"), value.clone())
+            .await
+        {
             Ok(_) => written += 1,
             Err(e) => break e,
         }
@@ -322,7 +332,10 @@ async fn nospace_alarm_is_the_stores_no_space() {
     let StoreError::NoSpace(no_space) = &refusal else {
         panic!("a write over etcd's quota failed with {refusal:?}, not NoSpace");
     };
-    assert!(matches!(no_space, store::NoSpace::EtcdQuota { .. }), "{no_space:?}");
+    assert!(
+        matches!(no_space, store::NoSpace::EtcdQuota { .. }),
+        "{no_space:?}"
+    );
     let message = refusal.to_string();
     for words in [
         "NOSPACE",
@@ -376,7 +389,10 @@ async fn nospace_alarm_is_the_stores_no_space() {
     // What the message says: compact (the store's compaction works over the quota),
     // defragment, disarm.
     let revision = store.current_revision().await.expect("revision");
-    store.compact(revision).await.expect("compaction over the quota");
+    store
+        .compact(revision)
+        .await
+        .expect("compaction over the quota");
     let mut client = etcd_client::Client::connect(running.cluster.endpoints(), None)
         .await
         .expect("connect");
@@ -447,13 +463,26 @@ async fn newer_schema_version_is_refused() {
             .first()
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
     };
-    let written = schema(client.get("/meridian/meta/schema", None).await.expect("get"));
+    let written = schema(
+        client
+            .get("/meridian/meta/schema", None)
+            .await
+            .expect("get"),
+    );
     assert_eq!(written, Some(store::etcd::SCHEMA_VERSION.to_string()));
 
     // A prefix from before the key existed gets it at the next open.
-    client.delete("/meridian/meta/schema", None).await.expect("delete");
+    client
+        .delete("/meridian/meta/schema", None)
+        .await
+        .expect("delete");
     let _ = open(&running.cluster, "/meridian").await;
-    let written = schema(client.get("/meridian/meta/schema", None).await.expect("get"));
+    let written = schema(
+        client
+            .get("/meridian/meta/schema", None)
+            .await
+            .expect("get"),
+    );
     assert_eq!(written, Some(store::etcd::SCHEMA_VERSION.to_string()));
 
     let newer = store::etcd::SCHEMA_VERSION + 1;
@@ -461,10 +490,19 @@ async fn newer_schema_version_is_refused() {
         .put("/meridian/meta/schema", newer.to_string(), None)
         .await
         .expect("mark newer");
-    let before = client.get("/meridian", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("get");
+    let before = client
+        .get(
+            "/meridian",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get");
     let mut options = EtcdOptions::new(running.cluster.endpoints());
     options.prefix = "/meridian".into();
-    let refused = EtcdStore::open(options).await.err().expect("a newer schema is refused");
+    let refused = EtcdStore::open(options)
+        .await
+        .err()
+        .expect("a newer schema is refused");
     let message = refused.to_string();
     for words in [
         "newer Meridian",
@@ -475,7 +513,13 @@ async fn newer_schema_version_is_refused() {
     ] {
         assert!(message.contains(words), "{words:?} missing from: {message}");
     }
-    let after = client.get("/meridian", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("get");
+    let after = client
+        .get(
+            "/meridian",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get");
     assert_eq!(
         before.header().map(|h| h.revision()),
         after.header().map(|h| h.revision()),

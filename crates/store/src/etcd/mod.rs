@@ -467,11 +467,7 @@ impl EtcdStore {
         }
         let txn = etcd_client::Txn::new()
             .when([EtcdCompare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key.clone(),
-                SCHEMA_VERSION.to_string(),
-                None,
-            )])
+            .and_then([TxnOp::put(key.clone(), SCHEMA_VERSION.to_string(), None)])
             .or_else([TxnOp::get(key.clone(), None)]);
         // Guarded on the key's absence, so a replay only reads.
         let resp = match self

@@ -127,8 +127,7 @@ impl SpaceState {
             self.polling.store(false, Ordering::SeqCst);
             // A refusal between the loop's last check and the flag above started no
             // poller: carry on as that poller.
-            if !self.no_space.load(Ordering::SeqCst) || self.polling.swap(true, Ordering::SeqCst)
-            {
+            if !self.no_space.load(Ordering::SeqCst) || self.polling.swap(true, Ordering::SeqCst) {
                 return;
             }
         }
@@ -136,10 +135,7 @@ impl SpaceState {
 
     pub(crate) fn status(&self) -> SpaceStatus {
         SpaceStatus {
-            no_space: self
-                .no_space
-                .load(Ordering::SeqCst)
-                .then(|| self.info()),
+            no_space: self.no_space.load(Ordering::SeqCst).then(|| self.info()),
             refused_writes: self.refused.load(Ordering::Relaxed),
             size_bytes: None,
         }

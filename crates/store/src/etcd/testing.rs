@@ -208,6 +208,33 @@ impl EtcdCluster {
         Err(ClusterError::NoLeader(last))
     }
 
+    /// Raises etcd's NOSPACE alarm on every running member, as etcd does when its database
+    /// reaches `--quota-backend-bytes` (without filling it).
+    pub async fn raise_nospace(&self) -> Result<(), ClusterError> {
+        let failed = |e: etcd_client::Error| ClusterError::NoLeader(e.to_string());
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            let url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
+            let mut client = Client::connect([url.as_str()], self.connect_options()?)
+                .await
+                .map_err(failed)?;
+            let status = client.status().await.map_err(failed)?;
+            let Some(id) = status.header().map(|h| h.member_id()) else {
+                continue;
+            };
+            let mut options = etcd_client::AlarmOptions::new();
+            options.with_member(id);
+            client
+                .alarm(
+                    etcd_client::AlarmAction::Activate,
+                    etcd_client::AlarmType::Nospace,
+                    Some(options),
+                )
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+
     /// `kill -9` of member `index`.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
