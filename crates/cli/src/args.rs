@@ -310,6 +310,16 @@ pub struct ServerArgs {
     /// cluster without seeing each other)
     #[arg(long, default_value = server::DEFAULT_ETCD_PREFIX, value_name = "PREFIX")]
     pub etcd_prefix: String,
+    /// Most operations in one etcd transaction: the etcd members' --max-txn-ops (give
+    /// every server the members' value; at least 8). Batched controller writes split to
+    /// fit it
+    #[arg(
+        long,
+        default_value_t = 128,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(8..)
+    )]
+    pub etcd_max_txn_ops: u32,
     /// Serve TLS with this certificate (PEM) instead of a generated one
     #[arg(long, requires = "tls_key", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -1051,6 +1061,9 @@ mod tests {
             StoreArg::Etcd(vec!["10.0.0.1:2379".into(), "10.0.0.2:2379".into()])
         );
         assert_eq!(etcd.etcd_prefix, "/prod");
+        assert_eq!(etcd.etcd_max_txn_ops, 128);
+        let err = server(&["server", "--etcd-max-txn-ops", "2"]).expect_err("too small");
+        assert!(err.contains("--etcd-max-txn-ops"), "{err}");
         for bad in ["postgres://x", "etcd://host", "etcd://host:0"] {
             let e = server(&["server", "--store", bad]).expect_err(bad);
             assert!(e.contains("--store"), "the error names the flag: {e}");

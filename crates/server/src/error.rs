@@ -197,6 +197,9 @@ impl From<store::StoreError> for ApiError {
             // The write would exceed the store's per-transaction limit (etcd's request
             // size): the client's object is too big, nothing was written.
             store::StoreError::TooLarge { .. } => ApiError::too_large(err.to_string()),
+            // The same for etcd's --max-txn-ops: one request's change needs more operations
+            // than one transaction holds (batched controller writes split to fit).
+            store::StoreError::TooManyOps { .. } => ApiError::too_large(err.to_string()),
             // Only controllers write fenced; a handler calling controller code (a drain,
             // say) on a replica that just lost the lead answers that it may be retried.
             store::StoreError::Fenced { .. } => ApiError::new(

@@ -420,8 +420,9 @@ impl Task {
             .retain(|_, s| s.dirty || s.seen.elapsed() < window);
     }
 
-    /// Writes every changed series: one transaction per project, guarded by the project's
-    /// existence, at most 256 events each.
+    /// Writes every changed series: transactions per project, guarded by the project's
+    /// existence, at most 256 events each and no more than the store's operation limit
+    /// holds (etcd's --max-txn-ops: 63 at its default of 128).
     async fn write(&mut self) {
         let mut by_project: HashMap<String, Vec<SeriesKey>> = HashMap::new();
         for (key, series) in &self.series {
@@ -432,8 +433,10 @@ impl Task {
                     .push(key.clone());
             }
         }
+        // Shared: the project's guard; each event: a put and its audit entry.
+        let per_commit = self.registry.batch_len((1, 0, 0), (0, 1, 1), 256);
         for (project, keys) in by_project {
-            for chunk in keys.chunks(256) {
+            for chunk in keys.chunks(per_commit) {
                 self.write_chunk(&project, chunk).await;
             }
         }
@@ -495,7 +498,8 @@ impl Task {
     }
 
     /// Deletes events whose last occurrence is older than the TTL, each guarded by the
-    /// revision read, in transactions of at most 256.
+    /// revision read, in transactions of at most 256 (fewer where the store's operation
+    /// limit says so).
     async fn expire(&mut self) {
         let Ok(ttl) = jiff::SignedDuration::try_from(self.options.ttl) else {
             return;
@@ -545,7 +549,9 @@ impl Task {
             start_after = page.kvs.last().map(|kv| kv.key.clone());
         }
         let who = system_principal("events");
-        for chunk in expired.chunks(256) {
+        // Each expiry: a guard, a delete and its audit entry.
+        let per_commit = self.registry.batch_len((0, 0, 0), (1, 1, 1), 256);
+        for chunk in expired.chunks(per_commit) {
             let mut audit: Vec<AuditRecord> = chunk
                 .iter()
                 .map(|(_, _, ns, name)| {

@@ -144,7 +144,13 @@ pub struct EtcdConfig {
     /// Client certificate and key (PEM), for clusters that authenticate clients.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Most operations in one etcd transaction: the members' `--max-txn-ops`
+    /// (`--etcd-max-txn-ops`, default 128). Batched controller writes split to fit it.
+    pub max_txn_ops: usize,
 }
+
+/// etcd's default `--max-txn-ops`, the default of `--etcd-max-txn-ops`.
+pub const DEFAULT_ETCD_MAX_TXN_OPS: usize = 128;
 
 impl EtcdConfig {
     /// A configuration for `endpoints` with the default prefix and no TLS.
@@ -155,6 +161,7 @@ impl EtcdConfig {
             ca: None,
             cert: None,
             key: None,
+            max_txn_ops: DEFAULT_ETCD_MAX_TXN_OPS,
         }
     }
 
@@ -188,6 +195,7 @@ impl EtcdConfig {
         let mut options = store::etcd::EtcdOptions::new(self.endpoints.clone());
         options.prefix = self.prefix.clone();
         options.tls = tls;
+        options.max_txn_ops = self.max_txn_ops;
         Ok(options)
     }
 }

@@ -336,42 +336,9 @@ impl Registry {
     /// Commit a mutation with its audit entry. On a failed guard, returns the response
     /// with `succeeded == false` and the failure branch reading every compared key.
     pub async fn commit(&self, mutation: Mutation) -> Result<TxnResponse, StoreError> {
-        let Mutation {
-            mut compares,
-            mut ops,
-            audit,
-            more_audit,
-        } = mutation;
-        if let Some(fence) = &self.fence {
-            // Last, so that its read is the failure branch's last result.
-            compares.push(Compare::ModRevision(fence.key.clone(), fence.revision));
-        }
-        let failure = compares
-            .iter()
-            .map(|c| {
-                Op::Get(match c {
-                    Compare::ModRevision(k, _)
-                    | Compare::Exists(k)
-                    | Compare::Absent(k)
-                    | Compare::Value(k, _) => k.clone(),
-                })
-            })
-            .collect();
-        for record in std::iter::once(&audit).chain(&more_audit) {
-            ops.push(Op::Append {
-                log: AUDIT_LOG.to_owned(),
-                payload: serde_json::to_vec(record).expect("audit record serializes"),
-            });
-        }
+        let txn = txn_of(self.fence.as_ref(), mutation);
         let started = std::time::Instant::now();
-        let response = self
-            .store
-            .txn(Txn {
-                compares,
-                success: ops,
-                failure,
-            })
-            .await?;
+        let response = self.store.txn(txn).await?;
         self.metrics.observe_commit(started.elapsed());
         if !response.succeeded
             && let Some(fence) = &self.fence
@@ -390,6 +357,50 @@ impl Registry {
             }
         }
         Ok(response)
+    }
+
+    /// The store's limit on operations per transaction (etcd's `--max-txn-ops`), `None`
+    /// when it has none (SQLite).
+    pub fn max_txn_ops(&self) -> Option<usize> {
+        self.store.max_txn_ops()
+    }
+
+    /// What a commit of a mutation with `compares` guards, `ops` writes and `audits` audit
+    /// entries costs against [`Registry::max_txn_ops`], as [`store::txn_ops`] counts the
+    /// transaction [`Registry::commit`] builds: the fence adds a guard, the failure branch
+    /// reads every guarded key, each entry is an append and the audit log's head one more
+    /// write, and the appends nest the transaction under the head's guard.
+    pub fn commit_cost(&self, compares: usize, ops: usize, audits: usize) -> usize {
+        commit_cost(self.fence.is_some(), compares, ops, audits)
+    }
+
+    /// Whether such a commit fits one transaction of the store.
+    pub fn fits(&self, compares: usize, ops: usize, audits: usize) -> bool {
+        self.max_txn_ops()
+            .is_none_or(|limit| self.commit_cost(compares, ops, audits) <= limit)
+    }
+
+    /// How many items of a uniform batch fit one commit (at least 1, at most `cap`): each
+    /// item adds `per_item` (compares, ops, audit entries) to `shared` ones. For batches
+    /// of independent changes (events, expiries, re-encryption), which split freely.
+    pub fn batch_len(
+        &self,
+        shared: (usize, usize, usize),
+        per_item: (usize, usize, usize),
+        cap: usize,
+    ) -> usize {
+        let fits = |n: usize| {
+            self.fits(
+                shared.0 + n * per_item.0,
+                shared.1 + n * per_item.1,
+                shared.2 + n * per_item.2,
+            )
+        };
+        let mut n = 1;
+        while n < cap && fits(n + 1) {
+            n += 1;
+        }
+        n
     }
 
     /// Writes `key` attached to a new lease of `ttl`, returning the lease. For liveness
@@ -556,5 +567,92 @@ impl Registry {
             .await?;
         self.metrics.observe_commit(started.elapsed());
         Ok(response)
+    }
+}
+
+/// The transaction [`Registry::commit`] sends for `mutation`: the fence's guard last
+/// (so its read is the failure branch's last result), a read of every guarded key on
+/// failure, one append per audit entry.
+fn txn_of(fence: Option<&Fence>, mutation: Mutation) -> Txn {
+    let Mutation {
+        mut compares,
+        mut ops,
+        audit,
+        more_audit,
+    } = mutation;
+    if let Some(fence) = fence {
+        compares.push(Compare::ModRevision(fence.key.clone(), fence.revision));
+    }
+    let failure = compares
+        .iter()
+        .map(|c| {
+            Op::Get(match c {
+                Compare::ModRevision(k, _)
+                | Compare::Exists(k)
+                | Compare::Absent(k)
+                | Compare::Value(k, _) => k.clone(),
+            })
+        })
+        .collect();
+    for record in std::iter::once(&audit).chain(&more_audit) {
+        ops.push(Op::Append {
+            log: AUDIT_LOG.to_owned(),
+            payload: serde_json::to_vec(record).expect("audit record serializes"),
+        });
+    }
+    Txn {
+        compares,
+        success: ops,
+        failure,
+    }
+}
+
+/// [`Registry::commit_cost`], for a fenced registry or not.
+fn commit_cost(fenced: bool, compares: usize, ops: usize, audits: usize) -> usize {
+    let compares = compares + usize::from(fenced);
+    if audits == 0 {
+        return compares.max(ops);
+    }
+    compares.max(ops + audits + 1) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cost batches are sized by is what the store counts for the transaction
+    /// `commit` sends.
+    #[test]
+    fn commit_cost_counts_the_transaction_commit_sends() {
+        let fence = Fence {
+            key: "/leader".into(),
+            revision: 7,
+            term: tokio_util::sync::CancellationToken::new(),
+        };
+        for (compares, ops, audits) in [
+            (0, 1, 1),
+            (1, 1, 1),
+            (3, 1, 1),
+            (1, 5, 5),
+            (40, 2, 1),
+            (5, 20, 7),
+        ] {
+            for fenced in [false, true] {
+                let mutation = Mutation {
+                    compares: (0..compares)
+                        .map(|i| Compare::Absent(format!("/c/{i}")))
+                        .collect(),
+                    ops: (0..ops).map(|i| Op::put(format!("/o/{i}"), "v")).collect(),
+                    audit: AuditRecord::default(),
+                    more_audit: vec![AuditRecord::default(); audits - 1],
+                };
+                let txn = txn_of(fenced.then_some(&fence), mutation);
+                assert_eq!(
+                    commit_cost(fenced, compares, ops, audits),
+                    store::txn_ops(&txn),
+                    "{compares} compares, {ops} ops, {audits} audits, fenced {fenced}"
+                );
+            }
+        }
     }
 }

@@ -32,13 +32,13 @@ use serde_json::{Value, json};
 
 use api::{Allocation, EventType, Node, ObjectReference, Project, Site, Workload};
 use placement::{Batch, Decision, Fleet, Options, Outcome};
-use store::{Compare, Op, Revision};
+use store::{Compare, Op, OpResult, Revision};
 
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::queues::{self, QueueContext};
-use crate::registry::{self, Mutation, Registry, decode, encode, object_key};
+use crate::registry::{self, AuditRecord, Mutation, Registry, decode, encode, object_key};
 use crate::{periodic, rollout};
 
 /// Prefix of the per-node ledger keys.
@@ -946,7 +946,9 @@ async fn commit_placements(
                 placed,
                 preempted,
                 denied,
+                conflicted,
             } => {
+                report.conflicts += usize::from(conflicted);
                 report.placed += placed.len();
                 report.preempted += preempted;
                 report.denied += denied.len();
@@ -1630,12 +1632,16 @@ enum NodeCommit {
         preempted: usize,
         /// Placements refused by admission: (project, workload) and the refusal.
         denied: Vec<((String, String), String)>,
+        /// A later transaction of the node's (past the store's operation limit) found the
+        /// ledger moved: the placements after it wait for the next pass.
+        conflicted: bool,
     },
     Conflict,
 }
 
 /// Commit every placement on one node (and evict its victims) in one transaction guarded
-/// by the node's ledger revision.
+/// by the node's ledger revision, or in several, each guarded by the ledger revision the
+/// previous one wrote, where one would exceed the store's operation limit.
 async fn commit_node(
     state: &AppState,
     node: String,
@@ -1689,18 +1695,14 @@ async fn commit_node(
             placed: Vec::new(),
             preempted: 0,
             denied,
+            conflicted: false,
         });
     }
     let alloc_kind = api::kinds::ALLOCATION;
     let ledger = format!("{LEDGER_PREFIX}{node}");
-    let mut compares = vec![Compare::ModRevision(ledger.clone(), ledger_rev)];
-    let mut ops = Vec::new();
-    let mut audit = Vec::new();
-    let mut preempted = 0;
-    let mut placed = Vec::new();
-    // Events once the transaction commits: Scheduled on each new allocation, Preempted
-    // on each evicted one.
-    let mut events: Vec<(ObjectReference, EventType, &'static str, String)> = Vec::new();
+    // One unit per placement: its guards, writes, audit entries and events.
+    let mut units: Vec<PlacementUnit> = Vec::with_capacity(items.len());
+    let mut evicted: HashSet<String> = HashSet::new();
     for (object, victims) in &items {
         // Validate what we write, exactly as the API would.
         let object = api::validate::object_from_value_as(alloc_kind, object.clone())
@@ -1722,45 +1724,47 @@ async fn commit_node(
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        events.push((
-            ObjectReference::new(
+        let mut unit = PlacementUnit {
+            compares: vec![Compare::Absent(key.clone())],
+            ops: Vec::new(),
+            audit: vec![Registry::audit_record(
+                &who,
+                "create",
                 alloc_kind,
                 Some(&ns),
                 &name,
-                object["metadata"]["uid"].as_str(),
-            ),
-            EventType::Normal,
-            "Scheduled",
-            format!("Successfully assigned {ns}/{name} to {node}"),
-        ));
-        placed.push((ns.clone(), workload));
-        audit.push(Registry::audit_record(
-            &who,
-            "create",
-            alloc_kind,
-            Some(&ns),
-            &name,
-            Some(&bytes),
-        ));
-        compares.push(Compare::Absent(key.clone()));
-        ops.push(Op::put(key, bytes));
+                Some(&bytes),
+            )],
+            events: vec![(
+                ObjectReference::new(
+                    alloc_kind,
+                    Some(&ns),
+                    &name,
+                    object["metadata"]["uid"].as_str(),
+                ),
+                EventType::Normal,
+                "Scheduled",
+                format!("Successfully assigned {ns}/{name} to {node}"),
+            )],
+            placed: (ns.clone(), workload),
+            preempted: 0,
+        };
+        unit.ops.push(Op::put(key, bytes));
         for (vns, vname, vrev) in victims {
             let vkey = object_key(alloc_kind, Some(vns), vname);
-            if compares
-                .iter()
-                .any(|c| matches!(c, Compare::ModRevision(k, _) if *k == vkey))
-            {
+            if !evicted.insert(vkey.clone()) {
                 continue;
             }
-            compares.push(Compare::ModRevision(vkey.clone(), *vrev));
-            ops.push(Op::Delete(vkey));
-            events.push((
+            unit.compares
+                .push(Compare::ModRevision(vkey.clone(), *vrev));
+            unit.ops.push(Op::Delete(vkey));
+            unit.events.push((
                 ObjectReference::new(alloc_kind, Some(vns), vname, None),
                 EventType::Warning,
                 "Preempted",
                 format!("Preempted on node {node} by {ns}/{name}, of higher priority"),
             ));
-            audit.push(Registry::audit_record(
+            unit.audit.push(Registry::audit_record(
                 &who,
                 "preempt",
                 alloc_kind,
@@ -1768,35 +1772,115 @@ async fn commit_node(
                 vname,
                 None,
             ));
-            preempted += 1;
+            unit.preempted += 1;
+        }
+        units.push(unit);
+    }
+    // As few transactions as the store's operation limit allows (etcd's --max-txn-ops;
+    // one on SQLite), each guarded by the ledger revision the previous one wrote: a
+    // prefix of placements that fit the node fits it too, and another writer's commit
+    // in between stops the rest (placed again next pass).
+    let mut chunks: Vec<Vec<PlacementUnit>> = Vec::new();
+    let mut size = (1, 1, 0); // (compares, ops, audit entries): the ledger's guard and put
+    for unit in units {
+        let grown = (
+            size.0 + unit.compares.len(),
+            size.1 + unit.ops.len(),
+            size.2 + unit.audit.len(),
+        );
+        if !state.registry.fits(
+            1 + unit.compares.len(),
+            1 + unit.ops.len(),
+            unit.audit.len(),
+        ) {
+            let message = format!(
+                "placement on node {node} refused: it evicts {} allocations, more than one \
+                 store transaction holds (--etcd-max-txn-ops {})",
+                unit.preempted,
+                state.registry.max_txn_ops().unwrap_or_default()
+            );
+            tracing::warn!(%message, "placement does not fit one transaction");
+            denied.push((unit.placed, message));
+            continue;
+        }
+        match chunks.last_mut() {
+            Some(chunk) if state.registry.fits(grown.0, grown.1, grown.2) => {
+                size = grown;
+                chunk.push(unit);
+            }
+            _ => {
+                size = (
+                    1 + unit.compares.len(),
+                    1 + unit.ops.len(),
+                    unit.audit.len(),
+                );
+                chunks.push(vec![unit]);
+            }
         }
     }
-    ops.push(Op::put(ledger, node.as_bytes().to_vec()));
-    let mut audit = audit.into_iter();
-    let first = audit.next().expect("at least one placement");
-    let resp = state
-        .registry
-        .commit(Mutation {
-            compares,
-            ops,
-            audit: first,
-            more_audit: audit.collect(),
-        })
-        .await?;
-    if resp.succeeded {
-        for (involved, type_, reason, message) in events {
-            state
-                .events
-                .record(&involved, type_, reason, message, SOURCE);
+    let mut guard = ledger_rev;
+    let mut placed = Vec::new();
+    let mut preempted = 0;
+    let mut conflicted = false;
+    for chunk in chunks {
+        let mut compares = vec![Compare::ModRevision(ledger.clone(), guard)];
+        let mut ops = Vec::new();
+        let mut audit = Vec::new();
+        for unit in &chunk {
+            compares.extend(unit.compares.iter().cloned());
+            ops.extend(unit.ops.iter().cloned());
+            audit.extend(unit.audit.iter().cloned());
         }
-        Ok(NodeCommit::Committed {
-            placed,
-            preempted,
-            denied,
-        })
-    } else {
-        Ok(NodeCommit::Conflict)
+        ops.push(Op::put(ledger.clone(), node.as_bytes().to_vec()));
+        let ledger_at = ops.len() - 1;
+        let mut audit = audit.into_iter();
+        let first = audit.next().expect("every unit has an audit entry");
+        let resp = state
+            .registry
+            .commit(Mutation {
+                compares,
+                ops,
+                audit: first,
+                more_audit: audit.collect(),
+            })
+            .await?;
+        if !resp.succeeded {
+            conflicted = true;
+            break;
+        }
+        guard = match resp.results.get(ledger_at) {
+            Some(OpResult::Put { kv, .. }) => kv.mod_revision,
+            _ => resp.revision,
+        };
+        for unit in chunk {
+            for (involved, type_, reason, message) in unit.events {
+                state
+                    .events
+                    .record(&involved, type_, reason, message, SOURCE);
+            }
+            placed.push(unit.placed);
+            preempted += unit.preempted;
+        }
     }
+    if conflicted && placed.is_empty() && denied.is_empty() {
+        return Ok(NodeCommit::Conflict);
+    }
+    Ok(NodeCommit::Committed {
+        placed,
+        preempted,
+        denied,
+        conflicted,
+    })
+}
+
+/// One placement of [`commit_node`]: what it guards, writes, audits and reports.
+struct PlacementUnit {
+    compares: Vec<Compare>,
+    ops: Vec<Op>,
+    audit: Vec<AuditRecord>,
+    events: Vec<(ObjectReference, EventType, &'static str, String)>,
+    placed: (String, String),
+    preempted: usize,
 }
 
 /// Remove an allocation that no workload wants any more.

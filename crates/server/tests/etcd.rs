@@ -1,7 +1,9 @@
 //! The server on the etcd backend (`--store etcd://…`) end to end: a real 3-member etcd
 //! cluster, objects created through the HTTP API, a restart that finds them, the audit
 //! chain verified through the API and against the store, and an object over etcd's request
-//! limit refused with 413 before it reaches etcd.
+//! limit refused with 413 before it reaches etcd; etcd's NOSPACE alarm answered 507 (not
+//! ready, the metric set, reads served); batched writes (placements on one node, a
+//! secrets key rotation) split to fit the members' `--max-txn-ops`.
 //!
 //! Needs `etcd` (Debian: `apt-get install etcd-server`); fails saying so without it.
 
@@ -251,4 +253,186 @@ async fn server_on_etcd_over_tls_with_a_client_certificate() {
         format!("{err:#}").contains("cannot open the etcd store"),
         "{err:#}"
     );
+}
+
+/// A server on a one-member cluster whose member gets `args`, the server told
+/// `max_txn_ops`.
+async fn start_on(cluster: &EtcdCluster, data_dir: &Path, max_txn_ops: usize) -> TestServer {
+    let mut etcd = EtcdConfig::new(cluster.endpoints());
+    etcd.max_txn_ops = max_txn_ops;
+    TestServer::builder(ServerConfig {
+        store: StoreBackend::Etcd(etcd),
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .data_dir(data_dir)
+    .start()
+    .await
+}
+
+/// etcd's NOSPACE alarm raised: a server that opens the store reports it at once; a create
+/// is 507 InsufficientStorage saying what to do on the etcd cluster, `/readyz` is 503,
+/// `meridian_store_no_space` is 1, and reads are still served.
+///
+/// The alarm is raised through etcd's API rather than by filling the quota: etcd 3.4 prices
+/// only a transaction's top-level puts against `--quota-backend-bytes`, and Meridian's
+/// audited writes put inside a nested transaction, so they never trip it themselves (the
+/// store test fills the quota with plain puts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_etcd_with_nospace_answers_507_and_is_not_ready() {
+    let cluster = EtcdCluster::start_args(1, &[])
+        .await
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = start_on(&cluster, data_dir.path(), 128).await;
+    let sites = kind("Site");
+    server
+        .client
+        .create(sites, None, &site("before", "small"), false)
+        .await
+        .expect("a create before the alarm");
+    server.stop().await.expect("the server stops cleanly");
+
+    cluster
+        .raise_nospace()
+        .await
+        .expect("raise the NOSPACE alarm");
+
+    let server = start_on(&cluster, data_dir.path(), 128).await;
+    let err = server
+        .client
+        .create(sites, None, &site("after", "small"), false)
+        .await
+        .expect_err("a create while etcd is out of space");
+    assert_eq!(err.code(), Some(507), "{err}");
+    let message = err.to_string();
+    for words in [
+        "NOSPACE",
+        "etcdctl defrag",
+        "etcdctl alarm disarm",
+        "--quota-backend-bytes",
+    ] {
+        assert!(message.contains(words), "{words:?} missing from: {message}");
+    }
+    let ready = server
+        .client
+        .get_text("/readyz")
+        .await
+        .expect_err("not ready while etcd is out of space");
+    assert_eq!(ready.code(), Some(503), "{ready}");
+    let metrics = server.client.get_text("/metrics").await.expect("metrics");
+    assert!(
+        metrics.lines().any(|l| l == "meridian_store_no_space 1"),
+        "{metrics}"
+    );
+    server
+        .client
+        .get(sites, None, "before")
+        .await
+        .expect("reads are served");
+}
+
+fn node(name: &str) -> Value {
+    json!({
+        "apiVersion": "meridian.dev/v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {
+            "site": "onprem-frankfurt",
+            "os": {"family": "linux", "distro": "debian", "version": "12"},
+            "arch": "amd64",
+            "capacity": {"cpu": "64", "memory": "256Gi"},
+            "allocatable": {"cpu": "64", "memory": "256Gi"},
+            "drivers": ["exec"]
+        }
+    })
+}
+
+/// Against etcd members with `--max-txn-ops 16` (and the server told so), the batched
+/// writes split to fit: 20 placements on one node (one transaction each of at most 6, each
+/// guarded by the ledger revision the previous one wrote), a secrets key rotation over 20
+/// secrets, and the events they record; every placement lands once and the audit chain
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_on_etcd_splits_batches_to_its_txn_op_limit() {
+    let cluster = EtcdCluster::start_args(1, &["--max-txn-ops", "16"])
+        .await
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = start_on(&cluster, data_dir.path(), 16).await;
+    let c = &server.client;
+    let mut frankfurt = site("onprem-frankfurt", "big node");
+    frankfurt["metadata"]["annotations"] = json!({});
+    c.create(kind("Site"), None, &frankfurt, false)
+        .await
+        .expect("site");
+    c.create(kind("Node"), None, &node("big"), false)
+        .await
+        .expect("node");
+    testkit::mark_ready(c, "big").await;
+    let project = json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+        "metadata": {"name": "finance"}, "spec": {}});
+    c.create(kind("Project"), None, &project, false)
+        .await
+        .expect("project");
+    let mut many = workload("many", "hello");
+    many["spec"]["replicas"] = json!(20);
+    c.create(kind("Workload"), Some("finance"), &many, false)
+        .await
+        .expect("workload");
+
+    let report = server::scheduler::pass(&server.state, &Default::default())
+        .await
+        .expect("a scheduler pass");
+    assert_eq!(report.placed, 20, "{report:?}");
+    assert_eq!(report.conflicts, 0, "{report:?}");
+    let allocations = c
+        .list_all(kind("Allocation"), Some("finance"), &Default::default())
+        .await
+        .expect("allocations");
+    assert_eq!(allocations.len(), 20);
+    assert!(allocations.iter().all(|a| a["spec"]["node"] == "big"));
+
+    for i in 0..20 {
+        let secret = json!({"apiVersion": "meridian.dev/v1", "kind": "Secret",
+            "metadata": {"name": format!("s{i}"), "namespace": "finance"},
+            "spec": {"stringData": {"password": "hunter2"}}});
+        c.create(kind("Secret"), Some("finance"), &secret, false)
+            .await
+            .unwrap_or_else(|e| panic!("secret s{i}: {e}"));
+    }
+    let rotated = c
+        .request_json(
+            client::Method::POST,
+            "/meridian/v1/admin/secrets/rotate-key",
+            None,
+        )
+        .await
+        .expect("the rotation commits in batches that fit");
+    assert_eq!(rotated["reencrypted"], 20, "{rotated}");
+    assert_eq!(rotated["remaining"], 0, "{rotated}");
+
+    // The 20 Scheduled events reach the store too (the recorder's batches split as well).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = c
+            .list_all(kind("Event"), Some("finance"), &Default::default())
+            .await
+            .expect("events");
+        let scheduled = events.iter().filter(|e| e["reason"] == "Scheduled").count();
+        if scheduled == 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{scheduled} of 20 Scheduled events stored after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let verified = c
+        .get_path("/meridian/v1/audit/verify")
+        .await
+        .expect("audit verify");
+    assert_eq!(verified["ok"], true, "{verified}");
 }

@@ -243,6 +243,15 @@ pub enum StoreError {
          (etcd's request size limit): store smaller objects or split the change"
     )]
     TooLarge { size: usize, limit: usize },
+    /// The transaction has more operations than the backend accepts in one request
+    /// (etcd's `--max-txn-ops`, counted as [`txn_ops`] counts); it was not sent.
+    #[error(
+        "the transaction needs {ops} operations, over the store's limit of {limit} per \
+         transaction (etcd's --max-txn-ops, 128 by default): split the change, or run the \
+         etcd members with a larger --max-txn-ops and give every server the same value with \
+         --etcd-max-txn-ops"
+    )]
+    TooManyOps { ops: usize, limit: usize },
     /// A fenced write (a controller's, guarded by the leader key's revision) found the
     /// guard moved: the writer no longer leads, and nothing was written.
     #[error(
@@ -254,20 +263,40 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Why writes are refused for lack of disk space, and what to do: the message of
+/// Why writes are refused for lack of space, and what to do: the message of
 /// [`StoreError::NoSpace`] and of [`SpaceStatus::no_space`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the store is out of disk space (no space left on the filesystem of {dir}): writes are \
-     refused until space is freed; reads and deletes still work. Free disk space on that \
-     filesystem (deleting objects no longer needed stops the store from growing); writes \
-     resume by themselves once {resume_mib} MiB are free there"
-)]
-pub struct NoSpace {
-    /// The directory holding the database.
-    pub dir: String,
-    /// Free space (MiB) at which writes resume.
-    pub resume_mib: u64,
+pub enum NoSpace {
+    /// SQLite: the filesystem holding the database is full.
+    #[error(
+        "the store is out of disk space (no space left on the filesystem of {dir}): writes are \
+         refused until space is freed; reads and deletes still work. Free disk space on that \
+         filesystem (deleting objects no longer needed stops the store from growing); writes \
+         resume by themselves once {resume_mib} MiB are free there"
+    )]
+    Disk {
+        /// The directory holding the database.
+        dir: String,
+        /// Free space (MiB) at which writes resume.
+        resume_mib: u64,
+    },
+    /// etcd: the cluster's database reached its `--quota-backend-bytes` and etcd raised its
+    /// NOSPACE alarm ("mvcc: database space exceeded"). etcd keeps refusing writes until
+    /// an operator disarms the alarm, so recovery is not automatic.
+    #[error(
+        "the etcd cluster's database is over its space quota (etcd raised its NOSPACE alarm: \
+         \"mvcc: database space exceeded\"): every write is refused, deletes included (each \
+         carries an audit entry); reads still work. On the etcd cluster ({endpoints}): \
+         compact old history (`etcdctl compact REVISION`, the current revision from \
+         `etcdctl endpoint status -w json`), defragment every member (`etcdctl defrag \
+         --cluster`), then `etcdctl alarm disarm`; if the data itself outgrew the quota, \
+         restart the members with a larger --quota-backend-bytes (etcd's default is 2 GiB) \
+         first. Writes resume once the alarm is disarmed"
+    )]
+    EtcdQuota {
+        /// The cluster's client endpoints.
+        endpoints: String,
+    },
 }
 
 /// The store's disk-space condition, for readiness checks and metrics.
@@ -349,6 +378,44 @@ pub trait Store: Send + Sync + 'static {
     /// (or cannot tell) keep the default: never.
     fn space(&self) -> SpaceStatus {
         SpaceStatus::default()
+    }
+
+    /// The largest transaction the backend accepts, as [`txn_ops`] counts it (etcd's
+    /// `--max-txn-ops`); `None` when there is no such limit (SQLite). A transaction over it
+    /// fails with [`StoreError::TooManyOps`] and writes nothing: callers that batch
+    /// independent changes split their batches to fit.
+    fn max_txn_ops(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// How many operations `txn` costs against an operation limit, counted as etcd counts a
+/// request against its `--max-txn-ops`: the largest of the number of compares and the
+/// ops of each branch, where a branch that appends to logs also writes each log's head
+/// (one op per log). A transaction with appends is sent nested inside one guarded by the
+/// log heads, and etcd counts a nested transaction against what its parent leaves: so
+/// the guard level's own count (the number of logs) adds to the nested one.
+pub fn txn_ops(txn: &Txn) -> usize {
+    fn logs(ops: &[Op]) -> std::collections::BTreeSet<&str> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Append { log, .. } => Some(log.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+    let success_logs = logs(&txn.success);
+    let failure_logs = logs(&txn.failure);
+    let inner = txn
+        .compares
+        .len()
+        .max(txn.success.len() + success_logs.len())
+        .max(txn.failure.len() + failure_logs.len());
+    let all_logs = success_logs.union(&failure_logs).count();
+    if all_logs == 0 {
+        inner
+    } else {
+        inner + all_logs
     }
 }
 

@@ -1,7 +1,9 @@
 //! Runs the backend conformance suite against [`EtcdStore`] on a real 3-member etcd cluster
 //! (one fresh cluster per check: the checks expect dense revisions, so nothing else may
 //! write to the cluster meanwhile), plus etcd-specific tests: a write after `kill -9` of the
-//! leader, the request-size refusal, reopening a prefix, and prefix isolation.
+//! leader, the request-size refusal, the op-count limit counted as etcd counts it, etcd's
+//! NOSPACE alarm and the way out of it, the schema version, reopening a prefix, and prefix
+//! isolation.
 //!
 //! Needs `etcd` (Debian: `apt-get install etcd-server`); without it every test fails saying
 //! so. At most [`CLUSTERS`] clusters run at once, to keep a 2-core machine responsive
@@ -192,12 +194,13 @@ async fn oversize_write_is_refused_before_etcd() {
     ));
 }
 
-/// A transaction with more ops than etcd's `--max-txn-ops` (128 by default) fails with a
-/// message saying which etcd setting to raise.
+/// A transaction with more ops than etcd's `--max-txn-ops` (128 by default) is refused by
+/// the store before it is sent, with a message naming the limit and the settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_ops_names_the_etcd_setting() {
     let running = cluster().await;
     let store = open(&running.cluster, "/meridian").await;
+    assert_eq!(store.max_txn_ops(), Some(128));
     let result = store
         .txn(Txn {
             success: (0..200)
@@ -207,11 +210,321 @@ async fn too_many_ops_names_the_etcd_setting() {
         })
         .await;
     match result {
-        Err(StoreError::InvalidArgument(message)) => {
+        Err(
+            e @ StoreError::TooManyOps {
+                ops: 200,
+                limit: 128,
+            },
+        ) => {
+            let message = e.to_string();
             assert!(message.contains("--max-txn-ops"), "{message}");
+            assert!(message.contains("--etcd-max-txn-ops"), "{message}");
         }
-        other => panic!("expected InvalidArgument, got {other:?}"),
+        other => panic!("expected TooManyOps, got {other:?}"),
     }
+}
+
+/// A one-member cluster whose members get `args`, with its slot.
+async fn one_member(args: &[&str]) -> Running {
+    let slot = SLOTS.acquire().await.expect("semaphore open");
+    let cluster = EtcdCluster::start_args(1, args)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a one-member etcd cluster: {e}"));
+    Running {
+        cluster,
+        _slot: slot,
+    }
+}
+
+async fn open_with(
+    cluster: &EtcdCluster,
+    configure: impl FnOnce(&mut EtcdOptions),
+) -> Arc<EtcdStore> {
+    let mut options = EtcdOptions::new(cluster.endpoints());
+    configure(&mut options);
+    EtcdStore::open(options)
+        .await
+        .unwrap_or_else(|e| panic!("open the etcd store: {e}"))
+}
+
+/// `n` puts, and `n` puts plus one audit append, as transactions.
+fn puts(n: usize, tag: &str) -> Txn {
+    Txn {
+        success: (0..n)
+            .map(|i| Op::put(format!("/ops/{tag}/{i}"), "v"))
+            .collect(),
+        ..Txn::default()
+    }
+}
+
+fn puts_with_append(n: usize, tag: &str) -> Txn {
+    let mut txn = puts(n, tag);
+    txn.success.push(Op::Append {
+        log: "/log/".into(),
+        payload: b"entry".to_vec(),
+    });
+    txn
+}
+
+/// The store counts ops as etcd does (`store::txn_ops`): against members started with
+/// `--max-txn-ops 16`, a transaction it counts at 16 commits and one it counts at 17 is
+/// refused, by etcd when the store is told a larger limit, by the store itself (before
+/// sending) when it is told the members' value; plain and with an audit append (whose
+/// chain head and nested transaction count too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_op_limit_counts_as_etcd_does() {
+    let running = one_member(&["--max-txn-ops", "16"]).await;
+    // Told more than the members allow: etcd decides.
+    let loose = open_with(&running.cluster, |o| o.max_txn_ops = 1000).await;
+    for (txn, ops) in [(puts(16, "a"), 16), (puts_with_append(13, "b"), 16)] {
+        assert_eq!(store::txn_ops(&txn), ops);
+        loose
+            .txn(txn)
+            .await
+            .unwrap_or_else(|e| panic!("a transaction of {ops} ops under etcd's 16: {e}"));
+    }
+    for (txn, ops) in [(puts(17, "c"), 17), (puts_with_append(14, "d"), 17)] {
+        assert_eq!(store::txn_ops(&txn), ops);
+        match loose.txn(txn).await {
+            Err(StoreError::InvalidArgument(message)) => {
+                assert!(message.contains("--etcd-max-txn-ops (1000)"), "{message}");
+            }
+            other => panic!("etcd should refuse {ops} ops over its 16, got {other:?}"),
+        }
+    }
+    // Told the members' value: refused before sending, named.
+    let strict = open_with(&running.cluster, |o| o.max_txn_ops = 16).await;
+    assert_eq!(strict.max_txn_ops(), Some(16));
+    strict.txn(puts(16, "e")).await.expect("16 ops fit");
+    match strict.txn(puts_with_append(14, "f")).await {
+        Err(StoreError::TooManyOps { ops: 17, limit: 16 }) => {}
+        other => panic!("expected TooManyOps {{ ops: 17, limit: 16 }}, got {other:?}"),
+    }
+    let (kv, _) = strict.get("/ops/f/0").await.expect("read");
+    assert!(kv.is_none(), "a refused transaction wrote nothing");
+}
+
+/// etcd over its `--quota-backend-bytes` raises its NOSPACE alarm: writes fail with
+/// `StoreError::NoSpace` saying what to do, `Store::space` reports it, reads and plain
+/// deletes still work, an audited write does not; after compaction (through the store),
+/// defragmentation and `alarm disarm` writes work again and the state clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nospace_alarm_is_the_stores_no_space() {
+    let running = one_member(&["--quota-backend-bytes", "2097152"]).await;
+    let store = open(&running.cluster, "/meridian").await;
+    assert!(store.space().no_space.is_none());
+    let value = vec![b'x'; 64 * 1024];
+    let mut written = 0;
+    let refusal = loop {
+        assert!(
+            written < 200,
+            "2 MiB quota never hit after {written} writes of 64 KiB"
+        );
+        match store
+            .put(&format!("/fill/{written:04}"), value.clone())
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(written > 0, "the first write was refused: {refusal}");
+    let StoreError::NoSpace(no_space) = &refusal else {
+        panic!("a write over etcd's quota failed with {refusal:?}, not NoSpace");
+    };
+    assert!(
+        matches!(no_space, store::NoSpace::EtcdQuota { .. }),
+        "{no_space:?}"
+    );
+    let message = refusal.to_string();
+    for words in [
+        "NOSPACE",
+        "etcdctl compact",
+        "etcdctl defrag",
+        "etcdctl alarm disarm",
+        "--quota-backend-bytes",
+        &running.cluster.endpoints()[0],
+    ] {
+        assert!(message.contains(words), "{words:?} missing from: {message}");
+    }
+    let space = store.space();
+    assert_eq!(space.no_space.as_ref(), Some(no_space));
+    assert!(space.refused_writes >= 1);
+    // Refused again, whatever the write; an audited delete stores its entry, so it is
+    // refused too; reads and a plain delete work.
+    assert!(matches!(
+        store.put("/small", b"v".to_vec()).await,
+        Err(StoreError::NoSpace(_))
+    ));
+    let audited_delete = store
+        .txn(Txn {
+            success: vec![
+                Op::Delete("/fill/0000".into()),
+                Op::Append {
+                    log: "/log/".into(),
+                    payload: b"delete".to_vec(),
+                },
+            ],
+            ..Txn::default()
+        })
+        .await;
+    assert!(
+        matches!(audited_delete, Err(StoreError::NoSpace(_))),
+        "{:?}",
+        audited_delete.map(|r| r.succeeded)
+    );
+    let (kv, _) = store.get("/fill/0001").await.expect("reads work");
+    assert_eq!(kv.expect("written before the alarm").value, value);
+    // etcd checks its quota against the size it last committed, so fast writes overshoot
+    // it: free nearly everything, so that the database is under the quota once compacted
+    // and defragmented.
+    for i in 1..written {
+        let deleted = store.delete(&format!("/fill/{i:04}")).await;
+        assert!(deleted.expect("a plain delete works").is_some());
+    }
+    // Reopening on a cluster with the alarm raised reports it at once.
+    let reopened = open(&running.cluster, "/meridian").await;
+    assert!(reopened.space().no_space.is_some());
+
+    // What the message says: compact (the store's compaction works over the quota),
+    // defragment, disarm.
+    let revision = store.current_revision().await.expect("revision");
+    store
+        .compact(revision)
+        .await
+        .expect("compaction over the quota");
+    let mut client = etcd_client::Client::connect(running.cluster.endpoints(), None)
+        .await
+        .expect("connect");
+    client.defragment().await.expect("defragment");
+    // `etcdctl alarm disarm`: every raised alarm, by its member.
+    let raised = client
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .expect("list alarms");
+    assert!(!raised.alarms().is_empty(), "the NOSPACE alarm is raised");
+    for alarm in raised.alarms() {
+        let mut options = etcd_client::AlarmOptions::new();
+        options.with_member(alarm.member_id());
+        client
+            .alarm(
+                etcd_client::AlarmAction::Deactivate,
+                alarm.alarm(),
+                Some(options),
+            )
+            .await
+            .expect("disarm");
+    }
+    // Both stores learn it from their alarm pollers, then write again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.space().no_space.is_some() || reopened.space().no_space.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the alarm poller never noticed the disarm"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    store
+        .put("/after", b"v".to_vec())
+        .await
+        .expect("a write after the disarm");
+    let audited = store
+        .txn(Txn {
+            success: vec![
+                Op::put("/after-audited", "v"),
+                Op::Append {
+                    log: "/log/".into(),
+                    payload: b"create".to_vec(),
+                },
+            ],
+            ..Txn::default()
+        })
+        .await;
+    assert!(audited.is_ok(), "{:?}", audited.err());
+}
+
+/// `{prefix}/meta/schema` holds the layout version: written when a prefix is initialised,
+/// added to a prefix that lacks it (an older build's), and a newer one is refused at open
+/// with both versions and what to do, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_schema_version_is_refused() {
+    let running = one_member(&[]).await;
+    let store = open(&running.cluster, "/meridian").await;
+    store.put("/k", b"v".to_vec()).await.expect("write");
+    let mut client = etcd_client::Client::connect(running.cluster.endpoints(), None)
+        .await
+        .expect("connect");
+    let schema = |resp: etcd_client::GetResponse| {
+        resp.kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    };
+    let written = schema(
+        client
+            .get("/meridian/meta/schema", None)
+            .await
+            .expect("get"),
+    );
+    assert_eq!(written, Some(store::etcd::SCHEMA_VERSION.to_string()));
+
+    // A prefix from before the key existed gets it at the next open.
+    client
+        .delete("/meridian/meta/schema", None)
+        .await
+        .expect("delete");
+    let _ = open(&running.cluster, "/meridian").await;
+    let written = schema(
+        client
+            .get("/meridian/meta/schema", None)
+            .await
+            .expect("get"),
+    );
+    assert_eq!(written, Some(store::etcd::SCHEMA_VERSION.to_string()));
+
+    let newer = store::etcd::SCHEMA_VERSION + 1;
+    client
+        .put("/meridian/meta/schema", newer.to_string(), None)
+        .await
+        .expect("mark newer");
+    let before = client
+        .get(
+            "/meridian",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get");
+    let mut options = EtcdOptions::new(running.cluster.endpoints());
+    options.prefix = "/meridian".into();
+    let refused = EtcdStore::open(options)
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    let message = refused.to_string();
+    for words in [
+        "newer Meridian",
+        &format!("schema version {newer}"),
+        &format!("up to {}", store::etcd::SCHEMA_VERSION),
+        "--etcd-prefix /meridian",
+        "restore the etcd snapshot",
+    ] {
+        assert!(message.contains(words), "{words:?} missing from: {message}");
+    }
+    let after = client
+        .get(
+            "/meridian",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .expect("get");
+    assert_eq!(
+        before.header().map(|h| h.revision()),
+        after.header().map(|h| h.revision()),
+        "the refused open wrote nothing"
+    );
 }
 
 /// Reopening a prefix keeps its revisions; another prefix on the same cluster is a separate

@@ -26,6 +26,7 @@ fn store_backend(args: &ServerArgs) -> Result<server::StoreBackend> {
             ca: args.etcd_ca.clone(),
             cert: args.etcd_cert.clone(),
             key: args.etcd_key.clone(),
+            max_txn_ops: args.etcd_max_txn_ops as usize,
         })),
     }
 }

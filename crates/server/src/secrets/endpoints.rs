@@ -213,7 +213,10 @@ async fn rotate_key(State(state): State<AppState>, who: Principal) -> ApiResult<
         if stale.is_empty() {
             break;
         }
-        for batch in stale.chunks(BATCH) {
+        // Each secret: a guard, a put and its audit entry; no more than one transaction
+        // holds (etcd's --max-txn-ops).
+        let per_commit = state.registry.batch_len((0, 0, 0), (1, 1, 1), BATCH);
+        for batch in stale.chunks(per_commit) {
             let mut compares = Vec::with_capacity(batch.len());
             let mut ops = Vec::with_capacity(batch.len());
             let mut audits = Vec::with_capacity(batch.len());

@@ -9,6 +9,7 @@
 //!   the connection breaks or the member loses its leader.
 //! - [`lease`]: leases are etcd leases (grant, keep-alive, revoke; etcd deletes the keys of
 //!   an expired lease, with delete events).
+//! - [`space`]: etcd's NOSPACE alarm as the store's no-space state.
 //! - [`testing`]: a throw-away etcd cluster of real `etcd` processes for tests.
 //!
 //! # Key layout
@@ -17,6 +18,14 @@
 //! Meridian key `K` is the etcd key `{prefix}/kv{K}`, and the store's own bookkeeping sits
 //! under `{prefix}/meta/` (outside every range and watch of Meridian keys). Two deployments
 //! with different prefixes share a cluster without seeing each other.
+//!
+//! # Schema version
+//!
+//! `{prefix}/meta/schema` holds the version of this layout ([`SCHEMA_VERSION`]), written
+//! with the base when a prefix is initialised (and added to a prefix initialised before
+//! the key existed). [`EtcdStore::open`] refuses a prefix whose version is newer than the
+//! build's, naming both and what to do, as the SQLite backend refuses a newer
+//! `PRAGMA user_version`: an older binary never writes a layout it does not know.
 //!
 //! # Revisions
 //!
@@ -58,7 +67,11 @@
 //! A transaction whose encoded size (as [`txn::encoded_size`] estimates it, generously)
 //! exceeds [`EtcdOptions::max_txn_bytes`] (by default etcd's request limit less headroom
 //! for the gRPC framing) fails with [`StoreError::TooLarge`] before it is sent; one with
-//! more ops than etcd's `--max-txn-ops` fails with a message naming that setting. Reads
+//! more ops than [`EtcdOptions::max_txn_ops`] (etcd's `--max-txn-ops`, counted by
+//! [`crate::txn_ops`]) fails with [`StoreError::TooManyOps`] before it is sent, naming the
+//! setting; [`crate::Store::max_txn_ops`] reports the limit so callers split batches.
+//! When etcd's database is over its quota, writes fail with [`StoreError::NoSpace`]
+//! ([`space`]). Reads
 //! are retried on another member while the cluster is unavailable (for
 //! [`EtcdOptions::retry_for`]); writes only when etcd certainly did not apply them (no
 //! connection, or a member without a leader), since replaying an unconditional put whose
@@ -66,6 +79,7 @@
 //! [`EtcdError::Unreachable`] naming the endpoints tried ([`EtcdError::is_unavailable`]).
 
 pub mod lease;
+pub mod space;
 #[cfg(unix)]
 pub mod testing;
 pub mod txn;
@@ -79,6 +93,8 @@ use etcd_client::{
     Client, Compare as EtcdCompare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse,
 };
 
+use space::is_no_space;
+
 use crate::{
     KeyValue, LeaseId, RangeRequest, RangeResponse, Revision, Store, StoreError, Txn, TxnResponse,
     WatchStream,
@@ -91,6 +107,10 @@ pub const ETCD_DEFAULT_REQUEST_LIMIT: usize = 1536 * 1024;
 /// Default [`EtcdOptions::max_txn_bytes`]: etcd's default request limit minus 64 KiB of
 /// headroom for the gRPC and protobuf framing the estimate does not count.
 pub const DEFAULT_MAX_TXN_BYTES: usize = ETCD_DEFAULT_REQUEST_LIMIT - 64 * 1024;
+/// etcd's default `--max-txn-ops`, the default of [`EtcdOptions::max_txn_ops`].
+pub const ETCD_DEFAULT_MAX_TXN_OPS: usize = 128;
+/// Version of the key layout this build reads and writes (`{prefix}/meta/schema`).
+pub const SCHEMA_VERSION: u64 = 1;
 
 /// The certificates for TLS to etcd, as PEM.
 #[derive(Clone, Default)]
@@ -122,6 +142,9 @@ pub struct EtcdOptions {
     pub tls: Option<EtcdTls>,
     /// Largest transaction sent, in bytes (see [`StoreError::TooLarge`]).
     pub max_txn_bytes: usize,
+    /// Most operations in one transaction, as [`crate::txn_ops`] counts them: the
+    /// members' `--max-txn-ops` (see [`StoreError::TooManyOps`]).
+    pub max_txn_ops: usize,
     /// Deadline of one unary request.
     pub request_timeout: Duration,
     /// Deadline of establishing a connection to one member.
@@ -139,6 +162,7 @@ impl EtcdOptions {
             prefix: DEFAULT_PREFIX.to_owned(),
             tls: None,
             max_txn_bytes: DEFAULT_MAX_TXN_BYTES,
+            max_txn_ops: ETCD_DEFAULT_MAX_TXN_OPS,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             retry_for: Duration::from_secs(15),
@@ -200,6 +224,8 @@ pub struct EtcdStore {
     pub(crate) options: EtcdOptions,
     /// Serialises this process's appends, so they retry only against other servers.
     pub(crate) append_lock: tokio::sync::Mutex<()>,
+    /// etcd's NOSPACE alarm, as this store saw it.
+    pub(crate) space: Arc<space::SpaceState>,
 }
 
 /// The etcd keys of a deployment.
@@ -211,6 +237,8 @@ pub(crate) struct Keys {
     base: String,
     /// `{prefix}/meta/compacted`.
     compacted: String,
+    /// `{prefix}/meta/schema`.
+    schema: String,
 }
 
 impl Keys {
@@ -220,6 +248,7 @@ impl Keys {
             data: format!("{prefix}/kv"),
             base: format!("{prefix}/meta/base"),
             compacted: format!("{prefix}/meta/compacted"),
+            schema: format!("{prefix}/meta/schema"),
         }
     }
 
@@ -336,15 +365,28 @@ impl EtcdStore {
         let client = Client::connect(&urls, Some(connect))
             .await
             .map_err(|e| EtcdError::Config(e.to_string()))?;
+        if options.max_txn_ops == 0 {
+            return Err(StoreError::InvalidArgument(
+                "--etcd-max-txn-ops must be at least 1 (etcd's --max-txn-ops, 128 by default)"
+                    .into(),
+            ));
+        }
         let keys = Keys::new(&options.prefix);
         let mut store = Self {
             client,
             keys,
             base: 0,
+            space: space::SpaceState::new(options.endpoints.join(",")),
             options,
             append_lock: tokio::sync::Mutex::new(()),
         };
         store.base = store.init_base().await?;
+        store.check_schema().await?;
+        match space::alarm_raised(&store.client).await {
+            Ok(true) => store.space.enter(&store.client),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read etcd's alarms"),
+        }
         tracing::info!(
             endpoints = %store.endpoints(),
             prefix = %store.options.prefix,
@@ -358,6 +400,11 @@ impl EtcdStore {
     /// holds data without its base key is refused (and left as it is): a new base would
     /// number revisions below ones clients have seen.
     async fn init_base(&self) -> Result<i64, StoreError> {
+        // A read first: an initialised prefix needs no write (which etcd would refuse
+        // while its NOSPACE alarm is raised, even when the guard fails).
+        if let Some(kv) = self.read_meta(&self.keys.base).await? {
+            return Ok(kv.create_revision());
+        }
         let base_key = self.keys.base.clone();
         let data_key = self.keys.data.clone();
         let txn = etcd_client::Txn::new()
@@ -366,11 +413,14 @@ impl EtcdStore {
                 // Over a range: holds when no key under the data prefix exists.
                 EtcdCompare::version(data_key.clone(), CompareOp::Equal, 0).with_prefix(),
             ])
-            .and_then([TxnOp::put(
-                base_key.clone(),
-                "meridian store base revision: its create_revision",
-                None,
-            )])
+            .and_then([
+                TxnOp::put(
+                    base_key.clone(),
+                    "meridian store base revision: its create_revision",
+                    None,
+                ),
+                TxnOp::put(self.keys.schema.clone(), SCHEMA_VERSION.to_string(), None),
+            ])
             .or_else([
                 TxnOp::get(base_key, None),
                 TxnOp::get(
@@ -403,6 +453,80 @@ impl EtcdStore {
                 data.count(),
                 self.keys.base,
                 self.keys.base
+            ))
+            .into()),
+        }
+    }
+
+    /// Checks the prefix's schema version: refuses a newer one, writes ours where a prefix
+    /// initialised before the key existed has none.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let key = self.keys.schema.clone();
+        if let Some(kv) = self.read_meta(&key).await? {
+            return self.check_schema_value(kv.value());
+        }
+        let txn = etcd_client::Txn::new()
+            .when([EtcdCompare::version(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), SCHEMA_VERSION.to_string(), None)])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        // Guarded on the key's absence, so a replay only reads.
+        let resp = match self
+            .call("checking the schema version", Retry::Read, |c| {
+                let txn = txn.clone();
+                async move { kv_client(&c).txn(txn).await }
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            // A prefix from before the key existed, on a cluster out of space: the key is
+            // written at a later open.
+            Err(StoreError::NoSpace(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if resp.succeeded() {
+            return Ok(());
+        }
+        let stored = match resp.op_responses().into_iter().next() {
+            Some(TxnOpResponse::Get(get)) => get.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        };
+        let Some(stored) = stored else {
+            return Err(EtcdError::Data("unexpected answer to the schema read".into()).into());
+        };
+        self.check_schema_value(&stored)
+    }
+
+    /// Reads one bookkeeping key.
+    async fn read_meta(&self, key: &str) -> Result<Option<etcd_client::KeyValue>, StoreError> {
+        let key = key.to_owned();
+        let resp = self
+            .call("reading the prefix's bookkeeping", Retry::Read, |c| {
+                let key = key.clone();
+                async move { kv_client(&c).get(key, None).await }
+            })
+            .await?;
+        Ok(resp.kvs().first().cloned())
+    }
+
+    /// Refuses a schema version newer than this build's, or one that is not a version.
+    fn check_schema_value(&self, stored: &[u8]) -> Result<(), StoreError> {
+        let key = &self.keys.schema;
+        let version = std::str::from_utf8(stored)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match version {
+            Some(v) if v <= SCHEMA_VERSION => Ok(()),
+            Some(newer) => Err(StoreError::InvalidArgument(format!(
+                "the store under --etcd-prefix {} was written by a newer Meridian (schema \
+                 version {newer} in {key}; this build knows versions up to {SCHEMA_VERSION}): \
+                 run the newer meridian binary, or restore the etcd snapshot taken before \
+                 the upgrade; this build does not write to it",
+                self.options.prefix
+            ))),
+            None => Err(EtcdError::Data(format!(
+                "{key} does not hold a schema version ({:?}): restore it from a snapshot, or \
+                 use another --etcd-prefix",
+                String::from_utf8_lossy(stored)
             ))
             .into()),
         }
@@ -497,14 +621,17 @@ impl EtcdStore {
                     "a transaction branch writes a key more than once".into(),
                 );
             }
+            if is_no_space(&err) {
+                return self.space.refused(&self.client);
+            }
             if msg.contains("too many operations in txn request") {
-                return StoreError::InvalidArgument(
-                    "the transaction has more operations than etcd's --max-txn-ops allows \
-                     (128 by default): run the etcd members with a larger --max-txn-ops \
-                     (Meridian commits, for example, every placement on a node, each with its \
-                     audit entry, in one transaction)"
-                        .into(),
-                );
+                // The store counts ops before sending, so etcd's limit is below ours.
+                return StoreError::InvalidArgument(format!(
+                    "etcd refused the transaction for its number of operations: the members' \
+                     --max-txn-ops is below this server's --etcd-max-txn-ops ({}); give the \
+                     server the members' value",
+                    self.options.max_txn_ops
+                ));
             }
             if msg.contains("request is too large") {
                 return StoreError::InvalidArgument(format!(
@@ -717,12 +844,26 @@ impl Store for EtcdStore {
                     mod_revision,
                 )])
                 .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
-            let resp = self
+            let resp = match self
                 .call("recording the compacted revision", Retry::Read, |c| {
                     let txn = txn.clone();
                     async move { kv_client(&c).txn(txn).await }
                 })
-                .await?;
+                .await
+            {
+                Ok(resp) => resp,
+                // Over its quota, etcd refuses the record but still compacts, which is the
+                // first step out of NOSPACE: compact, leaving the record behind (a watch
+                // from a revision in between is answered Compacted by etcd itself).
+                Err(StoreError::NoSpace(_)) => {
+                    tracing::warn!(
+                        revision,
+                        "etcd is out of space: compacting without recording the compacted revision"
+                    );
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             if resp.succeeded() || attempts > 20 {
                 break;
             }
@@ -752,6 +893,14 @@ impl Store for EtcdStore {
 
     async fn backup(&self, dest: &std::path::Path) -> Result<crate::Backup, StoreError> {
         self.snapshot(dest).await
+    }
+
+    fn space(&self) -> crate::SpaceStatus {
+        self.space.status()
+    }
+
+    fn max_txn_ops(&self) -> Option<usize> {
+        Some(self.options.max_txn_ops)
     }
 }
 

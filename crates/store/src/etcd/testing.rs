@@ -80,6 +80,8 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     tls: Option<ClusterTls>,
+    /// More `etcd` flags, given to every member.
+    extra_args: Vec<String>,
     // Last, so the members die before their directories go.
     dir: tempfile::TempDir,
 }
@@ -87,15 +89,26 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until it serves.
     pub async fn start(size: usize) -> Result<Self, ClusterError> {
-        Self::start_with(size, None).await
+        Self::start_with(size, None, Vec::new()).await
+    }
+
+    /// Starts a cluster whose members get `args` besides the launcher's own flags (for
+    /// example `--quota-backend-bytes` or `--max-txn-ops`).
+    pub async fn start_args(size: usize, args: &[&str]) -> Result<Self, ClusterError> {
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        Self::start_with(size, None, args).await
     }
 
     /// Starts a cluster whose client URLs serve TLS.
     pub async fn start_tls(size: usize, tls: ClusterTls) -> Result<Self, ClusterError> {
-        Self::start_with(size, Some(tls)).await
+        Self::start_with(size, Some(tls), Vec::new()).await
     }
 
-    async fn start_with(size: usize, tls: Option<ClusterTls>) -> Result<Self, ClusterError> {
+    async fn start_with(
+        size: usize,
+        tls: Option<ClusterTls>,
+        extra_args: Vec<String>,
+    ) -> Result<Self, ClusterError> {
         let binary = find_binary()?;
         // On tmpfs when there is one: etcd fsyncs every commit, and tests need no durability
         // beyond the processes' lifetime (a killed member's data survives in memory).
@@ -140,6 +153,7 @@ impl EtcdCluster {
             initial_cluster,
             token,
             tls,
+            extra_args,
             dir,
         };
         for i in 0..size {
@@ -194,6 +208,33 @@ impl EtcdCluster {
         Err(ClusterError::NoLeader(last))
     }
 
+    /// Raises etcd's NOSPACE alarm on every running member, as etcd does when its database
+    /// reaches `--quota-backend-bytes` (without filling it).
+    pub async fn raise_nospace(&self) -> Result<(), ClusterError> {
+        let failed = |e: etcd_client::Error| ClusterError::NoLeader(e.to_string());
+        for member in self.members.iter().filter(|m| m.child.is_some()) {
+            let url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
+            let mut client = Client::connect([url.as_str()], self.connect_options()?)
+                .await
+                .map_err(failed)?;
+            let status = client.status().await.map_err(failed)?;
+            let Some(id) = status.header().map(|h| h.member_id()) else {
+                continue;
+            };
+            let mut options = etcd_client::AlarmOptions::new();
+            options.with_member(id);
+            client
+                .alarm(
+                    etcd_client::AlarmAction::Activate,
+                    etcd_client::AlarmType::Nospace,
+                    Some(options),
+                )
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
+    }
+
     /// `kill -9` of member `index`.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {
@@ -234,6 +275,7 @@ impl EtcdCluster {
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(self.tls_args())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

@@ -162,6 +162,18 @@ impl EtcdStore {
                 limit: self.options.max_txn_bytes,
             });
         }
+        if self.space.is_no_space()
+            && (stores_something(&txn.success) || stores_something(&txn.failure))
+        {
+            return Err(self.space.refuse());
+        }
+        let ops = crate::txn_ops(&txn);
+        if ops > self.options.max_txn_ops {
+            return Err(StoreError::TooManyOps {
+                ops,
+                limit: self.options.max_txn_ops,
+            });
+        }
         let appends = txn
             .success
             .iter()
@@ -458,6 +470,13 @@ impl EtcdStore {
             None => err,
         }
     }
+}
+
+/// Whether a branch writes a value (what the store refuses while etcd's NOSPACE alarm is
+/// raised).
+fn stores_something(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|op| matches!(op, Op::Put { .. } | Op::Append { .. }))
 }
 
 /// The chain heads a branch starts from and moves, with the revision its entries record.

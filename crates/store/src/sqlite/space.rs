@@ -90,7 +90,7 @@ impl SpaceState {
     }
 
     fn no_space_info(&self) -> NoSpace {
-        NoSpace {
+        NoSpace::Disk {
             dir: self.dir().display().to_string(),
             resume_mib: self.opts.resume_free_bytes.div_ceil(1 << 20),
         }
