@@ -270,7 +270,30 @@ async fn an_exec_task_sees_its_env_user_directory_limits_and_nothing_else() {
         std::fs::read_link(format!("/proc/{pid}/cwd")).expect("cwd"),
         task_dir
     );
-    assert_eq!(fds(pid), ["0", "1", "2"], "descriptor {leaked} leaked");
+    // The command opens and closes files as it starts (`sleep` reads its locale): wait
+    // for it to settle, then only 0, 1 and 2 may be open, never the leaked descriptor.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut open = fds(pid);
+    while open != ["0", "1", "2"] && std::time::Instant::now() < deadline {
+        assert!(
+            !open.contains(&leaked.to_string()),
+            "descriptor {leaked} leaked: {open:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        open = fds(pid);
+    }
+    let links: Vec<String> = open
+        .iter()
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map_or_else(|e| e.to_string(), |l| l.display().to_string())
+        })
+        .collect();
+    assert_eq!(
+        open,
+        ["0", "1", "2"],
+        "descriptors open in the task: {links:?}"
+    );
     assert_eq!(
         std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(),
         Path::new("/dev/null")
