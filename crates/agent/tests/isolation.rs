@@ -458,15 +458,7 @@ fn a_real_agent_keeps_its_own_environment_from_tasks() {
                 .expect("utf-8"),
         ]),
     );
-    let token = testkit::ok(&server.cli(&[
-        "node",
-        "join-token",
-        "create",
-        "--site",
-        "onprem-frankfurt",
-        "--ttl",
-        "5m",
-    ]));
+    let token = server.join_token("onprem-frankfurt");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let data_dir = dir.path().join("agent");

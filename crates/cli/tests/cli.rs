@@ -793,15 +793,7 @@ fn agents_run_work_fail_over_and_never_run_a_duplicate() {
     let _cleanup = KillAllOnDrop(marker.clone());
     let mut agents: Vec<(String, PathBuf, AgentProcess)> = Vec::new();
     for name in ["agent-a", "agent-b"] {
-        let token = ok(&s.cli(&[
-            "node",
-            "join-token",
-            "create",
-            "--site",
-            "onprem-frankfurt",
-            "--ttl",
-            "5m",
-        ]));
+        let token = s.join_token("onprem-frankfurt");
         let dir = dirs.path().join(name);
         let agent = AgentProcess::start(&s, &dir, name, Some(token.trim()));
         agents.push((name.to_owned(), dir, agent));
@@ -956,15 +948,7 @@ fn server_with_agent(dir: &Path, name: &str) -> (ServerProcess, AgentProcess) {
         "-f",
         examples_dir().join("sites.yaml").to_str().expect("utf-8"),
     ]));
-    let token = ok(&s.cli(&[
-        "node",
-        "join-token",
-        "create",
-        "--site",
-        "onprem-frankfurt",
-        "--ttl",
-        "5m",
-    ]));
+    let token = s.join_token("onprem-frankfurt");
     let agent = AgentProcess::start(&s, &dir.join(name), name, Some(token.trim()));
     wait_until(
         Duration::from_secs(30),

@@ -93,15 +93,7 @@ fn a_container_workload_logs_survives_an_agent_restart_and_is_removed() {
         "-f",
         examples_dir().join("sites.yaml").to_str().expect("utf-8"),
     ]));
-    let token = ok(&s.cli(&[
-        "node",
-        "join-token",
-        "create",
-        "--site",
-        "onprem-frankfurt",
-        "--ttl",
-        "5m",
-    ]));
+    let token = s.join_token("onprem-frankfurt");
     let agent_dir = tmp.path().join("box-host");
     let mut agent = AgentProcess::start(&s, &agent_dir, Some(token.trim()));
     wait_until(

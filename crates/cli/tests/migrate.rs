@@ -319,15 +319,7 @@ fn a_converted_vm_boots_from_its_disk_and_rolls_back() {
         "-f",
         examples_dir().join("sites.yaml").to_str().unwrap(),
     ]));
-    let token = ok(&s.cli(&[
-        "node",
-        "join-token",
-        "create",
-        "--site",
-        "onprem-frankfurt",
-        "--ttl",
-        "5m",
-    ]));
+    let token = s.join_token("onprem-frankfurt");
     let agent_dir = dir.join("h");
     let _agent = AgentProcess::start(&s, &agent_dir, "kvm-1", Some(token.trim()));
     wait_until(Duration::from_secs(30), "the agent is Ready", || {

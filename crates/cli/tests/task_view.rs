@@ -62,15 +62,7 @@ fn a_task_sees_its_secret_ports_volume_and_user_and_is_published_as_an_endpoint(
         "-n",
         "default",
     ]));
-    let token = ok(&s.cli(&[
-        "node",
-        "join-token",
-        "create",
-        "--site",
-        "onprem-frankfurt",
-        "--ttl",
-        "5m",
-    ]));
+    let token = s.join_token("onprem-frankfurt");
     let _agent = Agent(
         Command::new(BIN)
             .args(["agent", "--server", &s.url, "--data-dir"])

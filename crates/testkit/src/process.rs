@@ -289,6 +289,21 @@ impl ServerProcess {
     }
 
     /// Runs the CLI against this server as the admin.
+    /// A join token for `site` (5 minutes), as `meridian node join-token create` prints it.
+    pub fn join_token(&self, site: &str) -> String {
+        crate::ok(&self.cli(&[
+            "node",
+            "join-token",
+            "create",
+            "--site",
+            site,
+            "--ttl",
+            "5m",
+        ]))
+        .trim()
+        .to_owned()
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_as(&self.token, args)
     }
