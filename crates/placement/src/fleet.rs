@@ -747,10 +747,10 @@ impl Fleet {
 
     /// A snapshot with the existing allocations accounted for; each allocation's
     /// priority is its workload's (0 when the workload is gone).
-    pub fn from_objects<'w>(
+    pub fn from_objects<'w, 'a>(
         sites: &[Site],
         nodes: &[Node],
-        allocations: &[Allocation],
+        allocations: impl IntoIterator<Item = &'a Allocation>,
         workloads: impl IntoIterator<Item = &'w Workload>,
     ) -> Result<Fleet, FleetError> {
         let mut fleet = Fleet::new(sites, nodes)?;

@@ -48,6 +48,7 @@ mod drain;
 mod error;
 mod events;
 mod field_validation;
+mod informer;
 pub mod leader;
 mod logs;
 mod metrics;

@@ -147,20 +147,6 @@ impl std::fmt::Debug for PolicyEngine {
     }
 }
 
-/// Every key under `prefix`: [`ReadView::read_prefix`] with an HTTP error, kept for
-/// `scheduler.rs`'s `read_all` (`read_prefix(&**state.store(), …)`, which the generic
-/// parameter keeps free of clippy's `explicit_auto_deref`); new code calls
-/// `state.store().read_prefix` directly.
-pub(crate) async fn read_prefix<S>(
-    store: &S,
-    prefix: &str,
-) -> Result<Vec<store::KeyValue>, ApiError>
-where
-    S: std::borrow::Borrow<ReadView> + Sync + ?Sized,
-{
-    Ok(store.borrow().read_prefix(prefix).await?)
-}
-
 impl PolicyEngine {
     /// Loads the policies and fleet context from the store. The engine is current as of
     /// the returned revision; [`run`] watches from the next one.

@@ -1,16 +1,22 @@
 //! The scheduler controller: places pending workload instances and commits Allocations.
 //!
-//! Level-triggered: each pass reads the whole desired state (sites, nodes, projects,
-//! workloads, allocations), asks the pure `placement` crate where the missing instances
-//! go, and commits the answers. It wakes on any change under `/registry/` (debounced) and
-//! at least every `resync` interval, and does not care why it woke. What it remembers
-//! between passes ([`PassCache`]) is an optimization, never a source of truth:
-//! the decoded workloads and allocations by revision (a pass decodes only what changed),
-//! and which workloads did not fit. While neither such a workload nor any site, node,
-//! project or allocation changed, planning it again would give the same answer, so it is
-//! skipped (and planned again after 5 minutes regardless), like kube-scheduler's
-//! unschedulable queue. A backlog that cannot be placed then costs a pass its read, not a
-//! re-plan.
+//! Level-triggered: each pass takes the whole desired state (sites, nodes, projects,
+//! workloads, allocations, queues), asks the pure `placement` crate where the missing
+//! instances go, and commits the answers. It wakes on any change under `/registry/`
+//! (debounced) and at least every `resync` interval, and does not care why it woke.
+//!
+//! The desired state comes from an [`Informer`]: an in-memory copy fed by one watch, in
+//! which each object is decoded once per revision, when it changes. A pass asks the store
+//! for its current revision and waits for the cache to reach it, then shares the cached
+//! objects (`Arc`s) instead of reading and decoding the store. See [`crate::informer`] for
+//! why a cache that lags can never make the scheduler double-book a node.
+//!
+//! What the scheduler remembers between passes ([`PassCache`]) is an optimization, never
+//! a source of truth: the cache, and which workloads did not fit. While neither such a
+//! workload nor any site, node, project or allocation changed, planning it again would
+//! give the same answer, so it is skipped (and planned again after 5 minutes regardless),
+//! like kube-scheduler's unschedulable queue. A backlog that cannot be placed then costs
+//! a pass its snapshot, not a re-plan.
 //!
 //! Safety against racing schedulers and crashes:
 //! - An instance's Allocation has a deterministic name, `{workload}-{replica}`, and is
@@ -37,8 +43,9 @@ use store::{Compare, Op, OpResult, Revision};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
+use crate::informer::{self, Informer};
 use crate::queues::{self, QueueContext};
-use crate::registry::{self, AuditRecord, Mutation, Registry, decode, encode, object_key};
+use crate::registry::{self, AuditRecord, Mutation, Registry, encode, object_key};
 use crate::{periodic, rollout};
 
 /// Prefix of the per-node ledger keys.
@@ -226,7 +233,7 @@ async fn release_lost(state: &AppState, snap: &mut Snapshot) -> Result<usize, Ap
 
 /// The allocations that hold resources on a node of the snapshot (an allocation left on a
 /// deleted node holds nothing anywhere).
-fn held(snap: &Snapshot) -> Vec<Allocation> {
+fn held(snap: &Snapshot) -> Vec<&Allocation> {
     let nodes: HashSet<&str> = snap
         .nodes
         .iter()
@@ -235,7 +242,7 @@ fn held(snap: &Snapshot) -> Vec<Allocation> {
     snap.allocations
         .values()
         .filter(|(a, _)| nodes.contains(a.spec.node.as_str()))
-        .map(|(a, _)| Allocation::clone(a))
+        .map(|(a, _)| &**a)
         .collect()
 }
 
@@ -249,6 +256,22 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
         }
     };
     let mut memory = PassCache::default();
+    // The cache a pass reads; listing it may fail (the store is unreachable), and is
+    // retried before each pass until it works.
+    let mut retry = Duration::from_millis(100);
+    while memory.informer.is_none() {
+        match Informer::start(state.store().clone(), state.shutdown.clone()).await {
+            Ok(informer) => memory.informer = Some(informer),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot list the store; retrying");
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
     let mut last = PassReport::default();
     loop {
         let started = std::time::Instant::now();
@@ -306,7 +329,8 @@ pub async fn run(state: AppState, options: SchedulerOptions) {
     }
 }
 
-/// Everything a pass reads, in an order that makes the ledger guard sound.
+/// Everything a pass decides on, as of one point of the store's history (or, while the
+/// cache lags, a prefix of it that is still safe: see [`crate::informer`]).
 struct Snapshot {
     ledgers: HashMap<String, Revision>,
     sites: Vec<Site>,
@@ -344,11 +368,6 @@ fn queue_fingerprint(queues: &[(api::queue::Queue, Revision)]) -> (usize, Revisi
     (queues.len(), h.finish() as Revision)
 }
 
-fn fingerprint(kvs: &[store::KeyValue]) -> (usize, Revision) {
-    let newest = kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
-    (kvs.len(), newest)
-}
-
 /// How long an unplaceable workload is left alone while nothing in the fleet changes,
 /// before it is planned again anyway (kube-scheduler's unschedulable pods wait 5 min).
 const UNPLACEABLE_RETRY: Duration = Duration::from_secs(300);
@@ -359,39 +378,12 @@ pub struct PassCache {
     /// Workloads none of whose pending instances fitted, and the fleet they were planned
     /// against.
     waiting: HashMap<(String, String), Waiting>,
-    workloads: Decoded<Workload>,
-    allocations: Decoded<Allocation>,
+    /// The objects, kept current by a watch ([`crate::informer`]); without one (a single
+    /// pass) each pass lists the store.
+    informer: Option<Arc<Informer>>,
     /// When the last pass's plans change by themselves (an instance becomes available
     /// after `minReadySeconds`, a rollout's deadline passes).
     recheck_in: Option<Duration>,
-}
-
-/// Stored objects decoded once per revision, by key (shared, not copied, with the pass).
-struct Decoded<T>(HashMap<String, (Revision, Arc<T>)>);
-
-impl<T> Default for Decoded<T> {
-    fn default() -> Self {
-        Decoded(HashMap::new())
-    }
-}
-
-impl<T: serde::de::DeserializeOwned> Decoded<T> {
-    /// The objects of `kvs`, decoding only those new since the last call; forgets the
-    /// keys `kvs` no longer holds.
-    fn decode(&mut self, kvs: Vec<store::KeyValue>) -> Result<Vec<(Arc<T>, Revision)>, ApiError> {
-        let mut next = HashMap::with_capacity(kvs.len());
-        let mut out = Vec::with_capacity(kvs.len());
-        for kv in kvs {
-            let object = match self.0.remove(&kv.key) {
-                Some((revision, object)) if revision == kv.mod_revision => object,
-                _ => Arc::new(typed(&kv)?),
-            };
-            out.push((object.clone(), kv.mod_revision));
-            next.insert(kv.key, (kv.mod_revision, object));
-        }
-        self.0 = next;
-        Ok(out)
-    }
 }
 
 struct Waiting {
@@ -416,100 +408,91 @@ impl PassCache {
     }
 }
 
-/// Every key under `prefix` (pages of 5,000).
-pub(crate) async fn read_all(
-    state: &AppState,
-    prefix: &str,
-) -> Result<Vec<store::KeyValue>, ApiError> {
-    crate::policies::read_prefix(&**state.store(), prefix).await
-}
-
 /// Runs CPU-bound work of a pass without holding up the runtime's other tasks: on the
 /// multi-threaded runtime the worker hands its queue to another thread first.
-fn compute<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn compute<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(kv: &store::KeyValue) -> Result<T, ApiError> {
-    serde_json::from_value(decode(kv)?)
-        .map_err(|e| ApiError::internal(format!("stored object {} does not decode: {e}", kv.key)))
+async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, ApiError> {
+    match &memory.informer {
+        Some(informer) => {
+            // A consistent read: the cache holds every write made before the pass began.
+            let now = state.store().current_revision().await?;
+            informer.wait_for(now, CACHE_WAIT).await?;
+            informer.read(snapshot_of)
+        }
+        None => {
+            let (cache, _) = informer::Cache::list(state.store()).await?;
+            compute(|| snapshot_of(&cache))
+        }
+    }
 }
 
-async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, ApiError> {
-    // Ledgers first: any placement committed after this read bumps a ledger we compare.
-    let ledgers = read_all(state, LEDGER_PREFIX)
-        .await?
-        .into_iter()
-        .filter_map(|kv| {
-            let node = kv.key.strip_prefix(LEDGER_PREFIX)?.to_owned();
-            Some((node, kv.mod_revision))
-        })
-        .collect();
-    let mut snap = Snapshot {
-        ledgers,
-        sites: Vec::new(),
-        nodes: Vec::new(),
-        projects: BTreeMap::new(),
-        revisions: HashMap::new(),
-        workloads: Vec::new(),
-        allocations: BTreeMap::new(),
-        fleet_key: FleetKey::default(),
-        queues: QueueContext::new(Vec::new(), std::iter::empty(), &BTreeMap::new()),
-    };
-    let sites = read_all(state, &registry::kind_prefix(api::kinds::SITE, None)).await?;
-    let nodes = read_all(state, &registry::kind_prefix(api::kinds::NODE, None)).await?;
-    let projects = read_all(state, &registry::kind_prefix(api::kinds::PROJECT, None)).await?;
-    let workloads = read_all(state, &registry::kind_prefix(api::kinds::WORKLOAD, None)).await?;
-    let allocations = read_all(state, &registry::kind_prefix(api::kinds::ALLOCATION, None)).await?;
-    let queues = read_all(state, &registry::kind_prefix(api::kinds::QUEUE, None)).await?;
-    snap.fleet_key = [
-        fingerprint(&sites),
-        fingerprint(&nodes),
-        fingerprint(&projects),
-        fingerprint(&allocations),
-        (0, 0),
-    ];
-    compute(|| {
-        for kv in sites {
-            snap.sites.push(typed(&kv)?);
+/// How long a pass waits for the cache to catch up with the store before it fails (and
+/// the next pass tries again).
+const CACHE_WAIT: Duration = Duration::from_secs(30);
+
+/// What a pass decides on, from the cache (objects are shared, not copied, except sites,
+/// nodes and projects, whose usage the pass rewrites).
+fn snapshot_of(cache: &informer::Cache) -> Result<Snapshot, ApiError> {
+    cache.check().map_err(ApiError::internal)?;
+    {
+        let mut snap = Snapshot {
+            ledgers: cache.ledgers.clone(),
+            sites: cache.sites.iter().map(|(s, _)| Site::clone(s)).collect(),
+            nodes: Vec::with_capacity(cache.nodes.len()),
+            projects: BTreeMap::new(),
+            revisions: HashMap::with_capacity(cache.nodes.len() + cache.projects.len()),
+            workloads: cache
+                .workloads
+                .iter()
+                .map(|(w, rev)| (Arc::clone(w), rev))
+                .collect(),
+            allocations: cache
+                .allocations
+                .iter()
+                .map(|(a, rev)| {
+                    let ns = a.metadata.namespace.clone().unwrap_or_default();
+                    ((ns, a.metadata.name.clone()), (Arc::clone(a), rev))
+                })
+                .collect(),
+            fleet_key: [
+                cache.sites.fingerprint(),
+                cache.nodes.fingerprint(),
+                cache.projects.fingerprint(),
+                cache.allocations.fingerprint(),
+                (0, 0),
+            ],
+            queues: QueueContext::new(Vec::new(), std::iter::empty(), &BTreeMap::new()),
+        };
+        for (n, rev) in cache.nodes.iter() {
+            snap.revisions
+                .insert((api::kinds::NODE.kind, n.metadata.name.clone()), rev);
+            snap.nodes.push(Node::clone(n));
         }
-        for kv in nodes {
-            let n: Node = typed(&kv)?;
-            snap.revisions.insert(
-                (api::kinds::NODE.kind, n.metadata.name.clone()),
-                kv.mod_revision,
-            );
-            snap.nodes.push(n);
+        for (p, rev) in cache.projects.iter() {
+            snap.revisions
+                .insert((api::kinds::PROJECT.kind, p.metadata.name.clone()), rev);
+            snap.projects
+                .insert(p.metadata.name.clone(), Project::clone(p));
         }
-        for kv in projects {
-            let p: Project = typed(&kv)?;
-            snap.revisions.insert(
-                (api::kinds::PROJECT.kind, p.metadata.name.clone()),
-                kv.mod_revision,
-            );
-            snap.projects.insert(p.metadata.name.clone(), p);
-        }
-        snap.workloads = memory.workloads.decode(workloads)?;
-        for (a, revision) in memory.allocations.decode(allocations)? {
-            let ns = a.metadata.namespace.clone().unwrap_or_default();
-            snap.allocations
-                .insert((ns, a.metadata.name.clone()), (a, revision));
-        }
-        let mut decoded = Vec::with_capacity(queues.len());
-        for kv in queues {
-            decoded.push((typed::<api::queue::Queue>(&kv)?, kv.mod_revision));
-        }
-        snap.fleet_key[4] = queue_fingerprint(&decoded);
+        let queues: Vec<(api::queue::Queue, Revision)> = cache
+            .queues
+            .iter()
+            .map(|(q, rev)| (api::queue::Queue::clone(q), rev))
+            .collect();
+        snap.fleet_key[4] = queue_fingerprint(&queues);
         snap.queues = QueueContext::new(
-            decoded,
+            queues,
             snap.workloads.iter().map(|(w, _)| &**w),
             &snap.projects,
         );
         Ok(snap)
-    })
+    }
 }
 
 /// One scheduling pass.
@@ -523,17 +506,22 @@ pub async fn pass_with(
     options: &SchedulerOptions,
     memory: &mut PassCache,
 ) -> Result<PassReport, ApiError> {
-    // Snapshot: everything the pass decides on, read in an order that makes the ledger
-    // guard sound; instances on lost nodes are released first.
+    // How long each phase took, logged at debug level.
+    let mut phases = Phases::default();
+    // Snapshot: everything the pass decides on (from the cache, once it has caught up
+    // with the store); instances on lost nodes are released first.
     let mut snap = snapshot(state, memory).await?;
+    phases.done("snapshot");
     let mut report = PassReport {
         rescheduled: release_lost(state, &mut snap).await?,
         ..PassReport::default()
     };
+    phases.done("release_lost");
     // Plan: per workload, which instances stop and which start (`rollout.rs`), and the
     // periodic jobs' runs (`periodic.rs`).
     let now = jiff::Timestamp::now();
-    let mut plans = plan_rollouts(&snap, now);
+    let mut plans = compute(|| plan_rollouts(&snap, now));
+    phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
     // give their resources back and wait again, after a back-off.
@@ -547,11 +535,13 @@ pub async fn pass_with(
         .filter_map(|p| p.recheck_in)
         .chain(plans.periodic.values().filter_map(|p| p.recheck_in))
         .min();
+    phases.done("stop_evict_usage_periodic");
     // Place: what the plans start, and where it goes. A workload that did not fit last
     // time is skipped while neither it nor the fleet changed (this pass released or
     // removed nothing, which would change the fleet too).
     let fleet_settled = report.rescheduled == 0 && report.removed == 0;
     let placing = place(&snap, &plans, memory, options, fleet_settled, now)?;
+    phases.done("place");
     if let Some(at) = placing.backing_off.values().min() {
         let wait = Duration::from_secs(at.duration_since(now).as_secs().max(1) as u64);
         memory.recheck_in = Some(memory.recheck_in.map_or(wait, |r| r.min(wait)));
@@ -562,13 +552,70 @@ pub async fn pass_with(
     // Commit: one guarded transaction per node.
     let committed = commit_placements(state, &snap, &plans, &placing, options, &mut report).await?;
     report.gang_released = release_broken_gangs(state, &snap, &plans, &placing).await?;
+    phases.done("commit_placements");
     // Status: what the plans say, and why the rest waits.
     let counts = write_statuses(
         state, &snap, &mut plans, &placing, &committed, &evicted, memory, options, now,
     )
     .await?;
     write_queue_statuses(state, &snap, &placing, &counts, now).await?;
+    phases.done("write_statuses");
+    tracing::debug!(
+        workloads = snap.workloads.len(),
+        allocations = snap.allocations.len(),
+        pending = report.pending,
+        placed = report.placed,
+        phases = %phases,
+        "scheduler pass phases"
+    );
     Ok(report)
+}
+
+/// The phases of one pass, how long each took and the process's resident memory after
+/// it (Linux; for finding what a large pass costs).
+struct Phases {
+    started: std::time::Instant,
+    done: Vec<(&'static str, Duration, Option<u64>)>,
+}
+
+/// The process's resident set size in MiB, where `/proc` tells it.
+fn rss_mib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096 / (1024 * 1024))
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn done(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        let rss = tracing::enabled!(tracing::Level::DEBUG)
+            .then(rss_mib)
+            .flatten();
+        self.done.push((phase, now - self.started, rss));
+        self.started = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (phase, took, rss)) in self.done.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{phase}={:.1}ms", took.as_secs_f64() * 1e3)?;
+            if let Some(mib) = rss {
+                write!(f, "/{mib}MiB")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Evicts the queued jobs that were admitted but whose instances are not all running
@@ -841,8 +888,10 @@ fn place(
         } else {
             let allocations = held(snap);
             let workloads = snap.workloads.iter().map(|(w, _)| &**w);
-            let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
-                .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
+            let mut fleet = Fleet::from_objects(&snap.sites, &snap.nodes, allocations, workloads)
+                .map_err(|e| {
+                ApiError::internal(format!("cannot build the fleet snapshot: {e}"))
+            })?;
             let decisions = if planned == 0 {
                 Vec::new()
             } else {
@@ -1974,7 +2023,7 @@ pub async fn live_fleet(state: &AppState) -> Result<LiveFleet, ApiError> {
     let snap = snapshot(state, &mut PassCache::default()).await?;
     let allocations = held(&snap);
     let workloads = snap.workloads.iter().map(|(w, _)| &**w);
-    let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, &allocations, workloads)
+    let fleet = Fleet::from_objects(&snap.sites, &snap.nodes, allocations, workloads)
         .map_err(|e| ApiError::internal(format!("cannot build the fleet snapshot: {e}")))?;
     Ok(LiveFleet {
         fleet,
