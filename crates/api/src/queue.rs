@@ -369,6 +369,23 @@ pub fn usage_summary(quota: &QueueQuota, used: Option<&ResourceTotals>) -> Strin
     }
 }
 
+/// [`usage_summary`] of a queue and, per flavour, of each flavour, prefixed with its
+/// name: `cpu 4/8, onprem: cpu 4/32, azure: cpu 0/16`.
+pub fn queue_usage_summary(spec: &QueueSpec, status: &QueueStatus) -> String {
+    let mut parts = Vec::new();
+    if !spec.quota.is_empty() || spec.flavors.is_empty() {
+        parts.push(usage_summary(&spec.quota, status.usage.as_ref()));
+    }
+    for f in &spec.flavors {
+        parts.push(format!(
+            "{}: {}",
+            f.name,
+            usage_summary(&f.quota, status.flavor_usage.get(&f.name))
+        ));
+    }
+    parts.join(", ")
+}
+
 /// The back-off before a job evicted `requeues` times is admitted again: 60 s doubling,
 /// at most one hour (Kueue's `requeuingStrategy` default shape).
 pub fn requeue_backoff_secs(requeues: u32) -> u64 {
@@ -414,6 +431,27 @@ mod tests {
         jobs.sort_by(|a, b| queue_order(*a, *b));
         let names: Vec<_> = jobs.iter().map(|j| j.3).collect();
         assert_eq!(names, ["urgent", "early", "late"]);
+    }
+
+    #[test]
+    fn the_usage_column_shows_each_flavor() {
+        let spec: QueueSpec = serde_json::from_value(json!({
+            "flavors": [
+                {"name": "onprem", "sites": ["fra"], "quota": {"cpu": {"nominal": "32"}}},
+                {"name": "spot", "nodeSelector": {"pool": "spot"},
+                 "quota": {"cpu": {"nominal": "16"}}}
+            ]
+        }))
+        .unwrap();
+        let status: QueueStatus = serde_json::from_value(json!({
+            "flavorUsage": {"onprem": {"cpu": "4"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            queue_usage_summary(&spec, &status),
+            "onprem: cpu 4/32, spot: cpu 0/16"
+        );
+        assert_eq!(spec.flavors[1].describe(), "labels pool=spot");
     }
 
     #[test]
