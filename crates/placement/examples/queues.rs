@@ -112,11 +112,11 @@ fn main() {
                 spec["flavors"] = (1..=site_count)
                     .map(|k| {
                         json!({"name": format!("f{k}"), "sites": [format!("s{k}")],
-                               "quota": {
-                                   "cpu": {"nominal": part(nodes * 64).to_string()},
-                                   "memory": {"nominal": format!("{}Gi", part(nodes * 256))},
-                                   "gpus": {"nominal": part(nodes * 8)}
-                               }})
+                        "quota": {
+                            "cpu": {"nominal": part(nodes * 64).to_string()},
+                            "memory": {"nominal": format!("{}Gi", part(nodes * 256))},
+                            "gpus": {"nominal": part(nodes * 8)}
+                        }})
                     })
                     .collect();
             }

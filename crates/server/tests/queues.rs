@@ -294,8 +294,17 @@ async fn a_job_goes_to_its_queues_second_flavor_when_the_first_is_full_and_runs_
     add_job(&r.client, "j2", "eu", 4, 0).await;
     pass().await;
     let first = queue_state(&r.client, "j1").await;
-    assert_eq!((first["admitted"].clone(), first["flavor"].clone()), (json!(true), json!("fra")), "{first}");
-    assert!(nodes_of(&r.client, "j1").await.iter().all(|n| n.starts_with("fra-")));
+    assert_eq!(
+        (first["admitted"].clone(), first["flavor"].clone()),
+        (json!(true), json!("fra")),
+        "{first}"
+    );
+    assert!(
+        nodes_of(&r.client, "j1")
+            .await
+            .iter()
+            .all(|n| n.starts_with("fra-"))
+    );
     // fra's 4 cores are j1's: j2 is admitted into weu, and placed on its nodes only,
     // though Frankfurt's nodes have room (and score better for cost).
     let second = queue_state(&r.client, "j2").await;
@@ -308,7 +317,11 @@ async fn a_job_goes_to_its_queues_second_flavor_when_the_first_is_full_and_runs_
     pass().await;
     assert_eq!(queue_state(&r.client, "j2").await["flavor"], "weu");
     // The queue's status counts each flavour.
-    let q = r.client.get(kind("queue"), None, "eu").await.expect("queue");
+    let q = r
+        .client
+        .get(kind("queue"), None, "eu")
+        .await
+        .expect("queue");
     assert_eq!(q["status"]["flavorUsage"]["fra"]["cpu"], "4", "{q}");
     assert_eq!(q["status"]["flavorUsage"]["weu"]["cpu"], "4", "{q}");
     // meridian explain says where j2 goes and why the other nodes do not count.
@@ -322,7 +335,10 @@ async fn a_job_goes_to_its_queues_second_flavor_when_the_first_is_full_and_runs_
         .await
         .expect("explain");
     let text = x.to_string();
-    assert!(text.contains("flavor weu of queue eu (sites azure-westeurope)"), "{x:#}");
+    assert!(
+        text.contains("flavor weu of queue eu (sites azure-westeurope)"),
+        "{x:#}"
+    );
     assert!(text.contains("not in flavor weu of queue eu"), "{x:#}");
     // A third job of 8 cores fits neither: it waits, and says so for both.
     add_job(&r.client, "j3", "eu", 8, 0).await;
@@ -331,7 +347,9 @@ async fn a_job_goes_to_its_queues_second_flavor_when_the_first_is_full_and_runs_
     assert_eq!(third["admitted"], false, "{third}");
     assert_eq!(third["reason"], "OverNominalQuota", "{third}");
     assert!(
-        third["message"].as_str().is_some_and(|m| m.contains("queue eu (flavor fra)")),
+        third["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queue eu (flavor fra)")),
         "{third}"
     );
     assert!(third.get("flavor").is_none(), "{third}");
@@ -345,7 +363,11 @@ async fn a_queue_below_its_fair_share_preempts_a_borrowing_queue_above_it() {
     let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
     for (name, nominal, preemption) in [
         ("a", "4", json!({})),
-        ("b", "4", json!({"fairSharing": "LessThanOrEqualToFinalShare"})),
+        (
+            "b",
+            "4",
+            json!({"fairSharing": "LessThanOrEqualToFinalShare"}),
+        ),
         ("c", "8", json!({})),
     ] {
         add_queue(
@@ -370,7 +392,12 @@ async fn a_queue_below_its_fair_share_preempts_a_borrowing_queue_above_it() {
     add_job(&r.client, "b0", "b", 8, 0).await;
     pass().await;
     pass().await;
-    assert_eq!(placed(&r.client, "b0").await, 1, "{}", queue_state(&r.client, "b0").await);
+    assert_eq!(
+        placed(&r.client, "b0").await,
+        1,
+        "{}",
+        queue_state(&r.client, "b0").await
+    );
     let mut held = 0;
     for i in 0..4 {
         held += placed(&r.client, &format!("a{i}")).await;
@@ -382,10 +409,7 @@ async fn a_queue_below_its_fair_share_preempts_a_borrowing_queue_above_it() {
         .list_all(kind("event"), None, &ListOptions::default())
         .await
         .expect("events");
-    let preempted = events
-        .iter()
-        .filter(|e| e["reason"] == "Preempted")
-        .count();
+    let preempted = events.iter().filter(|e| e["reason"] == "Preempted").count();
     assert_eq!(preempted, 2, "{events:#?}");
     // The preempted jobs wait in a, which says so.
     let waiting: Vec<Value> = {
@@ -422,5 +446,8 @@ async fn a_flavor_naming_an_unknown_site_is_refused_naming_the_field() {
         .expect_err("an unknown site is refused");
     let text = format!("{err:#}");
     assert!(text.contains("spec.flavors[0].sites[1]"), "{text}");
-    assert!(text.contains("site onprem-frankfrut does not exist"), "{text}");
+    assert!(
+        text.contains("site onprem-frankfrut does not exist"),
+        "{text}"
+    );
 }
