@@ -268,6 +268,10 @@ pub struct Placement {
     /// `AllocationSpec.ports`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::task::PortBinding>,
+    /// The flavour of its queue a queued job was admitted into (its queue has
+    /// `spec.flavors`); the node is one of that flavour's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
     pub explanation: Explanation,
 }
 

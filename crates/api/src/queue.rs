@@ -34,6 +34,12 @@ pub struct QueueSpec {
     pub projects: Vec<String>,
     #[serde(default)]
     pub quota: QueueQuota,
+    /// Resource flavours (Kueue's ResourceFlavors): the quota split by where it
+    /// applies. A job of a queue with flavours is admitted into the first flavour, in
+    /// this order, whose quota has room for all of it, and its instances go only to
+    /// that flavour's nodes. `quota` still bounds the queue as a whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flavors: Vec<QueueFlavor>,
     /// `BestEffortFIFO` (default): a job that does not fit lets the ones behind it try.
     /// `StrictFIFO`: the queue's head blocks the jobs behind it until it is admitted.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -63,6 +69,55 @@ impl QueueSpec {
     /// other queue wants to).
     pub fn weight(&self) -> u32 {
         self.weight.unwrap_or(1)
+    }
+}
+
+/// A resource flavour of a queue: a part of the estate (sites, node labels) with its
+/// own quota. Queues of a cohort lend and borrow per flavour name: what a flavour `spot`
+/// lends is borrowed only by flavours named `spot`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueFlavor {
+    /// Unique in the queue; recorded in a job's `status.queue.flavor`.
+    pub name: String,
+    /// The sites whose nodes are in the flavour (any site when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<String>,
+    /// Labels a node must carry, all of them (`pool: spot`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The flavour's quota, per resource, as `spec.quota`.
+    #[serde(default)]
+    pub quota: QueueQuota,
+}
+
+impl QueueFlavor {
+    /// Where the flavour applies, for messages: `sites fra-1, ams-2 and labels pool=spot`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.sites.is_empty() {
+            parts.push(format!("sites {}", self.sites.join(", ")));
+        }
+        if !self.node_selector.is_empty() {
+            let labels: Vec<String> = self
+                .node_selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            parts.push(format!("labels {}", labels.join(", ")));
+        }
+        if parts.is_empty() {
+            "every node".to_string()
+        } else {
+            parts.join(" and ")
+        }
+    }
+}
+
+impl QueueQuota {
+    /// Whether the quota bounds nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == QueueQuota::default()
     }
 }
 
@@ -139,6 +194,21 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Whether a queue below its fair share takes quota back from queues of its cohort
+    /// above theirs (Kueue's fair-sharing preemption strategies).
+    #[derive(Default)]
+    FairSharingPreemption {
+        /// Fair sharing only orders admissions.
+        #[default]
+        Never = "Never",
+        /// A job of another queue of the cohort that borrows is evicted when, after the
+        /// eviction and this job's admission, this queue's weighted share is still at
+        /// most that queue's (Kueue's `LessThanOrEqualToFinalShare`).
+        LessThanOrEqualToFinalShare = "LessThanOrEqualToFinalShare",
+    }
+}
+
 /// What a waiting job may evict to be admitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -147,6 +217,9 @@ pub struct QueuePreemption {
     pub within_queue: WithinQueue,
     #[serde(default, skip_serializing_if = "is_default")]
     pub reclaim_within_cohort: ReclaimWithinCohort,
+    /// Preemption to rebalance weighted shares within the cohort.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fair_sharing: FairSharingPreemption,
 }
 
 /// What Meridian observes of a queue.
@@ -162,6 +235,9 @@ pub struct QueueStatus {
     /// What admitted jobs reserve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ResourceTotals>,
+    /// What admitted jobs reserve per flavour (queues with `spec.flavors`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flavor_usage: BTreeMap<String, ResourceTotals>,
     /// Fair sharing: what the queue borrows as a share of what its cohort lends, in
     /// thousandths, divided by the weight (0 when it borrows nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +281,10 @@ pub struct QueueState {
     /// Whether the job holds quota (its instances are placed).
     #[serde(default)]
     pub admitted: bool,
+    /// The flavour of its queue it was admitted into (queues with `spec.flavors`): its
+    /// instances run on that flavour's nodes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
     /// Pending jobs ahead of it in its queue (0 at the head).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u32>,
@@ -289,6 +369,23 @@ pub fn usage_summary(quota: &QueueQuota, used: Option<&ResourceTotals>) -> Strin
     }
 }
 
+/// [`usage_summary`] of a queue and, per flavour, of each flavour, prefixed with its
+/// name: `cpu 4/8, onprem: cpu 4/32, azure: cpu 0/16`.
+pub fn queue_usage_summary(spec: &QueueSpec, status: &QueueStatus) -> String {
+    let mut parts = Vec::new();
+    if !spec.quota.is_empty() || spec.flavors.is_empty() {
+        parts.push(usage_summary(&spec.quota, status.usage.as_ref()));
+    }
+    for f in &spec.flavors {
+        parts.push(format!(
+            "{}: {}",
+            f.name,
+            usage_summary(&f.quota, status.flavor_usage.get(&f.name))
+        ));
+    }
+    parts.join(", ")
+}
+
 /// The back-off before a job evicted `requeues` times is admitted again: 60 s doubling,
 /// at most one hour (Kueue's `requeuingStrategy` default shape).
 pub fn requeue_backoff_secs(requeues: u32) -> u64 {
@@ -334,6 +431,27 @@ mod tests {
         jobs.sort_by(|a, b| queue_order(*a, *b));
         let names: Vec<_> = jobs.iter().map(|j| j.3).collect();
         assert_eq!(names, ["urgent", "early", "late"]);
+    }
+
+    #[test]
+    fn the_usage_column_shows_each_flavor() {
+        let spec: QueueSpec = serde_json::from_value(json!({
+            "flavors": [
+                {"name": "onprem", "sites": ["fra"], "quota": {"cpu": {"nominal": "32"}}},
+                {"name": "spot", "nodeSelector": {"pool": "spot"},
+                 "quota": {"cpu": {"nominal": "16"}}}
+            ]
+        }))
+        .unwrap();
+        let status: QueueStatus = serde_json::from_value(json!({
+            "flavorUsage": {"onprem": {"cpu": "4"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            queue_usage_summary(&spec, &status),
+            "onprem: cpu 4/32, spot: cpu 0/16"
+        );
+        assert_eq!(spec.flavors[1].describe(), "labels pool=spot");
     }
 
     #[test]

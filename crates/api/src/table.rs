@@ -392,7 +392,7 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                     o.spec.strategy.to_string(),
                     status.pending.to_string(),
                     status.admitted.to_string(),
-                    crate::queue::usage_summary(&o.spec.quota, status.usage.as_ref()),
+                    crate::queue::queue_usage_summary(&o.spec, &status),
                 ],
                 vec![
                     o.spec.weight().to_string(),

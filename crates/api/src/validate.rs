@@ -1596,26 +1596,82 @@ impl Checker {
             }
         }
         let cohort = q.cohort.is_some();
-        if let Some(r) = &q.quota.cpu {
-            limits(self, "spec.quota.cpu", r, cohort);
-        }
-        if let Some(r) = &q.quota.memory {
-            limits(self, "spec.quota.memory", r, cohort);
-        }
-        if let Some(r) = &q.quota.gpus {
-            limits(self, "spec.quota.gpus", r, cohort);
-        }
-        if let Some(r) = &q.quota.instances {
-            limits(self, "spec.quota.instances", r, cohort);
-        }
-        for (model, r) in &q.quota.gpus_by_model {
-            if model.trim().is_empty() {
+        let quota = |c: &mut Checker, field: &str, quota: &crate::queue::QueueQuota| {
+            if let Some(r) = &quota.cpu {
+                limits(c, &format!("{field}.cpu"), r, cohort);
+            }
+            if let Some(r) = &quota.memory {
+                limits(c, &format!("{field}.memory"), r, cohort);
+            }
+            if let Some(r) = &quota.gpus {
+                limits(c, &format!("{field}.gpus"), r, cohort);
+            }
+            if let Some(r) = &quota.instances {
+                limits(c, &format!("{field}.instances"), r, cohort);
+            }
+            for (model, r) in &quota.gpus_by_model {
+                if model.trim().is_empty() {
+                    c.err(
+                        format!("{field}.gpusByModel"),
+                        "a GPU model name is empty; name it as nodes report it (H100)",
+                    );
+                }
+                limits(c, &format!("{field}.gpusByModel.{model}"), r, cohort);
+            }
+        };
+        quota(self, "spec.quota", &q.quota);
+        // Flavours: named once each, each naming where it applies and what it bounds.
+        // (Whether its sites exist is checked against the store when it is written.)
+        let mut names = std::collections::BTreeSet::new();
+        for (i, f) in q.flavors.iter().enumerate() {
+            let field = format!("spec.flavors[{i}]");
+            self.label_name(&format!("{field}.name"), &f.name, "flavor");
+            if !names.insert(f.name.as_str()) {
                 self.err(
-                    "spec.quota.gpusByModel",
-                    "a GPU model name is empty; name it as nodes report it (H100)",
+                    format!("{field}.name"),
+                    format!(
+                        "flavor {} is listed twice: name each flavor of a queue once",
+                        f.name
+                    ),
                 );
             }
-            limits(self, &format!("spec.quota.gpusByModel.{model}"), r, cohort);
+            if f.sites.is_empty() && f.node_selector.is_empty() {
+                self.err(
+                    field.clone(),
+                    "a flavor names where it applies: give it sites, a nodeSelector, or both",
+                );
+            }
+            if f.quota.is_empty() {
+                self.err(
+                    format!("{field}.quota"),
+                    "a flavor bounds at least one resource (cpu, memory, gpus, instances or gpusByModel)",
+                );
+            }
+            let mut sites = std::collections::BTreeSet::new();
+            for (j, s) in f.sites.iter().enumerate() {
+                self.label_name(&format!("{field}.sites[{j}]"), s, "site");
+                if !sites.insert(s.as_str()) {
+                    self.err(
+                        format!("{field}.sites[{j}]"),
+                        format!("site {s} is listed twice"),
+                    );
+                }
+            }
+            for (k, v) in &f.node_selector {
+                if k.trim().is_empty() {
+                    self.err(
+                        format!("{field}.nodeSelector"),
+                        "a label key is empty; name the node label (pool: spot)",
+                    );
+                }
+                if v.trim().is_empty() {
+                    self.err(
+                        format!("{field}.nodeSelector.{k}"),
+                        "a label value is empty; give the value nodes carry (pool: spot)",
+                    );
+                }
+            }
+            quota(self, &format!("{field}.quota"), &f.quota);
         }
         if let Some(w) = &q.wait_for_ready {
             match w.parse::<crate::duration::Duration>() {
@@ -2216,5 +2272,42 @@ mod tests {
                 r#"lastTimestamp: "yesterday" is not an RFC 3339 time such as 2026-12-06T05:00:00Z"#
             ]
         );
+    }
+
+    #[test]
+    fn queue_flavors_are_named_once_say_where_and_bound_something() {
+        let queue = |flavors: serde_json::Value| {
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Queue",
+                   "metadata": {"name": "eu"}, "spec": {"flavors": flavors}})
+        };
+        let ok = queue(json!([
+            {"name": "fra", "sites": ["onprem-frankfurt"], "quota": {"cpu": {"nominal": "8"}}},
+            {"name": "spot", "nodeSelector": {"pool": "spot"},
+             "quota": {"gpusByModel": {"H100": {"nominal": 8}}}}
+        ]));
+        assert_eq!(errors(ok), Vec::<String>::new());
+        let bad = errors(queue(json!([
+            {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "8"}}},
+            {"name": "fra", "sites": ["ams"], "quota": {"cpu": {"nominal": "8"}}},
+            {"name": "empty", "quota": {}},
+            {"name": "x", "sites": ["a", "a"], "nodeSelector": {"pool": ""},
+             "quota": {"cpu": {"nominal": "1", "borrowingLimit": "1"}}}
+        ])));
+        let has = |field: &str, words: &str| {
+            assert!(
+                bad.iter()
+                    .any(|e| e.starts_with(field) && e.contains(words)),
+                "{field}: {words}: {bad:?}"
+            );
+        };
+        has("spec.flavors[1].name", "flavor fra is listed twice");
+        has("spec.flavors[2]", "give it sites, a nodeSelector, or both");
+        has("spec.flavors[2].quota", "bounds at least one resource");
+        has("spec.flavors[3].sites[1]", "site a is listed twice");
+        has(
+            "spec.flavors[3].nodeSelector.pool",
+            "a label value is empty",
+        );
+        has("spec.flavors[3].quota.cpu", "need spec.cohort");
     }
 }

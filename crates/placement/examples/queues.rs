@@ -3,8 +3,12 @@
 //! queues and 100,000 pending jobs).
 //!
 //! ```sh
-//! cargo run --release -p placement --example queues -- [--queues 1000] [--jobs 100000] [--nodes 2000] [--seed 1]
+//! cargo run --release -p placement --example queues -- [--queues 1000] [--jobs 100000] [--nodes 2000] [--seed 1] [--flavors 0]
 //! ```
+//!
+//! With `--flavors N` (N > 0) the nodes are spread over N sites and each queue's quota
+//! is split into N flavours, one per site (`sites: [sK]`), each with 1/N of the queue's
+//! share, instead of one flat quota: admission then tries each job's flavours in order.
 //!
 //! The estate: `--nodes` identical Linux nodes (64 cores, 256Gi, 8 H100s) in one site;
 //! `--queues` queues in cohorts of 10, each with a nominal quota of an equal share of
@@ -61,19 +65,26 @@ fn main() {
     let jobs = arg("--jobs", 100_000);
     let nodes = arg("--nodes", 2_000);
     let mut rng = Rng(arg("--seed", 1).max(1));
+    let flavors = arg("--flavors", 0);
+    let site_count = flavors.max(1);
 
-    let site: api::Site = serde_json::from_value(json!({
-        "apiVersion": "meridian.dev/v1", "kind": "Site",
-        "metadata": {"name": "s1"},
-        "spec": {"provider": "onprem", "region": "eu-central", "jurisdiction": "DE"}
-    }))
-    .expect("site");
+    let sites: Vec<api::Site> = (1..=site_count)
+        .map(|k| {
+            serde_json::from_value(json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Site",
+                "metadata": {"name": format!("s{k}")},
+                "spec": {"provider": "onprem", "region": "eu-central", "jurisdiction": "DE"}
+            }))
+            .expect("site")
+        })
+        .collect();
     let node_list: Vec<api::Node> = (0..nodes)
         .map(|i| {
             serde_json::from_value(json!({
                 "apiVersion": "meridian.dev/v1", "kind": "Node",
                 "metadata": {"name": format!("n{i:05}")},
-                "spec": {"site": "s1", "os": {"family": "linux"}, "arch": "amd64",
+                "spec": {"site": format!("s{}", i % site_count + 1),
+                         "os": {"family": "linux"}, "arch": "amd64",
                          "drivers": ["exec"],
                          "capacity": {"cpu": 64, "memory": "256Gi",
                                       "gpus": [{"model": "H100", "count": 8}]}},
@@ -83,21 +94,36 @@ fn main() {
         })
         .collect();
     let share = |total: u64| (total / queues.max(1)).max(1);
+    let part = |total: u64| (share(total) / site_count).max(1);
     let queue_list: Vec<api::queue::Queue> = (0..queues)
         .map(|i| {
+            let mut spec = json!({
+                "cohort": format!("c{:03}", i / 10),
+                "weight": 1 + i % 3,
+                "strategy": if i % 3 == 0 { "StrictFIFO" } else { "BestEffortFIFO" },
+            });
+            if flavors == 0 {
+                spec["quota"] = json!({
+                    "cpu": {"nominal": share(nodes * 64).to_string()},
+                    "memory": {"nominal": format!("{}Gi", share(nodes * 256))},
+                    "gpus": {"nominal": share(nodes * 8)}
+                });
+            } else {
+                spec["flavors"] = (1..=site_count)
+                    .map(|k| {
+                        json!({"name": format!("f{k}"), "sites": [format!("s{k}")],
+                        "quota": {
+                            "cpu": {"nominal": part(nodes * 64).to_string()},
+                            "memory": {"nominal": format!("{}Gi", part(nodes * 256))},
+                            "gpus": {"nominal": part(nodes * 8)}
+                        }})
+                    })
+                    .collect();
+            }
             serde_json::from_value(json!({
                 "apiVersion": "meridian.dev/v1", "kind": "Queue",
                 "metadata": {"name": format!("q{i:04}")},
-                "spec": {
-                    "cohort": format!("c{:03}", i / 10),
-                    "weight": 1 + i % 3,
-                    "strategy": if i % 3 == 0 { "StrictFIFO" } else { "BestEffortFIFO" },
-                    "quota": {
-                        "cpu": {"nominal": share(nodes * 64).to_string()},
-                        "memory": {"nominal": format!("{}Gi", share(nodes * 256))},
-                        "gpus": {"nominal": share(nodes * 8)}
-                    }
-                }
+                "spec": spec
             }))
             .expect("queue")
         })
@@ -133,7 +159,7 @@ fn main() {
         .expect("workload");
         workloads.push(w);
     }
-    let mut fleet = Fleet::new(std::slice::from_ref(&site), &node_list).expect("fleet");
+    let mut fleet = Fleet::new(&sites, &node_list).expect("fleet");
     let built = started.elapsed();
     let started = Instant::now();
     let mut batch = Batch::new();
@@ -170,6 +196,7 @@ fn main() {
         "{}",
         json!({
             "queues": queues,
+            "flavors": flavors,
             "cohorts": queues.div_ceil(10),
             "nodes": nodes,
             "jobs": jobs,

@@ -283,7 +283,14 @@ pub(crate) fn message(r: &Reason, agg: &Agg, fleet: &Fleet, wl: &Compiled) -> St
             if agg.values.len() > 3 {
                 values.push("…");
             }
-            format!("{e} not met ({} is {})", e.key, values.join(", "))
+            match &wl.exprs[*i].flavor {
+                Some(f) => format!(
+                    "not in {f}, where the job was admitted ({e} not met: {} is {})",
+                    e.key,
+                    values.join(", ")
+                ),
+                None => format!("{e} not met ({} is {})", e.key, values.join(", ")),
+            }
         }
         Reason::Cpu => format!(
             "insufficient cpu (need {}, largest free {})",
@@ -450,10 +457,15 @@ fn suggestion(
                     "would fit if toleration for {} were added",
                     taint_text(key, value.as_deref(), *effect)
                 ),
-                Reason::Expression(i) => format!(
-                    "would fit without placement expression {}",
-                    wl.exprs[*i].expr
-                ),
+                Reason::Expression(i) => match &wl.exprs[*i].flavor {
+                    Some(f) => format!(
+                        "would fit outside {f} (another flavor with room, or more quota elsewhere)"
+                    ),
+                    None => format!(
+                        "would fit without placement expression {}",
+                        wl.exprs[*i].expr
+                    ),
+                },
                 Reason::Unschedulable if agg.nodes == 1 => {
                     format!(
                         "would fit if node {} were uncordoned",

@@ -237,31 +237,7 @@ impl<'a> Placer<'a> {
                 .map(|_| Outcome::Unplaceable(e.clone()))
                 .collect()
         } else {
-            let first = self.place_job(wi, &idx);
-            let none_placed = first.iter().all(|o| matches!(o, Outcome::Unplaceable(_)));
-            match none_placed
-                .then(|| self.session.queue_preempt(wi, idx.len() as u64))
-                .flatten()
-            {
-                None => first,
-                Some(evicted) => {
-                    let mut retry = self.place_job(wi, &idx);
-                    match retry.iter_mut().find_map(|o| match o {
-                        Outcome::Placed(p) => Some(p),
-                        Outcome::Unplaceable(_) => None,
-                    }) {
-                        Some(p) => {
-                            p.preempted
-                                .extend(self.session.queue_preemptions(wi, &evicted));
-                            retry
-                        }
-                        None => {
-                            self.session.restore(evicted);
-                            first
-                        }
-                    }
-                }
-            }
+            self.admit(wi, &idx)
         };
         let mut waits = false;
         for (j, mut o) in idx.into_iter().zip(outcomes) {
@@ -287,6 +263,85 @@ impl<'a> Placer<'a> {
         for (i, lane) in self.lanes.iter().enumerate() {
             if cohort.as_ref().is_none_or(|c| c.contains(&lane.queue)) {
                 self.shares[i] = self.session.queue_share(lane.queue);
+            }
+        }
+    }
+
+    /// Admits queued job `wi` (its pending instances `idx`), or says why it waits.
+    /// Without flavours: placed within its queue's quota, else after the preemption its
+    /// queue allows. With flavours (Kueue's flavour fungibility): into the first flavour,
+    /// in the queue's order, where the whole job fits without preempting, else the first
+    /// where it fits by preempting; a job already admitted into one stays there.
+    fn admit(&mut self, wi: usize, idx: &[usize]) -> Vec<Outcome> {
+        let n = self.session.queue_flavors(wi);
+        if n == 0 {
+            let first = self.place_job(wi, idx);
+            if first.iter().any(|o| matches!(o, Outcome::Placed(_))) {
+                return first;
+            }
+            return self.preempt_and_place(wi, idx).unwrap_or(first);
+        }
+        let pinned = self.session.pinned_flavor(wi);
+        let flavors: Vec<u16> = match pinned {
+            Some(f) => vec![f],
+            None => (0..n).collect(),
+        };
+        let mut waits: Vec<(u16, Vec<Outcome>)> = Vec::new();
+        for &f in &flavors {
+            self.session.set_flavor(wi, Some(f));
+            let out = self.place_job(wi, idx);
+            if out.iter().any(|o| matches!(o, Outcome::Placed(_))) {
+                return out;
+            }
+            waits.push((f, out));
+        }
+        for &f in &flavors {
+            self.session.set_flavor(wi, Some(f));
+            if let Some(out) = self.preempt_and_place(wi, idx) {
+                return out;
+            }
+        }
+        // It waits: why, in its first flavour, with a note on each of the others.
+        let notes: Vec<String> = waits
+            .iter()
+            .skip(1)
+            .filter_map(|(f, out)| match out.first() {
+                Some(Outcome::Unplaceable(e)) => Some(format!(
+                    "{}; it waits there too: {}",
+                    self.session.flavor_note(wi, *f),
+                    e.summary
+                )),
+                _ => None,
+            })
+            .collect();
+        self.session.set_flavor(wi, pinned);
+        let (f, mut first) = waits.swap_remove(0);
+        for o in &mut first {
+            if let Outcome::Unplaceable(e) = o {
+                e.notes
+                    .insert(0, format!("tried in {}", self.session.flavor_note(wi, f)));
+                e.notes.extend(notes.iter().cloned());
+            }
+        }
+        first
+    }
+
+    /// Queue preemption for job `wi` (see `Session::queue_preempt`), then its placement;
+    /// `None`, evicting nothing, when that does not place it.
+    fn preempt_and_place(&mut self, wi: usize, idx: &[usize]) -> Option<Vec<Outcome>> {
+        let evicted = self.session.queue_preempt(wi, idx.len() as u64)?;
+        let mut retry = self.place_job(wi, idx);
+        match retry.iter_mut().find_map(|o| match o {
+            Outcome::Placed(p) => Some(p),
+            Outcome::Unplaceable(_) => None,
+        }) {
+            Some(p) => {
+                p.preempted.extend(self.session.queue_preemptions(&evicted));
+                Some(retry)
+            }
+            None => {
+                self.session.restore(evicted);
+                None
             }
         }
     }

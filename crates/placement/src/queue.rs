@@ -18,6 +18,16 @@
 //! holds for a job of the queue (admitted earlier, or placed in this batch), so one batch
 //! cannot overshoot.
 //!
+//! Flavours (`spec.flavors`, Kueue's ResourceFlavors): a queue's quota split by where it
+//! applies (sites, node labels). A job of a queue with flavours is admitted into one of
+//! them, the first in the queue's order whose quota has room for all of it and whose
+//! nodes take it (Kueue's flavour fungibility), and is placed on that flavour's nodes
+//! only. The accounting above holds per flavour: a cohort's pool of flavour `spot` is
+//! what its queues' flavours named `spot` lend. A queue's flat `quota` still bounds the
+//! queue as a whole. Each allocation counts in the flavour its job was admitted into
+//! ([`Queues::assign_flavor`], from the job's status), else the first flavour of its
+//! queue whose selector its node matches.
+//!
 //! Order: within a queue, higher priority first, then older ([`api::queue::queue_order`]);
 //! across queues, the queue with the lowest weighted share of what its cohort lends goes
 //! first (fair sharing by dominant resource share, as Kueue's fair sharing and Volcano's
@@ -92,6 +102,123 @@ impl Res {
     }
 }
 
+/// A flavour of a queue, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledFlavor {
+    pub name: String,
+    /// Where it applies, for messages.
+    pub describe: String,
+    pub sites: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    /// The same restriction as match expressions (`site.name In [...]`,
+    /// `node.labels.KEY In [VALUE]`), which placement adds to a job admitted into it.
+    pub exprs: Vec<api::MatchExpression>,
+    pub bounds: Vec<(Res, Bound)>,
+}
+
+impl CompiledFlavor {
+    fn new(f: &api::queue::QueueFlavor) -> CompiledFlavor {
+        use api::selector::{MatchExpression, Operator};
+        let mut exprs = Vec::new();
+        if !f.sites.is_empty() {
+            exprs.push(MatchExpression {
+                key: "site.name".into(),
+                operator: Operator::In,
+                values: f.sites.clone(),
+            });
+        }
+        for (k, v) in &f.node_selector {
+            exprs.push(MatchExpression {
+                key: format!("node.labels.{k}"),
+                operator: Operator::In,
+                values: vec![v.clone()],
+            });
+        }
+        CompiledFlavor {
+            name: f.name.clone(),
+            describe: f.describe(),
+            sites: f.sites.clone(),
+            labels: f
+                .node_selector
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            exprs,
+            bounds: bounds_of(&f.quota),
+        }
+    }
+
+    /// Whether node `n` of `fleet` is in the flavour.
+    pub(crate) fn has_node(&self, fleet: &crate::Fleet, n: crate::fleet::NodeId) -> bool {
+        let node = &fleet.nodes[n as usize];
+        let site = fleet.site_name_of_class(fleet.class_of(n));
+        (self.sites.is_empty() || self.sites.iter().any(|s| s == site))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| node.labels.get(k) == Some(v))
+    }
+}
+
+/// A queue's bounds per resource, in a fixed order (cpu, memory, gpus, instances,
+/// models).
+fn bounds_of(quota: &api::queue::QueueQuota) -> Vec<(Res, Bound)> {
+    let mut bounds = Vec::new();
+    if let Some(c) = &quota.cpu {
+        bounds.push((Res::Cpu, Bound::of(c, |c: api::Cpu| c.millis())));
+    }
+    if let Some(m) = &quota.memory {
+        bounds.push((Res::Memory, Bound::of(m, |m: api::Memory| m.bytes())));
+    }
+    // GPUs in milli-GPUs, as placement counts them (shares of one device).
+    let milli = |n: u32| u64::from(n) * u64::from(api::gpu::MILLI_PER_GPU);
+    if let Some(g) = &quota.gpus {
+        bounds.push((Res::Gpus, Bound::of(g, milli)));
+    }
+    if let Some(i) = &quota.instances {
+        bounds.push((Res::Instances, Bound::of(i, u64::from)));
+    }
+    for (model, g) in &quota.gpus_by_model {
+        bounds.push((Res::Model(model.clone()), Bound::of(g, milli)));
+    }
+    bounds
+}
+
+/// What a queue's jobs hold: in all, and per flavour (in the queue's flavour order).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    pub total: Usage,
+    pub flavors: Vec<Usage>,
+}
+
+impl Held {
+    /// The usage of the queue as a whole (`None`) or of one of its flavours.
+    pub(crate) fn of(&self, flavor: Option<u16>) -> &Usage {
+        match flavor {
+            Some(f) => &self.flavors[f as usize],
+            None => &self.total,
+        }
+    }
+
+    pub(crate) fn count(
+        &mut self,
+        a: &crate::fleet::Alloc,
+        model: Option<&str>,
+        flavor: Option<u16>,
+        added: bool,
+    ) {
+        let parts = std::iter::once(&mut self.total)
+            .chain(flavor.and_then(|f| self.flavors.get_mut(f as usize)));
+        for u in parts {
+            if added {
+                u.add(a, model);
+            } else {
+                u.remove(a, model);
+            }
+        }
+    }
+}
+
 /// A queue, compiled.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledQueue {
@@ -101,31 +228,15 @@ pub(crate) struct CompiledQueue {
     pub strategy: QueueingStrategy,
     pub preemption: QueuePreemption,
     pub weight: u32,
-    /// Bounded resources, in a fixed order (cpu, memory, gpus, instances, models).
+    /// Bounded resources of the queue as a whole, in a fixed order (cpu, memory, gpus,
+    /// instances, models).
     pub bounds: Vec<(Res, Bound)>,
+    /// Its flavours, in the order admission tries them (none: one quota everywhere).
+    pub flavors: Vec<CompiledFlavor>,
 }
 
 impl CompiledQueue {
     fn new(q: &Queue) -> CompiledQueue {
-        let quota = &q.spec.quota;
-        let mut bounds = Vec::new();
-        if let Some(c) = &quota.cpu {
-            bounds.push((Res::Cpu, Bound::of(c, |c: api::Cpu| c.millis())));
-        }
-        if let Some(m) = &quota.memory {
-            bounds.push((Res::Memory, Bound::of(m, |m: api::Memory| m.bytes())));
-        }
-        // GPUs in milli-GPUs, as placement counts them (shares of one device).
-        let milli = |n: u32| u64::from(n) * u64::from(api::gpu::MILLI_PER_GPU);
-        if let Some(g) = &quota.gpus {
-            bounds.push((Res::Gpus, Bound::of(g, milli)));
-        }
-        if let Some(i) = &quota.instances {
-            bounds.push((Res::Instances, Bound::of(i, u64::from)));
-        }
-        for (model, g) in &quota.gpus_by_model {
-            bounds.push((Res::Model(model.clone()), Bound::of(g, milli)));
-        }
         CompiledQueue {
             name: q.metadata.name.clone(),
             cohort: q.spec.cohort.clone(),
@@ -133,17 +244,61 @@ impl CompiledQueue {
             strategy: q.spec.strategy,
             preemption: q.spec.preemption.clone(),
             weight: q.spec.weight(),
-            bounds,
+            bounds: bounds_of(&q.spec.quota),
+            flavors: q.spec.flavors.iter().map(CompiledFlavor::new).collect(),
         }
     }
 
-    pub(crate) fn bound(&self, r: &Res) -> Option<&Bound> {
-        self.bounds.iter().find(|(x, _)| x == r).map(|(_, b)| b)
+    /// The bounds of the queue as a whole (`None`) or of one of its flavours.
+    pub(crate) fn bounds_in(&self, flavor: Option<u16>) -> &[(Res, Bound)] {
+        match flavor {
+            Some(f) => &self.flavors[f as usize].bounds,
+            None => &self.bounds,
+        }
     }
 
-    /// Whether the queue bounds some GPU model.
-    pub(crate) fn bounds_models(&self) -> bool {
-        self.bounds.iter().any(|(r, _)| matches!(r, Res::Model(_)))
+    pub(crate) fn bound(&self, flavor: Option<u16>, r: &Res) -> Option<&Bound> {
+        self.bounds_in(flavor)
+            .iter()
+            .find(|(x, _)| x == r)
+            .map(|(_, b)| b)
+    }
+
+    /// Whether the queue, or flavour `flavor` of it, bounds some GPU model.
+    pub(crate) fn bounds_models(&self, flavor: Option<u16>) -> bool {
+        let models = |b: &[(Res, Bound)]| b.iter().any(|(r, _)| matches!(r, Res::Model(_)));
+        models(&self.bounds) || flavor.is_some_and(|f| models(self.bounds_in(Some(f))))
+    }
+
+    /// The index of the flavour named `name`.
+    pub(crate) fn flavor_id(&self, name: &str) -> Option<u16> {
+        self.flavors
+            .iter()
+            .position(|f| f.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// The first flavour whose selector node `n` matches (for allocations whose job
+    /// records none).
+    pub(crate) fn flavor_of_node(
+        &self,
+        fleet: &crate::Fleet,
+        n: crate::fleet::NodeId,
+    ) -> Option<u16> {
+        self.flavors
+            .iter()
+            .position(|f| f.has_node(fleet, n))
+            .map(|i| i as u16)
+    }
+
+    /// Every part of the queue with bounds: the whole, then each flavour.
+    fn parts(&self) -> impl Iterator<Item = Option<u16>> {
+        std::iter::once(None).chain((0..self.flavors.len() as u16).map(Some))
+    }
+
+    /// The name of a part (`None` for the whole queue).
+    pub(crate) fn flavor_name(&self, flavor: Option<u16>) -> Option<&str> {
+        flavor.map(|f| self.flavors[f as usize].name.as_str())
     }
 }
 
@@ -157,8 +312,9 @@ pub struct Queues {
     pub(crate) ids: HashMap<String, u32>,
     /// Cohort name → its queues.
     pub(crate) cohorts: HashMap<String, Vec<u32>>,
-    /// (project, workload) → queue: every job whose allocations count against a queue.
-    pub(crate) assigned: HashMap<(String, String), u32>,
+    /// (project, workload) → queue, and the flavour it was admitted into when its job
+    /// records one: every job whose allocations count against a queue.
+    pub(crate) assigned: HashMap<(String, String), (u32, Option<u16>)>,
 }
 
 impl Queues {
@@ -185,7 +341,19 @@ impl Queues {
     pub fn assign(&mut self, namespace: &str, name: &str, queue: &str) {
         if let Some(&id) = self.ids.get(queue) {
             self.assigned
-                .insert((namespace.to_string(), name.to_string()), id);
+                .insert((namespace.to_string(), name.to_string()), (id, None));
+        }
+    }
+
+    /// Records that job `namespace/name` of `queue` was admitted into its flavour
+    /// `flavor` (`status.queue.flavor`): its allocations count in that flavour, and the
+    /// instances it still lacks go there too. A flavour the queue no longer has is
+    /// ignored (its allocations count where their nodes are).
+    pub fn assign_flavor(&mut self, namespace: &str, name: &str, queue: &str, flavor: &str) {
+        if let Some(&id) = self.ids.get(queue) {
+            let f = self.list[id as usize].flavor_id(flavor);
+            self.assigned
+                .insert((namespace.to_string(), name.to_string()), (id, f));
         }
     }
 
@@ -202,12 +370,31 @@ impl Queues {
         }
     }
 
-    /// How much of `r` queue `q` may hold in all now, given every queue's usage, and
-    /// which rule sets that: its nominal quota (no cohort), its borrowing limit, or what
-    /// the cohort's pool has left.
-    pub(crate) fn limit(&self, q: u32, r: &Res, usage: &[Usage]) -> Option<(u64, QueueReason)> {
+    /// Flavour `flavor` of queue `q` (`None`: the queue as a whole) as it appears in
+    /// queue `p` of its cohort: the flavour of the same name, if `p` has it.
+    pub(crate) fn same_part(&self, q: u32, flavor: Option<u16>, p: u32) -> Option<Option<u16>> {
+        match flavor {
+            None => Some(None),
+            Some(_) if p == q => Some(flavor),
+            Some(f) => {
+                let name = &self.list[q as usize].flavors[f as usize].name;
+                self.list[p as usize].flavor_id(name).map(Some)
+            }
+        }
+    }
+
+    /// How much of `r` queue `q` (or its flavour `flavor`) may hold in all now, given
+    /// every queue's usage, and which rule sets that: its nominal quota (no cohort), its
+    /// borrowing limit, or what the cohort's pool (of the same flavour) has left.
+    pub(crate) fn limit(
+        &self,
+        q: u32,
+        flavor: Option<u16>,
+        r: &Res,
+        usage: &[Held],
+    ) -> Option<(u64, QueueReason)> {
         let queue = &self.list[q as usize];
-        let b = queue.bound(r)?;
+        let b = queue.bound(flavor, r)?;
         let peers = self.peers(q);
         if queue.cohort.is_none() || peers.len() <= 1 {
             return Some((b.nominal, QueueReason::OverNominalQuota));
@@ -215,12 +402,15 @@ impl Queues {
         let mut pool = 0u64;
         let mut drawn_by_others = 0u64;
         for &p in peers {
-            let Some(pb) = self.list[p as usize].bound(r) else {
+            let Some(part) = self.same_part(q, flavor, p) else {
+                continue;
+            };
+            let Some(pb) = self.list[p as usize].bound(part, r) else {
                 continue;
             };
             pool = pool.saturating_add(pb.lendable());
             if p != q {
-                let used = r.of(&usage[p as usize]);
+                let used = r.of(usage[p as usize].of(part));
                 drawn_by_others =
                     drawn_by_others.saturating_add(used.saturating_sub(pb.guaranteed()));
             }
@@ -238,34 +428,68 @@ impl Queues {
     }
 
     /// Fair sharing: what queue `q` borrows beyond its nominal quota as a share of what
-    /// its cohort lends, the largest over its resources (dominant resource share), in
-    /// thousandths, divided by its weight. 0 when it borrows nothing; `u64::MAX` for a
-    /// borrowing queue of weight 0.
-    pub(crate) fn weighted_share(&self, q: u32, usage: &[Usage]) -> u64 {
+    /// its cohort lends, the largest over its resources and flavours (dominant resource
+    /// share), in thousandths, divided by its weight. 0 when it borrows nothing;
+    /// `u64::MAX` for a borrowing queue of weight 0.
+    pub(crate) fn weighted_share(&self, q: u32, usage: &[Held]) -> u64 {
+        self.weighted_share_with(q, usage, None)
+    }
+
+    /// [`Queues::weighted_share`] with `extra` added to the queue's usage (of flavour
+    /// `extra.1`, if any): its share were a job admitted.
+    pub(crate) fn weighted_share_with(
+        &self,
+        q: u32,
+        usage: &[Held],
+        extra: Option<(&Usage, Option<u16>)>,
+    ) -> u64 {
         let queue = &self.list[q as usize];
         if queue.cohort.is_none() {
             return 0;
         }
         let mut share = 0u64;
-        for (r, b) in &queue.bounds {
-            let borrowed = r.of(&usage[q as usize]).saturating_sub(b.nominal);
-            if borrowed == 0 {
-                continue;
+        for part in queue.parts() {
+            for (r, b) in queue.bounds_in(part) {
+                let mut used = r.of(usage[q as usize].of(part));
+                if let Some((u, f)) = extra
+                    && (part.is_none() || part == f)
+                {
+                    used = used.saturating_add(r.of(u));
+                }
+                let borrowed = used.saturating_sub(b.nominal);
+                if borrowed == 0 {
+                    continue;
+                }
+                let pool: u64 = self
+                    .peers(q)
+                    .iter()
+                    .filter_map(|&p| {
+                        let pp = self.same_part(q, part, p)?;
+                        self.list[p as usize].bound(pp, r)
+                    })
+                    .map(Bound::lendable)
+                    .sum();
+                let s = (u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64;
+                share = share.max(s);
             }
-            let pool: u64 = self
-                .peers(q)
-                .iter()
-                .filter_map(|&p| self.list[p as usize].bound(r))
-                .map(Bound::lendable)
-                .sum();
-            let s = (u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64;
-            share = share.max(s);
         }
         match (share, queue.weight) {
             (0, _) => 0,
             (_, 0) => u64::MAX,
             (s, w) => s / u64::from(w),
         }
+    }
+
+    /// Whether queue `q` uses more than its nominal quota of some resource, as a whole
+    /// or in some flavour.
+    pub(crate) fn borrowing(&self, q: u32, usage: &[Held]) -> bool {
+        let queue = &self.list[q as usize];
+        queue.parts().any(|part| {
+            queue
+                .bounds_in(part)
+                .iter()
+                .any(|(r, b)| r.of(usage[q as usize].of(part)) > b.nominal)
+        })
     }
 }
 
@@ -275,6 +499,8 @@ impl Queues {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueUsage {
     pub usage: api::kinds::ResourceTotals,
+    /// What it holds per flavour (queues with `spec.flavors`).
+    pub flavors: BTreeMap<String, api::kinds::ResourceTotals>,
     /// [`Queues::weighted_share`].
     pub weighted_share: u64,
     /// Whether it uses more than its nominal quota of some resource.
@@ -290,35 +516,64 @@ pub fn queue_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, Q
         .enumerate()
         .map(|(i, q)| {
             let u = &usage[i];
-            let borrowing = q.bounds.iter().any(|(r, b)| r.of(u) > b.nominal);
             (
                 q.name.clone(),
                 QueueUsage {
-                    usage: u.totals(),
+                    usage: u.total.totals(),
+                    flavors: q
+                        .flavors
+                        .iter()
+                        .zip(&u.flavors)
+                        .map(|(f, u)| (f.name.clone(), u.totals()))
+                        .collect(),
                     weighted_share: queues.weighted_share(i as u32, &usage),
-                    borrowing,
+                    borrowing: queues.borrowing(i as u32, &usage),
                 },
             )
         })
         .collect()
 }
 
-/// Usage per queue over the fleet's live allocations; `extra` maps workload ids of the
-/// batch to their queue (jobs the snapshot has not seen yet).
+/// Usage per queue (and flavour) over the fleet's live allocations; `extra` maps
+/// workload ids of the batch to their queue and flavour (jobs the snapshot has not seen
+/// yet, and flavours chosen in this batch).
 pub(crate) fn usage_of(
     fleet: &crate::Fleet,
     queues: &Queues,
-    extra: &HashMap<crate::fleet::WorkloadId, u32>,
-) -> Vec<Usage> {
-    let mut usage = vec![Usage::default(); queues.list.len()];
+    extra: &HashMap<crate::fleet::WorkloadId, (u32, Option<u16>)>,
+) -> Vec<Held> {
+    let mut usage: Vec<Held> = queues
+        .list
+        .iter()
+        .map(|q| Held {
+            total: Usage::default(),
+            flavors: vec![Usage::default(); q.flavors.len()],
+        })
+        .collect();
     for a in fleet.allocs.iter().flatten() {
-        let q = extra.get(&a.workload).copied().or_else(|| {
-            let key = &fleet.workload_names[a.workload as usize];
-            queues.assigned.get(key).copied()
-        });
-        if let Some(q) = q {
-            usage[q as usize].add(a, fleet.model_of_alloc(a));
+        if let Some((q, f)) = queue_of(fleet, queues, extra, a) {
+            usage[q as usize].count(a, fleet.model_of_alloc(a), f, true);
         }
     }
     usage
+}
+
+/// The queue and flavour allocation `a` counts in: its job's (from `extra`, else as
+/// assigned), in the flavour recorded for the job, else the first flavour of its queue
+/// whose selector its node matches.
+pub(crate) fn queue_of(
+    fleet: &crate::Fleet,
+    queues: &Queues,
+    extra: &HashMap<crate::fleet::WorkloadId, (u32, Option<u16>)>,
+    a: &crate::fleet::Alloc,
+) -> Option<(u32, Option<u16>)> {
+    let (q, f) = extra.get(&a.workload).copied().or_else(|| {
+        let key = &fleet.workload_names[a.workload as usize];
+        queues.assigned.get(key).copied()
+    })?;
+    let queue = &queues.list[q as usize];
+    if queue.flavors.is_empty() {
+        return Some((q, None));
+    }
+    Some((q, f.or_else(|| queue.flavor_of_node(fleet, a.node))))
 }

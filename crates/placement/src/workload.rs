@@ -206,6 +206,9 @@ impl Attr {
 pub(crate) struct Expr {
     pub expr: MatchExpression,
     pub attr: Attr,
+    /// Set on the expressions a queue's flavour adds (`flavor gpu-spot of queue
+    /// training`): explanations say the node is outside the flavour.
+    pub flavor: Option<Arc<str>>,
 }
 
 impl Expr {
@@ -383,6 +386,7 @@ impl Compiled {
                     Ok(Expr {
                         expr: e.clone(),
                         attr: Attr::parse(&e.key),
+                        flavor: None,
                     })
                 })
                 .collect()
@@ -583,6 +587,9 @@ pub struct Batch {
     pub(crate) workloads: Vec<Compiled>,
     /// The estate's queues, when queued jobs are admitted by them.
     pub(crate) queues: Option<Arc<crate::queue::Queues>>,
+    /// Per workload whose queue has flavours: the workload as admitted into each flavour
+    /// (its match expressions and the flavour's), in the queue's flavour order.
+    pub(crate) flavored: Vec<Vec<Compiled>>,
     pub(crate) instances: Vec<Instance>,
     seen: HashSet<(usize, u32)>,
     index: HashMap<WorkloadRef, usize>,
@@ -621,6 +628,11 @@ impl Batch {
     /// has a default queue) is placed only within its queue's quota, in its queue's order
     /// (see [`crate::queue`]). Without queues, `spec.queue` is ignored.
     pub fn set_queues(&mut self, queues: Arc<crate::queue::Queues>) {
+        self.flavored = self
+            .workloads
+            .iter()
+            .map(|c| flavored(&queues, c))
+            .collect();
         self.queues = Some(queues);
     }
 
@@ -640,6 +652,9 @@ impl Batch {
             Some(_) => return Err(PlacementError::DuplicateWorkload(c.workload.to_string())),
             None => {
                 self.index.insert(c.workload.clone(), self.workloads.len());
+                if let Some(q) = &self.queues {
+                    self.flavored.push(flavored(q, &c));
+                }
                 self.workloads.push(c);
                 self.workloads.len() - 1
             }
@@ -655,6 +670,11 @@ impl Batch {
         Ok(())
     }
 
+    /// Workload `wi` as admitted into flavour `flavor` of its queue.
+    pub(crate) fn flavored(&self, wi: usize, flavor: u16) -> Option<&Compiled> {
+        self.flavored.get(wi)?.get(flavor as usize)
+    }
+
     /// Number of instances.
     pub fn len(&self) -> usize {
         self.instances.len()
@@ -663,4 +683,27 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }
+}
+
+/// Workload `c` as admitted into each flavour of its queue (none outside queues or when
+/// its queue has no flavours): its own match expressions, then the flavour's.
+fn flavored(queues: &crate::queue::Queues, c: &Compiled) -> Vec<Compiled> {
+    let Some(q) = c.queue.as_ref().and_then(|q| queues.ids.get(q)) else {
+        return Vec::new();
+    };
+    let queue = &queues.list[*q as usize];
+    queue
+        .flavors
+        .iter()
+        .map(|f| {
+            let mut v = c.clone();
+            let note: Arc<str> = format!("flavor {} of queue {}", f.name, queue.name).into();
+            v.exprs.extend(f.exprs.iter().map(|e| Expr {
+                expr: e.clone(),
+                attr: Attr::parse(&e.key),
+                flavor: Some(note.clone()),
+            }));
+            v
+        })
+        .collect()
 }

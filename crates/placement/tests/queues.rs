@@ -567,3 +567,303 @@ fn a_queue_reclaims_its_lent_quota_from_borrowers_of_its_cohort() {
         }
     }
 }
+
+// -- flavours (Kueue's ResourceFlavors) and fair-sharing preemption ------------------------
+
+/// Two sites, `fra` and `ams`, with `n` nodes of 16 cores each; the last node of each
+/// carries `pool: spot`.
+fn two_sites(n: usize) -> (Vec<Site>, Vec<Node>) {
+    let sites = vec![site("fra", "DE", json!({})), site("ams", "NL", json!({}))];
+    let mut nodes = Vec::new();
+    for s in ["fra", "ams"] {
+        for i in 0..n {
+            let pool = if i + 1 == n { "spot" } else { "standard" };
+            nodes.push(node(
+                &format!("{s}-{i}"),
+                s,
+                json!({"metadata": {"labels": {"pool": pool}},
+                       "spec": {"capacity": {"cpu": 16, "memory": "64Gi"}}}),
+            ));
+        }
+    }
+    (sites, nodes)
+}
+
+/// A queue with the flavours `fra` (4 cores) then `ams` (8 cores), by site.
+fn by_site() -> Queue {
+    queue(
+        "eu",
+        json!({"flavors": [
+            {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}},
+            {"name": "ams", "sites": ["ams"], "quota": {"cpu": {"nominal": "8"}}}
+        ]}),
+    )
+}
+
+/// A job of one instance of `cpu` cores in `queue`.
+fn cpu_job(name: &str, queue: &str, cpu: u32, created: u32) -> Workload {
+    let mut w = job(name, queue, 0, 1, 0, created);
+    w.spec.task.resources.cpu = api::Cpu::from_millis(u64::from(cpu) * 1000);
+    w
+}
+
+#[test]
+fn a_job_goes_to_the_first_flavor_with_room_and_only_to_its_nodes() {
+    let (sites, nodes) = two_sites(2);
+    let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+    let q = by_site();
+    let jobs = [
+        cpu_job("a", "eu", 4, 1),
+        cpu_job("b", "eu", 4, 2),
+        cpu_job("c", "eu", 8, 3),
+    ];
+    let d = place_queued(&mut fleet, std::slice::from_ref(&q), &[], &jobs);
+    let a = d[0].placement().expect("a fits its first flavour");
+    assert_eq!((a.flavor.as_deref(), a.site.as_str()), (Some("fra"), "fra"));
+    assert!(
+        a.explanation
+            .notes
+            .iter()
+            .any(|n| n.contains("flavor fra of queue eu (sites fra)")),
+        "{:?}",
+        a.explanation.notes
+    );
+    // fra's 4 cores are taken: b goes to its second flavour, on ams's nodes only,
+    // though fra's nodes have room.
+    let b = d[1].placement().expect("b fits the second flavour");
+    assert_eq!((b.flavor.as_deref(), b.site.as_str()), (Some("ams"), "ams"));
+    // c needs 8: fra has none left, ams 4: it waits, saying why in both.
+    let (why, message) = reason(&d, "c").expect("c waits");
+    assert_eq!(why, QueueReason::OverNominalQuota);
+    assert!(message.contains("queue eu (flavor fra)"), "{message}");
+    let notes = &d[2].explanation().notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("flavor ams") && n.contains("waits there too")),
+        "{notes:?}"
+    );
+    // The queue's report holds each flavour's usage.
+    let mut qs = Queues::new(std::slice::from_ref(&q));
+    for j in &jobs {
+        qs.assign("research", &j.metadata.name, "eu");
+    }
+    let report = placement::queue_report(&fleet, &qs);
+    let eu = &report["eu"];
+    assert_eq!(eu.flavors["fra"].cpu.millis(), 4000);
+    assert_eq!(eu.flavors["ams"].cpu.millis(), 4000);
+    assert_eq!(eu.usage.cpu.millis(), 8000);
+}
+
+#[test]
+fn a_node_selector_flavor_keeps_the_job_on_its_labelled_nodes_and_explain_says_so() {
+    let (sites, nodes) = two_sites(3);
+    let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+    let q = queue(
+        "spot",
+        json!({"flavors": [{"name": "spot", "nodeSelector": {"pool": "spot"},
+                            "quota": {"cpu": {"nominal": "32"}}}]}),
+    );
+    let jobs: Vec<Workload> = (0..3)
+        .map(|i| cpu_job(&format!("s{i}"), "spot", 8, i))
+        .collect();
+    let d = place_queued(&mut fleet, std::slice::from_ref(&q), &[], &jobs);
+    // Two spot nodes (fra-2, ams-2) of 16 cores: room for four jobs of 8.
+    for x in &d {
+        let p = x.placement().expect("placed");
+        assert!(p.node.ends_with("-2"), "only spot nodes: {}", p.node);
+        assert_eq!(p.flavor.as_deref(), Some("spot"));
+    }
+    // Explain a fourth and a fifth: the fourth fits the last spot room; the nodes
+    // outside the flavour are counted as such.
+    let mut qs = Queues::new(std::slice::from_ref(&q));
+    for j in &jobs {
+        qs.assign("research", &j.metadata.name, "spot");
+    }
+    let extra = cpu_job("s9", "spot", 8, 9);
+    let x = placement::explain_queued(&fleet, &extra, None, Arc::new(qs), &Options::default())
+        .expect("explain");
+    let text = x.render();
+    assert!(
+        text.contains("not in flavor spot of queue spot"),
+        "explain names the flavour: {text}"
+    );
+    assert!(
+        x.notes
+            .iter()
+            .any(|n| n.contains("would be admitted into flavor spot")),
+        "{text}"
+    );
+}
+
+#[test]
+fn cohorts_lend_and_borrow_per_flavor() {
+    let (sites, nodes) = two_sites(2);
+    // a has only fra; b has fra and ams, each 4 cores; both in cohort lab.
+    let qs = [
+        queue(
+            "a",
+            json!({"cohort": "lab", "flavors": [
+                {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}}]}),
+        ),
+        queue(
+            "b",
+            json!({"cohort": "lab", "flavors": [
+                {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}},
+                {"name": "ams", "sites": ["ams"], "quota": {"cpu": {"nominal": "4"}}}]}),
+        ),
+    ];
+    let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+    // a borrows b's fra (8 in all), but not b's ams: another flavour's pool.
+    let jobs = [cpu_job("a1", "a", 8, 1), cpu_job("a2", "a", 2, 2)];
+    let d = place_queued(&mut fleet, &qs, &[], &jobs);
+    let a1 = d[0].placement().expect("a borrows b's fra");
+    assert_eq!(a1.flavor.as_deref(), Some("fra"));
+    let (why, message) = reason(&d, "a2").expect("fra's pool is spent");
+    assert_eq!(why, QueueReason::WaitingForBorrowableQuota, "{message}");
+    assert!(message.contains("queue a (flavor fra)"), "{message}");
+    // b's own fra is lent out: its job goes to its ams flavour.
+    let mut known = jobs.to_vec();
+    let b1 = cpu_job("b1", "b", 4, 3);
+    known.push(b1.clone());
+    let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&b1));
+    let p = d[0].placement().expect("b1 admitted into ams");
+    assert_eq!((p.flavor.as_deref(), p.site.as_str()), (Some("ams"), "ams"));
+}
+
+#[test]
+fn flat_quotas_and_flavors_together_bound_the_queue_as_a_whole() {
+    let (sites, nodes) = two_sites(2);
+    let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+    let q = queue(
+        "eu",
+        json!({"quota": {"cpu": {"nominal": "6"}},
+               "flavors": [
+            {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}},
+            {"name": "ams", "sites": ["ams"], "quota": {"cpu": {"nominal": "4"}}}]}),
+    );
+    let jobs = [cpu_job("a", "eu", 4, 1), cpu_job("b", "eu", 4, 2)];
+    let d = place_queued(&mut fleet, std::slice::from_ref(&q), &[], &jobs);
+    assert!(d[0].is_placed());
+    let (why, message) = reason(&d, "b").expect("the queue's 6 cores bound both flavours");
+    assert_eq!(why, QueueReason::OverNominalQuota);
+    assert!(
+        message.contains("queue eu over its nominal cpu"),
+        "{message}"
+    );
+}
+
+/// Three queues of cohort `lab` with 4 H100s each (c idle, lending them): `a` runs four
+/// gangs of 2 × 2 GPUs (16: all of the cohort's), `b` asks for 8.
+fn fair_share_setup(b_preemption: Value, a_weight: u32) -> (Vec<Queue>, Vec<Workload>) {
+    let qs = vec![
+        queue(
+            "a",
+            json!({"cohort": "lab", "weight": a_weight,
+                   "quota": {"gpusByModel": {"H100": {"nominal": 4}}}}),
+        ),
+        queue(
+            "b",
+            json!({"cohort": "lab", "preemption": b_preemption,
+                   "quota": {"gpusByModel": {"H100": {"nominal": 4}}}}),
+        ),
+        queue(
+            "c",
+            json!({"cohort": "lab", "quota": {"gpusByModel": {"H100": {"nominal": 8}}}}),
+        ),
+    ];
+    let gangs = (0..4)
+        .map(|i| gang(job(&format!("a{i}"), "a", 5, 2, 2, i)))
+        .collect();
+    (qs, gangs)
+}
+
+#[test]
+fn fair_sharing_preempts_whole_gangs_of_a_queue_above_its_share() {
+    let nodes = gpu_nodes(4);
+    let (qs, gangs) = fair_share_setup(json!({"fairSharing": "LessThanOrEqualToFinalShare"}), 1);
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let d = place_queued(&mut fleet, &qs, &[], &gangs);
+    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 8);
+    // b needs 8 (4 borrowed): a's share 750 (12 of 16 borrowed). Evicting one gang
+    // leaves a at 500, b with the job at 250: not enough room yet; a second leaves a
+    // at 250 = b's 250: fair, and room. (b0 is a gang of 4 × 2 GPUs, so the freed
+    // GPUs fit it wherever they are.)
+    let want = gang(job("b0", "b", 0, 4, 2, 20));
+    let mut known = gangs.clone();
+    known.push(want.clone());
+    let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "b0 whole");
+    let p = d
+        .iter()
+        .filter_map(Decision::placement)
+        .find(|p| !p.preempted.is_empty())
+        .expect("b0 admitted by fair-sharing preemption");
+    assert_eq!(p.preempted.len(), 4, "two gangs, whole: {:?}", p.preempted);
+    let mut by_job: std::collections::BTreeMap<&str, usize> = Default::default();
+    for v in &p.preempted {
+        *by_job.entry(v.allocation.workload.as_str()).or_default() += 1;
+        assert!(v.reason.contains("for fair sharing"), "{}", v.reason);
+    }
+    assert!(
+        by_job.values().all(|&n| n == 2),
+        "each gang whole: {by_job:?}"
+    );
+    // The priority of b0 (0) is below a's (5): fair sharing does not look at it.
+    assert!(p.preempted[0].reason.contains("queue b's weighted share"));
+}
+
+#[test]
+fn fair_sharing_does_not_preempt_below_the_final_share_or_without_the_policy() {
+    let nodes = gpu_nodes(4);
+    for (policy, weight, why) in [
+        (json!({}), 1, "no fairSharing policy"),
+        (
+            json!({"fairSharing": "LessThanOrEqualToFinalShare"}),
+            4,
+            "a's weight 4 keeps its weighted share below b's",
+        ),
+    ] {
+        let (qs, gangs) = fair_share_setup(policy, weight);
+        let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+        place_queued(&mut fleet, &qs, &[], &gangs);
+        let want = gang(job("b0", "b", 0, 4, 2, 20));
+        let mut known = gangs.clone();
+        known.push(want.clone());
+        let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+        assert!(d.iter().all(|d| !d.is_placed()), "{why}");
+        assert_eq!(
+            fleet_allocations(&fleet),
+            8,
+            "{why}: nothing evicted, nothing left half-evicted"
+        );
+    }
+}
+
+fn fleet_allocations(fleet: &Fleet) -> usize {
+    (0..4)
+        .map(|i| fleet.allocations_on(&format!("g{i}")).len())
+        .sum()
+}
+
+#[test]
+fn a_job_admitted_into_a_flavor_places_its_missing_instances_there() {
+    let (sites, nodes) = two_sites(2);
+    let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+    let q = by_site();
+    // Its status says it was admitted into ams: its instances go there, though fra,
+    // first in the queue's order, has room.
+    let p = cpu_job("p", "eu", 2, 1);
+    let mut qs = Queues::new(std::slice::from_ref(&q));
+    qs.assign("research", "p", "eu");
+    qs.assign_flavor("research", "p", "eu", "ams");
+    let mut batch = Batch::new();
+    batch.set_queues(Arc::new(qs));
+    batch.add(&p, [0]).expect("add");
+    let d = place_batch(&mut fleet, &batch, &Options::default());
+    let placed = d[0].placement().expect("placed");
+    assert_eq!(
+        (placed.flavor.as_deref(), placed.site.as_str()),
+        (Some("ams"), "ams")
+    );
+}

@@ -1047,6 +1047,15 @@ async fn write_statuses(
         .cloned()
         .collect();
     let positions = queues::positions(&snap.queues, &plans.workloads, &waiting_in_queue);
+    // The flavour each queued job was placed in, this pass.
+    let flavors: HashMap<(String, String), &str> = placing
+        .decisions
+        .iter()
+        .filter_map(|d| {
+            let f = d.placement()?.flavor.as_deref()?;
+            Some(((d.workload.namespace.clone(), d.workload.name.clone()), f))
+        })
+        .collect();
     let mut counts: HashMap<String, queues::Counts> = HashMap::new();
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written concurrently, so the store group-commits them instead of one fsync each.
@@ -1163,6 +1172,7 @@ async fn write_statuses(
                     wait.as_ref(),
                     positions.get(&key).copied(),
                     holds,
+                    flavors.get(&key).copied(),
                     now,
                 );
                 if placing.backing_off.contains_key(&key) {

@@ -262,3 +262,192 @@ async fn a_finished_job_leaves_its_queue_and_frees_its_quota() {
     assert_eq!(q["status"]["admitted"], 1, "{q}");
     assert_eq!(q["status"]["pending"], 0, "{q}");
 }
+
+/// The node allocation(s) of `workload` run on.
+async fn nodes_of(c: &Client, workload: &str) -> Vec<String> {
+    c.list_all(kind("alloc"), Some("research"), &ListOptions::default())
+        .await
+        .expect("allocations")
+        .iter()
+        .filter(|a| a["spec"]["workload"] == workload)
+        .map(|a| a["spec"]["node"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_goes_to_its_queues_second_flavor_when_the_first_is_full_and_runs_only_there() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    add_queue(
+        &r.client,
+        "eu",
+        json!({"flavors": [
+            {"name": "fra", "sites": ["onprem-frankfurt"], "quota": {"cpu": {"nominal": "4"}}},
+            {"name": "weu", "sites": ["azure-westeurope"], "quota": {"cpu": {"nominal": "8"}}}
+        ]}),
+    )
+    .await;
+    // Created within one second: the name decides the order.
+    add_job(&r.client, "j1", "eu", 4, 0).await;
+    add_job(&r.client, "j2", "eu", 4, 0).await;
+    pass().await;
+    let first = queue_state(&r.client, "j1").await;
+    assert_eq!(
+        (first["admitted"].clone(), first["flavor"].clone()),
+        (json!(true), json!("fra")),
+        "{first}"
+    );
+    assert!(
+        nodes_of(&r.client, "j1")
+            .await
+            .iter()
+            .all(|n| n.starts_with("fra-"))
+    );
+    // fra's 4 cores are j1's: j2 is admitted into weu, and placed on its nodes only,
+    // though Frankfurt's nodes have room (and score better for cost).
+    let second = queue_state(&r.client, "j2").await;
+    assert_eq!(second["admitted"], true, "{second}");
+    assert_eq!(second["flavor"], "weu", "{second}");
+    let nodes = nodes_of(&r.client, "j2").await;
+    assert_eq!(nodes.len(), 1);
+    assert!(nodes[0].starts_with("azure-weu-"), "{nodes:?}");
+    // Another pass keeps both where they are, flavours recorded.
+    pass().await;
+    assert_eq!(queue_state(&r.client, "j2").await["flavor"], "weu");
+    // The queue's status counts each flavour.
+    let q = r
+        .client
+        .get(kind("queue"), None, "eu")
+        .await
+        .expect("queue");
+    assert_eq!(q["status"]["flavorUsage"]["fra"]["cpu"], "4", "{q}");
+    assert_eq!(q["status"]["flavorUsage"]["weu"]["cpu"], "4", "{q}");
+    // meridian explain says where j2 goes and why the other nodes do not count.
+    let x: Value = r
+        .client
+        .request_json(
+            client::Method::GET,
+            "/apis/meridian.dev/v1/namespaces/research/workloads/j2/explain",
+            None,
+        )
+        .await
+        .expect("explain");
+    let text = x.to_string();
+    assert!(
+        text.contains("flavor weu of queue eu (sites azure-westeurope)"),
+        "{x:#}"
+    );
+    assert!(text.contains("not in flavor weu of queue eu"), "{x:#}");
+    // A third job of 8 cores fits neither: it waits, and says so for both.
+    add_job(&r.client, "j3", "eu", 8, 0).await;
+    pass().await;
+    let third = queue_state(&r.client, "j3").await;
+    assert_eq!(third["admitted"], false, "{third}");
+    assert_eq!(third["reason"], "OverNominalQuota", "{third}");
+    assert!(
+        third["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queue eu (flavor fra)")),
+        "{third}"
+    );
+    assert!(third.get("flavor").is_none(), "{third}");
+}
+
+#[tokio::test]
+async fn a_queue_below_its_fair_share_preempts_a_borrowing_queue_above_it() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    for (name, nominal, preemption) in [
+        ("a", "4", json!({})),
+        (
+            "b",
+            "4",
+            json!({"fairSharing": "LessThanOrEqualToFinalShare"}),
+        ),
+        ("c", "8", json!({})),
+    ] {
+        add_queue(
+            &r.client,
+            name,
+            json!({"cohort": "lab", "preemption": preemption,
+                   "quota": {"cpu": {"nominal": nominal}}}),
+        )
+        .await;
+    }
+    // a takes all 16 cores the cohort has, at priority 5.
+    for i in 0..4 {
+        add_job(&r.client, &format!("a{i}"), "a", 4, 5).await;
+    }
+    pass().await;
+    let mut held = 0;
+    for i in 0..4 {
+        held += placed(&r.client, &format!("a{i}")).await;
+    }
+    assert_eq!(held, 4);
+    // b asks for 8 at priority 0: two of a's jobs go (a's share 750 → 250, b's 250).
+    add_job(&r.client, "b0", "b", 8, 0).await;
+    pass().await;
+    pass().await;
+    assert_eq!(
+        placed(&r.client, "b0").await,
+        1,
+        "{}",
+        queue_state(&r.client, "b0").await
+    );
+    let mut held = 0;
+    for i in 0..4 {
+        held += placed(&r.client, &format!("a{i}")).await;
+    }
+    assert_eq!(held, 2, "two of a's jobs preempted");
+    r.state.events.flush().await;
+    let events = r
+        .client
+        .list_all(kind("event"), None, &ListOptions::default())
+        .await
+        .expect("events");
+    let preempted = events.iter().filter(|e| e["reason"] == "Preempted").count();
+    assert_eq!(preempted, 2, "{events:#?}");
+    // The preempted jobs wait in a, which says so.
+    let waiting: Vec<Value> = {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            let s = queue_state(&r.client, &format!("a{i}")).await;
+            if s["admitted"] == false {
+                v.push(s);
+            }
+        }
+        v
+    };
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+}
+
+#[tokio::test]
+async fn a_flavor_naming_an_unknown_site_is_refused_naming_the_field() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let err = r
+        .client
+        .create(
+            kind("queue"),
+            None,
+            &queue(
+                "typo",
+                json!({"flavors": [
+                    {"name": "fra", "sites": ["onprem-frankfurt", "onprem-frankfrut"],
+                     "quota": {"cpu": {"nominal": "4"}}}]}),
+            ),
+            false,
+        )
+        .await
+        .expect_err("an unknown site is refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("spec.flavors[0].sites[1]"), "{text}");
+    assert!(
+        text.contains("site onprem-frankfrut does not exist"),
+        "{text}"
+    );
+}

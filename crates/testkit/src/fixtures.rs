@@ -24,7 +24,7 @@ pub async fn load_examples(c: &Client) {
         manifests.extend(api::parse_manifests(file, text).expect("examples parse"));
     }
     let rank = |k: &str| {
-        ["Project", "Secret", "Site", "Node", "Workload"]
+        ["Project", "Secret", "Site", "Node", "Queue", "Workload"]
             .iter()
             .position(|x| *x == k)
     };

@@ -11,7 +11,7 @@ impl Session<'_> {
     /// make nodes fit.
     pub(super) fn full_tally(&self, wi: usize) -> Tally {
         let plan = self.plan(wi);
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let fleet = &*self.fleet;
         let min = self.spread_min(plan);
         let specials = fleet.replicas_on.get(&plan.wid);
@@ -134,7 +134,7 @@ impl Session<'_> {
     }
 
     pub(super) fn explain_unplaceable(&self, wi: usize, notes: Vec<String>) -> Explanation {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let tally = self.full_tally(wi);
         let rejections = tally.rejections(self.fleet, wl);
         let suggestions = tally.suggestions(self.fleet, wl);
@@ -166,6 +166,36 @@ impl Session<'_> {
         if let Some(w) = self.queue_refusal(wi) {
             return self.queue_refused(&w.clone());
         }
+        // A queue with flavours: the flavour the job holds, else the first where it
+        // would be admitted, else its first; explained on that flavour's nodes.
+        let n = self.queue_flavors(wi);
+        if n > 0 {
+            let tries: Vec<u16> = match self.pinned_flavor(wi) {
+                Some(f) => vec![f],
+                None => (0..n).collect(),
+            };
+            let fits = tries.iter().copied().find(|&f| {
+                self.set_flavor(wi, Some(f));
+                self.ensure_plan(wi);
+                self.quota_breach(wi, 1).is_none() && !self.search(wi, None, 1).is_empty()
+            });
+            let f = fits.unwrap_or(tries[0]);
+            self.set_flavor(wi, Some(f));
+            let mut e = self.explain_in_place(wi);
+            let how = if fits.is_some() {
+                "would be admitted into"
+            } else {
+                "waits for"
+            };
+            e.notes
+                .insert(0, format!("{how} {}", self.flavor_note(wi, f)));
+            return e;
+        }
+        self.explain_in_place(wi)
+    }
+
+    /// [`Session::explain_only`] for the workload as it is (in its flavour, if set).
+    fn explain_in_place(&mut self, wi: usize) -> Explanation {
         self.ensure_plan(wi);
         if let Some(b) = self.quota_breach(wi, 1) {
             return self.over_quota(wi, &b, Vec::new());
@@ -177,7 +207,7 @@ impl Session<'_> {
             return e;
         }
         let tally = self.full_tally(wi);
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let best = self.candidate(&cands[0]);
         Explanation {
             summary: format!(

@@ -73,7 +73,7 @@ impl Session<'_> {
     /// else across sites with one GPU model; else across everything; else nowhere.
     pub(crate) fn place_gang(&mut self, wi: usize, replicas: &[u32]) -> Vec<Outcome> {
         self.ensure_plan(wi);
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let size = wl.gang.unwrap_or(replicas.len() as u32);
         // Quota for every member at once: a gang never holds part of its quota.
         if let Some(b) = self.quota_breach(wi, replicas.len() as u64) {
@@ -285,7 +285,7 @@ impl Session<'_> {
                     let note = format!(
                         "gang of {size}: all {} members must fit project {}'s quota at once; where they fit, their GPU model's bound does not allow them",
                         replicas.len(),
-                        self.batch.workloads[wi].workload.namespace
+                        self.wl(wi).workload.namespace
                     );
                     let e = self.over_quota(wi, b, vec![note]);
                     return replicas

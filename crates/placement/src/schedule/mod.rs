@@ -289,6 +289,9 @@ pub(crate) struct Session<'a> {
     sites: HashMap<SiteKey, Arc<Vec<Option<Reason>>>>,
     /// Queued jobs' queues and the queues' usage, when the batch has queues.
     queues: Option<queue::QueueView>,
+    /// Per workload: the flavour of its queue it is being admitted into, whose nodes
+    /// alone it may use ([`Session::wl`] is then the workload as admitted there).
+    flavor: Vec<Option<u16>>,
     /// The task mix of fragmentation scoring (empty: best fit), and the largest node's
     /// GPUs in milli-GPUs (what a change of fragmentation is scaled by).
     mix: Vec<Shape>,
@@ -334,6 +337,7 @@ impl<'a> Session<'a> {
             .max(1) as f64;
         Session {
             queues,
+            flavor: vec![None; batch.workloads.len()],
             mix,
             frag_scale,
             fleet,
@@ -363,6 +367,16 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Workload `wi` as placement sees it: as compiled, or, while it is admitted into a
+    /// flavour of its queue, with the flavour's match expressions too.
+    pub(crate) fn wl(&self, wi: usize) -> &'a Compiled {
+        let batch: &'a Batch = self.batch;
+        match self.flavor[wi] {
+            Some(f) => batch.flavored(wi, f).expect("a flavour of its queue"),
+            None => &batch.workloads[wi],
+        }
+    }
+
     fn k(&self) -> usize {
         self.opts.candidates.max(1)
     }
@@ -374,7 +388,7 @@ impl<'a> Session<'a> {
     // -- committing ----------------------------------------------------------------
 
     fn commit(&mut self, wi: usize, replica: u32, c: &Cand) -> AllocId {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let wid = self.plan(wi).wid;
         let ports = if wl.ports.is_empty() {
             Vec::new()
@@ -449,9 +463,9 @@ impl<'a> Session<'a> {
         chosen: &Cand,
         cands: &[Cand],
         preempted: Vec<Preemption>,
-        notes: Vec<String>,
+        mut notes: Vec<String>,
     ) -> Placement {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let plan = self.plan(wi);
         let class = self.fleet.class_of(chosen.node);
         let node = &self.fleet.nodes[chosen.node as usize].name;
@@ -494,6 +508,10 @@ impl<'a> Session<'a> {
                 }
             })
             .collect();
+        let flavor = self.flavor_name(wi);
+        if let Some(f) = self.flavor[wi] {
+            notes.insert(0, format!("admitted into {}", self.flavor_note(wi, f)));
+        }
         Placement {
             node: node.clone(),
             site,
@@ -503,6 +521,7 @@ impl<'a> Session<'a> {
             score: chosen.score,
             preempted,
             ports,
+            flavor,
             explanation: Explanation {
                 summary,
                 nodes: self.fleet.nodes.len() as u32,
@@ -576,7 +595,7 @@ impl<'a> Session<'a> {
                 Vec::new(),
             )));
         }
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         if self.opts.preemption
             && let Some((node, victims)) = self.find_victims(wi)
         {

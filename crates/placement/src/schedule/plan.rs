@@ -10,7 +10,7 @@ impl Session<'_> {
 
     pub(super) fn ensure_plan(&mut self, wi: usize) {
         if self.plans[wi].is_none() {
-            let wl = &self.batch.workloads[wi];
+            let wl = self.wl(wi);
             let wid = self
                 .fleet
                 .intern_workload(&wl.workload.namespace, &wl.workload.name);

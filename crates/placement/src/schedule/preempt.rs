@@ -18,7 +18,7 @@ impl Session<'_> {
     /// A victim's gang is evicted with it (its members elsewhere included, and counted).
     pub(super) fn find_victims(&self, wi: usize) -> Option<(NodeId, Vec<AllocId>)> {
         let plan = self.plan(wi);
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let fleet = &*self.fleet;
         let min = self.spread_min(plan);
         let specials = fleet.replicas_on.get(&plan.wid);

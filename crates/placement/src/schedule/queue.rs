@@ -7,7 +7,7 @@ use api::queue::{QueueReason, QueueWait};
 use super::quota::{Breach, QueueBreach};
 use super::*;
 use crate::fleet::Usage;
-use crate::queue::{Queues, Res};
+use crate::queue::{Held, Queues, Res};
 
 /// The session's view of the queues.
 pub(crate) struct QueueView {
@@ -15,10 +15,11 @@ pub(crate) struct QueueView {
     /// Per batch workload: its queue, or why it cannot use the one it names; `None`
     /// for work outside queues.
     pub of: Vec<Option<Result<u32, QueueWait>>>,
-    /// Per queue: what its jobs' allocations hold now.
-    pub usage: Vec<Usage>,
-    /// The queue of each batch job, by workload id.
-    by_wid: HashMap<WorkloadId, u32>,
+    /// Per queue: what its jobs' allocations hold now, in all and per flavour.
+    pub usage: Vec<Held>,
+    /// The queue of each batch job, by workload id, and the flavour it is admitted
+    /// into (recorded in its status, or chosen in this batch).
+    by_wid: HashMap<WorkloadId, (u32, Option<u16>)>,
 }
 
 impl QueueView {
@@ -42,7 +43,12 @@ impl QueueView {
                 Some(&id) => {
                     let q = &queues.list[id as usize];
                     if q.projects.is_empty() || q.projects.iter().any(|p| p == ns) {
-                        by_wid.insert(fleet.intern_workload(ns, &wl.workload.name), id);
+                        let key = (ns.clone(), wl.workload.name.clone());
+                        let flavor = queues
+                            .assigned
+                            .get(&key)
+                            .and_then(|&(aq, f)| (aq == id).then_some(f).flatten());
+                        by_wid.insert(fleet.intern_workload(ns, &wl.workload.name), (id, flavor));
                         Ok(id)
                     } else {
                         Err(QueueWait {
@@ -58,6 +64,13 @@ impl QueueView {
             };
             of.push(Some(resolved));
         }
+        // A job with allocations but no recorded flavour stays in the flavour of its
+        // nodes (the first that matches one of them).
+        for a in fleet.allocs.iter().flatten() {
+            if let Some((q, f @ None)) = by_wid.get_mut(&a.workload) {
+                *f = queues.list[*q as usize].flavor_of_node(fleet, a.node);
+            }
+        }
         let usage = crate::queue::usage_of(fleet, queues, &by_wid);
         QueueView {
             queues: queues.clone(),
@@ -67,26 +80,15 @@ impl QueueView {
         }
     }
 
-    /// The queue whose usage allocation `a` counts in.
-    fn queue_of(&self, fleet: &Fleet, a: &Alloc) -> Option<u32> {
-        self.by_wid.get(&a.workload).copied().or_else(|| {
-            self.queues
-                .assigned
-                .get(&fleet.workload_names[a.workload as usize])
-                .copied()
-        })
+    /// The queue and flavour whose usage allocation `a` counts in.
+    fn queue_of(&self, fleet: &Fleet, a: &Alloc) -> Option<(u32, Option<u16>)> {
+        crate::queue::queue_of(fleet, &self.queues, &self.by_wid, a)
     }
 
     /// Counts allocation `a` in (or out of) its queue's usage.
     pub(crate) fn count(&mut self, fleet: &Fleet, a: &Alloc, added: bool) {
-        if let Some(q) = self.queue_of(fleet, a) {
-            let model = fleet.model_of_alloc(a);
-            let u = &mut self.usage[q as usize];
-            if added {
-                u.add(a, model);
-            } else {
-                u.remove(a, model);
-            }
+        if let Some((q, f)) = self.queue_of(fleet, a) {
+            self.usage[q as usize].count(a, fleet.model_of_alloc(a), f, added);
         }
     }
 }
@@ -113,23 +115,83 @@ impl Session<'_> {
 
     /// The name of workload `wi`'s queue (named, or its project's default), if any.
     pub(crate) fn queue_name(&self, wi: usize) -> Option<&str> {
-        self.batch.workloads[wi].queue.as_deref()
+        self.wl(wi).queue.as_deref()
     }
 
-    /// The breach of queue bound `r` by `requested` more (nothing requested breaches
-    /// nothing).
-    fn queue_check(&self, q: u32, r: &Res, requested: u64) -> Option<Breach> {
+    /// The flavours of workload `wi`'s queue (0 without flavours or a queue).
+    pub(crate) fn queue_flavors(&self, wi: usize) -> u16 {
+        match (self.queue_id(wi), self.queues.as_ref()) {
+            (Some(q), Some(v)) => v.queues.list[q as usize].flavors.len() as u16,
+            _ => 0,
+        }
+    }
+
+    /// The flavour job `wi` is admitted into already (it holds allocations there, or
+    /// its status records it): the only one its other instances may use.
+    pub(crate) fn pinned_flavor(&self, wi: usize) -> Option<u16> {
+        let v = self.queues.as_ref()?;
+        let wl = &self.batch.workloads[wi];
+        let wid = self
+            .fleet
+            .workload_ids
+            .get(&(wl.workload.namespace.clone(), wl.workload.name.clone()))?;
+        v.by_wid.get(wid)?.1
+    }
+
+    /// Admits workload `wi` into flavour `flavor` of its queue for what follows (its
+    /// instances go to that flavour's nodes and count in its quota), or into none.
+    pub(crate) fn set_flavor(&mut self, wi: usize, flavor: Option<u16>) {
+        if self.flavor[wi] == flavor {
+            return;
+        }
+        self.forget(wi);
+        self.flavor[wi] = flavor;
+        let wl = &self.batch.workloads[wi];
+        let wid = self
+            .fleet
+            .intern_workload(&wl.workload.namespace, &wl.workload.name);
+        if let Some(v) = self.queues.as_mut()
+            && let Some(entry) = v.by_wid.get_mut(&wid)
+        {
+            entry.1 = flavor;
+        }
+    }
+
+    /// The name of the flavour job `wi` is being admitted into.
+    pub(crate) fn flavor_name(&self, wi: usize) -> Option<String> {
+        let f = self.flavor[wi]?;
+        let q = self.queue_id(wi)?;
+        let v = self.queues.as_ref()?;
+        Some(v.queues.list[q as usize].flavors[f as usize].name.clone())
+    }
+
+    /// Where flavour `f` of job `wi`'s queue applies, for notes.
+    pub(crate) fn flavor_note(&self, wi: usize, f: u16) -> String {
+        let (Some(q), Some(v)) = (self.queue_id(wi), self.queues.as_ref()) else {
+            return String::new();
+        };
+        let queue = &v.queues.list[q as usize];
+        let flavor = &queue.flavors[f as usize];
+        format!(
+            "flavor {} of queue {} ({}): placed on its nodes only",
+            flavor.name, queue.name, flavor.describe
+        )
+    }
+
+    /// The breach of queue bound `r` (of the queue as a whole, or of flavour `flavor`)
+    /// by `requested` more (nothing requested breaches nothing).
+    fn queue_check(&self, q: u32, flavor: Option<u16>, r: &Res, requested: u64) -> Option<Breach> {
         if requested == 0 {
             return None;
         }
         let view = self.queues.as_ref()?;
-        let (limit, reason) = view.queues.limit(q, r, &view.usage)?;
-        let used = r.of(&view.usage[q as usize]);
+        let (limit, reason) = view.queues.limit(q, flavor, r, &view.usage)?;
+        let used = r.of(view.usage[q as usize].of(flavor));
         if used.saturating_add(requested) <= limit {
             return None;
         }
         let queue = &view.queues.list[q as usize];
-        let bound = queue.bound(r)?;
+        let bound = queue.bound(flavor, r)?;
         let pool_left = limit.saturating_sub(bound.guaranteed());
         Some(Breach::queue(
             r,
@@ -138,6 +200,7 @@ impl Session<'_> {
             limit,
             QueueBreach {
                 queue: queue.name.clone(),
+                flavor: queue.flavor_name(flavor).map(str::to_string),
                 cohort: queue.cohort.clone(),
                 reason,
                 nominal: bound.nominal,
@@ -146,28 +209,55 @@ impl Session<'_> {
         ))
     }
 
-    /// The first queue bound that `members` more instances of workload `wi` would break,
-    /// of those known before choosing nodes.
-    pub(super) fn queue_breach(&self, wi: usize, members: u64) -> Option<Breach> {
-        let q = self.queue_id(wi)?;
-        let wl = &self.batch.workloads[wi];
-        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
-        self.queue_check(q, &Res::Cpu, wl.res[0] * members)
-            .or_else(|| self.queue_check(q, &Res::Memory, wl.res[1] * members))
-            .or_else(|| self.queue_check(q, &Res::Gpus, gpus))
-            .or_else(|| self.queue_check(q, &Res::Instances, members))
-            .or_else(|| {
-                let model = wl.gpu.as_ref()?.model.as_ref()?;
-                self.queue_check(q, &Res::Model(model.clone()), gpus)
-            })
+    /// The parts of workload `wi`'s queue it counts in: the whole, and the flavour it
+    /// is being admitted into.
+    fn queue_parts(&self, wi: usize) -> impl Iterator<Item = Option<u16>> {
+        std::iter::once(None).chain(self.flavor[wi].map(Some))
     }
 
-    /// Whether workload `wi`'s queue bounds GPU models its request does not name.
+    /// What `members` instances of workload `wi` request, as a queue usage.
+    pub(crate) fn request(&self, wi: usize, members: u64) -> Usage {
+        let wl = self.wl(wi);
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
+        let mut u = Usage {
+            cpu: wl.res[0] * members,
+            memory: wl.res[1] * members,
+            gpus,
+            instances: members,
+            by_model: BTreeMap::new(),
+        };
+        if let Some(model) = wl.gpu.as_ref().and_then(|g| g.model.clone()) {
+            u.by_model.insert(model, gpus);
+        }
+        u
+    }
+
+    /// The first queue bound that `members` more instances of workload `wi` would break,
+    /// of those known before choosing nodes: the queue's, then its flavour's.
+    pub(super) fn queue_breach(&self, wi: usize, members: u64) -> Option<Breach> {
+        let q = self.queue_id(wi)?;
+        let wl = self.wl(wi);
+        let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
+        self.queue_parts(wi).find_map(|f| {
+            self.queue_check(q, f, &Res::Cpu, wl.res[0] * members)
+                .or_else(|| self.queue_check(q, f, &Res::Memory, wl.res[1] * members))
+                .or_else(|| self.queue_check(q, f, &Res::Gpus, gpus))
+                .or_else(|| self.queue_check(q, f, &Res::Instances, members))
+                .or_else(|| {
+                    let model = wl.gpu.as_ref()?.model.as_ref()?;
+                    self.queue_check(q, f, &Res::Model(model.clone()), gpus)
+                })
+        })
+    }
+
+    /// Whether workload `wi`'s queue (or flavour) bounds GPU models its request does
+    /// not name.
     pub(super) fn queue_checks_models(&self, wi: usize) -> bool {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         wl.gpu.as_ref().is_some_and(|g| g.model.is_none())
             && self.queue_id(wi).is_some_and(|q| {
-                self.queues.as_ref().expect("queued").queues.list[q as usize].bounds_models()
+                self.queues.as_ref().expect("queued").queues.list[q as usize]
+                    .bounds_models(self.flavor[wi])
             })
     }
 
@@ -179,54 +269,67 @@ impl Session<'_> {
         members: u64,
     ) -> Option<Breach> {
         let q = self.queue_id(wi)?;
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let gpus = wl.gpu.as_ref().map_or(0, |g| u64::from(g.milli)) * members;
-        self.queue_check(q, &Res::Model(model.to_string()), gpus)
+        self.queue_parts(wi)
+            .find_map(|f| self.queue_check(q, f, &Res::Model(model.to_string()), gpus))
     }
 
-    /// The queue's usage by model now (for a gang's trial).
-    pub(super) fn queue_models_used(&self, wi: usize) -> BTreeMap<String, u64> {
+    /// The queue's usage by model now, as a whole and in the job's flavour (for a
+    /// gang's trial).
+    pub(super) fn queue_models_used(&self, wi: usize) -> [BTreeMap<String, u64>; 2] {
         match (self.queue_id(wi), self.queues.as_ref()) {
-            (Some(q), Some(v)) => v.usage[q as usize].by_model.clone(),
-            _ => BTreeMap::new(),
+            (Some(q), Some(v)) => {
+                let held = &v.usage[q as usize];
+                [
+                    held.total.by_model.clone(),
+                    self.flavor[wi]
+                        .map(|f| held.of(Some(f)).by_model.clone())
+                        .unwrap_or_default(),
+                ]
+            }
+            _ => Default::default(),
         }
     }
 
     /// The per-model queue bound a gang's trial placement broke: usage rose above what
-    /// the queue may hold since `before`.
+    /// the queue (or its flavour) may hold since `before`.
     pub(super) fn queue_trial_breach(
         &self,
         wi: usize,
-        before: &BTreeMap<String, u64>,
+        before: &[BTreeMap<String, u64>; 2],
     ) -> Option<Breach> {
         let q = self.queue_id(wi)?;
         let view = self.queues.as_ref()?;
         let queue = &view.queues.list[q as usize];
-        queue.bounds.iter().find_map(|(r, _)| {
-            let Res::Model(model) = r else { return None };
-            let was = before.get(model).copied().unwrap_or(0);
-            let now = r.of(&view.usage[q as usize]);
-            let added = now.saturating_sub(was);
-            if added == 0 {
-                return None;
-            }
-            // Judge against the usage before the trial: take the trial's part out.
-            let (limit, reason) = view.queues.limit(q, r, &view.usage)?;
-            (now > limit).then(|| {
-                let bound = queue.bound(r).expect("bounded");
-                Breach::queue(
-                    r,
-                    was,
-                    added,
-                    limit,
-                    QueueBreach {
-                        queue: queue.name.clone(),
-                        cohort: queue.cohort.clone(),
-                        reason,
-                        nominal: bound.nominal,
-                        pool_left: limit.saturating_sub(bound.guaranteed()),
-                    },
-                )
+        self.queue_parts(wi).find_map(|part| {
+            let before = &before[usize::from(part.is_some())];
+            queue.bounds_in(part).iter().find_map(|(r, _)| {
+                let Res::Model(model) = r else { return None };
+                let was = before.get(model).copied().unwrap_or(0);
+                let now = r.of(view.usage[q as usize].of(part));
+                let added = now.saturating_sub(was);
+                if added == 0 {
+                    return None;
+                }
+                let (limit, reason) = view.queues.limit(q, part, r, &view.usage)?;
+                (now > limit).then(|| {
+                    let bound = queue.bound(part, r).expect("bounded");
+                    Breach::queue(
+                        r,
+                        was,
+                        added,
+                        limit,
+                        QueueBreach {
+                            queue: queue.name.clone(),
+                            flavor: queue.flavor_name(part).map(str::to_string),
+                            cohort: queue.cohort.clone(),
+                            reason,
+                            nominal: bound.nominal,
+                            pool_left: limit.saturating_sub(bound.guaranteed()),
+                        },
+                    )
+                })
             })
         })
     }
@@ -271,79 +374,147 @@ impl Session<'_> {
         let b = self.quota_breach(wi, members)?;
         let note = format!(
             "all {members} pending instances of {} must fit at once",
-            self.batch.workloads[wi].workload
+            self.wl(wi).workload
         );
         Some(self.over_quota(wi, &b, vec![note]))
     }
 
     /// Queue preemption (`spec.preemption`): when job `wi` waits only for its queue's
     /// quota, evicts whole jobs until `members` instances of it fit: jobs of strictly
-    /// lower priority in its own queue (`withinQueue: LowerPriority`), or, when what it
+    /// lower priority in its own queue (`withinQueue: LowerPriority`); when what it
     /// lacks is its own nominal quota lent out, jobs of other queues of its cohort that
-    /// borrow (`reclaimWithinCohort`: `Any`, or `LowerPriority`). Lowest priority first,
-    /// the newest allocations first among equals; a gang goes whole. Returns the evicted
-    /// allocations (to give back with [`Session::restore`] if the job still does not
-    /// fit), or `None`, evicting nothing, when no such set makes room.
-    pub(crate) fn queue_preempt(&mut self, wi: usize, members: u64) -> Option<Vec<Alloc>> {
-        use api::queue::{ReclaimWithinCohort, WithinQueue};
+    /// borrow (`reclaimWithinCohort`: `Any`, or `LowerPriority`); and, with `fairSharing:
+    /// LessThanOrEqualToFinalShare`, when its cohort has nothing left to lend, jobs of
+    /// borrowing queues of its cohort whose weighted share stays at least its own
+    /// (with this job admitted) after the eviction, from the queue of the highest share
+    /// first. Lowest priority first, the newest allocations first among equals; a job
+    /// goes whole, so a gang is preempted whole or not at all; with flavours, only jobs
+    /// in the same flavour. Returns the evicted allocations with why (to give back with
+    /// [`Session::restore`] if the job still does not fit), or `None`, evicting
+    /// nothing, when no such set makes room.
+    pub(crate) fn queue_preempt(
+        &mut self,
+        wi: usize,
+        members: u64,
+    ) -> Option<Vec<(Alloc, String)>> {
+        use api::queue::{FairSharingPreemption, ReclaimWithinCohort, WithinQueue};
         let q = self.queue_id(wi)?;
+        let flavor = self.flavor[wi];
         let view = self.queues.as_ref()?;
         let policy = view.queues.list[q as usize].preemption.clone();
+        let fair = policy.fair_sharing == FairSharingPreemption::LessThanOrEqualToFinalShare;
         if policy.within_queue == WithinQueue::Never
             && policy.reclaim_within_cohort == ReclaimWithinCohort::Never
+            && !fair
         {
             return None;
         }
         let b = self.quota_breach(wi, members)?;
         let within_nominal = b.within_nominal()?;
-        let view = self.queues.as_ref()?;
-        let priority = self.batch.workloads[wi].priority;
-        let peers = view.queues.peers(q);
-        let borrowing = |qa: u32| {
-            let queue = &view.queues.list[qa as usize];
-            queue
-                .bounds
-                .iter()
-                .any(|(r, bound)| r.of(&view.usage[qa as usize]) > bound.nominal)
-        };
-        // Victim jobs: (priority, newest allocation, workload, its allocations).
-        let mut jobs: HashMap<WorkloadId, (i32, AllocId, Vec<AllocId>)> = HashMap::new();
+        let pool_empty = b.queue_reason() == Some(QueueReason::WaitingForBorrowableQuota);
+        let wl = self.wl(wi);
+        let (priority, name) = (wl.priority, wl.workload.to_string());
+        let queue_name = view.queues.list[q as usize].name.clone();
+        let peers = view.queues.peers(q).to_vec();
+        // Victim jobs: (priority, newest allocation, its allocations), classic (by
+        // `withinQueue` or `reclaimWithinCohort`) or by fair sharing (with its queue).
+        type Job = (i32, AllocId, Vec<AllocId>);
+        let mut classic: HashMap<WorkloadId, Job> = HashMap::new();
+        let mut by_share: HashMap<WorkloadId, (u32, Job)> = HashMap::new();
         for (id, a) in self.fleet.allocs.iter().enumerate() {
             let Some(a) = a else { continue };
-            let Some(qa) = view.queue_of(self.fleet, a) else {
+            let Some((qa, fa)) = view.queue_of(self.fleet, a) else {
                 continue;
             };
+            // With flavours, only the same flavour's quota is short.
+            if flavor.is_some() && view.queues.same_part(q, flavor, qa) != Some(fa) {
+                continue;
+            }
+            let (borrowing, peer) = (
+                qa != q && view.queues.borrowing(qa, &view.usage),
+                peers.contains(&qa),
+            );
             let eligible = if qa == q {
                 policy.within_queue == WithinQueue::LowerPriority && a.priority < priority
             } else {
                 within_nominal
-                    && peers.contains(&qa)
-                    && borrowing(qa)
+                    && peer
+                    && borrowing
                     && match policy.reclaim_within_cohort {
                         ReclaimWithinCohort::Never => false,
                         ReclaimWithinCohort::Any => true,
                         ReclaimWithinCohort::LowerPriority => a.priority < priority,
                     }
             };
-            if eligible {
-                let e = jobs
-                    .entry(a.workload)
-                    .or_insert((a.priority, 0, Vec::new()));
+            let add = |e: &mut Job| {
                 e.0 = e.0.min(a.priority);
                 e.1 = e.1.max(id as AllocId);
                 e.2.push(id as AllocId);
+            };
+            if eligible {
+                add(classic
+                    .entry(a.workload)
+                    .or_insert((a.priority, 0, Vec::new())));
+            } else if fair && pool_empty && qa != q && peer && borrowing {
+                add(&mut by_share
+                    .entry(a.workload)
+                    .or_insert((qa, (a.priority, 0, Vec::new())))
+                    .1);
             }
         }
-        if jobs.is_empty() {
+        if classic.is_empty() && by_share.is_empty() {
             return None;
         }
-        let mut order: Vec<(i32, AllocId, Vec<AllocId>)> = jobs.into_values().collect();
+        let mut order: Vec<Job> = classic.into_values().collect();
         order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let mut evicted = Vec::new();
+        let reclaim = format!(
+            "preempted by {name} (priority {priority}) to give queue {queue_name} back its quota"
+        );
         for (_, _, allocs) in order {
             for id in allocs {
-                evicted.push(self.uncommit(id));
+                evicted.push((self.uncommit(id), reclaim.clone()));
             }
+            if self.quota_breach(wi, members).is_none() {
+                return Some(evicted);
+            }
+        }
+        // Fair sharing: from the queue of the highest share, the job whose eviction
+        // keeps that queue's share at least this queue's with the job admitted.
+        let request = self.request(wi, members);
+        let mut candidates: Vec<(u32, Job)> = by_share.into_values().collect();
+        while !candidates.is_empty() {
+            let view = self.queues.as_ref().expect("queued");
+            let share = |p: u32| view.queues.weighted_share(p, &view.usage);
+            let pick = (0..candidates.len())
+                .min_by(|&i, &j| {
+                    let (a, b) = (&candidates[i], &candidates[j]);
+                    share(b.0)
+                        .cmp(&share(a.0))
+                        .then(a.1.0.cmp(&b.1.0))
+                        .then(b.1.1.cmp(&a.1.1))
+                })
+                .expect("a candidate");
+            let (qa, (_, _, allocs)) = candidates.swap_remove(pick);
+            let mut taken = Vec::with_capacity(allocs.len());
+            for id in allocs {
+                taken.push(self.uncommit(id));
+            }
+            let view = self.queues.as_ref().expect("queued");
+            let mine = view
+                .queues
+                .weighted_share_with(q, &view.usage, Some((&request, flavor)));
+            let theirs = view.queues.weighted_share(qa, &view.usage);
+            if mine > theirs {
+                // Not fair to take: give it back and try another.
+                self.restore(taken.into_iter().map(|a| (a, String::new())).collect());
+                continue;
+            }
+            let other = view.queues.list[qa as usize].name.clone();
+            let why = format!(
+                "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) stays at most queue {other}'s after the eviction ({theirs})"
+            );
+            evicted.extend(taken.into_iter().map(|a| (a, why.clone())));
             if self.quota_breach(wi, members).is_none() {
                 return Some(evicted);
             }
@@ -353,8 +524,8 @@ impl Session<'_> {
     }
 
     /// Gives back allocations [`Session::queue_preempt`] evicted.
-    pub(crate) fn restore(&mut self, allocs: Vec<Alloc>) {
-        for a in allocs {
+    pub(crate) fn restore(&mut self, allocs: Vec<(Alloc, String)>) {
+        for (a, _) in allocs {
             let node = a.node;
             if let Some(q) = self.queues.as_mut() {
                 q.count(self.fleet, &a, true);
@@ -369,17 +540,12 @@ impl Session<'_> {
     }
 
     /// What the allocations [`Session::queue_preempt`] evicted look like in a placement.
-    pub(crate) fn queue_preemptions(&self, wi: usize, evicted: &[Alloc]) -> Vec<Preemption> {
-        let wl = &self.batch.workloads[wi];
-        let queue = self.queue_name(wi).unwrap_or_default();
+    pub(crate) fn queue_preemptions(&self, evicted: &[(Alloc, String)]) -> Vec<Preemption> {
         evicted
             .iter()
-            .map(|a| Preemption {
+            .map(|(a, why)| Preemption {
                 allocation: self.fleet.alloc_ref(a),
-                reason: format!(
-                    "preempted by {} (priority {}) to give queue {queue} back its quota",
-                    wl.workload, wl.priority
-                ),
+                reason: why.clone(),
             })
             .collect()
     }

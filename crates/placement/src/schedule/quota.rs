@@ -42,6 +42,8 @@ pub(super) struct Breach {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct QueueBreach {
     pub queue: String,
+    /// The flavour whose bound it is (`None`: the queue's own `quota`).
+    pub flavor: Option<String>,
     pub cohort: Option<String>,
     pub reason: api::queue::QueueReason,
     pub nominal: u64,
@@ -55,6 +57,11 @@ impl Breach {
     pub(super) fn within_nominal(&self) -> Option<bool> {
         let q = self.queue.as_ref()?;
         Some(self.used.saturating_add(self.requested) <= q.nominal)
+    }
+
+    /// The queue rule broken, for a queue's bound.
+    pub(super) fn queue_reason(&self) -> Option<api::queue::QueueReason> {
+        self.queue.as_ref().map(|q| q.reason)
     }
 
     /// A breach of a queue's bound on `r`.
@@ -84,7 +91,11 @@ impl Breach {
     /// Why a queued job waits, in words and as its typed reason.
     fn queue_wait(&self, q: &QueueBreach) -> api::queue::QueueWait {
         use api::queue::QueueReason as R;
-        let (name, res) = (&q.queue, &self.resource);
+        let name = match &q.flavor {
+            Some(f) => format!("{} (flavor {f})", q.queue),
+            None => q.queue.clone(),
+        };
+        let res = &self.resource;
         let cohort = q.cohort.as_deref().unwrap_or_default();
         let want = self.used.saturating_add(self.requested);
         let sums = format!(
@@ -119,7 +130,7 @@ impl Breach {
             _ => format!("queue {name} over its nominal {res} quota: {sums}"),
         };
         api::queue::QueueWait {
-            queue: name.clone(),
+            queue: q.queue.clone(),
             reason: q.reason,
             message,
         }
@@ -173,7 +184,7 @@ impl Session<'_> {
 
     /// The project's usage now (zero when the snapshot has none of its allocations).
     fn usage_of(&self, wi: usize) -> Option<&crate::fleet::Usage> {
-        let ns = &self.batch.workloads[wi].workload.namespace;
+        let ns = &self.wl(wi).workload.namespace;
         let p = *self.fleet.project_ids.get(ns.as_str())?;
         self.fleet.usage.get(p as usize)
     }
@@ -187,7 +198,7 @@ impl Session<'_> {
     }
 
     fn project_breach(&self, wi: usize, members: u64) -> Option<Breach> {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let q = wl.quota.as_deref()?;
         let zero = crate::fleet::Usage::default();
         let u = self.usage_of(wi).unwrap_or(&zero);
@@ -220,7 +231,7 @@ impl Session<'_> {
     /// Whether candidates must be checked against per-model bounds: the request names
     /// no model and the quota bounds some.
     pub(super) fn checks_models(&self, wi: usize) -> bool {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         (wl.gpu.as_ref().is_some_and(|g| g.model.is_none())
             && wl.quota.as_ref().is_some_and(|q| !q.by_model.is_empty()))
             || self.queue_checks_models(wi)
@@ -233,7 +244,7 @@ impl Session<'_> {
     }
 
     fn project_model_breach(&self, wi: usize, model: &str, members: u64) -> Option<Breach> {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let limit = wl.quota.as_ref()?.by_model.get(model).copied();
         let used = self
             .usage_of(wi)
@@ -289,7 +300,7 @@ impl Session<'_> {
     }
 
     fn project_trial_breach(&self, wi: usize, before: &BTreeMap<String, u64>) -> Option<Breach> {
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let q = wl.quota.as_deref()?;
         let after = &self.usage_of(wi)?.by_model;
         q.by_model.iter().find_map(|(model, limit)| {
@@ -327,7 +338,7 @@ impl Session<'_> {
             e.notes = notes;
             return e;
         }
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let message = b.message(&wl.workload.namespace);
         let nodes = self.fleet.nodes.len() as u32;
         notes.push(format!(
@@ -353,4 +364,4 @@ impl Session<'_> {
 }
 
 /// GPUs used by model, of a job's project and of its queue (before a gang's trial).
-pub(super) type ModelsUsed = (BTreeMap<String, u64>, BTreeMap<String, u64>);
+pub(super) type ModelsUsed = (BTreeMap<String, u64>, [BTreeMap<String, u64>; 2]);

@@ -23,7 +23,7 @@ impl Session<'_> {
                 .min()
                 .unwrap_or(0),
             Some(SpreadState::Node) => {
-                let wl = &self.batch.workloads[plan.wl];
+                let wl = self.wl(plan.wl);
                 let Some(on) = self.fleet.replicas_on.get(&plan.wid) else {
                     return 0;
                 };
@@ -51,7 +51,7 @@ impl Session<'_> {
     /// The verdict for domain `d`: the spread score, or why it is refused.
     pub(super) fn domain_spread(&self, plan: &Plan, d: u32, min: u32) -> Result<f64, Reason> {
         let (Some(SpreadState::Domains { names, counts, .. }), Some(s)) =
-            (&plan.spread, &self.batch.workloads[plan.wl].spread)
+            (&plan.spread, &self.wl(plan.wl).spread)
         else {
             return Ok(0.0);
         };
@@ -96,7 +96,7 @@ impl Session<'_> {
         count: u32,
         min: u32,
     ) -> Result<f64, Reason> {
-        let wl = &self.batch.workloads[plan.wl];
+        let wl = self.wl(plan.wl);
         match (&plan.spread, &wl.spread) {
             (
                 Some(SpreadState::Domains {
@@ -241,7 +241,7 @@ impl Session<'_> {
     /// The best `k` nodes for one more instance of the plan's workload, best first.
     pub(super) fn search(&self, wi: usize, restrict: Option<&Restrict>, k: usize) -> Vec<Cand> {
         let plan = self.plan(wi);
-        let wl = &self.batch.workloads[wi];
+        let wl = self.wl(wi);
         let fleet = &*self.fleet;
         let specials = fleet.replicas_on.get(&plan.wid).filter(|m| !m.is_empty());
         let min = self.spread_min(plan);
@@ -544,7 +544,7 @@ impl Session<'_> {
             && c.min == min
             && self.touched.len() - c.seen <= CACHE_CHANGES
         {
-            let wl = &self.batch.workloads[wi];
+            let wl = self.wl(wi);
             let mut changed: Vec<NodeId> = self.touched[c.seen..].to_vec();
             changed.sort_unstable();
             changed.dedup();

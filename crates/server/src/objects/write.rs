@@ -85,6 +85,7 @@ pub(crate) async fn create_value(
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
     let value = validate(&target, value)?;
+    crate::queues::check_flavor_sites(state, target.kind, &value).await?;
     crate::node_restriction::check(who, None, &value)?;
     state.policies.check(target.kind, &value)?;
     let admission = admit(
@@ -283,6 +284,9 @@ pub(super) async fn update_value(
         meta.remove("resourceVersion");
     }
     let mut next = validate(target, next)?;
+    if !status {
+        crate::queues::check_flavor_sites(state, target.kind, &next).await?;
+    }
     crate::node_restriction::check(who, Some(&old), &next)?;
     let admission = if status {
         // Status is written by controllers and agents; policies judge what users declare.
