@@ -76,8 +76,11 @@ pub struct Target {
     pub connect: Box<dyn Fn() -> Result<client::Client> + Send + Sync>,
     /// Makes a new client of another server URL with the same credentials (for watchers
     /// spread over several servers).
-    pub connect_to: Box<dyn Fn(&str) -> Result<client::Client> + Send + Sync>,
+    pub connect_to: ConnectTo,
 }
+
+/// Makes a client of a server URL with the target's credentials.
+pub type ConnectTo = Box<dyn Fn(&str) -> Result<client::Client> + Send + Sync>;
 
 impl Target {
     fn project(&self) -> String {

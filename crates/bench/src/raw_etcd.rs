@@ -267,8 +267,96 @@ impl Creator for RawCreator {
 
 #[cfg(test)]
 mod tests {
+    use store::KeyValue;
+    use store::etcd::testing::EtcdCluster;
+
     use super::*;
-    use crate::load::workload;
+    use crate::load::{LoadSpec, run_load, workload};
+
+    /// The etcd keys under `prefix`, as the store's etcd backend would report them
+    /// (Meridian keys, without `{prefix}/kv`).
+    async fn read_all(client: &Client, prefix: &str) -> Vec<KeyValue> {
+        let data = format!("{prefix}/kv");
+        let resp = client
+            .kv_client()
+            .get(
+                data.clone(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        resp.kvs()
+            .iter()
+            .map(|kv| KeyValue {
+                key: kv.key_str().unwrap()[data.len()..].to_owned(),
+                value: kv.value().to_vec(),
+                create_revision: kv.create_revision(),
+                mod_revision: kv.mod_revision(),
+                version: kv.version(),
+                lease: None,
+            })
+            .collect()
+    }
+
+    /// What the raw mode writes is a create as Meridian stores it: every object once, and
+    /// an audit chain that `store::chain::verify` accepts, one entry per object whose
+    /// digest is that of the stored bytes; with `per-client`, one chain per worker.
+    #[tokio::test]
+    async fn raw_creates_write_objects_and_a_chain_that_verifies() {
+        let cluster = EtcdCluster::start(1).await.expect("etcd starts");
+        let endpoints = cluster.endpoints();
+        for (mode, prefix) in [
+            (RawChain::Shared, "/raw-shared"),
+            (RawChain::PerClient, "/raw-free"),
+        ] {
+            let spec = LoadSpec {
+                clients: 4,
+                count: Some(40),
+                duration: None,
+                rate: 0.0,
+                size: 600,
+                personal_data: false,
+                project: "bench".into(),
+                run: "t1".into(),
+            };
+            let creators = creators(&endpoints, prefix, "bench", "t1", mode, 4)
+                .await
+                .unwrap();
+            let client = creators[0].client.clone();
+            let result = run_load(creators, &spec).await;
+            assert_eq!((result.created, result.errors), (40, 0), "{mode:?}");
+            let kvs = read_all(&client, prefix).await;
+            let objects: Vec<&KeyValue> = kvs
+                .iter()
+                .filter(|kv| kv.key.starts_with("/registry/workloads/bench/"))
+                .collect();
+            assert_eq!(objects.len(), 40);
+            let logs: Vec<String> = match mode {
+                RawChain::Shared => vec![AUDIT_LOG.to_owned()],
+                RawChain::PerClient => (0..4).map(|i| format!("{AUDIT_LOG}t1-{i}/")).collect(),
+            };
+            let mut entries = 0;
+            for log in &logs {
+                let chain: Vec<KeyValue> = kvs
+                    .iter()
+                    .filter(|kv| kv.key.starts_with(log.as_str()))
+                    .cloned()
+                    .collect();
+                let summary = chain::verify(log, &chain).expect("the chain verifies");
+                entries += summary.entries;
+                for kv in chain.iter().filter(|kv| !kv.key.ends_with("head")) {
+                    let entry = ChainEntry::decode(&kv.value).unwrap();
+                    let record: AuditRecord = serde_json::from_slice(&entry.payload).unwrap();
+                    let object = objects
+                        .iter()
+                        .find(|o| o.key.ends_with(&format!("/{}", record.name)))
+                        .expect("the entry names a created object");
+                    assert_eq!(record.digest, Some(registry::digest(&object.value)));
+                }
+            }
+            assert_eq!(entries, 40, "{mode:?}");
+        }
+    }
 
     #[test]
     fn the_stored_form_is_what_the_server_would_store() {
