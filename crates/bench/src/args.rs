@@ -109,6 +109,44 @@ pub struct CreateArgs {
     /// that admission policies (the sovereignty pack) have real work to do
     #[arg(long)]
     pub personal_data: bool,
+    /// Bypass Meridian: send each create straight to this etcd cluster as the etcd
+    /// transaction a Meridian create commits (object put guarded on its absence and the
+    /// project's existence, audit entry, audit chain head compare-and-put, after a read of
+    /// the head). Needs a build with the `etcd` feature
+    #[arg(long, value_name = "etcd://HOST:PORT[,...]", value_parser = parse_raw_etcd)]
+    pub raw_etcd: Option<EtcdEndpoints>,
+    /// With --raw-etcd: `shared`, one audit chain for every client, its appends serialised
+    /// in this process as one Meridian server serialises them; `per-client`, one chain per
+    /// client, so nothing is serialised (etcd's own ceiling for transactions of that shape)
+    #[arg(long, value_enum, default_value_t = RawChain::Shared, requires = "raw_etcd")]
+    pub raw_chain: RawChain,
+    /// With --raw-etcd: the key prefix to write under (as `meridian server --etcd-prefix`);
+    /// each run writes its own object names, and with `per-client` its own chains
+    #[arg(
+        long,
+        default_value = "/meridian-raw-bench",
+        value_name = "PREFIX",
+        requires = "raw_etcd"
+    )]
+    pub raw_prefix: String,
+}
+
+/// How `--raw-etcd` chains its audit entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RawChain {
+    /// One chain, appends serialised in this process (as in one Meridian server).
+    Shared,
+    /// One chain per client: nothing serialised.
+    PerClient,
+}
+
+/// The endpoints of an etcd cluster, `HOST:PORT` each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdEndpoints(pub Vec<String>);
+
+/// `--raw-etcd`: an etcd URL, parsed as `meridian server --store` parses it.
+fn parse_raw_etcd(s: &str) -> Result<EtcdEndpoints, String> {
+    store::etcd_url::parse_url(s).map(EtcdEndpoints)
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +167,25 @@ pub struct WatchArgs {
     /// the light reader that only finds each event's sequence number
     #[arg(long)]
     pub parse: bool,
+    /// Servers to spread the watchers over, round-robin (same token; for several servers
+    /// on one etcd cluster); the writer always writes through --server. Default: --server
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', value_parser = parse_http_url)]
+    pub watch_servers: Vec<String>,
+}
+
+/// A server URL of `--watch-servers`: http:// or https://.
+fn parse_http_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!("{s:?} is not a server URL: expected http://HOST:PORT or https://HOST:PORT")
+        })?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    Ok(s.to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -170,5 +227,92 @@ fn parse_share(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?} is not a share above 0 and at most 1 (0.25 is a quarter)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchCommand, String> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map(|c| c.bench)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn raw_etcd_takes_an_etcd_url_and_its_options_need_it() {
+        let Ok(BenchCommand::Create(a)) = parse(&[
+            "create",
+            "--raw-etcd",
+            "etcd://127.0.0.1:2379,127.0.0.1:2380",
+            "--raw-chain",
+            "per-client",
+        ]) else {
+            panic!("create with --raw-etcd parses");
+        };
+        assert_eq!(
+            a.raw_etcd.map(|e| e.0),
+            Some(vec![
+                "127.0.0.1:2379".to_owned(),
+                "127.0.0.1:2380".to_owned()
+            ])
+        );
+        assert_eq!(a.raw_chain, RawChain::PerClient);
+        assert_eq!(a.raw_prefix, "/meridian-raw-bench");
+
+        let Ok(BenchCommand::Create(a)) = parse(&["create"]) else {
+            panic!("create parses");
+        };
+        assert!(a.raw_etcd.is_none());
+        assert_eq!(a.raw_chain, RawChain::Shared);
+
+        let e = parse(&["create", "--raw-etcd", "http://127.0.0.1:2379"]).unwrap_err();
+        assert!(e.contains("--raw-etcd") && e.contains("etcd://"), "{e}");
+        let e = parse(&["create", "--raw-etcd", "etcd://a"]).unwrap_err();
+        assert!(e.contains("--raw-etcd") && e.contains("no port"), "{e}");
+        let e = parse(&["create", "--raw-chain", "shared"]).unwrap_err();
+        assert!(e.contains("--raw-etcd"), "{e}");
+        let e = parse(&["create", "--raw-etcd", "etcd://a:1", "--raw-chain", "x"]).unwrap_err();
+        assert!(e.contains("--raw-chain"), "{e}");
+    }
+
+    #[test]
+    fn watch_servers_is_a_list_of_http_urls() {
+        let Ok(BenchCommand::Watch(a)) = parse(&[
+            "watch",
+            "--watch-servers",
+            "http://127.0.0.1:1,https://h:2",
+            "--watch-servers",
+            "http://127.0.0.1:3",
+        ]) else {
+            panic!("watch with --watch-servers parses");
+        };
+        assert_eq!(
+            a.watch_servers,
+            ["http://127.0.0.1:1", "https://h:2", "http://127.0.0.1:3"]
+        );
+        let Ok(BenchCommand::Watch(a)) = parse(&["watch"]) else {
+            panic!("watch parses");
+        };
+        assert!(a.watch_servers.is_empty());
+        let e = parse(&["watch", "--watch-servers", "127.0.0.1:1"]).unwrap_err();
+        assert!(
+            e.contains("--watch-servers") && e.contains("http://"),
+            "{e}"
+        );
+        let e = parse(&["watch", "--watch-servers", "http://"]).unwrap_err();
+        assert!(
+            e.contains("--watch-servers") && e.contains("no host"),
+            "{e}"
+        );
     }
 }

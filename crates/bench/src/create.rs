@@ -15,23 +15,12 @@ pub async fn create(target: &Target, args: &CreateArgs) -> Result<()> {
     if args.clients == 0 {
         bail!(UsageError("--clients must be at least 1".into()));
     }
-    let project = target.project();
+    if let Some(endpoints) = &args.raw_etcd {
+        return raw_etcd(target, args, &endpoints.0).await;
+    }
+    let spec = load_spec(target, args);
     let clients = target.clients(args.clients)?;
-    ensure_project(&clients[0], &project).await?;
-    let spec = LoadSpec {
-        clients: args.clients,
-        count: args.count.or(if args.duration.is_none() {
-            Some(20_000)
-        } else {
-            None
-        }),
-        duration: args.duration,
-        rate: args.rate,
-        size: args.size,
-        personal_data: args.personal_data,
-        project,
-        run: run_id(),
-    };
+    ensure_project(&clients[0], &spec.project).await?;
     let probe = clients[0].clone();
     let cpu_before = args.server_pid.and_then(process_cpu);
     let own_before = process_cpu(std::process::id());
@@ -51,6 +40,75 @@ pub async fn create(target: &Target, args: &CreateArgs) -> Result<()> {
         bail!("{} of the creates failed", result.errors);
     }
     Ok(())
+}
+
+/// `--raw-etcd`: the same load as etcd transactions of a create's shape (`raw_etcd.rs`).
+#[cfg(feature = "etcd")]
+async fn raw_etcd(target: &Target, args: &CreateArgs, endpoints: &[String]) -> Result<()> {
+    let spec = load_spec(target, args);
+    let creators = crate::raw_etcd::creators(
+        endpoints,
+        &args.raw_prefix,
+        &spec.project,
+        &spec.run,
+        args.raw_chain,
+        args.clients,
+    )
+    .await?;
+    let stored = crate::raw_etcd::stored_form(crate::load::workload(
+        &format!("b-{}-0", spec.run),
+        &spec.project,
+        &spec.run,
+        0,
+        spec.size,
+    ))
+    .ok()
+    .map(|(_, bytes)| bytes.len());
+    let own_before = process_cpu(std::process::id());
+    let result = crate::load::run_load(creators, &spec).await;
+    let own_cpu = process_cpu(std::process::id())
+        .zip(own_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let chain = match args.raw_chain {
+        crate::RawChain::Shared => "one audit chain, appends serialised here as in one server",
+        crate::RawChain::PerClient => "one audit chain per client, nothing serialised",
+    };
+    let server = format!(
+        "raw etcd txns at etcd://{} under {} ({chain})",
+        endpoints.join(","),
+        args.raw_prefix
+    );
+    print_create(&spec, &server, &result, stored, None, own_cpu);
+    if result.errors > 0 {
+        report_errors(&result.error_messages);
+        bail!("{} of the creates failed", result.errors);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn raw_etcd(_: &Target, _: &CreateArgs, _: &[String]) -> Result<()> {
+    bail!(UsageError(
+        "--raw-etcd needs a meridian built with the etcd feature (cargo build -p cli --features etcd)"
+            .into()
+    ))
+}
+
+fn load_spec(target: &Target, args: &CreateArgs) -> LoadSpec {
+    LoadSpec {
+        clients: args.clients,
+        count: args.count.or(if args.duration.is_none() {
+            Some(20_000)
+        } else {
+            None
+        }),
+        duration: args.duration,
+        rate: args.rate,
+        size: args.size,
+        personal_data: args.personal_data,
+        project: target.project(),
+        run: run_id(),
+    }
 }
 
 fn print_create(

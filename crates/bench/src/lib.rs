@@ -7,8 +7,11 @@
 //! - [`create`]: durable creates through the HTTP API from C concurrent clients, closed loop
 //!   or paced open loop (`--rate`); latency of a paced request is measured from its
 //!   *intended* start, so a stalled server cannot hide its stall (no coordinated omission).
+//!   With `--raw-etcd` (feature `etcd`) the same load goes straight to an etcd cluster as
+//!   the transactions a create commits there (`raw_etcd.rs`), Meridian left out.
 //! - [`watch`]: W watch streams, then E paced creates; per (watcher, event) the time from the
-//!   writer's acknowledgement, and from the writer's send, to the watcher's receipt.
+//!   writer's acknowledgement, and from the writer's send, to the watcher's receipt. The
+//!   watchers can be spread over several servers of one etcd cluster (`--watch-servers`).
 //! - [`rss`]: resident memory of a server this command spawns, idle, after loading N objects
 //!   and after a restart over those N objects.
 //! - [`crash`]: the kill -9 durability experiment: acknowledged writes must survive, and the
@@ -38,12 +41,17 @@ mod create;
 mod load;
 mod placement;
 mod queue;
+#[cfg(feature = "etcd")]
+mod raw_etcd;
 mod report;
 mod rss;
 mod spawn;
 mod watch;
 
-pub use args::{BenchCommand, CrashArgs, CreateArgs, PlacementArgs, QueueArgs, RssArgs, WatchArgs};
+pub use args::{
+    BenchCommand, CrashArgs, CreateArgs, EtcdEndpoints, PlacementArgs, QueueArgs, RawChain,
+    RssArgs, WatchArgs,
+};
 pub use crash::crash;
 pub use create::create;
 pub use placement::placement;
@@ -66,7 +74,13 @@ pub struct Target {
     /// Makes a new client: each has its own connection pool, so each load worker gets a
     /// connection of its own.
     pub connect: Box<dyn Fn() -> Result<client::Client> + Send + Sync>,
+    /// Makes a new client of another server URL with the same credentials (for watchers
+    /// spread over several servers).
+    pub connect_to: ConnectTo,
 }
+
+/// Makes a client of a server URL with the target's credentials.
+pub type ConnectTo = Box<dyn Fn(&str) -> Result<client::Client> + Send + Sync>;
 
 impl Target {
     fn project(&self) -> String {

@@ -139,8 +139,49 @@ pub struct LoadResult {
     pub elapsed: Duration,
 }
 
-/// Run creates from `spec.clients` workers, each with its own client (connection).
+/// What creates one benchmark object: a client of the HTTP API, or (`--raw-etcd`) an etcd
+/// transaction of the shape a create commits. Errors are one-line messages, counted by
+/// text.
+pub trait Creator: Send + Sync + 'static {
+    fn create(
+        &self,
+        i: u64,
+        object: Value,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// Creates through the API, as a client would.
+pub struct ApiCreator {
+    pub client: Client,
+    pub project: String,
+}
+
+impl Creator for ApiCreator {
+    async fn create(&self, _i: u64, object: Value) -> Result<(), String> {
+        self.client
+            .create(api::kinds::WORKLOAD, Some(&self.project), &object, false)
+            .await
+            .map(drop)
+            .map_err(|e| describe(&e))
+    }
+}
+
+/// Run creates through the API from `spec.clients` workers, each with its own client
+/// (connection).
 pub async fn run_creates(clients: Vec<Client>, spec: &LoadSpec) -> LoadResult {
+    let creators = clients
+        .into_iter()
+        .map(|client| ApiCreator {
+            client,
+            project: spec.project.clone(),
+        })
+        .collect();
+    run_load(creators, spec).await
+}
+
+/// Run creates from one worker per creator: closed loop, or paced (latency from each
+/// request's intended start).
+pub async fn run_load<C: Creator>(creators: Vec<C>, spec: &LoadSpec) -> LoadResult {
     let spec_count = spec
         .count
         .or_else(|| {
@@ -157,7 +198,7 @@ pub async fn run_creates(clients: Vec<Client>, spec: &LoadSpec) -> LoadResult {
     let start = tokio::time::Instant::now();
     let deadline = spec.duration.map(|d| start + d);
     let mut tasks = Vec::new();
-    for client in clients {
+    for creator in creators {
         let next = Arc::clone(&next);
         let (project, run, size, rate, personal_data) = (
             spec.project.clone(),
@@ -191,15 +232,12 @@ pub async fn run_creates(clients: Vec<Client>, spec: &LoadSpec) -> LoadResult {
                 if personal_data {
                     declare_personal_data(&mut object);
                 }
-                match client
-                    .create(api::kinds::WORKLOAD, Some(&project), &object, false)
-                    .await
-                {
-                    Ok(_) => {
+                match creator.create(i, object).await {
+                    Ok(()) => {
                         created += 1;
                         latencies.push(intended.elapsed());
                     }
-                    Err(e) => *errors.entry(describe(&e)).or_default() += 1,
+                    Err(e) => *errors.entry(e).or_default() += 1,
                 }
             }
             (created, latencies, errors)

@@ -44,6 +44,8 @@ async fn current_revision(client: &Client, project: &str) -> Result<String> {
 }
 
 struct WatcherOutcome {
+    /// Index of the watch server this watcher reads from.
+    server: usize,
     /// (sequence number, receipt time)
     received: Vec<(u64, Instant)>,
     error: Option<String>,
@@ -77,7 +79,16 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
     // Open every watch before the first write; each is its own connection (HTTP/1.1: the
     // client's pool opens one per stream in flight).
     let opened = Instant::now();
-    let watch_client = target.client()?;
+    // Watchers go round-robin over the watch servers (by default the writer's server).
+    let watch_servers: Vec<String> = if args.watch_servers.is_empty() {
+        vec![target.server.clone()]
+    } else {
+        args.watch_servers.clone()
+    };
+    let watch_clients = watch_servers
+        .iter()
+        .map(|url| (target.connect_to)(url))
+        .collect::<Result<Vec<_>>>()?;
     let opts = ListOptions {
         label_selector: Some(format!("{RUN_LABEL}={run}")),
         resource_version: Some(from),
@@ -85,8 +96,10 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
     };
     let light = !args.parse;
     let streams: Vec<Result<Watcher>> = futures::stream::iter(0..args.watchers)
-        .map(|_| {
-            let (c, o, project) = (watch_client.clone(), opts.clone(), project.clone());
+        .map(|i| {
+            let c = watch_clients[i % watch_clients.len()].clone();
+            let (o, project) = (opts.clone(), project.clone());
+            let server = watch_servers[i % watch_servers.len()].clone();
             async move {
                 let kind = api::kinds::WORKLOAD;
                 let watcher = if light {
@@ -96,10 +109,10 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
                 } else {
                     c.watch(kind, Some(&project), &o).await.map(Watcher::Typed)
                 };
-                watcher.map_err(|e| anyhow::anyhow!(describe(&e)))
+                watcher.map_err(|e| anyhow::anyhow!("{server}: {}", describe(&e)))
             }
         })
-        .buffer_unordered(64)
+        .buffered(64)
         .collect()
         .await;
     let mut events_streams = Vec::with_capacity(streams.len());
@@ -118,11 +131,14 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
     let expected = args.events;
     let write_time = Duration::from_secs_f64(args.events as f64 / args.rate);
     let deadline = tokio::time::Instant::now() + write_time + Duration::from_secs(30);
+    let watch_servers_len = watch_servers.len();
     let watchers: Vec<_> = events_streams
         .into_iter()
-        .map(|mut events| {
+        .enumerate()
+        .map(|(index, mut events)| {
             tokio::spawn(async move {
                 let mut out = WatcherOutcome {
+                    server: index % watch_servers_len,
                     received: Vec::with_capacity(expected),
                     error: None,
                 };
@@ -183,10 +199,15 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
     let mut watcher_errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut delivered = 0u64;
     let mut early = 0u64;
+    // send→delivery per watch server, and deliveries per server
+    let mut per_server: Vec<(Vec<f64>, u64)> = vec![(Vec::new(), 0); watch_servers.len()];
     for w in watchers {
         let out = w.await.context("a watcher task failed")?;
+        per_server[out.server].1 += 1;
         if let Some(e) = out.error {
-            *watcher_errors.entry(e).or_default() += 1;
+            *watcher_errors
+                .entry(format!("{}: {e}", watch_servers[out.server]))
+                .or_default() += 1;
         }
         for (seq, at) in out.received {
             let Some(Some((sent, ack))) = usize::try_from(seq).ok().and_then(|s| sent_ack.get(s))
@@ -207,6 +228,7 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
             }
             after_ack.push(a);
             after_send.push(signed(*sent));
+            per_server[out.server].0.push(signed(*sent));
         }
     }
     after_ack.sort_unstable_by(f64::total_cmp);
@@ -215,7 +237,7 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
     let missed = expected_total.saturating_sub(delivered);
     let p = |v: &[f64], q| ms_f(percentile(v, q));
     let rows: Vec<(&str, String)> = vec![
-        ("server", target.server.clone()),
+        ("server (writer)", target.server.clone()),
         (
             "watchers",
             format!(
@@ -260,6 +282,25 @@ pub async fn watch(target: &Target, args: &WatchArgs) -> Result<()> {
         ("send→delivery p99", p(&after_send, 0.99)),
         ("send→delivery max", ms_f(after_send.last().copied())),
     ];
+    let mut rows: Vec<(String, String)> =
+        rows.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    if watch_servers.len() > 1 {
+        for (i, (mut lat, watchers)) in per_server.into_iter().enumerate() {
+            lat.sort_unstable_by(f64::total_cmp);
+            rows.push((
+                format!("server {} send→delivery", i + 1),
+                format!(
+                    "p50 {}, p99 {}, max {} ({watchers} watchers, {} deliveries) {}",
+                    p(&lat, 0.5),
+                    p(&lat, 0.99),
+                    ms_f(lat.last().copied()),
+                    lat.len(),
+                    watch_servers[i]
+                ),
+            ));
+        }
+    }
+    let rows: Vec<(&str, String)> = rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     print_table("bench watch", &rows);
     report_errors(&write_errors);
     report_errors(&watcher_errors);

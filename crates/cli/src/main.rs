@@ -188,6 +188,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_bench(global: &args::Global, cmd: &bench::BenchCommand) -> anyhow::Result<()> {
     use bench::BenchCommand as Bench;
     let result = match cmd {
+        // Straight to etcd: no server to resolve.
+        Bench::Create(a) if a.raw_etcd.is_some() => {
+            bench::create(&etcd_only_target(global), a).await
+        }
         Bench::Create(a) => bench::create(&bench_target(global)?, a).await,
         Bench::Watch(a) => bench::watch(&bench_target(global)?, a).await,
         Bench::Rss(a) => bench::rss(&this_binary()?, a).await,
@@ -204,11 +208,29 @@ async fn run_bench(global: &args::Global, cmd: &bench::BenchCommand) -> anyhow::
 
 fn bench_target(global: &args::Global) -> anyhow::Result<bench::Target> {
     let conn = config::resolve(global)?;
+    let other = conn.clone();
     Ok(bench::Target {
         server: conn.server.clone(),
         project: global.namespace.clone(),
         connect: Box::new(move || config::client(&conn)),
+        connect_to: Box::new(move |server| {
+            config::client(&config::Resolved {
+                server: server.to_owned(),
+                ..other.clone()
+            })
+        }),
     })
+}
+
+/// The target of `bench create --raw-etcd`, which talks to etcd only.
+fn etcd_only_target(global: &args::Global) -> bench::Target {
+    let no_server = || anyhow::anyhow!("bench create --raw-etcd talks to etcd, not to a server");
+    bench::Target {
+        server: String::new(),
+        project: global.namespace.clone(),
+        connect: Box::new(move || Err(no_server())),
+        connect_to: Box::new(move |_| Err(no_server())),
+    }
 }
 
 fn this_binary() -> anyhow::Result<std::path::PathBuf> {
