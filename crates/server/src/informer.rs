@@ -152,7 +152,7 @@ fn slots() -> [(Slot, String); 7] {
 
 /// One change, decoded outside the cache's lock.
 enum Change {
-    Put(Slot, KeyValue, Option<Decoded>),
+    Put(Slot, KeyValue, Option<Box<Decoded>>),
     Delete(Slot, String, Revision),
     Broken(String, Revision, String),
 }
@@ -173,8 +173,8 @@ fn typed<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Result<T, String> {
     serde_json::from_value(value).map_err(broken)
 }
 
-fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Decoded>, String> {
-    Ok(Some(match slot {
+fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> {
+    Ok(Some(Box::new(match slot {
         Slot::Ledger => return Ok(None),
         Slot::Site => Decoded::Site(typed(kv)?),
         Slot::Node => Decoded::Node(typed(kv)?),
@@ -182,7 +182,7 @@ fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Decoded>, String> {
         Slot::Workload => Decoded::Workload(typed(kv)?),
         Slot::Allocation => Decoded::Allocation(typed(kv)?),
         Slot::Queue => Decoded::Queue(typed(kv)?),
-    }))
+    })))
 }
 
 impl Cache {
@@ -271,7 +271,7 @@ impl Cache {
                 let revision = kv.mod_revision;
                 self.broken.remove(&kv.key);
                 let key = kv.key;
-                match object {
+                match *object {
                     Decoded::Site(o) => self.sites.put(key, o, revision),
                     Decoded::Node(o) => self.nodes.put(key, o, revision),
                     Decoded::Project(o) => self.projects.put(key, o, revision),
@@ -436,7 +436,7 @@ impl Informer {
                             continue;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "scheduler cache: listing failed; retrying")
+                            tracing::warn!(error = %e, "scheduler cache: listing failed; retrying");
                         }
                     }
                 }

@@ -559,6 +559,7 @@ impl<'a> Sim<'a> {
                     score: Score::default(),
                     preempted: Vec::new(),
                     ports: Vec::new(),
+                    flavor: None,
                     explanation: Explanation {
                         summary: String::new(),
                         nodes: 0,
