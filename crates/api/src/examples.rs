@@ -7,7 +7,10 @@ pub const FILES: &[(&str, &str)] = &[
         "projects.yaml",
         include_str!("../../../examples/projects.yaml"),
     ),
-    ("work-queues.yaml", include_str!("../../../examples/work-queues.yaml")),
+    (
+        "work-queues.yaml",
+        include_str!("../../../examples/work-queues.yaml"),
+    ),
     (
         "secrets.yaml",
         include_str!("../../../examples/secrets.yaml"),
