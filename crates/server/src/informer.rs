@@ -258,15 +258,16 @@ impl Cache {
                 }
                 self.broken.remove(&kv.key);
             }
-            Change::Delete(Slot::Ledger, key, _) => {
-                if let Some(node) = key.strip_prefix(LEDGER_PREFIX) {
+            Change::Delete(Slot::Ledger, key, revision) => {
+                // As for objects, a replayed delete older than the listed ledger is stale.
+                if let Some(node) = key.strip_prefix(LEDGER_PREFIX)
+                    && self.ledgers.get(node).is_some_and(|held| *held < revision)
+                {
                     self.ledgers.remove(node);
                 }
             }
-            Change::Put(_, kv, None) => {
-                // A replayed older version: nothing to store.
-                let _ = kv;
-            }
+            // A replayed older version: nothing to store.
+            Change::Put(_, _, None) => {}
             Change::Put(_, kv, Some(object)) => {
                 let revision = kv.mod_revision;
                 self.broken.remove(&kv.key);
@@ -574,6 +575,10 @@ mod tests {
         cache.apply(Change::of_put(Slot::Ledger, kv(&ledger, "n1", 4)));
         cache.apply(Change::of_put(Slot::Ledger, kv(&ledger, "n1", 3)));
         assert_eq!(cache.ledgers.get("n1"), Some(&4));
+        cache.apply(Change::Delete(Slot::Ledger, ledger.clone(), 2));
+        assert_eq!(cache.ledgers.get("n1"), Some(&4), "a replayed older delete");
+        cache.apply(Change::Delete(Slot::Ledger, ledger, 5));
+        assert_eq!(cache.ledgers.get("n1"), None);
         cache.apply(Change::of_put(Slot::Site, kv(&key("bad"), "{", 5)));
         let err = cache.check().expect_err("a broken object stops passes");
         assert!(err.contains(&key("bad")), "{err}");
