@@ -55,6 +55,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Decoded watch events shared by every watcher.
     pub watch_cache: Arc<crate::watch_cache::EventCache>,
+    /// The one store watch API watches share (see [`crate::watch_hub`]).
+    pub watch_hub: Arc<crate::watch_hub::WatchHub>,
     /// Compiled policies, fleet context and audit findings.
     pub policies: Arc<crate::policies::PolicyEngine>,
     /// Node leases renewed by agents' heartbeats.

@@ -22,7 +22,9 @@
 //!
 //! Freshness. A pass first asks the store for its current revision and waits until the
 //! cache has applied that far ([`Informer::wait_for`]), so a pass sees every write that
-//! happened before it started (a consistent read, as the kube-apiserver's watch cache
+//! happened before it started. A revision counts as applied only once every event of it
+//! is (the store's watch streams come in chunks of whole revisions,
+//! [`store::WatchStream::at_revision_end`]), so a pass never sees half a transaction (a consistent read, as the kube-apiserver's watch cache
 //! gives with etcd's progress notifications). The watch covers the whole key space, so
 //! every committed revision reaches the cache.
 //!
@@ -471,8 +473,9 @@ impl Informer {
                 Some(Err(e)) => return e,
                 Some(Ok(e)) => events.push(e),
             }
-            // Take what is already waiting too: one lock for a burst.
-            while events.len() < BATCH && !stream.is_empty() {
+            // Take what is already waiting too (one lock for a burst), and always the rest
+            // of the newest revision: the applied revision is announced only whole.
+            while !stream.at_revision_end() || (events.len() < BATCH && !stream.is_empty()) {
                 match stream.next().await {
                     Some(Ok(e)) => events.push(e),
                     Some(Err(e)) => {
@@ -485,6 +488,8 @@ impl Informer {
                     }
                 }
             }
+            // Every event read so far belongs to a revision the stream delivered whole
+            // (it ends only between chunks of whole revisions).
             let newest = events.last().map_or(0, |e| e.kv.mod_revision);
             let planned = self.read(|cache| cache.changes(events));
             let changes = crate::scheduler::compute(|| Change::decode_all(planned));

@@ -72,6 +72,7 @@ pub mod tls;
 mod ui;
 mod watch;
 mod watch_cache;
+mod watch_hub;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -375,6 +376,10 @@ impl Server {
             config.events.clone(),
             shutdown.clone(),
         );
+        let watch_hub = watch_hub::WatchHub::new(
+            Arc::clone(registry.reads()),
+            watch_hub::HubLimits::default(),
+        );
         let state = AppState {
             events,
             policies,
@@ -385,6 +390,7 @@ impl Server {
             limits: Arc::new(config.limits.clone()),
             shutdown,
             watch_cache: Arc::new(watch_cache::EventCache::default()),
+            watch_hub,
             secrets: Arc::new(secrets::Secrets::new(keyring)),
             ca_pem: tls.ca_pem.clone(),
             leadership: Arc::default(),
@@ -482,6 +488,7 @@ impl Server {
             election,
         } = self;
         let policy_controller = tokio::spawn(policies::run(state.clone()));
+        let watch_hub = tokio::spawn(Arc::clone(&state.watch_hub).run(state.shutdown.clone()));
         let log_mirror = tokio::spawn(logs::mirror(state.clone(), state.log_sessions.clone()));
         // The controllers that write run on the leader only, on a fenced state.
         let controllers: leader::Controllers = Box::new(move |fenced: AppState| {
@@ -538,6 +545,7 @@ impl Server {
         }
         token_sync.abort();
         policy_controller.abort();
+        watch_hub.abort();
         log_mirror.abort();
         // The election task stops its controllers and resigns (revokes its session lease)
         // so that another replica leads at once.

@@ -213,6 +213,18 @@ impl ReadView {
         self.store.current_revision().await
     }
 
+    /// The highest compacted revision (0 when nothing was compacted).
+    pub async fn compacted_revision(&self) -> Result<Revision, StoreError> {
+        self.store.compacted_revision().await
+    }
+
+    /// A revision a watch of the whole store reaches, at or after every acknowledged write
+    /// ([`Store::sync_revision`]; on etcd a marker write outside every resource, which
+    /// changes no object).
+    pub async fn sync_revision(&self) -> Result<Revision, StoreError> {
+        self.store.sync_revision().await
+    }
+
     /// Whether the store refuses writes for lack of disk space.
     pub fn space(&self) -> SpaceStatus {
         self.store.space()

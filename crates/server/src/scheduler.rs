@@ -421,7 +421,7 @@ async fn snapshot(state: &AppState, memory: &mut PassCache) -> Result<Snapshot, 
     match &memory.informer {
         Some(informer) => {
             // A consistent read: the cache holds every write made before the pass began.
-            let now = state.store().current_revision().await?;
+            let now = state.store().sync_revision().await?;
             informer.wait_for(now, CACHE_WAIT).await?;
             informer.read(snapshot_of)
         }

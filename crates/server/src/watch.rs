@@ -134,7 +134,7 @@ pub async fn watch(
             rv + 1
         }
     };
-    let mut events = match store.watch(&prefix, start).await {
+    let mut events = match state.watch_hub.watch(&prefix, start).await {
         Ok(w) => w,
         Err(StoreError::Compacted {
             requested,
@@ -197,7 +197,13 @@ pub async fn watch(
                         }
                         None => return,
                     };
-                    last_rv = event.kv.mod_revision;
+                    // A bookmark promises every change up to its revision: only a
+                    // revision the stream has delivered whole counts.
+                    last_rv = if events.at_revision_end() {
+                        event.kv.mod_revision
+                    } else {
+                        last_rv.max(event.kv.mod_revision - 1)
+                    };
                     let Some((kind, decoded)) = translate(&event, &filter, &cache) else { continue };
                     let opened = if open_secrets {
                         match decode(&event.kv)

@@ -71,6 +71,7 @@ macro_rules! conformance_tests {
     check_chain_append,
     check_chain_concurrent_commit_order,
     check_concurrent_cas_counter,
+    check_sync_revision_is_reached_by_a_root_watch,
         );
     };
     (@each $fresh:path; $($check:ident),* $(,)?) => {
@@ -118,6 +119,7 @@ where
     check_chain_append(make().await).await;
     check_chain_concurrent_commit_order(make().await).await;
     check_concurrent_cas_counter(make().await).await;
+    check_sync_revision_is_reached_by_a_root_watch(make().await).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,9 +624,15 @@ pub async fn check_txn_multi_key_atomic(store: Arc<dyn Store>) {
         "every key of the txn carries the txn's revision"
     );
     let mut order = Vec::new();
-    for _ in 0..4 {
+    for i in 0..4 {
         let e = next_event(&mut w, "the events of a multi-key txn").await;
         assert_eq!(e.kv.mod_revision, resp.revision);
+        assert_eq!(
+            w.at_revision_end(),
+            i == 3,
+            "a reader can tell that it holds all of a txn's events only after the last \
+             (event {i} of 4)"
+        );
         order.push((e.kind, e.kv.key));
     }
     assert_eq!(
@@ -1334,4 +1342,26 @@ pub async fn check_concurrent_cas_counter(store: Arc<dyn Store>) {
         value.version as usize, total,
         "one version per successful CAS"
     );
+}
+
+/// A watch of the whole key space reaches the revision `sync_revision` answers, even after
+/// writes the watch never delivers (a compaction's record, on etcd).
+pub async fn check_sync_revision_is_reached_by_a_root_watch(store: Arc<dyn Store>) {
+    put(&store, "/sync/old", "v").await;
+    let written = put(&store, "/sync/k", "v").await.mod_revision;
+    let mut w = watch(&store, "/", written).await;
+    store.compact(written - 1).await.expect("compact");
+    let sync = within("sync_revision", store.sync_revision())
+        .await
+        .expect("sync_revision");
+    assert!(
+        sync >= written,
+        "sync revision {sync} is before the acknowledged write at {written}"
+    );
+    loop {
+        let e = next_event(&mut w, "an event at the sync revision").await;
+        if e.kv.mod_revision >= sync && w.at_revision_end() {
+            break;
+        }
+    }
 }

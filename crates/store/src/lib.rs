@@ -312,26 +312,52 @@ pub struct SpaceStatus {
 }
 
 /// A stream of watch events in revision order. Ends with `Err` when cancelled.
+///
+/// A backend feeds it in chunks of whole revisions: the events one transaction made
+/// under the watched prefix are never split between chunks, so a reader can tell when
+/// it holds everything a revision changed ([`WatchStream::at_revision_end`]).
 pub struct WatchStream {
-    rx: tokio::sync::mpsc::Receiver<Result<Event, StoreError>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<Event>, StoreError>>,
+    /// The rest of the chunk being read.
+    chunk: std::collections::VecDeque<Event>,
 }
 
 impl WatchStream {
-    /// Wraps a channel a backend feeds.
-    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Event, StoreError>>) -> Self {
-        Self { rx }
+    /// Wraps a channel a backend feeds, each `Ok` a chunk of one or more whole revisions.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Vec<Event>, StoreError>>) -> Self {
+        Self {
+            rx,
+            chunk: std::collections::VecDeque::new(),
+        }
     }
 
     /// The next event; `None` when the store closed the watch.
     pub async fn next(&mut self) -> Option<Result<Event, StoreError>> {
-        self.rx.recv().await
+        loop {
+            if let Some(event) = self.chunk.pop_front() {
+                return Some(Ok(event));
+            }
+            match self.rx.recv().await? {
+                Ok(chunk) => self.chunk = chunk.into(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// Whether no event is waiting right now (the end of a burst).
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.chunk.is_empty() && self.rx.is_empty()
+    }
+
+    /// Whether the events read so far hold every change of the newest revision among them
+    /// (under the watched prefix): the next event, if any, is of a later revision.
+    pub fn at_revision_end(&self) -> bool {
+        self.chunk.is_empty()
     }
 }
+
+/// The key [`Store::sync_revision`] writes where it must mark a point in its own history.
+pub const SYNC_KEY: &str = "/meridian/sync";
 
 /// The store interface every backend implements and [`conformance`] checks.
 #[async_trait]
@@ -353,6 +379,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The current revision.
     async fn current_revision(&self) -> Result<Revision, StoreError>;
+
+    /// A revision at or after every write acknowledged before the call that a watch of the
+    /// whole key space (`"/"`) delivers an event at: what a cache fed by such a watch waits
+    /// for to read consistently. A store whose every revision carries one of its own
+    /// events answers its current revision (the default). One whose revisions also count
+    /// writes it never delivers (an etcd prefix: other prefixes, its own metadata) writes
+    /// [`SYNC_KEY`] and answers that write's revision.
+    async fn sync_revision(&self) -> Result<Revision, StoreError> {
+        self.current_revision().await
+    }
 
     /// Grant a lease that expires `ttl` after its last keep-alive.
     async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError>;

@@ -579,6 +579,42 @@ async fn prefixes_reopen_and_stay_apart() {
     }
 }
 
+/// On a cluster another tenant writes to, the current revision runs ahead of anything this
+/// prefix's watch delivers; the sync revision is one it does deliver (the scheduler's cache
+/// waits for it before each pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_revision_is_reached_while_another_prefix_writes() {
+    let running = cluster().await;
+    let a = open(&running.cluster, "/tenant-a").await;
+    let b = open(&running.cluster, "/tenant-b").await;
+    let mine = a.put("/x", b"a".to_vec()).await.expect("put a");
+    let mut w = a.watch("/", mine.mod_revision + 1).await.expect("watch a");
+    for i in 0..5 {
+        b.put(&format!("/y{i}"), b"b".to_vec())
+            .await
+            .expect("put b");
+    }
+    let current = a.current_revision().await.expect("revision");
+    assert!(
+        current > mine.mod_revision,
+        "the other tenant's writes move this prefix's current revision ({current})"
+    );
+    let sync = a.sync_revision().await.expect("sync revision");
+    assert!(sync > current, "sync {sync}, current {current}");
+    let e = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("the watch delivers the sync point")
+        .expect("stream open")
+        .expect("event");
+    assert_eq!(e.kv.key, store::SYNC_KEY);
+    assert_eq!(
+        e.kv.mod_revision, sync,
+        "the first event this prefix sees after its own write is the sync marker: \
+         no revision between was this prefix's"
+    );
+    assert!(w.at_revision_end());
+}
+
 /// An unreachable cluster fails with a message naming the endpoints tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_cluster_names_its_endpoints() {

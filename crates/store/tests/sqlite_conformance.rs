@@ -471,7 +471,13 @@ async fn long_replay_spans_pages() {
         let (t, i) = expected.next().unwrap();
         assert_eq!(e.kv.key, format!("/long/{t:02}/{i:03}"));
         assert_eq!(e.kv.mod_revision, t * 2 + 1);
+        // Pages of history end inside transactions; the stream's chunks never do.
+        assert!(
+            !w.at_revision_end() || i == 99,
+            "chunk ended inside txn {t} at op {i}"
+        );
     }
+    assert!(w.at_revision_end(), "the replay ends with a whole revision");
     store.put("/long/live", b"v".to_vec()).await.unwrap();
     assert_eq!(w.next().await.unwrap().unwrap().kv.key, "/long/live");
 }

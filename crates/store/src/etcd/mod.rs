@@ -891,6 +891,19 @@ impl Store for EtcdStore {
         self.recorded_compaction().await
     }
 
+    /// etcd's revisions count every write to the cluster: other prefixes', and this
+    /// store's metadata (outside the data prefix). A watch of this store never sees those,
+    /// so the current revision may never be reached: mark a point with a write of its own.
+    async fn sync_revision(&self) -> Result<Revision, StoreError> {
+        let resp = self
+            .txn(crate::Txn {
+                success: vec![crate::Op::put(crate::SYNC_KEY, Vec::new())],
+                ..crate::Txn::default()
+            })
+            .await?;
+        Ok(resp.revision)
+    }
+
     async fn backup(&self, dest: &std::path::Path) -> Result<crate::Backup, StoreError> {
         self.snapshot(dest).await
     }

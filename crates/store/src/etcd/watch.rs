@@ -12,7 +12,8 @@
 //! - A delete event carries the last value (from etcd's previous key-value) and the
 //!   delete's revision; events of one transaction arrive in op order, as etcd sends them.
 //! - A slow reader is never cancelled (no [`StoreError::WatchLagged`]): its feeding task
-//!   waits once `CHANNEL` (1024) events are queued, and etcd holds the rest for that watch.
+//!   waits once `CHANNEL` (1024) responses are queued, and etcd holds the rest for that
+//!   watch.
 //! - If the cluster stays unreachable for [`super::EtcdOptions::retry_for`], the stream
 //!   ends with an error naming the endpoints tried and the last revision delivered.
 
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 use super::{EtcdError, EtcdStore, Keys, MAX_DECODE, convert_kv};
 use crate::{Event, EventKind, KeyValue, Revision, StoreError, WatchStream};
 
-/// Events buffered per watcher before the feeding task waits for the reader.
+/// Watch responses buffered per watcher before the feeding task waits for the reader.
 const CHANNEL: usize = 1024;
 
 impl EtcdStore {
@@ -146,7 +147,7 @@ impl Feed {
     async fn run(
         &mut self,
         mut stream: etcd_client::WatchStream,
-        tx: mpsc::Sender<Result<Event, StoreError>>,
+        tx: mpsc::Sender<Result<Vec<Event>, StoreError>>,
     ) {
         loop {
             let message = tokio::select! {
@@ -184,12 +185,17 @@ impl Feed {
                 let _ = tx.send(Err(self.compacted(resp.compact_revision()))).await;
                 return;
             }
-            for event in resp.events() {
-                let converted = self.event(event);
-                let failed = converted.is_err();
-                if tx.send(converted.map_err(StoreError::from)).await.is_err() || failed {
-                    return;
-                }
+            // etcd never splits a revision between responses (this store does not ask for
+            // fragments), so a response is a chunk of whole revisions.
+            let chunk: Result<Vec<Event>, EtcdError> =
+                resp.events().iter().map(|e| self.event(e)).collect();
+            let failed = chunk.is_err();
+            let chunk = match chunk {
+                Ok(chunk) if chunk.is_empty() => continue,
+                other => other.map_err(StoreError::from),
+            };
+            if tx.send(chunk).await.is_err() || failed {
+                return;
             }
         }
     }

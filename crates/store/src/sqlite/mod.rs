@@ -56,7 +56,7 @@ pub struct SqliteOptions {
     /// loss); `NORMAL` otherwise (survives a process crash, not an OS crash).
     pub fsync: bool,
     /// Per-watcher queue length, in committed batches (the stream itself buffers as many
-    /// events again). A watcher that falls further behind is cancelled with
+    /// batches again). A watcher that falls further behind is cancelled with
     /// [`StoreError::WatchLagged`].
     pub watch_buffer: usize,
     /// Maximum number of read connections (and concurrent reads).

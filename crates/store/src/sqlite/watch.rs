@@ -173,7 +173,7 @@ impl Hub {
 pub(crate) struct Forwarder {
     pub(crate) prefix: String,
     pub(crate) sub: Subscription,
-    pub(crate) out: mpsc::Sender<Result<Event, StoreError>>,
+    pub(crate) out: mpsc::Sender<Result<Vec<Event>, StoreError>>,
     pub(crate) pool: Arc<ReadPool>,
     /// Every revision up to this one has been delivered (or had nothing for this prefix).
     pub(crate) last: Revision,
@@ -215,15 +215,28 @@ impl Forwarder {
         }
     }
 
+    /// Sends history page by page, each chunk ending at a revision's end: the events of
+    /// the last revision of a full page wait for the next page, which may hold more of it.
     async fn replay(&mut self, mut page: Option<HistoryPage>) -> Result<Flow, StoreError> {
+        let mut held: Vec<(Revision, Event)> = Vec::new();
         while let Some(current) = page.take() {
             let full = current.events.len() >= REPLAY_PAGE;
-            let mut cursor = None;
-            for (revision, idx, event) in current.events {
-                if self.out.send(Ok(event)).await.is_err() {
-                    return Ok(Flow::Stop);
-                }
-                cursor = Some((revision, idx));
+            let cursor = current
+                .events
+                .last()
+                .map(|(revision, idx, _)| (*revision, *idx));
+            held.extend(current.events.into_iter().map(|(r, _, e)| (r, e)));
+            let send = match cursor {
+                Some((last, _)) if full => held.iter().take_while(|(r, _)| *r < last).count(),
+                _ => held.len(),
+            };
+            let rest = held.split_off(send);
+            let chunk: Vec<Event> = std::mem::replace(&mut held, rest)
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+            if !chunk.is_empty() && self.out.send(Ok(chunk)).await.is_err() {
+                return Ok(Flow::Stop);
             }
             match cursor {
                 Some(cursor) if full => {
@@ -263,21 +276,24 @@ impl Forwarder {
         }
     }
 
+    /// Sends the batch's events under the prefix as one chunk (a batch holds whole
+    /// transactions).
     async fn deliver(&mut self, batch: &Batch) -> Flow {
+        let mut chunk = Vec::new();
         for txn in &batch.txns {
             if txn.revision <= self.last {
                 continue;
             }
-            for event in txn
-                .events
-                .iter()
-                .filter(|e| e.kv.key.starts_with(&self.prefix))
-            {
-                if self.out.send(Ok(event.clone())).await.is_err() {
-                    return Flow::Stop;
-                }
-            }
+            chunk.extend(
+                txn.events
+                    .iter()
+                    .filter(|e| e.kv.key.starts_with(&self.prefix))
+                    .cloned(),
+            );
             self.last = txn.revision;
+        }
+        if !chunk.is_empty() && self.out.send(Ok(chunk)).await.is_err() {
+            return Flow::Stop;
         }
         Flow::Continue
     }

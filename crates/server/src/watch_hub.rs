@@ -1,0 +1,392 @@
+//! One store watch per server, shared by every API watch.
+//!
+//! Without it each API watch (kubectl, informers, every agent following its node) opens
+//! its own store watch: on etcd, a thousand watchers are a thousand etcd watches, and etcd
+//! slowed its own writes about sixty-fold feeding them (BENCHMARKS.md, "etcd against
+//! SQLite"). As the kube-apiserver's watch cache does, a [`WatchHub`] follows the whole
+//! store with one watch, keeps a window of recent events, and serves each API watch from
+//! that window and then live:
+//!
+//! - A watch from a revision inside the window (or from now, or from the future) is served
+//!   here: its backlog is copied from the window and it is registered for what follows
+//!   under one lock with the feed, so it misses nothing and sees nothing twice.
+//! - A watch from before the window, or from history the store has compacted, falls back
+//!   to a store watch of its own, which replays history (or fails with `Compacted`, a 410
+//!   to the client): the answers are the same, only the cost differs.
+//! - A watcher whose queue is full is cut off with [`StoreError::WatchLagged`] after what
+//!   it was sent (the store's own behaviour for a slow SQLite watcher); the API watch
+//!   ends with an error and the client watches again from its last revision.
+//! - When the feed's watch fails, every watch it serves ends (the client watches again)
+//!   and the feed restarts from the store's current revision with an empty window.
+//!
+//! Events reach watchers in chunks of whole revisions, as the store's own streams do
+//! ([`store::WatchStream::at_revision_end`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use store::{Event, Revision, StoreError, WatchStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::ReadView;
+
+/// How much recent history the window keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    /// Events kept at most.
+    pub events: usize,
+    /// Bytes of keys and values kept at most.
+    pub bytes: usize,
+    /// Chunks queued per watcher before it is cut off as lagging.
+    pub queue: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            events: 20_000,
+            bytes: 64 << 20,
+            queue: 1_024,
+        }
+    }
+}
+
+/// One revision-whole run of events in the window.
+struct Chunk {
+    events: Vec<Event>,
+    /// The newest revision among them.
+    last: Revision,
+    bytes: usize,
+}
+
+struct Watcher {
+    prefix: String,
+    /// Events before this revision were not asked for.
+    from: Revision,
+    tx: mpsc::Sender<Result<Vec<Event>, StoreError>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether the feed follows the store (else every watch goes to the store).
+    live: bool,
+    /// Every event at or after this revision is in the window (or yet to come).
+    low: Revision,
+    /// Every revision up to this one has been received whole.
+    head: Revision,
+    window: VecDeque<Chunk>,
+    events: usize,
+    bytes: usize,
+    watchers: Vec<Watcher>,
+}
+
+/// The server's shared watch (see the module documentation).
+pub struct WatchHub {
+    store: Arc<ReadView>,
+    limits: HubLimits,
+    state: Mutex<State>,
+}
+
+impl WatchHub {
+    pub fn new(store: Arc<ReadView>, limits: HubLimits) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            limits,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Watches keys under `prefix` from revision `start` (inclusive; 0: after now), as
+    /// [`store::Store::watch`] does.
+    pub async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError> {
+        // History the store has compacted is gone for every watch, as without the hub
+        // (a 410 to the client), even where the window still holds it.
+        let servable = start == 0 || start > self.store.compacted_revision().await?;
+        if servable && let Some(stream) = self.register(prefix, start) {
+            return Ok(stream);
+        }
+        self.store.watch(prefix, start).await
+    }
+
+    /// Registers a watch served from the window, or `None` when the window cannot serve it.
+    fn register(&self, prefix: &str, start: Revision) -> Option<WatchStream> {
+        let mut state = self.state.lock().expect("watch hub lock");
+        if !state.live {
+            return None;
+        }
+        let from = if start == 0 { state.head + 1 } else { start };
+        if from < state.low {
+            return None;
+        }
+        let backlog: Vec<Event> = state
+            .window
+            .iter()
+            .filter(|c| c.last >= from)
+            .flat_map(|c| &c.events)
+            .filter(|e| e.kv.mod_revision >= from && e.kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
+        if !backlog.is_empty() {
+            tx.try_send(Ok(backlog))
+                .expect("a new queue has room for one chunk");
+        }
+        state.watchers.push(Watcher {
+            prefix: prefix.to_owned(),
+            from,
+            tx,
+        });
+        Some(WatchStream::new(rx))
+    }
+
+    /// How many watches the hub serves now (for tests and metrics).
+    pub fn watchers(&self) -> usize {
+        self.state.lock().expect("watch hub lock").watchers.len()
+    }
+
+    /// Follows the store until `shutdown`, restarting after a failed watch.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let ended = self.follow(&shutdown).await;
+            self.stop();
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match ended {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared watch ended; watches go to the store until it resumes");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One run of the feed: from the current revision until the watch fails.
+    async fn follow(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        let head = self.store.current_revision().await?;
+        let mut stream = self.store.watch("/", head + 1).await?;
+        {
+            let mut state = self.state.lock().expect("watch hub lock");
+            *state = State {
+                live: true,
+                low: head + 1,
+                head,
+                ..State::default()
+            };
+        }
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                e = stream.next() => e,
+            };
+            let mut events = vec![first.ok_or(StoreError::Closed)??];
+            while !stream.at_revision_end() {
+                events.push(stream.next().await.ok_or(StoreError::Closed)??);
+            }
+            self.publish(events);
+        }
+    }
+
+    /// Adds a revision-whole run of events to the window and hands it to the watchers.
+    fn publish(&self, events: Vec<Event>) {
+        let last = events.last().map_or(0, |e| e.kv.mod_revision);
+        let bytes = events
+            .iter()
+            .map(|e| e.kv.key.len() + e.kv.value.len())
+            .sum();
+        let mut state = self.state.lock().expect("watch hub lock");
+        state.watchers.retain(|w| {
+            let mine: Vec<Event> = events
+                .iter()
+                .filter(|e| e.kv.mod_revision >= w.from && e.kv.key.starts_with(&w.prefix))
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                return !w.tx.is_closed();
+            }
+            let from = mine[0].kv.mod_revision;
+            match w.tx.try_send(Ok(mine)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Cut off after what it was sent: every revision before this run's.
+                    let tx = w.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Err(StoreError::WatchLagged(from - 1))).await;
+                    });
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+        state.head = state.head.max(last);
+        state.events += events.len();
+        state.bytes += bytes;
+        state.window.push_back(Chunk {
+            events,
+            last,
+            bytes,
+        });
+        while state.window.len() > 1
+            && (state.events > self.limits.events || state.bytes > self.limits.bytes)
+        {
+            let Some(old) = state.window.pop_front() else {
+                break;
+            };
+            state.events -= old.events.len();
+            state.bytes -= old.bytes;
+            state.low = old.last + 1;
+        }
+    }
+
+    /// The feed stopped: the watches it served end (their clients watch again), and new
+    /// ones go to the store until it resumes.
+    fn stop(&self) {
+        let mut state = self.state.lock().expect("watch hub lock");
+        *state = State::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use store::sqlite::{SqliteOptions, SqliteStore};
+    use store::{Op, Store, Txn};
+
+    use super::*;
+
+    async fn hub(limits: HubLimits) -> (tempfile::TempDir, Arc<SqliteStore>, Arc<WatchHub>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let hub = WatchHub::new(Arc::new(ReadView::new(store.clone())), limits);
+        tokio::spawn(Arc::clone(&hub).run(CancellationToken::new()));
+        (dir, store, hub)
+    }
+
+    async fn put(store: &SqliteStore, ops: Vec<Op>) -> Revision {
+        let txn = Txn {
+            success: ops,
+            ..Txn::default()
+        };
+        store.txn(txn).await.expect("txn").revision
+    }
+
+    /// Waits until the hub has received `revision`.
+    async fn reached(hub: &WatchHub, revision: Revision) {
+        for _ in 0..500 {
+            {
+                let state = hub.state.lock().unwrap();
+                if state.live && state.head >= revision {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the hub never reached revision {revision}");
+    }
+
+    async fn next(w: &mut WatchStream) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("no error")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_backlog_then_live_without_gaps_or_repeats() {
+        let (_dir, store, hub) = hub(HubLimits::default()).await;
+        reached(&hub, 0).await;
+        let mut revs = Vec::new();
+        for i in 0..5 {
+            revs.push(put(&store, vec![Op::put(format!("/a/{i}"), "v")]).await);
+        }
+        put(&store, vec![Op::put("/b/other", "v")]).await;
+        reached(&hub, revs[4] + 1).await;
+        let mut w = hub.watch("/a/", revs[2]).await.unwrap();
+        assert_eq!(hub.watchers(), 1, "served by the hub, not the store");
+        for i in 2..5 {
+            assert_eq!(next(&mut w).await.kv.key, format!("/a/{i}"));
+        }
+        // A transaction of several keys arrives whole, after the backlog.
+        let rev = put(
+            &store,
+            vec![
+                Op::put("/a/x", "1"),
+                Op::put("/b/y", "2"),
+                Op::put("/a/z", "3"),
+            ],
+        )
+        .await;
+        let x = next(&mut w).await;
+        assert_eq!((x.kv.key.as_str(), x.kv.mod_revision), ("/a/x", rev));
+        assert!(!w.at_revision_end(), "the rest of the revision is in hand");
+        assert_eq!(next(&mut w).await.kv.key, "/a/z");
+        assert!(w.at_revision_end());
+        // From now, and from the future.
+        let mut now = hub.watch("/a/", 0).await.unwrap();
+        let mut later = hub.watch("/a/", rev + 2).await.unwrap();
+        let first = put(&store, vec![Op::put("/a/n", "v")]).await;
+        put(&store, vec![Op::put("/a/m", "v")]).await;
+        assert_eq!(next(&mut now).await.kv.mod_revision, first);
+        assert_eq!(next(&mut later).await.kv.key, "/a/m");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_from_before_the_window_goes_to_the_store() {
+        let limits = HubLimits {
+            events: 2,
+            ..HubLimits::default()
+        };
+        let (_dir, store, hub) = hub(limits).await;
+        reached(&hub, 0).await;
+        let mut last = 0;
+        for i in 0..6 {
+            last = put(&store, vec![Op::put(format!("/a/{i}"), "v")]).await;
+        }
+        reached(&hub, last).await;
+        let mut w = hub.watch("/a/", 1).await.unwrap();
+        assert_eq!(hub.watchers(), 0, "the window no longer holds revision 1");
+        for i in 0..6 {
+            assert_eq!(next(&mut w).await.kv.key, format!("/a/{i}"));
+        }
+        store.compact(3).await.unwrap();
+        let Err(e) = hub.watch("/a/", 2).await else {
+            panic!("a compacted start must fail")
+        };
+        assert!(matches!(e, StoreError::Compacted { .. }), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watcher_that_does_not_read_is_cut_off_after_what_it_was_sent() {
+        let limits = HubLimits {
+            queue: 1,
+            ..HubLimits::default()
+        };
+        let (_dir, store, hub) = hub(limits).await;
+        reached(&hub, 0).await;
+        let mut w = hub.watch("/a/", 0).await.unwrap();
+        let first = put(&store, vec![Op::put("/a/1", "v")]).await;
+        let mut last = first;
+        for i in 2..5 {
+            last = put(&store, vec![Op::put(format!("/a/{i}"), "v")]).await;
+        }
+        reached(&hub, last).await;
+        assert_eq!(hub.watchers(), 0, "cut off");
+        assert_eq!(next(&mut w).await.kv.mod_revision, first);
+        match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+            Ok(Some(Err(StoreError::WatchLagged(at)))) => assert_eq!(at, first),
+            other => panic!("expected WatchLagged, got {other:?}"),
+        }
+    }
+}
