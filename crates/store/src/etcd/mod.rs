@@ -56,7 +56,10 @@
 //! to; the caller's compares and ops run in a nested transaction inside it, so a moved head
 //! never runs the caller's failure branch. On a moved head the append retries with the new
 //! head; two servers never fork a chain. Appends of one process are serialised locally so
-//! they do not race each other. The revision an entry records (and hashes) is `R + 1` in
+//! they do not race each other, and the heads a committed append left (with its commit
+//! revision as `R`) serve the next append without a read: a head another server moved
+//! meanwhile fails the guard, and the append reads the heads and retries. The revision an
+//! entry records (and hashes) is `R + 1` in
 //! Meridian numbering: the first revision the transaction could commit at. It is at most the
 //! commit revision, equal to it when nothing else was written in between, and above the
 //! commit revision of the previous entry (which the read at `R` saw), so entry revisions
@@ -222,8 +225,9 @@ pub struct EtcdStore {
     /// etcd revision of this prefix's initialisation: Meridian revision = etcd − base.
     pub(crate) base: i64,
     pub(crate) options: EtcdOptions,
-    /// Serialises this process's appends, so they retry only against other servers.
-    pub(crate) append_lock: tokio::sync::Mutex<()>,
+    /// Serialises this process's appends, so they retry only against other servers, and
+    /// remembers the heads its last append left, so the next one need not read them.
+    pub(crate) append_lock: tokio::sync::Mutex<txn::KnownHeads>,
     /// etcd's NOSPACE alarm, as this store saw it.
     pub(crate) space: Arc<space::SpaceState>,
 }
@@ -378,7 +382,7 @@ impl EtcdStore {
             base: 0,
             space: space::SpaceState::new(options.endpoints.join(",")),
             options,
-            append_lock: tokio::sync::Mutex::new(()),
+            append_lock: tokio::sync::Mutex::new(txn::KnownHeads::default()),
         };
         store.base = store.init_base().await?;
         store.check_schema().await?;

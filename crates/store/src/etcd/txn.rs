@@ -211,7 +211,20 @@ impl EtcdStore {
     /// A transaction with appends: read the heads, build the entries, commit guarded by the
     /// heads; retry when another server appended in between.
     async fn run_append_txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        let _local = self.append_lock.lock().await;
+        let mut known = self.append_lock.lock().await;
+        let result = self.append_with(&txn, &mut known).await;
+        if result.is_err() {
+            // The transaction may have committed without its answer reaching us.
+            *known = KnownHeads::default();
+        }
+        result
+    }
+
+    async fn append_with(
+        &self,
+        txn: &Txn,
+        known: &mut KnownHeads,
+    ) -> Result<TxnResponse, StoreError> {
         let logs: Vec<String> = {
             let mut logs: Vec<String> = txn
                 .success
@@ -227,16 +240,19 @@ impl EtcdStore {
             logs
         };
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            let (read_at, heads) = self.read_heads(&logs).await?;
+            let (read_at, read) = match known.of(&logs) {
+                Some(cached) => cached,
+                None => self.read_heads(&logs).await?,
+            };
             // The first revision this transaction can commit at (Meridian numbering).
             let entry_revision = self.to_meridian(read_at) + 1;
-            let mut success_heads = Heads::new(&heads, entry_revision);
-            let mut failure_heads = Heads::new(&heads, entry_revision);
+            let mut success_heads = Heads::new(&read, entry_revision);
+            let mut failure_heads = Heads::new(&read, entry_revision);
             let inner = etcd_client::Txn::new()
                 .when(self.compares(&txn.compares))
                 .and_then(self.ops(&txn.success, &mut success_heads)?)
                 .or_else(self.ops(&txn.failure, &mut failure_heads)?);
-            let guards: Vec<EtcdCompare> = heads
+            let guards: Vec<EtcdCompare> = read
                 .iter()
                 .map(|(log, (_, mod_revision))| {
                     EtcdCompare::mod_revision(
@@ -255,9 +271,10 @@ impl EtcdStore {
                     async move { kv_client(&c).txn(request).await }
                 })
                 .await
-                .map_err(|e| self.lease_error(e, &txn))?;
+                .map_err(|e| self.lease_error(e, txn))?;
             if !resp.succeeded() {
                 tracing::debug!("chain head moved by another writer, retrying the append");
+                *known = KnownHeads::default();
                 continue;
             }
             let revision = header_revision(resp.header())?;
@@ -273,6 +290,7 @@ impl EtcdStore {
                 (&txn.failure, &failure_heads)
             };
             let results = self.results(branch, &inner.op_responses(), revision, heads)?;
+            known.committed(revision, &read, heads);
             return Ok(TxnResponse {
                 succeeded,
                 revision: self.to_meridian(revision),
@@ -477,6 +495,45 @@ impl EtcdStore {
 fn stores_something(ops: &[Op]) -> bool {
     ops.iter()
         .any(|op| matches!(op, Op::Put { .. } | Op::Append { .. }))
+}
+
+/// The chain heads this process's last append left (etcd revision, log → (head,
+/// `mod_revision`)), as of that append's commit revision: they stand in for a read of the
+/// heads until another server moves one (the append's guard fails, and it reads).
+#[derive(Debug, Default)]
+pub(crate) struct KnownHeads {
+    revision: i64,
+    heads: BTreeMap<String, (ChainHead, i64)>,
+}
+
+impl KnownHeads {
+    /// The heads of `logs`, when every one is known.
+    fn of(&self, logs: &[String]) -> Option<(i64, BTreeMap<String, (ChainHead, i64)>)> {
+        let heads = logs
+            .iter()
+            .map(|log| self.heads.get(log).map(|head| (log.clone(), *head)))
+            .collect::<Option<BTreeMap<_, _>>>()?;
+        Some((self.revision, heads))
+    }
+
+    /// An append committed at `revision` from the heads `read`, leaving `branch`'s.
+    fn committed(
+        &mut self,
+        revision: i64,
+        read: &BTreeMap<String, (ChainHead, i64)>,
+        branch: &Heads,
+    ) {
+        self.revision = revision;
+        for (log, (head, mod_revision)) in read {
+            let now = branch.current.get(log).copied().unwrap_or(*head);
+            let mod_revision = if now == *head {
+                *mod_revision
+            } else {
+                revision
+            };
+            self.heads.insert(log.clone(), (now, mod_revision));
+        }
+    }
 }
 
 /// The chain heads a branch starts from and moves, with the revision its entries record.
