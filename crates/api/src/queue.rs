@@ -206,6 +206,11 @@ string_enum! {
         /// eviction and this job's admission, this queue's weighted share is still at
         /// most that queue's (Kueue's `LessThanOrEqualToFinalShare`).
         LessThanOrEqualToFinalShare = "LessThanOrEqualToFinalShare",
+        /// A job of another queue of the cohort that borrows is evicted when, with this
+        /// job admitted, this queue's weighted share is below that queue's share before
+        /// the eviction (Kueue's `LessThanInitialShare`): it does not protect a queue
+        /// from losing a large job, as the final-share rule does.
+        LessThanInitialShare = "LessThanInitialShare",
     }
 }
 

@@ -840,6 +840,47 @@ fn fair_sharing_does_not_preempt_below_the_final_share_or_without_the_policy() {
     }
 }
 
+/// One large job of `a` (a gang of 4 × 4 GPUs: all 16 of the cohort's, 12 borrowed) and
+/// `b` asking for 8: evicting it leaves `a` at share 0, below `b`'s 250 with its job, so
+/// the final-share rule keeps it; the initial-share rule compares with `a`'s 750 before
+/// the eviction and takes it.
+#[test]
+fn fair_sharing_by_initial_share_takes_a_large_job_the_final_share_rule_keeps() {
+    let nodes = gpu_nodes(4);
+    for (strategy, admitted) in [
+        ("LessThanOrEqualToFinalShare", false),
+        ("LessThanInitialShare", true),
+    ] {
+        let (qs, _) = fair_share_setup(json!({ "fairSharing": strategy }), 1);
+        let big = gang(job("a-big", "a", 5, 4, 4, 0));
+        let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+        let d = place_queued(&mut fleet, &qs, &[], std::slice::from_ref(&big));
+        assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "{strategy}");
+        let want = gang(job("b0", "b", 0, 4, 2, 20));
+        let known = [big.clone(), want.clone()];
+        let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+        let placed = d.iter().filter(|d| d.is_placed()).count();
+        if !admitted {
+            assert_eq!(placed, 0, "{strategy}");
+            assert_eq!(fleet_allocations(&fleet), 4, "{strategy}: nothing evicted");
+            continue;
+        }
+        assert_eq!(placed, 4, "{strategy}: b0 whole");
+        let p = d
+            .iter()
+            .filter_map(Decision::placement)
+            .find(|p| !p.preempted.is_empty())
+            .expect("b0 admitted by fair-sharing preemption");
+        assert_eq!(p.preempted.len(), 4, "the gang whole: {:?}", p.preempted);
+        assert!(
+            p.preempted.iter().all(|v| v.allocation.workload == "a-big"
+                && v.reason.contains("before the eviction (750)")),
+            "{:?}",
+            p.preempted
+        );
+    }
+}
+
 fn fleet_allocations(fleet: &Fleet) -> usize {
     (0..4)
         .map(|i| fleet.allocations_on(&format!("g{i}")).len())

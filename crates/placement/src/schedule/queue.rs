@@ -387,7 +387,8 @@ impl Session<'_> {
     /// LessThanOrEqualToFinalShare`, when its cohort has nothing left to lend, jobs of
     /// borrowing queues of its cohort whose weighted share stays at least its own
     /// (with this job admitted) after the eviction, from the queue of the highest share
-    /// first. Lowest priority first, the newest allocations first among equals; a job
+    /// first (with `LessThanInitialShare`: whose share before the eviction is above its
+    /// own). Lowest priority first, the newest allocations first among equals; a job
     /// goes whole, so a gang is preempted whole or not at all; with flavours, only jobs
     /// in the same flavour. Returns the evicted allocations with why (to give back with
     /// [`Session::restore`] if the job still does not fit), or `None`, evicting
@@ -402,7 +403,8 @@ impl Session<'_> {
         let flavor = self.flavor[wi];
         let view = self.queues.as_ref()?;
         let policy = view.queues.list[q as usize].preemption.clone();
-        let fair = policy.fair_sharing == FairSharingPreemption::LessThanOrEqualToFinalShare;
+        let fair = policy.fair_sharing != FairSharingPreemption::Never;
+        let initial_share = policy.fair_sharing == FairSharingPreemption::LessThanInitialShare;
         if policy.within_queue == WithinQueue::Never
             && policy.reclaim_within_cohort == ReclaimWithinCohort::Never
             && !fair
@@ -496,6 +498,7 @@ impl Session<'_> {
                 })
                 .expect("a candidate");
             let (qa, (_, _, allocs)) = candidates.swap_remove(pick);
+            let before = share(qa);
             let mut taken = Vec::with_capacity(allocs.len());
             for id in allocs {
                 taken.push(self.uncommit(id));
@@ -504,16 +507,27 @@ impl Session<'_> {
             let mine = view
                 .queues
                 .weighted_share_with(q, &view.usage, Some((&request, flavor)));
-            let theirs = view.queues.weighted_share(qa, &view.usage);
-            if mine > theirs {
+            let after = view.queues.weighted_share(qa, &view.usage);
+            let fair_to_take = if initial_share {
+                mine < before
+            } else {
+                mine <= after
+            };
+            if !fair_to_take {
                 // Not fair to take: give it back and try another.
                 self.restore(taken.into_iter().map(|a| (a, String::new())).collect());
                 continue;
             }
             let other = view.queues.list[qa as usize].name.clone();
-            let why = format!(
-                "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) stays at most queue {other}'s after the eviction ({theirs})"
-            );
+            let why = if initial_share {
+                format!(
+                    "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) is below queue {other}'s before the eviction ({before})"
+                )
+            } else {
+                format!(
+                    "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) stays at most queue {other}'s after the eviction ({after})"
+                )
+            };
             evicted.extend(taken.into_iter().map(|a| (a, why.clone())));
             if self.quota_breach(wi, members).is_none() {
                 return Some(evicted);
