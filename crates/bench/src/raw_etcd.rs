@@ -5,11 +5,13 @@
 //! Per create, as `Registry::commit` and the store's etcd backend (`store/src/etcd/txn.rs`)
 //! send a Workload create with its audit entry:
 //!
-//! 1. a read of the audit chain's head (one etcd txn with one get);
+//! 1. a read of the audit chain's head (one etcd txn with one get), unless the previous
+//!    append on this chain left the head known (as the backend's `KnownHeads` does);
 //! 2. one etcd txn guarded by the head's `mod_revision`, holding a nested txn: compares
 //!    "object key absent" (`version == 0`) and "project exists" (`version > 0`); on success
 //!    put the object (with `prev_kv`), put the chain entry, put the new head; on failure get
-//!    both compared keys. A moved head (another writer) retries from 1.
+//!    both compared keys. A moved head (another writer) forgets the known head and retries
+//!    from 1.
 //!
 //! The object is the stored form of the benchmark Workload (validated and defaulted by
 //! `api`, with uid, creation time and generation as the server adds them, encoded by
@@ -55,9 +57,13 @@ pub struct RawCreator {
     project: String,
     /// The Meridian key of this worker's audit log.
     log: String,
-    /// Held from the head read to the commit ([`RawChain::Shared`]).
-    lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Held from the head read to the commit, with the head the last commit on this
+    /// chain left (one for all workers with [`RawChain::Shared`], one per worker else).
+    lock: Arc<tokio::sync::Mutex<Option<KnownHead>>>,
 }
+
+/// A chain head as a commit left it: (etcd revision known at, head, head's `mod_revision`).
+type KnownHead = (i64, ChainHead, i64);
 
 /// Connects to the cluster, writes the project key if absent, and makes `clients`
 /// creators for run `run`.
@@ -100,7 +106,7 @@ pub async fn creators(
         .await
         .with_context(unreachable)?
         .with_context(unreachable)?;
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    let lock = Arc::new(tokio::sync::Mutex::new(None));
     Ok((0..clients)
         .map(|i| RawCreator {
             client: client.clone(),
@@ -110,7 +116,10 @@ pub async fn creators(
                 RawChain::Shared => AUDIT_LOG.to_owned(),
                 RawChain::PerClient => format!("{AUDIT_LOG}{run}-{i}/"),
             },
-            lock: (chain_mode == RawChain::Shared).then(|| Arc::clone(&lock)),
+            lock: match chain_mode {
+                RawChain::Shared => Arc::clone(&lock),
+                RawChain::PerClient => Arc::default(),
+            },
         })
         .collect())
 }
@@ -184,26 +193,30 @@ impl RawCreator {
             &self.project,
         ));
         let head_key = self.key(&chain::head_key(&self.log));
-        let _serialised = match &self.lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
+        let mut known = self.lock.lock().await;
         let mut kv = self.client.kv_client();
         for _ in 0..MAX_ATTEMPTS {
-            let read = kv
-                .txn(Txn::new().and_then([TxnOp::get(head_key.clone(), None)]))
-                .await
-                .context("reading the chain head")?;
-            let read_at = read.header().map_or(0, |h| h.revision());
-            let (head, head_revision) = match read.op_responses().first() {
-                Some(TxnOpResponse::Get(get)) => match get.kvs().first() {
-                    None => (ChainHead::default(), 0),
-                    Some(stored) => (
-                        ChainHead::decode(stored.value()).context("decoding the chain head")?,
-                        stored.mod_revision(),
-                    ),
-                },
-                _ => bail!("the head read answered no read"),
+            let (read_at, head, head_revision) = match known.take() {
+                Some(k) => k,
+                None => {
+                    let read = kv
+                        .txn(Txn::new().and_then([TxnOp::get(head_key.clone(), None)]))
+                        .await
+                        .context("reading the chain head")?;
+                    let read_at = read.header().map_or(0, |h| h.revision());
+                    match read.op_responses().first() {
+                        Some(TxnOpResponse::Get(get)) => match get.kvs().first() {
+                            None => (read_at, ChainHead::default(), 0),
+                            Some(stored) => (
+                                read_at,
+                                ChainHead::decode(stored.value())
+                                    .context("decoding the chain head")?,
+                                stored.mod_revision(),
+                            ),
+                        },
+                        _ => bail!("the head read answered no read"),
+                    }
+                }
             };
             let entry = ChainEntry::new(head.seq + 1, read_at + 1, head.hash, payload.clone());
             let moved = ChainHead {
@@ -243,8 +256,12 @@ impl RawCreator {
             if !resp.succeeded() {
                 continue;
             }
+            let committed = resp.header().map_or(0, |h| h.revision());
             return match resp.op_responses().first() {
-                Some(TxnOpResponse::Txn(inner)) if inner.succeeded() => Ok(()),
+                Some(TxnOpResponse::Txn(inner)) if inner.succeeded() => {
+                    *known = Some((committed, moved, committed));
+                    Ok(())
+                }
                 Some(TxnOpResponse::Txn(_)) => {
                     bail!("the object exists already, or the project key is missing")
                 }

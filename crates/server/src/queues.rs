@@ -74,45 +74,50 @@ impl QueueContext {
     }
 }
 
-/// A queue's flavours name sites that exist (a typo would leave a flavour without
-/// nodes, its jobs waiting for no visible reason): 422 naming the field otherwise.
-/// Other kinds pass. A site deleted later only empties the flavour.
-pub(crate) async fn check_flavor_sites(
+/// Warnings for a queue's flavours that name sites that do not exist (yet): a typo would
+/// leave a flavour without nodes, its jobs waiting for no visible reason. As Kubernetes
+/// resolves references later, the write is accepted (so that `kubectl apply -f dir/`
+/// works in any order) with a `Warning` naming the field, and the queue's `Active`
+/// condition says `SiteNotFound` until the site exists ([`queue_status`]). Other kinds
+/// get none.
+pub(crate) async fn flavor_site_warnings(
     state: &crate::app::AppState,
     kind: &api::kinds::KindInfo,
     value: &serde_json::Value,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<Vec<String>, crate::error::ApiError> {
+    let mut warnings = Vec::new();
     if kind.kind != api::kinds::QUEUE.kind {
-        return Ok(());
+        return Ok(warnings);
     }
     let Some(flavors) = value["spec"]["flavors"].as_array() else {
-        return Ok(());
+        return Ok(warnings);
     };
-    let mut errors = Vec::new();
     for (i, f) in flavors.iter().enumerate() {
         let sites = f["sites"].as_array().map(Vec::as_slice).unwrap_or_default();
         for (j, site) in sites.iter().enumerate() {
             let Some(site) = site.as_str() else { continue };
             let key = crate::registry::object_key(api::kinds::SITE, None, site);
             if state.store().get(&key).await?.0.is_none() {
-                errors.push(api::FieldError::new(
-                    format!("spec.flavors[{i}].sites[{j}]"),
-                    format!(
-                        "site {site} does not exist: create it first, or name one meridian get sites lists"
-                    ),
+                warnings.push(format!(
+                    "spec.flavors[{i}].sites[{j}]: site {site} does not exist: the flavour has no nodes there until it is created (meridian get sites lists them)"
                 ));
             }
         }
     }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let name = value["metadata"]["name"].as_str().unwrap_or_default();
-    Err(crate::error::ApiError::invalid(
-        kind.kind,
-        name,
-        &api::FieldErrors(errors),
-    ))
+    Ok(warnings)
+}
+
+/// The first site a queue's flavours name that `exists` does not know, with its flavour.
+fn missing_flavor_site<'q>(
+    q: &'q Queue,
+    exists: &dyn Fn(&str) -> bool,
+) -> Option<(&'q str, &'q str)> {
+    q.spec.flavors.iter().find_map(|f| {
+        f.sites
+            .iter()
+            .find(|s| !exists(s))
+            .map(|s| (f.name.as_str(), s.as_str()))
+    })
 }
 
 /// Where each waiting job stands in its queue: jobs ahead of it that also wait, in the
@@ -277,11 +282,23 @@ pub(crate) fn queue_status(
     q: &Queue,
     counts: Counts,
     usage: Option<&placement::QueueUsage>,
+    site_exists: &dyn Fn(&str) -> bool,
     now: jiff::Timestamp,
 ) -> api::queue::QueueStatus {
     let prev = q.status.clone().unwrap_or_default();
     let mut conditions = prev.conditions;
+    let missing_site = missing_flavor_site(q, site_exists);
     let (active, reason, message) = match &q.spec.cohort {
+        _ if missing_site.is_some() => {
+            let (flavor, site) = missing_site.unwrap_or_default();
+            (
+                ConditionStatus::False,
+                "SiteNotFound",
+                format!(
+                    "flavor {flavor} names site {site}, which does not exist: its jobs cannot run there (create the site, or correct spec.flavors)"
+                ),
+            )
+        }
         Some(c)
             if !ctx
                 .queues

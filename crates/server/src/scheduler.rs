@@ -674,10 +674,16 @@ async fn write_queue_statuses(
 ) -> Result<(), ApiError> {
     let kind = api::kinds::QUEUE;
     let mut metrics = Vec::with_capacity(snap.queues.queues.len());
+    let sites: HashSet<&str> = snap
+        .sites
+        .iter()
+        .map(|s| s.metadata.name.as_str())
+        .collect();
+    let site_exists = |name: &str| sites.contains(name);
     for (name, (q, rev)) in &snap.queues.queues {
         let c = counts.get(name).copied().unwrap_or_default();
         let usage = placing.queue_usage.get(name);
-        let mut want = queues::queue_status(&snap.queues, name, q, c, usage, now);
+        let mut want = queues::queue_status(&snap.queues, name, q, c, usage, &site_exists, now);
         metrics.push((
             name.clone(),
             c.pending,

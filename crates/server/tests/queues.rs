@@ -425,29 +425,73 @@ async fn a_queue_below_its_fair_share_preempts_a_borrowing_queue_above_it() {
     assert_eq!(waiting.len(), 2, "{waiting:?}");
 }
 
+/// A flavour naming a site that does not exist yet is accepted (so that applying a
+/// directory works in any order) with a warning naming the field, and the queue says
+/// `SiteNotFound` until the site exists.
 #[tokio::test]
-async fn a_flavor_naming_an_unknown_site_is_refused_naming_the_field() {
+async fn a_flavor_naming_an_unknown_site_is_accepted_with_a_warning_and_a_condition() {
     let r = TestServer::start().await;
     load_examples(&r.client).await;
-    let err = r
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&warnings);
+    let c = r
         .client
-        .create(
-            kind("queue"),
-            None,
-            &queue(
-                "typo",
-                json!({"flavors": [
-                    {"name": "fra", "sites": ["onprem-frankfurt", "onprem-frankfrut"],
-                     "quota": {"cpu": {"nominal": "4"}}}]}),
-            ),
-            false,
-        )
-        .await
-        .expect_err("an unknown site is refused");
-    let text = format!("{err:#}");
-    assert!(text.contains("spec.flavors[0].sites[1]"), "{text}");
+        .clone()
+        .with_warning_handler(std::sync::Arc::new(move |w: &str| {
+            seen.lock().unwrap().push(w.to_owned());
+        }));
+    c.create(
+        kind("queue"),
+        None,
+        &queue(
+            "typo",
+            json!({"flavors": [
+                {"name": "fra", "sites": ["onprem-frankfurt", "onprem-frankfrut"],
+                 "quota": {"cpu": {"nominal": "4"}}}]}),
+        ),
+        false,
+    )
+    .await
+    .expect("accepted: the site may come later");
+    let said = warnings.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("spec.flavors[0].sites[1]"), "{said:?}");
     assert!(
-        text.contains("site onprem-frankfrut does not exist"),
-        "{text}"
+        said[0].contains("site onprem-frankfrut does not exist"),
+        "{said:?}"
     );
+
+    let options = SchedulerOptions::default();
+    let active = |q: &Value| {
+        q["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
+            .cloned()
+            .unwrap_or_else(|| panic!("Active condition: {q}"))
+    };
+    scheduler::pass(&r.state, &options).await.expect("pass");
+    let q = c.get(kind("queue"), None, "typo").await.expect("queue");
+    let a = active(&q);
+    assert_eq!(a["status"], "False", "{q}");
+    assert_eq!(a["reason"], "SiteNotFound", "{q}");
+    assert!(
+        a["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("onprem-frankfrut")),
+        "{q}"
+    );
+
+    // The site arrives: the condition clears.
+    let mut site = c
+        .get(kind("site"), None, "onprem-frankfurt")
+        .await
+        .expect("site");
+    site["metadata"] = json!({"name": "onprem-frankfrut"});
+    site.as_object_mut().expect("object").remove("status");
+    c.create(kind("site"), None, &site, false)
+        .await
+        .expect("the second site");
+    scheduler::pass(&r.state, &options).await.expect("pass");
+    let q = c.get(kind("queue"), None, "typo").await.expect("queue");
+    assert_eq!(active(&q)["status"], "True", "{q}");
 }

@@ -148,7 +148,9 @@ pub(super) async fn patch(
         {
             Err(e) if e.reason == "Conflict" && pinned.is_none() => continue,
             Err(e) => return Err(e),
-            Ok((stored, admission)) => {
+            Ok((stored, admission, more)) => {
+                let mut warnings = warnings;
+                warnings.extend(more);
                 return Ok(with_warnings(
                     written_response(StatusCode::OK, &stored, &admission),
                     &warnings,

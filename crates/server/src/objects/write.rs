@@ -85,7 +85,7 @@ pub(crate) async fn create_value(
     let name = meta_str(&value, "name").unwrap_or_default().to_owned();
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
     let value = validate(&target, value)?;
-    crate::queues::check_flavor_sites(state, target.kind, &value).await?;
+    let site_warnings = crate::queues::flavor_site_warnings(state, target.kind, &value).await?;
     crate::node_restriction::check(who, None, &value)?;
     state.policies.check(target.kind, &value)?;
     let admission = admit(
@@ -108,7 +108,10 @@ pub(crate) async fn create_value(
         }
         let mut value = value;
         crate::secrets::present(&state.secrets, who, &mut value)?;
-        return Ok(written_response(StatusCode::CREATED, &value, &admission));
+        return Ok(with_warnings(
+            written_response(StatusCode::CREATED, &value, &admission),
+            &site_warnings,
+        ));
     }
     let mut compares = vec![Compare::Absent(key.clone())];
     let project_key = target
@@ -141,7 +144,10 @@ pub(crate) async fn create_value(
         sync_admission(state, target.kind, kv.mod_revision).await;
     }
     crate::secrets::present(&state.secrets, who, &mut stored)?;
-    Ok(written_response(StatusCode::CREATED, &stored, &admission))
+    Ok(with_warnings(
+        written_response(StatusCode::CREATED, &stored, &admission),
+        &site_warnings,
+    ))
 }
 
 fn generate_name(prefix: &str) -> String {
@@ -203,7 +209,7 @@ pub(super) async fn put(
             }]),
         ));
     };
-    let (stored, admission) = update_value(
+    let (stored, admission, more) = update_value(
         &state,
         &who,
         &target,
@@ -215,6 +221,8 @@ pub(super) async fn put(
         "update",
     )
     .await?;
+    let mut warnings = warnings;
+    warnings.extend(more);
     Ok(with_warnings(
         written_response(StatusCode::OK, &stored, &admission),
         &warnings,
@@ -231,6 +239,8 @@ pub(super) fn parse_rv(rv: &str) -> ApiResult<i64> {
 
 /// Replace the object at `current` with `candidate` (main resource) or take only its
 /// status (`status == true`), guarded by `expected` (the `resourceVersion` the caller read).
+/// Returns the stored object, admission's answer, and warnings about references that do
+/// not resolve yet (a queue flavour's sites).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn update_value(
     state: &AppState,
@@ -242,7 +252,7 @@ pub(super) async fn update_value(
     expected: i64,
     dry_run: bool,
     verb: &str,
-) -> ApiResult<(Value, AdmissionResult)> {
+) -> ApiResult<(Value, AdmissionResult, Vec<String>)> {
     let old = decode_for_write(state, current)?;
     if !node_may_access(who, &old) {
         return Err(ApiError::not_found(target.kind.plural, target.name()));
@@ -284,9 +294,11 @@ pub(super) async fn update_value(
         meta.remove("resourceVersion");
     }
     let mut next = validate(target, next)?;
-    if !status {
-        crate::queues::check_flavor_sites(state, target.kind, &next).await?;
-    }
+    let site_warnings = if status {
+        Vec::new()
+    } else {
+        crate::queues::flavor_site_warnings(state, target.kind, &next).await?
+    };
     crate::node_restriction::check(who, Some(&old), &next)?;
     let admission = if status {
         // Status is written by controllers and agents; policies judge what users declare.
@@ -323,7 +335,7 @@ pub(super) async fn update_value(
         }
         registry::set_resource_version(&mut next, current.mod_revision);
         crate::secrets::present(&state.secrets, who, &mut next)?;
-        return Ok((next, admission));
+        return Ok((next, admission, site_warnings));
     }
     let key = target.key();
     let bytes = encode_for_store(state, &next)?;
@@ -364,5 +376,5 @@ pub(super) async fn update_value(
         }
     }
     crate::secrets::present(&state.secrets, who, &mut next)?;
-    Ok((next, admission))
+    Ok((next, admission, site_warnings))
 }
