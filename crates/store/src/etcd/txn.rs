@@ -503,12 +503,15 @@ fn stores_something(ops: &[Op]) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct KnownHeads {
     revision: i64,
-    heads: BTreeMap<String, (ChainHead, i64)>,
+    heads: HeadsRead,
 }
+
+/// Log → (head, the head key's `mod_revision`; 0 when the log has no head yet).
+type HeadsRead = BTreeMap<String, (ChainHead, i64)>;
 
 impl KnownHeads {
     /// The heads of `logs`, when every one is known.
-    fn of(&self, logs: &[String]) -> Option<(i64, BTreeMap<String, (ChainHead, i64)>)> {
+    fn of(&self, logs: &[String]) -> Option<(i64, HeadsRead)> {
         let heads = logs
             .iter()
             .map(|log| self.heads.get(log).map(|head| (log.clone(), *head)))
@@ -517,12 +520,7 @@ impl KnownHeads {
     }
 
     /// An append committed at `revision` from the heads `read`, leaving `branch`'s.
-    fn committed(
-        &mut self,
-        revision: i64,
-        read: &BTreeMap<String, (ChainHead, i64)>,
-        branch: &Heads,
-    ) {
+    fn committed(&mut self, revision: i64, read: &HeadsRead, branch: &Heads) {
         self.revision = revision;
         for (log, (head, mod_revision)) in read {
             let now = branch.current.get(log).copied().unwrap_or(*head);
