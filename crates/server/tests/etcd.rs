@@ -3,7 +3,8 @@
 //! chain verified through the API and against the store, and an object over etcd's request
 //! limit refused with 413 before it reaches etcd; etcd's NOSPACE alarm answered 507 (not
 //! ready, the metric set, reads served); batched writes (placements on one node, a
-//! secrets key rotation) split to fit the members' `--max-txn-ops`.
+//! secrets key rotation) split to fit the members' `--max-txn-ops`; the scheduler placing
+//! while another application writes to the same cluster under its own prefix.
 //!
 //! Needs `etcd` (Debian: `apt-get install etcd-server`); fails saying so without it.
 
@@ -435,4 +436,95 @@ async fn server_on_etcd_splits_batches_to_its_txn_op_limit() {
         .await
         .expect("audit verify");
     assert_eq!(verified["ok"], true, "{verified}");
+}
+
+/// On an etcd cluster another application writes to (its own prefix), the cluster's
+/// revision runs ahead of anything this server's watches deliver. The scheduler's cache
+/// waits for a revision of this store's own (`Store::sync_revision`), so a workload is
+/// placed while the other tenant writes; waiting for the cluster's current revision, a
+/// pass would wait for the cache until its 30 s limit and fail, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_places_while_another_prefix_of_the_cluster_is_written() {
+    let cluster = EtcdCluster::start(1)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let mut other = EtcdOptions::new(cluster.endpoints());
+    other.prefix = "/another-application".into();
+    let other = EtcdStore::open(other)
+        .await
+        .expect("the other tenant's store");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                use store::StoreExt as _;
+                other
+                    .put(&format!("/noise/{}", i % 10), i.to_le_bytes().to_vec())
+                    .await
+                    .expect("the other tenant writes");
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            i
+        })
+    };
+
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut etcd = EtcdConfig::new(cluster.endpoints());
+    etcd.prefix = "/meridian-test".into();
+    let server = TestServer::builder(ServerConfig {
+        store: StoreBackend::Etcd(etcd),
+        scheduler: Some(server::scheduler::SchedulerOptions::default()),
+        ..ServerConfig::default()
+    })
+    .data_dir(data_dir.path())
+    .start()
+    .await;
+    let c = &server.client;
+    let mut frankfurt = site("onprem-frankfurt", "shared cluster");
+    frankfurt["metadata"]["annotations"] = json!({});
+    c.create(kind("Site"), None, &frankfurt, false)
+        .await
+        .expect("site");
+    c.create(kind("Node"), None, &node("n1"), false)
+        .await
+        .expect("node");
+    testkit::mark_ready(c, "n1").await;
+    let project = json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+        "metadata": {"name": "finance"}, "spec": {}});
+    c.create(kind("Project"), None, &project, false)
+        .await
+        .expect("project");
+    c.create(
+        kind("Workload"),
+        Some("finance"),
+        &workload("web", "hello"),
+        false,
+    )
+    .await
+    .expect("workload");
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let allocations = c
+            .list_all(kind("Allocation"), Some("finance"), &Default::default())
+            .await
+            .expect("allocations");
+        if allocations.iter().any(|a| a["spec"]["node"] == "n1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the workload is not placed 20 s after its create while another prefix is written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    let written = writer.await.expect("the other tenant's writer");
+    assert!(
+        written > 10,
+        "the other tenant wrote throughout ({written} puts)"
+    );
 }
