@@ -378,6 +378,7 @@ impl Server {
         );
         let watch_hub = watch_hub::WatchHub::new(
             Arc::clone(registry.reads()),
+            metrics.clone(),
             watch_hub::HubLimits::default(),
         );
         let state = AppState {

@@ -32,6 +32,11 @@ struct EventLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
 /// One policy's part in one admission decision.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -89,6 +94,8 @@ struct Inner {
     connections_max: Gauge<i64, AtomicI64>,
     connections_closed: Family<CloseLabels, Counter>,
     events: Family<EventLabels, Counter>,
+    watches_opened: Family<SourceLabels, Counter>,
+    watch_lagged: Counter,
 }
 
 impl Default for Metrics {
@@ -256,6 +263,19 @@ impl Metrics {
              dropped_queue_full, dropped_rate_limited, write_failed, expired)",
             events.clone(),
         );
+        let watches_opened = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "watches_opened",
+            "Watch streams opened, by what serves them (hub: the server's shared watch; \
+             store: a store watch of their own, from before the hub's window)",
+            watches_opened.clone(),
+        );
+        let watch_lagged = Counter::default();
+        registry.register(
+            "watch_hub_lagged",
+            "Watchers the shared watch cut off for falling behind",
+            watch_lagged.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -284,6 +304,8 @@ impl Metrics {
                 connections_max,
                 connections_closed,
                 events,
+                watches_opened,
+                watch_lagged,
             }),
         }
     }
@@ -428,6 +450,28 @@ impl Metrics {
             .connections_closed
             .get_or_create(&CloseLabels { reason })
             .inc();
+    }
+
+    /// Counts a watch stream opened, by what serves it (`hub` or `store`).
+    pub(crate) fn watch_opened(&self, source: &'static str) {
+        self.inner
+            .watches_opened
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
+    /// The count of watch streams opened from `source` so far (tests).
+    #[cfg(test)]
+    pub(crate) fn watches_opened(&self, source: &'static str) -> u64 {
+        self.inner
+            .watches_opened
+            .get_or_create(&SourceLabels { source })
+            .get()
+    }
+
+    /// Counts a watcher the shared watch cut off for falling behind.
+    pub(crate) fn watch_lagged(&self) {
+        self.inner.watch_lagged.inc();
     }
 
     /// Count an open watch until the guard drops.

@@ -30,6 +30,7 @@ use store::{Event, Revision, StoreError, WatchStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::registry::ReadView;
 
 /// How much recent history the window keeps.
@@ -85,14 +86,16 @@ struct State {
 /// The server's shared watch (see the module documentation).
 pub struct WatchHub {
     store: Arc<ReadView>,
+    metrics: Metrics,
     limits: HubLimits,
     state: Mutex<State>,
 }
 
 impl WatchHub {
-    pub fn new(store: Arc<ReadView>, limits: HubLimits) -> Arc<Self> {
+    pub fn new(store: Arc<ReadView>, metrics: Metrics, limits: HubLimits) -> Arc<Self> {
         Arc::new(Self {
             store,
+            metrics,
             limits,
             state: Mutex::default(),
         })
@@ -105,9 +108,12 @@ impl WatchHub {
         // (a 410 to the client), even where the window still holds it.
         let servable = start == 0 || start > self.store.compacted_revision().await?;
         if servable && let Some(stream) = self.register(prefix, start) {
+            self.metrics.watch_opened("hub");
             return Ok(stream);
         }
-        self.store.watch(prefix, start).await
+        let stream = self.store.watch(prefix, start).await?;
+        self.metrics.watch_opened("store");
+        Ok(stream)
     }
 
     /// Registers a watch served from the window, or `None` when the window cannot serve it.
@@ -216,6 +222,7 @@ impl WatchHub {
             match w.tx.try_send(Ok(mine)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.metrics.watch_lagged();
                     // Cut off after what it was sent: every revision before this run's.
                     let tx = w.tx.clone();
                     tokio::spawn(async move {
@@ -268,7 +275,11 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("db"), SqliteOptions::default())
             .await
             .unwrap();
-        let hub = WatchHub::new(Arc::new(ReadView::new(store.clone())), limits);
+        let hub = WatchHub::new(
+            Arc::new(ReadView::new(store.clone())),
+            Metrics::default(),
+            limits,
+        );
         tokio::spawn(Arc::clone(&hub).run(CancellationToken::new()));
         (dir, store, hub)
     }
@@ -357,6 +368,8 @@ mod tests {
         reached(&hub, last).await;
         let mut w = hub.watch("/a/", 1).await.unwrap();
         assert_eq!(hub.watchers(), 0, "the window no longer holds revision 1");
+        assert_eq!(hub.metrics.watches_opened("store"), 1);
+        assert_eq!(hub.metrics.watches_opened("hub"), 0);
         for i in 0..6 {
             assert_eq!(next(&mut w).await.kv.key, format!("/a/{i}"));
         }
@@ -383,6 +396,11 @@ mod tests {
         }
         reached(&hub, last).await;
         assert_eq!(hub.watchers(), 0, "cut off");
+        assert!(
+            hub.metrics
+                .render()
+                .contains("meridian_watch_hub_lagged_total 1")
+        );
         assert_eq!(next(&mut w).await.kv.mod_revision, first);
         match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
             Ok(Some(Err(StoreError::WatchLagged(at)))) => assert_eq!(at, first),
