@@ -10,8 +10,8 @@
 //! - A watch from a revision inside the window (or from now, or from the future) is served
 //!   here: its backlog is copied from the window and it is registered for what follows
 //!   under one lock with the feed, so it misses nothing and sees nothing twice.
-//! - A watch from before the window, or from history the store has compacted, falls back
-//!   to a store watch of its own, which replays history (or fails with `Compacted`, a 410
+//! - A watch from before the window, from history the store has compacted, or whose backlog
+//!   would be large ([`HubLimits::backlog_events`]) falls back to a store watch of its own, which replays history (or fails with `Compacted`, a 410
 //!   to the client): the answers are the same, only the cost differs.
 //! - A watcher whose queue is full is cut off with [`StoreError::WatchLagged`] after what
 //!   it was sent (the store's own behaviour for a slow SQLite watcher); the API watch
@@ -42,6 +42,12 @@ pub struct HubLimits {
     pub bytes: usize,
     /// Chunks queued per watcher before it is cut off as lagging.
     pub queue: usize,
+    /// The most events, and bytes, one watch's backlog may copy from the window; a watch
+    /// whose backlog is larger goes to the store, which replays history page by page as
+    /// the client reads (so that many watches from old revisions cannot each hold a copy
+    /// of the window).
+    pub backlog_events: usize,
+    pub backlog_bytes: usize,
 }
 
 impl Default for HubLimits {
@@ -50,6 +56,8 @@ impl Default for HubLimits {
             events: 20_000,
             bytes: 64 << 20,
             queue: 1_024,
+            backlog_events: 1_024,
+            backlog_bytes: 4 << 20,
         }
     }
 }
@@ -126,14 +134,19 @@ impl WatchHub {
         if from < state.low {
             return None;
         }
-        let backlog: Vec<Event> = state
-            .window
-            .iter()
-            .filter(|c| c.last >= from)
-            .flat_map(|c| &c.events)
-            .filter(|e| e.kv.mod_revision >= from && e.kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
+        let mut backlog = Vec::new();
+        let mut bytes = 0;
+        let newer = state.window.iter().filter(|c| c.last >= from);
+        for e in newer.flat_map(|c| &c.events) {
+            if e.kv.mod_revision < from || !e.kv.key.starts_with(prefix) {
+                continue;
+            }
+            bytes += e.kv.key.len() + e.kv.value.len();
+            if backlog.len() == self.limits.backlog_events || bytes > self.limits.backlog_bytes {
+                return None;
+            }
+            backlog.push(e.clone());
+        }
         let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
         if !backlog.is_empty() {
             tx.try_send(Ok(backlog))
@@ -373,6 +386,31 @@ mod tests {
         for i in 0..6 {
             assert_eq!(next(&mut w).await.kv.key, format!("/a/{i}"));
         }
+        // A backlog over its bound goes to the store too (which pages history).
+        let small = WatchHub::new(
+            Arc::new(ReadView::new(store.clone())),
+            Metrics::default(),
+            HubLimits {
+                backlog_events: 2,
+                ..HubLimits::default()
+            },
+        );
+        tokio::spawn(Arc::clone(&small).run(CancellationToken::new()));
+        reached(&small, last).await;
+        let more = put(&store, vec![Op::put("/a/6", "v"), Op::put("/a/7", "v")]).await;
+        put(&store, vec![Op::put("/a/8", "v")]).await;
+        reached(&small, more + 1).await;
+        let mut two = small.watch("/a/", more).await.unwrap();
+        assert_eq!(
+            small.metrics.watches_opened("hub"),
+            0,
+            "3 events of backlog, bound 2"
+        );
+        for key in ["/a/6", "/a/7", "/a/8"] {
+            assert_eq!(next(&mut two).await.kv.key, key);
+        }
+        let _one = small.watch("/a/", more + 1).await.unwrap();
+        assert_eq!(small.metrics.watches_opened("hub"), 1, "1 event of backlog");
         store.compact(3).await.unwrap();
         let Err(e) = hub.watch("/a/", 2).await else {
             panic!("a compacted start must fail")
