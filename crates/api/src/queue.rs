@@ -214,6 +214,30 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Whether a job that must borrow from its cohort may evict jobs of other queues.
+    #[derive(Default)]
+    BorrowWithinCohortPolicy {
+        /// Only a job within its queue's nominal quota reclaims (`reclaimWithinCohort`).
+        #[default]
+        Never = "Never",
+        /// Borrowing jobs of lower priority in other queues of the cohort are evicted.
+        LowerPriority = "LowerPriority",
+    }
+}
+
+/// Preemption for a job that needs more than its queue's nominal quota (Kueue's
+/// `borrowWithinCohort`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BorrowWithinCohort {
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub policy: BorrowWithinCohortPolicy,
+    /// Jobs of a priority above this are never evicted this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_priority_threshold: Option<i32>,
+}
+
 /// What a waiting job may evict to be admitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -225,6 +249,9 @@ pub struct QueuePreemption {
     /// Preemption to rebalance weighted shares within the cohort.
     #[serde(default, skip_serializing_if = "is_default")]
     pub fair_sharing: FairSharingPreemption,
+    /// Preemption in the cohort for a job that must borrow.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub borrow_within_cohort: BorrowWithinCohort,
 }
 
 /// What Meridian observes of a queue.

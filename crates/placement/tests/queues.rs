@@ -881,6 +881,60 @@ fn fair_sharing_by_initial_share_takes_a_large_job_the_final_share_rule_keeps() 
     }
 }
 
+/// `b` asks for 8 GPUs (4 of them borrowed) at priority 10 while `a`'s four gangs of
+/// priority 5 hold all 16 of the cohort's. Reclaiming needs `b` within its nominal quota;
+/// `borrowWithinCohort: LowerPriority` lets it evict lower-priority borrowing jobs anyway,
+/// whole, unless their priority is above `maxPriorityThreshold`.
+#[test]
+fn borrow_within_cohort_evicts_lower_priority_jobs_of_borrowing_queues() {
+    let nodes = gpu_nodes(4);
+    for (policy, admitted, why) in [
+        (
+            json!({"reclaimWithinCohort": "Any"}),
+            false,
+            "reclaim needs b within nominal",
+        ),
+        (
+            json!({"borrowWithinCohort": {"policy": "LowerPriority"}}),
+            true,
+            "borrowWithinCohort",
+        ),
+        (
+            json!({"borrowWithinCohort": {"policy": "LowerPriority", "maxPriorityThreshold": 4}}),
+            false,
+            "a's priority 5 is above the threshold",
+        ),
+    ] {
+        let (qs, gangs) = fair_share_setup(policy, 1);
+        let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+        place_queued(&mut fleet, &qs, &[], &gangs);
+        let want = gang(job("b0", "b", 10, 4, 2, 20));
+        let mut known = gangs.clone();
+        known.push(want.clone());
+        let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+        let placed = d.iter().filter(|d| d.is_placed()).count();
+        if !admitted {
+            assert_eq!(placed, 0, "{why}");
+            assert_eq!(fleet_allocations(&fleet), 8, "{why}: nothing evicted");
+            continue;
+        }
+        assert_eq!(placed, 4, "{why}: b0 whole");
+        let p = d
+            .iter()
+            .filter_map(Decision::placement)
+            .find(|p| !p.preempted.is_empty())
+            .expect("b0 admitted by preemption");
+        assert_eq!(p.preempted.len(), 4, "two gangs, whole: {:?}", p.preempted);
+        assert!(
+            p.preempted
+                .iter()
+                .all(|v| v.reason.contains("borrowWithinCohort")),
+            "{:?}",
+            p.preempted
+        );
+    }
+}
+
 fn fleet_allocations(fleet: &Fleet) -> usize {
     (0..4)
         .map(|i| fleet.allocations_on(&format!("g{i}")).len())

@@ -398,16 +398,21 @@ impl Session<'_> {
         wi: usize,
         members: u64,
     ) -> Option<Vec<(Alloc, String)>> {
-        use api::queue::{FairSharingPreemption, ReclaimWithinCohort, WithinQueue};
+        use api::queue::{
+            BorrowWithinCohortPolicy, FairSharingPreemption, ReclaimWithinCohort, WithinQueue,
+        };
         let q = self.queue_id(wi)?;
         let flavor = self.flavor[wi];
         let view = self.queues.as_ref()?;
         let policy = view.queues.list[q as usize].preemption.clone();
         let fair = policy.fair_sharing != FairSharingPreemption::Never;
         let initial_share = policy.fair_sharing == FairSharingPreemption::LessThanInitialShare;
+        let borrow = &policy.borrow_within_cohort;
+        let borrow_lower = borrow.policy == BorrowWithinCohortPolicy::LowerPriority;
         if policy.within_queue == WithinQueue::Never
             && policy.reclaim_within_cohort == ReclaimWithinCohort::Never
             && !fair
+            && !borrow_lower
         {
             return None;
         }
@@ -421,7 +426,7 @@ impl Session<'_> {
         // Victim jobs: (priority, newest allocation, its allocations), classic (by
         // `withinQueue` or `reclaimWithinCohort`) or by fair sharing (with its queue).
         type Job = (i32, AllocId, Vec<AllocId>);
-        let mut classic: HashMap<WorkloadId, Job> = HashMap::new();
+        let mut classic: HashMap<WorkloadId, (u32, Job)> = HashMap::new();
         let mut by_share: HashMap<WorkloadId, (u32, Job)> = HashMap::new();
         for (id, a) in self.fleet.allocs.iter().enumerate() {
             let Some(a) = a else { continue };
@@ -438,15 +443,22 @@ impl Session<'_> {
             );
             let eligible = if qa == q {
                 policy.within_queue == WithinQueue::LowerPriority && a.priority < priority
-            } else {
-                within_nominal
-                    && peer
-                    && borrowing
+            } else if within_nominal {
+                peer && borrowing
                     && match policy.reclaim_within_cohort {
                         ReclaimWithinCohort::Never => false,
                         ReclaimWithinCohort::Any => true,
                         ReclaimWithinCohort::LowerPriority => a.priority < priority,
                     }
+            } else {
+                // `borrowWithinCohort`: this job must borrow; lower-priority jobs of
+                // borrowing peers go, up to the threshold.
+                peer && borrowing
+                    && borrow_lower
+                    && a.priority < priority
+                    && borrow
+                        .max_priority_threshold
+                        .is_none_or(|max| a.priority <= max)
             };
             let add = |e: &mut Job| {
                 e.0 = e.0.min(a.priority);
@@ -454,9 +466,10 @@ impl Session<'_> {
                 e.2.push(id as AllocId);
             };
             if eligible {
-                add(classic
+                add(&mut classic
                     .entry(a.workload)
-                    .or_insert((a.priority, 0, Vec::new())));
+                    .or_insert((qa, (a.priority, 0, Vec::new())))
+                    .1);
             } else if fair && pool_empty && qa != q && peer && borrowing {
                 add(&mut by_share
                     .entry(a.workload)
@@ -467,15 +480,23 @@ impl Session<'_> {
         if classic.is_empty() && by_share.is_empty() {
             return None;
         }
-        let mut order: Vec<Job> = classic.into_values().collect();
-        order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut order: Vec<(u32, Job)> = classic.into_values().collect();
+        order.sort_by(|(_, a), (_, b)| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         let mut evicted = Vec::new();
         let reclaim = format!(
             "preempted by {name} (priority {priority}) to give queue {queue_name} back its quota"
         );
-        for (_, _, allocs) in order {
+        let borrowing = format!(
+            "preempted by {name} (priority {priority}), which borrows in its cohort (queue {queue_name}'s borrowWithinCohort: LowerPriority)"
+        );
+        for (qa, (_, _, allocs)) in order {
+            let why = if qa != q && !within_nominal {
+                &borrowing
+            } else {
+                &reclaim
+            };
             for id in allocs {
-                evicted.push((self.uncommit(id), reclaim.clone()));
+                evicted.push((self.uncommit(id), why.clone()));
             }
             if self.quota_breach(wi, members).is_none() {
                 return Some(evicted);
