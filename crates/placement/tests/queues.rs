@@ -794,11 +794,7 @@ fn fair_sharing_preempts_whole_gangs_of_a_queue_above_its_share() {
     known.push(want.clone());
     let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
     assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "b0 whole");
-    let p = d
-        .iter()
-        .filter_map(Decision::placement)
-        .find(|p| !p.preempted.is_empty())
-        .expect("b0 admitted by fair-sharing preemption");
+    let p = admitted_by_preemption(&d);
     assert_eq!(p.preempted.len(), 4, "two gangs, whole: {:?}", p.preempted);
     let mut by_job: std::collections::BTreeMap<&str, usize> = Default::default();
     for v in &p.preempted {
@@ -866,11 +862,7 @@ fn fair_sharing_by_initial_share_takes_a_large_job_the_final_share_rule_keeps() 
             continue;
         }
         assert_eq!(placed, 4, "{strategy}: b0 whole");
-        let p = d
-            .iter()
-            .filter_map(Decision::placement)
-            .find(|p| !p.preempted.is_empty())
-            .expect("b0 admitted by fair-sharing preemption");
+        let p = admitted_by_preemption(&d);
         assert_eq!(p.preempted.len(), 4, "the gang whole: {:?}", p.preempted);
         assert!(
             p.preempted.iter().all(|v| v.allocation.workload == "a-big"
@@ -919,11 +911,7 @@ fn borrow_within_cohort_evicts_lower_priority_jobs_of_borrowing_queues() {
             continue;
         }
         assert_eq!(placed, 4, "{why}: b0 whole");
-        let p = d
-            .iter()
-            .filter_map(Decision::placement)
-            .find(|p| !p.preempted.is_empty())
-            .expect("b0 admitted by preemption");
+        let p = admitted_by_preemption(&d);
         assert_eq!(p.preempted.len(), 4, "two gangs, whole: {:?}", p.preempted);
         assert!(
             p.preempted
@@ -933,6 +921,14 @@ fn borrow_within_cohort_evicts_lower_priority_jobs_of_borrowing_queues() {
             p.preempted
         );
     }
+}
+
+/// The placement of the job that was admitted by evicting others.
+fn admitted_by_preemption(d: &[Decision]) -> &placement::Placement {
+    d.iter()
+        .filter_map(Decision::placement)
+        .find(|p| !p.preempted.is_empty())
+        .expect("a job admitted by preemption")
 }
 
 fn fleet_allocations(fleet: &Fleet) -> usize {

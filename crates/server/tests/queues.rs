@@ -45,6 +45,15 @@ async fn add_job(c: &Client, name: &str, queue: &str, cpu: u32, priority: i32) {
     .expect("accepted at create: quota waits, it does not refuse");
 }
 
+/// A queue's `Active` condition.
+fn active_condition(q: &Value) -> Value {
+    q["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
+        .cloned()
+        .unwrap_or_else(|| panic!("Active condition: {q}"))
+}
+
 async fn placed(c: &Client, workload: &str) -> usize {
     c.list_all(kind("alloc"), Some("research"), &ListOptions::default())
         .await
@@ -111,11 +120,7 @@ async fn queued_jobs_wait_in_order_with_their_reason_and_the_queue_counts_them()
     assert_eq!(q["status"]["pending"], 2, "{q}");
     assert_eq!(q["status"]["admitted"], 2, "{q}");
     assert_eq!(q["status"]["usage"]["cpu"], "4", "{q}");
-    let active = q["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
-        .cloned()
-        .expect("Active condition");
+    let active = active_condition(&q);
     assert_eq!(active["status"], "True", "{q}");
     let metrics = r.state.metrics.render();
     for line in [
@@ -156,11 +161,7 @@ async fn a_queue_alone_in_its_cohort_says_so_and_an_unknown_queue_is_a_waiting_r
         .get(kind("queue"), None, "lonely")
         .await
         .expect("queue");
-    let active = q["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
-        .cloned()
-        .unwrap_or_else(|| panic!("Active condition: {q}"));
+    let active = active_condition(&q);
     assert_eq!(active["status"], "False", "{q}");
     assert_eq!(active["reason"], "CohortNotFound", "{q}");
     let lost = queue_state(&r.client, "lost").await;
@@ -462,16 +463,9 @@ async fn a_flavor_naming_an_unknown_site_is_accepted_with_a_warning_and_a_condit
     );
 
     let options = SchedulerOptions::default();
-    let active = |q: &Value| {
-        q["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Active"))
-            .cloned()
-            .unwrap_or_else(|| panic!("Active condition: {q}"))
-    };
     scheduler::pass(&r.state, &options).await.expect("pass");
     let q = c.get(kind("queue"), None, "typo").await.expect("queue");
-    let a = active(&q);
+    let a = active_condition(&q);
     assert_eq!(a["status"], "False", "{q}");
     assert_eq!(a["reason"], "SiteNotFound", "{q}");
     assert!(
@@ -493,5 +487,5 @@ async fn a_flavor_naming_an_unknown_site_is_accepted_with_a_warning_and_a_condit
         .expect("the second site");
     scheduler::pass(&r.state, &options).await.expect("pass");
     let q = c.get(kind("queue"), None, "typo").await.expect("queue");
-    assert_eq!(active(&q)["status"], "True", "{q}");
+    assert_eq!(active_condition(&q)["status"], "True", "{q}");
 }
