@@ -45,7 +45,20 @@ pub enum ClusterError {
     },
     #[error("no member reports being the leader: {0}")]
     NoLeader(String),
+    #[error("a port found free was taken by another process: {0}")]
+    PortTaken(String),
 }
+
+/// Why a probe of a starting cluster did not pass.
+enum ProbeError {
+    /// Not serving yet: probe again.
+    NotYet(String),
+    /// A port is answered by something other than this cluster's member.
+    Foreign(String),
+}
+
+/// Launches tried before giving up on finding free ports.
+const PORT_ATTEMPTS: usize = 3;
 
 /// TLS on the members' client URLs (peers stay on plain HTTP on loopback).
 #[derive(Clone, Debug)]
@@ -104,11 +117,33 @@ impl EtcdCluster {
         Self::start_with(size, Some(tls), Vec::new()).await
     }
 
+    /// Starts on free ports, again on other ones when another process took a port between
+    /// the launcher finding it free and a member binding it.
     async fn start_with(
         size: usize,
         tls: Option<ClusterTls>,
         extra_args: Vec<String>,
     ) -> Result<Self, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            let ports = free_ports(size * 2)?;
+            match Self::launch(ports, tls.clone(), extra_args.clone()).await {
+                Err(ClusterError::PortTaken(why)) if attempt < PORT_ATTEMPTS => {
+                    tracing::warn!(%why, "etcd test cluster: starting again on other ports");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Starts a member on each pair of `ports` (client, peer) and waits until they serve.
+    async fn launch(
+        ports: Vec<u16>,
+        tls: Option<ClusterTls>,
+        extra_args: Vec<String>,
+    ) -> Result<Self, ClusterError> {
+        let size = ports.len() / 2;
         let binary = find_binary()?;
         // On tmpfs when there is one: etcd fsyncs every commit, and tests need no durability
         // beyond the processes' lifetime (a killed member's data survives in memory).
@@ -124,7 +159,6 @@ impl EtcdCluster {
             what: "cannot create a temporary directory".into(),
             source,
         })?;
-        let ports = free_ports(size * 2)?;
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
                 name: format!("m{}", i + 1),
@@ -288,24 +322,21 @@ impl EtcdCluster {
         Ok(())
     }
 
-    async fn wait_healthy(&self) -> Result<(), ClusterError> {
+    /// Waits until every member runs, answers as a member of one cluster of the expected
+    /// size, and the cluster serves a linearizable read. A member that exited because its
+    /// port was taken, or a port answered by another cluster's member, is
+    /// [`ClusterError::PortTaken`]: the ports are free when found, and another process can
+    /// bind one before the member does.
+    async fn wait_healthy(&mut self) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let endpoints: Vec<String> = self
-            .endpoints()
-            .iter()
-            .map(|e| format!("{}://{e}", self.scheme()))
-            .collect();
         let options = self.connect_options()?;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
-            let probe = async {
-                let mut client = Client::connect(&endpoints, options.clone()).await?;
-                // A linearizable read needs a leader and a quorum.
-                client.get("/health-probe", None).await
-            };
-            match tokio::time::timeout(Duration::from_secs(3), probe).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e)) => last = e.to_string(),
+            self.check_running()?;
+            match tokio::time::timeout(Duration::from_secs(3), self.probe(options.clone())).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(ProbeError::Foreign(why))) => return Err(ClusterError::PortTaken(why)),
+                Ok(Err(ProbeError::NotYet(why))) => last = why,
                 Err(_) => last = "the probe timed out".into(),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -315,6 +346,70 @@ impl EtcdCluster {
             last,
             logs: self.log_tails(),
         })
+    }
+
+    /// Fails when a member's process has exited: [`ClusterError::PortTaken`] when its log
+    /// says its address was in use, [`ClusterError::Unhealthy`] otherwise.
+    fn check_running(&mut self) -> Result<(), ClusterError> {
+        for member in &mut self.members {
+            let Some(child) = member.child.as_mut() else {
+                continue;
+            };
+            let Ok(Some(status)) = child.try_wait() else {
+                continue;
+            };
+            member.child = None;
+            let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+            if log.contains("address already in use") {
+                return Err(ClusterError::PortTaken(format!(
+                    "member {} could not bind its ports",
+                    member.name
+                )));
+            }
+            return Err(ClusterError::Unhealthy {
+                timeout: START_TIMEOUT,
+                last: format!("member {} exited ({status})", member.name),
+                logs: self.log_tails(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks every member for its status, then the cluster for a linearizable read.
+    async fn probe(&self, options: Option<etcd_client::ConnectOptions>) -> Result<(), ProbeError> {
+        let not_yet = |e: etcd_client::Error| ProbeError::NotYet(e.to_string());
+        let mut clusters: Vec<(String, u64)> = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
+            let mut client = Client::connect([url.as_str()], options.clone())
+                .await
+                .map_err(not_yet)?;
+            let status = client.status().await.map_err(not_yet)?;
+            let cluster_id = status.header().map_or(0, |h| h.cluster_id());
+            let members = client.member_list().await.map_err(not_yet)?;
+            let names: Vec<&str> = members.members().iter().map(|m| m.name()).collect();
+            if members.members().len() != self.members.len()
+                || !names.contains(&member.name.as_str())
+            {
+                return Err(ProbeError::Foreign(format!(
+                    "{url} answers for a cluster of members {names:?}, not this one"
+                )));
+            }
+            clusters.push((url, cluster_id));
+        }
+        if let Some((url, id)) = clusters.iter().find(|(_, id)| *id != clusters[0].1) {
+            return Err(ProbeError::Foreign(format!(
+                "{url} belongs to cluster {id:x}, {} to {:x}",
+                clusters[0].0, clusters[0].1
+            )));
+        }
+        let endpoints: Vec<String> = clusters.into_iter().map(|(url, _)| url).collect();
+        let mut client = Client::connect(&endpoints, options)
+            .await
+            .map_err(not_yet)?;
+        // A linearizable read needs a leader and a quorum.
+        client.get("/health-probe", None).await.map_err(not_yet)?;
+        Ok(())
     }
 
     fn scheme(&self) -> &'static str {
@@ -415,4 +510,26 @@ fn free_ports(n: usize) -> Result<Vec<u16>, ClusterError> {
             what: "cannot read a bound port".into(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member whose client port another etcd took is noticed, not left for the client to
+    /// reach the other cluster through (a flake seen in CI, when tests start clusters in
+    /// parallel processes).
+    #[tokio::test]
+    async fn a_port_answered_by_another_cluster_is_taken_not_served() {
+        let other = EtcdCluster::start(1).await.expect("a one-member cluster");
+        let mut ports = free_ports(6).expect("free ports");
+        ports[2] = other.members[0].client_port;
+        let err = EtcdCluster::launch(ports, None, Vec::new())
+            .await
+            .expect_err("a cluster with a foreign member must not start");
+        assert!(
+            matches!(err, ClusterError::PortTaken(_)),
+            "expected PortTaken, got {err}"
+        );
+    }
 }
