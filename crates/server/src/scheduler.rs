@@ -1064,16 +1064,8 @@ async fn write_statuses(
         .collect();
     let mut counts: HashMap<String, queues::Counts> = HashMap::new();
     // Workload status: the rollout's counts and conditions, and why the rest waits.
-    // Written concurrently, so the store group-commits them instead of one fsync each.
-    // The workloads none of whose pending instances fitted wait for a change.
-    type StatusWrite<'a> = std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = ((String, String), Result<Option<Revision>, ApiError>)>
-                + Send
-                + 'a,
-        >,
-    >;
-    let mut updates: Vec<StatusWrite<'_>> = Vec::with_capacity(snap.workloads.len());
+    // Written many per transaction (see `write_workloads`).
+    let mut writes: Vec<WorkloadWrite> = Vec::new();
     let mut still_waiting = HashMap::new();
     for (w, rev) in &snap.workloads {
         let ns = w.metadata.namespace.clone().unwrap_or_default();
@@ -1092,10 +1084,7 @@ async fn write_statuses(
         let Some(plan) = plans.by_workload.remove(&key) else {
             if let Some(p) = plans.periodic.remove(&key) {
                 record_events(state, w, &p.events);
-                let status = p.status;
-                updates.push(Box::pin(async move {
-                    (key, update_workload_status(state, w, *rev, status).await)
-                }));
+                writes.extend(WorkloadWrite::status(w, *rev, p.status)?);
             }
             continue;
         };
@@ -1222,35 +1211,21 @@ async fn write_statuses(
                 SOURCE,
             );
         }
-        let revert = plan.revert_to;
-        updates.push(Box::pin(async move {
-            let written = match revert {
-                Some(to) => revert_workload(state, w, *rev, status, &to).await,
-                None => update_workload_status(state, w, *rev, status).await,
-            };
-            (key, written)
-        }));
+        writes.extend(match plan.revert_to {
+            Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
+            None => WorkloadWrite::status(w, *rev, status)?,
+        });
     }
-    let written = futures::stream::iter(updates)
-        .buffer_unordered(options.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    let mut failed = None;
-    for (key, outcome) in written {
-        match outcome {
-            // The status write is the waiting workload's newest revision: not a change
-            // that calls for planning it again.
-            Ok(Some(revision)) => {
-                if let Some(entry) = still_waiting.get_mut(&key) {
-                    entry.revision = revision;
-                }
-            }
-            Ok(None) => {}
-            Err(e) => failed = Some(e),
+    let written = write_workloads(state, writes, options.concurrency).await;
+    // The status write is the waiting workload's newest revision: not a change that calls
+    // for planning it again.
+    for (key, revision) in &written.revisions {
+        if let Some(entry) = still_waiting.get_mut(key) {
+            entry.revision = *revision;
         }
     }
     memory.waiting = still_waiting;
-    match failed {
+    match written.failed {
         Some(e) => Err(e),
         None => Ok(counts),
     }
@@ -1969,69 +1944,172 @@ async fn remove_allocation(
     Ok(resp.succeeded)
 }
 
-/// Write `status` of a workload when it changed (guarded by its revision; a lost race is
-/// fine, the next pass writes it again). Returns the workload's new revision if it wrote.
-async fn update_workload_status(
-    state: &AppState,
-    w: &Workload,
-    rev: Revision,
-    status: api::kinds::WorkloadStatus,
-) -> Result<Option<Revision>, ApiError> {
-    if w.status.as_ref() == Some(&status) {
-        return Ok(None);
+/// A workload's new object, to write guarded by the revision it was read at.
+struct WorkloadWrite {
+    /// (namespace, name).
+    key: (String, String),
+    read_at: Revision,
+    bytes: Vec<u8>,
+    verb: &'static str,
+}
+
+impl WorkloadWrite {
+    /// Its `status`, when that changed.
+    fn status(
+        w: &Workload,
+        rev: Revision,
+        status: api::kinds::WorkloadStatus,
+    ) -> Result<Option<Self>, ApiError> {
+        if w.status.as_ref() == Some(&status) {
+            return Ok(None);
+        }
+        let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;
+        object["status"] = serde_json::to_value(&status).map_err(ApiError::internal)?;
+        Ok(Some(Self::of(w, rev, &object, "update-status")))
     }
-    let mut object = serde_json::to_value(w).map_err(ApiError::internal)?;
-    object["status"] = serde_json::to_value(&status).map_err(ApiError::internal)?;
-    write_workload(state, w, rev, object, "update-status").await
+
+    /// `autoRevert`: the spec returns to `to`'s template (a new generation, rolled out
+    /// like any change), with the status that says why.
+    fn revert(
+        w: &Workload,
+        rev: Revision,
+        status: api::kinds::WorkloadStatus,
+        to: &api::WorkloadRevision,
+    ) -> Result<Self, ApiError> {
+        let mut reverted = Workload::clone(w);
+        to.template.apply_to(&mut reverted.spec);
+        reverted.metadata.generation = Some(w.metadata.generation.unwrap_or(1) + 1);
+        reverted.status = Some(status);
+        let object = serde_json::to_value(&reverted).map_err(ApiError::internal)?;
+        Ok(Self::of(w, rev, &object, "revert"))
+    }
+
+    fn of(w: &Workload, read_at: Revision, object: &Value, verb: &'static str) -> Self {
+        Self {
+            key: (
+                w.metadata.namespace.clone().unwrap_or_default(),
+                w.metadata.name.clone(),
+            ),
+            read_at,
+            bytes: encode(object),
+            verb,
+        }
+    }
+
+    fn store_key(&self) -> String {
+        object_key(api::kinds::WORKLOAD, Some(&self.key.0), &self.key.1)
+    }
 }
 
-/// `autoRevert`: the spec returns to `to`'s template (a new generation, rolled out like
-/// any change), with the status that says why.
-async fn revert_workload(
-    state: &AppState,
-    w: &Workload,
-    rev: Revision,
-    status: api::kinds::WorkloadStatus,
-    to: &api::WorkloadRevision,
-) -> Result<Option<Revision>, ApiError> {
-    let mut reverted = Workload::clone(w);
-    to.template.apply_to(&mut reverted.spec);
-    reverted.metadata.generation = Some(w.metadata.generation.unwrap_or(1) + 1);
-    reverted.status = Some(status);
-    let object = serde_json::to_value(&reverted).map_err(ApiError::internal)?;
-    write_workload(state, w, rev, object, "revert").await
+/// Workloads one transaction writes at most (fewer where the store's op limit says so).
+const WORKLOADS_PER_COMMIT: usize = 128;
+/// Bytes of workload objects one transaction writes at most (etcd refuses requests over
+/// 1.5 MiB by default), unless one object alone is larger.
+const WORKLOAD_BYTES_PER_COMMIT: usize = 512 * 1024;
+
+/// What [`write_workloads`] wrote.
+#[derive(Default)]
+struct Written {
+    /// The new revision of each workload written.
+    revisions: Vec<((String, String), Revision)>,
+    /// The last error, when a commit failed (the others still ran).
+    failed: Option<ApiError>,
 }
 
-/// Writes a workload object guarded by its revision, with its audit entry.
-async fn write_workload(
+/// Writes workload objects many per transaction, each guarded by the revision it was read
+/// at and audited by its own entry, `concurrency` transactions at a time (which the store
+/// group-commits). A workload changed since it was read is left out, and the rest of its
+/// transaction written again: a lost race is fine, the next pass writes it again.
+async fn write_workloads(
     state: &AppState,
-    w: &Workload,
-    rev: Revision,
-    object: Value,
-    verb: &str,
-) -> Result<Option<Revision>, ApiError> {
-    let wl_kind = api::kinds::WORKLOAD;
-    let ns = w.metadata.namespace.clone().unwrap_or_default();
-    let key = object_key(wl_kind, Some(&ns), &w.metadata.name);
-    let bytes = encode(&object);
-    let audit = Registry::audit_record(
-        &principal(),
-        verb,
-        wl_kind,
-        Some(&ns),
-        &w.metadata.name,
-        Some(&bytes),
-    );
-    // A lost race is fine: the next pass writes again.
-    let written = state
+    writes: Vec<WorkloadWrite>,
+    concurrency: usize,
+) -> Written {
+    let per_commit = state
         .registry
-        .commit(Mutation::new(
-            vec![Compare::ModRevision(key.clone(), rev)],
-            vec![Op::put(key, bytes)],
-            audit,
-        ))
-        .await?;
-    Ok(written.succeeded.then_some(written.revision))
+        .batch_len((0, 0, 0), (1, 1, 1), WORKLOADS_PER_COMMIT);
+    let mut batches: Vec<Vec<WorkloadWrite>> = Vec::new();
+    let mut bytes = 0;
+    for write in writes {
+        let full = batches.last().is_none_or(|b| {
+            b.len() >= per_commit || bytes + write.bytes.len() > WORKLOAD_BYTES_PER_COMMIT
+        });
+        if full {
+            batches.push(Vec::with_capacity(per_commit));
+            bytes = 0;
+        }
+        bytes += write.bytes.len();
+        batches
+            .last_mut()
+            .expect("a batch was just pushed")
+            .push(write);
+    }
+    let outcomes = futures::stream::iter(batches)
+        .map(|batch| commit_workloads(state, batch))
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut written = Written::default();
+    for outcome in outcomes {
+        match outcome {
+            Ok(revisions) => written.revisions.extend(revisions),
+            Err(e) => written.failed = Some(e),
+        }
+    }
+    written
+}
+
+/// Commits one batch of [`write_workloads`]; when a guard fails, again without the
+/// workloads that moved.
+async fn commit_workloads(
+    state: &AppState,
+    mut batch: Vec<WorkloadWrite>,
+) -> Result<Vec<((String, String), Revision)>, ApiError> {
+    let who = principal();
+    while !batch.is_empty() {
+        let mut compares = Vec::with_capacity(batch.len());
+        let mut ops = Vec::with_capacity(batch.len());
+        let mut audits = Vec::with_capacity(batch.len());
+        for write in &batch {
+            let key = write.store_key();
+            audits.push(Registry::audit_record(
+                &who,
+                write.verb,
+                api::kinds::WORKLOAD,
+                Some(&write.key.0),
+                &write.key.1,
+                Some(&write.bytes),
+            ));
+            compares.push(Compare::ModRevision(key.clone(), write.read_at));
+            ops.push(Op::put(key, write.bytes.clone()));
+        }
+        let audit = audits.remove(0);
+        let response = state
+            .registry
+            .commit(Mutation {
+                compares,
+                ops,
+                audit,
+                more_audit: audits,
+            })
+            .await?;
+        if response.succeeded {
+            let revision = response.revision;
+            return Ok(batch.into_iter().map(|w| (w.key, revision)).collect());
+        }
+        // The failure branch read every guarded key: keep those still at their revision.
+        let before = batch.len();
+        let mut results = response.results.iter();
+        batch.retain(|write| match results.next() {
+            Some(OpResult::Get(Some(kv))) => kv.mod_revision == write.read_at,
+            _ => false,
+        });
+        if batch.len() == before {
+            // Nothing moved that a retry could leave out: the next pass writes again.
+            break;
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// A read-only view for `explain` and `plan`: the live fleet.

@@ -800,3 +800,67 @@ async fn a_plan_holds_the_reserved_room_first() {
         }
     }
 }
+
+/// A pass writes workload statuses many per transaction, each with its own audit entry:
+/// 300 statuses take a handful of revisions, not 300, and the audit chain still verifies
+/// with an entry per workload.
+#[tokio::test]
+async fn statuses_are_written_many_per_transaction_each_audited() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    const COUNT: usize = 300;
+    for i in 0..COUNT {
+        let mut w = quota_job("finance", &format!("too-big-{i}"), 1, 4000);
+        w["spec"]["type"] = json!("service");
+        r.client
+            .create(kind("wl"), Some("finance"), &w, false)
+            .await
+            .expect("create");
+    }
+    let audit_before = audit_entries(&r).await;
+    let report = scheduler::pass(&r.state, &SchedulerOptions::default())
+        .await
+        .expect("pass");
+    assert!(report.unplaceable >= COUNT, "{report:?}");
+    let listed = r
+        .client
+        .list_all(kind("wl"), Some("finance"), &ListOptions::default())
+        .await
+        .expect("workloads");
+    let mut revisions = std::collections::BTreeSet::new();
+    for w in listed.iter().filter(|w| {
+        w["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("too-big-"))
+    }) {
+        let message = w["status"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("cpu"), "every status says why: {w}");
+        revisions.insert(w["metadata"]["resourceVersion"].to_string());
+    }
+    assert!(
+        revisions.len() <= COUNT.div_ceil(128),
+        "300 statuses in {} transactions",
+        revisions.len()
+    );
+    let verify = r
+        .client
+        .request_json(client::Method::GET, "/meridian/v1/audit/verify", None)
+        .await
+        .expect("verify");
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert!(
+        audit_entries(&r).await >= audit_before + COUNT as u64,
+        "an audit entry per status written"
+    );
+}
+
+async fn audit_entries(r: &TestServer) -> u64 {
+    let verify = r
+        .client
+        .request_json(client::Method::GET, "/meridian/v1/audit/verify", None)
+        .await
+        .expect("verify");
+    verify["entries"]
+        .as_u64()
+        .expect("entries in the verify answer")
+}
