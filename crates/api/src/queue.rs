@@ -249,9 +249,34 @@ pub struct QueuePreemption {
     /// Preemption to rebalance weighted shares within the cohort.
     #[serde(default, skip_serializing_if = "is_default")]
     pub fair_sharing: FairSharingPreemption,
+    /// Fair-sharing strategies tried in order, instead of `fairSharing` (Kueue's
+    /// `preemptionStrategies`, whose default is `[LessThanOrEqualToFinalShare,
+    /// LessThanInitialShare]`): the jobs the first allows to evict, then, while the job
+    /// still does not fit, those the next allows among the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fair_sharing_strategies: Vec<FairSharingPreemption>,
     /// Preemption in the cohort for a job that must borrow.
     #[serde(default, skip_serializing_if = "is_default")]
     pub borrow_within_cohort: BorrowWithinCohort,
+}
+
+impl QueuePreemption {
+    /// The fair-sharing strategies to try, in order: `fairSharingStrategies`, or
+    /// `fairSharing` alone; none when fair sharing does not preempt.
+    pub fn fair_sharing_strategies(&self) -> Vec<FairSharingPreemption> {
+        if self.fair_sharing_strategies.is_empty() {
+            Some(self.fair_sharing)
+                .filter(|s| *s != FairSharingPreemption::Never)
+                .into_iter()
+                .collect()
+        } else {
+            self.fair_sharing_strategies
+                .iter()
+                .copied()
+                .filter(|s| *s != FairSharingPreemption::Never)
+                .collect()
+        }
+    }
 }
 
 /// What Meridian observes of a queue.

@@ -1673,6 +1673,27 @@ impl Checker {
             }
             quota(self, &format!("{field}.quota"), &f.quota);
         }
+        let strategies = &q.preemption.fair_sharing_strategies;
+        if !strategies.is_empty()
+            && q.preemption.fair_sharing != crate::queue::FairSharingPreemption::Never
+        {
+            self.err(
+                "spec.preemption.fairSharing",
+                "set fairSharing (one strategy) or fairSharingStrategies (several, tried in order), not both",
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in strategies.iter().enumerate() {
+            let field = format!("spec.preemption.fairSharingStrategies[{i}]");
+            if *s == crate::queue::FairSharingPreemption::Never {
+                self.err(
+                    field,
+                    "Never is not a strategy: leave fairSharingStrategies out to preempt nothing for fair sharing",
+                );
+            } else if !seen.insert(s.as_str()) {
+                self.err(field, format!("{} is listed twice", s.as_str()));
+            }
+        }
         if let Some(w) = &q.wait_for_ready {
             match w.parse::<crate::duration::Duration>() {
                 Ok(d) if d.as_std().is_zero() => {
@@ -1902,6 +1923,41 @@ mod tests {
             Ok(_) => vec![],
             Err(e) => e.0.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn fair_sharing_strategies_are_a_list_without_never_or_repeats_and_not_beside_one() {
+        let queue = |preemption: serde_json::Value| {
+            json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Queue",
+                "metadata": {"name": "research"},
+                "spec": {"cohort": "lab", "preemption": preemption},
+            })
+        };
+        assert!(
+            errors(queue(json!({"fairSharingStrategies":
+                ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]})))
+            .is_empty()
+        );
+        let both = errors(queue(json!({"fairSharing": "LessThanInitialShare",
+            "fairSharingStrategies": ["LessThanInitialShare"]})));
+        assert!(
+            both.iter()
+                .any(|e| e.contains("spec.preemption.fairSharing") && e.contains("not both")),
+            "{both:?}"
+        );
+        let bad = errors(queue(json!({"fairSharingStrategies":
+            ["Never", "LessThanInitialShare", "LessThanInitialShare"]})));
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("fairSharingStrategies[0]") && e.contains("Never")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter()
+                .any(|e| e.contains("fairSharingStrategies[2]") && e.contains("twice")),
+            "{bad:?}"
+        );
     }
 
     #[test]

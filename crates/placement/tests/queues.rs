@@ -873,6 +873,51 @@ fn fair_sharing_by_initial_share_takes_a_large_job_the_final_share_rule_keeps() 
     }
 }
 
+/// Kueue's default order, `[LessThanOrEqualToFinalShare, LessThanInitialShare]`: where
+/// the final-share rule finds room (four gangs of 2 × 2), it alone evicts; where it keeps
+/// the only job (one gang of 4 × 4), the initial-share rule takes it next.
+#[test]
+fn fair_sharing_strategies_are_tried_in_order() {
+    let nodes = gpu_nodes(4);
+    let policy =
+        json!({"fairSharingStrategies": ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]});
+    let want = gang(job("b0", "b", 0, 4, 2, 20));
+
+    let (qs, gangs) = fair_share_setup(policy.clone(), 1);
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    place_queued(&mut fleet, &qs, &[], &gangs);
+    let mut known = gangs.clone();
+    known.push(want.clone());
+    let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "b0 whole");
+    let p = admitted_by_preemption(&d);
+    assert_eq!(p.preempted.len(), 4, "two gangs, whole: {:?}", p.preempted);
+    assert!(
+        p.preempted
+            .iter()
+            .all(|v| v.reason.contains("(LessThanOrEqualToFinalShare)")),
+        "the first strategy sufficed: {:?}",
+        p.preempted
+    );
+
+    let (qs, _) = fair_share_setup(policy, 1);
+    let big = gang(job("a-big", "a", 5, 4, 4, 0));
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    place_queued(&mut fleet, &qs, &[], std::slice::from_ref(&big));
+    let known = [big.clone(), want.clone()];
+    let d = place_known(&mut fleet, &qs, &[], &known, std::slice::from_ref(&want));
+    assert_eq!(d.iter().filter(|d| d.is_placed()).count(), 4, "b0 whole");
+    let p = admitted_by_preemption(&d);
+    assert_eq!(p.preempted.len(), 4, "the gang whole: {:?}", p.preempted);
+    assert!(
+        p.preempted.iter().all(
+            |v| v.allocation.workload == "a-big" && v.reason.contains("(LessThanInitialShare)")
+        ),
+        "the second strategy took what the first kept: {:?}",
+        p.preempted
+    );
+}
+
 /// `b` asks for 8 GPUs (4 of them borrowed) at priority 10 while `a`'s four gangs of
 /// priority 5 hold all 16 of the cohort's. Reclaiming needs `b` within its nominal quota;
 /// `borrowWithinCohort: LowerPriority` lets it evict lower-priority borrowing jobs anyway,

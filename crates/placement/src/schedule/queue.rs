@@ -388,7 +388,8 @@ impl Session<'_> {
     /// borrowing queues of its cohort whose weighted share stays at least its own
     /// (with this job admitted) after the eviction, from the queue of the highest share
     /// first (with `LessThanInitialShare`: whose share before the eviction is above its
-    /// own). Lowest priority first, the newest allocations first among equals; a job
+    /// own; with `fairSharingStrategies`, each strategy in order, the jobs one refuses
+    /// weighed again by the next). Lowest priority first, the newest allocations first among equals; a job
     /// goes whole, so a gang is preempted whole or not at all; with flavours, only jobs
     /// in the same flavour. Returns the evicted allocations with why (to give back with
     /// [`Session::restore`] if the job still does not fit), or `None`, evicting
@@ -405,8 +406,8 @@ impl Session<'_> {
         let flavor = self.flavor[wi];
         let view = self.queues.as_ref()?;
         let policy = view.queues.list[q as usize].preemption.clone();
-        let fair = policy.fair_sharing != FairSharingPreemption::Never;
-        let initial_share = policy.fair_sharing == FairSharingPreemption::LessThanInitialShare;
+        let strategies = policy.fair_sharing_strategies();
+        let fair = !strategies.is_empty();
         let borrow = &policy.borrow_within_cohort;
         let borrow_lower = borrow.policy == BorrowWithinCohortPolicy::LowerPriority;
         if policy.within_queue == WithinQueue::Never
@@ -502,76 +503,85 @@ impl Session<'_> {
                 return Some(evicted);
             }
         }
-        // Fair sharing: from the queue of the highest share, the job whose eviction
-        // keeps that queue's share at least this queue's with the job admitted.
+        // Fair sharing, each strategy in turn: from the queue of the highest share, the
+        // job whose eviction the strategy allows; the jobs it does not allow are weighed
+        // again by the next strategy.
         let request = self.request(wi, members);
         let mut candidates: Vec<(u32, Job)> = by_share.into_values().collect();
-        while !candidates.is_empty() {
-            let view = self.queues.as_ref().expect("queued");
-            let share = |p: u32| view.queues.weighted_share(p, &view.usage);
-            let pick = (0..candidates.len())
-                .min_by(|&i, &j| {
-                    let (a, b) = (&candidates[i], &candidates[j]);
-                    share(b.0)
-                        .cmp(&share(a.0))
-                        .then(a.1.0.cmp(&b.1.0))
-                        .then(b.1.1.cmp(&a.1.1))
-                })
-                .expect("a candidate");
-            let (qa, (_, _, allocs)) = candidates.swap_remove(pick);
-            let before = share(qa);
-            let mut taken = Vec::with_capacity(allocs.len());
-            for id in allocs {
-                taken.push(self.uncommit(id));
+        for strategy in strategies {
+            let initial_share = strategy == FairSharingPreemption::LessThanInitialShare;
+            let mut refused = Vec::new();
+            while !candidates.is_empty() {
+                let view = self.queues.as_ref().expect("queued");
+                let share = |p: u32| view.queues.weighted_share(p, &view.usage);
+                let pick = (0..candidates.len())
+                    .min_by(|&i, &j| {
+                        let (a, b) = (&candidates[i], &candidates[j]);
+                        share(b.0)
+                            .cmp(&share(a.0))
+                            .then(a.1.0.cmp(&b.1.0))
+                            .then(b.1.1.cmp(&a.1.1))
+                    })
+                    .expect("a candidate");
+                let (qa, (job_priority, newest, allocs)) = candidates.swap_remove(pick);
+                let before = share(qa);
+                let mut taken = Vec::with_capacity(allocs.len());
+                for id in allocs {
+                    taken.push(self.uncommit(id));
+                }
+                let view = self.queues.as_ref().expect("queued");
+                let mine =
+                    view.queues
+                        .weighted_share_with(q, &view.usage, Some((&request, flavor)));
+                let after = view.queues.weighted_share(qa, &view.usage);
+                let fair_to_take = if initial_share {
+                    mine < before
+                } else {
+                    mine <= after
+                };
+                if !fair_to_take {
+                    // Not fair by this strategy: give it back (under new ids) for the next.
+                    let ids = self.restore(taken.into_iter().map(|a| (a, String::new())).collect());
+                    refused.push((qa, (job_priority, newest, ids)));
+                    continue;
+                }
+                let other = view.queues.list[qa as usize].name.clone();
+                let why = if initial_share {
+                    format!(
+                        "preempted by {name} (priority {priority}) for fair sharing (LessThanInitialShare): queue {queue_name}'s weighted share with it admitted ({mine}) is below queue {other}'s before the eviction ({before})"
+                    )
+                } else {
+                    format!(
+                        "preempted by {name} (priority {priority}) for fair sharing (LessThanOrEqualToFinalShare): queue {queue_name}'s weighted share with it admitted ({mine}) stays at most queue {other}'s after the eviction ({after})"
+                    )
+                };
+                evicted.extend(taken.into_iter().map(|a| (a, why.clone())));
+                if self.quota_breach(wi, members).is_none() {
+                    return Some(evicted);
+                }
             }
-            let view = self.queues.as_ref().expect("queued");
-            let mine = view
-                .queues
-                .weighted_share_with(q, &view.usage, Some((&request, flavor)));
-            let after = view.queues.weighted_share(qa, &view.usage);
-            let fair_to_take = if initial_share {
-                mine < before
-            } else {
-                mine <= after
-            };
-            if !fair_to_take {
-                // Not fair to take: give it back and try another.
-                self.restore(taken.into_iter().map(|a| (a, String::new())).collect());
-                continue;
-            }
-            let other = view.queues.list[qa as usize].name.clone();
-            let why = if initial_share {
-                format!(
-                    "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) is below queue {other}'s before the eviction ({before})"
-                )
-            } else {
-                format!(
-                    "preempted by {name} (priority {priority}) for fair sharing: queue {queue_name}'s weighted share with it admitted ({mine}) stays at most queue {other}'s after the eviction ({after})"
-                )
-            };
-            evicted.extend(taken.into_iter().map(|a| (a, why.clone())));
-            if self.quota_breach(wi, members).is_none() {
-                return Some(evicted);
-            }
+            candidates = refused;
         }
         self.restore(evicted);
         None
     }
 
     /// Gives back allocations [`Session::queue_preempt`] evicted.
-    pub(crate) fn restore(&mut self, allocs: Vec<(Alloc, String)>) {
+    pub(crate) fn restore(&mut self, allocs: Vec<(Alloc, String)>) -> Vec<AllocId> {
+        let mut ids = Vec::with_capacity(allocs.len());
         for (a, _) in allocs {
             let node = a.node;
             if let Some(q) = self.queues.as_mut() {
                 q.count(self.fleet, &a, true);
             }
             let wid = a.workload;
-            self.fleet.insert_alloc(a);
+            ids.push(self.fleet.insert_alloc(a));
             self.touched.push(node);
             if let Some(&wi) = self.plan_of_wid.get(&wid) {
                 self.count_replica(wi, node, true);
             }
         }
+        ids
     }
 
     /// What the allocations [`Session::queue_preempt`] evicted look like in a placement.
