@@ -1271,6 +1271,29 @@ impl Checker {
                 );
             }
         }
+        if let Some(m) = w.min_replicas {
+            if w.type_ != WorkloadType::Job {
+                self.err(
+                    "spec.minReplicas",
+                    format!(
+                        "only jobs are admitted partially (this is a {}); remove minReplicas",
+                        w.type_
+                    ),
+                );
+            } else if w.gang.is_some() {
+                self.err(
+                    "spec.minReplicas",
+                    "a gang is admitted whole: remove minReplicas, or gang to let the job start with fewer replicas",
+                );
+            } else if m < 1 {
+                self.err("spec.minReplicas", "must be 1 or more");
+            } else if i64::from(m) > i64::from(w.replicas) {
+                self.err(
+                    "spec.minReplicas",
+                    format!("{m} is more than spec.replicas ({})", w.replicas),
+                );
+            }
+        }
         if let Some(t) = w.placement.as_ref().and_then(|p| p.topology.as_ref()) {
             if t.level.trim().is_empty() {
                 self.err(
@@ -1958,6 +1981,32 @@ mod tests {
                 .any(|e| e.contains("fairSharingStrategies[2]") && e.contains("twice")),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn min_replicas_is_for_jobs_that_are_not_gangs_and_at_most_replicas() {
+        let job = |extra: serde_json::Value| {
+            let mut s = base_spec();
+            s["type"] = json!("job");
+            s["replicas"] = json!(4);
+            for (k, v) in extra.as_object().expect("object") {
+                s[k] = v.clone();
+            }
+            errors(workload(s))
+        };
+        assert!(job(json!({"minReplicas": 2})).is_empty());
+        assert_eq!(
+            job(json!({"minReplicas": 5})),
+            vec!["spec.minReplicas: 5 is more than spec.replicas (4)"]
+        );
+        assert_eq!(
+            job(json!({"minReplicas": 0})),
+            vec!["spec.minReplicas: must be 1 or more"]
+        );
+        assert!(job(json!({"minReplicas": 2, "gang": 4}))[0].contains("a gang is admitted whole"));
+        let mut service = base_spec();
+        service["minReplicas"] = json!(1);
+        assert!(errors(workload(service))[0].contains("only jobs are admitted partially"));
     }
 
     #[test]

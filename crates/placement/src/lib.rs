@@ -279,7 +279,10 @@ impl<'a> Placer<'a> {
             if first.iter().any(|o| matches!(o, Outcome::Placed(_))) {
                 return first;
             }
-            return self.preempt_and_place(wi, idx).unwrap_or(first);
+            return self
+                .preempt_and_place(wi, idx)
+                .or_else(|| self.place_partially(wi, idx))
+                .unwrap_or(first);
         }
         let pinned = self.session.pinned_flavor(wi);
         let flavors: Vec<u16> = match pinned {
@@ -298,6 +301,12 @@ impl<'a> Placer<'a> {
         for &f in &flavors {
             self.session.set_flavor(wi, Some(f));
             if let Some(out) = self.preempt_and_place(wi, idx) {
+                return out;
+            }
+        }
+        for &f in &flavors {
+            self.session.set_flavor(wi, Some(f));
+            if let Some(out) = self.place_partially(wi, idx) {
                 return out;
             }
         }
@@ -344,6 +353,51 @@ impl<'a> Placer<'a> {
                 None
             }
         }
+    }
+
+    /// Partial admission (`spec.minReplicas`, Kueue's): when the queue's quota has no
+    /// room for every pending instance of job `wi`, even by preempting, as many as fit
+    /// it, at least `minReplicas` (or every pending one, when fewer; 1 once the job runs),
+    /// found by bisection; the rest wait, saying why. `None` when no such count fits, or
+    /// none of the admitted instances finds a node.
+    fn place_partially(&mut self, wi: usize, idx: &[usize]) -> Option<Vec<Outcome>> {
+        let min = self.batch.workloads[wi].min_replicas? as usize;
+        let all = idx.len();
+        let floor = if self.session.runs(wi) {
+            1
+        } else {
+            min.min(all)
+        };
+        if floor >= all || self.session.queue_admission(wi, floor as u64).is_some() {
+            return None;
+        }
+        // The most that fit: `lo` fits, `hi` does not (quota use grows with the count).
+        let (mut lo, mut hi) = (floor, all);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.session.queue_admission(wi, mid as u64).is_none() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut why = self.session.queue_admission(wi, all as u64)?;
+        why.notes.insert(
+            0,
+            format!(
+                "partially admitted: {lo} of {all} pending instances fit the queue's quota (spec.minReplicas: {min}); the rest wait for quota"
+            ),
+        );
+        let batch = self.batch;
+        let mut out: Vec<Outcome> = idx[..lo]
+            .iter()
+            .map(|&j| self.session.place_one(wi, batch.instances[j].replica))
+            .collect();
+        if !out.iter().any(|o| matches!(o, Outcome::Placed(_))) {
+            return None;
+        }
+        out.extend(idx[lo..].iter().map(|_| Outcome::Unplaceable(why.clone())));
+        Some(out)
     }
 
     /// Places the pending instances `idx` of queued job `wi`: a gang all together, else

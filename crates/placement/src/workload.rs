@@ -305,6 +305,8 @@ pub(crate) struct Compiled {
     pub type_: WorkloadType,
     pub priority: i32,
     pub gang: Option<u32>,
+    /// Queued jobs: the fewest pending replicas a partial admission admits.
+    pub min_replicas: Option<u32>,
     /// cpu millicores, memory bytes, ephemeral bytes.
     pub res: [u64; 3],
     pub gpu: Option<GpuReq>,
@@ -475,6 +477,7 @@ impl Compiled {
             type_: spec.type_,
             priority: spec.priority,
             gang,
+            min_replicas: spec.min_replicas.filter(|_| gang.is_none()),
             res: [
                 r.cpu.millis(),
                 r.memory.bytes(),

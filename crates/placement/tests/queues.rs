@@ -1003,3 +1003,85 @@ fn a_job_admitted_into_a_flavor_places_its_missing_instances_there() {
         (Some("ams"), "ams")
     );
 }
+
+/// Partial admission (`spec.minReplicas`, Kueue's): a job of 6 × 2 GPUs in a queue with
+/// 8 GPUs left admits 4 (at least its minimum of 3), and the rest wait saying so; with a
+/// minimum of 5, nothing is admitted; once the job runs, the rest join as room frees,
+/// one at a time if need be; without the field, the job waits whole.
+#[test]
+fn a_job_with_min_replicas_is_admitted_partially_and_the_rest_join_later() {
+    let nodes = gpu_nodes(4);
+    let q = queue(
+        "train",
+        json!({"quota": {"gpusByModel": {"H100": {"nominal": 12}}}}),
+    );
+    let holder = job("holder", "train", 0, 1, 4, 0);
+    let with_min = |min: Option<u32>| {
+        let mut w = job("sweep", "train", 0, 6, 2, 10);
+        w.spec.min_replicas = min;
+        w
+    };
+    for (min, admitted) in [(None, 0), (Some(5), 0), (Some(3), 4)] {
+        let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+        place_queued(
+            &mut fleet,
+            std::slice::from_ref(&q),
+            &[],
+            std::slice::from_ref(&holder),
+        );
+        let sweep = with_min(min);
+        let known = [holder.clone(), sweep.clone()];
+        let d = place_known(
+            &mut fleet,
+            std::slice::from_ref(&q),
+            &[],
+            &known,
+            std::slice::from_ref(&sweep),
+        );
+        assert_eq!(placed(&d, "sweep"), admitted, "minReplicas {min:?}");
+        assert_eq!(
+            reason(&d, "sweep").map(|(r, _)| r),
+            Some(QueueReason::OverNominalQuota),
+            "minReplicas {min:?}: the rest wait for quota"
+        );
+        if admitted == 0 {
+            continue;
+        }
+        let waiting = d
+            .iter()
+            .find(|d| d.workload.name == "sweep" && !d.is_placed())
+            .expect("a waiting instance");
+        assert!(
+            waiting
+                .explanation()
+                .notes
+                .iter()
+                .any(|n| n.contains("partially admitted: 4 of 6")),
+            "{}",
+            waiting.explanation().render()
+        );
+        // It runs: the 2 that wait join one at a time once the quota has room for one.
+        let q = queue(
+            "train",
+            json!({"quota": {"gpusByModel": {"H100": {"nominal": 14}}}}),
+        );
+        let rest = d
+            .iter()
+            .filter(|d| !d.is_placed())
+            .map(|d| d.replica)
+            .collect::<Vec<_>>();
+        assert_eq!(rest.len(), 2);
+        let mut qs = Queues::new(std::slice::from_ref(&q));
+        qs.assign("research", "holder", "train");
+        qs.assign("research", "sweep", "train");
+        let mut batch = Batch::new();
+        batch.set_queues(Arc::new(qs));
+        batch.add(&sweep, rest.iter().copied()).expect("add");
+        let d = place_batch(&mut fleet, &batch, &Options::default());
+        assert_eq!(
+            d.iter().filter(|d| d.is_placed()).count(),
+            1,
+            "one more fits the larger quota"
+        );
+    }
+}

@@ -370,6 +370,22 @@ impl Session<'_> {
     /// Whether queued job `wi` may be admitted with `members` instances at once: the
     /// explanation of its wait when its project's or its queue's quota has no room for
     /// all of them (a job is admitted whole, as Kueue admits a workload).
+    /// Whether job `wi` holds an allocation (it runs, partly at least).
+    pub(crate) fn runs(&self, wi: usize) -> bool {
+        let wl = self.wl(wi);
+        let Some(wid) = self
+            .fleet
+            .workload_id(&wl.workload.namespace, &wl.workload.name)
+        else {
+            return false;
+        };
+        self.fleet
+            .allocs
+            .iter()
+            .flatten()
+            .any(|a| a.workload == wid)
+    }
+
     pub(crate) fn queue_admission(&self, wi: usize, members: u64) -> Option<Explanation> {
         let b = self.quota_breach(wi, members)?;
         let note = format!(
