@@ -1044,11 +1044,12 @@ pub struct WorkloadSpec {
     /// Name of the queue a job waits in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
-    /// Jobs in a queue, not gangs: when the queue's quota has no room for every pending
-    /// replica, admit as many as fit, at least this many (Kueue's partial admission);
-    /// the rest wait, and join one by one once the job runs.
+    /// Jobs in a queue, not gangs: when the queue's quota has no room for every instance
+    /// the job would run at once (`parallelism`, or `replicas`), admit as many as fit,
+    /// at least this many (Kueue's partial admission, its `job-min-parallelism`); the
+    /// rest wait, and join one by one once the job runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_replicas: Option<u32>,
+    pub min_parallelism: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<Restart>,
     /// How a change to what runs is rolled out (services and VMs).

@@ -372,6 +372,10 @@ pub struct QueueWait {
     pub queue: String,
     pub reason: QueueReason,
     pub message: String,
+    /// Partial admission (`spec.minParallelism`): the job's pending instances admitted
+    /// beside the ones that wait; the job counts as admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partially_admitted: Option<u32>,
 }
 
 /// The queue a workload waits in: the one it names (`spec.queue`, any type), else, for a

@@ -1271,25 +1271,30 @@ impl Checker {
                 );
             }
         }
-        if let Some(m) = w.min_replicas {
+        if let Some(m) = w.min_parallelism {
             if w.type_ != WorkloadType::Job {
                 self.err(
-                    "spec.minReplicas",
+                    "spec.minParallelism",
                     format!(
-                        "only jobs are admitted partially (this is a {}); remove minReplicas",
+                        "only jobs are admitted partially (this is a {}); remove minParallelism",
                         w.type_
                     ),
                 );
             } else if w.gang.is_some() {
                 self.err(
-                    "spec.minReplicas",
-                    "a gang is admitted whole: remove minReplicas, or gang to let the job start with fewer replicas",
+                    "spec.minParallelism",
+                    "a gang is admitted whole: remove minParallelism, or gang to let the job start with fewer instances",
                 );
             } else if m < 1 {
-                self.err("spec.minReplicas", "must be 1 or more");
+                self.err("spec.minParallelism", "must be 1 or more");
+            } else if let Some(p) = w.parallelism.filter(|&p| m > p) {
+                self.err(
+                    "spec.minParallelism",
+                    format!("{m} is more than spec.parallelism ({p})"),
+                );
             } else if i64::from(m) > i64::from(w.replicas) {
                 self.err(
-                    "spec.minReplicas",
+                    "spec.minParallelism",
                     format!("{m} is more than spec.replicas ({})", w.replicas),
                 );
             }
@@ -1984,7 +1989,7 @@ mod tests {
     }
 
     #[test]
-    fn min_replicas_is_for_jobs_that_are_not_gangs_and_at_most_replicas() {
+    fn min_parallelism_is_for_jobs_that_are_not_gangs_and_at_most_parallelism() {
         let job = |extra: serde_json::Value| {
             let mut s = base_spec();
             s["type"] = json!("job");
@@ -1994,18 +1999,24 @@ mod tests {
             }
             errors(workload(s))
         };
-        assert!(job(json!({"minReplicas": 2})).is_empty());
+        assert!(job(json!({"minParallelism": 2})).is_empty());
         assert_eq!(
-            job(json!({"minReplicas": 5})),
-            vec!["spec.minReplicas: 5 is more than spec.replicas (4)"]
+            job(json!({"minParallelism": 5})),
+            vec!["spec.minParallelism: 5 is more than spec.replicas (4)"]
         );
         assert_eq!(
-            job(json!({"minReplicas": 0})),
-            vec!["spec.minReplicas: must be 1 or more"]
+            job(json!({"minParallelism": 3, "parallelism": 2})),
+            vec!["spec.minParallelism: 3 is more than spec.parallelism (2)"]
         );
-        assert!(job(json!({"minReplicas": 2, "gang": 4}))[0].contains("a gang is admitted whole"));
+        assert_eq!(
+            job(json!({"minParallelism": 0})),
+            vec!["spec.minParallelism: must be 1 or more"]
+        );
+        assert!(
+            job(json!({"minParallelism": 2, "gang": 4}))[0].contains("a gang is admitted whole")
+        );
         let mut service = base_spec();
-        service["minReplicas"] = json!(1);
+        service["minParallelism"] = json!(1);
         assert!(errors(workload(service))[0].contains("only jobs are admitted partially"));
     }
 

@@ -355,13 +355,13 @@ impl<'a> Placer<'a> {
         }
     }
 
-    /// Partial admission (`spec.minReplicas`, Kueue's): when the queue's quota has no
+    /// Partial admission (`spec.minParallelism`, Kueue's): when the queue's quota has no
     /// room for every pending instance of job `wi`, even by preempting, as many as fit
-    /// it, at least `minReplicas` (or every pending one, when fewer; 1 once the job runs),
+    /// it, at least `minParallelism` (or every pending one, when fewer; 1 once the job runs),
     /// found by bisection; the rest wait, saying why. `None` when no such count fits, or
     /// none of the admitted instances finds a node.
     fn place_partially(&mut self, wi: usize, idx: &[usize]) -> Option<Vec<Outcome>> {
-        let min = self.batch.workloads[wi].min_replicas? as usize;
+        let min = self.batch.workloads[wi].min_parallelism? as usize;
         let all = idx.len();
         let floor = if self.session.runs(wi) {
             1
@@ -382,12 +382,14 @@ impl<'a> Placer<'a> {
             }
         }
         let mut why = self.session.queue_admission(wi, all as u64)?;
-        why.notes.insert(
-            0,
-            format!(
-                "partially admitted: {lo} of {all} pending instances fit the queue's quota (spec.minReplicas: {min}); the rest wait for quota"
-            ),
+        let partly = format!(
+            "partially admitted: {lo} of {all} pending instances fit the queue's quota (spec.minParallelism: {min}); the rest wait"
         );
+        why.summary = format!("{partly}: {}", why.summary);
+        if let Some(q) = why.queue.as_mut() {
+            q.message = format!("{partly}: {}", q.message);
+            q.partially_admitted = Some(lo as u32);
+        }
         let batch = self.batch;
         let mut out: Vec<Outcome> = idx[..lo]
             .iter()

@@ -306,7 +306,7 @@ pub(crate) struct Compiled {
     pub priority: i32,
     pub gang: Option<u32>,
     /// Queued jobs: the fewest pending replicas a partial admission admits.
-    pub min_replicas: Option<u32>,
+    pub min_parallelism: Option<u32>,
     /// cpu millicores, memory bytes, ephemeral bytes.
     pub res: [u64; 3],
     pub gpu: Option<GpuReq>,
@@ -477,7 +477,7 @@ impl Compiled {
             type_: spec.type_,
             priority: spec.priority,
             gang,
-            min_replicas: spec.min_replicas.filter(|_| gang.is_none()),
+            min_parallelism: spec.min_parallelism.filter(|_| gang.is_none()),
             res: [
                 r.cpu.millis(),
                 r.memory.bytes(),

@@ -1004,12 +1004,12 @@ fn a_job_admitted_into_a_flavor_places_its_missing_instances_there() {
     );
 }
 
-/// Partial admission (`spec.minReplicas`, Kueue's): a job of 6 × 2 GPUs in a queue with
+/// Partial admission (`spec.minParallelism`, Kueue's): a job of 6 × 2 GPUs in a queue with
 /// 8 GPUs left admits 4 (at least its minimum of 3), and the rest wait saying so; with a
 /// minimum of 5, nothing is admitted; once the job runs, the rest join as room frees,
 /// one at a time if need be; without the field, the job waits whole.
 #[test]
-fn a_job_with_min_replicas_is_admitted_partially_and_the_rest_join_later() {
+fn a_job_with_min_parallelism_is_admitted_partially_and_the_rest_join_later() {
     let nodes = gpu_nodes(4);
     let q = queue(
         "train",
@@ -1018,7 +1018,7 @@ fn a_job_with_min_replicas_is_admitted_partially_and_the_rest_join_later() {
     let holder = job("holder", "train", 0, 1, 4, 0);
     let with_min = |min: Option<u32>| {
         let mut w = job("sweep", "train", 0, 6, 2, 10);
-        w.spec.min_replicas = min;
+        w.spec.min_parallelism = min;
         w
     };
     for (min, admitted) in [(None, 0), (Some(5), 0), (Some(3), 4)] {
@@ -1038,11 +1038,11 @@ fn a_job_with_min_replicas_is_admitted_partially_and_the_rest_join_later() {
             &known,
             std::slice::from_ref(&sweep),
         );
-        assert_eq!(placed(&d, "sweep"), admitted, "minReplicas {min:?}");
+        assert_eq!(placed(&d, "sweep"), admitted, "minParallelism {min:?}");
         assert_eq!(
             reason(&d, "sweep").map(|(r, _)| r),
             Some(QueueReason::OverNominalQuota),
-            "minReplicas {min:?}: the rest wait for quota"
+            "minParallelism {min:?}: the rest wait for quota"
         );
         if admitted == 0 {
             continue;
@@ -1051,14 +1051,17 @@ fn a_job_with_min_replicas_is_admitted_partially_and_the_rest_join_later() {
             .iter()
             .find(|d| d.workload.name == "sweep" && !d.is_placed())
             .expect("a waiting instance");
+        let x = waiting.explanation();
         assert!(
-            waiting
-                .explanation()
-                .notes
-                .iter()
-                .any(|n| n.contains("partially admitted: 4 of 6")),
+            x.summary.starts_with("partially admitted: 4 of 6"),
             "{}",
-            waiting.explanation().render()
+            x.render()
+        );
+        assert_eq!(
+            x.queue.as_ref().and_then(|q| q.partially_admitted),
+            Some(4),
+            "{}",
+            x.render()
         );
         // It runs: the 2 that wait join one at a time once the quota has room for one.
         let q = queue(

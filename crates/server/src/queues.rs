@@ -160,7 +160,8 @@ pub(crate) fn positions(
 }
 
 /// A job's queue state after this pass. `wait` is why it waits (from its first
-/// unplaceable decision), `None` when nothing of it waits; `holds` whether it holds
+/// unplaceable decision), `None` when nothing of it waits (a job partially admitted
+/// counts as admitted while the rest of it waits); `holds` whether it holds
 /// allocations; `flavor` the flavour this pass placed it in (else it keeps the one it
 /// was admitted into, while it holds it).
 pub(crate) fn state(
@@ -173,7 +174,8 @@ pub(crate) fn state(
     now: jiff::Timestamp,
 ) -> QueueState {
     let prev = prev.filter(|p| p.name == name);
-    let admitted = wait.is_none() && holds;
+    // A partial admission (`spec.minParallelism`) admits the job while the rest waits.
+    let admitted = holds && wait.is_none_or(|w| w.partially_admitted.is_some());
     let was_admitted = prev.is_some_and(|p| p.admitted);
     let flavor = holds
         .then(|| {

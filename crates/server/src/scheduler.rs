@@ -1147,6 +1147,7 @@ async fn write_statuses(
                             "backing off after an eviction until {at}: {}",
                             prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
                         ),
+                        partially_admitted: None,
                     })
                 } else {
                     unplaceable

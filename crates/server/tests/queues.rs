@@ -489,3 +489,57 @@ async fn a_flavor_naming_an_unknown_site_is_accepted_with_a_warning_and_a_condit
     let q = c.get(kind("queue"), None, "typo").await.expect("queue");
     assert_eq!(active_condition(&q)["status"], "True", "{q}");
 }
+
+/// Partial admission through the scheduler: a job of 5 × 2 cores with `minParallelism: 2`
+/// in a queue of 6 cores runs 3 and says the other 2 wait for quota; once the quota
+/// grows, they join.
+#[tokio::test]
+async fn a_job_with_min_parallelism_starts_partly_and_the_rest_join_when_quota_grows() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    add_queue(
+        &r.client,
+        "sweeps",
+        json!({"quota": {"cpu": {"nominal": "6"}}}),
+    )
+    .await;
+    let mut sweep = job("sweep", "sweeps", 2, 0);
+    sweep["spec"]["replicas"] = json!(5);
+    sweep["spec"]["minParallelism"] = json!(2);
+    r.client
+        .create(kind("wl"), Some("research"), &sweep, false)
+        .await
+        .expect("create");
+    pass().await;
+    assert_eq!(
+        placed(&r.client, "sweep").await,
+        3,
+        "as many as the quota holds"
+    );
+    let w = r
+        .client
+        .get(kind("wl"), Some("research"), "sweep")
+        .await
+        .expect("workload");
+    assert_eq!(w["status"]["queue"]["admitted"], true, "{w}");
+    let message = w["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("partially admitted: 3 of 5"),
+        "the status says why 2 wait: {message}"
+    );
+
+    let mut q = r
+        .client
+        .get(kind("queue"), None, "sweeps")
+        .await
+        .expect("queue");
+    q["spec"]["quota"]["cpu"]["nominal"] = json!("10");
+    r.client
+        .replace(kind("queue"), None, "sweeps", &q)
+        .await
+        .expect("grow the quota");
+    pass().await;
+    assert_eq!(placed(&r.client, "sweep").await, 5, "the rest joined");
+}

@@ -494,6 +494,7 @@ fn base(type_: WorkloadType, replicas: usize, task: Task) -> ApiWorkloadSpec {
         priority: 0,
         gang: None,
         queue: None,
+        min_parallelism: None,
         restart: restart(match type_ {
             WorkloadType::Job => RestartPolicy::OnFailure,
             _ => RestartPolicy::Always,

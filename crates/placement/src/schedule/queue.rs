@@ -39,6 +39,7 @@ impl QueueView {
                     message: format!(
                         "queue {name} does not exist: create it (meridian get queues lists them) or name another in spec.queue"
                     ),
+                    partially_admitted: None,
                 }),
                 Some(&id) => {
                     let q = &queues.list[id as usize];
@@ -58,6 +59,7 @@ impl QueueView {
                                 "queue {name} admits jobs of projects {} only, not {ns}",
                                 q.projects.join(", ")
                             ),
+                            partially_admitted: None,
                         })
                     }
                 }
@@ -364,6 +366,7 @@ impl Session<'_> {
             ),
             queue,
             reason: QueueReason::BehindQueueHead,
+            partially_admitted: None,
         })
     }
 
@@ -651,6 +654,7 @@ impl Session<'_> {
                     "queue {name} has quota for it; no node can take it: {}",
                     e.summary
                 ),
+                partially_admitted: None,
             });
         }
     }

@@ -133,6 +133,7 @@ impl Breach {
             queue: q.queue.clone(),
             reason: q.reason,
             message,
+            partially_admitted: None,
         }
     }
 
