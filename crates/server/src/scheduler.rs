@@ -948,44 +948,54 @@ async fn commit_placements(
             .unwrap_or_else(|| rollout::allocation_name(&w.metadata.name, d.replica, target.0));
         Some((w, target, name))
     };
-    let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
-    for (node, ds) in per_node {
-        let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
-        let mut items = Vec::new();
-        for d in ds {
-            let Some((w, target, name)) = workload_of(d) else {
-                continue;
-            };
-            let mut victims = Vec::new();
-            for v in d
-                .placement()
-                .map(|p| p.preempted.as_slice())
-                .unwrap_or_default()
-            {
-                let name = v.allocation.name.clone().unwrap_or_else(|| {
-                    rollout::allocation_name(&v.allocation.workload, v.allocation.replica, 1)
-                });
-                if let Some((_, rev)) = snap
-                    .allocations
-                    .get(&(v.allocation.namespace.clone(), name.clone()))
-                {
-                    victims.push((v.allocation.namespace.clone(), name, *rev));
+    // The allocations of a whole backlog take seconds to build: off the runtime's workers.
+    let jobs = compute(
+        || -> Result<Vec<(String, Revision, Vec<NewAllocation>)>, ApiError> {
+            let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
+            for (node, ds) in per_node {
+                let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
+                let mut items = Vec::new();
+                for d in ds {
+                    let Some((w, target, name)) = workload_of(d) else {
+                        continue;
+                    };
+                    let mut victims = Vec::new();
+                    for v in d
+                        .placement()
+                        .map(|p| p.preempted.as_slice())
+                        .unwrap_or_default()
+                    {
+                        let name = v.allocation.name.clone().unwrap_or_else(|| {
+                            rollout::allocation_name(
+                                &v.allocation.workload,
+                                v.allocation.replica,
+                                1,
+                            )
+                        });
+                        if let Some((_, rev)) = snap
+                            .allocations
+                            .get(&(v.allocation.namespace.clone(), name.clone()))
+                        {
+                            victims.push((v.allocation.namespace.clone(), name, *rev));
+                        }
+                    }
+                    // Allocations pass admission like any write (a policy can forbid a placement).
+                    let for_admission = if state.policies.view().set.is_empty() {
+                        None
+                    } else {
+                        Some(serde_json::to_value(w).map_err(ApiError::internal)?)
+                    };
+                    items.push(NewAllocation {
+                        object: allocation_object(w, d, target, &name),
+                        victims,
+                        workload: for_admission,
+                    });
                 }
+                jobs.push((node, ledger_rev, items));
             }
-            // Allocations pass admission like any write (a policy can forbid a placement).
-            let for_admission = if state.policies.view().set.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_value(w).map_err(ApiError::internal)?)
-            };
-            items.push(NewAllocation {
-                object: allocation_object(w, d, target, &name),
-                victims,
-                workload: for_admission,
-            });
-        }
-        jobs.push((node, ledger_rev, items));
-    }
+            Ok(jobs)
+        },
+    )?;
     let commits = futures::stream::iter(
         jobs.into_iter()
             .map(|(node, rev, items)| commit_node(state, node, rev, items)),
@@ -1065,158 +1075,167 @@ async fn write_statuses(
     let mut counts: HashMap<String, queues::Counts> = HashMap::new();
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written many per transaction (see `write_workloads`).
-    let mut writes: Vec<WorkloadWrite> = Vec::new();
     let mut still_waiting = HashMap::new();
-    for (w, rev) in &snap.workloads {
-        let ns = w.metadata.namespace.clone().unwrap_or_default();
-        let key = (ns, w.metadata.name.clone());
-        if skipped.contains(&key) {
-            if let Some(q) = snap.queues.of.get(&key) {
-                counts.entry(q.clone()).or_default().pending += 1;
-            }
-            // Its status already says why it waits: it was written, or found right, by
-            // the pass that planned it at this very revision.
-            if let Some(entry) = memory.waiting.remove(&key) {
-                still_waiting.insert(key, entry);
-            }
-            continue;
-        }
-        let Some(plan) = plans.by_workload.remove(&key) else {
-            if let Some(p) = plans.periodic.remove(&key) {
-                record_events(state, w, &p.events);
-                writes.extend(WorkloadWrite::status(w, *rev, p.status)?);
-            }
-            continue;
-        };
-        let pending = pending_of.get(&key).copied().unwrap_or(0);
-        let message = refused.get(&key).cloned().or_else(|| {
-            unplaceable
-                .get(&key)
-                .map(|(d, _)| d.explanation().summary.clone())
-        });
-        let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
-        let queue = snap.queues.of.get(&key);
-        if pending > 0 && none_fitted && !refused.contains_key(&key) && !snap.queues.strict(&key) {
-            let entry = Waiting {
-                revision: *rev,
-                fleet: snap.fleet_key,
-                since: std::time::Instant::now(),
-                instances: pending,
-            };
-            still_waiting.insert(key.clone(), entry);
-        }
-        // Waiting for the project's quota: says so in a condition (Kueue's
-        // `QuotaReserved`), gone once nothing waits for quota.
-        let quota_wait = unplaceable.get(&key).and_then(|(d, _)| {
-            d.explanation()
-                .rejections
-                .iter()
-                .find(|r| r.reason == placement::ReasonCode::Quota)
-                .map(|r| r.message.clone())
-        });
-        let mut status = plan.status;
-        match &quota_wait {
-            Some(why) if pending > 0 => rollout::set_condition(
-                &mut status.conditions,
-                QUOTA_RESERVED,
-                api::kinds::ConditionStatus::False,
-                "OverQuota",
-                format!("{pending} instances wait for quota: {why}"),
-                jiff::Timestamp::now(),
-                false,
-            ),
-            _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
-        }
-        let desired = status.desired_replicas;
-        status.placed_replicas = status
-            .placed_replicas
-            .saturating_add(committed.get(&key).copied().unwrap_or(0))
-            .min(desired);
-        status.message.clone_from(&message);
-        let mut queue_wait = None;
-        if let Some(q) = queue {
-            let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
-            let qs = if let Some(e) = evicted.get(&key) {
-                e.clone()
-            } else {
-                let wait = if let Some(at) = placing.backing_off.get(&key) {
-                    Some(api::queue::QueueWait {
-                        queue: q.clone(),
-                        reason: api::queue::QueueReason::BackingOff,
-                        message: format!(
-                            "backing off after an eviction until {at}: {}",
-                            prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
-                        ),
-                        partially_admitted: None,
-                    })
-                } else {
-                    unplaceable
-                        .get(&key)
-                        .and_then(|(d, _)| d.explanation().queue.clone())
-                };
-                // A finished job (Complete or Failed) holds nothing and leaves its
-                // queue's counts, as Kueue's finished workloads do.
-                let finished = ["Complete", "Failed"].iter().any(|t| {
-                    status
-                        .condition(t)
-                        .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
-                });
-                let holds = !finished && (status.placed_replicas > 0 || status.replicas > 0);
-                let mut qs = queues::state(
-                    q,
-                    prev,
-                    wait.as_ref(),
-                    positions.get(&key).copied(),
-                    holds,
-                    flavors.get(&key).copied(),
-                    now,
-                );
-                if placing.backing_off.contains_key(&key) {
-                    qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
-                } else if wait.is_none() {
-                    qs.requeue_at = None;
+    // Building 100,000 statuses takes seconds: off the runtime's workers, so that the
+    // session lease's renewals and the API keep their threads.
+    let writes = compute(|| -> Result<Vec<WorkloadWrite>, ApiError> {
+        let mut writes: Vec<WorkloadWrite> = Vec::new();
+        for (w, rev) in &snap.workloads {
+            let ns = w.metadata.namespace.clone().unwrap_or_default();
+            let key = (ns, w.metadata.name.clone());
+            if skipped.contains(&key) {
+                if let Some(q) = snap.queues.of.get(&key) {
+                    counts.entry(q.clone()).or_default().pending += 1;
                 }
-                qs
+                // Its status already says why it waits: it was written, or found right, by
+                // the pass that planned it at this very revision.
+                if let Some(entry) = memory.waiting.remove(&key) {
+                    still_waiting.insert(key, entry);
+                }
+                continue;
+            }
+            let Some(plan) = plans.by_workload.remove(&key) else {
+                if let Some(p) = plans.periodic.remove(&key) {
+                    record_events(state, w, &p.events);
+                    writes.extend(WorkloadWrite::status(w, *rev, p.status)?);
+                }
+                continue;
             };
-            let c = counts.entry(q.clone()).or_default();
-            if qs.admitted {
-                c.admitted += 1;
-            } else if pending > 0 || qs.reason.is_some() {
-                c.pending += 1;
+            let pending = pending_of.get(&key).copied().unwrap_or(0);
+            let message = refused.get(&key).cloned().or_else(|| {
+                unplaceable
+                    .get(&key)
+                    .map(|(d, _)| d.explanation().summary.clone())
+            });
+            let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
+            let queue = snap.queues.of.get(&key);
+            if pending > 0
+                && none_fitted
+                && !refused.contains_key(&key)
+                && !snap.queues.strict(&key)
+            {
+                let entry = Waiting {
+                    revision: *rev,
+                    fleet: snap.fleet_key,
+                    since: std::time::Instant::now(),
+                    instances: pending,
+                };
+                still_waiting.insert(key.clone(), entry);
             }
-            if status.message.is_none() && !qs.admitted {
-                status.message.clone_from(&qs.message);
+            // Waiting for the project's quota: says so in a condition (Kueue's
+            // `QuotaReserved`), gone once nothing waits for quota.
+            let quota_wait = unplaceable.get(&key).and_then(|(d, _)| {
+                d.explanation()
+                    .rejections
+                    .iter()
+                    .find(|r| r.reason == placement::ReasonCode::Quota)
+                    .map(|r| r.message.clone())
+            });
+            let mut status = plan.status;
+            match &quota_wait {
+                Some(why) if pending > 0 => rollout::set_condition(
+                    &mut status.conditions,
+                    QUOTA_RESERVED,
+                    api::kinds::ConditionStatus::False,
+                    "OverQuota",
+                    format!("{pending} instances wait for quota: {why}"),
+                    jiff::Timestamp::now(),
+                    false,
+                ),
+                _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
             }
-            queue_wait = qs
-                .reason
-                .filter(|r| *r != api::queue::QueueReason::NoCapacity);
-            status.queue = Some(qs);
-        }
-        record_events(state, w, &plan.events);
-        if let Some(message) = &message
-            && pending > 0
-        {
-            state.events.record(
-                &ObjectReference::of(&**w),
-                EventType::Warning,
-                if refused.contains_key(&key) {
-                    "FailedAdmission"
-                } else if queue_wait.is_some() {
-                    "Pending"
-                } else if quota_wait.is_some() {
-                    "OverQuota"
+            let desired = status.desired_replicas;
+            status.placed_replicas = status
+                .placed_replicas
+                .saturating_add(committed.get(&key).copied().unwrap_or(0))
+                .min(desired);
+            status.message.clone_from(&message);
+            let mut queue_wait = None;
+            if let Some(q) = queue {
+                let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
+                let qs = if let Some(e) = evicted.get(&key) {
+                    e.clone()
                 } else {
-                    "FailedScheduling"
-                },
-                format!("{pending} instances not placed: {message}"),
-                SOURCE,
-            );
+                    let wait = if let Some(at) = placing.backing_off.get(&key) {
+                        Some(api::queue::QueueWait {
+                            queue: q.clone(),
+                            reason: api::queue::QueueReason::BackingOff,
+                            message: format!(
+                                "backing off after an eviction until {at}: {}",
+                                prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
+                            ),
+                            partially_admitted: None,
+                        })
+                    } else {
+                        unplaceable
+                            .get(&key)
+                            .and_then(|(d, _)| d.explanation().queue.clone())
+                    };
+                    // A finished job (Complete or Failed) holds nothing and leaves its
+                    // queue's counts, as Kueue's finished workloads do.
+                    let finished = ["Complete", "Failed"].iter().any(|t| {
+                        status
+                            .condition(t)
+                            .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
+                    });
+                    let holds = !finished && (status.placed_replicas > 0 || status.replicas > 0);
+                    let mut qs = queues::state(
+                        q,
+                        prev,
+                        wait.as_ref(),
+                        positions.get(&key).copied(),
+                        holds,
+                        flavors.get(&key).copied(),
+                        now,
+                    );
+                    if placing.backing_off.contains_key(&key) {
+                        qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
+                    } else if wait.is_none() {
+                        qs.requeue_at = None;
+                    }
+                    qs
+                };
+                let c = counts.entry(q.clone()).or_default();
+                if qs.admitted {
+                    c.admitted += 1;
+                } else if pending > 0 || qs.reason.is_some() {
+                    c.pending += 1;
+                }
+                if status.message.is_none() && !qs.admitted {
+                    status.message.clone_from(&qs.message);
+                }
+                queue_wait = qs
+                    .reason
+                    .filter(|r| *r != api::queue::QueueReason::NoCapacity);
+                status.queue = Some(qs);
+            }
+            record_events(state, w, &plan.events);
+            if let Some(message) = &message
+                && pending > 0
+            {
+                state.events.record(
+                    &ObjectReference::of(&**w),
+                    EventType::Warning,
+                    if refused.contains_key(&key) {
+                        "FailedAdmission"
+                    } else if queue_wait.is_some() {
+                        "Pending"
+                    } else if quota_wait.is_some() {
+                        "OverQuota"
+                    } else {
+                        "FailedScheduling"
+                    },
+                    format!("{pending} instances not placed: {message}"),
+                    SOURCE,
+                );
+            }
+            writes.extend(match plan.revert_to {
+                Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
+                None => WorkloadWrite::status(w, *rev, status)?,
+            });
         }
-        writes.extend(match plan.revert_to {
-            Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
-            None => WorkloadWrite::status(w, *rev, status)?,
-        });
-    }
+        Ok(writes)
+    })?;
     let written = write_workloads(state, writes, options.concurrency).await;
     // The status write is the waiting workload's newest revision: not a change that calls
     // for planning it again.
