@@ -159,13 +159,13 @@ pub async fn run(
         };
         leadership.set_session(Some((identity.clone(), lease)));
         let session = CancellationToken::new();
-        let renewer = tokio::spawn(renew(
+        let renewer = spawn_renewer(
             state.clone(),
             lease,
             granted,
             options.clone(),
             session.clone(),
-        ));
+        );
         lead_while(
             &state,
             &identity,
@@ -177,7 +177,7 @@ pub async fn run(
             retry,
         )
         .await;
-        renewer.abort();
+        renewer.cancel();
         leadership.set_session(None);
         if state.shutdown.is_cancelled() {
             // Resign: the keys on the lease go now, and another server campaigns at once.
@@ -204,6 +204,75 @@ async fn open_session(
     Ok(lease)
 }
 
+/// Runs [`renew`] on a thread and runtime of its own, with the store's
+/// [`store::LeaseKeeper`] (a connection of its own on etcd), so that a runtime busy with a
+/// scheduler pass or a burst of requests never delays a renewal past the lease: a leader
+/// steps down because the store does not answer, never because its own CPU is busy. Falls
+/// back to a task on the caller's runtime when no thread can be started. Cancel the
+/// returned token to stop renewing.
+fn spawn_renewer(
+    state: AppState,
+    lease: LeaseId,
+    granted: tokio::time::Instant,
+    options: ElectionOptions,
+    session: CancellationToken,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let (thread_state, thread_session, thread_stop, thread_options) = (
+        state.clone(),
+        session.clone(),
+        stop.clone(),
+        options.clone(),
+    );
+    let started = std::thread::Builder::new()
+        .name("meridian-lease".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the lease renewal runtime; ending the session");
+                    thread_session.cancel();
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let keeper = match thread_state.registry.lease_keeper().await {
+                    Ok(keeper) => keeper,
+                    Err(e) => {
+                        tracing::warn!(error = %Report(&e), "no separate lease renewer; renewing through the store");
+                        None
+                    }
+                };
+                tokio::select! {
+                    () = thread_stop.cancelled() => {}
+                    () = renew(thread_state, keeper, lease, granted, thread_options, thread_session) => {}
+                }
+            });
+        });
+    // The thread stops with the runtime that started it too: a task of that runtime
+    // holds a guard that cancels `stop` when the runtime drops it.
+    let guard = stop.clone().drop_guard();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        stopped.cancelled().await;
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the lease renewal thread; renewing on the runtime");
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = renew(state, None, lease, granted, options, session) => {}
+            }
+        });
+    }
+    stop
+}
+
 /// Keeps the session lease alive; cancels `session` when it is gone, or when no renewal
 /// succeeded for a whole TTL (it may have expired in the store: a leader must assume so).
 ///
@@ -214,6 +283,7 @@ async fn open_session(
 /// (the etcd backend retries for 15 s) while another server takes over.
 async fn renew(
     state: AppState,
+    keeper: Option<std::sync::Arc<dyn store::LeaseKeeper>>,
     lease: LeaseId,
     granted: tokio::time::Instant,
     options: ElectionOptions,
@@ -230,8 +300,13 @@ async fn renew(
             () = tokio::time::sleep_until(next) => {}
         }
         let sent = tokio::time::Instant::now();
-        let renewed =
-            tokio::time::timeout_at(deadline(last_ok), state.registry.keep_alive(lease)).await;
+        let renewal = async {
+            match &keeper {
+                Some(keeper) => keeper.keep_alive(lease).await,
+                None => state.registry.keep_alive(lease).await,
+            }
+        };
+        let renewed = tokio::time::timeout_at(deadline(last_ok), renewal).await;
         match renewed {
             Ok(Ok(_)) => last_ok = sent,
             Ok(Err(StoreError::LeaseNotFound(_))) => {

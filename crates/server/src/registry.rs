@@ -440,6 +440,14 @@ impl Registry {
     }
 
     /// Renews a lease from [`Registry::hold_lease`]; returns its TTL.
+    /// A renewer of leases to run on a runtime of its own ([`store::Store::lease_keeper`]);
+    /// `None` when the store has none (renew with [`Registry::keep_alive`]).
+    pub async fn lease_keeper(
+        &self,
+    ) -> Result<Option<std::sync::Arc<dyn store::LeaseKeeper>>, StoreError> {
+        self.store.lease_keeper().await
+    }
+
     pub async fn keep_alive(&self, lease: LeaseId) -> Result<std::time::Duration, StoreError> {
         self.store.lease_keep_alive(lease).await
     }

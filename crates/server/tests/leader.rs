@@ -225,3 +225,48 @@ async fn a_leader_whose_renewals_hang_steps_down_within_its_lease() {
     )
     .await;
 }
+
+/// A leader whose runtime is busy keeps its lease: renewals run on a thread of their own.
+/// Both runtime workers are held for 3 s, three times the lease TTL; the lease is renewed
+/// meanwhile, so the store never expires it and the term goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_runtime_is_busy_keeps_its_term() {
+    let server = TestServer::builder(server::ServerConfig {
+        scheduler: None,
+        election: server::leader::ElectionOptions {
+            lease_ttl: Duration::from_secs(1),
+        },
+        ..server::ServerConfig::default()
+    })
+    .start()
+    .await;
+    let leadership = server.state.leadership.clone();
+    let term = wait_until_async(Duration::from_secs(10), "the server to lead", || {
+        let term = leadership.term();
+        async move { term.ok_or("not leading yet") }
+    })
+    .await;
+    let (_, lease) = leadership.session().expect("a session");
+
+    // Both workers busy (CPU-bound work that never yields), as a large scheduler pass is.
+    let busy: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async { std::thread::sleep(Duration::from_secs(3)) }))
+        .collect();
+    for b in busy {
+        b.await.expect("busy task");
+    }
+    // Let the store's expiry and the renewer catch up, as they would after a late wake.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        leadership.term(),
+        Some(term),
+        "the term survived the busy runtime"
+    );
+    assert_eq!(leadership.terms_won(), 1, "no new campaign");
+    server
+        .state
+        .registry
+        .keep_alive(lease)
+        .await
+        .expect("the session lease is still alive");
+}

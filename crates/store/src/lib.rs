@@ -28,6 +28,7 @@ pub mod sqlite;
 #[cfg(unix)]
 pub mod tmpfs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -356,6 +357,13 @@ impl WatchStream {
     }
 }
 
+/// Renews leases; see [`Store::lease_keeper`].
+#[async_trait]
+pub trait LeaseKeeper: Send + Sync {
+    /// Renew a lease; returns its TTL ([`StoreError::LeaseNotFound`] once it expired).
+    async fn keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError>;
+}
+
 /// The key [`Store::sync_revision`] writes where it must mark a point in its own history.
 pub const SYNC_KEY: &str = "/meridian/sync";
 
@@ -398,6 +406,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revoke a lease now, deleting its keys.
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError>;
+
+    /// A renewer of leases for a caller that runs it on a thread and runtime of its own,
+    /// so that renewals never wait for a runtime busy with other work (a leader's session
+    /// while its controllers compute). Called on that runtime: a backend that talks over
+    /// the network connects there. `None` (the default): renew through
+    /// [`Store::lease_keep_alive`].
+    async fn lease_keeper(&self) -> Result<Option<Arc<dyn LeaseKeeper>>, StoreError> {
+        Ok(None)
+    }
 
     /// Drop history at and below `revision`; watches cannot start there any more.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;

@@ -6,8 +6,54 @@
 
 use std::time::Duration;
 
-use super::{EtcdStore, Retry};
+use async_trait::async_trait;
+use etcd_client::Client;
+
+use super::{EtcdError, EtcdStore, Retry};
 use crate::{LeaseId, StoreError};
+
+/// Renews leases over a connection of its own ([`crate::Store::lease_keeper`]): its tasks
+/// run on the runtime that made it, not the store's.
+pub(super) struct Keeper {
+    pub(super) client: Client,
+    /// Deadline of one renewal.
+    pub(super) timeout: Duration,
+}
+
+#[async_trait]
+impl crate::LeaseKeeper for Keeper {
+    async fn keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
+        let mut c = self.client.clone();
+        let renewal = async move {
+            let (_keeper, _stream) = c.lease_keep_alive(id).await?;
+            c.lease_time_to_live(id, None).await
+        };
+        let result = match tokio::time::timeout(self.timeout, renewal).await {
+            Ok(Ok(ttl)) => Ok(ttl),
+            Ok(Err(cause)) => Err(StoreError::from(EtcdError::Request {
+                what: "renewing a lease",
+                cause,
+            })),
+            Err(_) => {
+                return Err(StoreError::Backend(
+                    format!(
+                        "renewing lease {id:x}: etcd did not answer within {:?}",
+                        self.timeout
+                    )
+                    .into(),
+                ));
+            }
+        };
+        match result {
+            Ok(ttl) if ttl.ttl() > 0 => Ok(Duration::from_secs(
+                u64::try_from(ttl.granted_ttl()).unwrap_or(0),
+            )),
+            Ok(_) => Err(StoreError::LeaseNotFound(id)),
+            Err(e) if lease_missing(&e) => Err(StoreError::LeaseNotFound(id)),
+            Err(e) => Err(e),
+        }
+    }
+}
 
 impl EtcdStore {
     pub(super) async fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {

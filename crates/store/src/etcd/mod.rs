@@ -326,6 +326,45 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// A client of the cluster `options` names, its tasks on the calling runtime.
+async fn connect(options: &EtcdOptions) -> Result<Client, StoreError> {
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let urls: Vec<String> = options
+        .endpoints
+        .iter()
+        .map(|e| {
+            if e.contains("://") {
+                e.clone()
+            } else {
+                format!("{scheme}://{e}")
+            }
+        })
+        .collect();
+    let mut connect = ConnectOptions::new()
+        .with_connect_timeout(options.connect_timeout)
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+        // A member cut off from its leader answers "no leader" at once (a safe retry)
+        // instead of holding the request until it times out.
+        .with_require_leader(true);
+    if let Some(tls) = &options.tls {
+        let mut config = etcd_client::TlsOptions::new();
+        if let Some(ca) = &tls.ca_pem {
+            config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        connect = connect.with_tls(config);
+    }
+    Client::connect(&urls, Some(connect))
+        .await
+        .map_err(|e| EtcdError::Config(e.to_string()).into())
+}
+
 impl EtcdStore {
     /// Connects to the cluster, checks it answers, and initialises the prefix if it is new.
     pub async fn open(options: EtcdOptions) -> Result<Arc<Self>, StoreError> {
@@ -334,41 +373,7 @@ impl EtcdStore {
                 "no etcd endpoints given".into(),
             ));
         }
-        let scheme = if options.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let urls: Vec<String> = options
-            .endpoints
-            .iter()
-            .map(|e| {
-                if e.contains("://") {
-                    e.clone()
-                } else {
-                    format!("{scheme}://{e}")
-                }
-            })
-            .collect();
-        let mut connect = ConnectOptions::new()
-            .with_connect_timeout(options.connect_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            // A member cut off from its leader answers "no leader" at once (a safe retry)
-            // instead of holding the request until it times out.
-            .with_require_leader(true);
-        if let Some(tls) = &options.tls {
-            let mut config = etcd_client::TlsOptions::new();
-            if let Some(ca) = &tls.ca_pem {
-                config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
-            }
-            if let Some((cert, key)) = &tls.identity {
-                config = config.identity(etcd_client::Identity::from_pem(cert, key));
-            }
-            connect = connect.with_tls(config);
-        }
-        let client = Client::connect(&urls, Some(connect))
-            .await
-            .map_err(|e| EtcdError::Config(e.to_string()))?;
+        let client = connect(&options).await?;
         if options.max_txn_ops == 0 {
             return Err(StoreError::InvalidArgument(
                 "--etcd-max-txn-ops must be at least 1 (etcd's --max-txn-ops, 128 by default)"
@@ -800,6 +805,13 @@ impl Store for EtcdStore {
 
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
         self.keep_alive(id).await
+    }
+
+    async fn lease_keeper(&self) -> Result<Option<Arc<dyn crate::LeaseKeeper>>, StoreError> {
+        Ok(Some(Arc::new(lease::Keeper {
+            client: connect(&self.options).await?,
+            timeout: self.options.request_timeout,
+        })))
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {

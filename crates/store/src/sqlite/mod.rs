@@ -82,6 +82,19 @@ impl Default for SqliteOptions {
     }
 }
 
+/// Renews leases in the table it shares with the store ([`Store::lease_keeper`]): memory
+/// only, so any thread may.
+struct LeaseKeeper {
+    leases: Arc<LeaseTable>,
+}
+
+#[async_trait]
+impl crate::LeaseKeeper for LeaseKeeper {
+    async fn keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
+        self.leases.keep_alive(id)
+    }
+}
+
 /// The SQLite backend. Open with [`SqliteStore::open`]; it shuts down when [`close`] is
 /// called or the last reference is dropped.
 ///
@@ -316,6 +329,13 @@ impl Store for SqliteStore {
     async fn lease_keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
         self.check_open()?;
         self.leases.keep_alive(id)
+    }
+
+    async fn lease_keeper(&self) -> Result<Option<Arc<dyn crate::LeaseKeeper>>, StoreError> {
+        self.check_open()?;
+        Ok(Some(Arc::new(LeaseKeeper {
+            leases: Arc::clone(&self.leases),
+        })))
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
