@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
     check_compaction_keeps_current_keys,
     check_lease_expiry_deletes_keys,
     check_lease_keep_alive,
+    check_lease_keeper_on_its_own_runtime,
     check_lease_revoke,
     check_put_with_unknown_lease_fails,
     check_failed_txn_does_not_affect_others,
@@ -113,6 +114,7 @@ where
     check_compaction_keeps_current_keys(make().await).await;
     check_lease_expiry_deletes_keys(make().await).await;
     check_lease_keep_alive(make().await).await;
+    check_lease_keeper_on_its_own_runtime(make().await).await;
     check_lease_revoke(make().await).await;
     check_put_with_unknown_lease_fails(make().await).await;
     check_failed_txn_does_not_affect_others(make().await).await;
@@ -1035,6 +1037,69 @@ pub async fn check_lease_keep_alive(store: Arc<dyn Store>) {
         "a lease kept alive must keep its keys"
     );
     store.lease_revoke(lease).await.expect("revoke");
+}
+
+/// [`Store::lease_keeper`], made and used on a thread and runtime of its own, keeps a
+/// lease alive past its TTL while the store's runtime only waits, and answers
+/// `LeaseNotFound` once the lease is revoked.
+pub async fn check_lease_keeper_on_its_own_runtime(store: Arc<dyn Store>) {
+    let lease = store.lease_grant(SHORT_TTL).await.expect("lease_grant");
+    store
+        .txn(Txn {
+            success: vec![Op::Put {
+                key: "/keeper/k".into(),
+                value: b"v".to_vec(),
+                lease: Some(lease),
+            }],
+            ..Txn::default()
+        })
+        .await
+        .expect("put with lease");
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (revoked_tx, revoked_rx) = std::sync::mpsc::channel::<()>();
+    let thread_store = Arc::clone(&store);
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let Some(keeper) = thread_store.lease_keeper().await.expect("lease_keeper") else {
+                let _ = done_tx.send(());
+                return None;
+            };
+            let until = tokio::time::Instant::now() + SHORT_TTL * 3;
+            while tokio::time::Instant::now() < until {
+                let ttl = keeper
+                    .keep_alive(lease)
+                    .await
+                    .expect("the keeper renews a live lease");
+                assert!(ttl >= SHORT_TTL, "keep-alive returns the TTL ({ttl:?})");
+                tokio::time::sleep(SHORT_TTL / 10).await;
+            }
+            let _ = done_tx.send(());
+            revoked_rx.recv().expect("revoked");
+            Some(keeper.keep_alive(lease).await)
+        })
+    });
+    within("the keeper's renewals", done_rx)
+        .await
+        .expect("the keeper thread reports");
+    assert!(
+        get(&store, "/keeper/k").await.is_some(),
+        "a lease kept alive by the keeper keeps its keys"
+    );
+    store.lease_revoke(lease).await.expect("revoke");
+    let _ = revoked_tx.send(());
+    let after = tokio::task::spawn_blocking(move || thread.join().expect("keeper thread"))
+        .await
+        .expect("join");
+    if let Some(after) = after {
+        assert!(
+            matches!(after, Err(StoreError::LeaseNotFound(id)) if id == lease),
+            "the keeper answers LeaseNotFound for a revoked lease: {after:?}"
+        );
+    }
 }
 
 /// Revoking a lease deletes its keys in one revision, with delete events.
