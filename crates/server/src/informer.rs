@@ -7,7 +7,9 @@
 //!
 //! What is cached: sites, nodes, projects, workloads, allocations, queues (decoded and
 //! shared as `Arc`s), and the scheduler's per-node ledger revisions
-//! ([`crate::scheduler::LEDGER_PREFIX`]).
+//! ([`crate::scheduler::LEDGER_PREFIX`]). Allocations are cached without
+//! `spec.explanation`: controllers never read it, and never write a cached allocation
+//! back (they create and delete allocations, guarded by revision).
 //!
 //! Soundness. The scheduler guards each node's placements with the node's ledger revision
 //! and writes the ledger as the *last* operation of the transaction that creates the
@@ -182,7 +184,12 @@ fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> 
         Slot::Node => Decoded::Node(typed(kv)?),
         Slot::Project => Decoded::Project(typed(kv)?),
         Slot::Workload => Decoded::Workload(typed(kv)?),
-        Slot::Allocation => Decoded::Allocation(typed(kv)?),
+        Slot::Allocation => {
+            let mut a: Allocation = typed(kv)?;
+            // Never read from the cache, and about half of a placed allocation's bytes.
+            a.spec.explanation = None;
+            Decoded::Allocation(a)
+        }
         Slot::Queue => Decoded::Queue(typed(kv)?),
     })))
 }
@@ -589,6 +596,30 @@ mod tests {
         assert!(err.contains(&key("bad")), "{err}");
         cache.apply(Change::of_put(Slot::Site, kv(&key("bad"), &site("bad"), 6)));
         cache.check().expect("fixed by a newer version");
+    }
+
+    #[test]
+    fn allocations_are_cached_without_their_explanation() {
+        let alloc = serde_json::json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+            "metadata": {"name": "w-0", "namespace": "p"},
+            "spec": {"workload": "w", "replica": 0, "node": "n1", "site": "fra",
+                     "resources": {"cpu": "1", "memory": "1Gi"},
+                     "explanation": {"summary": "placed on n1", "nodes": 1, "passed": 1,
+                                     "evaluated": "staticFilters", "rejections": []}}
+        })
+        .to_string();
+        let key = format!(
+            "{}w-0",
+            registry::kind_prefix(api::kinds::ALLOCATION, Some("p"))
+        );
+        let mut cache = Cache::default();
+        cache.apply(Change::of_put(Slot::Allocation, kv(&key, &alloc, 3)));
+        cache.check().expect("decodes");
+        let (a, revision) = cache.allocations.iter().next().expect("cached");
+        assert_eq!(revision, 3);
+        assert_eq!(a.spec.node, "n1");
+        assert!(a.spec.explanation.is_none(), "{:?}", a.spec.explanation);
     }
 
     mod with_a_store {
