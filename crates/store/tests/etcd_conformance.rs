@@ -701,3 +701,43 @@ async fn two_servers_append_to_one_chain_without_forking() {
         .expect("the chain verifies");
     assert_eq!(summary.entries, 64);
 }
+
+/// Endpoints of two clusters are refused at open, naming both: the client would otherwise
+/// spread the store's keys over the two. An endpoint that does not answer is not a reason
+/// to refuse (a member may be down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_of_two_clusters_are_refused() {
+    let one = one_member(&[]).await;
+    let two = one_member(&[]).await;
+    let mut endpoints = one.cluster.endpoints();
+    endpoints.extend(two.cluster.endpoints());
+    let Err(err) = EtcdStore::open(EtcdOptions::new(endpoints)).await else {
+        panic!("endpoints of two clusters must be refused");
+    };
+    let message = err.to_string();
+    assert!(
+        matches!(err, StoreError::InvalidArgument(_)) && message.contains("different clusters"),
+        "{message}"
+    );
+    for endpoint in one
+        .cluster
+        .endpoints()
+        .iter()
+        .chain(&two.cluster.endpoints())
+    {
+        assert!(
+            message.contains(endpoint.as_str()),
+            "names {endpoint}: {message}"
+        );
+    }
+
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let mut endpoints = one.cluster.endpoints();
+    endpoints.push(dead);
+    EtcdStore::open(EtcdOptions::new(endpoints))
+        .await
+        .expect("one cluster with a member down opens");
+}

@@ -328,12 +328,17 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 
 /// A client of the cluster `options` names, its tasks on the calling runtime.
 async fn connect(options: &EtcdOptions) -> Result<Client, StoreError> {
+    connect_to(options, &endpoint_urls(options)).await
+}
+
+/// The endpoints as URLs (`http://` or, with TLS, `https://` when they name no scheme).
+fn endpoint_urls(options: &EtcdOptions) -> Vec<String> {
     let scheme = if options.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let urls: Vec<String> = options
+    options
         .endpoints
         .iter()
         .map(|e| {
@@ -343,7 +348,49 @@ async fn connect(options: &EtcdOptions) -> Result<Client, StoreError> {
                 format!("{scheme}://{e}")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Refuses endpoints of different clusters: a client balances requests over its
+/// endpoints, so a mistyped one that belongs to another cluster would split the store's
+/// data between two clusters. Each endpoint that answers in time says its cluster ID;
+/// one that does not is skipped (a member may be down while the store opens).
+async fn check_one_cluster(options: &EtcdOptions) -> Result<(), StoreError> {
+    let urls = endpoint_urls(options);
+    if urls.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: Vec<(String, u64)> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let status = async {
+            let mut client = connect_to(options, std::slice::from_ref(&url)).await?;
+            client
+                .status()
+                .await
+                .map_err(|e| StoreError::from(EtcdError::Config(e.to_string())))
+        };
+        match tokio::time::timeout(options.connect_timeout, status).await {
+            Ok(Ok(status)) => {
+                if let Some(header) = status.header() {
+                    seen.push((url, header.cluster_id()));
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(%url, error = %e, "etcd endpoint did not answer at open"),
+            Err(_) => tracing::debug!(%url, "etcd endpoint did not answer at open"),
+        }
+    }
+    if let Some((url, id)) = seen.iter().find(|(_, id)| *id != seen[0].1) {
+        return Err(StoreError::InvalidArgument(format!(
+            "the etcd endpoints belong to different clusters: {} is in cluster {:x}, {url} in \
+             cluster {id:x}; give --store the client URLs of one cluster's members",
+            seen[0].0, seen[0].1
+        )));
+    }
+    Ok(())
+}
+
+/// A client of `urls`, with the options' timeouts and TLS, its tasks on the calling runtime.
+async fn connect_to(options: &EtcdOptions, urls: &[String]) -> Result<Client, StoreError> {
     let mut connect = ConnectOptions::new()
         .with_connect_timeout(options.connect_timeout)
         .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
@@ -360,7 +407,7 @@ async fn connect(options: &EtcdOptions) -> Result<Client, StoreError> {
         }
         connect = connect.with_tls(config);
     }
-    Client::connect(&urls, Some(connect))
+    Client::connect(urls, Some(connect))
         .await
         .map_err(|e| EtcdError::Config(e.to_string()).into())
 }
@@ -373,6 +420,7 @@ impl EtcdStore {
                 "no etcd endpoints given".into(),
             ));
         }
+        check_one_cluster(&options).await?;
         let client = connect(&options).await?;
         if options.max_txn_ops == 0 {
             return Err(StoreError::InvalidArgument(
