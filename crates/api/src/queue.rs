@@ -54,6 +54,46 @@ pub struct QueueSpec {
     /// evicted and requeued, waiting longer after each eviction (back-off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_ready: Option<String>,
+    /// How admission moves between flavours (Kueue's `flavorFungibility`); queues with
+    /// `flavors` only.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub flavor_fungibility: FlavorFungibility,
+}
+
+string_enum! {
+    /// What admission does when a job fits a flavour only by borrowing from the cohort.
+    #[derive(Default)]
+    WhenCanBorrow {
+        /// Admit it there, borrowing.
+        #[default]
+        Borrow = "Borrow",
+        /// Look for a later flavour where it fits without borrowing first; borrow in the
+        /// first that fits only if none does.
+        TryNextFlavor = "TryNextFlavor",
+    }
+}
+
+string_enum! {
+    /// What admission does when a job fits a flavour only by preempting.
+    #[derive(Default)]
+    WhenCanPreempt {
+        /// Look for a later flavour where it fits without preempting first.
+        #[default]
+        TryNextFlavor = "TryNextFlavor",
+        /// Preempt in this flavour before trying the next.
+        Preempt = "Preempt",
+    }
+}
+
+/// How admission moves between a queue's flavours (Kueue's `flavorFungibility`, with
+/// Kueue's defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlavorFungibility {
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub when_can_borrow: WhenCanBorrow,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub when_can_preempt: WhenCanPreempt,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -1701,6 +1701,14 @@ impl Checker {
             }
             quota(self, &format!("{field}.quota"), &f.quota);
         }
+        if q.flavors.is_empty()
+            && q.flavor_fungibility != crate::queue::FlavorFungibility::default()
+        {
+            self.err(
+                "spec.flavorFungibility",
+                "applies to queues with spec.flavors: add flavors, or remove flavorFungibility",
+            );
+        }
         let strategies = &q.preemption.fair_sharing_strategies;
         if !strategies.is_empty()
             && q.preemption.fair_sharing != crate::queue::FairSharingPreemption::Never
@@ -1966,6 +1974,14 @@ mod tests {
             errors(queue(json!({"fairSharingStrategies":
                 ["LessThanOrEqualToFinalShare", "LessThanInitialShare"]})))
             .is_empty()
+        );
+        let mut no_flavors = queue(json!({}));
+        no_flavors["spec"]["flavorFungibility"] = json!({"whenCanBorrow": "TryNextFlavor"});
+        assert_eq!(
+            errors(no_flavors),
+            vec![
+                "spec.flavorFungibility: applies to queues with spec.flavors: add flavors, or remove flavorFungibility"
+            ]
         );
         let both = errors(queue(json!({"fairSharing": "LessThanInitialShare",
             "fairSharingStrategies": ["LessThanInitialShare"]})));

@@ -269,9 +269,12 @@ impl<'a> Placer<'a> {
 
     /// Admits queued job `wi` (its pending instances `idx`), or says why it waits.
     /// Without flavours: placed within its queue's quota, else after the preemption its
-    /// queue allows. With flavours (Kueue's flavour fungibility): into the first flavour,
-    /// in the queue's order, where the whole job fits without preempting, else the first
-    /// where it fits by preempting; a job already admitted into one stays there.
+    /// queue allows. With flavours (Kueue's flavour fungibility, by default): into the
+    /// first flavour, in the queue's order, where the whole job fits without preempting,
+    /// else the first where it fits by preempting; with `whenCanBorrow: TryNextFlavor`,
+    /// first into one where it fits without borrowing; with `whenCanPreempt: Preempt`,
+    /// preempting in a flavour before trying the next. A job already admitted into one
+    /// flavour stays there.
     fn admit(&mut self, wi: usize, idx: &[usize]) -> Vec<Outcome> {
         let n = self.session.queue_flavors(wi);
         if n == 0 {
@@ -289,19 +292,42 @@ impl<'a> Placer<'a> {
             Some(f) => vec![f],
             None => (0..n).collect(),
         };
+        let fungibility = self.session.fungibility(wi);
+        let placed = |out: &[Outcome]| out.iter().any(|o| matches!(o, Outcome::Placed(_)));
+        // `whenCanBorrow: TryNextFlavor`: a flavour where the job fits without borrowing
+        // first.
+        if fungibility.when_can_borrow == api::queue::WhenCanBorrow::TryNextFlavor {
+            for &f in &flavors {
+                self.session.set_flavor(wi, Some(f));
+                if self.session.would_borrow(wi, idx.len() as u64) {
+                    continue;
+                }
+                let out = self.place_job(wi, idx);
+                if placed(&out) {
+                    return out;
+                }
+            }
+        }
+        let preempt_first = fungibility.when_can_preempt == api::queue::WhenCanPreempt::Preempt;
         let mut waits: Vec<(u16, Vec<Outcome>)> = Vec::new();
         for &f in &flavors {
             self.session.set_flavor(wi, Some(f));
             let out = self.place_job(wi, idx);
-            if out.iter().any(|o| matches!(o, Outcome::Placed(_))) {
+            if placed(&out) {
+                return out;
+            }
+            // `whenCanPreempt: Preempt`: preempt here before trying the next flavour.
+            if preempt_first && let Some(out) = self.preempt_and_place(wi, idx) {
                 return out;
             }
             waits.push((f, out));
         }
-        for &f in &flavors {
-            self.session.set_flavor(wi, Some(f));
-            if let Some(out) = self.preempt_and_place(wi, idx) {
-                return out;
+        if !preempt_first {
+            for &f in &flavors {
+                self.session.set_flavor(wi, Some(f));
+                if let Some(out) = self.preempt_and_place(wi, idx) {
+                    return out;
+                }
             }
         }
         for &f in &flavors {

@@ -227,6 +227,7 @@ pub(crate) struct CompiledQueue {
     pub projects: Vec<String>,
     pub strategy: QueueingStrategy,
     pub preemption: QueuePreemption,
+    pub fungibility: api::queue::FlavorFungibility,
     pub weight: u32,
     /// Bounded resources of the queue as a whole, in a fixed order (cpu, memory, gpus,
     /// instances, models).
@@ -243,6 +244,7 @@ impl CompiledQueue {
             projects: q.spec.projects.clone(),
             strategy: q.spec.strategy,
             preemption: q.spec.preemption.clone(),
+            fungibility: q.spec.flavor_fungibility,
             weight: q.spec.weight(),
             bounds: bounds_of(&q.spec.quota),
             flavors: q.spec.flavors.iter().map(CompiledFlavor::new).collect(),
@@ -482,6 +484,26 @@ impl Queues {
 
     /// Whether queue `q` uses more than its nominal quota of some resource, as a whole
     /// or in some flavour.
+    /// Whether queue `q` would borrow from its cohort with `extra` added to its usage in
+    /// flavour `flavor` (or the queue as a whole).
+    pub(crate) fn would_borrow(
+        &self,
+        q: u32,
+        usage: &[Held],
+        extra: &Usage,
+        flavor: Option<u16>,
+    ) -> bool {
+        let queue = &self.list[q as usize];
+        if queue.cohort.is_none() {
+            return false;
+        }
+        [None, flavor].into_iter().any(|part| {
+            queue.bounds_in(part).iter().any(|(r, b)| {
+                r.of(usage[q as usize].of(part)).saturating_add(r.of(extra)) > b.nominal
+            })
+        })
+    }
+
     pub(crate) fn borrowing(&self, q: u32, usage: &[Held]) -> bool {
         let queue = &self.list[q as usize];
         queue.parts().any(|part| {

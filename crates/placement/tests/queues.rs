@@ -731,6 +731,89 @@ fn cohorts_lend_and_borrow_per_flavor() {
     assert_eq!((p.flavor.as_deref(), p.site.as_str()), (Some("ams"), "ams"));
 }
 
+/// `flavorFungibility.whenCanBorrow`: a job of 6 cores fits flavour `fra` (4 of its own)
+/// only by borrowing from the cohort, and `ams` (8) without. `Borrow` (the default)
+/// admits it into `fra`, borrowing; `TryNextFlavor` into `ams`.
+#[test]
+fn when_can_borrow_try_next_flavor_prefers_a_flavor_without_borrowing() {
+    let (sites, nodes) = two_sites(2);
+    for (fungibility, want) in [
+        (json!({}), "fra"),
+        (json!({"whenCanBorrow": "TryNextFlavor"}), "ams"),
+    ] {
+        let qs = [
+            queue(
+                "a",
+                json!({"cohort": "lab", "flavorFungibility": fungibility, "flavors": [
+                    {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}},
+                    {"name": "ams", "sites": ["ams"], "quota": {"cpu": {"nominal": "8"}}}]}),
+            ),
+            queue(
+                "b",
+                json!({"cohort": "lab", "flavors": [
+                    {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}}]}),
+            ),
+        ];
+        let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+        let d = place_queued(&mut fleet, &qs, &[], &[cpu_job("a1", "a", 6, 1)]);
+        let p = d[0].placement().expect("admitted");
+        assert_eq!(p.flavor.as_deref(), Some(want), "{fungibility}");
+    }
+}
+
+/// `flavorFungibility.whenCanPreempt`: flavour `fra` (4 cores) is full with a job of
+/// priority 0 and `ams` (8) is free. A job of priority 10 goes to `ams` by default
+/// (`TryNextFlavor`), evicting nothing; with `Preempt` it evicts the job in `fra`.
+#[test]
+fn when_can_preempt_preempt_evicts_in_the_first_flavor() {
+    let (sites, nodes) = two_sites(2);
+    let prio_job = |name: &str, priority: i32, created: u32| {
+        let mut w = cpu_job(name, "eu", 4, created);
+        w.spec.priority = priority;
+        w
+    };
+    for (fungibility, want, evicted) in [
+        (json!({}), "ams", 0),
+        (json!({"whenCanPreempt": "Preempt"}), "fra", 1),
+    ] {
+        let q = queue(
+            "eu",
+            json!({"preemption": {"withinQueue": "LowerPriority"},
+                   "flavorFungibility": fungibility, "flavors": [
+                {"name": "fra", "sites": ["fra"], "quota": {"cpu": {"nominal": "4"}}},
+                {"name": "ams", "sites": ["ams"], "quota": {"cpu": {"nominal": "8"}}}]}),
+        );
+        let low = prio_job("low", 0, 1);
+        let mut fleet = Fleet::new(&sites, &nodes).expect("fleet");
+        let d = place_queued(
+            &mut fleet,
+            std::slice::from_ref(&q),
+            &[],
+            std::slice::from_ref(&low),
+        );
+        assert_eq!(
+            d[0].placement().and_then(|p| p.flavor.as_deref()),
+            Some("fra")
+        );
+        let high = prio_job("high", 10, 2);
+        let d = place_known(
+            &mut fleet,
+            std::slice::from_ref(&q),
+            &[],
+            &[low.clone(), high.clone()],
+            std::slice::from_ref(&high),
+        );
+        let p = d[0].placement().expect("admitted");
+        assert_eq!(p.flavor.as_deref(), Some(want), "{fungibility}");
+        assert_eq!(
+            p.preempted.len(),
+            evicted,
+            "{fungibility}: {:?}",
+            p.preempted
+        );
+    }
+}
+
 #[test]
 fn flat_quotas_and_flavors_together_bound_the_queue_as_a_whole() {
     let (sites, nodes) = two_sites(2);

@@ -128,6 +128,25 @@ impl Session<'_> {
         }
     }
 
+    /// The `flavorFungibility` of job `wi`'s queue (Kueue's defaults outside a queue).
+    pub(crate) fn fungibility(&self, wi: usize) -> api::queue::FlavorFungibility {
+        match (self.queue_id(wi), self.queues.as_ref()) {
+            (Some(q), Some(v)) => v.queues.list[q as usize].fungibility,
+            _ => api::queue::FlavorFungibility::default(),
+        }
+    }
+
+    /// Whether `members` instances of job `wi`, in the flavour it is being admitted into,
+    /// would make its queue borrow from the cohort.
+    pub(crate) fn would_borrow(&self, wi: usize, members: u64) -> bool {
+        let (Some(q), Some(v)) = (self.queue_id(wi), self.queues.as_ref()) else {
+            return false;
+        };
+        let request = self.request(wi, members);
+        v.queues
+            .would_borrow(q, &v.usage, &request, self.flavor[wi])
+    }
+
     /// The flavour job `wi` is admitted into already (it holds allocations there, or
     /// its status records it): the only one its other instances may use.
     pub(crate) fn pinned_flavor(&self, wi: usize) -> Option<u16> {
