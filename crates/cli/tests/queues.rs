@@ -79,6 +79,24 @@ fn get_queues_and_explain_say_where_a_job_waits_and_why() {
         "{explain}"
     );
 
+    // describe lists the jobs waiting in the queue, in order, with their reasons.
+    let described = ok(&s.cli(&["describe", "queue", "small"]));
+    let pending = described
+        .split("Pending Workloads:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a Pending Workloads section: {described}"));
+    let row: Vec<&str> = pending
+        .lines()
+        .find(|l| l.contains("big"))
+        .unwrap_or_else(|| panic!("big is listed: {described}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["0", "research", "big", "0", "OverNominalQuota"],
+        "{described}"
+    );
+
     let q = ok(&s.cli(&["get", "queue", "small", "-o", "json"]));
     let q: serde_json::Value = serde_json::from_str(&q).expect("json");
     let active = q["status"]["conditions"]

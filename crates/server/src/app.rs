@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::{
     admin, backup, core_endpoints, core_events, discovery, events, leader, namespaces, nodes,
-    objects, openapi_v2, placement_api, policy_api,
+    objects, openapi_v2, placement_api, policy_api, queue_api,
 };
 
 /// Limits on what one request may ask.
@@ -112,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         .merge(objects::routes())
         .merge(admin::routes())
         .merge(leader::routes())
+        .merge(queue_api::routes())
         .merge(backup::routes())
         .merge(namespaces::routes())
         .merge(core_events::routes())

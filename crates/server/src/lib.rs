@@ -61,6 +61,7 @@ mod periodic;
 mod placement_api;
 mod policies;
 mod policy_api;
+mod queue_api;
 mod queues;
 pub mod registry;
 mod residency;

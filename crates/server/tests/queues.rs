@@ -543,3 +543,78 @@ async fn a_job_with_min_parallelism_starts_partly_and_the_rest_join_when_quota_g
     pass().await;
     assert_eq!(placed(&r.client, "sweep").await, 5, "the rest joined");
 }
+
+/// `GET /meridian/v1/queues/{name}/pendingworkloads` lists the jobs waiting in a queue
+/// in admission order with their reasons, pages with `limit` and `offset`, shows a
+/// project-scoped token its own project's jobs only, and names a bad limit or an unknown
+/// queue.
+#[tokio::test]
+async fn pending_workloads_of_a_queue_are_listed_in_order_with_their_reasons() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    add_queue(
+        &r.client,
+        "small",
+        json!({"quota": {"cpu": {"nominal": "2"}}}),
+    )
+    .await;
+    add_job(&r.client, "first", "small", 2, 0).await;
+    add_job(&r.client, "low", "small", 2, 0).await;
+    add_job(&r.client, "high", "small", 2, 5).await;
+    scheduler::pass(&r.state, &SchedulerOptions::default())
+        .await
+        .expect("pass");
+    let path = "/meridian/v1/queues/small/pendingworkloads";
+    let all: Value = r.client.get_path(path).await.expect("pending");
+    assert_eq!(all["kind"], "PendingWorkloadsSummary", "{all}");
+    assert_eq!(all["total"], 2, "{all}");
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or_default())
+        .collect();
+    // high (priority 5) was admitted ahead of them; the two of priority 0 wait, in order
+    // of creation, then name.
+    assert_eq!(names, ["first", "low"], "{all}");
+    assert_eq!(all["items"][1]["positionInQueue"], 1, "{all}");
+    assert_eq!(all["items"][0]["positionInQueue"], 0, "{all}");
+    assert_eq!(all["items"][0]["reason"], "OverNominalQuota", "{all}");
+    assert!(
+        all["items"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queue small")),
+        "{all}"
+    );
+
+    let page: Value = r
+        .client
+        .get_path(&format!("{path}?limit=1&offset=1"))
+        .await
+        .expect("a page");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["items"][0]["name"], "low");
+
+    // Another project's token sees none of research's jobs.
+    let other = r.new_token("viewer", Some("finance")).await;
+    let theirs: Value = r
+        .client_as(&other)
+        .get_path(path)
+        .await
+        .expect("pending as another project");
+    assert_eq!(theirs["total"], 0, "{theirs}");
+
+    let err = r
+        .client
+        .get_path(&format!("{path}?limit=0"))
+        .await
+        .expect_err("limit 0");
+    assert!(err.to_string().contains("limit 0"), "{err}");
+    let err = r
+        .client
+        .get_path("/meridian/v1/queues/nope/pendingworkloads")
+        .await
+        .expect_err("unknown queue");
+    assert!(err.to_string().contains("nope"), "{err}");
+}

@@ -523,11 +523,65 @@ pub async fn describe(client: &Client, conn: &Resolved, args: &DescribeArgs) -> 
     let ns = info.namespaced().then(|| project(conn));
     let object = client.get(info, ns.as_deref(), &args.name).await?;
     print!("{}", describe_text(info, &object));
+    if info.kind == api::kinds::QUEUE.kind {
+        let path = format!(
+            "/meridian/v1/queues/{}/pendingworkloads?limit={DESCRIBE_PENDING}",
+            args.name
+        );
+        print!("{}", pending_text(&client.get_path(&path).await?));
+    }
     if info.kind != api::kinds::EVENT.kind {
         let events = object_events(client, &object).await?;
         print!("{}", events_text(&events, jiff::Timestamp::now()));
     }
     Ok(())
+}
+
+/// Pending jobs `describe queue` lists (the rest: the API, with `limit` and `offset`).
+const DESCRIBE_PENDING: usize = 20;
+
+/// The `Pending Workloads:` section of `describe queue`: the jobs waiting in it, in
+/// admission order, from `/meridian/v1/queues/{name}/pendingworkloads`.
+pub fn pending_text(summary: &Value) -> String {
+    let items = summary["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return "Pending Workloads: <none>\n".to_owned();
+    }
+    let total = summary["total"].as_u64().unwrap_or(items.len() as u64);
+    let headers: Vec<String> = ["Position", "Project", "Name", "Priority", "Reason"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    let mut all = vec![
+        headers.clone(),
+        headers.iter().map(|h| "-".repeat(h.len())).collect(),
+    ];
+    for i in &items {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        all.push(vec![
+            text(&i["positionInQueue"]),
+            text(&i["namespace"]),
+            text(&i["name"]),
+            text(&i["priority"]),
+            text(&i["reason"]),
+        ]);
+    }
+    let table = output::table(&all[0], &all[1..], false);
+    let mut out = if total > items.len() as u64 {
+        format!("Pending Workloads: (first {} of {total})\n", items.len())
+    } else {
+        "Pending Workloads:\n".to_owned()
+    };
+    for line in table.lines() {
+        out.push_str("  ");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The events about `object`, oldest last occurrence first, found as `kubectl describe`
