@@ -548,34 +548,43 @@ pub fn pending_text(summary: &Value) -> String {
         return "Pending Workloads: <none>\n".to_owned();
     }
     let total = summary["total"].as_u64().unwrap_or(items.len() as u64);
-    let headers: Vec<String> = ["Position", "Project", "Name", "Priority", "Reason"]
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|h| h.to_string())
+        .map(|i| {
+            ["positionInQueue", "namespace", "name", "priority", "reason"]
+                .iter()
+                .map(|f| text(&i[*f]))
+                .collect()
+        })
         .collect();
+    let title = if total > items.len() as u64 {
+        format!("Pending Workloads: (first {} of {total})", items.len())
+    } else {
+        "Pending Workloads:".to_owned()
+    };
+    section(
+        &title,
+        &["Position", "Project", "Name", "Priority", "Reason"],
+        rows,
+    )
+}
+
+/// A titled table of `describe`, as kubectl prints its sections: the title, then the
+/// headers underlined with dashes and the rows, indented by two spaces.
+fn section(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     let mut all = vec![
         headers.clone(),
         headers.iter().map(|h| "-".repeat(h.len())).collect(),
     ];
-    for i in &items {
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        all.push(vec![
-            text(&i["positionInQueue"]),
-            text(&i["namespace"]),
-            text(&i["name"]),
-            text(&i["priority"]),
-            text(&i["reason"]),
-        ]);
-    }
+    all.extend(rows);
     let table = output::table(&all[0], &all[1..], false);
-    let mut out = if total > items.len() as u64 {
-        format!("Pending Workloads: (first {} of {total})\n", items.len())
-    } else {
-        "Pending Workloads:\n".to_owned()
-    };
+    let mut out = format!("{title}\n");
     for line in table.lines() {
         out.push_str("  ");
         out.push_str(line.trim_end());
@@ -654,23 +663,11 @@ pub fn events_text(events: &[Value], now: jiff::Timestamp) -> String {
             event.message.clone(),
         ]);
     }
-    let headers: Vec<String> = ["Type", "Reason", "Age", "From", "Message"]
-        .iter()
-        .map(|h| h.to_string())
-        .collect();
-    let mut all = vec![
-        headers.clone(),
-        headers.iter().map(|h| "-".repeat(h.len())).collect(),
-    ];
-    all.extend(rows);
-    let table = output::table(&all[0], &all[1..], false);
-    let mut out = String::from("Events:\n");
-    for line in table.lines() {
-        out.push_str("  ");
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    section(
+        "Events:",
+        &["Type", "Reason", "Age", "From", "Message"],
+        rows,
+    )
 }
 
 /// kubectl-describe-like text: identity first, then spec and status as indented YAML.
