@@ -23,12 +23,8 @@ pub(super) struct Keeper {
 #[async_trait]
 impl crate::LeaseKeeper for Keeper {
     async fn keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
-        let mut c = self.client.clone();
-        let renewal = async move {
-            let (_keeper, _stream) = c.lease_keep_alive(id).await?;
-            c.lease_time_to_live(id, None).await
-        };
-        let result = match tokio::time::timeout(self.timeout, renewal).await {
+        let result = match tokio::time::timeout(self.timeout, renew(self.client.clone(), id)).await
+        {
             Ok(Ok(ttl)) => Ok(ttl),
             Ok(Err(cause)) => Err(StoreError::from(EtcdError::Request {
                 what: "renewing a lease",
@@ -44,14 +40,32 @@ impl crate::LeaseKeeper for Keeper {
                 ));
             }
         };
-        match result {
-            Ok(ttl) if ttl.ttl() > 0 => Ok(Duration::from_secs(
-                u64::try_from(ttl.granted_ttl()).unwrap_or(0),
-            )),
-            Ok(_) => Err(StoreError::LeaseNotFound(id)),
-            Err(e) if lease_missing(&e) => Err(StoreError::LeaseNotFound(id)),
-            Err(e) => Err(e),
-        }
+        granted_ttl(result, id)
+    }
+}
+
+/// One renewal of lease `id`: `lease_keep_alive` sends one and reads its answer (failing for
+/// an unknown lease; dropping the keeper and stream ends the call), then its TTL is read.
+async fn renew(
+    mut c: Client,
+    id: LeaseId,
+) -> Result<etcd_client::LeaseTimeToLiveResponse, etcd_client::Error> {
+    let (_keeper, _stream) = c.lease_keep_alive(id).await?;
+    c.lease_time_to_live(id, None).await
+}
+
+/// The granted TTL a renewal answered, or `LeaseNotFound` for a lease etcd no longer has.
+fn granted_ttl(
+    result: Result<etcd_client::LeaseTimeToLiveResponse, StoreError>,
+    id: LeaseId,
+) -> Result<Duration, StoreError> {
+    match result {
+        Ok(ttl) if ttl.ttl() > 0 => Ok(Duration::from_secs(
+            u64::try_from(ttl.granted_ttl()).unwrap_or(0),
+        )),
+        Ok(_) => Err(StoreError::LeaseNotFound(id)),
+        Err(e) if lease_missing(&e) => Err(StoreError::LeaseNotFound(id)),
+        Err(e) => Err(e),
     }
 }
 
@@ -76,21 +90,9 @@ impl EtcdStore {
 
     pub(super) async fn keep_alive(&self, id: LeaseId) -> Result<Duration, StoreError> {
         let result = self
-            .call("renewing a lease", Retry::Read, |mut c| async move {
-                // `lease_keep_alive` sends one renewal and reads its answer (failing for an
-                // unknown lease); dropping the keeper and stream ends the call.
-                let (_keeper, _stream) = c.lease_keep_alive(id).await?;
-                c.lease_time_to_live(id, None).await
-            })
+            .call("renewing a lease", Retry::Read, |c| renew(c, id))
             .await;
-        match result {
-            Ok(ttl) if ttl.ttl() > 0 => Ok(Duration::from_secs(
-                u64::try_from(ttl.granted_ttl()).unwrap_or(0),
-            )),
-            Ok(_) => Err(StoreError::LeaseNotFound(id)),
-            Err(e) if lease_missing(&e) => Err(StoreError::LeaseNotFound(id)),
-            Err(e) => Err(e),
-        }
+        granted_ttl(result, id)
     }
 
     pub(super) async fn revoke(&self, id: LeaseId) -> Result<(), StoreError> {
