@@ -28,7 +28,9 @@ use args::{Cli, Command};
 
 /// mimalloc instead of the system allocator: with glibc's, allocation and freeing took about
 /// a third of the server's CPU in a 100,000-instance scheduler pass, and freed memory stayed
-/// in its arenas (BENCHMARKS.md, "Allocator").
+/// in its arenas (BENCHMARKS.md, "Allocator"). The `system-allocator` feature keeps glibc's,
+/// for heap profilers that hook `malloc` (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

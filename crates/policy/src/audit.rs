@@ -3,6 +3,7 @@
 //!
 //! No clock: the caller passes `now`. No I/O: objects come in as JSON values.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -366,53 +367,130 @@ pub fn audit(
     fleet: &FleetContext,
     options: AuditOptions,
 ) -> AuditRun {
-    let workloads: HashMap<(&str, &str), &serde_json::Value> = objects
-        .iter()
-        .filter(|o| o.get("kind").and_then(|k| k.as_str()) == Some(kinds::WORKLOAD.kind))
-        .filter_map(|o| {
-            let h = Head::of(o);
-            Some(((h.namespace?, h.name), o))
-        })
-        .collect();
-    let workload_of = |o: &serde_json::Value| -> Option<&serde_json::Value> {
-        let h = Head::of(o);
-        if h.kind != kinds::ALLOCATION.kind {
-            return None;
-        }
-        let w = o.pointer("/spec/workload")?.as_str()?;
-        workloads.get(&(h.namespace?, w)).copied()
+    let page = AuditPage {
+        objects: Cow::Borrowed(objects),
+        context: Cow::Borrowed(&[]),
     };
+    audit_pages(std::iter::once(page), set, fleet, options)
+}
 
-    let threads = options.threads.get().min(objects.len().max(1));
-    let chunk = objects.len().div_ceil(threads).max(1);
-    let run_chunk = |part: &[serde_json::Value]| {
-        let mut auditor = Auditor::new(set, fleet, options);
-        let results: Vec<ObjectResult> = part
+/// Some objects to audit, with the Workloads their Allocations need as
+/// `input.context.workload` that are not among them (those on another page).
+#[derive(Debug, Clone, Default)]
+pub struct AuditPage<'p> {
+    pub objects: Cow<'p, [serde_json::Value]>,
+    /// Workloads only looked up, never audited with this page.
+    pub context: Cow<'p, [serde_json::Value]>,
+}
+
+impl AuditPage<'_> {
+    /// The page's Workloads (its objects', then its context's) by project and name.
+    fn workloads(&self) -> HashMap<(&str, &str), &serde_json::Value> {
+        let mut by_name = HashMap::new();
+        for o in self.context.iter().chain(self.objects.iter()) {
+            let h = Head::of(o);
+            if h.kind == kinds::WORKLOAD.kind
+                && let Some(ns) = h.namespace
+            {
+                by_name.insert((ns, h.name), o);
+            }
+        }
+        by_name
+    }
+
+    /// Evaluates the objects of `range` with `auditor`, in order.
+    fn evaluate(
+        &self,
+        range: std::ops::Range<usize>,
+        auditor: &mut Auditor<'_>,
+    ) -> Vec<ObjectResult> {
+        let workloads = self.workloads();
+        let workload_of = |o: &serde_json::Value| -> Option<&serde_json::Value> {
+            let h = Head::of(o);
+            if h.kind != kinds::ALLOCATION.kind {
+                return None;
+            }
+            let w = o.pointer("/spec/workload")?.as_str()?;
+            workloads.get(&(h.namespace?, w)).copied()
+        };
+        self.objects[range]
             .iter()
             .filter_map(|o| auditor.evaluate(o, workload_of(o)))
-            .collect();
-        let (evaluations, errors) = auditor.finish();
-        (results, evaluations, errors)
-    };
-    let parts: Vec<_> = if threads == 1 {
-        vec![run_chunk(objects)]
+            .collect()
+    }
+}
+
+/// Audits pages of objects as they come, each against every policy of `set` that
+/// applies to it, on `options.threads` threads that keep their engines and their count of
+/// time limits from page to page (a policy skipped after too many time limits stays
+/// skipped for the rest of the run). Only the pages being evaluated and one waiting per
+/// thread are held, so a caller reading the objects page by page audits any number of
+/// them in bounded memory. Results come in input order.
+pub fn audit_pages<'p>(
+    pages: impl IntoIterator<Item = AuditPage<'p>>,
+    set: &PolicySet,
+    fleet: &FleetContext,
+    options: AuditOptions,
+) -> AuditRun {
+    let threads = options.threads.get();
+    // (sequence number of the slice, its results), and each auditor's count and failures.
+    let mut parts: Vec<(usize, Vec<ObjectResult>)> = Vec::new();
+    let mut finished: Vec<(u64, Vec<AuditError>)> = Vec::new();
+    if threads == 1 {
+        let mut auditor = Auditor::new(set, fleet, options);
+        for (seq, page) in pages.into_iter().enumerate() {
+            parts.push((seq, page.evaluate(0..page.objects.len(), &mut auditor)));
+        }
+        finished.push(auditor.finish());
     } else {
+        type Slice<'p> = (usize, Arc<AuditPage<'p>>, std::ops::Range<usize>);
+        let (slices, queue) = std::sync::mpsc::sync_channel::<Slice<'p>>(threads);
+        let queue = std::sync::Mutex::new(queue);
         std::thread::scope(|s| {
-            let handles: Vec<_> = objects
-                .chunks(chunk)
-                .map(|part| s.spawn(|| run_chunk(part)))
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let queue = &queue;
+                    s.spawn(move || {
+                        let mut auditor = Auditor::new(set, fleet, options);
+                        let mut done = Vec::new();
+                        loop {
+                            let next = queue.lock().expect("audit queue lock").recv();
+                            let Ok((seq, page, range)) = next else { break };
+                            done.push((seq, page.evaluate(range, &mut auditor)));
+                        }
+                        (done, auditor.finish())
+                    })
+                })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("audit worker panicked"))
-                .collect()
-        })
-    };
+            let mut seq = 0;
+            for page in pages {
+                let page = Arc::new(page);
+                let n = page.objects.len();
+                let chunk = n.div_ceil(threads).max(1);
+                for start in (0..n).step_by(chunk) {
+                    let slice = (seq, page.clone(), start..(start + chunk).min(n));
+                    seq += 1;
+                    if slices.send(slice).is_err() {
+                        break;
+                    }
+                }
+            }
+            drop(slices);
+            for worker in workers {
+                let (done, counts) = worker.join().expect("audit worker panicked");
+                parts.extend(done);
+                finished.push(counts);
+            }
+        });
+    }
+    parts.sort_unstable_by_key(|(seq, _)| *seq);
 
     let mut run = AuditRun::default();
-    let mut errors: Vec<AuditError> = Vec::new();
-    for (results, evaluations, errs) in parts {
+    for (_, results) in parts {
         run.results.extend(results);
+    }
+    let mut errors: Vec<AuditError> = Vec::new();
+    for (evaluations, errs) in finished {
         run.evaluations += evaluations;
         for e in errs {
             match errors.iter_mut().find(|x| x.policy == e.policy) {

@@ -100,8 +100,8 @@ mod summary;
 mod testing;
 
 pub use audit::{
-    AuditError, AuditOptions, AuditRun, Auditor, Finding, FindingStore, ObjectRef, ObjectResult,
-    StoreLimits, audit, findings_to_json,
+    AuditError, AuditOptions, AuditPage, AuditRun, Auditor, Finding, FindingStore, ObjectRef,
+    ObjectResult, StoreLimits, audit, audit_pages, findings_to_json,
 };
 pub use compile::{
     CompileOptions, CompiledPolicy, DEFAULT_TIMEOUT, REGO_VERSION_ANNOTATION, RawViolation,

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use policy::{
-    Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, CompileOptions,
+    Actor, AdmissionRequest, AdmissionResult, AuditError, AuditOptions, AuditPage, CompileOptions,
     CompiledPolicy, FindingStore, FleetContext, Operation, PolicySet, StoreLimits,
 };
 use store::{EventKind, Revision};
@@ -66,6 +66,8 @@ pub struct PolicyOptions {
     pub audit_interval: Duration,
     /// Threads of a full audit.
     pub audit_threads: usize,
+    /// Objects read, decoded and audited per page by a full or per-policy audit.
+    pub audit_page: usize,
     pub limits: StoreLimits,
 }
 
@@ -77,6 +79,7 @@ impl Default for PolicyOptions {
             audit_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            audit_page: AUDIT_PAGE,
             limits: StoreLimits::default(),
         }
     }
@@ -585,19 +588,136 @@ pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Val
     registry::decode(&kv?).ok()
 }
 
-/// Every object of the registry, decoded.
-async fn all_objects(state: &AppState) -> Result<(Vec<Value>, Revision), ControllerError> {
-    let revision = state.store().current_revision().await?;
-    let kvs = state.store().read_prefix("/registry/").await?;
-    let objects = kvs
+/// Objects read, decoded and audited per page by a full or per-policy audit, by default
+/// ([`PolicyOptions::audit_page`]): the audit holds a few pages of decoded objects at a
+/// time, never the whole store (decoded as JSON, 100,000 workloads and their allocations
+/// took gigabytes).
+const AUDIT_PAGE: usize = 1_000;
+
+/// Reads every object of the registry in pages ([`PolicyOptions::audit_page`]), decoded (Secrets
+/// redacted), each with the Workloads its Allocations need that are on another page, and
+/// sends them to `pages`. Pages are read each at its own revision, as any paged list.
+/// Returns the number of objects sent; an error leaves the audit incomplete.
+async fn read_pages(
+    state: &AppState,
+    pages: &tokio::sync::mpsc::Sender<AuditPage<'static>>,
+) -> Result<usize, ControllerError> {
+    let mut start_after = None;
+    let mut sent = 0;
+    loop {
+        let page = state
+            .store()
+            .range(store::RangeRequest {
+                prefix: "/registry/".into(),
+                start_after: start_after.take(),
+                limit: state.policies.options.audit_page.max(1),
+                count_only: false,
+            })
+            .await?;
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        let objects: Vec<Value> = page
+            .kvs
+            .iter()
+            .filter_map(|kv| registry::decode(kv).ok())
+            .map(|mut object| {
+                crate::secrets::redact(&mut object);
+                object
+            })
+            .collect();
+        let context = workloads_of_allocations(state, &page.kvs, &objects).await?;
+        sent += objects.len();
+        let page_of = AuditPage {
+            objects: objects.into(),
+            context: context.into(),
+        };
+        if pages.send(page_of).await.is_err() || !page.more {
+            return Ok(sent);
+        }
+    }
+}
+
+/// The Workloads of the Allocations among `objects` that are not among them.
+async fn workloads_of_allocations(
+    state: &AppState,
+    kvs: &[store::KeyValue],
+    objects: &[Value],
+) -> Result<Vec<Value>, ControllerError> {
+    use futures::StreamExt as _;
+    let on_page: std::collections::HashSet<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
+    let mut wanted: Vec<String> = objects
         .iter()
-        .filter_map(|kv| registry::decode(kv).ok())
-        .map(|mut object| {
-            crate::secrets::redact(&mut object);
-            object
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some(api::kinds::ALLOCATION.kind))
+        .filter_map(|o| {
+            let ns = o.pointer("/metadata/namespace")?.as_str()?;
+            let w = o.pointer("/spec/workload")?.as_str()?;
+            Some(object_key(api::kinds::WORKLOAD, Some(ns), w))
         })
+        .filter(|key| !on_page.contains(key.as_str()))
         .collect();
-    Ok((objects, revision))
+    wanted.sort_unstable();
+    wanted.dedup();
+    let got: Vec<_> = futures::stream::iter(wanted)
+        .map(|key| async move { state.store().get(&key).await })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut context = Vec::new();
+    for read in got {
+        if let (Some(kv), _) = read? {
+            context.extend(registry::decode(&kv).ok());
+        }
+    }
+    Ok(context)
+}
+
+/// Runs `audit_pages` of `set` (with `view`'s fleet context) on the audit thread over
+/// the objects [`read_pages`] reads, then `done` with the run and the number of objects,
+/// unless the read failed (an incomplete run must not resolve the findings of objects it
+/// did not see).
+async fn paged_audit(
+    state: &AppState,
+    audit: &AuditThread,
+    view: Arc<View>,
+    set: PolicySet,
+    done: impl FnOnce(policy::AuditRun, usize) + Send + 'static,
+) -> Result<(), ControllerError> {
+    let engine = state.policies.clone();
+    let (pages, mut received) = tokio::sync::mpsc::channel::<AuditPage<'static>>(1);
+    let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run = {
+        let complete = complete.clone();
+        audit.run(move || {
+            let threads = std::num::NonZeroUsize::new(engine.options.audit_threads)
+                .unwrap_or(std::num::NonZeroUsize::MIN);
+            let mut objects = 0;
+            let pages = std::iter::from_fn(|| received.blocking_recv())
+                .inspect(|page| objects += page.objects.len());
+            let run = policy::audit_pages(
+                pages,
+                &set,
+                &view.fleet,
+                AuditOptions {
+                    threads,
+                    ..AuditOptions::default()
+                },
+            );
+            if complete.load(std::sync::atomic::Ordering::SeqCst) {
+                done(run, objects);
+            }
+        })
+    };
+    let read = async {
+        let read = read_pages(state, &pages).await;
+        // Before the sender drops, so that the audit thread sees the flag once its pages
+        // end.
+        if read.is_ok() {
+            complete.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(pages);
+        read
+    };
+    let ((), read) = tokio::join!(run, read);
+    read.map(|_| ())
 }
 
 /// Evaluates every object against the policies `names` (after they changed).
@@ -605,80 +725,55 @@ async fn policy_audit(state: &AppState, audit: &AuditThread, names: &[String]) {
     let engine = state.policies.clone();
     let view = engine.view();
     let subset = view.set.subset(names);
-    let (objects, _) = match all_objects(state).await {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %Report(&e), "cannot read objects for the policy audit");
-            return;
-        }
-    };
-    let threads = engine.options.audit_threads;
     let names = names.to_vec();
-    audit
-        .run(move || {
-            let run = policy::audit(
-                &objects,
-                &subset,
-                &view.fleet,
-                AuditOptions {
-                    threads: std::num::NonZeroUsize::new(threads)
-                        .unwrap_or(std::num::NonZeroUsize::MIN),
-                    ..AuditOptions::default()
-                },
-            );
-            let now = Timestamp::now();
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            {
-                let mut store = engine.findings.lock().expect("findings lock");
-                for r in &run.results {
-                    store.record_for_policies(r, &refs, now);
-                }
+    let done = move |run: policy::AuditRun, _| {
+        let now = Timestamp::now();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        {
+            let mut store = engine.findings.lock().expect("findings lock");
+            for r in &run.results {
+                store.record_for_policies(r, &refs, now);
             }
-            let mut report = engine.report.lock().expect("audit report lock");
-            report.since.policy_runs += 1;
-            report.since.evaluations += run.evaluations;
-            report.since.last = Some(now);
-        })
-        .await;
+        }
+        let mut report = engine.report.lock().expect("audit report lock");
+        report.since.policy_runs += 1;
+        report.since.evaluations += run.evaluations;
+        report.since.last = Some(now);
+    };
+    if let Err(e) = paged_audit(state, audit, view, subset, done).await {
+        tracing::warn!(error = %Report(&e), "cannot read objects for the policy audit");
+    }
 }
 
-/// Evaluates every object against every policy and replaces the findings.
+/// Evaluates every object against every policy and replaces the findings. With no
+/// policy installed there is nothing to evaluate, and no object is read.
 async fn full_audit(state: &AppState, audit: &AuditThread) {
     let engine = state.policies.clone();
     let started = Timestamp::now();
-    let (objects, revision) = match all_objects(state).await {
-        Ok(o) => o,
+    let clock = Instant::now();
+    let revision = match state.store().current_revision().await {
+        Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %Report(&e), "cannot read objects for the audit");
+            tracing::warn!(error = %Report(&e), "cannot read the revision for the audit");
             return;
         }
     };
     let view = engine.view();
-    let threads = engine.options.audit_threads;
-    audit
-        .run(move || {
-            let clock = Instant::now();
-            let run = policy::audit(
-                &objects,
-                &view.set,
-                &view.fleet,
-                AuditOptions {
-                    threads: std::num::NonZeroUsize::new(threads)
-                        .unwrap_or(std::num::NonZeroUsize::MIN),
-                    ..AuditOptions::default()
-                },
-            );
+    let set = view.set.clone();
+    let done = {
+        let set = set.clone();
+        move |run: policy::AuditRun, objects: usize| {
             let duration = clock.elapsed();
-            engine.findings.lock().expect("findings lock").apply_full(
-                &run,
-                &view.set,
-                Timestamp::now(),
-            );
+            engine
+                .findings
+                .lock()
+                .expect("findings lock")
+                .apply_full(&run, &set, Timestamp::now());
             let report = AuditReport {
                 started: Some(started),
                 finished: Some(Timestamp::now()),
                 revision,
-                objects: objects.len(),
+                objects,
                 evaluations: run.evaluations,
                 duration,
                 errors: run.errors,
@@ -691,8 +786,24 @@ async fn full_audit(state: &AppState, audit: &AuditThread) {
                 "full audit"
             );
             *engine.report.lock().expect("audit report lock") = report;
-        })
-        .await;
+        }
+    };
+    if set.is_empty() {
+        let objects = match state.store().count("/registry/").await {
+            Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Err(e) => {
+                tracing::warn!(error = %Report(&e), "cannot count objects for the audit");
+                return;
+            }
+        };
+        audit
+            .run(move || done(policy::AuditRun::default(), objects))
+            .await;
+        return;
+    }
+    if let Err(e) = paged_audit(state, audit, view, set, done).await {
+        tracing::warn!(error = %Report(&e), "cannot read objects for the audit");
+    }
 }
 
 /// JSON of the last audit run, for `compliance status`.

@@ -945,6 +945,68 @@ async fn compliance_status_reports_the_audit_that_produced_the_findings() {
 }
 
 #[tokio::test]
+async fn a_full_audit_in_pages_gives_allocations_their_workloads() {
+    // Two objects a page: an allocation's workload is always on another page (the
+    // allocations' keys sort before the workloads'), so each allocation's finding needs
+    // the workload the audit looked up for its page.
+    let r = TestServer::start_with(server::ServerConfig {
+        scheduler: None,
+        policy: server::PolicyOptions {
+            audit_page: 2,
+            ..server::PolicyOptions::default()
+        },
+        ..server::ServerConfig::default()
+    })
+    .await;
+    load_examples(&r.client).await;
+    scheduler::pass(&r.state, &SchedulerOptions::default())
+        .await
+        .expect("pass");
+    let allocations = r
+        .client
+        .list_all(kind("alloc"), None, &ListOptions::default())
+        .await
+        .expect("allocations");
+    assert!(allocations.len() > 2, "{} allocations", allocations.len());
+    let rego = r#"package of_workload
+violation contains {"msg": msg} if {
+  input.object.kind == "Allocation"
+  msg := sprintf("an instance of %s", [input.context.workload.metadata.name])
+}
+"#;
+    // The first policy installed: a full audit of every object against it.
+    r.client
+        .create(
+            kind("Policy"),
+            None,
+            &policy_object("of-workload", "audit", &["Allocation"], rego),
+            false,
+        )
+        .await
+        .expect("stored");
+    let status = wait_for_findings(&r.client, "of-workload", allocations.len()).await;
+    let f = r
+        .client
+        .get_path("/meridian/v1/compliance/findings?policy=of-workload")
+        .await
+        .expect("findings");
+    for finding in f["findings"].as_array().expect("findings") {
+        let name = finding["object"]["name"].as_str().expect("name");
+        let a = allocations
+            .iter()
+            .find(|a| a["metadata"]["name"] == name)
+            .expect("an allocation");
+        let workload = a["spec"]["workload"].as_str().expect("workload");
+        assert_eq!(
+            finding["message"],
+            format!("an instance of {workload}"),
+            "{finding:#}"
+        );
+    }
+    assert!(status["audit"]["objects"].as_u64().unwrap_or(0) > allocations.len() as u64);
+}
+
+#[tokio::test]
 async fn eval_and_admission_agree_on_a_broken_deny_policy() {
     let r = TestServer::start().await;
     load_examples(&r.client).await;

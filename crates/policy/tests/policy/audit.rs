@@ -7,7 +7,8 @@ use std::time::Duration;
 use api::kinds::Enforcement;
 use jiff::Timestamp;
 use policy::{
-    AuditOptions, Auditor, ComplianceSummary, EvalError, PolicySet, audit, findings_to_json, packs,
+    AuditOptions, AuditPage, Auditor, ComplianceSummary, EvalError, PolicySet, audit, audit_pages,
+    findings_to_json, packs,
 };
 
 use crate::admission::RUNAWAY;
@@ -95,6 +96,55 @@ fn threads_give_the_same_results_in_the_same_order() {
     assert_eq!(one.findings(now), two.findings(now));
 }
 
+/// `objects` in pages of `size`, each with every Workload as context (what a reader
+/// paging through the store gives for Allocations whose Workload is on another page).
+fn pages(objects: &[serde_json::Value], size: usize) -> Vec<AuditPage<'_>> {
+    let workloads: Vec<_> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Workload")
+        .cloned()
+        .collect();
+    objects
+        .chunks(size)
+        .map(|chunk| AuditPage {
+            objects: chunk.into(),
+            context: workloads.clone().into(),
+        })
+        .collect()
+}
+
+#[test]
+fn pages_give_the_findings_of_one_audit_in_the_same_order() {
+    let set = all_packs();
+    let mut objects = estate();
+    // The allocations first, their workloads on later pages: found through the context.
+    objects.sort_by_key(|o| o["kind"] != "Allocation");
+    let fleet = policy::FleetContext::from_objects(&objects);
+    let whole = audit(&objects, &set, &fleet, AuditOptions::default());
+    assert!(
+        whole
+            .findings(Timestamp::UNIX_EPOCH)
+            .iter()
+            .any(|f| f.object.kind == "Allocation"),
+        "the estate has a misplaced allocation"
+    );
+    for threads in [1, 2, 3] {
+        let options = AuditOptions {
+            threads: NonZeroUsize::new(threads).unwrap(),
+            ..AuditOptions::default()
+        };
+        let paged = audit_pages(pages(&objects, 2), &set, &fleet, options);
+        assert_eq!(paged.evaluations, whole.evaluations, "{threads} threads");
+        assert_eq!(paged.results.len(), objects.len());
+        let now = Timestamp::UNIX_EPOCH;
+        assert_eq!(
+            paged.findings(now),
+            whole.findings(now),
+            "{threads} threads"
+        );
+    }
+}
+
 #[test]
 fn failures_are_aggregated_and_runaway_policies_are_skipped() {
     let set = PolicySet::new([
@@ -144,6 +194,13 @@ fn failures_are_aggregated_and_runaway_policies_are_skipped() {
             .all(|r| r.failed.len() == 2 && r.violations.is_empty())
     );
     assert_eq!(run.evaluations, 6 + 3);
+
+    // In pages of two, the time limits still count over the whole run: three, then
+    // skipped on the next pages, not three on every page.
+    let paged = audit_pages(pages(&objects, 2), &set, &fleet, AuditOptions::default());
+    let runaway = &paged.errors[1];
+    assert_eq!((runaway.failures, runaway.skipped), (3, 3), "{runaway}");
+    assert_eq!(paged.evaluations, 6 + 3);
 }
 
 #[test]
