@@ -918,6 +918,9 @@ fn place(
     })
 }
 
+/// A node, its ledger revision, and the allocations to create on it.
+type NodeJob = (String, Revision, Vec<NewAllocation>);
+
 /// Commits the placements, per node, each node's in one transaction guarded by its ledger
 /// revision (with the preemptions they need, after admission).
 async fn commit_placements(
@@ -929,10 +932,11 @@ async fn commit_placements(
     report: &mut PassReport,
 ) -> Result<Committed, ApiError> {
     // Group placements by node; one guarded transaction per node.
-    let mut per_node: BTreeMap<String, Vec<&Decision>> = BTreeMap::new();
-    for d in &placing.decisions {
+    // (By index: the stream's futures below hold no borrowed argument.)
+    let mut per_node: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, d) in placing.decisions.iter().enumerate() {
         match &d.outcome {
-            Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(d),
+            Outcome::Placed(p) => per_node.entry(p.node.clone()).or_default().push(i),
             Outcome::Unplaceable(_) => report.unplaceable += 1,
         }
     }
@@ -948,61 +952,55 @@ async fn commit_placements(
             .unwrap_or_else(|| rollout::allocation_name(&w.metadata.name, d.replica, target.0));
         Some((w, target, name))
     };
-    // The allocations of a whole backlog take seconds to build: off the runtime's workers.
-    let jobs = compute(
-        || -> Result<Vec<(String, Revision, Vec<NewAllocation>)>, ApiError> {
-            let mut jobs: Vec<(String, Revision, Vec<NewAllocation>)> = Vec::new();
-            for (node, ds) in per_node {
-                let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
-                let mut items = Vec::new();
-                for d in ds {
-                    let Some((w, target, name)) = workload_of(d) else {
-                        continue;
-                    };
-                    let mut victims = Vec::new();
-                    for v in d
-                        .placement()
-                        .map(|p| p.preempted.as_slice())
-                        .unwrap_or_default()
-                    {
-                        let name = v.allocation.name.clone().unwrap_or_else(|| {
-                            rollout::allocation_name(
-                                &v.allocation.workload,
-                                v.allocation.replica,
-                                1,
-                            )
-                        });
-                        if let Some((_, rev)) = snap
-                            .allocations
-                            .get(&(v.allocation.namespace.clone(), name.clone()))
-                        {
-                            victims.push((v.allocation.namespace.clone(), name, *rev));
-                        }
-                    }
-                    // Allocations pass admission like any write (a policy can forbid a placement).
-                    let for_admission = if state.policies.view().set.is_empty() {
-                        None
-                    } else {
-                        Some(serde_json::to_value(w).map_err(ApiError::internal)?)
-                    };
-                    items.push(NewAllocation {
-                        object: allocation_object(w, d, target, &name),
-                        victims,
-                        workload: for_admission,
-                    });
+    // Each node's allocations are built just before its transaction, so a pass holds
+    // the objects of the transactions in flight, not those of a whole backlog (for
+    // 100,000 instances, hundreds of MiB of JSON).
+    let build = |node: String, ds: Vec<usize>| -> Result<NodeJob, ApiError> {
+        let ledger_rev = snap.ledgers.get(&node).copied().unwrap_or(0);
+        let mut items = Vec::with_capacity(ds.len());
+        for d in ds.into_iter().map(|i| &placing.decisions[i]) {
+            let Some((w, target, name)) = workload_of(d) else {
+                continue;
+            };
+            let mut victims = Vec::new();
+            for v in d
+                .placement()
+                .map(|p| p.preempted.as_slice())
+                .unwrap_or_default()
+            {
+                let name = v.allocation.name.clone().unwrap_or_else(|| {
+                    rollout::allocation_name(&v.allocation.workload, v.allocation.replica, 1)
+                });
+                if let Some((_, rev)) = snap
+                    .allocations
+                    .get(&(v.allocation.namespace.clone(), name.clone()))
+                {
+                    victims.push((v.allocation.namespace.clone(), name, *rev));
                 }
-                jobs.push((node, ledger_rev, items));
             }
-            Ok(jobs)
-        },
-    )?;
-    let commits = futures::stream::iter(
-        jobs.into_iter()
-            .map(|(node, rev, items)| commit_node(state, node, rev, items)),
-    )
-    .buffer_unordered(options.concurrency.max(1))
-    .collect::<Vec<_>>()
-    .await;
+            // Allocations pass admission like any write (a policy can forbid a placement).
+            let for_admission = if state.policies.view().set.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_value(w).map_err(ApiError::internal)?)
+            };
+            items.push(NewAllocation {
+                object: allocation_object(w, d, target, &name),
+                victims,
+                workload: for_admission,
+            });
+        }
+        Ok((node, ledger_rev, items))
+    };
+    let build = &build;
+    let commits = futures::stream::iter(per_node)
+        .map(|(node, ds)| async move {
+            let (node, rev, items) = build(node, ds)?;
+            commit_node(state, node, rev, items).await
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
     let mut committed: HashMap<(String, String), u32> = HashMap::new();
     let mut refused: BTreeMap<(String, String), String> = BTreeMap::new();
     for outcome in commits {
@@ -1076,167 +1074,201 @@ async fn write_statuses(
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written many per transaction (see `write_workloads`).
     let mut still_waiting = HashMap::new();
-    // Building 100,000 statuses takes seconds: off the runtime's workers, so that the
-    // session lease's renewals and the API keep their threads.
-    let writes = compute(|| -> Result<Vec<WorkloadWrite>, ApiError> {
-        let mut writes: Vec<WorkloadWrite> = Vec::new();
-        for (w, rev) in &snap.workloads {
-            let ns = w.metadata.namespace.clone().unwrap_or_default();
-            let key = (ns, w.metadata.name.clone());
-            if skipped.contains(&key) {
-                if let Some(q) = snap.queues.of.get(&key) {
-                    counts.entry(q.clone()).or_default().pending += 1;
-                }
-                // Its status already says why it waits: it was written, or found right, by
-                // the pass that planned it at this very revision.
-                if let Some(entry) = memory.waiting.remove(&key) {
-                    still_waiting.insert(key, entry);
-                }
-                continue;
-            }
-            let Some(plan) = plans.by_workload.remove(&key) else {
-                if let Some(p) = plans.periodic.remove(&key) {
-                    record_events(state, w, &p.events);
-                    writes.extend(WorkloadWrite::status(w, *rev, p.status)?);
-                }
-                continue;
-            };
-            let pending = pending_of.get(&key).copied().unwrap_or(0);
-            let message = refused.get(&key).cloned().or_else(|| {
-                unplaceable
-                    .get(&key)
-                    .map(|(d, _)| d.explanation().summary.clone())
-            });
-            let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
-            let queue = snap.queues.of.get(&key);
-            if pending > 0
-                && none_fitted
-                && !refused.contains_key(&key)
-                && !snap.queues.strict(&key)
-            {
-                let entry = Waiting {
-                    revision: *rev,
-                    fleet: snap.fleet_key,
-                    since: std::time::Instant::now(),
-                    instances: pending,
-                };
-                still_waiting.insert(key.clone(), entry);
-            }
-            // Waiting for the project's quota: says so in a condition (Kueue's
-            // `QuotaReserved`), gone once nothing waits for quota.
-            let quota_wait = unplaceable.get(&key).and_then(|(d, _)| {
-                d.explanation()
-                    .rejections
-                    .iter()
-                    .find(|r| r.reason == placement::ReasonCode::Quota)
-                    .map(|r| r.message.clone())
-            });
-            let mut status = plan.status;
-            match &quota_wait {
-                Some(why) if pending > 0 => rollout::set_condition(
-                    &mut status.conditions,
-                    QUOTA_RESERVED,
-                    api::kinds::ConditionStatus::False,
-                    "OverQuota",
-                    format!("{pending} instances wait for quota: {why}"),
-                    jiff::Timestamp::now(),
-                    false,
-                ),
-                _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
-            }
-            let desired = status.desired_replicas;
-            status.placed_replicas = status
-                .placed_replicas
-                .saturating_add(committed.get(&key).copied().unwrap_or(0))
-                .min(desired);
-            status.message.clone_from(&message);
-            let mut queue_wait = None;
-            if let Some(q) = queue {
-                let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
-                let qs = if let Some(e) = evicted.get(&key) {
-                    e.clone()
-                } else {
-                    let wait = if let Some(at) = placing.backing_off.get(&key) {
-                        Some(api::queue::QueueWait {
-                            queue: q.clone(),
-                            reason: api::queue::QueueReason::BackingOff,
-                            message: format!(
-                                "backing off after an eviction until {at}: {}",
-                                prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
-                            ),
-                            partially_admitted: None,
-                        })
-                    } else {
+    // Building 100,000 statuses takes seconds: off the runtime's workers (so that the
+    // session lease's renewals and the API keep their threads), a slice of workloads at a
+    // time, each slice's transactions written while the next is built. A pass holds the
+    // writes in flight, not a whole backlog's.
+    let (batches, mut ready_batches) = tokio::sync::mpsc::channel(options.concurrency.max(1));
+    let produce = async {
+        // Owned here, so the writer's stream ends once this is done.
+        let batches = batches;
+        let mut batcher = Batcher::new(state);
+        let mut next = 0;
+        while next < snap.workloads.len() {
+            let end = (next + STATUS_SLICE).min(snap.workloads.len());
+            let ready = compute(|| -> Result<Vec<Vec<WorkloadWrite>>, ApiError> {
+                let mut ready = Vec::new();
+                let mut emit = |write: WorkloadWrite| ready.extend(batcher.push(write));
+                for (w, rev) in &snap.workloads[next..end] {
+                    let ns = w.metadata.namespace.clone().unwrap_or_default();
+                    let key = (ns, w.metadata.name.clone());
+                    if skipped.contains(&key) {
+                        if let Some(q) = snap.queues.of.get(&key) {
+                            counts.entry(q.clone()).or_default().pending += 1;
+                        }
+                        // Its status already says why it waits: it was written, or found right, by
+                        // the pass that planned it at this very revision.
+                        if let Some(entry) = memory.waiting.remove(&key) {
+                            still_waiting.insert(key, entry);
+                        }
+                        continue;
+                    }
+                    let Some(plan) = plans.by_workload.remove(&key) else {
+                        if let Some(p) = plans.periodic.remove(&key) {
+                            record_events(state, w, &p.events);
+                            if let Some(write) = WorkloadWrite::status(w, *rev, p.status)? {
+                                emit(write);
+                            }
+                        }
+                        continue;
+                    };
+                    let pending = pending_of.get(&key).copied().unwrap_or(0);
+                    let message = refused.get(&key).cloned().or_else(|| {
                         unplaceable
                             .get(&key)
-                            .and_then(|(d, _)| d.explanation().queue.clone())
-                    };
-                    // A finished job (Complete or Failed) holds nothing and leaves its
-                    // queue's counts, as Kueue's finished workloads do.
-                    let finished = ["Complete", "Failed"].iter().any(|t| {
-                        status
-                            .condition(t)
-                            .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
+                            .map(|(d, _)| d.explanation().summary.clone())
                     });
-                    let holds = !finished && (status.placed_replicas > 0 || status.replicas > 0);
-                    let mut qs = queues::state(
-                        q,
-                        prev,
-                        wait.as_ref(),
-                        positions.get(&key).copied(),
-                        holds,
-                        flavors.get(&key).copied(),
-                        now,
-                    );
-                    if placing.backing_off.contains_key(&key) {
-                        qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
-                    } else if wait.is_none() {
-                        qs.requeue_at = None;
+                    let none_fitted = unplaceable.get(&key).is_some_and(|(_, n)| *n == pending);
+                    let queue = snap.queues.of.get(&key);
+                    if pending > 0
+                        && none_fitted
+                        && !refused.contains_key(&key)
+                        && !snap.queues.strict(&key)
+                    {
+                        let entry = Waiting {
+                            revision: *rev,
+                            fleet: snap.fleet_key,
+                            since: std::time::Instant::now(),
+                            instances: pending,
+                        };
+                        still_waiting.insert(key.clone(), entry);
                     }
-                    qs
-                };
-                let c = counts.entry(q.clone()).or_default();
-                if qs.admitted {
-                    c.admitted += 1;
-                } else if pending > 0 || qs.reason.is_some() {
-                    c.pending += 1;
+                    // Waiting for the project's quota: says so in a condition (Kueue's
+                    // `QuotaReserved`), gone once nothing waits for quota.
+                    let quota_wait = unplaceable.get(&key).and_then(|(d, _)| {
+                        d.explanation()
+                            .rejections
+                            .iter()
+                            .find(|r| r.reason == placement::ReasonCode::Quota)
+                            .map(|r| r.message.clone())
+                    });
+                    let mut status = plan.status;
+                    match &quota_wait {
+                        Some(why) if pending > 0 => rollout::set_condition(
+                            &mut status.conditions,
+                            QUOTA_RESERVED,
+                            api::kinds::ConditionStatus::False,
+                            "OverQuota",
+                            format!("{pending} instances wait for quota: {why}"),
+                            jiff::Timestamp::now(),
+                            false,
+                        ),
+                        _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
+                    }
+                    let desired = status.desired_replicas;
+                    status.placed_replicas = status
+                        .placed_replicas
+                        .saturating_add(committed.get(&key).copied().unwrap_or(0))
+                        .min(desired);
+                    status.message.clone_from(&message);
+                    let mut queue_wait = None;
+                    if let Some(q) = queue {
+                        let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
+                        let qs = if let Some(e) = evicted.get(&key) {
+                            e.clone()
+                        } else {
+                            let wait = if let Some(at) = placing.backing_off.get(&key) {
+                                Some(api::queue::QueueWait {
+                                    queue: q.clone(),
+                                    reason: api::queue::QueueReason::BackingOff,
+                                    message: format!(
+                                        "backing off after an eviction until {at}: {}",
+                                        prev.and_then(|p| p.message.as_deref()).unwrap_or_default()
+                                    ),
+                                    partially_admitted: None,
+                                })
+                            } else {
+                                unplaceable
+                                    .get(&key)
+                                    .and_then(|(d, _)| d.explanation().queue.clone())
+                            };
+                            // A finished job (Complete or Failed) holds nothing and leaves its
+                            // queue's counts, as Kueue's finished workloads do.
+                            let finished = ["Complete", "Failed"].iter().any(|t| {
+                                status
+                                    .condition(t)
+                                    .is_some_and(|c| c.status == api::kinds::ConditionStatus::True)
+                            });
+                            let holds =
+                                !finished && (status.placed_replicas > 0 || status.replicas > 0);
+                            let mut qs = queues::state(
+                                q,
+                                prev,
+                                wait.as_ref(),
+                                positions.get(&key).copied(),
+                                holds,
+                                flavors.get(&key).copied(),
+                                now,
+                            );
+                            if placing.backing_off.contains_key(&key) {
+                                qs.requeue_at = prev.and_then(|p| p.requeue_at.clone());
+                            } else if wait.is_none() {
+                                qs.requeue_at = None;
+                            }
+                            qs
+                        };
+                        let c = counts.entry(q.clone()).or_default();
+                        if qs.admitted {
+                            c.admitted += 1;
+                        } else if pending > 0 || qs.reason.is_some() {
+                            c.pending += 1;
+                        }
+                        if status.message.is_none() && !qs.admitted {
+                            status.message.clone_from(&qs.message);
+                        }
+                        queue_wait = qs
+                            .reason
+                            .filter(|r| *r != api::queue::QueueReason::NoCapacity);
+                        status.queue = Some(qs);
+                    }
+                    record_events(state, w, &plan.events);
+                    if let Some(message) = &message
+                        && pending > 0
+                    {
+                        state.events.record(
+                            &ObjectReference::of(&**w),
+                            EventType::Warning,
+                            if refused.contains_key(&key) {
+                                "FailedAdmission"
+                            } else if queue_wait.is_some() {
+                                "Pending"
+                            } else if quota_wait.is_some() {
+                                "OverQuota"
+                            } else {
+                                "FailedScheduling"
+                            },
+                            format!("{pending} instances not placed: {message}"),
+                            SOURCE,
+                        );
+                    }
+                    let write = match plan.revert_to {
+                        Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
+                        None => WorkloadWrite::status(w, *rev, status)?,
+                    };
+                    if let Some(write) = write {
+                        emit(write);
+                    }
                 }
-                if status.message.is_none() && !qs.admitted {
-                    status.message.clone_from(&qs.message);
+                Ok(ready)
+            })?;
+            next = end;
+            for batch in ready {
+                if batches.send(batch).await.is_err() {
+                    return Ok(());
                 }
-                queue_wait = qs
-                    .reason
-                    .filter(|r| *r != api::queue::QueueReason::NoCapacity);
-                status.queue = Some(qs);
             }
-            record_events(state, w, &plan.events);
-            if let Some(message) = &message
-                && pending > 0
-            {
-                state.events.record(
-                    &ObjectReference::of(&**w),
-                    EventType::Warning,
-                    if refused.contains_key(&key) {
-                        "FailedAdmission"
-                    } else if queue_wait.is_some() {
-                        "Pending"
-                    } else if quota_wait.is_some() {
-                        "OverQuota"
-                    } else {
-                        "FailedScheduling"
-                    },
-                    format!("{pending} instances not placed: {message}"),
-                    SOURCE,
-                );
-            }
-            writes.extend(match plan.revert_to {
-                Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
-                None => WorkloadWrite::status(w, *rev, status)?,
-            });
         }
-        Ok(writes)
-    })?;
-    let written = write_workloads(state, writes, options.concurrency).await;
+        if let Some(batch) = batcher.finish() {
+            let _ = batches.send(batch).await;
+        }
+        Ok::<(), ApiError>(())
+    };
+    let batches = futures::stream::poll_fn(|cx| ready_batches.poll_recv(cx));
+    let (produced, written) = tokio::join!(
+        produce,
+        write_workloads(state, batches, options.concurrency)
+    );
+    produced?;
     // The status write is the waiting workload's newest revision: not a change that calls
     // for planning it again.
     for (key, revision) in &written.revisions {
@@ -2036,35 +2068,60 @@ struct Written {
     failed: Option<ApiError>,
 }
 
-/// Writes workload objects many per transaction, each guarded by the revision it was read
-/// at and audited by its own entry, `concurrency` transactions at a time (which the store
-/// group-commits). A workload changed since it was read is left out, and the rest of its
-/// transaction written again: a lost race is fine, the next pass writes it again.
+/// Workloads whose statuses are built at a time (see `write_statuses`).
+const STATUS_SLICE: usize = 1_024;
+
+/// Groups workload writes into the batches of one transaction each: at most the store's
+/// op limit or [`WORKLOADS_PER_COMMIT`], and [`WORKLOAD_BYTES_PER_COMMIT`] (unless one
+/// object alone is larger).
+struct Batcher {
+    per_commit: usize,
+    current: Vec<WorkloadWrite>,
+    bytes: usize,
+}
+
+impl Batcher {
+    fn new(state: &AppState) -> Self {
+        Self {
+            per_commit: state
+                .registry
+                .batch_len((0, 0, 0), (1, 1, 1), WORKLOADS_PER_COMMIT),
+            current: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds `write`; returns the batch it did not fit in, which is full.
+    fn push(&mut self, write: WorkloadWrite) -> Option<Vec<WorkloadWrite>> {
+        let full = !self.current.is_empty()
+            && (self.current.len() >= self.per_commit
+                || self.bytes + write.bytes.len() > WORKLOAD_BYTES_PER_COMMIT);
+        let done = full.then(|| {
+            self.bytes = 0;
+            std::mem::replace(&mut self.current, Vec::with_capacity(self.per_commit))
+        });
+        self.bytes += write.bytes.len();
+        self.current.push(write);
+        done
+    }
+
+    /// The last batch, if any.
+    fn finish(self) -> Option<Vec<WorkloadWrite>> {
+        (!self.current.is_empty()).then_some(self.current)
+    }
+}
+
+/// Writes batches of workload objects ([`Batcher`]), one transaction each, each object
+/// guarded by the revision it was read at and audited by its own entry, `concurrency`
+/// transactions at a time (which the store group-commits). A workload changed since it
+/// was read is left out, and the rest of its transaction written again: a lost race is
+/// fine, the next pass writes it again.
 async fn write_workloads(
     state: &AppState,
-    writes: Vec<WorkloadWrite>,
+    batches: impl futures::Stream<Item = Vec<WorkloadWrite>>,
     concurrency: usize,
 ) -> Written {
-    let per_commit = state
-        .registry
-        .batch_len((0, 0, 0), (1, 1, 1), WORKLOADS_PER_COMMIT);
-    let mut batches: Vec<Vec<WorkloadWrite>> = Vec::new();
-    let mut bytes = 0;
-    for write in writes {
-        let full = batches.last().is_none_or(|b| {
-            b.len() >= per_commit || bytes + write.bytes.len() > WORKLOAD_BYTES_PER_COMMIT
-        });
-        if full {
-            batches.push(Vec::with_capacity(per_commit));
-            bytes = 0;
-        }
-        bytes += write.bytes.len();
-        batches
-            .last_mut()
-            .expect("a batch was just pushed")
-            .push(write);
-    }
-    let outcomes = futures::stream::iter(batches)
+    let outcomes = batches
         .map(|batch| commit_workloads(state, batch))
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
