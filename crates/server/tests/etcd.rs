@@ -9,13 +9,14 @@
 //! Needs `etcd` (Debian: `apt-get install etcd-server`); fails saying so without it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use server::{EtcdConfig, ServerConfig, StoreBackend};
 use store::etcd::testing::{ClusterTls, EtcdCluster};
 use store::etcd::{EtcdOptions, EtcdStore};
-use testkit::{TestServer, kind};
+use testkit::{TestServer, kind, wait_until_async};
 
 fn workload(name: &str, argument: &str) -> Value {
     json!({
@@ -331,6 +332,83 @@ async fn server_on_etcd_with_nospace_answers_507_and_is_not_ready() {
         .get(sites, None, "before")
         .await
         .expect("reads are served");
+}
+
+/// Leader election while etcd's NOSPACE alarm is raised. A leader keeps its term (lease
+/// renewals are not writes: etcd serves them under the alarm); a server started meanwhile
+/// cannot open a session (etcd refuses lease grants) and serves reads without
+/// campaigning; once the alarm is cleared and the leader resigns, that server opens a
+/// session and leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_under_nospace_keeps_the_leader_and_resumes_after_it() {
+    let cluster = EtcdCluster::start_args(1, &[])
+        .await
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    let on_etcd = |dir: &Path| {
+        TestServer::builder(ServerConfig {
+            store: StoreBackend::Etcd(EtcdConfig::new(cluster.endpoints())),
+            scheduler: None,
+            election: server::leader::ElectionOptions {
+                lease_ttl: Duration::from_secs(1),
+            },
+            ..ServerConfig::default()
+        })
+        .data_dir(dir)
+        .start()
+    };
+    let leads = |server: &TestServer, what: &'static str| {
+        let leadership = server.state.leadership.clone();
+        wait_until_async(Duration::from_secs(15), what, move || {
+            let term = leadership.term();
+            async move { term.ok_or("not leading") }
+        })
+    };
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = on_etcd(dir_a.path()).await;
+    let term = leads(&a, "the first server to lead").await;
+
+    // The second replica gets the first's key material and admin token, as replicas do:
+    // no token could be minted under the alarm.
+    for entry in std::fs::read_dir(dir_a.path()).expect("the first server's directory") {
+        let path = entry.expect("an entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, dir_b.path().join(path.file_name().expect("a name")))
+                .expect("copied");
+        }
+    }
+    cluster
+        .raise_nospace()
+        .await
+        .expect("raise the NOSPACE alarm");
+    let b = on_etcd(dir_b.path()).await;
+    // Three lease TTLs under the alarm.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        a.state.leadership.term(),
+        Some(term),
+        "the leader kept its term"
+    );
+    assert_eq!(a.state.leadership.terms_won(), 1);
+    assert!(
+        b.state.leadership.session().is_none(),
+        "no session can be opened while etcd refuses lease grants"
+    );
+    b.client
+        .get_path("/meridian/v1/servers")
+        .await
+        .expect("the new server serves reads");
+
+    cluster.disarm_nospace().await.expect("disarm the alarm");
+    a.stop().await.expect("the leader stops and resigns");
+    let new_term = leads(&b, "the second server to lead once the alarm is gone").await;
+    assert!(new_term > term, "{new_term} after {term}");
+    b.client
+        .create(kind("Site"), None, &site("after", "writes resumed"), false)
+        .await
+        .expect("a create once the alarm is gone");
 }
 
 fn node(name: &str) -> Value {

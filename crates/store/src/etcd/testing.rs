@@ -245,6 +245,16 @@ impl EtcdCluster {
     /// Raises etcd's NOSPACE alarm on every running member, as etcd does when its database
     /// reaches `--quota-backend-bytes` (without filling it).
     pub async fn raise_nospace(&self) -> Result<(), ClusterError> {
+        self.nospace_alarm(etcd_client::AlarmAction::Activate).await
+    }
+
+    /// Clears the NOSPACE alarm on every running member (`etcdctl alarm disarm`).
+    pub async fn disarm_nospace(&self) -> Result<(), ClusterError> {
+        self.nospace_alarm(etcd_client::AlarmAction::Deactivate)
+            .await
+    }
+
+    async fn nospace_alarm(&self, action: etcd_client::AlarmAction) -> Result<(), ClusterError> {
         let failed = |e: etcd_client::Error| ClusterError::NoLeader(e.to_string());
         for member in self.members.iter().filter(|m| m.child.is_some()) {
             let url = format!("{}://127.0.0.1:{}", self.scheme(), member.client_port);
@@ -258,11 +268,7 @@ impl EtcdCluster {
             let mut options = etcd_client::AlarmOptions::new();
             options.with_member(id);
             client
-                .alarm(
-                    etcd_client::AlarmAction::Activate,
-                    etcd_client::AlarmType::Nospace,
-                    Some(options),
-                )
+                .alarm(action, etcd_client::AlarmType::Nospace, Some(options))
                 .await
                 .map_err(failed)?;
         }
