@@ -575,17 +575,18 @@ async fn audit_event(state: &AppState, audit: &mut AuditThread, event: &store::E
 
 /// The Workload of an Allocation (for `input.context.workload`).
 pub async fn allocation_workload(state: &AppState, object: &Value) -> Option<Value> {
-    if object.get("kind").and_then(Value::as_str) != Some("Allocation") {
+    let (kv, _) = state.store().get(&workload_key(object)?).await.ok()?;
+    registry::decode(&kv?).ok()
+}
+
+/// The store key of an Allocation's Workload; `None` for any other object.
+fn workload_key(object: &Value) -> Option<String> {
+    if object.get("kind").and_then(Value::as_str) != Some(api::kinds::ALLOCATION.kind) {
         return None;
     }
     let ns = object.pointer("/metadata/namespace")?.as_str()?;
     let w = object.pointer("/spec/workload")?.as_str()?;
-    let (kv, _) = state
-        .store()
-        .get(&object_key(api::kinds::WORKLOAD, Some(ns), w))
-        .await
-        .ok()?;
-    registry::decode(&kv?).ok()
+    Some(object_key(api::kinds::WORKLOAD, Some(ns), w))
 }
 
 /// Objects read, decoded and audited per page by a full or per-policy audit, by default
@@ -646,12 +647,7 @@ async fn workloads_of_allocations(
     let on_page: std::collections::HashSet<&str> = kvs.iter().map(|kv| kv.key.as_str()).collect();
     let mut wanted: Vec<String> = objects
         .iter()
-        .filter(|o| o.get("kind").and_then(Value::as_str) == Some(api::kinds::ALLOCATION.kind))
-        .filter_map(|o| {
-            let ns = o.pointer("/metadata/namespace")?.as_str()?;
-            let w = o.pointer("/spec/workload")?.as_str()?;
-            Some(object_key(api::kinds::WORKLOAD, Some(ns), w))
-        })
+        .filter_map(workload_key)
         .filter(|key| !on_page.contains(key.as_str()))
         .collect();
     wanted.sort_unstable();
