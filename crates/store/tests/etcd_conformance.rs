@@ -638,7 +638,8 @@ async fn unreachable_cluster_names_its_endpoints() {
 
 /// Two stores on one prefix (two servers) appending to one log at the same time never fork
 /// it: seqs are consecutive in commit order, each entry's recorded revision lies between the
-/// previous entry's commit revision (exclusive) and its own (inclusive), and it verifies.
+/// commit revision of the entries before its own group (exclusive) and its own commit
+/// revision (inclusive), and it verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_append_to_one_chain_without_forking() {
     let running = cluster().await;
@@ -682,8 +683,12 @@ async fn two_servers_append_to_one_chain_without_forking() {
     all.sort_unstable();
     let seqs: Vec<u64> = all.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(seqs, (1..=64).collect::<Vec<u64>>(), "no fork, no gap");
-    let mut previous_commit = 0;
+    let (mut previous_commit, mut last_commit) = (0, 0);
     for (commit, seq) in &all {
+        if *commit != last_commit {
+            previous_commit = last_commit;
+            last_commit = *commit;
+        }
         let (kv, _) = stores[0]
             .get(&chain::entry_key("/audit/", *seq))
             .await
@@ -694,7 +699,6 @@ async fn two_servers_append_to_one_chain_without_forking() {
             "entry {seq} records revision {} outside ({previous_commit}, {commit}]",
             entry.revision
         );
-        previous_commit = *commit;
     }
     let summary = chain::verify_store(stores[1].as_ref(), "/audit/")
         .await
@@ -740,4 +744,173 @@ async fn endpoints_of_two_clusters_are_refused() {
     EtcdStore::open(EtcdOptions::new(endpoints))
         .await
         .expect("one cluster with a member down opens");
+}
+
+/// Appends queued while one commits go to etcd as one group (fewer commit revisions than
+/// writes), and each transaction still gets the outcome it would have had alone: creates of
+/// free keys commit with consecutive entries, creates of taken keys run their failure branch
+/// and append nothing, and of four updates guarded by the same `mod_revision` of one key
+/// (never grouped together: they overlap) exactly one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_commit_in_groups_with_each_outcome_its_own() {
+    let running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    for j in 0..8 {
+        store
+            .put(&format!("/taken/{j}"), b"first".to_vec())
+            .await
+            .expect("put");
+    }
+    let shared = store
+        .put("/shared", b"v0".to_vec())
+        .await
+        .expect("put")
+        .mod_revision;
+    let append = |what: String| Op::Append {
+        log: "/audit/".into(),
+        payload: what.into_bytes(),
+    };
+    let create = |key: String| Txn {
+        compares: vec![store::Compare::Absent(key.clone())],
+        success: vec![Op::put(key.clone(), "new"), append(format!("create {key}"))],
+        failure: vec![Op::Get(key)],
+    };
+    let mut txns: Vec<(&'static str, Txn)> = Vec::new();
+    for i in 0..40 {
+        txns.push(("free", create(format!("/free/{i}"))));
+    }
+    for j in 0..8 {
+        txns.push(("taken", create(format!("/taken/{j}"))));
+    }
+    for u in 0..4 {
+        txns.push((
+            "update",
+            Txn {
+                compares: vec![store::Compare::ModRevision("/shared".into(), shared)],
+                success: vec![
+                    Op::put("/shared", format!("v{u}")),
+                    append(format!("update {u}")),
+                ],
+                failure: vec![Op::Get("/shared".into())],
+            },
+        ));
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(txns.len()));
+    let tasks: Vec<_> = txns
+        .into_iter()
+        .map(|(kind, txn)| {
+            let store = Arc::clone(&store);
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                start.wait().await;
+                (kind, store.txn(txn).await.expect("txn"))
+            })
+        })
+        .collect();
+    let mut revisions = std::collections::BTreeSet::new();
+    let mut seqs = Vec::new();
+    let mut updates = 0;
+    for task in tasks {
+        let (kind, resp) = task.await.expect("task");
+        match kind {
+            "free" => {
+                assert!(resp.succeeded, "a create of a free key commits");
+                revisions.insert(resp.revision);
+                let OpResult::Append { seq, .. } = &resp.results[1] else {
+                    panic!("expected an append result, got {:?}", resp.results[1]);
+                };
+                seqs.push(*seq);
+            }
+            "taken" => {
+                assert!(!resp.succeeded, "a create of a taken key fails its compare");
+                let OpResult::Get(Some(kv)) = &resp.results[0] else {
+                    panic!("the failure branch reads the key: {:?}", resp.results);
+                };
+                assert_eq!(kv.value, b"first");
+            }
+            _ => {
+                if resp.succeeded {
+                    updates += 1;
+                    let OpResult::Append { seq, .. } = &resp.results[1] else {
+                        panic!("expected an append result, got {:?}", resp.results[1]);
+                    };
+                    seqs.push(*seq);
+                }
+            }
+        }
+    }
+    assert_eq!(updates, 1, "exactly one of the guarded updates commits");
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=41).collect::<Vec<u64>>(),
+        "no gap, no entry twice"
+    );
+    assert!(
+        revisions.len() < 40,
+        "40 concurrent creates committed at {} revisions: no group formed",
+        revisions.len()
+    );
+    let summary = chain::verify_store(store.as_ref(), "/audit/")
+        .await
+        .expect("the chain verifies");
+    assert_eq!(summary.entries, 41);
+}
+
+/// A group etcd refuses as a whole (here: one member puts under a revoked lease) is retried
+/// member by member: that member alone fails, with `LeaseNotFound`, and the others commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_group_is_retried_member_by_member() {
+    let running = cluster().await;
+    let store = open(&running.cluster, "/meridian").await;
+    let lease = store
+        .lease_grant(Duration::from_secs(60))
+        .await
+        .expect("grant");
+    store.lease_revoke(lease).await.expect("revoke");
+    let txn = |i: usize| {
+        let key = format!("/obj/{i}");
+        Txn {
+            compares: vec![store::Compare::Absent(key.clone())],
+            success: vec![
+                Op::Put {
+                    key,
+                    value: b"v".to_vec(),
+                    lease: (i == 10).then_some(lease),
+                },
+                Op::Append {
+                    log: "/audit/".into(),
+                    payload: format!("write {i}").into_bytes(),
+                },
+            ],
+            failure: Vec::new(),
+        }
+    };
+    let start = Arc::new(tokio::sync::Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let start = Arc::clone(&start);
+            let txn = txn(i);
+            tokio::spawn(async move {
+                start.wait().await;
+                (i, store.txn(txn).await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, result) = task.await.expect("task");
+        if i == 10 {
+            assert!(
+                matches!(result, Err(StoreError::LeaseNotFound(id)) if id == lease),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.expect("the others commit").succeeded);
+        }
+    }
+    let summary = chain::verify_store(store.as_ref(), "/audit/")
+        .await
+        .expect("the chain verifies");
+    assert_eq!(summary.entries, 19);
 }

@@ -5,6 +5,7 @@
 //! - [`txn`]: transactions (compares and ops become one etcd `Txn`), hash-chain appends
 //!   (guarded by a compare on the chain head, see below), the request-size limit, and
 //!   `get`/`range`.
+//! - [`group`]: group commit of the transactions with appends that queue while one commits.
 //! - [`watch`]: watches from a revision with previous values, resumed on another member when
 //!   the connection breaks or the member loses its leader.
 //! - [`lease`]: leases are etcd leases (grant, keep-alive, revoke; etcd deletes the keys of
@@ -55,15 +56,17 @@
 //! one etcd transaction guarded by `mod_revision(head) == observed` for every log it appends
 //! to; the caller's compares and ops run in a nested transaction inside it, so a moved head
 //! never runs the caller's failure branch. On a moved head the append retries with the new
-//! head; two servers never fork a chain. Appends of one process are serialised locally so
-//! they do not race each other, and the heads a committed append left (with its commit
-//! revision as `R`) serve the next append without a read: a head another server moved
-//! meanwhile fails the guard, and the append reads the heads and retries. The revision an
-//! entry records (and hashes) is `R + 1` in
+//! head; two servers never fork a chain. One task per process commits the appends
+//! ([`group`]), so they do not race each other: the transactions that queue while one
+//! commits go to etcd together, as one transaction with the entries chained in queue
+//! order. The heads a commit left (with its commit revision as `R`) serve the next one
+//! without a read: a head another server moved meanwhile fails the guard, and the appender
+//! reads the heads and retries. The revision an entry records (and hashes) is `R + 1` in
 //! Meridian numbering: the first revision the transaction could commit at. It is at most the
 //! commit revision, equal to it when nothing else was written in between, and above the
-//! commit revision of the previous entry (which the read at `R` saw), so entry revisions
-//! increase strictly along the chain as [`crate::chain::Verifier`] requires.
+//! commit revision of the previous group's entries (which the read at `R` saw); the entries
+//! of one group share it. So entry revisions never decrease along the chain, as
+//! [`crate::chain::Verifier`] requires.
 //!
 //! # Limits and failures
 //!
@@ -81,6 +84,7 @@
 //! outcome is unknown would write twice. An unreachable cluster is an
 //! [`EtcdError::Unreachable`] naming the endpoints tried ([`EtcdError::is_unavailable`]).
 
+mod group;
 pub mod lease;
 pub mod space;
 #[cfg(unix)]
@@ -200,6 +204,10 @@ pub enum EtcdError {
     Config(String),
     #[error("unexpected data in etcd: {0}")]
     Data(String),
+    /// The error of a group commit whose outcome is unknown, as each of its transactions
+    /// reports it ([`group`]).
+    #[error("{message}")]
+    Group { message: String, unavailable: bool },
 }
 
 impl EtcdError {
@@ -207,7 +215,12 @@ impl EtcdError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            EtcdError::Unreachable { .. } | EtcdError::Timeout { .. }
+            EtcdError::Unreachable { .. }
+                | EtcdError::Timeout { .. }
+                | EtcdError::Group {
+                    unavailable: true,
+                    ..
+                }
         )
     }
 }
@@ -225,9 +238,10 @@ pub struct EtcdStore {
     /// etcd revision of this prefix's initialisation: Meridian revision = etcd − base.
     pub(crate) base: i64,
     pub(crate) options: EtcdOptions,
-    /// Serialises this process's appends, so they retry only against other servers, and
-    /// remembers the heads its last append left, so the next one need not read them.
-    pub(crate) append_lock: tokio::sync::Mutex<txn::KnownHeads>,
+    /// Where transactions with appends queue for this process's appender, which commits
+    /// them in groups ([`group`]) and remembers the heads its last commit left, so the
+    /// next one need not read them.
+    appends: group::Appends,
     /// etcd's NOSPACE alarm, as this store saw it.
     pub(crate) space: Arc<space::SpaceState>,
 }
@@ -429,13 +443,14 @@ impl EtcdStore {
             ));
         }
         let keys = Keys::new(&options.prefix);
+        let (appends, queue) = tokio::sync::mpsc::unbounded_channel();
         let mut store = Self {
             client,
             keys,
             base: 0,
             space: space::SpaceState::new(options.endpoints.join(",")),
             options,
-            append_lock: tokio::sync::Mutex::new(txn::KnownHeads::default()),
+            appends,
         };
         store.base = store.init_base().await?;
         store.check_schema().await?;
@@ -450,7 +465,9 @@ impl EtcdStore {
             base = store.base,
             "etcd store opened"
         );
-        Ok(Arc::new(store))
+        let store = Arc::new(store);
+        group::start(&store, queue);
+        Ok(store)
     }
 
     /// Reads the prefix's base revision, writing it if the prefix is new. A prefix that

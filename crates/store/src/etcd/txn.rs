@@ -27,7 +27,7 @@ use crate::{
 /// revisions, the lease): generous, so the estimate stays above the encoded size.
 const PER_ITEM_OVERHEAD: usize = 32;
 /// How often an append is retried when another server moved a head in between.
-const MAX_APPEND_ATTEMPTS: usize = 1000;
+pub(super) const MAX_APPEND_ATTEMPTS: usize = 1000;
 
 /// Estimated encoded size of `txn` against etcd, with keys under `prefix_len` bytes of
 /// prefix. Appends count their entry, entry key and head.
@@ -180,7 +180,7 @@ impl EtcdStore {
             .chain(&txn.failure)
             .any(|op| matches!(op, Op::Append { .. }));
         if appends {
-            return self.run_append_txn(txn).await;
+            return super::group::append(&self.appends, txn).await;
         }
         let request = etcd_client::Txn::new()
             .when(self.compares(&txn.compares))
@@ -208,19 +208,10 @@ impl EtcdStore {
         })
     }
 
-    /// A transaction with appends: read the heads, build the entries, commit guarded by the
-    /// heads; retry when another server appended in between.
-    async fn run_append_txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        let mut known = self.append_lock.lock().await;
-        let result = self.append_with(&txn, &mut known).await;
-        if result.is_err() {
-            // The transaction may have committed without its answer reaching us.
-            *known = KnownHeads::default();
-        }
-        result
-    }
-
-    async fn append_with(
+    /// A transaction with appends, alone: read the heads (unless `known` holds them),
+    /// build the entries, commit guarded by the heads; retry when another server appended
+    /// in between. The appender ([`super::group`]) runs it for a group of one.
+    pub(super) async fn append_with(
         &self,
         txn: &Txn,
         known: &mut KnownHeads,
@@ -252,18 +243,8 @@ impl EtcdStore {
                 .when(self.compares(&txn.compares))
                 .and_then(self.ops(&txn.success, &mut success_heads)?)
                 .or_else(self.ops(&txn.failure, &mut failure_heads)?);
-            let guards: Vec<EtcdCompare> = read
-                .iter()
-                .map(|(log, (_, mod_revision))| {
-                    EtcdCompare::mod_revision(
-                        self.keys.data(&chain::head_key(log)),
-                        CompareOp::Equal,
-                        *mod_revision,
-                    )
-                })
-                .collect();
             let request = etcd_client::Txn::new()
-                .when(guards)
+                .when(self.head_guards(&read))
                 .and_then([TxnOp::txn(inner)]);
             let resp = self
                 .call("appending to a hash chain", Retry::Write, |c| {
@@ -303,8 +284,21 @@ impl EtcdStore {
         .into())
     }
 
+    /// A compare per log: its head key's `mod_revision` is still the one read.
+    pub(super) fn head_guards(&self, read: &HeadsRead) -> Vec<EtcdCompare> {
+        read.iter()
+            .map(|(log, (_, mod_revision))| {
+                EtcdCompare::mod_revision(
+                    self.keys.data(&chain::head_key(log)),
+                    CompareOp::Equal,
+                    *mod_revision,
+                )
+            })
+            .collect()
+    }
+
     /// Reads the heads of `logs` at one revision: (etcd revision, log → (head, mod_revision)).
-    async fn read_heads(
+    pub(super) async fn read_heads(
         &self,
         logs: &[String],
     ) -> Result<(i64, BTreeMap<String, (ChainHead, i64)>), StoreError> {
@@ -339,7 +333,7 @@ impl EtcdStore {
         Ok((revision, heads))
     }
 
-    fn compares(&self, compares: &[Compare]) -> Vec<EtcdCompare> {
+    pub(super) fn compares(&self, compares: &[Compare]) -> Vec<EtcdCompare> {
         compares
             .iter()
             .map(|compare| match compare {
@@ -366,6 +360,17 @@ impl EtcdStore {
 
     /// The etcd ops of one branch; appends advance `heads` and put the moved heads last.
     fn ops(&self, ops: &[Op], heads: &mut Heads) -> Result<Vec<TxnOp>, StoreError> {
+        let mut out = self.branch_ops(ops, heads)?;
+        out.extend(self.head_puts(heads));
+        Ok(out)
+    }
+
+    /// The etcd ops of one branch, without the heads; appends advance `heads`.
+    pub(super) fn branch_ops(
+        &self,
+        ops: &[Op],
+        heads: &mut Heads,
+    ) -> Result<Vec<TxnOp>, StoreError> {
         let mut out = Vec::with_capacity(ops.len() + 1);
         for op in ops {
             out.push(match op {
@@ -391,18 +396,21 @@ impl EtcdStore {
                 }
             });
         }
-        for (log, head) in heads.moved() {
-            out.push(TxnOp::put(
-                self.keys.data(&chain::head_key(log)),
-                head.encode(),
-                None,
-            ));
-        }
         Ok(out)
     }
 
+    /// A put of each head `heads` moved.
+    pub(super) fn head_puts(&self, heads: &Heads) -> Vec<TxnOp> {
+        heads
+            .moved()
+            .map(|(log, head)| {
+                TxnOp::put(self.keys.data(&chain::head_key(log)), head.encode(), None)
+            })
+            .collect()
+    }
+
     /// Maps etcd's op responses back onto the ops of the branch that ran.
-    fn results(
+    pub(super) fn results(
         &self,
         ops: &[Op],
         responses: &[TxnOpResponse],
@@ -507,11 +515,11 @@ pub(crate) struct KnownHeads {
 }
 
 /// Log → (head, the head key's `mod_revision`; 0 when the log has no head yet).
-type HeadsRead = BTreeMap<String, (ChainHead, i64)>;
+pub(super) type HeadsRead = BTreeMap<String, (ChainHead, i64)>;
 
 impl KnownHeads {
     /// The heads of `logs`, when every one is known.
-    fn of(&self, logs: &[String]) -> Option<(i64, HeadsRead)> {
+    pub(super) fn of(&self, logs: &[String]) -> Option<(i64, HeadsRead)> {
         let heads = logs
             .iter()
             .map(|log| self.heads.get(log).map(|head| (log.clone(), *head)))
@@ -520,7 +528,7 @@ impl KnownHeads {
     }
 
     /// An append committed at `revision` from the heads `read`, leaving `branch`'s.
-    fn committed(&mut self, revision: i64, read: &HeadsRead, branch: &Heads) {
+    pub(super) fn committed(&mut self, revision: i64, read: &HeadsRead, branch: &Heads) {
         self.revision = revision;
         for (log, (head, mod_revision)) in read {
             let now = branch.current.get(log).copied().unwrap_or(*head);
@@ -536,14 +544,14 @@ impl KnownHeads {
 
 /// The chain heads a branch starts from and moves, with the revision its entries record.
 #[derive(Debug, Default)]
-struct Heads {
+pub(super) struct Heads {
     start: BTreeMap<String, ChainHead>,
     current: BTreeMap<String, ChainHead>,
     revision: Revision,
 }
 
 impl Heads {
-    fn new(read: &BTreeMap<String, (ChainHead, i64)>, revision: Revision) -> Self {
+    pub(super) fn new(read: &BTreeMap<String, (ChainHead, i64)>, revision: Revision) -> Self {
         let start: BTreeMap<String, ChainHead> = read
             .iter()
             .map(|(log, (head, _))| (log.clone(), *head))
@@ -566,6 +574,20 @@ impl Heads {
             hash: entry.hash,
         };
         Ok(entry)
+    }
+
+    /// A branch that starts where this one is now (the next member of a group).
+    pub(super) fn fork(&self) -> Heads {
+        Heads {
+            start: self.current.clone(),
+            current: self.current.clone(),
+            revision: self.revision,
+        }
+    }
+
+    /// Moves on to where `branch`, a [`Heads::fork`] of this one, left the heads.
+    pub(super) fn follow(&mut self, branch: &Heads) {
+        self.current.clone_from(&branch.current);
     }
 
     /// The heads this branch moved.
