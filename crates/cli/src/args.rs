@@ -352,6 +352,12 @@ pub struct ServerArgs {
     /// closed to admit a new one, so health checks are answered
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: Option<u64>,
+    /// Serve lists from this server's copy of every object, kept current by its one store
+    /// watch (the kube-apiserver's watch cache): `auto` keeps it with etcd, where a list
+    /// would otherwise read every object from the cluster, and not with SQLite, whose reads
+    /// are local; it costs about the store's size in memory
+    #[arg(long, value_enum, default_value = "auto")]
+    pub list_cache: ListCacheArg,
     /// Do not run the scheduler in this server (API and store benchmarks, or another
     /// server places work)
     #[arg(long, hide = true)]
@@ -376,6 +382,14 @@ pub struct ServerArgs {
     /// Time limit of a request (not of watches); plain seconds or a duration (60, 2m)
     #[arg(long, default_value = "60s", value_parser = api::duration::parse_nonzero, hide = true)]
     pub request_timeout: std::time::Duration,
+}
+
+/// `meridian server --list-cache`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListCacheArg {
+    Auto,
+    On,
+    Off,
 }
 
 /// The store `meridian server --store` names.

@@ -281,3 +281,64 @@ fn logs_are_read_through_a_server_the_agent_does_not_reach() {
     // And through the agent's own server, as before.
     assert_eq!(ok(&a.cli(&["logs", "printer-0", "--tail", "1"])), "two\n");
 }
+
+/// A list through one server sees every write acknowledged through the other before it.
+/// Lists are served from each server's list cache (on by default with etcd), and a list
+/// first waits until that cache holds the cluster's current revision (a consistent read,
+/// as the kube-apiserver's watch cache gives): without that wait, server B's copy, one
+/// etcd watch behind, would miss the create A has just acknowledged.
+#[test]
+fn a_list_through_one_server_sees_what_was_written_through_the_other() {
+    let HaEstate {
+        _runtime,
+        _cluster,
+        _dir,
+        a,
+        b,
+    } = HaEstate::start();
+    let (through_a, through_b) = (a.client(), b.client());
+    let workloads = testkit::kind("Workload");
+    _runtime.block_on(async {
+        let project = serde_json::json!({"apiVersion": "meridian.dev/v1", "kind": "Project",
+            "metadata": {"name": "finance"}, "spec": {}});
+        through_a
+            .create(testkit::kind("Project"), None, &project, false)
+            .await
+            .expect("project");
+        for i in 0..30 {
+            let name = format!("w{i:02}");
+            let object: Value = serde_json::json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Workload",
+                "metadata": {"name": name},
+                "spec": {"type": "service", "replicas": 1, "task": {"driver": "exec",
+                    "command": ["/bin/sleep", "600"],
+                    "resources": {"cpu": "100m", "memory": "64Mi"}, "os": {"family": "linux"}}}
+            });
+            through_a
+                .create(workloads, Some("finance"), &object, false)
+                .await
+                .expect("create through server A");
+            let listed = through_b
+                .list_all(workloads, Some("finance"), &client::ListOptions::default())
+                .await
+                .expect("list through server B");
+            assert!(
+                listed
+                    .iter()
+                    .any(|w| w["metadata"]["name"] == name.as_str()),
+                "server B's list right after A acknowledged {name} misses it"
+            );
+            assert_eq!(listed.len(), i + 1);
+        }
+    });
+    let metrics = b.get_text("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("meridian_lists_total{source=\"cache\"}"),
+        "server B served its lists from its cache: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("meridian_lists"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -131,6 +131,29 @@ pub enum StoreBackend {
     Etcd(EtcdConfig),
 }
 
+/// Whether lists are served from the server's copy of the objects (`--list-cache`, see
+/// [`watch_hub`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListCache {
+    /// On with etcd, where a list would otherwise range over the cluster; off with SQLite,
+    /// whose reads are local and whose pages the OS caches.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl ListCache {
+    /// Whether the cache is kept with `store`.
+    pub fn enabled(self, store: &StoreBackend) -> bool {
+        match self {
+            ListCache::Auto => matches!(store, StoreBackend::Etcd(_)),
+            ListCache::On => true,
+            ListCache::Off => false,
+        }
+    }
+}
+
 /// Key prefix of a deployment in etcd unless `--etcd-prefix` says otherwise.
 pub const DEFAULT_ETCD_PREFIX: &str = "/meridian";
 
@@ -234,6 +257,8 @@ pub struct ServerConfig {
     pub name: Option<String>,
     /// The leader election's session lease (`--leader-lease`).
     pub election: leader::ElectionOptions,
+    /// Whether lists are served from the server's copy of the objects (`--list-cache`).
+    pub list_cache: ListCache,
 }
 
 impl Default for ServerConfig {
@@ -254,6 +279,7 @@ impl Default for ServerConfig {
             events: events::EventOptions::default(),
             name: None,
             election: leader::ElectionOptions::default(),
+            list_cache: ListCache::default(),
         }
     }
 }
@@ -380,7 +406,10 @@ impl Server {
         let watch_hub = watch_hub::WatchHub::new(
             Arc::clone(registry.reads()),
             metrics.clone(),
-            watch_hub::HubLimits::default(),
+            watch_hub::HubLimits {
+                objects: config.list_cache.enabled(&config.store),
+                ..watch_hub::HubLimits::default()
+            },
         );
         let state = AppState {
             events,

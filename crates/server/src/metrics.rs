@@ -96,6 +96,7 @@ struct Inner {
     events: Family<EventLabels, Counter>,
     watches_opened: Family<SourceLabels, Counter>,
     watch_lagged: Counter,
+    lists: Family<SourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -270,6 +271,13 @@ impl Metrics {
              store: a store watch of their own, from before the hub's window)",
             watches_opened.clone(),
         );
+        let lists = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "lists",
+            "Lists served, by where their pages came from (cache: the server's list cache; \
+             store: the store)",
+            lists.clone(),
+        );
         let watch_lagged = Counter::default();
         registry.register(
             "watch_hub_lagged",
@@ -306,6 +314,7 @@ impl Metrics {
                 events,
                 watches_opened,
                 watch_lagged,
+                lists,
             }),
         }
     }
@@ -470,6 +479,13 @@ impl Metrics {
     }
 
     /// Counts a watcher the shared watch cut off for falling behind.
+    pub(crate) fn list_served(&self, source: &'static str) {
+        self.inner
+            .lists
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
     pub(crate) fn watch_lagged(&self) {
         self.inner.watch_lagged.inc();
     }

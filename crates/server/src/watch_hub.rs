@@ -21,12 +21,24 @@
 //!
 //! Events reach watchers in chunks of whole revisions, as the store's own streams do
 //! ([`store::WatchStream::at_revision_end`]).
+//!
+//! # The list cache
+//!
+//! With [`HubLimits::objects`] the hub also keeps every object under `/registry/` as of the
+//! newest revision it received whole, and lists are served from that copy
+//! ([`WatchHub::page`]) instead of the store, as the kube-apiserver serves lists from its
+//! watch cache: on etcd a list then costs one read of the current revision, not a range
+//! read of every object. The copy is listed when the feed starts (page by page, each page
+//! at its own revision; each key keeps its newest version, and the watch from the first
+//! page's revision replays what changed meanwhile) and is served once the feed has passed
+//! the last page's revision. While the feed is down, lists go to the store.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use store::{Event, Revision, StoreError, WatchStream};
+use store::{Event, EventKind, KeyValue, RangeRequest, Revision, StoreError, WatchStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +60,9 @@ pub struct HubLimits {
     /// of the window).
     pub backlog_events: usize,
     pub backlog_bytes: usize,
+    /// Keep a copy of every object under `/registry/` and serve lists from it (see the
+    /// module documentation).
+    pub objects: bool,
 }
 
 impl Default for HubLimits {
@@ -58,6 +73,7 @@ impl Default for HubLimits {
             queue: 1_024,
             backlog_events: 1_024,
             backlog_bytes: 4 << 20,
+            objects: false,
         }
     }
 }
@@ -89,6 +105,24 @@ struct State {
     events: usize,
     bytes: usize,
     watchers: Vec<Watcher>,
+    /// With [`HubLimits::objects`]: every object under [`OBJECTS`], by key, as of `head`
+    /// once `head` has reached `listed`.
+    objects: Option<BTreeMap<String, KeyValue>>,
+    /// The revision of the listing's last page.
+    listed: Revision,
+}
+
+/// The keys the list cache holds: every API object.
+const OBJECTS: &str = "/registry/";
+
+/// Keys read per page while listing the objects.
+const LIST_PAGE: usize = 5_000;
+
+impl State {
+    /// The revision the list cache can serve, if it can.
+    fn servable(&self) -> Option<Revision> {
+        (self.live && self.objects.is_some() && self.head >= self.listed).then_some(self.head)
+    }
 }
 
 /// The server's shared watch (see the module documentation).
@@ -97,6 +131,8 @@ pub struct WatchHub {
     metrics: Metrics,
     limits: HubLimits,
     state: Mutex<State>,
+    /// The revision the list cache serves (0 while it cannot), for [`WatchHub::caught_up`].
+    servable: tokio::sync::watch::Sender<Revision>,
 }
 
 impl WatchHub {
@@ -106,7 +142,53 @@ impl WatchHub {
             metrics,
             limits,
             state: Mutex::default(),
+            servable: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Whether this hub keeps the list cache.
+    pub fn keeps_objects(&self) -> bool {
+        self.limits.objects
+    }
+
+    /// Waits (at most `timeout`) until the list cache serves revision `revision` or a
+    /// later one; `false` when it does not by then (or keeps no objects).
+    pub async fn caught_up(&self, revision: Revision, timeout: Duration) -> bool {
+        if !self.limits.objects {
+            return false;
+        }
+        let mut rx = self.servable.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|r| *r > 0 && *r >= revision));
+        matches!(reached.await, Ok(Ok(_)))
+    }
+
+    /// One page of the objects under `prefix` after `start_after`, at most `limit`, from
+    /// the list cache, if it serves `at_least` or a later revision: the objects, whether
+    /// more follow, and the revision they are as of (a store range's answer).
+    pub fn page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        at_least: Revision,
+    ) -> Option<(Vec<KeyValue>, bool, Revision)> {
+        let state = self.state.lock().expect("watch hub lock");
+        let revision = state.servable().filter(|r| *r >= at_least)?;
+        let objects = state.objects.as_ref()?;
+        let lower = match start_after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Included(prefix),
+        };
+        let mut keys = objects
+            .range::<str, _>((lower, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
+        let kvs: Vec<KeyValue> = keys
+            .by_ref()
+            .take(limit)
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        let more = keys.next().is_some();
+        Some((kvs, more, revision))
     }
 
     /// Watches keys under `prefix` from revision `start` (inclusive; 0: after now), as
@@ -190,7 +272,12 @@ impl WatchHub {
 
     /// One run of the feed: from the current revision until the watch fails.
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
-        let head = self.store.current_revision().await?;
+        let (head, objects, listed) = if self.limits.objects {
+            let (objects, first, last) = self.list_objects().await?;
+            (first, Some(objects), last)
+        } else {
+            (self.store.current_revision().await?, None, 0)
+        };
         let mut stream = self.store.watch("/", head + 1).await?;
         {
             let mut state = self.state.lock().expect("watch hub lock");
@@ -198,8 +285,11 @@ impl WatchHub {
                 live: true,
                 low: head + 1,
                 head,
+                objects,
+                listed,
                 ..State::default()
             };
+            self.servable.send_replace(state.servable().unwrap_or(0));
         }
         loop {
             let first = tokio::select! {
@@ -211,6 +301,33 @@ impl WatchHub {
                 events.push(stream.next().await.ok_or(StoreError::Closed)??);
             }
             self.publish(events);
+        }
+    }
+
+    /// Every object under [`OBJECTS`], page by page: the objects, the first page's
+    /// revision (a watch from the next one misses nothing) and the last page's.
+    async fn list_objects(
+        &self,
+    ) -> Result<(BTreeMap<String, KeyValue>, Revision, Revision), StoreError> {
+        let mut objects = BTreeMap::new();
+        let mut first = None;
+        let mut start_after = None;
+        loop {
+            let page = self
+                .store
+                .range(RangeRequest {
+                    prefix: OBJECTS.to_owned(),
+                    start_after: start_after.take(),
+                    limit: LIST_PAGE,
+                    count_only: false,
+                })
+                .await?;
+            first.get_or_insert(page.revision);
+            start_after = page.kvs.last().map(|kv| kv.key.clone());
+            objects.extend(page.kvs.into_iter().map(|kv| (kv.key.clone(), kv)));
+            if !page.more {
+                return Ok((objects, first.unwrap_or(page.revision), page.revision));
+            }
         }
     }
 
@@ -247,6 +364,10 @@ impl WatchHub {
             }
         });
         state.head = state.head.max(last);
+        if let Some(objects) = state.objects.as_mut() {
+            apply(objects, &events);
+        }
+        self.servable.send_replace(state.servable().unwrap_or(0));
         state.events += events.len();
         state.bytes += bytes;
         state.window.push_back(Chunk {
@@ -271,6 +392,31 @@ impl WatchHub {
     fn stop(&self) {
         let mut state = self.state.lock().expect("watch hub lock");
         *state = State::default();
+        self.servable.send_replace(0);
+    }
+}
+
+/// Applies events to the list cache's objects. An event older than the version held (the
+/// watch replaying what changed while the objects were listed) changes nothing.
+fn apply(objects: &mut BTreeMap<String, KeyValue>, events: &[Event]) {
+    for e in events {
+        if !e.kv.key.starts_with(OBJECTS) {
+            continue;
+        }
+        let newer = objects
+            .get(&e.kv.key)
+            .is_none_or(|held| held.mod_revision < e.kv.mod_revision);
+        if !newer {
+            continue;
+        }
+        match e.kind {
+            EventKind::Put => {
+                objects.insert(e.kv.key.clone(), e.kv.clone());
+            }
+            EventKind::Delete => {
+                objects.remove(&e.kv.key);
+            }
+        }
     }
 }
 
@@ -416,6 +562,73 @@ mod tests {
             panic!("a compacted start must fail")
         };
         assert!(matches!(e, StoreError::Compacted { .. }), "{e}");
+    }
+
+    /// The list cache pages as the store does: objects written before the hub started
+    /// (listed) and while it lists and after (from the feed), changed and deleted, in key
+    /// order, with `more` where the store says so; it serves no revision it has not reached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_list_cache_pages_as_the_store_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let key = |i: usize| format!("/registry/workloads/p/w{i:02}");
+        for i in 0..30 {
+            put(&store, vec![Op::put(key(i), format!("v{i}"))]).await;
+        }
+        put(&store, vec![Op::put("/other/key", "x")]).await;
+        let hub = WatchHub::new(
+            Arc::new(ReadView::new(store.clone())),
+            Metrics::default(),
+            HubLimits {
+                objects: true,
+                ..HubLimits::default()
+            },
+        );
+        assert!(
+            hub.page("/registry/", None, 10, 0).is_none(),
+            "not listed yet"
+        );
+        tokio::spawn(Arc::clone(&hub).run(CancellationToken::new()));
+        for i in 0..10 {
+            put(&store, vec![Op::put(key(i * 3), "changed")]).await;
+        }
+        for i in 25..30 {
+            put(&store, vec![Op::Delete(key(i))]).await;
+        }
+        let last = put(&store, vec![Op::put("/registry/workloads/q/a", "v")]).await;
+        assert!(hub.caught_up(last, Duration::from_secs(10)).await);
+        for (prefix, limit) in [
+            ("/registry/workloads/p/", 7),
+            ("/registry/workloads/", 100),
+            ("/registry/", 4),
+        ] {
+            let mut start_after: Option<String> = None;
+            loop {
+                let (kvs, more, revision) = hub
+                    .page(prefix, start_after.as_deref(), limit, last)
+                    .expect("served from the cache");
+                assert!(revision >= last);
+                let want = store
+                    .range(RangeRequest {
+                        prefix: prefix.into(),
+                        start_after: start_after.clone(),
+                        limit,
+                        count_only: false,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(kvs, want.kvs, "{prefix} after {start_after:?}");
+                assert_eq!(more, want.more, "{prefix} after {start_after:?}");
+                if !more {
+                    break;
+                }
+                start_after = kvs.last().map(|kv| kv.key.clone());
+            }
+        }
+        assert!(hub.page("/registry/", None, 10, last + 5).is_none());
+        assert!(!hub.caught_up(last + 5, Duration::from_millis(50)).await);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

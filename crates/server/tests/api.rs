@@ -314,7 +314,115 @@ async fn merge_patch_apply_dry_run_and_status() {
 #[tokio::test]
 async fn lists_paginate_and_select_by_label() {
     let ts = TestServer::start().await;
+    paginate_and_select(&ts).await;
+    assert!(
+        ts.client
+            .get_text("/metrics")
+            .await
+            .expect("metrics")
+            .contains("meridian_lists_total{source=\"store\"}"),
+        "without the list cache, lists read the store"
+    );
+}
+
+/// The same lists served from the list cache (`--list-cache on`), which SQLite stores do
+/// not keep by default: the same answers, and the metric says where they came from.
+#[tokio::test]
+async fn lists_from_the_list_cache_paginate_and_select_by_label() {
+    let ts = TestServer::start_with(ServerConfig {
+        list_cache: server::ListCache::On,
+        ..ServerConfig::default()
+    })
+    .await;
+    paginate_and_select(&ts).await;
+    let metrics = ts.client.get_text("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("meridian_lists_total{source=\"cache\"}")
+            && !metrics.contains("meridian_lists_total{source=\"store\"}"),
+        "every list came from the cache: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("meridian_lists"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A list served from the list cache sees every write acknowledged before it (a consistent
+/// read: the cache waits until it has the store's current revision), also right after a
+/// create, an update and a delete; `resourceVersion=0` lists whatever the cache holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_from_the_list_cache_sees_the_writes_before_it() {
+    let ts = TestServer::start_with(ServerConfig {
+        list_cache: server::ListCache::On,
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await;
     let c = setup_finance(&ts).await;
+    let wl = kind("wl");
+    let names = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for i in 0..40 {
+        let name = format!("w{i:02}");
+        c.create(wl, Some("finance"), &workload(&name, json!({})), false)
+            .await
+            .expect("create");
+        let listed = c
+            .list_all(wl, Some("finance"), &ListOptions::default())
+            .await
+            .expect("list");
+        assert_eq!(listed.len(), i + 1, "the list right after creating {name}");
+        assert!(names(&listed).contains(&name));
+    }
+    let mut changed = workload("w07", json!({"tier": "changed"}));
+    let current = c.get(wl, Some("finance"), "w07").await.expect("get");
+    changed["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    c.replace(wl, Some("finance"), "w07", &changed)
+        .await
+        .expect("update");
+    let tiered = c
+        .list_all(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                label_selector: Some("tier=changed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(names(&tiered), ["w07"], "the update is listed at once");
+    c.delete(wl, Some("finance"), "w03").await.expect("delete");
+    let listed = c
+        .list_all(wl, Some("finance"), &ListOptions::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 39);
+    assert!(
+        !names(&listed).contains(&"w03".to_owned()),
+        "the delete is listed at once"
+    );
+    let any = c
+        .list(
+            wl,
+            Some("finance"),
+            &ListOptions {
+                resource_version: Some("0".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("resourceVersion=0");
+    assert!(!any["items"].as_array().expect("items").is_empty());
+}
+
+async fn paginate_and_select(ts: &TestServer) {
+    let c = setup_finance(ts).await;
     let wl = kind("wl");
     for i in 0..25 {
         let tier = if i % 5 == 0 { "batch" } else { "web" };

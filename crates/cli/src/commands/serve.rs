@@ -67,6 +67,11 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
         },
         tls_san: args.tls_san.clone(),
         name: args.server_name.clone(),
+        list_cache: match args.list_cache {
+            crate::args::ListCacheArg::Auto => server::ListCache::Auto,
+            crate::args::ListCacheArg::On => server::ListCache::On,
+            crate::args::ListCacheArg::Off => server::ListCache::Off,
+        },
         election: server::leader::ElectionOptions {
             lease_ttl: args.leader_lease,
         },

@@ -1,5 +1,18 @@
 //! Lists: pages read in chunks under a key prefix, selectors applied as they are read,
 //! opaque continue tokens (the last key and the first page's revision).
+//!
+//! Pages come from the server's list cache ([`crate::watch_hub`]) when it keeps one and
+//! holds what the list must see, else from the store:
+//! - no `resourceVersion` (kubectl's lists): a consistent read, as the kube-apiserver's
+//!   cache serves it: the store's current revision is read (on etcd, a quorum read) and
+//!   the cache must have applied it, so a list sees every write acknowledged before it;
+//! - `resourceVersion=0`: whatever the cache holds now (client-go's first list);
+//! - `resourceVersion=N`: at least revision N;
+//! - a continued list: at least the first page's revision.
+//!
+//! A cache that has not reached the revision within [`CACHE_WAIT`] (its feed is
+//! restarting, or, on an etcd cluster shared with others, the newest revision is not one
+//! of this store's writes) leaves the list to the store.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -8,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use api::LabelSelector;
-use store::RangeRequest;
+use store::{RangeRequest, Revision};
 
 use super::{Params, Target, json_response, meta_str};
 use crate::app::AppState;
@@ -198,6 +211,35 @@ pub fn list_prefix(who: &Principal, target: &Target) -> String {
     }
 }
 
+/// How long a list waits for the list cache to reach the revision it must see.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The revision a list served from the list cache must include, when the cache can serve
+/// it (see the module documentation).
+async fn cache_revision(
+    state: &AppState,
+    q: &Params,
+    continued: Option<Revision>,
+) -> ApiResult<Option<Revision>> {
+    if !state.watch_hub.keeps_objects() {
+        return Ok(None);
+    }
+    let given = q
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse::<Revision>().ok());
+    let at_least = match (continued, given) {
+        (Some(rv), _) => rv,
+        (None, Some(rv)) => rv,
+        (None, None) => state.store().current_revision().await?,
+    };
+    Ok(state
+        .watch_hub
+        .caught_up(at_least, CACHE_WAIT)
+        .await
+        .then_some(at_least))
+}
+
 pub(crate) async fn list(
     state: AppState,
     who: Principal,
@@ -225,6 +267,10 @@ pub(crate) async fn list(
         }
         _ => (None, None),
     };
+    let cached = cache_revision(&state, &q, first_rv).await?;
+    state
+        .metrics
+        .list_served(if cached.is_some() { "cache" } else { "store" });
     let mut items = Vec::new();
     let mut revision = first_rv;
     let more: bool;
@@ -232,15 +278,30 @@ pub(crate) async fn list(
     'pages: loop {
         // With a selector most keys may not match: read in chunks, stop at `limit` matches.
         let chunk = (limit - items.len()).clamp(256.min(limit), max);
-        let page = state
-            .store()
-            .range(RangeRequest {
-                prefix: prefix.clone(),
-                start_after: start_after.clone(),
-                limit: chunk,
-                count_only: false,
-            })
-            .await?;
+        let from_cache = cached.and_then(|at_least| {
+            state
+                .watch_hub
+                .page(&prefix, start_after.as_deref(), chunk, at_least)
+        });
+        let page = match from_cache {
+            Some((kvs, more, revision)) => store::RangeResponse {
+                kvs,
+                more,
+                count: 0,
+                revision,
+            },
+            None => {
+                state
+                    .store()
+                    .range(RangeRequest {
+                        prefix: prefix.clone(),
+                        start_after: start_after.clone(),
+                        limit: chunk,
+                        count_only: false,
+                    })
+                    .await?
+            }
+        };
         match revision {
             // A continue token's revision is the first page's: never one from the future
             // (a forged token), so that what the list answers is what the store holds.
