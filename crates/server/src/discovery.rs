@@ -198,7 +198,10 @@ pub fn openapi_document() -> Value {
                 "fieldSelector",
                 "Field selector: metadata.name, metadata.namespace."
             ),
-            query("resourceVersion", "Watch from this revision."),
+            query(
+                "resourceVersion",
+                "Watch from this revision; list at least this revision (0: any, unset: the newest).",
+            ),
             query("limit", "Page size."),
             query("continue", "Token of the next page."),
             query("watch", "Stream changes."),
