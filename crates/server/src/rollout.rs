@@ -97,8 +97,9 @@ pub struct Plan {
     pub target: Option<(u32, String)>,
     /// The status to write (the scheduler adds the placement message).
     pub status: WorkloadStatus,
-    /// With `autoRevert`, the revision to return the spec to.
-    pub revert_to: Option<WorkloadRevision>,
+    /// With `autoRevert`, the revision to return the spec to (boxed: a pass holds a plan
+    /// per workload, and a revision with its template is most of a plan's size).
+    pub revert_to: Option<Box<WorkloadRevision>>,
     /// When the plan would change without any write (an instance becomes available, a
     /// deadline passes): the scheduler looks again by then.
     pub recheck_in: Option<Duration>,
@@ -610,7 +611,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
                 "RollingBack",
                 format!("autoRevert: returning to revision {good}"),
             ));
-            plan.revert_to = Some(entry.clone());
+            plan.revert_to = Some(Box::new(entry.clone()));
         }
     }
     if rolling && !stopped && !w.spec.paused && (!plan.place.is_empty() || !plan.remove.is_empty())

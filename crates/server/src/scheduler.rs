@@ -16,7 +16,11 @@
 //! workload nor any site, node, project or allocation changed, planning it again would
 //! give the same answer, so it is skipped (and planned again after 5 minutes regardless),
 //! like kube-scheduler's unschedulable queue. A backlog that cannot be placed then costs
-//! a pass its snapshot, not a re-plan.
+//! a pass its snapshot, not a re-plan. Likewise a workload whose last plan had nothing to
+//! do (nothing to place or stop, no status to write, no event, nothing waiting on the
+//! clock) is not planned again while neither it, its allocations nor the addresses of
+//! their nodes changed (and for 5 minutes at most): a pass over a settled estate of
+//! 100,000 workloads plans the few that changed, not all of them.
 //!
 //! Safety against racing schedulers and crashes:
 //! - An instance's Allocation has a deterministic name, `{workload}-{replica}`, and is
@@ -107,6 +111,8 @@ pub struct PassReport {
     /// Allocations of gangs that were partly placed and could not be completed in this
     /// pass, released so that the gang waits whole ([`release_broken_gangs`]).
     pub gang_released: usize,
+    /// Workloads planned; the others were quiet (see the module documentation).
+    pub planned: usize,
 }
 
 /// Whether an instance of `w` that was on a lost node is placed again: services and VMs
@@ -384,6 +390,34 @@ pub struct PassCache {
     /// When the last pass's plans change by themselves (an instance becomes available
     /// after `minReadySeconds`, a rollout's deadline passes).
     recheck_in: Option<Duration>,
+    /// Workloads whose last plan had nothing to do, with what that plan read.
+    quiet: HashMap<(String, String), Quiet>,
+}
+
+/// A workload whose last plan had nothing to do: nothing to place or stop, no status to
+/// write, no event, no `recheck_in`.
+struct Quiet {
+    /// Its store revision when it was planned.
+    revision: Revision,
+    /// [`plan_inputs`] of its instances then.
+    inputs: u64,
+    since: std::time::Instant,
+}
+
+/// How long a quiet workload goes without being planned at most.
+const QUIET_REPLAN: Duration = Duration::from_secs(300);
+
+/// What a workload's plan reads besides the workload: its allocations (name and store
+/// revision) and the addresses of their nodes (its endpoints), as a hash.
+fn plan_inputs(instances: &[rollout::Instance<'_>], addresses: &HashMap<&str, &str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in instances {
+        i.allocation.metadata.name.hash(&mut h);
+        i.store_revision.hash(&mut h);
+        addresses.get(i.allocation.spec.node.as_str()).hash(&mut h);
+    }
+    h.finish()
 }
 
 struct Waiting {
@@ -520,7 +554,11 @@ pub async fn pass_with(
     // Plan: per workload, which instances stop and which start (`rollout.rs`), and the
     // periodic jobs' runs (`periodic.rs`).
     let now = jiff::Timestamp::now();
-    let mut plans = compute(|| plan_rollouts(&snap, now));
+    let mut plans = {
+        let quiet = &memory.quiet;
+        compute(|| plan_rollouts(&snap, now, quiet))
+    };
+    report.planned = plans.by_workload.len() + plans.periodic.len();
     phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
@@ -1071,6 +1109,13 @@ async fn write_statuses(
         })
         .collect();
     let mut counts: HashMap<String, queues::Counts> = HashMap::new();
+    // Workloads whose plan had nothing to do, not to be planned again while nothing
+    // changes (see the module documentation).
+    let mut quiet: HashMap<(String, String), Quiet> = plans
+        .still_quiet
+        .iter()
+        .filter_map(|key| memory.quiet.remove_entry(key))
+        .collect();
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written many per transaction (see `write_workloads`).
     let mut still_waiting = HashMap::new();
@@ -1113,6 +1158,12 @@ async fn write_statuses(
                         continue;
                     };
                     let pending = pending_of.get(&key).copied().unwrap_or(0);
+                    let idle = pending == 0
+                        && plan.place.is_empty()
+                        && plan.remove.is_empty()
+                        && plan.revert_to.is_none()
+                        && plan.recheck_in.is_none()
+                        && plan.events.is_empty();
                     let message = refused.get(&key).cloned().or_else(|| {
                         unplaceable
                             .get(&key)
@@ -1245,8 +1296,20 @@ async fn write_statuses(
                         Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
                         None => WorkloadWrite::status(w, *rev, status)?,
                     };
-                    if let Some(write) = write {
-                        emit(write);
+                    match write {
+                        Some(write) => emit(write),
+                        None if idle && message.is_none() => {
+                            if let Some(inputs) = plans.inputs.get(&key) {
+                                let since = std::time::Instant::now();
+                                let entry = Quiet {
+                                    revision: *rev,
+                                    inputs: *inputs,
+                                    since,
+                                };
+                                quiet.insert(key, entry);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 Ok(ready)
@@ -1277,6 +1340,7 @@ async fn write_statuses(
         }
     }
     memory.waiting = still_waiting;
+    memory.quiet = quiet;
     match written.failed {
         Some(e) => Err(e),
         None => Ok(counts),
@@ -1585,10 +1649,19 @@ struct Plans<'a> {
     orphan_runs: Vec<(String, String, Revision)>,
     /// Allocations whose workload is gone.
     orphans: Vec<(AllocationKey, (Arc<Allocation>, Revision))>,
+    /// [`plan_inputs`] of the workloads planned that may turn out quiet (not queued).
+    inputs: HashMap<(String, String), u64>,
+    /// Quiet workloads not planned in this pass (their [`PassCache::quiet`] entries stand).
+    still_quiet: Vec<(String, String)>,
 }
 
-/// Plans every workload's instances (`rollout::plan`) from the snapshot.
-fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
+/// Plans the instances (`rollout::plan`) of every workload of the snapshot that is not
+/// quiet (see the module documentation).
+fn plan_rollouts<'a>(
+    snap: &'a Snapshot,
+    now: jiff::Timestamp,
+    quiet: &HashMap<(String, String), Quiet>,
+) -> Plans<'a> {
     let workloads: HashMap<(String, String), &Workload> = snap
         .workloads
         .iter()
@@ -1646,16 +1719,34 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
         .collect();
     let mut by_workload = HashMap::new();
     let mut periodic = HashMap::new();
-    for (key, w) in &workloads {
+    let mut inputs = HashMap::new();
+    let mut still_quiet = Vec::new();
+    for (w, revision) in &snap.workloads {
+        let key = (
+            w.metadata.namespace.clone().unwrap_or_default(),
+            w.metadata.name.clone(),
+        );
         if w.spec.schedule.is_some() {
-            let mine = runs.get(key).map(Vec::as_slice).unwrap_or_default();
-            periodic.insert(key.clone(), periodic::plan(w, mine, now));
-        } else {
-            let mine = instances.get(key).map(Vec::as_slice).unwrap_or_default();
-            let mut plan = rollout::plan(w, mine, now);
-            plan.status.endpoints = rollout::endpoints(mine, |n| addresses.get(n).copied());
-            by_workload.insert(key.clone(), plan);
+            let mine = runs.get(&key).map(Vec::as_slice).unwrap_or_default();
+            periodic.insert(key, periodic::plan(w, mine, now));
+            continue;
         }
+        let mine = instances.get(&key).map(Vec::as_slice).unwrap_or_default();
+        // Queued jobs are planned every pass: where they stand depends on the others.
+        if !snap.queues.of.contains_key(&key) {
+            let read = plan_inputs(mine, &addresses);
+            let unchanged = quiet.get(&key).is_some_and(|q| {
+                q.revision == *revision && q.inputs == read && q.since.elapsed() < QUIET_REPLAN
+            });
+            if unchanged {
+                still_quiet.push(key);
+                continue;
+            }
+            inputs.insert(key.clone(), read);
+        }
+        let mut plan = rollout::plan(w, mine, now);
+        plan.status.endpoints = rollout::endpoints(mine, |n| addresses.get(n).copied());
+        by_workload.insert(key, plan);
     }
     Plans {
         workloads,
@@ -1663,6 +1754,8 @@ fn plan_rollouts(snap: &Snapshot, now: jiff::Timestamp) -> Plans<'_> {
         periodic,
         orphan_runs,
         orphans,
+        inputs,
+        still_quiet,
     }
 }
 

@@ -244,3 +244,95 @@ async fn bad_ports_and_volumes_name_the_field() {
         "nothing half-applied"
     );
 }
+
+/// Passes until one plans nothing (the estate is settled), at most `max`; the last report.
+async fn settle(r: &TestServer, memory: &mut scheduler::PassCache) -> scheduler::PassReport {
+    let options = SchedulerOptions::default();
+    for _ in 0..5 {
+        let report = scheduler::pass_with(&r.state, &options, memory)
+            .await
+            .expect("pass");
+        if report.planned == 0 {
+            return report;
+        }
+    }
+    panic!("five passes and the settled estate is still planned");
+}
+
+/// A settled workload (rolled out, its instances running) is not planned again while nothing
+/// it depends on changes, and is planned again, with the right outcome, when its instances' status, its node's address or
+/// its spec changes.
+#[tokio::test]
+async fn a_settled_workload_is_planned_again_only_when_what_it_reads_changes() {
+    let r = TestServer::start().await;
+    let c = &r.client;
+    estate(c, 1).await;
+    c.create(
+        kind("workload"),
+        Some("default"),
+        &service("web", 2, json!([{"name": "http", "port": 0}])),
+        false,
+    )
+    .await
+    .expect("workload");
+    let options = SchedulerOptions::default();
+    let mut memory = scheduler::PassCache::default();
+    let first = scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+    assert_eq!((first.placed, first.planned), (2, 1));
+    // While it rolls out (its instances not yet running) it is planned every pass.
+    let again = scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+    assert_eq!(again.planned, 1);
+
+    // Its instances run and are healthy: planned again, its endpoints published.
+    run_all(c, "web").await;
+    let report = scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+    assert_eq!(report.planned, 1);
+    let w = c
+        .get(kind("workload"), Some("default"), "web")
+        .await
+        .unwrap();
+    assert_eq!(w["status"]["runningReplicas"], 2, "{w:#}");
+    let eps = w["status"]["endpoints"].as_array().expect("endpoints");
+    assert!(eps.iter().all(|e| e["address"] == "10.0.0.1"), "{w:#}");
+    settle(&r, &mut memory).await;
+
+    // Its node's address changes: planned again, the endpoints follow.
+    let mut n = c.get(kind("node"), None, "n0").await.expect("node");
+    n["status"]["addresses"] = json!([{"type": "InternalIP", "address": "10.0.0.99"}]);
+    c.replace_status(kind("node"), None, "n0", &n)
+        .await
+        .expect("node status");
+    let report = scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+    assert_eq!(report.planned, 1);
+    let w = c
+        .get(kind("workload"), Some("default"), "web")
+        .await
+        .unwrap();
+    let eps = w["status"]["endpoints"].as_array().expect("endpoints");
+    assert_eq!(eps.len(), 2);
+    assert!(eps.iter().all(|e| e["address"] == "10.0.0.99"), "{w:#}");
+    settle(&r, &mut memory).await;
+
+    // Scaled up: planned again, the new instance placed.
+    let mut w = c
+        .get(kind("workload"), Some("default"), "web")
+        .await
+        .unwrap();
+    w["spec"]["replicas"] = json!(3);
+    c.replace(kind("workload"), Some("default"), "web", &w)
+        .await
+        .expect("scale");
+    let report = scheduler::pass_with(&r.state, &options, &mut memory)
+        .await
+        .expect("pass");
+    assert_eq!((report.planned, report.placed), (1, 1));
+    assert_eq!(allocations(c, "web").await.len(), 3);
+}
