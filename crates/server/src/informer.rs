@@ -170,11 +170,16 @@ enum Decoded {
     Queue(Queue),
 }
 
-fn typed<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Result<T, String> {
-    let broken = |e: serde_json::Error| format!("stored object {} does not decode: {e}", kv.key);
-    let mut value: serde_json::Value = serde_json::from_slice(&kv.value).map_err(broken)?;
-    registry::set_resource_version(&mut value, kv.mod_revision);
-    serde_json::from_value(value).map_err(broken)
+/// A stored object decoded straight into its type (not through a `serde_json::Value`),
+/// with its `resourceVersion`.
+fn typed<S, T>(kv: &KeyValue) -> Result<api::kinds::Object<S, T>, String>
+where
+    api::kinds::Object<S, T>: serde::de::DeserializeOwned,
+{
+    let mut object: api::kinds::Object<S, T> = serde_json::from_slice(&kv.value)
+        .map_err(|e| format!("stored object {} does not decode: {e}", kv.key))?;
+    object.metadata.resource_version = Some(kv.mod_revision.to_string());
+    Ok(object)
 }
 
 fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> {
