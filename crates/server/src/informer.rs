@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use api::queue::Queue;
 use api::{Allocation, Node, Project, Site, Workload};
-use store::{Event, EventKind, KeyValue, RangeRequest, Revision, StoreError};
+use store::{Event, EventKind, KeyValue, Revision, StoreError};
 
 use crate::error::ApiError;
 use crate::registry::{self, ReadView};
@@ -206,32 +206,21 @@ impl Cache {
         let mut cache = Cache::default();
         let mut first = None;
         for (slot, prefix) in slots() {
-            let mut start_after = None;
-            loop {
-                let page = store
-                    .range(RangeRequest {
-                        prefix: prefix.clone(),
-                        start_after: start_after.take(),
-                        limit: PAGE,
-                        count_only: false,
-                    })
-                    .await?;
-                first.get_or_insert(page.revision);
-                cache.revision = cache.revision.max(page.revision);
-                start_after = page.kvs.last().map(|kv| kv.key.clone());
-                let changes: Vec<Change> = crate::scheduler::compute(|| {
-                    page.kvs
-                        .into_iter()
-                        .map(|kv| Change::of_put(slot, kv))
-                        .collect()
-                });
-                for change in changes {
-                    cache.apply(change);
-                }
-                if !page.more {
-                    break;
-                }
-            }
+            store
+                .for_each_page(&prefix, PAGE, |page| {
+                    first.get_or_insert(page.revision);
+                    cache.revision = cache.revision.max(page.revision);
+                    let changes: Vec<Change> = crate::scheduler::compute(|| {
+                        page.kvs
+                            .into_iter()
+                            .map(|kv| Change::of_put(slot, kv))
+                            .collect()
+                    });
+                    for change in changes {
+                        cache.apply(change);
+                    }
+                })
+                .await?;
         }
         Ok((cache, first.unwrap_or(0)))
     }

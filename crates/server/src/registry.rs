@@ -230,26 +230,40 @@ impl ReadView {
         self.store.space()
     }
 
-    /// Every key under `prefix`, read in pages of 5,000.
-    pub async fn read_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
-        let mut out = Vec::new();
+    /// Reads every key under `prefix` in pages of at most `page` keys, each at its own
+    /// revision, handing each page to `each` as it comes.
+    pub async fn for_each_page(
+        &self,
+        prefix: &str,
+        page: usize,
+        mut each: impl FnMut(RangeResponse),
+    ) -> Result<(), StoreError> {
         let mut start_after = None;
         loop {
-            let page = self
+            let read = self
                 .store
                 .range(RangeRequest {
                     prefix: prefix.to_owned(),
-                    start_after: start_after.clone(),
-                    limit: 5_000,
+                    start_after: start_after.take(),
+                    limit: page,
                     count_only: false,
                 })
                 .await?;
-            start_after = page.kvs.last().map(|kv| kv.key.clone());
-            out.extend(page.kvs);
-            if !page.more {
-                return Ok(out);
+            start_after = read.kvs.last().map(|kv| kv.key.clone());
+            let more = read.more;
+            each(read);
+            if !more {
+                return Ok(());
             }
         }
+    }
+
+    /// Every key under `prefix`, read in pages of 5,000.
+    pub async fn read_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
+        let mut out = Vec::new();
+        self.for_each_page(prefix, 5_000, |page| out.extend(page.kvs))
+            .await?;
+        Ok(out)
     }
 
     /// How many keys there are under `prefix` (counted, none read).

@@ -38,7 +38,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use store::{Event, EventKind, KeyValue, RangeRequest, Revision, StoreError, WatchStream};
+use store::{Event, EventKind, KeyValue, Revision, StoreError, WatchStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -310,25 +310,15 @@ impl WatchHub {
         &self,
     ) -> Result<(BTreeMap<String, KeyValue>, Revision, Revision), StoreError> {
         let mut objects = BTreeMap::new();
-        let mut first = None;
-        let mut start_after = None;
-        loop {
-            let page = self
-                .store
-                .range(RangeRequest {
-                    prefix: OBJECTS.to_owned(),
-                    start_after: start_after.take(),
-                    limit: LIST_PAGE,
-                    count_only: false,
-                })
-                .await?;
-            first.get_or_insert(page.revision);
-            start_after = page.kvs.last().map(|kv| kv.key.clone());
-            objects.extend(page.kvs.into_iter().map(|kv| (kv.key.clone(), kv)));
-            if !page.more {
-                return Ok((objects, first.unwrap_or(page.revision), page.revision));
-            }
-        }
+        let (mut first, mut last) = (None, 0);
+        self.store
+            .for_each_page(OBJECTS, LIST_PAGE, |page| {
+                first.get_or_insert(page.revision);
+                last = page.revision;
+                objects.extend(page.kvs.into_iter().map(|kv| (kv.key.clone(), kv)));
+            })
+            .await?;
+        Ok((objects, first.unwrap_or(last), last))
     }
 
     /// Adds a revision-whole run of events to the window and hands it to the watchers.
@@ -425,7 +415,7 @@ mod tests {
     use std::time::Duration;
 
     use store::sqlite::{SqliteOptions, SqliteStore};
-    use store::{Op, Store, Txn};
+    use store::{Op, RangeRequest, Store, Txn};
 
     use super::*;
 

@@ -245,7 +245,7 @@ async fn bad_ports_and_volumes_name_the_field() {
     );
 }
 
-/// Passes until one plans nothing (the estate is settled), at most `max`; the last report.
+/// Passes until one plans nothing (the estate is settled), at most five; the last report.
 async fn settle(r: &TestServer, memory: &mut scheduler::PassCache) -> scheduler::PassReport {
     let options = SchedulerOptions::default();
     for _ in 0..5 {
@@ -260,8 +260,8 @@ async fn settle(r: &TestServer, memory: &mut scheduler::PassCache) -> scheduler:
 }
 
 /// A settled workload (rolled out, its instances running) is not planned again while nothing
-/// it depends on changes, and is planned again, with the right outcome, when its instances' status, its node's address or
-/// its spec changes.
+/// it depends on changes, and is planned again, with the right outcome, when its instances'
+/// status, its node's address or its spec changes.
 #[tokio::test]
 async fn a_settled_workload_is_planned_again_only_when_what_it_reads_changes() {
     let r = TestServer::start().await;
