@@ -40,7 +40,7 @@ use etcd_client::{TxnOp, TxnOpResponse};
 use tokio::sync::{mpsc, oneshot};
 
 use super::txn::{Heads, KnownHeads, MAX_APPEND_ATTEMPTS, encoded_size};
-use super::{EtcdError, EtcdStore, Retry, header_revision, kv_client};
+use super::{EtcdError, EtcdStore, Retry, header_revision};
 use crate::chain;
 use crate::{Compare, Op, StoreError, Txn, TxnResponse};
 
@@ -365,10 +365,7 @@ impl EtcdStore {
             .and_then(success)
             .or_else(failure);
         let resp = self
-            .call("appending a group to a hash chain", Retry::Write, |c| {
-                let request = request.clone();
-                async move { kv_client(&c).txn(request).await }
-            })
+            .send_txn("appending a group to a hash chain", Retry::Write, &request)
             .await?;
         let revision = header_revision(resp.header())?;
         let responses = resp.op_responses();

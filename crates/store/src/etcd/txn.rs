@@ -153,6 +153,20 @@ impl EtcdStore {
         })
     }
 
+    /// Sends one etcd transaction (retried as [`Retry`] says).
+    pub(super) async fn send_txn(
+        &self,
+        what: &'static str,
+        retry: Retry,
+        request: &etcd_client::Txn,
+    ) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.call(what, retry, |c| {
+            let request = request.clone();
+            async move { kv_client(&c).txn(request).await }
+        })
+        .await
+    }
+
     pub(super) async fn run_txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
         crate::sqlite::validate(&txn)?;
         let size = encoded_size(&txn, self.keys.data_prefix_len());
@@ -187,10 +201,7 @@ impl EtcdStore {
             .and_then(self.ops(&txn.success, &mut Heads::default())?)
             .or_else(self.ops(&txn.failure, &mut Heads::default())?);
         let resp = self
-            .call("committing a transaction", Retry::Write, |c| {
-                let request = request.clone();
-                async move { kv_client(&c).txn(request).await }
-            })
+            .send_txn("committing a transaction", Retry::Write, &request)
             .await
             .map_err(|e| self.lease_error(e, &txn))?;
         let revision = header_revision(resp.header())?;
@@ -247,10 +258,7 @@ impl EtcdStore {
                 .when(self.head_guards(&read))
                 .and_then([TxnOp::txn(inner)]);
             let resp = self
-                .call("appending to a hash chain", Retry::Write, |c| {
-                    let request = request.clone();
-                    async move { kv_client(&c).txn(request).await }
-                })
+                .send_txn("appending to a hash chain", Retry::Write, &request)
                 .await
                 .map_err(|e| self.lease_error(e, txn))?;
             if !resp.succeeded() {
@@ -308,10 +316,7 @@ impl EtcdStore {
             .collect();
         let request = etcd_client::Txn::new().and_then(ops);
         let resp = self
-            .call("reading chain heads", Retry::Read, |c| {
-                let request = request.clone();
-                async move { kv_client(&c).txn(request).await }
-            })
+            .send_txn("reading chain heads", Retry::Read, &request)
             .await?;
         let revision = header_revision(resp.header())?;
         let mut heads = BTreeMap::new();
