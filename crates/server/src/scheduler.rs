@@ -558,7 +558,7 @@ pub async fn pass_with(
         let quiet = &memory.quiet;
         compute(|| plan_rollouts(&snap, now, quiet))
     };
-    report.planned = plans.by_workload.len() + plans.periodic.len();
+    report.planned = plans.by_workload.len() + plans.periodic.len() + plans.quiet.len();
     phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
@@ -1116,6 +1116,7 @@ async fn write_statuses(
         .iter()
         .filter_map(|key| memory.quiet.remove_entry(key))
         .collect();
+    quiet.extend(plans.quiet.drain(..));
     // Workload status: the rollout's counts and conditions, and why the rest waits.
     // Written many per transaction (see `write_workloads`).
     let mut still_waiting = HashMap::new();
@@ -1158,12 +1159,6 @@ async fn write_statuses(
                         continue;
                     };
                     let pending = pending_of.get(&key).copied().unwrap_or(0);
-                    let idle = pending == 0
-                        && plan.place.is_empty()
-                        && plan.remove.is_empty()
-                        && plan.revert_to.is_none()
-                        && plan.recheck_in.is_none()
-                        && plan.events.is_empty();
                     let message = refused.get(&key).cloned().or_else(|| {
                         unplaceable
                             .get(&key)
@@ -1194,24 +1189,15 @@ async fn write_statuses(
                             .map(|r| r.message.clone())
                     });
                     let mut status = plan.status;
-                    match &quota_wait {
-                        Some(why) if pending > 0 => rollout::set_condition(
-                            &mut status.conditions,
-                            QUOTA_RESERVED,
-                            api::kinds::ConditionStatus::False,
-                            "OverQuota",
-                            format!("{pending} instances wait for quota: {why}"),
-                            jiff::Timestamp::now(),
-                            false,
-                        ),
-                        _ => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
-                    }
-                    let desired = status.desired_replicas;
-                    status.placed_replicas = status
-                        .placed_replicas
-                        .saturating_add(committed.get(&key).copied().unwrap_or(0))
-                        .min(desired);
-                    status.message.clone_from(&message);
+                    finish_status(
+                        &mut status,
+                        committed.get(&key).copied().unwrap_or(0),
+                        message.clone(),
+                        quota_wait
+                            .as_deref()
+                            .filter(|_| pending > 0)
+                            .map(|why| (pending, why)),
+                    );
                     let mut queue_wait = None;
                     if let Some(q) = queue {
                         let prev = w.status.as_ref().and_then(|s| s.queue.as_ref());
@@ -1296,20 +1282,8 @@ async fn write_statuses(
                         Some(to) => Some(WorkloadWrite::revert(w, *rev, status, &to)?),
                         None => WorkloadWrite::status(w, *rev, status)?,
                     };
-                    match write {
-                        Some(write) => emit(write),
-                        None if idle && message.is_none() => {
-                            if let Some(inputs) = plans.inputs.get(&key) {
-                                let since = std::time::Instant::now();
-                                let entry = Quiet {
-                                    revision: *rev,
-                                    inputs: *inputs,
-                                    since,
-                                };
-                                quiet.insert(key, entry);
-                            }
-                        }
-                        None => {}
+                    if let Some(write) = write {
+                        emit(write);
                     }
                 }
                 Ok(ready)
@@ -1345,6 +1319,34 @@ async fn write_statuses(
         Some(e) => Err(e),
         None => Ok(counts),
     }
+}
+
+/// What a pass adds to a plan's status: the instances it placed (`placed`), why the rest
+/// wait (`message`), and the `QuotaReserved` condition while `quota_wait` says some
+/// (how many, why) wait for their project's quota.
+fn finish_status(
+    status: &mut api::kinds::WorkloadStatus,
+    placed: u32,
+    message: Option<String>,
+    quota_wait: Option<(usize, &str)>,
+) {
+    match quota_wait {
+        Some((pending, why)) => rollout::set_condition(
+            &mut status.conditions,
+            QUOTA_RESERVED,
+            api::kinds::ConditionStatus::False,
+            "OverQuota",
+            format!("{pending} instances wait for quota: {why}"),
+            jiff::Timestamp::now(),
+            false,
+        ),
+        None => status.conditions.retain(|c| c.type_ != QUOTA_RESERVED),
+    }
+    status.placed_replicas = status
+        .placed_replicas
+        .saturating_add(placed)
+        .min(status.desired_replicas);
+    status.message = message;
 }
 
 /// The Workload condition that says its instances wait for their project's quota
@@ -1649,10 +1651,10 @@ struct Plans<'a> {
     orphan_runs: Vec<(String, String, Revision)>,
     /// Allocations whose workload is gone.
     orphans: Vec<(AllocationKey, (Arc<Allocation>, Revision))>,
-    /// [`plan_inputs`] of the workloads planned that may turn out quiet (not queued).
-    inputs: HashMap<(String, String), u64>,
     /// Quiet workloads not planned in this pass (their [`PassCache::quiet`] entries stand).
     still_quiet: Vec<(String, String)>,
+    /// Workloads planned in this pass and found quiet: their plans are not kept.
+    quiet: Vec<((String, String), Quiet)>,
 }
 
 /// Plans the instances (`rollout::plan`) of every workload of the snapshot that is not
@@ -1719,8 +1721,8 @@ fn plan_rollouts<'a>(
         .collect();
     let mut by_workload = HashMap::new();
     let mut periodic = HashMap::new();
-    let mut inputs = HashMap::new();
     let mut still_quiet = Vec::new();
+    let mut quiet_now = Vec::new();
     for (w, revision) in &snap.workloads {
         let key = (
             w.metadata.namespace.clone().unwrap_or_default(),
@@ -1733,8 +1735,8 @@ fn plan_rollouts<'a>(
         }
         let mine = instances.get(&key).map(Vec::as_slice).unwrap_or_default();
         // Queued jobs are planned every pass: where they stand depends on the others.
-        if !snap.queues.of.contains_key(&key) {
-            let read = plan_inputs(mine, &addresses);
+        let inputs = (!snap.queues.of.contains_key(&key)).then(|| plan_inputs(mine, &addresses));
+        if let Some(read) = inputs {
             let unchanged = quiet.get(&key).is_some_and(|q| {
                 q.revision == *revision && q.inputs == read && q.since.elapsed() < QUIET_REPLAN
             });
@@ -1742,10 +1744,26 @@ fn plan_rollouts<'a>(
                 still_quiet.push(key);
                 continue;
             }
-            inputs.insert(key.clone(), read);
         }
         let mut plan = rollout::plan(w, mine, now);
         plan.status.endpoints = rollout::endpoints(mine, |n| addresses.get(n).copied());
+        // Nothing to do and nothing to write: quiet from now on, and the plan is not kept.
+        if let Some(read) = inputs
+            && is_idle(&plan)
+        {
+            let mut status = std::mem::take(&mut plan.status);
+            finish_status(&mut status, 0, None, None);
+            if w.status.as_ref() == Some(&status) {
+                let entry = Quiet {
+                    revision: *revision,
+                    inputs: read,
+                    since: std::time::Instant::now(),
+                };
+                quiet_now.push((key, entry));
+                continue;
+            }
+            plan.status = status;
+        }
         by_workload.insert(key, plan);
     }
     Plans {
@@ -1754,9 +1772,19 @@ fn plan_rollouts<'a>(
         periodic,
         orphan_runs,
         orphans,
-        inputs,
         still_quiet,
+        quiet: quiet_now,
     }
+}
+
+/// Whether a plan has nothing to do: nothing to place or stop, no revert, no event, and
+/// nothing that changes with time alone.
+fn is_idle(plan: &rollout::Plan) -> bool {
+    plan.place.is_empty()
+        && plan.remove.is_empty()
+        && plan.revert_to.is_none()
+        && plan.recheck_in.is_none()
+        && plan.events.is_empty()
 }
 
 /// The Allocation for a placed decision.
