@@ -181,6 +181,17 @@ pub const QUEUE: &KindInfo = &KindInfo {
     has_status: true,
 };
 
+/// The `Cohort` kind: a node of the tree through which queues lend and borrow quota (see
+/// [`crate::queue::CohortSpec`]).
+pub const COHORT: &KindInfo = &KindInfo {
+    kind: "Cohort",
+    plural: "cohorts",
+    singular: "cohort",
+    short_names: &["coh"],
+    scope: Scope::Global,
+    has_status: false,
+};
+
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the
 /// constants above, so a kind is renamed in one place.
 pub static KINDS: &[KindInfo] = &[
@@ -195,6 +206,7 @@ pub static KINDS: &[KindInfo] = &[
     *VIRTUAL_MACHINE,
     *MIGRATION_PLAN,
     *QUEUE,
+    *COHORT,
 ];
 
 /// Finds a kind by kind, singular, plural or short name, ignoring case
@@ -276,6 +288,7 @@ pub enum AnyObject {
     VirtualMachine(crate::migrate::VirtualMachine),
     MigrationPlan(crate::migrate::MigrationPlan),
     Queue(crate::queue::Queue),
+    Cohort(crate::queue::Cohort),
 }
 
 /// Every variant, for the fields all shapes share (`apiVersion`, `metadata`).
@@ -293,6 +306,7 @@ macro_rules! each_kind {
             AnyObject::VirtualMachine($o) => $body,
             AnyObject::MigrationPlan($o) => $body,
             AnyObject::Queue($o) => $body,
+            AnyObject::Cohort($o) => $body,
         }
     };
 }
@@ -312,6 +326,7 @@ macro_rules! each_spec_kind {
             AnyObject::VirtualMachine($o) => $body,
             AnyObject::MigrationPlan($o) => $body,
             AnyObject::Queue($o) => $body,
+            AnyObject::Cohort($o) => $body,
         }
     };
 }
@@ -338,6 +353,7 @@ impl AnyObject {
             AnyObject::VirtualMachine(_) => VIRTUAL_MACHINE,
             AnyObject::MigrationPlan(_) => MIGRATION_PLAN,
             AnyObject::Queue(_) => QUEUE,
+            AnyObject::Cohort(_) => COHORT,
         }
     }
 
@@ -386,6 +402,7 @@ impl AnyObject {
             (AnyObject::VirtualMachine(a), AnyObject::VirtualMachine(b)) => a.status = b.status,
             (AnyObject::MigrationPlan(a), AnyObject::MigrationPlan(b)) => a.status = b.status,
             (AnyObject::Queue(a), AnyObject::Queue(b)) => a.status = b.status,
+            (AnyObject::Cohort(a), AnyObject::Cohort(b)) => a.status = b.status,
             _ => return false,
         }
         true
@@ -452,6 +469,12 @@ impl From<crate::migrate::MigrationPlan> for AnyObject {
 impl From<crate::queue::Queue> for AnyObject {
     fn from(o: crate::queue::Queue) -> Self {
         AnyObject::Queue(o)
+    }
+}
+
+impl From<crate::queue::Cohort> for AnyObject {
+    fn from(o: crate::queue::Cohort) -> Self {
+        AnyObject::Cohort(o)
     }
 }
 
@@ -1902,6 +1925,7 @@ mod tests {
             VIRTUAL_MACHINE,
             MIGRATION_PLAN,
             QUEUE,
+            COHORT,
         ];
         assert_eq!(KINDS.len(), constants.len());
         for (table, constant) in KINDS.iter().zip(constants) {

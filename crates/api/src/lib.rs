@@ -2,7 +2,7 @@
 //!
 //! This crate does no I/O and knows nothing of HTTP, SQL or async runtimes. It owns:
 //! - the Kubernetes-style envelope ([`ObjectMeta`], [`List`], [`Status`], [`WatchEvent`]);
-//! - the kinds (`Site`, `Node`, `Workload`, `Allocation`, `Policy`, `Project`, `Event`, `Secret`, `VirtualMachine`, `MigrationPlan`, `Queue`) and the
+//! - the kinds (`Site`, `Node`, `Workload`, `Allocation`, `Policy`, `Project`, `Event`, `Secret`, `VirtualMachine`, `MigrationPlan`, `Queue`, `Cohort`) and the
 //!   [`KindInfo`] table that names them (singular, plural, short names, scope);
 //! - parsing of manifests (YAML, multi-document YAML, JSON) with errors that name the
 //!   source, the document, the field path and, for syntax errors, line and column;

@@ -17,7 +17,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::{Condition, KindInfo, Object, QUEUE, ResourceTotals, Spec, string_enum};
+use crate::kinds::{COHORT, Condition, KindInfo, Object, QUEUE, ResourceTotals, Spec, string_enum};
 use crate::quantity::{Cpu, Memory};
 
 /// A queue: quota, cohort, strategy, preemption and fair-sharing weight.
@@ -346,6 +346,91 @@ pub struct QueueStatus {
 }
 
 pub type Queue = Object<QueueSpec, QueueStatus>;
+
+/// A cohort (Kueue's `Cohort`): a node of a tree of cohorts through which queues lend
+/// and borrow. Queues name their cohort (`QueueSpec::cohort`); a cohort may name a
+/// `parent`, so a team's queues first share among themselves, then with the department's
+/// other teams, then the organisation's. A cohort's own `quota` is nominal quota its
+/// whole subtree may use (a budget held by the department, not by any one queue); its
+/// `borrowingLimit` bounds what its subtree takes from the parent beyond what the subtree
+/// has, its `lendingLimit` what of the subtree's quota the parent's other subtrees may
+/// use. A cohort named by a queue or a cohort but not created is a root without quota of
+/// its own, as it was before cohorts were objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CohortSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The cohort above this one; a root when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Quota held by the cohort for its subtree, per resource, with the limits on what
+    /// it borrows from and lends to its parent.
+    #[serde(default)]
+    pub quota: QueueQuota,
+    /// Quota per flavour name: what this cohort holds for its queues' flavours of that
+    /// name (`spot`), as `quota` does for their `spec.quota`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flavors: Vec<CohortFlavor>,
+    /// Fair sharing between the cohort and its siblings under the same parent (default
+    /// 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+impl CohortSpec {
+    /// The fair-sharing weight (default 1).
+    pub fn weight(&self) -> u32 {
+        self.weight.unwrap_or(1)
+    }
+}
+
+/// A cohort's quota for the queue flavours of one name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CohortFlavor {
+    /// The flavour name, as queues of the subtree name theirs.
+    pub name: String,
+    #[serde(default)]
+    pub quota: QueueQuota,
+}
+
+/// A cohort has no status of its own: its queues report usage, and a queue's `Active`
+/// condition says when its cohort tree is broken (a loop of parents).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CohortStatus {}
+
+impl Spec for CohortSpec {
+    const KIND_INFO: &'static KindInfo = COHORT;
+}
+
+pub type Cohort = Object<CohortSpec, CohortStatus>;
+
+/// A quota's bounds, for tables: `cpu 64, H100 16` (`-` when it bounds nothing).
+pub fn quota_summary(quota: &QueueQuota) -> String {
+    let mut parts = Vec::new();
+    if let Some(q) = &quota.cpu {
+        parts.push(format!("cpu {}", q.nominal));
+    }
+    if let Some(q) = &quota.memory {
+        parts.push(format!("memory {}", q.nominal));
+    }
+    if let Some(q) = &quota.gpus {
+        parts.push(format!("gpus {}", q.nominal));
+    }
+    for (model, q) in &quota.gpus_by_model {
+        parts.push(format!("{model} {}", q.nominal));
+    }
+    if let Some(q) = &quota.instances {
+        parts.push(format!("instances {}", q.nominal));
+    }
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
 
 string_enum! {
     /// Why a job waits in its queue: the typed reason in `WorkloadStatus.queue`.

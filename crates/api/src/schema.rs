@@ -39,6 +39,7 @@ pub fn openapi_schemas() -> Map<String, Value> {
     add::<crate::migrate::VirtualMachine>(&mut generator, &mut names, "VirtualMachine");
     add::<crate::migrate::MigrationPlan>(&mut generator, &mut names, "MigrationPlan");
     add::<crate::queue::Queue>(&mut generator, &mut names, "Queue");
+    add::<crate::queue::Cohort>(&mut generator, &mut names, "Cohort");
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<ListMeta>();
     generator.subschema_for::<Status>();

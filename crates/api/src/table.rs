@@ -86,6 +86,7 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["NAME", "COHORT", "STRATEGY", "PENDING", "ADMITTED", "USAGE"],
             &["WEIGHT", "SHARE", "PROJECTS"],
         ),
+        "Cohort" => (&["NAME", "PARENT", "QUOTA", "WEIGHT"], &["FLAVORS"]),
         "Event" => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
@@ -407,6 +408,24 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
                 ],
             )
         }
+        AnyObject::Cohort(o) => (
+            vec![
+                name,
+                or_none(o.spec.parent.as_deref()),
+                crate::queue::quota_summary(&o.spec.quota),
+                o.spec.weight().to_string(),
+            ],
+            vec![if o.spec.flavors.is_empty() {
+                NONE.to_string()
+            } else {
+                o.spec
+                    .flavors
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name, crate::queue::quota_summary(&f.quota)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }],
+        ),
         AnyObject::Event(e) => (
             vec![
                 or_none(e.last_seen()),

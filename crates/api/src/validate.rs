@@ -291,6 +291,7 @@ pub fn decode_as(info: &KindInfo, mut value: serde_json::Value) -> Result<AnyObj
         "VirtualMachine" => AnyObject::VirtualMachine(typed(value)?),
         "MigrationPlan" => AnyObject::MigrationPlan(typed(value)?),
         "Queue" => AnyObject::Queue(typed(value)?),
+        "Cohort" => AnyObject::Cohort(typed(value)?),
         other => unreachable!("kind {other} in KINDS without a type"),
     })
 }
@@ -1590,22 +1591,26 @@ impl Checker {
         }
     }
 
-    /// A queue: names are names, limits fit inside what they limit, durations parse.
-    fn queue(&mut self, q: &crate::queue::QueueSpec) {
+    /// A quota's limits: lending within nominal (`lending_within_nominal`, for queues:
+    /// a cohort lends from its whole subtree), and limits only where there is someone to
+    /// borrow from and lend to (`linked`: the field that names them, when set).
+    fn quota_limits(
+        &mut self,
+        field: &str,
+        quota: &crate::queue::QueueQuota,
+        linked: Result<(), &str>,
+        lending_within_nominal: bool,
+    ) {
         use crate::queue::ResourceQuota;
-        if let Some(c) = &q.cohort {
-            self.label_name("spec.cohort", c, "cohort");
-        }
-        for (i, p) in q.projects.iter().enumerate() {
-            self.label_name(&format!("spec.projects[{i}]"), p, "project");
-        }
         fn limits<T: Copy + PartialOrd + std::fmt::Display>(
             c: &mut Checker,
             field: &str,
             r: &ResourceQuota<T>,
-            cohort: bool,
+            linked: Result<(), &str>,
+            lending_within_nominal: bool,
         ) {
-            if let Some(l) = r.lending_limit
+            if lending_within_nominal
+                && let Some(l) = r.lending_limit
                 && l > r.nominal
             {
                 c.err(
@@ -1616,36 +1621,94 @@ impl Checker {
                     ),
                 );
             }
-            if !cohort && (r.borrowing_limit.is_some() || r.lending_limit.is_some()) {
-                c.err(
-                    field.to_string(),
-                    "borrowingLimit and lendingLimit need spec.cohort: queues borrow and lend within a cohort",
+            if let Err(needs) = linked
+                && (r.borrowing_limit.is_some() || r.lending_limit.is_some())
+            {
+                c.err(field.to_string(), needs.to_string());
+            }
+        }
+        let w = lending_within_nominal;
+        if let Some(r) = &quota.cpu {
+            limits(self, &format!("{field}.cpu"), r, linked, w);
+        }
+        if let Some(r) = &quota.memory {
+            limits(self, &format!("{field}.memory"), r, linked, w);
+        }
+        if let Some(r) = &quota.gpus {
+            limits(self, &format!("{field}.gpus"), r, linked, w);
+        }
+        if let Some(r) = &quota.instances {
+            limits(self, &format!("{field}.instances"), r, linked, w);
+        }
+        for (model, r) in &quota.gpus_by_model {
+            if model.trim().is_empty() {
+                self.err(
+                    format!("{field}.gpusByModel"),
+                    "a GPU model name is empty; name it as nodes report it (H100)",
+                );
+            }
+            limits(self, &format!("{field}.gpusByModel.{model}"), r, linked, w);
+        }
+    }
+
+    /// A cohort: names are names, it is not its own parent, limits need a parent, and
+    /// flavour quotas are named once and bound something.
+    fn cohort(&mut self, name: &str, c: &crate::queue::CohortSpec) {
+        if let Some(p) = &c.parent {
+            self.label_name("spec.parent", p, "cohort");
+            if p == name {
+                self.err(
+                    "spec.parent",
+                    format!("cohort {name} cannot be its own parent: name the cohort above it, or leave parent out for a root"),
                 );
             }
         }
-        let cohort = q.cohort.is_some();
+        let linked = match c.parent {
+            Some(_) => Ok(()),
+            None => Err(
+                "borrowingLimit and lendingLimit need spec.parent: a root cohort has no one to borrow from or lend to",
+            ),
+        };
+        self.quota_limits("spec.quota", &c.quota, linked, false);
+        let mut names = std::collections::BTreeSet::new();
+        for (i, f) in c.flavors.iter().enumerate() {
+            let field = format!("spec.flavors[{i}]");
+            self.label_name(&format!("{field}.name"), &f.name, "flavor");
+            if !names.insert(f.name.as_str()) {
+                self.err(
+                    format!("{field}.name"),
+                    format!(
+                        "flavor {} is listed twice: name each flavor of a cohort once",
+                        f.name
+                    ),
+                );
+            }
+            if f.quota.is_empty() {
+                self.err(
+                    format!("{field}.quota"),
+                    "a flavor bounds at least one resource (cpu, memory, gpus, instances or gpusByModel)",
+                );
+            }
+            self.quota_limits(&format!("{field}.quota"), &f.quota, linked, false);
+        }
+    }
+
+    /// A queue: names are names, limits fit inside what they limit, durations parse.
+    fn queue(&mut self, q: &crate::queue::QueueSpec) {
+        if let Some(c) = &q.cohort {
+            self.label_name("spec.cohort", c, "cohort");
+        }
+        for (i, p) in q.projects.iter().enumerate() {
+            self.label_name(&format!("spec.projects[{i}]"), p, "project");
+        }
+        let linked = match q.cohort {
+            Some(_) => Ok(()),
+            None => Err(
+                "borrowingLimit and lendingLimit need spec.cohort: queues borrow and lend within a cohort",
+            ),
+        };
         let quota = |c: &mut Checker, field: &str, quota: &crate::queue::QueueQuota| {
-            if let Some(r) = &quota.cpu {
-                limits(c, &format!("{field}.cpu"), r, cohort);
-            }
-            if let Some(r) = &quota.memory {
-                limits(c, &format!("{field}.memory"), r, cohort);
-            }
-            if let Some(r) = &quota.gpus {
-                limits(c, &format!("{field}.gpus"), r, cohort);
-            }
-            if let Some(r) = &quota.instances {
-                limits(c, &format!("{field}.instances"), r, cohort);
-            }
-            for (model, r) in &quota.gpus_by_model {
-                if model.trim().is_empty() {
-                    c.err(
-                        format!("{field}.gpusByModel"),
-                        "a GPU model name is empty; name it as nodes report it (H100)",
-                    );
-                }
-                limits(c, &format!("{field}.gpusByModel.{model}"), r, cohort);
-            }
+            c.quota_limits(field, quota, linked, true);
         };
         quota(self, "spec.quota", &q.quota);
         // Flavours: named once each, each naming where it applies and what it bounds.
@@ -1924,6 +1987,7 @@ pub fn validate(object: &AnyObject) -> Result<(), FieldErrors> {
         AnyObject::VirtualMachine(o) => c.virtual_machine(&o.spec),
         AnyObject::MigrationPlan(o) => c.migration_plan(&o.spec),
         AnyObject::Queue(o) => c.queue(&o.spec),
+        AnyObject::Cohort(o) => c.cohort(&o.metadata.name, &o.spec),
     }
     if c.errors.is_empty() {
         Ok(())
@@ -2441,5 +2505,45 @@ mod tests {
             "a label value is empty",
         );
         has("spec.flavors[3].quota.cpu", "need spec.cohort");
+    }
+
+    #[test]
+    fn a_cohort_names_a_parent_other_than_itself_and_limits_need_one() {
+        let cohort = |name: &str, spec: serde_json::Value| {
+            json!({"apiVersion": "meridian.dev/v1", "kind": "Cohort",
+                   "metadata": {"name": name}, "spec": spec})
+        };
+        let ok = cohort(
+            "ml",
+            json!({"parent": "research",
+                   "quota": {"cpu": {"nominal": "8", "lendingLimit": "32", "borrowingLimit": "4"}},
+                   "flavors": [{"name": "spot", "quota": {"gpus": {"nominal": 4}}}]}),
+        );
+        assert_eq!(errors(ok), Vec::<String>::new());
+        let bad = errors(cohort(
+            "ml",
+            json!({"parent": "ml",
+                   "flavors": [{"name": "spot", "quota": {}},
+                               {"name": "spot", "quota": {"cpu": {"nominal": "1"}}}]}),
+        ));
+        let has = |field: &str, words: &str| {
+            assert!(
+                bad.iter()
+                    .any(|e| e.starts_with(field) && e.contains(words)),
+                "{field}: {words}: {bad:?}"
+            );
+        };
+        has("spec.parent", "cannot be its own parent");
+        has("spec.flavors[0].quota", "bounds at least one resource");
+        has("spec.flavors[1].name", "flavor spot is listed twice");
+        let root = errors(cohort(
+            "org",
+            json!({"quota": {"cpu": {"nominal": "8", "borrowingLimit": "1"}}}),
+        ));
+        assert!(
+            root.iter()
+                .any(|e| e.starts_with("spec.quota.cpu") && e.contains("need spec.parent")),
+            "{root:?}"
+        );
     }
 }

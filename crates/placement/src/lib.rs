@@ -86,7 +86,7 @@ pub struct Placer<'a> {
     /// Queued jobs, one lane per queue.
     lanes: Vec<Lane>,
     /// Each lane's queue's weighted share, kept current as usage changes.
-    shares: Vec<u64>,
+    shares: Vec<Vec<(u32, u64)>>,
     members: Vec<Vec<usize>>,
     /// Undecided instances per workload.
     pending: Vec<usize>,
@@ -178,8 +178,8 @@ impl<'a> Placer<'a> {
         }
     }
 
-    /// The lane whose head goes next: lowest weighted share of its cohort's lending
-    /// first (fair sharing), then the head's priority, then its age.
+    /// The lane whose head goes next: lowest weighted share first (fair sharing, down
+    /// the cohort tree: [`queue::share_order`]), then the head's priority, then its age.
     fn next_lane(&self) -> Option<usize> {
         let batch = self.batch;
         self.lanes
@@ -191,8 +191,7 @@ impl<'a> Placer<'a> {
                     &batch.workloads[a.jobs[a.next]],
                     &batch.workloads[b.jobs[b.next]],
                 );
-                self.shares[*i]
-                    .cmp(&self.shares[*j])
+                queue::share_order(&self.shares[*i], &self.shares[*j])
                     .then_with(|| {
                         api::queue::queue_order(
                             (

@@ -14,7 +14,24 @@
 //! q may reach     min(nominal(q) + borrowingLimit(q), guaranteed(q) + pool - Σ drawn(p ≠ q))
 //! ```
 //!
-//! which is Kueue's ClusterQueue accounting. Usage counts every allocation the snapshot
+//! which is Kueue's ClusterQueue accounting. Cohorts form trees (Kueue's hierarchical
+//! cohorts, `Cohort` objects with a `parent`): per resource, a cohort's subtree quota is
+//! its own nominal plus what each child (queue or cohort) lends it, and its usage what
+//! each child draws beyond what it keeps; a node may use what it keeps, plus what its
+//! parent has available, up to its `borrowingLimit` beyond what it stores there:
+//!
+//! ```text
+//! quota(c)     = own(c) + Σ (quota(k) - guaranteed(k))   over children k
+//! usage(c)     = Σ max(0, usage(k) - guaranteed(k))
+//! available(n) = quota(n) - usage(n)                                 at a root
+//!              = max(0, guaranteed(n) - usage(n))
+//!                + min(available(parent), quota(n) - guaranteed(n)
+//!                      - max(0, usage(n) - guaranteed(n)) + borrowingLimit(n))
+//! q may reach    usage(q) + available(q)
+//! ```
+//!
+//! where a cohort's `guaranteed` is what its `lendingLimit` keeps from its parent. With
+//! one level this is the formula above. Usage counts every allocation the snapshot
 //! holds for a job of the queue (admitted earlier, or placed in this batch), so one batch
 //! cannot overshoot.
 //!
@@ -36,7 +53,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use api::queue::{Queue, QueuePreemption, QueueReason, QueueingStrategy, ResourceQuota};
+use api::queue::{Cohort, Queue, QueuePreemption, QueueReason, QueueingStrategy, ResourceQuota};
 
 use crate::fleet::Usage;
 
@@ -304,6 +321,73 @@ impl CompiledQueue {
     }
 }
 
+/// A cohort, compiled: a node of a cohort tree.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledCohort {
+    pub name: String,
+    /// The cohort above (`None`: a root).
+    pub parent: Option<u32>,
+    /// The cohorts below.
+    pub cohorts: Vec<u32>,
+    /// The queues that name it.
+    pub queues: Vec<u32>,
+    /// Every queue of its subtree.
+    pub members: Vec<u32>,
+    /// Its own quota.
+    pub bounds: Vec<(Res, Bound)>,
+    /// Its own quota per flavour name.
+    pub flavors: Vec<(String, Vec<(Res, Bound)>)>,
+    pub weight: u32,
+    /// Set when its parents looped back to it: the parent it names, which was ignored
+    /// (it is a root).
+    pub loop_through: Option<String>,
+}
+
+impl CompiledCohort {
+    fn bound(&self, part: Option<&str>, r: &Res) -> Option<&Bound> {
+        let bounds = match part {
+            None => &self.bounds,
+            Some(name) => &self.flavors.iter().find(|(n, _)| n == name)?.1,
+        };
+        bounds.iter().find(|(x, _)| x == r).map(|(_, b)| b)
+    }
+}
+
+/// A node's amounts of one resource (in one part) in the cohort tree.
+#[derive(Debug, Clone, Copy, Default)]
+struct Amounts {
+    /// Its subtree's quota (a queue's nominal).
+    quota: u64,
+    /// What its subtree uses: a queue's usage; for a cohort what its children draw beyond
+    /// what they keep.
+    usage: u64,
+    /// What it keeps from its parent.
+    guaranteed: u64,
+    borrowing: Option<u64>,
+}
+
+impl Amounts {
+    fn with_lending(mut self, lending: Option<u64>) -> Amounts {
+        self.guaranteed = self.quota - lending.unwrap_or(self.quota).min(self.quota);
+        self
+    }
+
+    /// What it draws from its parent.
+    fn drawn(&self) -> u64 {
+        self.usage.saturating_sub(self.guaranteed)
+    }
+}
+
+/// How much of a resource a queue may hold now, and what sets it (see
+/// [`Queues::limit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct QueueLimit {
+    pub limit: u64,
+    pub reason: QueueReason,
+    /// The cohort whose `borrowingLimit` sets it (`OverBorrowingLimit` of a cohort).
+    pub limited_by: Option<String>,
+}
+
 /// The queues of an estate and which queue each job counts against, for a [`Batch`]
 /// (`Batch::set_queues`).
 ///
@@ -312,29 +396,132 @@ impl CompiledQueue {
 pub struct Queues {
     pub(crate) list: Vec<CompiledQueue>,
     pub(crate) ids: HashMap<String, u32>,
-    /// Cohort name → its queues.
-    pub(crate) cohorts: HashMap<String, Vec<u32>>,
+    /// Every cohort named by a queue, a `Cohort` object or a cohort's parent.
+    pub(crate) cohorts: Vec<CompiledCohort>,
+    /// Each queue's cohort.
+    pub(crate) cohort_of: Vec<Option<u32>>,
     /// (project, workload) → queue, and the flavour it was admitted into when its job
     /// records one: every job whose allocations count against a queue.
     pub(crate) assigned: HashMap<(String, String), (u32, Option<u16>)>,
 }
 
 impl Queues {
-    /// Compiles the queues (any order; names are unique).
+    /// Compiles the queues (any order; names are unique), their cohorts flat.
     pub fn new<'a>(queues: impl IntoIterator<Item = &'a Queue>) -> Queues {
+        Queues::with_cohorts(queues, [])
+    }
+
+    /// Compiles the queues and the cohort tree (any order; names are unique). A cohort
+    /// whose parents loop back to it is made a root (the first such in name order; see
+    /// [`Queues::cohort_loops`]).
+    pub fn with_cohorts<'a>(
+        queues: impl IntoIterator<Item = &'a Queue>,
+        cohorts: impl IntoIterator<Item = &'a Cohort>,
+    ) -> Queues {
         let mut out = Queues::default();
         let mut list: Vec<&Queue> = queues.into_iter().collect();
         list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let objects: BTreeMap<&str, &Cohort> = cohorts
+            .into_iter()
+            .map(|c| (c.metadata.name.as_str(), c))
+            .collect();
+        // Every cohort name, in order: named by a queue, an object, or as a parent.
+        let mut names: std::collections::BTreeSet<&str> = objects.keys().copied().collect();
+        names.extend(list.iter().filter_map(|q| q.spec.cohort.as_deref()));
+        names.extend(objects.values().filter_map(|c| c.spec.parent.as_deref()));
+        let cohort_ids: HashMap<&str, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as u32))
+            .collect();
+        out.cohorts = names
+            .iter()
+            .map(|&name| match objects.get(name) {
+                Some(c) => CompiledCohort {
+                    name: name.to_string(),
+                    parent: c.spec.parent.as_deref().map(|p| cohort_ids[p]),
+                    bounds: bounds_of(&c.spec.quota),
+                    flavors: c
+                        .spec
+                        .flavors
+                        .iter()
+                        .map(|f| (f.name.clone(), bounds_of(&f.quota)))
+                        .collect(),
+                    weight: c.spec.weight(),
+                    ..CompiledCohort::default()
+                },
+                None => CompiledCohort {
+                    name: name.to_string(),
+                    weight: 1,
+                    ..CompiledCohort::default()
+                },
+            })
+            .collect();
+        out.break_loops();
+        for c in 0..out.cohorts.len() {
+            if let Some(p) = out.cohorts[c].parent {
+                out.cohorts[p as usize].cohorts.push(c as u32);
+            }
+        }
         for q in list {
             let id = out.list.len() as u32;
             let c = CompiledQueue::new(q);
-            if let Some(cohort) = &c.cohort {
-                out.cohorts.entry(cohort.clone()).or_default().push(id);
+            let cohort = c.cohort.as_deref().map(|n| cohort_ids[n]);
+            if let Some(k) = cohort {
+                out.cohorts[k as usize].queues.push(id);
+                let mut at = Some(k);
+                while let Some(k) = at {
+                    out.cohorts[k as usize].members.push(id);
+                    at = out.cohorts[k as usize].parent;
+                }
             }
+            out.cohort_of.push(cohort);
             out.ids.insert(c.name.clone(), id);
             out.list.push(c);
         }
         out
+    }
+
+    /// Makes a root of the first cohort (in name order) of every loop of parents.
+    fn break_loops(&mut self) {
+        for start in 0..self.cohorts.len() {
+            let mut path = vec![start as u32];
+            while let Some(p) = self.cohorts[*path.last().expect("a start") as usize].parent {
+                if let Some(at) = path.iter().position(|&c| c == p) {
+                    let cut = *path[at..].iter().min().expect("a loop");
+                    let parent = self.cohorts[cut as usize].parent.take().expect("in a loop");
+                    let name = self.cohorts[parent as usize].name.clone();
+                    self.cohorts[cut as usize].loop_through = Some(name);
+                    break;
+                }
+                path.push(p);
+            }
+        }
+    }
+
+    /// Cohorts whose parents loop, with the parent ignored: `(cohort, parent)`.
+    pub fn cohort_loops(&self) -> Vec<(&str, &str)> {
+        self.cohorts
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), c.loop_through.as_deref()?)))
+            .collect()
+    }
+
+    /// For the queue named `queue`: the cohort of its tree whose parents looped, made
+    /// a root, and the parent it names (see [`Queues::cohort_loops`]).
+    pub fn loop_above(&self, queue: &str) -> Option<(&str, &str)> {
+        let q = *self.ids.get(queue)?;
+        let root = &self.cohorts[self.root_of(q)? as usize];
+        Some((root.name.as_str(), root.loop_through.as_deref()?))
+    }
+
+    /// The root of queue `q`'s cohort tree.
+    fn root_of(&self, q: u32) -> Option<u32> {
+        let mut c = self.cohort_of[q as usize]?;
+        while let Some(p) = self.cohorts[c as usize].parent {
+            c = p;
+        }
+        Some(c)
     }
 
     /// Records that the allocations of job `namespace/name` count against `queue` (the
@@ -364,10 +551,11 @@ impl Queues {
         self.list.is_empty()
     }
 
-    /// The queues of a cohort other than `q`.
+    /// The queues that share quota with `q`: every queue of its cohort tree, `q`
+    /// included (none without a cohort).
     pub(crate) fn peers(&self, q: u32) -> &[u32] {
-        match &self.list[q as usize].cohort {
-            Some(c) => self.cohorts.get(c).map_or(&[][..], Vec::as_slice),
+        match self.root_of(q) {
+            Some(root) => &self.cohorts[root as usize].members,
             None => &[],
         }
     }
@@ -385,48 +573,118 @@ impl Queues {
         }
     }
 
+    /// Queue `p`'s amounts of `r` in the part named `part` (its flavour of that name, or
+    /// the whole queue), when it bounds `r` there.
+    fn queue_amounts(
+        &self,
+        p: u32,
+        part: Option<&str>,
+        r: &Res,
+        usage: &[Held],
+    ) -> Option<Amounts> {
+        let queue = &self.list[p as usize];
+        let f = match part {
+            None => None,
+            Some(name) => Some(queue.flavor_id(name)?),
+        };
+        let b = queue.bound(f, r)?;
+        Some(Amounts {
+            quota: b.nominal,
+            usage: r.of(usage[p as usize].of(f)),
+            guaranteed: b.guaranteed(),
+            borrowing: b.borrowing,
+        })
+    }
+
+    /// Cohort `c`'s amounts of `r` in the part named `part`, from its subtree.
+    fn cohort_amounts(&self, c: u32, part: Option<&str>, r: &Res, usage: &[Held]) -> Amounts {
+        let cohort = &self.cohorts[c as usize];
+        let own = cohort.bound(part, r);
+        let mut a = Amounts {
+            quota: own.map_or(0, |b| b.nominal),
+            borrowing: own.and_then(|b| b.borrowing),
+            ..Amounts::default()
+        };
+        let children = cohort
+            .queues
+            .iter()
+            .filter_map(|&q| self.queue_amounts(q, part, r, usage))
+            .chain(
+                cohort
+                    .cohorts
+                    .iter()
+                    .map(|&k| self.cohort_amounts(k, part, r, usage)),
+            );
+        for k in children {
+            a.quota = a.quota.saturating_add(k.quota - k.guaranteed);
+            a.usage = a.usage.saturating_add(k.drawn());
+        }
+        a.with_lending(own.and_then(|b| b.lending))
+    }
+
     /// How much of `r` queue `q` (or its flavour `flavor`) may hold in all now, given
-    /// every queue's usage, and which rule sets that: its nominal quota (no cohort), its
-    /// borrowing limit, or what the cohort's pool (of the same flavour) has left.
+    /// every queue's usage, and which rule sets that: its nominal quota (no cohort, or
+    /// nothing else in the tree lends it), a borrowing limit (its own or a cohort's on the
+    /// way up), or what the cohort tree (of the same flavour name) has left.
     pub(crate) fn limit(
         &self,
         q: u32,
         flavor: Option<u16>,
         r: &Res,
         usage: &[Held],
-    ) -> Option<(u64, QueueReason)> {
+    ) -> Option<QueueLimit> {
         let queue = &self.list[q as usize];
-        let b = queue.bound(flavor, r)?;
-        let peers = self.peers(q);
-        if queue.cohort.is_none() || peers.len() <= 1 {
-            return Some((b.nominal, QueueReason::OverNominalQuota));
+        let part = queue.flavor_name(flavor);
+        let mine = self.queue_amounts(q, part, r, usage)?;
+        let nominal = QueueLimit {
+            limit: mine.quota,
+            reason: QueueReason::OverNominalQuota,
+            limited_by: None,
+        };
+        let Some(cohort) = self.cohort_of[q as usize] else {
+            return Some(nominal);
+        };
+        // The path from the queue up to the root, with each node's amounts.
+        let mut path = vec![(None, mine)];
+        let mut at = Some(cohort);
+        while let Some(c) = at {
+            path.push((Some(c), self.cohort_amounts(c, part, r, usage)));
+            at = self.cohorts[c as usize].parent;
         }
-        let mut pool = 0u64;
-        let mut drawn_by_others = 0u64;
-        for &p in peers {
-            let Some(part) = self.same_part(q, flavor, p) else {
-                continue;
-            };
-            let Some(pb) = self.list[p as usize].bound(part, r) else {
-                continue;
-            };
-            pool = pool.saturating_add(pb.lendable());
-            if p != q {
-                let used = r.of(usage[p as usize].of(part));
-                drawn_by_others =
-                    drawn_by_others.saturating_add(used.saturating_sub(pb.guaranteed()));
+        let (_, root) = path.last().expect("a root");
+        if root.quota <= mine.quota - mine.guaranteed {
+            // Nothing in the tree but the queue's own lending: nothing to borrow.
+            return Some(nominal);
+        }
+        // Down from the root: what each node has available, and whose limit set it.
+        let mut available = root.quota.saturating_sub(root.usage);
+        let mut set_by: Option<Option<u32>> = None;
+        for (node, a) in path.iter().rev().skip(1) {
+            let mut from_parent = available;
+            if let Some(limit) = a.borrowing {
+                let most = (a.quota - a.guaranteed)
+                    .saturating_add(limit)
+                    .saturating_sub(a.drawn());
+                if most < from_parent {
+                    from_parent = most;
+                    set_by = Some(*node);
+                }
             }
+            available = a.guaranteed.saturating_sub(a.usage) + from_parent;
         }
-        let by_pool = b
-            .guaranteed()
-            .saturating_add(pool.saturating_sub(drawn_by_others));
-        match b.borrowing {
-            Some(limit) if b.nominal.saturating_add(limit) < by_pool => Some((
-                b.nominal.saturating_add(limit),
-                QueueReason::OverBorrowingLimit,
-            )),
-            _ => Some((by_pool, QueueReason::WaitingForBorrowableQuota)),
-        }
+        let limit = mine.usage.saturating_add(available);
+        Some(match set_by {
+            Some(by) => QueueLimit {
+                limit,
+                reason: QueueReason::OverBorrowingLimit,
+                limited_by: by.map(|c| self.cohorts[c as usize].name.clone()),
+            },
+            None => QueueLimit {
+                limit,
+                reason: QueueReason::WaitingForBorrowableQuota,
+                limited_by: None,
+            },
+        })
     }
 
     /// Fair sharing: what queue `q` borrows beyond its nominal quota as a share of what
@@ -446,9 +704,9 @@ impl Queues {
         extra: Option<(&Usage, Option<u16>)>,
     ) -> u64 {
         let queue = &self.list[q as usize];
-        if queue.cohort.is_none() {
+        let Some(cohort) = self.cohort_of[q as usize] else {
             return 0;
-        }
+        };
         let mut share = 0u64;
         for part in queue.parts() {
             for (r, b) in queue.bounds_in(part) {
@@ -462,15 +720,9 @@ impl Queues {
                 if borrowed == 0 {
                     continue;
                 }
-                let pool: u64 = self
-                    .peers(q)
-                    .iter()
-                    .filter_map(|&p| {
-                        let pp = self.same_part(q, part, p)?;
-                        self.list[p as usize].bound(pp, r)
-                    })
-                    .map(Bound::lendable)
-                    .sum();
+                let pool = self
+                    .cohort_amounts(cohort, queue.flavor_name(part), r, usage)
+                    .quota;
                 let s = (u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64;
                 share = share.max(s);
             }
@@ -482,8 +734,65 @@ impl Queues {
         }
     }
 
-    /// Whether queue `q` uses more than its nominal quota of some resource, as a whole
-    /// or in some flavour.
+    /// Fair sharing of cohort `c` among its siblings: what its subtree draws from its
+    /// parent beyond its own quota, as a share of the parent's quota, the largest over
+    /// the resources its subtree bounds (dominant resource share), in thousandths,
+    /// divided by its weight. 0 for a root.
+    fn cohort_share(&self, c: u32, usage: &[Held]) -> u64 {
+        let cohort = &self.cohorts[c as usize];
+        let Some(parent) = cohort.parent else {
+            return 0;
+        };
+        let mut keys: std::collections::BTreeSet<(Option<&str>, &Res)> = cohort
+            .bounds
+            .iter()
+            .map(|(r, _)| (None, r))
+            .chain(
+                cohort
+                    .flavors
+                    .iter()
+                    .flat_map(|(n, b)| b.iter().map(move |(r, _)| (Some(n.as_str()), r))),
+            )
+            .collect();
+        for &q in &cohort.members {
+            let queue = &self.list[q as usize];
+            for part in queue.parts() {
+                for (r, _) in queue.bounds_in(part) {
+                    keys.insert((queue.flavor_name(part), r));
+                }
+            }
+        }
+        let mut share = 0u64;
+        for (part, r) in keys {
+            let a = self.cohort_amounts(c, part, r, usage);
+            let borrowed = a.usage.saturating_sub(a.quota);
+            if borrowed == 0 {
+                continue;
+            }
+            let pool = self.cohort_amounts(parent, part, r, usage).quota;
+            share = share.max((u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64);
+        }
+        match (share, cohort.weight) {
+            (0, _) => 0,
+            (_, 0) => u64::MAX,
+            (s, w) => s / u64::from(w),
+        }
+    }
+
+    /// Fair sharing across a cohort tree: the weighted shares from the root down to
+    /// queue `q` (each cohort's on the way, then the queue's), each with its node
+    /// (queues by id, cohorts as `u32::MAX - id`). Compared by [`share_order`].
+    pub(crate) fn share_path(&self, q: u32, usage: &[Held]) -> Vec<(u32, u64)> {
+        let mut path = vec![(q, self.weighted_share(q, usage))];
+        let mut at = self.cohort_of[q as usize];
+        while let Some(c) = at {
+            path.push((u32::MAX - c, self.cohort_share(c, usage)));
+            at = self.cohorts[c as usize].parent;
+        }
+        path.reverse();
+        path
+    }
+
     /// Whether queue `q` would borrow from its cohort with `extra` added to its usage in
     /// flavour `flavor` (or the queue as a whole).
     pub(crate) fn would_borrow(
@@ -513,6 +822,24 @@ impl Queues {
                 .any(|(r, b)| r.of(usage[q as usize].of(part)) > b.nominal)
         })
     }
+}
+
+/// Which of two queues goes first by fair sharing ([`Queues::share_path`]): in one tree,
+/// the lower share where their paths part (between the two siblings under their
+/// nearest common cohort, as Kueue's hierarchical fair sharing runs a tournament down
+/// the tree); in different trees, the queues' own shares.
+pub(crate) fn share_order(a: &[(u32, u64)], b: &[(u32, u64)]) -> std::cmp::Ordering {
+    let (Some(first_a), Some(first_b)) = (a.first(), b.first()) else {
+        return std::cmp::Ordering::Equal;
+    };
+    if first_a.0 != first_b.0 {
+        let last = |p: &[(u32, u64)]| p.last().map_or(0, |x| x.1);
+        return last(a).cmp(&last(b));
+    }
+    a.iter()
+        .zip(b)
+        .find(|(x, y)| x.0 != y.0)
+        .map_or(std::cmp::Ordering::Equal, |(x, y)| x.1.cmp(&y.1))
 }
 
 /// What a queue holds after a batch, for `Queue.status` (see [`queue_report`]).

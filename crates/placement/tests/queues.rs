@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use api::queue::{Queue, QueueReason};
+use api::queue::{Cohort, Queue, QueueReason};
 use api::{Node, Project, Site, Workload};
 use common::{merge, node, site, workload};
 use placement::{Batch, Decision, Fleet, Options, Queues, ReasonCode, place_batch};
@@ -86,7 +86,17 @@ fn place_known(
     known: &[Workload],
     workloads: &[Workload],
 ) -> Vec<Decision> {
-    let mut q = Queues::new(queues);
+    place_in_tree(fleet, Queues::new(queues), projects, known, workloads)
+}
+
+/// [`place_known`] with queues compiled with their cohort tree.
+fn place_in_tree(
+    fleet: &mut Fleet,
+    mut q: Queues,
+    projects: &[Project],
+    known: &[Workload],
+    workloads: &[Workload],
+) -> Vec<Decision> {
     for w in known {
         if let Some(name) = &w.spec.queue {
             q.assign("research", &w.metadata.name, name);
@@ -1170,4 +1180,217 @@ fn a_job_with_min_parallelism_is_admitted_partially_and_the_rest_join_later() {
             "one more fits the larger quota"
         );
     }
+}
+
+fn cohort(name: &str, spec: Value) -> Cohort {
+    serde_json::from_value(json!({
+        "apiVersion": "meridian.dev/v1", "kind": "Cohort",
+        "metadata": {"name": name},
+        "spec": spec
+    }))
+    .expect("cohort")
+}
+
+fn h100(nominal: u32, limits: Value) -> Value {
+    let mut q = json!({"nominal": nominal});
+    merge(&mut q, limits);
+    json!({"gpusByModel": {"H100": q}})
+}
+
+#[test]
+fn a_cohort_tree_lends_between_teams_through_their_department() {
+    let nodes = gpu_nodes(4);
+    let queues = [
+        queue(
+            "a",
+            json!({"cohort": "team-a", "quota": h100(8, json!({}))}),
+        ),
+        queue(
+            "b",
+            json!({"cohort": "team-b", "quota": h100(8, json!({}))}),
+        ),
+    ];
+    let jobs: Vec<Workload> = (0..7)
+        .map(|i| job(&format!("a{i}"), "a", 0, 1, 4, i))
+        .collect();
+    let admitted = |d: &[Decision]| -> usize { (0..7).map(|i| placed(d, &format!("a{i}"))).sum() };
+
+    // Without cohort objects the two teams are separate roots: a has its own 8.
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let d = place_in_tree(&mut fleet, Queues::new(&queues), &[], &jobs, &jobs);
+    assert_eq!(admitted(&d), 2);
+    let (why, message) = reason(&d, "a2").expect("a2 waits");
+    assert_eq!(why, QueueReason::OverNominalQuota, "{message}");
+
+    // Under one department that holds 8 of its own, and team b lending at most 4 of its
+    // 8: a may reach 8 + 8 + 4 = 20 GPUs, five jobs of 4.
+    let tree = [
+        cohort("org", json!({"quota": h100(8, json!({}))})),
+        cohort("team-a", json!({"parent": "org"})),
+        cohort(
+            "team-b",
+            json!({"parent": "org", "quota": h100(0, json!({"lendingLimit": 4}))}),
+        ),
+    ];
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let d = place_in_tree(
+        &mut fleet,
+        Queues::with_cohorts(&queues, &tree),
+        &[],
+        &jobs,
+        &jobs,
+    );
+    assert_eq!(
+        admitted(&d),
+        5,
+        "8 own + 8 of the department + 4 team b lends"
+    );
+    let (why, message) = reason(&d, "a5").expect("a5 waits");
+    assert_eq!(why, QueueReason::WaitingForBorrowableQuota, "{message}");
+    assert!(message.contains("cohort team-a"), "{message}");
+
+    // A borrowing limit on team a's cohort bounds what the whole team takes from the
+    // department: 8 own + 4.
+    let limited = [
+        tree[0].clone(),
+        cohort(
+            "team-a",
+            json!({"parent": "org", "quota": h100(0, json!({"borrowingLimit": 4}))}),
+        ),
+        tree[2].clone(),
+    ];
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let d = place_in_tree(
+        &mut fleet,
+        Queues::with_cohorts(&queues, &limited),
+        &[],
+        &jobs,
+        &jobs,
+    );
+    assert_eq!(admitted(&d), 3, "8 own + at most 4 through team-a");
+    let (why, message) = reason(&d, "a3").expect("a3 waits");
+    assert_eq!(why, QueueReason::OverBorrowingLimit, "{message}");
+    assert!(
+        message.contains("cohort team-a may borrow at most"),
+        "{message}"
+    );
+}
+
+#[test]
+fn team_b_keeps_what_its_lending_limit_keeps_while_team_a_borrows() {
+    // Team a borrowed the department's 8 and what team b lends (4 of its 8): team b
+    // still has the 4 its lending limit keeps, and waits for the rest.
+    let nodes = gpu_nodes(4);
+    let queues = [
+        queue(
+            "a",
+            json!({"cohort": "team-a", "quota": h100(0, json!({}))}),
+        ),
+        queue(
+            "b",
+            json!({"cohort": "team-b", "quota": h100(8, json!({}))}),
+        ),
+    ];
+    let tree = [
+        cohort("org", json!({"quota": h100(8, json!({}))})),
+        cohort("team-a", json!({"parent": "org"})),
+        cohort(
+            "team-b",
+            json!({"parent": "org", "quota": h100(0, json!({"lendingLimit": 4}))}),
+        ),
+    ];
+    let first: Vec<Workload> = (0..4)
+        .map(|i| job(&format!("a{i}"), "a", 0, 1, 4, i))
+        .collect();
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let compiled = || Queues::with_cohorts(&queues, &tree);
+    let d = place_in_tree(&mut fleet, compiled(), &[], &first, &first);
+    // a takes the department's 8 and the 4 team b lends (a0–a2), not b's other 4.
+    let a: usize = (0..4).map(|i| placed(&d, &format!("a{i}"))).sum();
+    assert_eq!(a, 3, "{:?}", reason(&d, "a3"));
+    // b's first job of 4 fits what team b keeps; its second waits for what it lent.
+    let mut all = first.clone();
+    all.extend([job("b0", "b", 0, 1, 4, 10), job("b1", "b", 0, 1, 4, 11)]);
+    let d = place_in_tree(&mut fleet, compiled(), &[], &all, &all[4..]);
+    assert_eq!(placed(&d, "b0"), 1);
+    assert_eq!(placed(&d, "b1"), 0);
+    let (why, message) = reason(&d, "b1").expect("b1 waits");
+    assert_eq!(why, QueueReason::WaitingForBorrowableQuota, "{message}");
+    assert!(message.contains("is lent to other queues"), "{message}");
+}
+
+#[test]
+fn fair_sharing_runs_down_the_cohort_tree() {
+    // The department holds 16 GPUs; team a has two queues, team b one. Hierarchical fair
+    // sharing splits 8/8 between the teams, then team a's 8 as 4/4 (flat, each queue
+    // would get about a third).
+    let nodes = gpu_nodes(3);
+    let queues = [
+        queue(
+            "a1",
+            json!({"cohort": "team-a", "quota": h100(0, json!({}))}),
+        ),
+        queue(
+            "a2",
+            json!({"cohort": "team-a", "quota": h100(0, json!({}))}),
+        ),
+        queue(
+            "b1",
+            json!({"cohort": "team-b", "quota": h100(0, json!({}))}),
+        ),
+    ];
+    let tree = [
+        cohort("org", json!({"quota": h100(16, json!({}))})),
+        cohort("team-a", json!({"parent": "org"})),
+        cohort("team-b", json!({"parent": "org"})),
+    ];
+    let mut jobs = Vec::new();
+    for i in 0..8 {
+        for q in ["a1", "a2", "b1"] {
+            jobs.push(job(&format!("{q}-{i}"), q, 0, 1, 2, i));
+        }
+    }
+    let mut fleet = Fleet::new(&sites(), &nodes).expect("fleet");
+    let d = place_in_tree(
+        &mut fleet,
+        Queues::with_cohorts(&queues, &tree),
+        &[],
+        &jobs,
+        &jobs,
+    );
+    let gpus = |q: &str| -> usize {
+        d.iter()
+            .filter(|d| d.workload.name.starts_with(&format!("{q}-")) && d.is_placed())
+            .count()
+            * 2
+    };
+    assert_eq!(
+        (gpus("a1"), gpus("a2"), gpus("b1")),
+        (4, 4, 8),
+        "the teams split 8/8, team a's queues 4/4"
+    );
+}
+
+#[test]
+fn a_loop_of_cohort_parents_is_cut_at_its_first_cohort() {
+    let queues = [queue(
+        "a",
+        json!({"cohort": "x", "quota": h100(8, json!({}))}),
+    )];
+    let tree = [
+        cohort("x", json!({"parent": "y"})),
+        cohort("y", json!({"parent": "x"})),
+    ];
+    let q = Queues::with_cohorts(&queues, &tree);
+    assert_eq!(q.cohort_loops(), vec![("x", "y")]);
+    // The queue still admits within its own quota.
+    let jobs: Vec<Workload> = (0..3)
+        .map(|i| job(&format!("a{i}"), "a", 0, 1, 4, i))
+        .collect();
+    let mut fleet = Fleet::new(&sites(), &gpu_nodes(2)).expect("fleet");
+    let d = place_in_tree(&mut fleet, q, &[], &jobs, &jobs);
+    assert_eq!(
+        (0..3).map(|i| placed(&d, &format!("a{i}"))).sum::<usize>(),
+        2
+    );
 }

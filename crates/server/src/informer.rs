@@ -5,7 +5,7 @@
 //! whole desired state from the store, and each stored object is decoded once per
 //! revision, when it changes, not once per pass.
 //!
-//! What is cached: sites, nodes, projects, workloads, allocations, queues (decoded and
+//! What is cached: sites, nodes, projects, workloads, allocations, queues, cohorts (decoded and
 //! shared as `Arc`s), and the scheduler's per-node ledger revisions
 //! ([`crate::scheduler::LEDGER_PREFIX`]). Allocations are cached without
 //! `spec.explanation`: controllers never read it, and never write a cached allocation
@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::queue::Queue;
+use api::queue::{Cohort, Queue};
 use api::{Allocation, Node, Project, Site, Workload};
 use store::{Event, EventKind, KeyValue, Revision, StoreError};
 
@@ -123,6 +123,7 @@ pub struct Cache {
     pub workloads: Objects<Workload>,
     pub allocations: Objects<Allocation>,
     pub queues: Objects<Queue>,
+    pub cohorts: Objects<Cohort>,
     /// Stored objects that do not decode, by key, with the error: a pass refuses to plan
     /// on a view with holes (as it did when it decoded the store's rows itself).
     pub broken: BTreeMap<String, String>,
@@ -138,10 +139,11 @@ enum Slot {
     Workload,
     Allocation,
     Queue,
+    Cohort,
 }
 
 /// The prefixes the cache lists, ledgers first (see the module documentation).
-fn slots() -> [(Slot, String); 7] {
+fn slots() -> [(Slot, String); 8] {
     let kinds = |k| registry::kind_prefix(k, None);
     [
         (Slot::Ledger, LEDGER_PREFIX.to_owned()),
@@ -151,6 +153,7 @@ fn slots() -> [(Slot, String); 7] {
         (Slot::Workload, kinds(api::kinds::WORKLOAD)),
         (Slot::Allocation, kinds(api::kinds::ALLOCATION)),
         (Slot::Queue, kinds(api::kinds::QUEUE)),
+        (Slot::Cohort, kinds(api::kinds::COHORT)),
     ]
 }
 
@@ -168,6 +171,7 @@ enum Decoded {
     Workload(Workload),
     Allocation(Allocation),
     Queue(Queue),
+    Cohort(Cohort),
 }
 
 /// A stored object decoded straight into its type (not through a `serde_json::Value`),
@@ -196,6 +200,7 @@ fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> 
             Decoded::Allocation(a)
         }
         Slot::Queue => Decoded::Queue(typed(kv)?),
+        Slot::Cohort => Decoded::Cohort(typed(kv)?),
     })))
 }
 
@@ -249,6 +254,7 @@ impl Cache {
             Slot::Workload => self.workloads.holds(key, revision),
             Slot::Allocation => self.allocations.holds(key, revision),
             Slot::Queue => self.queues.holds(key, revision),
+            Slot::Cohort => self.cohorts.holds(key, revision),
         }
     }
 
@@ -282,6 +288,7 @@ impl Cache {
                     Decoded::Workload(o) => self.workloads.put(key, o, revision),
                     Decoded::Allocation(o) => self.allocations.put(key, o, revision),
                     Decoded::Queue(o) => self.queues.put(key, o, revision),
+                    Decoded::Cohort(o) => self.cohorts.put(key, o, revision),
                 }
             }
             Change::Delete(slot, key, revision) => {
@@ -294,6 +301,7 @@ impl Cache {
                     Slot::Workload => self.workloads.delete(&key, revision),
                     Slot::Allocation => self.allocations.delete(&key, revision),
                     Slot::Queue => self.queues.delete(&key, revision),
+                    Slot::Cohort => self.cohorts.delete(&key, revision),
                 }
             }
             Change::Broken(key, revision, error) => {
@@ -349,6 +357,7 @@ fn slot_of(key: &str) -> Option<Slot> {
         p if p == api::kinds::WORKLOAD.plural => Slot::Workload,
         p if p == api::kinds::ALLOCATION.plural => Slot::Allocation,
         p if p == api::kinds::QUEUE.plural => Slot::Queue,
+        p if p == api::kinds::COHORT.plural => Slot::Cohort,
         _ => return None,
     })
 }

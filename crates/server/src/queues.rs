@@ -9,13 +9,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use api::kinds::{Condition, ConditionStatus, Project, Workload};
-use api::queue::{Queue, QueueReason, QueueState, QueueWait};
+use api::queue::{Cohort, Queue, QueueReason, QueueState, QueueWait};
 use store::Revision;
 
 /// The queues of a pass.
 pub(crate) struct QueueContext {
     /// Every queue, by name, with its store revision.
     pub queues: BTreeMap<String, (Queue, Revision)>,
+    /// The names of the `Cohort` objects.
+    pub cohorts: HashSet<String>,
     /// For placement.
     pub compiled: Arc<placement::Queues>,
     /// (project, workload) → its queue's name, for every workload in a queue (the queue
@@ -26,10 +28,12 @@ pub(crate) struct QueueContext {
 impl QueueContext {
     pub(crate) fn new<'a>(
         queues: Vec<(Queue, Revision)>,
+        cohorts: Vec<Cohort>,
         workloads: impl IntoIterator<Item = &'a Workload>,
         projects: &BTreeMap<String, Project>,
     ) -> QueueContext {
-        let mut compiled = placement::Queues::new(queues.iter().map(|(q, _)| q));
+        let mut compiled =
+            placement::Queues::with_cohorts(queues.iter().map(|(q, _)| q), cohorts.iter());
         let mut of = HashMap::new();
         for w in workloads {
             let ns = w.metadata.namespace.as_deref().unwrap_or_default();
@@ -54,6 +58,7 @@ impl QueueContext {
                 .into_iter()
                 .map(|(q, rev)| (q.metadata.name.clone(), (q, rev)))
                 .collect(),
+            cohorts: cohorts.into_iter().map(|c| c.metadata.name).collect(),
             compiled: Arc::new(compiled),
             of,
         }
@@ -106,6 +111,52 @@ pub(crate) async fn flavor_site_warnings(
     }
     Ok(warnings)
 }
+
+/// Refuses a `Cohort` whose parents lead back to it (422 naming `spec.parent`), following
+/// the stored cohorts (at most [`MAX_COHORT_DEPTH`] levels; deeper is refused too). Other
+/// kinds pass. A loop two concurrent writes make anyway is cut by placement
+/// (`Queues::cohort_loops`) and reported in the queues' `Active` condition.
+pub(crate) async fn check_cohort_parent(
+    state: &crate::app::AppState,
+    kind: &api::kinds::KindInfo,
+    value: &serde_json::Value,
+) -> Result<(), crate::error::ApiError> {
+    if kind.kind != api::kinds::COHORT.kind {
+        return Ok(());
+    }
+    let name = value["metadata"]["name"].as_str().unwrap_or_default();
+    let mut chain = vec![name.to_string()];
+    let mut parent = value["spec"]["parent"].as_str().map(str::to_string);
+    while let Some(p) = parent {
+        let refuse = |message: String| {
+            let errors = api::FieldErrors(vec![api::FieldError::new("spec.parent", message)]);
+            Err(crate::error::ApiError::invalid("Cohort", name, &errors))
+        };
+        chain.push(p.clone());
+        if p == name {
+            return refuse(format!(
+                "the parents lead back to cohort {name} ({}): a cohort tree has no loops; name a cohort outside it, or leave parent out for a root",
+                chain.join(" -> ")
+            ));
+        }
+        if chain.len() > MAX_COHORT_DEPTH {
+            return refuse(format!(
+                "the cohort tree above {name} is more than {MAX_COHORT_DEPTH} levels deep ({} ...): flatten it",
+                chain[..4].join(" -> ")
+            ));
+        }
+        let key = crate::registry::object_key(api::kinds::COHORT, None, &p);
+        let (stored, _) = state.store().get(&key).await?;
+        parent = stored
+            .and_then(|kv| serde_json::from_slice::<serde_json::Value>(&kv.value).ok())
+            .and_then(|v| v["spec"]["parent"].as_str().map(str::to_string));
+    }
+    Ok(())
+}
+
+/// How deep a cohort tree may be (Kueue sets no limit; an organisation, its
+/// departments and teams need a handful).
+pub(crate) const MAX_COHORT_DEPTH: usize = 16;
 
 /// The first site a queue's flavours name that `exists` does not know, with its flavour.
 fn missing_flavor_site<'q>(
@@ -301,17 +352,27 @@ pub(crate) fn queue_status(
                 ),
             )
         }
+        Some(_) if ctx.compiled.loop_above(name).is_some() => {
+            let (cut, parent) = ctx.compiled.loop_above(name).unwrap_or_default();
+            (
+                ConditionStatus::False,
+                "CohortLoop",
+                format!(
+                    "the parents of cohort {cut} loop back to it through cohort {parent}: {cut} is treated as a root, so this queue borrows only within it (correct spec.parent of the cohorts in the loop)"
+                ),
+            )
+        }
         Some(c)
-            if !ctx
-                .queues
-                .values()
-                .any(|(o, _)| o.metadata.name != name && o.spec.cohort.as_deref() == Some(c)) =>
+            if !ctx.cohorts.contains(c)
+                && !ctx.queues.values().any(|(o, _)| {
+                    o.metadata.name != name && o.spec.cohort.as_deref() == Some(c)
+                }) =>
         {
             (
                 ConditionStatus::False,
                 "CohortNotFound",
                 format!(
-                    "no other queue is in cohort {c}: this queue has nothing to borrow and lends to no one (name the cohort in another queue, or remove spec.cohort)"
+                    "no other queue is in cohort {c} and no Cohort object has that name: this queue has nothing to borrow and lends to no one (name the cohort in another queue, create the Cohort, or remove spec.cohort)"
                 ),
             )
         }

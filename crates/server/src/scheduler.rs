@@ -360,9 +360,12 @@ struct Snapshot {
 /// one of them.
 type FleetKey = [(usize, Revision); 5];
 
-/// How many queues there are and a hash of their names and specs (their status, which
-/// the scheduler writes, is left out).
-fn queue_fingerprint(queues: &[(api::queue::Queue, Revision)]) -> (usize, Revision) {
+/// How many queues and cohorts there are and a hash of their names and specs (a queue's
+/// status, which the scheduler writes, is left out).
+fn queue_fingerprint(
+    queues: &[(api::queue::Queue, Revision)],
+    cohorts: &[api::queue::Cohort],
+) -> (usize, Revision) {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (q, _) in queues {
@@ -371,7 +374,13 @@ fn queue_fingerprint(queues: &[(api::queue::Queue, Revision)]) -> (usize, Revisi
             .unwrap_or_default()
             .hash(&mut h);
     }
-    (queues.len(), h.finish() as Revision)
+    for c in cohorts {
+        c.metadata.name.hash(&mut h);
+        serde_json::to_string(&c.spec)
+            .unwrap_or_default()
+            .hash(&mut h);
+    }
+    (queues.len() + cohorts.len(), h.finish() as Revision)
 }
 
 /// How long an unplaceable workload is left alone while nothing in the fleet changes,
@@ -501,7 +510,7 @@ fn snapshot_of(cache: &informer::Cache) -> Result<Snapshot, ApiError> {
                 cache.allocations.fingerprint(),
                 (0, 0),
             ],
-            queues: QueueContext::new(Vec::new(), std::iter::empty(), &BTreeMap::new()),
+            queues: QueueContext::new(Vec::new(), Vec::new(), std::iter::empty(), &BTreeMap::new()),
         };
         for (n, rev) in cache.nodes.iter() {
             snap.revisions
@@ -519,9 +528,15 @@ fn snapshot_of(cache: &informer::Cache) -> Result<Snapshot, ApiError> {
             .iter()
             .map(|(q, rev)| (api::queue::Queue::clone(q), rev))
             .collect();
-        snap.fleet_key[4] = queue_fingerprint(&queues);
+        let cohorts: Vec<api::queue::Cohort> = cache
+            .cohorts
+            .iter()
+            .map(|(c, _)| api::queue::Cohort::clone(c))
+            .collect();
+        snap.fleet_key[4] = queue_fingerprint(&queues, &cohorts);
         snap.queues = QueueContext::new(
             queues,
+            cohorts,
             snap.workloads.iter().map(|(w, _)| &**w),
             &snap.projects,
         );

@@ -618,3 +618,86 @@ async fn pending_workloads_of_a_queue_are_listed_in_order_with_their_reasons() {
         .expect_err("unknown queue");
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+fn cohort(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "meridian.dev/v1", "kind": "Cohort",
+           "metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn a_team_borrows_through_its_cohort_tree_and_a_loop_of_parents_is_refused() {
+    let r = TestServer::start().await;
+    load_examples(&r.client).await;
+    let options = SchedulerOptions::default();
+    let pass = async || scheduler::pass(&r.state, &options).await.expect("pass");
+    // A department holding 2 cores of its own, over two teams of one queue each.
+    for (name, spec) in [
+        ("org", json!({"quota": {"cpu": {"nominal": "2"}}})),
+        ("team-a", json!({"parent": "org"})),
+        ("team-b", json!({"parent": "org"})),
+    ] {
+        r.client
+            .create(kind("cohort"), None, &cohort(name, spec), false)
+            .await
+            .expect("cohort");
+    }
+    add_queue(
+        &r.client,
+        "qa",
+        json!({"cohort": "team-a", "quota": {"cpu": {"nominal": "1"}}}),
+    )
+    .await;
+    add_queue(
+        &r.client,
+        "qb",
+        json!({"cohort": "team-b", "quota": {"cpu": {"nominal": "1"}}}),
+    )
+    .await;
+    // qa may reach its 1 + the department's 2 + the 1 team b lends: 4 cores.
+    add_job(&r.client, "a1", "qa", 3, 0).await;
+    pass().await;
+    add_job(&r.client, "a2", "qa", 2, 0).await;
+    pass().await;
+    assert_eq!(
+        placed(&r.client, "a1").await,
+        1,
+        "{}",
+        queue_state(&r.client, "a1").await
+    );
+    assert_eq!(placed(&r.client, "a2").await, 0);
+    let a2 = queue_state(&r.client, "a2").await;
+    assert_eq!(a2["reason"], "WaitingForBorrowableQuota", "{a2}");
+    assert!(
+        a2["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("3 used + 2 requested > 4")),
+        "{a2}"
+    );
+    // Alone in team-a but under a Cohort object: active, not CohortNotFound.
+    let qa = r.client.get(kind("queue"), None, "qa").await.expect("qa");
+    assert_eq!(active_condition(&qa)["status"], "True", "{qa}");
+
+    // The department under team a would be a loop: refused, naming the field.
+    let mut org = r
+        .client
+        .get(kind("cohort"), None, "org")
+        .await
+        .expect("org");
+    org["spec"]["parent"] = json!("team-a");
+    let err = r
+        .client
+        .replace(kind("cohort"), None, "org", &org)
+        .await
+        .expect_err("a loop of parents");
+    let text = err.to_string();
+    assert!(
+        text.contains("spec.parent") && text.contains("org -> team-a -> org"),
+        "{text}"
+    );
+    let cohorts = r
+        .client
+        .list_all(kind("cohort"), None, &ListOptions::default())
+        .await
+        .expect("cohorts");
+    assert_eq!(cohorts.len(), 3);
+}

@@ -206,28 +206,12 @@ impl Session<'_> {
             return None;
         }
         let view = self.queues.as_ref()?;
-        let (limit, reason) = view.queues.limit(q, flavor, r, &view.usage)?;
+        let limit = view.queues.limit(q, flavor, r, &view.usage)?;
         let used = r.of(view.usage[q as usize].of(flavor));
-        if used.saturating_add(requested) <= limit {
+        if used.saturating_add(requested) <= limit.limit {
             return None;
         }
-        let queue = &view.queues.list[q as usize];
-        let bound = queue.bound(flavor, r)?;
-        let pool_left = limit.saturating_sub(bound.guaranteed());
-        Some(Breach::queue(
-            r,
-            used,
-            requested,
-            limit,
-            QueueBreach {
-                queue: queue.name.clone(),
-                flavor: queue.flavor_name(flavor).map(str::to_string),
-                cohort: queue.cohort.clone(),
-                reason,
-                nominal: bound.nominal,
-                pool_left,
-            },
-        ))
+        view.queues.breach(q, flavor, r, used, requested, limit)
     }
 
     /// The parts of workload `wi`'s queue it counts in: the whole, and the flavour it
@@ -333,24 +317,11 @@ impl Session<'_> {
                 if added == 0 {
                     return None;
                 }
-                let (limit, reason) = view.queues.limit(q, part, r, &view.usage)?;
-                (now > limit).then(|| {
-                    let bound = queue.bound(part, r).expect("bounded");
-                    Breach::queue(
-                        r,
-                        was,
-                        added,
-                        limit,
-                        QueueBreach {
-                            queue: queue.name.clone(),
-                            flavor: queue.flavor_name(part).map(str::to_string),
-                            cohort: queue.cohort.clone(),
-                            reason,
-                            nominal: bound.nominal,
-                            pool_left: limit.saturating_sub(bound.guaranteed()),
-                        },
-                    )
-                })
+                let limit = view.queues.limit(q, part, r, &view.usage)?;
+                if now <= limit.limit {
+                    return None;
+                }
+                view.queues.breach(q, part, r, was, added, limit)
             })
         })
     }
@@ -633,16 +604,16 @@ impl Session<'_> {
             .collect()
     }
 
-    /// The weighted share of every queue now, for ordering (see
-    /// [`Queues::weighted_share`]).
-    pub(crate) fn queue_share(&self, q: u32) -> u64 {
+    /// The weighted shares down queue `q`'s cohort tree now, for ordering (see
+    /// [`Queues::share_path`]).
+    pub(crate) fn queue_share(&self, q: u32) -> Vec<(u32, u64)> {
         self.queues
             .as_ref()
-            .map_or(0, |v| v.queues.weighted_share(q, &v.usage))
+            .map_or_else(Vec::new, |v| v.queues.share_path(q, &v.usage))
     }
 
     /// The queues whose weighted share a change of queue `q`'s usage can change: its
-    /// cohort (itself included).
+    /// cohort tree (itself included).
     pub(crate) fn queue_cohort(&self, q: u32) -> Vec<u32> {
         match self.queues.as_ref() {
             Some(v) if v.queues.list[q as usize].cohort.is_some() => v.queues.peers(q).to_vec(),
@@ -680,3 +651,35 @@ impl Session<'_> {
 }
 
 use api::explanation::WorkloadRef;
+
+impl Queues {
+    /// The breach of queue `q`'s bound on `r` (of the queue, or of its flavour
+    /// `flavor`) when `used` and `requested` pass `limit`.
+    pub(super) fn breach(
+        &self,
+        q: u32,
+        flavor: Option<u16>,
+        r: &Res,
+        used: u64,
+        requested: u64,
+        limit: crate::queue::QueueLimit,
+    ) -> Option<Breach> {
+        let queue = &self.list[q as usize];
+        let bound = queue.bound(flavor, r)?;
+        Some(Breach::queue(
+            r,
+            used,
+            requested,
+            limit.limit,
+            QueueBreach {
+                queue: queue.name.clone(),
+                flavor: queue.flavor_name(flavor).map(str::to_string),
+                cohort: queue.cohort.clone(),
+                reason: limit.reason,
+                limited_by: limit.limited_by,
+                nominal: bound.nominal,
+                pool_left: limit.limit.saturating_sub(bound.guaranteed()),
+            },
+        ))
+    }
+}

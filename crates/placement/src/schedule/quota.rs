@@ -46,6 +46,8 @@ pub(super) struct QueueBreach {
     pub flavor: Option<String>,
     pub cohort: Option<String>,
     pub reason: api::queue::QueueReason,
+    /// The cohort whose `borrowingLimit` binds (`OverBorrowingLimit` of a cohort).
+    pub limited_by: Option<String>,
     pub nominal: u64,
     /// What the cohort's pool leaves the queue beyond what it keeps.
     pub pool_left: u64,
@@ -105,6 +107,13 @@ impl Breach {
             self.show(self.limit)
         );
         let message = match q.reason {
+            R::OverBorrowingLimit if q.limited_by.is_some() => format!(
+                "queue {name} needs to borrow {} {res} beyond its nominal {}; cohort {} may borrow at most that much more from its parent (its borrowingLimit), so {} is left for the queue: {sums}",
+                self.show(want.saturating_sub(q.nominal)),
+                self.show(q.nominal),
+                q.limited_by.as_deref().unwrap_or_default(),
+                self.show(self.limit.saturating_sub(q.nominal.min(self.limit)))
+            ),
             R::OverBorrowingLimit => format!(
                 "queue {name} may borrow at most {} {res} beyond its nominal {} from cohort {cohort}: {sums}",
                 self.show(self.limit.saturating_sub(q.nominal)),

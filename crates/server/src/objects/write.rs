@@ -86,6 +86,7 @@ pub(crate) async fn create_value(
     authorize(who, Verb::Create, target.kind, target.ns(), Some(&name))?;
     let value = validate(&target, value)?;
     let site_warnings = crate::queues::flavor_site_warnings(state, target.kind, &value).await?;
+    crate::queues::check_cohort_parent(state, target.kind, &value).await?;
     crate::node_restriction::check(who, None, &value)?;
     state.policies.check(target.kind, &value)?;
     let admission = admit(
@@ -297,6 +298,7 @@ pub(super) async fn update_value(
     let site_warnings = if status {
         Vec::new()
     } else {
+        crate::queues::check_cohort_parent(state, target.kind, &next).await?;
         crate::queues::flavor_site_warnings(state, target.kind, &next).await?
     };
     crate::node_restriction::check(who, Some(&old), &next)?;
