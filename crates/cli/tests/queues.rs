@@ -125,3 +125,67 @@ fn get_queues_and_explain_say_where_a_job_waits_and_why() {
         },
     );
 }
+
+const COHORTS: &str = r#"
+apiVersion: meridian.dev/v1
+kind: Cohort
+metadata: {name: company}
+spec:
+  quota:
+    gpusByModel:
+      H100: {nominal: 8}
+---
+apiVersion: meridian.dev/v1
+kind: Cohort
+metadata: {name: research}
+spec:
+  parent: company
+  weight: 2
+  quota:
+    cpu: {nominal: "16", borrowingLimit: "8"}
+  flavors:
+    - name: spot
+      quota: {cpu: {nominal: "4"}}
+"#;
+
+#[test]
+fn get_cohorts_shows_the_tree_and_a_loop_is_refused_naming_the_field() {
+    let s = ServerProcess::start(BIN, &[]);
+    let file = s.dir.join("cohorts.yaml");
+    std::fs::write(&file, COHORTS).expect("write manifests");
+    ok(&s.cli(&["apply", "-f", file.to_str().expect("path")]));
+    let table = ok(&s.cli(&["get", "cohorts", "-o", "wide"]));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "PARENT", "QUOTA", "WEIGHT", "FLAVORS", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("research")
+            && l.contains("company")
+            && l.contains("cpu 16")
+            && l.contains("spot: cpu 4")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("company") && l.contains("H100 8")),
+        "{table}"
+    );
+
+    // The company under research would be a loop: refused (exit 1), the field named.
+    let looped = COHORTS.replacen("spec:\n  quota:", "spec:\n  parent: research\n  quota:", 1);
+    std::fs::write(&file, looped).expect("write manifests");
+    let out = s.cli(&["apply", "-f", file.to_str().expect("path")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.parent") && err.contains("company -> research -> company"),
+        "{err}"
+    );
+}
