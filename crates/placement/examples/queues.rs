@@ -3,8 +3,12 @@
 //! queues and 100,000 pending jobs).
 //!
 //! ```sh
-//! cargo run --release -p placement --example queues -- [--queues 1000] [--jobs 100000] [--nodes 2000] [--seed 1] [--flavors 0]
+//! cargo run --release -p placement --example queues -- [--queues 1000] [--jobs 100000] [--nodes 2000] [--seed 1] [--flavors 0] [--tree 0]
 //! ```
+//!
+//! With `--tree 1` the cohorts form one tree, as `Cohort` objects: every ten cohorts
+//! under a department, every department under one company cohort, so every queue may
+//! borrow from any other through the tree (and fair sharing runs down it).
 //!
 //! With `--flavors N` (N > 0) the nodes are spread over N sites and each queue's quota
 //! is split into N flavours, one per site (`sites: [sK]`), each with 1/N of the queue's
@@ -66,6 +70,7 @@ fn main() {
     let nodes = arg("--nodes", 2_000);
     let mut rng = Rng(arg("--seed", 1).max(1));
     let flavors = arg("--flavors", 0);
+    let tree = arg("--tree", 0) > 0;
     let site_count = flavors.max(1);
 
     let sites: Vec<api::Site> = (1..=site_count)
@@ -130,7 +135,26 @@ fn main() {
         .collect();
 
     let started = Instant::now();
-    let mut compiled = Queues::new(&queue_list);
+    let cohort = |name: String, parent: Option<String>| -> api::queue::Cohort {
+        serde_json::from_value(json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Cohort",
+            "metadata": {"name": name},
+            "spec": {"parent": parent}
+        }))
+        .expect("cohort")
+    };
+    let cohort_list: Vec<api::queue::Cohort> = if tree {
+        let teams = queues.div_ceil(10);
+        (0..teams)
+            .map(|c| cohort(format!("c{c:03}"), Some(format!("d{:02}", c / 10))))
+            .chain(
+                (0..teams.div_ceil(10)).map(|d| cohort(format!("d{d:02}"), Some("company".into()))),
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut compiled = Queues::with_cohorts(&queue_list, &cohort_list);
     let mut workloads = Vec::with_capacity(jobs as usize);
     for j in 0..jobs {
         let queue = format!("q{:04}", rng.below(queues));
@@ -197,6 +221,7 @@ fn main() {
         json!({
             "queues": queues,
             "flavors": flavors,
+            "tree": tree,
             "cohorts": queues.div_ceil(10),
             "nodes": nodes,
             "jobs": jobs,

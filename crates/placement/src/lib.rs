@@ -86,7 +86,11 @@ pub struct Placer<'a> {
     /// Queued jobs, one lane per queue.
     lanes: Vec<Lane>,
     /// Each lane's queue's weighted share, kept current as usage changes.
-    shares: Vec<Vec<(u32, u64)>>,
+    shares: Vec<u64>,
+    /// Each cohort's weighted share among its siblings, kept current likewise.
+    cohort_shares: Vec<u64>,
+    /// The lane of each queue that has one.
+    lane_of: Vec<Option<usize>>,
     members: Vec<Vec<usize>>,
     /// Undecided instances per workload.
     pending: Vec<usize>,
@@ -97,6 +101,8 @@ pub struct Placer<'a> {
 /// The queued jobs of one queue, in its order (priority, then age).
 struct Lane {
     queue: u32,
+    /// Its queue's cohorts, from the root of its tree down.
+    path: Vec<u32>,
     /// Batch workload indexes.
     jobs: Vec<usize>,
     next: usize,
@@ -112,7 +118,7 @@ impl<'a> Placer<'a> {
         for (i, inst) in batch.instances.iter().enumerate() {
             members[inst.workload].push(i);
         }
-        let session = Session::new(fleet, batch, options);
+        let mut session = Session::new(fleet, batch, options);
         let mut outcomes = vec![None; n];
         // Queued jobs leave the common order for their queue's lane; jobs whose queue
         // refuses them wait, decided now.
@@ -133,6 +139,7 @@ impl<'a> Placer<'a> {
                     Some(l) => l.jobs.push(wi),
                     None => lanes.push(Lane {
                         queue: q,
+                        path: session.cohort_path(q),
                         jobs: vec![wi],
                         next: 0,
                         blocked_by: None,
@@ -164,12 +171,21 @@ impl<'a> Placer<'a> {
             .map(|m| m.iter().filter(|&&i| outcomes[i].is_none()).count())
             .collect();
         let shares = lanes.iter().map(|l| session.queue_share(l.queue)).collect();
+        let cohort_shares = session.cohort_shares();
+        let mut lane_of = vec![None; session.queue_count()];
+        for (i, l) in lanes.iter().enumerate() {
+            lane_of[l.queue as usize] = Some(i);
+        }
+        // Shares are current as of now: what changed before is in them.
+        let _ = session.changed_queues();
         Placer {
             session,
             batch,
             order,
             next: 0,
             shares,
+            cohort_shares,
+            lane_of,
             lanes,
             pending,
             members,
@@ -191,24 +207,28 @@ impl<'a> Placer<'a> {
                     &batch.workloads[a.jobs[a.next]],
                     &batch.workloads[b.jobs[b.next]],
                 );
-                queue::share_order(&self.shares[*i], &self.shares[*j])
-                    .then_with(|| {
-                        api::queue::queue_order(
-                            (
-                                ha.priority,
-                                ha.created.as_str(),
-                                ha.workload.namespace.as_str(),
-                                ha.workload.name.as_str(),
-                            ),
-                            (
-                                hb.priority,
-                                hb.created.as_str(),
-                                hb.workload.namespace.as_str(),
-                                hb.workload.name.as_str(),
-                            ),
-                        )
-                    })
-                    .then(a.queue.cmp(&b.queue))
+                queue::share_order(
+                    (&a.path, a.queue, self.shares[*i]),
+                    (&b.path, b.queue, self.shares[*j]),
+                    &self.cohort_shares,
+                )
+                .then_with(|| {
+                    api::queue::queue_order(
+                        (
+                            ha.priority,
+                            ha.created.as_str(),
+                            ha.workload.namespace.as_str(),
+                            ha.workload.name.as_str(),
+                        ),
+                        (
+                            hb.priority,
+                            hb.created.as_str(),
+                            hb.workload.namespace.as_str(),
+                            hb.workload.name.as_str(),
+                        ),
+                    )
+                })
+                .then(a.queue.cmp(&b.queue))
             })
             .map(|(i, _)| i)
     }
@@ -250,19 +270,22 @@ impl<'a> Placer<'a> {
         if waits && strict && blocked_by.is_none() {
             self.lanes[li].blocked_by = Some(wi);
         }
-        self.refresh_shares(Some(self.lanes[li].queue));
+        self.refresh_shares();
         self.pending[wi] = 0;
         self.session.forget(wi);
     }
 
-    /// Recomputes the shares of the lanes of queue `q`'s cohort (of every lane when
-    /// `None`: work outside queues preempted queued jobs).
-    fn refresh_shares(&mut self, q: Option<u32>) {
-        let cohort = q.map(|q| self.session.queue_cohort(q));
-        for (i, lane) in self.lanes.iter().enumerate() {
-            if cohort.as_ref().is_none_or(|c| c.contains(&lane.queue)) {
-                self.shares[i] = self.session.queue_share(lane.queue);
+    /// Recomputes the shares of the queues whose usage changed (the job admitted, the
+    /// jobs its admission or work outside queues evicted) and of the cohorts above them.
+    fn refresh_shares(&mut self) {
+        let (queues, cohorts) = self.session.changed_queues();
+        for q in queues {
+            if let Some(li) = self.lane_of[q as usize] {
+                self.shares[li] = self.session.queue_share(q);
             }
+        }
+        for c in cohorts {
+            self.cohort_shares[c as usize] = self.session.cohort_share(c);
         }
     }
 
@@ -503,7 +526,7 @@ impl<'a> Placer<'a> {
             |&j| matches!(&self.outcomes[j], Some(Outcome::Placed(p)) if !p.preempted.is_empty()),
         );
         if preempted && !self.lanes.is_empty() {
-            self.refresh_shares(None);
+            self.refresh_shares();
         }
         Some(&self.last)
     }

@@ -86,7 +86,7 @@ impl Bound {
 }
 
 /// A resource a queue can bound.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Res {
     Cpu,
     Memory,
@@ -104,6 +104,25 @@ impl Res {
             Res::Gpus => "gpus".into(),
             Res::Instances => "instances".into(),
             Res::Model(m) => format!("{m} gpus"),
+        }
+    }
+
+    /// What allocation `a` (of GPU model `model`) holds of this resource, as
+    /// [`Usage::add`] counts it.
+    pub(crate) fn amount(&self, a: &crate::fleet::Alloc, model: Option<&str>) -> u64 {
+        let gpus = a.gpu.map_or(0, |(_, n)| u64::from(n));
+        match self {
+            Res::Cpu => a.res[0],
+            Res::Memory => a.res[1],
+            Res::Gpus => gpus,
+            Res::Instances => 1,
+            Res::Model(m) => {
+                if model == Some(m.as_str()) {
+                    gpus
+                } else {
+                    0
+                }
+            }
         }
     }
 
@@ -236,6 +255,105 @@ impl Held {
     }
 }
 
+/// What every queue's jobs hold ([`Held`]; `tally[q]`), and per cohort and key
+/// ([`Queues::keys`]) what its subtree draws beyond what its children keep, kept in step
+/// with the queues' usage by [`Tally::count`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    pub queues: Vec<Held>,
+    pub cohorts: Vec<Vec<u64>>,
+}
+
+impl std::ops::Index<usize> for Tally {
+    type Output = Held;
+
+    fn index(&self, q: usize) -> &Held {
+        &self.queues[q]
+    }
+}
+
+impl Tally {
+    /// The tally of `held`: each cohort's draw summed from the deepest cohorts up.
+    pub(crate) fn new(queues: &Queues, held: Vec<Held>) -> Tally {
+        let mut t = Tally {
+            cohorts: vec![vec![0; queues.keys.len()]; queues.cohorts.len()],
+            queues: held,
+        };
+        for (q, keyed) in queues.keyed.iter().enumerate() {
+            let Some(c) = queues.cohort_of[q] else {
+                continue;
+            };
+            for (k, part, r, b) in keyed {
+                let drawn = r.of(t.queues[q].of(*part)).saturating_sub(b.guaranteed());
+                t.cohorts[c as usize][*k] += drawn;
+            }
+        }
+        let mut order: Vec<u32> = (0..queues.cohorts.len() as u32).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(queues.cohorts[c as usize].depth));
+        for c in order {
+            let cohort = &queues.cohorts[c as usize];
+            let Some(p) = cohort.parent else { continue };
+            for k in 0..queues.keys.len() {
+                let drawn = t.cohorts[c as usize][k].saturating_sub(cohort.guaranteed[k]);
+                t.cohorts[p as usize][k] += drawn;
+            }
+        }
+        t
+    }
+
+    /// Counts allocation `a` in (or out of) queue `q`'s usage (in flavour `flavor`),
+    /// and what that changes in the draws of its cohorts up the tree.
+    pub(crate) fn count(
+        &mut self,
+        queues: &Queues,
+        q: u32,
+        a: &crate::fleet::Alloc,
+        model: Option<&str>,
+        flavor: Option<u16>,
+        added: bool,
+    ) {
+        if let Some(cohort) = queues.cohort_of[q as usize] {
+            for (k, part, r, b) in &queues.keyed[q as usize] {
+                if part.is_some() && *part != flavor {
+                    continue;
+                }
+                let used = r.of(self.queues[q as usize].of(*part));
+                let amount = r.amount(a, model);
+                let now = if added {
+                    used.saturating_add(amount)
+                } else {
+                    used.saturating_sub(amount)
+                };
+                let g = b.guaranteed();
+                self.draw(
+                    queues,
+                    cohort,
+                    *k,
+                    used.saturating_sub(g),
+                    now.saturating_sub(g),
+                );
+            }
+        }
+        self.queues[q as usize].count(a, model, flavor, added);
+    }
+
+    /// A child of cohort `c` now draws `now` of key `k` where it drew `was`: the cohort's
+    /// usage moves by the difference, and so on up while what it draws changes.
+    fn draw(&mut self, queues: &Queues, mut c: u32, k: usize, mut was: u64, mut now: u64) {
+        while was != now {
+            let cohort = &queues.cohorts[c as usize];
+            let usage = &mut self.cohorts[c as usize][k];
+            let before = usage.saturating_sub(cohort.guaranteed[k]);
+            *usage = (*usage + now).saturating_sub(was);
+            (was, now) = (before, usage.saturating_sub(cohort.guaranteed[k]));
+            match cohort.parent {
+                Some(p) => c = p,
+                None => break,
+            }
+        }
+    }
+}
+
 /// A queue, compiled.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledQueue {
@@ -341,9 +459,28 @@ pub(crate) struct CompiledCohort {
     /// Set when its parents looped back to it: the parent it names, which was ignored
     /// (it is a root).
     pub loop_through: Option<String>,
+    /// Per key ([`Queues::keys`]): its subtree's quota, what it keeps from its parent, and
+    /// its own borrowing limit. Static: they follow from the specs alone.
+    pub quota: Vec<u64>,
+    pub guaranteed: Vec<u64>,
+    pub borrowing: Vec<Option<u64>>,
+    /// How far below its root it is (0 at a root).
+    pub depth: u32,
+    /// The root of its tree (itself at a root).
+    pub root: u32,
 }
 
 impl CompiledCohort {
+    /// Its amounts of key `k`, with `usage` what its subtree draws now.
+    fn amounts(&self, k: usize, usage: &Tally, c: u32) -> Amounts {
+        Amounts {
+            quota: self.quota[k],
+            usage: usage.cohorts[c as usize][k],
+            guaranteed: self.guaranteed[k],
+            borrowing: self.borrowing[k],
+        }
+    }
+
     fn bound(&self, part: Option<&str>, r: &Res) -> Option<&Bound> {
         let bounds = match part {
             None => &self.bounds,
@@ -367,9 +504,24 @@ struct Amounts {
 }
 
 impl Amounts {
-    fn with_lending(mut self, lending: Option<u64>) -> Amounts {
-        self.guaranteed = self.quota - lending.unwrap_or(self.quota).min(self.quota);
-        self
+    /// What the node has available when its parent has `above` available: what it keeps
+    /// and has not used, plus what its parent has, up to its borrowing limit beyond what
+    /// it stores there; and whether its borrowing limit is what bounds it.
+    fn take(&self, above: u64) -> (u64, bool) {
+        let local = self.guaranteed.saturating_sub(self.usage);
+        match self.borrowing {
+            Some(limit) => {
+                let most = (self.quota - self.guaranteed)
+                    .saturating_add(limit)
+                    .saturating_sub(self.drawn());
+                if most < above {
+                    (local + most, true)
+                } else {
+                    (local + above, false)
+                }
+            }
+            None => (local + above, false),
+        }
     }
 
     /// What it draws from its parent.
@@ -400,6 +552,11 @@ pub struct Queues {
     pub(crate) cohorts: Vec<CompiledCohort>,
     /// Each queue's cohort.
     pub(crate) cohort_of: Vec<Option<u32>>,
+    /// Every (part, resource) some queue in a cohort bounds (the part: a flavour name, or
+    /// `None` for queues' `quota`), indexed by the cohorts' per-key amounts.
+    pub(crate) keys: Vec<(Option<String>, Res)>,
+    /// Per queue: the keys it bounds, with the part and the bound.
+    pub(crate) keyed: Vec<Vec<(usize, Option<u16>, Res, Bound)>>,
     /// (project, workload) → queue, and the flavour it was admitted into when its job
     /// records one: every job whose allocations count against a queue.
     pub(crate) assigned: HashMap<(String, String), (u32, Option<u16>)>,
@@ -479,7 +636,116 @@ impl Queues {
             out.ids.insert(c.name.clone(), id);
             out.list.push(c);
         }
+        out.index_keys();
         out
+    }
+
+    /// Numbers every (part, resource) bounded in a cohort tree and computes each
+    /// cohort's static amounts per key, from the deepest cohorts up.
+    fn index_keys(&mut self) {
+        let mut index: HashMap<(Option<String>, Res), usize> = HashMap::new();
+        let mut key = |part: Option<&str>, r: &Res, keys: &mut Vec<(Option<String>, Res)>| {
+            let k = (part.map(str::to_string), r.clone());
+            *index.entry(k.clone()).or_insert_with(|| {
+                keys.push(k);
+                keys.len() - 1
+            })
+        };
+        let mut keys = Vec::new();
+        for c in &self.cohorts {
+            for (r, _) in &c.bounds {
+                key(None, r, &mut keys);
+            }
+            for (name, bounds) in &c.flavors {
+                for (r, _) in bounds {
+                    key(Some(name), r, &mut keys);
+                }
+            }
+        }
+        self.keyed = (0..self.list.len())
+            .map(|q| {
+                let queue = &self.list[q];
+                if self.cohort_of[q].is_none() {
+                    return Vec::new();
+                }
+                queue
+                    .parts()
+                    .flat_map(|part| {
+                        queue
+                            .bounds_in(part)
+                            .iter()
+                            .map(move |(r, b)| (part, r.clone(), *b))
+                    })
+                    .map(|(part, r, b)| (key(queue.flavor_name(part), &r, &mut keys), part, r, b))
+                    .collect()
+            })
+            .collect();
+        self.keys = keys;
+        let n = self.keys.len();
+        for c in 0..self.cohorts.len() {
+            let mut depth = 0;
+            let mut at = self.cohorts[c].parent;
+            while let Some(p) = at {
+                depth += 1;
+                at = self.cohorts[p as usize].parent;
+            }
+            let mut root = c as u32;
+            while let Some(p) = self.cohorts[root as usize].parent {
+                root = p;
+            }
+            let cohort = &mut self.cohorts[c];
+            cohort.depth = depth;
+            cohort.root = root;
+            cohort.quota = vec![0; n];
+            cohort.guaranteed = vec![0; n];
+            cohort.borrowing = vec![None; n];
+        }
+        // Own quota, and what each queue lends its cohort.
+        for c in 0..self.cohorts.len() {
+            for (k, (part, r)) in self.keys.iter().enumerate() {
+                if let Some(b) = self.cohorts[c].bound(part.as_deref(), r).copied() {
+                    let cohort = &mut self.cohorts[c];
+                    cohort.quota[k] = b.nominal;
+                    cohort.borrowing[k] = b.borrowing;
+                }
+            }
+        }
+        for (q, keyed) in self.keyed.iter().enumerate() {
+            if let Some(c) = self.cohort_of[q] {
+                for (k, _, _, b) in keyed {
+                    let quota = &mut self.cohorts[c as usize].quota[*k];
+                    *quota = quota.saturating_add(b.lendable());
+                }
+            }
+        }
+        // Deepest first: each cohort's guarantee, then what it lends its parent.
+        let mut order: Vec<u32> = (0..self.cohorts.len() as u32).collect();
+        order.sort_by_key(|&c| std::cmp::Reverse(self.cohorts[c as usize].depth));
+        for c in order {
+            for k in 0..n {
+                let (part, r) = &self.keys[k];
+                let lending = self.cohorts[c as usize]
+                    .bound(part.as_deref(), r)
+                    .and_then(|b| b.lending);
+                let cohort = &mut self.cohorts[c as usize];
+                let quota = cohort.quota[k];
+                cohort.guaranteed[k] = quota - lending.unwrap_or(quota).min(quota);
+                let lent = quota - cohort.guaranteed[k];
+                if let Some(p) = cohort.parent {
+                    let up = &mut self.cohorts[p as usize].quota[k];
+                    *up = up.saturating_add(lent);
+                }
+            }
+        }
+    }
+
+    /// The key of `r` in part `flavor` of queue `q`, when the queue bounds it there and
+    /// is in a cohort.
+    fn key_of(&self, q: u32, flavor: Option<u16>, r: &Res) -> Option<(usize, Bound)> {
+        self.keyed[q as usize]
+            .iter()
+            .find(|(_, f, x, _)| *f == flavor && x == r)
+            .map(|(k, _, _, b)| (*k, *b))
     }
 
     /// Makes a root of the first cohort (in name order) of every loop of parents.
@@ -573,55 +839,6 @@ impl Queues {
         }
     }
 
-    /// Queue `p`'s amounts of `r` in the part named `part` (its flavour of that name, or
-    /// the whole queue), when it bounds `r` there.
-    fn queue_amounts(
-        &self,
-        p: u32,
-        part: Option<&str>,
-        r: &Res,
-        usage: &[Held],
-    ) -> Option<Amounts> {
-        let queue = &self.list[p as usize];
-        let f = match part {
-            None => None,
-            Some(name) => Some(queue.flavor_id(name)?),
-        };
-        let b = queue.bound(f, r)?;
-        Some(Amounts {
-            quota: b.nominal,
-            usage: r.of(usage[p as usize].of(f)),
-            guaranteed: b.guaranteed(),
-            borrowing: b.borrowing,
-        })
-    }
-
-    /// Cohort `c`'s amounts of `r` in the part named `part`, from its subtree.
-    fn cohort_amounts(&self, c: u32, part: Option<&str>, r: &Res, usage: &[Held]) -> Amounts {
-        let cohort = &self.cohorts[c as usize];
-        let own = cohort.bound(part, r);
-        let mut a = Amounts {
-            quota: own.map_or(0, |b| b.nominal),
-            borrowing: own.and_then(|b| b.borrowing),
-            ..Amounts::default()
-        };
-        let children = cohort
-            .queues
-            .iter()
-            .filter_map(|&q| self.queue_amounts(q, part, r, usage))
-            .chain(
-                cohort
-                    .cohorts
-                    .iter()
-                    .map(|&k| self.cohort_amounts(k, part, r, usage)),
-            );
-        for k in children {
-            a.quota = a.quota.saturating_add(k.quota - k.guaranteed);
-            a.usage = a.usage.saturating_add(k.drawn());
-        }
-        a.with_lending(own.and_then(|b| b.lending))
-    }
-
     /// How much of `r` queue `q` (or its flavour `flavor`) may hold in all now, given
     /// every queue's usage, and which rule sets that: its nominal quota (no cohort, or
     /// nothing else in the tree lends it), a borrowing limit (its own or a cohort's on the
@@ -631,46 +848,37 @@ impl Queues {
         q: u32,
         flavor: Option<u16>,
         r: &Res,
-        usage: &[Held],
+        usage: &Tally,
     ) -> Option<QueueLimit> {
         let queue = &self.list[q as usize];
-        let part = queue.flavor_name(flavor);
-        let mine = self.queue_amounts(q, part, r, usage)?;
+        let b = queue.bound(flavor, r)?;
         let nominal = QueueLimit {
-            limit: mine.quota,
+            limit: b.nominal,
             reason: QueueReason::OverNominalQuota,
             limited_by: None,
         };
-        let Some(cohort) = self.cohort_of[q as usize] else {
+        let (Some(cohort), Some((k, _))) = (self.cohort_of[q as usize], self.key_of(q, flavor, r))
+        else {
             return Some(nominal);
         };
-        // The path from the queue up to the root, with each node's amounts.
-        let mut path = vec![(None, mine)];
-        let mut at = Some(cohort);
-        while let Some(c) = at {
-            path.push((Some(c), self.cohort_amounts(c, part, r, usage)));
-            at = self.cohorts[c as usize].parent;
+        let mine = Amounts {
+            quota: b.nominal,
+            usage: r.of(usage[q as usize].of(flavor)),
+            guaranteed: b.guaranteed(),
+            borrowing: b.borrowing,
+        };
+        let mut root = cohort;
+        while let Some(p) = self.cohorts[root as usize].parent {
+            root = p;
         }
-        let (_, root) = path.last().expect("a root");
-        if root.quota <= mine.quota - mine.guaranteed {
+        if self.cohorts[root as usize].quota[k] <= mine.quota - mine.guaranteed {
             // Nothing in the tree but the queue's own lending: nothing to borrow.
             return Some(nominal);
         }
-        // Down from the root: what each node has available, and whose limit set it.
-        let mut available = root.quota.saturating_sub(root.usage);
-        let mut set_by: Option<Option<u32>> = None;
-        for (node, a) in path.iter().rev().skip(1) {
-            let mut from_parent = available;
-            if let Some(limit) = a.borrowing {
-                let most = (a.quota - a.guaranteed)
-                    .saturating_add(limit)
-                    .saturating_sub(a.drawn());
-                if most < from_parent {
-                    from_parent = most;
-                    set_by = Some(*node);
-                }
-            }
-            available = a.guaranteed.saturating_sub(a.usage) + from_parent;
+        let (from_cohort, mut set_by) = self.available(cohort, k, usage);
+        let (available, mine_set) = mine.take(from_cohort);
+        if mine_set {
+            set_by = Some(None);
         }
         let limit = mine.usage.saturating_add(available);
         Some(match set_by {
@@ -687,11 +895,27 @@ impl Queues {
         })
     }
 
+    /// What cohort `c` has available of key `k` for its subtree (from the root down),
+    /// and whose borrowing limit set it (`Some(Some(c))` for a cohort's; `None`: the
+    /// root's pool).
+    fn available(&self, c: u32, k: usize, usage: &Tally) -> (u64, Option<Option<u32>>) {
+        let cohort = &self.cohorts[c as usize];
+        let a = cohort.amounts(k, usage, c);
+        match cohort.parent {
+            None => (a.quota.saturating_sub(a.usage), None),
+            Some(p) => {
+                let (above, set_by) = self.available(p, k, usage);
+                let (available, mine) = a.take(above);
+                (available, if mine { Some(Some(c)) } else { set_by })
+            }
+        }
+    }
+
     /// Fair sharing: what queue `q` borrows beyond its nominal quota as a share of what
     /// its cohort lends, the largest over its resources and flavours (dominant resource
     /// share), in thousandths, divided by its weight. 0 when it borrows nothing;
     /// `u64::MAX` for a borrowing queue of weight 0.
-    pub(crate) fn weighted_share(&self, q: u32, usage: &[Held]) -> u64 {
+    pub(crate) fn weighted_share(&self, q: u32, usage: &Tally) -> u64 {
         self.weighted_share_with(q, usage, None)
     }
 
@@ -700,7 +924,7 @@ impl Queues {
     pub(crate) fn weighted_share_with(
         &self,
         q: u32,
-        usage: &[Held],
+        usage: &Tally,
         extra: Option<(&Usage, Option<u16>)>,
     ) -> u64 {
         let queue = &self.list[q as usize];
@@ -721,8 +945,8 @@ impl Queues {
                     continue;
                 }
                 let pool = self
-                    .cohort_amounts(cohort, queue.flavor_name(part), r, usage)
-                    .quota;
+                    .key_of(q, part, r)
+                    .map_or(0, |(k, _)| self.cohorts[cohort as usize].quota[k]);
                 let s = (u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64;
                 share = share.max(s);
             }
@@ -738,38 +962,18 @@ impl Queues {
     /// parent beyond its own quota, as a share of the parent's quota, the largest over
     /// the resources its subtree bounds (dominant resource share), in thousandths,
     /// divided by its weight. 0 for a root.
-    fn cohort_share(&self, c: u32, usage: &[Held]) -> u64 {
+    pub(crate) fn cohort_share(&self, c: u32, usage: &Tally) -> u64 {
         let cohort = &self.cohorts[c as usize];
         let Some(parent) = cohort.parent else {
             return 0;
         };
-        let mut keys: std::collections::BTreeSet<(Option<&str>, &Res)> = cohort
-            .bounds
-            .iter()
-            .map(|(r, _)| (None, r))
-            .chain(
-                cohort
-                    .flavors
-                    .iter()
-                    .flat_map(|(n, b)| b.iter().map(move |(r, _)| (Some(n.as_str()), r))),
-            )
-            .collect();
-        for &q in &cohort.members {
-            let queue = &self.list[q as usize];
-            for part in queue.parts() {
-                for (r, _) in queue.bounds_in(part) {
-                    keys.insert((queue.flavor_name(part), r));
-                }
-            }
-        }
         let mut share = 0u64;
-        for (part, r) in keys {
-            let a = self.cohort_amounts(c, part, r, usage);
-            let borrowed = a.usage.saturating_sub(a.quota);
+        for k in 0..self.keys.len() {
+            let borrowed = usage.cohorts[c as usize][k].saturating_sub(cohort.quota[k]);
             if borrowed == 0 {
                 continue;
             }
-            let pool = self.cohort_amounts(parent, part, r, usage).quota;
+            let pool = self.cohorts[parent as usize].quota[k];
             share = share.max((u128::from(borrowed) * 1000 / u128::from(pool.max(1))) as u64);
         }
         match (share, cohort.weight) {
@@ -779,14 +983,13 @@ impl Queues {
         }
     }
 
-    /// Fair sharing across a cohort tree: the weighted shares from the root down to
-    /// queue `q` (each cohort's on the way, then the queue's), each with its node
-    /// (queues by id, cohorts as `u32::MAX - id`). Compared by [`share_order`].
-    pub(crate) fn share_path(&self, q: u32, usage: &[Held]) -> Vec<(u32, u64)> {
-        let mut path = vec![(q, self.weighted_share(q, usage))];
+    /// Queue `q`'s cohorts, from the root of its tree down to its own (empty without a
+    /// cohort).
+    pub(crate) fn cohort_path(&self, q: u32) -> Vec<u32> {
+        let mut path = Vec::new();
         let mut at = self.cohort_of[q as usize];
         while let Some(c) = at {
-            path.push((u32::MAX - c, self.cohort_share(c, usage)));
+            path.push(c);
             at = self.cohorts[c as usize].parent;
         }
         path.reverse();
@@ -798,7 +1001,7 @@ impl Queues {
     pub(crate) fn would_borrow(
         &self,
         q: u32,
-        usage: &[Held],
+        usage: &Tally,
         extra: &Usage,
         flavor: Option<u16>,
     ) -> bool {
@@ -813,7 +1016,7 @@ impl Queues {
         })
     }
 
-    pub(crate) fn borrowing(&self, q: u32, usage: &[Held]) -> bool {
+    pub(crate) fn borrowing(&self, q: u32, usage: &Tally) -> bool {
         let queue = &self.list[q as usize];
         queue.parts().any(|part| {
             queue
@@ -824,22 +1027,33 @@ impl Queues {
     }
 }
 
-/// Which of two queues goes first by fair sharing ([`Queues::share_path`]): in one tree,
-/// the lower share where their paths part (between the two siblings under their
-/// nearest common cohort, as Kueue's hierarchical fair sharing runs a tournament down
-/// the tree); in different trees, the queues' own shares.
-pub(crate) fn share_order(a: &[(u32, u64)], b: &[(u32, u64)]) -> std::cmp::Ordering {
-    let (Some(first_a), Some(first_b)) = (a.first(), b.first()) else {
-        return std::cmp::Ordering::Equal;
-    };
-    if first_a.0 != first_b.0 {
-        let last = |p: &[(u32, u64)]| p.last().map_or(0, |x| x.1);
-        return last(a).cmp(&last(b));
+/// Which of two queues goes first by fair sharing, each given as its cohort path
+/// ([`Queues::cohort_path`]), id and weighted share: in one tree, the lower share where
+/// their paths part (between the two siblings under their nearest common cohort, a
+/// cohort's share from `cohort_shares`), as Kueue's hierarchical fair sharing runs a
+/// tournament down the tree; in different trees (or outside cohorts), the queues' own
+/// shares.
+pub(crate) fn share_order(
+    a: (&[u32], u32, u64),
+    b: (&[u32], u32, u64),
+    cohort_shares: &[u64],
+) -> std::cmp::Ordering {
+    if a.0.first() != b.0.first() {
+        return a.2.cmp(&b.2);
     }
-    a.iter()
-        .zip(b)
-        .find(|(x, y)| x.0 != y.0)
-        .map_or(std::cmp::Ordering::Equal, |(x, y)| x.1.cmp(&y.1))
+    // The nodes below the root, cohorts then the queue: (is a queue, id, share).
+    fn nodes<'p>(
+        (path, q, share): (&'p [u32], u32, u64),
+        cohort_shares: &'p [u64],
+    ) -> impl Iterator<Item = (bool, u32, u64)> + 'p {
+        path.iter()
+            .map(|&c| (false, c, cohort_shares[c as usize]))
+            .chain(std::iter::once((true, q, share)))
+    }
+    nodes(a, cohort_shares)
+        .zip(nodes(b, cohort_shares))
+        .find(|(x, y)| (x.0, x.1) != (y.0, y.1))
+        .map_or(std::cmp::Ordering::Equal, |(x, y)| x.2.cmp(&y.2))
 }
 
 /// What a queue holds after a batch, for `Queue.status` (see [`queue_report`]).
@@ -890,8 +1104,8 @@ pub(crate) fn usage_of(
     fleet: &crate::Fleet,
     queues: &Queues,
     extra: &HashMap<crate::fleet::WorkloadId, (u32, Option<u16>)>,
-) -> Vec<Held> {
-    let mut usage: Vec<Held> = queues
+) -> Tally {
+    let mut held: Vec<Held> = queues
         .list
         .iter()
         .map(|q| Held {
@@ -901,10 +1115,10 @@ pub(crate) fn usage_of(
         .collect();
     for a in fleet.allocs.iter().flatten() {
         if let Some((q, f)) = queue_of(fleet, queues, extra, a) {
-            usage[q as usize].count(a, fleet.model_of_alloc(a), f, true);
+            held[q as usize].count(a, fleet.model_of_alloc(a), f, true);
         }
     }
-    usage
+    Tally::new(queues, held)
 }
 
 /// The queue and flavour allocation `a` counts in: its job's (from `extra`, else as
@@ -925,4 +1139,86 @@ pub(crate) fn queue_of(
         return Some((q, None));
     }
     Some((q, f.or_else(|| queue.flavor_of_node(fleet, a.node))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn queue(name: &str, cohort: &str, cpu: u64, lending: Option<u64>) -> Queue {
+        let mut q = json!({"nominal": cpu.to_string()});
+        if let Some(l) = lending {
+            q["lendingLimit"] = json!(l.to_string());
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Queue",
+            "metadata": {"name": name},
+            "spec": {"cohort": cohort, "quota": {"cpu": q, "instances": {"nominal": 4}}}
+        }))
+        .expect("queue")
+    }
+
+    fn cohort(name: &str, parent: Option<&str>, lending: Option<u64>) -> Cohort {
+        let mut spec = json!({"parent": parent});
+        if let Some(l) = lending {
+            spec["quota"] = json!({"cpu": {"nominal": "2", "lendingLimit": l.to_string()}});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "meridian.dev/v1", "kind": "Cohort",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .expect("cohort")
+    }
+
+    fn alloc(cores: u64) -> crate::fleet::Alloc {
+        crate::fleet::Alloc {
+            workload: 0,
+            replica: 0,
+            node: 0,
+            priority: 0,
+            res: [cores * 1000, 0, 0],
+            gpu: None,
+            devices: Vec::new(),
+            ports: Vec::new(),
+            name: None,
+        }
+    }
+
+    proptest! {
+        /// However allocations come and go, the draws kept in step up the tree equal a
+        /// recount from the queues' usage.
+        #[test]
+        fn the_tally_kept_in_step_equals_a_recount(
+            steps in proptest::collection::vec((0u32..4, 1u64..6, any::<bool>()), 1..60),
+        ) {
+            let queues = [
+                queue("a1", "team-a", 4, None),
+                queue("a2", "team-a", 2, Some(1)),
+                queue("b1", "team-b", 3, Some(3)),
+                queue("c1", "org", 1, None),
+            ];
+            let cohorts = [
+                cohort("org", None, None),
+                cohort("team-a", Some("org"), Some(1)),
+                cohort("team-b", Some("org"), None),
+            ];
+            let qs = Queues::with_cohorts(&queues, &cohorts);
+            let empty = || qs.list.iter().map(|_| Held::default()).collect::<Vec<_>>();
+            let mut tally = Tally::new(&qs, empty());
+            let mut held: Vec<Vec<u64>> = vec![Vec::new(); 4];
+            for (q, cores, add) in steps {
+                if add || held[q as usize].is_empty() {
+                    held[q as usize].push(cores);
+                    tally.count(&qs, q, &alloc(cores), None, None, true);
+                } else {
+                    let cores = held[q as usize].pop().expect("held");
+                    tally.count(&qs, q, &alloc(cores), None, None, false);
+                }
+                let recount = Tally::new(&qs, tally.queues.clone());
+                prop_assert_eq!(&tally.cohorts, &recount.cohorts);
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@ use api::queue::{QueueReason, QueueWait};
 use super::quota::{Breach, QueueBreach};
 use super::*;
 use crate::fleet::Usage;
-use crate::queue::{Held, Queues, Res};
+use crate::queue::{Queues, Res, Tally};
 
 /// The session's view of the queues.
 pub(crate) struct QueueView {
@@ -16,10 +16,12 @@ pub(crate) struct QueueView {
     /// for work outside queues.
     pub of: Vec<Option<Result<u32, QueueWait>>>,
     /// Per queue: what its jobs' allocations hold now, in all and per flavour.
-    pub usage: Vec<Held>,
+    pub usage: Tally,
     /// The queue of each batch job, by workload id, and the flavour it is admitted
     /// into (recorded in its status, or chosen in this batch).
     by_wid: HashMap<WorkloadId, (u32, Option<u16>)>,
+    /// Queues whose usage changed since [`Session::changed_queues`] last took them.
+    changed: Vec<u32>,
 }
 
 impl QueueView {
@@ -79,6 +81,7 @@ impl QueueView {
             of,
             usage,
             by_wid,
+            changed: Vec::new(),
         }
     }
 
@@ -90,7 +93,9 @@ impl QueueView {
     /// Counts allocation `a` in (or out of) its queue's usage.
     pub(crate) fn count(&mut self, fleet: &Fleet, a: &Alloc, added: bool) {
         if let Some((q, f)) = self.queue_of(fleet, a) {
-            self.usage[q as usize].count(a, fleet.model_of_alloc(a), f, added);
+            self.usage
+                .count(&self.queues, q, a, fleet.model_of_alloc(a), f, added);
+            self.changed.push(q);
         }
     }
 }
@@ -604,21 +609,58 @@ impl Session<'_> {
             .collect()
     }
 
-    /// The weighted shares down queue `q`'s cohort tree now, for ordering (see
-    /// [`Queues::share_path`]).
-    pub(crate) fn queue_share(&self, q: u32) -> Vec<(u32, u64)> {
+    /// Queue `q`'s weighted share now, for ordering (see [`Queues::weighted_share`]).
+    pub(crate) fn queue_share(&self, q: u32) -> u64 {
         self.queues
             .as_ref()
-            .map_or_else(Vec::new, |v| v.queues.share_path(q, &v.usage))
+            .map_or(0, |v| v.queues.weighted_share(q, &v.usage))
     }
 
-    /// The queues whose weighted share a change of queue `q`'s usage can change: its
-    /// cohort tree (itself included).
-    pub(crate) fn queue_cohort(&self, q: u32) -> Vec<u32> {
-        match self.queues.as_ref() {
-            Some(v) if v.queues.list[q as usize].cohort.is_some() => v.queues.peers(q).to_vec(),
-            _ => vec![q],
-        }
+    /// Every cohort's weighted share among its siblings now (see
+    /// [`Queues::cohort_share`]).
+    pub(crate) fn cohort_shares(&self) -> Vec<u64> {
+        self.queues.as_ref().map_or_else(Vec::new, |v| {
+            (0..v.queues.cohorts.len() as u32)
+                .map(|c| v.queues.cohort_share(c, &v.usage))
+                .collect()
+        })
+    }
+
+    /// The queues whose usage changed since the last call (each once), and the cohorts
+    /// above them (whose shares that changes), taken.
+    pub(crate) fn changed_queues(&mut self) -> (Vec<u32>, Vec<u32>) {
+        let Some(v) = self.queues.as_mut() else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut queues = std::mem::take(&mut v.changed);
+        queues.sort_unstable();
+        queues.dedup();
+        let mut cohorts: Vec<u32> = queues
+            .iter()
+            .flat_map(|&q| v.queues.cohort_path(q))
+            .collect();
+        cohorts.sort_unstable();
+        cohorts.dedup();
+        (queues, cohorts)
+    }
+
+    /// Cohort `c`'s weighted share among its siblings now.
+    pub(crate) fn cohort_share(&self, c: u32) -> u64 {
+        self.queues
+            .as_ref()
+            .map_or(0, |v| v.queues.cohort_share(c, &v.usage))
+    }
+
+    /// How many queues there are.
+    pub(crate) fn queue_count(&self) -> usize {
+        self.queues.as_ref().map_or(0, |v| v.queues.list.len())
+    }
+
+    /// Queue `q`'s cohorts from the root of its tree down (empty without a cohort).
+    pub(crate) fn cohort_path(&self, q: u32) -> Vec<u32> {
+        self.queues
+            .as_ref()
+            .map_or_else(Vec::new, |v| v.queues.cohort_path(q))
     }
 
     /// The strategy of queue `q`.
