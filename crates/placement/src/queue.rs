@@ -283,9 +283,12 @@ impl Tally {
             let Some(c) = queues.cohort_of[q] else {
                 continue;
             };
-            for (k, part, r, b) in keyed {
-                let drawn = r.of(t.queues[q].of(*part)).saturating_sub(b.guaranteed());
-                t.cohorts[c as usize][*k] += drawn;
+            for e in keyed {
+                let drawn = e
+                    .res
+                    .of(t.queues[q].of(e.part))
+                    .saturating_sub(e.bound.guaranteed());
+                t.cohorts[c as usize][e.key] += drawn;
             }
         }
         let mut order: Vec<u32> = (0..queues.cohorts.len() as u32).collect();
@@ -313,7 +316,13 @@ impl Tally {
         added: bool,
     ) {
         if let Some(cohort) = queues.cohort_of[q as usize] {
-            for (k, part, r, b) in &queues.keyed[q as usize] {
+            for Keyed {
+                key: k,
+                part,
+                res: r,
+                bound: b,
+            } in &queues.keyed[q as usize]
+            {
                 if part.is_some() && *part != flavor {
                     continue;
                 }
@@ -439,6 +448,16 @@ impl CompiledQueue {
     }
 }
 
+/// A resource a queue in a cohort bounds: its key ([`Queues::keys`]), the part (the
+/// whole queue, or one of its flavours) and the bound.
+#[derive(Debug, Clone)]
+pub(crate) struct Keyed {
+    pub key: usize,
+    pub part: Option<u16>,
+    pub res: Res,
+    pub bound: Bound,
+}
+
 /// A cohort, compiled: a node of a cohort tree.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledCohort {
@@ -556,7 +575,7 @@ pub struct Queues {
     /// `None` for queues' `quota`), indexed by the cohorts' per-key amounts.
     pub(crate) keys: Vec<(Option<String>, Res)>,
     /// Per queue: the keys it bounds, with the part and the bound.
-    pub(crate) keyed: Vec<Vec<(usize, Option<u16>, Res, Bound)>>,
+    pub(crate) keyed: Vec<Vec<Keyed>>,
     /// (project, workload) → queue, and the flavour it was admitted into when its job
     /// records one: every job whose allocations count against a queue.
     pub(crate) assigned: HashMap<(String, String), (u32, Option<u16>)>,
@@ -676,7 +695,12 @@ impl Queues {
                             .iter()
                             .map(move |(r, b)| (part, r.clone(), *b))
                     })
-                    .map(|(part, r, b)| (key(queue.flavor_name(part), &r, &mut keys), part, r, b))
+                    .map(|(part, res, bound)| Keyed {
+                        key: key(queue.flavor_name(part), &res, &mut keys),
+                        part,
+                        res,
+                        bound,
+                    })
                     .collect()
             })
             .collect();
@@ -712,9 +736,9 @@ impl Queues {
         }
         for (q, keyed) in self.keyed.iter().enumerate() {
             if let Some(c) = self.cohort_of[q] {
-                for (k, _, _, b) in keyed {
-                    let quota = &mut self.cohorts[c as usize].quota[*k];
-                    *quota = quota.saturating_add(b.lendable());
+                for e in keyed {
+                    let quota = &mut self.cohorts[c as usize].quota[e.key];
+                    *quota = quota.saturating_add(e.bound.lendable());
                 }
             }
         }
@@ -744,8 +768,8 @@ impl Queues {
     fn key_of(&self, q: u32, flavor: Option<u16>, r: &Res) -> Option<(usize, Bound)> {
         self.keyed[q as usize]
             .iter()
-            .find(|(_, f, x, _)| *f == flavor && x == r)
-            .map(|(k, _, _, b)| (*k, *b))
+            .find(|e| e.part == flavor && e.res == *r)
+            .map(|e| (e.key, e.bound))
     }
 
     /// Makes a root of the first cohort (in name order) of every loop of parents.
