@@ -375,6 +375,8 @@ async fn queues_list_and_detail_show_quota_and_usage() {
         "shared",
         "BestEffortFIFO",
         "/ui/queues/gpu-training",
+        "Cohorts",
+        "cpu 16",
     ] {
         assert!(body.contains(text), "{text} in {body}");
     }

@@ -1,6 +1,7 @@
 //! Queues: the list (pending and admitted jobs, usage against quota, as `meridian get
 //! queues` shows them) and a queue's detail: quota per resource (nominal, borrowing and
-//! lending limits, used), its cohort's other queues, conditions.
+//! lending limits, used), its cohort's other queues, conditions. The list also shows the
+//! cohort tree (`Cohort` objects: parent, quota, weight).
 
 use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
@@ -8,8 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use api::AnyObject;
-use api::kinds::QUEUE;
-use api::queue::{Queue, ResourceQuota};
+use api::kinds::{COHORT, QUEUE};
+use api::queue::{Cohort, Queue, ResourceQuota};
 
 use super::backend::{UiError, paths};
 use super::page::{self, Nav, badge};
@@ -69,6 +70,16 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
         Err(e) => (Vec::new(), None, Some(e)),
     };
     let columns = api::table::columns(QUEUE, false);
+    // The cohorts: few (teams, departments), so the first page of them is all of them
+    // in practice; the API lists the rest.
+    let cohorts: Result<api::List<Cohort>, UiError> = session
+        .api
+        .get_as(&format!(
+            "{}?limit={PAGE}",
+            paths::object(COHORT, None, None)
+        ))
+        .await;
+    let cohort_columns = api::table::columns(COHORT, true);
     let href = |c: Option<&str>| format!("/ui/queues{}", paths::query(&[("continue", c)]));
     let body = html! {
         h1 { "Queues" }
@@ -87,6 +98,23 @@ pub async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Respon
         nav.pager aria-label="Pages" {
             @if q.continue_.is_some() { a href=(href(None)) { "First page" } }
             @if let Some(c) = &next { a href=(href(Some(c))) rel="next" { "Next page" } }
+        }
+        h2 { "Cohorts" }
+        p { "Queues of a cohort lend each other unused quota; a cohort may hold quota of its own and sit under a parent, so teams share first within their cohort, then across their department." }
+        @match &cohorts {
+            Err(e) => (page::inline_error(e)),
+            Ok(list) if list.items.is_empty() => p { "No cohort objects: cohorts named by queues are roots without quota of their own." },
+            Ok(list) => table.list {
+                caption.visually-hidden { "Cohorts" }
+                thead { tr { @for c in &cohort_columns { th scope="col" { (c) } } } }
+                tbody { @for c in &list.items {
+                    @let cells = api::table::row(&AnyObject::Cohort(c.clone()), true);
+                    tr {
+                        th scope="row" { (c.metadata.name) }
+                        @for cell in cells.iter().skip(1) { td { (cell) } }
+                    }
+                } }
+            },
         }
     };
     Ok(page::document("Queues", Some(&session), Nav::Queues, body).into_response())
