@@ -189,7 +189,7 @@ pub const COHORT: &KindInfo = &KindInfo {
     singular: "cohort",
     short_names: &["coh"],
     scope: Scope::Global,
-    has_status: false,
+    has_status: true,
 };
 
 /// Every kind Meridian serves, in the order `get all` and discovery list them: the

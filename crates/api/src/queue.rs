@@ -395,17 +395,55 @@ pub struct CohortFlavor {
     pub quota: QueueQuota,
 }
 
-/// A cohort has no status of its own: its queues report usage, and a queue's `Active`
+/// What Meridian observes of a cohort (written by the scheduler). A queue's `Active`
 /// condition says when its cohort tree is broken (a loop of parents).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CohortStatus {}
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CohortStatus {
+    /// Queues in its subtree.
+    #[serde(default)]
+    pub queues: u32,
+    /// What the admitted jobs of its subtree's queues reserve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceTotals>,
+    /// Fair sharing among its siblings: what its subtree borrows from its parent beyond
+    /// its own quota, as a share of the parent's quota, in thousandths, divided by its
+    /// weight (0 at a root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_share: Option<u64>,
+}
 
 impl Spec for CohortSpec {
     const KIND_INFO: &'static KindInfo = COHORT;
 }
 
 pub type Cohort = Object<CohortSpec, CohortStatus>;
+
+/// Totals for tables: `cpu 12, memory 48Gi, H100 8` (what is not zero; `-` when
+/// nothing is).
+pub fn totals_summary(t: &ResourceTotals) -> String {
+    let mut parts = Vec::new();
+    if t.cpu.millis() > 0 {
+        parts.push(format!("cpu {}", t.cpu));
+    }
+    if t.memory.bytes() > 0 {
+        parts.push(format!("memory {}", t.memory));
+    }
+    if !t.gpus.is_zero() {
+        parts.push(format!("gpus {}", t.gpus));
+    }
+    for (model, n) in &t.gpus_by_model {
+        parts.push(format!("{model} {n}"));
+    }
+    if t.instances > 0 {
+        parts.push(format!("instances {}", t.instances));
+    }
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
 
 /// A quota's bounds, for tables: `cpu 64, H100 16` (`-` when it bounds nothing).
 pub fn quota_summary(quota: &QueueQuota) -> String {

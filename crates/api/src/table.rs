@@ -86,7 +86,10 @@ pub fn columns(info: &KindInfo, wide: bool) -> Vec<&'static str> {
             &["NAME", "COHORT", "STRATEGY", "PENDING", "ADMITTED", "USAGE"],
             &["WEIGHT", "SHARE", "PROJECTS"],
         ),
-        "Cohort" => (&["NAME", "PARENT", "QUOTA", "WEIGHT"], &["FLAVORS"]),
+        "Cohort" => (
+            &["NAME", "PARENT", "QUEUES", "QUOTA", "USAGE", "WEIGHT"],
+            &["SHARE", "FLAVORS"],
+        ),
         "Event" => (
             &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             &["SOURCE", "COUNT", "FIRST SEEN", "NAME"],
@@ -412,19 +415,31 @@ pub fn row(obj: &AnyObject, wide: bool) -> Vec<String> {
             vec![
                 name,
                 or_none(o.spec.parent.as_deref()),
+                o.status.as_ref().map_or(0, |s| s.queues).to_string(),
                 crate::queue::quota_summary(&o.spec.quota),
+                o.status
+                    .as_ref()
+                    .and_then(|s| s.usage.as_ref())
+                    .map_or_else(|| NONE.to_string(), crate::queue::totals_summary),
                 o.spec.weight().to_string(),
             ],
-            vec![if o.spec.flavors.is_empty() {
-                NONE.to_string()
-            } else {
-                o.spec
-                    .flavors
-                    .iter()
-                    .map(|f| format!("{}: {}", f.name, crate::queue::quota_summary(&f.quota)))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            }],
+            vec![
+                o.status
+                    .as_ref()
+                    .and_then(|s| s.weighted_share)
+                    .unwrap_or(0)
+                    .to_string(),
+                if o.spec.flavors.is_empty() {
+                    NONE.to_string()
+                } else {
+                    o.spec
+                        .flavors
+                        .iter()
+                        .map(|f| format!("{}: {}", f.name, crate::queue::quota_summary(&f.quota)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            ],
         ),
         AnyObject::Event(e) => (
             vec![

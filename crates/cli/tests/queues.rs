@@ -161,7 +161,9 @@ fn get_cohorts_shows_the_tree_and_a_loop_is_refused_naming_the_field() {
         .collect();
     assert_eq!(
         rows[0],
-        ["NAME", "PARENT", "QUOTA", "WEIGHT", "FLAVORS", "AGE"],
+        [
+            "NAME", "PARENT", "QUEUES", "QUOTA", "USAGE", "WEIGHT", "SHARE", "FLAVORS", "AGE"
+        ],
         "{table}"
     );
     assert!(

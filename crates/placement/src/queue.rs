@@ -1121,6 +1121,50 @@ pub fn queue_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, Q
         .collect()
 }
 
+/// What a cohort's subtree holds after a batch, for `Cohort.status` (see
+/// [`cohort_report`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CohortUsage {
+    /// Queues in its subtree.
+    pub queues: u32,
+    /// What their jobs hold.
+    pub usage: api::kinds::ResourceTotals,
+    /// Its weighted share among its siblings ([`Queues::cohort_share`]).
+    pub weighted_share: u64,
+}
+
+/// Each cohort's usage on `fleet` (every allocation of a job of a queue of its subtree).
+pub fn cohort_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, CohortUsage> {
+    let tally = usage_of(fleet, queues, &HashMap::new());
+    queues
+        .cohorts
+        .iter()
+        .enumerate()
+        .map(|(c, cohort)| {
+            let mut sum = Usage::default();
+            for &q in &cohort.members {
+                let u = &tally[q as usize].total;
+                sum.cpu = sum.cpu.saturating_add(u.cpu);
+                sum.memory = sum.memory.saturating_add(u.memory);
+                sum.gpus = sum.gpus.saturating_add(u.gpus);
+                sum.instances = sum.instances.saturating_add(u.instances);
+                for (m, n) in &u.by_model {
+                    let e = sum.by_model.entry(m.clone()).or_default();
+                    *e = e.saturating_add(*n);
+                }
+            }
+            (
+                cohort.name.clone(),
+                CohortUsage {
+                    queues: cohort.members.len() as u32,
+                    usage: sum.totals(),
+                    weighted_share: queues.cohort_share(c as u32, &tally),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Usage per queue (and flavour) over the fleet's live allocations; `extra` maps
 /// workload ids of the batch to their queue and flavour (jobs the snapshot has not seen
 /// yet, and flavours chosen in this batch).

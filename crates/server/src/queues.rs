@@ -16,8 +16,8 @@ use store::Revision;
 pub(crate) struct QueueContext {
     /// Every queue, by name, with its store revision.
     pub queues: BTreeMap<String, (Queue, Revision)>,
-    /// The names of the `Cohort` objects.
-    pub cohorts: HashSet<String>,
+    /// The `Cohort` objects, by name, with their store revisions.
+    pub cohorts: BTreeMap<String, (Cohort, Revision)>,
     /// For placement.
     pub compiled: Arc<placement::Queues>,
     /// (project, workload) → its queue's name, for every workload in a queue (the queue
@@ -28,12 +28,14 @@ pub(crate) struct QueueContext {
 impl QueueContext {
     pub(crate) fn new<'a>(
         queues: Vec<(Queue, Revision)>,
-        cohorts: Vec<Cohort>,
+        cohorts: Vec<(Cohort, Revision)>,
         workloads: impl IntoIterator<Item = &'a Workload>,
         projects: &BTreeMap<String, Project>,
     ) -> QueueContext {
-        let mut compiled =
-            placement::Queues::with_cohorts(queues.iter().map(|(q, _)| q), cohorts.iter());
+        let mut compiled = placement::Queues::with_cohorts(
+            queues.iter().map(|(q, _)| q),
+            cohorts.iter().map(|(c, _)| c),
+        );
         let mut of = HashMap::new();
         for w in workloads {
             let ns = w.metadata.namespace.as_deref().unwrap_or_default();
@@ -58,7 +60,10 @@ impl QueueContext {
                 .into_iter()
                 .map(|(q, rev)| (q.metadata.name.clone(), (q, rev)))
                 .collect(),
-            cohorts: cohorts.into_iter().map(|c| c.metadata.name).collect(),
+            cohorts: cohorts
+                .into_iter()
+                .map(|(c, rev)| (c.metadata.name.clone(), (c, rev)))
+                .collect(),
             compiled: Arc::new(compiled),
             of,
         }
@@ -363,7 +368,7 @@ pub(crate) fn queue_status(
             )
         }
         Some(c)
-            if !ctx.cohorts.contains(c)
+            if !ctx.cohorts.contains_key(c)
                 && !ctx.queues.values().any(|(o, _)| {
                     o.metadata.name != name && o.spec.cohort.as_deref() == Some(c)
                 }) =>

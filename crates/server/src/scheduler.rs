@@ -364,7 +364,7 @@ type FleetKey = [(usize, Revision); 5];
 /// status, which the scheduler writes, is left out).
 fn queue_fingerprint(
     queues: &[(api::queue::Queue, Revision)],
-    cohorts: &[api::queue::Cohort],
+    cohorts: &[(api::queue::Cohort, Revision)],
 ) -> (usize, Revision) {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -374,7 +374,7 @@ fn queue_fingerprint(
             .unwrap_or_default()
             .hash(&mut h);
     }
-    for c in cohorts {
+    for (c, _) in cohorts {
         c.metadata.name.hash(&mut h);
         serde_json::to_string(&c.spec)
             .unwrap_or_default()
@@ -528,10 +528,10 @@ fn snapshot_of(cache: &informer::Cache) -> Result<Snapshot, ApiError> {
             .iter()
             .map(|(q, rev)| (api::queue::Queue::clone(q), rev))
             .collect();
-        let cohorts: Vec<api::queue::Cohort> = cache
+        let cohorts: Vec<(api::queue::Cohort, Revision)> = cache
             .cohorts
             .iter()
-            .map(|(c, _)| api::queue::Cohort::clone(c))
+            .map(|(c, rev)| (api::queue::Cohort::clone(c), rev))
             .collect();
         snap.fleet_key[4] = queue_fingerprint(&queues, &cohorts);
         snap.queues = QueueContext::new(
@@ -751,28 +751,56 @@ async fn write_queue_statuses(
         if q.status.as_ref() == Some(&want) {
             continue;
         }
-        let mut object = serde_json::to_value(q).map_err(ApiError::internal)?;
-        object["status"] = serde_json::to_value(&want).map_err(ApiError::internal)?;
-        let key = object_key(kind, None, name);
-        let bytes = encode(&object);
-        let audit = Registry::audit_record(
-            &principal(),
-            "update-status",
-            kind,
-            None,
-            name,
-            Some(&bytes),
-        );
-        state
-            .registry
-            .commit(Mutation::new(
-                vec![Compare::ModRevision(key.clone(), *rev)],
-                vec![Op::put(key, bytes)],
-                audit,
-            ))
-            .await?;
+        write_global_status(state, kind, name, q, &want, *rev).await?;
     }
     state.metrics.observe_queues(&metrics);
+    // Cohort objects: their subtree's queues, usage and share (when a fleet was built).
+    for (name, (c, rev)) in &snap.queues.cohorts {
+        let Some(u) = placing.cohort_usage.get(name) else {
+            continue;
+        };
+        let want = api::queue::CohortStatus {
+            queues: u.queues,
+            usage: Some(u.usage.clone()),
+            weighted_share: Some(u.weighted_share),
+        };
+        if c.status.as_ref() != Some(&want) {
+            write_global_status(state, api::kinds::COHORT, name, c, &want, *rev).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `status` into global object `name` of `kind` (`object` as cached), guarded by
+/// its revision `rev` (a change since makes the next pass write it again).
+async fn write_global_status<T: serde::Serialize, S: serde::Serialize>(
+    state: &AppState,
+    kind: &'static api::kinds::KindInfo,
+    name: &str,
+    object: &T,
+    status: &S,
+    rev: Revision,
+) -> Result<(), ApiError> {
+    let mut object = serde_json::to_value(object).map_err(ApiError::internal)?;
+    object["status"] = serde_json::to_value(status).map_err(ApiError::internal)?;
+    let key = object_key(kind, None, name);
+    let bytes = encode(&object);
+    let audit = Registry::audit_record(
+        &principal(),
+        "update-status",
+        kind,
+        None,
+        name,
+        Some(&bytes),
+    );
+    state
+        .registry
+        .commit(Mutation::new(
+            vec![Compare::ModRevision(key.clone(), rev)],
+            vec![Op::put(key, bytes)],
+            audit,
+        ))
+        .await?;
     Ok(())
 }
 
@@ -787,6 +815,8 @@ struct Placing {
     backing_off: HashMap<(String, String), jiff::Timestamp>,
     /// What each queue holds after the placements (when a fleet was built).
     queue_usage: BTreeMap<String, placement::QueueUsage>,
+    /// What each cohort's subtree holds likewise.
+    cohort_usage: BTreeMap<String, placement::CohortUsage>,
 }
 
 impl Placing {
@@ -942,6 +972,7 @@ fn place(
             }
         }
         let mut queue_usage = BTreeMap::new();
+        let mut cohort_usage = BTreeMap::new();
         let decisions = if planned == 0 && !queued {
             Vec::new()
         } else {
@@ -958,6 +989,7 @@ fn place(
             };
             if queued {
                 queue_usage = placement::queue_report(&fleet, &snap.queues.compiled);
+                cohort_usage = placement::cohort_report(&fleet, &snap.queues.compiled);
             }
             decisions
         };
@@ -967,6 +999,7 @@ fn place(
             skipped,
             backing_off,
             queue_usage,
+            cohort_usage,
         })
     })
 }

@@ -673,6 +673,24 @@ async fn a_team_borrows_through_its_cohort_tree_and_a_loop_of_parents_is_refused
             .is_some_and(|m| m.contains("3 used + 2 requested > 4")),
         "{a2}"
     );
+    // Each cohort reports its subtree: queues and what their jobs hold.
+    let org = r
+        .client
+        .get(kind("cohort"), None, "org")
+        .await
+        .expect("org");
+    assert_eq!(org["status"]["queues"], 2, "{org}");
+    assert_eq!(org["status"]["usage"]["cpu"], "3", "{org}");
+    let team_a = r
+        .client
+        .get(kind("cohort"), None, "team-a")
+        .await
+        .expect("team-a");
+    assert_eq!(team_a["status"]["queues"], 1, "{team_a}");
+    assert_eq!(team_a["status"]["usage"]["cpu"], "3", "{team_a}");
+    // It borrows 2 of the 3 it holds from the department's quota of 4 (org's own 2, qb's
+    // 1 lent, its own queue's 1): 2/4 = 500 thousandths.
+    assert_eq!(team_a["status"]["weightedShare"], 500, "{team_a}");
     // Alone in team-a but under a Cohort object: active, not CohortNotFound.
     let qa = r.client.get(kind("queue"), None, "qa").await.expect("qa");
     assert_eq!(active_condition(&qa)["status"], "True", "{qa}");
@@ -699,5 +717,6 @@ async fn a_team_borrows_through_its_cohort_tree_and_a_loop_of_parents_is_refused
         .list_all(kind("cohort"), None, &ListOptions::default())
         .await
         .expect("cohorts");
-    assert_eq!(cohorts.len(), 3);
+    // These three and the examples' `shared`.
+    assert_eq!(cohorts.len(), 4);
 }
