@@ -180,6 +180,20 @@ fn get_cohorts_shows_the_tree_and_a_loop_is_refused_naming_the_field() {
         "{table}"
     );
 
+    // describe lists what is under a cohort.
+    let described = ok(&s.cli(&["describe", "cohort", "company"]));
+    let members = described
+        .split("Members:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a Members section: {described}"));
+    let row: Vec<&str> = members
+        .lines()
+        .find(|l| l.contains("research"))
+        .unwrap_or_else(|| panic!("research is listed: {described}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["Cohort", "research", "cpu", "16", "-"], "{described}");
+
     // The company under research would be a loop: refused (exit 1), the field named.
     let looped = COHORTS.replacen("spec:\n  quota:", "spec:\n  parent: research\n  quota:", 1);
     std::fs::write(&file, looped).expect("write manifests");

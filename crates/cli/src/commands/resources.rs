@@ -530,6 +530,12 @@ pub async fn describe(client: &Client, conn: &Resolved, args: &DescribeArgs) -> 
         );
         print!("{}", pending_text(&client.get_path(&path).await?));
     }
+    if info.kind == api::kinds::COHORT.kind {
+        let opts = ListOptions::default();
+        let cohorts = client.list_all(api::kinds::COHORT, None, &opts).await?;
+        let queues = client.list_all(api::kinds::QUEUE, None, &opts).await?;
+        print!("{}", members_text(&args.name, &cohorts, &queues));
+    }
     if info.kind != api::kinds::EVENT.kind {
         let events = object_events(client, &object).await?;
         print!("{}", events_text(&events, jiff::Timestamp::now()));
@@ -572,6 +578,45 @@ pub fn pending_text(summary: &Value) -> String {
         &["Position", "Project", "Name", "Priority", "Reason"],
         rows,
     )
+}
+
+/// The `Members:` section of `describe cohort`: the cohorts under it and the queues that
+/// name it, with their own quota and what they hold (a cohort: its whole subtree).
+pub fn members_text(name: &str, cohorts: &[Value], queues: &[Value]) -> String {
+    let decode = |v: &Value| api::AnyObject::from_value(v.clone()).ok();
+    let mut rows = Vec::new();
+    for c in cohorts.iter().filter_map(decode) {
+        let api::AnyObject::Cohort(c) = c else {
+            continue;
+        };
+        if c.spec.parent.as_deref() == Some(name) {
+            let usage = c.status.as_ref().and_then(|s| s.usage.as_ref());
+            rows.push(vec![
+                "Cohort".to_owned(),
+                c.metadata.name.clone(),
+                api::queue::quota_summary(&c.spec.quota),
+                usage.map_or_else(|| "-".to_owned(), api::queue::totals_summary),
+            ]);
+        }
+    }
+    for q in queues.iter().filter_map(decode) {
+        let api::AnyObject::Queue(q) = q else {
+            continue;
+        };
+        if q.spec.cohort.as_deref() == Some(name) {
+            let usage = q.status.as_ref().and_then(|s| s.usage.as_ref());
+            rows.push(vec![
+                "Queue".to_owned(),
+                q.metadata.name.clone(),
+                api::queue::quota_summary(&q.spec.quota),
+                usage.map_or_else(|| "-".to_owned(), api::queue::totals_summary),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return "Members: <none>\n".to_owned();
+    }
+    section("Members:", &["Kind", "Name", "Quota", "Usage"], rows)
 }
 
 /// A titled table of `describe`, as kubectl prints its sections: the title, then the
