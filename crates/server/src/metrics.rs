@@ -51,6 +51,11 @@ struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CohortLabels {
+    cohort: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: String,
@@ -89,6 +94,7 @@ struct Inner {
     queue_pending: Family<QueueLabels, Gauge<i64, AtomicI64>>,
     queue_admitted: Family<QueueLabels, Gauge<i64, AtomicI64>>,
     queue_share: Family<QueueLabels, Gauge<i64, AtomicI64>>,
+    cohort_share: Family<CohortLabels, Gauge<i64, AtomicI64>>,
     store_refused: Counter<u64, AtomicU64>,
     connections: Gauge<i64, AtomicI64>,
     connections_max: Gauge<i64, AtomicI64>,
@@ -227,6 +233,13 @@ impl Metrics {
              divided by its weight (0 when it borrows nothing)",
             queue_share.clone(),
         );
+        let cohort_share = Family::<CohortLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "cohort_weighted_share",
+            "Fair sharing in a cohort tree: what a cohort's subtree borrows from its parent as \
+             thousandths of the parent's quota, divided by its weight (0 at a root)",
+            cohort_share.clone(),
+        );
         let store_refused = Counter::<u64, AtomicU64>::default();
         registry.register(
             "store_no_space",
@@ -307,6 +320,7 @@ impl Metrics {
                 queue_pending,
                 queue_admitted,
                 queue_share,
+                cohort_share,
                 store_refused,
                 connections,
                 connections_max,
@@ -415,6 +429,19 @@ impl Metrics {
             inner
                 .queue_share
                 .get_or_create(&labels)
+                .set(i64::try_from(*share).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Each `Cohort` object's weighted share, as of the scheduler's last pass.
+    pub fn observe_cohorts(&self, cohorts: &[(String, u64)]) {
+        let family = &self.inner.cohort_share;
+        family.clear();
+        for (cohort, share) in cohorts {
+            family
+                .get_or_create(&CohortLabels {
+                    cohort: cohort.clone(),
+                })
                 .set(i64::try_from(*share).unwrap_or(i64::MAX));
         }
     }

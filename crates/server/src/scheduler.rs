@@ -755,10 +755,12 @@ async fn write_queue_statuses(
     }
     state.metrics.observe_queues(&metrics);
     // Cohort objects: their subtree's queues, usage and share (when a fleet was built).
+    let mut shares = Vec::new();
     for (name, (c, rev)) in &snap.queues.cohorts {
         let Some(u) = placing.cohort_usage.get(name) else {
             continue;
         };
+        shares.push((name.clone(), u.weighted_share));
         let want = api::queue::CohortStatus {
             queues: u.queues,
             usage: Some(u.usage.clone()),
@@ -767,6 +769,9 @@ async fn write_queue_statuses(
         if c.status.as_ref() != Some(&want) {
             write_global_status(state, api::kinds::COHORT, name, c, &want, *rev).await?;
         }
+    }
+    if !placing.cohort_usage.is_empty() {
+        state.metrics.observe_cohorts(&shares);
     }
     Ok(())
 }

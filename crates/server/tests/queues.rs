@@ -691,6 +691,11 @@ async fn a_team_borrows_through_its_cohort_tree_and_a_loop_of_parents_is_refused
     // It borrows 2 of the 3 it holds from the department's quota of 4 (org's own 2, qb's
     // 1 lent, its own queue's 1): 2/4 = 500 thousandths.
     assert_eq!(team_a["status"]["weightedShare"], 500, "{team_a}");
+    let metrics = r.state.metrics.render();
+    assert!(
+        metrics.contains(r#"meridian_cohort_weighted_share{cohort="team-a"} 500"#),
+        "{metrics}"
+    );
     // Alone in team-a but under a Cohort object: active, not CohortNotFound.
     let qa = r.client.get(kind("queue"), None, "qa").await.expect("qa");
     assert_eq!(active_condition(&qa)["status"], "True", "{qa}");
