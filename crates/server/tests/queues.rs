@@ -725,3 +725,33 @@ async fn a_team_borrows_through_its_cohort_tree_and_a_loop_of_parents_is_refused
     // These three and the examples' `shared`.
     assert_eq!(cohorts.len(), 4);
 }
+
+#[tokio::test]
+async fn a_cohort_tree_deeper_than_sixteen_levels_is_refused() {
+    let r = TestServer::start().await;
+    for i in 0..=16 {
+        let spec = if i == 0 {
+            json!({})
+        } else {
+            json!({"parent": format!("c{:02}", i - 1)})
+        };
+        let created = r
+            .client
+            .create(
+                kind("cohort"),
+                None,
+                &cohort(&format!("c{i:02}"), spec),
+                false,
+            )
+            .await;
+        if i < 16 {
+            created.unwrap_or_else(|e| panic!("c{i:02}, {i} levels below the root: {e}"));
+        } else {
+            let text = created.expect_err("17 levels").to_string();
+            assert!(
+                text.contains("spec.parent") && text.contains("more than 16 levels deep"),
+                "{text}"
+            );
+        }
+    }
+}
