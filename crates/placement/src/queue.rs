@@ -806,7 +806,7 @@ impl Queues {
     }
 
     /// The root of queue `q`'s cohort tree.
-    fn root_of(&self, q: u32) -> Option<u32> {
+    pub(crate) fn root_of(&self, q: u32) -> Option<u32> {
         let mut c = self.cohort_of[q as usize]?;
         while let Some(p) = self.cohorts[c as usize].parent {
             c = p;
@@ -839,15 +839,6 @@ impl Queues {
     /// Whether no queue is known.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
-    }
-
-    /// The queues that share quota with `q`: every queue of its cohort tree, `q`
-    /// included (none without a cohort).
-    pub(crate) fn peers(&self, q: u32) -> &[u32] {
-        match self.root_of(q) {
-            Some(root) => &self.cohorts[root as usize].members,
-            None => &[],
-        }
     }
 
     /// Flavour `flavor` of queue `q` (`None`: the queue as a whole) as it appears in

@@ -437,7 +437,9 @@ impl Session<'_> {
         let wl = self.wl(wi);
         let (priority, name) = (wl.priority, wl.workload.to_string());
         let queue_name = view.queues.list[q as usize].name.clone();
-        let peers = view.queues.peers(q).to_vec();
+        // Queues of the same cohort tree share quota; a root per allocation, not a scan
+        // of a tree of maybe a thousand queues.
+        let root = view.queues.root_of(q);
         // Victim jobs: (priority, newest allocation, its allocations), classic (by
         // `withinQueue` or `reclaimWithinCohort`) or by fair sharing (with its queue).
         type Job = (i32, AllocId, Vec<AllocId>);
@@ -454,7 +456,7 @@ impl Session<'_> {
             }
             let (borrowing, peer) = (
                 qa != q && view.queues.borrowing(qa, &view.usage),
-                peers.contains(&qa),
+                root.is_some() && view.queues.root_of(qa) == root,
             );
             let eligible = if qa == q {
                 policy.within_queue == WithinQueue::LowerPriority && a.priority < priority
