@@ -1673,23 +1673,33 @@ impl Checker {
         let mut names = std::collections::BTreeSet::new();
         for (i, f) in c.flavors.iter().enumerate() {
             let field = format!("spec.flavors[{i}]");
-            self.label_name(&format!("{field}.name"), &f.name, "flavor");
-            if !names.insert(f.name.as_str()) {
-                self.err(
-                    format!("{field}.name"),
-                    format!(
-                        "flavor {} is listed twice: name each flavor of a cohort once",
-                        f.name
-                    ),
-                );
-            }
-            if f.quota.is_empty() {
-                self.err(
-                    format!("{field}.quota"),
-                    "a flavor bounds at least one resource (cpu, memory, gpus, instances or gpusByModel)",
-                );
-            }
+            self.flavor_entry(&field, &f.name, &f.quota, &mut names, "cohort");
             self.quota_limits(&format!("{field}.quota"), &f.quota, linked, false);
+        }
+    }
+
+    /// A flavour of a queue or cohort (`owner`): a name, listed once (`names` holds the
+    /// ones before it), with a quota that bounds something.
+    fn flavor_entry<'a>(
+        &mut self,
+        field: &str,
+        name: &'a str,
+        quota: &crate::queue::QueueQuota,
+        names: &mut std::collections::BTreeSet<&'a str>,
+        owner: &str,
+    ) {
+        self.label_name(&format!("{field}.name"), name, "flavor");
+        if !names.insert(name) {
+            self.err(
+                format!("{field}.name"),
+                format!("flavor {name} is listed twice: name each flavor of a {owner} once"),
+            );
+        }
+        if quota.is_empty() {
+            self.err(
+                format!("{field}.quota"),
+                "a flavor bounds at least one resource (cpu, memory, gpus, instances or gpusByModel)",
+            );
         }
     }
 
@@ -1716,26 +1726,11 @@ impl Checker {
         let mut names = std::collections::BTreeSet::new();
         for (i, f) in q.flavors.iter().enumerate() {
             let field = format!("spec.flavors[{i}]");
-            self.label_name(&format!("{field}.name"), &f.name, "flavor");
-            if !names.insert(f.name.as_str()) {
-                self.err(
-                    format!("{field}.name"),
-                    format!(
-                        "flavor {} is listed twice: name each flavor of a queue once",
-                        f.name
-                    ),
-                );
-            }
+            self.flavor_entry(&field, &f.name, &f.quota, &mut names, "queue");
             if f.sites.is_empty() && f.node_selector.is_empty() {
                 self.err(
                     field.clone(),
                     "a flavor names where it applies: give it sites, a nodeSelector, or both",
-                );
-            }
-            if f.quota.is_empty() {
-                self.err(
-                    format!("{field}.quota"),
-                    "a flavor bounds at least one resource (cpu, memory, gpus, instances or gpusByModel)",
                 );
             }
             let mut sites = std::collections::BTreeSet::new();
