@@ -50,7 +50,9 @@ pub use api::explanation::{
 };
 pub use fleet::{Fleet, FleetError, FreeResources};
 pub use frag::TaskMix;
-pub use queue::{CohortUsage, QueueUsage, Queues, cohort_report, queue_report};
+pub use queue::{
+    CohortUsage, QueueUsage, Queues, cohort_report, queue_and_cohort_report, queue_report,
+};
 pub use schedule::{GpuScoring, Options};
 pub use score::Weights;
 pub use workload::{Batch, PlacementError};

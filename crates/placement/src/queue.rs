@@ -1087,7 +1087,19 @@ pub struct QueueUsage {
 
 /// Each queue's usage on `fleet` (every allocation of a job assigned to it).
 pub fn queue_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, QueueUsage> {
-    let usage = usage_of(fleet, queues, &HashMap::new());
+    queue_usages(queues, &usage_of(fleet, queues, &HashMap::new()))
+}
+
+/// [`queue_report`] and [`cohort_report`] at once, counting the fleet's allocations once.
+pub fn queue_and_cohort_report(
+    fleet: &crate::Fleet,
+    queues: &Queues,
+) -> (BTreeMap<String, QueueUsage>, BTreeMap<String, CohortUsage>) {
+    let tally = usage_of(fleet, queues, &HashMap::new());
+    (queue_usages(queues, &tally), cohort_usages(queues, &tally))
+}
+
+fn queue_usages(queues: &Queues, usage: &Tally) -> BTreeMap<String, QueueUsage> {
     queues
         .list
         .iter()
@@ -1104,8 +1116,8 @@ pub fn queue_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, Q
                         .zip(&u.flavors)
                         .map(|(f, u)| (f.name.clone(), u.totals()))
                         .collect(),
-                    weighted_share: queues.weighted_share(i as u32, &usage),
-                    borrowing: queues.borrowing(i as u32, &usage),
+                    weighted_share: queues.weighted_share(i as u32, usage),
+                    borrowing: queues.borrowing(i as u32, usage),
                 },
             )
         })
@@ -1126,7 +1138,10 @@ pub struct CohortUsage {
 
 /// Each cohort's usage on `fleet` (every allocation of a job of a queue of its subtree).
 pub fn cohort_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, CohortUsage> {
-    let tally = usage_of(fleet, queues, &HashMap::new());
+    cohort_usages(queues, &usage_of(fleet, queues, &HashMap::new()))
+}
+
+fn cohort_usages(queues: &Queues, tally: &Tally) -> BTreeMap<String, CohortUsage> {
     queues
         .cohorts
         .iter()
@@ -1149,7 +1164,7 @@ pub fn cohort_report(fleet: &crate::Fleet, queues: &Queues) -> BTreeMap<String, 
                 CohortUsage {
                     queues: cohort.members.len() as u32,
                     usage: sum.totals(),
-                    weighted_share: queues.cohort_share(c as u32, &tally),
+                    weighted_share: queues.cohort_share(c as u32, tally),
                 },
             )
         })

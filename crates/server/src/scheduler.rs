@@ -993,8 +993,8 @@ fn place(
                 placement::place_batch(&mut fleet, &batch, &options.placement)
             };
             if queued {
-                queue_usage = placement::queue_report(&fleet, &snap.queues.compiled);
-                cohort_usage = placement::cohort_report(&fleet, &snap.queues.compiled);
+                (queue_usage, cohort_usage) =
+                    placement::queue_and_cohort_report(&fleet, &snap.queues.compiled);
             }
             decisions
         };
