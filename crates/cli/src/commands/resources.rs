@@ -583,34 +583,28 @@ pub fn pending_text(summary: &Value) -> String {
 /// The `Members:` section of `describe cohort`: the cohorts under it and the queues that
 /// name it, with their own quota and what they hold (a cohort: its whole subtree).
 pub fn members_text(name: &str, cohorts: &[Value], queues: &[Value]) -> String {
-    let decode = |v: &Value| api::AnyObject::from_value(v.clone()).ok();
+    use api::queue::{QueueQuota, quota_summary, totals_summary};
+    let row =
+        |kind: &str, name: &str, quota: &QueueQuota, usage: Option<&api::kinds::ResourceTotals>| {
+            vec![
+                kind.to_owned(),
+                name.to_owned(),
+                quota_summary(quota),
+                usage.map_or_else(|| "-".to_owned(), totals_summary),
+            ]
+        };
     let mut rows = Vec::new();
-    for c in cohorts.iter().filter_map(decode) {
-        let api::AnyObject::Cohort(c) = c else {
-            continue;
-        };
-        if c.spec.parent.as_deref() == Some(name) {
-            let usage = c.status.as_ref().and_then(|s| s.usage.as_ref());
-            rows.push(vec![
-                "Cohort".to_owned(),
-                c.metadata.name.clone(),
-                api::queue::quota_summary(&c.spec.quota),
-                usage.map_or_else(|| "-".to_owned(), api::queue::totals_summary),
-            ]);
-        }
-    }
-    for q in queues.iter().filter_map(decode) {
-        let api::AnyObject::Queue(q) = q else {
-            continue;
-        };
-        if q.spec.cohort.as_deref() == Some(name) {
-            let usage = q.status.as_ref().and_then(|s| s.usage.as_ref());
-            rows.push(vec![
-                "Queue".to_owned(),
-                q.metadata.name.clone(),
-                api::queue::quota_summary(&q.spec.quota),
-                usage.map_or_else(|| "-".to_owned(), api::queue::totals_summary),
-            ]);
+    for o in cohorts.iter().chain(queues) {
+        match api::AnyObject::from_value(o.clone()) {
+            Ok(api::AnyObject::Cohort(c)) if c.spec.parent.as_deref() == Some(name) => {
+                let usage = c.status.as_ref().and_then(|s| s.usage.as_ref());
+                rows.push(row("Cohort", &c.metadata.name, &c.spec.quota, usage));
+            }
+            Ok(api::AnyObject::Queue(q)) if q.spec.cohort.as_deref() == Some(name) => {
+                let usage = q.status.as_ref().and_then(|s| s.usage.as_ref());
+                rows.push(row("Queue", &q.metadata.name, &q.spec.quota, usage));
+            }
+            _ => {}
         }
     }
     if rows.is_empty() {
