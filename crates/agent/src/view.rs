@@ -405,7 +405,7 @@ mod tests {
                      "task": task},
         }))
         .unwrap();
-        let t = a.spec.task.clone().unwrap();
+        let t = *a.spec.task.clone().unwrap();
         (a, t)
     }
 

@@ -95,7 +95,7 @@ fn allocation(task: serde_json::Value) -> (Allocation, Task) {
                  "task": task},
     }))
     .expect("a valid allocation");
-    let t = a.spec.task.clone().expect("a task");
+    let t = *a.spec.task.clone().expect("a task");
     (a, t)
 }
 

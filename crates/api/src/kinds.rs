@@ -1591,7 +1591,7 @@ pub struct AllocationSpec {
     /// The task to run, copied from the workload when placed, so the agent needs nothing
     /// else and later workload edits do not change a running instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<Task>,
+    pub task: Option<Box<Task>>,
     /// The workload's `metadata.generation` this allocation was placed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_generation: Option<i64>,
@@ -1609,7 +1609,7 @@ pub struct AllocationSpec {
     pub restart: Option<Restart>,
     /// Why this node: the scheduler's structured explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<crate::explanation::Explanation>,
+    pub explanation: Option<Box<crate::explanation::Explanation>>,
     /// Host ports assigned by the scheduler, one per `task.ports` entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::task::PortBinding>,

@@ -280,13 +280,13 @@ fn a_second_finetune_explains_that_ch_would_fit() {
         template_hash: None,
         type_: None,
         restart: None,
-        explanation: Some(d.explanation().clone()),
+        explanation: Some(Box::new(d.explanation().clone())),
         ports: Vec::new(),
     };
     let a = Allocation::new(ObjectMeta::namespaced("research", "x"), stored);
     let json = serde_json::to_value(&a).unwrap();
     let back: Allocation = serde_json::from_value(json).unwrap();
-    assert_eq!(back.spec.explanation.as_ref(), Some(x));
+    assert_eq!(back.spec.explanation.as_deref(), Some(x));
 }
 
 #[test]

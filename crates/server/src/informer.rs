@@ -7,9 +7,10 @@
 //!
 //! What is cached: sites, nodes, projects, workloads, allocations, queues, cohorts (decoded and
 //! shared as `Arc`s), and the scheduler's per-node ledger revisions
-//! ([`crate::scheduler::LEDGER_PREFIX`]). Allocations are cached without
-//! `spec.explanation`: controllers never read it, and never write a cached allocation
-//! back (they create and delete allocations, guarded by revision).
+//! ([`crate::scheduler::LEDGER_PREFIX`]). Allocations are cached slim ([`slim`]: without
+//! `spec.explanation`, labels, annotations, and `spec.task` unless it has a health
+//! check): controllers never read those, and never write a cached allocation back (they
+//! create and delete allocations, guarded by revision).
 //!
 //! Soundness. The scheduler guards each node's placements with the node's ledger revision
 //! and writes the ledger as the *last* operation of the transaction that creates the
@@ -193,15 +194,28 @@ fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> 
         Slot::Node => Decoded::Node(typed(kv)?),
         Slot::Project => Decoded::Project(typed(kv)?),
         Slot::Workload => Decoded::Workload(typed(kv)?),
-        Slot::Allocation => {
-            let mut a: Allocation = typed(kv)?;
-            // Never read from the cache, and about half of a placed allocation's bytes.
-            a.spec.explanation = None;
-            Decoded::Allocation(a)
-        }
+        Slot::Allocation => Decoded::Allocation(slim(typed(kv)?)),
         Slot::Queue => Decoded::Queue(typed(kv)?),
         Slot::Cohort => Decoded::Cohort(typed(kv)?),
     })))
+}
+
+/// An allocation as the cache keeps it: without what controllers never read of one.
+/// Controllers never write a cached allocation back (they create and delete allocations,
+/// guarded by revision), so nothing stored is lost. At 100,000 allocations this is about
+/// 150 MB (BENCHMARKS.md, "Slim cached allocations"):
+/// - `spec.explanation`: about half of a placed allocation's stored bytes;
+/// - `spec.task`, unless it has a health check (`rollout` asks only whether it has one);
+/// - labels and annotations (a map with one label takes a 544-byte tree node).
+fn slim(mut a: Allocation) -> Allocation {
+    a.spec.explanation = None;
+    if a.spec.task.as_ref().is_some_and(|t| t.health.is_none()) {
+        a.spec.task = None;
+    }
+    a.metadata.labels = BTreeMap::new();
+    a.metadata.annotations = BTreeMap::new();
+    a.metadata.managed_fields = Vec::new();
+    a
 }
 
 impl Cache {
@@ -602,27 +616,53 @@ mod tests {
     }
 
     #[test]
-    fn allocations_are_cached_without_their_explanation() {
-        let alloc = serde_json::json!({
-            "apiVersion": "meridian.dev/v1", "kind": "Allocation",
-            "metadata": {"name": "w-0", "namespace": "p"},
-            "spec": {"workload": "w", "replica": 0, "node": "n1", "site": "fra",
-                     "resources": {"cpu": "1", "memory": "1Gi"},
-                     "explanation": {"summary": "placed on n1", "nodes": 1, "passed": 1,
-                                     "evaluated": "staticFilters", "rejections": []}}
-        })
-        .to_string();
-        let key = format!(
-            "{}w-0",
-            registry::kind_prefix(api::kinds::ALLOCATION, Some("p"))
-        );
+    fn allocations_are_cached_slim() {
+        let alloc = |name: &str, task: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "meridian.dev/v1", "kind": "Allocation",
+                "metadata": {"name": name, "namespace": "p",
+                             "labels": {"meridian.dev/workload": "w"},
+                             "annotations": {"note": "x"}},
+                "spec": {"workload": "w", "replica": 0, "node": "n1", "site": "fra",
+                         "resources": {"cpu": "1", "memory": "1Gi"},
+                         "task": task,
+                         "explanation": {"summary": "placed on n1", "nodes": 1, "passed": 1,
+                                         "evaluated": "staticFilters", "rejections": []}}
+            })
+            .to_string()
+        };
+        let key = |name: &str| {
+            format!(
+                "{}{name}",
+                registry::kind_prefix(api::kinds::ALLOCATION, Some("p"))
+            )
+        };
+        let plain = serde_json::json!({"driver": "exec", "command": ["/bin/true"],
+                                       "resources": {"cpu": "1", "memory": "1Gi"}});
+        let mut checked = plain.clone();
+        checked["health"] = serde_json::json!({"command": {"command": ["/bin/true"]}});
         let mut cache = Cache::default();
-        cache.apply(Change::of_put(Slot::Allocation, kv(&key, &alloc, 3)));
+        cache.apply(Change::of_put(
+            Slot::Allocation,
+            kv(&key("w-0"), &alloc("w-0", plain), 3),
+        ));
+        cache.apply(Change::of_put(
+            Slot::Allocation,
+            kv(&key("w-1"), &alloc("w-1", checked), 4),
+        ));
         cache.check().expect("decodes");
-        let (a, revision) = cache.allocations.iter().next().expect("cached");
-        assert_eq!(revision, 3);
+        let cached: Vec<_> = cache.allocations.iter().collect();
+        let [(a, 3), (b, 4)] = cached[..] else {
+            panic!("both cached at their revisions")
+        };
         assert_eq!(a.spec.node, "n1");
-        assert!(a.spec.explanation.is_none(), "{:?}", a.spec.explanation);
+        for x in [a, b] {
+            assert!(x.spec.explanation.is_none(), "{:?}", x.spec.explanation);
+            assert!(x.metadata.labels.is_empty() && x.metadata.annotations.is_empty());
+        }
+        // The task goes unless the rollout needs to know it has a health check.
+        assert!(a.spec.task.is_none());
+        assert!(b.spec.task.as_ref().is_some_and(|t| t.health.is_some()));
     }
 
     mod with_a_store {

@@ -121,7 +121,7 @@ async fn allocation_secrets(
     let refs = allocation
         .spec
         .task
-        .as_ref()
+        .as_deref()
         .map(references)
         .unwrap_or_default();
     let mut out = AllocationSecrets::default();
