@@ -792,7 +792,7 @@ impl Runner {
                     {
                         // Secrets are not fetched again: secret variables are left out.
                         if let Ok(view) = self.view.launch(&k, a, task, None) {
-                            let check = health::resolve_ports(check, &view.launch.ports);
+                            let check = health::resolve_ports(*check, &view.launch.ports);
                             let runs = health_runs(&self.launcher, task, &view.launch);
                             l.health = Some(health::Tracker::new(check, runs, now));
                         }
@@ -1007,7 +1007,7 @@ impl Runner {
         let h = &started.handle;
         tracing::info!(pid = h.record.pid, driver = %task.driver, "running allocation {key}");
         let health = task.health.clone().map(|check| {
-            let check = health::resolve_ports(check, &launch.ports);
+            let check = health::resolve_ports(*check, &launch.ports);
             let runs = health_runs(&self.launcher, &task, launch);
             health::Tracker::new(check, runs, tokio::time::Instant::now())
         });

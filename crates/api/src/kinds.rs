@@ -273,6 +273,9 @@ pub type Policy = Object<PolicySpec, PolicyStatus>;
 pub type Project = Object<ProjectSpec, ProjectStatus>;
 
 /// Any object of any kind.
+// A value is decoded and used at once, never held in bulk: the size of its largest
+// variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AnyObject {
@@ -1055,7 +1058,7 @@ pub struct WorkloadSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compliance: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<Placement>,
+    pub placement: Option<Box<Placement>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
     /// Higher runs first and may preempt lower (default 0).
@@ -1185,7 +1188,7 @@ pub struct Task {
     pub image: Option<String>,
     /// Disk image (`qemu` driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<Disk>,
+    pub disk: Option<Box<Disk>>,
     pub resources: Resources,
     /// OS requirement; without it any OS will do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1195,7 +1198,7 @@ pub struct Task {
     /// How the agent checks that the running task works; a task failing it
     /// `failureThreshold` times in a row is restarted per its restart policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthCheck>,
+    pub health: Option<Box<HealthCheck>>,
 }
 
 /// A VM disk, and optionally a kernel to boot directly (without a boot loader on the disk).

@@ -203,7 +203,7 @@ pub struct WorkloadTemplate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compliance: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<Placement>,
+    pub placement: Option<Box<Placement>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,7 +266,7 @@ pub struct WorkloadRevision {
     /// annotation when the revision was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_cause: Option<String>,
-    pub template: WorkloadTemplate,
+    pub template: Box<WorkloadTemplate>,
 }
 
 /// The annotations whose value is recorded as a revision's change cause.

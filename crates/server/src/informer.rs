@@ -165,6 +165,8 @@ enum Change {
     Broken(String, Revision, String),
 }
 
+// Always boxed (`Change::Put`): the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Decoded {
     Site(Site),
     Node(Node),
@@ -193,7 +195,7 @@ fn decode_as(slot: Slot, kv: &KeyValue) -> Result<Option<Box<Decoded>>, String> 
         Slot::Site => Decoded::Site(typed(kv)?),
         Slot::Node => Decoded::Node(typed(kv)?),
         Slot::Project => Decoded::Project(typed(kv)?),
-        Slot::Workload => Decoded::Workload(typed(kv)?),
+        Slot::Workload => Decoded::Workload(compact(typed(kv)?)),
         Slot::Allocation => Decoded::Allocation(slim(typed(kv)?)),
         Slot::Queue => Decoded::Queue(typed(kv)?),
         Slot::Cohort => Decoded::Cohort(typed(kv)?),
@@ -216,6 +218,17 @@ fn slim(mut a: Allocation) -> Allocation {
     a.metadata.annotations = BTreeMap::new();
     a.metadata.managed_fields = Vec::new();
     a
+}
+
+/// A workload with its status's lists at their length: decoding grows a list to at least
+/// four entries, and most workloads have two conditions and one revision. Nothing is left
+/// out: the scheduler writes a workload's status back from the cached object.
+fn compact(mut w: Workload) -> Workload {
+    if let Some(status) = &mut w.status {
+        status.conditions.shrink_to_fit();
+        status.history.shrink_to_fit();
+    }
+    w
 }
 
 impl Cache {

@@ -177,7 +177,7 @@ pub fn plan(w: &Workload, instances: &[Instance<'_>], now: Timestamp) -> Plan {
                 change_cause: CHANGE_CAUSE_ANNOTATIONS
                     .iter()
                     .find_map(|a| w.metadata.annotations.get(*a).cloned()),
-                template,
+                template: Box::new(template),
             });
             trim_history(&mut status.history, &w.spec, prev.current_revision);
             if !first {

@@ -743,7 +743,7 @@ impl Runner {
 fn next_status(a: &Allocation, step: Step) -> AllocationStatus {
     let now = now_rfc3339();
     let mut status = a.status.clone().unwrap_or_default();
-    let check = a.spec.task.as_ref().and_then(|t| t.health.as_ref());
+    let check = a.spec.task.as_ref().and_then(|t| t.health.as_deref());
     match step {
         Step::Start if env_flag(a, FAIL_ENV) => {
             status = AllocationStatus {

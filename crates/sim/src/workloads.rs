@@ -564,14 +564,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                     effect: Some(TaintEffect::PreferNoSchedule),
                 });
             }
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy,
                 match_expressions: requirements(ctx),
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: anti,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Worker => {
@@ -597,14 +597,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 ));
             }
             let spread = zone_spread(&mut ctx.rng, replicas, 0.3);
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy: Strategy::Binpack,
                 match_expressions: exprs,
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Batch => {
@@ -673,14 +673,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                     d.location = Some(site.to_string());
                 }
             }
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy,
                 match_expressions: Vec::new(),
                 preferences: Vec::new(),
                 spread,
                 anti_affinity: false,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Windows => {
@@ -758,14 +758,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
             if rng.gen_bool(0.2) {
                 s.compliance.push("ISO27001".into());
             }
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy: Strategy::Binpack,
                 match_expressions: requirements(ctx),
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: anti,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Arm => {
@@ -783,14 +783,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
             s.data = data(rng, r);
             s.priority = 50 * rng.gen_range(2..=12);
             let spread = zone_spread(rng, replicas, 0.5);
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy: Strategy::Binpack,
                 match_expressions: Vec::new(),
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Regulated => {
@@ -836,14 +836,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 exprs.push(expr("node.security.patchAgeDays", Operator::Lt, &["60"]));
             }
             let spread = zone_spread(rng, replicas, 0.3);
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy: Strategy::Binpack,
                 match_expressions: exprs,
                 preferences: Vec::new(),
                 spread,
                 anti_affinity: false,
                 topology: None,
-            });
+            }));
             s
         }
         Template::Vm => {
@@ -860,13 +860,13 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
                 env: BTreeMap::new(),
                 working_dir: None,
                 image: None,
-                disk: Some(Disk {
+                disk: Some(Box::new(Disk {
                     image: format!("/var/lib/meridian/images/{name}.qcow2"),
                     format: DiskFormat::Qcow2,
                     kernel: None,
                     initrd: None,
                     cmdline: None,
-                }),
+                })),
                 resources: res,
                 os: None,
                 arch: Some(Arch::Amd64),
@@ -881,10 +881,10 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
             if rng.gen_bool(0.5) {
                 s.compliance.push("ISO27001".into());
             }
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 anti_affinity: replicas > 1 && rng.gen_bool(0.5),
                 ..Placement::default()
-            });
+            }));
             s
         }
         Template::GpuInfer | Template::GpuTrain => {
@@ -969,14 +969,14 @@ fn draft(ctx: &mut Ctx<'_>, t: Template, name: &str, replicas: usize) -> Drafted
             } else {
                 zone_spread(rng, replicas, 0.3)
             };
-            s.placement = Some(Placement {
+            s.placement = Some(Box::new(Placement {
                 strategy: Strategy::Binpack,
                 match_expressions: Vec::new(),
                 preferences: preferences(ctx, team),
                 spread,
                 anti_affinity: false,
                 topology: None,
-            });
+            }));
             s
         }
     };

@@ -238,7 +238,7 @@ async fn undo(client: &Client, ns: &str, target: &str, to: Option<u32>) -> Resul
             _ => format!("workload {name:?} has no previous revision to return to"),
         })
     })?;
-    if api::WorkloadTemplate::of(&w.spec) == entry.template {
+    if api::WorkloadTemplate::of(&w.spec) == *entry.template {
         println!(
             "workload.meridian.dev/{name} skipped rollback (the spec already is revision {})",
             entry.revision
