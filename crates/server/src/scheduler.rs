@@ -64,6 +64,11 @@ pub struct SchedulerOptions {
     pub debounce: Duration,
     /// Node transactions in flight at once.
     pub concurrency: usize,
+    /// New instances a pass plans to start, at most (the rest wait for the next pass,
+    /// highest priority and oldest first): what bounds a pass's memory and time when a
+    /// large backlog arrives at once. A workload's instances are never split, and a
+    /// workload with more instances than this still goes, alone.
+    pub max_starts_per_pass: usize,
     pub placement: Options,
 }
 
@@ -73,6 +78,7 @@ impl Default for SchedulerOptions {
             resync: Duration::from_secs(10),
             debounce: Duration::from_millis(50),
             concurrency: 64,
+            max_starts_per_pass: 10_000,
             placement: Options::default(),
         }
     }
@@ -113,6 +119,9 @@ pub struct PassReport {
     pub gang_released: usize,
     /// Workloads planned; the others were quiet (see the module documentation).
     pub planned: usize,
+    /// Of the pending, instances left for the next pass: the pass had planned
+    /// [`SchedulerOptions::max_starts_per_pass`] already.
+    pub deferred: usize,
 }
 
 /// Whether an instance of `w` that was on a lost node is placed again: services and VMs
@@ -571,9 +580,10 @@ pub async fn pass_with(
     let now = jiff::Timestamp::now();
     let mut plans = {
         let quiet = &memory.quiet;
-        compute(|| plan_rollouts(&snap, now, quiet))
+        compute(|| plan_rollouts(&snap, now, quiet, options.max_starts_per_pass))
     };
     report.planned = plans.by_workload.len() + plans.periodic.len() + plans.quiet.len();
+    report.deferred = plans.deferred;
     phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
@@ -587,6 +597,7 @@ pub async fn pass_with(
         .values()
         .filter_map(|p| p.recheck_in)
         .chain(plans.periodic.values().filter_map(|p| p.recheck_in))
+        .chain((plans.deferred > 0).then_some(Duration::ZERO))
         .min();
     phases.done("stop_evict_usage_periodic");
     // Place: what the plans start, and where it goes. A workload that did not fit last
@@ -599,7 +610,7 @@ pub async fn pass_with(
         let wait = Duration::from_secs(at.duration_since(now).as_secs().max(1) as u64);
         memory.recheck_in = Some(memory.recheck_in.map_or(wait, |r| r.min(wait)));
     }
-    report.pending = placing.pending_of.values().sum();
+    report.pending = placing.pending_of.values().sum::<usize>() + report.deferred;
     report.waiting = placing.skipped.iter().map(|k| placing.pending_of[k]).sum();
     report.unplaceable = report.waiting;
     // Commit: one guarded transaction per node.
@@ -1708,6 +1719,60 @@ struct Plans<'a> {
     still_quiet: Vec<(String, String)>,
     /// Workloads planned in this pass and found quiet: their plans are not kept.
     quiet: Vec<((String, String), Quiet)>,
+    /// Instances of plans that only start instances, left for the next pass (see
+    /// [`Starts`]).
+    deferred: usize,
+}
+
+/// Which workloads' new instances a pass starts, when more wait than
+/// [`SchedulerOptions::max_starts_per_pass`]: the highest priority first, then the oldest
+/// (as queues order jobs), then by name. Only plans that do nothing but start instances
+/// are left out (a plan that stops some is carried out whole), and queued jobs never are:
+/// where they stand in their queue depends on all of them. Kept as plans are made, so a
+/// pass holds the plans it carries out, not a whole backlog's.
+struct Starts {
+    limit: usize,
+    held: usize,
+    /// The plans counted so far, the one that would go last on top.
+    ranked: std::collections::BinaryHeap<(StartRank, usize)>,
+}
+
+/// Lower priority, then a newer creation, then the name, ranks later.
+type StartRank = (std::cmp::Reverse<i32>, String, (String, String));
+
+impl Starts {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            held: 0,
+            ranked: std::collections::BinaryHeap::new(),
+        }
+    }
+
+    /// Counts the plan of `w` (`key`) that starts `starts` instances; returns the
+    /// workloads whose plans no longer fit, possibly this one, with their starts.
+    fn count(
+        &mut self,
+        w: &Workload,
+        key: &(String, String),
+        starts: usize,
+    ) -> Vec<((String, String), usize)> {
+        let created = w.metadata.creation_timestamp.clone().unwrap_or_default();
+        self.ranked.push((
+            (std::cmp::Reverse(w.spec.priority), created, key.clone()),
+            starts,
+        ));
+        self.held += starts;
+        let mut out = Vec::new();
+        while self.held > self.limit && self.ranked.len() > 1 {
+            let Some(((_, _, key), starts)) = self.ranked.pop() else {
+                break;
+            };
+            self.held -= starts;
+            out.push((key, starts));
+        }
+        out
+    }
 }
 
 /// Plans the instances (`rollout::plan`) of every workload of the snapshot that is not
@@ -1716,6 +1781,7 @@ fn plan_rollouts<'a>(
     snap: &'a Snapshot,
     now: jiff::Timestamp,
     quiet: &HashMap<(String, String), Quiet>,
+    max_starts: usize,
 ) -> Plans<'a> {
     let workloads: HashMap<(String, String), &Workload> = snap
         .workloads
@@ -1776,6 +1842,8 @@ fn plan_rollouts<'a>(
     let mut periodic = HashMap::new();
     let mut still_quiet = Vec::new();
     let mut quiet_now = Vec::new();
+    let mut starts = Starts::new(max_starts);
+    let mut deferred = 0;
     for (w, revision) in &snap.workloads {
         let key = (
             w.metadata.namespace.clone().unwrap_or_default(),
@@ -1817,7 +1885,18 @@ fn plan_rollouts<'a>(
             }
             plan.status = status;
         }
+        let only_starts =
+            !plan.place.is_empty() && plan.remove.is_empty() && !snap.queues.of.contains_key(&key);
+        let left = if only_starts {
+            starts.count(w, &key, plan.place.len())
+        } else {
+            Vec::new()
+        };
         by_workload.insert(key, plan);
+        for (key, instances) in left {
+            by_workload.remove(&key);
+            deferred += instances;
+        }
     }
     Plans {
         workloads,
@@ -1827,6 +1906,7 @@ fn plan_rollouts<'a>(
         orphans,
         still_quiet,
         quiet: quiet_now,
+        deferred,
     }
 }
 

@@ -864,3 +864,85 @@ async fn audit_entries(r: &TestServer) -> u64 {
         .as_u64()
         .expect("entries in the verify answer")
 }
+
+/// A pass starts at most `max_starts_per_pass` new instances: the highest priority
+/// first, a workload's instances together, the rest in later passes; a workload larger
+/// than the limit goes alone. What waits for a later pass has no status written yet.
+#[tokio::test]
+async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
+    let r = TestServer::start().await;
+    let c = &r.client;
+    c.create(
+        kind("site"),
+        None,
+        &json!({"apiVersion": "meridian.dev/v1", "kind": "Site",
+                "metadata": {"name": "fra"},
+                "spec": {"provider": "onprem", "jurisdiction": "DE"}}),
+        false,
+    )
+    .await
+    .expect("site");
+    c.create(
+        kind("node"),
+        None,
+        &json!({"apiVersion": "meridian.dev/v1", "kind": "Node",
+                "metadata": {"name": "n0"},
+                "spec": {"site": "fra", "os": {"family": "linux"}, "arch": "amd64",
+                         "drivers": ["exec"], "capacity": {"cpu": "16", "memory": "64Gi"}}}),
+        false,
+    )
+    .await
+    .expect("node");
+    testkit::mark_ready(c, "n0").await;
+    for (name, replicas, priority) in [
+        ("w0", 1, 0),
+        ("w1", 1, 0),
+        ("w2", 1, 5),
+        ("big", 3, 7),
+        ("w3", 1, 0),
+        ("w4", 1, 9),
+        ("huge", 6, -1),
+    ] {
+        let w = json!({"apiVersion": "meridian.dev/v1", "kind": "Workload",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "service", "replicas": replicas, "priority": priority,
+                     "task": {"driver": "exec", "command": ["/bin/true"],
+                              "resources": {"cpu": "500m", "memory": "256Mi"}}}});
+        c.create(kind("wl"), Some("default"), &w, false)
+            .await
+            .expect("workload");
+    }
+    let options = SchedulerOptions {
+        max_starts_per_pass: 4,
+        ..SchedulerOptions::default()
+    };
+    let mut memory = scheduler::PassCache::default();
+    let mut placed_by_pass = Vec::new();
+    for _ in 0..3 {
+        let report = scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+        let allocs = allocations(c).await;
+        let mut placed: Vec<String> = ["w0", "w1", "w2", "w3", "w4", "big", "huge"]
+            .into_iter()
+            .filter(|w| placed_of(&allocs, w) > 0)
+            .map(str::to_owned)
+            .collect();
+        placed.sort();
+        placed_by_pass.push((report.placed, report.deferred, report.pending, placed));
+        if placed_by_pass.len() == 1 {
+            let waiting = c.get(kind("wl"), Some("default"), "w0").await.expect("w0");
+            assert!(waiting["status"].is_null(), "no status yet: {waiting}");
+        }
+    }
+    let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        placed_by_pass,
+        vec![
+            (4, 10, 14, names(&["big", "w4"])),
+            (4, 6, 10, names(&["big", "w0", "w1", "w2", "w3", "w4"])),
+            (6, 0, 6, names(&["big", "huge", "w0", "w1", "w2", "w3", "w4"])),
+        ]
+    );
+    assert_eq!(allocations(c).await.len(), 14);
+}
