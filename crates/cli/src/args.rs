@@ -362,6 +362,11 @@ pub struct ServerArgs {
     /// server places work)
     #[arg(long, hide = true)]
     pub no_scheduler: bool,
+    /// New instances one scheduler pass starts at most; the rest wait for the next pass,
+    /// highest priority and oldest first. Bounds a pass's memory and time when a large
+    /// backlog arrives at once (queued jobs are never held back by it)
+    #[arg(long, value_name = "N", default_value_t = server::scheduler::MAX_STARTS_PER_PASS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_starts_per_pass: u64,
     /// A node whose agent has not heartbeated for this long is Lost and its services move
     #[arg(long, default_value = "10s", value_parser = api::duration::parse_nonzero)]
     pub node_lease: std::time::Duration,

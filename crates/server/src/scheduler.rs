@@ -78,11 +78,14 @@ impl Default for SchedulerOptions {
             resync: Duration::from_secs(10),
             debounce: Duration::from_millis(50),
             concurrency: 64,
-            max_starts_per_pass: 10_000,
+            max_starts_per_pass: MAX_STARTS_PER_PASS,
             placement: Options::default(),
         }
     }
 }
+
+/// [`SchedulerOptions::max_starts_per_pass`] by default.
+pub const MAX_STARTS_PER_PASS: usize = 50_000;
 
 /// The scheduler's identity in the audit log.
 pub fn principal() -> Principal {
@@ -410,6 +413,9 @@ pub struct PassCache {
     recheck_in: Option<Duration>,
     /// Workloads whose last plan had nothing to do, with what that plan read.
     quiet: HashMap<(String, String), Quiet>,
+    /// Workloads whose plan only started instances and was left for a later pass
+    /// ([`Starts`]).
+    deferred: HashMap<(String, String), Deferred>,
 }
 
 /// A workload whose last plan had nothing to do: nothing to place or stop, no status to
@@ -579,11 +585,12 @@ pub async fn pass_with(
     // periodic jobs' runs (`periodic.rs`).
     let now = jiff::Timestamp::now();
     let mut plans = {
-        let quiet = &memory.quiet;
-        compute(|| plan_rollouts(&snap, now, quiet, options.max_starts_per_pass))
+        let (quiet, deferred) = (&memory.quiet, &memory.deferred);
+        compute(|| plan_rollouts(&snap, now, quiet, deferred, options.max_starts_per_pass))
     };
     report.planned = plans.by_workload.len() + plans.periodic.len() + plans.quiet.len();
     report.deferred = plans.deferred;
+    memory.deferred = plans.deferred_now.drain(..).collect();
     phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
@@ -1722,6 +1729,19 @@ struct Plans<'a> {
     /// Instances of plans that only start instances, left for the next pass (see
     /// [`Starts`]).
     deferred: usize,
+    /// Those workloads, for [`PassCache::deferred`].
+    deferred_now: Vec<((String, String), Deferred)>,
+}
+
+/// A workload whose plan only started instances and was left for a later pass, with what
+/// that plan read: while both stay the same, its plan would be the same.
+#[derive(Clone, Copy)]
+struct Deferred {
+    revision: Revision,
+    /// [`plan_inputs`] of its instances then.
+    inputs: u64,
+    /// The instances it starts.
+    starts: usize,
 }
 
 /// Which workloads' new instances a pass starts, when more wait than
@@ -1729,12 +1749,22 @@ struct Plans<'a> {
 /// (as queues order jobs), then by name. Only plans that do nothing but start instances
 /// are left out (a plan that stops some is carried out whole), and queued jobs never are:
 /// where they stand in their queue depends on all of them. Kept as plans are made, so a
-/// pass holds the plans it carries out, not a whole backlog's.
+/// pass holds the plans it carries out, not a whole backlog's. A workload left out by the
+/// last pass whose plan would be the same again is not even planned once the pass has
+/// enough that go before it ([`Starts::goes_after_all`]).
 struct Starts {
     limit: usize,
     held: usize,
     /// The plans counted so far, the one that would go last on top.
-    ranked: std::collections::BinaryHeap<(StartRank, usize)>,
+    ranked: std::collections::BinaryHeap<(StartRank, DeferredAt)>,
+}
+
+/// What [`Deferred`] records, ordered only to sit in the heap.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct DeferredAt {
+    starts: usize,
+    revision: Revision,
+    inputs: u64,
 }
 
 /// Lower priority, then a newer creation, then the name, ranks later.
@@ -1749,29 +1779,56 @@ impl Starts {
         }
     }
 
-    /// Counts the plan of `w` (`key`) that starts `starts` instances; returns the
-    /// workloads whose plans no longer fit, possibly this one, with their starts.
+    /// Counts the plan of `w` (`key`, at store `revision`, having read `inputs`) that
+    /// starts `starts` instances; returns the workloads whose plans no longer fit,
+    /// possibly this one.
     fn count(
         &mut self,
         w: &Workload,
         key: &(String, String),
-        starts: usize,
-    ) -> Vec<((String, String), usize)> {
+        at: Deferred,
+    ) -> Vec<((String, String), Deferred)> {
         let created = w.metadata.creation_timestamp.clone().unwrap_or_default();
+        let at = DeferredAt {
+            starts: at.starts,
+            revision: at.revision,
+            inputs: at.inputs,
+        };
         self.ranked.push((
             (std::cmp::Reverse(w.spec.priority), created, key.clone()),
-            starts,
+            at,
         ));
-        self.held += starts;
+        self.held += at.starts;
         let mut out = Vec::new();
         while self.held > self.limit && self.ranked.len() > 1 {
-            let Some(((_, _, key), starts)) = self.ranked.pop() else {
+            let Some(((_, _, key), at)) = self.ranked.pop() else {
                 break;
             };
-            self.held -= starts;
-            out.push((key, starts));
+            self.held -= at.starts;
+            out.push((
+                key,
+                Deferred {
+                    revision: at.revision,
+                    inputs: at.inputs,
+                    starts: at.starts,
+                },
+            ));
         }
         out
+    }
+
+    /// Whether `w`'s plan, were it counted now, would be the one left out: the pass
+    /// already starts as many as it may, all ranked before `w`.
+    fn goes_after_all(&self, w: &Workload, key: &(String, String)) -> bool {
+        self.held >= self.limit
+            && self.ranked.peek().is_some_and(|((last, created, k), _)| {
+                let mine = (
+                    std::cmp::Reverse(w.spec.priority),
+                    w.metadata.creation_timestamp.as_deref().unwrap_or_default(),
+                    key,
+                );
+                mine > (*last, created.as_str(), k)
+            })
     }
 }
 
@@ -1781,6 +1838,7 @@ fn plan_rollouts<'a>(
     snap: &'a Snapshot,
     now: jiff::Timestamp,
     quiet: &HashMap<(String, String), Quiet>,
+    deferred_before: &HashMap<(String, String), Deferred>,
     max_starts: usize,
 ) -> Plans<'a> {
     let workloads: HashMap<(String, String), &Workload> = snap
@@ -1844,6 +1902,7 @@ fn plan_rollouts<'a>(
     let mut quiet_now = Vec::new();
     let mut starts = Starts::new(max_starts);
     let mut deferred = 0;
+    let mut deferred_now = Vec::new();
     for (w, revision) in &snap.workloads {
         let key = (
             w.metadata.namespace.clone().unwrap_or_default(),
@@ -1863,6 +1922,16 @@ fn plan_rollouts<'a>(
             });
             if unchanged {
                 still_quiet.push(key);
+                continue;
+            }
+            // Left out last time, and would be again: not planned at all.
+            if let Some(d) = deferred_before.get(&key)
+                && d.revision == *revision
+                && d.inputs == read
+                && starts.goes_after_all(w, &key)
+            {
+                deferred += d.starts;
+                deferred_now.push((key, *d));
                 continue;
             }
         }
@@ -1887,15 +1956,22 @@ fn plan_rollouts<'a>(
         }
         let only_starts =
             !plan.place.is_empty() && plan.remove.is_empty() && !snap.queues.of.contains_key(&key);
-        let left = if only_starts {
-            starts.count(w, &key, plan.place.len())
-        } else {
-            Vec::new()
+        let left = match inputs {
+            Some(inputs) if only_starts => {
+                let at = Deferred {
+                    revision: *revision,
+                    inputs,
+                    starts: plan.place.len(),
+                };
+                starts.count(w, &key, at)
+            }
+            _ => Vec::new(),
         };
         by_workload.insert(key, plan);
-        for (key, instances) in left {
+        for (key, at) in left {
             by_workload.remove(&key);
-            deferred += instances;
+            deferred += at.starts;
+            deferred_now.push((key, at));
         }
     }
     Plans {
@@ -1907,6 +1983,7 @@ fn plan_rollouts<'a>(
         still_quiet,
         quiet: quiet_now,
         deferred,
+        deferred_now,
     }
 }
 

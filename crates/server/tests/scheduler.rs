@@ -868,6 +868,8 @@ async fn audit_entries(r: &TestServer) -> u64 {
 /// A pass starts at most `max_starts_per_pass` new instances: the highest priority
 /// first, a workload's instances together, the rest in later passes; a workload larger
 /// than the limit goes alone. What waits for a later pass has no status written yet.
+/// (`x-huge`, last by name, is not even planned in the second pass: it waited in the first
+/// and would again.)
 #[tokio::test]
 async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
     let r = TestServer::start().await;
@@ -901,7 +903,7 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
         ("big", 3, 7),
         ("w3", 1, 0),
         ("w4", 1, 9),
-        ("huge", 6, -1),
+        ("x-huge", 6, -1),
     ] {
         let w = json!({"apiVersion": "meridian.dev/v1", "kind": "Workload",
             "metadata": {"name": name, "namespace": "default"},
@@ -923,7 +925,7 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
             .await
             .expect("pass");
         let allocs = allocations(c).await;
-        let mut placed: Vec<String> = ["w0", "w1", "w2", "w3", "w4", "big", "huge"]
+        let mut placed: Vec<String> = ["w0", "w1", "w2", "w3", "w4", "big", "x-huge"]
             .into_iter()
             .filter(|w| placed_of(&allocs, w) > 0)
             .map(str::to_owned)
@@ -941,7 +943,12 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
         vec![
             (4, 10, 14, names(&["big", "w4"])),
             (4, 6, 10, names(&["big", "w0", "w1", "w2", "w3", "w4"])),
-            (6, 0, 6, names(&["big", "huge", "w0", "w1", "w2", "w3", "w4"])),
+            (
+                6,
+                0,
+                6,
+                names(&["big", "w0", "w1", "w2", "w3", "w4", "x-huge"])
+            ),
         ]
     );
     assert_eq!(allocations(c).await.len(), 14);

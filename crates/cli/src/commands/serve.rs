@@ -53,7 +53,10 @@ pub async fn server(args: &ServerArgs) -> Result<()> {
             request_timeout: args.request_timeout,
             ..Limits::default()
         },
-        scheduler: (!args.no_scheduler).then(server::SchedulerOptions::default),
+        scheduler: (!args.no_scheduler).then(|| server::SchedulerOptions {
+            max_starts_per_pass: usize::try_from(args.max_starts_per_pass).unwrap_or(usize::MAX),
+            ..server::SchedulerOptions::default()
+        }),
         nodes: server::NodeOptions {
             lease_ttl: args.node_lease,
             ..server::NodeOptions::default()
