@@ -585,8 +585,8 @@ pub async fn pass_with(
     // periodic jobs' runs (`periodic.rs`).
     let now = jiff::Timestamp::now();
     let mut plans = {
-        let (quiet, deferred) = (&memory.quiet, &memory.deferred);
-        compute(|| plan_rollouts(&snap, now, quiet, deferred, options.max_starts_per_pass))
+        let memory = &*memory;
+        compute(|| plan_rollouts(&snap, now, memory, options.max_starts_per_pass))
     };
     report.planned = plans.by_workload.len() + plans.periodic.len() + plans.quiet.len();
     report.deferred = plans.deferred;
@@ -1734,8 +1734,9 @@ struct Plans<'a> {
 }
 
 /// A workload whose plan only started instances and was left for a later pass, with what
-/// that plan read: while both stay the same, its plan would be the same.
-#[derive(Clone, Copy)]
+/// that plan read: while both stay the same, its plan would be the same. (Ordered only to
+/// sit in [`Starts`]'s heap.)
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Deferred {
     revision: Revision,
     /// [`plan_inputs`] of its instances then.
@@ -1748,7 +1749,8 @@ struct Deferred {
 /// [`SchedulerOptions::max_starts_per_pass`]: the highest priority first, then the oldest
 /// (as queues order jobs), then by name. Only plans that do nothing but start instances
 /// are left out (a plan that stops some is carried out whole), and queued jobs never are:
-/// where they stand in their queue depends on all of them. Kept as plans are made, so a
+/// where they stand in their queue depends on all of them. Workloads waiting for the
+/// fleet to change ([`PassCache::unchanged`]) are not counted. Kept as plans are made, so a
 /// pass holds the plans it carries out, not a whole backlog's. A workload left out by the
 /// last pass whose plan would be the same again is not even planned once the pass has
 /// enough that go before it ([`Starts::goes_after_all`]).
@@ -1756,15 +1758,7 @@ struct Starts {
     limit: usize,
     held: usize,
     /// The plans counted so far, the one that would go last on top.
-    ranked: std::collections::BinaryHeap<(StartRank, DeferredAt)>,
-}
-
-/// What [`Deferred`] records, ordered only to sit in the heap.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct DeferredAt {
-    starts: usize,
-    revision: Revision,
-    inputs: u64,
+    ranked: std::collections::BinaryHeap<(StartRank, Deferred)>,
 }
 
 /// Lower priority, then a newer creation, then the name, ranks later.
@@ -1789,11 +1783,6 @@ impl Starts {
         at: Deferred,
     ) -> Vec<((String, String), Deferred)> {
         let created = w.metadata.creation_timestamp.clone().unwrap_or_default();
-        let at = DeferredAt {
-            starts: at.starts,
-            revision: at.revision,
-            inputs: at.inputs,
-        };
         self.ranked.push((
             (std::cmp::Reverse(w.spec.priority), created, key.clone()),
             at,
@@ -1805,14 +1794,7 @@ impl Starts {
                 break;
             };
             self.held -= at.starts;
-            out.push((
-                key,
-                Deferred {
-                    revision: at.revision,
-                    inputs: at.inputs,
-                    starts: at.starts,
-                },
-            ));
+            out.push((key, at));
         }
         out
     }
@@ -1837,10 +1819,10 @@ impl Starts {
 fn plan_rollouts<'a>(
     snap: &'a Snapshot,
     now: jiff::Timestamp,
-    quiet: &HashMap<(String, String), Quiet>,
-    deferred_before: &HashMap<(String, String), Deferred>,
+    memory: &PassCache,
     max_starts: usize,
 ) -> Plans<'a> {
+    let (quiet, deferred_before) = (&memory.quiet, &memory.deferred);
     let workloads: HashMap<(String, String), &Workload> = snap
         .workloads
         .iter()
@@ -1954,8 +1936,12 @@ fn plan_rollouts<'a>(
             }
             plan.status = status;
         }
-        let only_starts =
-            !plan.place.is_empty() && plan.remove.is_empty() && !snap.queues.of.contains_key(&key);
+        // A workload none of whose instances fitted, while nothing changed since, takes
+        // no share of the limit: `place` skips it, and it would starve what fits.
+        let only_starts = !plan.place.is_empty()
+            && plan.remove.is_empty()
+            && !snap.queues.of.contains_key(&key)
+            && memory.unchanged(&key, *revision, &snap.fleet_key).is_none();
         let left = match inputs {
             Some(inputs) if only_starts => {
                 let at = Deferred {

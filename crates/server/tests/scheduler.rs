@@ -870,10 +870,8 @@ async fn audit_entries(r: &TestServer) -> u64 {
 /// than the limit goes alone. What waits for a later pass has no status written yet.
 /// (`x-huge`, last by name, is not even planned in the second pass: it waited in the first
 /// and would again.)
-#[tokio::test]
-async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
-    let r = TestServer::start().await;
-    let c = &r.client;
+/// One site and one ready 16-core node, `n0`.
+async fn one_node(c: &Client) {
     c.create(
         kind("site"),
         None,
@@ -896,6 +894,22 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
     .await
     .expect("node");
     testkit::mark_ready(c, "n0").await;
+}
+
+/// A single-task service of `replicas` instances of `cpu` each, at `priority`.
+fn service(name: &str, replicas: u32, priority: i32, cpu: &str) -> Value {
+    json!({"apiVersion": "meridian.dev/v1", "kind": "Workload",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "service", "replicas": replicas, "priority": priority,
+                 "task": {"driver": "exec", "command": ["/bin/true"],
+                          "resources": {"cpu": cpu, "memory": "256Mi"}}}})
+}
+
+#[tokio::test]
+async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
+    let r = TestServer::start().await;
+    let c = &r.client;
+    one_node(c).await;
     for (name, replicas, priority) in [
         ("w0", 1, 0),
         ("w1", 1, 0),
@@ -905,11 +919,7 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
         ("w4", 1, 9),
         ("x-huge", 6, -1),
     ] {
-        let w = json!({"apiVersion": "meridian.dev/v1", "kind": "Workload",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"type": "service", "replicas": replicas, "priority": priority,
-                     "task": {"driver": "exec", "command": ["/bin/true"],
-                              "resources": {"cpu": "500m", "memory": "256Mi"}}}});
+        let w = service(name, replicas, priority, "500m");
         c.create(kind("wl"), Some("default"), &w, false)
             .await
             .expect("workload");
@@ -952,4 +962,40 @@ async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
         ]
     );
     assert_eq!(allocations(c).await.len(), 14);
+}
+
+/// What does not fit takes no share of the limit once it waits for the fleet to change:
+/// higher-priority instances that never fit do not starve lower-priority ones that do.
+#[tokio::test]
+async fn what_cannot_fit_does_not_hold_the_limit() {
+    let r = TestServer::start().await;
+    let c = &r.client;
+    one_node(c).await;
+    for w in [
+        service("too-big", 2, 9, "100"),
+        service("a", 1, 0, "500m"),
+        service("b", 1, 0, "500m"),
+    ] {
+        c.create(kind("wl"), Some("default"), &w, false)
+            .await
+            .expect("workload");
+    }
+    let options = SchedulerOptions {
+        max_starts_per_pass: 2,
+        ..SchedulerOptions::default()
+    };
+    let mut memory = scheduler::PassCache::default();
+    let mut reports = Vec::new();
+    for _ in 0..5 {
+        let report = scheduler::pass_with(&r.state, &options, &mut memory)
+            .await
+            .expect("pass");
+        reports.push(report);
+        let allocs = allocations(c).await;
+        if placed_of(&allocs, "a") == 1 && placed_of(&allocs, "b") == 1 {
+            assert_eq!(placed_of(&allocs, "too-big"), 0);
+            return;
+        }
+    }
+    panic!("a and b never placed: {reports:#?}");
 }
