@@ -180,14 +180,14 @@ fn missing_flavor_site<'q>(
 /// queue's order (priority, then age).
 pub(crate) fn positions(
     ctx: &QueueContext,
-    workloads: &HashMap<(String, String), &Workload>,
+    workloads: &HashMap<(String, String), std::sync::Arc<Workload>>,
     waiting: &HashSet<(String, String)>,
 ) -> HashMap<(String, String), u32> {
     type Lane<'a> = Vec<(&'a (String, String), &'a Workload)>;
     let mut lanes: BTreeMap<&str, Lane<'_>> = BTreeMap::new();
     for key in waiting {
         if let (Some(q), Some(w)) = (ctx.of.get(key), workloads.get(key)) {
-            lanes.entry(q.as_str()).or_default().push((key, w));
+            lanes.entry(q.as_str()).or_default().push((key, &**w));
         }
     }
     let mut out = HashMap::new();

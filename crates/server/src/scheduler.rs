@@ -589,8 +589,8 @@ pub async fn pass_with(
         compute(|| plan_rollouts(&snap, now, memory, options.max_starts_per_pass))
     };
     report.planned = plans.by_workload.len() + plans.periodic.len() + plans.quiet.len();
-    report.deferred = plans.deferred;
-    memory.deferred = plans.deferred_now.drain(..).collect();
+    report.deferred = plans.deferred.iter().map(|(_, d)| d.starts).sum();
+    memory.deferred = plans.deferred.drain(..).collect();
     phases.done("plan_rollouts");
     report.removed = stop_allocations(state, &plans).await?;
     // Queued jobs admitted but not all running within their queue's `waitForReady`
@@ -604,7 +604,7 @@ pub async fn pass_with(
         .values()
         .filter_map(|p| p.recheck_in)
         .chain(plans.periodic.values().filter_map(|p| p.recheck_in))
-        .chain((plans.deferred > 0).then_some(Duration::ZERO))
+        .chain((report.deferred > 0).then_some(Duration::ZERO))
         .min();
     phases.done("stop_evict_usage_periodic");
     // Place: what the plans start, and where it goes. A workload that did not fit last
@@ -625,14 +625,15 @@ pub async fn pass_with(
     report.gang_released = release_broken_gangs(state, &snap, &plans, &placing).await?;
     phases.done("commit_placements");
     // Status: what the plans say, and why the rest waits.
+    let workloads = snap.workloads.len();
     let counts = write_statuses(
-        state, &snap, &mut plans, &placing, &committed, &evicted, memory, options, now,
+        state, &mut snap, &mut plans, &placing, &committed, &evicted, memory, options, now,
     )
     .await?;
     write_queue_statuses(state, &snap, &placing, &counts, now).await?;
     phases.done("write_statuses");
     tracing::debug!(
-        workloads = snap.workloads.len(),
+        workloads,
         allocations = snap.allocations.len(),
         pending = report.pending,
         placed = report.placed,
@@ -869,7 +870,7 @@ struct Committed {
 
 /// Stops what the plans stop: allocations of deleted workloads and those the rollouts
 /// replace or scale down. Returns how many it deleted.
-async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, ApiError> {
+async fn stop_allocations(state: &AppState, plans: &Plans) -> Result<usize, ApiError> {
     let mut removed = 0;
     for ((ns, name), (_, rev)) in &plans.orphans {
         if remove_allocation(state, ns, name, *rev).await? {
@@ -897,7 +898,7 @@ async fn stop_allocations(state: &AppState, plans: &Plans<'_>) -> Result<usize, 
 async fn release_broken_gangs(
     state: &AppState,
     snap: &Snapshot,
-    plans: &Plans<'_>,
+    plans: &Plans,
     placing: &Placing,
 ) -> Result<usize, ApiError> {
     let waiting: HashMap<(String, String), u32> = placing
@@ -944,7 +945,7 @@ async fn release_broken_gangs(
 /// workers).
 fn place(
     snap: &Snapshot,
-    plans: &Plans<'_>,
+    plans: &Plans,
     memory: &PassCache,
     options: &SchedulerOptions,
     fleet_settled: bool,
@@ -1035,7 +1036,7 @@ type NodeJob = (String, Revision, Vec<NewAllocation>);
 async fn commit_placements(
     state: &AppState,
     snap: &Snapshot,
-    plans: &Plans<'_>,
+    plans: &Plans,
     placing: &Placing,
     options: &SchedulerOptions,
     report: &mut PassReport,
@@ -1051,7 +1052,7 @@ async fn commit_placements(
     }
     let workload_of = |d: &Decision| {
         let key = (d.workload.namespace.clone(), d.workload.name.clone());
-        let w = plans.workloads.get(&key).copied()?;
+        let w = &**plans.workloads.get(&key)?;
         let plan = plans.by_workload.get(&key)?;
         let target = plan.target.as_ref()?;
         let name = plan
@@ -1148,8 +1149,8 @@ async fn commit_placements(
 #[allow(clippy::too_many_arguments)]
 async fn write_statuses(
     state: &AppState,
-    snap: &Snapshot,
-    plans: &mut Plans<'_>,
+    snap: &mut Snapshot,
+    plans: &mut Plans,
     placing: &Placing,
     committed: &Committed,
     evicted: &HashMap<(String, String), api::queue::QueueState>,
@@ -1195,20 +1196,32 @@ async fn write_statuses(
     // session lease's renewals and the API keep their threads), a slice of workloads at a
     // time, each slice's transactions written while the next is built. A pass holds the
     // writes in flight, not a whole backlog's.
+    //
+    // The pass lets go of each workload once its status is built: the cache holds the
+    // version the write makes, and a pass that writes every status would otherwise hold two
+    // versions of every workload until it ends (BENCHMARKS.md, "A pass lets go of what it
+    // has written").
+    let mut workloads = std::mem::take(&mut snap.workloads).into_iter();
+    let snap = &*snap;
     let (batches, mut ready_batches) = tokio::sync::mpsc::channel(options.concurrency.max(1));
     let produce = async {
         // Owned here, so the writer's stream ends once this is done.
         let batches = batches;
         let mut batcher = Batcher::new(state);
-        let mut next = 0;
-        while next < snap.workloads.len() {
-            let end = (next + STATUS_SLICE).min(snap.workloads.len());
+        loop {
+            let slice: Vec<(Arc<Workload>, Revision)> =
+                workloads.by_ref().take(STATUS_SLICE).collect();
+            if slice.is_empty() {
+                break;
+            }
             let ready = compute(|| -> Result<Vec<Vec<WorkloadWrite>>, ApiError> {
                 let mut ready = Vec::new();
                 let mut emit = |write: WorkloadWrite| ready.extend(batcher.push(write));
-                for (w, rev) in &snap.workloads[next..end] {
-                    let ns = w.metadata.namespace.clone().unwrap_or_default();
-                    let key = (ns, w.metadata.name.clone());
+                for (held, rev) in slice {
+                    let ns = held.metadata.namespace.clone().unwrap_or_default();
+                    let key = (ns, held.metadata.name.clone());
+                    plans.workloads.remove(&key);
+                    let (w, rev) = (&*held, &rev);
                     if skipped.contains(&key) {
                         if let Some(q) = snap.queues.of.get(&key) {
                             counts.entry(q.clone()).or_default().pending += 1;
@@ -1334,7 +1347,7 @@ async fn write_statuses(
                         && pending > 0
                     {
                         state.events.record(
-                            &ObjectReference::of(&**w),
+                            &ObjectReference::of(w),
                             EventType::Warning,
                             if refused.contains_key(&key) {
                                 "FailedAdmission"
@@ -1359,7 +1372,6 @@ async fn write_statuses(
                 }
                 Ok(ready)
             })?;
-            next = end;
             for batch in ready {
                 if batches.send(batch).await.is_err() {
                     return Ok(());
@@ -1451,7 +1463,7 @@ fn record_events(state: &AppState, w: &Workload, events: &[(bool, &'static str, 
 
 /// Starts and deletes periodic jobs' runs (and the runs of deleted periodic jobs).
 /// Returns how many it deleted.
-async fn run_periodic(state: &AppState, plans: &Plans<'_>) -> Result<usize, ApiError> {
+async fn run_periodic(state: &AppState, plans: &Plans) -> Result<usize, ApiError> {
     let wl_kind = api::kinds::WORKLOAD;
     let mut deleted = 0;
     let mut deletes: Vec<(String, String, Revision)> = plans.orphan_runs.clone();
@@ -1713,8 +1725,10 @@ async fn write_usage(
 type AllocationKey = (String, String);
 
 /// The rollout plans of a pass.
-struct Plans<'a> {
-    workloads: HashMap<(String, String), &'a Workload>,
+struct Plans {
+    /// Every workload of the snapshot (shared, not copied): `write_statuses` lets go of
+    /// each once its status is built.
+    workloads: HashMap<(String, String), Arc<Workload>>,
     by_workload: HashMap<(String, String), rollout::Plan>,
     /// Periodic jobs' plans, by (project, name).
     periodic: HashMap<(String, String), periodic::Plan>,
@@ -1726,11 +1740,9 @@ struct Plans<'a> {
     still_quiet: Vec<(String, String)>,
     /// Workloads planned in this pass and found quiet: their plans are not kept.
     quiet: Vec<((String, String), Quiet)>,
-    /// Instances of plans that only start instances, left for the next pass (see
-    /// [`Starts`]).
-    deferred: usize,
-    /// Those workloads, for [`PassCache::deferred`].
-    deferred_now: Vec<((String, String), Deferred)>,
+    /// Plans that only start instances, left for the next pass (see [`Starts`]), for
+    /// [`PassCache::deferred`].
+    deferred: Vec<((String, String), Deferred)>,
 }
 
 /// A workload whose plan only started instances and was left for a later pass, with what
@@ -1816,14 +1828,14 @@ impl Starts {
 
 /// Plans the instances (`rollout::plan`) of every workload of the snapshot that is not
 /// quiet (see the module documentation).
-fn plan_rollouts<'a>(
-    snap: &'a Snapshot,
+fn plan_rollouts(
+    snap: &Snapshot,
     now: jiff::Timestamp,
     memory: &PassCache,
     max_starts: usize,
-) -> Plans<'a> {
+) -> Plans {
     let (quiet, deferred_before) = (&memory.quiet, &memory.deferred);
-    let workloads: HashMap<(String, String), &Workload> = snap
+    let workloads: HashMap<(String, String), Arc<Workload>> = snap
         .workloads
         .iter()
         .map(|(w, _)| {
@@ -1832,7 +1844,7 @@ fn plan_rollouts<'a>(
                     w.metadata.namespace.clone().unwrap_or_default(),
                     w.metadata.name.clone(),
                 ),
-                &**w,
+                Arc::clone(w),
             )
         })
         .collect();
@@ -1883,8 +1895,7 @@ fn plan_rollouts<'a>(
     let mut still_quiet = Vec::new();
     let mut quiet_now = Vec::new();
     let mut starts = Starts::new(max_starts);
-    let mut deferred = 0;
-    let mut deferred_now = Vec::new();
+    let mut deferred = Vec::new();
     for (w, revision) in &snap.workloads {
         let key = (
             w.metadata.namespace.clone().unwrap_or_default(),
@@ -1912,8 +1923,7 @@ fn plan_rollouts<'a>(
                 && d.inputs == read
                 && starts.goes_after_all(w, &key)
             {
-                deferred += d.starts;
-                deferred_now.push((key, *d));
+                deferred.push((key, *d));
                 continue;
             }
         }
@@ -1937,10 +1947,10 @@ fn plan_rollouts<'a>(
             plan.status = status;
         }
         // A workload none of whose instances fitted, while nothing changed since, takes
-        // no share of the limit: `place` skips it, and it would starve what fits.
+        // no share of the limit: `place` skips it, and it would starve what fits. (Queued
+        // jobs have no `inputs`: they never wait here.)
         let only_starts = !plan.place.is_empty()
             && plan.remove.is_empty()
-            && !snap.queues.of.contains_key(&key)
             && memory.unchanged(&key, *revision, &snap.fleet_key).is_none();
         let left = match inputs {
             Some(inputs) if only_starts => {
@@ -1956,8 +1966,7 @@ fn plan_rollouts<'a>(
         by_workload.insert(key, plan);
         for (key, at) in left {
             by_workload.remove(&key);
-            deferred += at.starts;
-            deferred_now.push((key, at));
+            deferred.push((key, at));
         }
     }
     Plans {
@@ -1969,7 +1978,6 @@ fn plan_rollouts<'a>(
         still_quiet,
         quiet: quiet_now,
         deferred,
-        deferred_now,
     }
 }
 
