@@ -30,9 +30,15 @@ use crate::watch_cache::{Decoded, EventCache};
 /// Interval of `BOOKMARK` events when the client asked for them.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
 
-fn line(kind: &str, object: &Value) -> Bytes {
-    let mut out = serde_json::to_vec(&json!({ "type": kind, "object": object }))
-        .expect("a JSON value always serializes");
+pub(crate) fn line(kind: &str, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    let mut out =
+        serde_json::to_vec(&Line { kind, object }).expect("a JSON value always serializes");
     out.push(b'\n');
     Bytes::from(out)
 }
@@ -222,11 +228,7 @@ pub async fn watch(
                     let out = match (&mut tables, &opened) {
                         (Some(t), _) => t.line(kind, opened.as_ref().unwrap_or(&decoded.object)),
                         (None, Some(o)) => line(kind, o),
-                        (None, None) => match kind {
-                            "ADDED" => decoded.added.clone(),
-                            "MODIFIED" => decoded.modified.clone(),
-                            _ => decoded.deleted.clone(),
-                        },
+                        (None, None) => decoded.line(kind),
                     };
                     if tx.send(Ok(out)).await.is_err() {
                         return;

@@ -11,7 +11,7 @@
 //! may read values has them opened from the event, not from here.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use serde_json::Value;
@@ -25,30 +25,29 @@ use crate::registry::decode;
 pub struct Decoded {
     /// The object with `metadata.resourceVersion` set, for selectors.
     pub object: Value,
-    /// `{"type":"ADDED","object":…}\n` and friends, ready to send.
-    pub added: Bytes,
-    pub modified: Bytes,
-    pub deleted: Bytes,
+    /// `{"type":"ADDED","object":…}\n` and friends, each built when first sent and then
+    /// shared (an event is mostly sent as one type: a created object as ADDED).
+    lines: [OnceLock<Bytes>; 3],
 }
 
 impl Decoded {
     fn new(object: Value) -> Self {
-        let body = serde_json::to_vec(&object).expect("a JSON value always serializes");
-        let line = |kind: &str| {
-            let mut out = Vec::with_capacity(body.len() + 32);
-            out.extend_from_slice(b"{\"type\":\"");
-            out.extend_from_slice(kind.as_bytes());
-            out.extend_from_slice(b"\",\"object\":");
-            out.extend_from_slice(&body);
-            out.extend_from_slice(b"}\n");
-            Bytes::from(out)
-        };
         Self {
-            added: line("ADDED"),
-            modified: line("MODIFIED"),
-            deleted: line("DELETED"),
             object,
+            lines: Default::default(),
         }
+    }
+
+    /// The watch line of type `kind` (`ADDED`, `MODIFIED` or `DELETED`) for the object.
+    pub fn line(&self, kind: &str) -> Bytes {
+        let slot = match kind {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        self.lines[slot]
+            .get_or_init(|| crate::watch::line(kind, &self.object))
+            .clone()
     }
 }
 
@@ -142,7 +141,7 @@ mod tests {
         );
         assert_eq!(a.object["metadata"]["resourceVersion"], "7");
         assert_eq!(
-            &a.added[..],
+            &a.line("ADDED")[..],
             br#"{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"7"}}}
 "#
         );
