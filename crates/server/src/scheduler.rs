@@ -2120,9 +2120,11 @@ async fn commit_node(
     // One unit per placement: its guards, writes, audit entries and events.
     let mut units: Vec<PlacementUnit> = Vec::with_capacity(items.len());
     let mut evicted: HashSet<String> = HashSet::new();
-    for (object, victims) in &items {
+    // Each object is let go of once encoded: a node may take hundreds of placements, and
+    // while its transaction is in flight a decoded object costs several times its bytes.
+    for (object, victims) in items {
         // Validate what we write, exactly as the API would.
-        let object = api::validate::object_from_value_as(alloc_kind, object.clone())
+        let object = api::validate::object_from_value_as(alloc_kind, object)
             .map(|o| o.to_value())
             .map_err(|e| {
                 ApiError::internal(format!("the scheduler built an invalid Allocation: {e}"))
@@ -2167,7 +2169,7 @@ async fn commit_node(
             preempted: 0,
         };
         unit.ops.push(Op::put(key, bytes));
-        for (vns, vname, vrev) in victims {
+        for (vns, vname, vrev) in &victims {
             let vkey = object_key(alloc_kind, Some(vns), vname);
             if !evicted.insert(vkey.clone()) {
                 continue;
