@@ -1947,8 +1947,8 @@ fn plan_rollouts(
             plan.status = status;
         }
         // A workload none of whose instances fitted, while nothing changed since, takes
-        // no share of the limit: `place` skips it, and it would starve what fits. (Queued
-        // jobs have no `inputs`: they never wait here.)
+        // no share of the limit: `place` skips it, and it would starve what fits. Queued
+        // jobs are never left out (they have no `inputs`).
         let only_starts = !plan.place.is_empty()
             && plan.remove.is_empty()
             && memory.unchanged(&key, *revision, &snap.fleet_key).is_none();
