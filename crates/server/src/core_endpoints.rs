@@ -166,7 +166,8 @@ async fn get_one(
 ) -> ApiResult<Response> {
     let table_req = q.table(&headers)?;
     let target = Target::resolve(WORKLOAD.plural, Some(ns), Some(name))?;
-    let response = objects::get_one(state, who, target, None).await?;
+    let response =
+        objects::get_one(state, who, target, None, q.resource_version.as_deref()).await?;
     let status = response.status();
     let Some(w) = body_of(response).await? else {
         return Ok(status.into_response());

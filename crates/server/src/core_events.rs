@@ -166,7 +166,11 @@ async fn get_one(
 ) -> ApiResult<Response> {
     let table = q.table(&headers)?;
     let target = events(Some(ns), Some(name))?;
-    Ok(translate(objects::get_one(state, who, target, table).await?, false).await)
+    Ok(translate(
+        objects::get_one(state, who, target, table, q.resource_version.as_deref()).await?,
+        false,
+    )
+    .await)
 }
 
 /// A core `v1` Event created by a Kubernetes client (`kubectl create -f`, client-go's

@@ -103,6 +103,7 @@ struct Inner {
     watches_opened: Family<SourceLabels, Counter>,
     watch_lagged: Counter,
     lists: Family<SourceLabels, Counter>,
+    gets: Family<SourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -291,6 +292,13 @@ impl Metrics {
              store: the store)",
             lists.clone(),
         );
+        let gets = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "gets",
+            "Single objects read, by where they came from (cache: the server's list cache, \
+             for a GET with resourceVersion; store: the store)",
+            gets.clone(),
+        );
         let watch_lagged = Counter::default();
         registry.register(
             "watch_hub_lagged",
@@ -329,6 +337,7 @@ impl Metrics {
                 watches_opened,
                 watch_lagged,
                 lists,
+                gets,
             }),
         }
     }
@@ -505,7 +514,7 @@ impl Metrics {
             .get()
     }
 
-    /// Counts a watcher the shared watch cut off for falling behind.
+    /// Counts a list by where its pages came from.
     pub(crate) fn list_served(&self, source: &'static str) {
         self.inner
             .lists
@@ -513,6 +522,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a GET by where its object came from.
+    pub(crate) fn get_served(&self, source: &'static str) {
+        self.inner
+            .gets
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
+    /// Counts a watcher the shared watch cut off for falling behind.
     pub(crate) fn watch_lagged(&self) {
         self.inner.watch_lagged.inc();
     }

@@ -129,7 +129,14 @@ async fn get_one(
 ) -> ApiResult<Response> {
     let table = q.table(&headers)?;
     Ok(translate(
-        objects::get_one(state, who, projects(Some(name))?, None).await?,
+        objects::get_one(
+            state,
+            who,
+            projects(Some(name))?,
+            None,
+            q.resource_version.as_deref(),
+        )
+        .await?,
         table,
     )
     .await)

@@ -191,6 +191,15 @@ impl WatchHub {
         Some((kvs, more, revision))
     }
 
+    /// The object at `key` from the list cache, if it serves `at_least` or a later
+    /// revision: the object (`None` when there is none) and the revision it is as of.
+    pub fn object(&self, key: &str, at_least: Revision) -> Option<(Option<KeyValue>, Revision)> {
+        let state = self.state.lock().expect("watch hub lock");
+        let revision = state.servable().filter(|r| *r >= at_least)?;
+        let objects = state.objects.as_ref()?;
+        Some((objects.get(key).cloned(), revision))
+    }
+
     /// Watches keys under `prefix` from revision `start` (inclusive; 0: after now), as
     /// [`store::Store::watch`] does.
     pub async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError> {

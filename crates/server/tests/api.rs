@@ -421,6 +421,76 @@ async fn a_list_from_the_list_cache_sees_the_writes_before_it() {
     assert!(!any["items"].as_array().expect("items").is_empty());
 }
 
+/// A GET with `resourceVersion` is served from the list cache, as Kubernetes reads it: `0`
+/// any version, `N` one not older than N, so a GET at the revision a write answered sees
+/// that write. A GET without one reads the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_a_resource_version_comes_from_the_list_cache() {
+    let ts = TestServer::start_with(ServerConfig {
+        list_cache: server::ListCache::On,
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await;
+    let c = setup_finance(&ts).await;
+    let wl = kind("wl");
+    let path = client::resource_path(wl, Some("finance"), Some("w1"));
+    let created = c
+        .create(wl, Some("finance"), &workload("w1", json!({})), false)
+        .await
+        .expect("create");
+    let at = |rv: &str| {
+        let (c, url) = (c.clone(), format!("{path}?resourceVersion={rv}"));
+        async move { c.get_path(&url).await }
+    };
+    let rv1 = created["metadata"]["resourceVersion"].clone();
+    let got = at(rv1.as_str().expect("a resourceVersion"))
+        .await
+        .expect("get");
+    assert_eq!(got["metadata"]["resourceVersion"], rv1);
+    let mut changed = workload("w1", json!({"tier": "changed"}));
+    changed["metadata"]["resourceVersion"] = rv1.clone();
+    let updated = c
+        .replace(wl, Some("finance"), "w1", &changed)
+        .await
+        .expect("update");
+    let rv2 = updated["metadata"]["resourceVersion"].clone();
+    assert_ne!(rv1, rv2);
+    let got = at(rv2.as_str().expect("a resourceVersion"))
+        .await
+        .expect("get");
+    assert_eq!(
+        got["metadata"]["resourceVersion"], rv2,
+        "not older than asked"
+    );
+    assert_eq!(got["metadata"]["labels"]["tier"], "changed");
+    let any = at("0").await.expect("resourceVersion=0");
+    assert_eq!(any["metadata"]["name"], "w1");
+    let missing = c
+        .get_path(&format!(
+            "{}?resourceVersion=0",
+            client::resource_path(wl, Some("finance"), Some("nope"))
+        ))
+        .await
+        .expect_err("no such workload");
+    assert!(missing.to_string().contains("not found"), "{missing}");
+    c.get(wl, Some("finance"), "w1").await.expect("a plain get");
+    let metrics = ts.client.get_text("/metrics").await.expect("metrics");
+    let count = |source: &str| -> u64 {
+        let prefix = format!("meridian_gets_total{{source=\"{source}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        count("cache"),
+        4,
+        "the GETs with a resourceVersion:\n{metrics}"
+    );
+    assert!(count("store") >= 1, "the plain GET reads the store");
+}
+
 async fn paginate_and_select(ts: &TestServer) {
     let c = setup_finance(ts).await;
     let wl = kind("wl");

@@ -212,7 +212,7 @@ pub fn list_prefix(who: &Principal, target: &Target) -> String {
 }
 
 /// How long a list waits for the list cache to reach the revision it must see.
-const CACHE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+pub(super) const CACHE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The revision a list served from the list cache must include, when the cache can serve
 /// it (see the module documentation).

@@ -167,7 +167,14 @@ async fn get_handler(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let table = q.table(&headers)?;
-    get_one(s, who, path.resolve()?, table).await
+    get_one(
+        s,
+        who,
+        path.resolve()?,
+        table,
+        q.resource_version.as_deref(),
+    )
+    .await
 }
 
 async fn put_handler(
@@ -453,11 +460,15 @@ pub(super) fn written_response(
 
 // ---- get ----
 
+/// One object (`GET …/{name}`), as a Table when asked. `resource_version` as Kubernetes reads it for a get: unset, the newest (a read of the
+/// store); `0`, any version (from the list cache when the server keeps one); `N`, one not
+/// older than N (from the list cache once it has N, else from the store).
 pub(crate) async fn get_one(
     state: AppState,
     who: Principal,
     target: Target,
     table: Option<TableRequest>,
+    resource_version: Option<&str>,
 ) -> ApiResult<Response> {
     authorize(
         &who,
@@ -466,7 +477,20 @@ pub(crate) async fn get_one(
         target.ns(),
         target.name.as_deref(),
     )?;
-    let (kv, _) = state.store().get(&target.key()).await?;
+    let key = target.key();
+    let cached = match resource_version.and_then(|rv| rv.parse::<store::Revision>().ok()) {
+        Some(at_least) if state.watch_hub.caught_up(at_least, list::CACHE_WAIT).await => {
+            state.watch_hub.object(&key, at_least)
+        }
+        _ => None,
+    };
+    state
+        .metrics
+        .get_served(if cached.is_some() { "cache" } else { "store" });
+    let kv = match cached {
+        Some((kv, _)) => kv,
+        None => state.store().get(&key).await?.0,
+    };
     let kv = kv.ok_or_else(|| ApiError::not_found(target.kind.plural, target.name()))?;
     let mut value = decode(&kv)?;
     if !node_may_access(&who, &value) {
