@@ -348,17 +348,22 @@ async fn lists_from_the_list_cache_paginate_and_select_by_label() {
     );
 }
 
+/// A server that keeps the list cache on its SQLite store, without a scheduler.
+async fn list_cache_server() -> TestServer {
+    TestServer::start_with(ServerConfig {
+        list_cache: server::ListCache::On,
+        scheduler: None,
+        ..ServerConfig::default()
+    })
+    .await
+}
+
 /// A list served from the list cache sees every write acknowledged before it (a consistent
 /// read: the cache waits until it has the store's current revision), also right after a
 /// create, an update and a delete; `resourceVersion=0` lists whatever the cache holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_from_the_list_cache_sees_the_writes_before_it() {
-    let ts = TestServer::start_with(ServerConfig {
-        list_cache: server::ListCache::On,
-        scheduler: None,
-        ..ServerConfig::default()
-    })
-    .await;
+    let ts = list_cache_server().await;
     let c = setup_finance(&ts).await;
     let wl = kind("wl");
     let names = |items: &[Value]| -> Vec<String> {
@@ -426,12 +431,7 @@ async fn a_list_from_the_list_cache_sees_the_writes_before_it() {
 /// that write. A GET without one reads the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_with_a_resource_version_comes_from_the_list_cache() {
-    let ts = TestServer::start_with(ServerConfig {
-        list_cache: server::ListCache::On,
-        scheduler: None,
-        ..ServerConfig::default()
-    })
-    .await;
+    let ts = list_cache_server().await;
     let c = setup_finance(&ts).await;
     let wl = kind("wl");
     let path = client::resource_path(wl, Some("finance"), Some("w1"));
