@@ -865,11 +865,6 @@ async fn audit_entries(r: &TestServer) -> u64 {
         .expect("entries in the verify answer")
 }
 
-/// A pass starts at most `max_starts_per_pass` new instances: the highest priority
-/// first, a workload's instances together, the rest in later passes; a workload larger
-/// than the limit goes alone. What waits for a later pass has no status written yet.
-/// (`x-huge`, last by name, is not even planned in the second pass: it waited in the first
-/// and would again.)
 /// One site and one ready 16-core node, `n0`.
 async fn one_node(c: &Client) {
     c.create(
@@ -905,6 +900,11 @@ fn service(name: &str, replicas: u32, priority: i32, cpu: &str) -> Value {
                           "resources": {"cpu": cpu, "memory": "256Mi"}}}})
 }
 
+/// A pass starts at most `max_starts_per_pass` new instances: the highest priority
+/// first, a workload's instances together, the rest in later passes; a workload larger
+/// than the limit goes alone. What waits for a later pass has no status written yet.
+/// (`x-huge`, last by name, is not even planned in the second pass: it waited in the first
+/// and would again.)
 #[tokio::test]
 async fn a_pass_starts_at_most_its_limit_highest_priority_first() {
     let r = TestServer::start().await;

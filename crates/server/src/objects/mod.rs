@@ -460,9 +460,10 @@ pub(super) fn written_response(
 
 // ---- get ----
 
-/// One object (`GET …/{name}`), as a Table when asked. `resource_version` as Kubernetes reads it for a get: unset, the newest (a read of the
-/// store); `0`, any version (from the list cache when the server keeps one); `N`, one not
-/// older than N (from the list cache once it has N, else from the store).
+/// One object (`GET …/{name}`), as a Table when asked. `resource_version` as Kubernetes
+/// reads it for a get: unset, the newest (a read of the store); `0`, any version (from the
+/// list cache when the server keeps one); `N`, one not older than N (from the list cache
+/// once it has N, else from the store).
 pub(crate) async fn get_one(
     state: AppState,
     who: Principal,
